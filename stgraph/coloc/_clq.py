@@ -57,6 +57,7 @@ def _expected_shares(n: np.ndarray, a: np.ndarray, b: np.ndarray, same: np.ndarr
 
 
 def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    numerator = numerator.astype(np.float64)
     return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
 
 

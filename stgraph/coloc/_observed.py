@@ -48,7 +48,7 @@ class ObservedPairs:
 
     def pooled(self, values: np.ndarray) -> np.ndarray:
         """Sum a per (cell, pair) quantity over cells."""
-        return np.bincount(self.row_pair, weights=values, minlength=self.n_pairs)
+        return np.bincount(self.row_pair, weights=values, minlength=self.n_pairs).astype(np.float64)
 
     def n_cells(self) -> np.ndarray:
         """Cells in which each pair occurs on an edge."""
@@ -75,7 +75,7 @@ def observe_pairs(edges: CellEdges, weight: np.ndarray | None = None) -> Observe
     n_rows = row_key.size
 
     def per_row(values: np.ndarray) -> np.ndarray:
-        return np.bincount(inverse, weights=values, minlength=n_rows)
+        return np.bincount(inverse, weights=values, minlength=n_rows).astype(np.float64)
 
     # Bento counts A transcripts with >= 1 B neighbour: flag the first edge of each
     # (target, neighbour gene) combination.
