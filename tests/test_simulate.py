@@ -12,6 +12,8 @@ from stgraph.datasets.simulate import (
     SimulationTruth,
     simulate,
 )
+from stgraph.datasets._sim_regions import NearOutline
+from stgraph.datasets._sim_shapes import star_polygons
 from stgraph.io import _schema as schema
 
 
@@ -88,6 +90,13 @@ def test_cells_disjoint_nuclei_inside_with_margin(full):
     radius = np.sqrt(cells.area / np.pi)
     assert radius.min() >= 10 - 1e-6 and radius.max() <= 25 + 1e-6
     np.testing.assert_allclose(truth.cells["radius"], radius.to_numpy())
+    # Band widths scale with cell size; shapes vary in elongation.
+    np.testing.assert_allclose(truth.cells["edge_width"], 0.15 * radius.to_numpy())
+    box = cells.minimum_rotated_rectangle().exterior
+    sides = np.array([[shapely.Point(b.coords[0]).distance(shapely.Point(b.coords[i]))
+                       for i in (1, 3)] for b in box])
+    aspect = sides.max(axis=1) / sides.min(axis=1)
+    assert aspect.min() < 1.2 and aspect.max() > 1.6
     nuclei = sdata.shapes["nucleus_boundaries"].geometry
     width = truth.cells.set_index("cell_id")["edge_width"]
     for cell_id, nucleus in nuclei.items():
@@ -209,6 +218,23 @@ def test_cells_without_nucleus_get_none_instead():
     assert not points.loc[points["cell_id"].isin(free), "in_nucleus"].any()
 
 
+def test_no_nucleus_anywhere():
+    sdata, truth = simulate(3, 10, frac_cells_without_nucleus=1.0, seed=0)
+    assert list(sdata.shapes) == ["cell_boundaries"]
+    assert not truth.cells["has_nucleus"].any()
+    assert set(truth.patterns["pattern"]) <= {"cell_edge", "cytoplasmic", "none"}
+
+
+def test_near_outline_matches_exact_distance():
+    rng = np.random.default_rng(0)
+    vertices = star_polygons(rng, np.array([15.0]), np.array([1.6]), np.array([0.3]), 0.3)[0]
+    xy = rng.uniform(-25, 25, size=(20000, 2))
+    exact = shapely.distance(shapely.LinearRing(vertices), shapely.points(xy))
+    for r in (0.5, 2.0, 6.0):
+        np.testing.assert_array_equal(NearOutline(vertices, r)(xy), exact <= r)
+        assert 100 < (exact <= r).sum() < 20000
+
+
 def _median_nn_distance(points: pd.DataFrame, source: str, target: str, cells) -> float:
     """Median distance from source molecules to the nearest target molecule of their cell.
 
@@ -276,6 +302,8 @@ def test_domains(full):
         assert (truth.transcript_domain[mine] == d).mean() > 0.6
         assert (truth.transcript_domain[~mine] == d).mean() < 0.1
     assert (truth.transcript_source == "domain").sum() > 0
+    pair_genes = set(truth.pairs[["gene_a", "gene_b"]].to_numpy().ravel())
+    assert not pair_genes & {g for genes in truth.domain_genes.values() for g in genes}
 
 
 def test_3d_slab():

@@ -229,7 +229,8 @@ def simulate(
         :class:`spatialdata.SpatialData` with points ``transcripts`` (columns of
         :mod:`stgraph.io._schema`; rows grouped by cell, in random order within a
         cell) and shapes ``cell_boundaries`` / ``nucleus_boundaries`` indexed by
-        cell id (``cell_000, ...``; the nucleus shares its cell's id).
+        cell id (``cell_000, ...``; the nucleus shares its cell's id;
+        ``nucleus_boundaries`` is left out when no cell has a nucleus).
     truth
         :class:`SimulationTruth`.
 
@@ -316,6 +317,12 @@ def simulate(
     points, coordinates = _points_frame(
         xy, z, gene_idx, cell_idx, in_nucleus, genes, cell_ids, has_nucleus
     )
+    shapes = {schema.CELL_SHAPES_KEY: _shapes(cells, cell_ids)}
+    # spatialdata cannot hold an empty shapes element.
+    if has_nucleus.any():
+        shapes[schema.NUCLEUS_SHAPES_KEY] = _shapes(
+            [n for n in nuclei if n is not None], cell_ids[has_nucleus]
+        )
     sdata = spatialdata.SpatialData(
         points={
             schema.POINTS_KEY: PointsModel.parse(
@@ -323,12 +330,7 @@ def simulate(
                 instance_key=schema.CELL,
             )
         },
-        shapes={
-            schema.CELL_SHAPES_KEY: _shapes(cells, cell_ids),
-            schema.NUCLEUS_SHAPES_KEY: _shapes(
-                [n for n in nuclei if n is not None], cell_ids[has_nucleus]
-            ),
-        },
+        shapes=shapes,
     )
     pattern_names = np.array(LOCALIZATION_PATTERNS)
     active_cell, active_pair = np.nonzero(pair_active)
