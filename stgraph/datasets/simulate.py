@@ -142,7 +142,7 @@ def simulate(
     ``cytoplasmic`` outside the nucleus and farther than ``w`` from the membrane;
     ``none`` the whole cell. Molecules are uniform within the region.
     Genes get dominant patterns (``patterns``, or the five patterns in turn over the
-    genes in random order); with ``pattern_mode="per_cell_gene"`` each (cell, gene)
+    genes in random order, a planted pair's B taking A's); with ``pattern_mode="per_cell_gene"`` each (cell, gene)
     switches to another pattern, uniformly chosen, with probability
     ``pattern_switch``. In cells without nucleus, ``nuclear`` and ``nuclear_edge``
     become ``none``.
@@ -161,14 +161,16 @@ def simulate(
     A fraction ``domain_enrichment`` of the enriched genes' molecules is drawn
     uniformly in the region; the rest follows the gene's pattern. Each molecule's
     domain label is that of the region it lies in (lowest label on overlap),
-    :data:`BACKGROUND_DOMAIN` outside all.
+    :data:`BACKGROUND_DOMAIN` outside all. The pattern of an enriched gene's
+    (cell, gene) describes its molecules outside the domain.
 
     Parameters
     ----------
     n_cells
         Number of cells.
     n_genes
-        Number of genes, named ``gene_000, gene_001, ...``.
+        Number of genes, named ``gene_00, gene_01, ...`` (zero-padded to the
+        width of ``n_genes - 1``; cells likewise ``cell_00, ...``).
     patterns
         Dominant pattern per gene: a mapping gene name -> pattern (unlisted genes
         get default ones) or a sequence of ``n_genes`` patterns.
@@ -229,7 +231,7 @@ def simulate(
         :class:`spatialdata.SpatialData` with points ``transcripts`` (columns of
         :mod:`stgraph.io._schema`; rows grouped by cell, in random order within a
         cell) and shapes ``cell_boundaries`` / ``nucleus_boundaries`` indexed by
-        cell id (``cell_000, ...``; the nucleus shares its cell's id;
+        cell id (the nucleus shares its cell's id;
         ``nucleus_boundaries`` is left out when no cell has a nucleus).
     truth
         :class:`SimulationTruth`.
@@ -239,6 +241,15 @@ def simulate(
     TypeError, ValueError
         For arguments of the wrong type or out of range, unknown patterns or genes,
         or more pair and domain genes than genes.
+
+    Examples
+    --------
+    >>> sdata, truth = simulate(4, 10, colocalized_pairs=1, n_domains=1, seed=0)
+    >>> points = sdata.points["transcripts"].compute()
+    >>> bool(len(points) == truth.patterns["n_transcripts"].sum() == len(truth.transcript_domain))
+    True
+    >>> sorted(truth.patterns["pattern"].cat.categories) == list(LOCALIZATION_PATTERNS)
+    True
     """
     params = dict(locals())
     _check_int("n_cells", n_cells, 1)
