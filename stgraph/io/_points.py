@@ -70,14 +70,13 @@ def standardise_points(
         out[Z] = _coordinate(frame[z], z_step, z)
     out[GENE] = _genes(frame[gene], gene)
     out[CELL] = _ids(frame[cell], unassigned) if cell is not None else _no_ids(len(frame))
+    nucleus_ids = _ids(frame[nucleus], unassigned) if nucleus is not None else None
     if in_nucleus is not None:
         out[IN_NUCLEUS] = _flags(frame[in_nucleus], in_nucleus)
-    elif nucleus is not None:
-        out[IN_NUCLEUS] = False  # filled below from the nucleus ids
-    if nucleus is not None:
-        out[NUCLEUS] = _ids(frame[nucleus], unassigned)
-        if in_nucleus is None:
-            out[IN_NUCLEUS] = out[NUCLEUS].notna().to_numpy()
+    elif nucleus_ids is not None:
+        out[IN_NUCLEUS] = nucleus_ids.notna()
+    if nucleus_ids is not None:
+        out[NUCLEUS] = nucleus_ids
     is_control = control_mask(out[GENE].cat.categories)[out[GENE].cat.codes.to_numpy()]
     if IS_CONTROL in frame.columns and IS_CONTROL not in consumed:
         is_control |= _flags(frame[IS_CONTROL], IS_CONTROL)

@@ -52,6 +52,8 @@ def polygons_from_wkb(ids: pd.Series, wkb: pd.Series) -> gpd.GeoSeries:
 
 
 def _one_geometry_per_id(parts: pd.Series) -> gpd.GeoSeries:
+    if not parts.index.has_duplicates:
+        return gpd.GeoSeries(parts.to_numpy(), index=parts.index)
     # identical copies (the same outline on every z-plane) need no union
     wkb = shapely.to_wkb(parts.to_numpy())
     parts = parts[~pd.DataFrame({"id": parts.index, "wkb": wkb}).duplicated().to_numpy()]
@@ -63,7 +65,9 @@ def _one_geometry_per_id(parts: pd.Series) -> gpd.GeoSeries:
     return gpd.GeoSeries(geometries.reindex(order).to_numpy(), index=order)
 
 
-def shapes_element(geometries: gpd.GeoSeries | gpd.GeoDataFrame, *, scale: float, index_name: str):
+def shapes_element(
+    geometries: gpd.GeoSeries | gpd.GeoDataFrame, *, scale: float, index_name: str
+) -> gpd.GeoDataFrame:
     """A ``ShapesModel`` GeoDataFrame indexed by id strings, coordinates multiplied by ``scale``.
 
     The input is not modified; extra columns of a GeoDataFrame are kept.
