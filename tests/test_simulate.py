@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from spatialdata.models import get_axes_names
 
 from stgraph.datasets.simulate import (
     BACKGROUND_DOMAIN,
@@ -15,6 +16,7 @@ from stgraph.datasets.simulate import (
 from stgraph.datasets._sim_regions import NearOutline
 from stgraph.datasets._sim_shapes import star_polygons
 from stgraph.io import _schema as schema
+from stgraph.io import transcripts_frame
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +62,8 @@ def test_schema(full):
         "x", "y", "gene", "cell_id", "in_nucleus", "nucleus_id", "is_control"
     ]
     assert isinstance(truth, SimulationTruth)
+    # The io package's schema validation accepts the simulated points as they are.
+    pd.testing.assert_frame_equal(transcripts_frame(sdata), points)
     assert points["gene"].cat.categories.tolist() == [f"gene_{i:02d}" for i in range(40)]
     assert set(points["cell_id"].astype(str)) <= set(sdata.shapes["cell_boundaries"].index)
     assert not points["cell_id"].isna().any() and not points["is_control"].any()
@@ -310,7 +314,7 @@ def test_3d_slab():
     sdata, _ = simulate(3, 5, z_thickness=4.0, seed=0)
     points = sdata.points["transcripts"].compute()
     assert points["z"].between(0.0, 4.0).all() and points["z"].std() > 0.5
-    assert "z" in sdata.points["transcripts"].columns
+    assert get_axes_names(sdata.points["transcripts"]) == ("x", "y", "z")
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import shapely
 import spatialdata
-from spatialdata.models import PointsModel, ShapesModel
 
 from stgraph.io import _schema as schema
+from stgraph.io._generic import assemble
 
 from ._sim_regions import CellGeometry, sample_in_polygon
 from ._sim_shapes import fit_inside, grid_offsets, polygon_area, star_polygons
@@ -325,23 +325,14 @@ def simulate(
     in_nucleus = np.concatenate([geometries[c].in_nucleus(p[0]) for c, p in enumerate(per_cell)])
 
     z = None if z_thickness is None else rng.uniform(0.0, z_thickness, size=len(xy))
-    points, coordinates = _points_frame(
-        xy, z, gene_idx, cell_idx, in_nucleus, genes, cell_ids, has_nucleus
-    )
-    shapes = {schema.CELL_SHAPES_KEY: _shapes(cells, cell_ids)}
-    # spatialdata cannot hold an empty shapes element.
-    if has_nucleus.any():
-        shapes[schema.NUCLEUS_SHAPES_KEY] = _shapes(
-            [n for n in nuclei if n is not None], cell_ids[has_nucleus]
-        )
-    sdata = spatialdata.SpatialData(
-        points={
-            schema.POINTS_KEY: PointsModel.parse(
-                points, coordinates=coordinates, feature_key=schema.GENE,
-                instance_key=schema.CELL,
-            )
-        },
-        shapes=shapes,
+    points = _points_frame(xy, z, gene_idx, cell_idx, in_nucleus, genes, cell_ids, has_nucleus)
+    sdata = assemble(
+        points,
+        cell_boundaries=gpd.GeoSeries(shapely.polygons(cells), index=cell_ids),
+        # spatialdata cannot hold an empty shapes element.
+        nucleus_boundaries=gpd.GeoSeries(
+            [shapely.Polygon(n) for n in nuclei if n is not None], index=cell_ids[has_nucleus]
+        ) if has_nucleus.any() else None,
     )
     pattern_names = np.array(LOCALIZATION_PATTERNS)
     active_cell, active_pair = np.nonzero(pair_active)
@@ -633,13 +624,11 @@ def _place_cell(
 def _points_frame(
     xy: np.ndarray, z: np.ndarray | None, gene_idx: np.ndarray, cell_idx: np.ndarray,
     in_nucleus: np.ndarray, genes: np.ndarray, cell_ids: np.ndarray, has_nucleus: np.ndarray,
-) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Transcript table in the :mod:`stgraph.io._schema` columns, and its coordinates."""
+) -> pd.DataFrame:
+    """Transcript table in the :mod:`stgraph.io._schema` columns."""
     points = pd.DataFrame({schema.X: xy[:, 0], schema.Y: xy[:, 1]})
-    coordinates = {schema.X: schema.X, schema.Y: schema.Y}
     if z is not None:
         points[schema.Z] = z
-        coordinates[schema.Z] = schema.Z
     points[schema.GENE] = pd.Categorical.from_codes(gene_idx, categories=genes)
     points[schema.CELL] = pd.Categorical.from_codes(cell_idx, categories=cell_ids)
     points[schema.IN_NUCLEUS] = in_nucleus
@@ -649,11 +638,4 @@ def _points_frame(
         categories=cell_ids[has_nucleus],
     )
     points[schema.IS_CONTROL] = False
-    return points, coordinates
-
-
-def _shapes(outlines: Sequence[np.ndarray], ids: np.ndarray) -> gpd.GeoDataFrame:
-    frame = gpd.GeoDataFrame(
-        geometry=[shapely.Polygon(o) for o in outlines], index=pd.Index(ids, dtype=str)
-    )
-    return ShapesModel.parse(frame)
+    return points
