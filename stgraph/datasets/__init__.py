@@ -1,4 +1,5 @@
 """stgraph.datasets: sample and simulated data."""
 from ._merfish import merfish_u2os
+from .simulate import LOCALIZATION_PATTERNS, SimulationTruth, simulate
 
-__all__ = ["merfish_u2os"]
+__all__ = ["LOCALIZATION_PATTERNS", "SimulationTruth", "merfish_u2os", "simulate"]
