@@ -46,14 +46,14 @@ print(f"mean degree {degree.mean():.1f}, median {np.median(degree):.0f}, "
 
 # %% [markdown]
 # ## Draw it over the outlines
-# We zoom into a 20 µm window around the centre of one nucleus and draw every
+# We zoom into a 30 µm window around the centre of one nucleus and draw every
 # edge whose both ends lie in the window.
 
 # %%
 cells = sdata.shapes["cell_boundaries"]
 nuclei = sdata.shapes["nucleus_boundaries"]
 cx, cy = nuclei.geometry.iloc[0].centroid.coords[0]
-half = 10.0
+half = 15.0
 pos = graph.pos.numpy()
 inside = (np.abs(pos[:, 0] - cx) < half) & (np.abs(pos[:, 1] - cy) < half)
 src, dst = graph.edge_index.numpy()
