@@ -1,7 +1,13 @@
 """Subcellular domains: transcript features, clustering, enrichment and outlines."""
 from ._cluster import DomainClustering, cluster_domains
 from ._enrichment import ENRICHMENT_COLUMNS, domain_enrichment
-from ._features import domain_features, neighbourhood_composition
+from ._features import (
+    cell_composition,
+    centred_per_group,
+    composition_components,
+    neighbourhood_counts,
+    standardised_block,
+)
 from ._polygons import POLYGON_COLUMNS, domain_polygons
 
 __all__ = [
@@ -10,7 +16,10 @@ __all__ = [
     "POLYGON_COLUMNS",
     "cluster_domains",
     "domain_enrichment",
-    "domain_features",
     "domain_polygons",
-    "neighbourhood_composition",
+    "cell_composition",
+    "centred_per_group",
+    "composition_components",
+    "neighbourhood_counts",
+    "standardised_block",
 ]
