@@ -149,6 +149,24 @@ def visible_neighbour_counts(
     return torch.bincount(flat, minlength=targets.numel() * n_genes).view(targets.numel(), n_genes)
 
 
+def nearest_visible_gene(graph: Data, groups: Tensor, targets: Tensor, allowed: Tensor, fallback: int) -> Tensor:
+    """Gene of the nearest visible ``allowed`` neighbour of each of ``targets``
+    (``fallback`` when none is visible); neighbours and visibility as in
+    :func:`visible_neighbour_counts`, distances from ``graph.edge_dist``."""
+    is_target = torch.zeros(graph.num_nodes, dtype=torch.bool)
+    is_target[targets] = True
+    source, target = graph.edge_index
+    keep = is_target[target] & allowed[source] & (groups[source] != groups[target])
+    source, target, dist = source[keep], target[keep], graph.edge_dist[keep]
+    order = np.lexsort((dist.numpy(), target.numpy()))
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = target.numpy()[order][1:] != target.numpy()[order][:-1]
+    nearest = torch.full((graph.num_nodes,), fallback, dtype=torch.long)
+    chosen = torch.from_numpy(order[first])
+    nearest[target[chosen]] = graph.gene[source[chosen]]
+    return nearest[targets]
+
+
 def score_neighbours(counts: Tensor, target: Tensor, prior: Tensor, strength: float) -> TokenScores:
     """Score the radius-neighbour baseline (module docstring) from visible-neighbour ``counts``."""
     total = counts.sum(dim=1).double()
@@ -208,8 +226,10 @@ def evaluate_held_out(
 
     Returns
     -------
-    ``{'model' | 'gene_frequency' | 'radius_neighbours': {'accuracy', 'cross_entropy', 'n'}}``,
-    plus ``{'neighbour_strength': {'beta': β}}``.
+    ``{'model' | 'gene_frequency' | 'radius_neighbours': {'accuracy', 'cross_entropy', 'n'}}``;
+    ``'nearest_neighbour_reference'``: ``{'accuracy', 'n'}`` of predicting the gene of
+    the nearest visible neighbour (a reference, not a probabilistic baseline); and
+    ``'neighbour_strength'``: ``{'beta': β}``.
     """
     gene = model.gene_tokens(graph)
     evaluable = ~model.is_control_gene.cpu()[gene]
@@ -243,5 +263,9 @@ def evaluate_held_out(
         name: dict(accuracy=s.accuracy, cross_entropy=s.cross_entropy, n=int(s.correct.numel()))
         for name, s in scores.items()
     }
+    nearest = nearest_visible_gene(graph, groups, targets, held_out, int(prior.argmax()))
+    report["nearest_neighbour_reference"] = dict(
+        accuracy=float((nearest == gene[targets]).double().mean()), n=int(targets.numel())
+    )
     report["neighbour_strength"] = dict(beta=beta)
     return report

@@ -27,9 +27,7 @@ def _spatial_transformer_factory(conv_kwargs: dict[str, Any]) -> ConvFactory:
     from .conv import SpatialTransformerConv
 
     def build(d_model: int, heads: int) -> MessagePassing:
-        if d_model % heads != 0:
-            raise ValueError(f"d_model={d_model} must be divisible by heads={heads}")
-        return SpatialTransformerConv(d_model, d_model // heads, heads=heads, **conv_kwargs)
+        return SpatialTransformerConv(d_model, d_model, heads=heads, **conv_kwargs)
 
     return build
 
@@ -172,7 +170,7 @@ class TranscriptEncoder(torch.nn.Module):
         Attention heads per block, passed to the layer factory.
     conv
         Layer of each block: None or :class:`~stgraph.nn.conv.SpatialTransformerConv`
-        (built as ``SpatialTransformerConv(d_model, d_model // heads, heads=heads,
+        (built as ``SpatialTransformerConv(d_model, d_model, heads=heads,
         **conv_kwargs)``), or any factory ``conv(d_model, heads)`` returning a
         :class:`~torch_geometric.nn.MessagePassing` layer that is called as
         ``layer(x, edge_index, edge_dist)`` and maps ``[N, d_model]`` to

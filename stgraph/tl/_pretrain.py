@@ -18,6 +18,20 @@ from ..nn.positional import DEFAULT_PE_SCALE
 
 #: File name of the checkpoint inside ``checkpoint_dir``.
 CHECKPOINT_NAME = "masked_gene_model.pt"
+#: Ratio of the largest to the smallest initial distance penalty of the default layer.
+LAMBDA_SPAN = 32.0
+
+
+def distance_penalty_ladder(radius: float, heads: int) -> list[float]:
+    """Initial per-head distance penalties (µm⁻¹) of the default layer.
+
+    Geometric from ``1 / radius`` to ``LAMBDA_SPAN / radius``: the first head starts
+    almost uniform over the radius, the last one focused on the nearest
+    transcripts (a penalty of 32 nats at the radius), whatever the radius.
+    """
+    if heads == 1:
+        return [1.0 / radius]
+    return [LAMBDA_SPAN ** (h / (heads - 1)) / radius for h in range(heads)]
 
 
 @dataclasses.dataclass
@@ -129,7 +143,9 @@ def pretrain(
     max_num_neighbors
         Cap on neighbours per transcript when building the graph.
     d_model, n_layers, heads, conv, conv_kwargs, dropout, pe_scale
-        Encoder hyper-parameters (:class:`~stgraph.nn.TranscriptEncoder`).
+        Encoder hyper-parameters (:class:`~stgraph.nn.TranscriptEncoder`). With
+        the default layer and no ``conv_kwargs``, the distance penalties start at
+        :func:`distance_penalty_ladder` of the radius.
     batch_by
         ``'tile'``: units are square tiles of ``tile_size`` µm with a context halo
         of ``n_layers * radius`` µm (exact embeddings of the tile's transcripts);
@@ -182,14 +198,16 @@ def pretrain(
     graph = _transcript_graph(data, radius, within, max_num_neighbors)
     radius = float(graph.get("radius") or radius)
     gene_names = [str(g) for g in graph.gene_names]
-    is_control = graph.get("is_control")
-    control_genes = sorted({gene_names[g] for g in graph.gene[is_control].tolist()}) if is_control is not None else []
-
     held_out = _held_out(graph, held_out_cells, seed)
     train_mask = torch.ones(graph.num_nodes, dtype=torch.bool)
     if held_out:
         index = {str(c): k for k, c in enumerate(graph.cell_names)}
         train_mask = ~torch.isin(graph.cell, torch.tensor([index[c] for c in held_out]))
+    # Control genes are read from training transcripts only: nothing of a held-out cell shapes the model.
+    is_control = graph.get("is_control")
+    control_genes = []
+    if is_control is not None:
+        control_genes = sorted({gene_names[g] for g in graph.gene[is_control & train_mask].tolist()})
     if batch_by == "tile":
         units = tile_units(graph, tile_size, halo=n_layers * radius, allowed=train_mask)
     else:
@@ -207,6 +225,8 @@ def pretrain(
         mask_rate=mask_rate,
         seed=seed,
     )
+    if conv is None and conv_kwargs is None:
+        conv_kwargs = dict(lambda_init=distance_penalty_ladder(radius, heads))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         encoder = TranscriptEncoder(
