@@ -10,6 +10,7 @@ from torch_geometric.data import Data
 from torch_geometric.nn import MessagePassing
 
 from stgraph.data.batching import cell_units, collate_units, node_origin, tile_units
+from stgraph.graph import radius_graph
 from stgraph.models.checkpoint import load_model, save_checkpoint
 from stgraph.models.masking import mask_tokens, masked_gene_loss
 from stgraph.models.mgm import MaskedGeneModel
@@ -23,13 +24,6 @@ from stgraph.nn import (
 from stgraph.nn.conv import SpatialTransformerConv
 
 
-def brute_force_radius_graph(pos: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """All pairs i != j within ``radius``, sorted by target then source."""
-    dist = torch.cdist(pos.double(), pos.double())
-    target, source = torch.nonzero((dist <= radius) & ~torch.eye(len(pos), dtype=torch.bool), as_tuple=True)
-    return torch.stack([source, target]), dist[source, target].float()
-
-
 def synthetic_graph(n: int = 300, n_genes: int = 12, n_cells: int = 3, radius: float = 1.0, seed: int = 0) -> Data:
     """Transcripts in ``n_cells`` blobs of a 20 µm field; every tenth unassigned."""
     rng = np.random.default_rng(seed)
@@ -38,7 +32,7 @@ def synthetic_graph(n: int = 300, n_genes: int = 12, n_cells: int = 3, radius: f
     pos = centres[cell] + rng.normal(0, 2.0, size=(n, 2))
     cell[::10] = -1
     pos_t = torch.tensor(pos, dtype=torch.float32)
-    edge_index, edge_dist = brute_force_radius_graph(pos_t, radius)
+    edge_index, edge_dist = radius_graph(pos_t, radius, return_distance=True)
     gene = torch.tensor(rng.integers(0, n_genes, n))
     return Data(
         gene=gene,

@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch_geometric.data import Data
 
+import stgraph
 from stgraph.data.batching import batch_for_step, epoch_order, tile_units
+from stgraph.graph import radius_graph
 from stgraph.models.evaluation import (
     evaluate_held_out,
     evaluation_groups,
@@ -21,7 +23,7 @@ from stgraph.models.mgm import MaskedGeneModel
 from stgraph.models.trainer import MaskedGeneTrainer, TrainingConfig, resolve_device
 from stgraph.nn import TranscriptEncoder
 from stgraph.tl._pretrain import CHECKPOINT_NAME, pretrain
-from tests.test_encoder import brute_force_radius_graph, synthetic_graph
+from tests.test_encoder import synthetic_graph
 
 SMALL = dict(d_model=16, n_layers=2, heads=2, tile_size=5.0, batch_size=2, progress=False, device="cpu")
 
@@ -247,7 +249,7 @@ def duplicated_graph(n_molecules: int = 400, seed: int = 0) -> Data:
     pos = np.concatenate([centre, centre + rng.normal(0, 0.05 / np.sqrt(2), size=centre.shape)])
     gene = np.tile(rng.integers(0, 10, n_molecules), 2)
     pos_t = torch.tensor(pos, dtype=torch.float32)
-    edge_index, edge_dist = brute_force_radius_graph(pos_t, 0.6)
+    edge_index, edge_dist = radius_graph(pos_t, 0.6, return_distance=True)
     return Data(
         gene=torch.tensor(gene), pos=pos_t, edge_index=edge_index, edge_dist=edge_dist,
         cell=torch.tensor((pos[:, 0] > 6).astype(np.int64)), is_control=torch.zeros(len(gene), dtype=torch.bool),
@@ -269,3 +271,28 @@ def test_model_learns_planted_duplicates_and_beats_baselines():
     assert report["model"]["cross_entropy"] < report["radius_neighbours"]["cross_entropy"]
     assert report["model"]["accuracy"] > report["gene_frequency"]["accuracy"]
     assert report["nearest_neighbour_reference"]["n"] == n
+
+
+def test_batching_by_cell_trains_on_assigned_transcripts_only():
+    graph = synthetic_graph()
+    result = pretrain(graph, steps=2, batch_by="cell", held_out_cells=["c2"], **SMALL)
+    units = result.trainer.units
+    assert sorted(int(u.cell.unique()) for u in units) == [0, 1]
+    assert all(u.core.all() for u in units)
+    assert sum(u.num_nodes for u in units) == int(((graph.cell == 0) | (graph.cell == 1)).sum())
+    assert result.trainer.config.steps == 2 and len(result.history) == 2
+    by_epochs = pretrain(graph, epochs=3, batch_by="cell", **{**SMALL, "batch_size": 2})
+    assert by_epochs.trainer.config.steps == 3 * 2  # three cells in batches of two
+
+
+def test_pretrain_from_spatialdata_builds_the_transcript_graph():
+    sdata, _ = stgraph.datasets.simulate(n_cells=3, n_genes=8, mean_counts=15, cell_radius=(5.0, 7.0), seed=0)
+    result = pretrain(sdata, radius=1.0, steps=2, held_out_cells=1, seed=1, **SMALL)
+    graph = result.graph
+    expected = stgraph.graph.transcript_graph(sdata, 1.0)
+    for key in ("gene", "pos", "edge_index", "edge_dist", "cell"):
+        assert torch.equal(graph[key], expected[key])
+    assert result.model.gene_names == expected.gene_names
+    assert len(result.held_out_cells) == 1 and result.held_out_cells[0] in expected.cell_names
+    with pytest.raises(ValueError, match="radius= \\(µm\\) is required"):
+        pretrain(sdata, steps=1, **SMALL)
