@@ -42,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--held-out", type=int, default=3, help="number of held-out cells")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--progress", action="store_true", help="show the training progress bar")
     parser.add_argument("--out", type=Path, default=RESULT)
     return parser.parse_args(argv)
 
@@ -53,11 +54,12 @@ def load_graph(radius: float):
 
 def main(argv: list[str] | None = None, graph=None, conv=None) -> dict:
     args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     start = time.perf_counter()
     graph = load_graph(args.radius) if graph is None else graph
     graph_s = time.perf_counter() - start
+    if args.threads is not None:
+        # After building the graph: its numba backend resets torch's thread count.
+        torch.set_num_threads(args.threads)
 
     start = time.perf_counter()
     result = stgraph.tl.pretrain(
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None, graph=None, conv=None) -> dict:
         held_out_cells=args.held_out,
         device="cpu",
         seed=args.seed,
-        progress=False,
+        progress=args.progress,
     )
     train_s = time.perf_counter() - start
 
