@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None, graph=None, conv=None) -> dict:
 
     report = dict(
         data="MERFISH U2-OS sample (bento-tools), 174,827 transcripts, 15 cells",
-        config={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        config={k: v for k, v in vars(args).items() if k not in ("out", "progress")},
         held_out_cells=result.held_out_cells,
         n_transcripts=int(graph.num_nodes),
         n_edges=int(graph.num_edges),
