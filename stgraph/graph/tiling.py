@@ -89,7 +89,7 @@ def iter_tiles(pos, tile_size: float, halo: float) -> Iterator[Tile]:
     key = tile_x * rows + tile_y
     is_core = (tile_x == own[point, 0]) & (tile_y == own[point, 1])
     order = torch.argsort(key, stable=True)  # points stay ascending within a tile
-    key, point, is_core = key[order], point[order], is_core[order]
+    key, point, is_core = (t.index_select(0, order) for t in (key, point, is_core))
     _, sizes = torch.unique_consecutive(key, return_counts=True)
     for members, core in zip(torch.split(point, sizes.tolist()), torch.split(is_core, sizes.tolist())):
         if bool(core.any()):
