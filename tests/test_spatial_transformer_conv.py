@@ -104,17 +104,16 @@ def kernel_inputs(seed: int, num_nodes: int = 7, heads: int = 2, channels: int =
     return [t.requires_grad_(True) for t in (*qkv, lam, dist)], edge_index
 
 
-@pytest.mark.parametrize("chunk_size", [3, None])
 @pytest.mark.parametrize("dropout", [0.0, 0.4])
-def test_kernel_gradcheck(chunk_size, dropout):
+@pytest.mark.parametrize("sorted_edges", [True, False])
+def test_kernel_gradcheck(dropout, sorted_edges):
     tensors, edge_index = kernel_inputs(1)
+    if not sorted_edges:
+        edge_index = edge_index.flip(1)
 
     def fn(q, k, v, lam, dist):
         torch.manual_seed(5)  # the same dropout mask in every evaluation
-        out, alpha = edge_attention(
-            q, k, v, edge_index, dist, lam, dropout=dropout, chunk_size=chunk_size
-        )
-        return out, alpha
+        return edge_attention(q, k, v, edge_index, dist, lam, dropout=dropout, need_weights=True)
 
     assert torch.autograd.gradcheck(fn, tensors)
 
@@ -171,18 +170,19 @@ def test_large_lambda_attends_to_nearest_neighbour():
     assert (alpha[~is_nearest] < 1e-9).all()
 
 
-def test_chunk_size_does_not_change_results():
+def test_edge_order_and_sorted_input_give_the_same_results():
     x, pos, edge_index, _ = random_graph(8)
+    order = torch.argsort(edge_index[1] * x.size(0) + edge_index[0])
+    shuffled = torch.randperm(edge_index.size(1), generator=torch.Generator().manual_seed(9))
     x.requires_grad_(True)
     results = []
-    for chunk_size in (1, 7, 10_000):
-        layer = make_layer(chunk_size=chunk_size)
-        out, (_, alpha) = layer(x, edge_index, pos=pos, return_attention_weights=True)
-        g = grads(out.sin().sum(), [x, *layer.parameters()])
-        results.append((out, alpha, *g))
-    for other in results[1:]:
-        for a, b in zip(results[0], other):
-            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    for edges in (edge_index[:, order], edge_index[:, shuffled]):
+        layer = make_layer()
+        out, (_, alpha) = layer(x, edges, pos=pos, return_attention_weights=True)
+        g = grads(out.sin().sum() + alpha[:, 0].square().sum(), [x, *layer.parameters()])
+        results.append((out, alpha[torch.argsort(edges[1] * x.size(0) + edges[0])], *g))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 
 def test_bfloat16_close_to_float32_and_huge_penalties_stay_finite():
@@ -194,8 +194,9 @@ def test_bfloat16_close_to_float32_and_huge_penalties_stay_finite():
     x16 = x32.to(torch.bfloat16).requires_grad_(True)
     out = layer_bf16(x16, edge_index, pos=pos32.to(torch.bfloat16))
     assert out.dtype == torch.bfloat16
-    # bfloat16 keeps 8 significant bits: stated tolerance 5% of the output scale.
-    assert (out.float() - ref).abs().max() <= 0.05 * ref.abs().max()
+    # bfloat16 keeps 8 significant bits; stated tolerance: 2% of the output scale
+    # (the observed error is 0.6%).
+    assert (out.float() - ref).abs().max() <= 0.02 * ref.abs().max()
     out.float().square().sum().backward()
     assert torch.isfinite(x16.grad).all() and torch.isfinite(layer_bf16.lambda_raw.grad).all()
 
@@ -227,11 +228,11 @@ def test_dropout_is_unbiased_and_off_in_eval():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
     x, pos, edge_index, _ = random_graph(12)
-    layer = make_layer(chunk_size=5)
+    layer = make_layer()
     x.requires_grad_(True)
     out = layer(x, edge_index, pos=pos)
     want = grads(out.sin().sum(), [x, *layer.parameters()])
-    layer_cuda = make_layer(chunk_size=5).cuda()
+    layer_cuda = make_layer().cuda()
     xc = x.detach().cuda().requires_grad_(True)
     out_c = layer_cuda(xc, edge_index.cuda(), pos=pos.cuda())
     got = grads(out_c.sin().sum(), [xc, *layer_cuda.parameters()])
@@ -272,8 +273,8 @@ def test_bad_input_raises():
         SpatialTransformerConv(4, 8, heads=2, lambda_init=0.0)
     with pytest.raises(ValueError, match="dropout"):
         SpatialTransformerConv(4, 8, heads=2, dropout=1.0)
-    with pytest.raises(ValueError, match="chunk_size"):
-        SpatialTransformerConv(4, 8, heads=2, chunk_size=0)
+    with pytest.raises(ValueError, match="repeated edges"):
+        layer(x, torch.cat([edge_index, edge_index[:, :1]], 1), pos=pos)
     fixed_zero = SpatialTransformerConv(4, 8, heads=2, lambda_init=0.0, learn_lambda=False)
     assert torch.equal(fixed_zero.lambdas, torch.zeros(2))
     assert not any(p is fixed_zero.lambdas for p in fixed_zero.parameters())

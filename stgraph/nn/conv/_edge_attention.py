@@ -1,34 +1,20 @@
-"""Memory-bounded multi-head attention over an edge list.
+"""Memory-bounded multi-head attention over the edges of a graph.
 
-The attention of every edge ``j -> i`` is computed chunk by chunk: per-edge tensors
-of size ``E x heads x channels`` only ever exist for one chunk of edges, so peak
-memory grows with ``E x heads`` (the attention weights) instead of
-``E x heads x channels``.  Backward recomputes the per-chunk gathers rather than
-storing them.
+Per head, the edge scores are a sampled dense-dense product (SDDMM) on the sparsity
+pattern of the graph and the aggregation a sparse-dense product (SpMM) with a CSR
+matrix holding the attention weights, so no tensor of size
+``num_edges x heads x channels`` is ever formed: forward and backward keep the
+attention weights (``num_edges x heads``) plus a few per-edge vectors of one head.
 """
 from __future__ import annotations
 
 import math
-from typing import Iterator
+import warnings
+from typing import Optional
 
 import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
-
-# Elements of one chunk temporary (``chunk x heads x channels``): 2**20 floats is
-# 4 MiB in float32, small next to the per-edge state yet large enough to amortise
-# the Python loop.
-_CHUNK_ELEMENTS = 2**20
-
-
-def default_chunk_size(heads: int, head_channels: int) -> int:
-    """Number of edges per chunk so that a chunk temporary holds ``2**20`` elements."""
-    return max(1, _CHUNK_ELEMENTS // (heads * head_channels))
-
-
-def _chunks(num_edges: int, chunk_size: int) -> Iterator[slice]:
-    for start in range(0, num_edges, chunk_size):
-        yield slice(start, min(start + chunk_size, num_edges))
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -36,7 +22,36 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def _crow(row: Tensor, num_rows: int) -> Tensor:
+    """CSR row pointer of a sorted row index."""
+    crow = row.new_zeros(num_rows + 1)
+    torch.cumsum(torch.bincount(row, minlength=num_rows), 0, out=crow[1:])
+    return crow
+
+
+def _csr(crow: Tensor, col: Tensor, values: Tensor, num_cols: int) -> Tensor:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
+        return torch.sparse_csr_tensor(
+            crow, col, values, (crow.numel() - 1, num_cols), check_invariants=False
+        )
+
+
+def _sddmm_(out: Tensor, crow: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``out[e] = a[row(e)] . b[col(e)]`` for every stored entry, written into ``out``."""
+    out.zero_()  # read as the additive input of sampled_addmm
+    pattern = _csr(crow, col, out, b.size(0))
+    torch.sparse.sampled_addmm(pattern, a, b.T, out=pattern)
+    return out
+
+
+def _segment(values: Tensor, crow: Tensor, reduce: str) -> Tensor:
+    return torch.segment_reduce(values, reduce, offsets=crow)
+
+
 class _EdgeAttention(torch.autograd.Function):
+    """Attention over edges sorted by (target, source); see :func:`edge_attention`."""
+
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: FunctionCtx,
@@ -48,120 +63,123 @@ class _EdgeAttention(torch.autograd.Function):
         src: Tensor,
         dst: Tensor,
         dropout: float,
-        chunk_size: int,
     ) -> tuple[Tensor, Tensor]:
-        num_nodes, heads, channels = query.shape
+        num_nodes, heads, _ = query.shape
         dtype = _compute_dtype(query.dtype)
-        q, k, v = query.to(dtype), key.to(dtype), value.to(dtype)
+        # Head-major copies: one contiguous [num_nodes, channels] matrix per head.
+        q, k, v = (t.to(dtype).transpose(0, 1).contiguous() for t in (query, key, value))
         lam_c, dist = lam.to(dtype), edge_dist.to(dtype)
-        num_edges = src.numel()
+        crow = _crow(dst, num_nodes)
 
-        # Pass 1: scores and their maximum per target (numerical stability).
-        score = q.new_empty(num_edges, heads)
-        seg_max = q.new_full((num_nodes, heads), -math.inf)
-        for c in _chunks(num_edges, chunk_size):
-            s = score[c]
-            qk = q.index_select(0, dst[c]).mul_(k.index_select(0, src[c]))
-            torch.sum(qk, dim=-1, out=s)
-            s.addcmul_(dist[c, None], lam_c, value=-1.0)
-            seg_max.scatter_reduce_(0, dst[c, None].expand(-1, heads), s, "amax")
-
-        # Pass 2: exponentials (in place of the scores), their sum per target and
-        # the unnormalised aggregation of values.
-        denom = q.new_zeros(num_nodes, heads)
-        out = q.new_zeros(num_nodes, heads, channels)
-        keep = (
-            torch.empty(num_edges, heads, dtype=torch.bool, device=q.device)
-            if dropout > 0
-            else None
-        )
-        for c in _chunks(num_edges, chunk_size):
-            e = score[c]
-            e.sub_(seg_max.index_select(0, dst[c])).exp_()
-            denom.index_add_(0, dst[c], e)
-            weight = e
+        alpha = q.new_empty(heads, src.numel())
+        out = torch.empty_like(v)
+        keep = torch.empty_like(alpha, dtype=torch.bool) if dropout > 0 else None
+        for h in range(heads):
+            s = _sddmm_(alpha[h], crow, src, q[h], k[h])
+            s.addcmul_(dist, lam_c[h], value=-1.0)
+            # Subtracting the maximum per target keeps exp finite for any lambda * d.
+            s.sub_(_segment(s, crow, "max").index_select(0, dst)).exp_()
+            # A target with edges sums to >= 1 (its maximum gives exp(0) = 1); the
+            # clamp only touches targets without edges, whose output stays 0.
+            s.div_(_segment(s, crow, "sum").clamp_(min=1.0).index_select(0, dst))
+            weight = s
             if keep is not None:
-                keep[c] = torch.rand(e.shape, device=e.device) >= dropout
-                weight = e * keep[c] / (1.0 - dropout)
-            out.index_add_(0, dst[c], v.index_select(0, src[c]).mul_(weight[..., None]))
+                torch.ge(torch.rand_like(s), dropout, out=keep[h])
+                weight = s * keep[h] / (1.0 - dropout)
+            torch.mm(_csr(crow, src, weight, num_nodes), v[h], out=out[h])
 
-        # A target with edges has denom >= 1 (its maximum contributes exp(0) = 1);
-        # clamping only touches targets without edges, whose output stays 0.
-        denom.clamp_(min=1.0)
-        out.div_(denom[..., None])
-        alpha = score
-        for c in _chunks(num_edges, chunk_size):
-            alpha[c].div_(denom.index_select(0, dst[c]))
-
-        ctx.save_for_backward(query, key, value, lam, edge_dist, src, dst, out, alpha, keep)
+        ctx.save_for_backward(q, k, v, lam, edge_dist, src, dst, crow, out, alpha, keep)
+        ctx.in_dtypes = (query.dtype, key.dtype, value.dtype)
         ctx.dropout = dropout
-        ctx.chunk_size = chunk_size
         # Unused outputs then get None gradients, which backward skips.
         ctx.set_materialize_grads(False)
-        return out.to(query.dtype), alpha
+        return out.transpose(0, 1).to(query.dtype), alpha
 
     @staticmethod
     @once_differentiable
     def backward(  # type: ignore[override]
-        ctx: FunctionCtx, grad_out: Tensor | None, grad_alpha: Tensor | None
-    ) -> tuple[Tensor | None, ...]:
-        query, key, value, lam, edge_dist, src, dst, out, alpha, keep = ctx.saved_tensors
-        dtype = out.dtype
-        q, k, v = query.to(dtype), key.to(dtype), value.to(dtype)
-        lam_c, dist = lam.to(dtype), edge_dist.to(dtype)
-        dout = torch.zeros_like(out) if grad_out is None else grad_out.to(dtype)
+        ctx: FunctionCtx, grad_out: Optional[Tensor], grad_alpha: Optional[Tensor]
+    ) -> tuple[Optional[Tensor], ...]:
+        q, k, v, lam, edge_dist, src, dst, crow, out, alpha, keep = ctx.saved_tensors
         need_q, need_k, need_v, need_lam, need_dist = ctx.needs_input_grad[:5]
-        scale = 1.0 / (1.0 - ctx.dropout)
-
-        # Softmax backward needs sum_j alpha_ij * dL/dalpha_ij per target; for the
-        # part flowing through the output this equals dout_i . out_i (per head).
+        num_nodes = q.size(1)
+        lam_c, dist = lam.to(out.dtype), edge_dist.to(out.dtype)
+        if grad_out is None:
+            dout = torch.zeros_like(out)
+        else:
+            dout = grad_out.to(out.dtype).transpose(0, 1).contiguous()
+        # Softmax backward needs sum_j alpha_ij dL/dalpha_ij per target; the part
+        # flowing through the output equals dout_i . out_i (dropout included).
         row_dot = (dout * out).sum(-1)
-        if grad_alpha is not None:
-            grad_alpha = grad_alpha.to(dtype)
-            for c in _chunks(src.numel(), ctx.chunk_size):
-                row_dot.index_add_(0, dst[c], alpha[c] * grad_alpha[c])
+
+        # Transposed pattern (rows = sources) for the gradients of keys and values;
+        # a stable sort by source keeps the targets sorted within each row.
+        to_transposed = torch.sort(src, stable=True).indices
+        crow_t = _crow(src, num_nodes)
+        col_t = dst.index_select(0, to_transposed)
 
         dq = torch.zeros_like(q) if need_q else None
         dk = torch.zeros_like(k) if need_k else None
         dv = torch.zeros_like(v) if need_v else None
         dlam = torch.zeros_like(lam_c) if need_lam else None
-        ddist = torch.empty_like(dist) if need_dist else None
-        for c in _chunks(src.numel(), ctx.chunk_size):
-            a = alpha[c]
-            dout_i = dout.index_select(0, dst[c])
-            d_alpha = torch.linalg.vecdot(dout_i, v.index_select(0, src[c]))
+        ddist = torch.zeros_like(dist) if need_dist else None
+        d_alpha = torch.empty_like(alpha[0])
+        for h in range(alpha.size(0)):
+            a = alpha[h]
+            _sddmm_(d_alpha, crow, src, dout[h], v[h])
             weight = a
             if keep is not None:
-                d_alpha.mul_(keep[c]).mul_(scale)
-                weight = a * keep[c] * scale
+                d_alpha.mul_(keep[h]).div_(1.0 - ctx.dropout)
+                weight = a * keep[h] / (1.0 - ctx.dropout)
             if dv is not None:
-                dv.index_add_(0, src[c], dout_i.mul_(weight[..., None]))
+                weight_t = weight.index_select(0, to_transposed)
+                torch.mm(_csr(crow_t, col_t, weight_t, num_nodes), dout[h], out=dv[h])
+            row_dot_h = row_dot[h]
             if grad_alpha is not None:
-                d_alpha.add_(grad_alpha[c])
-            d_score = d_alpha.sub_(row_dot.index_select(0, dst[c])).mul_(a)
+                ga = grad_alpha[h].to(out.dtype)
+                d_alpha.add_(ga)
+                row_dot_h = row_dot_h + _segment(a * ga, crow, "sum")
+            d_score = d_alpha.sub_(row_dot_h.index_select(0, dst)).mul_(a)
             if dq is not None:
-                dq.index_add_(0, dst[c], k.index_select(0, src[c]).mul_(d_score[..., None]))
+                torch.mm(_csr(crow, src, d_score, num_nodes), k[h], out=dq[h])
             if dk is not None:
-                dk.index_add_(0, src[c], q.index_select(0, dst[c]).mul_(d_score[..., None]))
+                d_score_t = d_score.index_select(0, to_transposed)
+                torch.mm(_csr(crow_t, col_t, d_score_t, num_nodes), q[h], out=dk[h])
             if dlam is not None:
-                dlam.sub_(dist[c] @ d_score)
+                dlam[h] = -torch.dot(d_score, dist)
             if ddist is not None:
-                torch.mv(d_score, lam_c, out=ddist[c]).neg_()
+                ddist.addcmul_(d_score, lam_c[h], value=-1.0)
 
-        def cast(grad: Tensor | None, like: Tensor) -> Tensor | None:
-            return None if grad is None else grad.to(like.dtype)
+        def cast(grad: Optional[Tensor], dtype: torch.dtype) -> Optional[Tensor]:
+            return None if grad is None else grad.transpose(0, 1).to(dtype)
 
+        q_dtype, k_dtype, v_dtype = ctx.in_dtypes
         return (
-            cast(dq, query),
-            cast(dk, key),
-            cast(dv, value),
-            cast(dlam, lam),
-            cast(ddist, edge_dist),
-            None,
+            cast(dq, q_dtype),
+            cast(dk, k_dtype),
+            cast(dv, v_dtype),
+            None if dlam is None else dlam.to(lam.dtype),
+            None if ddist is None else ddist.to(edge_dist.dtype),
             None,
             None,
             None,
         )
+
+
+def _sort_by_target(src: Tensor, dst: Tensor) -> Optional[Tensor]:
+    """Permutation sorting the edges by (target, source), or None if already sorted.
+
+    Raises a ValueError on repeated edges, which a CSR matrix cannot hold."""
+    if src.numel() < 2:
+        return None
+    ascending = (dst[1:] > dst[:-1]) | ((dst[1:] == dst[:-1]) & (src[1:] > src[:-1]))
+    if bool(ascending.all()):
+        return None
+    order = torch.argsort(dst * (int(src.max()) + 1) + src)
+    src_sorted, dst_sorted = src[order], dst[order]
+    if bool(((src_sorted[1:] == src_sorted[:-1]) & (dst_sorted[1:] == dst_sorted[:-1])).any()):
+        raise ValueError("edge_index contains repeated edges (the same j -> i twice)")
+    return order
 
 
 def edge_attention(
@@ -173,8 +191,8 @@ def edge_attention(
     lam: Tensor,
     *,
     dropout: float = 0.0,
-    chunk_size: int | None = None,
-) -> tuple[Tensor, Tensor]:
+    need_weights: bool = False,
+) -> tuple[Tensor, Optional[Tensor]]:
     r"""Distance-biased multi-head attention over the edges ``j -> i`` of a graph.
 
     Computes :math:`\alpha_{ij}^h = \mathrm{softmax}_{j \in \mathcal{N}(i)}
@@ -186,7 +204,9 @@ def edge_attention(
     query, key, value
         ``[num_nodes, heads, channels]``.
     edge_index
-        ``[2, num_edges]`` (source row 0, target row 1), any order.
+        ``[2, num_edges]`` int64 (source row 0, target row 1) without repeated
+        edges. Edges sorted by (target, source) are used as they are; any other
+        order costs one sort.
     edge_dist
         ``[num_edges]`` non-negative edge lengths.
     lam
@@ -194,17 +214,24 @@ def edge_attention(
     dropout
         Probability of zeroing an attention weight (rescaling the rest); pass 0
         outside training.
-    chunk_size
-        Edges per chunk; ``None`` picks :func:`default_chunk_size`.
+    need_weights
+        Also return the attention weights.
 
     Returns
     -------
     ``(out, alpha)``: ``out`` ``[num_nodes, heads, channels]`` in the input dtype
-    (zeros for targets without edges) and ``alpha`` ``[num_edges, heads]`` before
-    dropout, in float32 for half-precision inputs.
+    (zeros for targets without edges) and, if ``need_weights``, ``alpha``
+    ``[num_edges, heads]`` in the order of ``edge_index``, before dropout, in
+    float32 for half-precision inputs (else None).
     """
-    heads, channels = query.shape[1:]
-    if chunk_size is None:
-        chunk_size = default_chunk_size(heads, channels)
     src, dst = edge_index[0], edge_index[1]
-    return _EdgeAttention.apply(query, key, value, lam, edge_dist, src, dst, dropout, chunk_size)
+    order = _sort_by_target(src, dst)
+    if order is not None:
+        src, dst, edge_dist = src[order], dst[order], edge_dist[order]
+    out, alpha = _EdgeAttention.apply(query, key, value, lam, edge_dist, src, dst, dropout)
+    if not need_weights:
+        return out, None
+    alpha = alpha.T
+    if order is not None:
+        alpha = alpha.new_empty(alpha.shape).index_copy(0, order, alpha)
+    return out, alpha.contiguous()

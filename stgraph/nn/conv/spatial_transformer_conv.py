@@ -48,11 +48,14 @@ class SpatialTransformerConv(MessagePassing):
     if a node should see itself); a node without incoming edges gets
     :math:`\mathbf{W}_O \mathbf{0}`, i.e. the output bias.
 
-    The attention is computed in chunks of edges by a dedicated autograd function:
-    forward and backward keep :math:`O(|\mathcal{E}| \cdot H)` per-edge state (the
-    attention weights) instead of the :math:`O(|\mathcal{E}| \cdot H \cdot d)`
-    messages of :class:`torch_geometric.nn.conv.TransformerConv`. Reduced-precision
-    inputs (``bfloat16``, ``float16``) are accumulated in ``float32``.
+    Scores and aggregation are sparse-dense matrix products on the CSR pattern of
+    the graph inside a dedicated autograd function: forward and backward keep
+    :math:`O(|\mathcal{E}| \cdot H)` per-edge state (the attention weights) instead
+    of the :math:`O(|\mathcal{E}| \cdot H \cdot d)` messages of
+    :class:`torch_geometric.nn.conv.TransformerConv`. Edges sorted by (target,
+    source), as radius graphs produce them, are used as they are; any other order
+    costs one sort per call. Repeated edges are rejected. Reduced-precision inputs
+    (``bfloat16``, ``float16``) are accumulated in ``float32``.
 
     Args:
         in_channels (int): Size of each input node feature.
@@ -75,9 +78,6 @@ class SpatialTransformerConv(MessagePassing):
             (default: :obj:`0.0`)
         bias (bool, optional): Learn additive biases in the query, key, value and
             output projections. (default: :obj:`True`)
-        chunk_size (int, optional): Edges processed at once; :obj:`None` picks a
-            size whose temporaries hold :math:`2^{20}` elements. Results do not
-            depend on it. (default: :obj:`None`)
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, F_{in})`, edge indices
@@ -98,7 +98,6 @@ class SpatialTransformerConv(MessagePassing):
         learn_lambda: bool = True,
         dropout: float = 0.0,
         bias: bool = True,
-        chunk_size: Optional[int] = None,
     ) -> None:
         super().__init__(aggr="add", node_dim=0)
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
@@ -111,10 +110,6 @@ class SpatialTransformerConv(MessagePassing):
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-        if chunk_size is not None and (
-            not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1
-        ):
-            raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
 
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -122,7 +117,6 @@ class SpatialTransformerConv(MessagePassing):
         self.head_channels = out_channels // heads
         self.learn_lambda = learn_lambda
         self.dropout = dropout
-        self.chunk_size = chunk_size
         self.lambda_init = self._check_lambda_init(lambda_init, heads, learn_lambda)
 
         self.lin_query = Linear(in_channels, out_channels, bias=bias)
@@ -191,7 +185,7 @@ class SpatialTransformerConv(MessagePassing):
         Args:
             x (torch.Tensor): Node features ``[num_nodes, in_channels]``.
             edge_index (torch.Tensor): ``[2, num_edges]`` int64 edges ``j -> i``
-                (source row 0, target row 1), in any order.
+                (source row 0, target row 1), in any order, none repeated.
             edge_dist (torch.Tensor, optional): Edge lengths :math:`d_{ij} \ge 0`,
                 ``[num_edges]`` or ``[num_edges, 1]``.
             pos (torch.Tensor, optional): Node positions ``[num_nodes, dims]``,
@@ -217,7 +211,7 @@ class SpatialTransformerConv(MessagePassing):
             edge_dist,
             self.lambdas,
             dropout=self.dropout if self.training else 0.0,
-            chunk_size=self.chunk_size,
+            need_weights=return_attention_weights,
         )
         out = self.lin_out(out.reshape(-1, self.out_channels))
         if return_attention_weights:
