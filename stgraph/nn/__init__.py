@@ -1,4 +1,6 @@
-"""stgraph.nn: positional encoding, transcript encoder and task heads."""
+"""stgraph.nn: layers (:mod:`stgraph.nn.conv`), positional encoding, transcript encoder and task heads."""
+from . import conv
+from .conv import SpatialTransformerConv
 from .encoder import TranscriptEncoder, TranscriptEncoderLayer
 from .heads import MaskedGeneHead
 from .positional import SinusoidalPositionalEncoding, sinusoidal_position_encoding, transcript_origin
@@ -6,8 +8,10 @@ from .positional import SinusoidalPositionalEncoding, sinusoidal_position_encodi
 __all__ = [
     "MaskedGeneHead",
     "SinusoidalPositionalEncoding",
+    "SpatialTransformerConv",
     "TranscriptEncoder",
     "TranscriptEncoderLayer",
+    "conv",
     "sinusoidal_position_encoding",
     "transcript_origin",
 ]

@@ -10,6 +10,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.nn import MessagePassing
 
+from .conv import SpatialTransformerConv
 from .positional import (
     DEFAULT_PE_BASE,
     DEFAULT_PE_SCALE,
@@ -24,22 +25,10 @@ DEFAULT_CONV = "SpatialTransformerConv"
 
 
 def _spatial_transformer_factory(conv_kwargs: dict[str, Any]) -> ConvFactory:
-    from .conv import SpatialTransformerConv
-
     def build(d_model: int, heads: int) -> MessagePassing:
         return SpatialTransformerConv(d_model, d_model, heads=heads, **conv_kwargs)
 
     return build
-
-
-def _is_default_conv(conv: type | ConvFactory | None) -> bool:
-    if conv is None:
-        return True
-    try:
-        from .conv import SpatialTransformerConv
-    except ImportError:
-        return False
-    return conv is SpatialTransformerConv
 
 
 def conv_name(conv: type | ConvFactory) -> str:
@@ -50,8 +39,6 @@ def conv_name(conv: type | ConvFactory) -> str:
 def resolve_conv(name: str) -> ConvFactory:
     """Import the layer factory recorded as ``name`` by :func:`conv_name`."""
     if name == DEFAULT_CONV:
-        from .conv import SpatialTransformerConv
-
         return SpatialTransformerConv
     module, _, qualname = name.partition(":")
     try:
@@ -216,7 +203,7 @@ class TranscriptEncoder(torch.nn.Module):
         ff_dim = 4 * d_model if ff_dim is None else ff_dim
 
         conv_kwargs = dict(conv_kwargs or {})
-        if _is_default_conv(conv):
+        if conv is None or conv is SpatialTransformerConv:
             factory = _spatial_transformer_factory(conv_kwargs)
             recorded = DEFAULT_CONV
         elif conv_kwargs:
