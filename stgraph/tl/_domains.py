@@ -66,6 +66,7 @@ def _features(
     members: np.ndarray,
     representation: Representation,
     model,
+    embedding: np.ndarray | None,
     bandwidth: float,
     n_components: int,
     max_edges: int,
@@ -93,8 +94,9 @@ def _features(
             )
         )
     if representation in ("embedding", "both"):
-        embedding = encoder_outputs(model, graph, max_edges=max_edges).embedding[members]
-        blocks.append(standardised_block(centred_per_group(embedding, cell[members])))
+        if embedding is None:
+            embedding = encoder_outputs(model, graph, max_edges=max_edges).embedding
+        blocks.append(standardised_block(centred_per_group(embedding[members], cell[members])))
     return np.hstack(blocks)
 
 
@@ -116,6 +118,7 @@ def domains(
     *,
     radius: float | None = None,
     graph: Data | None = None,
+    embedding: np.ndarray | None = None,
     n_domains: int | None = None,
     k_range: tuple[int, int] = (2, 8),
     representation: Representation = "composition",
@@ -162,6 +165,10 @@ def domains(
     graph
         Transcript graph to use instead, as built by
         :func:`stgraph.graph.transcript_graph` (its ``edge_dist`` is used).
+    embedding
+        Precomputed ``(N, d)`` transcript embeddings (rows in the order of the
+        points) to use instead of running ``model``, e.g. from an encoder run on a
+        graph of another radius.
     n_domains
         Number of domains; None chooses it in ``k_range``.
     k_range
@@ -206,8 +213,8 @@ def domains(
         raise ValueError(
             f"representation must be 'composition', 'embedding' or 'both', got {representation!r}"
         )
-    if representation != "composition" and model is None:
-        raise ValueError(f"representation={representation!r} needs a pretrained model")
+    if representation != "composition" and model is None and embedding is None:
+        raise ValueError(f"representation={representation!r} needs a pretrained model or embedding=")
     if graph is None:
         if radius is None:
             raise ValueError("pass radius= (µm) to build the transcript graph, or graph=")
@@ -221,8 +228,14 @@ def domains(
     members = np.flatnonzero(cell >= 0)
     if members.size < 2:
         raise ValueError("domains need at least two transcripts assigned to cells")
+    if embedding is not None:
+        embedding = np.asarray(embedding, dtype=np.float64)
+        if embedding.ndim != 2 or embedding.shape[0] != cell.size:
+            raise ValueError(
+                f"embedding must have one row per transcript ({cell.size}), got shape {embedding.shape}"
+            )
     features = _features(
-        graph, members, representation, model, bandwidth, n_components, max_edges, seed
+        graph, members, representation, model, embedding, bandwidth, n_components, max_edges, seed
     )
     clustering = cluster_domains(
         features, n_domains, k_range=k_range, method=method, sample_size=sample_size, seed=seed
