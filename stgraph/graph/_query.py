@@ -16,12 +16,12 @@ __all__ = ["RadiusQuery", "as_tensor", "check_positions", "check_radius", "make_
 class RadiusQuery:
     """Everything a backend needs, validated.
 
-    ``pos`` is the caller's coordinates in float64 (a new tensor unless they already were
-    float64; backends never write to it), ``batch`` holds batch ids renumbered to
-    ``0 .. num_batches - 1`` (``None`` for a single sample).
+    ``points`` is the caller's coordinate tensor (never written to), ``pos`` the same in
+    float64, ``batch`` the batch ids renumbered to ``0 .. num_batches - 1`` (``None`` for
+    a single sample).
     """
 
-    pos: torch.Tensor
+    points: torch.Tensor
     batch: torch.Tensor | None
     num_batches: int
     r: float
@@ -32,11 +32,22 @@ class RadiusQuery:
 
     @property
     def num_nodes(self) -> int:
-        return self.pos.shape[0]
+        return self.points.shape[0]
 
     @property
     def device(self) -> torch.device:
-        return self.pos.device
+        return self.points.device
+
+    @cached_property
+    def pos(self) -> torch.Tensor:
+        """``points`` in float64 (the same tensor if it already is)."""
+        return self.points.to(torch.float64)
+
+    @cached_property
+    def bounds(self) -> tuple[list[float], list[float]]:
+        """Per-axis minimum and maximum coordinates (``N >= 1``)."""
+        low, high = torch.aminmax(self.points, dim=0)
+        return low.tolist(), high.tolist()
 
     @property
     def r2(self) -> float:
@@ -46,7 +57,10 @@ class RadiusQuery:
     @cached_property
     def max_abs(self) -> float:
         """Largest absolute coordinate: sets the rounding margin of every spatial search."""
-        return float(self.pos.abs().max()) if self.num_nodes else 0.0
+        if not self.num_nodes:
+            return 0.0
+        low, high = self.bounds
+        return max(max(map(abs, low)), max(map(abs, high)))
 
 
 def as_tensor(x, name: str) -> torch.Tensor:
@@ -66,9 +80,8 @@ def check_positions(pos) -> torch.Tensor:
         raise ValueError(f"pos must have shape [N, 2] or [N, 3], got {list(pos.shape)}")
     if not pos.is_floating_point():
         raise TypeError(f"pos must have a floating-point dtype, got {pos.dtype}")
-    finite = torch.isfinite(pos).all(dim=1)
-    if not bool(finite.all()):
-        row = int(torch.nonzero(~finite)[0, 0])
+    if not bool(torch.isfinite(pos).all()):
+        row = int(torch.nonzero(~torch.isfinite(pos).all(dim=1))[0, 0])
         raise ValueError(f"pos contains NaN or infinite coordinates (first at row {row}: {pos[row].tolist()})")
     return pos
 
@@ -140,7 +153,7 @@ def make_query(
     if not isinstance(return_distance, (bool, np.bool_)):
         raise TypeError(f"return_distance must be a bool, got {return_distance!r}")
     return RadiusQuery(
-        pos=pos.to(torch.float64),
+        points=pos,
         batch=batch,
         num_batches=num_batches,
         r=r,

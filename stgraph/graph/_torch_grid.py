@@ -39,17 +39,13 @@ def _count_per_target(cells: CellList, query: RadiusQuery, chunks) -> torch.Tens
     return counts
 
 
-def _cell_list(query: RadiusQuery) -> CellList:
-    return build_cell_list(query.pos, query.batch, query.num_batches, query.r, query.max_abs)
-
-
 def require_fits_cheaply(query: RadiusQuery) -> CellList:
     """Refuse a graph too large for memory before any edge is built; return the cell list.
 
     For backends that cannot count edges on their own: the cell list's candidate bound
     settles most cases, and only a bound that does not fit is refined by an exact count.
     """
-    cells = _cell_list(query)
+    cells = build_cell_list(query)
     bound = cells.edge_bound(query.loop, query.max_num_neighbors)
     if not fits(bound, query.distance_dtype, query.device, query.max_memory):
         counts = _count_per_target(cells, query, cells.chunks(PAIRS_PER_CHUNK))
@@ -58,7 +54,7 @@ def require_fits_cheaply(query: RadiusQuery) -> CellList:
 
 
 def torch_grid_edges(query: RadiusQuery):
-    cells = _cell_list(query)
+    cells = build_cell_list(query)
     chunks = cells.chunks(PAIRS_PER_CHUNK)
     counts = _count_per_target(cells, query, chunks)
     offsets = torch.cumsum(counts, 0) - counts
