@@ -182,12 +182,16 @@ def build_cell_list(query: RadiusQuery) -> CellList:
     _, counts = torch.unique_consecutive(keys, return_counts=True)
     cell_start = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
     first_points = order.index_select(0, cell_start[:-1])
+    if query.batch is None:
+        cell_batch = key.new_zeros(first_points.shape)
+    else:
+        cell_batch = query.batch.index_select(0, first_points)
     return CellList(
         order=order,
         keys=keys,
         pos=pos.index_select(0, order),
         cell_start=cell_start,
         cell_coord=cells.index_select(0, first_points),
-        cell_batch=key.new_zeros(first_points.shape) if query.batch is None else query.batch.index_select(0, first_points),
+        cell_batch=cell_batch,
         dims=geometry.dims,
     )

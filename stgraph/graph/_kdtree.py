@@ -29,7 +29,7 @@ def kdtree_edges(query: RadiusQuery):
         pairs.append(members[found])
     pairs = torch.from_numpy(np.concatenate(pairs))
     first, second = pairs[:, 0], pairs[:, 1]
-    target, source = [torch.cat([first, second]), torch.cat([second, first])]
+    target, source = torch.cat([first, second]), torch.cat([second, first])
     if query.loop:
         everyone = torch.arange(query.num_nodes)
         target, source = torch.cat([target, everyone]), torch.cat([source, everyone])

@@ -120,15 +120,25 @@ def _squared_distance(x, y, z, points, q):
     return d2 + dz * dz
 
 
+@njit(cache=True)
+def _num_blocks(cell_start):
+    return (cell_start.shape[0] - 1 + _CELLS_PER_BLOCK - 1) // _CELLS_PER_BLOCK
+
+
+@njit(cache=True)
+def _block_scratch(block, cell_start, dims):
+    """Cell range of a parallel work item, and its scratch for :func:`_neighbour_runs`."""
+    first = block * _CELLS_PER_BLOCK
+    stop = min(first + _CELLS_PER_BLOCK, cell_start.shape[0] - 1)
+    num_runs = 3 ** (dims.shape[0] - 1)
+    return first, stop, np.empty(dims.shape[0], np.int64), np.empty(num_runs, np.int64), np.empty(num_runs, np.int64)
+
+
 @njit(cache=True, parallel=True)
 def _count_edges(xyz, order, keys, cell_start, dims, r2, loop, counts):
-    num_cells = cell_start.shape[0] - 1
-    num_runs = 3 ** (dims.shape[0] - 1)
-    for block in prange((num_cells + _CELLS_PER_BLOCK - 1) // _CELLS_PER_BLOCK):
-        coord = np.empty(dims.shape[0], np.int64)
-        lo = np.empty(num_runs, np.int64)
-        hi = np.empty(num_runs, np.int64)
-        for cell in range(block * _CELLS_PER_BLOCK, min((block + 1) * _CELLS_PER_BLOCK, num_cells)):
+    for block in prange(_num_blocks(cell_start)):
+        first, stop, coord, lo, hi = _block_scratch(block, cell_start, dims)
+        for cell in range(first, stop):
             runs = _neighbour_runs(keys[cell_start[cell]], dims, keys, coord, lo, hi)
             for a in range(cell_start[cell], cell_start[cell + 1]):
                 x, y, z = xyz[a, 0], xyz[a, 1], xyz[a, 2]
@@ -183,24 +193,22 @@ def _gather_by_index(xyz, order, lo, hi, num_runs, index, position, coords):
 @njit(cache=True, parallel=True)
 def _fill_sources(xyz, order, keys, cell_start, dims, r2, loop, k, offsets, sources, dist, want_dist):
     """Write each target's sources (its ``k`` nearest if ``k >= 0``), ascending, at ``offsets[target]``."""
-    num_cells = cell_start.shape[0] - 1
-    num_runs = 3 ** (dims.shape[0] - 1)
-    for block in prange((num_cells + _CELLS_PER_BLOCK - 1) // _CELLS_PER_BLOCK):
-        coord = np.empty(dims.shape[0], np.int64)
-        lo = np.empty(num_runs, np.int64)
-        hi = np.empty(num_runs, np.int64)
+    for block in prange(_num_blocks(cell_start)):
+        first, stop, coord, lo, hi = _block_scratch(block, cell_start, dims)
         capacity = 0
         index = position = hit_source = np.empty(0, np.int64)
         hit_d2 = np.empty(0, np.float64)
         coords = np.empty((0, 3), np.float64)
-        for cell in range(block * _CELLS_PER_BLOCK, min((block + 1) * _CELLS_PER_BLOCK, num_cells)):
+        for cell in range(first, stop):
             runs = _neighbour_runs(keys[cell_start[cell]], dims, keys, coord, lo, hi)
             needed = 0
             for run in range(runs):
                 needed += hi[run] - lo[run]
             if needed > capacity:
                 capacity = 2 * needed
-                index, position, hit_source = np.empty(capacity, np.int64), np.empty(capacity, np.int64), np.empty(capacity, np.int64)
+                index = np.empty(capacity, np.int64)
+                position = np.empty(capacity, np.int64)
+                hit_source = np.empty(capacity, np.int64)
                 hit_d2 = np.empty(capacity, np.float64)
                 coords = np.empty((capacity, 3), np.float64)
             m = _gather_by_index(xyz, order, lo, hi, runs, index, position, coords)
@@ -278,7 +286,8 @@ def numba_grid_edges(query: RadiusQuery):
     want_dist = query.distance_dtype is not None
     # float32 distances are written directly; other dtypes go through float64 and one
     # rounding by torch, as in the other backends.
-    dist = torch.empty(num_edges if want_dist else 0, dtype=torch.float32 if query.distance_dtype == torch.float32 else torch.float64)
+    dist_dtype = torch.float32 if query.distance_dtype == torch.float32 else torch.float64
+    dist = torch.empty(num_edges if want_dist else 0, dtype=dist_dtype)
     _fill_sources(*arrays, -1 if k is None else k, offsets, edge_index[0].numpy(), dist.numpy(), want_dist)
     _fill_targets(offsets, kept, edge_index[1].numpy())
     return edge_index.to(query.device), dist.to(query.device, query.distance_dtype) if want_dist else None

@@ -114,24 +114,15 @@ def _check_batch(batch, pos: torch.Tensor) -> tuple[torch.Tensor | None, int]:
     return inverse.to(torch.int64), max(int(ids.numel()), 1)
 
 
-def _check_max_num_neighbors(k) -> int | None:
-    if k is None:
+def _optional_int(value, name: str, minimum: int) -> int | None:
+    """``value`` as an int ``>= minimum``, or None."""
+    if value is None:
         return None
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
-        raise TypeError(f"max_num_neighbors must be a positive int or None, got {k!r}")
-    if k < 1:
-        raise ValueError(f"max_num_neighbors must be at least 1, got {k}")
-    return int(k)
-
-
-def _check_max_memory(max_memory) -> int | None:
-    if max_memory is None:
-        return None
-    if isinstance(max_memory, (bool, np.bool_)) or not isinstance(max_memory, numbers.Integral):
-        raise TypeError(f"max_memory must be a number of bytes (int) or None, got {max_memory!r}")
-    if max_memory < 0:
-        raise ValueError(f"max_memory must be non-negative, got {max_memory}")
-    return int(max_memory)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int or None, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return int(value)
 
 
 def make_query(
@@ -158,7 +149,7 @@ def make_query(
         num_batches=num_batches,
         r=r,
         loop=bool(loop),
-        max_num_neighbors=_check_max_num_neighbors(max_num_neighbors),
+        max_num_neighbors=_optional_int(max_num_neighbors, "max_num_neighbors", 1),
         distance_dtype=pos.dtype if return_distance else None,
-        max_memory=_check_max_memory(max_memory),
+        max_memory=_optional_int(max_memory, "max_memory (bytes)", 0),
     )

@@ -10,7 +10,7 @@ import torch
 
 from ._cells import CellList, build_cell_list
 from ._exact import distances, edge_order, place_edges, squared_distance
-from ._memory import fits, require_fits
+from ._memory import allocate_output, fits, require_fits
 from ._query import RadiusQuery
 
 __all__ = ["torch_grid_edges", "require_fits_cheaply", "PAIRS_PER_CHUNK"]
@@ -58,12 +58,7 @@ def torch_grid_edges(query: RadiusQuery):
     chunks = cells.chunks(PAIRS_PER_CHUNK)
     counts = _count_per_target(cells, query, chunks)
     offsets = torch.cumsum(counts, 0) - counts
-    num_edges = int(counts.sum())
-    require_fits(num_edges, query.distance_dtype, query.device, query.max_memory)
-    edge_index = torch.empty(2, num_edges, dtype=torch.int64, device=query.device)
-    dist = None
-    if query.distance_dtype is not None:
-        dist = torch.empty(num_edges, dtype=query.distance_dtype, device=query.device)
+    edge_index, dist = allocate_output(int(counts.sum()), query.distance_dtype, query.device, query.max_memory)
     n = query.num_nodes
     for first, stop in chunks:
         a, b, d2 = _edges_of_chunk(cells, query, first, stop)
