@@ -4,8 +4,11 @@ Data: N uniform 2D points (float32) at about 1 point per µm² (square of side s
 r = 2.5 µm (about 20 neighbours per point). Each method runs in a fresh subprocess
 (``benchmarks/_measure.py``): one warm-up call on the first 1,000 points (imports, numba
 JIT or its cache, squidpy's lazy imports), then ``--repeats`` timed calls on all points;
-the best wall time is reported, and the peak resident memory above the post-set-up
-baseline over those calls.
+the best wall time and the best CPU time (all threads summed) are reported, and the peak
+resident memory above the post-set-up baseline over those calls. On a machine shared with
+other users' jobs (Linux autogroup scheduling gives each session a share of the cores,
+whatever its thread count) wall time is about CPU time over that share, so extra threads
+do not show there; CPU time then compares the work done.
 
 What each method returns:
 
@@ -206,7 +209,10 @@ def main(argv=None) -> None:
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
             "threads": args.threads,
-            "note": "shared development machine (2 cores, other developers' jobs running): timings are noisy",
+            "note": (
+                "shared development machine: 2 cores, other developers' jobs running (CPU pressure ~100%, "
+                "autogroup scheduling), so wall times are noisy and 2 threads bring little over 1"
+            ),
         },
         "versions": _versions(),
         "settings": {
