@@ -147,6 +147,14 @@ def test_tiny_radius_over_huge_extent(backend, dim):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_input(backend, dtype):
+    gen = torch.Generator().manual_seed(8)
+    pos = (torch.rand(120, 2, generator=gen) * 6).to(dtype)
+    assert_same_graph(pos, 1.0, None, False, 3, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_empty_input(backend):
     edge_index, dist = radius_graph(torch.empty(0, 3), 1.0, backend=backend, return_distance=True)
     assert edge_index.shape == (2, 0) and edge_index.dtype == torch.int64

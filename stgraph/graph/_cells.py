@@ -1,7 +1,10 @@
 """Cell lists: points bucketed into cubic cells of side >= r, keyed by (batch, cell).
 
-Shared by the numba and PyTorch backends (built with PyTorch on the query's device) and
-used by the other backends for a cheap upper bound on the edge count.
+:func:`cell_geometry` (cell side, grid extent, int64-safe keys) is shared by every
+cell-list code path. :class:`CellList` is the PyTorch one, built on the query's device:
+the ``"torch"`` backend searches it, and the kd-tree and torch_cluster backends take a
+cheap upper bound on the edge count from it. The numba backend builds its own arrays
+with the same geometry and key layout (``_numba_grid.py``).
 """
 from __future__ import annotations
 
