@@ -30,7 +30,8 @@ def available_backends() -> tuple[str, ...]:
     return tuple(names)
 
 
-def _resolve_backend(backend, device: torch.device) -> str:
+def resolve_backend(backend, device: torch.device) -> str:
+    """The backend name ``backend`` stands for on ``device``; errors for unknown or missing ones."""
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a str, got {type(backend).__name__}")
     if backend == "auto":
@@ -149,5 +150,5 @@ def radius_graph(
         return_distance=return_distance,
         max_memory=max_memory,
     )
-    edge_index, dist = build_edges(query, _resolve_backend(backend, query.device))
+    edge_index, dist = build_edges(query, resolve_backend(backend, query.device))
     return (edge_index, dist) if return_distance else edge_index
