@@ -21,6 +21,8 @@ __all__ = ["numba_grid_edges"]
 
 # Neighbourhoods up to this size are insertion-sorted in place; larger ones use argsort.
 _INSERTION_SORT_MAX = 64
+# Targets whose output is written interleaved (see _write_hits).
+_TARGETS_PER_GROUP = 8
 # Cells per parallel work item: amortises the scratch allocations of a work item.
 _CELLS_PER_BLOCK = 256
 
@@ -190,15 +192,62 @@ def _gather_by_index(xyz, order, lo, hi, num_runs, index, position, coords):
     return m
 
 
+@njit(cache=True)
+def _scan_hits(xyz, a, target, coords, index, m, r2, loop, hit_source, hit_d2):
+    """Edges into sorted position ``a`` from the gathered neighbourhood, in source order:
+    their number, and their sources and ``d2`` in ``hit_source``/``hit_d2``."""
+    x, y, z = xyz[a, 0], xyz[a, 1], xyz[a, 2]
+    n = 0
+    for q in range(m):
+        # Branch-free: always write, advance only on an edge.
+        d2 = _squared_distance(x, y, z, coords, q)
+        hit_source[n] = index[q]
+        hit_d2[n] = d2
+        n += (d2 <= r2) & (loop | (index[q] != target))
+    return n
+
+
+@njit(cache=True)
+def _write_hits(targets, hits, offsets, k, hit_source, hit_d2, sources, dist, want_dist):
+    """Write the hits of a group of targets (row ``t`` of ``hit_*`` for ``targets[t]``).
+
+    The targets' output slices are far apart; writing them element by element in turn
+    lets their cache misses overlap instead of queueing one slice after the other.
+    """
+    longest = 0
+    for t in range(targets.shape[0]):
+        n = hits[t]
+        if 0 <= k < n:
+            # Stable by distance over source-sorted hits: ties go to the smaller source;
+            # sorting the kept positions restores source order.
+            kept = np.sort(np.argsort(hit_d2[t, :n], kind="mergesort")[:k])
+            base = offsets[targets[t]]
+            for q in range(k):
+                sources[base + q] = hit_source[t, kept[q]]
+                if want_dist:
+                    dist[base + q] = math.sqrt(hit_d2[t, kept[q]])
+            hits[t] = 0
+        longest = max(longest, hits[t])
+    for q in range(longest):
+        for t in range(targets.shape[0]):
+            if q < hits[t]:
+                slot = offsets[targets[t]] + q
+                sources[slot] = hit_source[t, q]
+                if want_dist:
+                    dist[slot] = math.sqrt(hit_d2[t, q])
+
+
 @njit(cache=True, parallel=True)
 def _fill_sources(xyz, order, keys, cell_start, dims, r2, loop, k, offsets, sources, dist, want_dist):
     """Write each target's sources (its ``k`` nearest if ``k >= 0``), ascending, at ``offsets[target]``."""
     for block in prange(_num_blocks(cell_start)):
         first, stop, coord, lo, hi = _block_scratch(block, cell_start, dims)
         capacity = 0
-        index = position = hit_source = np.empty(0, np.int64)
-        hit_d2 = np.empty(0, np.float64)
+        index = position = np.empty(0, np.int64)
         coords = np.empty((0, 3), np.float64)
+        hit_source = np.empty((_TARGETS_PER_GROUP, 0), np.int64)
+        hit_d2 = np.empty((_TARGETS_PER_GROUP, 0), np.float64)
+        hits = np.empty(_TARGETS_PER_GROUP, np.int64)
         for cell in range(first, stop):
             runs = _neighbour_runs(keys[cell_start[cell]], dims, keys, coord, lo, hi)
             needed = 0
@@ -208,35 +257,16 @@ def _fill_sources(xyz, order, keys, cell_start, dims, r2, loop, k, offsets, sour
                 capacity = 2 * needed
                 index = np.empty(capacity, np.int64)
                 position = np.empty(capacity, np.int64)
-                hit_source = np.empty(capacity, np.int64)
-                hit_d2 = np.empty(capacity, np.float64)
                 coords = np.empty((capacity, 3), np.float64)
+                hit_source = np.empty((_TARGETS_PER_GROUP, capacity), np.int64)
+                hit_d2 = np.empty((_TARGETS_PER_GROUP, capacity), np.float64)
             m = _gather_by_index(xyz, order, lo, hi, runs, index, position, coords)
-            for a in range(cell_start[cell], cell_start[cell + 1]):
-                target = order[a]
-                x, y, z = xyz[a, 0], xyz[a, 1], xyz[a, 2]
-                n = 0
-                for q in range(m):
-                    # Branch-free: always write, advance only on an edge.
-                    d2 = _squared_distance(x, y, z, coords, q)
-                    hit_source[n] = index[q]
-                    hit_d2[n] = d2
-                    n += (d2 <= r2) & (loop | (index[q] != target))
-                base = offsets[target]
-                if 0 <= k < n:
-                    # Stable by distance over source-sorted hits: ties go to the smaller
-                    # source; sorting the kept positions restores source order.
-                    kept = np.sort(np.argsort(hit_d2[:n], kind="mergesort")[:k])
-                    for q in range(k):
-                        sources[base + q] = hit_source[kept[q]]
-                        if want_dist:
-                            dist[base + q] = math.sqrt(hit_d2[kept[q]])
-                else:
-                    for q in range(n):
-                        sources[base + q] = hit_source[q]
-                    if want_dist:
-                        for q in range(n):
-                            dist[base + q] = math.sqrt(hit_d2[q])
+            for group in range(cell_start[cell], cell_start[cell + 1], _TARGETS_PER_GROUP):
+                end = min(group + _TARGETS_PER_GROUP, cell_start[cell + 1])
+                for a in range(group, end):
+                    t = a - group
+                    hits[t] = _scan_hits(xyz, a, order[a], coords, index, m, r2, loop, hit_source[t], hit_d2[t])
+                _write_hits(order[group:end], hits, offsets, k, hit_source, hit_d2, sources, dist, want_dist)
 
 
 @njit(cache=True, parallel=True)
