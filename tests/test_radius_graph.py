@@ -123,13 +123,14 @@ def test_isolated_points_duplicates_and_boundary(backend):
     assert not (edge_index == 3).any()  # isolated
 
 
-def test_torch_backend_in_small_chunks(monkeypatch):
-    # Chunks of one cell (more pairs than the limit) and of several cells both occur.
-    monkeypatch.setattr(torch_grid_module, "PAIRS_PER_CHUNK", 200)
+@pytest.mark.parametrize("pairs_per_chunk", [1, 200])
+def test_torch_backend_in_small_chunks(monkeypatch, pairs_per_chunk):
+    # 1: every chunk is one cell over the limit; 200: chunks of a few cells.
+    monkeypatch.setattr(torch_grid_module, "PAIRS_PER_CHUNK", pairs_per_chunk)
     monkeypatch.setattr(cells_module, "CELLS_PER_LOOKUP", 3)
     gen = torch.Generator().manual_seed(3)
-    pos = torch.rand(200, 3, generator=gen, dtype=torch.float64) * 6
-    batch = torch.randint(0, 3, (200,), generator=gen)
+    pos = torch.rand(80, 3, generator=gen, dtype=torch.float64) * 5
+    batch = torch.randint(0, 3, (80,), generator=gen)
     assert_same_graph(pos, 1.3, batch, False, None, "torch")
     assert_same_graph(pos, 1.3, batch, True, 4, "torch")
 

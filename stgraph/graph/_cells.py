@@ -118,9 +118,9 @@ class CellList:
         npoints = self.points_per_cell()[first:stop]
         cell_of_target = torch.repeat_interleave(torch.arange(stop - first, device=lo.device), npoints)
         targets = torch.arange(int(self.cell_start[first]), int(self.cell_start[stop]), device=lo.device)
-        per_target = per_cell[cell_of_target]
+        per_target = per_cell.index_select(0, cell_of_target)
         a = torch.repeat_interleave(targets, per_target)
-        b = sources[expand_ranges(cell_offset[cell_of_target], per_target)]
+        b = sources.index_select(0, expand_ranges(cell_offset.index_select(0, cell_of_target), per_target))
         return a, b
 
 
@@ -162,16 +162,16 @@ def build_cell_list(
     for axis, size in enumerate(dims):
         key = key * size + cells[:, axis]
     order = _argsort(key)
-    keys = key[order]
+    keys = key.index_select(0, order)
     _, counts = torch.unique_consecutive(keys, return_counts=True)
     cell_start = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
-    first_points = order[cell_start[:-1]]
+    first_points = order.index_select(0, cell_start[:-1])
     return CellList(
         order=order,
         keys=keys,
-        pos=pos[order].contiguous(),
+        pos=pos.index_select(0, order),
         cell_start=cell_start,
-        cell_coord=cells[first_points],
-        cell_batch=key.new_zeros(first_points.shape) if batch is None else batch[first_points],
+        cell_coord=cells.index_select(0, first_points),
+        cell_batch=key.new_zeros(first_points.shape) if batch is None else batch.index_select(0, first_points),
         dims=dims,
     )

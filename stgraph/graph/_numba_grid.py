@@ -19,18 +19,10 @@ from ._query import RadiusQuery
 
 __all__ = ["numba_grid_edges"]
 
-# Segments up to this length are insertion-sorted in place; longer ones use argsort.
-_INSERTION_SORT_MAX = 32
-
-
-@njit(cache=True)
-def _squared_distance(pos, a, b):
-    diff = pos[a, 0] - pos[b, 0]
-    d2 = diff * diff
-    for dim in range(1, pos.shape[1]):
-        diff = pos[a, dim] - pos[b, dim]
-        d2 = d2 + diff * diff
-    return d2
+# Neighbourhoods up to this size are insertion-sorted in place; larger ones use argsort.
+_INSERTION_SORT_MAX = 64
+# Cells per parallel work item: amortises the scratch allocations of a work item.
+_CELLS_PER_BLOCK = 256
 
 
 @njit(cache=True)
@@ -68,102 +60,146 @@ def _neighbour_runs(coord, batch, dims, keys, lo, hi):
     return count
 
 
+@njit(cache=True, inline="always")
+def _squared_distance(x, y, z, points, q):
+    """``d2`` of the predicate between ``(x, y, z)`` and ``points[q]``.
+
+    Points are ``[M, 3]``: 2D points are padded with z = 0, and adding ``0.0 * 0.0`` to
+    ``d2`` is exact, so 2D and 3D share this code without changing the predicate.
+    """
+    dx = x - points[q, 0]
+    dy = y - points[q, 1]
+    dz = z - points[q, 2]
+    d2 = dx * dx
+    d2 = d2 + dy * dy
+    return d2 + dz * dz
+
+
+@njit(cache=True, parallel=True)
+def _count_edges(xyz, order, keys, cell_start, cell_coord, cell_batch, dims, r2, loop, counts):
+    num_cells = cell_start.shape[0] - 1
+    num_runs = 3 ** (cell_coord.shape[1] - 1)
+    for block in prange((num_cells + _CELLS_PER_BLOCK - 1) // _CELLS_PER_BLOCK):
+        lo = np.empty(num_runs, np.int64)
+        hi = np.empty(num_runs, np.int64)
+        for cell in range(block * _CELLS_PER_BLOCK, min((block + 1) * _CELLS_PER_BLOCK, num_cells)):
+            runs = _neighbour_runs(cell_coord[cell], cell_batch[cell], dims, keys, lo, hi)
+            for a in range(cell_start[cell], cell_start[cell + 1]):
+                x, y, z = xyz[a, 0], xyz[a, 1], xyz[a, 2]
+                n = 0
+                for run in range(runs):
+                    for b in range(lo[run], hi[run]):
+                        if _squared_distance(x, y, z, xyz, b) <= r2 and (loop or b != a):
+                            n += 1
+                counts[order[a]] = n
+
+
 @njit(cache=True)
-def _scan(pos, order, a, lo, hi, num_runs, loop, r2, sources, d2s):
-    """Edges into sorted position ``a``: their number, and (if ``sources`` is non-empty) the
-    sources and ``d2`` written to ``sources``/``d2s``."""
-    store = sources.shape[0] > 0
-    count = 0
+def _sort_by_index(index, position, m):
+    """Sort ``index[:m]`` ascending (values distinct), carrying ``position`` along."""
+    if m <= _INSERTION_SORT_MAX:
+        for i in range(1, m):
+            key, value = index[i], position[i]
+            j = i - 1
+            while j >= 0 and index[j] > key:
+                index[j + 1] = index[j]
+                position[j + 1] = position[j]
+                j -= 1
+            index[j + 1] = key
+            position[j + 1] = value
+    else:
+        perm = np.argsort(index[:m])
+        index[:m] = index[perm]
+        position[:m] = position[perm]
+
+
+@njit(cache=True)
+def _gather_by_index(xyz, order, lo, hi, num_runs, index, position, coords):
+    """Copy a cell's neighbourhood into ``index``/``coords``, sorted by point index; return its size.
+
+    All targets of the cell scan this buffer, so their sources come out sorted for free.
+    """
+    m = 0
     for run in range(num_runs):
         for b in range(lo[run], hi[run]):
-            if b == a and not loop:
-                continue
-            d2 = _squared_distance(pos, a, b)
-            if d2 <= r2:
-                if store:
-                    sources[count] = order[b]
-                    d2s[count] = d2
-                count += 1
-    return count
-
-
-@njit(cache=True)
-def _sort_by_source(sources, d2s, n):
-    """Sort ``sources[:n]`` ascending, carrying ``d2s`` along (sources are distinct)."""
-    if n <= _INSERTION_SORT_MAX:
-        for i in range(1, n):
-            s, d = sources[i], d2s[i]
-            j = i - 1
-            while j >= 0 and sources[j] > s:
-                sources[j + 1] = sources[j]
-                d2s[j + 1] = d2s[j]
-                j -= 1
-            sources[j + 1] = s
-            d2s[j + 1] = d
-    else:
-        perm = np.argsort(sources[:n])
-        sorted_sources = sources[perm]
-        sorted_d2s = d2s[perm]
-        sources[:n] = sorted_sources
-        d2s[:n] = sorted_d2s
+            index[m] = order[b]
+            position[m] = b
+            m += 1
+    _sort_by_index(index, position, m)
+    for q in range(m):
+        b = position[q]
+        coords[q, 0] = xyz[b, 0]
+        coords[q, 1] = xyz[b, 1]
+        coords[q, 2] = xyz[b, 2]
+    return m
 
 
 @njit(cache=True, parallel=True)
-def _count_edges(pos, order, keys, cell_start, cell_coord, cell_batch, dims, r2, loop, counts):
-    num_runs = 3 ** (pos.shape[1] - 1)
-    nothing = np.empty(0, np.int64)
-    nothing_f = np.empty(0, np.float64)
-    for cell in prange(cell_start.shape[0] - 1):
-        lo = np.empty(num_runs, np.int64)
-        hi = np.empty(num_runs, np.int64)
-        runs = _neighbour_runs(cell_coord[cell], cell_batch[cell], dims, keys, lo, hi)
-        for a in range(cell_start[cell], cell_start[cell + 1]):
-            counts[order[a]] = _scan(pos, order, a, lo, hi, runs, loop, r2, nothing, nothing_f)
-
-
-@njit(cache=True, parallel=True)
-def _fill_edges(
-    pos, order, keys, cell_start, cell_coord, cell_batch, dims, r2, loop, k, counts, offsets, edges, dist, want_dist
+def _fill_sources(
+    xyz, order, keys, cell_start, cell_coord, cell_batch, dims, r2, loop, k, offsets, sources, dist, want_dist
 ):
-    """Write each target's edges (its ``k`` nearest if ``k >= 0``) at ``offsets[target]``."""
-    num_runs = 3 ** (pos.shape[1] - 1)
-    for cell in prange(cell_start.shape[0] - 1):
+    """Write each target's sources (its ``k`` nearest if ``k >= 0``), ascending, at ``offsets[target]``."""
+    num_cells = cell_start.shape[0] - 1
+    num_runs = 3 ** (cell_coord.shape[1] - 1)
+    for block in prange((num_cells + _CELLS_PER_BLOCK - 1) // _CELLS_PER_BLOCK):
         lo = np.empty(num_runs, np.int64)
         hi = np.empty(num_runs, np.int64)
-        runs = _neighbour_runs(cell_coord[cell], cell_batch[cell], dims, keys, lo, hi)
-        largest = 1
-        for a in range(cell_start[cell], cell_start[cell + 1]):
-            largest = max(largest, counts[order[a]])
-        sources = np.empty(largest, np.int64)
-        d2s = np.empty(largest, np.float64)
-        for a in range(cell_start[cell], cell_start[cell + 1]):
-            target = order[a]
-            n = _scan(pos, order, a, lo, hi, runs, loop, r2, sources, d2s)
-            _sort_by_source(sources, d2s, n)
-            base = offsets[target]
-            if 0 <= k < n:
-                # Stable by distance over source-sorted candidates: ties go to the smaller
-                # source; re-sorting the kept positions restores source order.
-                kept = np.sort(np.argsort(d2s[:n], kind="mergesort")[:k])
-                for q in range(k):
-                    edges[0, base + q] = sources[kept[q]]
-                    edges[1, base + q] = target
+        capacity = 0
+        index = position = hit_source = np.empty(0, np.int64)
+        hit_d2 = np.empty(0, np.float64)
+        coords = np.empty((0, 3), np.float64)
+        for cell in range(block * _CELLS_PER_BLOCK, min((block + 1) * _CELLS_PER_BLOCK, num_cells)):
+            runs = _neighbour_runs(cell_coord[cell], cell_batch[cell], dims, keys, lo, hi)
+            needed = 0
+            for run in range(runs):
+                needed += hi[run] - lo[run]
+            if needed > capacity:
+                capacity = 2 * needed
+                index, position, hit_source = np.empty(capacity, np.int64), np.empty(capacity, np.int64), np.empty(capacity, np.int64)
+                hit_d2 = np.empty(capacity, np.float64)
+                coords = np.empty((capacity, 3), np.float64)
+            m = _gather_by_index(xyz, order, lo, hi, runs, index, position, coords)
+            for a in range(cell_start[cell], cell_start[cell + 1]):
+                target = order[a]
+                x, y, z = xyz[a, 0], xyz[a, 1], xyz[a, 2]
+                n = 0
+                for q in range(m):
+                    # Branch-free: always write, advance only on an edge.
+                    d2 = _squared_distance(x, y, z, coords, q)
+                    hit_source[n] = index[q]
+                    hit_d2[n] = d2
+                    n += (d2 <= r2) & (loop | (index[q] != target))
+                base = offsets[target]
+                if 0 <= k < n:
+                    # Stable by distance over source-sorted hits: ties go to the smaller
+                    # source; sorting the kept positions restores source order.
+                    kept = np.sort(np.argsort(hit_d2[:n], kind="mergesort")[:k])
+                    for q in range(k):
+                        sources[base + q] = hit_source[kept[q]]
+                        if want_dist:
+                            dist[base + q] = math.sqrt(hit_d2[kept[q]])
+                else:
+                    for q in range(n):
+                        sources[base + q] = hit_source[q]
                     if want_dist:
-                        dist[base + q] = math.sqrt(d2s[kept[q]])
-            else:
-                for q in range(n):
-                    edges[0, base + q] = sources[q]
-                    edges[1, base + q] = target
-                    if want_dist:
-                        dist[base + q] = math.sqrt(d2s[q])
+                        for q in range(n):
+                            dist[base + q] = math.sqrt(hit_d2[q])
+
+
+@njit(cache=True, parallel=True)
+def _fill_targets(offsets, kept, targets):
+    for i in prange(offsets.shape[0]):
+        targets[offsets[i] : offsets[i] + kept[i]] = i
 
 
 def numba_grid_edges(query: RadiusQuery):
     cpu = torch.device("cpu")
     batch = None if query.batch is None else query.batch.to(cpu)
     cells = build_cell_list(query.pos.to(cpu), batch, query.num_batches, query.r, query.max_abs)
+    xyz = np.zeros((query.num_nodes, 3))
+    xyz[:, : cells.pos.shape[1]] = cells.pos.numpy()
     arrays = (
-        cells.pos.numpy(),
+        xyz,
         cells.order.numpy(),
         cells.keys.numpy(),
         cells.cell_start.numpy(),
@@ -186,6 +222,7 @@ def numba_grid_edges(query: RadiusQuery):
     # rounding by torch, as in the other backends.
     dist_np = np.float32 if query.distance_dtype == torch.float32 else np.float64
     dist = np.empty(num_edges if want_dist else 0, dtype=dist_np)
-    _fill_edges(*arrays, -1 if k is None else k, counts, offsets, edges, dist, want_dist)
+    _fill_sources(*arrays, -1 if k is None else k, offsets, edges[0], dist, want_dist)
+    _fill_targets(offsets, kept, edges[1])
     edge_index = torch.from_numpy(edges).to(query.device)
     return edge_index, torch.from_numpy(dist).to(query.device, query.distance_dtype) if want_dist else None

@@ -73,8 +73,8 @@ def check_positions(pos) -> torch.Tensor:
     return pos
 
 
-def check_radius(r, name: str = "r") -> float:
-    """``r`` as a positive finite Python float."""
+def check_radius(r, name: str = "r", *, allow_zero: bool = False) -> float:
+    """``r`` as a positive (or, with ``allow_zero``, non-negative) finite Python float."""
     if isinstance(r, (bool, np.bool_)):
         raise TypeError(f"{name} must be a real number, got {r!r}")
     if isinstance(r, (torch.Tensor, np.ndarray)) and r.ndim == 0:
@@ -82,8 +82,8 @@ def check_radius(r, name: str = "r") -> float:
     if not isinstance(r, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(r).__name__}")
     r = float(r)
-    if not math.isfinite(r) or r <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {r}")
+    if not math.isfinite(r) or r < 0 or (r == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} finite number, got {r}")
     return r
 
 

@@ -36,10 +36,10 @@ def torch_cluster_edges(query: RadiusQuery):
     pos, batch, back = query.pos, query.batch, None
     if batch is not None and bool((batch[1:] < batch[:-1]).any()):
         back = torch.argsort(batch, stable=True)  # torch_cluster needs batch sorted
-        pos, batch = pos[back], batch[back]
+        pos, batch = pos.index_select(0, back), batch.index_select(0, back)
     source, target = torch_cluster.radius_graph(
         pos, inflate(query.r, query.max_abs), batch, loop=True, max_num_neighbors=cap, flow="source_to_target"
     )
     if back is not None:
-        source, target = back[source], back[target]
+        source, target = back.index_select(0, source), back.index_select(0, target)
     return exact_edges(query, target, source)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ._cells import CellList, build_cell_list
-from ._exact import distances, place_edges, select_nearest, squared_distance
+from ._exact import distances, edge_order, place_edges, squared_distance
 from ._memory import fits, require_fits
 from ._query import RadiusQuery
 
@@ -33,7 +33,7 @@ def _count_per_target(cells: CellList, query: RadiusQuery, chunks) -> torch.Tens
     counts = torch.zeros(query.num_nodes, dtype=torch.int64, device=cells.keys.device)
     for first, stop in chunks:
         a, _, _ = _edges_of_chunk(cells, query, first, stop)
-        counts.index_add_(0, cells.order[a], torch.ones_like(a))
+        counts.index_add_(0, cells.order.index_select(0, a), torch.ones_like(a))
     if query.max_num_neighbors is not None:
         counts.clamp_(max=query.max_num_neighbors)
     return counts
@@ -71,12 +71,9 @@ def torch_grid_edges(query: RadiusQuery):
     n = query.num_nodes
     for first, stop in chunks:
         a, b, d2 = _edges_of_chunk(cells, query, first, stop)
-        source = cells.order[b]
-        # Targets are already grouped (a is non-decreasing); order each group by source.
-        order = torch.argsort(a * n + source)
-        a, source, d2 = a[order], source[order], d2[order]
-        if query.max_num_neighbors is not None:
-            chosen = select_nearest(a, d2, query.max_num_neighbors)
-            a, source, d2 = a[chosen], source[chosen], d2[chosen]
-        place_edges(edge_index, dist, offsets, cells.order[a], source, distances(d2, query.distance_dtype))
+        source = cells.order.index_select(0, b)
+        order = edge_order(a, source, d2, n, query.max_num_neighbors)
+        a, source, d2 = (t.index_select(0, order) for t in (a, source, d2))
+        target = cells.order.index_select(0, a)
+        place_edges(edge_index, dist, offsets, target, source, distances(d2, query.distance_dtype))
     return edge_index, dist

@@ -21,6 +21,8 @@ from .radius import radius_graph
 __all__ = ["Tile", "iter_tiles", "radius_graph_tile", "radius_graph_tiled"]
 
 _MAX_TILE_KEYS = 2**62
+# Guards against tiles far smaller than the halo, whose memberships would swamp memory.
+_MAX_MEMBERSHIPS_PER_POINT = 100
 
 
 class Tile(NamedTuple):
@@ -30,20 +32,16 @@ class Tile(NamedTuple):
     halo: torch.Tensor
 
 
-def _check_halo(halo) -> float:
-    if isinstance(halo, (int, float)) and not isinstance(halo, bool) and halo == 0:
-        return 0.0
-    return check_radius(halo, "halo")
-
-
 def iter_tiles(pos, tile_size: float, halo: float) -> Iterator[Tile]:
     """Split points into square tiles of side ``tile_size`` with a halo of width ``halo``.
 
     Tile ``(a, b)`` covers ``a * tile_size <= x < (a + 1) * tile_size`` (likewise in y;
     z is not tiled). Every point is in the core of exactly one tile; the halo of a tile
-    holds every other point within ``halo`` of its square, and possibly a few more by a
-    hair (the margin that makes the split exact under rounding). Tiles with an empty
-    core are skipped.
+    holds the other points of its square grown by ``halo`` on every side (so every
+    point within distance ``halo`` of the square, and the corners beyond), with a
+    margin of a few ulps that keeps the split exact under rounding. Tiles with an empty
+    core are skipped. Each point lies in about ``(1 + 2 * halo / tile_size)**2`` tiles:
+    use tiles much larger than the halo.
 
     Parameters
     ----------
@@ -60,7 +58,7 @@ def iter_tiles(pos, tile_size: float, halo: float) -> Iterator[Tile]:
     """
     pos = check_positions(pos)
     tile_size = check_radius(tile_size, "tile_size")
-    halo = _check_halo(halo)
+    halo = check_radius(halo, "halo", allow_zero=True)
     if pos.shape[0] == 0:
         return
     xy = pos[:, :2].to(torch.float64)
@@ -76,6 +74,12 @@ def iter_tiles(pos, tile_size: float, halo: float) -> Iterator[Tile]:
     # Expand (point, tile) memberships: each point touches a small rectangle of tiles.
     span = high - low + 1
     touched = span[:, 0] * span[:, 1]
+    memberships = int(touched.sum())
+    if memberships > _MAX_MEMBERSHIPS_PER_POINT * xy.shape[0]:
+        raise ValueError(
+            f"tile_size={tile_size} is too small for halo={halo}: each point would lie in "
+            f"{memberships / xy.shape[0]:.0f} tiles on average; use tiles much larger than the halo"
+        )
     point = torch.repeat_interleave(torch.arange(xy.shape[0], device=xy.device), touched)
     step = torch.arange(point.numel(), device=xy.device) - torch.repeat_interleave(
         torch.cumsum(touched, 0) - touched, touched
@@ -85,7 +89,7 @@ def iter_tiles(pos, tile_size: float, halo: float) -> Iterator[Tile]:
     key = tile_x * rows + tile_y
     is_core = (tile_x == own[point, 0]) & (tile_y == own[point, 1])
     order = torch.argsort(key, stable=True)  # points stay ascending within a tile
-    key, point, is_core = key[order], point[order], is_core[order]
+    key, point, is_core = (t.index_select(0, order) for t in (key, point, is_core))
     _, sizes = torch.unique_consecutive(key, return_counts=True)
     for members, core in zip(torch.split(point, sizes.tolist()), torch.split(is_core, sizes.tolist())):
         if bool(core.any()):
