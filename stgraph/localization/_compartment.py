@@ -21,8 +21,9 @@ import torch
 from torch import nn
 from torch_geometric.utils import scatter
 
+from stgraph.graph import radius_graph
+
 from ._data import CellTranscripts
-from ._standin import radius_graph
 
 MODES = ("outlines", "withheld")
 
@@ -40,8 +41,7 @@ CONTEXT_FEATURES = (
 OUTLINE_FEATURES = ("nucleus_distance", "in_nucleus", "nucleus_centroid_distance")
 
 #: Neighbourhood of a transcript: its ``_NEIGHBOURS`` nearest molecules of the same
-#: cell within ``_CONTEXT_RADIUS`` equivalent radii.
-_CONTEXT_RADIUS = 0.15
+#: cell within the radius that holds ``2 * _NEIGHBOURS`` molecules on average.
 _NEIGHBOURS = 16
 #: Pseudo-count pulling a gene's nuclear fraction towards the overall one.
 _PRIOR_STRENGTH = 10.0
@@ -84,20 +84,23 @@ def compartment_features(transcripts: CellTranscripts, prior: np.ndarray) -> np.
     pos = (transcripts.xy - geometry.centroid[cell]) / scale[:, None]
     gene_prior = _logit(prior[transcripts.gene]).astype(np.float32)
 
+    area = geometry.area
+    per_cell = np.bincount(cell, minlength=len(geometry))
+    radius = np.sqrt(2 * _NEIGHBOURS / (np.pi * per_cell.sum() / area[per_cell > 0].sum()))
     edge_index, edge_dist = radius_graph(
-        pos, _CONTEXT_RADIUS, batch=cell, max_num_neighbors=_NEIGHBOURS, return_distance=True
+        transcripts.xy, radius, batch=cell, max_num_neighbors=_NEIGHBOURS, return_distance=True
     )
     src, dst = edge_index
     n = len(pos)
     value = torch.from_numpy(gene_prior)
     hop1 = _neighbour_mean(value, src, dst, n)
     hop2 = _neighbour_mean(hop1, src, dst, n)
-    # Density: k neighbours within the radius reaching the farthest of them, over
-    # the cell's mean density (N_cell molecules on an area of pi).
+    # Density: k neighbours within the disc reaching the farthest of them, over the
+    # cell's mean density.
     count = torch.bincount(dst, minlength=n).double()
-    reach = scatter(edge_dist.double(), dst, 0, dim_size=n, reduce="max").clamp_min(_CONTEXT_RADIUS / 4)
-    per_cell = np.bincount(cell, minlength=len(geometry))[cell]
-    density = torch.log1p(count) - torch.log(reach**2) - torch.from_numpy(np.log(per_cell.astype(float)))
+    reach = scatter(edge_dist.double(), dst, 0, dim_size=n, reduce="max").clamp_min(radius / 4)
+    cell_density = torch.from_numpy(per_cell[cell] / area[cell])
+    density = torch.log1p(count) - torch.log(np.pi * reach**2) - torch.log(cell_density)
     centre = _prior_centre(pos, cell, hop2.numpy(), len(geometry))
 
     columns = [
@@ -173,7 +176,7 @@ class CompartmentModel(nn.Module):
         return self.net((x - self.mean) / self.std).squeeze(-1)
 
     def fit(
-        self, x: np.ndarray, y: np.ndarray, *, steps: int = 400, batch_size: int = 4096, lr: float = 1e-2, seed: int = 0
+        self, x: np.ndarray, y: np.ndarray, *, steps: int = 300, batch_size: int = 2048, lr: float = 1e-2, seed: int = 0
     ) -> "CompartmentModel":
         """Fit by Adam on binary cross-entropy, ``steps`` minibatches drawn with ``seed``."""
         if len(x) == 0 or y.min() == y.max():

@@ -7,6 +7,8 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from stgraph.io import transcripts_frame
+
 from ._geometry import CellGeometry, TranscriptGeometry, cell_geometry, transcript_geometry
 
 
@@ -142,10 +144,8 @@ def read_cell_transcripts(
 
     A missing ``nucleus_key`` element means no cell has a nucleus.
     """
-    if points_key not in sdata.points:
-        raise ValueError(f"sdata has no points element {points_key!r}")
     if cell_key not in sdata.shapes:
         raise ValueError(f"sdata has no shapes element {cell_key!r} (cell outlines are required)")
-    points = sdata.points[points_key].compute()
+    points = transcripts_frame(sdata, points_key=points_key)
     nuclei = sdata.shapes[nucleus_key].geometry if nucleus_key and nucleus_key in sdata.shapes else None
     return points, cell_transcripts(points, sdata.shapes[cell_key].geometry, nuclei)

@@ -66,9 +66,9 @@ def cell_geometry(cells: pd.Series, nuclei: pd.Series | None = None) -> CellGeom
         Polygon per cell, indexed by cell id (e.g. the ``geometry`` column of the
         ``cell_boundaries`` shapes).
     nuclei
-        Polygon per cell, indexed by the id of the cell that contains it; cells
-        missing from this index (or with an empty or missing geometry) have no
-        nucleus.
+        Nucleus polygons, indexed by the id of their cell (a nucleus whose id is
+        not a cell id is given to the cell that contains it). Cells without one
+        have no nucleus.
     """
     cell_ids = pd.Index(cells.index.astype(str))
     if cell_ids.has_duplicates:
@@ -90,7 +90,7 @@ def cell_geometry(cells: pd.Series, nuclei: pd.Series | None = None) -> CellGeom
         span[i] = np.sqrt(((hull[:, None] - hull[None]) ** 2).sum(-1).max())
         inertia[i] = _polar_inertia(geom, centroid[i])
 
-    nucleus_geoms = _nucleus_per_cell(nuclei, cell_ids)
+    nucleus_geoms = _nucleus_per_cell(nuclei, cell_ids, geoms)
     present = ~shapely.is_missing(nucleus_geoms)
     nucleus_area = np.zeros(len(geoms))
     nucleus_centroid = np.full((len(geoms), 2), np.nan)
@@ -111,14 +111,26 @@ def cell_geometry(cells: pd.Series, nuclei: pd.Series | None = None) -> CellGeom
     )
 
 
-def _nucleus_per_cell(nuclei: pd.Series | None, cell_ids: pd.Index) -> np.ndarray:
-    """Nucleus polygon of each cell (``None`` where absent); the first one wins."""
+def _nucleus_per_cell(nuclei: pd.Series | None, cell_ids: pd.Index, cells: np.ndarray) -> np.ndarray:
+    """Nucleus polygon of each cell (``None`` where absent); the first one wins.
+
+    A nucleus whose id is not a cell id goes to the cell containing a point of it.
+    """
     out = np.full(len(cell_ids), None, dtype=object)
     if nuclei is None:
         return out
+    geoms = np.asarray(nuclei.values, dtype=object)
+    usable = ~shapely.is_missing(geoms)
+    usable[usable] = ~shapely.is_empty(geoms[usable])
     positions = cell_ids.get_indexer(nuclei.index.astype(str))
-    for position, geom in zip(positions, nuclei.values):
-        if position >= 0 and out[position] is None and geom is not None and not geom.is_empty:
+    unknown = np.flatnonzero(usable & (positions < 0))
+    if len(unknown):
+        inside, cell = shapely.STRtree(cells).query(
+            shapely.point_on_surface(geoms[unknown]), predicate="within"
+        )
+        positions[unknown[inside]] = cell
+    for position, geom, ok in zip(positions, geoms, usable):
+        if ok and position >= 0 and out[position] is None:
             out[position] = geom
     return out
 

@@ -9,12 +9,16 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
+from stgraph.datasets import LOCALIZATION_PATTERNS
+from stgraph.graph import radius_graph
+
+from stgraph.nn import SpatialTransformerConv, TranscriptEncoderLayer
+
 from ._data import CellGeneGroups, CellTranscripts
 from ._features import TOKEN_FEATURES, reference_features, token_features
-from ._standin import SpatialTransformerConv, radius_graph
 
 #: Bento's five patterns, in Bento's (alphabetical) order.
-PATTERNS = ("cell_edge", "cytoplasmic", "none", "nuclear", "nuclear_edge")
+PATTERNS = LOCALIZATION_PATTERNS
 
 
 @dataclass
@@ -144,11 +148,41 @@ def _mlp(*sizes: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class RadialBasis(nn.Module):
+    r"""Gaussian bumps :math:`\exp(-(x - \mu_k)^2 / (2 \sigma^2))` of selected columns,
+    appended to the input; with centres ``sigma`` apart they let the next layer
+    pick out thin bands (near the membrane, around the nuclear envelope) at once.
+
+    Parameters
+    ----------
+    columns
+        Input columns to expand.
+    low, high, sigma
+        Centres ``low, low + sigma, ..., high`` (the same for every column).
+    """
+
+    def __init__(self, columns: tuple[int, ...], low: float = -0.6, high: float = 1.0, sigma: float = 0.05):
+        super().__init__()
+        self.columns = list(columns)
+        self.sigma = sigma
+        self.register_buffer("centres", torch.arange(low, high + sigma / 2, sigma))
+
+    @property
+    def out_features(self) -> int:
+        return len(self.columns) * self.centres.numel()
+
+    def forward(self, x: Tensor) -> Tensor:
+        bumps = torch.exp(-0.5 * ((x[:, self.columns, None] - self.centres) / self.sigma) ** 2)
+        return torch.cat([x, bumps.flatten(1)], 1)
+
+
 class PatternModel(nn.Module):
     r"""Localization-pattern classifier over the transcripts of each (cell, gene).
 
     Every transcript is a token with geometric features relative to its cell
-    (:data:`TOKEN_FEATURES`). A token MLP :math:`\psi` embeds them; the mean of
+    (:data:`TOKEN_FEATURES`, the distances to the membrane and to the nuclear
+    envelope also expanded on Gaussian bumps, :class:`RadialBasis`). A token MLP
+    :math:`\psi` embeds them; the mean of
     :math:`\psi` over a uniform grid of the cell, :math:`u_c`, tells the model what
     an unlocalized gene looks like in that cell. Tokens are then
 
@@ -156,9 +190,10 @@ class PatternModel(nn.Module):
         h_i = \mathrm{MLP}([\psi(t_i) \,\Vert\, u_{c(i)} \,\Vert\, \delta_i])
 
     with :math:`\delta_i` the log ratio of observed to expected same-gene
-    neighbours, refined by ``num_layers`` residual
-    :class:`~stgraph.nn.SpatialTransformerConv` blocks over the same-gene
-    neighbour graph, and pooled per (cell, gene) by attention
+    neighbours, refined by ``num_layers`` transcript-encoder blocks
+    (:class:`~stgraph.nn.TranscriptEncoderLayer` around a
+    :class:`~stgraph.nn.SpatialTransformerConv`) over the same-gene neighbour
+    graph, and pooled per (cell, gene) by attention
     (:math:`a_i = \mathrm{softmax}_{i \in g}(w^\top h_i)`) and by mean. A head maps
     ``[attention pool, mean pool, u_c, log1p(n) / 4]`` to five logits, one per
     pattern of :data:`PATTERNS` (multilabel: sigmoid per pattern, called with a
@@ -184,14 +219,20 @@ class PatternModel(nn.Module):
         if context_radius <= 0:
             raise ValueError(f"context_radius must be > 0, got {context_radius}")
         self.config = dict(hidden=hidden, heads=heads, num_layers=num_layers, context_radius=context_radius)
-        n_features = len(TOKEN_FEATURES)
-        self.embed = _mlp(n_features, hidden, hidden, hidden)
+        expand = RadialBasis((TOKEN_FEATURES.index("membrane_distance"), TOKEN_FEATURES.index("nucleus_distance")))
+        self.embed = nn.Sequential(expand, _mlp(len(TOKEN_FEATURES) + expand.out_features, hidden, hidden, hidden))
         self.mix = _mlp(2 * hidden + 1, hidden, hidden)
-        self.norms = nn.ModuleList([nn.LayerNorm(hidden) for _ in range(num_layers)])
-        self.convs = nn.ModuleList([SpatialTransformerConv(hidden, hidden, heads) for _ in range(num_layers)])
+        self.blocks = nn.ModuleList(
+            [
+                TranscriptEncoderLayer(SpatialTransformerConv(hidden, hidden, heads), hidden, 2 * hidden)
+                for _ in range(num_layers)
+            ]
+        )
         self.gate = nn.Linear(hidden, 1)
         self.head = _mlp(3 * hidden + 1, hidden, len(PATTERNS))
         self.register_buffer("thresholds", torch.full((len(PATTERNS),), 0.5))
+        #: How the model was trained (simulation settings, seed, ...), saved with it.
+        self.training_info: dict = {}
 
     @property
     def context_radius(self) -> float:
@@ -208,8 +249,8 @@ class PatternModel(nn.Module):
         cell_context = scatter(self.embed(batch.ref_x), batch.ref_cell, 0, dim_size=batch.n_cells, reduce="mean")
         token_cell = batch.group_cell[batch.group]
         h = self.mix(torch.cat([self.embed(batch.x), cell_context[token_cell], batch.density], 1))
-        for norm, conv in zip(self.norms, self.convs):
-            h = h + conv(norm(h), batch.edge_index, batch.edge_dist)
+        for block in self.blocks:
+            h = block(h, batch.edge_index, batch.edge_dist)
         weight = softmax(self.gate(h).squeeze(-1), batch.group, num_nodes=batch.n_groups)
         attended = scatter(h * weight.unsqueeze(-1), batch.group, 0, dim_size=batch.n_groups, reduce="sum")
         mean = scatter(h, batch.group, 0, dim_size=batch.n_groups, reduce="mean")
@@ -228,8 +269,8 @@ class PatternModel(nn.Module):
         return torch.cat(out).numpy() if out else np.zeros((0, len(PATTERNS)), dtype=np.float32)
 
     def save(self, path: str | Path) -> None:
-        """Write the configuration, weights and thresholds to ``path``."""
-        torch.save({"config": self.config, "state_dict": self.state_dict()}, path)
+        """Write the configuration, weights, thresholds and :attr:`training_info` to ``path``."""
+        torch.save({"config": self.config, "state_dict": self.state_dict(), "training_info": self.training_info}, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "PatternModel":
@@ -237,6 +278,7 @@ class PatternModel(nn.Module):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         model = cls(**checkpoint["config"])
         model.load_state_dict(checkpoint["state_dict"])
+        model.training_info = checkpoint.get("training_info", {})
         return model.eval()
 
     def __repr__(self) -> str:
