@@ -310,3 +310,14 @@ def test_cuda_matches_brute_force(case, k):
         assert edge_index.is_cuda and dist.is_cuda
         assert torch.equal(edge_index.cpu(), expected)
         assert torch.equal(dist.cpu(), exact_sqrt(d2, pos.dtype))
+
+
+def test_backends_leave_torch_thread_setting_alone():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        for backend in available_backends():
+            radius_graph(torch.rand(500, 2, generator=torch.Generator().manual_seed(0)), 0.1, backend=backend)
+            assert torch.get_num_threads() == 1, backend
+    finally:
+        torch.set_num_threads(before)

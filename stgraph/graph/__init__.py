@@ -8,6 +8,7 @@ builds them; :func:`radius_graph_tiled` builds the same graph tile by tile (see
 from ._memory import GraphTooLargeError
 from .radius import BACKENDS, available_backends, radius_graph
 from .tiling import Tile, iter_tiles, radius_graph_tile, radius_graph_tiled
+from .transcript import transcript_graph
 
 __all__ = [
     "BACKENDS",
@@ -18,4 +19,5 @@ __all__ = [
     "radius_graph",
     "radius_graph_tile",
     "radius_graph_tiled",
+    "transcript_graph",
 ]

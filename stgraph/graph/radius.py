@@ -54,7 +54,13 @@ def build_edges(query: RadiusQuery, backend: str):
         edge_index = torch.empty(2, 0, dtype=torch.int64, device=query.device)
         dtype = query.distance_dtype
         return edge_index, None if dtype is None else torch.empty(0, dtype=dtype, device=query.device)
-    return BACKENDS[backend](query)
+    threads = torch.get_num_threads()
+    try:
+        return BACKENDS[backend](query)
+    finally:
+        # numba's OpenMP threading layer resets the process-wide OpenMP thread count,
+        # which is torch's too: give the caller back the setting it chose.
+        torch.set_num_threads(threads)
 
 
 def radius_graph(

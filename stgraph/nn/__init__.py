@@ -1,1 +1,17 @@
-"""stgraph.nn."""
+"""stgraph.nn: layers (:mod:`stgraph.nn.conv`), positional encoding, transcript encoder and task heads."""
+from . import conv
+from .conv import SpatialTransformerConv
+from .encoder import TranscriptEncoder, TranscriptEncoderLayer
+from .heads import MaskedGeneHead
+from .positional import SinusoidalPositionalEncoding, sinusoidal_position_encoding, transcript_origin
+
+__all__ = [
+    "MaskedGeneHead",
+    "SinusoidalPositionalEncoding",
+    "SpatialTransformerConv",
+    "TranscriptEncoder",
+    "TranscriptEncoderLayer",
+    "conv",
+    "sinusoidal_position_encoding",
+    "transcript_origin",
+]

@@ -1,0 +1,153 @@
+"""Run a pretrained transcript encoder over a whole graph, cell group by cell group.
+
+Colocalization needs the encoder's attention on every edge and domains need its
+embedding of every transcript. When every edge joins two transcripts of the same
+cell (a ``within="cell"`` graph), cells do not see each other, so cells are
+processed in groups of at most ``max_edges`` edges with the positional-encoding
+origins of the whole graph: the outputs equal those of one pass over the whole
+graph at a fraction of the memory. Other graphs go through in one pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch_geometric.data import Data
+
+from ..nn import TranscriptEncoder
+from ..nn.positional import transcript_origin
+
+#: Edges per forward pass when the graph can be cut into cells.
+MAX_EDGES = 1 << 22
+
+
+@dataclass(frozen=True)
+class EncoderOutputs:
+    """Per-transcript embeddings and per-edge attention of an encoder.
+
+    Attributes
+    ----------
+    embedding
+        ``(N, d_model)`` final embeddings.
+    attention
+        ``(E,)`` attention weight of each edge of the graph, averaged over the heads
+        and the layers; None when not asked for.
+    """
+
+    embedding: np.ndarray
+    attention: np.ndarray | None
+
+
+def resolve_encoder(model, graph: Data) -> tuple[TranscriptEncoder, torch.Tensor]:
+    """The encoder of ``model`` and the graph's genes as its tokens.
+
+    ``model`` is a :class:`~stgraph.nn.TranscriptEncoder` (same gene order as the
+    graph assumed), a model with ``.encoder`` and ``.gene_tokens(graph)`` (as
+    returned by :func:`stgraph.tl.pretrain`), or the pretraining result itself.
+    """
+    model = getattr(model, "model", model)
+    if isinstance(model, TranscriptEncoder):
+        return model, graph.gene
+    encoder = getattr(model, "encoder", None)
+    if isinstance(encoder, TranscriptEncoder) and hasattr(model, "gene_tokens"):
+        return encoder, model.gene_tokens(graph)
+    raise TypeError(
+        "model must be a TranscriptEncoder, a pretrained model with .encoder and .gene_tokens, "
+        f"or the result of stgraph.tl.pretrain; got {type(model).__name__}"
+    )
+
+
+def _batches(cell: np.ndarray, src: np.ndarray, dst: np.ndarray, max_edges: int):
+    """Yield ``(nodes, edge_ids)``: runs of whole cells of at most ``max_edges`` edges
+    (then the unassigned transcripts, which have no edges), or everything at once
+    when some edge leaves its cell."""
+    within = np.all((cell[src] == cell[dst]) & (cell[dst] >= 0))
+    if not within or cell.size == 0:
+        yield np.arange(cell.size), np.arange(src.size)
+        return
+    n_cells = int(cell.max()) + 1
+    edge_cell = cell[dst]
+    edges_per_cell = np.bincount(edge_cell, minlength=n_cells)
+    # Consecutive cells whose edges fit in one pass: cut where the running sum crosses.
+    group = np.zeros(n_cells, dtype=np.int64)
+    current, load = 0, 0
+    for c in range(n_cells):
+        if load and load + edges_per_cell[c] > max_edges:
+            current, load = current + 1, 0
+        group[c] = current
+        load += edges_per_cell[c]
+    node_group = np.where(cell >= 0, group[np.maximum(cell, 0)], group[-1] + 1)
+    node_order = np.argsort(node_group, kind="stable")
+    node_bounds = np.searchsorted(node_group[node_order], np.arange(group[-1] + 3))
+    edge_order = np.argsort(group[edge_cell], kind="stable")
+    edge_bounds = np.searchsorted(group[edge_cell][edge_order], np.arange(group[-1] + 3))
+    for g in range(group[-1] + 2):
+        nodes = np.sort(node_order[node_bounds[g] : node_bounds[g + 1]])
+        if nodes.size:
+            yield nodes, np.sort(edge_order[edge_bounds[g] : edge_bounds[g + 1]])
+
+
+@torch.no_grad()
+def encoder_outputs(
+    model, graph: Data, *, attention: bool = False, max_edges: int = MAX_EDGES
+) -> EncoderOutputs:
+    """Embeddings (and mean attention) of every transcript of ``graph``.
+
+    Parameters
+    ----------
+    model
+        See :func:`resolve_encoder`; run in eval mode, without gradients.
+    graph
+        Transcript graph with ``gene``, ``pos``, ``edge_index`` and optionally
+        ``edge_dist`` and ``cell`` (as built by :func:`stgraph.graph.transcript_graph`).
+    attention
+        Also return the attention of every edge averaged over heads and layers.
+    max_edges
+        Edges per forward pass when the graph is cut into cell groups.
+    """
+    encoder, tokens = resolve_encoder(model, graph)
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        device = next(encoder.parameters()).device
+        n = graph.num_nodes
+        edge_index = graph.edge_index
+        edge_dist = graph.get("edge_dist")
+        if edge_dist is None:
+            edge_dist = (graph.pos[edge_index[0]] - graph.pos[edge_index[1]]).norm(dim=-1)
+        cell = graph.get("cell")
+        origin = transcript_origin(graph.pos, cell)
+        cell_np = cell.numpy() if cell is not None else np.full(n, -1)
+        src, dst = edge_index.numpy()
+        embedding = np.zeros((n, encoder.d_model), dtype=np.float32)
+        mean_attention = np.zeros(edge_index.shape[1]) if attention else None
+        for nodes, edge_ids in _batches(cell_np, src, dst, max_edges):
+            local = np.full(n, -1, dtype=np.int64)
+            local[nodes] = np.arange(nodes.size)
+            sub_edges = torch.from_numpy(np.stack([local[src[edge_ids]], local[dst[edge_ids]]]))
+            index = torch.from_numpy(nodes)
+            out = encoder(
+                tokens[index].to(device),
+                graph.pos[index].to(device),
+                sub_edges.to(device),
+                edge_dist[torch.from_numpy(edge_ids)].to(device),
+                origin[index].to(device),
+                return_attention_weights=attention,
+            )
+            if attention:
+                out, layers = out
+                mean_attention[edge_ids] = _mean_over_heads_and_layers(layers, sub_edges)
+            embedding[nodes] = out.float().cpu().numpy()
+        return EncoderOutputs(embedding=embedding, attention=mean_attention)
+    finally:
+        encoder.train(was_training)
+
+
+def _mean_over_heads_and_layers(layers, edge_index: torch.Tensor) -> np.ndarray:
+    total = np.zeros(edge_index.shape[1])
+    for returned_edges, alpha in layers:
+        if not torch.equal(returned_edges.cpu(), edge_index):
+            raise ValueError("the encoder's layer returned attention on edges other than the graph's")
+        total += alpha.double().mean(dim=1).cpu().numpy()
+    return total / len(layers)

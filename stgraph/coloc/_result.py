@@ -1,0 +1,162 @@
+"""Result of a colocalization analysis: pair table, gene x gene matrix, gene graph."""
+from __future__ import annotations
+
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+#: Columns of the pair table, one row per ordered gene pair joined by an edge.
+PAIR_COLUMNS = (
+    "gene_a",  # gene of the target transcript (the one that looks)
+    "gene_b",  # gene of its neighbour
+    "score",  # log2 (observed + k) / (expected + k) edge mass
+    "clq",  # Leslie-Kronenfeld colocation quotient, pooled over cells
+    "z",  # (observed - expected) / sd of the mass under relabelling
+    "pval",  # one-sided p-value of the mass
+    "fdr",  # Benjamini-Hochberg of pval
+    "n_cells",  # cells where the pair shares at least one edge
+    "clq_bento",  # Bento's colocation quotient, pooled over cells
+    "binom_pval",  # proximal-pairs binomial test, pooled over cells
+    "binom_fdr",  # Benjamini-Hochberg of binom_pval
+    "mass",  # observed edge mass
+    "expected",  # its expectation under relabelling within cells
+)
+#: Columns of the optional per-cell table, one row per (cell, ordered pair) on an edge.
+PER_CELL_COLUMNS = ("cell", "gene_a", "gene_b", "mass", "expected", "clq", "clq_bento", "binom_pval")
+
+
+@dataclass
+class ColocalizationResult:
+    """Colocalization statistics of gene pairs.
+
+    Attributes
+    ----------
+    table
+        One row per ordered gene pair ``(gene_a, gene_b)`` joined by at least one
+        within-cell edge; columns :data:`PAIR_COLUMNS`.
+    genes
+        Gene vocabulary (categories of ``gene_a`` / ``gene_b``).
+    params
+        How the statistics were computed.
+    per_cell
+        Optional per-cell table, columns :data:`PER_CELL_COLUMNS`.
+    """
+
+    table: pd.DataFrame
+    genes: pd.Index
+    params: dict[str, Any] = field(default_factory=dict)
+    per_cell: pd.DataFrame | None = None
+
+    def _check_column(self, column: str) -> None:
+        if column not in self.table.columns or column in ("gene_a", "gene_b"):
+            numeric = [c for c in self.table.columns if c not in ("gene_a", "gene_b")]
+            raise ValueError(f"unknown value column {column!r}; choose one of {numeric}")
+
+    def _gene_positions(self, genes: Sequence[str] | None) -> pd.Index:
+        if genes is None:
+            used = np.union1d(self.table["gene_a"].cat.codes, self.table["gene_b"].cat.codes)
+            return self.genes[used]
+        wanted = pd.Index([str(g) for g in genes])
+        missing = wanted.difference(self.genes)
+        if missing.size:
+            raise ValueError(f"genes not in the result: {list(missing[:5])}")
+        return wanted
+
+    def matrix(
+        self,
+        value: str = "score",
+        *,
+        genes: Sequence[str] | None = None,
+        fill: float = np.nan,
+        as_sparse: bool = False,
+    ) -> pd.DataFrame | sparse.csr_matrix:
+        """Genes x genes matrix of one column, rows ``gene_a``, columns ``gene_b``.
+
+        Parameters
+        ----------
+        value
+            Column of :attr:`table`.
+        genes
+            Rows and columns, in this order; default every gene in the table, in
+            vocabulary order.
+        fill
+            Entry of pairs absent from the table (never joined by an edge).
+        as_sparse
+            Return a :class:`scipy.sparse.csr_matrix` (absent pairs are implicit
+            zeros, ``fill`` is ignored) whose order is ``genes``; memory is then
+            linear in the number of pairs.
+        """
+        self._check_column(value)
+        order = self._gene_positions(genes)
+        position = pd.Series(np.arange(order.size), index=order)
+        rows = position.reindex(self.table["gene_a"].astype(str)).to_numpy()
+        cols = position.reindex(self.table["gene_b"].astype(str)).to_numpy()
+        inside = ~(np.isnan(rows) | np.isnan(cols))
+        rows, cols = rows[inside].astype(np.int64), cols[inside].astype(np.int64)
+        values = self.table[value].to_numpy(dtype=np.float64)[inside]
+        if as_sparse:
+            return sparse.csr_matrix((values, (rows, cols)), shape=(order.size, order.size))
+        dense = np.full((order.size, order.size), fill, dtype=np.float64)
+        dense[rows, cols] = values
+        return pd.DataFrame(dense, index=order.rename("gene_a"), columns=order.rename("gene_b"))
+
+    def significant(self, fdr: float = 0.05, *, column: str = "fdr") -> pd.DataFrame:
+        """Rows with ``column <= fdr``, by decreasing ``score``."""
+        self._check_column(column)
+        kept = self.table[self.table[column] <= fdr]
+        return kept.sort_values("score", ascending=False, kind="stable")
+
+    def to_networkx(
+        self, *, fdr: float | None = 0.05, column: str = "fdr", self_loops: bool = False
+    ) -> nx.DiGraph:
+        """Gene graph: one node per gene, one edge ``gene_a -> gene_b`` per kept pair.
+
+        Parameters
+        ----------
+        fdr
+            Keep pairs with ``column <= fdr``; None keeps every pair of the table.
+        column
+            Column the threshold applies to (``"fdr"`` or ``"binom_fdr"``).
+        self_loops
+            Keep ``(A, A)`` pairs (a gene clustering with itself) as self-loops.
+
+        Returns
+        -------
+        A :class:`networkx.DiGraph` whose edges carry every numeric column of the
+        table as attributes and whose nodes are all genes of the table.
+        """
+        table = self.table if fdr is None else self.significant(fdr, column=column)
+        if not self_loops:
+            table = table[table["gene_a"].astype(str) != table["gene_b"].astype(str)]
+        graph = nx.DiGraph()
+        graph.add_nodes_from(self._gene_positions(None))
+        attributes = [c for c in self.table.columns if c not in ("gene_a", "gene_b")]
+        records = table[attributes].to_dict("records")
+        graph.add_edges_from(
+            zip(table["gene_a"].astype(str), table["gene_b"].astype(str), records)
+        )
+        return graph
+
+    def to_uns(self, uns: MutableMapping, key: str) -> None:
+        """Store under ``uns[key]`` (pair table), ``uns[key + '_params']`` and,
+        when present, ``uns[key + '_per_cell']``."""
+        uns[key] = self.table
+        uns[f"{key}_params"] = {**self.params, "genes": np.asarray(self.genes, dtype=str)}
+        if self.per_cell is not None:
+            uns[f"{key}_per_cell"] = self.per_cell
+
+    @classmethod
+    def from_uns(cls, uns: MutableMapping, key: str = "colocalization") -> "ColocalizationResult":
+        """Rebuild a result stored by :meth:`to_uns`."""
+        if key not in uns or f"{key}_params" not in uns:
+            raise KeyError(f"no colocalization result under uns[{key!r}]; run stgraph.tl.colocalization")
+        params = dict(uns[f"{key}_params"])
+        genes = pd.Index(np.asarray(params.pop("genes"), dtype=str))
+        return cls(
+            table=uns[key], genes=genes, params=params, per_cell=uns.get(f"{key}_per_cell")
+        )

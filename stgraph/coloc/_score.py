@@ -1,0 +1,209 @@
+r"""Score every observed ordered gene pair of a transcript graph.
+
+The core is a function of the graph (``edge_index``), an edge weight, the gene and
+the cell of each transcript only, so that it runs with or without a model:
+
+- with **attention weights** :math:`\alpha_{ij}` (target ``i`` attending to source
+  ``j``) the mass :math:`M_{A\to B} = \sum_{g_i = A,\, g_j = B} \alpha_{ij}` is the
+  attention that A transcripts give B transcripts;
+- with **no weights** every target spreads one unit evenly over its within-cell
+  neighbours (:math:`w_{ij} = 1/\deg i`), and :math:`M / E[M]` is the
+  Leslie-Kronenfeld colocation quotient of :mod:`stgraph.coloc._clq` (exactly,
+  when no transcript is isolated).
+
+The mass is compared with its distribution under random relabelling of genes within
+each cell, the weights held fixed (:mod:`stgraph.coloc._null`):
+
+- ``score`` :math:`= \log_2 \frac{M + \kappa}{E[M] + \kappa}`, with :math:`\kappa`
+  the mean edge weight (one average edge) as pseudo-count;
+- ``z`` :math:`= (M - E[M]) / \sqrt{\mathrm{Var}[M]}`;
+- ``pval``: one-sided (enrichment) p-value, from the moment-matched Poisson law
+  (``method="analytic"``) or from permutations (``method="permutation"``);
+- ``fdr``: Benjamini-Hochberg over all ordered pairs of the genes present
+  (pairs never joined by an edge have ``M = 0`` and p = 1 exactly and are not
+  listed, but they count in the correction).
+
+Classical statistics on the same within-cell edges come alongside: ``clq`` and
+``clq_bento`` (:mod:`stgraph.coloc._clq`) and the proximal-pairs binomial test
+``binom_pval`` / ``binom_fdr`` (:mod:`stgraph.coloc._binomial`), all pooled over
+cells; ``n_cells`` counts the cells where the pair shares at least one edge.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from ._binomial import per_cell_binomial, pooled_binomial
+from ._clq import per_cell_quotients, pooled_quotients
+from ._edges import CellEdges, cell_edges, row_normalised
+from ._fdr import benjamini_hochberg
+from ._null import (
+    NullMoments,
+    analytic_moments,
+    cell_weight_sums,
+    pair_probability,
+    permutation_null,
+    quasi_poisson_sf,
+)
+from ._observed import ObservedPairs, observe_pairs
+from ._result import PAIR_COLUMNS, PER_CELL_COLUMNS, ColocalizationResult
+
+Method = Literal["analytic", "permutation"]
+
+
+def _labels(names: Sequence[str] | None, size: int, what: str) -> pd.Index:
+    if names is None:
+        return pd.Index([str(code) for code in range(size)])
+    labels = pd.Index([str(name) for name in names])
+    if labels.size < size:
+        raise ValueError(f"{what}_names has {labels.size} names but {what} codes go up to {size - 1}")
+    if not labels.is_unique:
+        raise ValueError(f"{what}_names must be unique")
+    return labels
+
+
+def _log_ratio(observed: np.ndarray, expected: np.ndarray, pseudo: float) -> np.ndarray:
+    return np.log2((observed + pseudo) / (expected + pseudo))
+
+
+def _categorical(codes: np.ndarray, labels: pd.Index) -> pd.Categorical:
+    return pd.Categorical.from_codes(codes, categories=labels)
+
+
+def score_pairs(
+    edge_index,
+    gene,
+    cell=None,
+    weight=None,
+    *,
+    gene_names: Sequence[str] | None = None,
+    cell_names: Sequence[str] | None = None,
+    method: Method = "analytic",
+    n_perms: int = 1000,
+    seed: int = 0,
+    per_cell: bool = False,
+) -> ColocalizationResult:
+    """Colocalization statistics of every ordered gene pair joined by an edge.
+
+    Parameters
+    ----------
+    edge_index
+        ``(2, E)`` edges ``j -> i`` (row 0 source, row 1 target), e.g. a radius graph.
+        Only edges whose ends lie in the same cell count.
+    gene
+        ``(N,)`` gene code per transcript; ``-1`` leaves a transcript out.
+    cell
+        ``(N,)`` cell code per transcript, ``-1`` for unassigned (left out); None
+        treats all transcripts as one cell.
+    weight
+        ``(E,)`` non-negative edge weights, e.g. attention ``alpha_ij`` averaged over
+        heads and layers; None: ``1 / deg(i)``, which makes ``score`` the log2 CLQ.
+    gene_names, cell_names
+        Name of each gene and cell code; default the codes as strings.
+    method
+        ``"analytic"`` (exact moments, moment-matched Poisson p-value) or
+        ``"permutation"``.
+    n_perms
+        Number of within-cell permutations for ``method="permutation"``.
+    seed
+        Seed of the permutations.
+    per_cell
+        Also return the per-cell table (quotients and binomial test per cell).
+
+    Returns
+    -------
+    The pair table (columns of :data:`~stgraph.coloc.PAIR_COLUMNS`) wrapped in a
+    :class:`~stgraph.coloc.ColocalizationResult`.
+    """
+    if method not in ("analytic", "permutation"):
+        raise ValueError(f"method must be 'analytic' or 'permutation', got {method!r}")
+    if method == "permutation" and (not isinstance(n_perms, int) or n_perms < 1):
+        raise ValueError(f"n_perms must be a positive integer, got {n_perms!r}")
+    edges = cell_edges(
+        edge_index, gene, cell, weight, n_genes=None if gene_names is None else len(gene_names)
+    )
+    labels = _labels(gene_names, edges.n_genes, "gene")
+    mass_weight = edges.weight if weight is not None else row_normalised(edges)
+    observed = observe_pairs(edges, mass_weight)
+    gene_a, gene_b = np.divmod(observed.pair, edges.n_genes)
+    mass = observed.pooled(observed.mass)
+    if method == "analytic":
+        null = analytic_moments(edges, mass_weight, gene_a, gene_b)
+        pval = quasi_poisson_sf(mass, null)
+    else:
+        perm = permutation_null(
+            edges, mass_weight, observed.pair, mass, n_perms, np.random.default_rng(seed)
+        )
+        null, pval = NullMoments(mean=perm.mean, var=perm.var), perm.pval
+    pseudo = float(mass_weight.mean()) if mass_weight.size else 1.0
+    sd = np.sqrt(null.var)
+    quotients = pooled_quotients(edges, observed)
+    binom = pooled_binomial(edges, observed)
+    n_present = np.unique(edges.gene[edges.cell_of >= 0]).size
+    n_tests = max(n_present**2, observed.n_pairs)
+    table = pd.DataFrame(
+        {
+            "gene_a": _categorical(gene_a, labels),
+            "gene_b": _categorical(gene_b, labels),
+            "score": _log_ratio(mass, null.mean, pseudo),
+            "clq": quotients.clq,
+            "z": np.divide(mass - null.mean, sd, out=np.zeros_like(mass), where=sd > 0),
+            "pval": pval,
+            "fdr": benjamini_hochberg(pval, n_tests),
+            "n_cells": observed.n_cells(),
+            "clq_bento": quotients.clq_bento,
+            "binom_pval": binom,
+            "binom_fdr": benjamini_hochberg(binom, n_tests),
+            "mass": mass,
+            "expected": null.mean,
+        },
+        columns=list(PAIR_COLUMNS),
+    )
+    params = {
+        "weight": "uniform" if weight is None else "given",
+        "method": method,
+        "n_perms": int(n_perms) if method == "permutation" else 0,
+        "seed": int(seed),
+        "n_tests": int(n_tests),
+        "pseudocount": pseudo,
+    }
+    cells = None
+    if per_cell:
+        cell_labels = _labels(cell_names, edges.n_cells, "cell")
+        cells = _per_cell_table(edges, observed, labels, cell_labels, mass_weight)
+    return ColocalizationResult(table=table, genes=labels, params=params, per_cell=cells)
+
+
+def _per_cell_table(
+    edges: CellEdges,
+    observed: ObservedPairs,
+    labels: pd.Index,
+    cell_labels: pd.Index,
+    mass_weight: np.ndarray,
+) -> pd.DataFrame:
+    gene_a, gene_b = np.divmod(observed.pair[observed.row_pair], edges.n_genes)
+    cell = observed.row_cell
+    chance = pair_probability(
+        edges.cell_sizes()[cell],
+        edges.count_of(cell, gene_a),
+        edges.count_of(cell, gene_b),
+        gene_a == gene_b,
+    )
+    expected = cell_weight_sums(edges, mass_weight)["s0"][cell] * chance
+    quotients = per_cell_quotients(edges, observed)
+    return pd.DataFrame(
+        {
+            "cell": _categorical(cell, cell_labels),
+            "gene_a": _categorical(gene_a, labels),
+            "gene_b": _categorical(gene_b, labels),
+            "mass": observed.mass,
+            "expected": expected,
+            "clq": quotients.clq,
+            "clq_bento": quotients.clq_bento,
+            "binom_pval": per_cell_binomial(edges, observed),
+        },
+        columns=list(PER_CELL_COLUMNS),
+    )

@@ -1,0 +1,222 @@
+"""Mini-batches of transcript graphs: whole cells or spatial tiles with a context halo.
+
+A *unit* is a small :class:`~torch_geometric.data.Data` cut from a transcript graph:
+the induced subgraph on some nodes, with fields
+
+- ``gene``, ``pos``, ``edge_index`` (sorted by target), ``edge_dist``, ``is_control``,
+  ``cell`` as in the graph;
+- ``origin`` ``[n, n_dims]``: the origin of the positional encoding, computed once
+  on the whole graph so that a node gets the same origin in every unit;
+- ``core`` ``[n]`` bool: the nodes the unit is responsible for (loss, evaluation);
+- ``node`` ``[n]``: their indices in the whole graph.
+
+*Cell units* hold one cell's transcripts (all core) and its within-cell edges.
+*Tile units* hold the transcripts of one square tile of the x–y plane (core) plus
+every transcript within ``halo`` µm of the tile (context). A message travels at most
+one edge (≤ radius) per layer, so with ``halo >= n_layers * radius`` an encoder
+gives the core nodes of a tile exactly the embeddings it gives them on the whole
+graph. Batches are concatenations of units (:func:`collate_units`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_geometric.data import Batch, Data
+
+from ..nn.positional import transcript_origin
+
+
+class IncomingEdges:
+    """Edges of a graph grouped by target, for fast induced subgraphs.
+
+    Parameters
+    ----------
+    edge_index
+        ``[2, E]`` edges, row 0 source, row 1 target.
+    num_nodes
+        Number of nodes.
+    """
+
+    def __init__(self, edge_index: Tensor, num_nodes: int) -> None:
+        target = edge_index[1]
+        order = torch.argsort(target, stable=True)
+        self.edge_id = order
+        self.source = edge_index[0, order]
+        counts = torch.bincount(target, minlength=num_nodes)
+        self.ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        self.num_nodes = num_nodes
+
+    def induced(self, nodes: Tensor) -> tuple[Tensor, Tensor]:
+        """Edges among ``nodes`` (sorted, unique).
+
+        Returns the ``[2, e]`` edges relabelled to positions in ``nodes``, sorted by
+        target, and their ``[e]`` ids in the original ``edge_index``.
+        """
+        start = self.ptr[nodes]
+        count = self.ptr[nodes + 1] - start
+        offset = torch.arange(int(count.sum())) - torch.repeat_interleave(count.cumsum(0) - count, count)
+        slot = torch.repeat_interleave(start, count) + offset
+        local = torch.full((self.num_nodes,), -1, dtype=torch.long)
+        local[nodes] = torch.arange(nodes.numel())
+        source = local[self.source[slot]]
+        target = torch.repeat_interleave(torch.arange(nodes.numel()), count)
+        keep = source >= 0
+        return torch.stack([source[keep], target[keep]]), self.edge_id[slot[keep]]
+
+
+def _check_graph(graph: Data) -> None:
+    for field in ("gene", "pos", "edge_index"):
+        if graph.get(field) is None:
+            raise ValueError(f"the transcript graph has no '{field}' field")
+
+
+def node_origin(graph: Data, tile_size: float | None = None) -> Tensor:
+    """Origin of every node: its cell's centroid, or for unassigned nodes the centre
+    of their ``tile_size`` grid square (the graph centroid when ``tile_size`` is None)."""
+    return transcript_origin(graph.pos, graph.get("cell"), tile_size=tile_size)
+
+
+def _make_unit(graph: Data, edges: IncomingEdges, origin: Tensor, nodes: Tensor, core: Tensor) -> Data:
+    edge_index, edge_id = edges.induced(nodes)
+    pos = graph.pos[nodes]
+    if graph.get("edge_dist") is not None:
+        edge_dist = graph.edge_dist[edge_id]
+    else:
+        edge_dist = (pos[edge_index[0]] - pos[edge_index[1]]).norm(dim=-1)
+    n = nodes.numel()
+    unit = Data(
+        gene=graph.gene[nodes],
+        pos=pos,
+        edge_index=edge_index,
+        edge_dist=edge_dist,
+        origin=origin[nodes],
+        core=core,
+        node=nodes,
+        num_nodes=n,
+    )
+    for field in ("is_control", "cell"):
+        value = graph.get(field)
+        if value is not None:
+            unit[field] = value[nodes]
+    if unit.get("is_control") is None:
+        unit.is_control = torch.zeros(n, dtype=torch.bool)
+    return unit
+
+
+def _allowed_mask(graph: Data, allowed: Tensor | None) -> Tensor:
+    if allowed is None:
+        return torch.ones(graph.num_nodes, dtype=torch.bool)
+    if allowed.shape != (graph.num_nodes,) or allowed.dtype != torch.bool:
+        raise ValueError(f"allowed must be a bool tensor of shape [{graph.num_nodes}]")
+    return allowed
+
+
+def cell_units(graph: Data, allowed: Tensor | None = None) -> list[Data]:
+    """One unit per cell: its transcripts and the edges among them.
+
+    Unassigned transcripts (``cell == -1``) belong to no unit.
+
+    Parameters
+    ----------
+    graph
+        Transcript graph with a ``cell`` field.
+    allowed
+        ``[N]`` bool; nodes outside it are left out of every unit.
+    """
+    _check_graph(graph)
+    if graph.get("cell") is None:
+        raise ValueError("batching by cell needs a 'cell' field in the transcript graph")
+    allowed = _allowed_mask(graph, allowed)
+    edges = IncomingEdges(graph.edge_index, graph.num_nodes)
+    origin = node_origin(graph)
+    cell = torch.where(allowed, graph.cell, torch.full_like(graph.cell, -1))
+    order = torch.argsort(cell, stable=True)
+    ids, counts = torch.unique_consecutive(cell[order], return_counts=True)
+    units = []
+    for cell_id, nodes in zip(ids.tolist(), torch.split(order, counts.tolist())):
+        if cell_id >= 0:
+            units.append(_make_unit(graph, edges, origin, nodes, torch.ones(nodes.numel(), dtype=torch.bool)))
+    return units
+
+
+def tile_units(
+    graph: Data, tile_size: float, halo: float, allowed: Tensor | None = None
+) -> list[Data]:
+    """One unit per non-empty square tile of side ``tile_size`` µm, with a context halo.
+
+    Tiles form a grid anchored at x = y = 0 (so unassigned transcripts get the
+    tile centres of :func:`node_origin` as origin).
+
+    Parameters
+    ----------
+    graph
+        Transcript graph.
+    tile_size
+        Side of the tiles in µm.
+    halo
+        Width in µm of the context band around each tile; ``n_layers * radius``
+        makes core embeddings exact.
+    allowed
+        ``[N]`` bool; nodes outside it are neither core nor context of any unit.
+    """
+    _check_graph(graph)
+    if not tile_size > 0 or not halo >= 0:
+        raise ValueError(f"need tile_size > 0 and halo >= 0, got {tile_size}, {halo}")
+    allowed = _allowed_mask(graph, allowed)
+    edges = IncomingEdges(graph.edge_index, graph.num_nodes)
+    origin = node_origin(graph, tile_size)
+    xy = graph.pos[:, :2].to(torch.float64).numpy()
+    keys = np.floor(xy / tile_size).astype(np.int64)
+    candidates = np.flatnonzero(allowed.numpy())
+    members: dict[tuple[int, int], np.ndarray] = {}
+    order = np.lexsort((keys[candidates, 1], keys[candidates, 0]))
+    sorted_nodes = candidates[order]
+    tile_keys, starts = np.unique(keys[sorted_nodes], axis=0, return_index=True)
+    for key, nodes in zip(map(tuple, tile_keys), np.split(sorted_nodes, starts[1:])):
+        members[key] = nodes
+    reach = math.ceil(halo / tile_size)
+    units = []
+    for (kx, ky), core_nodes in members.items():
+        near = [
+            members[(kx + dx, ky + dy)]
+            for dx in range(-reach, reach + 1)
+            for dy in range(-reach, reach + 1)
+            if (kx + dx, ky + dy) in members
+        ]
+        pool = np.concatenate(near)
+        low = np.array([kx, ky]) * tile_size - halo
+        high = np.array([kx + 1, ky + 1]) * tile_size + halo
+        inside = np.all((xy[pool] >= low) & (xy[pool] <= high), axis=1)
+        nodes = torch.from_numpy(np.sort(pool[inside]))
+        core = torch.from_numpy(np.isin(nodes.numpy(), core_nodes))
+        units.append(_make_unit(graph, edges, origin, nodes, core))
+    return units
+
+
+def epoch_order(n_units: int, epoch: int, seed: int) -> Tensor:
+    """The seeded permutation of units for one epoch (independent of any global RNG)."""
+    return torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(n_units))
+
+
+def batch_for_step(units: Sequence[Data], step: int, batch_size: int, seed: int) -> list[Data]:
+    """Units of the mini-batch of global step ``step``.
+
+    Each epoch visits every unit once in the order :func:`epoch_order`, in
+    ``ceil(len(units) / batch_size)`` batches; a step's batch depends only on
+    ``(step, batch_size, seed)``, which makes resumed training follow the same path.
+    """
+    if not units:
+        raise ValueError("no units to draw batches from")
+    per_epoch = math.ceil(len(units) / batch_size)
+    epoch, i = divmod(step, per_epoch)
+    order = epoch_order(len(units), epoch, seed)[i * batch_size : (i + 1) * batch_size]
+    return [units[k] for k in order.tolist()]
+
+
+def collate_units(units: Sequence[Data]) -> Batch:
+    """Concatenate units into one disconnected graph (a PyG :class:`~torch_geometric.data.Batch`)."""
+    return Batch.from_data_list(list(units))

@@ -1,0 +1,25 @@
+"""Subcellular domains: transcript features, clustering, enrichment and outlines."""
+from ._cluster import DomainClustering, cluster_domains
+from ._enrichment import ENRICHMENT_COLUMNS, domain_enrichment
+from ._features import (
+    cell_composition,
+    centred_per_group,
+    composition_components,
+    neighbourhood_counts,
+    standardised_block,
+)
+from ._polygons import POLYGON_COLUMNS, domain_polygons
+
+__all__ = [
+    "DomainClustering",
+    "ENRICHMENT_COLUMNS",
+    "POLYGON_COLUMNS",
+    "cluster_domains",
+    "domain_enrichment",
+    "domain_polygons",
+    "cell_composition",
+    "centred_per_group",
+    "composition_components",
+    "neighbourhood_counts",
+    "standardised_block",
+]

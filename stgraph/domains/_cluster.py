@@ -1,0 +1,128 @@
+"""Cluster transcript features into domains shared by all cells.
+
+One clustering runs over the transcripts of every cell together, so a label means
+the same domain in every cell.
+
+**Choosing k.** With ``n_domains`` given, that many clusters are fitted. Otherwise
+every ``k`` in ``k_range`` is fitted and the best kept:
+
+- ``method="kmeans"``: the largest mean silhouette, computed on a fixed random
+  sample of ``sample_size`` transcripts (the exact silhouette is quadratic in the
+  number of transcripts);
+- ``method="gmm"``: the lowest BIC of a diagonal-covariance Gaussian mixture.
+
+Labels are renumbered by decreasing cluster size (0 = largest), so that they do
+not depend on the solver's arbitrary cluster order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.metrics import silhouette_score
+from sklearn.mixture import GaussianMixture
+
+ClusterMethod = Literal["kmeans", "gmm"]
+
+
+@dataclass(frozen=True)
+class DomainClustering:
+    """Domain labels and how ``k`` was chosen.
+
+    Attributes
+    ----------
+    labels
+        ``(N,)`` domain of each transcript, ``0 .. k - 1`` by decreasing size.
+    n_domains
+        The ``k`` used.
+    criterion
+        ``{k: value}`` of the selection criterion (silhouette or BIC) for each
+        ``k`` tried; empty when ``k`` was given.
+    """
+
+    labels: np.ndarray
+    n_domains: int
+    criterion: dict[int, float] = field(default_factory=dict)
+
+
+def _fit(features: np.ndarray, k: int, method: ClusterMethod, seed: int):
+    if method == "kmeans":
+        model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(features)
+        return model.labels_, model
+    model = GaussianMixture(n_components=k, covariance_type="diag", random_state=seed, n_init=2)
+    return model.fit(features).predict(features), model
+
+
+def _by_size(labels: np.ndarray) -> np.ndarray:
+    sizes = np.bincount(labels)
+    order = np.lexsort((np.arange(sizes.size), -sizes))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return rank[labels]
+
+
+def cluster_domains(
+    features: np.ndarray,
+    n_domains: int | None = None,
+    *,
+    k_range: tuple[int, int] = (2, 8),
+    method: ClusterMethod = "kmeans",
+    sample_size: int = 5000,
+    seed: int = 0,
+) -> DomainClustering:
+    """Cluster transcripts into domains, choosing ``k`` when not given.
+
+    Parameters
+    ----------
+    features
+        ``(N, d)`` transcript features.
+    n_domains
+        Number of domains; None chooses it in ``k_range`` (inclusive).
+    k_range
+        Smallest and largest ``k`` tried.
+    method
+        ``"kmeans"`` (k chosen by silhouette) or ``"gmm"`` (k chosen by BIC).
+    sample_size
+        Transcripts on which the silhouette is computed.
+    seed
+        Seed of the solver and of the silhouette sample.
+    """
+    if method not in ("kmeans", "gmm"):
+        raise ValueError(f"method must be 'kmeans' or 'gmm', got {method!r}")
+    features = np.asarray(features, dtype=np.float64)
+    n = features.shape[0]
+    if n_domains is not None:
+        if not isinstance(n_domains, (int, np.integer)) or n_domains < 1:
+            raise ValueError(f"n_domains must be a positive integer, got {n_domains!r}")
+        if n_domains > n:
+            raise ValueError(f"cannot make {n_domains} domains out of {n} transcripts")
+        labels, _ = _fit(features, int(n_domains), method, seed)
+        return DomainClustering(labels=_by_size(labels), n_domains=int(n_domains))
+
+    low, high = k_range
+    if not 2 <= low <= high:
+        raise ValueError(f"k_range must satisfy 2 <= low <= high, got {k_range}")
+    high = min(high, n - 1)
+    if high < low:
+        raise ValueError(f"{n} transcripts are too few to choose k in {k_range}")
+    sample = np.random.default_rng(seed).choice(n, size=min(sample_size, n), replace=False)
+    criterion: dict[int, float] = {}
+    best = None
+    for k in range(low, high + 1):
+        labels, model = _fit(features, k, method, seed)
+        if method == "kmeans":
+            value = (
+                float(silhouette_score(features[sample], labels[sample]))
+                if np.unique(labels[sample]).size > 1
+                else -1.0
+            )
+            better = best is None or value > best[0]
+        else:
+            value = float(model.bic(features))
+            better = best is None or value < best[0]
+        criterion[k] = value
+        if better:
+            best = (value, k, labels)
+    return DomainClustering(labels=_by_size(best[2]), n_domains=best[1], criterion=criterion)

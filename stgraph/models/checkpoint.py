@@ -1,0 +1,95 @@
+"""Saving and loading masked gene models and their training state.
+
+A checkpoint is one ``torch.save`` file holding plain Python values and tensors
+only (so it loads with ``weights_only=True``):
+
+- ``format``, ``version``;
+- ``model_config`` (:attr:`MaskedGeneModel.config`: encoder hyper-parameters,
+  layer factory import path, gene vocabulary, control genes) and ``model_state``;
+- ``training`` (optional): the trainer's state, i.e. its configuration, optimiser
+  state, step, loss history and random-number-generator states.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..nn.encoder import ConvFactory
+from .mgm import MaskedGeneModel
+
+CHECKPOINT_FORMAT = "stgraph.masked_gene_model"
+CHECKPOINT_VERSION = 1
+
+
+def save_checkpoint(
+    path: str | os.PathLike, model: MaskedGeneModel, training: dict[str, Any] | None = None
+) -> Path:
+    """Write ``model`` (and optionally a trainer state) to ``path`` atomically.
+
+    Parameters
+    ----------
+    path
+        Destination file; parent folders are created.
+    model
+        The model to save.
+    training
+        A trainer's :meth:`~stgraph.models.MaskedGeneTrainer.state_dict`.
+
+    Returns
+    -------
+    The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = dict(
+        format=CHECKPOINT_FORMAT,
+        version=CHECKPOINT_VERSION,
+        model_config=model.config,
+        model_state={k: v.detach().cpu() for k, v in model.state_dict().items()},
+        training=training,
+    )
+    partial = path.with_name(path.name + ".partial")
+    torch.save(payload, partial)
+    # A crash mid-write must not destroy the previous checkpoint.
+    os.replace(partial, path)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The raw contents of a checkpoint file, on the CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a stgraph masked gene model checkpoint")
+    if payload["version"] > CHECKPOINT_VERSION:
+        raise ValueError(
+            f"{path} has checkpoint version {payload['version']}; this stgraph reads up to "
+            f"{CHECKPOINT_VERSION}"
+        )
+    return payload
+
+
+def model_from_checkpoint(payload: dict[str, Any], conv: type | ConvFactory | None = None) -> MaskedGeneModel:
+    """Rebuild the model of a :func:`read_checkpoint` payload with its weights."""
+    model = MaskedGeneModel.from_config(payload["model_config"], conv=conv)
+    model.load_state_dict(payload["model_state"])
+    return model
+
+
+def load_model(path: str | os.PathLike, conv: type | ConvFactory | None = None) -> MaskedGeneModel:
+    """Load a saved :class:`MaskedGeneModel` (CPU, eval mode).
+
+    Parameters
+    ----------
+    path
+        Checkpoint written by :func:`save_checkpoint`.
+    conv
+        Layer factory, needed only when the recorded one cannot be imported (for
+        instance a function defined in a script).
+    """
+    return model_from_checkpoint(read_checkpoint(path), conv=conv).eval()

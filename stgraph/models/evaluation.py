@@ -1,0 +1,271 @@
+r"""Held-out evaluation of masked gene modelling and its two baselines.
+
+Protocol. The evaluated transcripts (the non-control transcripts of the held-out
+cells) are split at random into ``K = ceil(1 / rate)`` near-equal groups
+(:func:`evaluation_groups`). In pass ``k`` every transcript of group ``k`` is
+replaced by ``[MASK]`` and predicted from the rest, so each transcript is scored
+exactly once, with about ``rate`` of its neighbours hidden, as in training.
+
+Scores per predictor: top-1 accuracy and mean cross-entropy (nats) of the true gene.
+
+- Model: the gene logits of :class:`~stgraph.models.MaskedGeneModel`.
+- Gene frequency: :math:`\pi_g = (n_g + 1) / \sum_{g'} (n_{g'} + 1)` over the
+  non-control genes, ``n_g`` the training count; predicts :math:`\arg\max \pi`.
+- Radius neighbours: with :math:`c_{ig}` the number of *visible* (unmasked)
+  neighbours of ``i`` within the graph radius that have gene ``g`` and
+  :math:`n_i = \sum_g c_{ig}`, the smoothed histogram
+  :math:`p_i(g) = (c_{ig} + \beta \pi_g) / (n_i + \beta)` (a Dirichlet prior of
+  strength :math:`\beta` around :math:`\pi`) gives the cross-entropy, with
+  :math:`\beta` chosen on the training cells (:func:`fit_neighbour_strength`);
+  the top-1 prediction is the most frequent visible neighbour gene, ties broken by
+  :math:`\pi` (:math:`\arg\max_g c_{ig} + \pi_g / 2`), and :math:`\arg\max \pi` when
+  no neighbour is visible.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+
+from ..data.batching import collate_units, tile_units
+from .mgm import MaskedGeneModel
+
+
+@dataclasses.dataclass
+class TokenScores:
+    """Per-transcript scores of one predictor."""
+
+    #: ``[M]`` log-probability given to the true gene.
+    log_prob: Tensor
+    #: ``[M]`` whether the top-1 prediction is the true gene.
+    correct: Tensor
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.double().mean())
+
+    @property
+    def cross_entropy(self) -> float:
+        return float(-self.log_prob.double().mean())
+
+
+def evaluation_groups(n: int, rate: float = 0.15, seed: int = 0) -> Tensor:
+    """Random assignment of ``n`` tokens to ``ceil(1 / rate)`` near-equal mask groups."""
+    if not 0 < rate <= 1:
+        raise ValueError(f"rate must be in (0, 1], got {rate}")
+    n_groups = math.ceil(1 / rate)
+    groups = np.empty(n, dtype=np.int64)
+    groups[np.random.default_rng(seed).permutation(n)] = np.arange(n) % n_groups
+    return torch.from_numpy(groups)
+
+
+def gene_prior(gene: Tensor, is_control_gene: Tensor) -> Tensor:
+    """Add-one smoothed gene frequencies :math:`\\pi` over the non-control genes (0 for controls)."""
+    counts = torch.bincount(gene, minlength=is_control_gene.numel()).double() + 1.0
+    counts[is_control_gene] = 0.0
+    return counts / counts.sum()
+
+
+@torch.no_grad()
+def score_model(
+    model: MaskedGeneModel,
+    units: Sequence[Data],
+    groups: Tensor,
+    evaluated: Tensor,
+    *,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+) -> TokenScores:
+    """Score the model on the ``evaluated`` nodes of the graph that ``units`` cover.
+
+    Parameters
+    ----------
+    model
+        Masked gene model.
+    units
+        Units of the graph whose core nodes include every evaluated node once.
+    groups
+        ``[N]`` mask group of every node of the graph (:func:`evaluation_groups`).
+    evaluated
+        ``[N]`` bool, the nodes to score.
+    batch_size
+        Units per forward pass.
+    device
+        Where to run the model.
+
+    Returns
+    -------
+    Scores of the evaluated nodes, in node order.
+    """
+    model = model.to(device).eval()
+    n = groups.numel()
+    log_prob = torch.full((n,), math.nan, dtype=torch.float64)
+    correct = torch.zeros(n, dtype=torch.bool)
+    mask_token = model.encoder.mask_token
+    for k in range(int(groups.max()) + 1):
+        for start in range(0, len(units), batch_size):
+            batch = collate_units(units[start : start + batch_size])
+            hidden = groups[batch.node] == k
+            rows = batch.core & hidden & evaluated[batch.node]
+            if not rows.any():
+                continue
+            tokens = torch.where(hidden, torch.full_like(batch.gene, mask_token), batch.gene)
+            batch = batch.to(device)
+            logits = model(tokens.to(device), batch.pos, batch.edge_index, batch.edge_dist, batch.origin)
+            logp = torch.log_softmax(logits[rows.to(device)].double(), dim=-1).cpu()
+            target = batch.gene.cpu()[rows]
+            node = batch.node.cpu()[rows]
+            log_prob[node] = logp.gather(1, target[:, None]).squeeze(1)
+            correct[node] = logp.argmax(dim=1) == target
+    if torch.isnan(log_prob[evaluated]).any():
+        raise ValueError("some evaluated nodes are not the core of any unit")
+    return TokenScores(log_prob[evaluated], correct[evaluated])
+
+
+def score_frequency(prior: Tensor, target: Tensor) -> TokenScores:
+    """Score the gene-frequency baseline ``prior`` on true genes ``target``."""
+    return TokenScores(prior.log()[target], target == prior.argmax())
+
+
+def visible_neighbour_counts(
+    graph: Data, groups: Tensor, targets: Tensor, allowed: Tensor, n_genes: int
+) -> Tensor:
+    """``[len(targets), n_genes]`` gene counts of the visible neighbours of ``targets``.
+
+    Neighbours are taken among the ``allowed`` nodes only (the induced subgraph the
+    model sees); a neighbour ``j`` of ``i`` (edge ``j → i`` of ``graph``) is visible
+    when it is in another mask group.
+    """
+    row = torch.full((graph.num_nodes,), -1, dtype=torch.long)
+    row[targets] = torch.arange(targets.numel())
+    source, target = graph.edge_index
+    keep = (row[target] >= 0) & allowed[source] & (groups[source] != groups[target])
+    flat = row[target[keep]] * n_genes + graph.gene[source[keep]]
+    return torch.bincount(flat, minlength=targets.numel() * n_genes).view(targets.numel(), n_genes)
+
+
+def nearest_visible_gene(graph: Data, groups: Tensor, targets: Tensor, allowed: Tensor, fallback: int) -> Tensor:
+    """Gene of the nearest visible ``allowed`` neighbour of each of ``targets``
+    (``fallback`` when none is visible); neighbours and visibility as in
+    :func:`visible_neighbour_counts`, distances from ``graph.edge_dist``."""
+    is_target = torch.zeros(graph.num_nodes, dtype=torch.bool)
+    is_target[targets] = True
+    source, target = graph.edge_index
+    keep = is_target[target] & allowed[source] & (groups[source] != groups[target])
+    source, target, dist = source[keep], target[keep], graph.edge_dist[keep]
+    order = np.lexsort((dist.numpy(), target.numpy()))
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = target.numpy()[order][1:] != target.numpy()[order][:-1]
+    nearest = torch.full((graph.num_nodes,), fallback, dtype=torch.long)
+    chosen = torch.from_numpy(order[first])
+    nearest[target[chosen]] = graph.gene[source[chosen]]
+    return nearest[targets]
+
+
+def score_neighbours(counts: Tensor, target: Tensor, prior: Tensor, strength: float) -> TokenScores:
+    """Score the radius-neighbour baseline (module docstring) from visible-neighbour ``counts``."""
+    total = counts.sum(dim=1).double()
+    true_count = counts.gather(1, target[:, None]).squeeze(1).double()
+    log_prob = torch.log(true_count + strength * prior[target]) - torch.log(total + strength)
+    prediction = (counts.double() + prior / 2).argmax(dim=1)
+    return TokenScores(log_prob, prediction == target)
+
+
+def fit_neighbour_strength(
+    counts: Tensor,
+    target: Tensor,
+    prior: Tensor,
+    grid: Sequence[float] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0),
+) -> float:
+    """The prior strength :math:`\\beta` in ``grid`` of lowest neighbour-baseline cross-entropy."""
+    losses = [score_neighbours(counts, target, prior, beta).cross_entropy for beta in grid]
+    return float(grid[int(np.argmin(losses))])
+
+
+def evaluate_held_out(
+    model: MaskedGeneModel,
+    graph: Data,
+    train_mask: Tensor,
+    *,
+    tile_size: float = 10.0,
+    rate: float = 0.15,
+    seed: int = 0,
+    max_fit_nodes: int = 50_000,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+) -> dict[str, dict[str, float]]:
+    """Masked gene prediction on the transcripts outside ``train_mask``, against both baselines.
+
+    The held-out transcripts are scored with the protocol of the module docstring
+    on their induced subgraph, cut into tiles with a halo of
+    ``n_layers * radius`` µm (exact embeddings). The gene prior and the
+    neighbour-baseline strength :math:`\beta` come from the training transcripts
+    (at most ``max_fit_nodes`` of them, drawn with ``seed``, for :math:`\beta`).
+
+    Parameters
+    ----------
+    model
+        Trained masked gene model (vocabulary of ``graph.gene_names``).
+    graph
+        The transcript graph with a ``radius``.
+    train_mask
+        ``[N]`` bool, the transcripts training could use; the others are evaluated.
+    tile_size, batch_size, device
+        Tiling and batching of the model's forward passes.
+    rate
+        Masked fraction per pass (``ceil(1 / rate)`` passes).
+    seed
+        Seed of the mask groups and of the β-fitting subsample.
+    max_fit_nodes
+        Training transcripts used to choose β.
+
+    Returns
+    -------
+    ``{'model' | 'gene_frequency' | 'radius_neighbours': {'accuracy', 'cross_entropy', 'n'}}``;
+    ``'nearest_neighbour_reference'``: ``{'accuracy', 'n'}`` of predicting the gene of
+    the nearest visible neighbour (a reference, not a probabilistic baseline); and
+    ``'neighbour_strength'``: ``{'beta': β}``.
+    """
+    gene = model.gene_tokens(graph)
+    evaluable = ~model.is_control_gene.cpu()[gene]
+    held_out = ~train_mask
+    evaluated = held_out & evaluable
+    if not evaluated.any():
+        raise ValueError("no held-out transcripts to evaluate")
+    graph = graph.clone()
+    graph.gene = gene
+    groups = evaluation_groups(graph.num_nodes, rate, seed)
+    prior = gene_prior(gene[train_mask & evaluable], model.is_control_gene.cpu())
+    n_genes = model.encoder.n_genes
+
+    fit_nodes = torch.nonzero(train_mask & evaluable).flatten()
+    if fit_nodes.numel() > max_fit_nodes:
+        pick = np.random.default_rng(seed).choice(fit_nodes.numel(), max_fit_nodes, replace=False)
+        fit_nodes = fit_nodes[torch.from_numpy(np.sort(pick))]
+    fit_counts = visible_neighbour_counts(graph, groups, fit_nodes, train_mask, n_genes)
+    beta = fit_neighbour_strength(fit_counts, gene[fit_nodes], prior)
+
+    targets = torch.nonzero(evaluated).flatten()
+    counts = visible_neighbour_counts(graph, groups, targets, held_out, n_genes)
+    halo = len(model.encoder.layers) * float(graph.radius)
+    units = tile_units(graph, tile_size, halo, allowed=held_out)
+    scores = dict(
+        model=score_model(model, units, groups, evaluated, batch_size=batch_size, device=device),
+        gene_frequency=score_frequency(prior, gene[targets]),
+        radius_neighbours=score_neighbours(counts, gene[targets], prior, beta),
+    )
+    report = {
+        name: dict(accuracy=s.accuracy, cross_entropy=s.cross_entropy, n=int(s.correct.numel()))
+        for name, s in scores.items()
+    }
+    nearest = nearest_visible_gene(graph, groups, targets, held_out, int(prior.argmax()))
+    report["nearest_neighbour_reference"] = dict(
+        accuracy=float((nearest == gene[targets]).double().mean()), n=int(targets.numel())
+    )
+    report["neighbour_strength"] = dict(beta=beta)
+    return report

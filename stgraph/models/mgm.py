@@ -1,0 +1,89 @@
+"""Masked gene model: a transcript encoder, its gene vocabulary and the MGM head."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+
+from ..nn.encoder import ConvFactory, TranscriptEncoder
+from ..nn.heads import MaskedGeneHead
+
+
+class MaskedGeneModel(torch.nn.Module):
+    """A :class:`~stgraph.nn.TranscriptEncoder` with a :class:`~stgraph.nn.MaskedGeneHead`.
+
+    Parameters
+    ----------
+    encoder
+        The transcript encoder.
+    gene_names
+        Gene vocabulary: token ``k`` is ``gene_names[k]``.
+    control_genes
+        Names in ``gene_names`` that are negative-control probes: never targets
+        nor random replacements in training.
+    """
+
+    def __init__(
+        self,
+        encoder: TranscriptEncoder,
+        gene_names: Sequence[str],
+        control_genes: Sequence[str] = (),
+    ) -> None:
+        super().__init__()
+        gene_names = [str(g) for g in gene_names]
+        if len(gene_names) != encoder.n_genes:
+            raise ValueError(
+                f"{len(gene_names)} gene names for an encoder of {encoder.n_genes} genes"
+            )
+        if len(set(gene_names)) != len(gene_names):
+            raise ValueError("gene_names contains duplicates")
+        unknown = sorted(set(control_genes) - set(gene_names))
+        if unknown:
+            raise ValueError(f"control genes not in gene_names: {unknown}")
+        self.encoder = encoder
+        self.head = MaskedGeneHead(encoder.d_model, encoder.n_genes)
+        self.gene_names = gene_names
+        self.control_genes = [g for g in gene_names if g in set(control_genes)]
+        is_control = torch.tensor([g in set(control_genes) for g in gene_names], dtype=torch.bool)
+        self.register_buffer("is_control_gene", is_control, persistent=False)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild the model, without weights."""
+        return dict(
+            encoder=dict(self.encoder.config),
+            gene_names=list(self.gene_names),
+            control_genes=list(self.control_genes),
+        )
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], conv: type | ConvFactory | None = None) -> "MaskedGeneModel":
+        """Rebuild a model (fresh weights) from :attr:`config`."""
+        encoder = TranscriptEncoder.from_config(config["encoder"], conv=conv)
+        return cls(encoder, config["gene_names"], config["control_genes"])
+
+    def gene_tokens(self, graph: Data) -> Tensor:
+        """Tokens of ``graph.gene`` in this model's vocabulary.
+
+        ``graph.gene`` indexes ``graph.gene_names``; names unknown to the model raise
+        a ValueError. Graphs without ``gene_names`` are assumed to share the vocabulary.
+        """
+        names = graph.get("gene_names")
+        if names is None or list(names) == self.gene_names:
+            return graph.gene
+        index = {g: k for k, g in enumerate(self.gene_names)}
+        lookup = torch.tensor([index.get(str(g), -1) for g in names], device=graph.gene.device)
+        tokens = lookup[graph.gene]
+        if (tokens < 0).any():
+            missing = torch.unique(graph.gene[tokens < 0]).tolist()
+            raise ValueError(f"genes unknown to the model: {[names[k] for k in missing][:10]}")
+        return tokens
+
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        """Gene logits ``[N, n_genes]``; arguments as :meth:`TranscriptEncoder.forward`."""
+        return self.head(self.encoder(*args, **kwargs))
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.encoder!r}, n_controls={len(self.control_genes)})"

@@ -1,0 +1,355 @@
+"""Transcript encoder: a BERT-style encoder whose attention runs along a radius graph."""
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+from torch_geometric.nn import MessagePassing
+
+from .conv import SpatialTransformerConv
+from .positional import (
+    DEFAULT_PE_BASE,
+    DEFAULT_PE_SCALE,
+    SinusoidalPositionalEncoding,
+    check_pe_width,
+    transcript_origin,
+)
+
+ConvFactory = Callable[[int, int], MessagePassing]
+#: Name under which the default layer is recorded in an encoder's config.
+DEFAULT_CONV = "SpatialTransformerConv"
+
+
+def _spatial_transformer_factory(conv_kwargs: dict[str, Any]) -> ConvFactory:
+    def build(d_model: int, heads: int) -> MessagePassing:
+        return SpatialTransformerConv(d_model, d_model, heads=heads, **conv_kwargs)
+
+    return build
+
+
+def conv_name(conv: type | ConvFactory) -> str:
+    """Import path ``"module:qualname"`` under which a layer factory is recorded."""
+    return f"{conv.__module__}:{conv.__qualname__}"
+
+
+def resolve_conv(name: str) -> ConvFactory:
+    """Import the layer factory recorded as ``name`` by :func:`conv_name`."""
+    if name == DEFAULT_CONV:
+        return SpatialTransformerConv
+    module, _, qualname = name.partition(":")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(
+            f"cannot import the layer factory {name!r} recorded in the config; "
+            "pass it again as conv="
+        ) from err
+    return obj
+
+
+class TranscriptEncoderLayer(torch.nn.Module):
+    r"""One pre-LayerNorm encoder block over a transcript graph.
+
+    .. math::
+
+        h &= x + \mathrm{Dropout}\big(\mathrm{Conv}(\mathrm{LN}_1(x), E, d)\big) \\
+        x' &= h + \mathrm{Dropout}\big(W_2\, \mathrm{Dropout}(\mathrm{GELU}(W_1 \mathrm{LN}_2(h)))\big)
+
+    where ``Conv`` is any message-passing layer called as ``conv(x, edge_index,
+    edge_dist)`` that maps ``[N, d_model]`` to ``[N, d_model]``.
+
+    Parameters
+    ----------
+    conv
+        The attention (message-passing) layer.
+    d_model
+        Token width.
+    ff_dim
+        Hidden width of the feed-forward network.
+    dropout
+        Dropout on both residual branches and inside the feed-forward network.
+    """
+
+    def __init__(self, conv: MessagePassing, d_model: int, ff_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if not isinstance(conv, MessagePassing):
+            raise TypeError(
+                f"the layer factory must return a torch_geometric MessagePassing layer, "
+                f"got {type(conv).__name__}"
+            )
+        self.conv = conv
+        self.norm1 = torch.nn.LayerNorm(d_model)
+        self.norm2 = torch.nn.LayerNorm(d_model)
+        self.ff = torch.nn.Sequential(
+            torch.nn.Linear(d_model, ff_dim),
+            torch.nn.GELU(),
+            torch.nn.Dropout(dropout),
+            torch.nn.Linear(ff_dim, d_model),
+        )
+        self.dropout = torch.nn.Dropout(dropout)
+        self.d_model = d_model
+        self.supports_attention = (
+            "return_attention_weights" in inspect.signature(conv.forward).parameters
+        )
+
+    def reset_parameters(self) -> None:
+        self.conv.reset_parameters()
+        self.norm1.reset_parameters()
+        self.norm2.reset_parameters()
+        for module in self.ff:
+            if isinstance(module, torch.nn.Linear):
+                module.reset_parameters()
+
+    def forward(
+        self, x: Tensor, edge_index: Tensor, edge_dist: Tensor, return_attention_weights: bool = False
+    ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
+        h = self.norm1(x)
+        if return_attention_weights:
+            if not self.supports_attention:
+                raise ValueError(
+                    f"{type(self.conv).__name__}.forward has no return_attention_weights "
+                    "argument, so the encoder cannot return attention weights"
+                )
+            h, attention = self.conv(h, edge_index, edge_dist, return_attention_weights=True)
+        else:
+            h = self.conv(h, edge_index, edge_dist)
+        if h.shape != x.shape:
+            raise ValueError(
+                f"{type(self.conv).__name__} returned shape {tuple(h.shape)}; the layer factory "
+                f"must build layers mapping [N, {self.d_model}] to [N, {self.d_model}]"
+            )
+        x = x + self.dropout(h)
+        x = x + self.dropout(self.ff(self.norm2(x)))
+        return (x, attention) if return_attention_weights else x
+
+
+class TranscriptEncoder(torch.nn.Module):
+    r"""Encoder of transcript tokens over a radius graph.
+
+    Each transcript ``i`` with gene ``g_i`` at ``p_i`` (µm) becomes the token
+
+    .. math::
+
+        x_i^{(0)} = E[g_i] + \mathrm{PE}(p_i - o_i),
+
+    with a learned gene embedding ``E`` (row ``n_genes`` is the ``[MASK]`` token),
+    the sinusoidal encoding of :mod:`stgraph.nn.positional` and origin ``o_i``
+    (its cell's centroid, else its tile's or graph's; see
+    :func:`~stgraph.nn.positional.transcript_origin`). ``n_layers`` pre-LayerNorm
+    blocks (:class:`TranscriptEncoderLayer`) follow, each attending only along the
+    edges of the graph, and a final LayerNorm.
+
+    Parameters
+    ----------
+    n_genes
+        Size of the gene vocabulary; token ``n_genes`` is ``[MASK]``.
+    d_model
+        Token width; a multiple of ``heads`` and of ``2 * n_dims``.
+    n_layers
+        Number of encoder blocks.
+    heads
+        Attention heads per block, passed to the layer factory.
+    conv
+        Layer of each block: None or :class:`~stgraph.nn.conv.SpatialTransformerConv`
+        (built as ``SpatialTransformerConv(d_model, d_model, heads=heads,
+        **conv_kwargs)``), or any factory ``conv(d_model, heads)`` returning a
+        :class:`~torch_geometric.nn.MessagePassing` layer that is called as
+        ``layer(x, edge_index, edge_dist)`` and maps ``[N, d_model]`` to
+        ``[N, d_model]``. Attention weights can be returned when its ``forward``
+        takes ``return_attention_weights`` (PyG convention).
+    conv_kwargs
+        Keyword arguments of :class:`~stgraph.nn.conv.SpatialTransformerConv`;
+        only with the default layer.
+    ff_dim
+        Feed-forward hidden width; default ``4 * d_model``.
+    dropout
+        Dropout inside the blocks.
+    n_dims
+        Number of spatial axes (2 or 3).
+    pe_scale
+        Length scale of the positional encoding in µm.
+    pe_base
+        Frequency base of the positional encoding.
+    """
+
+    def __init__(
+        self,
+        n_genes: int,
+        d_model: int = 64,
+        n_layers: int = 2,
+        heads: int = 4,
+        *,
+        conv: type | ConvFactory | None = None,
+        conv_kwargs: dict[str, Any] | None = None,
+        ff_dim: int | None = None,
+        dropout: float = 0.0,
+        n_dims: int = 2,
+        pe_scale: float = DEFAULT_PE_SCALE,
+        pe_base: float = DEFAULT_PE_BASE,
+    ) -> None:
+        super().__init__()
+        for name, value in (("n_genes", n_genes), ("n_layers", n_layers), ("heads", heads)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_pe_width(d_model, n_dims)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        ff_dim = 4 * d_model if ff_dim is None else ff_dim
+
+        conv_kwargs = dict(conv_kwargs or {})
+        if conv is None or conv is SpatialTransformerConv:
+            factory = _spatial_transformer_factory(conv_kwargs)
+            recorded = DEFAULT_CONV
+        elif conv_kwargs:
+            raise ValueError("conv_kwargs apply to the default SpatialTransformerConv only")
+        elif callable(conv):
+            factory, recorded = conv, conv_name(conv)
+        else:
+            raise TypeError(f"conv must be a layer factory, got {type(conv).__name__}")
+
+        self.n_genes = n_genes
+        self.mask_token = n_genes
+        self.d_model = d_model
+        self.n_dims = n_dims
+        self.config: dict[str, Any] = dict(
+            n_genes=n_genes,
+            d_model=d_model,
+            n_layers=n_layers,
+            heads=heads,
+            conv=recorded,
+            conv_kwargs=conv_kwargs,
+            ff_dim=ff_dim,
+            dropout=dropout,
+            n_dims=n_dims,
+            pe_scale=float(pe_scale),
+            pe_base=float(pe_base),
+        )
+        self.embedding = torch.nn.Embedding(n_genes + 1, d_model)
+        self.positional = SinusoidalPositionalEncoding(d_model, n_dims, scale=pe_scale, base=pe_base)
+        self.layers = torch.nn.ModuleList(
+            TranscriptEncoderLayer(factory(d_model, heads), d_model, ff_dim, dropout)
+            for _ in range(n_layers)
+        )
+        self.norm = torch.nn.LayerNorm(d_model)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], conv: type | ConvFactory | None = None) -> "TranscriptEncoder":
+        """Rebuild an encoder from its :attr:`config` (``conv`` overrides the recorded layer)."""
+        config = dict(config)
+        recorded = config.pop("conv")
+        if conv is None and recorded != DEFAULT_CONV:
+            conv = resolve_conv(recorded)
+        return cls(**config, conv=conv)
+
+    def reset_parameters(self) -> None:
+        self.embedding.reset_parameters()
+        for layer in self.layers:
+            layer.reset_parameters()
+        self.norm.reset_parameters()
+
+    def forward(
+        self,
+        data: Data | Tensor,
+        pos: Tensor | None = None,
+        edge_index: Tensor | None = None,
+        edge_dist: Tensor | None = None,
+        origin: Tensor | None = None,
+        *,
+        return_attention_weights: bool = False,
+    ) -> Tensor | tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """Embed the transcripts of a graph.
+
+        Parameters
+        ----------
+        data
+            A transcript graph (fields ``gene``, ``pos``, ``edge_index`` and
+            optionally ``edge_dist``, ``origin``, ``cell``, ``batch``), or the
+            ``[N]`` gene tokens, with the graph in the next arguments.
+        pos
+            ``[N, n_dims]`` coordinates in µm.
+        edge_index
+            ``[2, E]`` edges, row 0 source, row 1 target.
+        edge_dist
+            ``[E]`` edge lengths in µm; computed from ``pos`` when None.
+        origin
+            ``[N, n_dims]`` or ``[n_dims]`` origin of the positional encoding; when
+            None, the cell centroids of ``data.cell`` (Data input) or the centroid
+            of ``pos``.
+        return_attention_weights
+            Also return, per block, the ``(edge_index, alpha[E, heads])`` of its layer.
+
+        Returns
+        -------
+        ``[N, d_model]`` embeddings, and the list of attention weights when asked.
+        """
+        if isinstance(data, Data):
+            if pos is not None or edge_index is not None:
+                raise ValueError("pass either a Data object or tensors, not both")
+            gene, pos, edge_index = data.gene, data.pos, data.edge_index
+            edge_dist = data.get("edge_dist")
+            origin = data.get("origin")
+            if origin is None:
+                origin = transcript_origin(pos, data.get("cell"), data.get("batch"))
+        elif isinstance(data, Tensor):
+            gene = data
+            if pos is None or edge_index is None:
+                raise ValueError("with gene tokens as a tensor, pos and edge_index are required")
+        else:
+            raise TypeError(f"expected a torch_geometric Data or a gene tensor, got {type(data).__name__}")
+        self._check_inputs(gene, pos, edge_index)
+        if edge_dist is None:
+            edge_dist = (pos[edge_index[0]] - pos[edge_index[1]]).norm(dim=-1)
+        elif edge_dist.shape != (edge_index.size(1),):
+            raise ValueError(
+                f"edge_dist must have shape [{edge_index.size(1)}], got {tuple(edge_dist.shape)}"
+            )
+        if origin is None:
+            origin = pos.to(torch.float64).mean(dim=0)
+        if origin.shape not in ((self.n_dims,), pos.shape):
+            raise ValueError(
+                f"origin must have shape [{self.n_dims}] or {list(pos.shape)}, got {tuple(origin.shape)}"
+            )
+
+        rel_pos = pos.to(torch.float64) - origin.to(torch.float64)
+        x = self.embedding(gene) + self.positional(rel_pos).to(self.embedding.weight.dtype)
+        edge_dist = edge_dist.to(x.dtype)
+        attentions = []
+        for layer in self.layers:
+            if return_attention_weights:
+                x, attention = layer(x, edge_index, edge_dist, return_attention_weights=True)
+                attentions.append(attention)
+            else:
+                x = layer(x, edge_index, edge_dist)
+        x = self.norm(x)
+        return (x, attentions) if return_attention_weights else x
+
+    def _check_inputs(self, gene: Tensor, pos: Tensor, edge_index: Tensor) -> None:
+        if gene.dim() != 1 or gene.dtype != torch.long:
+            raise TypeError(f"gene must be a 1-D LongTensor, got {gene.dtype} of shape {tuple(gene.shape)}")
+        if gene.numel() and (gene.min() < 0 or gene.max() > self.mask_token):
+            raise ValueError(
+                f"gene tokens must lie in [0, {self.mask_token}] ({self.n_genes} genes + [MASK]), "
+                f"got range [{int(gene.min())}, {int(gene.max())}]"
+            )
+        if pos.shape != (gene.numel(), self.n_dims):
+            raise ValueError(
+                f"pos must have shape [{gene.numel()}, {self.n_dims}], got {tuple(pos.shape)}"
+            )
+        if not pos.is_floating_point():
+            raise TypeError(f"pos must be floating point, got {pos.dtype}")
+        if edge_index.dim() != 2 or edge_index.size(0) != 2:
+            raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
+        if edge_index.numel() and (edge_index.min() < 0 or edge_index.max() >= gene.numel()):
+            raise ValueError(f"edge_index refers to nodes outside [0, {gene.numel()})")
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}(n_genes={self.n_genes}, d_model={self.d_model}, "
+            f"n_layers={len(self.layers)}, conv={self.config['conv']})"
+        )

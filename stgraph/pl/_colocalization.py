@@ -1,0 +1,133 @@
+"""Plots of gene colocalization: genes x genes heatmap and gene network."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import networkx as nx
+import numpy as np
+from matplotlib.axes import Axes
+from spatialdata import SpatialData
+
+from ..coloc import ColocalizationResult
+from ..io import TABLE_KEY
+from ..tl._colocalization import COLOCALIZATION_KEY
+
+
+def _result(data, key: str, table_key: str) -> ColocalizationResult:
+    if isinstance(data, ColocalizationResult):
+        return data
+    if isinstance(data, SpatialData):
+        if table_key not in data.tables:
+            raise KeyError(f"no table {table_key!r}; run stgraph.tl.colocalization first")
+        return ColocalizationResult.from_uns(data.tables[table_key].uns, key)
+    raise TypeError(f"expected a SpatialData or a ColocalizationResult, got {type(data).__name__}")
+
+
+def _top_genes(result: ColocalizationResult, top: int, fdr: float | None) -> list[str]:
+    pairs = result.significant(fdr) if fdr is not None else result.table
+    pairs = pairs[pairs["gene_a"].astype(str) != pairs["gene_b"].astype(str)]
+    pairs = pairs.sort_values("score", ascending=False, kind="stable").head(top)
+    genes = set(pairs["gene_a"].astype(str)) | set(pairs["gene_b"].astype(str))
+    return [g for g in result.genes if g in genes]
+
+
+def colocalization_heatmap(
+    data: SpatialData | ColocalizationResult,
+    value: str = "score",
+    *,
+    genes: Sequence[str] | None = None,
+    top: int = 30,
+    fdr: float | None = None,
+    key: str = COLOCALIZATION_KEY,
+    table_key: str = TABLE_KEY,
+    cmap: str = "RdBu_r",
+    ax: Axes | None = None,
+) -> Axes:
+    """Heatmap of one pair statistic, rows ``gene_a``, columns ``gene_b``.
+
+    Parameters
+    ----------
+    data
+        SpatialData after :func:`stgraph.tl.colocalization`, or its result.
+    value
+        Column of the pair table (``score``, ``clq``, ``z``, ...).
+    genes
+        Genes to show; default those of the ``top`` pairs with the highest score.
+    top
+        Number of top pairs whose genes are shown when ``genes`` is None.
+    fdr
+        Draw the top pairs among those with ``fdr`` at most this (None: all pairs).
+    key, table_key
+        Where :func:`stgraph.tl.colocalization` stored the result.
+    cmap
+        Colour map, centred on 0 for ``score`` and ``z``, on 1 for quotients.
+    ax
+        Axes to draw into; a new figure when None.
+
+    Returns
+    -------
+    The axes.
+    """
+    result = _result(data, key, table_key)
+    genes = list(genes) if genes is not None else _top_genes(result, top, fdr)
+    matrix = result.matrix(value, genes=genes)
+    if ax is None:
+        size = 2 + 0.25 * len(genes)
+        _, ax = plt.subplots(figsize=(size + 1, size))
+    values = matrix.to_numpy()
+    centre = 1.0 if value.startswith("clq") else 0.0
+    finite = values[np.isfinite(values)]
+    span = float(np.abs(finite - centre).max()) if finite.size else 1.0
+    image = ax.imshow(values, cmap=cmap, vmin=centre - span, vmax=centre + span)
+    ax.set_xticks(range(len(genes)), genes, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(genes)), genes, fontsize=7)
+    ax.set_xlabel("gene_b (neighbour)")
+    ax.set_ylabel("gene_a (looks at gene_b)")
+    ax.figure.colorbar(image, ax=ax, label=value, shrink=0.7)
+    return ax
+
+
+def colocalization_network(
+    data: SpatialData | ColocalizationResult,
+    *,
+    fdr: float = 0.05,
+    top: int = 50,
+    key: str = COLOCALIZATION_KEY,
+    table_key: str = TABLE_KEY,
+    seed: int = 0,
+    ax: Axes | None = None,
+) -> Axes:
+    """Gene network of the strongest significant pairs.
+
+    Genes are nodes; each of the ``top`` pairs with ``fdr`` at most ``fdr`` (by
+    decreasing score, both orientations merged) is an edge whose width grows with
+    its score. Layout: :func:`networkx.spring_layout` seeded with ``seed``.
+
+    Returns
+    -------
+    The axes.
+    """
+    result = _result(data, key, table_key)
+    directed = result.to_networkx(fdr=fdr)
+    graph = nx.Graph()
+    for a, b, attributes in directed.edges(data=True):
+        if not graph.has_edge(a, b) or graph.edges[a, b]["score"] < attributes["score"]:
+            graph.add_edge(a, b, score=attributes["score"])
+    strongest = sorted(graph.edges(data="score"), key=lambda e: (-e[2], e[0], e[1]))[:top]
+    kept = nx.Graph()
+    kept.add_weighted_edges_from(strongest, weight="score")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 7))
+    ax.set_axis_off()
+    if kept.number_of_edges() == 0:
+        ax.set_title(f"no pair with fdr <= {fdr}")
+        return ax
+    position = nx.spring_layout(kept, seed=seed)
+    scores = np.array([kept.edges[e]["score"] for e in kept.edges])
+    width = 0.5 + 4.0 * scores / max(scores.max(), 1e-12)
+    nx.draw_networkx_edges(kept, position, width=width, edge_color="0.4", ax=ax)
+    nx.draw_networkx_nodes(kept, position, node_size=200, node_color="tab:orange", ax=ax)
+    nx.draw_networkx_labels(kept, position, font_size=7, ax=ax)
+    ax.set_title(f"top {kept.number_of_edges()} pairs, fdr <= {fdr}")
+    return ax

@@ -1,0 +1,178 @@
+"""Gene colocalization from the transcript graph and a pretrained encoder's attention."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+from spatialdata import SpatialData
+from torch_geometric.data import Data
+
+from ..coloc import ColocalizationResult, score_pairs
+from ..coloc._encode import MAX_EDGES, encoder_outputs
+from ..graph import transcript_graph
+from ..io import TABLE_KEY, get_table
+from ..io import _schema as S
+
+#: Default key of the results in the table's ``uns``.
+COLOCALIZATION_KEY = "colocalization"
+
+
+def _graph_for(
+    sdata: SpatialData, radius: float | None, graph: Data | None, within: str, points_key: str
+) -> Data:
+    if graph is not None:
+        missing = [f for f in ("gene", "edge_index", "cell", "gene_names") if graph.get(f) is None]
+        if missing:
+            raise ValueError(f"the transcript graph lacks the field(s) {missing}")
+        return graph
+    if radius is None:
+        raise ValueError("pass radius= (µm) to build the transcript graph, or graph=")
+    return transcript_graph(sdata, radius, within=within, points_key=points_key)
+
+
+def _as_edge_weight(attention, n_edges: int) -> np.ndarray:
+    """Mean over heads (and layers, when a list per layer is given) of attention weights."""
+    if isinstance(attention, (list, tuple)):
+        layers = [_as_edge_weight(layer, n_edges) for layer in attention]
+        if not layers:
+            raise ValueError("attention is an empty list")
+        return np.mean(layers, axis=0)
+    if isinstance(attention, torch.Tensor):
+        attention = attention.detach().cpu().double().numpy()
+    weight = np.asarray(attention, dtype=np.float64)
+    if weight.ndim == 2:
+        weight = weight.mean(axis=1)
+    if weight.shape != (n_edges,):
+        raise ValueError(f"attention must have one row per edge ({n_edges}), got shape {weight.shape}")
+    return weight
+
+
+def colocalization(
+    sdata: SpatialData,
+    model=None,
+    *,
+    radius: float | None = None,
+    graph: Data | None = None,
+    attention: np.ndarray | torch.Tensor | Sequence | None = None,
+    within: Literal["cell", "all"] = "cell",
+    include_controls: bool = False,
+    method: Literal["analytic", "permutation"] = "analytic",
+    n_perms: int = 1000,
+    per_cell: bool = False,
+    max_edges: int = MAX_EDGES,
+    seed: int = 0,
+    points_key: str = S.POINTS_KEY,
+    table_key: str = TABLE_KEY,
+    key_added: str = COLOCALIZATION_KEY,
+    inplace: bool = True,
+) -> ColocalizationResult:
+    r"""Score the colocalization of every ordered pair of genes.
+
+    For each ordered pair ``(A, B)`` the **attention score** is the attention mass
+    that A transcripts give B transcripts along the within-cell edges of the radius
+    graph, :math:`M_{A \to B} = \sum_{g_i = A,\, g_j = B} \bar\alpha_{ij}`, with
+    :math:`\bar\alpha_{ij}` the attention of target ``i`` on neighbour ``j`` of the
+    pretrained encoder averaged over its heads and layers, compared with its
+    exact mean and variance under random relabelling of the genes within each cell
+    (weights fixed): ``score`` = log2 ratio observed / expected (with a one-edge
+    pseudo-count), ``z``, a one-sided ``pval`` and its Benjamini-Hochberg ``fdr``.
+    Without a model or attention the weights are ``1 / deg(i)`` and the score is
+    the log2 colocation quotient. See :func:`stgraph.coloc.score_pairs`.
+
+    On the same edges come the Leslie-Kronenfeld colocation quotient ``clq``,
+    Bento's variant ``clq_bento`` (:mod:`stgraph.coloc._clq`) and the InSTAnT-like
+    proximal-pairs binomial test ``binom_pval`` / ``binom_fdr``
+    (:mod:`stgraph.coloc._binomial`), all pooled over cells.
+
+    Memory is linear in the number of edges and of gene pairs that share an edge;
+    no cells x genes x genes array is ever built.
+
+    Parameters
+    ----------
+    sdata
+        Data in the stgraph schema.
+    model
+        Pretrained encoder (result of :func:`stgraph.tl.pretrain`, its model, or a
+        :class:`~stgraph.nn.TranscriptEncoder`) whose attention weights the edges;
+        None for uniform weights.
+    radius
+        Radius of the graph in µm (edges within cells only).
+    graph
+        A transcript graph to use instead (as built by
+        :func:`stgraph.graph.transcript_graph`; edges across cells are ignored).
+    attention
+        Attention weights to use instead of running ``model``: ``(E,)``,
+        ``(E, heads)`` or a list of those per layer, aligned with the graph's edges.
+    within
+        ``"cell"``: edges and relabelling within each cell (unassigned transcripts
+        left out); ``"all"``: the whole sample is one unit (data without cells).
+    include_controls
+        Score control probes too (by default they are left out).
+    method
+        ``"analytic"`` (exact moments) or ``"permutation"`` null.
+    n_perms
+        Permutations for ``method="permutation"``.
+    per_cell
+        Also store the per-cell table (quotients and binomial test per cell).
+    max_edges
+        Edges per encoder pass (cells are processed in groups).
+    seed
+        Seed of the permutations.
+    points_key, table_key
+        Points element, and table whose ``uns`` receives the results (created
+        with :func:`stgraph.io.get_table` if absent).
+    key_added
+        ``uns[key_added]``: the pair table (one row per ordered pair sharing an edge,
+        columns ``gene_a, gene_b, score, clq, z, pval, fdr, n_cells`` then
+        ``clq_bento, binom_pval, binom_fdr, mass, expected``);
+        ``uns[key_added + '_params']``: the settings and gene vocabulary;
+        ``uns[key_added + '_per_cell']``: the per-cell table when asked.
+    inplace
+        Write into the table; False leaves ``sdata`` untouched.
+
+    Returns
+    -------
+    :class:`~stgraph.coloc.ColocalizationResult`, with
+    :meth:`~stgraph.coloc.ColocalizationResult.matrix` (genes x genes) and
+    :meth:`~stgraph.coloc.ColocalizationResult.to_networkx` (gene graph).
+    """
+    if not isinstance(sdata, SpatialData):
+        raise TypeError(f"expected a SpatialData, got {type(sdata).__name__}")
+    if model is not None and attention is not None:
+        raise ValueError("pass either model or attention, not both")
+    if within not in ("cell", "all"):
+        raise ValueError(f"within must be 'cell' or 'all', got {within!r}")
+    graph = _graph_for(sdata, radius, graph, within, points_key)
+    n_edges = graph.edge_index.shape[1]
+    if attention is not None:
+        weight = _as_edge_weight(attention, n_edges)
+    elif model is not None:
+        weight = encoder_outputs(model, graph, attention=True, max_edges=max_edges).attention
+    else:
+        weight = None
+    gene = graph.gene.numpy().astype(np.int64)
+    if not include_controls and graph.get("is_control") is not None:
+        gene = np.where(graph.is_control.numpy(), -1, gene)
+    result = score_pairs(
+        graph.edge_index.numpy(),
+        gene,
+        graph.cell.numpy() if within == "cell" else None,
+        weight,
+        gene_names=list(graph.gene_names),
+        cell_names=(list(graph.get("cell_names") or []) or None) if within == "cell" else None,
+        method=method,
+        n_perms=n_perms,
+        seed=seed,
+        per_cell=per_cell,
+    )
+    result.params.update(
+        weight="attention" if weight is not None else "uniform",
+        radius=float(graph.get("radius") or np.nan),
+        include_controls=bool(include_controls),
+        within=within,
+    )
+    if inplace:
+        result.to_uns(get_table(sdata, table_key, points_key).uns, key_added)
+    return result

@@ -1,0 +1,257 @@
+"""Masked gene modelling pretraining of a transcript encoder."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+from torch_geometric.data import Data
+
+from ..data.batching import cell_units, tile_units
+from ..models.mgm import MaskedGeneModel
+from ..models.trainer import MaskedGeneTrainer, TrainingConfig
+from ..nn.encoder import ConvFactory, TranscriptEncoder
+from ..nn.positional import DEFAULT_PE_SCALE
+
+#: File name of the checkpoint inside ``checkpoint_dir``.
+CHECKPOINT_NAME = "masked_gene_model.pt"
+#: Ratio of the largest to the smallest initial distance penalty of the default layer.
+LAMBDA_SPAN = 32.0
+
+
+def distance_penalty_ladder(radius: float, heads: int) -> list[float]:
+    """Initial per-head distance penalties (µm⁻¹) of the default layer.
+
+    Geometric from ``1 / radius`` to ``LAMBDA_SPAN / radius``: the first head starts
+    almost uniform over the radius, the last one focused on the nearest
+    transcripts (a penalty of 32 nats at the radius), whatever the radius.
+    """
+    if heads == 1:
+        return [1.0 / radius]
+    return [LAMBDA_SPAN ** (h / (heads - 1)) / radius for h in range(heads)]
+
+
+@dataclasses.dataclass
+class PretrainResult:
+    """Outcome of :func:`pretrain`."""
+
+    #: The trained model (eval mode, on the training device).
+    model: MaskedGeneModel
+    #: The transcript graph it was trained on (all cells, held-out ones included).
+    graph: Data
+    #: Names of the cells whose transcripts were never seen in training.
+    held_out_cells: list[str]
+    #: ``[N]`` bool, the transcripts training could use.
+    train_mask: torch.Tensor
+    #: Loss of every optimiser step.
+    history: list[float]
+    #: The trainer, to continue training or save (``trainer.save(path)``).
+    trainer: MaskedGeneTrainer
+
+
+def _transcript_graph(data: Any, radius: float | None, within: str, max_num_neighbors: int | None) -> Data:
+    if isinstance(data, Data):
+        for field in ("gene", "pos", "edge_index", "gene_names"):
+            if data.get(field) is None:
+                raise ValueError(f"the transcript graph has no '{field}' field")
+        graph_radius = data.get("radius")
+        if radius is not None and graph_radius is not None and not math.isclose(radius, graph_radius):
+            raise ValueError(f"radius={radius} differs from the graph's radius {graph_radius}")
+        if graph_radius is None and radius is None:
+            raise ValueError("the graph has no 'radius' field: pass radius=")
+        return data
+    if radius is None:
+        raise ValueError("radius= (µm) is required to build the transcript graph")
+    from ..graph import transcript_graph
+
+    return transcript_graph(data, radius, within=within, max_num_neighbors=max_num_neighbors)
+
+
+def _held_out(graph: Data, held_out_cells: int | Sequence[str] | None, seed: int) -> list[str]:
+    if held_out_cells is None:
+        return []
+    names = [str(c) for c in graph.get("cell_names") or []]
+    if isinstance(held_out_cells, (int, np.integer)):
+        if not 0 <= held_out_cells < len(names):
+            raise ValueError(
+                f"held_out_cells={held_out_cells} must be in [0, {len(names)}) for a graph of {len(names)} cells"
+            )
+        chosen = np.random.default_rng(seed).choice(len(names), size=int(held_out_cells), replace=False)
+        return [names[k] for k in sorted(chosen)]
+    if isinstance(held_out_cells, str):
+        raise TypeError("held_out_cells must be a count or a list of cell names, not a string")
+    held_out = [str(c) for c in held_out_cells]
+    unknown = sorted(set(held_out) - set(names))
+    if unknown:
+        raise ValueError(f"held-out cells not in the graph: {unknown[:10]}")
+    return held_out
+
+
+def pretrain(
+    data: Any,
+    *,
+    radius: float | None = None,
+    within: Literal["all", "cell"] = "all",
+    max_num_neighbors: int | None = None,
+    d_model: int = 64,
+    n_layers: int = 2,
+    heads: int = 4,
+    conv: type | ConvFactory | None = None,
+    conv_kwargs: dict[str, Any] | None = None,
+    dropout: float = 0.0,
+    pe_scale: float = DEFAULT_PE_SCALE,
+    batch_by: Literal["tile", "cell"] = "tile",
+    tile_size: float = 10.0,
+    batch_size: int = 8,
+    steps: int | None = None,
+    epochs: int = 1,
+    lr: float = 1e-3,
+    weight_decay: float = 0.01,
+    warmup_steps: int | None = None,
+    grad_clip: float | None = 1.0,
+    mask_rate: float = 0.15,
+    held_out_cells: int | Sequence[str] | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> PretrainResult:
+    """Pretrain a transcript encoder by masked gene modelling.
+
+    Every transcript is a token (gene embedding + positional encoding); 15 % of
+    the non-control tokens are selected per step and corrupted BERT-style (80 %
+    ``[MASK]``, 10 % random gene, 10 % unchanged), and the model is trained to
+    predict their genes from their radius-graph neighbourhood
+    (:mod:`stgraph.models.masking`). Negative controls are context only: never
+    targets, never random replacements.
+
+    Parameters
+    ----------
+    data
+        :class:`~spatialdata.SpatialData` or transcript table (as read by
+        :mod:`stgraph.io`), turned into a graph by
+        :func:`stgraph.graph.transcript_graph`; or such a graph itself.
+    radius
+        Radius of the transcript graph in µm (taken from the graph when given one).
+    within
+        ``'all'``: edges between any transcripts; ``'cell'``: within cells only.
+    max_num_neighbors
+        Cap on neighbours per transcript when building the graph.
+    d_model, n_layers, heads, conv, conv_kwargs, dropout, pe_scale
+        Encoder hyper-parameters (:class:`~stgraph.nn.TranscriptEncoder`); for 3D
+        coordinates ``d_model`` must be a multiple of 6 (e.g. 48 or 96). With
+        the default layer and no ``conv_kwargs``, the distance penalties start at
+        :func:`distance_penalty_ladder` of the radius.
+    batch_by
+        ``'tile'``: units are square tiles of ``tile_size`` µm with a context halo
+        of ``n_layers * radius`` µm (exact embeddings of the tile's transcripts);
+        ``'cell'``: units are whole cells with their within-cell edges
+        (unassigned transcripts are left out). See :mod:`stgraph.data.batching`.
+    tile_size
+        Tile side in µm.
+    batch_size
+        Units per mini-batch.
+    steps
+        Optimiser steps; default ``epochs`` passes over the units.
+    epochs
+        Passes over the units when ``steps`` is None.
+    lr, weight_decay
+        AdamW learning rate and weight decay.
+    warmup_steps
+        Linear warm-up steps before the cosine decay; default ``min(100, steps // 10)``.
+    grad_clip
+        Maximum global gradient norm; None to disable.
+    mask_rate
+        Fraction of tokens selected as targets.
+    held_out_cells
+        Cells whose transcripts (and edges) are kept out of training entirely:
+        a list of cell names, or a count of cells drawn with ``seed``.
+    device
+        ``'cpu'``, ``'cuda'`` or ``'auto'`` (CUDA when available).
+    seed
+        Seeds the initial weights, batch order, masks, dropout and the held-out
+        draw; two runs with the same seed are identical on the CPU.
+    checkpoint_dir
+        Folder of the checkpoint ``masked_gene_model.pt`` (weights, configuration,
+        gene vocabulary, optimiser, step, RNG states), written every
+        ``checkpoint_every`` steps and at the end.
+    checkpoint_every
+        Steps between checkpoints; only at the end when None.
+    resume
+        Continue from the checkpoint in ``checkpoint_dir`` when there is one (its
+        configuration must match); the result equals an uninterrupted run.
+    progress
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    :class:`PretrainResult` with the fitted model; ``data`` is not modified.
+    """
+    if batch_by not in ("tile", "cell"):
+        raise ValueError(f"batch_by must be 'tile' or 'cell', got {batch_by!r}")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs checkpoint_dir")
+    graph = _transcript_graph(data, radius, within, max_num_neighbors)
+    radius = float(graph.get("radius") or radius)
+    gene_names = [str(g) for g in graph.gene_names]
+    held_out = _held_out(graph, held_out_cells, seed)
+    train_mask = torch.ones(graph.num_nodes, dtype=torch.bool)
+    if held_out:
+        index = {str(c): k for k, c in enumerate(graph.cell_names)}
+        train_mask = ~torch.isin(graph.cell, torch.tensor([index[c] for c in held_out]))
+    # Control genes are read from training transcripts only: nothing of a held-out cell shapes the model.
+    is_control = graph.get("is_control")
+    control_genes = []
+    if is_control is not None:
+        control_genes = sorted({gene_names[g] for g in graph.gene[is_control & train_mask].tolist()})
+    if batch_by == "tile":
+        units = tile_units(graph, tile_size, halo=n_layers * radius, allowed=train_mask)
+    else:
+        units = cell_units(graph, allowed=train_mask)
+
+    if steps is None:
+        steps = epochs * math.ceil(len(units) / batch_size)
+    config = TrainingConfig(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup_steps=min(100, steps // 10) if warmup_steps is None else warmup_steps,
+        grad_clip=grad_clip,
+        mask_rate=mask_rate,
+        seed=seed,
+    )
+    if conv is None and conv_kwargs is None:
+        conv_kwargs = dict(lambda_init=distance_penalty_ladder(radius, heads))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = TranscriptEncoder(
+            len(gene_names),
+            d_model,
+            n_layers,
+            heads,
+            conv=conv,
+            conv_kwargs=conv_kwargs,
+            dropout=dropout,
+            n_dims=graph.pos.size(1),
+            pe_scale=pe_scale,
+        )
+        model = MaskedGeneModel(encoder, gene_names, control_genes)
+    metadata = dict(
+        radius=radius,
+        batch_by=batch_by,
+        tile_size=float(tile_size),
+        num_nodes=int(graph.num_nodes),
+        held_out_cells=held_out,
+    )
+    trainer = MaskedGeneTrainer(model, units, config, device=device, metadata=metadata)
+    checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_NAME
+    if resume and checkpoint.is_file():
+        trainer.restore(checkpoint)
+    history = trainer.fit(progress=progress, checkpoint_path=checkpoint, checkpoint_every=checkpoint_every)
+    return PretrainResult(trainer.model, graph, held_out, train_mask, history, trainer)

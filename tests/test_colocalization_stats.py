@@ -1,0 +1,283 @@
+"""Known answers of the model-free colocalization statistics (stgraph.coloc)."""
+from __future__ import annotations
+
+import itertools
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.spatial import cKDTree
+
+from stgraph.coloc import PAIR_COLUMNS, ColocalizationResult, benjamini_hochberg, score_pairs
+from stgraph.coloc._edges import cell_edges
+from stgraph.coloc._null import analytic_moments
+
+A, B, C = 0, 1, 2
+
+
+def symmetric(pairs) -> np.ndarray:
+    pairs = np.asarray(pairs).T
+    return np.concatenate([pairs, pairs[::-1]], axis=1)
+
+
+def radius_edges(pos: np.ndarray, radius: float) -> np.ndarray:
+    pairs = cKDTree(pos).query_pairs(radius, output_type="ndarray")
+    return symmetric(pairs) if len(pairs) else np.zeros((2, 0), np.int64)
+
+
+def row(result: ColocalizationResult, a: str, b: str) -> pd.Series:
+    table = result.table
+    match = table[(table["gene_a"] == a) & (table["gene_b"] == b)]
+    assert len(match) == 1, (a, b)
+    return match.iloc[0]
+
+
+@pytest.fixture
+def hand_graph():
+    """One cell: A0 A1 B0 C0 C1 (nodes 0-4); edges A0-B0, A0-C0, A1-B0, C0-C1."""
+    gene = np.array([A, A, B, C, C])
+    edges = symmetric([(0, 2), (0, 3), (1, 2), (3, 4)])
+    return edges, gene
+
+
+def test_clq_by_hand(hand_graph):
+    edges, gene = hand_graph
+    result = score_pairs(edges, gene, gene_names=["A", "B", "C"])
+    # Leslie-Kronenfeld: C_{A->B} = 1/2 (A0) + 1/1 (A1); (1.5 / 2) / (1 / 4) = 3
+    assert row(result, "A", "B")["clq"] == pytest.approx(3.0)
+    # C_{B->A} = 2/2; (1 / 1) / (2 / 4) = 2
+    assert row(result, "B", "A")["clq"] == pytest.approx(2.0)
+    # C_{C->C} = 1/2 + 1/1; (1.5 / 2) / ((2 - 1) / 4) = 3
+    assert row(result, "C", "C")["clq"] == pytest.approx(3.0)
+    # C_{A->C} = 1/2; (0.5 / 2) / (2 / 4) = 0.5
+    assert row(result, "A", "C")["clq"] == pytest.approx(0.5)
+    # Bento: both A have a B neighbour, (2 / 2) / (1 / 5) = 5; one A has a C one: (1/2) / (2/5)
+    assert row(result, "A", "B")["clq_bento"] == pytest.approx(5.0)
+    assert row(result, "A", "C")["clq_bento"] == pytest.approx(1.25)
+    # Binomial: 4 proximal pairs of C(5, 2) = 10 -> p = 0.4
+    assert row(result, "A", "B")["binom_pval"] == pytest.approx(0.4**2)  # 2 of 2 trials
+    assert row(result, "C", "C")["binom_pval"] == pytest.approx(0.4)  # 1 of 1 trial
+    assert row(result, "A", "C")["binom_pval"] == pytest.approx(1 - 0.6**4)  # >= 1 of 4
+    assert row(result, "A", "C")["binom_pval"] == row(result, "C", "A")["binom_pval"]
+    # The uniform-weight mass is the L-K numerator and its expectation the L-K denominator.
+    assert row(result, "A", "B")["mass"] == pytest.approx(1.5)
+    assert row(result, "A", "B")["expected"] == pytest.approx(0.5)
+    assert set(result.table.columns) == set(PAIR_COLUMNS)
+    # Only pairs joined by an edge are listed: A-B, B-A, A-C, C-A, C-C.
+    assert len(result.table) == 5
+
+
+def test_pooled_clq_is_ratio_of_sums_over_cells(hand_graph):
+    edges, gene = hand_graph
+    # Cell 1 = the hand graph; cell 2 = A, B, B with A joined to one B only.
+    gene2 = np.concatenate([gene, [A, B, B]])
+    edges2 = np.concatenate([edges, symmetric([(5, 6)])], axis=1)
+    cell = np.array([0] * 5 + [1] * 3)
+    result = score_pairs(edges2, gene2, cell, gene_names=["A", "B", "C"], per_cell=True)
+    # Numerators 1.5 + 1, expectations 2 * 1 / 4 + 1 * 2 / 2
+    assert row(result, "A", "B")["clq"] == pytest.approx(2.5 / 1.5)
+    per_cell = result.per_cell.set_index(["cell", "gene_a", "gene_b"])
+    assert per_cell.loc[("0", "A", "B"), "clq"] == pytest.approx(3.0)
+    assert per_cell.loc[("1", "A", "B"), "clq"] == pytest.approx(1.0)
+    assert row(result, "A", "B")["n_cells"] == 2
+    # Pooled binomial: k = 2 + 1 of 2 + 2 trials, p = (2 * 0.4 + 2 * 1/3) / 4
+    p_mean = (2 * 0.4 + 2 * (1 / 3)) / 4
+    expected = sum(
+        p_mean**k * (1 - p_mean) ** (4 - k) * len(list(itertools.combinations(range(4), k)))
+        for k in (3, 4)
+    )
+    assert row(result, "A", "B")["binom_pval"] == pytest.approx(expected)
+
+
+def test_edges_across_cells_and_unassigned_are_ignored(hand_graph):
+    edges, gene = hand_graph
+    gene2 = np.concatenate([gene, [B, B]])
+    cell = np.array([0] * 5 + [1, -1])
+    extra = symmetric([(0, 5), (1, 6), (0, 0)])  # to another cell, to unassigned, self-loop
+    base = score_pairs(edges, gene, gene_names=["A", "B", "C"])
+    noisy = score_pairs(
+        np.concatenate([edges, extra], axis=1), gene2, cell, gene_names=["A", "B", "C"]
+    )
+    for column in ("clq", "mass", "expected", "binom_pval"):
+        np.testing.assert_allclose(noisy.table[column], base.table[column])
+
+
+def test_analytic_moments_match_exhaustive_relabelling():
+    rng = np.random.default_rng(1)
+    gene = np.array([0, 0, 1, 2, 1, 0, 1, 1, 2, 0, 2])
+    cell = np.array([0] * 6 + [1] * 5)
+    directed = [
+        (start + j, start + i)
+        for start, size in ((0, 6), (6, 5))
+        for i in range(size)
+        for j in range(size)
+        if i != j and rng.random() < 0.6
+    ]
+    edge_index = np.array(directed).T
+    weight = rng.random(edge_index.shape[1])
+    gene_a, gene_b = np.repeat(np.arange(3), 3), np.tile(np.arange(3), 3)
+    moments = analytic_moments(cell_edges(edge_index, gene, cell, weight), weight, gene_a, gene_b)
+
+    def mass(labels):
+        code = labels[edge_index[1]] * 3 + labels[edge_index[0]]
+        return np.bincount(code, weights=weight, minlength=9)
+
+    # Every distinct relabelling of each cell is equally likely under a uniform permutation.
+    masses = np.array([
+        mass(np.array(first + second))
+        for first in set(itertools.permutations(gene[:6]))
+        for second in set(itertools.permutations(gene[6:]))
+    ])
+    np.testing.assert_allclose(moments.mean, masses.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(moments.var, masses.var(axis=0), rtol=1e-10)
+
+
+def uniform_cells(seed: int, n_genes: int = 8, n_cells: int = 4, per_cell: int = 600):
+    rng = np.random.default_rng(seed)
+    pos = np.concatenate([rng.uniform(0, 20, (per_cell, 2)) + [30 * c, 0] for c in range(n_cells)])
+    gene = rng.integers(0, n_genes, pos.shape[0])
+    cell = np.repeat(np.arange(n_cells), per_cell)
+    return pos, gene, cell
+
+
+def test_stacked_pair_is_strongly_colocalized():
+    pos, gene, cell = uniform_cells(0)
+    rng = np.random.default_rng(1)
+    partners = np.flatnonzero(gene == 0)[:60]
+    # gene 8 sits on top of molecules of gene 0
+    pos = np.concatenate([pos, pos[partners] + rng.normal(0, 0.05, (partners.size, 2))])
+    gene = np.concatenate([gene, np.full(partners.size, 8)])
+    cell = np.concatenate([cell, cell[partners]])
+    result = score_pairs(radius_edges(pos, 1.5), gene, cell)
+    top = result.table.sort_values("score", ascending=False).iloc[0]
+    assert {top["gene_a"], top["gene_b"]} == {"0", "8"}
+    pair = row(result, "8", "0")
+    assert pair["fdr"] < 1e-4 and pair["binom_fdr"] < 1e-4
+    # one extra 0 among ~11 neighbours of each 8 (1.5 / µm² x pi 1.5²): (1 + 11/8) / (11/8) ~ 1.7
+    assert pair["clq"] > 1.5
+    others = result.table[(result.table["gene_a"] != "8") & (result.table["gene_b"] != "8")]
+    assert (others["fdr"] > 0.05).all()
+
+
+def test_fdr_controls_false_positives_on_null_simulations():
+    n_runs, q = 30, 0.1
+    runs_with_discovery, pvals = 0, []
+    for seed in range(n_runs):
+        pos, gene, cell = uniform_cells(seed)
+        result = score_pairs(radius_edges(pos, 1.2), gene, cell)
+        runs_with_discovery += bool((result.table["fdr"] <= q).any())
+        pvals.append(result.table["pval"].to_numpy())
+    # Under the complete null FDR = P(any discovery) <= q; binomial(30, 0.1) <= 7 w.p. > 0.97
+    assert runs_with_discovery <= 7
+    pvals = np.concatenate(pvals)
+    assert 0.02 <= (pvals <= 0.05).mean() <= 0.07
+    assert 0.06 <= (pvals <= 0.1).mean() <= 0.13
+
+
+def test_permutation_null_agrees_with_analytic():
+    pos, gene, cell = uniform_cells(3, n_genes=5, per_cell=300)
+    edges = radius_edges(pos, 1.5)
+    weight = np.random.default_rng(0).random(edges.shape[1])
+    analytic = score_pairs(edges, gene, cell, weight)
+    permuted = score_pairs(edges, gene, cell, weight, method="permutation", n_perms=400, seed=0)
+    np.testing.assert_allclose(permuted.table["expected"], analytic.table["expected"], rtol=0.02)
+    assert np.abs(permuted.table["pval"] - analytic.table["pval"]).max() < 0.12
+    np.testing.assert_array_equal(permuted.table["mass"], analytic.table["mass"])
+
+
+def test_deterministic_and_seeded():
+    pos, gene, cell = uniform_cells(4, n_genes=4, per_cell=200)
+    edges = radius_edges(pos, 1.5)
+    first = score_pairs(edges, gene, cell, method="permutation", n_perms=50, seed=7)
+    again = score_pairs(edges, gene, cell, method="permutation", n_perms=50, seed=7)
+    other = score_pairs(edges, gene, cell, method="permutation", n_perms=50, seed=8)
+    pd.testing.assert_frame_equal(first.table, again.table)
+    assert not np.array_equal(first.table["pval"], other.table["pval"])
+    analytic = score_pairs(edges, gene, cell)
+    pd.testing.assert_frame_equal(analytic.table, score_pairs(edges, gene, cell).table)
+
+
+def test_empty_and_single_gene_inputs():
+    empty = score_pairs(np.zeros((2, 0), np.int64), np.zeros(0, np.int64))
+    assert list(empty.table.columns) == list(PAIR_COLUMNS) and len(empty.table) == 0
+    no_edges = score_pairs(np.zeros((2, 0), np.int64), np.array([0, 1, 1]), gene_names=["a", "b"])
+    assert len(no_edges.table) == 0
+    assert no_edges.matrix().shape == (0, 0)
+    assert no_edges.to_networkx().number_of_edges() == 0
+    # A single gene: relabelling changes nothing, so the mass is its expectation.
+    pos = np.random.default_rng(0).uniform(0, 10, (50, 2))
+    edges = radius_edges(pos, 2.0)
+    single = score_pairs(edges, np.zeros(50, np.int64), gene_names=["only"])
+    assert len(single.table) == 1
+    only = single.table.iloc[0]
+    assert only["score"] == pytest.approx(0.0) and only["pval"] == 1.0 and only["z"] == 0.0
+    # L-K: (C / N) / ((N - 1) / (N - 1)) with C the transcripts that have a neighbour.
+    n_connected = np.unique(edges[1]).size
+    assert n_connected < 50  # the check is only meaningful with an isolated transcript
+    assert only["clq"] == pytest.approx(n_connected / 50)
+
+
+def test_many_genes_do_not_allocate_pairs_squared():
+    # 200,000 genes -> 4e10 possible ordered pairs; only the observed ones are stored.
+    pos, gene, cell = uniform_cells(5, n_genes=6, per_cell=200)
+    gene = gene * 33_333
+    result = score_pairs(radius_edges(pos, 1.5), gene, cell, gene_names=[f"g{i}" for i in range(200_000)])
+    assert len(result.table) <= 36
+    assert result.params["n_tests"] == 36
+    assert result.matrix(as_sparse=True).shape == (6, 6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        (dict(edge_index=np.zeros((3, 2), np.int64)), ValueError),
+        (dict(edge_index=np.array([[0], [9]])), ValueError),
+        (dict(edge_index=np.zeros((2, 1))), TypeError),
+        (dict(gene=np.array([0.5, 1.0])), TypeError),
+        (dict(cell=np.array([0])), ValueError),
+        (dict(weight=np.array([-1.0])), ValueError),
+        (dict(weight=np.array([1.0, 2.0])), ValueError),
+        (dict(method="bootstrap"), ValueError),
+        (dict(method="permutation", n_perms=0), ValueError),
+        (dict(gene_names=["x", "x"]), ValueError),
+    ],
+)
+def test_bad_input_raises(kwargs, error):
+    args = dict(edge_index=np.array([[0], [1]]), gene=np.array([0, 1]))
+    args.update(kwargs)
+    with pytest.raises(error):
+        score_pairs(args.pop("edge_index"), args.pop("gene"), **args)
+
+
+def test_result_matrix_graph_and_uns_round_trip(hand_graph):
+    edges, gene = hand_graph
+    result = score_pairs(edges, gene, gene_names=["A", "B", "C"])
+    clq = result.matrix("clq")
+    assert list(clq.index) == ["A", "B", "C"]
+    assert clq.loc["A", "B"] == pytest.approx(3.0) and np.isnan(clq.loc["B", "C"])
+    assert result.matrix("clq", as_sparse=True)[0, 1] == pytest.approx(3.0)
+    graph = result.to_networkx(fdr=None)
+    assert isinstance(graph, nx.DiGraph)
+    assert set(graph.edges) == {("A", "B"), ("B", "A"), ("A", "C"), ("C", "A")}
+    assert graph.edges["A", "B"]["clq"] == pytest.approx(3.0)
+    assert ("C", "C") in result.to_networkx(fdr=None, self_loops=True).edges
+    uns: dict = {}
+    result.to_uns(uns, "coloc")
+    back = ColocalizationResult.from_uns(uns, "coloc")
+    pd.testing.assert_frame_equal(back.table, result.table)
+    assert list(back.genes) == ["A", "B", "C"]
+    with pytest.raises(ValueError, match="unknown value column"):
+        result.matrix("nope")
+    with pytest.raises(KeyError):
+        ColocalizationResult.from_uns({}, "coloc")
+
+
+def test_benjamini_hochberg_known_values():
+    q = benjamini_hochberg([0.01, 0.04, 0.03, 0.5])
+    # sorted 0.01, 0.03, 0.04, 0.5 scale to 0.04, 0.06, 0.053, 0.5; running minimum from the top
+    np.testing.assert_allclose(q, [0.04, 0.16 / 3, 0.16 / 3, 0.5])
+    # Untested hypotheses count as p = 1 in m.
+    np.testing.assert_allclose(benjamini_hochberg([0.01], n_tests=10), [0.1])
+    with pytest.raises(ValueError):
+        benjamini_hochberg([0.2, 1.5])

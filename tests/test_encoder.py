@@ -1,0 +1,383 @@
+"""Positional encoding, transcript encoder, MGM head, masking and tile batching."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.data import Data
+from torch_geometric.nn import MessagePassing
+
+from stgraph.data.batching import cell_units, collate_units, node_origin, tile_units
+from stgraph.graph import radius_graph
+from stgraph.models.checkpoint import load_model, save_checkpoint
+from stgraph.models.masking import mask_tokens, masked_gene_loss
+from stgraph.models.mgm import MaskedGeneModel
+from stgraph.nn import (
+    MaskedGeneHead,
+    SinusoidalPositionalEncoding,
+    TranscriptEncoder,
+    sinusoidal_position_encoding,
+    transcript_origin,
+)
+from stgraph.nn.conv import SpatialTransformerConv
+
+
+def synthetic_graph(n: int = 300, n_genes: int = 12, n_cells: int = 3, radius: float = 1.0, seed: int = 0) -> Data:
+    """Transcripts in ``n_cells`` blobs of a 20 µm field; every tenth unassigned."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(4, 16, size=(n_cells, 2))
+    cell = rng.integers(0, n_cells, n)
+    pos = centres[cell] + rng.normal(0, 2.0, size=(n, 2))
+    cell[::10] = -1
+    pos_t = torch.tensor(pos, dtype=torch.float32)
+    edge_index, edge_dist = radius_graph(pos_t, radius, return_distance=True)
+    gene = torch.tensor(rng.integers(0, n_genes, n))
+    return Data(
+        gene=gene,
+        pos=pos_t,
+        edge_index=edge_index,
+        edge_dist=edge_dist,
+        cell=torch.tensor(cell),
+        is_control=gene == n_genes - 1,
+        gene_names=[f"g{k}" for k in range(n_genes - 1)] + ["blank1"],
+        cell_names=[f"c{k}" for k in range(n_cells)],
+        radius=radius,
+        num_nodes=n,
+    )
+
+
+class DistanceWeightedMean(MessagePassing):
+    r"""A user-written layer: :math:`x'_i = W \sum_j w_{ij} x_j / \sum_j w_{ij}`,
+    :math:`w_{ij} = e^{-d_{ij}}` (no attention weights to return)."""
+
+    def __init__(self, d_model: int, heads: int) -> None:
+        super().__init__(aggr="add")
+        self.lin = torch.nn.Linear(d_model, d_model)
+
+    def reset_parameters(self) -> None:
+        self.lin.reset_parameters()
+
+    def forward(self, x, edge_index, edge_dist):
+        weight = torch.exp(-edge_dist)
+        total = torch.zeros(x.size(0), dtype=x.dtype).index_add_(0, edge_index[1], weight).clamp_min(1e-12)
+        return self.lin(self.propagate(edge_index, x=x, weight=weight / total[edge_index[1]]))
+
+    def message(self, x_j, weight):
+        return weight[:, None] * x_j
+
+
+class WrongWidth(DistanceWeightedMean):
+    def forward(self, x, edge_index, edge_dist):
+        return super().forward(x, edge_index, edge_dist)[:, :-1]
+
+
+def encoder(graph: Data, seed: int = 0, **kwargs) -> TranscriptEncoder:
+    torch.manual_seed(seed)
+    kwargs = {"d_model": 16, "n_layers": 2, "heads": 2, **kwargs}
+    return TranscriptEncoder(len(graph.gene_names), **kwargs).eval()
+
+
+# --- positional encoding -------------------------------------------------------------
+
+
+def test_positional_encoding_matches_formula_2d():
+    rel = torch.tensor([[0.3, -1.2]], dtype=torch.float64)
+    pe = sinusoidal_position_encoding(rel, 8, scale=0.1, base=10000.0)
+    # d_axis = 4: frequencies 1/0.1 * 10000^(-0/4) = 10 and 10 * 10000^(-2/4) = 0.1.
+    x, y = 3.0, -12.0
+    expected = [
+        math.sin(x), math.sin(x * 0.01), math.cos(x), math.cos(x * 0.01),
+        math.sin(y), math.sin(y * 0.01), math.cos(y), math.cos(y * 0.01),
+    ]
+    assert pe.dtype == torch.float64
+    assert torch.allclose(pe[0], torch.tensor(expected, dtype=torch.float64), atol=1e-12, rtol=0)
+
+
+def test_positional_encoding_3d_layout_and_float32():
+    rel = torch.tensor([[0.0, 1.0, 2.0]])
+    pe = SinusoidalPositionalEncoding(12, n_dims=3, scale=1.0)(rel)
+    assert pe.shape == (1, 12) and pe.dtype == torch.float32
+    for axis, value in enumerate((0.0, 1.0, 2.0)):
+        block = pe[0, 4 * axis : 4 * axis + 4]
+        expected = [math.sin(value), math.sin(value / 100), math.cos(value), math.cos(value / 100)]
+        assert torch.allclose(block, torch.tensor(expected), atol=1e-6)
+
+
+@pytest.mark.parametrize("d_model, n_dims", [(10, 2), (8, 3), (6, 2), (0, 2)])
+def test_positional_encoding_rejects_widths_not_divisible(d_model, n_dims):
+    with pytest.raises(ValueError, match="multiple of 2 \\* n_dims"):
+        SinusoidalPositionalEncoding(d_model, n_dims)
+
+
+def test_positional_encoding_rejects_bad_dims_and_scale():
+    with pytest.raises(ValueError, match="2 or 3 dimensions"):
+        sinusoidal_position_encoding(torch.zeros(3, 1), 8)
+    with pytest.raises(ValueError, match="scale > 0"):
+        sinusoidal_position_encoding(torch.zeros(3, 2), 8, scale=0.0)
+    with pytest.raises(ValueError, match=r"shape \[N, 2\]"):
+        SinusoidalPositionalEncoding(8, 2)(torch.zeros(3, 3))
+
+
+def test_origin_is_cell_centroid_then_graph_centroid_or_tile_centre():
+    pos = torch.tensor([[0.0, 0.0], [2.0, 4.0], [10.0, 10.0], [3.0, 7.0], [5.0, 1.0]])
+    cell = torch.tensor([0, 0, 1, -1, -1])
+    origin = transcript_origin(pos, cell)
+    expected = torch.tensor([[1.0, 2.0], [1.0, 2.0], [10.0, 10.0], [4.0, 4.0], [4.0, 4.0]], dtype=torch.float64)
+    assert torch.equal(origin, expected)
+    tiled = transcript_origin(pos, cell, tile_size=5.0)
+    assert torch.equal(tiled[3:], torch.tensor([[2.5, 7.5], [7.5, 2.5]], dtype=torch.float64))
+    assert torch.equal(tiled[:3], expected[:3])
+    per_graph = transcript_origin(pos, cell, batch=torch.tensor([0, 0, 0, 0, 1]))
+    assert torch.equal(per_graph[3:], torch.tensor([[3.0, 7.0], [5.0, 1.0]], dtype=torch.float64))
+
+
+# --- encoder -----------------------------------------------------------------------------
+
+
+def test_encoder_output_shape_and_permutation_equivariance():
+    graph = synthetic_graph()
+    model = encoder(graph)
+    out = model(graph)
+    assert out.shape == (graph.num_nodes, 16)
+    assert torch.isfinite(out).all()
+
+    perm = torch.randperm(graph.num_nodes, generator=torch.Generator().manual_seed(1))
+    inverse = torch.empty_like(perm)
+    inverse[perm] = torch.arange(len(perm))
+    permuted = Data(
+        gene=graph.gene[perm],
+        pos=graph.pos[perm],
+        edge_index=inverse[graph.edge_index],
+        edge_dist=graph.edge_dist,
+        cell=graph.cell[perm],
+        num_nodes=graph.num_nodes,
+    )
+    assert torch.allclose(model(permuted), out[perm], atol=1e-5)
+
+
+def test_encoder_is_translation_invariant_with_cell_origins():
+    graph = synthetic_graph()
+    graph.cell = graph.cell.clamp_min(0)  # every transcript in a cell: origins move with the data
+    model = encoder(graph)
+    shifted = graph.clone()
+    shifted.pos = graph.pos + torch.tensor([25.0, -40.0])
+    assert torch.allclose(model(shifted), model(graph), atol=1e-4)
+
+
+def test_encoder_tensor_call_matches_data_call_and_computes_distances():
+    graph = synthetic_graph()
+    model = encoder(graph)
+    origin = transcript_origin(graph.pos, graph.cell)
+    from_data = model(graph)
+    assert torch.equal(model(graph.gene, graph.pos, graph.edge_index, graph.edge_dist, origin), from_data)
+    assert torch.allclose(model(graph.gene, graph.pos, graph.edge_index, None, origin), from_data, atol=1e-6)
+
+
+def test_encoder_attention_weights_per_layer():
+    graph = synthetic_graph()
+    model = encoder(graph, n_layers=3)
+    out, attention = model(graph, return_attention_weights=True)
+    assert torch.equal(out, model(graph))
+    assert len(attention) == 3
+    for edge_index, alpha in attention:
+        assert torch.equal(edge_index, graph.edge_index)
+        assert alpha.shape == (graph.num_edges, 2)
+        sums = torch.zeros(graph.num_nodes, 2).index_add_(0, edge_index[1], alpha)
+        has_edges = torch.bincount(edge_index[1], minlength=graph.num_nodes) > 0
+        assert torch.allclose(sums[has_edges], torch.ones(int(has_edges.sum()), 2), atol=1e-5)
+
+
+def test_encoder_accepts_a_custom_layer():
+    graph = synthetic_graph()
+    model = encoder(graph, conv=DistanceWeightedMean).train()
+    assert all(isinstance(layer.conv, DistanceWeightedMean) for layer in model.layers)
+    out = model(graph)
+    assert out.shape == (graph.num_nodes, 16)
+    out.pow(2).sum().backward()
+    assert all(layer.conv.lin.weight.grad.abs().sum() > 0 for layer in model.layers)
+    with pytest.raises(ValueError, match="no return_attention_weights"):
+        model(graph, return_attention_weights=True)
+    assert model.config["conv"] == "tests.test_encoder:DistanceWeightedMean"
+
+
+def test_encoder_rejects_bad_inputs():
+    graph = synthetic_graph()
+    model = encoder(graph)
+    n = graph.num_nodes
+    with pytest.raises(ValueError, match="gene tokens must lie in"):
+        model(graph.gene + 20, graph.pos, graph.edge_index)
+    with pytest.raises(TypeError, match="1-D LongTensor"):
+        model(graph.gene.float(), graph.pos, graph.edge_index)
+    with pytest.raises(ValueError, match="pos must have shape"):
+        model(graph.gene, graph.pos[:, :1], graph.edge_index)
+    with pytest.raises(ValueError, match="edge_index refers to nodes"):
+        model(graph.gene, graph.pos, graph.edge_index + n)
+    with pytest.raises(ValueError, match="edge_dist must have shape"):
+        model(graph.gene, graph.pos, graph.edge_index, graph.edge_dist[:-1])
+    with pytest.raises(ValueError, match="origin must have shape"):
+        model(graph.gene, graph.pos, graph.edge_index, origin=torch.zeros(3))
+    with pytest.raises(ValueError, match="pos and edge_index are required"):
+        model(graph.gene)
+    with pytest.raises(TypeError, match="expected a torch_geometric Data"):
+        model(graph.gene.numpy())
+    with pytest.raises(ValueError, match="returned shape"):
+        encoder(graph, conv=WrongWidth)(graph)
+    with pytest.raises(TypeError, match="MessagePassing"):
+        encoder(graph, conv=lambda d, h: torch.nn.Linear(d, d))
+    with pytest.raises(ValueError, match="multiple of 2 \\* n_dims"):
+        encoder(graph, d_model=18)
+    with pytest.raises(ValueError, match="n_layers must be a positive integer"):
+        encoder(graph, n_layers=0)
+    with pytest.raises(ValueError, match="conv_kwargs apply"):
+        encoder(graph, conv=DistanceWeightedMean, conv_kwargs={"lambda_init": 1.0})
+
+
+def test_head_gives_logits_over_genes_only():
+    head = MaskedGeneHead(16, 12)
+    assert head(torch.randn(5, 16)).shape == (5, 12)
+    with pytest.raises(ValueError):
+        MaskedGeneHead(0, 12)
+
+
+# --- masking -----------------------------------------------------------------------------
+
+
+def test_masking_statistics_follow_bert():
+    n, n_genes = 200_000, 50
+    gene = torch.randint(0, n_genes, (n,), generator=torch.Generator().manual_seed(0))
+    original = gene.clone()
+    control = gene >= 45
+    pool = torch.arange(45)
+    masked = mask_tokens(
+        gene, mask_token=n_genes, selectable=~control, random_pool=pool,
+        generator=torch.Generator().manual_seed(1),
+    )
+    assert torch.equal(gene, original)
+    assert not masked.selected[control].any()
+    assert abs(masked.selected.float().mean() / (~control).float().mean() - 0.15) < 0.005
+    sel = masked.selected
+    is_mask = masked.input[sel] == n_genes
+    changed = (masked.input[sel] != gene[sel]) & ~is_mask
+    assert abs(is_mask.float().mean() - 0.8) < 0.01
+    # Random replacements hit the true gene with probability 1/45, so 10 % * 44/45 change it.
+    assert abs(changed.float().mean() - 0.1 * 44 / 45) < 0.005
+    assert torch.equal(masked.input[~sel], gene[~sel])
+    assert (masked.input[sel][changed] < 45).all()
+
+
+def test_masking_is_reproducible_and_checks_arguments():
+    gene = torch.arange(1000) % 7
+    a = mask_tokens(gene, mask_token=7, generator=torch.Generator().manual_seed(3))
+    b = mask_tokens(gene, mask_token=7, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a.input, b.input) and torch.equal(a.selected, b.selected)
+    with pytest.raises(ValueError, match="rate"):
+        mask_tokens(gene, mask_token=7, rate=0.0)
+    with pytest.raises(ValueError, match="selectable"):
+        mask_tokens(gene, mask_token=7, selectable=torch.ones(3, dtype=torch.bool))
+
+
+def test_loss_uses_selected_tokens_only():
+    torch.manual_seed(0)
+    logits = torch.randn(50, 9, requires_grad=True)
+    target = torch.randint(0, 9, (50,))
+    selected = torch.zeros(50, dtype=torch.bool)
+    selected[[3, 17, 40]] = True
+    loss = masked_gene_loss(logits, target, selected)
+    expected = -torch.log_softmax(logits.detach()[[3, 17, 40]], dim=1)[torch.arange(3), target[[3, 17, 40]]].mean()
+    assert torch.allclose(loss, expected)
+    loss.backward()
+    assert torch.equal(logits.grad[~selected], torch.zeros(47, 9))
+    assert (logits.grad[selected].abs().sum(dim=1) > 0).all()
+    empty = masked_gene_loss(logits, target, torch.zeros(50, dtype=torch.bool))
+    assert empty.item() == 0.0 and empty.requires_grad
+
+
+# --- batching ----------------------------------------------------------------------------
+
+
+def test_tile_units_give_exact_core_embeddings():
+    graph = synthetic_graph(n=400)
+    model = encoder(graph)
+    tile_size = 4.0
+    graph.origin = node_origin(graph, tile_size)
+    full = model(graph)
+    units = tile_units(graph, tile_size, halo=2 * graph.radius)
+    cores = torch.cat([u.node[u.core] for u in units])
+    assert torch.equal(torch.sort(cores).values, torch.arange(graph.num_nodes))
+    batch = collate_units(units)
+    out = model(batch.gene, batch.pos, batch.edge_index, batch.edge_dist, batch.origin)
+    assert torch.allclose(out[batch.core], full[batch.node[batch.core]], atol=1e-5)
+    # A halo narrower than n_layers * radius cuts messages: the boundary nodes change.
+    thin = collate_units(tile_units(graph, tile_size, halo=0.0))
+    out_thin = model(thin.gene, thin.pos, thin.edge_index, thin.edge_dist, thin.origin)
+    assert not torch.allclose(out_thin[thin.core], full[thin.node[thin.core]], atol=1e-3)
+
+
+def test_units_respect_allowed_nodes_and_cells():
+    graph = synthetic_graph()
+    allowed = graph.cell != 1
+    for units in (tile_units(graph, 5.0, 2.0, allowed=allowed), cell_units(graph, allowed=allowed)):
+        nodes = torch.cat([u.node for u in units])
+        assert allowed[nodes].all()
+        for u in units:
+            src, dst = u.node[u.edge_index]
+            assert torch.allclose(u.edge_dist, (graph.pos[src] - graph.pos[dst]).norm(dim=1))
+    cells = cell_units(graph)
+    assert [int(u.cell.unique()) for u in cells] == [0, 1, 2]
+    assert sum(u.num_nodes for u in cells) == int((graph.cell >= 0).sum())
+    # Within-cell edges only: every edge of a cell unit joins two transcripts of the cell.
+    in_graph = (graph.cell[graph.edge_index[0]] == graph.cell[graph.edge_index[1]]) & (graph.cell[graph.edge_index[0]] >= 0)
+    assert sum(u.num_edges for u in cells) == int(in_graph.sum())
+    with pytest.raises(ValueError, match="'cell' field"):
+        cell_units(Data(gene=graph.gene, pos=graph.pos, edge_index=graph.edge_index))
+    with pytest.raises(ValueError, match="tile_size > 0"):
+        tile_units(graph, 0.0, 1.0)
+
+
+# --- checkpoints -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("conv", [None, DistanceWeightedMean])
+def test_checkpoint_round_trip_reproduces_outputs(tmp_path, conv):
+    graph = synthetic_graph()
+    model = MaskedGeneModel(encoder(graph, conv=conv), graph.gene_names, ["blank1"])
+    path = save_checkpoint(tmp_path / "model.pt", model)
+    loaded = load_model(path)
+    assert loaded.gene_names == graph.gene_names and loaded.control_genes == ["blank1"]
+    assert torch.equal(loaded(graph), model.eval()(graph))
+    assert loaded.config == model.config
+
+
+def test_checkpoint_errors(tmp_path):
+    graph = synthetic_graph()
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "missing.pt")
+    torch.save({"something": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a stgraph masked gene model checkpoint"):
+        load_model(tmp_path / "other.pt")
+    model = MaskedGeneModel(encoder(graph), graph.gene_names)
+    payload_path = save_checkpoint(tmp_path / "model.pt", model)
+    payload = torch.load(payload_path, weights_only=True)
+    payload["model_config"]["encoder"]["conv"] = "not_a_module:Layer"
+    torch.save(payload, payload_path)
+    with pytest.raises(ValueError, match="pass it again as conv="):
+        load_model(payload_path)
+    assert torch.equal(load_model(payload_path, conv=SpatialTransformerConv)(graph), model.eval()(graph))
+
+
+def test_model_vocabulary_maps_genes_by_name():
+    graph = synthetic_graph()
+    model = MaskedGeneModel(encoder(graph), graph.gene_names)
+    other = graph.clone()
+    other.gene_names = list(reversed(graph.gene_names))
+    other.gene = len(graph.gene_names) - 1 - graph.gene
+    assert torch.equal(model.gene_tokens(other), graph.gene)
+    other.gene_names = ["unknown"] + other.gene_names[1:]
+    with pytest.raises(ValueError, match="genes unknown to the model"):
+        model.gene_tokens(other)
+    with pytest.raises(ValueError, match="gene names for an encoder"):
+        MaskedGeneModel(encoder(graph), graph.gene_names[:-1])
+    with pytest.raises(ValueError, match="control genes not in gene_names"):
+        MaskedGeneModel(encoder(graph), graph.gene_names, ["nope"])

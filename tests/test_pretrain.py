@@ -1,0 +1,298 @@
+"""Masked gene modelling: training loop, seeding, resume, held-out cells, evaluation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.data import Data
+
+import stgraph
+from stgraph.data.batching import batch_for_step, epoch_order, tile_units
+from stgraph.graph import radius_graph
+from stgraph.models.evaluation import (
+    evaluate_held_out,
+    evaluation_groups,
+    fit_neighbour_strength,
+    gene_prior,
+    nearest_visible_gene,
+    score_frequency,
+    score_neighbours,
+    visible_neighbour_counts,
+)
+from stgraph.models.mgm import MaskedGeneModel
+from stgraph.models.trainer import MaskedGeneTrainer, TrainingConfig, resolve_device
+from stgraph.nn import TranscriptEncoder
+from stgraph.tl._pretrain import CHECKPOINT_NAME, pretrain
+from tests.test_encoder import synthetic_graph
+
+SMALL = dict(d_model=16, n_layers=2, heads=2, tile_size=5.0, batch_size=2, progress=False, device="cpu")
+
+
+def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+def test_same_seed_gives_identical_runs_and_other_seeds_differ():
+    graph = synthetic_graph()
+    a = pretrain(graph, steps=4, seed=3, **SMALL)
+    b = pretrain(graph, steps=4, seed=3, **SMALL)
+    assert a.history == b.history and len(a.history) == 4
+    assert_same_weights(a.model, b.model)
+    c = pretrain(graph, steps=4, seed=4, **SMALL)
+    assert c.history != a.history
+
+
+def test_pretrain_leaves_callers_rng_and_data_alone():
+    graph = synthetic_graph()
+    before = graph.clone()
+    state = torch.get_rng_state()
+    pretrain(graph, steps=2, dropout=0.1, **SMALL)
+    assert torch.equal(torch.get_rng_state(), state)
+    for key in ("gene", "pos", "edge_index", "edge_dist", "cell"):
+        assert torch.equal(graph[key], before[key])
+    assert "origin" not in graph
+
+
+def _trainer(graph: Data, config: TrainingConfig, init_seed: int) -> MaskedGeneTrainer:
+    torch.manual_seed(init_seed)
+    model = MaskedGeneModel(
+        TranscriptEncoder(len(graph.gene_names), 16, 2, 2, dropout=0.1), graph.gene_names, ["blank1"]
+    )
+    return MaskedGeneTrainer(model, tile_units(graph, 5.0, 2.0), config)
+
+
+def test_resumed_training_matches_uninterrupted(tmp_path):
+    graph = synthetic_graph()
+    config = TrainingConfig(steps=6, batch_size=2, lr=3e-3, warmup_steps=2, seed=11)
+    uninterrupted = _trainer(graph, config, init_seed=0)
+    uninterrupted.fit(progress=False)
+
+    first = _trainer(graph, config, init_seed=0)
+    first.fit(steps=3, progress=False, checkpoint_path=tmp_path / "ckpt.pt")
+    resumed = _trainer(graph, config, init_seed=99)  # other initial weights, replaced on restore
+    resumed.restore(tmp_path / "ckpt.pt")
+    assert resumed.step == 3
+    history = resumed.fit(progress=False)
+
+    assert history == uninterrupted.history
+    assert_same_weights(resumed.model, uninterrupted.model)
+    for key, value in uninterrupted.optimizer.state_dict()["state"][0].items():
+        assert torch.equal(resumed.optimizer.state_dict()["state"][0][key], value)
+
+
+def test_restore_rejects_other_configuration(tmp_path):
+    graph = synthetic_graph()
+    config = TrainingConfig(steps=2, batch_size=2)
+    trainer = _trainer(graph, config, 0)
+    trainer.fit(progress=False, checkpoint_path=tmp_path / "ckpt.pt")
+    other = _trainer(graph, TrainingConfig(steps=2, batch_size=2, lr=5e-4), 0)
+    with pytest.raises(ValueError, match="lr: saved 0.001, now 0.0005"):
+        other.restore(tmp_path / "ckpt.pt")
+    with pytest.raises(ValueError, match="schedule ends at 2"):
+        trainer.fit(steps=5)
+
+
+def test_pretrain_checkpoint_dir_and_resume(tmp_path):
+    graph = synthetic_graph()
+    first = pretrain(graph, steps=3, checkpoint_dir=tmp_path, checkpoint_every=2, **SMALL)
+    assert (tmp_path / CHECKPOINT_NAME).is_file()
+    again = pretrain(graph, steps=3, checkpoint_dir=tmp_path, resume=True, **SMALL)
+    assert again.history == first.history and again.trainer.step == 3
+    assert_same_weights(again.model, first.model)
+    with pytest.raises(ValueError, match="different training configuration"):
+        pretrain(graph, steps=3, lr=0.01, checkpoint_dir=tmp_path, resume=True, **SMALL)
+    with pytest.raises(ValueError, match="different training data"):
+        pretrain(graph, steps=3, held_out_cells=["c0"], checkpoint_dir=tmp_path, resume=True, **SMALL)
+    with pytest.raises(ValueError, match="another configuration"):
+        pretrain(graph, steps=3, checkpoint_dir=tmp_path, resume=True, **{**SMALL, "d_model": 8})
+    with pytest.raises(ValueError, match="needs checkpoint_dir"):
+        pretrain(graph, steps=3, resume=True, **SMALL)
+
+
+def test_held_out_cells_never_influence_training():
+    graph = synthetic_graph()
+    result = pretrain(graph, steps=3, held_out_cells=["c1"], **SMALL)
+    assert result.held_out_cells == ["c1"]
+    assert torch.equal(result.train_mask, graph.cell != 1)
+    assert all((graph.cell[u.node] != 1).all() for u in result.trainer.units)
+
+    altered = graph.clone()
+    held = graph.cell == 1
+    altered.gene = torch.where(held, (graph.gene + 5) % 11, graph.gene)
+    other = pretrain(altered, steps=3, held_out_cells=["c1"], **SMALL)
+    assert other.history == result.history
+    assert_same_weights(other.model, result.model)
+
+    drawn = pretrain(graph, steps=1, held_out_cells=2, seed=5, **SMALL)
+    assert len(drawn.held_out_cells) == 2 and set(drawn.held_out_cells) <= {"c0", "c1", "c2"}
+
+
+def test_pretrain_rejects_bad_arguments():
+    graph = synthetic_graph()
+    with pytest.raises(ValueError, match="not in the graph"):
+        pretrain(graph, steps=1, held_out_cells=["nope"], **SMALL)
+    with pytest.raises(ValueError, match="must be in \\[0, 3\\)"):
+        pretrain(graph, steps=1, held_out_cells=3, **SMALL)
+    with pytest.raises(TypeError, match="not a string"):
+        pretrain(graph, steps=1, held_out_cells="c0", **SMALL)
+    with pytest.raises(ValueError, match="batch_by"):
+        pretrain(graph, steps=1, batch_by="spot", **SMALL)
+    with pytest.raises(ValueError, match="differs from the graph's radius"):
+        pretrain(graph, radius=2.0, steps=1, **SMALL)
+    with pytest.raises(ValueError, match="unknown device"):
+        pretrain(graph, steps=1, **{**SMALL, "device": "tpu"})
+    with pytest.raises(ValueError, match="mask_rate"):
+        pretrain(graph, steps=1, mask_rate=0.0, **SMALL)
+    with pytest.raises(ValueError, match="grad_clip"):
+        pretrain(graph, steps=1, grad_clip=-1.0, **SMALL)
+    no_names = graph.clone()
+    del no_names.gene_names
+    with pytest.raises(ValueError, match="'gene_names'"):
+        pretrain(no_names, steps=1, **SMALL)
+
+
+def test_device_selection():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_gradient_clipping_bounds_the_update_gradients():
+    graph = synthetic_graph()
+    norms: dict[float | None, list[float]] = {}
+    for clip in (None, 0.05):
+        trainer = _trainer(graph, TrainingConfig(steps=3, batch_size=2, grad_clip=clip), 0)
+        seen = norms.setdefault(clip, [])
+        trainer.optimizer.register_step_pre_hook(
+            lambda opt, args, kwargs, seen=seen: seen.append(
+                float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for g in opt.param_groups for p in g["params"] if p.grad is not None])))
+            )
+        )
+        trainer.fit(progress=False)
+    assert min(norms[None]) > 0.05
+    assert max(norms[0.05]) <= 0.05 * (1 + 1e-5)
+
+
+def test_batches_cover_every_unit_once_per_epoch():
+    units = list(range(7))
+    steps_per_epoch = 3
+    first_epoch = [u for s in range(steps_per_epoch) for u in batch_for_step(units, s, 3, seed=2)]
+    assert sorted(first_epoch) == units
+    assert first_epoch == epoch_order(7, 0, 2).tolist()
+    assert batch_for_step(units, 4, 3, seed=2) == batch_for_step(units, 4, 3, seed=2)
+    assert epoch_order(7, 1, 2).tolist() != epoch_order(7, 0, 2).tolist()
+
+
+# --- evaluation --------------------------------------------------------------------------
+
+
+def test_evaluation_groups_are_balanced():
+    groups = evaluation_groups(1000, 0.15, seed=0)
+    counts = torch.bincount(groups)
+    assert counts.numel() == 7 and counts.max() - counts.min() <= 1
+    assert torch.equal(groups, evaluation_groups(1000, 0.15, seed=0))
+
+
+def test_neighbour_baseline_by_hand():
+    # Node 0 has neighbours 1 (gene 2), 2 (gene 2), 3 (gene 1) and 4 (gene 1, hidden with 0);
+    # node 1 has neighbour 0 (gene 1).
+    edge_index = torch.tensor([[1, 2, 3, 4, 0], [0, 0, 0, 0, 1]])
+    edge_dist = torch.tensor([0.5, 0.2, 0.1, 0.05, 0.5])
+    graph = Data(gene=torch.tensor([1, 2, 2, 1, 1]), edge_index=edge_index, edge_dist=edge_dist, num_nodes=5)
+    groups = torch.tensor([0, 1, 1, 1, 0])
+    allowed = torch.ones(5, dtype=torch.bool)
+    counts = visible_neighbour_counts(graph, groups, torch.tensor([0, 1]), allowed, 3)
+    assert counts.tolist() == [[0, 1, 2], [0, 1, 0]]
+    prior = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    scores = score_neighbours(counts, torch.tensor([1, 1]), prior, strength=2.0)
+    # p_0(1) = (1 + 2 * 0.3) / (3 + 2); p_1(1) = (1 + 0.6) / (1 + 2).
+    assert torch.allclose(scores.log_prob, torch.log(torch.tensor([1.6 / 5, 1.6 / 3], dtype=torch.float64)))
+    assert scores.correct.tolist() == [False, True]  # node 0: majority gene 2
+    tie = score_neighbours(torch.tensor([[1, 1, 0]]), torch.tensor([0]), prior, 1.0)
+    assert tie.correct.tolist() == [True]  # tie between genes 0 and 1 broken by the prior
+    none = score_neighbours(torch.tensor([[0, 0, 0]]), torch.tensor([0]), prior, 1.0)
+    assert none.correct.tolist() == [True] and torch.allclose(none.log_prob, torch.log(prior[:1]))
+    not_allowed = visible_neighbour_counts(graph, groups, torch.tensor([0]), allowed & (torch.arange(5) != 1), 3)
+    assert not_allowed.tolist() == [[0, 1, 1]]
+    # Nearest visible: node 3 for node 0 (node 4 is hidden), node 0 for node 1; node 4 has none.
+    nearest = nearest_visible_gene(graph, groups, torch.tensor([0, 1, 4]), allowed, fallback=0)
+    assert nearest.tolist() == [1, 1, 0]
+    without_3 = nearest_visible_gene(graph, groups, torch.tensor([0]), torch.arange(5) != 3, fallback=0)
+    assert without_3.tolist() == [2]
+
+
+def test_gene_prior_and_frequency_baseline():
+    control = torch.tensor([False, False, True])
+    prior = gene_prior(torch.tensor([0, 0, 0, 1]), control)
+    assert torch.allclose(prior, torch.tensor([4 / 6, 2 / 6, 0.0], dtype=torch.float64))
+    scores = score_frequency(prior, torch.tensor([0, 1]))
+    assert scores.correct.tolist() == [True, False]
+    assert scores.cross_entropy == pytest.approx(-(np.log(4 / 6) + np.log(2 / 6)) / 2)
+    counts = torch.tensor([[5, 0, 0], [0, 5, 0]])
+    assert fit_neighbour_strength(counts, torch.tensor([0, 1]), prior, grid=(0.1, 10.0)) == 0.1
+
+
+def duplicated_graph(n_molecules: int = 400, seed: int = 0) -> Data:
+    """Molecules of 10 genes, each seen twice 0.05 µm apart, in two cells: the
+    gene of a masked transcript is that of its nearest neighbour."""
+    rng = np.random.default_rng(seed)
+    centre = rng.uniform(0, 12, size=(n_molecules, 2))
+    pos = np.concatenate([centre, centre + rng.normal(0, 0.05 / np.sqrt(2), size=centre.shape)])
+    gene = np.tile(rng.integers(0, 10, n_molecules), 2)
+    pos_t = torch.tensor(pos, dtype=torch.float32)
+    edge_index, edge_dist = radius_graph(pos_t, 0.6, return_distance=True)
+    return Data(
+        gene=torch.tensor(gene), pos=pos_t, edge_index=edge_index, edge_dist=edge_dist,
+        cell=torch.tensor((pos[:, 0] > 6).astype(np.int64)), is_control=torch.zeros(len(gene), dtype=torch.bool),
+        gene_names=[f"g{k}" for k in range(10)], cell_names=["left", "right"], radius=0.6,
+    )
+
+
+def test_model_learns_planted_duplicates_and_beats_baselines():
+    graph = duplicated_graph()
+    result = pretrain(
+        graph, steps=60, lr=5e-3, held_out_cells=["right"], seed=0,
+        **{**SMALL, "batch_size": 4, "tile_size": 4.0},
+    )
+    assert np.mean(result.history[-10:]) < np.mean(result.history[:10])
+    report = evaluate_held_out(result.model, graph, result.train_mask, tile_size=4.0)
+    n = int(((graph.cell == 1)).sum())
+    assert {report[k]["n"] for k in ("model", "gene_frequency", "radius_neighbours")} == {n}
+    assert report["model"]["accuracy"] > report["radius_neighbours"]["accuracy"] + 0.1
+    assert report["model"]["cross_entropy"] < report["radius_neighbours"]["cross_entropy"]
+    assert report["model"]["accuracy"] > report["gene_frequency"]["accuracy"]
+    assert report["nearest_neighbour_reference"]["n"] == n
+
+
+def test_batching_by_cell_trains_on_assigned_transcripts_only():
+    graph = synthetic_graph()
+    result = pretrain(graph, steps=2, batch_by="cell", held_out_cells=["c2"], **SMALL)
+    units = result.trainer.units
+    assert sorted(int(u.cell.unique()) for u in units) == [0, 1]
+    assert all(u.core.all() for u in units)
+    assert sum(u.num_nodes for u in units) == int(((graph.cell == 0) | (graph.cell == 1)).sum())
+    assert result.trainer.config.steps == 2 and len(result.history) == 2
+    by_epochs = pretrain(graph, epochs=3, batch_by="cell", **{**SMALL, "batch_size": 2})
+    assert by_epochs.trainer.config.steps == 3 * 2  # three cells in batches of two
+
+
+def test_pretrain_from_spatialdata_builds_the_transcript_graph():
+    sdata, _ = stgraph.datasets.simulate(n_cells=3, n_genes=8, mean_counts=15, cell_radius=(5.0, 7.0), seed=0)
+    result = pretrain(sdata, radius=1.0, steps=2, held_out_cells=1, seed=1, **SMALL)
+    graph = result.graph
+    expected = stgraph.graph.transcript_graph(sdata, 1.0)
+    for key in ("gene", "pos", "edge_index", "edge_dist", "cell"):
+        assert torch.equal(graph[key], expected[key])
+    assert result.model.gene_names == expected.gene_names
+    assert len(result.held_out_cells) == 1 and result.held_out_cells[0] in expected.cell_names
+    with pytest.raises(ValueError, match="radius= \\(µm\\) is required"):
+        pretrain(sdata, steps=1, **SMALL)
