@@ -162,8 +162,3 @@ def row_normalised(edges: CellEdges) -> np.ndarray:
     degree = np.bincount(edges.dst, minlength=edges.gene.size).astype(np.float64)
     return 1.0 / degree[edges.dst] if edges.dst.size else np.zeros(0)
 
-
-def group_sum(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique ``keys`` and the sum of ``values`` per key."""
-    unique, inverse = np.unique(keys, return_inverse=True)
-    return unique, np.bincount(inverse, weights=values, minlength=unique.size)

@@ -1,0 +1,153 @@
+"""stgraph.tl.colocalization on simulated SpatialData, with and without an encoder; plots."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import stgraph  # noqa: E402
+from stgraph.coloc import PAIR_COLUMNS, ColocalizationResult, score_pairs  # noqa: E402
+from stgraph.coloc._encode import encoder_outputs  # noqa: E402
+from stgraph.nn import TranscriptEncoder  # noqa: E402
+from stgraph.pl._colocalization import colocalization_heatmap, colocalization_network  # noqa: E402
+from stgraph.tl._colocalization import colocalization  # noqa: E402
+
+RADIUS = 2.0
+
+
+def simulated():
+    return stgraph.datasets.simulate(6, 12, colocalized_pairs=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return stgraph.graph.transcript_graph(simulated()[0], RADIUS, within="cell")
+
+
+@pytest.fixture
+def sample(graph):
+    """A fresh SpatialData (tests write into it), its truth and its (shared) graph."""
+    sdata, truth = simulated()
+    return sdata, truth, graph
+
+
+@pytest.fixture(scope="module")
+def encoder(graph):
+    torch.manual_seed(0)
+    return TranscriptEncoder(len(graph.gene_names), d_model=16, n_layers=2, heads=2)
+
+
+def test_uniform_weights_write_the_documented_keys(sample):
+    sdata, _, graph = sample
+    result = colocalization(sdata, graph=graph)
+    uns = sdata.tables["table"].uns
+    assert list(uns["colocalization"].columns[:8]) == [
+        "gene_a", "gene_b", "score", "clq", "z", "pval", "fdr", "n_cells"
+    ]
+    assert list(uns["colocalization"].columns) == list(PAIR_COLUMNS)
+    assert uns["colocalization_params"]["weight"] == "uniform"
+    pd.testing.assert_frame_equal(ColocalizationResult.from_uns(uns).table, result.table)
+    # Same numbers as the model-free core on the same graph, controls left out.
+    gene = np.where(graph.is_control.numpy(), -1, graph.gene.numpy())
+    core = score_pairs(graph.edge_index.numpy(), gene, graph.cell.numpy(), gene_names=graph.gene_names)
+    pd.testing.assert_frame_equal(core.table, result.table)
+    # Uniform weights: the score is the log2 of observed over expected neighbour shares.
+    np.testing.assert_allclose(
+        result.table["score"],
+        np.log2((result.table["mass"] + core.params["pseudocount"])
+                / (result.table["expected"] + core.params["pseudocount"])),
+    )
+
+
+def test_planted_pairs_are_the_most_significant(sample):
+    sdata, truth, graph = sample
+    table = colocalization(sdata, graph=graph, inplace=False).table
+    distinct = table[table["gene_a"] != table["gene_b"]].sort_values("fdr", kind="stable")
+    top = {frozenset(p) for p in zip(distinct["gene_a"].astype(str)[:4], distinct["gene_b"].astype(str)[:4])}
+    assert top == {frozenset(p) for p in zip(truth.pairs["gene_a"], truth.pairs["gene_b"])}
+    assert (distinct["fdr"].iloc[:4] < 1e-6).all()
+
+
+def test_attention_weights_from_the_encoder(sample, encoder):
+    sdata, _, graph = sample
+    whole = encoder_outputs(encoder, graph, attention=True, max_edges=10**9)
+    chunked = encoder_outputs(encoder, graph, attention=True, max_edges=2000)
+    np.testing.assert_allclose(chunked.embedding, whole.embedding, atol=1e-5)
+    np.testing.assert_allclose(chunked.attention, whole.attention, atol=1e-6)
+    # Softmax over each target's incoming edges, averaged: sums to 1 per target.
+    dst = graph.edge_index[1].numpy()
+    sums = np.bincount(dst, weights=whole.attention, minlength=graph.num_nodes)
+    np.testing.assert_allclose(sums[np.unique(dst)], 1.0, rtol=1e-5)
+    by_model = colocalization(sdata, encoder, graph=graph, inplace=False)
+    by_weights = colocalization(sdata, graph=graph, attention=whole.attention, inplace=False)
+    pd.testing.assert_frame_equal(by_model.table, by_weights.table)
+    assert by_model.params["weight"] == "attention"
+    # A different weighting of the same edges changes the score but not the quotients.
+    uniform = colocalization(sdata, graph=graph, inplace=False)
+    np.testing.assert_array_equal(by_model.table["clq"], uniform.table["clq"])
+    assert not np.allclose(by_model.table["score"], uniform.table["score"])
+
+
+def test_attention_per_layer_and_head_is_averaged(sample):
+    sdata, _, graph = sample
+    rng = np.random.default_rng(0)
+    layers = [rng.random((graph.edge_index.shape[1], 3)) for _ in range(2)]
+    mean = (layers[0].mean(axis=1) + layers[1].mean(axis=1)) / 2
+    a = colocalization(sdata, graph=graph, attention=layers, inplace=False)
+    b = colocalization(sdata, graph=graph, attention=torch.tensor(mean), inplace=False)
+    pd.testing.assert_frame_equal(a.table, b.table)
+
+
+def test_inplace_false_leaves_sdata_untouched(sample):
+    sdata, _, graph = sample
+    before = sdata.points["transcripts"].compute()
+    colocalization(sdata, graph=graph, inplace=False)
+    assert "table" not in sdata.tables
+    pd.testing.assert_frame_equal(sdata.points["transcripts"].compute(), before)
+
+
+def test_within_all_pools_the_sample(sample):
+    sdata, _, _ = sample
+    pooled = colocalization(sdata, radius=1.0, within="all", inplace=False)
+    assert pooled.params["within"] == "all"
+    assert (pooled.table["n_cells"] == 1).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(), ValueError, "radius"),
+        (dict(radius=RADIUS, within="nucleus"), ValueError, "within"),
+        (dict(radius=RADIUS, attention=np.ones(3)), ValueError, "one row per edge"),
+        (dict(radius=RADIUS, model=object(), attention=np.ones(3)), ValueError, "either"),
+        (dict(radius=RADIUS, model=object()), TypeError, "model must be"),
+    ],
+)
+def test_bad_arguments(sample, kwargs, error, match):
+    sdata, _, _ = sample
+    with pytest.raises(error, match=match):
+        colocalization(sdata, inplace=False, **kwargs)
+    with pytest.raises(TypeError, match="SpatialData"):
+        colocalization(sdata.points["transcripts"], radius=RADIUS)
+
+
+def test_plots_draw_the_matrix(sample):
+    sdata, _, graph = sample
+    result = colocalization(sdata, graph=graph)
+    genes = list(result.genes[:5])
+    ax = colocalization_heatmap(sdata, "clq", genes=genes)
+    np.testing.assert_allclose(
+        np.ma.filled(ax.images[0].get_array(), np.nan), result.matrix("clq", genes=genes).to_numpy()
+    )
+    assert [t.get_text() for t in ax.get_xticklabels()] == genes
+    network = colocalization_network(result, fdr=1.0, top=3)
+    assert len(network.collections) >= 2  # edges and nodes
+    empty = colocalization_network(result, fdr=0.0)
+    assert "no pair" in empty.get_title()
+    with pytest.raises(TypeError):
+        colocalization_heatmap(result.table)

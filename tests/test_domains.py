@@ -1,0 +1,161 @@
+"""Subcellular domains: features, clustering, enrichment, outlines, tl.domains and its plot."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import geopandas as gpd  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import shapely  # noqa: E402
+from scipy import sparse, stats  # noqa: E402
+from sklearn.metrics import adjusted_rand_score  # noqa: E402
+
+import stgraph  # noqa: E402
+from stgraph.domains import (  # noqa: E402
+    ENRICHMENT_COLUMNS,
+    cell_composition,
+    cluster_domains,
+    composition_components,
+    domain_enrichment,
+    domain_polygons,
+    neighbourhood_counts,
+)
+from stgraph.pl._domains import domains as plot_domains  # noqa: E402
+from stgraph.tl._domains import domains  # noqa: E402
+
+RADIUS = 3.0
+
+
+def blobs(sizes, seed=0, spread=0.3):
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0, 0], [6, 0], [0, 6], [6, 6]], dtype=float)[: len(sizes)]
+    points = np.concatenate([c + rng.normal(0, spread, (n, 2)) for c, n in zip(centres, sizes)])
+    return points, np.repeat(np.arange(len(sizes)), sizes)
+
+
+def test_neighbourhood_counts_by_hand():
+    # 0 (gene 0) -- 1 (gene 1) at distance 1, and 0 -- 2 (gene 1) at distance 2; sigma = 1
+    edges = np.array([[1, 2, 0, 0], [0, 0, 1, 2]])
+    dist = np.array([1.0, 2.0, 1.0, 2.0])
+    counts = neighbourhood_counts(edges, dist, np.array([0, 1, 1]), 2, 1.0).toarray()
+    np.testing.assert_allclose(counts[0], [1.0, np.exp(-0.5) + np.exp(-2.0)])
+    np.testing.assert_allclose(counts[1], [np.exp(-0.5), 1.0])
+    with pytest.raises(ValueError):
+        neighbourhood_counts(edges, dist, np.array([0, 1, 1]), 2, 0.0)
+
+
+def test_composition_components_equal_dense_pca():
+    rng = np.random.default_rng(0)
+    n, n_genes = 400, 9
+    gene, cell = rng.integers(0, n_genes, n), rng.integers(0, 3, n)
+    own = sparse.csr_matrix((np.ones(n), (np.arange(n), gene)), shape=(n, n_genes))
+    counts = sparse.random(n, n_genes, density=0.5, random_state=1, format="csr") * 4 + own
+    composition = cell_composition(gene, cell, n_genes)
+    scores = composition_components(counts, cell, composition, 3)
+    dense = counts.toarray()
+    expected = dense.sum(axis=1, keepdims=True) * composition[cell]
+    residual = (dense - expected) / np.sqrt(expected)
+    residual -= residual.mean(axis=0)
+    u, s, _ = np.linalg.svd(residual, full_matrices=False)
+    np.testing.assert_allclose(np.abs(scores), np.abs(u[:, :3] * s[:3]), atol=1e-8)
+
+
+def test_cluster_domains_separates_blobs_and_orders_by_size():
+    points, truth = blobs([300, 100, 200])
+    given = cluster_domains(points, 3)
+    assert adjusted_rand_score(truth, given.labels) == 1.0
+    assert np.bincount(given.labels).tolist() == [300, 200, 100]
+    chosen = cluster_domains(points, k_range=(2, 6))
+    assert chosen.n_domains == 3 and set(chosen.criterion) == {2, 3, 4, 5, 6}
+    assert max(chosen.criterion, key=chosen.criterion.get) == 3
+    by_bic = cluster_domains(points, k_range=(2, 5), method="gmm")
+    assert by_bic.n_domains == 3 and adjusted_rand_score(truth, by_bic.labels) == 1.0
+    np.testing.assert_array_equal(cluster_domains(points, 3).labels, given.labels)
+    for bad in (dict(n_domains=0), dict(k_range=(1, 3)), dict(method="dbscan"), dict(n_domains=10_000)):
+        with pytest.raises(ValueError):
+            cluster_domains(points, **bad)
+
+
+def test_domain_enrichment_by_hand():
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    gene = np.array([0, 0, 1, 1, 1, 1, 2, 2])
+    table = domain_enrichment(labels, gene, ["a", "b", "c", "unused"])
+    assert list(table.columns) == list(ENRICHMENT_COLUMNS)
+    assert "unused" not in set(table["gene"].astype(str))
+    row = table[(table["domain"] == 0) & (table["gene"] == "a")].iloc[0]
+    assert row["count"] == 2 and row["fraction_of_gene"] == 1.0
+    assert row["log2_enrichment"] == pytest.approx(np.log2((2.5 / 3) / (2.5 / 8)))
+    assert row["pval"] == pytest.approx(stats.hypergeom.sf(1, 8, 2, 3))
+    # ordered by domain then decreasing enrichment
+    assert table.groupby("domain")["log2_enrichment"].apply(lambda v: v.is_monotonic_decreasing).all()
+
+
+def test_domain_polygons_area_and_clipping():
+    square = np.array([[0, 0], [4, 0], [4, 4], [0, 4], [2, 2], [1, 3]], dtype=float)
+    xy = np.concatenate([square, [[10, 10], [11, 10]]])  # a 2-point group gets no outline
+    cell = pd.Categorical(["c1"] * 6 + ["c2"] * 2)
+    labels = np.zeros(8, dtype=int)
+    hulls = domain_polygons(xy, cell, labels, ratio=1.0)
+    assert list(hulls.index) == ["c1|0"]
+    assert hulls.geometry.iloc[0].area == pytest.approx(16.0)
+    assert hulls["n_transcripts"].iloc[0] == 6
+    clip = gpd.GeoSeries([shapely.box(0, 0, 2, 4)], index=["c1"])
+    clipped = domain_polygons(xy, cell, labels, ratio=1.0, cell_boundaries=clip)
+    assert clipped.geometry.iloc[0].area == pytest.approx(8.0)
+    with pytest.raises(ValueError):
+        domain_polygons(xy, cell, labels, ratio=2.0)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return stgraph.datasets.simulate(
+        10, 20, n_domains=2, patterns=["none"] * 20, domain_enrichment=0.9, seed=1
+    )
+
+
+def test_tl_domains_recovers_planted_domains(planted):
+    sdata, truth = planted
+    result = domains(sdata, radius=RADIUS, n_domains=3)
+    assert adjusted_rand_score(truth.transcript_domain, result.labels.codes) > 0.6
+    frame = stgraph.io.transcripts_frame(sdata)
+    np.testing.assert_array_equal(frame["domain"].cat.codes.to_numpy(), result.labels.codes)
+    # Every planted domain's genes are the most enriched genes of some found domain.
+    top = result.enrichment.groupby("domain").head(len(truth.domain_genes[1]))
+    found = [set(g.astype(str)) for _, g in top.groupby("domain")["gene"]]
+    for genes in truth.domain_genes.values():
+        assert set(genes) in found
+    uns = sdata.tables["table"].uns
+    pd.testing.assert_frame_equal(uns["domain_enrichment"], result.enrichment)
+    assert uns["domain_params"]["n_domains"] == 3
+    shapes = sdata.shapes["domain_boundaries"]
+    assert set(shapes.columns) >= {"cell_id", "domain", "n_transcripts", "geometry"}
+    cells = sdata.shapes["cell_boundaries"].geometry
+    inside = [cells[c].buffer(1e-6).contains(g) for c, g in zip(shapes["cell_id"], shapes.geometry)]
+    assert all(inside)
+    again = domains(sdata, radius=RADIUS, n_domains=3, inplace=False)
+    np.testing.assert_array_equal(again.labels.codes, result.labels.codes)
+    ax = plot_domains(sdata)
+    assert len(ax.get_legend().get_texts()) == 3
+
+
+def test_tl_domains_inputs(planted):
+    sdata, _ = planted
+    graph = stgraph.graph.transcript_graph(sdata, RADIUS, within="cell")
+    embedding = np.random.default_rng(0).normal(size=(graph.num_nodes, 4))
+    before = sdata.points["transcripts"].compute()
+    result = domains(sdata, graph=graph, embedding=embedding, representation="both", n_domains=2, inplace=False)
+    assert result.clustering.n_domains == 2
+    pd.testing.assert_frame_equal(sdata.points["transcripts"].compute(), before)
+    with pytest.raises(ValueError, match="needs a pretrained model"):
+        domains(sdata, graph=graph, representation="embedding", inplace=False)
+    with pytest.raises(ValueError, match="one row per transcript"):
+        domains(sdata, graph=graph, embedding=embedding[:5], representation="both", inplace=False)
+    with pytest.raises(ValueError, match="representation"):
+        domains(sdata, graph=graph, representation="pca", inplace=False)
+    with pytest.raises(ValueError, match="radius"):
+        domains(sdata, inplace=False)
+    with pytest.raises(KeyError, match="run stgraph.tl.domains"):
+        plot_domains(stgraph.datasets.simulate(2, 5, seed=0)[0])
