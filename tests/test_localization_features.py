@@ -10,6 +10,7 @@ import shapely
 
 from stgraph.localization import RNAFOREST_FEATURES, cell_geometry, cell_transcripts, rnaforest_features
 from stgraph.localization._gene_score import nuclear_enrichment
+from stgraph.localization._geometry import outline_distance
 from stgraph.localization._rnaforest import ripley_h_statistics
 from stgraph.localization._train import tune_thresholds
 
@@ -145,3 +146,19 @@ def test_tune_thresholds_separates_classes():
     # (F1 0.8) beats any stricter threshold.
     probabilities[1, 1] = 0.6
     assert tune_thresholds(probabilities, labels)[1] == pytest.approx(0.21)
+
+
+def test_outline_distance_matches_shapely_with_holes_and_parts():
+    polygons = np.array(
+        [
+            shapely.box(0, 0, 10, 10).difference(shapely.box(4, 4, 6, 6)),
+            shapely.MultiPolygon([shapely.box(20, 0, 25, 5), shapely.box(26, 0, 30, 5)]),
+        ],
+        dtype=object,
+    )
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(-2, 32, size=(2000, 2))
+    owner = rng.integers(0, 2, len(xy))
+    distance, inside = outline_distance(xy, owner, polygons)
+    np.testing.assert_allclose(distance, shapely.distance(shapely.points(xy), shapely.boundary(polygons[owner])), atol=1e-12)
+    np.testing.assert_array_equal(inside, shapely.contains_xy(polygons[owner], xy[:, 0], xy[:, 1]))

@@ -42,7 +42,7 @@ OUTLINE_FEATURES = ("nucleus_distance", "in_nucleus", "nucleus_centroid_distance
 
 #: Neighbourhood of a transcript: its ``_NEIGHBOURS`` nearest molecules of the same
 #: cell within the radius that holds ``2 * _NEIGHBOURS`` molecules on average.
-_NEIGHBOURS = 16
+_NEIGHBOURS = 8
 #: Pseudo-count pulling a gene's nuclear fraction towards the overall one.
 _PRIOR_STRENGTH = 10.0
 
@@ -176,7 +176,7 @@ class CompartmentModel(nn.Module):
         return self.net((x - self.mean) / self.std).squeeze(-1)
 
     def fit(
-        self, x: np.ndarray, y: np.ndarray, *, steps: int = 300, batch_size: int = 2048, lr: float = 1e-2, seed: int = 0
+        self, x: np.ndarray, y: np.ndarray, *, steps: int = 200, batch_size: int = 2048, lr: float = 1e-2, seed: int = 0
     ) -> "CompartmentModel":
         """Fit by Adam on binary cross-entropy, ``steps`` minibatches drawn with ``seed``."""
         if len(x) == 0 or y.min() == y.max():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pandas as pd
 import shapely
@@ -199,20 +200,15 @@ def transcript_geometry(xy: np.ndarray, cell: np.ndarray, geometry: CellGeometry
     geometry
         Output of :func:`cell_geometry`.
     """
-    points = shapely.points(xy)
-    cell_distance = shapely.distance(points, shapely.boundary(geometry.cells)[cell])
+    cell_distance, _ = outline_distance(xy, cell, geometry.cells)
     cell_offset = np.linalg.norm(xy - geometry.centroid[cell], axis=1)
-
     has_nucleus = geometry.has_nucleus[cell]
     nucleus_distance = np.zeros(len(xy))
     nucleus_offset = np.zeros(len(xy))
     in_nucleus = np.zeros(len(xy), dtype=bool)
     if has_nucleus.any():
         idx = np.flatnonzero(has_nucleus)
-        nucleus_boundary = np.full(len(geometry), None, dtype=object)
-        nucleus_boundary[geometry.has_nucleus] = shapely.boundary(geometry.nuclei[geometry.has_nucleus])
-        inside = shapely.contains_xy(geometry.nuclei[cell[idx]], xy[idx, 0], xy[idx, 1])
-        dist = shapely.distance(points[idx], nucleus_boundary[cell[idx]])
+        dist, inside = outline_distance(xy[idx], cell[idx], geometry.nuclei)
         in_nucleus[idx] = inside
         nucleus_distance[idx] = np.where(inside, -dist, dist)
         nucleus_offset[idx] = np.linalg.norm(xy[idx] - geometry.nucleus_centroid[cell[idx]], axis=1)
@@ -224,3 +220,64 @@ def transcript_geometry(xy: np.ndarray, cell: np.ndarray, geometry: CellGeometry
         in_nucleus=in_nucleus,
         has_nucleus=has_nucleus,
     )
+
+
+def outline_distance(xy: np.ndarray, owner: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance of each point to the outline of its polygon, and whether it is inside.
+
+    Same values as ``shapely.distance(point, polygon.boundary)`` and (away from the
+    outline itself) ``shapely.contains_xy``, without building point objects: every
+    ring (exteriors and holes of all parts) is a list of segments, scanned by a
+    compiled loop; inside means an odd number of crossings of a ray towards +x.
+
+    Parameters
+    ----------
+    xy
+        ``(N, 2)`` coordinates.
+    owner
+        ``(N,)`` index into ``polygons`` of each point's polygon (not ``None``).
+    polygons
+        (Multi)polygons.
+    """
+    starts, ends, offsets = [], [], [0]
+    for polygon in polygons:
+        count = 0
+        if polygon is not None:
+            for part in shapely.get_parts(polygon):
+                for ring in (part.exterior, *part.interiors):
+                    coords = np.asarray(ring.coords)[:, :2]
+                    starts.append(coords[:-1])
+                    ends.append(coords[1:])
+                    count += len(coords) - 1
+        offsets.append(offsets[-1] + count)
+    a = np.concatenate(starts) if starts else np.zeros((0, 2))
+    b = np.concatenate(ends) if ends else np.zeros((0, 2))
+    distance = np.empty(len(xy))
+    inside = np.empty(len(xy), dtype=np.bool_)
+    _outline_distance(
+        np.ascontiguousarray(xy[:, 0], dtype=np.float64), np.ascontiguousarray(xy[:, 1], dtype=np.float64),
+        owner.astype(np.int64), np.asarray(offsets, dtype=np.int64), a[:, 0].copy(), a[:, 1].copy(),
+        b[:, 0].copy(), b[:, 1].copy(), distance, inside,
+    )
+    return distance, inside
+
+
+@numba.njit(cache=True, nogil=True)
+def _outline_distance(x, y, owner, offsets, ax, ay, bx, by, distance, inside):  # pragma: no cover - compiled
+    for i in range(x.shape[0]):
+        best = np.inf
+        crossings = 0
+        for s in range(offsets[owner[i]], offsets[owner[i] + 1]):
+            dx = bx[s] - ax[s]
+            dy = by[s] - ay[s]
+            length2 = dx * dx + dy * dy
+            t = 0.0
+            if length2 > 0:
+                t = min(max(((x[i] - ax[s]) * dx + (y[i] - ay[s]) * dy) / length2, 0.0), 1.0)
+            px = ax[s] + t * dx - x[i]
+            py = ay[s] + t * dy - y[i]
+            best = min(best, px * px + py * py)
+            if (ay[s] > y[i]) != (by[s] > y[i]) and x[i] < ax[s] + (y[i] - ay[s]) * dx / dy:
+                crossings += 1
+        distance[i] = np.sqrt(best)
+        inside[i] = crossings % 2 == 1

@@ -99,7 +99,7 @@ def localization_transcripts(
     Parameters
     ----------
     sdata
-        Data with :func:`stgraph.tl.localization` results.
+        Data on which :func:`stgraph.tl.localization` has run.
     color
         ``"pattern"`` (categorical colours, grey dots for unscored molecules) or
         ``"p_nuclear"`` (colour map).
