@@ -1,1 +1,23 @@
-"""stgraph.graph."""
+"""Exact radius graphs of transcript coordinates.
+
+:func:`radius_graph` connects every ordered pair of points at most ``r`` apart with one
+float64 predicate shared by all backends, so results are identical whichever backend
+builds them; :func:`radius_graph_tiled` builds the same graph tile by tile (see
+:func:`iter_tiles` and :func:`radius_graph_tile` to distribute the tiles yourself).
+"""
+from ._memory import GraphTooLargeError
+from .radius import BACKENDS, available_backends, radius_graph
+from .tiling import Tile, iter_tiles, radius_graph_tile, radius_graph_tiled
+from .transcript import transcript_graph
+
+__all__ = [
+    "BACKENDS",
+    "GraphTooLargeError",
+    "Tile",
+    "available_backends",
+    "iter_tiles",
+    "radius_graph",
+    "radius_graph_tile",
+    "radius_graph_tiled",
+    "transcript_graph",
+]

@@ -1,1 +1,26 @@
-"""stgraph.io."""
+"""Readers of transcript-level data into :class:`spatialdata.SpatialData`.
+
+Every reader returns the points element ``transcripts`` in one schema (see
+:mod:`stgraph.io._schema`): ``x``, ``y`` (``z``) in µm, ``gene``, ``cell_id``,
+``in_nucleus`` / ``nucleus_id`` where known, ``is_control``, plus the platform's other
+columns; and the shapes ``cell_boundaries`` / ``nucleus_boundaries`` where the data has
+them. :func:`transcripts_frame` reads the points back as a validated DataFrame.
+"""
+from ._cosmx import read_cosmx
+from ._generic import read_transcripts
+from ._merscope import read_merscope
+from ._spatialdata import from_spatialdata, transcripts_frame
+from ._table import TABLE_KEY, cell_gene_table, get_table
+from ._xenium import read_xenium
+
+__all__ = [
+    "TABLE_KEY",
+    "cell_gene_table",
+    "get_table",
+    "from_spatialdata",
+    "read_cosmx",
+    "read_merscope",
+    "read_transcripts",
+    "read_xenium",
+    "transcripts_frame",
+]

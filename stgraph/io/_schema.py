@@ -5,6 +5,10 @@ rest of the library reads one schema whatever the platform.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+import numpy as np
+
 #: Element names inside the returned :class:`spatialdata.SpatialData`.
 POINTS_KEY = "transcripts"
 CELL_SHAPES_KEY = "cell_boundaries"
@@ -36,3 +40,29 @@ CONTROL_PREFIXES = (
     "systemcontrol",
     "falsecode",
 )
+
+#: Cell / nucleus id values that mean "not in any cell" in the tables of the supported
+#: platforms: Bento's empty string, Xenium's ``UNASSIGNED`` and MERSCOPE's ``-1``.
+#: CosMx's ``0`` is not listed because the CosMx reader builds its own ids.
+UNASSIGNED_IDS = ("", "UNASSIGNED", "-1")
+
+#: Schema columns in the order the readers write them (optional ones where present).
+COLUMNS = (X, Y, Z, GENE, CELL, IN_NUCLEUS, NUCLEUS, IS_CONTROL)
+
+
+def control_mask(names: Iterable) -> np.ndarray:
+    """Whether each name is a control probe, by :data:`CONTROL_PREFIXES`.
+
+    Parameters
+    ----------
+    names
+        Iterable of gene / feature names.
+
+    Returns
+    -------
+    Boolean array, ``True`` where the name starts (case-insensitively) with one of the
+    :data:`CONTROL_PREFIXES`.
+    """
+    return np.fromiter(
+        (str(name).lower().startswith(CONTROL_PREFIXES) for name in names), dtype=bool
+    )

@@ -1,0 +1,59 @@
+"""The MERFISH U2-OS sample embedded in the package."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import shapely
+from spatialdata import SpatialData
+
+from ..io import read_transcripts
+
+DATA = Path(__file__).resolve().parent / "_data" / "merfish_u2os"
+#: µm per pixel of the coordinates of Bento's MERFISH sample (about 0.1 µm).
+PIXEL_SIZE = 0.1
+
+
+def merfish_u2os(*, pixel_size: float = PIXEL_SIZE, drop_controls: bool = False) -> SpatialData:
+    """MERFISH measurement of 15 human U2-OS cells, shipped with the package.
+
+    174,827 molecules of 135 features (130 genes and 5 ``notarget*`` blank barcodes,
+    flagged in ``is_control``), every molecule inside one of 15 segmented cells; 13 cells
+    have a nucleus outline. Data of Xia et al. (2019), *PNAS* 116:19490, as distributed in
+    the sample data of bento-tools 2.1.4 (BSD-2-Clause; see the ``LICENSE`` and
+    ``README.md`` next to the data). Loaded from the package, no network.
+
+    Parameters
+    ----------
+    pixel_size
+        µm per unit of Bento's coordinates, which are image pixels of about 0.1 µm.
+    drop_controls
+        Remove the ``notarget*`` molecules instead of only flagging them.
+
+    Returns
+    -------
+    :class:`spatialdata.SpatialData` in the schema of :mod:`stgraph.io` (2D, µm): points
+    ``transcripts`` with ``cell_id`` and ``nucleus_id`` (Bento's ids such as ``"31-0"``; a
+    nucleus has the id of its cell), ``in_nucleus``, ``is_control`` and Bento's ``batch``
+    and ``index`` columns, indexed by Bento's molecule index; shapes ``cell_boundaries``
+    and ``nucleus_boundaries``.
+    """
+    return read_transcripts(
+        pd.read_parquet(DATA / "transcripts.parquet"),
+        x="x",
+        y="y",
+        gene="feature_name",
+        cell="cell_boundaries",
+        nucleus="nucleus_boundaries",
+        unassigned=("",),
+        pixel_size=pixel_size,
+        cell_boundaries=_polygons("cell_boundaries"),
+        nucleus_boundaries=_polygons("nucleus_boundaries"),
+        drop_controls=drop_controls,
+    )
+
+
+def _polygons(name: str) -> gpd.GeoSeries:
+    table = pd.read_parquet(DATA / f"{name}.parquet")
+    return gpd.GeoSeries(shapely.from_wkb(table["wkb"].to_numpy()), index=table["id"].to_numpy())

@@ -1,0 +1,177 @@
+"""Cell lists: points bucketed into cubic cells of side >= r, keyed by (batch, cell).
+
+Shared by the numba and PyTorch backends (built with PyTorch on the query's device) and
+used by the other backends for a cheap upper bound on the edge count.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ._exact import inflate
+
+__all__ = ["CellList", "build_cell_list", "expand_ranges"]
+
+# Keys are batch * prod(dims) + cell index; keeping them below 2**62 leaves room for the
+# +-1 neighbour offsets without int64 overflow.
+_MAX_KEYS = 2**62
+# Cells whose neighbour runs are looked up at once: bounds [cells, 3**(D-1)] temporaries.
+CELLS_PER_LOOKUP = 1 << 16
+
+
+@dataclass(frozen=True)
+class CellList:
+    """Points sorted by cell key.
+
+    Sorted position ``p`` holds point ``order[p]`` at ``pos[p]`` in the cell of key
+    ``keys[p]``; occupied cell ``c`` spans sorted positions ``cell_start[c]`` to
+    ``cell_start[c + 1]`` and has integer coordinates ``cell_coord[c]`` (``0 <= coord <
+    dims``) in sample ``cell_batch[c]``. Key = ``(..(batch * dims[0] + c0) * dims[1] + c1)..``.
+    """
+
+    order: torch.Tensor
+    keys: torch.Tensor
+    pos: torch.Tensor
+    cell_start: torch.Tensor
+    cell_coord: torch.Tensor
+    cell_batch: torch.Tensor
+    dims: tuple[int, ...]
+
+    @property
+    def num_cells(self) -> int:
+        return self.cell_coord.shape[0]
+
+    def neighbour_runs(self, first: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sorted-position ranges ``[lo, hi)`` covering the 3**D neighbourhood of cells ``first:stop``.
+
+        The three cells along the last axis have consecutive keys, so the neighbourhood is
+        ``3**(D-1)`` contiguous runs; out-of-grid runs come back empty.
+        """
+        coord = self.cell_coord[first:stop]
+        batch = self.cell_batch[first:stop]
+        last = coord[:, -1]
+        low_last = (last - 1).clamp(min=0)
+        high_last = (last + 1).clamp(max=self.dims[-1] - 1)
+        lows, highs = [], []
+        for offset in itertools.product((-1, 0, 1), repeat=len(self.dims) - 1):
+            key = batch
+            inside = torch.ones_like(last, dtype=torch.bool)
+            for axis, step in enumerate(offset):
+                c = coord[:, axis] + step
+                inside &= (c >= 0) & (c < self.dims[axis])
+                key = key * self.dims[axis] + c
+            key = key * self.dims[-1]
+            lo = torch.searchsorted(self.keys, key + low_last)
+            hi = torch.searchsorted(self.keys, key + high_last, right=True)
+            lows.append(lo)
+            highs.append(torch.where(inside, hi, lo))
+        return torch.stack(lows, 1), torch.stack(highs, 1)
+
+    def candidates_per_cell(self) -> torch.Tensor:
+        """Points in each cell's neighbourhood (itself included): candidates of each of its points."""
+        counts = torch.empty(self.num_cells, dtype=torch.int64, device=self.keys.device)
+        for first in range(0, self.num_cells, CELLS_PER_LOOKUP):
+            stop = min(first + CELLS_PER_LOOKUP, self.num_cells)
+            lo, hi = self.neighbour_runs(first, stop)
+            counts[first:stop] = (hi - lo).sum(1)
+        return counts
+
+    def points_per_cell(self) -> torch.Tensor:
+        return self.cell_start[1:] - self.cell_start[:-1]
+
+    def edge_bound(self, loop: bool, max_num_neighbors: int | None) -> int:
+        """An upper bound on the edge count (every candidate pair counted), cheap to get."""
+        per_target = self.candidates_per_cell() - (0 if loop else 1)
+        if max_num_neighbors is not None:
+            per_target = per_target.clamp(max=max_num_neighbors)
+        return int((per_target * self.points_per_cell()).sum())
+
+    def chunks(self, max_pairs: int) -> list[tuple[int, int]]:
+        """Runs of whole cells ``[first, stop)`` of at most ``max_pairs`` candidate pairs each.
+
+        A single cell with more candidate pairs than ``max_pairs`` forms a chunk on its own.
+        """
+        pairs = torch.cumsum(self.candidates_per_cell() * self.points_per_cell(), 0).cpu()
+        chunks, first, done = [], 0, 0
+        while first < self.num_cells:
+            stop = int(torch.searchsorted(pairs, done + max_pairs, right=True))
+            stop = max(stop, first + 1)
+            chunks.append((first, stop))
+            first, done = stop, int(pairs[stop - 1])
+        return chunks
+
+    def candidate_pairs(self, first: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sorted positions ``(a, b)`` of all candidate pairs whose target ``a`` is in cells ``first:stop``.
+
+        Pairs come grouped by target (``a`` non-decreasing); each unordered neighbour pair
+        appears in both directions and every point is paired with itself.
+        """
+        lo, hi = self.neighbour_runs(first, stop)
+        length = hi - lo
+        sources = expand_ranges(lo.flatten(), length.flatten())  # each cell's candidates, cell after cell
+        per_cell = length.sum(1)
+        cell_offset = torch.cumsum(per_cell, 0) - per_cell
+        npoints = self.points_per_cell()[first:stop]
+        cell_of_target = torch.repeat_interleave(torch.arange(stop - first, device=lo.device), npoints)
+        targets = torch.arange(int(self.cell_start[first]), int(self.cell_start[stop]), device=lo.device)
+        per_target = per_cell.index_select(0, cell_of_target)
+        a = torch.repeat_interleave(targets, per_target)
+        b = sources.index_select(0, expand_ranges(cell_offset.index_select(0, cell_of_target), per_target))
+        return a, b
+
+
+def expand_ranges(start: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+    """Concatenation of ``arange(start[i], start[i] + length[i])`` over ``i``."""
+    offset = torch.cumsum(length, 0) - length
+    total = int(length.sum()) if length.numel() else 0
+    return torch.arange(total, device=start.device) + torch.repeat_interleave(start - offset, length, output_size=total)
+
+
+def _argsort(keys: torch.Tensor) -> torch.Tensor:
+    if keys.device.type == "cpu":
+        # numpy's argsort is several times faster than torch.sort on CPU (measured with
+        # 10**6 int64 keys: 0.06 s vs 0.4 s on two threads); the order within a cell is free.
+        return torch.from_numpy(np.argsort(keys.numpy()))
+    return torch.argsort(keys)
+
+
+def _cell_coordinates(pos: torch.Tensor, r: float, max_abs: float, num_batches: int):
+    size = inflate(r, max_abs)
+    while True:
+        scaled = torch.floor(pos / size)
+        low, high = scaled.min(0).values.tolist(), scaled.max(0).values.tolist()
+        dims = tuple(int(h - l) + 1 for l, h in zip(low, high))
+        num_keys = num_batches * math.prod(dims)
+        if num_keys <= _MAX_KEYS:
+            return (scaled - scaled.new_tensor(low)).to(torch.int64), dims
+        # A tiny r over a huge extent: coarser cells keep the keys in int64. Any cell side
+        # >= r finds every edge; only the number of candidates grows.
+        size *= max(2.0, (num_keys / _MAX_KEYS) ** (1 / len(dims)) * 1.01)
+
+
+def build_cell_list(
+    pos: torch.Tensor, batch: torch.Tensor | None, num_batches: int, r: float, max_abs: float
+) -> CellList:
+    """Bucket float64 ``pos`` (``[N, D]``, ``N >= 1``) into cells of side ``>= inflate(r, max_abs)``."""
+    cells, dims = _cell_coordinates(pos, r, max_abs, num_batches)
+    key = torch.zeros_like(cells[:, 0]) if batch is None else batch
+    for axis, size in enumerate(dims):
+        key = key * size + cells[:, axis]
+    order = _argsort(key)
+    keys = key.index_select(0, order)
+    _, counts = torch.unique_consecutive(keys, return_counts=True)
+    cell_start = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+    first_points = order.index_select(0, cell_start[:-1])
+    return CellList(
+        order=order,
+        keys=keys,
+        pos=pos.index_select(0, order),
+        cell_start=cell_start,
+        cell_coord=cells.index_select(0, first_points),
+        cell_batch=key.new_zeros(first_points.shape) if batch is None else batch.index_select(0, first_points),
+        dims=dims,
+    )

@@ -1,0 +1,36 @@
+"""SciPy ``cKDTree`` backend (CPU): tree pairs within an inflated radius, then the exact predicate."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from ._exact import exact_edges, inflate
+from ._query import RadiusQuery
+from ._torch_grid import require_fits_cheaply
+
+__all__ = ["kdtree_edges"]
+
+
+def _groups(batch: np.ndarray | None, n: int) -> list[np.ndarray]:
+    if batch is None:
+        return [np.arange(n)]
+    order = np.argsort(batch, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(batch[order])) + 1)
+
+
+def kdtree_edges(query: RadiusQuery):
+    require_fits_cheaply(query)
+    pos = query.pos.cpu().numpy()
+    radius = inflate(query.r, query.max_abs)
+    pairs = [np.empty((0, 2), dtype=np.int64)]
+    for members in _groups(None if query.batch is None else query.batch.cpu().numpy(), query.num_nodes):
+        found = cKDTree(pos[members]).query_pairs(radius, output_type="ndarray")
+        pairs.append(members[found])
+    pairs = torch.from_numpy(np.concatenate(pairs))
+    first, second = pairs[:, 0], pairs[:, 1]
+    target, source = [torch.cat([first, second]), torch.cat([second, first])]
+    if query.loop:
+        everyone = torch.arange(query.num_nodes)
+        target, source = torch.cat([target, everyone]), torch.cat([source, everyone])
+    return exact_edges(query, target, source)

@@ -1,0 +1,57 @@
+"""Refusing graphs whose edge arrays would not fit in memory."""
+from __future__ import annotations
+
+import psutil
+import torch
+
+__all__ = ["GraphTooLargeError", "available_memory", "require_fits"]
+
+
+class GraphTooLargeError(ValueError):
+    """The radius graph's edge arrays would need more memory than is available."""
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes that new tensors on ``device`` can take now."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        # Memory already reserved by PyTorch's caching allocator but unused is free to us too.
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    return int(psutil.virtual_memory().available)
+
+
+def output_bytes(num_edges: int, distance_dtype: torch.dtype | None) -> int:
+    """Bytes of an ``int64`` ``[2, E]`` edge index plus, optionally, ``E`` distances."""
+    per_edge = 2 * 8
+    if distance_dtype is not None:
+        per_edge += torch.empty((), dtype=distance_dtype).element_size()
+    return num_edges * per_edge
+
+
+def _limit(device: torch.device, max_memory: int | None) -> int:
+    return available_memory(device) if max_memory is None else max_memory
+
+
+def fits(num_edges: int, distance_dtype: torch.dtype | None, device: torch.device, max_memory: int | None) -> bool:
+    """Whether the output of ``num_edges`` edges fits in ``max_memory`` (default: available memory)."""
+    return output_bytes(num_edges, distance_dtype) <= _limit(device, max_memory)
+
+
+def require_fits(
+    num_edges: int,
+    distance_dtype: torch.dtype | None,
+    device: torch.device,
+    max_memory: int | None,
+    *,
+    what: str = "radius graph",
+) -> None:
+    """Raise :class:`GraphTooLargeError` unless ``num_edges`` edges fit (see :func:`fits`)."""
+    limit = _limit(device, max_memory)
+    needed = output_bytes(num_edges, distance_dtype)
+    if needed > limit:
+        raise GraphTooLargeError(
+            f"the {what} would have {num_edges:,} edges needing {needed:,} bytes "
+            f"({needed / 2**30:.2f} GiB) on {device}, more than the {limit:,} bytes allowed "
+            f"({'max_memory' if max_memory is not None else 'available memory'}); use a smaller r, "
+            "set max_num_neighbors, or build it tile by tile with radius_graph_tiled"
+        )

@@ -1,0 +1,151 @@
+"""Validation of radius-graph arguments into one normalised :class:`RadiusQuery`."""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+
+__all__ = ["RadiusQuery", "as_tensor", "check_positions", "check_radius", "make_query"]
+
+
+@dataclass(frozen=True)
+class RadiusQuery:
+    """Everything a backend needs, validated.
+
+    ``pos`` is the caller's coordinates in float64 (a new tensor unless they already were
+    float64; backends never write to it), ``batch`` holds batch ids renumbered to
+    ``0 .. num_batches - 1`` (``None`` for a single sample).
+    """
+
+    pos: torch.Tensor
+    batch: torch.Tensor | None
+    num_batches: int
+    r: float
+    loop: bool
+    max_num_neighbors: int | None
+    distance_dtype: torch.dtype | None  # dtype of returned distances, None when not returned
+    max_memory: int | None
+
+    @property
+    def num_nodes(self) -> int:
+        return self.pos.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.pos.device
+
+    @property
+    def r2(self) -> float:
+        """The squared radius of the edge predicate ``d2 <= r * r`` (float64)."""
+        return self.r * self.r
+
+    @cached_property
+    def max_abs(self) -> float:
+        """Largest absolute coordinate: sets the rounding margin of every spatial search."""
+        return float(self.pos.abs().max()) if self.num_nodes else 0.0
+
+
+def as_tensor(x, name: str) -> torch.Tensor:
+    """``x`` as a tensor without copying; numpy arrays are accepted and stay on the CPU."""
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        # torch.from_numpy refuses read-only arrays (it would have to promise not to write).
+        return torch.from_numpy(x if x.flags.writeable else x.copy())
+    raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
+
+
+def check_positions(pos) -> torch.Tensor:
+    """``pos`` as an ``[N, 2]`` or ``[N, 3]`` floating-point tensor of finite values."""
+    pos = as_tensor(pos, "pos")
+    if pos.dim() != 2 or pos.shape[1] not in (2, 3):
+        raise ValueError(f"pos must have shape [N, 2] or [N, 3], got {list(pos.shape)}")
+    if not pos.is_floating_point():
+        raise TypeError(f"pos must have a floating-point dtype, got {pos.dtype}")
+    finite = torch.isfinite(pos).all(dim=1)
+    if not bool(finite.all()):
+        row = int(torch.nonzero(~finite)[0, 0])
+        raise ValueError(f"pos contains NaN or infinite coordinates (first at row {row}: {pos[row].tolist()})")
+    return pos
+
+
+def check_radius(r, name: str = "r", *, allow_zero: bool = False) -> float:
+    """``r`` as a positive (or, with ``allow_zero``, non-negative) finite Python float."""
+    if isinstance(r, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a real number, got {r!r}")
+    if isinstance(r, (torch.Tensor, np.ndarray)) and r.ndim == 0:
+        r = r.item()
+    if not isinstance(r, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(r).__name__}")
+    r = float(r)
+    if not math.isfinite(r) or r < 0 or (r == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} finite number, got {r}")
+    return r
+
+
+def _check_batch(batch, pos: torch.Tensor) -> tuple[torch.Tensor | None, int]:
+    if batch is None:
+        return None, 1
+    batch = as_tensor(batch, "batch")
+    if batch.dim() != 1 or batch.shape[0] != pos.shape[0]:
+        raise ValueError(f"batch must have shape [{pos.shape[0]}] (one id per point), got {list(batch.shape)}")
+    if batch.dtype == torch.bool or batch.is_floating_point() or batch.is_complex():
+        raise TypeError(f"batch must have an integer dtype, got {batch.dtype}")
+    if batch.device != pos.device:
+        raise ValueError(f"batch is on {batch.device} but pos is on {pos.device}")
+    ids, inverse = torch.unique(batch, return_inverse=True)
+    return inverse.to(torch.int64), max(int(ids.numel()), 1)
+
+
+def _check_max_num_neighbors(k) -> int | None:
+    if k is None:
+        return None
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"max_num_neighbors must be a positive int or None, got {k!r}")
+    if k < 1:
+        raise ValueError(f"max_num_neighbors must be at least 1, got {k}")
+    return int(k)
+
+
+def _check_max_memory(max_memory) -> int | None:
+    if max_memory is None:
+        return None
+    if isinstance(max_memory, (bool, np.bool_)) or not isinstance(max_memory, numbers.Integral):
+        raise TypeError(f"max_memory must be a number of bytes (int) or None, got {max_memory!r}")
+    if max_memory < 0:
+        raise ValueError(f"max_memory must be non-negative, got {max_memory}")
+    return int(max_memory)
+
+
+def make_query(
+    pos,
+    r,
+    batch=None,
+    *,
+    loop: bool = False,
+    max_num_neighbors: int | None = None,
+    return_distance: bool = False,
+    max_memory: int | None = None,
+) -> RadiusQuery:
+    """Validate the arguments of :func:`~stgraph.graph.radius_graph`."""
+    pos = check_positions(pos)
+    r = check_radius(r)
+    batch, num_batches = _check_batch(batch, pos)
+    if not isinstance(loop, (bool, np.bool_)):
+        raise TypeError(f"loop must be a bool, got {loop!r}")
+    if not isinstance(return_distance, (bool, np.bool_)):
+        raise TypeError(f"return_distance must be a bool, got {return_distance!r}")
+    return RadiusQuery(
+        pos=pos.to(torch.float64),
+        batch=batch,
+        num_batches=num_batches,
+        r=r,
+        loop=bool(loop),
+        max_num_neighbors=_check_max_num_neighbors(max_num_neighbors),
+        distance_dtype=pos.dtype if return_distance else None,
+        max_memory=_check_max_memory(max_memory),
+    )

@@ -1,0 +1,123 @@
+"""Transcript graphs: every molecule a node, edges to all molecules within a radius."""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch_geometric.data import Data
+
+from ..io import _schema as S
+from ..io import transcripts_frame
+from .radius import radius_graph
+
+
+def transcript_graph(
+    data,
+    radius: float,
+    *,
+    within: Literal["all", "cell"] = "all",
+    max_num_neighbors: int | None = None,
+    points_key: str = S.POINTS_KEY,
+    backend: str = "auto",
+) -> Data:
+    """Build the radius graph of the transcripts of a sample.
+
+    Parameters
+    ----------
+    data
+        A :class:`spatialdata.SpatialData` with a points element in the stgraph
+        schema (see :mod:`stgraph.io`), or a :class:`pandas.DataFrame` with the
+        schema's columns (at least ``x``, ``y``, ``gene``).
+    radius
+        Radius in µm: molecule ``j`` is a neighbour of ``i`` when
+        ``‖pos_i − pos_j‖ ≤ radius``.
+    within
+        ``"all"`` connects every pair within the radius; ``"cell"`` keeps only
+        pairs assigned to the same cell (unassigned molecules get no edges).
+    max_num_neighbors
+        Keep at most this many nearest in-range neighbours per molecule.
+    points_key
+        Name of the points element when ``data`` is a SpatialData.
+    backend
+        Radius-graph backend, see :func:`stgraph.graph.radius_graph`.
+
+    Returns
+    -------
+    :class:`torch_geometric.data.Data` with
+
+    - ``gene`` (``LongTensor[N]``): index into ``gene_names``;
+    - ``pos`` (``FloatTensor[N, 2 | 3]``): coordinates in µm;
+    - ``edge_index`` (``LongTensor[2, E]``), source in row 0, sorted by target;
+    - ``edge_dist`` (``FloatTensor[E]``): edge lengths in µm;
+    - ``cell`` (``LongTensor[N]``): index into ``cell_names``, −1 if unassigned;
+    - ``in_nucleus`` (``BoolTensor[N]``), only when the data tells;
+    - ``is_control`` (``BoolTensor[N]``): control probes and blanks;
+    - ``gene_names``, ``cell_names`` (lists of str) and ``radius`` (float).
+    """
+    if within not in ("all", "cell"):
+        raise ValueError(f"within must be 'all' or 'cell', got {within!r}")
+    frame = _points_frame(data, points_key)
+    axes = [S.X, S.Y] + ([S.Z] if S.Z in frame.columns else [])
+    pos = torch.from_numpy(frame[axes].to_numpy(dtype=np.float32, copy=True))
+
+    genes = frame[S.GENE].astype("category")
+    cells = frame[S.CELL].astype("category") if S.CELL in frame.columns else None
+    if within == "cell" and cells is None:
+        raise ValueError(f"within='cell' needs a {S.CELL!r} column in the transcripts")
+    cell = (
+        torch.from_numpy(cells.cat.codes.to_numpy(dtype=np.int64))
+        if cells is not None
+        else torch.full((len(frame),), -1, dtype=torch.long)
+    )
+
+    edge_index, edge_dist = radius_graph(
+        pos,
+        radius,
+        batch=_isolating_batch(cell) if within == "cell" else None,
+        max_num_neighbors=max_num_neighbors,
+        backend=backend,
+        return_distance=True,
+    )
+    graph = Data(
+        gene=torch.from_numpy(genes.cat.codes.to_numpy(dtype=np.int64)),
+        pos=pos,
+        edge_index=edge_index,
+        edge_dist=edge_dist,
+        cell=cell,
+        is_control=_bool_column(frame, S.IS_CONTROL),
+        gene_names=[str(g) for g in genes.cat.categories],
+        cell_names=[str(c) for c in cells.cat.categories] if cells is not None else [],
+        radius=float(radius),
+    )
+    if S.IN_NUCLEUS in frame.columns:
+        graph.in_nucleus = _bool_column(frame, S.IN_NUCLEUS)
+    return graph
+
+
+def _points_frame(data, points_key: str) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        missing = [c for c in (S.X, S.Y, S.GENE) if c not in data.columns]
+        if missing:
+            raise ValueError(
+                f"transcript DataFrame lacks columns {missing}; map your columns with "
+                "stgraph.io.read_transcripts(df, x=..., y=..., gene=...) first"
+            )
+        return data
+    return transcripts_frame(data, points_key=points_key)
+
+
+def _isolating_batch(cell: torch.Tensor) -> torch.Tensor:
+    """Batch ids equal to the cell, with every unassigned molecule alone in its batch."""
+    batch = cell.clone()
+    unassigned = batch < 0
+    n_cells = int(batch.max()) + 1 if batch.numel() else 0
+    batch[unassigned] = n_cells + torch.arange(int(unassigned.sum()))
+    return batch
+
+
+def _bool_column(frame: pd.DataFrame, column: str) -> torch.Tensor:
+    if column not in frame.columns:
+        return torch.zeros(len(frame), dtype=torch.bool)
+    return torch.from_numpy(frame[column].fillna(False).to_numpy(dtype=bool))

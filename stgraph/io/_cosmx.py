@@ -1,0 +1,119 @@
+"""NanoString CosMx flat files (``*_tx_file.csv``, ``*_fov_positions_file.csv``)."""
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from spatialdata import SpatialData
+
+from ._generic import assemble
+from ._points import check_scale, standardise_points
+
+#: µm per pixel of the CosMx prototype that recorded the public NSCLC (Lung) data sets;
+#: the commercial instrument has 0.12028 µm pixels.
+PIXEL_SIZE = 0.18
+#: Assumed distance between z-planes in µm (NanoString calls the unit of ``z`` arbitrary).
+Z_STEP = 0.8
+NUCLEAR = "Nuclear"
+
+
+def read_cosmx(
+    path: str | PathLike,
+    *,
+    pixel_size: float = PIXEL_SIZE,
+    z_step: float = Z_STEP,
+    drop_controls: bool = False,
+) -> SpatialData:
+    """Read the transcripts of a CosMx flat-file export.
+
+    The folder holds one ``*_tx_file.csv`` (columns ``fov, cell_ID, x_global_px,
+    y_global_px, x_local_px, y_local_px, z, target, CellComp``) and, needed only when the
+    global columns are absent, one ``*_fov_positions_file.csv`` (``fov`` or ``FOV``,
+    ``x_global_px``, ``y_global_px``: the FOV offsets, global = local + offset).
+
+    Parameters
+    ----------
+    path
+        The folder of the flat files.
+    pixel_size
+        µm per pixel: 0.18 for the prototype instrument of the public Lung data sets (their
+        README); pass 0.12028 for data from the commercial instrument.
+    z_step
+        µm between z-planes. NanoString documents ``z`` as a plane number "of arbitrary
+        unit"; 0.8 µm is an assumption (a z-stack step commonly quoted for the instrument),
+        not a measured value. ``z`` is ``z_plane * z_step``.
+    drop_controls
+        Remove the ``NegPrb*`` (and other control) probes instead of only flagging them.
+
+    Returns
+    -------
+    :class:`spatialdata.SpatialData` in the schema of :func:`stgraph.io.read_transcripts`,
+    3D: ``x``, ``y`` from the global pixel coordinates, ``z`` from the plane, ``cell_id`` =
+    ``"{fov}_{cell_ID}"`` (``cell_ID`` 0 -> NaN; CosMx numbers cells per FOV),
+    ``in_nucleus`` = (``CellComp == "Nuclear"``); kept: ``fov``, ``z_plane`` (the raw
+    ``z``), ``x_local_px``, ``y_local_px``, ``CellComp`` and any other column. The index is
+    the row number in the file. No boundaries (the legacy flat files have none).
+    """
+    pixel_size = check_scale(pixel_size, "pixel_size")
+    z_step = check_scale(z_step, "z_step")
+    folder = Path(path)
+    frame = pd.read_csv(_one_file(folder, "*_tx_file.csv"))
+    required = ["fov", "cell_ID", "z", "target"]
+    missing = [c for c in required if c not in frame]
+    if missing:
+        raise ValueError(f"CosMx transcript file lacks the column(s) {missing}; it has {list(frame.columns)}")
+    if not {"x_global_px", "y_global_px"} <= set(frame.columns):
+        frame = _add_global_coordinates(frame, folder)
+
+    assigned = frame["cell_ID"].to_numpy() != 0
+    cell = frame["fov"].astype(str) + "_" + frame["cell_ID"].astype(str)
+    frame = frame.drop(columns="cell_ID").rename(columns={"z": "z_plane"})
+    frame["cell"] = cell.where(assigned)
+    frame["z_um"] = frame["z_plane"] * z_step
+    if "CellComp" in frame:
+        frame["nuclear"] = frame["CellComp"].to_numpy() == NUCLEAR
+        frame["CellComp"] = frame["CellComp"].astype(str).astype("category")
+    points = standardise_points(
+        frame,
+        x="x_global_px",
+        y="y_global_px",
+        z="z_um",
+        gene="target",
+        cell="cell",
+        in_nucleus="nuclear" if "nuclear" in frame else None,
+        pixel_size=pixel_size,
+        drop_controls=drop_controls,
+    )
+    return assemble(points)
+
+
+def _one_file(folder: Path, pattern: str) -> Path:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no folder {folder}")
+    matches = sorted(folder.glob(pattern))
+    if len(matches) != 1:
+        raise FileNotFoundError(
+            f"expected one {pattern} in {folder}, found {[m.name for m in matches] or 'none'}"
+        )
+    return matches[0]
+
+
+def _add_global_coordinates(frame: pd.DataFrame, folder: Path) -> pd.DataFrame:
+    """Global pixel coordinates from the FOV-local ones and the FOV offsets."""
+    if not {"x_local_px", "y_local_px"} <= set(frame.columns):
+        raise ValueError("CosMx transcript file has neither x/y_global_px nor x/y_local_px columns")
+    offsets = pd.read_csv(_one_file(folder, "*_fov_positions_file.csv"))
+    offsets = offsets.rename(columns={"FOV": "fov"})
+    if not {"fov", "x_global_px", "y_global_px"} <= set(offsets.columns):
+        raise ValueError(f"CosMx FOV positions file lacks fov/x_global_px/y_global_px; it has {list(offsets.columns)}")
+    offsets = offsets.drop_duplicates("fov").set_index("fov")
+    unknown = np.setdiff1d(frame["fov"].unique(), offsets.index)
+    if len(unknown):
+        raise ValueError(f"FOV(s) {unknown.tolist()} of the transcript file have no position")
+    frame = frame.copy()
+    for axis in ("x", "y"):
+        offset = offsets[f"{axis}_global_px"].reindex(frame["fov"]).to_numpy()
+        frame[f"{axis}_global_px"] = frame[f"{axis}_local_px"].to_numpy() + offset
+    return frame

@@ -1,0 +1,142 @@
+"""Read any transcript table given a column mapping."""
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from os import PathLike
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+from anndata import AnnData
+from spatialdata import SpatialData
+from spatialdata.models import PointsModel
+
+from ._points import check_scale, standardise_points
+from ._schema import (
+    CELL,
+    CELL_SHAPES_KEY,
+    GENE,
+    NUCLEUS,
+    NUCLEUS_SHAPES_KEY,
+    POINTS_KEY,
+    UNASSIGNED_IDS,
+)
+from ._shapes import shapes_element
+
+
+def read_transcripts(
+    table: str | PathLike | pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    gene: str,
+    z: str | None = None,
+    cell: str | None = None,
+    nucleus: str | None = None,
+    in_nucleus: str | None = None,
+    pixel_size: float = 1.0,
+    z_step: float | None = None,
+    unassigned: Collection[str] = UNASSIGNED_IDS,
+    cell_boundaries: gpd.GeoSeries | gpd.GeoDataFrame | None = None,
+    nucleus_boundaries: gpd.GeoSeries | gpd.GeoDataFrame | None = None,
+    drop_controls: bool = False,
+) -> SpatialData:
+    """Read a transcript table with any column names into the stgraph schema.
+
+    Parameters
+    ----------
+    table
+        A :class:`pandas.DataFrame` (not modified) or the path of a ``.csv``, ``.csv.gz``,
+        ``.tsv`` or ``.parquet`` file, one row per molecule.
+    x, y
+        Columns of the coordinates, in units of ``pixel_size`` micrometres.
+    gene
+        Column of the gene (feature) names.
+    z
+        Column of the depth, in units of ``z_step`` micrometres.
+    cell, nucleus
+        Columns of the id of the containing cell / nucleus. Missing values and the values in
+        ``unassigned`` mean "none". Ids become strings (``12.0`` read from a CSV gives ``"12"``).
+    in_nucleus
+        Column of booleans (or 0/1): the molecule lies in a nucleus. Without it but with
+        ``nucleus``, ``in_nucleus`` is whether ``nucleus_id`` is set.
+    pixel_size
+        Micrometres per unit of ``x`` and ``y`` (1 when they are already in µm).
+    z_step
+        Micrometres per unit of ``z``; ``None`` means the same as ``pixel_size``. For a
+        z-plane index, the distance between planes.
+    unassigned
+        Id values meaning "not in a cell / nucleus".
+    cell_boundaries, nucleus_boundaries
+        Polygons indexed by cell / nucleus id, in the units of ``x`` and ``y``; stored as the
+        shapes ``cell_boundaries`` / ``nucleus_boundaries`` (scaled to µm).
+    drop_controls
+        Remove control probes (``is_control``) instead of only flagging them.
+
+    Returns
+    -------
+    :class:`spatialdata.SpatialData` with the points ``transcripts``: columns ``x``, ``y``
+    (``z``) in µm, ``gene`` (categorical), ``cell_id`` (categorical, NaN = unassigned),
+    ``in_nucleus`` and ``nucleus_id`` where known, ``is_control``, then every other column of
+    the table. A boolean ``is_control`` column in the table adds to the name-based flags.
+    """
+    pixel_size = check_scale(pixel_size, "pixel_size")
+    z_step = pixel_size if z_step is None else check_scale(z_step, "z_step")
+    frame = standardise_points(
+        _load_table(table),
+        x=x,
+        y=y,
+        gene=gene,
+        z=z,
+        cell=cell,
+        nucleus=nucleus,
+        in_nucleus=in_nucleus,
+        pixel_size=pixel_size,
+        z_step=z_step,
+        unassigned=unassigned,
+        drop_controls=drop_controls,
+    )
+    return assemble(
+        frame,
+        cell_boundaries=cell_boundaries,
+        nucleus_boundaries=nucleus_boundaries,
+        scale=pixel_size,
+    )
+
+
+def assemble(
+    points: pd.DataFrame,
+    *,
+    cell_boundaries: gpd.GeoSeries | gpd.GeoDataFrame | None = None,
+    nucleus_boundaries: gpd.GeoSeries | gpd.GeoDataFrame | None = None,
+    scale: float = 1.0,
+    tables: Mapping[str, AnnData] | None = None,
+) -> SpatialData:
+    """Wrap standardised points and boundary polygons (multiplied by ``scale``) in a SpatialData."""
+    shapes = {}
+    for key, geometries, index_name in (
+        (CELL_SHAPES_KEY, cell_boundaries, CELL),
+        (NUCLEUS_SHAPES_KEY, nucleus_boundaries, NUCLEUS),
+    ):
+        if geometries is not None:
+            shapes[key] = shapes_element(geometries, scale=scale, index_name=index_name)
+    parsed = PointsModel.parse(points, feature_key=GENE, instance_key=CELL)
+    return SpatialData(points={POINTS_KEY: parsed}, shapes=shapes, tables=tables or {})
+
+
+def _load_table(table: str | PathLike | pd.DataFrame) -> pd.DataFrame:
+    if isinstance(table, pd.DataFrame):
+        return table
+    if not isinstance(table, (str, PathLike)):
+        raise TypeError(f"table must be a DataFrame or a file path, got {type(table).__name__}")
+    path = Path(table)
+    if not path.is_file():
+        raise FileNotFoundError(f"no transcript file at {path}")
+    suffixes = "".join(path.suffixes[-2:]).lower()
+    if path.suffix.lower() == ".parquet":
+        return pd.read_parquet(path)
+    if suffixes.endswith((".csv", ".csv.gz")):
+        return pd.read_csv(path)
+    if suffixes.endswith((".tsv", ".tsv.gz")):
+        return pd.read_csv(path, sep="\t")
+    raise ValueError(f"cannot tell the format of {path.name}: expected .csv, .csv.gz, .tsv or .parquet")

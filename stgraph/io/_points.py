@@ -1,0 +1,151 @@
+"""Turn a transcript table of any origin into the ``transcripts`` schema of :mod:`._schema`."""
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import numpy as np
+import pandas as pd
+
+from ._schema import CELL, GENE, IN_NUCLEUS, IS_CONTROL, NUCLEUS, X, Y, Z, control_mask
+
+_SCHEMA_NAMES = (X, Y, Z, GENE, CELL, NUCLEUS, IN_NUCLEUS)
+
+
+def check_scale(value: float, name: str) -> float:
+    """Return ``value`` as a float after checking that it is a positive finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value}")
+    return value
+
+
+def standardise_points(
+    frame: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    gene: str,
+    z: str | None = None,
+    cell: str | None = None,
+    nucleus: str | None = None,
+    in_nucleus: str | None = None,
+    pixel_size: float = 1.0,
+    z_step: float = 1.0,
+    unassigned: Collection[str] = (),
+    drop_controls: bool = False,
+) -> pd.DataFrame:
+    """Return a new frame with the schema columns first and every other column after.
+
+    The source columns named by ``x`` ... ``in_nucleus`` are replaced by their schema
+    columns; all other columns are kept unchanged, except a boolean ``is_control`` column,
+    which is combined (logical or) with the control flags from the gene names. ``frame``
+    itself is not modified. The index is kept; rows are sorted by it (stably) if it is not
+    increasing, as :class:`spatialdata.models.PointsModel` requires.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame, got {type(frame).__name__}")
+    mapping = {X: x, Y: y, Z: z, GENE: gene, CELL: cell, NUCLEUS: nucleus, IN_NUCLEUS: in_nucleus}
+    mapping = {key: column for key, column in mapping.items() if column is not None}
+    missing = sorted({column for column in mapping.values() if column not in frame.columns})
+    if missing:
+        raise ValueError(
+            f"transcript table lacks the column(s) {missing}; it has {list(frame.columns)}"
+        )
+    if len(frame) == 0:
+        raise ValueError("transcript table has no rows")
+    consumed = set(mapping.values())
+    clashes = [c for c in frame.columns if c in _SCHEMA_NAMES and c not in consumed]
+    if clashes:
+        raise ValueError(
+            f"column(s) {clashes} carry schema names but are not mapped to them; "
+            "map them (x=..., gene=..., ...) or rename them first"
+        )
+
+    out = pd.DataFrame(index=frame.index)
+    out[X] = _coordinate(frame[x], pixel_size, x)
+    out[Y] = _coordinate(frame[y], pixel_size, y)
+    if z is not None:
+        out[Z] = _coordinate(frame[z], z_step, z)
+    out[GENE] = _genes(frame[gene], gene)
+    out[CELL] = _ids(frame[cell], unassigned) if cell is not None else _no_ids(len(frame))
+    nucleus_ids = _ids(frame[nucleus], unassigned) if nucleus is not None else None
+    if in_nucleus is not None:
+        out[IN_NUCLEUS] = _flags(frame[in_nucleus], in_nucleus)
+    elif nucleus_ids is not None:
+        out[IN_NUCLEUS] = nucleus_ids.notna()
+    if nucleus_ids is not None:
+        out[NUCLEUS] = nucleus_ids
+    is_control = control_mask(out[GENE].cat.categories)[out[GENE].cat.codes.to_numpy()]
+    if IS_CONTROL in frame.columns and IS_CONTROL not in consumed:
+        is_control |= _flags(frame[IS_CONTROL], IS_CONTROL)
+    out[IS_CONTROL] = is_control
+    for column in frame.columns:
+        if column not in consumed and column != IS_CONTROL:
+            out[column] = frame[column]
+
+    if drop_controls:
+        out = out.loc[~out[IS_CONTROL].to_numpy()]
+        if len(out) == 0:
+            raise ValueError("every transcript is a control probe; nothing left after drop_controls")
+        out[GENE] = out[GENE].cat.remove_unused_categories()
+    if not out.index.is_monotonic_increasing:
+        out = out.sort_index(kind="stable")
+    return out
+
+
+def _coordinate(values: pd.Series, scale: float, name: str) -> np.ndarray:
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        raise TypeError(f"coordinate column {name!r} must be numeric, got dtype {values.dtype}")
+    array = values.to_numpy(dtype=np.float64, na_value=np.nan) * scale
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise ValueError(
+            f"coordinate column {name!r} has {int(bad.sum())} non-finite value(s) "
+            f"(first at row {values.index[np.argmax(bad)]!r})"
+        )
+    return array
+
+
+def _genes(values: pd.Series, name: str) -> pd.Categorical:
+    genes = _ids(values, ())
+    if genes.isna().any():
+        raise ValueError(f"gene column {name!r} has {int(genes.isna().sum())} missing value(s)")
+    return genes
+
+
+def _ids(values: pd.Series, unassigned: Collection[str]) -> pd.Categorical:
+    """Categorical of id strings, NaN for missing or ``unassigned`` values."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes, uniques = values.cat.codes.to_numpy(), values.cat.categories
+    else:
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    strings = as_id_strings(pd.Index(uniques))
+    valid = ~strings.isin(list(unassigned))
+    # distinct values may print alike (1 and "1"), hence the second factorisation
+    categories, inverse = np.unique(strings[valid].to_numpy(dtype=object).astype(str), return_inverse=True)
+    remap = np.full(len(strings) + 1, -1, dtype=np.int64)
+    remap[np.flatnonzero(valid)] = inverse
+    return pd.Categorical.from_codes(remap[codes], categories=categories)  # code -1 -> remap[-1] = -1
+
+
+def as_id_strings(values: pd.Index) -> pd.Index:
+    """Ids as strings: integral floats without ``.0``, bytes decoded."""
+    if pd.api.types.is_float_dtype(values) and np.all(np.mod(values, 1) == 0):
+        values = values.astype(np.int64)  # ids read as floats: 12.0 -> "12"
+    if values.dtype == object and len(values) and isinstance(values[0], bytes):
+        return pd.Index([v.decode() for v in values])
+    return values.astype(str)
+
+
+def _no_ids(n: int) -> pd.Categorical:
+    return pd.Categorical.from_codes(np.full(n, -1), categories=pd.Index([], dtype=object))
+
+
+def _flags(values: pd.Series, name: str) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(values) and not values.isna().any():
+        return values.to_numpy(dtype=bool)
+    if pd.api.types.is_numeric_dtype(values) and values.isin([0, 1]).all():
+        return values.to_numpy() == 1
+    raise ValueError(f"column {name!r} must hold booleans or 0/1 without missing values")

@@ -1,0 +1,94 @@
+"""Cell and nucleus boundary polygons: from vertex tables or WKB, into ``ShapesModel``."""
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from spatialdata.models import ShapesModel
+
+from ._points import as_id_strings
+
+
+def polygons_from_vertices(
+    table: pd.DataFrame, *, id_column: str, x: str, y: str, part_column: str | None = None
+) -> gpd.GeoSeries:
+    """One polygon per id from a table of vertices listed in ring order.
+
+    Parameters
+    ----------
+    table
+        One row per vertex; the rows of one ring are consecutive (as in Xenium's
+        ``*_boundaries.parquet``). Rings need not repeat their first vertex.
+    id_column, x, y
+        Columns of the id and of the vertex coordinates.
+    part_column
+        Column telling apart several rings of the same id (Xenium's ``label_id`` where a
+        cell has several nuclei); ids with several rings get a ``MultiPolygon``.
+
+    Returns
+    -------
+    Geometries indexed by id (strings), in order of first appearance.
+    """
+    missing = [c for c in (id_column, x, y, part_column) if c is not None and c not in table]
+    if missing:
+        raise ValueError(f"boundary table lacks the column(s) {missing}; it has {list(table.columns)}")
+    keys = [id_column] if part_column is None else [id_column, part_column]
+    ring_of_vertex = table.groupby(keys, sort=False).ngroup().to_numpy()
+    counts = np.bincount(ring_of_vertex)
+    if counts.min() < 3:
+        raise ValueError(f"boundary table has a ring with {counts.min()} vertices; a polygon needs 3")
+    order = np.argsort(ring_of_vertex, kind="stable")
+    coords = table[[x, y]].to_numpy(dtype=np.float64)[order]
+    rings = shapely.polygons(shapely.linearrings(coords, indices=ring_of_vertex[order]))
+    ring_ids = as_id_strings(pd.Index(table[id_column].to_numpy()[order][np.cumsum(counts) - 1]))
+    return _one_geometry_per_id(pd.Series(rings, index=ring_ids))
+
+
+def polygons_from_wkb(ids: pd.Series, wkb: pd.Series) -> gpd.GeoSeries:
+    """One geometry per id from WKB blobs; the union where an id has several (z-planes)."""
+    geometries = shapely.from_wkb(wkb.to_numpy())
+    return _one_geometry_per_id(pd.Series(geometries, index=as_id_strings(pd.Index(ids.to_numpy()))))
+
+
+def _one_geometry_per_id(parts: pd.Series) -> gpd.GeoSeries:
+    if not parts.index.has_duplicates:
+        return gpd.GeoSeries(parts.to_numpy(), index=parts.index)
+    # identical copies (the same outline on every z-plane) need no union
+    wkb = shapely.to_wkb(parts.to_numpy())
+    parts = parts[~pd.DataFrame({"id": parts.index, "wkb": wkb}).duplicated().to_numpy()]
+    repeated = parts.index.duplicated(keep=False)
+    single = parts[~repeated]
+    merged = parts[repeated].groupby(level=0, sort=False).agg(lambda g: shapely.union_all(g.to_numpy()))
+    geometries = pd.concat([single, merged])
+    order = pd.Index(parts.index.unique())
+    return gpd.GeoSeries(geometries.reindex(order).to_numpy(), index=order)
+
+
+def shapes_element(
+    geometries: gpd.GeoSeries | gpd.GeoDataFrame, *, scale: float, index_name: str
+) -> gpd.GeoDataFrame:
+    """A ``ShapesModel`` GeoDataFrame indexed by id strings, coordinates multiplied by ``scale``.
+
+    The input is not modified; extra columns of a GeoDataFrame are kept.
+    """
+    if isinstance(geometries, gpd.GeoSeries):
+        frame = gpd.GeoDataFrame(geometry=geometries.copy())
+    elif isinstance(geometries, gpd.GeoDataFrame):
+        frame = geometries.copy()
+        if frame.geometry.name != "geometry":
+            frame = frame.rename_geometry("geometry")
+    else:
+        raise TypeError(f"boundaries must be a GeoSeries or GeoDataFrame, got {type(geometries).__name__}")
+    frame.index = as_id_strings(pd.Index(frame.index))
+    if frame.index.has_duplicates:
+        raise ValueError(f"boundary ids are not unique: {frame.index[frame.index.duplicated()][:5].tolist()}")
+    if len(frame) == 0:
+        raise ValueError("boundaries hold no geometry")
+    kinds = set(frame.geometry.geom_type)
+    if not kinds <= {"Polygon", "MultiPolygon"}:
+        raise ValueError(f"boundaries must be polygons, got {sorted(kinds)}")
+    if scale != 1.0:
+        frame["geometry"] = shapely.transform(frame.geometry.to_numpy(), lambda xy: xy * scale)
+    frame.index.name = index_name
+    return ShapesModel.parse(frame)

@@ -1,0 +1,159 @@
+"""Bring an existing SpatialData into the schema, and read the schema back as a DataFrame."""
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import numpy as np
+import pandas as pd
+from spatialdata import SpatialData
+
+from ._generic import read_transcripts
+from ._schema import (
+    CELL,
+    CELL_SHAPES_KEY,
+    GENE,
+    IN_NUCLEUS,
+    IS_CONTROL,
+    NUCLEUS,
+    NUCLEUS_SHAPES_KEY,
+    POINTS_KEY,
+    UNASSIGNED_IDS,
+    X,
+    Y,
+    Z,
+)
+
+_BENTO_CELL, _BENTO_NUCLEUS, _BENTO_GENE = "cell_boundaries", "nucleus_boundaries", "feature_name"
+
+
+def from_spatialdata(
+    sdata: SpatialData,
+    *,
+    points_key: str = POINTS_KEY,
+    gene: str | None = None,
+    cell: str | None = None,
+    nucleus: str | None = None,
+    in_nucleus: str | None = None,
+    pixel_size: float = 1.0,
+    z_step: float | None = None,
+    unassigned: Collection[str] = UNASSIGNED_IDS,
+    cell_shapes_key: str = CELL_SHAPES_KEY,
+    nucleus_shapes_key: str = NUCLEUS_SHAPES_KEY,
+    drop_controls: bool = False,
+) -> SpatialData:
+    """Standardise the transcripts of an existing SpatialData (e.g. Bento's) to the schema.
+
+    ``sdata`` is not modified: a new object is returned.
+
+    Parameters
+    ----------
+    sdata
+        The SpatialData holding the molecules as a points element.
+    points_key
+        Name of that points element.
+    gene, cell, nucleus, in_nucleus
+        Columns to map, as in :func:`stgraph.io.read_transcripts`. By default, the first
+        present of: ``gene``, the element's ``feature_key``, ``feature_name`` for the gene;
+        ``cell_id``, the element's ``instance_key``, ``cell_boundaries`` (Bento) for the
+        cell; ``nucleus_id``, ``nucleus_boundaries`` (Bento) for the nucleus; ``in_nucleus``.
+    pixel_size, z_step, unassigned, drop_controls
+        As in :func:`stgraph.io.read_transcripts`; ``z`` is used when the points have it.
+    cell_shapes_key, nucleus_shapes_key
+        Shapes elements of ``sdata`` holding the cell / nucleus polygons (in the units of the
+        points), copied as ``cell_boundaries`` / ``nucleus_boundaries`` scaled to µm where
+        present.
+
+    Returns
+    -------
+    A new :class:`spatialdata.SpatialData` with the standardised ``transcripts``, the
+    boundaries and copies of the tables of ``sdata``. Images and labels are not carried
+    over (their pixel transformations would need rescaling with ``pixel_size``).
+    """
+    if not isinstance(sdata, SpatialData):
+        raise TypeError(f"expected a SpatialData, got {type(sdata).__name__}")
+    if points_key not in sdata.points:
+        raise KeyError(f"no points element {points_key!r}; the points are {list(sdata.points)}")
+    element = sdata.points[points_key]
+    attrs = element.attrs.get("spatialdata_attrs", {})
+    columns = list(element.columns)
+    frame = element.compute()
+    shapes = {
+        name: sdata.shapes[key]
+        for name, key in (("cell_boundaries", cell_shapes_key), ("nucleus_boundaries", nucleus_shapes_key))
+        if key in sdata.shapes
+    }
+    result = read_transcripts(
+        frame,
+        x=X,
+        y=Y,
+        z=Z if Z in columns else None,
+        gene=gene or _first_present(columns, GENE, attrs.get("feature_key"), _BENTO_GENE, role="gene"),
+        cell=cell or _first_present(columns, CELL, attrs.get("instance_key"), _BENTO_CELL),
+        nucleus=nucleus or _first_present(columns, NUCLEUS, _BENTO_NUCLEUS),
+        in_nucleus=in_nucleus or _first_present(columns, IN_NUCLEUS),
+        pixel_size=pixel_size,
+        z_step=z_step,
+        unassigned=unassigned,
+        drop_controls=drop_controls,
+        **shapes,
+    )
+    for name, table in sdata.tables.items():
+        result.tables[name] = table.copy()
+    return result
+
+
+def transcripts_frame(sdata: SpatialData, points_key: str = POINTS_KEY) -> pd.DataFrame:
+    """The transcripts of a standardised SpatialData as an in-memory DataFrame.
+
+    Parameters
+    ----------
+    sdata
+        Output of a :mod:`stgraph.io` reader, of :func:`stgraph.io.from_spatialdata` or of
+        :func:`stgraph.datasets.merfish_u2os`.
+    points_key
+        Name of the points element.
+
+    Returns
+    -------
+    A new DataFrame (changing it does not change ``sdata``), indexed as the points element,
+    with at least ``x``, ``y`` (float64, µm, finite), ``gene`` (categorical), ``cell_id``
+    (categorical, NaN = unassigned) and ``is_control`` (bool); ``z``, ``in_nucleus``,
+    ``nucleus_id`` and platform columns where present.
+
+    Raises
+    ------
+    ValueError
+        If a schema column is missing or has the wrong type, or a coordinate is not finite.
+    """
+    if not isinstance(sdata, SpatialData):
+        raise TypeError(f"expected a SpatialData, got {type(sdata).__name__}")
+    if points_key not in sdata.points:
+        raise KeyError(f"no points element {points_key!r}; the points are {list(sdata.points)}")
+    # dask may hand back the very frame the element wraps: copy, so edits stay local
+    frame = sdata.points[points_key].compute().copy()
+    hint = "; standardise it with stgraph.io.from_spatialdata or read it with a stgraph.io reader"
+    missing = [c for c in (X, Y, GENE, CELL, IS_CONTROL) if c not in frame]
+    if missing:
+        raise ValueError(f"points {points_key!r} lack the schema column(s) {missing}{hint}")
+    for column in (X, Y, Z):
+        if column in frame:
+            if frame[column].dtype != np.float64:
+                raise ValueError(f"column {column!r} must be float64, got {frame[column].dtype}{hint}")
+            if not np.isfinite(frame[column].to_numpy()).all():
+                raise ValueError(f"column {column!r} has non-finite coordinates")
+    for column in (GENE, CELL, NUCLEUS):
+        if column in frame and not isinstance(frame[column].dtype, pd.CategoricalDtype):
+            raise ValueError(f"column {column!r} must be categorical, got {frame[column].dtype}{hint}")
+    for column in (IS_CONTROL, IN_NUCLEUS):
+        if column in frame and frame[column].dtype != bool:
+            raise ValueError(f"column {column!r} must be bool, got {frame[column].dtype}{hint}")
+    return frame
+
+
+def _first_present(columns: list[str], *candidates: str | None, role: str | None = None) -> str | None:
+    for candidate in candidates:
+        if candidate is not None and candidate in columns:
+            return candidate
+    if role is not None:
+        raise ValueError(f"cannot find the {role} column among {columns}; pass {role}=...")
+    return None

@@ -1,0 +1,73 @@
+"""The cells × genes table that tools write their per-cell and per-gene results into."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+from spatialdata import SpatialData
+from spatialdata.models import TableModel
+
+from ._schema import CELL, CELL_SHAPES_KEY, GENE, POINTS_KEY, X, Y
+from ._spatialdata import transcripts_frame
+
+TABLE_KEY = "table"
+
+
+def cell_gene_table(sdata: SpatialData, points_key: str = POINTS_KEY) -> AnnData:
+    """Count the molecules of each gene in each cell.
+
+    Parameters
+    ----------
+    sdata
+        Data in the stgraph schema; not modified.
+    points_key
+        Name of the points element.
+
+    Returns
+    -------
+    :class:`anndata.AnnData` with one row per cell (``obs_names`` the cell ids, in the
+    order of the ``cell_id`` categories) and one column per gene (in the order of the
+    ``gene`` categories); ``X`` the sparse counts (unassigned molecules are not counted),
+    ``obsm['spatial']`` the centroid of each cell's molecules in µm. When ``sdata`` has
+    cell outlines the table is annotated to them in the SpatialData way
+    (``uns['spatialdata_attrs']``: region ``cell_boundaries``, ``obs['region']``,
+    ``obs['cell_id']``).
+    """
+    frame = transcripts_frame(sdata, points_key=points_key)
+    cells = frame[CELL].cat.categories.astype(str)
+    genes = frame[GENE].cat.categories.astype(str)
+    row = frame[CELL].cat.codes.to_numpy()
+    col = frame[GENE].cat.codes.to_numpy()
+    assigned = row >= 0
+    counts = sp.csr_matrix(
+        (np.ones(int(assigned.sum()), dtype=np.float32), (row[assigned], col[assigned])),
+        shape=(len(cells), len(genes)),
+    )
+    counts.sum_duplicates()
+    n_per_cell = np.bincount(row[assigned], minlength=len(cells))
+    centroid = np.stack(
+        [np.bincount(row[assigned], weights=frame[a].to_numpy()[assigned], minlength=len(cells))
+         for a in (X, Y)],
+        axis=1,
+    ) / np.maximum(n_per_cell, 1)[:, None]
+    obs = pd.DataFrame({CELL: pd.Categorical(cells), "n_transcripts": n_per_cell}, index=cells)
+    table = AnnData(X=counts, obs=obs, var=pd.DataFrame(index=genes))
+    table.obsm["spatial"] = centroid
+    if CELL_SHAPES_KEY in sdata.shapes:
+        table.obs["region"] = pd.Categorical([CELL_SHAPES_KEY] * len(cells))
+        table = TableModel.parse(
+            table, region=CELL_SHAPES_KEY, region_key="region", instance_key=CELL
+        )
+    return table
+
+
+def get_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str = POINTS_KEY) -> AnnData:
+    """Return ``sdata.tables[table_key]``, first adding :func:`cell_gene_table` if absent.
+
+    Tools of :mod:`stgraph.tl` write their per-cell and per-gene results into this
+    table; adding it is the one change made to ``sdata`` here.
+    """
+    if table_key not in sdata.tables:
+        sdata.tables[table_key] = cell_gene_table(sdata, points_key=points_key)
+    return sdata.tables[table_key]

@@ -1,0 +1,93 @@
+"""10x Genomics Xenium output folders."""
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from spatialdata import SpatialData
+
+from ._generic import assemble
+from ._points import standardise_points
+from ._schema import UNASSIGNED_IDS
+from ._shapes import polygons_from_vertices
+
+TRANSCRIPTS_FILE = "transcripts.parquet"
+BOUNDARY_FILES = {"cell_boundaries": "cell_boundaries.parquet", "nucleus_boundaries": "nucleus_boundaries.parquet"}
+
+
+def read_xenium(
+    path: str | PathLike, *, min_qv: float | None = None, drop_controls: bool = False
+) -> SpatialData:
+    """Read the transcripts and boundaries of a Xenium output folder.
+
+    Reads ``transcripts.parquet`` and, where present, ``cell_boundaries.parquet`` and
+    ``nucleus_boundaries.parquet`` (vertex tables ``cell_id, vertex_x, vertex_y``; a nucleus
+    table with ``label_id`` gives a ``MultiPolygon`` for a cell with several nuclei).
+    Xenium writes ``x_location``, ``y_location``, ``z_location`` and the vertices in µm
+    already (image pixels are 0.2125 µm, not needed here), so no pixel size applies.
+
+    Parameters
+    ----------
+    path
+        The Xenium output folder.
+    min_qv
+        Keep only molecules with ``qv >= min_qv``. The default keeps all and keeps the ``qv``
+        column; Xenium's own cell-feature matrix counts only ``qv >= 20``, so pass 20 to match it.
+    drop_controls
+        Remove the negative-control probes and codewords, blanks, unassigned and deprecated
+        codewords instead of only flagging them in ``is_control``.
+
+    Returns
+    -------
+    :class:`spatialdata.SpatialData` in the schema of :func:`stgraph.io.read_transcripts`:
+    ``cell_id`` from ``cell_id`` (``UNASSIGNED`` or ``-1`` -> NaN), ``in_nucleus`` from
+    ``overlaps_nucleus``, and the other columns (``transcript_id``, ``qv``, ``fov_name``,
+    ``nucleus_distance``, ...) kept. The index is the row number in ``transcripts.parquet``.
+    """
+    folder = Path(path)
+    transcripts_path = folder / TRANSCRIPTS_FILE
+    if not transcripts_path.is_file():
+        raise FileNotFoundError(f"no {TRANSCRIPTS_FILE} in {folder}")
+    frame = _read_parquet(transcripts_path)
+    if min_qv is not None:
+        if "qv" not in frame:
+            raise ValueError(f"min_qv given but {transcripts_path} has no 'qv' column")
+        frame = frame.loc[frame["qv"].to_numpy() >= min_qv]
+    points = standardise_points(
+        frame,
+        x="x_location",
+        y="y_location",
+        z="z_location" if "z_location" in frame else None,
+        gene="feature_name",
+        cell="cell_id",
+        in_nucleus="overlaps_nucleus" if "overlaps_nucleus" in frame else None,
+        unassigned=UNASSIGNED_IDS,
+        drop_controls=drop_controls,
+    )
+    boundaries = {}
+    for key, name in BOUNDARY_FILES.items():
+        if (folder / name).is_file():
+            vertices = _read_parquet(folder / name)
+            boundaries[key] = polygons_from_vertices(
+                vertices,
+                id_column="cell_id",
+                x="vertex_x",
+                y="vertex_y",
+                part_column="label_id" if "label_id" in vertices else None,
+            )
+    return assemble(points, **boundaries)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """Read a Xenium table with a fresh row-number index and bytes columns as strings."""
+    table = pq.read_table(path)
+    # pandas leftovers of whoever subset the file are not Xenium data
+    table = table.drop([c for c in table.column_names if c.startswith("__index_level_")])
+    # older Xenium versions store names and ids as binary
+    for i, field in enumerate(table.schema):
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(pa.string()))
+    return table.to_pandas()

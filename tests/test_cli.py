@@ -1,0 +1,15 @@
+"""The `stgraph demo` main job on the embedded sample."""
+import re
+
+from stgraph.cli import main
+
+
+def test_demo_prints_the_real_sample_summary(capsys):
+    assert main(["demo", "--radius", "0.5"]) == 0
+    out = capsys.readouterr().out
+    values = dict(re.findall(r"^(.+?)\s{2,}(\S+)$", out, flags=re.M))
+    assert values["molecules"] == "174,827"
+    assert values["genes"] == "130" and values["control probes"] == "5"
+    assert values["cells"] == "15"
+    edges = int(values["edges"].replace(",", ""))
+    assert abs(float(values["mean degree"]) - edges / 174_827) < 1e-3

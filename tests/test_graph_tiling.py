@@ -1,0 +1,98 @@
+"""Tiling: per-tile graphs merged equal the graph built at once."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stgraph.graph import GraphTooLargeError, iter_tiles, radius_graph, radius_graph_tile, radius_graph_tiled
+
+from .test_radius_graph import cases
+
+SETTINGS = settings(derandomize=True, deadline=None, max_examples=25)
+TILE_TO_HALO = st.sampled_from([0.4, 1.0, 1.7, 5.0, 1000.0])  # tile_size / halo
+
+
+@SETTINGS
+@given(case=cases(), tile_to_r=TILE_TO_HALO, k=st.one_of(st.none(), st.integers(1, 4)))
+def test_tiled_equals_at_once(case, tile_to_r, k):
+    tile_size = tile_to_r * case.r
+    kwargs = {"loop": case.loop, "max_num_neighbors": k, "return_distance": True}
+    edge_index, dist = radius_graph(case.pos, case.r, case.batch, **kwargs)
+    tiled_index, tiled_dist = radius_graph_tiled(case.pos, case.r, tile_size, case.batch, **kwargs)
+    assert torch.equal(tiled_index, edge_index)
+    assert torch.equal(tiled_dist, dist)
+    assert torch.equal(radius_graph_tiled(case.pos, case.r, tile_size, case.batch, backend="kdtree"),
+                       radius_graph(case.pos, case.r, case.batch))
+
+
+@SETTINGS
+@given(case=cases(), tile_to_halo=TILE_TO_HALO, halo=st.sampled_from([0, 0.3, 1.0, 2.5]))
+def test_tiles_partition_points_and_halos_hold_every_near_point(case, tile_to_halo, halo):
+    tile_size = tile_to_halo * halo if halo else 0.7
+    pos = case.pos.to(torch.float64)[:, :2]
+    n = pos.shape[0]
+    tiles = list(iter_tiles(case.pos, tile_size, halo))
+    cores = torch.cat([tile.core for tile in tiles]) if tiles else torch.empty(0, dtype=torch.int64)
+    assert torch.equal(torch.sort(cores).values, torch.arange(n))  # every point in exactly one core
+    for core, tile_halo in tiles:
+        assert core.numel() > 0
+        assert torch.equal(core, torch.sort(core).values) and torch.equal(tile_halo, torch.sort(tile_halo).values)
+        assert not bool(torch.isin(core, tile_halo).any())
+        corner = torch.floor(pos[core[0]] / tile_size) * tile_size
+        assert bool((torch.floor(pos[core] / tile_size) * tile_size == corner).all())
+        # Per-axis distance of every point to the tile's square [corner, corner + tile_size)^2.
+        gap = torch.clamp(torch.maximum(corner - pos, pos - corner - tile_size), min=0)
+        near = torch.nonzero((gap * gap).sum(1) <= halo * halo).flatten()  # Euclidean
+        assert bool(torch.isin(near, torch.cat([core, tile_halo])).all())
+        assert bool((gap[tile_halo].max(dim=1).values <= halo * (1 + 1e-9) + 1e-9).all())
+
+
+def test_tiles_can_be_built_independently_and_merged():
+    gen = torch.Generator().manual_seed(5)
+    pos = torch.rand(500, 3, generator=gen) * torch.tensor([30.0, 20.0, 5.0])
+    batch = torch.randint(0, 2, (500,), generator=gen)
+    tiles = list(iter_tiles(pos, 8.0, 1.5))
+    assert len(tiles) == 12
+    # What a Dask/torch.distributed user would do: map over tiles, then merge by target.
+    pieces = [radius_graph_tile(pos, 1.5, tile, batch, max_num_neighbors=6, backend="torch") for tile in tiles]
+    merged = torch.cat(pieces, dim=1)
+    merged = merged[:, torch.argsort(merged[1] * pos.shape[0] + merged[0])]
+    assert torch.equal(merged, radius_graph(pos, 1.5, batch, max_num_neighbors=6))
+
+
+def test_tiled_refuses_a_too_large_graph_and_handles_empty_input():
+    gen = torch.Generator().manual_seed(6)
+    pos = torch.rand(300, 2, generator=gen) * 10
+    num_edges = radius_graph(pos, 1.0).shape[1]
+    with pytest.raises(GraphTooLargeError, match=f"{num_edges:,} edges needing {num_edges * 16:,} bytes"):
+        radius_graph_tiled(pos, 1.0, 3.0, max_memory=num_edges * 16 - 1)
+    assert radius_graph_tiled(torch.empty(0, 2), 1.0, 3.0).shape == (2, 0)
+
+
+def test_tiled_does_not_modify_inputs():
+    gen = np.random.default_rng(7)
+    pos = gen.uniform(0, 10, (200, 2)).astype(np.float32)
+    batch = gen.integers(0, 3, 200)
+    pos_before, batch_before = pos.copy(), batch.copy()
+    radius_graph_tiled(pos, 1.0, 2.5, batch, loop=True, return_distance=True)
+    assert np.array_equal(pos, pos_before) and np.array_equal(batch, batch_before)
+
+
+@pytest.mark.parametrize(
+    ("extent", "tile_size", "halo", "message"),
+    [
+        (1.0, 0.0, 1.0, "tile_size must be a positive finite number, got 0.0"),
+        (1.0, -2, 1.0, "tile_size must be a positive finite number"),
+        (1.0, float("inf"), 1.0, "tile_size must be a positive finite number, got inf"),
+        (1.0, 1.0, -1.0, "halo must be a non-negative finite number, got -1.0"),
+        (3e12, 1e-7, 0.0, "too small for the extent of pos: too many tiles"),
+        (1.0, 0.01, 1.0, "too small for halo=1.0: each point would lie in 40[0-9]{3} tiles"),
+    ],
+)
+def test_bad_tiles_are_refused(extent, tile_size, halo, message):
+    pos = torch.tensor([[0.0, 0.0], [extent, extent]], dtype=torch.float64)
+    with pytest.raises(ValueError, match=message):
+        list(iter_tiles(pos, tile_size, halo))

@@ -1,0 +1,551 @@
+"""Readers of stgraph.io on the real shared data and on small generated files.
+
+Expected values are computed here straight from the files (pyarrow, the csv module),
+not through the readers' code.
+"""
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import anndata as ad
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import shapely
+import spatialdata as sd
+from shapely.geometry import MultiPolygon
+from spatialdata.models import PointsModel, ShapesModel, TableModel
+
+from stgraph.io import (
+    from_spatialdata,
+    read_cosmx,
+    read_merscope,
+    read_transcripts,
+    read_xenium,
+    transcripts_frame,
+)
+from stgraph.io._schema import control_mask
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+XENIUM = DATA / "xenium_lung_10k"
+COSMX = DATA / "cosmx_lung12"
+MERFISH = DATA / "merfish_u2os_bento" / "merfish_sample.zarr"
+needs = {
+    name: pytest.mark.skipif(not path.exists(), reason=f"shared data {path} is absent")
+    for name, path in (("xenium", XENIUM), ("cosmx", COSMX), ("merfish", MERFISH))
+}
+SCHEMA_DTYPES = {"x": "float64", "y": "float64", "gene": "category", "cell_id": "category", "is_control": "bool"}
+
+
+def assert_schema(frame: pd.DataFrame) -> None:
+    for column, dtype in SCHEMA_DTYPES.items():
+        assert str(frame[column].dtype) == dtype, column
+
+
+# --------------------------------------------------------------------------- Xenium
+@pytest.fixture(scope="module")
+def xenium_raw() -> pa.Table:
+    return pq.read_table(XENIUM / "transcripts.parquet")
+
+
+@pytest.fixture(scope="module")
+def xenium() -> pd.DataFrame:
+    return transcripts_frame(read_xenium(XENIUM))
+
+
+@needs["xenium"]
+def test_xenium_molecules_match_the_file(xenium, xenium_raw):
+    assert len(xenium) == xenium_raw.num_rows == 10_000
+    assert_schema(xenium)
+    assert str(xenium["z"].dtype) == "float64" and xenium["in_nucleus"].dtype == bool
+    for ours, theirs in (("x", "x_location"), ("y", "y_location"), ("z", "z_location")):
+        np.testing.assert_array_equal(xenium[ours].to_numpy(), xenium_raw[theirs].to_numpy().astype(np.float64))
+    # already µm: the sample spans a few hundred µm, not thousands of pixels
+    assert 0 < np.ptp(xenium["x"]) < 1000 and 0 < np.ptp(xenium["z"]) < 50
+    np.testing.assert_array_equal(xenium["gene"].astype(str), xenium_raw["feature_name"].to_pylist())
+    assert len(xenium["gene"].cat.categories) == len(pc.unique(xenium_raw["feature_name"])) == 370
+    np.testing.assert_array_equal(
+        xenium["in_nucleus"].to_numpy(), xenium_raw["overlaps_nucleus"].to_numpy() == 1
+    )
+    assert xenium["in_nucleus"].sum() == 3416
+    for kept in ("transcript_id", "qv", "fov_name", "nucleus_distance"):
+        np.testing.assert_array_equal(xenium[kept].to_numpy(), xenium_raw[kept].to_numpy())
+
+
+@needs["xenium"]
+def test_xenium_cell_assignment(xenium, xenium_raw):
+    raw = np.asarray(xenium_raw["cell_id"].to_pylist(), dtype=object)
+    unassigned = raw == "UNASSIGNED"
+    assert unassigned.sum() == 202
+    np.testing.assert_array_equal(xenium["cell_id"].isna().to_numpy(), unassigned)
+    np.testing.assert_array_equal(xenium["cell_id"].astype(object)[~unassigned].to_numpy(), raw[~unassigned])
+    assert xenium["cell_id"].nunique() == len(set(raw) - {"UNASSIGNED"}) == 165
+
+
+@needs["xenium"]
+def test_xenium_controls_are_flagged(xenium, xenium_raw):
+    names = xenium_raw["feature_name"].to_pylist()
+    pattern = re.compile(r"^(NegControlProbe|NegControlCodeword|BLANK|UnassignedCodeword|DeprecatedCodeword)_")
+    expected = np.array([bool(pattern.match(n)) for n in names])
+    np.testing.assert_array_equal(xenium["is_control"].to_numpy(), expected)
+    assert expected.sum() == 25
+    dropped = transcripts_frame(read_xenium(XENIUM, drop_controls=True))
+    assert len(dropped) == 10_000 - 25
+    assert not any(pattern.match(g) for g in dropped["gene"].cat.categories)
+    np.testing.assert_array_equal(dropped.index, np.flatnonzero(~expected))
+
+
+@needs["xenium"]
+def test_xenium_min_qv(xenium_raw):
+    qv = xenium_raw["qv"].to_numpy()
+    frame = transcripts_frame(read_xenium(XENIUM, min_qv=20))
+    assert len(frame) == (qv >= 20).sum() == 8617
+    np.testing.assert_array_equal(frame.index, np.flatnonzero(qv >= 20))
+
+
+@needs["xenium"]
+def test_xenium_nucleus_polygons_match_the_vertices():
+    vertices = pq.read_table(XENIUM / "nucleus_boundaries.parquet").to_pandas()
+    shapes = read_xenium(XENIUM).shapes
+    assert "cell_boundaries" not in shapes
+    nuclei = shapes["nucleus_boundaries"]
+    assert len(nuclei) == vertices["cell_id"].nunique() == 135
+    for cell_id, rows in vertices.groupby("cell_id"):
+        ring = np.asarray(nuclei.geometry[cell_id].exterior.coords)
+        np.testing.assert_array_equal(ring, rows[["vertex_x", "vertex_y"]].to_numpy(dtype=np.float64))
+    areas = nuclei.geometry.area
+    assert 5 < areas.median() < 200  # µm², a nucleus
+
+
+def test_xenium_older_layout(tmp_path):
+    """Binary names, integer cell ids with -1, cell boundaries, two nuclei in one cell."""
+    pq.write_table(
+        pa.table({
+            "transcript_id": pa.array([10, 11, 12, 13], pa.uint64()),
+            "cell_id": pa.array([5, -1, 7, 5], pa.int64()),
+            "overlaps_nucleus": pa.array([1, 0, 0, 1], pa.uint8()),
+            "feature_name": pa.array([b"ACTB", b"BLANK_0001", b"GAPDH", b"ACTB"], pa.binary()),
+            "x_location": pa.array([1.0, 2.0, 3.0, 4.0], pa.float32()),
+            "y_location": pa.array([1.5, 2.5, 3.5, 4.5], pa.float32()),
+            "z_location": pa.array([7.0, 8.0, 9.0, 10.0], pa.float32()),
+            "qv": pa.array([40.0, 10.0, 25.0, 19.9], pa.float32()),
+        }),
+        tmp_path / "transcripts.parquet",
+    )
+    square = [(0, 0), (2, 0), (2, 2), (0, 2)]
+    pq.write_table(
+        pa.table({
+            "cell_id": ["5"] * 4 + ["7"] * 4,
+            "vertex_x": [x for x, _ in square] + [x + 5 for x, _ in square],
+            "vertex_y": [y for _, y in square] * 2,
+        }),
+        tmp_path / "cell_boundaries.parquet",
+    )
+    pq.write_table(
+        pa.table({
+            "cell_id": ["5"] * 8,
+            "label_id": [1] * 4 + [2] * 4,
+            "vertex_x": [0.1, 0.5, 0.5, 0.1, 1.1, 1.5, 1.5, 1.1],
+            "vertex_y": [0.1, 0.1, 0.5, 0.5, 1.1, 1.1, 1.5, 1.5],
+        }),
+        tmp_path / "nucleus_boundaries.parquet",
+    )
+    sdata = read_xenium(tmp_path, min_qv=20)
+    frame = transcripts_frame(sdata)
+    assert frame.index.tolist() == [0, 2]
+    assert frame["gene"].astype(str).tolist() == ["ACTB", "GAPDH"]
+    assert frame["cell_id"].astype(str).tolist() == ["5", "7"]
+    all_rows = transcripts_frame(read_xenium(tmp_path))
+    assert all_rows["cell_id"].isna().tolist() == [False, True, False, False]
+    assert all_rows["is_control"].tolist() == [False, True, False, False]
+    cells = sdata.shapes["cell_boundaries"]
+    assert cells.index.tolist() == ["5", "7"] and cells.geometry.area.tolist() == [4.0, 4.0]
+    nucleus = sdata.shapes["nucleus_boundaries"].geometry["5"]
+    assert isinstance(nucleus, MultiPolygon) and len(nucleus.geoms) == 2
+    assert nucleus.area == pytest.approx(2 * 0.16)
+
+
+def test_xenium_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="transcripts.parquet"):
+        read_xenium(tmp_path)
+
+
+# --------------------------------------------------------------------------- CosMx
+@pytest.fixture(scope="module")
+def cosmx_rows() -> list[dict[str, str]]:
+    with open(COSMX / "Lung12_tx_file.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def cosmx() -> pd.DataFrame:
+    return transcripts_frame(read_cosmx(COSMX))
+
+
+@needs["cosmx"]
+def test_cosmx_coordinates_in_micrometres(cosmx, cosmx_rows):
+    assert len(cosmx) == len(cosmx_rows) == 25_825
+    assert_schema(cosmx)
+    x_px = np.array([float(r["x_global_px"]) for r in cosmx_rows])
+    y_px = np.array([float(r["y_global_px"]) for r in cosmx_rows])
+    plane = np.array([int(r["z"]) for r in cosmx_rows])
+    np.testing.assert_allclose(cosmx["x"], x_px * 0.18, rtol=1e-12)
+    np.testing.assert_allclose(cosmx["y"], y_px * 0.18, rtol=1e-12)
+    np.testing.assert_array_equal(cosmx["z_plane"], plane)
+    np.testing.assert_allclose(cosmx["z"], plane * 0.8, rtol=1e-12)
+    assert set(plane) == set(range(10))
+    np.testing.assert_allclose(cosmx["x_local_px"], [float(r["x_local_px"]) for r in cosmx_rows], rtol=1e-12)
+    override = transcripts_frame(read_cosmx(COSMX, pixel_size=0.12028, z_step=0.5))
+    np.testing.assert_allclose(override["x"], x_px * 0.12028, rtol=1e-12)
+    np.testing.assert_allclose(override["z"], plane * 0.5, rtol=1e-12)
+
+
+@needs["cosmx"]
+def test_cosmx_cells_compartments_and_controls(cosmx, cosmx_rows):
+    expected = [None if r["cell_ID"] == "0" else f"{r['fov']}_{r['cell_ID']}" for r in cosmx_rows]
+    got = cosmx["cell_id"].astype(object).where(cosmx["cell_id"].notna(), None).tolist()
+    assert got == expected
+    assert sum(e is None for e in expected) == 6860
+    assert cosmx["cell_id"].nunique() == len({e for e in expected if e}) == 67 + 53  # cell_ID 0 excluded
+    nuclear = np.array([r["CellComp"] == "Nuclear" for r in cosmx_rows])
+    np.testing.assert_array_equal(cosmx["in_nucleus"], nuclear)
+    assert nuclear.sum() == 12_737
+    assert cosmx["CellComp"].astype(str).tolist() == [r["CellComp"] for r in cosmx_rows]
+    negative = np.array([r["target"].startswith("NegPrb") for r in cosmx_rows])
+    np.testing.assert_array_equal(cosmx["is_control"], negative)
+    genes = cosmx["gene"].cat.categories
+    assert len(genes) == len({r["target"] for r in cosmx_rows}) == 980
+    assert sum(g.startswith("NegPrb") for g in genes) == 20
+    assert cosmx["fov"].tolist() == [int(r["fov"]) for r in cosmx_rows]
+
+
+@needs["cosmx"]
+def test_cosmx_local_plus_fov_offset_equals_global(cosmx, cosmx_rows, tmp_path):
+    with open(COSMX / "Lung12_fov_positions_file.csv", newline="") as handle:
+        offsets = {row["fov"]: row for row in csv.DictReader(handle)}
+    for axis in ("x", "y"):
+        local = np.array([float(r[f"{axis}_local_px"]) for r in cosmx_rows])
+        offset = np.array([float(offsets[r["fov"]][f"{axis}_global_px"]) for r in cosmx_rows])
+        glob = np.array([float(r[f"{axis}_global_px"]) for r in cosmx_rows])
+        assert np.abs(local + offset - glob).max() < 1e-6  # pixels
+    # the reader's fallback path, on the same molecules without the global columns
+    table = pd.read_csv(COSMX / "Lung12_tx_file.csv").drop(columns=["x_global_px", "y_global_px"])
+    table.to_csv(tmp_path / "S1_tx_file.csv", index=False)
+    (tmp_path / "S1_fov_positions_file.csv").write_text((COSMX / "Lung12_fov_positions_file.csv").read_text())
+    fallback = transcripts_frame(read_cosmx(tmp_path))
+    np.testing.assert_allclose(fallback["x"], cosmx["x"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(fallback["y"], cosmx["y"], rtol=0, atol=1e-6)
+    (tmp_path / "S1_fov_positions_file.csv").unlink()
+    with pytest.raises(FileNotFoundError, match="fov_positions_file"):
+        read_cosmx(tmp_path)
+
+
+def test_cosmx_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="tx_file"):
+        read_cosmx(tmp_path)
+    pd.DataFrame({"fov": [1], "cell_ID": [0], "target": ["A"]}).to_csv(tmp_path / "a_tx_file.csv", index=False)
+    with pytest.raises(ValueError, match="'z'"):
+        read_cosmx(tmp_path)
+    (tmp_path / "b_tx_file.csv").write_text("fov\n")
+    with pytest.raises(FileNotFoundError, match="a_tx_file.csv"):
+        read_cosmx(tmp_path)
+    with pytest.raises(ValueError, match="pixel_size"):
+        read_cosmx(tmp_path, pixel_size=0)
+
+
+# --------------------------------------------------------------------------- MERSCOPE
+ENTITY = 2_923_084_200_005_100_012  # > 2**53: rounded if it ever passes through a float
+
+
+def write_merscope(folder: Path) -> None:
+    """A small output folder with the documented Vizgen column layout."""
+    rows = [
+        # unnamed, barcode_id, global_x, global_y, global_z, x, y, fov, gene, transcript_id, cell_id
+        (0, 3, 10.25, 20.5, 0.0, 101.0, 202.0, 0, "ACTB", "ENST01", ENTITY),
+        (4, 7, 11.0, 21.75, 2.0, 110.0, 217.0, 0, "Blank-1", "Blank-1", -1),
+        (9, 3, 30.5, 5.0, 6.0, 305.0, 50.0, 1, "ACTB", "ENST01", ENTITY + 1),
+        (2, 5, 31.0, 6.0, 1.0, 310.0, 60.0, 1, "GAPDH", "ENST02", -1),
+    ]
+    with open(folder / "detected_transcripts.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["", "barcode_id", "global_x", "global_y", "global_z", "x", "y", "fov", "gene",
+                         "transcript_id", "cell_id"])
+        writer.writerows(rows)
+    a = shapely.box(9, 19, 13, 23)
+    b0, b1 = shapely.box(29, 4, 31, 7), shapely.box(30, 4, 32, 7)  # outline moves between planes
+    geometries = [MultiPolygon([a]), MultiPolygon([a]), MultiPolygon([b0]), MultiPolygon([b1])]
+    pq.write_table(
+        pa.table({
+            "ID": [0, 1, 2, 3],
+            "EntityID": pa.array([ENTITY, ENTITY, ENTITY + 1, ENTITY + 1], pa.int64()),
+            "ZIndex": [0, 1, 0, 1],
+            "Geometry": shapely.to_wkb(geometries),
+            "Type": ["cell"] * 4,
+            "ZLevel": [1.5, 3.0, 1.5, 3.0],
+            "Name": [None] * 4,
+            "ParentID": [None] * 4,
+            "ParentType": [None] * 4,
+        }),
+        folder / "cell_boundaries.parquet",
+    )
+
+
+def test_merscope(tmp_path):
+    write_merscope(tmp_path)
+    sdata = read_merscope(tmp_path)
+    frame = transcripts_frame(sdata)
+    assert_schema(frame)
+    assert frame["x"].tolist() == [10.25, 11.0, 30.5, 31.0]
+    assert frame["y"].tolist() == [20.5, 21.75, 5.0, 6.0]
+    assert frame["z"].tolist() == [0.0, 3.0, 9.0, 1.5]
+    assert frame["z_plane"].tolist() == [0.0, 2.0, 6.0, 1.0]
+    assert frame["x_fov_px"].tolist() == [101.0, 110.0, 305.0, 310.0]
+    assert frame["fov_transcript_index"].tolist() == [0, 4, 9, 2]
+    assert frame["barcode_id"].tolist() == [3, 7, 3, 5]
+    assert frame["cell_id"].astype(object).where(frame["cell_id"].notna(), None).tolist() == [
+        str(ENTITY), None, str(ENTITY + 1), None
+    ]
+    assert frame["is_control"].tolist() == [False, True, False, False]
+    cells = sdata.shapes["cell_boundaries"]
+    assert cells.index.tolist() == [str(ENTITY), str(ENTITY + 1)]
+    assert cells.geometry.area.tolist() == [16.0, 9.0]  # cell B: union of a 2x3 and a shifted 2x3
+    assert len(transcripts_frame(read_merscope(tmp_path, z_step=2.0, drop_controls=True))) == 3
+    assert transcripts_frame(read_merscope(tmp_path, z_step=2.0))["z"].tolist() == [0.0, 4.0, 12.0, 2.0]
+
+
+def test_merscope_without_boundaries_and_hdf5_warning(tmp_path):
+    write_merscope(tmp_path)
+    (tmp_path / "cell_boundaries.parquet").unlink()
+    (tmp_path / "cell_boundaries").mkdir()
+    with pytest.warns(UserWarning, match="hdf5"):
+        sdata = read_merscope(tmp_path)
+    assert len(sdata.shapes) == 0
+    with pytest.raises(FileNotFoundError, match="detected_transcripts.csv"):
+        read_merscope(tmp_path / "cell_boundaries")
+
+
+# --------------------------------------------------------------------------- generic tables
+def make_table() -> pd.DataFrame:
+    return pd.DataFrame({
+        "px_x": [10.0, 20.0, 30.0, 40.0, 50.0],
+        "px_y": [1.0, 2.0, 3.0, 4.0, 5.0],
+        "plane": [0, 1, 2, 3, 4],
+        "target": ["ACTB", "NegPrb3", "NEGR1", "notarget002", "ACTB"],
+        "cell": [12.0, np.nan, 12.0, 3.0, 0.0],
+        "nuc": ["n1", "", "n1", "", "UNASSIGNED"],
+        "score": [0.5, 0.1, 0.9, 0.3, 0.7],
+    })
+
+
+def test_read_transcripts_mapping_units_and_ids():
+    table = make_table()
+    before = table.copy()
+    frame = transcripts_frame(read_transcripts(
+        table, x="px_x", y="px_y", z="plane", gene="target", cell="cell", nucleus="nuc",
+        pixel_size=0.5, z_step=1.5,
+    ))
+    pd.testing.assert_frame_equal(table, before)
+    assert list(frame.columns) == ["x", "y", "z", "gene", "cell_id", "in_nucleus", "nucleus_id", "is_control", "score"]
+    assert frame["x"].tolist() == [5.0, 10.0, 15.0, 20.0, 25.0]
+    assert frame["z"].tolist() == [0.0, 1.5, 3.0, 4.5, 6.0]
+    assert frame["cell_id"].astype(object).where(frame["cell_id"].notna(), None).tolist() == ["12", None, "12", "3", "0"]
+    assert frame["nucleus_id"].notna().tolist() == [True, False, True, False, False]
+    assert frame["in_nucleus"].tolist() == [True, False, True, False, False]
+    assert frame["is_control"].tolist() == [False, True, False, True, False]
+    assert frame["score"].tolist() == table["score"].tolist()
+    # z_step defaults to pixel_size
+    assert transcripts_frame(read_transcripts(table, x="px_x", y="px_y", z="plane", gene="target",
+                                              pixel_size=0.5))["z"].tolist() == [0.0, 0.5, 1.0, 1.5, 2.0]
+
+
+def test_read_transcripts_files_equal_frame(tmp_path):
+    table = make_table().drop(columns="nuc")
+    table.to_csv(tmp_path / "t.csv", index=False)
+    table.to_parquet(tmp_path / "t.parquet")
+    table.to_csv(tmp_path / "t.tsv.gz", sep="\t", index=False)
+    kwargs = dict(x="px_x", y="px_y", gene="target", cell="cell")
+    reference = transcripts_frame(read_transcripts(table, **kwargs))
+    for name in ("t.csv", "t.parquet", "t.tsv.gz"):
+        pd.testing.assert_frame_equal(transcripts_frame(read_transcripts(tmp_path / name, **kwargs)), reference)
+
+
+def test_control_flags_and_drop():
+    names = ["NegPrb1", "negprb22", "BLANK_0001", "Blank-3", "notarget004", "NegControlProbe_00016",
+             "NegControlCodeword_0500", "UnassignedCodeword_0001", "DeprecatedCodeword_1",
+             "ACTB", "NEGR1", "BLNK", "CD274"]
+    assert control_mask(names).tolist() == [True] * 9 + [False] * 4
+    table = pd.DataFrame({"x": np.arange(13.0), "y": np.zeros(13), "gene": names})
+    flagged = transcripts_frame(read_transcripts(table, x="x", y="y", gene="gene"))
+    assert flagged["is_control"].sum() == 9 and len(flagged) == 13
+    dropped = transcripts_frame(read_transcripts(table, x="x", y="y", gene="gene", drop_controls=True))
+    assert dropped["gene"].cat.categories.tolist() == ["ACTB", "BLNK", "CD274", "NEGR1"]
+    assert dropped.index.tolist() == [9, 10, 11, 12] and not dropped["is_control"].any()
+    # a boolean is_control column adds to the name flags
+    table["is_control"] = [False] * 12 + [True]
+    assert transcripts_frame(read_transcripts(table, x="x", y="y", gene="gene"))["is_control"].sum() == 10
+
+
+def test_read_transcripts_boundaries_are_scaled():
+    table = make_table()
+    cells = gpd.GeoSeries([shapely.box(0, 0, 10, 10)], index=[12])
+    sdata = read_transcripts(table, x="px_x", y="px_y", gene="target", cell="cell", pixel_size=0.5,
+                             cell_boundaries=cells)
+    shape = sdata.shapes["cell_boundaries"]
+    assert shape.index.tolist() == ["12"] and shape.geometry.area.tolist() == [25.0]
+    assert cells.area.tolist() == [100.0]  # input untouched
+    with pytest.raises(ValueError, match="not unique"):
+        read_transcripts(table, x="px_x", y="px_y", gene="target",
+                         cell_boundaries=gpd.GeoSeries([shapely.box(0, 0, 1, 1)] * 2, index=[1, 1]))
+    with pytest.raises(ValueError, match="polygons"):
+        read_transcripts(table, x="px_x", y="px_y", gene="target",
+                         cell_boundaries=gpd.GeoSeries([shapely.LineString([(0, 0), (1, 1)])], index=[1]))
+
+
+@pytest.mark.parametrize(
+    ("change", "kwargs", "error", "match"),
+    [
+        (None, dict(x="nope"), ValueError, "nope"),
+        (lambda t: t.assign(px_x=[1.0, np.inf, 2.0, 3.0, 4.0]), {}, ValueError, "non-finite"),
+        (lambda t: t.assign(px_y=[1.0, np.nan, 2.0, 3.0, 4.0]), {}, ValueError, "non-finite"),
+        (lambda t: t.assign(px_x=list("abcde")), {}, TypeError, "numeric"),
+        (lambda t: t.assign(target=["A", None, "B", "C", "D"]), {}, ValueError, "missing"),
+        (lambda t: t.assign(inside=[0, 1, 2, 0, 1]), dict(in_nucleus="inside"), ValueError, "0/1"),
+        (lambda t: t.assign(x=1.0), {}, ValueError, "schema names"),
+        (lambda t: t.iloc[:0], {}, ValueError, "no rows"),
+        (lambda t: t.assign(target="NegPrb1"), dict(drop_controls=True), ValueError, "control"),
+        (None, dict(pixel_size=0), ValueError, "pixel_size"),
+        (None, dict(pixel_size=float("nan")), ValueError, "pixel_size"),
+        (None, dict(z_step=-1.0), ValueError, "z_step"),
+        (None, dict(pixel_size=True), TypeError, "pixel_size"),
+    ],
+)
+def test_read_transcripts_errors(change, kwargs, error, match):
+    table = make_table() if change is None else change(make_table())
+    arguments = dict(x="px_x", y="px_y", gene="target") | kwargs
+    with pytest.raises(error, match=match):
+        read_transcripts(table, **arguments)
+
+
+def test_read_transcripts_bad_sources(tmp_path):
+    with pytest.raises(TypeError, match="DataFrame"):
+        read_transcripts([1, 2], x="x", y="y", gene="g")
+    with pytest.raises(FileNotFoundError):
+        read_transcripts(tmp_path / "absent.csv", x="x", y="y", gene="g")
+    (tmp_path / "t.xlsx").write_text("")
+    with pytest.raises(ValueError, match="format"):
+        read_transcripts(tmp_path / "t.xlsx", x="x", y="y", gene="g")
+
+
+# --------------------------------------------------------------------------- SpatialData passthrough
+@pytest.fixture(scope="module")
+def bento() -> sd.SpatialData:
+    return sd.read_zarr(MERFISH)
+
+
+@pytest.fixture(scope="module")
+def bento_raw() -> pd.DataFrame:
+    return pq.read_table(MERFISH / "points" / "transcripts" / "points.parquet").to_pandas()
+
+
+@needs["merfish"]
+def test_from_spatialdata_bento(bento, bento_raw):
+    before_points = bento.points["transcripts"].compute()
+    before_attrs = dict(bento.points["transcripts"].attrs["spatialdata_attrs"])
+    before_cells = bento.shapes["cell_boundaries"].copy()
+    result = from_spatialdata(bento, pixel_size=0.1)
+    # the input is untouched
+    pd.testing.assert_frame_equal(bento.points["transcripts"].compute(), before_points)
+    assert bento.points["transcripts"].attrs["spatialdata_attrs"] == before_attrs
+    assert bento.shapes["cell_boundaries"].geom_equals(before_cells).all()
+    assert result.points["transcripts"] is not bento.points["transcripts"]
+
+    frame = transcripts_frame(result)
+    assert_schema(frame)
+    assert len(frame) == len(bento_raw) == 174_827
+    np.testing.assert_array_equal(frame.index, bento_raw.index)
+    np.testing.assert_array_equal(frame["x"], bento_raw["x"].to_numpy() * 0.1)
+    np.testing.assert_array_equal(frame["y"], bento_raw["y"].to_numpy() * 0.1)
+    np.testing.assert_array_equal(frame["gene"].astype(str), bento_raw["feature_name"].astype(str))
+    assert len(frame["gene"].cat.categories) == 135
+    np.testing.assert_array_equal(frame["cell_id"].astype(str), bento_raw["cell_boundaries"].astype(str))
+    assert frame["cell_id"].notna().all() and frame["cell_id"].nunique() == 15
+    outside = (bento_raw["nucleus_boundaries"] == "").to_numpy()
+    assert outside.sum() == 129_639
+    np.testing.assert_array_equal(frame["nucleus_id"].isna(), outside)
+    np.testing.assert_array_equal(frame["in_nucleus"], ~outside)
+    np.testing.assert_array_equal(
+        frame["nucleus_id"].astype(str)[~outside], bento_raw["nucleus_boundaries"].astype(str)[~outside]
+    )
+    blanks = bento_raw["feature_name"].astype(str).str.startswith("notarget").to_numpy()
+    np.testing.assert_array_equal(frame["is_control"], blanks)
+    assert frame.loc[frame["is_control"], "gene"].nunique() == 5
+    np.testing.assert_array_equal(frame["index"], bento_raw["index"])
+    for key, count in (("cell_boundaries", 15), ("nucleus_boundaries", 13)):
+        ours, theirs = result.shapes[key], bento.shapes[key]
+        assert len(ours) == count and ours.index.tolist() == theirs.index.tolist()
+        np.testing.assert_allclose(ours.geometry.area, theirs.geometry.area * 0.01, rtol=1e-12)
+    # µm: U2-OS cells are tens of µm across, not hundreds
+    assert 10 < np.sqrt(result.shapes["cell_boundaries"].geometry.area.median()) < 100
+
+
+@needs["merfish"]
+def test_from_spatialdata_is_idempotent_on_schema_data(bento):
+    once = from_spatialdata(bento, pixel_size=0.1)
+    twice = from_spatialdata(once)
+    pd.testing.assert_frame_equal(transcripts_frame(twice), transcripts_frame(once))
+
+
+def test_from_spatialdata_errors():
+    points = PointsModel.parse(pd.DataFrame({"x": [1.0, 2.0], "y": [3.0, 4.0], "name": ["a", "b"]}))
+    sdata = sd.SpatialData(points={"molecules": points})
+    with pytest.raises(TypeError, match="SpatialData"):
+        from_spatialdata(points)
+    with pytest.raises(KeyError, match="molecules"):
+        from_spatialdata(sdata)
+    with pytest.raises(ValueError, match="gene"):
+        from_spatialdata(sdata, points_key="molecules")
+    frame = transcripts_frame(from_spatialdata(sdata, points_key="molecules", gene="name"))
+    assert frame["gene"].astype(str).tolist() == ["a", "b"] and frame["cell_id"].isna().all()
+
+
+def test_from_spatialdata_copies_tables_and_scales_shapes():
+    points = PointsModel.parse(pd.DataFrame({"x": [1.0, 2.0], "y": [1.0, 2.0], "gene": ["a", "b"],
+                                             "cell_id": ["c1", "c2"]}), feature_key="gene", instance_key="cell_id")
+    shapes = ShapesModel.parse(gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 1, 1), shapely.box(1, 1, 3, 3)],
+                                                index=["c1", "c2"]))
+    obs = pd.DataFrame({"region": pd.Categorical(["cell_boundaries"] * 2), "cid": ["c1", "c2"]}, index=["0", "1"])
+    table = TableModel.parse(ad.AnnData(np.ones((2, 3)), obs=obs), region="cell_boundaries",
+                             region_key="region", instance_key="cid")
+    sdata = sd.SpatialData(points={"transcripts": points}, shapes={"cell_boundaries": shapes}, tables={"table": table})
+    result = from_spatialdata(sdata, pixel_size=2.0)
+    assert result.tables["table"] is not sdata.tables["table"]
+    np.testing.assert_array_equal(result.tables["table"].X, np.ones((2, 3)))
+    assert result.shapes["cell_boundaries"].geometry.area.tolist() == [4.0, 16.0]
+    assert sdata.shapes["cell_boundaries"].geometry.area.tolist() == [1.0, 4.0]
+    assert transcripts_frame(result)["x"].tolist() == [2.0, 4.0]
+
+
+# --------------------------------------------------------------------------- transcripts_frame
+def test_transcripts_frame_is_a_validated_copy():
+    sdata = read_transcripts(make_table(), x="px_x", y="px_y", gene="target", cell="cell")
+    frame = transcripts_frame(sdata)
+    frame.loc[:, "x"] = -1.0
+    assert (transcripts_frame(sdata)["x"] > 0).all()
+    with pytest.raises(TypeError, match="SpatialData"):
+        transcripts_frame(frame)
+    with pytest.raises(KeyError, match="transcripts"):
+        transcripts_frame(sdata, points_key="spots")
+    raw = sd.SpatialData(points={"transcripts": PointsModel.parse(
+        pd.DataFrame({"x": [1.0], "y": [2.0], "feature_name": ["a"]}), feature_key="feature_name")})
+    with pytest.raises(ValueError, match=r"\['gene', 'cell_id', 'is_control'\].*from_spatialdata"):
+        transcripts_frame(raw)
+    wrong = sd.SpatialData(points={"transcripts": PointsModel.parse(pd.DataFrame(
+        {"x": [1.0], "y": [2.0], "gene": ["a"], "cell_id": ["c"], "is_control": [False]}))})
+    with pytest.raises(ValueError, match="'gene' must be categorical"):
+        transcripts_frame(wrong)

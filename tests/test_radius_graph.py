@@ -1,0 +1,303 @@
+"""Exactness of stgraph.graph.radius_graph against an O(N^2) brute force, for every backend."""
+from __future__ import annotations
+
+import math
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import stgraph.graph._cells as cells_module
+import stgraph.graph._torch_grid as torch_grid_module
+from stgraph.graph import GraphTooLargeError, available_backends, radius_graph
+
+BACKENDS = available_backends()
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SETTINGS = settings(derandomize=True, deadline=None, max_examples=40)
+
+
+def brute_force(pos: torch.Tensor, r: float, batch=None, loop=False, k=None):
+    """Edge index and float64 d2 of the predicate, by comparing every pair."""
+    p = pos.detach().cpu().to(torch.float64).numpy()
+    n = p.shape[0]
+    d2 = np.zeros((n, n))
+    for dim in range(p.shape[1]):
+        diff = p[:, None, dim] - p[None, :, dim]  # [target i, source j] = x_i - x_j
+        d2 = d2 + diff * diff
+    adjacent = d2 <= r * r
+    if batch is not None:
+        b = np.asarray(batch)
+        adjacent &= b[:, None] == b[None, :]
+    if not loop:
+        np.fill_diagonal(adjacent, False)
+    sources, targets = [], []
+    for i in range(n):
+        js = np.flatnonzero(adjacent[i])
+        if k is not None and js.size > k:
+            js = np.sort(sorted(js, key=lambda j: (d2[i, j], j))[:k])
+        sources += js.tolist()
+        targets += [i] * js.size
+    edge_index = torch.tensor([sources, targets], dtype=torch.int64).reshape(2, -1)
+    return edge_index, torch.from_numpy(d2[edge_index[1].numpy(), edge_index[0].numpy()])
+
+
+def exact_sqrt(d2: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Correctly rounded float64 square root (numpy's; torch.sqrt on CPU may be an ulp off)."""
+    return torch.from_numpy(np.sqrt(d2.cpu().numpy())).to(dtype)
+
+
+def assert_same_graph(pos, r, batch, loop, k, backend):
+    expected, d2 = brute_force(pos, r, batch, loop, k)
+    edge_index, dist = radius_graph(
+        pos, r, batch, loop=loop, max_num_neighbors=k, backend=backend, return_distance=True
+    )
+    assert edge_index.dtype == torch.int64
+    assert torch.equal(edge_index, expected)
+    assert dist.dtype == pos.dtype
+    assert torch.equal(dist, exact_sqrt(d2, pos.dtype))
+
+
+@dataclass
+class Case:
+    pos: torch.Tensor
+    r: float
+    batch: torch.Tensor | None
+    loop: bool
+
+
+@st.composite
+def cases(draw, max_points=40):
+    dim = draw(st.sampled_from([2, 3]))
+    n = draw(st.integers(0, max_points))
+    if draw(st.booleans()):
+        # Small integer grid: duplicates and many pairs exactly r apart.
+        coords = draw(arrays(np.int64, (n, dim), elements=st.integers(-3, 3))).astype(np.float64)
+        r = draw(st.sampled_from([0.5, 1.0, math.sqrt(2.0), 2.0, math.sqrt(5.0), 3.0]))
+    else:
+        spread = draw(st.sampled_from([1.0, 10.0, 1000.0]))
+        coords = draw(arrays(np.float64, (n, dim), elements=st.floats(-spread, spread, allow_subnormal=False)))
+        if n >= 2 and draw(st.booleans()):
+            # Radius equal to one pairwise distance: puts a pair on the boundary.
+            i, j = draw(st.integers(0, n - 1)), draw(st.integers(0, n - 1))
+            d2 = 0.0
+            for axis in range(dim):
+                d2 = d2 + (coords[i, axis] - coords[j, axis]) ** 2
+            r = math.sqrt(d2) if d2 > 0 else 1.0
+        else:
+            r = draw(st.floats(0.01, spread))
+    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    batch = None
+    if draw(st.booleans()):
+        batch = torch.from_numpy(draw(arrays(np.int64, n, elements=st.integers(-1, 2))))
+    return Case(torch.from_numpy(coords).to(dtype), r, batch, draw(st.booleans()))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@SETTINGS
+@given(case=cases())
+def test_matches_brute_force(backend, case):
+    assert_same_graph(case.pos, case.r, case.batch, case.loop, None, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@SETTINGS
+@given(case=cases(), k=st.integers(1, 6))
+def test_nearest_k_matches_brute_force(backend, case, k):
+    assert_same_graph(case.pos, case.r, case.batch, case.loop, k, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_isolated_points_duplicates_and_boundary(backend):
+    pos = torch.tensor([[0.0, 0.0], [0.0, 0.0], [3.0, 4.0], [100.0, 100.0], [3.0, 4.0 + 2**-40]], dtype=torch.float64)
+    edge_index = radius_graph(pos, 5.0, backend=backend)
+    # (0,0)-(3,4) is exactly 5 apart: kept; 4 is 5 + 2**-40 * 4/5 away from 0 and 1: dropped.
+    expected = [[1, 2, 0, 2, 0, 1, 4, 2], [0, 0, 1, 1, 2, 2, 2, 4]]
+    assert edge_index.tolist() == expected
+    assert not (edge_index == 3).any()  # isolated
+
+
+@pytest.mark.parametrize("pairs_per_chunk", [1, 200])
+def test_torch_backend_in_small_chunks(monkeypatch, pairs_per_chunk):
+    # 1: every chunk is one cell over the limit; 200: chunks of a few cells.
+    monkeypatch.setattr(torch_grid_module, "PAIRS_PER_CHUNK", pairs_per_chunk)
+    monkeypatch.setattr(cells_module, "CELLS_PER_LOOKUP", 3)
+    gen = torch.Generator().manual_seed(3)
+    pos = torch.rand(80, 3, generator=gen, dtype=torch.float64) * 5
+    batch = torch.randint(0, 3, (80,), generator=gen)
+    assert_same_graph(pos, 1.3, batch, False, None, "torch")
+    assert_same_graph(pos, 1.3, batch, True, 4, "torch")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dim", [2, 3])
+def test_tiny_radius_over_huge_extent(backend, dim):
+    # 2e15 / 0.2 = 1e16 cells per axis: the int64 cell keys force a coarser grid.
+    gen = torch.Generator().manual_seed(1)
+    corners = torch.tensor([[-1e15] * dim, [1e15] * dim, [3e14] * dim], dtype=torch.float64)
+    steps = torch.randint(0, 3, (60, dim), generator=gen).to(torch.float64) * 0.125
+    pos = corners[torch.arange(60) % 3] + steps
+    assert_same_graph(pos, 0.2, torch.arange(60) % 2, False, None, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_input(backend):
+    edge_index, dist = radius_graph(torch.empty(0, 3), 1.0, backend=backend, return_distance=True)
+    assert edge_index.shape == (2, 0) and edge_index.dtype == torch.int64
+    assert dist.shape == (0,) and dist.dtype == torch.float32
+
+
+def test_numpy_input_gives_the_torch_result():
+    gen = np.random.default_rng(0)
+    pos = gen.uniform(0, 10, (200, 2))
+    batch = gen.integers(0, 2, 200)
+    expected = radius_graph(torch.from_numpy(pos), 1.5, torch.from_numpy(batch))
+    pos.setflags(write=False)  # read-only arrays are accepted too
+    assert torch.equal(radius_graph(pos, 1.5, batch), expected)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inputs_are_not_modified(backend):
+    gen = torch.Generator().manual_seed(2)
+    for dtype in (torch.float32, torch.float64):
+        pos = torch.rand(150, 3, generator=gen).to(dtype) * 4
+        batch = torch.randint(5, 8, (150,), generator=gen)
+        pos_before, batch_before = pos.clone(), batch.clone()
+        radius_graph(pos, 0.9, batch, loop=True, max_num_neighbors=3, backend=backend, return_distance=True)
+        assert torch.equal(pos, pos_before) and torch.equal(batch, batch_before)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_too_large_graph_is_refused_before_allocation(backend):
+    gen = torch.Generator().manual_seed(4)
+    pos = torch.rand(400, 2, generator=gen) * 10
+    num_edges = brute_force(pos, 1.0)[0].shape[1]
+    needed = num_edges * (16 + 4)  # int64 edge index + float32 distances
+    with pytest.raises(GraphTooLargeError, match=f"{num_edges:,} edges needing {needed:,} bytes"):
+        radius_graph(pos, 1.0, backend=backend, return_distance=True, max_memory=needed - 1)
+    edge_index, _ = radius_graph(pos, 1.0, backend=backend, return_distance=True, max_memory=needed)
+    assert edge_index.shape[1] == num_edges
+    capped = brute_force(pos, 1.0, k=2)[0].shape[1]
+    with pytest.raises(ValueError, match=f"{capped:,} edges needing {capped * 16:,} bytes"):
+        radius_graph(pos, 1.0, backend=backend, max_num_neighbors=2, max_memory=capped * 16 - 1)
+
+
+POS = torch.zeros(4, 2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"pos": torch.tensor([[0.0, float("nan")]])}, ValueError, "NaN or infinite coordinates .first at row 0"),
+        ({"pos": torch.tensor([[0.0, 0.0], [float("inf"), 0.0]])}, ValueError, "first at row 1"),
+        ({"pos": torch.zeros(4)}, ValueError, r"shape \[N, 2\] or \[N, 3\], got \[4\]"),
+        ({"pos": torch.zeros(4, 4)}, ValueError, r"shape \[N, 2\] or \[N, 3\], got \[4, 4\]"),
+        ({"pos": torch.zeros(4, 2, dtype=torch.int64)}, TypeError, "floating-point dtype, got torch.int64"),
+        ({"pos": [[0.0, 0.0]]}, TypeError, "pos must be a torch.Tensor or numpy.ndarray, got list"),
+        ({"r": 0.0}, ValueError, "r must be a positive finite number, got 0.0"),
+        ({"r": -1}, ValueError, "r must be a positive finite number, got -1.0"),
+        ({"r": float("inf")}, ValueError, "r must be a positive finite number, got inf"),
+        ({"r": float("nan")}, ValueError, "r must be a positive finite number, got nan"),
+        ({"r": "1"}, TypeError, "r must be a real number, got str"),
+        ({"r": True}, TypeError, "r must be a real number"),
+        ({"batch": torch.zeros(3, dtype=torch.int64)}, ValueError, r"batch must have shape \[4\]"),
+        ({"batch": torch.zeros(4)}, TypeError, "batch must have an integer dtype, got torch.float32"),
+        ({"batch": torch.zeros(4, dtype=torch.bool)}, TypeError, "integer dtype, got torch.bool"),
+        ({"batch": torch.zeros(4, dtype=torch.int64, device="meta")}, ValueError, "batch is on meta but pos is on cpu"),
+        ({"backend": "octree"}, ValueError, "unknown backend 'octree'"),
+        ({"backend": None}, TypeError, "backend must be a str"),
+        ({"max_num_neighbors": 0}, ValueError, "max_num_neighbors must be at least 1"),
+        ({"max_num_neighbors": 2.5}, TypeError, "max_num_neighbors must be a positive int"),
+        ({"loop": 1}, TypeError, "loop must be a bool"),
+        ({"max_memory": -5}, ValueError, "max_memory must be non-negative"),
+    ],
+)
+def test_bad_input_is_refused(kwargs, error, message):
+    arguments = {"pos": POS, "r": 1.0} | kwargs
+    with pytest.raises(error, match=message):
+        radius_graph(arguments.pop("pos"), arguments.pop("r"), **arguments)
+
+
+def test_missing_torch_cluster_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch_cluster", None)  # makes `import torch_cluster` fail
+    with pytest.raises(ValueError, match="needs the torch-cluster package"):
+        radius_graph(POS, 1.0, backend="torch_cluster")
+
+
+def _fake_torch_cluster(calls):
+    """Mimics torch_cluster.radius_graph's contract: strict `<`, batch must be sorted, and
+    a target with too many neighbours keeps an arbitrary subset (here: the last ones)."""
+
+    def fake_radius_graph(x, r, batch=None, loop=False, max_num_neighbors=32, flow="source_to_target"):
+        assert flow == "source_to_target"
+        if batch is not None:
+            assert bool((batch[1:] >= batch[:-1]).all())
+        calls.append(max_num_neighbors)
+        d = torch.cdist(x, x)
+        adjacent = d < r
+        if batch is not None:
+            adjacent &= batch[:, None] == batch[None, :]
+        adjacent.fill_diagonal_(loop)
+        sources, targets = [], []
+        for i in range(x.shape[0]):
+            js = torch.nonzero(adjacent[i]).flatten().flip(0)[:max_num_neighbors]
+            sources.append(js)
+            targets.append(torch.full_like(js, i))
+        return torch.stack([torch.cat(sources), torch.cat(targets)])
+
+    return types.SimpleNamespace(radius_graph=fake_radius_graph)
+
+
+@SETTINGS
+@given(case=cases(max_points=25), k=st.one_of(st.none(), st.integers(1, 4)))
+def test_torch_cluster_wrapper_is_exact_with_a_stand_in(case, k):
+    calls = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "torch_cluster", _fake_torch_cluster(calls))
+        assert_same_graph(case.pos, case.r, case.batch, case.loop, k, "torch_cluster")
+    assert len(calls) == (1 if case.pos.shape[0] else 0)
+
+
+@pytest.mark.skipif(not (DATA / "xenium_lung_10k").exists(), reason="shared/data/xenium_lung_10k not present")
+def test_real_xenium_transcripts_all_backends_agree():
+    import pandas as pd
+
+    frame = pd.read_parquet(DATA / "xenium_lung_10k" / "transcripts.parquet")
+    pos = torch.tensor(frame[["x_location", "y_location", "z_location"]].to_numpy(), dtype=torch.float32)
+    edge_index, dist = radius_graph(pos, 3.0, return_distance=True)
+    for backend in BACKENDS:
+        other_index, other_dist = radius_graph(pos, 3.0, backend=backend, return_distance=True)
+        assert torch.equal(other_index, edge_index) and torch.equal(other_dist, dist)
+    # Brute force on a subset of targets keeps the reference cheap.
+    p = pos.to(torch.float64)
+    targets = torch.arange(0, pos.shape[0], 37)
+    d2 = torch.zeros(targets.numel(), pos.shape[0], dtype=torch.float64)
+    for axis in range(3):
+        diff = p[targets, None, axis] - p[None, :, axis]
+        d2 = d2 + diff * diff
+    d2[torch.arange(targets.numel()), targets] = math.inf
+    expected = (d2 <= 9.0).sum(1)
+    assert expected.sum() > 1000
+    assert torch.equal(torch.bincount(edge_index[1], minlength=pos.shape[0])[targets], expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@SETTINGS
+@given(case=cases(), k=st.one_of(st.none(), st.integers(1, 4)))
+def test_cuda_matches_brute_force(case, k):
+    pos = case.pos.cuda()
+    batch = None if case.batch is None else case.batch.cuda()
+    expected, d2 = brute_force(case.pos, case.r, case.batch, case.loop, k)
+    for backend in ("auto",) + BACKENDS:
+        edge_index, dist = radius_graph(
+            pos, case.r, batch, loop=case.loop, max_num_neighbors=k, backend=backend, return_distance=True
+        )
+        assert edge_index.is_cuda and dist.is_cuda
+        assert torch.equal(edge_index.cpu(), expected)
+        assert torch.equal(dist.cpu(), exact_sqrt(d2, pos.dtype))

@@ -1,0 +1,87 @@
+"""transcript_graph: the radius graph of a sample's molecules, with their labels."""
+import numpy as np
+import pytest
+import torch
+
+import stgraph as sg
+from stgraph.graph import radius_graph, transcript_graph
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return sg.datasets.simulate(n_cells=4, n_genes=6, mean_counts=15, seed=7)[0]
+
+
+def brute_force_edges(pos: np.ndarray, r: float) -> set[tuple[int, int]]:
+    diff = pos[:, None, :].astype(np.float64) - pos[None, :, :]
+    d2 = (diff**2).sum(-1)
+    j, i = np.nonzero(d2 <= r * r)
+    return {(a, b) for a, b in zip(j.tolist(), i.tolist()) if a != b}
+
+
+def test_nodes_carry_the_points_labels(sim):
+    frame = sg.io.transcripts_frame(sim)
+    graph = transcript_graph(sim, 1.5)
+    assert graph.gene_names == list(frame["gene"].cat.categories)
+    np.testing.assert_array_equal(graph.gene.numpy(), frame["gene"].cat.codes.to_numpy())
+    np.testing.assert_array_equal(graph.cell.numpy(), frame["cell_id"].cat.codes.to_numpy())
+    np.testing.assert_array_equal(graph.in_nucleus.numpy(), frame["in_nucleus"].to_numpy())
+    np.testing.assert_allclose(graph.pos.numpy(), frame[["x", "y"]].to_numpy(), rtol=1e-6)
+    assert graph.radius == 1.5
+
+
+def test_edges_equal_brute_force(sim):
+    graph = transcript_graph(sim, 1.5)
+    pos = graph.pos.numpy()
+    got = set(map(tuple, graph.edge_index.t().tolist()))
+    assert got == brute_force_edges(pos, 1.5)
+    src, dst = graph.edge_index
+    expected_dist = (graph.pos[src].double() - graph.pos[dst].double()).norm(dim=1)
+    torch.testing.assert_close(graph.edge_dist.double(), expected_dist, rtol=1e-6, atol=1e-6)
+
+
+def test_within_cell_keeps_exactly_the_same_cell_edges(sim):
+    everything = transcript_graph(sim, 2.0)
+    within = transcript_graph(sim, 2.0, within="cell")
+    cell = everything.cell
+    src, dst = everything.edge_index
+    same = (cell[src] == cell[dst]) & (cell[src] >= 0)
+    torch.testing.assert_close(within.edge_index, everything.edge_index[:, same])
+
+
+def test_unassigned_molecules_get_no_edges_within_cells():
+    frame = sg.io.transcripts_frame(sg.datasets.simulate(n_cells=2, n_genes=3, seed=2)[0])
+    frame["cell_id"] = frame["cell_id"].astype(object)
+    frame.loc[frame.index[:10], "cell_id"] = np.nan
+    frame["cell_id"] = frame["cell_id"].astype("category")
+    graph = transcript_graph(frame, 3.0, within="cell")
+    unassigned = torch.nonzero(graph.cell < 0).flatten()
+    assert len(unassigned) == 10
+    assert not torch.isin(graph.edge_index, unassigned).any()
+
+
+def test_max_num_neighbors_keeps_the_nearest(sim):
+    full = transcript_graph(sim, 2.0)
+    capped = transcript_graph(sim, 2.0, max_num_neighbors=3)
+    assert torch.bincount(capped.edge_index[1]).max() <= 3
+    expected = radius_graph(full.pos, 2.0, max_num_neighbors=3)
+    torch.testing.assert_close(capped.edge_index, expected)
+
+
+def test_real_merfish_sample_counts():
+    graph = transcript_graph(sg.datasets.merfish_u2os(), 0.5)
+    assert graph.num_nodes == 174_827
+    assert len(graph.gene_names) == 135 and len(graph.cell_names) == 15
+    assert int(graph.in_nucleus.sum()) == 174_827 - 129_639
+    controls = {graph.gene_names[g] for g in graph.gene[graph.is_control].unique().tolist()}
+    assert controls == {f"notarget00{i}" for i in range(1, 6)}
+    assert bool((graph.edge_dist <= 0.5).all())
+
+
+def test_bad_input_is_named(sim):
+    with pytest.raises(ValueError, match="within"):
+        transcript_graph(sim, 1.0, within="nucleus")
+    with pytest.raises(ValueError, match="read_transcripts"):
+        transcript_graph(sg.io.transcripts_frame(sim).drop(columns="gene"), 1.0)
+    with pytest.raises(ValueError, match="cell_id"):
+        transcript_graph(sg.io.transcripts_frame(sim).drop(columns="cell_id"), 1.0, within="cell")
