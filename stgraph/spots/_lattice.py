@@ -116,23 +116,28 @@ def neighbour_midpoints(rc: np.ndarray, grid: GridType, spacing: float) -> np.nd
     return mid[~_rows_in(mid, rc)]
 
 
-def coarse_sublattice(rc: np.ndarray, grid: GridType, spacing: float = 1.0) -> np.ndarray:
+def coarse_sublattice(rc: np.ndarray, grid: GridType, spacing: float = 1.0, coset: int = 0) -> np.ndarray:
     """Boolean mask of the spots on the lattice of twice the spacing (one spot in four).
 
     ``spacing`` is the lattice step in array units (1 for a full lattice). Square:
     every other row and every other column. Hexagonal: every other row and, within
     it, every other spot, the column offset alternating between kept rows so that the
     kept spots form a hexagonal lattice again. Offsets are anchored at the smallest
-    row and column, so the result does not depend on the order of spots.
+    row and column, so the result does not depend on the order of spots; ``coset``
+    (0–3) picks one of the four translates of the coarse lattice.
     """
+    if coset not in range(4):
+        raise ValueError(f"`coset` must be 0, 1, 2 or 3, got {coset!r}.")
     u = np.round((rc[:, 0] - rc[:, 0].min()) / spacing).astype(np.int64)
     v = np.round((rc[:, 1] - rc[:, 1].min()) / spacing).astype(np.int64)
     if grid == "square":
-        return (u % 2 == 0) & (v % 2 == 0)
-    # Shift the column anchor so that u + v is even (the Visium parity rule), then
-    # the coarse hexagonal lattice is u even and u + v divisible by 4.
+        return ((u + coset // 2) % 2 == 0) & ((v + coset % 2) % 2 == 0)
+    # Shift the column anchor so that u + v is even (the Visium parity rule); the
+    # coarse hexagonal lattice is then u even and u + v divisible by 4, and its
+    # translates are the shifts by (0, 2), (1, 1) and (1, 3) steps.
     v = v + (u + v) % 2
-    return (u % 2 == 0) & ((u + v) % 4 == 0)
+    du, dv = ((0, 0), (0, 2), (1, 1), (1, 3))[coset]
+    return ((u + du) % 2 == 0) & ((u + du + v + dv) % 4 == 0)
 
 
 def gap_positions(rc: np.ndarray, grid: GridType) -> np.ndarray:
