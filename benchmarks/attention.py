@@ -2,19 +2,18 @@
 
 Uniform random points at the transcript density of the MERFISH U2-OS sample
 (``../shared/data/merfish_u2os_bento``; pixel coordinates times 0.1 µm) are joined
-by a radius graph (both directions, no self-loops). For each size and method the
-forward pass (inference, ``torch.no_grad``) and the forward + backward pass
-(training: input features and parameters require gradients) are run in a fresh
-subprocess:
+by :func:`stgraph.graph.radius_graph` (edges sorted by target, no self-loops). For
+each size and method the forward pass (inference, ``torch.no_grad``) and the
+forward + backward pass (training: input features and parameters require
+gradients) are measured in a fresh subprocess by :mod:`benchmarks._measure`:
 
-* peak memory = peak resident set size during the pass minus the resident set
-  size just before it (graph, features and model already built), read from
-  ``/proc/self/status`` after resetting the peak through ``/proc/self/clear_refs``
-  (Linux; glibc's ``MALLOC_MMAP_THRESHOLD_`` is fixed so that freed blocks leave
-  the resident set); reported per edge;
-* time = median wall time of ``--repeats`` passes.
+* peak memory = peak resident set size during the passes minus the resident set
+  size just before them (graph, features and model already built), reported per
+  edge; glibc's ``MALLOC_MMAP_THRESHOLD_`` is fixed so that freed blocks leave the
+  resident set and it follows the live memory;
+* time = best of ``--repeats`` passes.
 
-Each subprocess first runs one pass on the subgraph of its first 1000 nodes, so
+Each subprocess first runs one pass on the subgraph of its first 1,000 nodes, so
 that loading libraries and one-time set-up count in neither.
 
 Methods: ``stgraph`` (:class:`stgraph.nn.conv.SpatialTransformerConv`),
@@ -26,7 +25,7 @@ same edges, no distance term) and ``dense`` (full multi-head
 
 Points are numbered in random order by default; ``--node-orders random spatial``
 also runs them numbered tile by tile, the layout that keeps neighbours close in
-memory. On a shared machine ``--threads 1`` avoids waiting on descheduled threads.
+memory.
 
 Run from the repository root: ``PYTHONPATH=. python benchmarks/attention.py``
 (``--sizes 10000`` for a quick run).
@@ -34,23 +33,20 @@ Run from the repository root: ``PYTHONPATH=. python benchmarks/attention.py``
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import math
 import os
 import platform
-import re
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks._measure import run_case
+
 ROOT = Path(__file__).resolve().parents[1]
+THIS = "benchmarks.attention"
 MERFISH_POINTS = (
     ROOT.parent / "shared" / "data" / "merfish_u2os_bento" / "merfish_sample.zarr"
     / "points" / "transcripts" / "points.parquet"
@@ -69,46 +65,28 @@ def merfish_density(radius: float) -> tuple[float, float]:
     number of neighbours within ``radius`` over the disc area; also returns that
     mean neighbour count."""
     import pandas as pd
-    from scipy.spatial import cKDTree
+
+    from stgraph.graph import radius_graph
 
     if not MERFISH_POINTS.exists():
         raise SystemExit(f"MERFISH sample not found at {MERFISH_POINTS}; pass --density")
     xy = pd.read_parquet(MERFISH_POINTS, columns=["x", "y"]).to_numpy() * MERFISH_UM_PER_PIXEL
-    counts = cKDTree(xy).query_ball_point(xy, radius, return_length=True) - 1
-    mean_degree = float(counts.mean())
+    mean_degree = radius_graph(xy, radius).size(1) / len(xy)
     return mean_degree / (math.pi * radius**2), mean_degree
 
 
-def uniform_radius_graph(
-    num_nodes: int, density: float, radius: float, seed: int, node_order: str = "random"
-):
-    """Uniform points in a square at ``density`` per µm²; edges sorted by target.
+def uniform_points(num_nodes: int, density: float, radius: float, seed: int, node_order: str):
+    """Uniform points in a square at ``density`` per µm².
 
     ``node_order="spatial"`` numbers the points tile by tile (square tiles of side
     ``4 * radius``, row-major), so that neighbours have close indices."""
-    from scipy.spatial import cKDTree
-
     rng = np.random.default_rng(seed)
     side = math.sqrt(num_nodes / density)
     pos = rng.uniform(0.0, side, size=(num_nodes, 2))
     if node_order == "spatial":
         tile = np.floor(pos / (4 * radius)).astype(np.int64)
         pos = pos[np.lexsort((pos[:, 0], tile[:, 0], tile[:, 1]))]
-    pairs = cKDTree(pos).query_pairs(radius, output_type="ndarray")
-    src = np.concatenate([pairs[:, 0], pairs[:, 1]])
-    dst = np.concatenate([pairs[:, 1], pairs[:, 0]])
-    del pairs
-    order = np.lexsort((src, dst))
-    edge_index = np.stack([src[order], dst[order]])
-    del src, dst, order
-    dist = np.linalg.norm(pos[edge_index[0]] - pos[edge_index[1]], axis=1).astype(np.float32)
-    return edge_index, dist
-
-
-# --------------------------------------------------------------------- worker side
-def _memory_kib(field: str) -> int:
-    status = Path("/proc/self/status").read_text()
-    return int(re.search(rf"{field}:\s+(\d+) kB", status).group(1))
+    return pos
 
 
 def _dense_model(in_channels: int, heads: int, head_channels: int, lam: torch.Tensor):
@@ -131,109 +109,70 @@ def _dense_model(in_channels: int, heads: int, head_channels: int, lam: torch.Te
     return layer, forward
 
 
-def run_case(case: dict) -> dict:
-    """Build one method on one graph and measure one mode (runs in a subprocess)."""
+def attention_case(graph: str, method: str, mode: str, heads: int, head_channels: int):
+    """Set-up of one case (in the measuring subprocess): returns one pass as a callable."""
     from torch_geometric.nn import TransformerConv
 
     from stgraph.nn.conv import SpatialTransformerConv
 
     torch.manual_seed(0)
-    if case["threads"]:
-        torch.set_num_threads(case["threads"])
-    data = np.load(case["graph"])
+    data = np.load(graph)
     edge_index = torch.from_numpy(data["edge_index"])
     dist = torch.from_numpy(data["dist"])
-    del data
-    num_nodes, heads, head_channels = case["num_nodes"], case["heads"], case["head_channels"]
     width = heads * head_channels
-    x = torch.randn(num_nodes, width)
+    x = torch.randn(int(data["num_nodes"]), width)
+    del data
 
-    if case["method"] == "stgraph":
+    if method == "stgraph":
         module = SpatialTransformerConv(width, width, heads)
         forward = lambda x, edge_index, dist: module(x, edge_index, dist)  # noqa: E731
-    elif case["method"] == "pyg":
+    elif method == "pyg":
         module = TransformerConv(width, head_channels, heads)
         forward = lambda x, edge_index, dist: module(x, edge_index)  # noqa: E731
     else:
         module, forward = _dense_model(width, heads, head_channels, torch.ones(heads))
 
-    training = case["mode"] == "forward_backward"
+    training = mode == "forward_backward"
     x.requires_grad_(training)
     module.requires_grad_(training)
 
-    def one_pass(x: torch.Tensor, edge_index: torch.Tensor, dist: torch.Tensor) -> None:
+    def one_pass(x: torch.Tensor, edge_index: torch.Tensor, dist: torch.Tensor) -> dict:
         with torch.set_grad_enabled(training):
             out = forward(x, edge_index, dist)
             if training:
                 out.sum().backward()
-
-    # Warm-up on the subgraph of the first WARMUP_NODES nodes, so that loading code
-    # and one-time set-up do not count as memory of the measured pass.
-    inside = (edge_index < WARMUP_NODES).all(0)
-    one_pass(x[:WARMUP_NODES], edge_index[:, inside], dist[inside])
-    del inside
-    times = []
-    for repeat in range(case["repeats"]):
-        gc.collect()
-        Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS
-        baseline = _memory_kib("VmRSS")
-        start = time.perf_counter()
-        one_pass(x, edge_index, dist)
-        times.append(time.perf_counter() - start)
-        if repeat == 0:
-            peak_extra = (_memory_kib("VmHWM") - baseline) * 1024
         x.grad = None
         module.zero_grad(set_to_none=True)
-    num_edges = edge_index.size(1)
-    return {
-        "time_s": statistics.median(times),
-        "time_ns_per_edge": statistics.median(times) / num_edges * 1e9,
-        "peak_extra_bytes": peak_extra,
-        "bytes_per_edge": peak_extra / num_edges,
-    }
+        return {"num_edges": edge_index.size(1)}
+
+    inside = (edge_index < WARMUP_NODES).all(0)
+    one_pass(x[:WARMUP_NODES].detach().requires_grad_(training), edge_index[:, inside], dist[inside])
+    return lambda: one_pass(x, edge_index, dist)
 
 
-# --------------------------------------------------------------------- driver side
 def estimated_bytes(method: str, num_nodes: int, num_edges: int, heads: int) -> float:
     if method == "dense":
         return ESTIMATED_BYTES["dense"] * heads * num_nodes**2
     return ESTIMATED_BYTES[method] * num_edges
 
 
-def measure(case: dict) -> dict:
-    # A fixed mmap threshold makes glibc return every large block to the system on
-    # free, so that the resident set size follows the live memory.
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-               MALLOC_MMAP_THRESHOLD_="131072")
-    proc = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(case)],
-        capture_output=True, text=True, env=env,
-    )
-    if proc.returncode != 0:
-        return {"skipped": f"worker failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e4, 1e5, 1e6])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--node-orders", nargs="+", choices=("random", "spatial"),
+                        default=["random"], help="numbering of the points")
     parser.add_argument("--radius", type=float, default=1.0, help="graph radius in µm")
     parser.add_argument("--density", type=float, help="points per µm² (default: MERFISH)")
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--head-channels", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    parser.add_argument("--node-orders", nargs="+", choices=("random", "spatial"),
-                        default=["random"], help="numbering of the points")
+    parser.add_argument("--threads", type=int, default=2, help="threads for torch/BLAS")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
     parser.add_argument("--memory-gib", type=float, default=24.0,
                         help="skip cases whose estimated extra memory exceeds this")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks/results/attention.json")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(run_case(json.loads(args.worker))))
-        return
 
     if args.density is None:
         density, merfish_degree = merfish_density(args.radius)
@@ -241,35 +180,12 @@ def main() -> None:
         density, merfish_degree = args.density, None
     print(f"density {density:.2f} transcripts/µm², radius {args.radius} µm"
           + (f" (MERFISH sample mean degree {merfish_degree:.1f})" if merfish_degree else ""))
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = "131072"  # inherited by the measuring processes
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for node_order, size in ((o, s) for o in args.node_orders for s in args.sizes):
-            num_nodes = int(size)
-            edge_index, dist = uniform_radius_graph(
-                num_nodes, density, args.radius, seed=0, node_order=node_order
-            )
-            num_edges = edge_index.shape[1]
-            graph = Path(tmp) / f"graph_{node_order}_{num_nodes}.npz"
-            np.savez(graph, edge_index=edge_index, dist=dist)
-            del edge_index, dist
-            for method in args.methods:
-                for mode in MODES:
-                    row = {"method": method, "mode": mode, "node_order": node_order,
-                           "num_nodes": num_nodes, "num_edges": num_edges,
-                           "mean_degree": num_edges / num_nodes}
-                    need = estimated_bytes(method, num_nodes, num_edges, args.heads)
-                    if need > args.memory_gib * 2**30:
-                        row["skipped"] = (f"needs ~{need / 2**30:.0f} GiB "
-                                          f"(> --memory-gib {args.memory_gib:g})")
-                    else:
-                        row |= measure({"graph": str(graph), "method": method, "mode": mode,
-                                        "num_nodes": num_nodes, "heads": args.heads,
-                                        "head_channels": args.head_channels,
-                                        "repeats": args.repeats, "threads": args.threads})
-                    results.append(row)
-                    print_row(row)
-            graph.unlink()
+            results += measure_size(args, tmp, node_order, int(size), density)
 
     summary = summarize(results)
     print(json.dumps(summary, indent=2))
@@ -279,15 +195,53 @@ def main() -> None:
             "radius_um": args.radius, "density_per_um2": density,
             "merfish_mean_degree": merfish_degree, "heads": args.heads,
             "head_channels": args.head_channels, "repeats": args.repeats,
-            "graph": "uniform points, scipy cKDTree radius pairs, both directions, no self-loops",
-            "torch": torch.__version__,
-            "threads": args.threads or torch.get_num_threads(),
-            "machine": platform.platform(), "cpu": platform.processor(),
+            "threads": args.threads, "node_orders": args.node_orders,
+            "graph": "uniform points, stgraph.graph.radius_graph (sorted by target, no loops)",
+            "torch": torch.__version__, "machine": platform.platform(),
         },
         "results": results,
         "summary": summary,
     }, indent=2))
     print(f"wrote {args.output}")
+
+
+def measure_size(args, tmp: str, node_order: str, num_nodes: int, density: float) -> list[dict]:
+    from stgraph.graph import radius_graph
+
+    pos = uniform_points(num_nodes, density, args.radius, seed=0, node_order=node_order)
+    edge_index, dist = radius_graph(pos, args.radius, return_distance=True)
+    num_edges = edge_index.size(1)
+    graph = Path(tmp) / f"graph_{node_order}_{num_nodes}.npz"
+    np.savez(graph, edge_index=edge_index.numpy(), dist=dist.float().numpy(), num_nodes=num_nodes)
+    del pos, edge_index, dist
+
+    rows = []
+    for method in args.methods:
+        for mode in MODES:
+            row = {"method": method, "mode": mode, "node_order": node_order,
+                   "num_nodes": num_nodes, "num_edges": num_edges,
+                   "mean_degree": num_edges / num_nodes}
+            need = estimated_bytes(method, num_nodes, num_edges, args.heads)
+            if need > args.memory_gib * 2**30:
+                row["skipped"] = f"needs ~{need / 2**30:.0f} GiB (> --memory-gib {args.memory_gib:g})"
+            else:
+                record = run_case(
+                    f"{THIS}:attention_case",
+                    {"graph": str(graph), "method": method, "mode": mode, "heads": args.heads,
+                     "head_channels": args.head_channels},
+                    repeats=args.repeats, timeout=args.timeout, threads=args.threads,
+                )
+                if record["status"] == "ok":
+                    row |= {"time_s": record["seconds"],
+                            "time_ns_per_edge": record["seconds"] / num_edges * 1e9,
+                            "peak_extra_bytes": record["peak_bytes"],
+                            "bytes_per_edge": record["peak_bytes"] / num_edges}
+                else:
+                    row["skipped"] = f"{record['status']}: {record.get('error', '')}"
+            rows.append(row)
+            print_row(row)
+    graph.unlink()
+    return rows
 
 
 def print_row(row: dict) -> None:

@@ -129,8 +129,8 @@ def test_torch_backend_in_small_chunks(monkeypatch, pairs_per_chunk):
     monkeypatch.setattr(torch_grid_module, "PAIRS_PER_CHUNK", pairs_per_chunk)
     monkeypatch.setattr(cells_module, "CELLS_PER_LOOKUP", 3)
     gen = torch.Generator().manual_seed(3)
-    pos = torch.rand(80, 3, generator=gen, dtype=torch.float64) * 5
-    batch = torch.randint(0, 3, (80,), generator=gen)
+    pos = torch.rand(50, 3, generator=gen, dtype=torch.float64) * 4
+    batch = torch.randint(0, 2, (50,), generator=gen)
     assert_same_graph(pos, 1.3, batch, False, None, "torch")
     assert_same_graph(pos, 1.3, batch, True, 4, "torch")
 
@@ -144,6 +144,14 @@ def test_tiny_radius_over_huge_extent(backend, dim):
     steps = torch.randint(0, 3, (60, dim), generator=gen).to(torch.float64) * 0.125
     pos = corners[torch.arange(60) % 3] + steps
     assert_same_graph(pos, 0.2, torch.arange(60) % 2, False, None, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_input(backend, dtype):
+    gen = torch.Generator().manual_seed(8)
+    pos = (torch.rand(120, 2, generator=gen) * 6).to(dtype)
+    assert_same_graph(pos, 1.0, None, False, 3, backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -213,9 +221,10 @@ POS = torch.zeros(4, 2)
         ({"backend": "octree"}, ValueError, "unknown backend 'octree'"),
         ({"backend": None}, TypeError, "backend must be a str"),
         ({"max_num_neighbors": 0}, ValueError, "max_num_neighbors must be at least 1"),
-        ({"max_num_neighbors": 2.5}, TypeError, "max_num_neighbors must be a positive int"),
+        ({"max_num_neighbors": 2.5}, TypeError, "max_num_neighbors must be an int or None, got 2.5"),
         ({"loop": 1}, TypeError, "loop must be a bool"),
-        ({"max_memory": -5}, ValueError, "max_memory must be non-negative"),
+        ({"max_memory": -5}, ValueError, r"max_memory \(bytes\) must be at least 0, got -5"),
+        ({"max_memory": 1e9}, TypeError, r"max_memory \(bytes\) must be an int or None"),
     ],
 )
 def test_bad_input_is_refused(kwargs, error, message):
@@ -301,3 +310,14 @@ def test_cuda_matches_brute_force(case, k):
         assert edge_index.is_cuda and dist.is_cuda
         assert torch.equal(edge_index.cpu(), expected)
         assert torch.equal(dist.cpu(), exact_sqrt(d2, pos.dtype))
+
+
+def test_backends_leave_torch_thread_setting_alone():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        for backend in available_backends():
+            radius_graph(torch.rand(500, 2, generator=torch.Generator().manual_seed(0)), 0.1, backend=backend)
+            assert torch.get_num_threads() == 1, backend
+    finally:
+        torch.set_num_threads(before)

@@ -1,7 +1,10 @@
 """Cell lists: points bucketed into cubic cells of side >= r, keyed by (batch, cell).
 
-Shared by the numba and PyTorch backends (built with PyTorch on the query's device) and
-used by the other backends for a cheap upper bound on the edge count.
+:func:`cell_geometry` (cell side, grid extent, int64-safe keys) is shared by every
+cell-list code path. :class:`CellList` is the PyTorch one, built on the query's device:
+the ``"torch"`` backend searches it, and the kd-tree and torch_cluster backends take a
+cheap upper bound on the edge count from it. The numba backend builds its own arrays
+with the same geometry and key layout (``_numba_grid.py``).
 """
 from __future__ import annotations
 
@@ -13,8 +16,9 @@ import numpy as np
 import torch
 
 from ._exact import inflate
+from ._query import RadiusQuery
 
-__all__ = ["CellList", "build_cell_list", "expand_ranges"]
+__all__ = ["CellGeometry", "CellList", "build_cell_list", "cell_geometry", "expand_ranges"]
 
 # Keys are batch * prod(dims) + cell index; keeping them below 2**62 leaves room for the
 # +-1 neighbour offsets without int64 overflow.
@@ -139,39 +143,58 @@ def _argsort(keys: torch.Tensor) -> torch.Tensor:
     return torch.argsort(keys)
 
 
-def _cell_coordinates(pos: torch.Tensor, r: float, max_abs: float, num_batches: int):
-    size = inflate(r, max_abs)
+@dataclass(frozen=True)
+class CellGeometry:
+    """Cells of side ``size``: point ``x`` is in cell ``floor(x / size) - first`` (per axis)."""
+
+    size: float
+    first: tuple[int, ...]
+    dims: tuple[int, ...]
+
+
+def cell_geometry(query: RadiusQuery) -> CellGeometry:
+    """Cells of side ``>= inflate(r, max_abs)`` whose keys (batch included) fit in int64."""
+    low, high = query.bounds
+    size = inflate(query.r, query.max_abs)
     while True:
-        scaled = torch.floor(pos / size)
-        low, high = scaled.min(0).values.tolist(), scaled.max(0).values.tolist()
-        dims = tuple(int(h - l) + 1 for l, h in zip(low, high))
-        num_keys = num_batches * math.prod(dims)
+        # floor(x / size) is monotone in x, so the extreme cells are those of the bounds.
+        first = tuple(math.floor(value / size) for value in low)
+        dims = tuple(math.floor(value / size) - start + 1 for value, start in zip(high, first))
+        num_keys = query.num_batches * math.prod(dims)
         if num_keys <= _MAX_KEYS:
-            return (scaled - scaled.new_tensor(low)).to(torch.int64), dims
+            return CellGeometry(size, first, dims)
         # A tiny r over a huge extent: coarser cells keep the keys in int64. Any cell side
         # >= r finds every edge; only the number of candidates grows.
         size *= max(2.0, (num_keys / _MAX_KEYS) ** (1 / len(dims)) * 1.01)
 
 
-def build_cell_list(
-    pos: torch.Tensor, batch: torch.Tensor | None, num_batches: int, r: float, max_abs: float
-) -> CellList:
-    """Bucket float64 ``pos`` (``[N, D]``, ``N >= 1``) into cells of side ``>= inflate(r, max_abs)``."""
-    cells, dims = _cell_coordinates(pos, r, max_abs, num_batches)
-    key = torch.zeros_like(cells[:, 0]) if batch is None else batch
-    for axis, size in enumerate(dims):
+def build_cell_list(query: RadiusQuery) -> CellList:
+    """Bucket the query's points (``N >= 1``) into the cells of :func:`cell_geometry`."""
+    geometry = cell_geometry(query)
+    pos = query.pos
+    cells = (torch.floor(pos / geometry.size) - pos.new_tensor(geometry.first)).to(torch.int64)
+    # Rounding cannot put a point outside the grid, but a clamp keeps keys unaliased even if
+    # a division differed by an ulp from the bounds'; moving a point by at most one cell
+    # towards the inside never separates two cells that were adjacent.
+    cells = torch.minimum(cells.clamp_(min=0), cells.new_tensor(geometry.dims) - 1)
+    key = torch.zeros_like(cells[:, 0]) if query.batch is None else query.batch
+    for axis, size in enumerate(geometry.dims):
         key = key * size + cells[:, axis]
     order = _argsort(key)
     keys = key.index_select(0, order)
     _, counts = torch.unique_consecutive(keys, return_counts=True)
     cell_start = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
     first_points = order.index_select(0, cell_start[:-1])
+    if query.batch is None:
+        cell_batch = key.new_zeros(first_points.shape)
+    else:
+        cell_batch = query.batch.index_select(0, first_points)
     return CellList(
         order=order,
         keys=keys,
         pos=pos.index_select(0, order),
         cell_start=cell_start,
         cell_coord=cells.index_select(0, first_points),
-        cell_batch=key.new_zeros(first_points.shape) if batch is None else batch.index_select(0, first_points),
-        dims=dims,
+        cell_batch=cell_batch,
+        dims=geometry.dims,
     )

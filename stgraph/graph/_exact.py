@@ -20,6 +20,8 @@ __all__ = [
     "select_nearest",
     "edge_order",
     "exact_edges",
+    "exact_pairs",
+    "sorted_edges",
     "place_edges",
 ]
 
@@ -78,20 +80,29 @@ def edge_order(group: torch.Tensor, source: torch.Tensor, d2: torch.Tensor, n: i
     return order
 
 
-def exact_edges(query: RadiusQuery, target: torch.Tensor, source: torch.Tensor):
-    """Edges and distances from a superset of candidate pairs (each pair listed at most once).
-
-    The pairs may come from any device; the result is on the query's device.
-    """
+def exact_pairs(query: RadiusQuery, target: torch.Tensor, source: torch.Tensor):
+    """``(target, source, d2)`` of the candidate pairs that pass the predicate (loops per query)."""
     target, source = target.to(query.device), source.to(query.device)
     d2 = squared_distance(query.pos, target, source)
     keep = d2 <= query.r2
     if not query.loop:
         keep &= target != source
-    target, source, d2 = target[keep], source[keep], d2[keep]
+    return target[keep], source[keep], d2[keep]
+
+
+def sorted_edges(query: RadiusQuery, target: torch.Tensor, source: torch.Tensor, d2: torch.Tensor):
+    """``(edge_index, dist)`` of exact edges in any order: sorted, nearest-``k`` applied."""
     order = edge_order(target, source, d2, query.num_nodes, query.max_num_neighbors)
     target, source, d2 = (t.index_select(0, order) for t in (target, source, d2))
     return torch.stack([source, target]), distances(d2, query.distance_dtype)
+
+
+def exact_edges(query: RadiusQuery, target: torch.Tensor, source: torch.Tensor):
+    """Edges and distances from a superset of candidate pairs (each pair listed at most once).
+
+    The pairs may come from any device; the result is on the query's device.
+    """
+    return sorted_edges(query, *exact_pairs(query, target, source))
 
 
 def distances(d2: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor | None:

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from ._exact import exact_edges, inflate
+from ._exact import exact_pairs, inflate, sorted_edges
 from ._query import RadiusQuery
 from ._torch_grid import require_fits_cheaply
 
@@ -28,9 +28,13 @@ def kdtree_edges(query: RadiusQuery):
         found = cKDTree(pos[members]).query_pairs(radius, output_type="ndarray")
         pairs.append(members[found])
     pairs = torch.from_numpy(np.concatenate(pairs))
-    first, second = pairs[:, 0], pairs[:, 1]
-    target, source = [torch.cat([first, second]), torch.cat([second, first])]
+    # The predicate is symmetric: filter each unordered pair once, then add both directions.
+    first, second, d2 = exact_pairs(query, pairs[:, 0], pairs[:, 1])
+    del pairs
+    target, source, d2 = torch.cat([first, second]), torch.cat([second, first]), torch.cat([d2, d2])
+    del first, second
     if query.loop:
-        everyone = torch.arange(query.num_nodes)
+        everyone = torch.arange(query.num_nodes, device=query.device)
         target, source = torch.cat([target, everyone]), torch.cat([source, everyone])
-    return exact_edges(query, target, source)
+        d2 = torch.cat([d2, d2.new_zeros(query.num_nodes)])
+    return sorted_edges(query, target, source, d2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import psutil
 import torch
 
-__all__ = ["GraphTooLargeError", "available_memory", "require_fits"]
+__all__ = ["GraphTooLargeError", "allocate_output", "available_memory", "fits", "require_fits"]
 
 
 class GraphTooLargeError(ValueError):
@@ -55,3 +55,14 @@ def require_fits(
             f"({'max_memory' if max_memory is not None else 'available memory'}); use a smaller r, "
             "set max_num_neighbors, or build it tile by tile with radius_graph_tiled"
         )
+
+
+def allocate_output(
+    num_edges: int, distance_dtype: torch.dtype | None, device: torch.device, max_memory: int | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Uninitialised ``[2, E]`` edge index and ``[E]`` distances (None if not asked for),
+    after :func:`require_fits`."""
+    require_fits(num_edges, distance_dtype, device, max_memory)
+    edge_index = torch.empty(2, num_edges, dtype=torch.int64, device=device)
+    dist = None if distance_dtype is None else torch.empty(num_edges, dtype=distance_dtype, device=device)
+    return edge_index, dist

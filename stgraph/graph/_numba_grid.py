@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from ._cells import build_cell_list
+from ._cells import cell_geometry
 from ._memory import require_fits
 from ._query import RadiusQuery
 
@@ -21,18 +21,65 @@ __all__ = ["numba_grid_edges"]
 
 # Neighbourhoods up to this size are insertion-sorted in place; larger ones use argsort.
 _INSERTION_SORT_MAX = 64
+# Targets whose output is written interleaved (see _write_hits).
+_TARGETS_PER_GROUP = 8
 # Cells per parallel work item: amortises the scratch allocations of a work item.
 _CELLS_PER_BLOCK = 256
 
 
+@njit(cache=True, parallel=True)
+def _cell_keys(points, batch, size, first, dims, keys):
+    """Cell key of every point: ``(..(batch * dims[0] + c0) * dims[1] + c1)..``, as in ``CellList``."""
+    for i in prange(points.shape[0]):
+        key = batch[i] if batch.shape[0] else 0
+        for axis in range(points.shape[1]):
+            cell = math.floor(np.float64(points[i, axis]) / size) - first[axis]
+            key = key * dims[axis] + min(max(cell, 0), dims[axis] - 1)  # clamp: see build_cell_list
+        keys[i] = key
+
+
+@njit(cache=True, parallel=True)
+def _sort_points(points, order, keys, xyz, sorted_keys):
+    """Keys and float64 coordinates (padded to 3D with z = 0) in sorted order."""
+    ndim = points.shape[1]
+    for p in prange(order.shape[0]):
+        i = order[p]
+        sorted_keys[p] = keys[i]
+        for axis in range(3):
+            xyz[p, axis] = np.float64(points[i, axis]) if axis < ndim else 0.0
+
+
 @njit(cache=True)
-def _neighbour_runs(coord, batch, dims, keys, lo, hi):
-    """Write the non-empty sorted-position runs of a cell's 3**D neighbourhood; return their number.
+def _cell_starts(sorted_keys):
+    """First sorted position of each run of equal keys, plus ``N`` at the end."""
+    n = sorted_keys.shape[0]
+    num_cells = 1
+    for p in range(1, n):
+        num_cells += sorted_keys[p] != sorted_keys[p - 1]
+    starts = np.empty(num_cells + 1, np.int64)
+    starts[0], starts[num_cells] = 0, n
+    cell = 1
+    for p in range(1, n):
+        if sorted_keys[p] != sorted_keys[p - 1]:
+            starts[cell] = p
+            cell += 1
+    return starts
+
+
+@njit(cache=True)
+def _neighbour_runs(key, dims, keys, coord, lo, hi):
+    """Write the non-empty sorted-position runs of the 3**D neighbourhood of cell ``key``;
+    return their number (``coord`` is scratch of length D).
 
     Same layout as ``CellList.neighbour_runs``: the three cells along the last axis have
     consecutive keys and form one run.
     """
-    ndim = coord.shape[0]
+    ndim = dims.shape[0]
+    rest = key
+    for axis in range(ndim - 1, -1, -1):
+        coord[axis] = rest % dims[axis]
+        rest //= dims[axis]
+    batch = rest
     last = coord[ndim - 1]
     low_last = max(last - 1, 0)
     high_last = min(last + 1, dims[ndim - 1] - 1)
@@ -75,15 +122,26 @@ def _squared_distance(x, y, z, points, q):
     return d2 + dz * dz
 
 
+@njit(cache=True)
+def _num_blocks(cell_start):
+    return (cell_start.shape[0] - 1 + _CELLS_PER_BLOCK - 1) // _CELLS_PER_BLOCK
+
+
+@njit(cache=True)
+def _block_scratch(block, cell_start, dims):
+    """Cell range of a parallel work item, and its scratch for :func:`_neighbour_runs`."""
+    first = block * _CELLS_PER_BLOCK
+    stop = min(first + _CELLS_PER_BLOCK, cell_start.shape[0] - 1)
+    num_runs = 3 ** (dims.shape[0] - 1)
+    return first, stop, np.empty(dims.shape[0], np.int64), np.empty(num_runs, np.int64), np.empty(num_runs, np.int64)
+
+
 @njit(cache=True, parallel=True)
-def _count_edges(xyz, order, keys, cell_start, cell_coord, cell_batch, dims, r2, loop, counts):
-    num_cells = cell_start.shape[0] - 1
-    num_runs = 3 ** (cell_coord.shape[1] - 1)
-    for block in prange((num_cells + _CELLS_PER_BLOCK - 1) // _CELLS_PER_BLOCK):
-        lo = np.empty(num_runs, np.int64)
-        hi = np.empty(num_runs, np.int64)
-        for cell in range(block * _CELLS_PER_BLOCK, min((block + 1) * _CELLS_PER_BLOCK, num_cells)):
-            runs = _neighbour_runs(cell_coord[cell], cell_batch[cell], dims, keys, lo, hi)
+def _count_edges(xyz, order, keys, cell_start, dims, r2, loop, counts):
+    for block in prange(_num_blocks(cell_start)):
+        first, stop, coord, lo, hi = _block_scratch(block, cell_start, dims)
+        for cell in range(first, stop):
+            runs = _neighbour_runs(keys[cell_start[cell]], dims, keys, coord, lo, hi)
             for a in range(cell_start[cell], cell_start[cell + 1]):
                 x, y, z = xyz[a, 0], xyz[a, 1], xyz[a, 2]
                 n = 0
@@ -134,95 +192,132 @@ def _gather_by_index(xyz, order, lo, hi, num_runs, index, position, coords):
     return m
 
 
+@njit(cache=True)
+def _scan_hits(xyz, a, target, coords, index, m, r2, loop, hit_source, hit_d2):
+    """Edges into sorted position ``a`` from the gathered neighbourhood, in source order:
+    their number, and their sources and ``d2`` in ``hit_source``/``hit_d2``."""
+    x, y, z = xyz[a, 0], xyz[a, 1], xyz[a, 2]
+    n = 0
+    for q in range(m):
+        # Branch-free: always write, advance only on an edge.
+        d2 = _squared_distance(x, y, z, coords, q)
+        hit_source[n] = index[q]
+        hit_d2[n] = d2
+        n += (d2 <= r2) & (loop | (index[q] != target))
+    return n
+
+
+@njit(cache=True)
+def _write_hits(targets, hits, offsets, k, hit_source, hit_d2, sources, dist, want_dist):
+    """Write the hits of a group of targets (row ``t`` of ``hit_*`` for ``targets[t]``).
+
+    The targets' output slices are far apart; writing them element by element in turn
+    lets their cache misses overlap instead of queueing one slice after the other.
+    """
+    longest = 0
+    for t in range(targets.shape[0]):
+        n = hits[t]
+        if 0 <= k < n:
+            # Stable by distance over source-sorted hits: ties go to the smaller source;
+            # sorting the kept positions restores source order.
+            kept = np.sort(np.argsort(hit_d2[t, :n], kind="mergesort")[:k])
+            base = offsets[targets[t]]
+            for q in range(k):
+                sources[base + q] = hit_source[t, kept[q]]
+                if want_dist:
+                    dist[base + q] = math.sqrt(hit_d2[t, kept[q]])
+            hits[t] = 0
+        longest = max(longest, hits[t])
+    for q in range(longest):
+        for t in range(targets.shape[0]):
+            if q < hits[t]:
+                slot = offsets[targets[t]] + q
+                sources[slot] = hit_source[t, q]
+                if want_dist:
+                    dist[slot] = math.sqrt(hit_d2[t, q])
+
+
 @njit(cache=True, parallel=True)
-def _fill_sources(
-    xyz, order, keys, cell_start, cell_coord, cell_batch, dims, r2, loop, k, offsets, sources, dist, want_dist
-):
+def _fill_sources(xyz, order, keys, cell_start, dims, r2, loop, k, offsets, sources, dist, want_dist):
     """Write each target's sources (its ``k`` nearest if ``k >= 0``), ascending, at ``offsets[target]``."""
-    num_cells = cell_start.shape[0] - 1
-    num_runs = 3 ** (cell_coord.shape[1] - 1)
-    for block in prange((num_cells + _CELLS_PER_BLOCK - 1) // _CELLS_PER_BLOCK):
-        lo = np.empty(num_runs, np.int64)
-        hi = np.empty(num_runs, np.int64)
+    for block in prange(_num_blocks(cell_start)):
+        first, stop, coord, lo, hi = _block_scratch(block, cell_start, dims)
         capacity = 0
-        index = position = hit_source = np.empty(0, np.int64)
-        hit_d2 = np.empty(0, np.float64)
+        index = position = np.empty(0, np.int64)
         coords = np.empty((0, 3), np.float64)
-        for cell in range(block * _CELLS_PER_BLOCK, min((block + 1) * _CELLS_PER_BLOCK, num_cells)):
-            runs = _neighbour_runs(cell_coord[cell], cell_batch[cell], dims, keys, lo, hi)
+        hit_source = np.empty((_TARGETS_PER_GROUP, 0), np.int64)
+        hit_d2 = np.empty((_TARGETS_PER_GROUP, 0), np.float64)
+        hits = np.empty(_TARGETS_PER_GROUP, np.int64)
+        for cell in range(first, stop):
+            runs = _neighbour_runs(keys[cell_start[cell]], dims, keys, coord, lo, hi)
             needed = 0
             for run in range(runs):
                 needed += hi[run] - lo[run]
             if needed > capacity:
                 capacity = 2 * needed
-                index, position, hit_source = np.empty(capacity, np.int64), np.empty(capacity, np.int64), np.empty(capacity, np.int64)
-                hit_d2 = np.empty(capacity, np.float64)
+                index = np.empty(capacity, np.int64)
+                position = np.empty(capacity, np.int64)
                 coords = np.empty((capacity, 3), np.float64)
+                hit_source = np.empty((_TARGETS_PER_GROUP, capacity), np.int64)
+                hit_d2 = np.empty((_TARGETS_PER_GROUP, capacity), np.float64)
             m = _gather_by_index(xyz, order, lo, hi, runs, index, position, coords)
-            for a in range(cell_start[cell], cell_start[cell + 1]):
-                target = order[a]
-                x, y, z = xyz[a, 0], xyz[a, 1], xyz[a, 2]
-                n = 0
-                for q in range(m):
-                    # Branch-free: always write, advance only on an edge.
-                    d2 = _squared_distance(x, y, z, coords, q)
-                    hit_source[n] = index[q]
-                    hit_d2[n] = d2
-                    n += (d2 <= r2) & (loop | (index[q] != target))
-                base = offsets[target]
-                if 0 <= k < n:
-                    # Stable by distance over source-sorted hits: ties go to the smaller
-                    # source; sorting the kept positions restores source order.
-                    kept = np.sort(np.argsort(hit_d2[:n], kind="mergesort")[:k])
-                    for q in range(k):
-                        sources[base + q] = hit_source[kept[q]]
-                        if want_dist:
-                            dist[base + q] = math.sqrt(hit_d2[kept[q]])
-                else:
-                    for q in range(n):
-                        sources[base + q] = hit_source[q]
-                    if want_dist:
-                        for q in range(n):
-                            dist[base + q] = math.sqrt(hit_d2[q])
+            for group in range(cell_start[cell], cell_start[cell + 1], _TARGETS_PER_GROUP):
+                end = min(group + _TARGETS_PER_GROUP, cell_start[cell + 1])
+                for a in range(group, end):
+                    t = a - group
+                    hits[t] = _scan_hits(xyz, a, order[a], coords, index, m, r2, loop, hit_source[t], hit_d2[t])
+                _write_hits(order[group:end], hits, offsets, k, hit_source, hit_d2, sources, dist, want_dist)
 
 
 @njit(cache=True, parallel=True)
 def _fill_targets(offsets, kept, targets):
     for i in prange(offsets.shape[0]):
-        targets[offsets[i] : offsets[i] + kept[i]] = i
+        for e in range(offsets[i], offsets[i] + kept[i]):
+            targets[e] = i
+
+
+def _empty(shape, dtype: torch.dtype) -> np.ndarray:
+    """An uninitialised array allocated by torch: numpy advises huge pages for large arrays,
+    and fresh huge pages were up to 6x slower to fault in than 4 KiB pages on the virtual
+    machine where benchmarks/radius_graph.py ran (0.2 s vs 1.5 s per 160 MB, first touch)."""
+    return torch.empty(shape, dtype=dtype).numpy()
+
+
+def _cell_sorted_points(query: RadiusQuery):
+    """``(xyz, order, keys, cell_start, dims)``: the numba counterpart of ``build_cell_list``,
+    fused into a few passes because large temporaries are what costs most on the CPU."""
+    points = query.points.cpu()
+    if points.dtype not in (torch.float32, torch.float64):
+        points = points.to(torch.float64)  # exact for float16/bfloat16
+    points = np.ascontiguousarray(points.numpy())
+    geometry = cell_geometry(query)
+    dims = np.asarray(geometry.dims, dtype=np.int64)
+    batch = np.empty(0, np.int64) if query.batch is None else query.batch.cpu().numpy()
+    keys = _empty(query.num_nodes, torch.int64)
+    _cell_keys(points, batch, geometry.size, np.asarray(geometry.first, dtype=np.int64), dims, keys)
+    order = np.argsort(keys)
+    xyz = _empty((query.num_nodes, 3), torch.float64)
+    sorted_keys = _empty(query.num_nodes, torch.int64)
+    _sort_points(points, order, keys, xyz, sorted_keys)
+    return xyz, order, sorted_keys, _cell_starts(sorted_keys), dims
 
 
 def numba_grid_edges(query: RadiusQuery):
-    cpu = torch.device("cpu")
-    batch = None if query.batch is None else query.batch.to(cpu)
-    cells = build_cell_list(query.pos.to(cpu), batch, query.num_batches, query.r, query.max_abs)
-    xyz = np.zeros((query.num_nodes, 3))
-    xyz[:, : cells.pos.shape[1]] = cells.pos.numpy()
-    arrays = (
-        xyz,
-        cells.order.numpy(),
-        cells.keys.numpy(),
-        cells.cell_start.numpy(),
-        np.ascontiguousarray(cells.cell_coord.numpy()),
-        cells.cell_batch.numpy(),
-        np.asarray(cells.dims, dtype=np.int64),
-        query.r2,
-        query.loop,
-    )
-    counts = np.empty(query.num_nodes, dtype=np.int64)
+    arrays = (*_cell_sorted_points(query), query.r2, query.loop)
+    counts = _empty(query.num_nodes, torch.int64)
     _count_edges(*arrays, counts)
     k = query.max_num_neighbors
     kept = counts if k is None else np.minimum(counts, k)
-    offsets = np.cumsum(kept) - kept
-    num_edges = int(kept.sum())
+    offsets = np.cumsum(kept, out=_empty(query.num_nodes, torch.int64))
+    offsets -= kept
+    num_edges = int(offsets[-1] + kept[-1])
     require_fits(num_edges, query.distance_dtype, query.device, query.max_memory)
-    edges = np.empty((2, num_edges), dtype=np.int64)
+    edge_index = torch.empty(2, num_edges, dtype=torch.int64)
     want_dist = query.distance_dtype is not None
     # float32 distances are written directly; other dtypes go through float64 and one
     # rounding by torch, as in the other backends.
-    dist_np = np.float32 if query.distance_dtype == torch.float32 else np.float64
-    dist = np.empty(num_edges if want_dist else 0, dtype=dist_np)
-    _fill_sources(*arrays, -1 if k is None else k, offsets, edges[0], dist, want_dist)
-    _fill_targets(offsets, kept, edges[1])
-    edge_index = torch.from_numpy(edges).to(query.device)
-    return edge_index, torch.from_numpy(dist).to(query.device, query.distance_dtype) if want_dist else None
+    dist_dtype = torch.float32 if query.distance_dtype == torch.float32 else torch.float64
+    dist = torch.empty(num_edges if want_dist else 0, dtype=dist_dtype)
+    _fill_sources(*arrays, -1 if k is None else k, offsets, edge_index[0].numpy(), dist.numpy(), want_dist)
+    _fill_targets(offsets, kept, edge_index[1].numpy())
+    return edge_index.to(query.device), dist.to(query.device, query.distance_dtype) if want_dist else None

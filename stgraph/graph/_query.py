@@ -16,12 +16,12 @@ __all__ = ["RadiusQuery", "as_tensor", "check_positions", "check_radius", "make_
 class RadiusQuery:
     """Everything a backend needs, validated.
 
-    ``pos`` is the caller's coordinates in float64 (a new tensor unless they already were
-    float64; backends never write to it), ``batch`` holds batch ids renumbered to
-    ``0 .. num_batches - 1`` (``None`` for a single sample).
+    ``points`` is the caller's coordinate tensor (never written to), ``pos`` the same in
+    float64, ``batch`` the batch ids renumbered to ``0 .. num_batches - 1`` (``None`` for
+    a single sample).
     """
 
-    pos: torch.Tensor
+    points: torch.Tensor
     batch: torch.Tensor | None
     num_batches: int
     r: float
@@ -32,11 +32,22 @@ class RadiusQuery:
 
     @property
     def num_nodes(self) -> int:
-        return self.pos.shape[0]
+        return self.points.shape[0]
 
     @property
     def device(self) -> torch.device:
-        return self.pos.device
+        return self.points.device
+
+    @cached_property
+    def pos(self) -> torch.Tensor:
+        """``points`` in float64 (the same tensor if it already is)."""
+        return self.points.to(torch.float64)
+
+    @cached_property
+    def bounds(self) -> tuple[list[float], list[float]]:
+        """Per-axis minimum and maximum coordinates (``N >= 1``)."""
+        low, high = torch.aminmax(self.points, dim=0)
+        return low.tolist(), high.tolist()
 
     @property
     def r2(self) -> float:
@@ -46,7 +57,10 @@ class RadiusQuery:
     @cached_property
     def max_abs(self) -> float:
         """Largest absolute coordinate: sets the rounding margin of every spatial search."""
-        return float(self.pos.abs().max()) if self.num_nodes else 0.0
+        if not self.num_nodes:
+            return 0.0
+        low, high = self.bounds
+        return max(max(map(abs, low)), max(map(abs, high)))
 
 
 def as_tensor(x, name: str) -> torch.Tensor:
@@ -66,9 +80,8 @@ def check_positions(pos) -> torch.Tensor:
         raise ValueError(f"pos must have shape [N, 2] or [N, 3], got {list(pos.shape)}")
     if not pos.is_floating_point():
         raise TypeError(f"pos must have a floating-point dtype, got {pos.dtype}")
-    finite = torch.isfinite(pos).all(dim=1)
-    if not bool(finite.all()):
-        row = int(torch.nonzero(~finite)[0, 0])
+    if not bool(torch.isfinite(pos).all()):
+        row = int(torch.nonzero(~torch.isfinite(pos).all(dim=1))[0, 0])
         raise ValueError(f"pos contains NaN or infinite coordinates (first at row {row}: {pos[row].tolist()})")
     return pos
 
@@ -101,24 +114,15 @@ def _check_batch(batch, pos: torch.Tensor) -> tuple[torch.Tensor | None, int]:
     return inverse.to(torch.int64), max(int(ids.numel()), 1)
 
 
-def _check_max_num_neighbors(k) -> int | None:
-    if k is None:
+def _optional_int(value, name: str, minimum: int) -> int | None:
+    """``value`` as an int ``>= minimum``, or None."""
+    if value is None:
         return None
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
-        raise TypeError(f"max_num_neighbors must be a positive int or None, got {k!r}")
-    if k < 1:
-        raise ValueError(f"max_num_neighbors must be at least 1, got {k}")
-    return int(k)
-
-
-def _check_max_memory(max_memory) -> int | None:
-    if max_memory is None:
-        return None
-    if isinstance(max_memory, (bool, np.bool_)) or not isinstance(max_memory, numbers.Integral):
-        raise TypeError(f"max_memory must be a number of bytes (int) or None, got {max_memory!r}")
-    if max_memory < 0:
-        raise ValueError(f"max_memory must be non-negative, got {max_memory}")
-    return int(max_memory)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int or None, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return int(value)
 
 
 def make_query(
@@ -140,12 +144,12 @@ def make_query(
     if not isinstance(return_distance, (bool, np.bool_)):
         raise TypeError(f"return_distance must be a bool, got {return_distance!r}")
     return RadiusQuery(
-        pos=pos.to(torch.float64),
+        points=pos,
         batch=batch,
         num_batches=num_batches,
         r=r,
         loop=bool(loop),
-        max_num_neighbors=_check_max_num_neighbors(max_num_neighbors),
+        max_num_neighbors=_optional_int(max_num_neighbors, "max_num_neighbors", 1),
         distance_dtype=pos.dtype if return_distance else None,
-        max_memory=_check_max_memory(max_memory),
+        max_memory=_optional_int(max_memory, "max_memory (bytes)", 0),
     )

@@ -10,7 +10,7 @@ import torch
 
 from ._cells import CellList, build_cell_list
 from ._exact import distances, edge_order, place_edges, squared_distance
-from ._memory import fits, require_fits
+from ._memory import allocate_output, fits, require_fits
 from ._query import RadiusQuery
 
 __all__ = ["torch_grid_edges", "require_fits_cheaply", "PAIRS_PER_CHUNK"]
@@ -39,17 +39,13 @@ def _count_per_target(cells: CellList, query: RadiusQuery, chunks) -> torch.Tens
     return counts
 
 
-def _cell_list(query: RadiusQuery) -> CellList:
-    return build_cell_list(query.pos, query.batch, query.num_batches, query.r, query.max_abs)
-
-
 def require_fits_cheaply(query: RadiusQuery) -> CellList:
     """Refuse a graph too large for memory before any edge is built; return the cell list.
 
     For backends that cannot count edges on their own: the cell list's candidate bound
     settles most cases, and only a bound that does not fit is refined by an exact count.
     """
-    cells = _cell_list(query)
+    cells = build_cell_list(query)
     bound = cells.edge_bound(query.loop, query.max_num_neighbors)
     if not fits(bound, query.distance_dtype, query.device, query.max_memory):
         counts = _count_per_target(cells, query, cells.chunks(PAIRS_PER_CHUNK))
@@ -58,16 +54,11 @@ def require_fits_cheaply(query: RadiusQuery) -> CellList:
 
 
 def torch_grid_edges(query: RadiusQuery):
-    cells = _cell_list(query)
+    cells = build_cell_list(query)
     chunks = cells.chunks(PAIRS_PER_CHUNK)
     counts = _count_per_target(cells, query, chunks)
     offsets = torch.cumsum(counts, 0) - counts
-    num_edges = int(counts.sum())
-    require_fits(num_edges, query.distance_dtype, query.device, query.max_memory)
-    edge_index = torch.empty(2, num_edges, dtype=torch.int64, device=query.device)
-    dist = None
-    if query.distance_dtype is not None:
-        dist = torch.empty(num_edges, dtype=query.distance_dtype, device=query.device)
+    edge_index, dist = allocate_output(int(counts.sum()), query.distance_dtype, query.device, query.max_memory)
     n = query.num_nodes
     for first, stop in chunks:
         a, b, d2 = _edges_of_chunk(cells, query, first, stop)

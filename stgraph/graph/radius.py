@@ -30,15 +30,16 @@ def available_backends() -> tuple[str, ...]:
     return tuple(names)
 
 
-def _resolve_backend(backend, device: torch.device) -> str:
+def resolve_backend(backend, device: torch.device) -> str:
+    """The backend name ``backend`` stands for on ``device``; errors for unknown or missing ones."""
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a str, got {type(backend).__name__}")
     if backend == "auto":
-        # CPU: numba is the fastest in benchmarks/radius_graph.py (see
-        # benchmarks/results/radius_graph.json: ahead of the PyTorch cell list and of
-        # cKDTree at 1e4..1e6 points). CUDA: the PyTorch cell list is the only backend
-        # that runs on the device (not benchmarked on a GPU yet); torch_cluster's CUDA
-        # radius search compares every pair of a sample, so it is never picked for you.
+        # CPU: numba is the fastest backend in benchmarks/radius_graph.py
+        # (benchmarks/results/radius_graph.json, 1e6 points, 2 threads: numba 1.1 CPU-s,
+        # kdtree 5.1, torch 7.6; likewise at 1e4 and 1e5). CUDA: the PyTorch cell list is
+        # the only backend that runs on the device (no GPU benchmark yet); torch_cluster's
+        # CUDA radius search compares every pair of a sample, so it is never picked for you.
         return "torch" if device.type == "cuda" else "numba"
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of 'auto', " + ", ".join(map(repr, BACKENDS)))
@@ -53,7 +54,13 @@ def build_edges(query: RadiusQuery, backend: str):
         edge_index = torch.empty(2, 0, dtype=torch.int64, device=query.device)
         dtype = query.distance_dtype
         return edge_index, None if dtype is None else torch.empty(0, dtype=dtype, device=query.device)
-    return BACKENDS[backend](query)
+    threads = torch.get_num_threads()
+    try:
+        return BACKENDS[backend](query)
+    finally:
+        # numba's OpenMP threading layer resets the process-wide OpenMP thread count,
+        # which is torch's too: give the caller back the setting it chose.
+        torch.set_num_threads(threads)
 
 
 def radius_graph(
@@ -149,5 +156,5 @@ def radius_graph(
         return_distance=return_distance,
         max_memory=max_memory,
     )
-    edge_index, dist = build_edges(query, _resolve_backend(backend, query.device))
+    edge_index, dist = build_edges(query, resolve_backend(backend, query.device))
     return (edge_index, dist) if return_distance else edge_index

@@ -14,9 +14,9 @@ from typing import NamedTuple
 import torch
 
 from ._exact import inflate, place_edges
-from ._memory import require_fits
+from ._memory import allocate_output
 from ._query import as_tensor, check_positions, check_radius, make_query
-from .radius import radius_graph
+from .radius import build_edges, resolve_backend
 
 __all__ = ["Tile", "iter_tiles", "radius_graph_tile", "radius_graph_tiled"]
 
@@ -96,6 +96,19 @@ def iter_tiles(pos, tile_size: float, halo: float) -> Iterator[Tile]:
             yield Tile(core=members[core], halo=members[~core])
 
 
+def _tile_edges(pos: torch.Tensor, r, tile: Tile, batch, backend: str, **query_options):
+    """``(edge_index, dist or None)`` of :func:`radius_graph_tile`."""
+    members = torch.sort(torch.cat([tile.core, tile.halo])).values
+    is_core = torch.zeros(members.numel(), dtype=torch.bool, device=members.device)
+    is_core[torch.searchsorted(members, tile.core)] = True
+    tile_batch = None if batch is None else as_tensor(batch, "batch")[members]
+    query = make_query(pos[members], r, tile_batch, **query_options)
+    edge_index, dist = build_edges(query, resolve_backend(backend, query.device))
+    # members is ascending, so local (target, source) order is the global order.
+    keep = is_core[edge_index[1]]
+    return members[edge_index[:, keep]], None if dist is None else dist[keep]
+
+
 def radius_graph_tile(
     pos,
     r: float,
@@ -121,25 +134,18 @@ def radius_graph_tile(
     ``edge_index`` (``[2, E_tile]``, sorted by target then source) or, with
     ``return_distance=True``, ``(edge_index, dist)``.
     """
-    pos = as_tensor(pos, "pos")
-    members = torch.sort(torch.cat([tile.core, tile.halo])).values
-    is_core = torch.zeros(members.numel(), dtype=torch.bool, device=members.device)
-    is_core[torch.searchsorted(members, tile.core)] = True
-    built = radius_graph(
-        pos[members],
+    edge_index, dist = _tile_edges(
+        as_tensor(pos, "pos"),
         r,
-        None if batch is None else as_tensor(batch, "batch")[members],
+        tile,
+        batch,
+        backend,
         loop=loop,
         max_num_neighbors=max_num_neighbors,
-        backend=backend,
         return_distance=return_distance,
         max_memory=max_memory,
     )
-    edge_index, dist = built if return_distance else (built, None)
-    # members is ascending, so local (target, source) order is the global order.
-    keep = is_core[edge_index[1]]
-    edge_index = members[edge_index[:, keep]]
-    return (edge_index, dist[keep]) if return_distance else edge_index
+    return (edge_index, dist) if return_distance else edge_index
 
 
 def radius_graph_tiled(
@@ -162,38 +168,23 @@ def radius_graph_tiled(
     (about ``4 r / tile_size`` of extra targets) against the memory of one tile.
     Other parameters and the result as in :func:`~stgraph.graph.radius_graph`.
     """
-    query = make_query(
-        pos,
-        r,
-        batch,
-        loop=loop,
-        max_num_neighbors=max_num_neighbors,
-        return_distance=return_distance,
-        max_memory=max_memory,
-    )
+    options = {
+        "loop": loop,
+        "max_num_neighbors": max_num_neighbors,
+        "return_distance": return_distance,
+        "max_memory": max_memory,
+    }
+    query = make_query(pos, r, batch, **options)
+    resolve_backend(backend, query.device)
     pos = as_tensor(pos, "pos")
     pieces = []
     counts = torch.zeros(query.num_nodes, dtype=torch.int64, device=query.device)
     for tile in iter_tiles(pos, tile_size, query.r):
-        piece = radius_graph_tile(
-            pos,
-            query.r,
-            tile,
-            batch,
-            loop=loop,
-            max_num_neighbors=max_num_neighbors,
-            backend=backend,
-            return_distance=return_distance,
-            max_memory=max_memory,
-        )
-        piece = piece if return_distance else (piece, None)
+        piece = _tile_edges(pos, query.r, tile, batch, backend, **options)
         counts += torch.bincount(piece[0][1], minlength=query.num_nodes)
         pieces.append(piece)
-    num_edges = int(counts.sum())
-    require_fits(num_edges, query.distance_dtype, query.device, max_memory)
+    edge_index, dist = allocate_output(int(counts.sum()), query.distance_dtype, query.device, max_memory)
     offsets = torch.cumsum(counts, 0) - counts
-    edge_index = torch.empty(2, num_edges, dtype=torch.int64, device=query.device)
-    dist = None if query.distance_dtype is None else torch.empty(num_edges, dtype=query.distance_dtype, device=query.device)
     while pieces:
         (source, target), values = pieces.pop()
         place_edges(edge_index, dist, offsets, target, source, values)

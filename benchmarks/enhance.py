@@ -1,0 +1,293 @@
+"""Benchmark of the spot-grid enhancer against interpolation baselines.
+
+Every spot set in ``../shared/data/spots/`` is run under three hold-out protocols;
+held-out spots are removed before anything is fitted or trained:
+
+A. ×2 sub-lattice: keep one spot in four (the lattice of twice the spacing),
+   predict the other three;
+B. a random 50 % of spots held out;
+C. one contiguous block of ~10 % of the tissue held out (the spots nearest, in
+   Chebyshev distance, to the spot closest to the tissue centroid).
+
+Metrics on log1p(CP10k) of the held-out spots only (the truth is each held-out
+spot's own measured profile): median and mean per-gene Pearson r over genes
+detected in >10 % of all spots ("detected") and over the top 1,000 highly variable
+genes ("hvg"); RMSE over held-out spots × detected genes; per-gene SSIM on the
+array grid, computed with Gaussian-window statistics over held-out grid points
+only (observed spots never enter the windows); wall time and peak resident memory
+above the level before the method ran. Genes whose held-out truth is constant are
+skipped; a constant prediction scores r = 0.
+
+A second part times ``stgraph.tl.enhance`` on a synthetic 4,000-spot × 3,000-gene
+slide in a fresh subprocess (peak RSS of that process).
+
+Run from the repository root: ``PYTHONPATH=. python benchmarks/enhance.py``
+(``--quick`` for one ensemble member and fewer epochs, ``--datasets`` / ``--protocols``
+to subset, ``--no-scaling`` to skip the timing run).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import psutil
+import scanpy as sc
+from scipy.ndimage import gaussian_filter
+
+from stgraph.spots import _baselines as base
+from stgraph.spots._expression import log1p_cp10k, read_counts
+from stgraph.spots._lattice import coarse_sublattice, detect_grid, lattice_positions, lattice_spacing
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "spots"
+RESULTS = ROOT / "benchmarks" / "results" / "enhance.json"
+PROTOCOLS = {"A": "x2 sub-lattice", "B": "random 50%", "C": "block 10%"}
+
+
+# --------------------------------------------------------------------------- protocols
+def holdout_mask(protocol: str, rc: np.ndarray, grid: str, seed: int = 0) -> np.ndarray:
+    """Boolean mask of held-out spots for a protocol."""
+    n = len(rc)
+    if protocol == "A":
+        return ~coarse_sublattice(rc, grid)
+    if protocol == "B":
+        held = np.zeros(n, dtype=bool)
+        held[np.random.default_rng(seed).permutation(n)[: n // 2]] = True
+        return held
+    pos = lattice_positions(rc, grid)
+    centre = pos[np.argmin(np.linalg.norm(pos - pos.mean(axis=0), axis=1))]
+    order = np.argsort(np.abs(pos - centre).max(axis=1), kind="stable")
+    held = np.zeros(n, dtype=bool)
+    held[order[: int(np.ceil(0.1 * n))]] = True
+    return held
+
+
+# --------------------------------------------------------------------------- metrics
+def per_gene_pearson(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Pearson r per column; NaN where the truth is constant, 0 where the prediction is."""
+    t = truth - truth.mean(axis=0)
+    p = pred - pred.mean(axis=0)
+    tn, pn = np.sqrt((t**2).sum(0)), np.sqrt((p**2).sum(0))
+    r = np.where(pn > 1e-12, (t * p).sum(0) / np.maximum(tn * pn, 1e-30), 0.0)
+    return np.where(tn > 1e-12, r, np.nan)
+
+
+def masked_ssim(rc_held: np.ndarray, truth: np.ndarray, pred: np.ndarray, sigma: float = 1.5) -> np.ndarray:
+    """Per-gene SSIM over held-out grid points only.
+
+    Both maps are scaled by the gene's held-out truth maximum; local means,
+    variances and covariance come from Gaussian windows normalised by the window
+    weight that falls on held-out points, so unobserved and observed grid points
+    contribute nothing. Returns NaN for genes that are zero on every held-out spot.
+    """
+    idx = np.round(rc_held - rc_held.min(axis=0)).astype(int)
+    shape = (*(idx.max(axis=0) + 1), truth.shape[1])
+    scale = truth.max(axis=0)
+    scale = np.where(scale > 0, scale, np.nan)
+
+    def local(values):
+        grid = np.zeros(shape)
+        grid[idx[:, 0], idx[:, 1]] = values
+        return gaussian_filter(grid, (sigma, sigma, 0), mode="constant")[idx[:, 0], idx[:, 1]]
+
+    w_sum = local(np.ones_like(truth))
+    x, y = truth / scale, pred / scale
+    mx, my = local(x) / w_sum, local(y) / w_sum
+    vx = local(x * x) / w_sum - mx**2
+    vy = local(y * y) / w_sum - my**2
+    cxy = local(x * y) / w_sum - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    ssim = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return ssim.mean(axis=0)
+
+
+def score(truth, pred, rc_held, gene_sets):
+    row = {}
+    for name, genes in gene_sets.items():
+        r = per_gene_pearson(truth[:, genes], pred[:, genes])
+        row[f"median_pcc_{name}"] = float(np.nanmedian(r))
+        row[f"mean_pcc_{name}"] = float(np.nanmean(r))
+    det = gene_sets["detected"]
+    row["rmse"] = float(np.sqrt(np.mean((truth[:, det] - pred[:, det]) ** 2)))
+    row["ssim"] = float(np.nanmean(masked_ssim(rc_held, truth[:, det], pred[:, det])))
+    return row
+
+
+class PeakRSS:
+    """Peak resident set size above the starting level, sampled in a thread."""
+
+    def __enter__(self):
+        self._proc = psutil.Process()
+        self.start = self.peak = self._proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+        self.delta_mb = (self.peak - self.start) / 2**20
+
+
+# --------------------------------------------------------------------------- methods
+def baseline_methods(spacing: float):
+    """Baselines as ``f(pos, values, query, genes)``: fitted on log1p(CP10k) of all genes
+    of the observed spots, returning predictions for the columns ``genes``."""
+    per_gene = {
+        "nearest": base.nearest,
+        "linear": base.linear,
+        "cubic": base.cubic,
+        "gaussian_knn": lambda p, v, q: base.gaussian_knn(p, v, q, k=6, sigma=spacing),
+    }
+    methods = {name: (lambda f: lambda p, v, q, g: f(p, v[:, g], q))(f) for name, f in per_gene.items()}
+    for rank in (5, 10):
+        methods[f"lowrank{rank}_linear"] = (
+            lambda k: lambda p, v, q, g: base.linear(p, base.low_rank(v, k)[:, g], q)
+        )(rank)
+    return methods
+
+
+def enhancer_method(protocol: str, quick: bool):
+    """``stgraph.tl.enhance`` in impute mode at the held-out positions."""
+    from stgraph.tl._enhance import enhance
+
+    masks = ("sublattice", "random") if protocol == "A" else ("random", "block")
+
+    def run(observed: ad.AnnData, rc_query: np.ndarray, grid: str) -> np.ndarray:
+        kwargs = {"n_ensemble": 1, "epochs": 100} if quick else {}
+        out = enhance(observed, mode="impute", positions=rc_query, grid=grid, masks=masks,
+                      seed=0, progress=False, **kwargs)
+        new = out[out.obs["imputed"].to_numpy()]
+        key = pd.MultiIndex.from_arrays([new.obs["array_row"], new.obs["array_col"]])
+        order = key.get_indexer(pd.MultiIndex.from_arrays([rc_query[:, 0], rc_query[:, 1]]))
+        return np.asarray(new.X)[order]
+
+    return run
+
+
+def run_cell(path: Path, protocol: str, quick: bool, with_model: bool) -> dict:
+    adata = ad.read_h5ad(path)
+    counts = read_counts(adata)
+    rc = np.column_stack([adata.obs["array_row"], adata.obs["array_col"]]).astype(float)
+    grid = detect_grid(rc, np.asarray(adata.obsm["spatial"]))
+    held = holdout_mask(protocol, rc, grid)
+    values = log1p_cp10k(counts)
+    detected = np.flatnonzero((counts > 0).mean(axis=0) > 0.1)
+    hv = sc.AnnData(values.copy())
+    sc.pp.highly_variable_genes(hv, n_top_genes=min(1000, values.shape[1]), flavor="seurat")
+    hvg = np.flatnonzero(hv.var["highly_variable"].to_numpy())
+    # Methods predict the evaluated genes only (fitted on all genes); sets index into them.
+    genes = np.union1d(detected, hvg)
+    gene_sets = {"detected": np.searchsorted(genes, detected), "hvg": np.searchsorted(genes, hvg)}
+    truth = values[held][:, genes]
+    pos = lattice_positions(rc, grid)
+    pos_obs, pos_held, obs_values = pos[~held], pos[held], values[~held]
+    spacing = lattice_spacing(pos_obs)
+    results = {}
+    for name, fn in baseline_methods(spacing).items():
+        with PeakRSS() as mem:
+            t0 = time.perf_counter()
+            pred = fn(pos_obs, obs_values, pos_held, genes)
+            wall = time.perf_counter() - t0
+        results[name] = {**score(truth, pred, rc[held], gene_sets), "wall_s": wall, "peak_mb": mem.delta_mb}
+    if with_model:
+        observed = adata[~held].copy()
+        with PeakRSS() as mem:
+            t0 = time.perf_counter()
+            pred = enhancer_method(protocol, quick)(observed, rc[held], grid)[:, genes]
+            wall = time.perf_counter() - t0
+        results["stgraph"] = {**score(truth, pred, rc[held], gene_sets), "wall_s": wall, "peak_mb": mem.delta_mb}
+    return {
+        "dataset": path.stem, "grid": grid, "protocol": protocol, "n_spots": int(len(rc)),
+        "n_held_out": int(held.sum()), "n_genes": int(values.shape[1]),
+        "n_detected": int(len(detected)), "methods": results,
+    }
+
+
+# --------------------------------------------------------------------------- scaling
+SCALING_SCRIPT = r"""
+import json, resource, sys, time
+import numpy as np, pandas as pd, anndata as ad
+from stgraph.tl._enhance import enhance
+rng = np.random.default_rng(0)
+side = 64                                   # 64 x 64 square grid, keep ~4,000 spots
+rr, cc = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
+rc = np.column_stack([rr.ravel(), cc.ravel()])[:4000]
+n_genes = 3000
+field = np.sin(rc[:, :1] / 7.0 + rng.uniform(0, 6, n_genes)) + np.cos(rc[:, 1:] / 9.0 + rng.uniform(0, 6, n_genes))
+counts = rng.poisson(np.exp(field + rng.uniform(-2, 1, n_genes))).astype(np.float32)
+adata = ad.AnnData(counts, obs=pd.DataFrame({"array_row": rc[:, 0], "array_col": rc[:, 1]}, index=[f"s{i}" for i in range(len(rc))]))
+adata.obsm["spatial"] = rc[:, ::-1] * 100.0
+t0 = time.perf_counter()
+out = enhance(adata, mode="super_resolution", seed=0, progress=False, **json.loads(sys.argv[1]))
+wall = time.perf_counter() - t0
+print(json.dumps({"n_spots": adata.n_obs, "n_genes": n_genes, "n_out": out.n_obs, "wall_s": wall,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def run_scaling(quick: bool) -> dict:
+    kwargs = {"n_ensemble": 1, "epochs": 100} if quick else {}
+    proc = subprocess.run([sys.executable, "-c", SCALING_SCRIPT, json.dumps(kwargs)], capture_output=True,
+                          text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- report
+def table(cells: list[dict]) -> str:
+    lines = ["| dataset | protocol | " + " | ".join(cells[0]["methods"]) + " |",
+             "|---|---|" + "---|" * len(cells[0]["methods"])]
+    for cell in cells:
+        vals = [f"{m['median_pcc_detected']:.3f}" for m in cell["methods"].values()]
+        lines.append(f"| {cell['dataset']} | {cell['protocol']} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--baselines-only", action="store_true")
+    parser.add_argument("--no-scaling", action="store_true")
+    parser.add_argument("--datasets", nargs="*")
+    parser.add_argument("--protocols", nargs="*", default=list(PROTOCOLS))
+    args = parser.parse_args(argv)
+    paths = sorted(DATA.glob("*.h5ad"))
+    if args.datasets:
+        paths = [p for p in paths if any(d in p.stem for d in args.datasets)]
+    cells = []
+    for path in paths:
+        for protocol in args.protocols:
+            cell = run_cell(path, protocol, args.quick, not args.baselines_only)
+            cells.append(cell)
+            m = cell["methods"]
+            best = max((k for k in m if k != "stgraph"), key=lambda k: m[k]["median_pcc_detected"])
+            msg = f"{cell['dataset']:32s} {protocol} best baseline {best}={m[best]['median_pcc_detected']:.3f}"
+            if "stgraph" in m:
+                msg += f" stgraph={m['stgraph']['median_pcc_detected']:.3f} ({m['stgraph']['wall_s']:.1f}s)"
+            print(msg, flush=True)
+    print(table(cells))
+    report = {"protocols": PROTOCOLS, "cells": cells}
+    if not args.no_scaling and not args.baselines_only:
+        report["scaling"] = run_scaling(args.quick)
+        print("scaling:", report["scaling"])
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""Benchmark of :func:`stgraph.tl.localization` (writes ``results/localization.json``).
+
+1. **Simulation.** Macro-F1 of the top pattern over Bento's five patterns on held-out
+   simulated cells (other seeds, cell sizes, shapes, densities and expression levels
+   than training), for the shipped pattern head and for a random forest on Bento's 13
+   RNAforest features (:mod:`stgraph.localization._rnaforest`) trained on the very
+   simulations the checkpoint was trained on (regenerated from its
+   ``training_info``).
+2. **Real MERFISH** (:func:`stgraph.datasets.merfish_u2os`, 13 cells with a nucleus).
+   3-fold split of those cells. Mode (b): the held-out cells' nucleus outlines are
+   removed, the compartment model learns on the training cells and predicts the
+   held-out molecules; per-transcript nuclear AUROC against the baseline scoring each
+   molecule by its gene's nuclear fraction in the training cells. Mode (a): the
+   outlines are kept as features. Gene level: Spearman correlation between the
+   nuclear-enrichment score computed on the held-out cells and their observed nuclear
+   fraction (genes with at least 20 held-out molecules), in both modes.
+3. **Time** of ``tl.localization`` on the whole sample (174,827 molecules, 15 cells)
+   with the shipped checkpoint, in a fresh process limited to ``--threads`` threads,
+   against the same-run time of the Bento-style peer (RNAforest features + random
+   forest prediction on the same sample).
+
+``--retrain`` first retrains the shipped checkpoint (``train_pattern_model()`` with
+its defaults) and overwrites it. ``--quick`` shrinks the simulations for a smoke run
+(numbers not comparable).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import spearmanr
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import f1_score, roc_auc_score
+from sklearn.model_selection import KFold
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import spatialdata  # noqa: E402
+
+from benchmarks._measure import run_case  # noqa: E402
+from stgraph.datasets import merfish_u2os, simulate  # noqa: E402
+from stgraph.localization import (  # noqa: E402
+    PATTERNS,
+    RNAFOREST_FEATURES,
+    read_cell_transcripts,
+    rnaforest_features,
+    train_pattern_model,
+)
+from stgraph.localization._gene_score import nuclear_enrichment  # noqa: E402
+from stgraph.localization._pretrained import PRETRAINED_PATH, load_pretrained  # noqa: E402
+from stgraph.tl._localization import localization  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "localization.json"
+MIN_TRANSCRIPTS = 5
+#: Held-out simulations: seeds unused in training, other size / shape / density mixes.
+HELD_OUT = {
+    "varied_shapes": dict(seed=1000, cell_radius=(8.0, 30.0), mean_counts=20.0, elongation=(1.1, 2.2),
+                          irregularity=0.2, frac_cells_without_nucleus=0.1),
+    "large_dense": dict(seed=1001, cell_radius=(15.0, 40.0), mean_counts=60.0, elongation=(1.0, 1.5),
+                        irregularity=0.3, nucleus_scale=(0.45, 0.6), gene_variability=0.8),
+}
+MIN_HELD_OUT_MOLECULES = 20
+
+
+def _planted(truth, transcripts, groups) -> np.ndarray:
+    planted = truth.patterns.set_index(["cell_id", "gene"])["pattern"].astype(str)
+    key = pd.MultiIndex.from_arrays([transcripts.geometry.cell_ids[groups.cell], transcripts.gene_names[groups.gene]])
+    return pd.Categorical(planted.reindex(key).to_numpy(), categories=PATTERNS).codes
+
+
+def rnaforest_table(sdata, truth=None):
+    """RNAforest features (and planted labels) of every (cell, gene) with >= 5 molecules."""
+    _, transcripts = read_cell_transcripts(sdata)
+    groups = transcripts.groups(MIN_TRANSCRIPTS)
+    features = rnaforest_features(transcripts, groups)[list(RNAFOREST_FEATURES)].to_numpy()
+    return features, (None if truth is None else _planted(truth, transcripts, groups))
+
+
+def _f1(truth: np.ndarray, predicted: np.ndarray) -> dict:
+    per_class = f1_score(truth, predicted, labels=range(len(PATTERNS)), average=None)
+    return {"macro_f1": float(per_class.mean()), "f1": dict(zip(PATTERNS, per_class.round(4).tolist()))}
+
+
+def simulation_benchmark(quick: bool) -> tuple[dict, RandomForestClassifier]:
+    info = load_pretrained().training_info
+    n_cells = 30 if quick else info["n_cells"]
+    training = [
+        simulate(n_cells, info["n_genes"], seed=info["seed"] + i, **kw) for i, kw in enumerate(info["simulations"])
+    ]
+    tables = [rnaforest_table(s, t) for s, t in training]
+    x = np.concatenate([f for f, _ in tables])
+    y = np.concatenate([lab for _, lab in tables])
+    forest = RandomForestClassifier(n_estimators=500, random_state=0, n_jobs=-1).fit(x, y)
+    out = {"training_groups": int(len(y)), "training_cells": n_cells * len(training), "held_out": {}}
+    for name, params in HELD_OUT.items():
+        sdata, truth = simulate(40 if quick else 150, 50, **params)
+        features, labels = rnaforest_table(sdata, truth)
+        scored = localization(sdata, compartment=None, copy=True, n_boot=1)
+        lpp = scored.tables["table"].uns["lpp"]
+        planted = truth.patterns.set_index(["cell_id", "gene"])["pattern"].astype(str)
+        expected = planted.reindex(pd.MultiIndex.from_frame(lpp[["cell_id", "gene"]].astype(str))).to_numpy()
+        expected = pd.Categorical(expected, categories=PATTERNS).codes
+        ours = _f1(expected, pd.Categorical(lpp["top_pattern"].astype(str), categories=PATTERNS).codes)
+        baseline = _f1(labels, forest.predict(features))
+        out["held_out"][name] = {
+            "params": {k: v for k, v in params.items()},
+            "n_groups": int(len(expected)),
+            "stgraph": ours,
+            "rnaforest_baseline": baseline,
+            "gain": ours["macro_f1"] - baseline["macro_f1"],
+        }
+        print(f"{name:14s} groups {len(expected):5d}  stgraph macro-F1 {ours['macro_f1']:.3f}  "
+              f"RNAforest RF {baseline['macro_f1']:.3f}  gain {ours['macro_f1'] - baseline['macro_f1']:+.3f}")
+    gains = [v["gain"] for v in out["held_out"].values()]
+    out["mean_gain"] = float(np.mean(gains))
+    out["target_gain"] = 0.05
+    out["target_met"] = bool(min(gains) >= 0.05)
+    return out, forest
+
+
+def _without_nuclei(sdata: spatialdata.SpatialData, cells: list[str]) -> spatialdata.SpatialData:
+    """A copy of ``sdata`` whose nucleus outlines of ``cells`` are removed."""
+    copy = spatialdata.deepcopy(sdata)
+    nuclei = copy.shapes["nucleus_boundaries"]
+    copy.shapes["nucleus_boundaries"] = nuclei[~nuclei.index.astype(str).isin(cells)]
+    return copy
+
+
+def merfish_benchmark() -> dict:
+    sdata = merfish_u2os()
+    points = sdata.points["transcripts"].compute()
+    genes = points["gene"].astype(str).to_numpy()
+    cells = points["cell_id"].astype(str).to_numpy()
+    label = points["in_nucleus"].to_numpy()
+    control = points["is_control"].to_numpy()
+    with_nucleus = np.array(sorted(sdata.shapes["nucleus_boundaries"].index.astype(str)))
+    folds = []
+    pooled = {"y": [], "withheld": [], "outlines": [], "baseline": []}
+    for k, (train_idx, held_idx) in enumerate(KFold(3, shuffle=True, random_state=0).split(with_nucleus)):
+        train, held = list(with_nucleus[train_idx]), list(with_nucleus[held_idx])
+        is_train, is_held = np.isin(cells, train), np.isin(cells, held)
+        fraction = pd.Series(label[is_train]).groupby(genes[is_train]).mean()
+        baseline = pd.Series(genes[is_held]).map(fraction).fillna(label[is_train].mean()).to_numpy()
+        fold = {"train_cells": train, "held_out_cells": held}
+        predictions = {}
+        for mode, data in (("withheld", _without_nuclei(sdata, held)), ("outlines", sdata)):
+            scored = localization(data, training_cells=train, compartment="auto", copy=True, n_boot=1)
+            p = scored.points["transcripts"].compute()["p_nuclear"].to_numpy()
+            predictions[mode] = p[is_held]
+            fold[f"auroc_{mode}"] = float(roc_auc_score(label[is_held], p[is_held]))
+        fold["auroc_gene_fraction_baseline"] = float(roc_auc_score(label[is_held], baseline))
+        # Gene level on the held-out cells.
+        keep = is_held & ~control
+        gene_codes, gene_names = pd.factorize(genes[keep])
+        cell_codes, _ = pd.factorize(cells[keep])
+        observed = pd.Series(label[keep]).groupby(gene_codes).agg(["mean", "size"])
+        enough = observed["size"].to_numpy() >= MIN_HELD_OUT_MOLECULES
+        for mode in ("withheld", "outlines"):
+            p = pd.Series(predictions[mode], index=np.flatnonzero(is_held))[np.flatnonzero(keep)].to_numpy()
+            score = nuclear_enrichment(p, gene_codes, cell_codes, len(gene_names), cell_codes.max() + 1, n_boot=1)
+            fold[f"spearman_{mode}"] = float(spearmanr(score["score"][enough], observed["mean"][enough])[0])
+        prior = pd.Series(gene_names).map(fraction).to_numpy()
+        fold["spearman_gene_fraction_baseline"] = float(spearmanr(prior[enough], observed["mean"][enough])[0])
+        fold["n_genes_scored"] = int(enough.sum())
+        folds.append(fold)
+        pooled["y"].append(label[is_held])
+        pooled["baseline"].append(baseline)
+        for mode in ("withheld", "outlines"):
+            pooled[mode].append(predictions[mode])
+        print(f"fold {k}: AUROC withheld {fold['auroc_withheld']:.3f} outlines {fold['auroc_outlines']:.3f} "
+              f"baseline {fold['auroc_gene_fraction_baseline']:.3f}; Spearman withheld {fold['spearman_withheld']:.3f} "
+              f"outlines {fold['spearman_outlines']:.3f} baseline {fold['spearman_gene_fraction_baseline']:.3f}")
+    y = np.concatenate(pooled["y"])
+    summary = {
+        key: float(np.mean([f[key] for f in folds]))
+        for key in folds[0]
+        if key.startswith(("auroc", "spearman"))
+    }
+    summary["pooled_auroc_withheld"] = float(roc_auc_score(y, np.concatenate(pooled["withheld"])))
+    summary["pooled_auroc_gene_fraction_baseline"] = float(roc_auc_score(y, np.concatenate(pooled["baseline"])))
+    summary["target_met"] = bool(all(f["auroc_withheld"] > f["auroc_gene_fraction_baseline"] for f in folds))
+    return {"folds": folds, "mean": summary}
+
+
+def timing_case():
+    """Set-up of the timed call: the sample, a warm-up run (JIT, checkpoint load)."""
+    sdata = merfish_u2os()
+    localization(sdata, copy=True)
+
+    def work():
+        out = localization(sdata, copy=True)
+        return {"n_scored": int(len(out.tables["table"].uns["lpp"]))}
+
+    return work
+
+
+def rnaforest_timing_case(forest_path: str):
+    """Set-up of the Bento-style peer: RNAforest features then random-forest prediction."""
+    sdata = merfish_u2os()
+    with open(forest_path, "rb") as handle:
+        forest = pickle.load(handle)
+
+    def work():
+        features, _ = rnaforest_table(sdata)
+        return {"n_scored": int(len(forest.predict_proba(features)))}
+
+    return work
+
+
+def timing_benchmark(forest: RandomForestClassifier, threads: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "forest.pkl"
+        forest.set_params(n_jobs=threads)
+        with open(path, "wb") as handle:
+            pickle.dump(forest, handle)
+        ours = run_case("benchmarks.localization:timing_case", {}, repeats=3, timeout=900, threads=threads)
+        peer = run_case("benchmarks.localization:rnaforest_timing_case", {"forest_path": str(path)},
+                        repeats=3, timeout=900, threads=threads)
+    out = {"threads": threads, "stgraph": ours, "rnaforest_peer": peer, "target_seconds": 8.0}
+    if ours.get("status") == "ok" and peer.get("status") == "ok":
+        out["ratio_to_peer"] = ours["seconds"] / peer["seconds"]
+        out["target_met"] = ours["seconds"] <= 8.0
+        print(f"time: stgraph {ours['seconds']:.2f} s, RNAforest+RF peer {peer['seconds']:.2f} s "
+              f"(ratio {out['ratio_to_peer']:.2f}) with {threads} threads")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--retrain", action="store_true", help="retrain and overwrite the shipped checkpoint")
+    parser.add_argument("--quick", action="store_true", help="small simulations (smoke run)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    result = {"machine": platform.machine(), "python": platform.python_version(), "torch": torch.__version__}
+    if args.retrain:
+        start = time.perf_counter()
+        model = train_pattern_model()
+        model.save(PRETRAINED_PATH)
+        result["retrain_seconds"] = time.perf_counter() - start
+        print(f"retrained in {result['retrain_seconds']:.0f} s -> {PRETRAINED_PATH}")
+    checkpoint = load_pretrained()
+    result["checkpoint"] = {
+        "bytes": PRETRAINED_PATH.stat().st_size,
+        "parameters": sum(p.numel() for p in checkpoint.parameters()),
+        "config": checkpoint.config,
+        "thresholds": dict(zip(PATTERNS, checkpoint.thresholds.tolist())),
+        "training": checkpoint.training_info,
+    }
+    result["simulation"], forest = simulation_benchmark(args.quick)
+    result["merfish"] = merfish_benchmark()
+    result["time"] = timing_benchmark(forest, args.threads)
+    if not args.quick:
+        RESULTS.write_text(json.dumps(result, indent=2, default=str))
+        print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The transcripts of a sample, grouped by cell and by (cell, gene)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from stgraph.io import transcripts_frame
+
+from ._geometry import CellGeometry, TranscriptGeometry, cell_geometry, transcript_geometry
+
+
+@dataclass
+class CellTranscripts:
+    """Transcripts that lie in an outlined cell, with their cell's geometry.
+
+    Attributes
+    ----------
+    xy
+        ``(N, 2)`` coordinates of the kept transcripts.
+    index
+        Position of each kept transcript in the original points table.
+    cell
+        Position of each transcript's cell in :attr:`geometry`.
+    gene
+        Gene code of each transcript, into :attr:`gene_names`.
+    gene_names
+        All genes of the sample (controls included), in categorical order.
+    geometry
+        Cell and nucleus outlines.
+    n_points
+        Number of rows of the original points table.
+    """
+
+    xy: np.ndarray
+    index: np.ndarray
+    cell: np.ndarray
+    gene: np.ndarray
+    gene_names: pd.Index
+    geometry: CellGeometry
+    n_points: int
+
+    @cached_property
+    def transcript_geometry(self) -> TranscriptGeometry:
+        return transcript_geometry(self.xy, self.cell, self.geometry)
+
+    def groups(self, min_transcripts: int = 1) -> "CellGeneGroups":
+        """(cell, gene) groups with at least ``min_transcripts`` transcripts."""
+        return CellGeneGroups.from_codes(self.cell, self.gene, len(self.gene_names), min_transcripts)
+
+
+@dataclass(frozen=True)
+class CellGeneGroups:
+    """Transcripts grouped by (cell, gene).
+
+    Attributes
+    ----------
+    cell, gene
+        ``(G,)`` cell position and gene code of each group.
+    n_transcripts
+        ``(G,)`` transcripts per group.
+    member
+        ``(N,)`` group of each transcript, ``-1`` for transcripts of groups that
+        were dropped for having fewer than the minimum count.
+    """
+
+    cell: np.ndarray
+    gene: np.ndarray
+    n_transcripts: np.ndarray
+    member: np.ndarray
+
+    @classmethod
+    def from_codes(cls, cell: np.ndarray, gene: np.ndarray, n_genes: int, min_transcripts: int):
+        key = cell.astype(np.int64) * n_genes + gene
+        unique, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+        keep = counts >= min_transcripts
+        new_id = np.where(keep, np.cumsum(keep) - 1, -1)
+        return cls(
+            cell=(unique[keep] // n_genes).astype(np.int64),
+            gene=(unique[keep] % n_genes).astype(np.int64),
+            n_transcripts=counts[keep],
+            member=new_id[inverse],
+        )
+
+    def __len__(self) -> int:
+        return len(self.cell)
+
+
+def cell_transcripts(
+    points: pd.DataFrame,
+    cells: pd.Series,
+    nuclei: pd.Series | None = None,
+    *,
+    x: str = "x",
+    y: str = "y",
+    gene: str = "gene",
+    cell_id: str = "cell_id",
+) -> CellTranscripts:
+    """Keep the transcripts assigned to an outlined cell and measure the cells.
+
+    Parameters
+    ----------
+    points
+        One row per transcript with coordinate, gene and cell-id columns.
+    cells, nuclei
+        Outline polygons indexed by cell id (see :func:`cell_geometry`).
+    x, y, gene, cell_id
+        Column names in ``points``.
+    """
+    missing = [c for c in (x, y, gene, cell_id) if c not in points.columns]
+    if missing:
+        raise ValueError(f"transcripts: missing column(s) {missing}")
+    geometry = cell_geometry(cells, nuclei)
+    genes = points[gene].astype("category")
+    ids = points[cell_id]
+    cell_pos = geometry.cell_ids.get_indexer(ids.astype(str).to_numpy())
+    cell_pos[ids.isna().to_numpy()] = -1
+    gene_codes = genes.cat.codes.to_numpy()
+    kept = np.flatnonzero((cell_pos >= 0) & (gene_codes >= 0))
+    xy = points[[x, y]].to_numpy(dtype=np.float64)[kept]
+    if not np.isfinite(xy).all():
+        raise ValueError("transcripts: non-finite coordinates in assigned transcripts")
+    return CellTranscripts(
+        xy=xy,
+        index=kept,
+        cell=cell_pos[kept].astype(np.int64),
+        gene=gene_codes[kept].astype(np.int64),
+        gene_names=pd.Index(genes.cat.categories.astype(str)),
+        geometry=geometry,
+        n_points=len(points),
+    )
+
+
+def read_cell_transcripts(
+    sdata,
+    *,
+    points_key: str = "transcripts",
+    cell_key: str = "cell_boundaries",
+    nucleus_key: str | None = "nucleus_boundaries",
+) -> tuple[pd.DataFrame, CellTranscripts]:
+    """Points table and :class:`CellTranscripts` of a SpatialData object.
+
+    A missing ``nucleus_key`` element means no cell has a nucleus.
+    """
+    if cell_key not in sdata.shapes:
+        raise ValueError(f"sdata has no shapes element {cell_key!r} (cell outlines are required)")
+    points = transcripts_frame(sdata, points_key=points_key)
+    nuclei = sdata.shapes[nucleus_key].geometry if nucleus_key and nucleus_key in sdata.shapes else None
+    return points, cell_transcripts(points, sdata.shapes[cell_key].geometry, nuclei)

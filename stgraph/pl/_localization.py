@@ -1,0 +1,160 @@
+"""Plots of :func:`stgraph.tl.localization` results."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import spatialdata
+from matplotlib.axes import Axes
+
+from stgraph.localization._pattern_model import PATTERNS
+
+#: One colour per pattern, in :data:`~stgraph.localization.PATTERNS` order.
+PATTERN_COLORS = dict(zip(PATTERNS, ("#d62728", "#2ca02c", "#bdbdbd", "#1f77b4", "#9467bd")))
+
+
+def _results(sdata: spatialdata.SpatialData, table_key: str) -> pd.DataFrame:
+    if table_key not in sdata.tables or "lpp" not in sdata.tables[table_key].uns:
+        raise ValueError(f"no localization results in tables[{table_key!r}]; run stgraph.tl.localization first")
+    return sdata.tables[table_key].uns["lpp"]
+
+
+def localization_composition(
+    sdata: spatialdata.SpatialData,
+    by: str = "gene",
+    *,
+    groups: Sequence[str] | None = None,
+    n_top: int | None = 30,
+    table_key: str = "table",
+    ax: Axes | None = None,
+) -> Axes:
+    """Stacked bars: fraction of each top pattern per gene or per cell.
+
+    Parameters
+    ----------
+    sdata
+        Data with :func:`stgraph.tl.localization` results.
+    by
+        ``"gene"`` or ``"cell"``.
+    groups
+        Genes (or cells) to show, in this order; default the ``n_top`` with the
+        most scored (cell, gene) pairs.
+    n_top
+        Number of bars when ``groups`` is not given (``None``: all).
+    table_key
+        Table holding ``uns["lpp"]``.
+    ax
+        Axes to draw into; a new figure otherwise.
+
+    Returns
+    -------
+    The axes.
+    """
+    column = {"gene": "gene", "cell": "cell_id"}.get(by)
+    if column is None:
+        raise ValueError(f"by must be 'gene' or 'cell', got {by!r}")
+    lpp = _results(sdata, table_key)
+    counts = pd.crosstab(lpp[column].astype(str), lpp["top_pattern"].astype(str)).reindex(columns=list(PATTERNS), fill_value=0)
+    if groups is not None:
+        missing = [g for g in groups if g not in counts.index]
+        if missing:
+            raise ValueError(f"no scored (cell, gene) pairs for {missing[:5]}")
+        counts = counts.loc[list(groups)]
+    else:
+        counts = counts.loc[counts.sum(1).sort_values(ascending=False, kind="stable").index]
+        if n_top is not None:
+            counts = counts.iloc[:n_top]
+    fractions = counts.div(counts.sum(1).replace(0, 1), axis=0)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(4.0, 0.25 * len(fractions) + 1.5), 3.5))
+    bottom = np.zeros(len(fractions))
+    positions = np.arange(len(fractions))
+    for pattern in PATTERNS:
+        ax.bar(positions, fractions[pattern], bottom=bottom, color=PATTERN_COLORS[pattern], label=pattern, width=0.85)
+        bottom += fractions[pattern].to_numpy()
+    ax.set_xticks(positions, fractions.index, rotation=90, fontsize="small")
+    ax.set_ylabel(f"fraction of {'cells' if by == 'gene' else 'genes'}")
+    ax.set_ylim(0, 1)
+    ax.set_xlim(-0.6, len(fractions) - 0.4)
+    ax.legend(title="top pattern", bbox_to_anchor=(1.01, 1), loc="upper left", fontsize="small")
+    return ax
+
+
+def localization_transcripts(
+    sdata: spatialdata.SpatialData,
+    color: str = "pattern",
+    *,
+    cells: Sequence[str] | None = None,
+    genes: Sequence[str] | None = None,
+    points_key: str = "transcripts",
+    cell_key: str = "cell_boundaries",
+    nucleus_key: str | None = "nucleus_boundaries",
+    size: float = 2.0,
+    ax: Axes | None = None,
+) -> Axes:
+    """Transcripts coloured by top pattern or nuclear probability, over the outlines.
+
+    Parameters
+    ----------
+    sdata
+        Data on which :func:`stgraph.tl.localization` has run.
+    color
+        ``"pattern"`` (categorical colours, grey dots for unscored molecules) or
+        ``"p_nuclear"`` (colour map).
+    cells
+        Cell ids to show (default all).
+    genes
+        Genes to show (default all).
+    points_key, cell_key, nucleus_key
+        Element names.
+    size
+        Marker size.
+    ax
+        Axes to draw into; a new figure otherwise.
+
+    Returns
+    -------
+    The axes.
+    """
+    if color not in ("pattern", "p_nuclear"):
+        raise ValueError(f"color must be 'pattern' or 'p_nuclear', got {color!r}")
+    points = sdata.points[points_key].compute()
+    if color not in points.columns:
+        raise ValueError(f"points[{points_key!r}] has no {color!r} column; run stgraph.tl.localization first")
+    keep = np.ones(len(points), dtype=bool)
+    outlines = sdata.shapes[cell_key].geometry
+    if cells is not None:
+        keep &= points["cell_id"].astype(str).isin([str(c) for c in cells]).to_numpy()
+        outlines = outlines[outlines.index.astype(str).isin([str(c) for c in cells])]
+    if genes is not None:
+        keep &= points["gene"].astype(str).isin([str(g) for g in genes]).to_numpy()
+    points = points[keep]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 6))
+    nuclei = sdata.shapes[nucleus_key].geometry if nucleus_key and nucleus_key in sdata.shapes else None
+    if nuclei is not None:
+        nuclei = nuclei[nuclei.index.astype(str).isin(outlines.index.astype(str))]
+    for geometries, style in ((outlines, "-"), (nuclei, "--")):
+        if geometries is None:
+            continue
+        for geom in geometries:
+            for part in getattr(geom, "geoms", [geom]):
+                x, y = part.exterior.xy
+                ax.plot(x, y, style, color="black", linewidth=0.7)
+    if color == "pattern":
+        unscored = points["pattern"].isna().to_numpy()
+        ax.scatter(points["x"][unscored], points["y"][unscored], s=size, c="#e0e0e0", linewidths=0, label="not scored")
+        for pattern in PATTERNS:
+            chosen = (points["pattern"] == pattern).to_numpy()
+            if chosen.any():
+                ax.scatter(points["x"][chosen], points["y"][chosen], s=size, c=PATTERN_COLORS[pattern], linewidths=0, label=pattern)
+        ax.legend(markerscale=4 / max(size, 0.1), fontsize="small", bbox_to_anchor=(1.01, 1), loc="upper left")
+    else:
+        mapped = ax.scatter(points["x"], points["y"], s=size, c=points["p_nuclear"], cmap="coolwarm", vmin=0, vmax=1, linewidths=0)
+        plt.colorbar(mapped, ax=ax, label="P(nuclear)", shrink=0.7)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    return ax

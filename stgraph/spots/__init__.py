@@ -1,0 +1,1 @@
+"""Spot-grid (Visium / ST) lattices, baselines and the enhancer model."""

@@ -1,0 +1,41 @@
+"""Counts and their log1p(CP10k) transform for spot data."""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+CP10K = 1e4
+
+
+def read_counts(adata, layer: str | None = None) -> np.ndarray:
+    """Dense ``float32`` copy of the raw counts in ``adata.X`` or ``adata.layers[layer]``.
+
+    Raises
+    ------
+    ValueError
+        If the layer is missing, or the counts contain NaN / infinite or negative
+        values, or are all zero.
+    """
+    if layer is not None and layer not in adata.layers:
+        raise ValueError(f"Layer {layer!r} not found in `adata.layers` ({list(adata.layers)}).")
+    matrix = adata.X if layer is None else adata.layers[layer]
+    if matrix is None:
+        raise ValueError("`adata.X` is empty; pass the layer holding raw counts as `layer`.")
+    dense = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
+    dense = dense.astype(np.float32, copy=True)
+    where = "X" if layer is None else f"layers[{layer!r}]"
+    if not np.isfinite(dense).all():
+        raise ValueError(f"`adata.{where}` contains NaN or infinite values; raw counts are expected.")
+    if (dense < 0).any():
+        raise ValueError(f"`adata.{where}` contains negative values; raw counts are expected.")
+    if not dense.any():
+        raise ValueError(f"`adata.{where}` is all zero: there is no expression to enhance.")
+    return dense
+
+
+def log1p_cp10k(counts: np.ndarray) -> np.ndarray:
+    """``log1p(counts / total * 1e4)`` per spot; spots without counts stay all zero."""
+    counts = np.asarray(counts, dtype=np.float32)
+    total = counts.sum(axis=1, keepdims=True)
+    scale = np.divide(CP10K, total, out=np.zeros_like(total), where=total > 0)
+    return np.log1p(counts * scale)

@@ -1,0 +1,168 @@
+"""Spot lattices: grid-type detection, lattice-unit coordinates and sub-lattices.
+
+Visium spots sit on a hexagonal lattice whose array coordinates satisfy
+``array_row + array_col`` even, with ``array_col`` advancing by 2 between
+neighbours of a row; legacy ST spots sit on a square grid. In *lattice units*
+the nearest-neighbour distance of the full lattice is 1:
+
+* square: ``(x, y) = (array_col, array_row)``;
+* hexagonal: ``(x, y) = (array_col / 2, array_row * sqrt(3) / 2)``.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+GridType = Literal["hexagonal", "square"]
+GRID_TYPES = ("hexagonal", "square")
+
+# |A·(0, 2)| / |A·(1, 1)| for the affine map A of array → pixel coordinates:
+# 1 on a hexagonal lattice, sqrt(2) on a square grid; split halfway.
+_HEX_SQUARE_RATIO_SPLIT = (1.0 + np.sqrt(2.0)) / 2.0
+
+
+def array_coordinates(obs) -> np.ndarray:
+    """``(n, 2)`` float array of ``(array_row, array_col)`` read from ``obs``."""
+    missing = [key for key in ("array_row", "array_col") if key not in obs]
+    if missing:
+        raise ValueError(f"`adata.obs` lacks the lattice column(s) {missing}.")
+    rc = np.column_stack([obs["array_row"].to_numpy(), obs["array_col"].to_numpy()]).astype(float)
+    if not np.isfinite(rc).all():
+        raise ValueError("`obs['array_row']` / `obs['array_col']` contain NaN or infinite values.")
+    return rc
+
+
+def fit_affine(rc: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Least-squares affine map ``[row, col, 1] @ A ≈ xy``; returns ``A`` of shape ``(3, 2)``.
+
+    With fewer than three non-collinear spots the map is under-determined; the
+    minimum-norm solution is returned (an exact fit of the given spots).
+    """
+    design = np.column_stack([rc, np.ones(len(rc))])
+    coef, *_ = np.linalg.lstsq(design, np.asarray(xy, dtype=float), rcond=None)
+    return coef
+
+
+def apply_affine(coef: np.ndarray, rc: np.ndarray) -> np.ndarray:
+    """Map ``(row, col)`` array coordinates through an affine map from :func:`fit_affine`."""
+    return np.column_stack([rc, np.ones(len(rc))]) @ coef
+
+
+def detect_grid(rc: np.ndarray, spatial: np.ndarray | None = None) -> GridType:
+    """Detect whether spots lie on a hexagonal (Visium) or square (ST) lattice.
+
+    A hexagonal lattice needs ``array_row + array_col`` of one parity. When pixel
+    coordinates are given (and span two dimensions) the decision is then made on
+    the geometry: on a hexagonal lattice the spot two columns along a row is as far
+    as the spot one row and one column away; on a square grid it is sqrt(2) times
+    farther. Without usable pixel coordinates, one parity means hexagonal.
+    """
+    rc = np.asarray(rc, dtype=float)
+    parity = np.mod(rc.sum(axis=1), 2)
+    if len(np.unique(parity)) > 1 or not np.allclose(rc, np.round(rc)):
+        return "square"
+    if spatial is not None and len(rc) >= 3 and np.linalg.matrix_rank(rc - rc.mean(0)) == 2:
+        coef = fit_affine(rc, spatial)
+        step_row, step_col = coef[0], coef[1]
+        ratio = np.linalg.norm(2 * step_col) / max(np.linalg.norm(step_row + step_col), 1e-12)
+        return "hexagonal" if ratio < _HEX_SQUARE_RATIO_SPLIT else "square"
+    return "hexagonal"
+
+
+def check_grid(grid: str | None, rc: np.ndarray, spatial: np.ndarray | None) -> GridType:
+    """Validate a user-given grid type, or detect it when ``grid`` is None."""
+    if grid is None:
+        return detect_grid(rc, spatial)
+    if grid not in GRID_TYPES:
+        raise ValueError(f"`grid` must be one of {GRID_TYPES} or None, got {grid!r}.")
+    if grid == "hexagonal" and len(np.unique(np.mod(rc.sum(axis=1), 2))) > 1:
+        raise ValueError("`grid='hexagonal'` needs array_row + array_col of one parity (Visium convention).")
+    return grid
+
+
+def lattice_positions(rc: np.ndarray, grid: GridType) -> np.ndarray:
+    """Array ``(row, col)`` → Euclidean coordinates in lattice units (neighbour distance 1)."""
+    rc = np.asarray(rc, dtype=float)
+    if grid == "hexagonal":
+        return np.column_stack([rc[:, 1] / 2.0, rc[:, 0] * np.sqrt(3.0) / 2.0])
+    return np.column_stack([rc[:, 1], rc[:, 0]])
+
+
+def lattice_spacing(pos: np.ndarray) -> float:
+    """Median nearest-neighbour distance of positions (lattice units); 1 with fewer than two."""
+    if len(pos) < 2:
+        return 1.0
+    dist, _ = cKDTree(pos).query(pos, k=2)
+    return float(np.median(dist[:, 1]))
+
+
+def neighbour_midpoints(rc: np.ndarray, grid: GridType, spacing: float) -> np.ndarray:
+    """Array coordinates of the ×2 sub-lattice points between observed spots.
+
+    The lattice at half the spacing consists of the observed lattice plus the
+    midpoints of neighbouring spot pairs (on a square grid, diagonal pairs give the
+    cell centres). Only midpoints of *observed* pairs are returned, so new points
+    never leave the tissue; points coinciding with observed spots are dropped.
+    Rows are unique and sorted.
+    """
+    pos = lattice_positions(rc, grid)
+    reach = spacing * (np.sqrt(2.0) if grid == "square" else 1.0) * 1.01
+    pairs = cKDTree(pos).query_pairs(reach, output_type="ndarray")
+    if len(pairs) == 0:
+        return np.empty((0, 2))
+    mid = np.unique((rc[pairs[:, 0]] + rc[pairs[:, 1]]) / 2.0, axis=0)
+    return mid[~_rows_in(mid, rc)]
+
+
+def coarse_sublattice(rc: np.ndarray, grid: GridType, spacing: float = 1.0, coset: int = 0) -> np.ndarray:
+    """Boolean mask of the spots on the lattice of twice the spacing (one spot in four).
+
+    ``spacing`` is the lattice step in array units (1 for a full lattice). Square:
+    every other row and every other column. Hexagonal: every other row and, within
+    it, every other spot, the column offset alternating between kept rows so that the
+    kept spots form a hexagonal lattice again. Offsets are anchored at the smallest
+    row and column, so the result does not depend on the order of spots; ``coset``
+    (0–3) picks one of the four translates of the coarse lattice.
+    """
+    if coset not in range(4):
+        raise ValueError(f"`coset` must be 0, 1, 2 or 3, got {coset!r}.")
+    u = np.round((rc[:, 0] - rc[:, 0].min()) / spacing).astype(np.int64)
+    v = np.round((rc[:, 1] - rc[:, 1].min()) / spacing).astype(np.int64)
+    if grid == "square":
+        return ((u + coset // 2) % 2 == 0) & ((v + coset % 2) % 2 == 0)
+    # Shift the column anchor so that u + v is even (the Visium parity rule); the
+    # coarse hexagonal lattice is then u even and u + v divisible by 4, and its
+    # translates are the shifts by (0, 2), (1, 1) and (1, 3) steps.
+    v = v + (u + v) % 2
+    du, dv = ((0, 0), (0, 2), (1, 1), (1, 3))[coset]
+    return ((u + du) % 2 == 0) & ((u + du + v + dv) % 4 == 0)
+
+
+def gap_positions(rc: np.ndarray, grid: GridType) -> np.ndarray:
+    """Unobserved lattice points whose every lattice neighbour is an observed spot.
+
+    These are the holes inside the tissue (dropped or lost spots). Sorted rows of
+    ``(row, col)``.
+    """
+    rc = np.round(np.asarray(rc, dtype=float)).astype(np.int64)
+    offsets = _neighbour_offsets(grid)
+    observed = set(map(tuple, rc))
+    candidates = np.unique((rc[:, None, :] + offsets[None]).reshape(-1, 2), axis=0)
+    keep = [
+        tuple(p) not in observed and all(tuple(p + o) in observed for o in offsets)
+        for p in candidates
+    ]
+    return candidates[np.asarray(keep, dtype=bool)].astype(float) if len(candidates) else np.empty((0, 2))
+
+
+def _neighbour_offsets(grid: GridType) -> np.ndarray:
+    if grid == "hexagonal":
+        return np.array([[0, 2], [0, -2], [1, 1], [1, -1], [-1, 1], [-1, -1]])
+    return np.array([[0, 1], [0, -1], [1, 0], [-1, 0]])
+
+
+def _rows_in(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    ref = set(map(tuple, np.round(reference * 2).astype(np.int64)))
+    return np.array([tuple(q) in ref for q in np.round(query * 2).astype(np.int64)], dtype=bool)

@@ -1,0 +1,239 @@
+"""``stgraph.tl.enhance``: imputation and ×2 super-resolution of Visium / ST spots."""
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from stgraph.spots._expression import log1p_cp10k, read_counts
+from stgraph.spots._lattice import (
+    apply_affine,
+    array_coordinates,
+    check_grid,
+    fit_affine,
+    gap_positions,
+    lattice_positions,
+    lattice_spacing,
+    neighbour_midpoints,
+)
+from stgraph.spots._masks import MASK_KINDS
+from stgraph.spots._train import EnhancerParams, EnhancerTrainer
+
+MODES = ("impute", "super_resolution")
+MIN_SPOTS = 4
+_DEFAULT_MASKS = {"impute": ("random", "block"), "super_resolution": ("sublattice", "random")}
+
+
+def enhance(
+    adata: AnnData,
+    mode: Literal["impute", "super_resolution"] = "super_resolution",
+    *,
+    positions: np.ndarray | None = None,
+    factor: int = 2,
+    grid: Literal["hexagonal", "square"] | None = None,
+    layer: str | None = None,
+    counts_layer: str = "counts",
+    masks: Sequence[str] | None = None,
+    rank: int = 10,
+    n_components: int = 32,
+    radius: float = 2.5,
+    hidden_channels: int = 32,
+    num_layers: int = 2,
+    heads: int = 4,
+    lambda_init: float = 1.0,
+    epochs: int = 30,
+    n_ensemble: int = 3,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> AnnData:
+    """Impute missing spots or super-resolve a Visium / ST slide ×2, self-supervised.
+
+    Spots are nodes of a radius graph in lattice units; a
+    :class:`~stgraph.nn.conv.SpatialTransformerConv` model (attention with a
+    learned −λ·distance bias) reads the neighbours' whole expression profiles (a
+    truncated-SVD embedding of all genes' log1p(CP10k)) and predicts the low-rank
+    scores of the positions in between, as a correction of a calibrated
+    interpolation of those scores. It is trained only on the observed spots: random,
+    block or sub-lattice subsets of them are hidden and reconstructed. The positions
+    to predict are never a training target (they are not even in the training
+    graphs). An ensemble of ``n_ensemble`` models is averaged; each keeps the epoch
+    with the lowest loss on observed spots it set aside, so a model that cannot
+    improve on the interpolation returns it.
+
+    Parameters
+    ----------
+    adata
+        Spots with ``obs['array_row']``, ``obs['array_col']`` (Visium or ST array
+        coordinates), ``obsm['spatial']`` (pixel coordinates) and raw counts in ``X``
+        or ``layers[layer]``. Not modified.
+    mode
+        ``'impute'``: predict unmeasured in-tissue lattice positions (``positions``,
+        or by default every lattice gap whose lattice neighbours are all observed).
+        ``'super_resolution'``: predict the lattice of half the spacing between the
+        spots (the midpoints of neighbouring spots; on a square grid also the cell
+        centres), i.e. ×2 per axis.
+    positions
+        ``(m, 2)`` ``(array_row, array_col)`` to impute (``mode='impute'`` only);
+        must not coincide with observed spots.
+    factor
+        Super-resolution factor per axis; only 2 is supported.
+    grid
+        ``'hexagonal'`` (Visium) or ``'square'`` (legacy ST); detected from the
+        coordinates when None.
+    layer
+        Layer with the raw counts; ``X`` when None.
+    counts_layer
+        Name of the output layer that keeps the observed raw counts.
+    masks
+        Kinds of training masks cycled through: ``'random'`` (15–50 % of spots),
+        ``'block'`` (a contiguous 5–15 % block), ``'sublattice'`` (keep one spot in
+        four, the ×2 task one scale coarser). Default: ``('random', 'block')`` for
+        imputation, ``('sublattice', 'random')`` for super-resolution.
+    rank
+        Number of low-rank scores predicted (the rank of the predicted expression).
+    n_components
+        Width of the expression embedding the model reads.
+    radius
+        Radius of the spot graph in units of the observed spot spacing.
+    hidden_channels, num_layers, heads, lambda_init
+        Size of the attention model; ``lambda_init`` is λ per spot spacing.
+    epochs
+        Maximum passes over the training tasks per ensemble member (0: the
+        calibrated interpolation alone).
+    n_ensemble
+        Number of independently seeded models averaged.
+    seed
+        Seed of every random choice; results on the CPU are deterministic.
+    device
+        Torch device for training and prediction.
+    progress
+        Show a progress bar over training.
+
+    Returns
+    -------
+    A new :class:`~anndata.AnnData`: the original spots (barcodes, ``obs`` and
+    ``obsm['spatial']`` kept) followed by the new ones (index ``'imputed-<row>-<col>'``);
+    ``obs['imputed']`` marks new spots, whose ``array_row`` / ``array_col`` are
+    half-integers under super-resolution and whose ``obsm['spatial']`` comes from a
+    least-squares affine fit of array to pixel coordinates. ``X``: log1p(CP10k) —
+    measured for the original spots, predicted for the new ones.
+    ``layers[counts_layer]``: the observed raw counts (0 for new spots).
+    ``uns['spatial']`` is copied, the spot diameter halved under super-resolution;
+    ``uns['enhance']`` records the settings, grid and per-member kept epochs.
+    With no position to predict (an impute call on a slide without gaps) the result
+    holds only the original spots.
+
+    Raises
+    ------
+    TypeError
+        If ``adata`` is not an AnnData.
+    ValueError
+        On an unknown ``mode``, ``factor`` other than 2, unknown mask kinds, missing
+        or non-finite coordinates, duplicated array positions, fewer than
+        4 spots, NaN / negative / all-zero counts, or impute ``positions`` that are
+        malformed or coincide with observed spots.
+    """
+    if not isinstance(adata, AnnData):
+        raise TypeError(f"`adata` must be an AnnData, got {type(adata).__name__}.")
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
+    if factor != 2:
+        raise ValueError(f"Only `factor=2` super-resolution is supported, got {factor!r}.")
+    if positions is not None and mode != "impute":
+        raise ValueError("`positions` is only used with `mode='impute'`.")
+    masks = tuple(_DEFAULT_MASKS[mode] if masks is None else masks)
+    unknown = [kind for kind in masks if kind not in MASK_KINDS]
+    if unknown or not masks:
+        raise ValueError(f"`masks` must be a non-empty selection of {MASK_KINDS}, got {masks}.")
+
+    rc = array_coordinates(adata.obs)
+    spatial = _spatial(adata)
+    if len(rc) < MIN_SPOTS:
+        raise ValueError(f"enhance needs at least {MIN_SPOTS} spots to train on, got {len(rc)}.")
+    if pd.MultiIndex.from_arrays(rc.T).has_duplicates:
+        raise ValueError("Several spots share the same (array_row, array_col).")
+    counts = read_counts(adata, layer)
+    grid = check_grid(grid, rc, spatial)
+    query = _query_positions(mode, positions, rc, grid)
+
+    params = EnhancerParams(
+        rank=rank, n_components=n_components, radius=radius, hidden_channels=hidden_channels,
+        num_layers=num_layers, heads=heads, lambda_init=lambda_init, epochs=epochs,
+        n_ensemble=n_ensemble, masks=masks,
+    )
+    values = log1p_cp10k(counts)
+    trainer = EnhancerTrainer(rc, values, grid, params, seed=seed, device=device)
+    if len(query):
+        trainer.fit(progress=progress)
+        predicted = trainer.predict(query)
+    else:
+        predicted = np.empty((0, values.shape[1]), dtype=np.float32)
+    out = _assemble(adata, values, counts, predicted, query, fit_affine(rc, spatial), counts_layer)
+    if mode == "super_resolution":
+        _scale_spot_diameter(out.uns, 1.0 / factor)
+    out.uns["enhance"] = {
+        "mode": mode, "grid": grid, "seed": seed, "masks": list(masks),
+        "params": {k: v for k, v in vars(params).items() if k != "masks"},
+        "best_epochs": list(trainer.best_epochs),
+        "shrinkage": np.asarray(trainer.shrinkage),
+    }
+    return out
+
+
+def _spatial(adata: AnnData) -> np.ndarray:
+    if "spatial" not in adata.obsm:
+        raise ValueError("`adata.obsm['spatial']` (pixel coordinates of the spots) is required.")
+    spatial = np.asarray(adata.obsm["spatial"], dtype=float)
+    if spatial.ndim != 2 or spatial.shape[1] != 2 or not np.isfinite(spatial).all():
+        raise ValueError("`adata.obsm['spatial']` must be a finite (n_spots, 2) array.")
+    return spatial
+
+
+def _query_positions(mode: str, positions, rc: np.ndarray, grid: str) -> np.ndarray:
+    if mode == "super_resolution":
+        return neighbour_midpoints(rc, grid, lattice_spacing(lattice_positions(rc, grid)))
+    if positions is None:
+        return gap_positions(rc, grid)
+    query = np.asarray(positions, dtype=float)
+    if query.ndim != 2 or query.shape[1] != 2 or not np.isfinite(query).all():
+        raise ValueError("`positions` must be a finite (m, 2) array of (array_row, array_col).")
+    observed = pd.MultiIndex.from_arrays(rc.T)
+    if observed.isin(pd.MultiIndex.from_arrays(query.T)).any():
+        raise ValueError("Some `positions` coincide with observed spots; only unobserved positions can be imputed.")
+    return query
+
+
+def _assemble(adata, values, counts, predicted, query, affine, counts_layer) -> AnnData:
+    names = [f"imputed-{r:g}-{c:g}" for r, c in query]
+    new_obs = pd.DataFrame({"array_row": query[:, 0], "array_col": query[:, 1]}, index=names)
+    obs = adata.obs.copy()
+    obs["imputed"] = False
+    new_obs["imputed"] = True
+    obs = pd.concat([obs, new_obs]) if len(query) else obs
+    for key, column in adata.obs.items():  # concat turns categoricals with new NaN rows into objects
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            obs[key] = pd.Categorical(obs[key], categories=column.cat.categories, ordered=column.cat.ordered)
+    obs["imputed"] = obs["imputed"].astype(bool)
+    n_new = len(query)
+    out = AnnData(
+        X=np.vstack([values, predicted.astype(np.float32)]),
+        obs=obs,
+        var=adata.var.copy(),
+        uns=copy.deepcopy(dict(adata.uns)),
+    )
+    out.layers[counts_layer] = sp.vstack([sp.csr_matrix(counts), sp.csr_matrix((n_new, counts.shape[1]), dtype=np.float32)]).tocsr()
+    out.obsm["spatial"] = np.vstack([np.asarray(adata.obsm["spatial"], dtype=float), apply_affine(affine, query)])
+    return out
+
+
+def _scale_spot_diameter(uns: dict, scale: float) -> None:
+    for library in uns.get("spatial", {}).values():
+        factors = library.get("scalefactors", {}) if isinstance(library, dict) else {}
+        if "spot_diameter_fullres" in factors:
+            factors["spot_diameter_fullres"] = factors["spot_diameter_fullres"] * scale

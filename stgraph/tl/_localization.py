@@ -1,0 +1,272 @@
+"""``stgraph.tl.localization``: RNA localization patterns, compartments and gene scores."""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import anndata as ad
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import spatialdata
+
+from stgraph.io import get_table
+from stgraph.localization._compartment import predict_compartment
+from stgraph.localization._data import CellTranscripts, read_cell_transcripts
+from stgraph.localization._gene_score import nuclear_enrichment
+from stgraph.localization._pattern_model import PATTERNS, PatternModel, pattern_batch
+from stgraph.localization._pretrained import load_pretrained
+
+_COMPARTMENT_MODES = ("auto", "outlines", "withheld", None)
+
+
+def localization(
+    sdata: spatialdata.SpatialData,
+    *,
+    points_key: str = "transcripts",
+    cell_key: str = "cell_boundaries",
+    nucleus_key: str | None = "nucleus_boundaries",
+    table_key: str = "table",
+    min_transcripts: int = 5,
+    compartment: str | None = "auto",
+    training_cells: Sequence[str] | None = None,
+    model: PatternModel | str | Path | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+    copy: bool = False,
+) -> spatialdata.SpatialData | None:
+    """Localization pattern of every (cell, gene), compartment of every transcript.
+
+    **Patterns.** For every (cell, gene) with at least ``min_transcripts``
+    molecules, the probabilities of Bento's five patterns (``cell_edge``,
+    ``cytoplasmic``, ``none``, ``nuclear``, ``nuclear_edge``) from the pattern head
+    (:class:`stgraph.localization.PatternModel`; attention pooling over the gene's
+    molecules in the cell with the cell and nucleus geometry as features). As in
+    Bento the call is multilabel: a pattern is called when its probability reaches
+    its threshold (``model.thresholds``); the *top pattern* is the most probable
+    one. Cells without a nucleus outline are scored too (the model was trained with
+    such cells), but ``nuclear``/``nuclear_edge`` are then hard to tell apart from
+    ``none``/``cytoplasmic``.
+
+    **Compartment.** The probability that each molecule is nuclear, from a small
+    model fitted on the cells that have a nucleus outline (label: inside the
+    polygon), see :func:`stgraph.localization.predict_compartment`. Mode
+    ``"outlines"`` (= ``"auto"``) uses the nucleus outline as a feature where the
+    cell has one and the outline-free features elsewhere; ``"withheld"`` never uses
+    outlines as features (position in the cell, gene, neighbours' genes and local
+    density in the transcript graph). Cells without a nucleus thus always get the
+    outline-free prediction.
+
+    **Gene score.** Nuclear-enrichment score of every gene (log-odds of nuclear vs
+    cytoplasmic from the compartment probabilities, relative to all molecules) with
+    a bootstrap interval over cells, see
+    :func:`stgraph.localization.nuclear_enrichment`.
+
+    Parameters
+    ----------
+    sdata
+        Data with points ``points_key`` (columns ``x``, ``y``, ``gene``,
+        ``cell_id``) and cell outlines ``cell_key``; nucleus outlines
+        ``nucleus_key`` are optional (indexed by the id of their cell).
+    points_key, cell_key, nucleus_key, table_key
+        Element names. The table is created (cells x genes counts) when missing.
+    min_transcripts
+        Minimum molecules of a gene in a cell for a pattern call (Bento's
+        ``min_count``; default 5). Smaller groups get ``nan``.
+    compartment
+        ``"auto"``, ``"outlines"``, ``"withheld"``, or ``None`` to skip the
+        compartment and gene score.
+    training_cells
+        Ids of the cells whose nuclei train the compartment model (default: every
+        cell with a nucleus outline).
+    model
+        A :class:`~stgraph.localization.PatternModel` or a path written by its
+        ``save``; default the checkpoint shipped with stgraph.
+    n_boot
+        Bootstrap replicates of the gene-score interval.
+    seed
+        Seed of the token subsampling of large groups, the compartment fit and the
+        bootstrap; a fixed seed gives identical results.
+    copy
+        Return a modified copy instead of writing into ``sdata``.
+
+    Returns
+    -------
+    ``None``, or the copy if ``copy=True``. Written:
+
+    ``tables[table_key].layers[f"{pattern}_p"]``
+        cells x genes probability of each pattern (``float32``, ``nan`` where the
+        gene has fewer than ``min_transcripts`` molecules in the cell, for genes
+        absent from the cell and for empty cells).
+    ``tables[table_key].uns["lp"]``
+        Long table, one row per scored (cell, gene): ``cell_id``, ``gene``, one
+        0/1 column per pattern (the multilabel call).
+    ``tables[table_key].uns["lpp"]``
+        Same rows with the probabilities, plus ``top_pattern`` and
+        ``n_transcripts``.
+    ``tables[table_key].uns["lp_stats"]``
+        Per gene (index), the number of cells where each pattern is called.
+    ``tables[table_key].var``
+        ``nuclear_score``, ``nuclear_score_ci_low``, ``nuclear_score_ci_high``
+        (95 % interval), ``nan`` for genes without molecules in cells or when no
+        compartment was computed.
+    ``tables[table_key].uns["localization"]``
+        Parameters, thresholds, compartment mode and training cells.
+    ``points[points_key]["pattern"]``
+        Top pattern of the molecule's (cell, gene) (categorical, ``nan`` when not
+        scored or outside cells).
+    ``points[points_key]["p_nuclear"]``
+        Nuclear probability (``nan`` outside cells or when not computed).
+
+    Raises
+    ------
+    ValueError
+        For missing elements or columns, bad parameters, unknown training cells or
+        training cells without a nucleus.
+    TypeError
+        For a ``model`` of the wrong type.
+    """
+    if isinstance(min_transcripts, bool) or not isinstance(min_transcripts, (int, np.integer)) or min_transcripts < 1:
+        raise ValueError(f"min_transcripts must be an integer >= 1, got {min_transcripts!r}")
+    if compartment not in _COMPARTMENT_MODES:
+        raise ValueError(f"compartment must be one of {_COMPARTMENT_MODES}, got {compartment!r}")
+    pattern_model = _resolve_model(model)
+    if copy:
+        sdata = spatialdata.deepcopy(sdata)
+
+    points, transcripts = read_cell_transcripts(
+        sdata, points_key=points_key, cell_key=cell_key, nucleus_key=nucleus_key
+    )
+    groups = transcripts.groups(min_transcripts)
+    batch = pattern_batch(transcripts, groups, pattern_model.context_radius, seed=seed)
+    probabilities = pattern_model.predict_proba(batch)
+    thresholds = pattern_model.thresholds.numpy().astype(float)
+    cell_ids = transcripts.geometry.cell_ids
+    gene_names = transcripts.gene_names
+    keys = pd.DataFrame(
+        {
+            "cell_id": pd.Categorical.from_codes(groups.cell, categories=cell_ids),
+            "gene": pd.Categorical.from_codes(groups.gene, categories=gene_names),
+        }
+    )
+    top = probabilities.argmax(1) if len(groups) else np.zeros(0, dtype=int)
+    lp = pd.concat([keys, pd.DataFrame((probabilities >= thresholds).astype(np.uint8), columns=list(PATTERNS))], axis=1)
+    lpp = pd.concat([keys, pd.DataFrame(probabilities.astype(float), columns=list(PATTERNS))], axis=1)
+    lpp["top_pattern"] = pd.Categorical.from_codes(top, categories=PATTERNS)
+    lpp["n_transcripts"] = groups.n_transcripts
+
+    p_nuclear, used_training = _compartment(transcripts, compartment, training_cells, seed)
+    score = nuclear_enrichment(
+        np.nan_to_num(p_nuclear), transcripts.gene, transcripts.cell, len(gene_names), len(cell_ids),
+        n_boot=n_boot, seed=seed,
+    )
+    if np.isnan(p_nuclear).any():
+        score.loc[:, ["score", "ci_low", "ci_high"]] = np.nan
+
+    table, rows, cols = _table(sdata, table_key, points_key, transcripts)
+    group_row, group_col = rows[groups.cell], cols[groups.gene]
+    placed = (group_row >= 0) & (group_col >= 0)
+    for k, pattern in enumerate(PATTERNS):
+        layer = np.full(table.shape, np.nan, dtype=np.float32)
+        layer[group_row[placed], group_col[placed]] = probabilities[placed, k]
+        table.layers[f"{pattern}_p"] = layer
+    lp_stats = lp.groupby("gene", observed=False)[list(PATTERNS)].sum().astype(int)
+    table.uns["lp"] = lp
+    table.uns["lpp"] = lpp
+    table.uns["lp_stats"] = lp_stats
+    gene_of_var = np.full(table.n_vars, -1)
+    gene_of_var[cols[cols >= 0]] = np.flatnonzero(cols >= 0)
+    for column, name in (("score", "nuclear_score"), ("ci_low", "nuclear_score_ci_low"), ("ci_high", "nuclear_score_ci_high")):
+        values = score[column].to_numpy()
+        table.var[name] = np.where(gene_of_var >= 0, values[np.clip(gene_of_var, 0, None)], np.nan)
+    table.uns["localization"] = {
+        "min_transcripts": int(min_transcripts),
+        "thresholds": dict(zip(PATTERNS, thresholds.tolist())),
+        "compartment": "none" if compartment is None else compartment,
+        "training_cells": [str(c) for c in cell_ids[used_training]],
+        "seed": int(seed),
+    }
+    sdata.tables[table_key] = table
+
+    pattern_codes = np.full(transcripts.n_points, -1)
+    scored = groups.member >= 0
+    pattern_codes[transcripts.index[scored]] = top[groups.member[scored]]
+    molecule_p = np.full(transcripts.n_points, np.nan)
+    molecule_p[transcripts.index] = p_nuclear
+    _set_point_columns(
+        sdata,
+        points_key,
+        points,
+        {"pattern": pd.Categorical.from_codes(pattern_codes, categories=PATTERNS), "p_nuclear": molecule_p},
+    )
+    return sdata if copy else None
+
+
+def _resolve_model(model) -> PatternModel:
+    if model is None:
+        return load_pretrained()
+    if isinstance(model, PatternModel):
+        return model
+    if isinstance(model, (str, Path)):
+        return PatternModel.load(model)
+    raise TypeError(f"model must be a PatternModel, a path or None, got {type(model).__name__}")
+
+
+def _compartment(
+    transcripts: CellTranscripts, mode: str | None, training_cells: Sequence[str] | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nuclear probabilities (``nan`` if not computed) and the training cells used."""
+    geometry = transcripts.geometry
+    none = np.zeros(0, dtype=np.int64)
+    if mode is None:
+        return np.full(len(transcripts.xy), np.nan), none
+    positions = None
+    if training_cells is not None:
+        ids = pd.Index([str(c) for c in training_cells])
+        positions = geometry.cell_ids.get_indexer(ids)
+        if (positions < 0).any():
+            raise ValueError(f"training_cells: unknown cell ids {list(ids[positions < 0])[:5]}")
+        if not geometry.has_nucleus[positions].all():
+            raise ValueError(f"training_cells: cells without nucleus outline {list(ids[~geometry.has_nucleus[positions]])[:5]}")
+    trainable = geometry.has_nucleus if positions is None else np.isin(np.arange(len(geometry)), positions)
+    labels = transcripts.transcript_geometry.in_nucleus[np.isin(transcripts.cell, np.flatnonzero(trainable))]
+    if labels.size == 0 or labels.all() or not labels.any():
+        warnings.warn(
+            "localization: no cell with a nucleus outline holds both nuclear and other transcripts; "
+            "p_nuclear and the gene scores are nan",
+            UserWarning,
+            stacklevel=3,
+        )
+        return np.full(len(transcripts.xy), np.nan), none
+    result = predict_compartment(
+        transcripts, mode="outlines" if mode == "auto" else mode, training_cells=positions, seed=seed
+    )
+    return result.p_nuclear, result.training_cells
+
+
+def _table(
+    sdata: spatialdata.SpatialData, table_key: str, points_key: str, transcripts: CellTranscripts
+) -> tuple[ad.AnnData, np.ndarray, np.ndarray]:
+    """The table to write into (:func:`stgraph.io.get_table`), and the table row /
+    column of every cell / gene position (``-1`` when the table lacks it)."""
+    cell_ids, gene_names = transcripts.geometry.cell_ids, transcripts.gene_names
+    table = get_table(sdata, table_key, points_key)
+    instance_key = table.uns.get("spatialdata_attrs", {}).get("instance_key")
+    table_cells = table.obs[instance_key].astype(str) if instance_key in table.obs else table.obs_names
+    rows = np.full(len(cell_ids), -1)
+    found = cell_ids.get_indexer(pd.Index(table_cells))
+    rows[found[found >= 0]] = np.flatnonzero(found >= 0)
+    cols = pd.Index(table.var_names).get_indexer(gene_names)
+    return table, rows, cols
+
+
+def _set_point_columns(sdata: spatialdata.SpatialData, key: str, points: pd.DataFrame, columns: dict) -> None:
+    """Write ``columns`` (aligned with the rows of ``points``) into the points element."""
+    frame = points.copy()
+    for name, values in columns.items():
+        frame[name] = values
+    element = sdata.points[key]
+    updated = dd.from_pandas(frame, npartitions=max(element.npartitions, 1))
+    updated.attrs.update(element.attrs)
+    sdata.points[key] = updated

@@ -1,0 +1,250 @@
+"""Tests of stgraph.tl.enhance / stgraph.pl.enhance and the enhancer's training data."""
+from __future__ import annotations
+
+import anndata as ad
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from stgraph.pl._enhance import enhance as plot_enhance  # noqa: E402
+from stgraph.spots._baselines import nearest  # noqa: E402
+from stgraph.spots._expression import log1p_cp10k  # noqa: E402
+from stgraph.spots._lattice import coarse_sublattice, lattice_positions  # noqa: E402
+from stgraph.spots._train import EnhancerParams, EnhancerTrainer  # noqa: E402
+from stgraph.tl._enhance import enhance  # noqa: E402
+
+FAST = {"epochs": 2, "n_ensemble": 1, "hidden_channels": 16, "progress": False}
+
+
+def lattice(grid: str, n_rows: int, n_cols: int) -> np.ndarray:
+    """``(row, col)`` array coordinates of a full rectangular patch of a lattice."""
+    rows, cols = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
+    if grid == "hexagonal":  # Visium: columns step by 2, row + col even
+        cols = 2 * cols + rows % 2
+    return np.column_stack([rows.ravel(), cols.ravel()])
+
+
+def smooth_field(xy: np.ndarray, n_genes: int, seed: int) -> np.ndarray:
+    """Log-rates ``(n, n_genes)``: each gene mixes three smooth spatial factors."""
+    rng = np.random.default_rng(seed)
+    factors = np.column_stack([
+        np.sin(xy[:, 0] / 3.0), np.cos(xy[:, 1] / 2.5), np.sin((xy[:, 0] + xy[:, 1]) / 4.0),
+    ])
+    return factors @ rng.normal(0.0, 1.0, (3, n_genes)) + rng.uniform(0.5, 2.5, n_genes)
+
+
+def slide(grid: str = "square", n_rows: int = 12, n_cols: int = 12, n_genes: int = 40, seed: int = 0):
+    """Counts drawn from :func:`smooth_field`; returns ``(adata, log_rate)``.
+
+    Pixel coordinates are a rotated, scaled copy of the lattice positions (100 px
+    per spot spacing), as for a real slide.
+    """
+    rc = lattice(grid, n_rows, n_cols)
+    xy = np.column_stack([rc[:, 1] / 2.0, rc[:, 0] * np.sqrt(3) / 2]) if grid == "hexagonal" else rc[:, ::-1] * 1.0
+    log_rate = smooth_field(xy, n_genes, seed)
+    counts = np.random.default_rng(seed + 1).poisson(np.exp(log_rate)).astype(np.float32)
+    angle = 0.1
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    obs = pd.DataFrame(
+        {"array_row": rc[:, 0], "array_col": rc[:, 1], "label": pd.Categorical(["a", "b"] * (len(rc) // 2) + ["a"] * (len(rc) % 2))},
+        index=[f"spot{i}" for i in range(len(rc))],
+    )
+    adata = ad.AnnData(counts, obs=obs, var=pd.DataFrame(index=[f"gene{g}" for g in range(n_genes)]))
+    adata.obsm["spatial"] = xy @ rotation.T * 100.0 + 500.0
+    return adata, log_rate
+
+
+@pytest.fixture(scope="module", params=["square", "hexagonal"])
+def super_resolved(request):
+    adata, _ = slide(request.param, 8, 8, 30)
+    adata.uns["spatial"] = {"lib": {"images": {"hires": np.zeros((60, 60, 3), dtype=np.float32)},
+                                    "scalefactors": {"spot_diameter_fullres": 80.0, "tissue_hires_scalef": 0.05}}}
+    return request.param, adata, enhance(adata, "super_resolution", **FAST)
+
+
+def test_beats_nearest_neighbour_on_smooth_field():
+    adata, log_rate = slide("square", 14, 14, 40, seed=3)
+    held = np.random.default_rng(0).permutation(adata.n_obs)[: int(0.4 * adata.n_obs)]
+    is_held = np.zeros(adata.n_obs, dtype=bool)
+    is_held[held] = True
+    observed = adata[~is_held].copy()
+    rc = np.column_stack([adata.obs["array_row"], adata.obs["array_col"]]).astype(float)
+    out = enhance(observed, "impute", positions=rc[is_held], seed=0, progress=False, epochs=3, n_ensemble=1)
+    new = out[out.obs["imputed"].to_numpy()]
+    assert new.n_obs == is_held.sum()
+    assert np.array_equal(new.obs[["array_row", "array_col"]].to_numpy(), rc[is_held])
+    pos = lattice_positions(rc, "square")
+    naive = nearest(pos[~is_held], log1p_cp10k(observed.X), pos[is_held])
+
+    def median_pcc(pred):
+        truth = log_rate[is_held]
+        return np.median([np.corrcoef(truth[:, g], pred[:, g])[0, 1] for g in range(truth.shape[1])])
+
+    enhanced, baseline = median_pcc(new.X), median_pcc(naive)
+    assert enhanced > 0.8
+    assert enhanced > baseline + 0.15
+
+
+def test_held_out_positions_are_never_training_targets(monkeypatch):
+    adata, _ = slide("hexagonal", 10, 10, 20)
+    rc = np.column_stack([adata.obs["array_row"], adata.obs["array_col"]]).astype(float)
+    is_held = ~coarse_sublattice(rc, "hexagonal") & (np.arange(adata.n_obs) % 2 == 0)
+    trainers = []
+
+    class Recording(EnhancerTrainer):
+        def __post_init__(self):
+            super().__post_init__()
+            trainers.append(self)
+
+    monkeypatch.setattr("stgraph.tl._enhance.EnhancerTrainer", Recording)
+    enhance(adata[~is_held].copy(), "impute", positions=rc[is_held], masks=("random", "block", "sublattice"), **FAST)
+    (trainer,) = trainers
+    observed = {tuple(p) for p in rc[~is_held]}
+    held_out = {tuple(p) for p in rc[is_held]}
+    assert {tuple(p) for p in trainer.rc} == observed
+    assert len(trainer.masks) == 16 + 16 + 4  # shrinkage calibration, training, validation tasks
+    targets = set()
+    for hidden, target in trainer.masks:
+        assert hidden.shape == target.shape == (len(observed),)
+        assert not (target & ~hidden).any()
+        targets |= {tuple(p) for p in trainer.rc[target]}
+    assert targets and targets <= observed
+    assert not targets & held_out
+
+
+def test_validation_spots_are_not_training_targets():
+    adata, _ = slide("square", 10, 10, 20)
+    rc = np.column_stack([adata.obs["array_row"], adata.obs["array_col"]]).astype(float)
+    trainer = EnhancerTrainer(rc, log1p_cp10k(adata.X), "square", EnhancerParams(epochs=1, n_ensemble=1, n_tasks=8))
+    trainer.fit(progress=False)
+    train_targets = np.any([t for _, t in trainer.masks[8:16]], axis=0)
+    val_targets = np.any([t for _, t in trainer.masks[16:]], axis=0)
+    assert train_targets.any() and val_targets.any()
+    assert not (train_targets & val_targets).any()
+
+
+def test_super_resolution_output(super_resolved, tmp_path):
+    grid, adata, out = super_resolved
+    n = adata.n_obs
+    new = out.obs["imputed"].to_numpy()
+    # 8 x 8 spots: square grid gains 7*8*2 edge midpoints and 7*7 cell centres;
+    # hexagonal gains one midpoint per neighbouring pair (7*8 in rows, 2*7*8 - 7 between rows).
+    assert new.sum() == (7 * 8 * 2 + 49 if grid == "square" else 7 * 8 + 2 * 7 * 8 - 7)
+    assert list(out.obs_names[:n]) == list(adata.obs_names) and not new[:n].any() and new[n:].all()
+    rc_new = out.obs.loc[new, ["array_row", "array_col"]].to_numpy()
+    assert np.all(np.isin(np.mod(rc_new * 2, 2), [0, 1])) and np.any(np.mod(rc_new, 1) == 0.5)
+    assert np.array_equal(out.obsm["spatial"][:n], adata.obsm["spatial"])
+    # the affine map is exact on a synthetic slide: a midpoint lands between its two spots
+    first = np.flatnonzero(new)[0]
+    row, col = rc_new[0]
+    nbrs = adata.obs.index[(np.abs(adata.obs["array_row"] - row) <= 0.5) & (np.abs(adata.obs["array_col"] - col) <= 1)]
+    assert np.allclose(out.obsm["spatial"][first], adata[nbrs].obsm["spatial"].mean(axis=0))
+    np.testing.assert_array_equal(out.layers["counts"][:n].toarray(), adata.X)
+    assert out.layers["counts"][n:].nnz == 0
+    np.testing.assert_allclose(out.X[:n], log1p_cp10k(adata.X), rtol=1e-6)
+    assert np.isfinite(out.X).all()
+    assert out.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] == 40.0
+    assert adata.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] == 80.0
+    assert out.uns["enhance"]["grid"] == grid
+    out.write_h5ad(tmp_path / "out.h5ad")
+    back = ad.read_h5ad(tmp_path / "out.h5ad")
+    assert back.obs["label"].dtype == "category" and back.obs["label"].isna().sum() == new.sum()
+    np.testing.assert_array_equal(back.X, out.X)
+
+
+def test_squidpy_plots_the_output(super_resolved):
+    sq = pytest.importorskip("squidpy")
+    _, _, out = super_resolved
+    sq.pl.spatial_scatter(out, color="gene0", library_id="lib", img_res_key="hires")
+    marks = [max(len(c.get_paths()), len(c.get_offsets())) for ax in plt.gcf().axes for c in ax.collections]
+    assert out.n_obs in marks
+    plt.close("all")
+
+
+def test_plot_enhance_panels(super_resolved):
+    _, _, out = super_resolved
+    fig = plot_enhance(out, ["gene0", "gene1"])
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == [
+        "gene0 (measured)", "gene0 (enhanced)", "gene1 (measured)", "gene1 (enhanced)"]
+    n_original = int((~out.obs["imputed"]).sum())
+    assert [len(ax.collections[0].get_offsets()) for ax in panels] == [n_original, out.n_obs] * 2
+    with pytest.raises(ValueError, match="not in"):
+        plot_enhance(out, "nope")
+    plt.close("all")
+
+
+def test_deterministic_on_cpu():
+    adata, _ = slide("square", 6, 6, 12)
+    first = enhance(adata, "super_resolution", seed=1, **FAST)
+    second = enhance(adata, "super_resolution", seed=1, **FAST)
+    np.testing.assert_array_equal(first.X, second.X)
+    assert first.uns["enhance"]["best_epochs"] == second.uns["enhance"]["best_epochs"]
+
+
+def test_impute_fills_lattice_gaps_by_default():
+    adata, _ = slide("hexagonal", 7, 7, 12)
+    centre = (adata.obs["array_row"] == 3) & (adata.obs["array_col"] == 7)
+    out = enhance(adata[~centre.to_numpy()].copy(), "impute", **FAST)
+    assert out.obs.loc[out.obs["imputed"], ["array_row", "array_col"]].to_numpy().tolist() == [[3.0, 7.0]]
+    no_gaps = enhance(adata, "impute", **FAST)
+    assert no_gaps.n_obs == adata.n_obs and not no_gaps.obs["imputed"].any()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a: a[:1].copy(), "at least 4 spots"),
+        (lambda a: _with_x(a, np.zeros(a.shape, dtype=np.float32)), "all zero"),
+        (lambda a: _with_x(a, np.where(np.arange(a.n_vars) == 0, np.nan, a.X)), "NaN"),
+        (lambda a: _with_x(a, -a.X), "negative"),
+        (lambda a: _drop_obs(a, "array_row"), "array_row"),
+    ],
+)
+def test_bad_input_raises(change, message):
+    adata, _ = slide("square", 5, 5, 8)
+    with pytest.raises(ValueError, match=message):
+        enhance(change(adata), **FAST)
+
+
+def test_bad_arguments_raise():
+    adata, _ = slide("square", 5, 5, 8)
+    rc = adata.obs[["array_row", "array_col"]].to_numpy()
+    with pytest.raises(ValueError, match="factor=2"):
+        enhance(adata, factor=3, **FAST)
+    with pytest.raises(ValueError, match="coincide"):
+        enhance(adata, "impute", positions=rc[:2], **FAST)
+    with pytest.raises(ValueError, match="mode"):
+        enhance(adata, "denoise", **FAST)
+    with pytest.raises(ValueError, match="masks"):
+        enhance(adata, masks=("checkerboard",), **FAST)
+    with pytest.raises(TypeError, match="AnnData"):
+        enhance(adata.X, **FAST)
+    with pytest.raises(ValueError, match="hexagonal"):
+        enhance(adata, grid="hexagonal", **FAST)
+
+
+def test_input_is_not_modified():
+    adata, _ = slide("square", 5, 5, 8)
+    before = adata.copy()
+    enhance(adata, **FAST)
+    np.testing.assert_array_equal(adata.X, before.X)
+    pd.testing.assert_frame_equal(adata.obs, before.obs)
+    assert list(adata.uns) == list(before.uns) and list(adata.layers) == []
+
+
+def _with_x(adata, x):
+    adata = adata.copy()
+    adata.X = np.asarray(x, dtype=np.float32)
+    return adata
+
+
+def _drop_obs(adata, key):
+    adata = adata.copy()
+    del adata.obs[key]
+    return adata

@@ -1,0 +1,116 @@
+"""Tests of the spot-lattice helpers, training masks and interpolation used by the enhancer."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.interpolate import LinearNDInterpolator
+from scipy.spatial import cKDTree
+
+from stgraph.spots._baselines import gaussian_knn, linear, low_rank
+from stgraph.spots._expression import log1p_cp10k
+from stgraph.spots._lattice import (
+    coarse_sublattice,
+    detect_grid,
+    gap_positions,
+    lattice_positions,
+    neighbour_midpoints,
+)
+from stgraph.spots._masks import block_mask, draw_mask, random_mask
+from tests.test_enhance import lattice, slide
+
+
+@pytest.mark.parametrize("grid", ["square", "hexagonal"])
+def test_detect_grid_from_coordinates(grid):
+    adata, _ = slide(grid, 6, 6, 4)
+    rc = adata.obs[["array_row", "array_col"]].to_numpy(float)
+    assert detect_grid(rc, adata.obsm["spatial"]) == grid
+    assert detect_grid(rc) == grid
+
+
+def test_square_checkerboard_is_not_mistaken_for_hexagonal():
+    rc = lattice("square", 6, 6)
+    rc = rc[rc.sum(axis=1) % 2 == 0].astype(float)  # one parity, as on Visium
+    assert detect_grid(rc, rc[:, ::-1] * 100.0) == "square"
+    assert detect_grid(rc) == "hexagonal"  # without pixel coordinates parity decides
+
+
+@pytest.mark.parametrize("grid", ["square", "hexagonal"])
+def test_lattice_units_and_coarse_sublattice(grid):
+    rc = lattice(grid, 8, 8).astype(float)
+    pos = lattice_positions(rc, grid)
+    nn = cKDTree(pos).query(pos, k=2)[0][:, 1]
+    np.testing.assert_allclose(nn, 1.0)
+    cosets = [coarse_sublattice(rc, grid, coset=c) for c in range(4)]
+    assert np.array_equal(np.sum(cosets, axis=0), np.ones(len(rc)))  # a partition
+    for keep in cosets:
+        assert keep.sum() == 16
+        kept = pos[keep]
+        d, _ = cKDTree(kept).query(kept, k=2)
+        np.testing.assert_allclose(d[:, 1], 2.0)  # the lattice of twice the spacing
+    # on the coarse lattice (spacing 2 in array units) the next coarser one is a quarter again
+    coarse = rc[cosets[0]]
+    assert coarse_sublattice(coarse, grid, spacing=2).sum() == 4
+
+
+@pytest.mark.parametrize("grid", ["square", "hexagonal"])
+def test_midpoints_are_the_half_spacing_lattice(grid):
+    rc = lattice(grid, 6, 6).astype(float)
+    mid = neighbour_midpoints(rc, grid, 1.0)
+    expected = 5 * 6 * 2 + 25 if grid == "square" else 5 * 6 + 2 * 5 * 6 - 5
+    assert len(mid) == expected == len(np.unique(mid, axis=0))
+    both = lattice_positions(np.vstack([rc, mid]), grid)
+    d, _ = cKDTree(both).query(both, k=2)
+    np.testing.assert_allclose(d[:, 1], 0.5)
+    # mapping a coarse lattice up by x2 gives back the points of the fine one in between
+    coarse = coarse_sublattice(rc, grid)
+    fine = {tuple(p) for p in neighbour_midpoints(rc[coarse], grid, 2.0)}
+    assert fine <= {tuple(p) for p in rc[~coarse]}
+
+
+def test_gap_positions_are_interior_holes_only():
+    rc = lattice("square", 5, 5)
+    interior = (rc[:, 0] == 2) & (rc[:, 1] == 2)
+    edge = (rc[:, 0] == 0) & (rc[:, 1] == 3)
+    assert gap_positions(rc[~(interior | edge)], "square").tolist() == [[2.0, 2.0]]
+    assert len(gap_positions(rc, "square")) == 0
+
+
+@pytest.mark.parametrize("grid", ["square", "hexagonal"])
+def test_linear_matches_scipy_on_degenerate_lattices(grid):
+    rng = np.random.default_rng(0)
+    pos = lattice_positions(lattice(grid, 12, 12), grid)
+    visible = rng.random(len(pos)) < 0.5
+    values = rng.normal(size=(visible.sum(), 3))
+    ours = linear(pos[visible], values, pos[~visible])
+    ref = LinearNDInterpolator(pos[visible], values)(pos[~visible])
+    inside = ~np.isnan(ref).any(axis=1)
+    np.testing.assert_allclose(ours[inside], ref[inside], atol=1e-12)
+    outside_nearest = cKDTree(pos[visible]).query(pos[~visible][~inside])[1]
+    np.testing.assert_array_equal(ours[~inside], values[outside_nearest])
+
+
+def test_baseline_helpers():
+    pos = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+    values = np.array([[1.0], [3.0], [5.0]])
+    w = np.exp(-0.5 * np.array([0.25, 0.25, 6.25]))
+    np.testing.assert_allclose(gaussian_knn(pos, values, np.array([[0.5, 0.0]]), k=3), [[(w @ values)[0] / w.sum()]])
+    m = np.outer([1.0, 2.0, 3.0], [1.0, 0.5])
+    np.testing.assert_allclose(low_rank(m, 1), m, rtol=1e-6)
+    counts = np.array([[1.0, 3.0], [0.0, 0.0]])
+    np.testing.assert_allclose(log1p_cp10k(counts), [[np.log1p(2500.0), np.log1p(7500.0)], [0.0, 0.0]], rtol=1e-6)
+
+
+def test_masks_hide_and_keep_spots():
+    rng = np.random.default_rng(0)
+    rc = lattice("square", 10, 10).astype(float)
+    pos = lattice_positions(rc, "square")
+    mask = random_mask(100, rng)
+    assert 15 <= mask.sum() <= 50
+    block = block_mask(pos, rng)
+    assert 5 <= block.sum() <= 15
+    hidden = pos[block]
+    assert np.ptp(hidden, axis=0).max() <= 4  # one compact square block
+    sub = draw_mask("sublattice", rc, pos, "square", 1.0, rng)
+    assert sub.sum() == 75
+    with pytest.raises(ValueError, match="Unknown mask"):
+        draw_mask("ring", rc, pos, "square", 1.0, rng)

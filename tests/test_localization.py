@@ -1,0 +1,220 @@
+"""stgraph.tl.localization with the shipped pattern checkpoint, and its models."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+import torch
+from sklearn.metrics import roc_auc_score
+
+from stgraph.datasets import simulate
+from stgraph.io import read_transcripts
+from stgraph.localization import PATTERNS, PatternModel, fit_pattern_model, read_cell_transcripts
+from stgraph.localization._compartment import gene_nuclear_prior, predict_compartment
+from stgraph.localization._pretrained import load_pretrained
+from stgraph.localization._train import labelled_batch
+from stgraph.pl._localization import localization_composition, localization_transcripts
+from stgraph.tl._localization import localization
+
+MIN = 5
+
+
+@pytest.fixture(scope="module")
+def clean():
+    """Cells whose molecules all follow their planted pattern (purity 1)."""
+    return simulate(16, 20, purity=1.0, mean_counts=30.0, frac_cells_without_nucleus=0.2, seed=7)
+
+
+@pytest.fixture(scope="module")
+def scored(clean):
+    sdata, truth = clean
+    return localization(sdata, copy=True, n_boot=20), truth
+
+
+def test_pattern_head_recovers_planted_patterns(scored):
+    sdata, truth = scored
+    lpp = sdata.tables["table"].uns["lpp"]
+    planted = truth.patterns.set_index(["cell_id", "gene"])["pattern"].astype(str)
+    expected = planted.reindex(pd.MultiIndex.from_frame(lpp[["cell_id", "gene"]].astype(str))).to_numpy()
+    predicted = lpp["top_pattern"].astype(str).to_numpy()
+    assert len(lpp) > 150
+    assert (predicted == expected).mean() >= 0.93
+    for pattern in PATTERNS:
+        assert (predicted[expected == pattern] == pattern).mean() >= 0.85, pattern
+
+
+def test_outputs_are_valid_and_consistent(scored, clean):
+    sdata, _ = scored
+    table = sdata.tables["table"]
+    lpp, lp = table.uns["lpp"], table.uns["lp"]
+    probabilities = lpp[list(PATTERNS)].to_numpy()
+    assert np.isfinite(probabilities).all() and (probabilities >= 0).all() and (probabilities <= 1).all()
+    thresholds = np.array([table.uns["localization"]["thresholds"][p] for p in PATTERNS])
+    np.testing.assert_array_equal(lp[list(PATTERNS)].to_numpy(), (probabilities >= thresholds).astype(np.uint8))
+    np.testing.assert_array_equal(lpp["top_pattern"].astype(str), np.array(PATTERNS)[probabilities.argmax(1)])
+    assert (lpp["n_transcripts"] >= MIN).all()
+    # Layers: nan exactly where a gene has fewer than MIN molecules in the cell.
+    counts = np.asarray(table.X.todense())
+    for pattern in PATTERNS:
+        layer = table.layers[f"{pattern}_p"]
+        assert layer.shape == table.shape
+        np.testing.assert_array_equal(np.isnan(layer), counts < MIN)
+    row = table.obs_names.get_indexer(lpp["cell_id"].astype(str))
+    col = table.var_names.get_indexer(lpp["gene"].astype(str))
+    np.testing.assert_allclose(table.layers["nuclear_p"][row, col], lpp["nuclear"], rtol=1e-6)
+    assert (table.uns["lp_stats"].sum().sum()) == lp[list(PATTERNS)].to_numpy().sum()
+    # Each molecule carries its (cell, gene)'s top pattern.
+    points = sdata.points["transcripts"].compute()
+    top = lpp.set_index(["cell_id", "gene"])["top_pattern"].astype(str)
+    keys = pd.MultiIndex.from_arrays([points["cell_id"].astype(str), points["gene"].astype(str)])
+    np.testing.assert_array_equal(points["pattern"].astype(object).fillna("-").to_numpy(), top.reindex(keys).fillna("-").to_numpy())
+    p = points["p_nuclear"].to_numpy()
+    assert np.isfinite(p).all() and (p >= 0).all() and (p <= 1).all()
+    var = table.var
+    assert ((var["nuclear_score_ci_low"] <= var["nuclear_score"]) & (var["nuclear_score"] <= var["nuclear_score_ci_high"])).all()
+    # The input was not modified (copy=True).
+    assert "pattern" not in clean[0].points["transcripts"].columns and "table" not in clean[0].tables
+
+
+def test_compartment_with_outlines_matches_the_nuclei(scored):
+    points = scored[0].points["transcripts"].compute()
+    with_nucleus = points["cell_id"].astype(str).isin(scored[0].shapes["nucleus_boundaries"].index)
+    assert roc_auc_score(points["in_nucleus"][with_nucleus], points["p_nuclear"][with_nucleus]) > 0.99
+
+
+def test_same_seed_same_results(clean, scored):
+    again = localization(clean[0], copy=True, n_boot=20)
+    first, second = scored[0].tables["table"], again.tables["table"]
+    pd.testing.assert_frame_equal(first.uns["lpp"], second.uns["lpp"])
+    pd.testing.assert_frame_equal(first.var, second.var)
+    np.testing.assert_array_equal(
+        scored[0].points["transcripts"].compute()["p_nuclear"], again.points["transcripts"].compute()["p_nuclear"]
+    )
+
+
+def test_withheld_outlines_beat_the_gene_prior():
+    sdata, _ = simulate(12, 20, mean_counts=40.0, seed=3)
+    _, transcripts = read_cell_transcripts(sdata)
+    train, held = np.arange(8), np.arange(8, 12)
+    result = predict_compartment(transcripts, mode="withheld", training_cells=train)
+    assert (result.mode == "withheld").all()
+    label = transcripts.transcript_geometry.in_nucleus
+    in_train, in_held = np.isin(transcripts.cell, train), np.isin(transcripts.cell, held)
+    prior = gene_nuclear_prior(transcripts.gene[in_train], label[in_train], len(transcripts.gene_names))
+    model_auc = roc_auc_score(label[in_held], result.p_nuclear[in_held])
+    prior_auc = roc_auc_score(label[in_held], prior[transcripts.gene[in_held]])
+    assert model_auc > 0.85 and model_auc > prior_auc + 0.05
+
+
+def _edge_case_sdata(with_nuclei: bool = True):
+    """Cell a (nucleus), b (no nucleus), c (no molecule); gene 'solo' has one molecule;
+    two molecules lie outside every cell."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for cell, x0 in (("a", 0.0), ("b", 20.0)):
+        for gene in ("g1", "g2"):
+            xy = rng.uniform(1, 9, size=(30, 2)) + [x0, 0]
+            rows += [(x, y, gene, cell) for x, y in xy]
+    rows += [(5.0, 5.0, "solo", "a"), (100.0, 100.0, "g1", None), (101.0, 100.0, "g2", None)]
+    frame = pd.DataFrame(rows, columns=["x", "y", "gene", "cell"])
+    cells = gpd.GeoSeries({"a": shapely.box(0, 0, 10, 10), "b": shapely.box(20, 0, 30, 10), "c": shapely.box(40, 0, 50, 10)})
+    nuclei = gpd.GeoSeries({"a": shapely.box(3, 3, 7, 7)}) if with_nuclei else None
+    return read_transcripts(frame, x="x", y="y", gene="gene", cell="cell", cell_boundaries=cells, nucleus_boundaries=nuclei)
+
+
+def test_edge_cases_get_documented_outputs():
+    sdata = _edge_case_sdata()
+    localization(sdata, n_boot=10)
+    table = sdata.tables["table"]
+    points = sdata.points["transcripts"].compute()
+    lpp = table.uns["lpp"]
+    assert sorted(zip(lpp["cell_id"].astype(str), lpp["gene"].astype(str))) == [("a", "g1"), ("a", "g2"), ("b", "g1"), ("b", "g2")]
+    layer = pd.DataFrame(table.layers["none_p"], index=table.obs_names, columns=table.var_names)
+    if "c" in layer.index:  # the empty cell, if the table has a row for it
+        assert layer.loc["c"].isna().all()
+    assert np.isnan(layer.loc["a", "solo"])
+    solo = points["gene"] == "solo"
+    assert points.loc[solo, "pattern"].isna().all() and np.isfinite(points.loc[solo, "p_nuclear"]).all()
+    outside = points["cell_id"].isna()
+    assert points.loc[outside, "pattern"].isna().all() and points.loc[outside, "p_nuclear"].isna().all()
+    # Cell b has no nucleus: its molecules are scored by the outline-free model.
+    in_b = (points["cell_id"] == "b").to_numpy()
+    assert np.isfinite(points.loc[in_b, "p_nuclear"]).all()
+    assert table.uns["localization"]["training_cells"] == ["a"]
+    assert np.isfinite(table.var.loc[["g1", "g2", "solo"], "nuclear_score"]).all()
+
+
+def test_no_nucleus_anywhere_warns_and_leaves_compartment_nan():
+    sdata = _edge_case_sdata(with_nuclei=False)
+    with pytest.warns(UserWarning, match="no cell with a nucleus"):
+        localization(sdata, n_boot=10)
+    table = sdata.tables["table"]
+    assert len(table.uns["lpp"]) == 4
+    assert sdata.points["transcripts"].compute()["p_nuclear"].isna().all()
+    assert table.var["nuclear_score"].isna().all()
+
+
+def test_bad_arguments_are_rejected(clean):
+    sdata = clean[0]
+    with pytest.raises(ValueError, match="min_transcripts"):
+        localization(sdata, min_transcripts=0, copy=True)
+    with pytest.raises(ValueError, match="compartment"):
+        localization(sdata, compartment="nucleus", copy=True)
+    with pytest.raises(TypeError, match="model"):
+        localization(sdata, model=3, copy=True)
+    with pytest.raises(ValueError, match="unknown cell ids"):
+        localization(sdata, training_cells=["nope"], copy=True)
+    no_nucleus = sorted(set(sdata.shapes["cell_boundaries"].index) - set(sdata.shapes["nucleus_boundaries"].index))
+    with pytest.raises(ValueError, match="without nucleus"):
+        localization(sdata, training_cells=no_nucleus[:1], copy=True)
+    with pytest.raises(ValueError, match="cell_boundaries"):
+        localization(sdata, cell_key="cell_boundaries_missing", copy=True)
+
+
+def test_checkpoint_round_trip(tmp_path, clean):
+    model = load_pretrained()
+    assert 0 < sum(p.numel() for p in model.parameters()) < 100_000
+    path = tmp_path / "model.pt"
+    model.save(path)
+    reloaded = PatternModel.load(path)
+    batch, _ = labelled_batch(*clean)
+    np.testing.assert_array_equal(model.predict_proba(batch), reloaded.predict_proba(batch))
+    torch.testing.assert_close(model.thresholds, reloaded.thresholds)
+
+
+def test_training_reduces_the_loss_and_is_seeded():
+    batch, labels = labelled_batch(*simulate(12, 15, mean_counts=25.0, seed=11))
+
+    def run():
+        torch.manual_seed(0)
+        model = PatternModel(hidden=16)
+        return fit_pattern_model(model, [batch], [labels], epochs=4, batch_cells=4, seed=0), model
+
+    history, model = run()
+    assert history[-1] < history[0]
+    again, other = run()
+    assert history == again
+    for a, b in zip(model.state_dict().values(), other.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_plots(scored):
+    sdata, _ = scored
+    ax = localization_composition(sdata, by="gene", n_top=5)
+    heights = np.array([bar.get_height() for bar in ax.patches]).reshape(len(PATTERNS), 5)
+    np.testing.assert_allclose(heights.sum(0), 1.0)
+    ax = localization_composition(sdata, by="cell", groups=["cell_00", "cell_01"])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cell_00", "cell_01"]
+    ax = localization_transcripts(sdata, "pattern", cells=["cell_00"])
+    assert len(ax.collections) >= 1
+    localization_transcripts(sdata, "p_nuclear", genes=["gene_00"])
+    with pytest.raises(ValueError, match="by must be"):
+        localization_composition(sdata, by="tissue")
+    with pytest.raises(ValueError, match="run stgraph.tl.localization"):
+        localization_composition(simulate(2, 3, seed=0)[0])

@@ -1,0 +1,164 @@
+"""Geometry, Bento's RNAforest features and the gene score of stgraph.localization."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from stgraph.localization import RNAFOREST_FEATURES, cell_geometry, cell_transcripts, rnaforest_features
+from stgraph.localization._gene_score import nuclear_enrichment
+from stgraph.localization._geometry import outline_distance
+from stgraph.localization._rnaforest import ripley_h_statistics
+from stgraph.localization._train import tune_thresholds
+
+SQUARE = shapely.box(0, 0, 10, 10)
+NUCLEUS = shapely.box(3, 3, 7, 7)
+
+
+def _sample(points: list[tuple[float, float, str, str]], nuclei: dict | None = None):
+    frame = pd.DataFrame(points, columns=["x", "y", "gene", "cell_id"])
+    cells = pd.Series({"a": SQUARE, "b": shapely.box(20, 0, 30, 10)})
+    nucleus = pd.Series({"a": NUCLEUS} if nuclei is None else nuclei, dtype=object)
+    return cell_transcripts(frame, cells, nucleus)
+
+
+def test_cell_geometry_of_a_square_with_a_nucleus():
+    geometry = cell_geometry(pd.Series({"a": SQUARE, "b": shapely.box(20, 0, 30, 10)}), pd.Series({"a": NUCLEUS}))
+    np.testing.assert_allclose(geometry.area, [100, 100])
+    np.testing.assert_allclose(geometry.centroid, [[5, 5], [25, 5]])
+    np.testing.assert_allclose(geometry.radius, [np.sqrt(50)] * 2)
+    np.testing.assert_allclose(geometry.span, [np.sqrt(200)] * 2)
+    # Mean squared distance to the centroid of a uniform point in a w x h box: (w²+h²)/12.
+    np.testing.assert_allclose(geometry.inertia, [200 / 12] * 2)
+    np.testing.assert_allclose(geometry.equivalent_radius, [np.sqrt(100 / np.pi)] * 2)
+    assert geometry.has_nucleus.tolist() == [True, False]
+    np.testing.assert_allclose(geometry.nucleus_area, [16, 0])
+
+
+def test_polar_inertia_subtracts_holes():
+    holed = shapely.Polygon(SQUARE.exterior.coords, [shapely.box(4, 4, 6, 6).exterior.coords])
+    geometry = cell_geometry(pd.Series({"h": holed}))
+    expected = (100 * 200 / 12 - 4 * 8 / 12) / 96
+    np.testing.assert_allclose(geometry.inertia, [expected])
+
+
+def test_cell_geometry_rejects_bad_outlines():
+    with pytest.raises(ValueError, match="not unique"):
+        cell_geometry(pd.Series([SQUARE, SQUARE], index=["a", "a"]))
+    with pytest.raises(ValueError, match="no polygon"):
+        cell_geometry(pd.Series({"a": shapely.Polygon()}))
+
+
+def test_transcript_geometry_signed_nucleus_distance():
+    sample = _sample([(5, 5, "g", "a"), (1, 5, "g", "a"), (25, 5, "g", "b"), (50, 50, "g", None)])
+    tg = sample.transcript_geometry
+    assert sample.index.tolist() == [0, 1, 2]  # the unassigned molecule is dropped
+    np.testing.assert_allclose(tg.cell_distance, [5, 1, 5])
+    np.testing.assert_allclose(tg.cell_offset, [0, 4, 0])
+    np.testing.assert_allclose(tg.nucleus_distance, [-2, 2, 0])
+    np.testing.assert_allclose(tg.nucleus_offset, [0, 4, 0])
+    assert tg.in_nucleus.tolist() == [True, False, False]
+    assert tg.has_nucleus.tolist() == [True, True, False]
+
+
+def test_rnaforest_features_of_four_nuclear_molecules():
+    corners = [(4, 4), (6, 4), (4, 6), (6, 6)]
+    sample = _sample([(x, y, "g", "a") for x, y in corners] + [(x + 20, y, "g", "b") for x, y in corners])
+    groups = sample.groups(min_transcripts=4)
+    features = rnaforest_features(sample, groups)
+    assert list(features.columns) == ["n_transcripts", *RNAFOREST_FEATURES]
+    radius = np.sqrt(50)
+    with_nucleus, without = features.iloc[0], features.iloc[1]
+    assert with_nucleus["n_transcripts"] == 4
+    assert with_nucleus["cell_inner_proximity"] == pytest.approx(1 - 4 / radius)
+    assert with_nucleus["nucleus_inner_proximity"] == pytest.approx(1 - 1 / radius)
+    assert with_nucleus["nucleus_outer_proximity"] == 0
+    for key in ("cell_inner_asymmetry", "nucleus_inner_asymmetry", "nucleus_outer_asymmetry"):
+        assert with_nucleus[key] == pytest.approx(0, abs=1e-12)
+    # Mean squared distance 2 to the centre, over 200/12 for a uniform point.
+    assert with_nucleus["point_dispersion_norm"] == pytest.approx(2 / (200 / 12))
+    assert with_nucleus["nucleus_dispersion_norm"] == pytest.approx(2 / (200 / 12))
+    # All six pairs are closer than span/4, so K = area and H = sqrt(100/pi) - span/4.
+    assert with_nucleus["l_half_radius"] == pytest.approx((np.sqrt(100 / np.pi) - np.sqrt(200) / 4) / radius)
+    # The cell without nucleus: same cell features, nucleus ones 0 / nan as in Bento.
+    assert without["cell_inner_proximity"] == pytest.approx(with_nucleus["cell_inner_proximity"])
+    assert without["nucleus_inner_proximity"] == 0 and without["nucleus_inner_asymmetry"] == 0
+    assert np.isnan(without["nucleus_dispersion_norm"])
+
+
+def test_rnaforest_features_skip_small_groups():
+    sample = _sample([(5, 5, "g", "a"), (2, 2, "g", "a"), (5, 5, "h", "a")])
+    assert len(rnaforest_features(sample, sample.groups(min_transcripts=2))) == 1
+    assert rnaforest_features(sample, sample.groups(min_transcripts=3)).shape == (0, 14)
+
+
+def test_ripley_statistics_match_a_brute_force_count():
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0, 10, size=(30, 2))
+    area, span, radius = 100.0, np.sqrt(200), np.sqrt(50)
+    radii = np.linspace(span / 50, span / 2, 50)
+    pairs = [np.linalg.norm(points[i] - points[j]) for i, j in itertools.combinations(range(30), 2)]
+
+    def h(r):
+        k = area * sum(d < r for d in pairs) / len(pairs)
+        return (np.sqrt(k / np.pi) - r) / radius
+
+    expected_h = np.array([h(r) for r in radii])
+    smooth = np.convolve(expected_h, np.ones(5) / 5, mode="valid")
+    gradient = np.gradient(smooth, (radii[1] - radii[0]) / radius)
+    got = ripley_h_statistics(points, area, span, radius)
+    ranks = pd.Series(expected_h).rank().to_numpy()
+    np.testing.assert_allclose(
+        got,
+        [expected_h.max(), gradient.max(), gradient.min(), np.corrcoef(ranks, np.arange(50))[0, 1], h(span / 4)],
+    )
+    assert np.isnan(ripley_h_statistics(points[:1], area, span, radius)).all()
+
+
+def test_nuclear_enrichment_score_and_interval():
+    # Gene 0 nuclear everywhere, gene 1 cytoplasmic, gene 2 absent; 3 cells.
+    p = np.array([1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.9, 0.1])
+    gene = np.array([0, 0, 1, 1, 0, 1, 0, 1])
+    cell = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    table = nuclear_enrichment(p, gene, cell, n_genes=3, n_cells=3, n_boot=50, seed=1)
+    # Gene 0: 3.9 expected nuclear and 0.1 cytoplasmic molecules, gene 1 the reverse,
+    # all genes 4 and 4 (log-odds 0); pseudocounts 0.5.
+    np.testing.assert_allclose(table["score"][:2], [np.log(4.4 / 0.6), np.log(0.6 / 4.4)])
+    assert np.isnan(table.loc[2, ["score", "ci_low", "ci_high"]].astype(float)).all()
+    assert table["n_transcripts"].tolist() == [4, 4, 0]
+    assert table["n_cells"].tolist() == [3, 3, 0]
+    assert (table["ci_low"][:2] <= table["score"][:2]).all() and (table["score"][:2] <= table["ci_high"][:2]).all()
+    again = nuclear_enrichment(p, gene, cell, n_genes=3, n_cells=3, n_boot=50, seed=1)
+    pd.testing.assert_frame_equal(table, again)
+
+
+def test_tune_thresholds_separates_classes():
+    probabilities = np.array([[0.9, 0.2], [0.7, 0.35], [0.3, 0.8], [0.1, 0.4]])
+    labels = np.array([0, 0, 1, 1])
+    thresholds = tune_thresholds(probabilities, labels)
+    # The first threshold in the grid reaching F1 = 1: above 0.3 for class 0, above
+    # 0.35 for class 1.
+    np.testing.assert_allclose(thresholds, [0.31, 0.36])
+    # Not separable: for class 1 = [0.2, 0.6 | 0.8, 0.4], calling the top three
+    # (F1 0.8) beats any stricter threshold.
+    probabilities[1, 1] = 0.6
+    assert tune_thresholds(probabilities, labels)[1] == pytest.approx(0.21)
+
+
+def test_outline_distance_matches_shapely_with_holes_and_parts():
+    polygons = np.array(
+        [
+            shapely.box(0, 0, 10, 10).difference(shapely.box(4, 4, 6, 6)),
+            shapely.MultiPolygon([shapely.box(20, 0, 25, 5), shapely.box(26, 0, 30, 5)]),
+        ],
+        dtype=object,
+    )
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(-2, 32, size=(2000, 2))
+    owner = rng.integers(0, 2, len(xy))
+    distance, inside = outline_distance(xy, owner, polygons)
+    np.testing.assert_allclose(distance, shapely.distance(shapely.points(xy), shapely.boundary(polygons[owner])), atol=1e-12)
+    np.testing.assert_array_equal(inside, shapely.contains_xy(polygons[owner], xy[:, 0], xy[:, 1]))
