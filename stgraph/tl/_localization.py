@@ -264,6 +264,7 @@ def _table(
 def _set_point_columns(sdata: spatialdata.SpatialData, key: str, points: pd.DataFrame, columns: dict) -> None:
     """Write ``columns`` (aligned with the rows of ``points``) into the points element."""
     frame = points.copy()
+    frame.attrs = {}  # the element's transform lives in the dask attrs below, not in the rows
     for name, values in columns.items():
         frame[name] = values
     element = sdata.points[key]
