@@ -177,6 +177,12 @@ def test_bad_arguments_are_rejected(clean):
         localization(_edge_case_sdata(), training_cells=["b"], copy=True)
     with pytest.raises(ValueError, match="cell_boundaries"):
         localization(sdata, cell_key="cell_boundaries_missing", copy=True)
+    outside = read_transcripts(
+        pd.DataFrame({"x": [100.0], "y": [100.0], "gene": ["g"], "cell": [None]}), x="x", y="y", gene="gene",
+        cell="cell", cell_boundaries=gpd.GeoSeries({"a": shapely.box(0, 0, 10, 10)}),
+    )
+    with pytest.raises(ValueError, match="no transcript"):
+        localization(outside)
 
 
 def test_checkpoint_round_trip(tmp_path, clean):
