@@ -28,8 +28,11 @@ from ._masks import draw_mask
 from ._model import SpotEnhancer
 
 VALIDATION_FRACTION = 0.2
-TASKS_PER_STEP = 4
-PATIENCE = 5  # epochs without a better validation loss before a member stops
+# Work per epoch scales with the slide: up to `n_tasks` tasks but about this many
+# nodes per epoch, and at most 4 tasks (about this many nodes) per optimiser step.
+NODES_PER_EPOCH = 8000
+NODES_PER_STEP = 4000
+PATIENCE = 4  # epochs without a better validation loss before a member stops
 
 
 @dataclass
@@ -38,13 +41,13 @@ class EnhancerParams:
 
     rank: int = 10
     n_components: int = 32
-    radius: float = 2.5
+    radius: float = 2.0
     hidden_channels: int = 32
     num_layers: int = 2
     heads: int = 4
     lambda_init: float = 1.0
     dropout: float = 0.1
-    epochs: int = 30
+    epochs: int = 20
     lr: float = 2e-3
     weight_decay: float = 1e-2
     n_ensemble: int = 3
@@ -194,9 +197,10 @@ class EnhancerTrainer:
             torch.manual_seed(self.seed * 1000 + member)
             validation = np.zeros(n, dtype=bool)
             validation[self.rng.permutation(n)[: max(1, int(VALIDATION_FRACTION * n))]] = True
-            train = [(~h, t) for h, t in (self._draw(i, ~validation) for i in range(p.n_tasks)) if t.any()]
-            val = [(~h, t) for h, t in (self._draw(i, validation) for i in range(max(1, p.n_tasks // 4))) if t.any()]
-            step = TASKS_PER_STEP
+            n_train = int(np.clip(np.ceil(NODES_PER_EPOCH / n), 2, max(p.n_tasks, 2)))
+            train = [(~h, t) for h, t in (self._draw(i, ~validation) for i in range(n_train)) if t.any()]
+            val = [(~h, t) for h, t in (self._draw(i, validation) for i in range(max(1, n_train // 4))) if t.any()]
+            step = int(np.clip(round(NODES_PER_STEP / n), 1, 4))
             batches = [self._batch(train[i: i + step], self.pos) for i in range(0, len(train), step)]
             val_batch = self._batch(val, self.pos) if val else None
             model = self._new_model()
