@@ -248,3 +248,13 @@ def _drop_obs(adata, key):
     adata = adata.copy()
     del adata.obs[key]
     return adata
+
+
+def test_genes_never_detected_are_predicted_as_zero():
+    adata, _ = slide("square", 6, 6, 12)
+    adata.X[:, :3] = 0
+    out = enhance(adata, **FAST)
+    new = out.obs["imputed"].to_numpy()
+    assert new.any()
+    np.testing.assert_array_equal(out.X[new][:, :3], 0.0)
+    assert (out.X[new][:, 3:] != 0).any()

@@ -27,8 +27,8 @@ MIN = 5
 
 @pytest.fixture(scope="module")
 def clean():
-    """Cells whose molecules all follow their planted pattern (purity 1)."""
-    return simulate(16, 20, purity=1.0, mean_counts=30.0, frac_cells_without_nucleus=0.2, seed=7)
+    """Cells with a nucleus whose molecules all follow their planted pattern (purity 1)."""
+    return simulate(16, 20, purity=1.0, mean_counts=30.0, seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +43,13 @@ def test_pattern_head_recovers_planted_patterns(scored):
     planted = truth.patterns.set_index(["cell_id", "gene"])["pattern"].astype(str)
     expected = planted.reindex(pd.MultiIndex.from_frame(lpp[["cell_id", "gene"]].astype(str))).to_numpy()
     predicted = lpp["top_pattern"].astype(str).to_numpy()
-    assert len(lpp) > 150
+    assert len(lpp) > 200
     assert (predicted == expected).mean() >= 0.93
+    # With 15 molecules or more, chance no longer mimics another pattern.
+    clear = lpp["n_transcripts"].to_numpy() >= 15
+    assert clear.sum() > 100 and (predicted[clear] == expected[clear]).mean() >= 0.97
     for pattern in PATTERNS:
-        assert (predicted[expected == pattern] == pattern).mean() >= 0.85, pattern
+        assert (predicted[clear & (expected == pattern)] == pattern).mean() >= 0.9, pattern
 
 
 def test_outputs_are_valid_and_consistent(scored, clean):
@@ -170,11 +173,16 @@ def test_bad_arguments_are_rejected(clean):
         localization(sdata, model=3, copy=True)
     with pytest.raises(ValueError, match="unknown cell ids"):
         localization(sdata, training_cells=["nope"], copy=True)
-    no_nucleus = sorted(set(sdata.shapes["cell_boundaries"].index) - set(sdata.shapes["nucleus_boundaries"].index))
     with pytest.raises(ValueError, match="without nucleus"):
-        localization(sdata, training_cells=no_nucleus[:1], copy=True)
+        localization(_edge_case_sdata(), training_cells=["b"], copy=True)
     with pytest.raises(ValueError, match="cell_boundaries"):
         localization(sdata, cell_key="cell_boundaries_missing", copy=True)
+    outside = read_transcripts(
+        pd.DataFrame({"x": [100.0], "y": [100.0], "gene": ["g"], "cell": [None]}), x="x", y="y", gene="gene",
+        cell="cell", cell_boundaries=gpd.GeoSeries({"a": shapely.box(0, 0, 10, 10)}),
+    )
+    with pytest.raises(ValueError, match="no transcript"):
+        localization(outside)
 
 
 def test_checkpoint_round_trip(tmp_path, clean):
@@ -218,3 +226,20 @@ def test_plots(scored):
         localization_composition(sdata, by="tissue")
     with pytest.raises(ValueError, match="run stgraph.tl.localization"):
         localization_composition(simulate(2, 3, seed=0)[0])
+
+
+def test_results_survive_a_zarr_round_trip(tmp_path):
+    import spatialdata
+
+    sdata = _edge_case_sdata()
+    localization(sdata, n_boot=10)
+    sdata.write(tmp_path / "sample.zarr")
+    back = spatialdata.read_zarr(tmp_path / "sample.zarr")
+    before, after = sdata.tables["table"], back.tables["table"]
+    pd.testing.assert_frame_equal(
+        before.uns["lpp"].reset_index(drop=True), after.uns["lpp"].reset_index(drop=True), check_categorical=False
+    )
+    np.testing.assert_array_equal(before.layers["nuclear_p"], after.layers["nuclear_p"])
+    np.testing.assert_array_equal(
+        sdata.points["transcripts"].compute()["p_nuclear"], back.points["transcripts"].compute()["p_nuclear"]
+    )

@@ -212,7 +212,7 @@ class PatternModel(nn.Module):
         equivalent radius ``sqrt(area / pi)``.
     """
 
-    def __init__(self, hidden: int = 32, heads: int = 2, num_layers: int = 1, context_radius: float = 0.3):
+    def __init__(self, hidden: int = 48, heads: int = 2, num_layers: int = 1, context_radius: float = 0.3):
         super().__init__()
         if hidden % heads:
             raise ValueError(f"hidden ({hidden}) must be divisible by heads ({heads})")

@@ -47,10 +47,29 @@ def linear_weights(pos: np.ndarray, query: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix((weights, (rows, cols)), shape=(m, len(pos)))
 
 
-def _barycentric(tri: Delaunay, simplices: np.ndarray, query: np.ndarray) -> np.ndarray:
+def _transforms(tri: Delaunay) -> np.ndarray:
+    """Affine maps ``(n_simplex, 3, 2)`` to barycentric coordinates, as ``Delaunay.transform``.
+
+    Computed in closed form: SciPy's property solves one LAPACK system per triangle,
+    which is slow under thread contention. Degenerate triangles get non-finite maps.
+    """
+    corner = tri.points[tri.simplices]  # (s, 3, 2)
+    edges = corner[:, :2, :] - corner[:, 2:, :]  # rows: a - c, b - c
+    det = edges[:, 0, 0] * edges[:, 1, 1] - edges[:, 0, 1] * edges[:, 1, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inverse = np.stack([
+            np.stack([edges[:, 1, 1], -edges[:, 1, 0]], axis=-1),
+            np.stack([-edges[:, 0, 1], edges[:, 0, 0]], axis=-1),
+        ], axis=1) / det[:, None, None]
+    return np.concatenate([inverse, corner[:, 2:, :]], axis=1)
+
+
+def _barycentric(transforms: np.ndarray, simplices: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Barycentric coordinates ``(..., 3)`` of ``query (..., 2)`` in ``simplices (...)``."""
-    transform = tri.transform[simplices]
-    b = np.einsum("...ij,...j->...i", transform[..., :2, :], query - transform[..., 2, :])
+    transform = transforms[simplices]
+    offset = query - transform[..., 2, :]
+    with np.errstate(invalid="ignore"):  # degenerate triangles carry inf / NaN maps
+        b = transform[..., :2, 0] * offset[..., None, 0] + transform[..., :2, 1] * offset[..., None, 1]
     return np.concatenate([b, 1.0 - b.sum(axis=-1, keepdims=True)], axis=-1)
 
 
@@ -72,7 +91,8 @@ def _locate(tri: Delaunay, query: np.ndarray, near: np.ndarray, eps: float = 1e-
     incident = np.full((len(tri.points), max(degree.max(), 1)), -1)
     incident[vertex, slot] = owner[by_vertex]
     candidates = incident[near].reshape(m, -1)
-    bary = _barycentric(tri, np.maximum(candidates, 0), query[:, None, :])
+    transforms = _transforms(tri)
+    bary = _barycentric(transforms, np.maximum(candidates, 0), query[:, None, :])
     hit = (candidates >= 0) & (bary >= -eps).all(axis=-1)
     first = hit.argmax(axis=1)
     simplex = np.where(hit.any(axis=1), candidates[np.arange(m), first], -1)
@@ -81,7 +101,7 @@ def _locate(tri: Delaunay, query: np.ndarray, near: np.ndarray, eps: float = 1e-
     missing = np.flatnonzero(simplex < 0)
     for lo in range(0, len(missing), chunk):
         idx = missing[lo: lo + chunk]
-        b_all = _barycentric(tri, np.arange(n_simplex)[None, :], query[idx, None, :])
+        b_all = _barycentric(transforms, np.arange(n_simplex)[None, :], query[idx, None, :])
         hit_all = (b_all >= -eps).all(axis=-1)
         found = hit_all.any(axis=1)
         best = hit_all.argmax(axis=1)

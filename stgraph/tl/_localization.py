@@ -122,8 +122,8 @@ def localization(
     Raises
     ------
     ValueError
-        For missing elements or columns, bad parameters, unknown training cells or
-        training cells without a nucleus.
+        For missing elements or columns, bad parameters, unknown training cells,
+        training cells without a nucleus, or no transcript in any cell.
     TypeError
         For a ``model`` of the wrong type.
     """
@@ -138,6 +138,8 @@ def localization(
     points, transcripts = read_cell_transcripts(
         sdata, points_key=points_key, cell_key=cell_key, nucleus_key=nucleus_key
     )
+    if len(transcripts.xy) == 0:
+        raise ValueError(f"no transcript of {points_key!r} is assigned to a cell of {cell_key!r}")
     groups = transcripts.groups(min_transcripts)
     batch = pattern_batch(transcripts, groups, pattern_model.context_radius, seed=seed)
     probabilities = pattern_model.predict_proba(batch)
@@ -264,6 +266,7 @@ def _table(
 def _set_point_columns(sdata: spatialdata.SpatialData, key: str, points: pd.DataFrame, columns: dict) -> None:
     """Write ``columns`` (aligned with the rows of ``points``) into the points element."""
     frame = points.copy()
+    frame.attrs = {}  # the element's transform lives in the dask attrs below, not in the rows
     for name, values in columns.items():
         frame[name] = values
     element = sdata.points[key]
