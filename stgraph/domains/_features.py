@@ -19,9 +19,19 @@ dominate the clustering. The residual matrix is dense, so it is never formed: it
 leading principal components are computed by a truncated SVD of the implicit
 operator (sparse part minus a rank-``n_cells`` part minus the column means).
 
-**Encoder embedding.** Optionally the pretrained encoder's embedding of each
-transcript, centred per cell (the mean embedding of the transcript's cell is
-subtracted) for the same reason.
+**Context embedding.** A transcript's own encoder embedding is dominated by its
+gene token (and its position), so clustering it groups transcripts by gene, not
+by place. What describes the *place* is the embeddings around it: the context
+embedding averages the pretrained encoder's embeddings over the same Gaussian
+neighbourhood as the counts (itself included, weight 1),
+
+.. math:: e^{ctx}_i = \frac{h_i + \sum_{j \in N(i)} w_{ij} h_j}{1 + \sum_{j \in N(i)} w_{ij}},
+          \qquad w_{ij} = e^{-d_{ij}^2 / 2\sigma^2},
+
+is centred per cell (the mean of the transcript's cell is subtracted), for the
+same reason as above, and reduced to its ``n_components`` leading principal
+components: the averaging leaves the gene-specific directions of the embedding
+as low-variance noise that the projection drops.
 
 Each block is centred and scaled to unit mean squared row norm, so blocks weigh
 equally whatever their width.
@@ -31,6 +41,31 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import LinearOperator, svds
+
+
+def neighbourhood_weights(edge_index: np.ndarray, edge_dist: np.ndarray, n: int, bandwidth: float) -> sparse.csr_matrix:
+    """``(N, N)`` Gaussian weights ``w_ij`` of each target ``i``'s neighbours ``j``, 1 on the diagonal.
+
+    Parameters
+    ----------
+    edge_index
+        ``(2, E)`` edges ``j -> i`` (row 0 source, row 1 target); pass the
+        within-cell edges only. Self-loops are ignored.
+    edge_dist
+        ``(E,)`` edge lengths.
+    n
+        Number of transcripts.
+    bandwidth
+        Gaussian ``sigma`` of the distance weights.
+    """
+    if not bandwidth > 0:
+        raise ValueError(f"bandwidth must be positive, got {bandwidth}")
+    src, dst = np.asarray(edge_index, dtype=np.int64)
+    keep = src != dst
+    weight = np.exp(-0.5 * (np.asarray(edge_dist, dtype=np.float64)[keep] / bandwidth) ** 2)
+    rows = np.concatenate([dst[keep], np.arange(n)])
+    cols = np.concatenate([src[keep], np.arange(n)])
+    return sparse.csr_matrix((np.concatenate([weight, np.ones(n)]), (rows, cols)), shape=(n, n))
 
 
 def neighbourhood_counts(
@@ -56,16 +91,51 @@ def neighbourhood_counts(
     bandwidth
         Gaussian ``sigma`` of the distance weights.
     """
-    if not bandwidth > 0:
-        raise ValueError(f"bandwidth must be positive, got {bandwidth}")
     n = gene.size
-    src, dst = np.asarray(edge_index, dtype=np.int64)
-    keep = src != dst
-    weight = np.exp(-0.5 * (np.asarray(edge_dist, dtype=np.float64)[keep] / bandwidth) ** 2)
-    rows = np.concatenate([dst[keep], np.arange(n)])
-    cols = gene[np.concatenate([src[keep], np.arange(n)])]
-    values = np.concatenate([weight, np.ones(n)])
-    return sparse.csr_matrix((values, (rows, cols)), shape=(n, n_genes))
+    one_hot = sparse.csr_matrix((np.ones(n), (np.arange(n), gene)), shape=(n, n_genes))
+    return sparse.csr_matrix(neighbourhood_weights(edge_index, edge_dist, n, bandwidth) @ one_hot)
+
+
+def context_embedding(
+    embedding: np.ndarray,
+    edge_index: np.ndarray,
+    edge_dist: np.ndarray,
+    cell: np.ndarray,
+    bandwidth: float,
+    n_components: int,
+) -> np.ndarray:
+    """Leading principal components of the neighbourhood-averaged, cell-centred embedding.
+
+    Parameters
+    ----------
+    embedding
+        ``(N, d)`` encoder embeddings of the transcripts in cells.
+    edge_index, edge_dist
+        Within-cell edges among those transcripts and their lengths.
+    cell
+        ``(N,)`` cell code of each row (all ``>= 0``).
+    bandwidth
+        Gaussian ``sigma`` of the distance weights.
+    n_components
+        Number of components (capped by ``d`` and ``N - 1``).
+
+    Returns
+    -------
+    ``(N, k)`` scores, columns by decreasing variance, signs fixed so that each
+    column's largest absolute entry is positive.
+    """
+    embedding = np.asarray(embedding, dtype=np.float64)
+    weights = neighbourhood_weights(edge_index, edge_dist, embedding.shape[0], bandwidth)
+    total = np.asarray(weights.sum(axis=1))
+    centred = centred_per_group(weights @ embedding / total, cell)
+    centred -= centred.mean(axis=0)
+    k = min(n_components, centred.shape[1], centred.shape[0] - 1)
+    if k < 1:
+        return np.zeros((centred.shape[0], 0))
+    # d is small (the encoder width): the eigenvectors of the d x d covariance are exact.
+    values, vectors = np.linalg.eigh(centred.T @ centred)
+    scores = centred @ vectors[:, np.argsort(-values)[:k]]
+    return _positive_peaks(scores)
 
 
 def cell_composition(gene: np.ndarray, cell: np.ndarray, n_genes: int) -> np.ndarray:
@@ -132,7 +202,11 @@ def composition_components(
     start = np.random.default_rng(seed).standard_normal(min(n, n_genes))
     u, s, _ = svds(operator, k=k, v0=start)
     order = np.argsort(-s)
-    scores = u[:, order] * s[order]
+    return _positive_peaks(u[:, order] * s[order])
+
+
+def _positive_peaks(scores: np.ndarray) -> np.ndarray:
+    """Flip columns so that each one's largest absolute entry is positive (SVD signs are arbitrary)."""
     flip = np.sign(scores[np.abs(scores).argmax(axis=0), np.arange(scores.shape[1])])
     return scores * np.where(flip == 0, 1.0, flip)
 

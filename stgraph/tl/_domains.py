@@ -16,9 +16,9 @@ from ..coloc._encode import MAX_EDGES, encoder_outputs
 from ..domains import (
     DomainClustering,
     cell_composition,
-    centred_per_group,
     cluster_domains,
     composition_components,
+    context_embedding,
     domain_enrichment,
     domain_polygons,
     neighbourhood_counts,
@@ -74,19 +74,15 @@ def _features(
 ) -> np.ndarray:
     gene = graph.gene.numpy().astype(np.int64)
     cell = graph.cell.numpy().astype(np.int64)
+    src, dst = graph.edge_index.numpy()
+    within = (cell[src] == cell[dst]) & (cell[dst] >= 0)
+    local = np.full(gene.size, -1, dtype=np.int64)
+    local[members] = np.arange(members.size)
+    edges = np.stack([local[src[within]], local[dst[within]]])
+    edge_dist = graph.edge_dist.numpy()[within]
     blocks = []
     if representation in ("composition", "both"):
-        src, dst = graph.edge_index.numpy()
-        within = (cell[src] == cell[dst]) & (cell[dst] >= 0)
-        local = np.full(gene.size, -1, dtype=np.int64)
-        local[members] = np.arange(members.size)
-        counts = neighbourhood_counts(
-            np.stack([local[src[within]], local[dst[within]]]),
-            graph.edge_dist.numpy()[within],
-            gene[members],
-            len(graph.gene_names),
-            bandwidth,
-        )
+        counts = neighbourhood_counts(edges, edge_dist, gene[members], len(graph.gene_names), bandwidth)
         composition = cell_composition(gene[members], cell[members], len(graph.gene_names))
         blocks.append(
             standardised_block(
@@ -96,7 +92,13 @@ def _features(
     if representation in ("embedding", "both"):
         if embedding is None:
             embedding = encoder_outputs(model, graph, max_edges=max_edges).embedding
-        blocks.append(standardised_block(centred_per_group(embedding[members], cell[members])))
+        blocks.append(
+            standardised_block(
+                context_embedding(
+                    embedding[members], edges, edge_dist, cell[members], bandwidth, n_components
+                )
+            )
+        )
     return np.hstack(blocks)
 
 
@@ -144,7 +146,10 @@ def domains(
     - ``representation="composition"``: the distance-weighted gene composition of
       its neighbourhood compared with its cell's overall composition (Pearson
       residuals), reduced to ``n_components`` principal components;
-    - ``"embedding"``: the pretrained encoder's embedding, centred per cell;
+    - ``"embedding"``: the context embedding, i.e. the pretrained encoder's
+      embeddings averaged over the same neighbourhood, centred per cell and reduced
+      to ``n_components`` principal components (a transcript's own embedding is
+      dominated by its gene token and would cluster by gene);
     - ``"both"``: the two blocks side by side, each scaled to equal weight.
 
     One clustering over the transcripts of all cells (so a label is the same domain
@@ -178,10 +183,11 @@ def domains(
     method
         ``"kmeans"`` or ``"gmm"``.
     bandwidth
-        Gaussian distance weight ``sigma`` of the composition in µm; default half
-        the radius.
+        Gaussian distance weight ``sigma`` of the composition and the context
+        embedding in µm; default half the radius.
     n_components
-        Principal components kept of the composition residuals.
+        Principal components kept of the composition residuals and of the
+        context embedding.
     sample_size
         Transcripts on which the silhouette is computed.
     hull_ratio, min_transcripts
