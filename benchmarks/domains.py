@@ -14,11 +14,13 @@ it lies in (0 outside all). Two settings:
 :func:`stgraph.tl.domains` with ``k = n_domains + 1`` given, and with ``k``
 chosen in ``(2, 8)`` by silhouette; adjusted Rand index (ARI) with the truth.
 Representations: neighbourhood composition; for the first seed also the
-pretrained encoder's embedding, alone and with the composition.
+pretrained encoder's context embedding (neighbourhood-averaged embeddings, see
+:mod:`stgraph.domains._features`), alone and with the composition.
 
 **Real MERFISH** (U2-OS sample): ``k = 2`` domains of the transcripts in cells,
 ARI with the nucleus / cytoplasm split (``in_nucleus``), for the composition
-(radius 3 µm) and for the embedding of an encoder pretrained on the 0.5 µm graph
+(radius 3 µm) and for the context embedding (same neighbourhood) of the
+embeddings of an encoder pretrained on the 0.5 µm graph
 (as in ``benchmarks/pretrain_merfish.py``); runtime of :func:`stgraph.tl.domains`.
 
 Usage: ``PYTHONPATH=. python benchmarks/domains.py``; prints a table and writes

@@ -10,7 +10,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from stgraph.coloc import PAIR_COLUMNS, ColocalizationResult, benjamini_hochberg, score_pairs
-from stgraph.coloc._edges import cell_edges
+from stgraph.coloc._edges import cell_edges, row_normalised
 from stgraph.coloc._null import analytic_moments
 
 A, B, C = 0, 1, 2
@@ -281,3 +281,38 @@ def test_benjamini_hochberg_known_values():
     np.testing.assert_allclose(benjamini_hochberg([0.01], n_tests=10), [0.1])
     with pytest.raises(ValueError):
         benjamini_hochberg([0.2, 1.5])
+
+
+def test_score_shrinks_pairs_seen_on_few_edges():
+    pos, gene, cell = uniform_cells(0)
+    rng = np.random.default_rng(1)
+    partners = np.flatnonzero(gene == 0)[:60]
+    # gene 8 sits on 60 molecules of gene 0; genes 9 and 10 meet once, in cell 0
+    pos = np.concatenate(
+        [pos, pos[partners] + rng.normal(0, 0.05, (partners.size, 2)), [[1.0, 1.0], [1.05, 1.0]]]
+    )
+    gene = np.concatenate([gene, np.full(partners.size, 8), [9, 10]])
+    cell = np.concatenate([cell, cell[partners], [0, 0]])
+    edges = radius_edges(pos, 1.5)
+    raw = score_pairs(edges, gene, cell, prior_events=0.0)
+    shrunk = score_pairs(edges, gene, cell)
+    # Unshrunk, the single 9-10 encounter has the most extreme ratio.
+    np.testing.assert_allclose(raw.table["score"], np.log2(raw.table["mass"] / raw.table["expected"]))
+    top = raw.table.sort_values("score", ascending=False).iloc[0]
+    assert {top["gene_a"], top["gene_b"]} == {"9", "10"}
+    # Shrunk: log2((M / phi + 16) / (E / phi + 16)), phi = Var / E of the pair's null.
+    table = shrunk.table
+    edges_ = cell_edges(edges, gene, cell, None)
+    codes = table["gene_a"].astype(int).to_numpy(), table["gene_b"].astype(int).to_numpy()
+    null = analytic_moments(edges_, row_normalised(edges_), *codes)
+    phi = null.var / null.mean
+    np.testing.assert_allclose(
+        table["score"], np.log2((table["mass"] / phi + 16) / (null.mean / phi + 16)), rtol=1e-10
+    )
+    # Same sign, smaller magnitude, and the stacked pair now ranks first.
+    assert (np.sign(table["score"]) == np.sign(raw.table["score"])).all()
+    assert (np.abs(table["score"]) <= np.abs(raw.table["score"]) + 1e-12).all()
+    top = table.sort_values("score", ascending=False).iloc[0]
+    assert {top["gene_a"], top["gene_b"]} == {"0", "8"}
+    with pytest.raises(ValueError, match="prior_events"):
+        score_pairs(edges, gene, cell, prior_events=-1.0)

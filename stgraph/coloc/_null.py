@@ -137,6 +137,21 @@ def analytic_moments(
     return NullMoments(mean=mean, var=np.maximum(second, 0.0))
 
 
+def dispersion(moments: NullMoments, fallback: float | None = None) -> np.ndarray:
+    """Quasi-Poisson dispersion ``phi = Var / E`` of each pair's null mass.
+
+    ``M / phi`` has equal mean and variance (``E / phi``): it counts the mass in
+    "effective events". Pairs whose null has no mean or no variance get
+    ``fallback``, by default the median dispersion of the others (1 when there are none).
+    """
+    mean, var = moments.mean, moments.var
+    valid = (mean > 0) & (var > 0)
+    phi = np.divide(var, mean, out=np.zeros_like(var), where=valid)
+    if fallback is None:
+        fallback = float(np.median(phi[valid])) if valid.any() else 1.0
+    return np.where(valid, phi, fallback)
+
+
 def quasi_poisson_sf(observed: np.ndarray, moments: NullMoments) -> np.ndarray:
     """Upper-tail p-value of a mass under a Poisson law rescaled to the null moments.
 
@@ -147,7 +162,7 @@ def quasi_poisson_sf(observed: np.ndarray, moments: NullMoments) -> np.ndarray:
     """
     mean, var = moments.mean, moments.var
     degenerate = (mean <= 0) | (var <= 0)
-    phi = np.where(degenerate, 1.0, var / np.where(mean > 0, mean, 1.0))
+    phi = dispersion(moments, fallback=1.0)
     shape = observed / phi
     p = special.gammainc(np.maximum(shape, 1e-300), np.where(degenerate, 1.0, mean / phi))
     p = np.where(observed <= 0, 1.0, p)

@@ -14,8 +14,18 @@ the cell of each transcript only, so that it runs with or without a model:
 The mass is compared with its distribution under random relabelling of genes within
 each cell, the weights held fixed (:mod:`stgraph.coloc._null`):
 
-- ``score`` :math:`= \log_2 \frac{M + \kappa}{E[M] + \kappa}`, with :math:`\kappa`
-  the mean edge weight (one average edge) as pseudo-count;
+- ``score`` :math:`= \log_2 \frac{M / \phi + a}{E[M] / \phi + a}`, the log2
+  observed / expected ratio shrunk toward 0 for pairs with little evidence.
+  :math:`\phi = \mathrm{Var}[M] / E[M]` is the pair's quasi-Poisson dispersion,
+  so :math:`M / \phi` and :math:`E[M] / \phi` count the mass in effective
+  events, whatever the scale of the weights; ``a`` (``prior_events``) is the
+  strength of a Gamma(a, a) prior on the ratio. If :math:`M / \phi` is Poisson
+  with mean :math:`\theta E[M] / \phi`, the ratio is the posterior mean of
+  :math:`\theta`. Without shrinkage (``a`` = 0) the pairs seen on a handful of
+  edges get the most extreme ratios, so the top of the ranking is mostly noise;
+  on the real MERFISH sample the default ``a = 16`` raises the Spearman
+  correlation of all pair scores between two halves of the cells from 0.42 to
+  0.89 (``benchmarks/colocalization.py``);
 - ``z`` :math:`= (M - E[M]) / \sqrt{\mathrm{Var}[M]}`;
 - ``pval``: one-sided (enrichment) p-value, from the moment-matched Poisson law
   (``method="analytic"``) or from permutations (``method="permutation"``);
@@ -44,6 +54,7 @@ from ._null import (
     NullMoments,
     analytic_moments,
     cell_weight_sums,
+    dispersion,
     pair_probability,
     permutation_null,
     quasi_poisson_sf,
@@ -52,6 +63,8 @@ from ._observed import ObservedPairs, observe_pairs
 from ._result import PAIR_COLUMNS, PER_CELL_COLUMNS, ColocalizationResult
 
 Method = Literal["analytic", "permutation"]
+#: Default shrinkage of the score, in effective events (see the module docstring).
+PRIOR_EVENTS = 16.0
 
 
 def _labels(names: Sequence[str] | None, size: int, what: str) -> pd.Index:
@@ -65,8 +78,10 @@ def _labels(names: Sequence[str] | None, size: int, what: str) -> pd.Index:
     return labels
 
 
-def _log_ratio(observed: np.ndarray, expected: np.ndarray, pseudo: float) -> np.ndarray:
-    return np.log2((observed + pseudo) / (expected + pseudo))
+def shrunk_log_ratio(observed: np.ndarray, null: NullMoments, prior_events: float) -> np.ndarray:
+    """``log2((M / phi + a) / (E / phi + a))``: see the module docstring."""
+    phi = dispersion(null)
+    return np.log2((observed / phi + prior_events) / (null.mean / phi + prior_events))
 
 
 def _categorical(codes: np.ndarray, labels: pd.Index) -> pd.Categorical:
@@ -85,6 +100,7 @@ def score_pairs(
     n_perms: int = 1000,
     seed: int = 0,
     per_cell: bool = False,
+    prior_events: float = PRIOR_EVENTS,
 ) -> ColocalizationResult:
     """Colocalization statistics of every ordered gene pair joined by an edge.
 
@@ -112,6 +128,8 @@ def score_pairs(
         Seed of the permutations.
     per_cell
         Also return the per-cell table (quotients and binomial test per cell).
+    prior_events
+        Shrinkage ``a`` of ``score`` toward 0, in effective events (0: none).
 
     Returns
     -------
@@ -120,6 +138,8 @@ def score_pairs(
     """
     if method not in ("analytic", "permutation"):
         raise ValueError(f"method must be 'analytic' or 'permutation', got {method!r}")
+    if not (np.isfinite(prior_events) and prior_events >= 0):
+        raise ValueError(f"prior_events must be a finite number >= 0, got {prior_events!r}")
     if method == "permutation" and (not isinstance(n_perms, int) or n_perms < 1):
         raise ValueError(f"n_perms must be a positive integer, got {n_perms!r}")
     edges = cell_edges(
@@ -138,7 +158,6 @@ def score_pairs(
             edges, mass_weight, observed.pair, mass, n_perms, np.random.default_rng(seed)
         )
         null, pval = NullMoments(mean=perm.mean, var=perm.var), perm.pval
-    pseudo = float(mass_weight.mean()) if mass_weight.size else 1.0
     sd = np.sqrt(null.var)
     quotients = pooled_quotients(edges, observed)
     binom = pooled_binomial(edges, observed)
@@ -148,7 +167,7 @@ def score_pairs(
         {
             "gene_a": _categorical(gene_a, labels),
             "gene_b": _categorical(gene_b, labels),
-            "score": _log_ratio(mass, null.mean, pseudo),
+            "score": shrunk_log_ratio(mass, null, prior_events),
             "clq": quotients.clq,
             "z": np.divide(mass - null.mean, sd, out=np.zeros_like(mass), where=sd > 0),
             "pval": pval,
@@ -168,7 +187,7 @@ def score_pairs(
         "n_perms": int(n_perms) if method == "permutation" else 0,
         "seed": int(seed),
         "n_tests": int(n_tests),
-        "pseudocount": pseudo,
+        "prior_events": float(prior_events),
     }
     cells = None
     if per_cell:

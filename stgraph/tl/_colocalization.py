@@ -10,6 +10,7 @@ from spatialdata import SpatialData
 from torch_geometric.data import Data
 
 from ..coloc import ColocalizationResult, score_pairs
+from ..coloc._score import PRIOR_EVENTS
 from ..coloc._encode import MAX_EDGES, encoder_outputs
 from ..graph import transcript_graph
 from ..io import TABLE_KEY, get_table
@@ -61,6 +62,7 @@ def colocalization(
     method: Literal["analytic", "permutation"] = "analytic",
     n_perms: int = 1000,
     per_cell: bool = False,
+    prior_events: float = PRIOR_EVENTS,
     max_edges: int = MAX_EDGES,
     seed: int = 0,
     points_key: str = S.POINTS_KEY,
@@ -76,8 +78,9 @@ def colocalization(
     :math:`\bar\alpha_{ij}` the attention of target ``i`` on neighbour ``j`` of the
     pretrained encoder averaged over its heads and layers, compared with its
     exact mean and variance under random relabelling of the genes within each cell
-    (weights fixed): ``score`` = log2 ratio observed / expected (with a one-edge
-    pseudo-count), ``z``, a one-sided ``pval`` and its Benjamini-Hochberg ``fdr``.
+    (weights fixed): ``score`` = log2 ratio observed / expected, shrunk toward 0
+    for pairs with little evidence (``prior_events``), ``z``, a one-sided ``pval``
+    and its Benjamini-Hochberg ``fdr``.
     Without a model or attention the weights are ``1 / deg(i)`` and the score is
     the log2 colocation quotient. See :func:`stgraph.coloc.score_pairs`.
 
@@ -116,6 +119,10 @@ def colocalization(
         Permutations for ``method="permutation"``.
     per_cell
         Also store the per-cell table (quotients and binomial test per cell).
+    prior_events
+        Shrinkage of ``score`` toward 0 in effective events: the ratio is the
+        posterior mean under a Gamma(a, a) prior of strength ``a = prior_events``
+        (see :func:`stgraph.coloc.score_pairs`); 0 gives the raw ratio.
     max_edges
         Edges per encoder pass (cells are processed in groups).
     seed
@@ -166,6 +173,7 @@ def colocalization(
         n_perms=n_perms,
         seed=seed,
         per_cell=per_cell,
+        prior_events=prior_events,
     )
     result.params.update(
         weight="attention" if weight is not None else "uniform",
