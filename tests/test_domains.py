@@ -19,6 +19,7 @@ from stgraph.domains import (  # noqa: E402
     cell_composition,
     cluster_domains,
     composition_components,
+    context_embedding,
     domain_enrichment,
     domain_polygons,
     neighbourhood_counts,
@@ -61,6 +62,25 @@ def test_composition_components_equal_dense_pca():
     residual -= residual.mean(axis=0)
     u, s, _ = np.linalg.svd(residual, full_matrices=False)
     np.testing.assert_allclose(np.abs(scores), np.abs(u[:, :3] * s[:3]), atol=1e-8)
+
+
+def test_context_embedding_equals_dense_computation():
+    rng = np.random.default_rng(0)
+    n, d = 60, 5
+    embedding, cell = rng.normal(size=(n, d)), rng.integers(0, 3, n)
+    src, dst = rng.integers(0, n, (2, 300))
+    keep = (cell[src] == cell[dst]) & (src != dst)
+    edges, dist = np.stack([src[keep], dst[keep]]), rng.uniform(0, 3, keep.sum())
+    scores = context_embedding(embedding, edges, dist, cell, 1.5, 3)
+    weights = np.eye(n)
+    np.add.at(weights, (edges[1], edges[0]), np.exp(-0.5 * (dist / 1.5) ** 2))
+    averaged = weights @ embedding / weights.sum(axis=1, keepdims=True)
+    for c in range(3):
+        averaged[cell == c] -= averaged[cell == c].mean(axis=0)
+    averaged -= averaged.mean(axis=0)
+    u, s, _ = np.linalg.svd(averaged, full_matrices=False)
+    np.testing.assert_allclose(np.abs(scores), np.abs(u[:, :3] * s[:3]), atol=1e-10)
+    assert (scores[np.abs(scores).argmax(axis=0), np.arange(3)] > 0).all()
 
 
 def test_cluster_domains_separates_blobs_and_orders_by_size():
@@ -139,6 +159,18 @@ def test_tl_domains_recovers_planted_domains(planted):
     np.testing.assert_array_equal(again.labels.codes, result.labels.codes)
     ax = plot_domains(sdata)
     assert len(ax.get_legend().get_texts()) == 3
+
+
+def test_context_embedding_finds_domains_that_gene_tokens_hide(planted):
+    # An embedding that is only the gene token (no context) groups transcripts by
+    # gene; its neighbourhood average describes the place and finds the domains.
+    sdata, truth = planted
+    graph = stgraph.graph.transcript_graph(sdata, RADIUS, within="cell")
+    token = np.random.default_rng(0).normal(size=(len(graph.gene_names), 32))[graph.gene.numpy()]
+    own = adjusted_rand_score(truth.transcript_domain, cluster_domains(token, 3).labels)
+    result = domains(sdata, graph=graph, embedding=token, representation="embedding", n_domains=3, inplace=False)
+    context = adjusted_rand_score(truth.transcript_domain, result.labels.codes)
+    assert own < 0.15 and context > 0.25 and context > 2 * own
 
 
 def test_tl_domains_inputs(planted):
