@@ -30,9 +30,9 @@ from ._model import SpotEnhancer
 VALIDATION_FRACTION = 0.2
 # Work per epoch scales with the slide: up to `n_tasks` tasks but about this many
 # nodes per epoch, and at most 4 tasks (about this many nodes) per optimiser step.
-NODES_PER_EPOCH = 8000
+NODES_PER_EPOCH = 4000
 NODES_PER_STEP = 4000
-PATIENCE = 4  # epochs without a better validation loss before a member stops
+PATIENCE = 2  # epochs without a better validation loss before a member stops
 
 
 @dataclass
@@ -47,10 +47,10 @@ class EnhancerParams:
     heads: int = 4
     lambda_init: float = 1.0
     dropout: float = 0.1
-    epochs: int = 20
+    epochs: int = 10
     lr: float = 2e-3
     weight_decay: float = 1e-2
-    n_ensemble: int = 3
+    n_ensemble: int = 2
     masks: tuple[str, ...] = ("random", "block")
     n_tasks: int = 16
 
