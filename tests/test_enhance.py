@@ -151,6 +151,9 @@ def test_super_resolution_output(super_resolved, tmp_path):
     assert out.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] == 40.0
     assert adata.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] == 80.0
     assert out.uns["enhance"]["grid"] == grid
+    # the kept epoch of each member is the one with the lowest loss on its set-aside spots
+    losses = out.uns["enhance"]["validation_loss"]
+    assert out.uns["enhance"]["best_epochs"] == [int(np.argmin(losses[str(m)])) for m in range(len(losses))]
     out.write_h5ad(tmp_path / "out.h5ad")
     back = ad.read_h5ad(tmp_path / "out.h5ad")
     assert back.obs["label"].dtype == "category" and back.obs["label"].isna().sum() == new.sum()

@@ -85,6 +85,7 @@ class EnhancerTrainer:
             ``targets`` (a subset of the observed spots by construction).
         shrinkage: Per-component slope applied to the interpolated scores.
         best_epochs: Epoch kept per member (0: the baseline).
+        loss_history: Validation loss per member after each epoch (entry 0: the baseline).
     """
 
     rc: np.ndarray

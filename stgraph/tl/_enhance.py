@@ -125,7 +125,11 @@ def enhance(
     measured for the original spots, predicted for the new ones.
     ``layers[counts_layer]``: the observed raw counts (0 for new spots).
     ``uns['spatial']`` is copied, the spot diameter halved under super-resolution;
-    ``uns['enhance']`` records the settings, grid and per-member kept epochs.
+    ``uns['enhance']`` records the settings, the grid, per member the kept epoch
+    (``best_epochs``; 0 means training never beat the interpolation on the
+    set-aside spots and the member returns the interpolation) and the loss on the
+    set-aside spots after each epoch (``validation_loss``, keyed by member, entry 0:
+    the interpolation).
     With no position to predict (an impute call on a slide without gaps) the result
     holds only the original spots.
 
@@ -181,6 +185,7 @@ def enhance(
         "mode": mode, "grid": grid, "seed": seed, "masks": list(masks),
         "params": {k: v for k, v in vars(params).items() if k != "masks"},
         "best_epochs": list(trainer.best_epochs),
+        "validation_loss": {str(m): np.asarray(h, dtype=np.float32) for m, h in enumerate(trainer.loss_history)},
         "shrinkage": np.asarray(trainer.shrinkage),
     }
     return out
