@@ -6,6 +6,7 @@ builds them; :func:`radius_graph_tiled` builds the same graph tile by tile (see
 :func:`iter_tiles` and :func:`radius_graph_tile` to distribute the tiles yourself).
 """
 from ._memory import GraphTooLargeError
+from .ordering import spatial_order
 from .radius import BACKENDS, available_backends, radius_graph
 from .tiling import Tile, iter_tiles, radius_graph_tile, radius_graph_tiled
 from .transcript import transcript_graph
@@ -19,5 +20,6 @@ __all__ = [
     "radius_graph",
     "radius_graph_tile",
     "radius_graph_tiled",
+    "spatial_order",
     "transcript_graph",
 ]
