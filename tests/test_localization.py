@@ -266,9 +266,17 @@ def test_plots(scored):
     np.testing.assert_allclose(heights.sum(0), 1.0)
     ax = localization_composition(sdata, by="cell", groups=["cell_00", "cell_01"])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["cell_00", "cell_01"]
+    points = sdata.points["transcripts"].compute()
+    in_cell = points[points["cell_id"].astype(str) == "cell_00"]
     ax = localization_transcripts(sdata, "pattern", cells=["cell_00"])
-    assert len(ax.collections) >= 1
-    localization_transcripts(sdata, "p_nuclear", genes=["gene_00"])
+    assert len(ax.lines) == 2  # the cell and its nucleus
+    drawn = {c.get_label(): len(c.get_offsets()) for c in ax.collections}
+    expected = in_cell["pattern"].astype(object).fillna("not scored").value_counts().to_dict()
+    assert {k: v for k, v in drawn.items() if v} == expected and expected["not scored"] > 0
+    ax = localization_transcripts(sdata, "p_nuclear", genes=["gene_00"])
+    np.testing.assert_allclose(ax.collections[0].get_array(), points.loc[points["gene"] == "gene_00", "p_nuclear"])
+    with pytest.raises(ValueError, match="color must be"):
+        localization_transcripts(sdata, "gene")
     with pytest.raises(ValueError, match="by must be"):
         localization_composition(sdata, by="tissue")
     with pytest.raises(ValueError, match="run stgraph.tl.localization"):
