@@ -254,6 +254,14 @@ def test_retraining_is_one_call_and_the_result_is_usable(clean):
     np.testing.assert_array_equal(model.thresholds.numpy(), tune_thresholds(model.predict_proba(batch), labels).astype(np.float32))
     n_groups = len(labelled_batch(*samples[0])[1])
     assert model.training_info["n_groups"] == n_groups and model.training_info["simulations"] == "user samples"
+    # Continued training starts from a copy: the given model is left as it was.
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tuned = train_pattern_model(samples, validation, epochs=1, batch_cells=3, init=model)
+    assert tuned.config == model.config and tuned.training_info["initialised_from"] == model.training_info
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not torch.equal(tuned.head[-1].weight, model.head[-1].weight)
+    with pytest.raises(ValueError, match="init"):
+        train_pattern_model(samples, validation, epochs=1, init=model, hidden=16)
     out = localization(clean[0], model=model, compartment=None, copy=True)
     assert out.tables["table"].uns["localization"]["thresholds"] == dict(zip(PATTERNS, model.thresholds.tolist()))
     assert out.points["transcripts"].compute()["p_nuclear"].isna().all()
