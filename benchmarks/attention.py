@@ -23,9 +23,10 @@ same edges, no distance term) and ``dense`` (full multi-head
 ``-inf`` off the edges, N x N per head). A case whose estimated memory exceeds
 ``--memory-gib`` is skipped with a note.
 
-Points are numbered in random order by default; ``--node-orders random spatial``
-also runs them numbered tile by tile, the layout that keeps neighbours close in
-memory.
+Points are numbered twice: in random order (like a file sorted by gene) and in
+spatial order (:func:`stgraph.graph.spatial_order`, what
+``transcript_graph(..., order="spatial")`` gives), which keeps neighbours close in
+memory; ``--node-orders`` picks one.
 
 Run from the repository root: ``PYTHONPATH=. python benchmarks/attention.py``
 (``--sizes 10000`` for a quick run).
@@ -78,14 +79,15 @@ def merfish_density(radius: float) -> tuple[float, float]:
 def uniform_points(num_nodes: int, density: float, radius: float, seed: int, node_order: str):
     """Uniform points in a square at ``density`` per µm².
 
-    ``node_order="spatial"`` numbers the points tile by tile (square tiles of side
-    ``4 * radius``, row-major), so that neighbours have close indices."""
+    ``node_order="spatial"`` numbers them along stgraph's Z-order curve with cells of
+    side ``radius``, so that neighbours have close indices."""
+    from stgraph.graph import spatial_order
+
     rng = np.random.default_rng(seed)
     side = math.sqrt(num_nodes / density)
     pos = rng.uniform(0.0, side, size=(num_nodes, 2))
     if node_order == "spatial":
-        tile = np.floor(pos / (4 * radius)).astype(np.int64)
-        pos = pos[np.lexsort((pos[:, 0], tile[:, 0], tile[:, 1]))]
+        pos = pos[spatial_order(pos, radius).numpy()]
     return pos
 
 
@@ -161,7 +163,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e4, 1e5, 1e6])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--node-orders", nargs="+", choices=("random", "spatial"),
-                        default=["random"], help="numbering of the points")
+                        default=["random", "spatial"], help="numbering of the points")
     parser.add_argument("--radius", type=float, default=1.0, help="graph radius in µm")
     parser.add_argument("--density", type=float, help="points per µm² (default: MERFISH)")
     parser.add_argument("--heads", type=int, default=4)

@@ -105,9 +105,19 @@ def test_positional_encoding_3d_layout_and_float32():
         assert torch.allclose(block, torch.tensor(expected), atol=1e-6)
 
 
-@pytest.mark.parametrize("d_model, n_dims", [(10, 2), (8, 3), (6, 2), (0, 2)])
-def test_positional_encoding_rejects_widths_not_divisible(d_model, n_dims):
-    with pytest.raises(ValueError, match="multiple of 2 \\* n_dims"):
+@pytest.mark.parametrize("d_model, n_dims", [(10, 2), (8, 3), (64, 3), (6, 2)])
+def test_positional_encoding_zero_pads_widths_not_divisible(d_model, n_dims):
+    rel = torch.tensor([[0.5, -1.0, 2.0][:n_dims], [3.0, 0.25, -0.75][:n_dims]], dtype=torch.float64)
+    used = 2 * n_dims * (d_model // (2 * n_dims))
+    pe = SinusoidalPositionalEncoding(d_model, n_dims, scale=1.0)(rel)
+    assert pe.shape == (2, d_model)
+    assert torch.equal(pe[:, :used], SinusoidalPositionalEncoding(used, n_dims, scale=1.0)(rel))
+    assert torch.equal(pe[:, used:], torch.zeros(2, d_model - used, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("d_model, n_dims", [(3, 2), (5, 3), (0, 2)])
+def test_positional_encoding_rejects_too_narrow_widths(d_model, n_dims):
+    with pytest.raises(ValueError, match="at least 2 \\* n_dims"):
         SinusoidalPositionalEncoding(d_model, n_dims)
 
 
@@ -226,8 +236,8 @@ def test_encoder_rejects_bad_inputs():
         encoder(graph, conv=WrongWidth)(graph)
     with pytest.raises(TypeError, match="MessagePassing"):
         encoder(graph, conv=lambda d, h: torch.nn.Linear(d, d))
-    with pytest.raises(ValueError, match="multiple of 2 \\* n_dims"):
-        encoder(graph, d_model=18)
+    with pytest.raises(ValueError, match="at least 2 \\* n_dims"):
+        encoder(graph, d_model=2, heads=1)
     with pytest.raises(ValueError, match="n_layers must be a positive integer"):
         encoder(graph, n_layers=0)
     with pytest.raises(ValueError, match="conv_kwargs apply"):

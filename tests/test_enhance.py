@@ -15,7 +15,7 @@ from stgraph.pl._enhance import enhance as plot_enhance  # noqa: E402
 from stgraph.spots._baselines import nearest  # noqa: E402
 from stgraph.spots._expression import log1p_cp10k  # noqa: E402
 from stgraph.spots._lattice import coarse_sublattice, lattice_positions  # noqa: E402
-from stgraph.spots._train import EnhancerParams, EnhancerTrainer  # noqa: E402
+from stgraph.spots._train import EnhancerParams, EnhancerTrainer, significant_improvement  # noqa: E402
 from stgraph.tl._enhance import enhance  # noqa: E402
 
 FAST = {"epochs": 2, "n_ensemble": 1, "hidden_channels": 16, "progress": False}
@@ -107,7 +107,7 @@ def test_held_out_positions_are_never_training_targets(monkeypatch):
     observed = {tuple(p) for p in rc[~is_held]}
     held_out = {tuple(p) for p in rc[is_held]}
     assert {tuple(p) for p in trainer.rc} == observed
-    assert len(trainer.masks) == 16 + 16 + 4  # shrinkage calibration, training, validation tasks
+    assert len(trainer.masks) == 16 + 16 + 16  # shrinkage calibration, training, validation tasks
     targets = set()
     for hidden, target in trainer.masks:
         assert hidden.shape == target.shape == (len(observed),)
@@ -126,6 +126,14 @@ def test_validation_spots_are_not_training_targets():
     val_targets = np.any([t for _, t in trainer.masks[16:]], axis=0)
     assert train_targets.any() and val_targets.any()
     assert not (train_targets & val_targets).any()
+
+
+def test_significant_improvement_needs_two_standard_errors():
+    assert significant_improvement(np.array([1.0, 1.0, 1.0]))
+    assert not significant_improvement(np.array([1.0, -1.0]))
+    assert not significant_improvement(np.array([3.0, 1.0]))  # mean 2 = 2 x standard error 1
+    assert significant_improvement(np.array([3.0, 1.2]))  # mean 2.1 > 2 x 0.9
+    assert not significant_improvement(np.array([5.0]))
 
 
 def test_super_resolution_output(super_resolved, tmp_path):
@@ -151,6 +159,10 @@ def test_super_resolution_output(super_resolved, tmp_path):
     assert out.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] == 40.0
     assert adata.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] == 80.0
     assert out.uns["enhance"]["grid"] == grid
+    # a member keeps a trained epoch only if it beats the interpolation (epoch 0) on its set-aside spots
+    losses = out.uns["enhance"]["validation_loss"]
+    for member, kept in enumerate(out.uns["enhance"]["best_epochs"]):
+        assert losses[str(member)][kept] <= losses[str(member)][0]
     out.write_h5ad(tmp_path / "out.h5ad")
     back = ad.read_h5ad(tmp_path / "out.h5ad")
     assert back.obs["label"].dtype == "category" and back.obs["label"].isna().sum() == new.sum()

@@ -1,13 +1,21 @@
 """Tiling: per-tile graphs merged equal the graph built at once."""
 from __future__ import annotations
 
+import dask
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stgraph.graph import GraphTooLargeError, iter_tiles, radius_graph, radius_graph_tile, radius_graph_tiled
+from stgraph.graph import (
+    GraphTooLargeError,
+    iter_tiles,
+    merge_tile_edges,
+    radius_graph,
+    radius_graph_tile,
+    radius_graph_tiled,
+)
 
 from .test_radius_graph import cases
 
@@ -56,11 +64,20 @@ def test_tiles_can_be_built_independently_and_merged():
     batch = torch.randint(0, 2, (500,), generator=gen)
     tiles = list(iter_tiles(pos, 8.0, 1.5))
     assert len(tiles) == 12
-    # What a Dask/torch.distributed user would do: map over tiles, then merge by target.
-    pieces = [radius_graph_tile(pos, 1.5, tile, batch, max_num_neighbors=6, backend="torch") for tile in tiles]
-    merged = torch.cat(pieces, dim=1)
-    merged = merged[:, torch.argsort(merged[1] * pos.shape[0] + merged[0])]
-    assert torch.equal(merged, radius_graph(pos, 1.5, batch, max_num_neighbors=6))
+    # What a Dask user does: map over tiles on the workers, then merge by target.
+    tasks = [
+        dask.delayed(radius_graph_tile)(pos, 1.5, tile, batch, max_num_neighbors=6, backend="torch",
+                                         return_distance=True)
+        for tile in tiles
+    ]
+    pieces = dask.compute(*tasks, scheduler="threads", num_workers=2)
+    edge_index, dist = merge_tile_edges(reversed(pieces), pos.shape[0])
+    expected, expected_dist = radius_graph(pos, 1.5, batch, max_num_neighbors=6, return_distance=True)
+    assert torch.equal(edge_index, expected) and torch.equal(dist, expected_dist)
+    bare, no_dist = merge_tile_edges([p[0] for p in pieces], pos.shape[0])
+    assert torch.equal(bare, expected) and no_dist is None
+    with pytest.raises(ValueError, match="mix"):
+        merge_tile_edges([pieces[0], pieces[1][0]], pos.shape[0])
 
 
 def test_tiled_refuses_a_too_large_graph_and_handles_empty_input():

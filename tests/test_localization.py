@@ -15,7 +15,14 @@ from sklearn.metrics import roc_auc_score
 
 from stgraph.datasets import simulate
 from stgraph.io import read_transcripts
-from stgraph.localization import PATTERNS, PatternModel, fit_pattern_model, read_cell_transcripts
+from stgraph.localization import (
+    PATTERNS,
+    PatternModel,
+    fit_pattern_model,
+    read_cell_transcripts,
+    train_pattern_model,
+    tune_thresholds,
+)
 from stgraph.localization._compartment import gene_nuclear_prior, predict_compartment
 from stgraph.localization._pretrained import load_pretrained
 from stgraph.localization._train import labelled_batch
@@ -115,6 +122,28 @@ def test_withheld_outlines_beat_the_gene_prior():
     assert model_auc > 0.85 and model_auc > prior_auc + 0.05
 
 
+def test_withheld_mode_never_reads_the_outlines_of_predicted_cells(clean):
+    """Mode (b) through tl.localization: removing the predicted cells' nucleus outlines
+    changes nothing, and without them mode "auto" falls back to the same predictions."""
+    import spatialdata
+
+    sdata = clean[0]
+    train = [f"cell_{i:02d}" for i in range(10)]
+    withheld = localization(sdata, compartment="withheld", training_cells=train, copy=True, n_boot=10)
+    stripped = spatialdata.deepcopy(sdata)
+    nuclei = stripped.shapes["nucleus_boundaries"]
+    stripped.shapes["nucleus_boundaries"] = nuclei[nuclei.index.astype(str).isin(train)]
+    auto = localization(stripped, compartment="auto", training_cells=train, copy=True, n_boot=10)
+    assert withheld.tables["table"].uns["localization"]["compartment"] == "withheld"
+    points = withheld.points["transcripts"].compute()
+    p = points["p_nuclear"].to_numpy()
+    held = ~points["cell_id"].astype(str).isin(train).to_numpy()
+    # Equal up to float32 rounding (the MLP sees differently sized batches).
+    np.testing.assert_allclose(p[held], auto.points["transcripts"].compute()["p_nuclear"].to_numpy()[held], rtol=1e-5, atol=1e-9)
+    assert held.sum() > 1000 and np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()
+    assert roc_auc_score(points["in_nucleus"][held], p[held]) > 0.9
+
+
 def _edge_case_sdata(with_nuclei: bool = True):
     """Cell a (nucleus), b (no nucleus), c (no molecule); gene 'solo' has one molecule;
     two molecules lie outside every cell."""
@@ -126,6 +155,8 @@ def _edge_case_sdata(with_nuclei: bool = True):
             rows += [(x, y, gene, cell) for x, y in xy]
     rows += [(5.0, 5.0, "solo", "a"), (100.0, 100.0, "g1", None), (101.0, 100.0, "g2", None)]
     frame = pd.DataFrame(rows, columns=["x", "y", "gene", "cell"])
+    # The unused category gives the empty cell c a row in the table.
+    frame["cell"] = pd.Categorical(frame["cell"], categories=["a", "b", "c"])
     cells = gpd.GeoSeries({"a": shapely.box(0, 0, 10, 10), "b": shapely.box(20, 0, 30, 10), "c": shapely.box(40, 0, 50, 10)})
     nuclei = gpd.GeoSeries({"a": shapely.box(3, 3, 7, 7)}) if with_nuclei else None
     return read_transcripts(frame, x="x", y="y", gene="gene", cell="cell", cell_boundaries=cells, nucleus_boundaries=nuclei)
@@ -138,10 +169,12 @@ def test_edge_cases_get_documented_outputs():
     points = sdata.points["transcripts"].compute()
     lpp = table.uns["lpp"]
     assert sorted(zip(lpp["cell_id"].astype(str), lpp["gene"].astype(str))) == [("a", "g1"), ("a", "g2"), ("b", "g1"), ("b", "g2")]
-    layer = pd.DataFrame(table.layers["none_p"], index=table.obs_names, columns=table.var_names)
-    if "c" in layer.index:  # the empty cell, if the table has a row for it
-        assert layer.loc["c"].isna().all()
-    assert np.isnan(layer.loc["a", "solo"])
+    assert table.obs_names.tolist() == ["a", "b", "c"]
+    for pattern in PATTERNS:
+        layer = pd.DataFrame(table.layers[f"{pattern}_p"], index=table.obs_names, columns=table.var_names)
+        assert layer.loc["c"].isna().all() and np.isnan(layer.loc["a", "solo"])
+        assert np.isfinite(layer.loc[["a", "b"], ["g1", "g2"]].to_numpy()).all()
+    assert table.uns["lp_stats"].loc["solo"].sum() == 0
     solo = points["gene"] == "solo"
     assert points.loc[solo, "pattern"].isna().all() and np.isfinite(points.loc[solo, "p_nuclear"]).all()
     outside = points["cell_id"].isna()
@@ -212,6 +245,28 @@ def test_training_reduces_the_loss_and_is_seeded():
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_retraining_is_one_call_and_the_result_is_usable(clean):
+    samples = [simulate(6, 10, mean_counts=20.0, seed=1)]
+    validation = [simulate(4, 10, mean_counts=20.0, seed=2)]
+    model = train_pattern_model(samples, validation, epochs=2, batch_cells=3, hidden=8, heads=2)
+    assert not model.training and model.config["hidden"] == 8
+    batch, labels = labelled_batch(*validation[0], max_tokens_per_group=model.training_info["max_tokens_per_group"])
+    np.testing.assert_array_equal(model.thresholds.numpy(), tune_thresholds(model.predict_proba(batch), labels).astype(np.float32))
+    n_groups = len(labelled_batch(*samples[0])[1])
+    assert model.training_info["n_groups"] == n_groups and model.training_info["simulations"] == "user samples"
+    # Continued training starts from a copy: the given model is left as it was.
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tuned = train_pattern_model(samples, validation, epochs=1, batch_cells=3, init=model)
+    assert tuned.config == model.config and tuned.training_info["initialised_from"] == model.training_info
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not torch.equal(tuned.head[-1].weight, model.head[-1].weight)
+    with pytest.raises(ValueError, match="init"):
+        train_pattern_model(samples, validation, epochs=1, init=model, hidden=16)
+    out = localization(clean[0], model=model, compartment=None, copy=True)
+    assert out.tables["table"].uns["localization"]["thresholds"] == dict(zip(PATTERNS, model.thresholds.tolist()))
+    assert out.points["transcripts"].compute()["p_nuclear"].isna().all()
+
+
 def test_plots(scored):
     sdata, _ = scored
     ax = localization_composition(sdata, by="gene", n_top=5)
@@ -219,9 +274,17 @@ def test_plots(scored):
     np.testing.assert_allclose(heights.sum(0), 1.0)
     ax = localization_composition(sdata, by="cell", groups=["cell_00", "cell_01"])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["cell_00", "cell_01"]
+    points = sdata.points["transcripts"].compute()
+    in_cell = points[points["cell_id"].astype(str) == "cell_00"]
     ax = localization_transcripts(sdata, "pattern", cells=["cell_00"])
-    assert len(ax.collections) >= 1
-    localization_transcripts(sdata, "p_nuclear", genes=["gene_00"])
+    assert len(ax.lines) == 2  # the cell and its nucleus
+    drawn = {c.get_label(): len(c.get_offsets()) for c in ax.collections}
+    expected = in_cell["pattern"].astype(object).fillna("not scored").value_counts().to_dict()
+    assert {k: v for k, v in drawn.items() if v} == expected and expected["not scored"] > 0
+    ax = localization_transcripts(sdata, "p_nuclear", genes=["gene_00"])
+    np.testing.assert_allclose(ax.collections[0].get_array(), points.loc[points["gene"] == "gene_00", "p_nuclear"])
+    with pytest.raises(ValueError, match="color must be"):
+        localization_transcripts(sdata, "gene")
     with pytest.raises(ValueError, match="by must be"):
         localization_composition(sdata, by="tissue")
     with pytest.raises(ValueError, match="run stgraph.tl.localization"):

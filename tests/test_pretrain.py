@@ -296,3 +296,15 @@ def test_pretrain_from_spatialdata_builds_the_transcript_graph():
     assert len(result.held_out_cells) == 1 and result.held_out_cells[0] in expected.cell_names
     with pytest.raises(ValueError, match="radius= \\(µm\\) is required"):
         pretrain(sdata, steps=1, **SMALL)
+
+
+def test_pretrain_on_3d_coordinates_with_the_default_width():
+    # 64 is not a multiple of 2 * 3: the positional encoding zero-pads its last channels.
+    graph = synthetic_graph(n=200)
+    z = torch.tensor(np.random.default_rng(1).uniform(0.0, 3.0, size=(200, 1)), dtype=torch.float32)
+    graph.pos = torch.cat([graph.pos, z], dim=1)
+    graph.edge_index, graph.edge_dist = radius_graph(graph.pos, 1.0, return_distance=True)
+    small = {**SMALL, "d_model": 64}
+    result = pretrain(graph, steps=2, held_out_cells=1, seed=0, **small)
+    assert result.model.encoder.n_dims == 3
+    assert len(result.history) == 2 and all(np.isfinite(result.history))

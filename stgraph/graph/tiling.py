@@ -8,7 +8,7 @@ halo, so the per-tile graphs merged give exactly :func:`~stgraph.graph.radius_gr
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 import torch
@@ -18,7 +18,7 @@ from ._memory import allocate_output
 from ._query import as_tensor, check_positions, check_radius, make_query
 from .radius import build_edges, resolve_backend
 
-__all__ = ["Tile", "iter_tiles", "radius_graph_tile", "radius_graph_tiled"]
+__all__ = ["Tile", "iter_tiles", "merge_tile_edges", "radius_graph_tile", "radius_graph_tiled"]
 
 _MAX_TILE_KEYS = 2**62
 # Guards against tiles far smaller than the halo, whose memberships would swamp memory.
@@ -177,15 +177,50 @@ def radius_graph_tiled(
     query = make_query(pos, r, batch, **options)
     resolve_backend(backend, query.device)
     pos = as_tensor(pos, "pos")
-    pieces = []
-    counts = torch.zeros(query.num_nodes, dtype=torch.int64, device=query.device)
-    for tile in iter_tiles(pos, tile_size, query.r):
-        piece = _tile_edges(pos, query.r, tile, batch, backend, **options)
-        counts += torch.bincount(piece[0][1], minlength=query.num_nodes)
-        pieces.append(piece)
-    edge_index, dist = allocate_output(int(counts.sum()), query.distance_dtype, query.device, max_memory)
-    offsets = torch.cumsum(counts, 0) - counts
-    while pieces:
-        (source, target), values = pieces.pop()
-        place_edges(edge_index, dist, offsets, target, source, values)
+    pieces = (_tile_edges(pos, query.r, tile, batch, backend, **options) for tile in iter_tiles(pos, tile_size, query.r))
+    edge_index, dist = merge_tile_edges(pieces, query.num_nodes, max_memory=max_memory)
+    if query.num_nodes == 0:  # no tile, so no piece to take the device and dtype from
+        edge_index = edge_index.to(query.device)
+        dist = None if query.distance_dtype is None else torch.empty(0, dtype=query.distance_dtype, device=query.device)
     return (edge_index, dist) if return_distance else edge_index
+
+
+def merge_tile_edges(pieces: Iterable, num_nodes: int, *, max_memory: int | None = None):
+    """Merge the outputs of :func:`radius_graph_tile` into one graph sorted by target.
+
+    Parameters
+    ----------
+    pieces
+        The ``(edge_index, dist)`` results (``return_distance=True``) or the bare
+        ``edge_index`` results of :func:`radius_graph_tile` for every tile of one
+        :func:`iter_tiles` split, in any order, e.g. gathered from Dask workers.
+    num_nodes
+        Number of points.
+    max_memory
+        Byte budget of the output, as in :func:`~stgraph.graph.radius_graph`.
+
+    Returns
+    -------
+    ``(edge_index, dist)``, ``dist`` None when the pieces hold no distances: the
+    graph of :func:`~stgraph.graph.radius_graph` on all points.
+    """
+    kept = []
+    counts = None
+    for piece in pieces:
+        edge_index, dist = piece if isinstance(piece, tuple) else (piece, None)
+        if counts is None:
+            counts = torch.zeros(num_nodes, dtype=torch.int64, device=edge_index.device)
+        counts += torch.bincount(edge_index[1], minlength=num_nodes)
+        kept.append((edge_index, dist))
+    if not kept:
+        return torch.zeros(2, 0, dtype=torch.int64), None
+    with_dist = {dist is not None for _, dist in kept}
+    if len(with_dist) != 1:
+        raise ValueError("pieces mix results with and without distances")
+    distance_dtype = kept[0][1].dtype if with_dist == {True} else None
+    edge_index, dist = allocate_output(int(counts.sum()), distance_dtype, counts.device, max_memory)
+    offsets = torch.cumsum(counts, 0) - counts
+    while kept:
+        (source, target), values = kept.pop()
+        place_edges(edge_index, dist, offsets, target, source, values)
+    return edge_index, dist

@@ -10,6 +10,7 @@ from torch_geometric.data import Data
 
 from ..io import _schema as S
 from ..io import transcripts_frame
+from .ordering import spatial_order
 from .radius import radius_graph
 
 
@@ -21,6 +22,7 @@ def transcript_graph(
     max_num_neighbors: int | None = None,
     points_key: str = S.POINTS_KEY,
     backend: str = "auto",
+    order: Literal["input", "spatial"] = "input",
 ) -> Data:
     """Build the radius graph of the transcripts of a sample.
 
@@ -42,6 +44,13 @@ def transcript_graph(
         Name of the points element when ``data`` is a SpatialData.
     backend
         Radius-graph backend, see :func:`stgraph.graph.radius_graph`.
+    order
+        ``"input"``: node ``i`` is row ``i`` of the points. ``"spatial"``: nodes are
+        numbered along a Z-order curve (:func:`stgraph.graph.spatial_order` with cells
+        of side ``radius``), so neighbours get close indices; ``point_index`` maps
+        nodes back to rows. Files are often sorted by gene or field of view, and
+        whole-graph attention over hundreds of thousands of such nodes runs 2–3×
+        slower per edge than in spatial order (``benchmarks/attention.py``).
 
     Returns
     -------
@@ -54,13 +63,23 @@ def transcript_graph(
     - ``cell`` (``LongTensor[N]``): index into ``cell_names``, −1 if unassigned;
     - ``in_nucleus`` (``BoolTensor[N]``), only when the data tells;
     - ``is_control`` (``BoolTensor[N]``): control probes and blanks;
+    - ``point_index`` (``LongTensor[N]``): row of each node in the points;
     - ``gene_names``, ``cell_names`` (lists of str) and ``radius`` (float).
     """
     if within not in ("all", "cell"):
         raise ValueError(f"within must be 'all' or 'cell', got {within!r}")
+    if order not in ("input", "spatial"):
+        raise ValueError(f"order must be 'input' or 'spatial', got {order!r}")
     frame = _points_frame(data, points_key)
     axes = [S.X, S.Y] + ([S.Z] if S.Z in frame.columns else [])
     pos = torch.from_numpy(frame[axes].to_numpy(dtype=np.float32, copy=True))
+    point_index = torch.arange(len(frame))
+    if order == "spatial" and len(frame):
+        if not radius > 0:
+            raise ValueError(f"radius must be positive, got {radius}")
+        point_index = spatial_order(pos, radius)
+        frame = frame.iloc[point_index.numpy()]
+        pos = pos[point_index]
 
     genes = frame[S.GENE].astype("category")
     cells = frame[S.CELL].astype("category") if S.CELL in frame.columns else None
@@ -90,6 +109,7 @@ def transcript_graph(
         gene_names=[str(g) for g in genes.cat.categories],
         cell_names=[str(c) for c in cells.cat.categories] if cells is not None else [],
         radius=float(radius),
+        point_index=point_index,
     )
     if S.IN_NUCLEUS in frame.columns:
         graph.in_nucleus = _bool_column(frame, S.IN_NUCLEUS)

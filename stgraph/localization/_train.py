@@ -127,7 +127,9 @@ def train_pattern_model(
     epochs: int = 40,
     lr: float = 3e-3,
     batch_cells: int = 16,
+    max_tokens_per_group: int | None = 32,
     seed: int = 0,
+    init: PatternModel | None = None,
     **model_kwargs,
 ) -> PatternModel:
     """Train a :class:`PatternModel` on simulated cells; one call.
@@ -149,15 +151,24 @@ def train_pattern_model(
         Groups with fewer transcripts are not used.
     epochs, lr, batch_cells
         Optimisation settings (see :func:`fit_pattern_model`).
+    max_tokens_per_group
+        Larger groups are represented by a random subset of this many molecules
+        (see :func:`labelled_batch`).
     seed
-        Seed of the simulations, the initial weights and the batch order.
+        Seed of the simulations, the initial weights, the token subsampling and
+        the batch order.
+    init
+        Continue training a copy of this model (its configuration is kept)
+        instead of starting from random weights.
     **model_kwargs
-        Passed to :class:`PatternModel`.
+        Passed to :class:`PatternModel` (not with ``init``).
 
     Returns
     -------
     The trained model, in evaluation mode, with tuned thresholds.
     """
+    if init is not None and model_kwargs:
+        raise ValueError(f"model arguments {sorted(model_kwargs)} cannot be combined with init")
     default_samples = samples is None
     if samples is None or validation is None:
         from stgraph.datasets import simulate
@@ -171,19 +182,32 @@ def train_pattern_model(
                 for i, kw in enumerate(TRAINING_SIMULATIONS)
             ]
     torch.manual_seed(seed)
-    model = PatternModel(**model_kwargs)
-    prepared = [labelled_batch(s, t, min_transcripts=min_transcripts, context_radius=model.context_radius) for s, t in samples]
+    model = PatternModel(**(model_kwargs if init is None else init.config))
+    if init is not None:
+        model.load_state_dict(init.state_dict())
+
+    def prepare(pairs):
+        return [
+            labelled_batch(
+                s, t, min_transcripts=min_transcripts, context_radius=model.context_radius,
+                max_tokens_per_group=max_tokens_per_group, seed=seed,
+            )
+            for s, t in pairs
+        ]
+
+    prepared = prepare(samples)
     fit_pattern_model(
         model, [b for b, _ in prepared], [y for _, y in prepared],
         epochs=epochs, lr=lr, batch_cells=batch_cells, seed=seed,
     )
-    held = [labelled_batch(s, t, min_transcripts=min_transcripts, context_radius=model.context_radius) for s, t in validation]
+    held = prepare(validation)
     probabilities = np.concatenate([model.predict_proba(b) for b, _ in held])
     model.thresholds.copy_(torch.from_numpy(tune_thresholds(probabilities, np.concatenate([y for _, y in held]))))
     model.training_info = {
         "simulations": [dict(kw) for kw in TRAINING_SIMULATIONS] if default_samples else "user samples",
         "n_cells": n_cells, "n_genes": n_genes, "seed": seed, "epochs": epochs, "lr": lr,
-        "batch_cells": batch_cells, "min_transcripts": min_transcripts,
+        "batch_cells": batch_cells, "min_transcripts": min_transcripts, "max_tokens_per_group": max_tokens_per_group,
         "n_groups": int(sum(len(y) for _, y in prepared)),
+        "initialised_from": None if init is None else dict(init.training_info),
     }
     return model

@@ -150,7 +150,9 @@ class TranscriptEncoder(torch.nn.Module):
     n_genes
         Size of the gene vocabulary; token ``n_genes`` is ``[MASK]``.
     d_model
-        Token width; a multiple of ``heads`` and of ``2 * n_dims``.
+        Token width; a multiple of ``heads`` and at least ``2 * n_dims`` (see
+        :func:`~stgraph.nn.positional.sinusoidal_position_encoding` for widths that
+        are not a multiple of ``2 * n_dims``).
     n_layers
         Number of encoder blocks.
     heads

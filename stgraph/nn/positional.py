@@ -3,7 +3,9 @@
 A transcript at position :math:`p = (x, y[, z])` (µm) is encoded relative to an
 origin :math:`o` (the centroid of its cell when cells are known, else the centroid
 of its tile or graph; see :func:`transcript_origin`). With ``n`` axes, each axis gets
-``d_axis = d_model / n`` channels and, for :math:`u = (p_a - o_a) / s` (``s`` the
+``d_axis = 2 * floor(d_model / 2n)`` channels (equal sine and cosine halves; when
+``d_model`` is not a multiple of ``2n``, e.g. 64 in 3D, the last
+``d_model - n * d_axis`` channels are zero) and, for :math:`u = (p_a - o_a) / s` (``s`` the
 length scale ``pe_scale`` in µm) and :math:`i = 0, \\dots, d_{axis}/2 - 1`,
 
 .. math::
@@ -33,13 +35,13 @@ DEFAULT_PE_BASE = 10000.0
 
 
 def check_pe_width(d_model: int, n_dims: int) -> None:
-    """Raise a ValueError unless ``d_model`` splits into sin/cos halves per axis."""
+    """Raise a ValueError unless ``d_model`` holds one sine and one cosine per axis."""
     if n_dims not in (2, 3):
         raise ValueError(f"positions must have 2 or 3 dimensions, got n_dims={n_dims}")
-    if d_model <= 0 or d_model % (2 * n_dims) != 0:
+    if d_model < 2 * n_dims:
         raise ValueError(
-            f"d_model={d_model} must be a positive multiple of 2 * n_dims = {2 * n_dims} "
-            "so that each axis gets equal sine and cosine channels"
+            f"d_model={d_model} must be at least 2 * n_dims = {2 * n_dims} "
+            "so that each axis gets a sine and a cosine channel"
         )
 
 
@@ -57,7 +59,7 @@ def sinusoidal_position_encoding(
     rel_pos
         ``[N, n_dims]`` coordinates relative to their origin, in µm.
     d_model
-        Width of the encoding; a multiple of ``2 * n_dims``.
+        Width of the encoding, at least ``2 * n_dims``.
     scale
         Length scale in µm: coordinates are divided by it before encoding.
     base
@@ -65,7 +67,8 @@ def sinusoidal_position_encoding(
 
     Returns
     -------
-    ``[N, d_model]`` tensor laid out as ``[sin x | cos x | sin y | cos y (| sin z | cos z)]``.
+    ``[N, d_model]`` tensor laid out as ``[sin x | cos x | sin y | cos y (| sin z | cos z) | 0]``,
+    the zero block holding the ``d_model mod 2 * n_dims`` channels left over.
     """
     if rel_pos.dim() != 2:
         raise ValueError(f"rel_pos must be [N, n_dims], got shape {tuple(rel_pos.shape)}")
@@ -73,14 +76,15 @@ def sinusoidal_position_encoding(
     check_pe_width(d_model, n_dims)
     if not scale > 0 or not base > 1:
         raise ValueError(f"need scale > 0 and base > 1, got scale={scale}, base={base}")
-    d_axis = d_model // n_dims
+    d_axis = 2 * (d_model // (2 * n_dims))
     exponents = torch.arange(0, d_axis, 2, dtype=torch.float64, device=rel_pos.device) / d_axis
     inv_freq = (1.0 / scale) * torch.exp(-math.log(base) * exponents)
     # float64 phases: coordinates of hundreds of µm over 0.1 µm scales lose digits in float32.
     phase = rel_pos.to(torch.float64).unsqueeze(-1) * inv_freq  # [N, n_dims, d_axis / 2]
     enc = torch.cat([phase.sin(), phase.cos()], dim=-1)  # [N, n_dims, d_axis]
+    enc = torch.nn.functional.pad(enc.reshape(rel_pos.size(0), n_dims * d_axis), (0, d_model - n_dims * d_axis))
     dtype = rel_pos.dtype if rel_pos.is_floating_point() else torch.get_default_dtype()
-    return enc.reshape(rel_pos.size(0), d_model).to(dtype)
+    return enc.to(dtype)
 
 
 class SinusoidalPositionalEncoding(torch.nn.Module):
@@ -89,7 +93,7 @@ class SinusoidalPositionalEncoding(torch.nn.Module):
     Parameters
     ----------
     d_model
-        Width of the encoding; a multiple of ``2 * n_dims``.
+        Width of the encoding, at least ``2 * n_dims``.
     n_dims
         Number of spatial axes, 2 or 3.
     scale

@@ -23,9 +23,14 @@ class LowRankEmbedding:
 
     @classmethod
     def fit(cls, values: np.ndarray, n_components: int, seed: int = 0) -> "LowRankEmbedding":
-        """Top ``n_components`` right singular vectors of ``values`` (spots × genes)."""
+        """Top ``n_components`` right singular vectors of ``values`` (spots × genes).
+
+        Genes that are zero on every spot get exactly zero loadings (the randomized
+        solver leaves round-off there), so they are reconstructed as exactly zero.
+        """
         k = max(1, min(n_components, *values.shape))
         _, _, vt = randomized_svd(values.astype(np.float32), k, n_iter=6, random_state=seed)
+        vt[:, ~values.any(axis=0)] = 0.0
         scores = values @ vt.T
         scale = scores.std(axis=0)
         return cls(vt.T.astype(np.float32), scores.mean(axis=0), np.where(scale > 0, scale, 1.0))

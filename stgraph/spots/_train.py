@@ -5,9 +5,9 @@ them (a mask from :mod:`._masks`), interpolates the visible spots' low-rank scor
 at the hidden ones (the baseline) and asks the model to reconstruct the hidden
 spots' scores. Each ensemble member sets a fifth of the observed spots aside as
 validation targets: they are never a target of its training tasks, and the epoch
-with the lowest validation loss is kept (epoch 0 is the baseline itself, since the
-model's output layer starts at zero); training stops after ``PATIENCE`` epochs
-without improvement. Query positions enter only
+with the lowest validation loss is kept if that loss is significantly below the
+baseline's (epoch 0 is the baseline itself, since the model's output layer starts
+at zero); training stops after ``PATIENCE`` epochs without a lower loss. Query positions enter only
 :meth:`EnhancerTrainer.predict`.
 """
 from __future__ import annotations
@@ -30,9 +30,17 @@ from ._model import SpotEnhancer
 VALIDATION_FRACTION = 0.2
 # Work per epoch scales with the slide: up to `n_tasks` tasks but about this many
 # nodes per epoch, and at most 4 tasks (about this many nodes) per optimiser step.
-NODES_PER_EPOCH = 8000
+NODES_PER_EPOCH = 4000
 NODES_PER_STEP = 4000
-PATIENCE = 4  # epochs without a better validation loss before a member stops
+PATIENCE = 2  # epochs without a better validation loss before a member stops
+
+
+def significant_improvement(gain: np.ndarray, z: float = 2.0) -> bool:
+    """Whether paired per-target loss reductions ``gain`` have a mean above ``z``
+    standard errors (False with fewer than two targets)."""
+    if len(gain) < 2:
+        return False
+    return bool(gain.mean() > z * gain.std(ddof=1) / np.sqrt(len(gain)))
 
 
 @dataclass
@@ -47,10 +55,10 @@ class EnhancerParams:
     heads: int = 4
     lambda_init: float = 1.0
     dropout: float = 0.1
-    epochs: int = 20
+    epochs: int = 10
     lr: float = 2e-3
     weight_decay: float = 1e-2
-    n_ensemble: int = 3
+    n_ensemble: int = 2
     masks: tuple[str, ...] = ("random", "block")
     n_tasks: int = 16
 
@@ -85,6 +93,7 @@ class EnhancerTrainer:
             ``targets`` (a subset of the observed spots by construction).
         shrinkage: Per-component slope applied to the interpolated scores.
         best_epochs: Epoch kept per member (0: the baseline).
+        loss_history: Validation loss per member after each epoch (entry 0: the baseline).
     """
 
     rc: np.ndarray
@@ -166,9 +175,10 @@ class EnhancerTrainer:
     def _forward(self, model: SpotEnhancer, table: torch.Tensor, batch: _Batch) -> torch.Tensor:
         return model(table[batch.node], batch.baseline, batch.is_query, batch.edge_index, batch.edge_dist)
 
-    def _loss(self, model: SpotEnhancer, table: torch.Tensor, batch: _Batch) -> torch.Tensor:
+    def _target_losses(self, model: SpotEnhancer, table: torch.Tensor, batch: _Batch) -> torch.Tensor:
+        """Loss ``[n_targets]`` of each target node (see :meth:`_loss_metric`)."""
         err = (self._forward(model, table, batch) - table[batch.node, : self.rank])[batch.is_target]
-        return ((err @ self.loss_metric) * err).sum(dim=1).mean()
+        return ((err @ self.loss_metric) * err).sum(dim=1)
 
     def _loss_metric(self) -> np.ndarray:
         """``(rank, rank)`` metric on standardised scores: the mean squared error of
@@ -199,42 +209,60 @@ class EnhancerTrainer:
             validation[self.rng.permutation(n)[: max(1, int(VALIDATION_FRACTION * n))]] = True
             n_train = int(np.clip(np.ceil(NODES_PER_EPOCH / n), 2, max(p.n_tasks, 2)))
             train = [(~h, t) for h, t in (self._draw(i, ~validation) for i in range(n_train)) if t.any()]
-            val = [(~h, t) for h, t in (self._draw(i, validation) for i in range(max(1, n_train // 4))) if t.any()]
+            val = [(~h, t) for h, t in (self._draw(i, validation) for i in range(n_train)) if t.any()]
             step = int(np.clip(round(NODES_PER_STEP / n), 1, 4))
             batches = [self._batch(train[i: i + step], self.pos) for i in range(0, len(train), step)]
             val_batch = self._batch(val, self.pos) if val else None
-            model = self._new_model()
-            optimiser = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-            best = (self._validate(model, table, val_batch), 0, copy.deepcopy(model.state_dict()))
-            history = [best[0]]
-            for epoch in range(1, p.epochs + 1):
-                model.train()
-                for b in self.rng.permutation(len(batches)):
-                    loss = self._loss(model, table, batches[b])
-                    optimiser.zero_grad()
-                    loss.backward()
-                    optimiser.step()
-                history.append(self._validate(model, table, val_batch))
-                bar.update()
-                if history[-1] < best[0]:
-                    best = (history[-1], epoch, copy.deepcopy(model.state_dict()))
-                elif epoch - best[1] >= PATIENCE:
-                    bar.update(p.epochs - epoch)
-                    break
-            model.load_state_dict(best[2])
-            model.eval()
+            model, kept, history = self._train_member(table, batches, val_batch, bar)
             self.models.append(model)
-            self.best_epochs.append(best[1])
+            self.best_epochs.append(kept)
             self.loss_history.append(history)
         bar.close()
         return self
 
-    @torch.no_grad()
-    def _validate(self, model: SpotEnhancer, table: torch.Tensor, batch: _Batch | None) -> float:
-        if batch is None:
-            return 0.0
+    def _train_member(self, table, batches: list[_Batch], val_batch: _Batch | None, bar):
+        """Train one model; returns it at the kept epoch, that epoch and the validation losses.
+
+        An epoch is kept only if its validation loss is the lowest so far *and*
+        significantly below the baseline's (epoch 0) on the same validation targets
+        (:func:`significant_improvement`): with few, noisy validation spots the
+        lowest of several losses is often low by chance.
+        """
+        p = self.params
+        model = self._new_model()
+        optimiser = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        baseline = self._validate(model, table, val_batch)
+        history = [float(baseline.mean()) if len(baseline) else 0.0]
+        kept, state = 0, copy.deepcopy(model.state_dict())
+        lowest = (history[0], 0)
+        for epoch in range(1, p.epochs + 1):
+            model.train()
+            for b in self.rng.permutation(len(batches)):
+                loss = self._target_losses(model, table, batches[b]).mean()
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            losses = self._validate(model, table, val_batch)
+            history.append(float(losses.mean()) if len(losses) else 0.0)
+            bar.update()
+            if history[-1] < history[kept] and significant_improvement(baseline - losses):
+                kept, state = epoch, copy.deepcopy(model.state_dict())
+            if history[-1] < lowest[0]:
+                lowest = (history[-1], epoch)
+            elif epoch - lowest[1] >= PATIENCE:
+                bar.update(p.epochs - epoch)
+                break
+        model.load_state_dict(state)
         model.eval()
-        return float(self._loss(model, table, batch))
+        return model, kept, history
+
+    @torch.no_grad()
+    def _validate(self, model: SpotEnhancer, table: torch.Tensor, batch: _Batch | None) -> np.ndarray:
+        """Per-target validation losses (empty without validation targets)."""
+        if batch is None:
+            return np.zeros(0)
+        model.eval()
+        return self._target_losses(model, table, batch).cpu().numpy().astype(np.float64)
 
     # ---------------------------------------------------------------- prediction
     @torch.no_grad()

@@ -143,8 +143,8 @@ def pretrain(
     max_num_neighbors
         Cap on neighbours per transcript when building the graph.
     d_model, n_layers, heads, conv, conv_kwargs, dropout, pe_scale
-        Encoder hyper-parameters (:class:`~stgraph.nn.TranscriptEncoder`); for 3D
-        coordinates ``d_model`` must be a multiple of 6 (e.g. 48 or 96). With
+        Encoder hyper-parameters (:class:`~stgraph.nn.TranscriptEncoder`); 2D or 3D
+        coordinates come from the graph. With
         the default layer and no ``conv_kwargs``, the distance penalties start at
         :func:`distance_penalty_ladder` of the radius.
     batch_by

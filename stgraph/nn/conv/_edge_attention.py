@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+from ._counting_sort import stable_argsort
+
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     # Half-precision inputs are accumulated in float32; float64 stays float64.
@@ -114,7 +116,7 @@ class _EdgeAttention(torch.autograd.Function):
 
         # Transposed pattern (rows = sources) for the gradients of keys and values;
         # a stable sort by source keeps the targets sorted within each row.
-        to_transposed = torch.sort(src, stable=True).indices
+        to_transposed = stable_argsort(src, num_nodes)
         crow_t = _crow(src, num_nodes)
         col_t = dst.index_select(0, to_transposed)
 
