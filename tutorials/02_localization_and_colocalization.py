@@ -59,7 +59,8 @@ fig.tight_layout()
 # %% [markdown]
 # ## Colocalization
 # Without a pretrained encoder the attention weights are `1 / degree`, and the
-# score is the log2 colocation quotient along the within-cell radius graph,
+# score is a log2 colocation quotient along the within-cell radius graph, shrunk
+# toward 0 for pairs seen on few edges (`prior_events=0` gives the raw one), and
 # tested against random relabelling of genes inside each cell (Benjamini–Hochberg
 # FDR). Pass `model=` a pretrained encoder (`sg.tl.pretrain`) for the attention score.
 
