@@ -49,8 +49,8 @@ def transcript_graph(
         numbered along a Z-order curve (:func:`stgraph.graph.spatial_order` with cells
         of side ``radius``), so neighbours get close indices; ``point_index`` maps
         nodes back to rows. Files are often sorted by gene or field of view, and
-        whole-graph attention over hundreds of thousands of such nodes runs 2–3×
-        slower per edge than in spatial order (``benchmarks/attention.py``).
+        whole-graph attention over a million such nodes costs about twice as much
+        per edge as in spatial order (``benchmarks/attention.py``).
 
     Returns
     -------
