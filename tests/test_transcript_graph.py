@@ -87,7 +87,7 @@ def test_bad_input_is_named(sim):
         transcript_graph(sg.io.transcripts_frame(sim).drop(columns="cell_id"), 1.0, within="cell")
     with pytest.raises(ValueError, match="order"):
         transcript_graph(sim, 1.0, order="morton")
-    with pytest.raises(ValueError, match="radius must be positive"):
+    with pytest.raises(ValueError, match="radius must be a positive"):
         transcript_graph(sim, 0.0, order="spatial")
 
 

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._query import check_positions, check_radius
+
 #: Bits per axis of the Morton code (3 × 21 bits fit an int64).
 _BITS = {2: 31, 3: 21}
 
@@ -34,7 +36,7 @@ def spatial_order(pos: Tensor | np.ndarray, cell_size: float) -> Tensor:
     Parameters
     ----------
     pos
-        ``[N, 2 | 3]`` coordinates.
+        ``[N, 2 | 3]`` floating-point coordinates (tensor or numpy array).
     cell_size
         Side of the grid cells, e.g. the graph radius.
 
@@ -42,13 +44,8 @@ def spatial_order(pos: Tensor | np.ndarray, cell_size: float) -> Tensor:
     -------
     ``LongTensor[N]`` ``order`` such that ``pos[order]`` is in spatial order.
     """
-    coords = pos.detach().cpu().numpy() if isinstance(pos, Tensor) else np.asarray(pos)
-    if coords.ndim != 2 or coords.shape[1] not in _BITS:
-        raise ValueError(f"pos must have shape [N, 2] or [N, 3], got {coords.shape}")
-    if not cell_size > 0:
-        raise ValueError(f"cell_size must be positive, got {cell_size}")
-    if not np.isfinite(coords).all():
-        raise ValueError("pos contains NaN or infinite coordinates")
+    coords = check_positions(pos).detach().cpu().numpy()
+    cell_size = check_radius(cell_size, "cell_size")
     if len(coords) == 0:
         return torch.zeros(0, dtype=torch.long)
     n_dims = coords.shape[1]

@@ -10,6 +10,7 @@ from torch_geometric.data import Data
 
 from ..io import _schema as S
 from ..io import transcripts_frame
+from ._query import check_radius
 from .ordering import spatial_order
 from .radius import radius_graph
 
@@ -75,9 +76,7 @@ def transcript_graph(
     pos = torch.from_numpy(frame[axes].to_numpy(dtype=np.float32, copy=True))
     point_index = torch.arange(len(frame))
     if order == "spatial" and len(frame):
-        if not radius > 0:
-            raise ValueError(f"radius must be positive, got {radius}")
-        point_index = spatial_order(pos, radius)
+        point_index = spatial_order(pos, check_radius(radius, "radius"))
         frame = frame.iloc[point_index.numpy()]
         pos = pos[point_index]
 
