@@ -16,6 +16,7 @@ from pathlib import Path
 import anndata as ad
 import matplotlib.pyplot as plt
 import numpy as np
+import scanpy as sc
 import squidpy as sq
 from scipy.interpolate import LinearNDInterpolator
 
@@ -39,18 +40,19 @@ targets = held_out.obs[["array_row", "array_col"]].to_numpy()
 imputed = sg.tl.enhance(observed, mode="impute", positions=targets, seed=0, progress=False)
 
 
-def log_cp10k(counts):
-    counts = np.asarray(counts.todense() if hasattr(counts, "todense") else counts, dtype=np.float64)
-    return np.log1p(counts / np.maximum(counts.sum(1, keepdims=True), 1) * 1e4)
+def log_cp10k(spots):
+    """log1p(CP10k), the scale of enhance's output, with scanpy."""
+    spots = sc.pp.log1p(sc.pp.normalize_total(spots, target_sum=1e4, copy=True), copy=True)
+    return np.asarray(spots.X.todense() if hasattr(spots.X, "todense") else spots.X)
 
 
-truth = log_cp10k(held_out.X)
+truth = log_cp10k(held_out)
 new = imputed[imputed.obs["imputed"].to_numpy()]
 order = {tuple(p): i for i, p in enumerate(new.obs[["array_row", "array_col"]].to_numpy())}
 predicted = np.asarray(new.X)[[order[tuple(p)] for p in targets]]
 
 # Baseline: per-gene linear interpolation of the observed log1p(CP10k) in pixel space.
-linear = LinearNDInterpolator(observed.obsm["spatial"], log_cp10k(observed.X), fill_value=0.0)(held_out.obsm["spatial"])
+linear = LinearNDInterpolator(observed.obsm["spatial"], log_cp10k(observed), fill_value=0.0)(held_out.obsm["spatial"])
 
 
 def median_pcc(pred, true, genes):
