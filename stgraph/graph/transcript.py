@@ -73,45 +73,43 @@ def transcript_graph(
         raise ValueError(f"order must be 'input' or 'spatial', got {order!r}")
     frame = _points_frame(data, points_key)
     axes = [S.X, S.Y] + ([S.Z] if S.Z in frame.columns else [])
-    pos = torch.from_numpy(frame[axes].to_numpy(dtype=np.float32, copy=True))
-    point_index = torch.arange(len(frame))
-    if order == "spatial" and len(frame):
-        point_index = spatial_order(pos, check_radius(radius, "radius"))
-        frame = frame.iloc[point_index.numpy()]
-        pos = pos[point_index]
-
     genes = frame[S.GENE].astype("category")
     cells = frame[S.CELL].astype("category") if S.CELL in frame.columns else None
     if within == "cell" and cells is None:
         raise ValueError(f"within='cell' needs a {S.CELL!r} column in the transcripts")
-    cell = (
-        torch.from_numpy(cells.cat.codes.to_numpy(dtype=np.int64))
-        if cells is not None
-        else torch.full((len(frame),), -1, dtype=torch.long)
-    )
+    nodes = {
+        "pos": torch.from_numpy(frame[axes].to_numpy(dtype=np.float32, copy=True)),
+        "gene": torch.from_numpy(genes.cat.codes.to_numpy(dtype=np.int64)),
+        "cell": (
+            torch.from_numpy(cells.cat.codes.to_numpy(dtype=np.int64))
+            if cells is not None
+            else torch.full((len(frame),), -1, dtype=torch.long)
+        ),
+        "is_control": _bool_column(frame, S.IS_CONTROL),
+        "point_index": torch.arange(len(frame)),
+    }
+    if S.IN_NUCLEUS in frame.columns:
+        nodes["in_nucleus"] = _bool_column(frame, S.IN_NUCLEUS)
+    if order == "spatial" and len(frame):
+        perm = spatial_order(nodes["pos"], check_radius(radius, "radius"))
+        nodes = {key: value.index_select(0, perm) for key, value in nodes.items()}
 
     edge_index, edge_dist = radius_graph(
-        pos,
+        nodes["pos"],
         radius,
-        batch=_isolating_batch(cell) if within == "cell" else None,
+        batch=_isolating_batch(nodes["cell"]) if within == "cell" else None,
         max_num_neighbors=max_num_neighbors,
         backend=backend,
         return_distance=True,
     )
     graph = Data(
-        gene=torch.from_numpy(genes.cat.codes.to_numpy(dtype=np.int64)),
-        pos=pos,
+        **nodes,
         edge_index=edge_index,
         edge_dist=edge_dist,
-        cell=cell,
-        is_control=_bool_column(frame, S.IS_CONTROL),
         gene_names=[str(g) for g in genes.cat.categories],
         cell_names=[str(c) for c in cells.cat.categories] if cells is not None else [],
         radius=float(radius),
-        point_index=point_index,
     )
-    if S.IN_NUCLEUS in frame.columns:
-        graph.in_nucleus = _bool_column(frame, S.IN_NUCLEUS)
     return graph
 
 
