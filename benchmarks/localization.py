@@ -65,6 +65,7 @@ from stgraph.localization._features import reference_points  # noqa: E402
 from stgraph.localization._gene_score import nuclear_enrichment  # noqa: E402
 from stgraph.localization._geometry import transcript_geometry  # noqa: E402
 from stgraph.localization._pretrained import PRETRAINED_PATH, load_pretrained  # noqa: E402
+from stgraph.localization._train import planted_labels  # noqa: E402
 from stgraph.tl._localization import localization  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "localization.json"
@@ -79,18 +80,12 @@ HELD_OUT = {
 MIN_HELD_OUT_MOLECULES = 20
 
 
-def _planted(truth, transcripts, groups) -> np.ndarray:
-    planted = truth.patterns.set_index(["cell_id", "gene"])["pattern"].astype(str)
-    key = pd.MultiIndex.from_arrays([transcripts.geometry.cell_ids[groups.cell], transcripts.gene_names[groups.gene]])
-    return pd.Categorical(planted.reindex(key).to_numpy(), categories=PATTERNS).codes
-
-
 def rnaforest_table(sdata, truth=None):
     """RNAforest features (and planted labels) of every (cell, gene) with >= 5 molecules."""
     _, transcripts = read_cell_transcripts(sdata)
     groups = transcripts.groups(MIN_TRANSCRIPTS)
     features = rnaforest_features(transcripts, groups)[list(RNAFOREST_FEATURES)].to_numpy()
-    return features, (None if truth is None else _planted(truth, transcripts, groups))
+    return features, (None if truth is None else planted_labels(truth, transcripts, groups))
 
 
 def oracle_predictions(sdata, truth) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +127,7 @@ def oracle_predictions(sdata, truth) -> tuple[np.ndarray, np.ndarray]:
     np.add.at(log_likelihood, member, np.log(density))
     no_nucleus = ~geometry.has_nucleus[groups.cell]
     log_likelihood[np.ix_(no_nucleus, [PATTERNS.index("nuclear"), PATTERNS.index("nuclear_edge")])] = -np.inf
-    return log_likelihood.argmax(1), _planted(truth, transcripts, groups)
+    return log_likelihood.argmax(1), planted_labels(truth, transcripts, groups)
 
 
 def _f1(truth: np.ndarray, predicted: np.ndarray) -> dict:

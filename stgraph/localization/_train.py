@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ._data import read_cell_transcripts
+from ._data import CellGeneGroups, CellTranscripts, read_cell_transcripts
 from ._pattern_model import PATTERNS, PatternBatch, PatternModel, pattern_batch
 
 #: Simulation settings of the shipped checkpoint's training set: varied cell sizes,
@@ -45,15 +45,19 @@ def labelled_batch(
     """
     _, transcripts = read_cell_transcripts(sdata)
     groups = transcripts.groups(min_transcripts)
-    planted = truth.patterns.set_index(["cell_id", "gene"])["pattern"].astype(str)
-    key = pd.MultiIndex.from_arrays(
-        [transcripts.geometry.cell_ids[groups.cell], transcripts.gene_names[groups.gene]]
-    )
-    labels = pd.Categorical(planted.reindex(key).to_numpy(), categories=PATTERNS).codes
+    labels = planted_labels(truth, transcripts, groups)
     if (labels < 0).any():
         raise ValueError("truth: some (cell, gene) groups have no planted pattern")
     batch = pattern_batch(transcripts, groups, context_radius, max_tokens_per_group, seed)
     return batch, labels.astype(np.int64)
+
+
+def planted_labels(truth, transcripts: CellTranscripts, groups: CellGeneGroups) -> np.ndarray:
+    """Index into :data:`PATTERNS` of the planted pattern of every group (``-1``
+    where ``truth.patterns`` has no row for the group's (cell, gene))."""
+    planted = truth.patterns.set_index(["cell_id", "gene"])["pattern"].astype(str)
+    key = pd.MultiIndex.from_arrays([transcripts.geometry.cell_ids[groups.cell], transcripts.gene_names[groups.gene]])
+    return pd.Categorical(planted.reindex(key).to_numpy(), categories=PATTERNS).codes
 
 
 def fit_pattern_model(

@@ -9,6 +9,7 @@ import pandas as pd
 import spatialdata
 from matplotlib.axes import Axes
 
+from stgraph.io import transcripts_frame
 from stgraph.localization._pattern_model import PATTERNS
 
 #: One colour per pattern, in :data:`~stgraph.localization.PATTERNS` order.
@@ -120,7 +121,7 @@ def localization_transcripts(
     """
     if color not in ("pattern", "p_nuclear"):
         raise ValueError(f"color must be 'pattern' or 'p_nuclear', got {color!r}")
-    points = sdata.points[points_key].compute()
+    points = transcripts_frame(sdata, points_key)
     if color not in points.columns:
         raise ValueError(f"points[{points_key!r}] has no {color!r} column; run stgraph.tl.localization first")
     keep = np.ones(len(points), dtype=bool)

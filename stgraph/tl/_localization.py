@@ -159,12 +159,12 @@ def localization(
     lpp["n_transcripts"] = groups.n_transcripts
 
     p_nuclear, used_training = _compartment(transcripts, compartment, training_cells, seed)
-    score = nuclear_enrichment(
-        np.nan_to_num(p_nuclear), transcripts.gene, transcripts.cell, len(gene_names), len(cell_ids),
-        n_boot=n_boot, seed=seed,
-    )
-    if np.isnan(p_nuclear).any():
-        score.loc[:, ["score", "ci_low", "ci_high"]] = np.nan
+    if np.isnan(p_nuclear).any():  # no compartment: no score, and no bootstrap to run for it
+        score = pd.DataFrame(np.nan, index=range(len(gene_names)), columns=["score", "ci_low", "ci_high"])
+    else:
+        score = nuclear_enrichment(
+            p_nuclear, transcripts.gene, transcripts.cell, len(gene_names), len(cell_ids), n_boot=n_boot, seed=seed
+        )
 
     table, rows, cols = _table(sdata, table_key, points_key, transcripts)
     group_row, group_col = rows[groups.cell], cols[groups.gene]
@@ -177,11 +177,10 @@ def localization(
     table.uns["lp"] = lp
     table.uns["lpp"] = lpp
     table.uns["lp_stats"] = lp_stats
-    gene_of_var = np.full(table.n_vars, -1)
-    gene_of_var[cols[cols >= 0]] = np.flatnonzero(cols >= 0)
+    gene_of_var = gene_names.get_indexer(table.var_names)
     for column, name in (("score", "nuclear_score"), ("ci_low", "nuclear_score_ci_low"), ("ci_high", "nuclear_score_ci_high")):
         values = score[column].to_numpy()
-        table.var[name] = np.where(gene_of_var >= 0, values[np.clip(gene_of_var, 0, None)], np.nan)
+        table.var[name] = np.where(gene_of_var >= 0, values[gene_of_var], np.nan)
     table.uns["localization"] = {
         "min_transcripts": int(min_transcripts),
         "thresholds": dict(zip(PATTERNS, thresholds.tolist())),
@@ -265,7 +264,7 @@ def _table(
 
 def _set_point_columns(sdata: spatialdata.SpatialData, key: str, points: pd.DataFrame, columns: dict) -> None:
     """Write ``columns`` (aligned with the rows of ``points``) into the points element."""
-    frame = points.copy()
+    frame = points  # already a private copy (stgraph.io.transcripts_frame)
     frame.attrs = {}  # the element's transform lives in the dask attrs below, not in the rows
     for name, values in columns.items():
         frame[name] = values
