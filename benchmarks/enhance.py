@@ -50,7 +50,14 @@ from scipy.ndimage import gaussian_filter
 
 from stgraph.spots import _baselines as base
 from stgraph.spots._expression import log1p_cp10k, read_counts
-from stgraph.spots._lattice import coarse_sublattice, detect_grid, lattice_positions, lattice_spacing
+from stgraph.spots._lattice import (
+    array_coordinates,
+    coarse_sublattice,
+    detect_grid,
+    lattice_positions,
+    lattice_spacing,
+)
+from stgraph.spots._masks import chebyshev_block
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "spots"
@@ -70,10 +77,7 @@ def holdout_mask(protocol: str, rc: np.ndarray, grid: str, seed: int = 0) -> np.
         return held
     pos = lattice_positions(rc, grid)
     centre = pos[np.argmin(np.linalg.norm(pos - pos.mean(axis=0), axis=1))]
-    order = np.argsort(np.abs(pos - centre).max(axis=1), kind="stable")
-    held = np.zeros(n, dtype=bool)
-    held[order[: int(np.ceil(0.1 * n))]] = True
-    return held
+    return chebyshev_block(pos, centre, int(np.ceil(0.1 * n)))
 
 
 # --------------------------------------------------------------------------- metrics
@@ -210,7 +214,7 @@ def enhancer_methods(protocol: str, quick: bool):
 def run_cell(path: Path, protocol: str, quick: bool, with_model: bool) -> dict:
     adata = ad.read_h5ad(path)
     counts = read_counts(adata)
-    rc = np.column_stack([adata.obs["array_row"], adata.obs["array_col"]]).astype(float)
+    rc = array_coordinates(adata.obs)
     grid = detect_grid(rc, np.asarray(adata.obsm["spatial"]))
     held = holdout_mask(protocol, rc, grid)
     values = log1p_cp10k(counts)

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from stgraph.pl._enhance import enhance as plot_enhance  # noqa: E402
 from stgraph.spots._baselines import nearest  # noqa: E402
@@ -244,7 +245,9 @@ def test_bad_arguments_raise():
 def test_input_is_not_modified():
     adata, _ = slide("square", 5, 5, 8)
     before = adata.copy()
+    torch_rng = torch.random.get_rng_state()
     enhance(adata, **FAST)
+    assert torch.equal(torch.random.get_rng_state(), torch_rng)  # the global torch RNG is not reseeded
     np.testing.assert_array_equal(adata.X, before.X)
     pd.testing.assert_frame_equal(adata.obs, before.obs)
     assert list(adata.uns) == list(before.uns) and list(adata.layers) == []

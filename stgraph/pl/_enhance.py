@@ -9,7 +9,8 @@ import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
 from matplotlib.figure import Figure
-from scipy.spatial import cKDTree
+
+from stgraph.spots._lattice import lattice_spacing
 
 
 def enhance(
@@ -76,7 +77,7 @@ def _spots(ax, xy, values, keep, new, cmap, vmin, vmax) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     points = xy[keep]
-    spacing = np.median(cKDTree(points).query(points, k=2)[0][:, 1]) if len(points) > 1 else 1.0
+    spacing = lattice_spacing(points)
     ax.figure.canvas.draw()  # the axes' size on screen fixes the marker size in points
     per_unit = ax.get_window_extent().width / np.ptp(ax.get_xlim()) * 72 / ax.figure.dpi
     size = (0.9 * spacing * per_unit) ** 2

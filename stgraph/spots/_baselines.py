@@ -134,11 +134,6 @@ def low_rank(values: np.ndarray, rank: int) -> np.ndarray:
     return ((u[:, :rank] * s[:rank]) @ vt[:rank]).astype(values.dtype)
 
 
-def low_rank_linear(pos: np.ndarray, values: np.ndarray, query: np.ndarray, *, rank: int = 10) -> np.ndarray:
-    """Low-rank denoising of the observed matrix, then linear interpolation."""
-    return linear(pos, low_rank(values, rank), query)
-
-
 def _delaunay(interpolator, pos, values, query):
     try:
         out = interpolator(pos, values)(query)

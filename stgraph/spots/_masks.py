@@ -24,9 +24,14 @@ def random_mask(n: int, rng: np.random.Generator, fraction: tuple[float, float] 
 def block_mask(pos: np.ndarray, rng: np.random.Generator, fraction: tuple[float, float] = (0.05, 0.15)) -> np.ndarray:
     """Hide one contiguous square block: the spots nearest (Chebyshev) to a random spot."""
     centre = pos[rng.integers(len(pos))]
+    return chebyshev_block(pos, centre, _count(len(pos), rng.uniform(*fraction)))
+
+
+def chebyshev_block(pos: np.ndarray, centre: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` spots nearest to ``centre`` in Chebyshev distance (ties by index)."""
     order = np.argsort(np.abs(pos - centre).max(axis=1), kind="stable")
     mask = np.zeros(len(pos), dtype=bool)
-    mask[order[: _count(len(pos), rng.uniform(*fraction))]] = True
+    mask[order[:count]] = True
     return mask
 
 

@@ -202,21 +202,22 @@ class EnhancerTrainer:
         p = self.params
         n = len(self.pos)
         table = torch.as_tensor(self.scores, device=self.device)
+        n_train = int(np.clip(np.ceil(NODES_PER_EPOCH / n), 2, max(p.n_tasks, 2)))
+        step = int(np.clip(round(NODES_PER_STEP / n), 1, 4))
         bar = tqdm(total=p.n_ensemble * p.epochs, desc="enhance: training", disable=not progress)
-        for member in range(p.n_ensemble):
-            torch.manual_seed(self.seed * 1000 + member)
-            validation = np.zeros(n, dtype=bool)
-            validation[self.rng.permutation(n)[: max(1, int(VALIDATION_FRACTION * n))]] = True
-            n_train = int(np.clip(np.ceil(NODES_PER_EPOCH / n), 2, max(p.n_tasks, 2)))
-            train = [(~h, t) for h, t in (self._draw(i, ~validation) for i in range(n_train)) if t.any()]
-            val = [(~h, t) for h, t in (self._draw(i, validation) for i in range(n_train)) if t.any()]
-            step = int(np.clip(round(NODES_PER_STEP / n), 1, 4))
-            batches = [self._batch(train[i: i + step], self.pos) for i in range(0, len(train), step)]
-            val_batch = self._batch(val, self.pos) if val else None
-            model, kept, history = self._train_member(table, batches, val_batch, bar)
-            self.models.append(model)
-            self.best_epochs.append(kept)
-            self.loss_history.append(history)
+        with torch.random.fork_rng():  # seeding per member must not reset the caller's torch RNG
+            for member in range(p.n_ensemble):
+                torch.manual_seed(self.seed * 1000 + member)
+                validation = np.zeros(n, dtype=bool)
+                validation[self.rng.permutation(n)[: max(1, int(VALIDATION_FRACTION * n))]] = True
+                train = [(~h, t) for h, t in (self._draw(i, ~validation) for i in range(n_train)) if t.any()]
+                val = [(~h, t) for h, t in (self._draw(i, validation) for i in range(n_train)) if t.any()]
+                batches = [self._batch(train[i: i + step], self.pos) for i in range(0, len(train), step)]
+                val_batch = self._batch(val, self.pos) if val else None
+                model, kept, history = self._train_member(table, batches, val_batch, bar)
+                self.models.append(model)
+                self.best_epochs.append(kept)
+                self.loss_history.append(history)
         bar.close()
         return self
 
