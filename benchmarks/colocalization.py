@@ -45,8 +45,6 @@ prints a table and writes ``benchmarks/results/colocalization.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from pathlib import Path
 
@@ -61,6 +59,8 @@ from stgraph.coloc import score_pairs
 from stgraph.nn import TranscriptEncoder
 from stgraph.tl._colocalization import colocalization
 from stgraph.tl._pretrain import distance_penalty_ladder
+
+from benchmarks._common import config, machine, pretrain, write_result
 
 RESULT = Path(__file__).resolve().parent / "results" / "colocalization.json"
 #: Statistic of each method (column of the pair table), higher = more colocalized.
@@ -109,11 +109,6 @@ def auprc(statistic: pd.Series, planted: set[str]) -> float:
     return float(average_precision_score(labels, statistic.to_numpy()))
 
 
-def pretrain(graph, steps: int, seed: int, batch_by: str):
-    kwargs = dict(batch_by=batch_by, batch_size=4 if batch_by == "cell" else 8, tile_size=10.0)
-    return stgraph.tl.pretrain(graph, steps=steps, lr=3e-3, seed=seed, device="cpu", progress=False, **kwargs)
-
-
 def untrained_encoder(graph, seed: int) -> TranscriptEncoder:
     torch.manual_seed(seed)
     return TranscriptEncoder(
@@ -130,7 +125,7 @@ def simulation_case(args: argparse.Namespace, seed: int) -> dict:
     graph = stgraph.graph.transcript_graph(sdata, args.radius, within="cell")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    trained = pretrain(graph, args.steps, seed, "cell")
+    trained = pretrain(graph, args.steps, "cell", seed)
     train_s = time.perf_counter() - start
     start = time.perf_counter()
     table = colocalization(sdata, trained, graph=graph, inplace=False).table
@@ -171,7 +166,7 @@ def merfish_case(args: argparse.Namespace) -> dict:
         subset["cell_id"] = subset["cell_id"].cat.remove_unused_categories()
         graph = stgraph.graph.transcript_graph(subset, args.merfish_radius, within="cell")
         start = time.perf_counter()
-        model = pretrain(graph, args.merfish_steps, 0, "tile")
+        model = pretrain(graph, args.merfish_steps, "tile")
         seconds[f"pretrain_half{k}"] = time.perf_counter() - start
         per_half.append(colocalization(sdata, model, graph=graph, inplace=False).table)
     reproducibility = {}
@@ -197,7 +192,7 @@ def merfish_case(args: argparse.Namespace) -> dict:
     # Runtime on the whole sample, same graph: attention score vs CLQ-only statistics.
     graph = stgraph.graph.transcript_graph(sdata, args.merfish_radius, within="cell")
     start = time.perf_counter()
-    model = pretrain(graph, args.merfish_steps, 0, "tile")
+    model = pretrain(graph, args.merfish_steps, "tile")
     seconds["pretrain_all"] = time.perf_counter() - start
     start = time.perf_counter()
     full = colocalization(sdata, model, graph=graph, inplace=False)
@@ -228,12 +223,12 @@ def main(argv: list[str] | None = None) -> dict:
     methods = list(simulations[0]["auprc"])
     mean_auprc = {m: float(np.mean([s["auprc"][m] for s in simulations])) for m in methods}
     result = {
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "config": config(args),
         "simulation": simulations,
         "mean_auprc": mean_auprc,
         "attention_minus_clq": mean_auprc["attention"] - mean_auprc["clq"],
         "target_met": bool(mean_auprc["attention"] >= mean_auprc["clq"] + 0.1),
-        "machine": f"{platform.machine()}, CPython {platform.python_version()}, torch {torch.__version__}",
+        "machine": machine(),
     }
     print(f"{'method':<22}" + "".join(f"seed {s:<5}" for s in args.seeds) + "mean")
     for m in methods:
@@ -246,8 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
         for m, r in result["merfish"]["reproducibility"].items():
             print(f"  {m:<18} {r['spearman_top']:+.3f} / {r['top_overlap']:.2f} / {r['spearman_all_pairs']:+.3f}")
         print("  seconds:", {k: round(v, 1) for k, v in result["merfish"]["seconds"].items()})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     return result
 
 

@@ -35,8 +35,6 @@ Usage: ``PYTHONPATH=. python benchmarks/domains.py``; prints a table and writes
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from pathlib import Path
 
@@ -47,6 +45,8 @@ from sklearn.metrics import adjusted_rand_score
 import stgraph
 from stgraph.coloc._encode import encoder_outputs
 from stgraph.tl._domains import domains
+
+from benchmarks._common import config, machine, pretrain, write_result
 
 RESULT = Path(__file__).resolve().parent / "results" / "domains.json"
 
@@ -86,13 +86,6 @@ def best_match_f1(truth: np.ndarray, labels) -> list[float]:
         sizes = np.bincount(codes, minlength=codes.max() + 1)
         scores.append(float((2 * overlap / (inside.sum() + sizes)).max()))
     return scores
-
-
-def pretrain(graph, steps: int, batch_by: str):
-    return stgraph.tl.pretrain(
-        graph, steps=steps, lr=3e-3, batch_by=batch_by, batch_size=4 if batch_by == "cell" else 8,
-        device="cpu", progress=False,
-    )
 
 
 def simulation_case(args: argparse.Namespace, seed: int, setting: str, with_embedding: bool) -> dict:
@@ -168,11 +161,11 @@ def main(argv: list[str] | None = None) -> dict:
             for key in runs[0]["ari"]
         }
     result = {
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "config": config(args),
         "simulation": simulations,
         "mean_ari": summary,
         "target_met_domains_only": bool(summary["domains_only"]["composition_k_given"] >= 0.8),
-        "machine": f"{platform.machine()}, CPython {platform.python_version()}, torch {torch.__version__}",
+        "machine": machine(),
     }
     for setting, values in summary.items():
         print(setting, {k: round(v, 3) for k, v in values.items()})
@@ -180,8 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["merfish"] = merfish_case(args)
         print("MERFISH nucleus/cytoplasm ARI:", result["merfish"]["ari_nucleus"])
         print("  seconds:", {k: round(v, 1) for k, v in result["merfish"]["seconds"].items()})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     return result
 
 

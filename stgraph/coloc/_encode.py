@@ -145,9 +145,28 @@ def encoder_outputs(
 
 
 def _mean_over_heads_and_layers(layers, edge_index: torch.Tensor) -> np.ndarray:
-    total = np.zeros(edge_index.shape[1])
-    for returned_edges, alpha in layers:
+    for returned_edges, _ in layers:
         if not torch.equal(returned_edges.cpu(), edge_index):
             raise ValueError("the encoder's layer returned attention on edges other than the graph's")
-        total += alpha.double().mean(dim=1).cpu().numpy()
-    return total / len(layers)
+    return edge_attention([alpha for _, alpha in layers], edge_index.shape[1])
+
+
+def edge_attention(attention, n_edges: int) -> np.ndarray:
+    """``(E,)`` attention of each edge, averaged over the heads and, for a list of
+    ``(E,)`` or ``(E, heads)`` arrays or tensors (one per layer), over the layers."""
+    if isinstance(attention, (list, tuple)):
+        if not attention:
+            raise ValueError("attention is an empty list")
+        total = np.zeros(n_edges)
+        for layer in attention:
+            total += edge_attention(layer, n_edges)
+        return total / len(attention)
+    if isinstance(attention, torch.Tensor):
+        weight = attention.detach().cpu().double()
+    else:
+        weight = torch.from_numpy(np.asarray(attention, dtype=np.float64))
+    if weight.dim() == 2:
+        weight = weight.mean(dim=1)
+    if weight.shape != (n_edges,):
+        raise ValueError(f"attention must have one row per edge ({n_edges}), got shape {tuple(weight.shape)}")
+    return weight.numpy()

@@ -11,7 +11,7 @@ from torch_geometric.data import Data
 
 from ..coloc import ColocalizationResult, score_pairs
 from ..coloc._score import PRIOR_EVENTS
-from ..coloc._encode import MAX_EDGES, encoder_outputs
+from ..coloc._encode import MAX_EDGES, edge_attention, encoder_outputs
 from ..graph import transcript_graph
 from ..io import TABLE_KEY, get_table
 from ..io import _schema as S
@@ -31,23 +31,6 @@ def _graph_for(
     if radius is None:
         raise ValueError("pass radius= (µm) to build the transcript graph, or graph=")
     return transcript_graph(sdata, radius, within=within, points_key=points_key)
-
-
-def _as_edge_weight(attention, n_edges: int) -> np.ndarray:
-    """Mean over heads (and layers, when a list per layer is given) of attention weights."""
-    if isinstance(attention, (list, tuple)):
-        layers = [_as_edge_weight(layer, n_edges) for layer in attention]
-        if not layers:
-            raise ValueError("attention is an empty list")
-        return np.mean(layers, axis=0)
-    if isinstance(attention, torch.Tensor):
-        attention = attention.detach().cpu().double().numpy()
-    weight = np.asarray(attention, dtype=np.float64)
-    if weight.ndim == 2:
-        weight = weight.mean(axis=1)
-    if weight.shape != (n_edges,):
-        raise ValueError(f"attention must have one row per edge ({n_edges}), got shape {weight.shape}")
-    return weight
 
 
 def colocalization(
@@ -154,7 +137,7 @@ def colocalization(
     graph = _graph_for(sdata, radius, graph, within, points_key)
     n_edges = graph.edge_index.shape[1]
     if attention is not None:
-        weight = _as_edge_weight(attention, n_edges)
+        weight = edge_attention(attention, n_edges)
     elif model is not None:
         weight = encoder_outputs(model, graph, attention=True, max_edges=max_edges).attention
     else:

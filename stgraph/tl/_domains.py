@@ -24,9 +24,9 @@ from ..domains import (
     neighbourhood_counts,
     standardised_block,
 )
-from ..graph import transcript_graph
 from ..io import TABLE_KEY, get_table
 from ..io import _schema as S
+from ._colocalization import _graph_for
 
 #: Default names of the outputs.
 DOMAIN_KEY = "domain"
@@ -221,10 +221,7 @@ def domains(
         )
     if representation != "composition" and model is None and embedding is None:
         raise ValueError(f"representation={representation!r} needs a pretrained model or embedding=")
-    if graph is None:
-        if radius is None:
-            raise ValueError("pass radius= (µm) to build the transcript graph, or graph=")
-        graph = transcript_graph(sdata, radius, within="cell", points_key=points_key)
+    graph = _graph_for(sdata, radius, graph, "cell", points_key)
     radius = float(graph.get("radius") or radius or np.nan)
     bandwidth = radius / 2 if bandwidth is None else float(bandwidth)
     if graph.get("edge_dist") is None:
