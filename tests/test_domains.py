@@ -10,6 +10,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import shapely  # noqa: E402
+import torch  # noqa: E402
 from scipy import sparse, stats  # noqa: E402
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
@@ -19,11 +20,13 @@ from stgraph.domains import (  # noqa: E402
     cell_composition,
     cluster_domains,
     composition_components,
-    context_embedding,
     domain_enrichment,
     domain_polygons,
     neighbourhood_counts,
+    predicted_composition_components,
 )
+from stgraph.coloc._encode import encoder_outputs, masked_embeddings  # noqa: E402
+from stgraph.nn import TranscriptEncoder  # noqa: E402
 from stgraph.pl._domains import domains as plot_domains  # noqa: E402
 from stgraph.tl._domains import domains  # noqa: E402
 
@@ -64,23 +67,55 @@ def test_composition_components_equal_dense_pca():
     np.testing.assert_allclose(np.abs(scores), np.abs(u[:, :3] * s[:3]), atol=1e-8)
 
 
-def test_context_embedding_equals_dense_computation():
+def test_predicted_composition_components_equal_dense_pca():
     rng = np.random.default_rng(0)
-    n, d = 60, 5
+    n, d, n_genes = 300, 4, 7
     embedding, cell = rng.normal(size=(n, d)), rng.integers(0, 3, n)
-    src, dst = rng.integers(0, n, (2, 300))
-    keep = (cell[src] == cell[dst]) & (src != dst)
-    edges, dist = np.stack([src[keep], dst[keep]]), rng.uniform(0, 3, keep.sum())
-    scores = context_embedding(embedding, edges, dist, cell, 1.5, 3)
-    weights = np.eye(n)
-    np.add.at(weights, (edges[1], edges[0]), np.exp(-0.5 * (dist / 1.5) ** 2))
-    averaged = weights @ embedding / weights.sum(axis=1, keepdims=True)
+    weights = rng.normal(size=(d, n_genes))
+
+    def predict(block):
+        logits = block @ weights
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return p / p.sum(axis=1, keepdims=True)
+
+    composition = cell_composition(rng.integers(0, n_genes, n), cell, n_genes)
+    scores = predicted_composition_components(embedding, predict, cell, composition, 3, chunk_size=37)
+    p = predict(embedding)
+    residual = p.copy()
     for c in range(3):
-        averaged[cell == c] -= averaged[cell == c].mean(axis=0)
-    averaged -= averaged.mean(axis=0)
-    u, s, _ = np.linalg.svd(averaged, full_matrices=False)
+        residual[cell == c] -= p[cell == c].mean(axis=0)
+    residual /= np.sqrt(composition[cell])
+    u, s, _ = np.linalg.svd(residual, full_matrices=False)
     np.testing.assert_allclose(np.abs(scores), np.abs(u[:, :3] * s[:3]), atol=1e-10)
     assert (scores[np.abs(scores).argmax(axis=0), np.arange(3)] > 0).all()
+
+
+def test_masked_embeddings_do_not_see_the_transcripts_own_gene():
+    sdata, _ = stgraph.datasets.simulate(3, 8, seed=0)
+    graph = stgraph.graph.transcript_graph(sdata, RADIUS, within="cell")
+    torch.manual_seed(0)
+    encoder = TranscriptEncoder(8, d_model=16, n_layers=2, heads=2)
+    masked = masked_embeddings(encoder, graph, n_passes=3)
+    # Another gene for transcript i leaves its masked embedding exactly as it was,
+    # while its plain embedding changes; its neighbours' masked embeddings change.
+    i = int(graph.edge_index[1, 0])
+    changed = graph.clone()
+    changed.gene = graph.gene.clone()
+    changed.gene[i] = (graph.gene[i] + 1) % 8
+    again = masked_embeddings(encoder, changed, n_passes=3)
+    np.testing.assert_array_equal(again[i], masked[i])
+    assert not np.allclose(again, masked)
+    plain = encoder_outputs(encoder, graph).embedding
+    assert not np.allclose(encoder_outputs(encoder, changed).embedding[i], plain[i])
+    # Every transcript was masked in exactly one pass: its row equals that pass's.
+    group = np.random.default_rng(0).integers(0, 3, graph.num_nodes)
+    one_pass = encoder_outputs(encoder, graph, masked=group == 1).embedding
+    np.testing.assert_array_equal(masked[group == 1], one_pass[group == 1])
+    np.testing.assert_array_equal(masked_embeddings(encoder, graph, n_passes=3), masked)
+    with pytest.raises(ValueError, match="n_passes"):
+        masked_embeddings(encoder, graph, n_passes=1)
+    with pytest.raises(ValueError, match="masked"):
+        encoder_outputs(encoder, graph, masked=np.ones(3, dtype=bool))
 
 
 def test_cluster_domains_separates_blobs_and_orders_by_size():
@@ -161,30 +196,47 @@ def test_tl_domains_recovers_planted_domains(planted):
     assert len(ax.get_legend().get_texts()) == 3
 
 
-def test_context_embedding_finds_domains_that_gene_tokens_hide(planted):
-    # An embedding that is only the gene token (no context) groups transcripts by
-    # gene; its neighbourhood average describes the place and finds the domains.
+def pretrained(graph, steps):
+    # lr is ~0 for "untrained": pretrain needs a positive rate.
+    return stgraph.tl.pretrain(
+        graph, steps=max(steps, 1), lr=3e-3 if steps else 1e-12, seed=0, device="cpu",
+        progress=False, batch_by="cell", batch_size=4,
+    )
+
+
+def test_encoder_context_finds_the_planted_domains(planted):
+    # Pretraining, not the readout, finds the domains: an untrained model's
+    # predictions do not depend on the place.
     sdata, truth = planted
     graph = stgraph.graph.transcript_graph(sdata, RADIUS, within="cell")
-    token = np.random.default_rng(0).normal(size=(len(graph.gene_names), 32))[graph.gene.numpy()]
-    own = adjusted_rand_score(truth.transcript_domain, cluster_domains(token, 3).labels)
-    result = domains(sdata, graph=graph, embedding=token, representation="embedding", n_domains=3, inplace=False)
-    context = adjusted_rand_score(truth.transcript_domain, result.labels.codes)
-    assert own < 0.15 and context > 0.25 and context > 2 * own
+    scores = {}
+    for steps in (0, 200):
+        result = domains(sdata, pretrained(graph, steps), graph=graph, n_domains=3, inplace=False)
+        assert result.params["representation"] == "embedding"
+        scores[steps] = adjusted_rand_score(truth.transcript_domain, result.labels.codes)
+    assert scores[0] < 0.1 and scores[200] > 0.8
+    both = domains(sdata, pretrained(graph, 200), graph=graph, representation="both", n_domains=3, inplace=False)
+    assert adjusted_rand_score(truth.transcript_domain, both.labels.codes) > 0.8
+    assert both.params["n_passes"] == 7 and both.params["representation"] == "both"
 
 
 def test_tl_domains_inputs(planted):
     sdata, _ = planted
     graph = stgraph.graph.transcript_graph(sdata, RADIUS, within="cell")
-    embedding = np.random.default_rng(0).normal(size=(graph.num_nodes, 4))
+    model = pretrained(graph, 0)
     before = sdata.points["transcripts"].compute()
-    result = domains(sdata, graph=graph, embedding=embedding, representation="both", n_domains=2, inplace=False)
+    smaller = stgraph.graph.transcript_graph(sdata, RADIUS / 2, within="cell")
+    result = domains(sdata, model, graph=graph, encoder_graph=smaller, representation="both",
+                     n_domains=2, inplace=False)
     assert result.clustering.n_domains == 2
     pd.testing.assert_frame_equal(sdata.points["transcripts"].compute(), before)
     with pytest.raises(ValueError, match="needs a pretrained model"):
         domains(sdata, graph=graph, representation="embedding", inplace=False)
-    with pytest.raises(ValueError, match="one row per transcript"):
-        domains(sdata, graph=graph, embedding=embedding[:5], representation="both", inplace=False)
+    with pytest.raises(TypeError, match="masked gene model"):
+        domains(sdata, model.model.encoder, graph=graph, representation="embedding", inplace=False)
+    other = stgraph.graph.transcript_graph(stgraph.datasets.simulate(2, 20, seed=3)[0], RADIUS, within="cell")
+    with pytest.raises(ValueError, match="same order"):
+        domains(sdata, model, graph=graph, encoder_graph=other, representation="both", inplace=False)
     with pytest.raises(ValueError, match="representation"):
         domains(sdata, graph=graph, representation="pca", inplace=False)
     with pytest.raises(ValueError, match="radius"):

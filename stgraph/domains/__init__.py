@@ -5,9 +5,9 @@ from ._features import (
     cell_composition,
     centred_per_group,
     composition_components,
-    context_embedding,
     neighbourhood_counts,
     neighbourhood_weights,
+    predicted_composition_components,
     standardised_block,
 )
 from ._polygons import POLYGON_COLUMNS, domain_polygons
@@ -22,8 +22,8 @@ __all__ = [
     "cell_composition",
     "centred_per_group",
     "composition_components",
-    "context_embedding",
     "neighbourhood_counts",
     "neighbourhood_weights",
+    "predicted_composition_components",
     "standardised_block",
 ]

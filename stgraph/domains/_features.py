@@ -19,24 +19,28 @@ dominate the clustering. The residual matrix is dense, so it is never formed: it
 leading principal components are computed by a truncated SVD of the implicit
 operator (sparse part minus a rank-``n_cells`` part minus the column means).
 
-**Context embedding.** A transcript's own encoder embedding is dominated by its
-gene token (and its position), so clustering it groups transcripts by gene, not
-by place. What describes the *place* is the embeddings around it: the context
-embedding averages the pretrained encoder's embeddings over the same Gaussian
-neighbourhood as the counts (itself included, weight 1),
+**Encoder context.** A transcript's own encoder embedding is dominated by its
+gene token, so clustering it groups transcripts by gene, not by place. What the
+pretrained encoder knows of the *place* is what it predicts there when the
+transcript's gene is hidden: the masked-gene head's distribution
+:math:`p_{ig}` at transcript ``i`` computed with its token masked (see
+:func:`stgraph.coloc._encode.masked_embeddings`), a learned, denoised version of
+the neighbourhood composition. It is compared with the cell in the same way as
+the counts,
 
-.. math:: e^{ctx}_i = \frac{h_i + \sum_{j \in N(i)} w_{ij} h_j}{1 + \sum_{j \in N(i)} w_{ij}},
-          \qquad w_{ij} = e^{-d_{ij}^2 / 2\sigma^2},
+.. math:: r_{ig} = \frac{p_{ig} - \bar p_{c(i) g}}{\sqrt{\pi_{c(i) g}}},
 
-is centred per cell (the mean of the transcript's cell is subtracted), for the
-same reason as above, and reduced to its ``n_components`` leading principal
-components: the averaging leaves the gene-specific directions of the embedding
-as low-variance noise that the projection drops.
+with :math:`\bar p_{cg}` the mean prediction over cell ``c``, and reduced to its
+leading principal components. The ``(N, n_genes)`` matrix is never held: the
+predictions are recomputed chunk by chunk from the ``(N, d)`` embeddings to
+accumulate the ``n_genes x n_genes`` Gram matrix and then to project.
 
 Each block is centred and scaled to unit mean squared row norm, so blocks weigh
 equally whatever their width.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 from scipy import sparse
@@ -96,45 +100,63 @@ def neighbourhood_counts(
     return sparse.csr_matrix(neighbourhood_weights(edge_index, edge_dist, n, bandwidth) @ one_hot)
 
 
-def context_embedding(
+def predicted_composition_components(
     embedding: np.ndarray,
-    edge_index: np.ndarray,
-    edge_dist: np.ndarray,
+    predict: Callable[[np.ndarray], np.ndarray],
     cell: np.ndarray,
-    bandwidth: float,
+    composition: np.ndarray,
     n_components: int,
+    chunk_size: int = 1 << 16,
 ) -> np.ndarray:
-    """Leading principal components of the neighbourhood-averaged, cell-centred embedding.
+    """Leading principal-component scores of the cell-relative predicted gene distributions.
 
     Parameters
     ----------
     embedding
-        ``(N, d)`` encoder embeddings of the transcripts in cells.
-    edge_index, edge_dist
-        Within-cell edges among those transcripts and their lengths.
+        ``(N, d)`` masked embeddings of the transcripts in cells.
+    predict
+        Maps a ``(n, d)`` block of ``embedding`` to ``(n, n_genes)`` probabilities.
     cell
         ``(N,)`` cell code of each row (all ``>= 0``).
-    bandwidth
-        Gaussian ``sigma`` of the distance weights.
+    composition
+        Output of :func:`cell_composition`.
     n_components
-        Number of components (capped by ``d`` and ``N - 1``).
+        Number of components (capped by ``n_genes - 1`` and ``N - 1``).
+    chunk_size
+        Rows predicted at a time.
 
     Returns
     -------
     ``(N, k)`` scores, columns by decreasing variance, signs fixed so that each
     column's largest absolute entry is positive.
     """
-    embedding = np.asarray(embedding, dtype=np.float64)
-    weights = neighbourhood_weights(edge_index, edge_dist, embedding.shape[0], bandwidth)
-    total = np.asarray(weights.sum(axis=1))
-    centred = centred_per_group(weights @ embedding / total, cell)
-    centred -= centred.mean(axis=0)
-    k = min(n_components, centred.shape[1], centred.shape[0] - 1)
+    n = embedding.shape[0]
+    n_cells, n_genes = composition.shape
+    chunks = [slice(i, min(i + chunk_size, n)) for i in range(0, n, chunk_size)]
+
+    def predictions(rows: slice) -> np.ndarray:
+        return np.asarray(predict(embedding[rows]), dtype=np.float64)
+
+    cell_sum = np.zeros((n_cells, n_genes))
+    for rows in chunks:
+        np.add.at(cell_sum, cell[rows], predictions(rows))
+    cell_mean = cell_sum / np.maximum(np.bincount(cell, minlength=n_cells), 1)[:, None]
+    root_share = np.sqrt(composition)
+
+    def residuals(rows: slice) -> np.ndarray:
+        # Zero mean within every cell, hence zero column means: no further centring.
+        return (predictions(rows) - cell_mean[cell[rows]]) / root_share[cell[rows]]
+
+    k = min(n_components, n_genes - 1, n - 1)
     if k < 1:
-        return np.zeros((centred.shape[0], 0))
-    # d is small (the encoder width): the eigenvectors of the d x d covariance are exact.
-    values, vectors = np.linalg.eigh(centred.T @ centred)
-    scores = centred @ vectors[:, np.argsort(-values)[:k]]
+        return np.zeros((n, 0))
+    gram = np.zeros((n_genes, n_genes))
+    for rows in chunks:
+        r = residuals(rows)
+        gram += r.T @ r
+    values, vectors = np.linalg.eigh(gram)
+    axes = vectors[:, np.argsort(-values)[:k]]
+    scores = np.concatenate([residuals(rows) @ axes for rows in chunks])
     return _positive_peaks(scores)
 
 

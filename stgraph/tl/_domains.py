@@ -12,16 +12,18 @@ from spatialdata.models import PointsModel, ShapesModel
 from spatialdata.transformations import get_transformation
 from torch_geometric.data import Data
 
-from ..coloc._encode import MAX_EDGES, encoder_outputs
+import torch
+
+from ..coloc._encode import MAX_EDGES, masked_embeddings
 from ..domains import (
     DomainClustering,
     cell_composition,
     cluster_domains,
     composition_components,
-    context_embedding,
     domain_enrichment,
     domain_polygons,
     neighbourhood_counts,
+    predicted_composition_components,
     standardised_block,
 )
 from ..io import TABLE_KEY, get_table
@@ -61,42 +63,75 @@ class DomainResult:
     params: dict = field(default_factory=dict)
 
 
+def _masked_gene_model(model):
+    """The masked gene model inside ``model`` (a model from :func:`stgraph.tl.pretrain` or that result)."""
+    model = getattr(model, "model", model)
+    if not all(hasattr(model, a) for a in ("encoder", "head", "gene_tokens", "gene_names")):
+        raise TypeError(
+            "the encoder representation needs a masked gene model with its head (as returned by "
+            f"stgraph.tl.pretrain), got {type(model).__name__}"
+        )
+    return model
+
+
+def _encoder_context(
+    model, encoder_graph: Data, members: np.ndarray, gene_names, n_passes: int, max_edges: int, seed: int
+):
+    """Masked embeddings of ``members`` and the map from them to probabilities of ``gene_names``."""
+    model = _masked_gene_model(model)
+    embedding = masked_embeddings(model, encoder_graph, n_passes=n_passes, seed=seed, max_edges=max_edges)
+    index = {g: k for k, g in enumerate(model.gene_names)}
+    # Genes the model does not know get probability 0: a zero residual everywhere.
+    columns = torch.tensor([index.get(str(g), -1) for g in gene_names])
+    known = columns >= 0
+    device = next(model.head.parameters()).device
+
+    @torch.no_grad()
+    def predict(block: np.ndarray) -> np.ndarray:
+        probabilities = torch.softmax(model.head(torch.from_numpy(block).to(device)).double(), dim=-1).cpu()
+        out = torch.zeros(block.shape[0], columns.numel(), dtype=torch.float64)
+        out[:, known] = probabilities[:, columns[known]]
+        return out.numpy()
+
+    return embedding[members], predict
+
+
 def _features(
     graph: Data,
     members: np.ndarray,
     representation: Representation,
     model,
-    embedding: np.ndarray | None,
+    encoder_graph: Data,
     bandwidth: float,
     n_components: int,
+    n_passes: int,
     max_edges: int,
     seed: int,
 ) -> np.ndarray:
     gene = graph.gene.numpy().astype(np.int64)
     cell = graph.cell.numpy().astype(np.int64)
-    src, dst = graph.edge_index.numpy()
-    within = (cell[src] == cell[dst]) & (cell[dst] >= 0)
-    local = np.full(gene.size, -1, dtype=np.int64)
-    local[members] = np.arange(members.size)
-    edges = np.stack([local[src[within]], local[dst[within]]])
-    edge_dist = graph.edge_dist.numpy()[within]
+    n_genes = len(graph.gene_names)
+    composition = cell_composition(gene[members], cell[members], n_genes)
     blocks = []
     if representation in ("composition", "both"):
-        counts = neighbourhood_counts(edges, edge_dist, gene[members], len(graph.gene_names), bandwidth)
-        composition = cell_composition(gene[members], cell[members], len(graph.gene_names))
+        src, dst = graph.edge_index.numpy()
+        within = (cell[src] == cell[dst]) & (cell[dst] >= 0)
+        local = np.full(gene.size, -1, dtype=np.int64)
+        local[members] = np.arange(members.size)
+        edges = np.stack([local[src[within]], local[dst[within]]])
+        counts = neighbourhood_counts(edges, graph.edge_dist.numpy()[within], gene[members], n_genes, bandwidth)
         blocks.append(
             standardised_block(
                 composition_components(counts, cell[members], composition, n_components, seed)
             )
         )
     if representation in ("embedding", "both"):
-        if embedding is None:
-            embedding = encoder_outputs(model, graph, max_edges=max_edges).embedding
+        embedding, predict = _encoder_context(
+            model, encoder_graph, members, graph.gene_names, n_passes, max_edges, seed
+        )
         blocks.append(
             standardised_block(
-                context_embedding(
-                    embedding[members], edges, edge_dist, cell[members], bandwidth, n_components
-                )
+                predicted_composition_components(embedding, predict, cell[members], composition, n_components)
             )
         )
     return np.hstack(blocks)
@@ -120,13 +155,14 @@ def domains(
     *,
     radius: float | None = None,
     graph: Data | None = None,
-    embedding: np.ndarray | None = None,
+    encoder_graph: Data | None = None,
     n_domains: int | None = None,
     k_range: tuple[int, int] = (2, 8),
-    representation: Representation = "composition",
+    representation: Representation | None = None,
     method: Literal["kmeans", "gmm"] = "kmeans",
     bandwidth: float | None = None,
     n_components: int = 10,
+    n_passes: int = 7,
     sample_size: int = 5000,
     hull_ratio: float = 0.3,
     min_transcripts: int = 3,
@@ -146,9 +182,11 @@ def domains(
     - ``representation="composition"``: the distance-weighted gene composition of
       its neighbourhood compared with its cell's overall composition (Pearson
       residuals), reduced to ``n_components`` principal components;
-    - ``"embedding"``: the context embedding, i.e. the pretrained encoder's
-      embeddings averaged over the same neighbourhood, centred per cell and reduced
-      to ``n_components`` principal components (a transcript's own embedding is
+    - ``"embedding"``: the encoder context, i.e. the gene distribution that the
+      pretrained masked gene model predicts at each transcript with its own gene
+      hidden (the transcript's embedding with its token masked, through the
+      masked-gene head), compared with its cell's mean prediction and reduced to
+      ``n_components`` principal components (a transcript's unmasked embedding is
       dominated by its gene token and would cluster by gene);
     - ``"both"``: the two blocks side by side, each scaled to equal weight.
 
@@ -163,31 +201,35 @@ def domains(
     sdata
         Data in the stgraph schema.
     model
-        Pretrained encoder (as for :func:`stgraph.tl.colocalization`); needed for
+        Pretrained masked gene model, as returned by :func:`stgraph.tl.pretrain`
+        (its masked-gene head is needed); required for
         ``representation="embedding"`` or ``"both"``.
     radius
         Graph radius in µm (edges within cells).
     graph
         Transcript graph to use instead, as built by
         :func:`stgraph.graph.transcript_graph` (its ``edge_dist`` is used).
-    embedding
-        Precomputed ``(N, d)`` transcript embeddings (rows in the order of the
-        points) to use instead of running ``model``, e.g. from an encoder run on a
-        graph of another radius.
+    encoder_graph
+        Graph the encoder runs on, e.g. of the radius it was pretrained with (same
+        transcripts in the same order as ``graph``); default ``graph``.
     n_domains
         Number of domains; None chooses it in ``k_range``.
     k_range
         Smallest and largest ``k`` tried when ``n_domains`` is None.
     representation
-        Features clustered, see above.
+        Features clustered, see above; default ``"embedding"`` when ``model`` is
+        given, ``"composition"`` otherwise.
     method
         ``"kmeans"`` or ``"gmm"``.
     bandwidth
-        Gaussian distance weight ``sigma`` of the composition and the context
-        embedding in µm; default half the radius.
+        Gaussian distance weight ``sigma`` of the composition in µm; default half
+        the radius.
     n_components
         Principal components kept of the composition residuals and of the
-        context embedding.
+        encoder context.
+    n_passes
+        Encoder passes of the encoder context: each masks a random ``1 / n_passes``
+        of the transcripts (:func:`stgraph.coloc._encode.masked_embeddings`).
     sample_size
         Transcripts on which the silhouette is computed.
     hull_ratio, min_transcripts
@@ -196,7 +238,7 @@ def domains(
     max_edges
         Edges per encoder pass.
     seed
-        Seed of the SVD, the clustering and the silhouette sample.
+        Seed of the SVD, the masking, the clustering and the silhouette sample.
     points_key, table_key
         Points element and table (created by :func:`stgraph.io.get_table` if absent).
     key_added
@@ -215,12 +257,16 @@ def domains(
     """
     if not isinstance(sdata, SpatialData):
         raise TypeError(f"expected a SpatialData, got {type(sdata).__name__}")
+    if representation is None:
+        representation = "composition" if model is None else "embedding"
     if representation not in ("composition", "embedding", "both"):
         raise ValueError(
             f"representation must be 'composition', 'embedding' or 'both', got {representation!r}"
         )
-    if representation != "composition" and model is None and embedding is None:
-        raise ValueError(f"representation={representation!r} needs a pretrained model or embedding=")
+    if representation != "composition":
+        if model is None:
+            raise ValueError(f"representation={representation!r} needs a pretrained model")
+        _masked_gene_model(model)
     graph = _graph_for(sdata, radius, graph, "cell", points_key)
     radius = float(graph.get("radius") or radius or np.nan)
     bandwidth = radius / 2 if bandwidth is None else float(bandwidth)
@@ -231,14 +277,16 @@ def domains(
     members = np.flatnonzero(cell >= 0)
     if members.size < 2:
         raise ValueError("domains need at least two transcripts assigned to cells")
-    if embedding is not None:
-        embedding = np.asarray(embedding, dtype=np.float64)
-        if embedding.ndim != 2 or embedding.shape[0] != cell.size:
-            raise ValueError(
-                f"embedding must have one row per transcript ({cell.size}), got shape {embedding.shape}"
-            )
+    if encoder_graph is None:
+        encoder_graph = graph
+    elif encoder_graph.num_nodes != graph.num_nodes or not np.array_equal(
+        np.asarray(encoder_graph.gene_names)[encoder_graph.gene.numpy()],
+        np.asarray(graph.gene_names)[graph.gene.numpy()],
+    ):
+        raise ValueError("encoder_graph must hold the transcripts of graph, in the same order")
     features = _features(
-        graph, members, representation, model, embedding, bandwidth, n_components, max_edges, seed
+        graph, members, representation, model, encoder_graph, bandwidth, n_components, n_passes,
+        max_edges, seed,
     )
     clustering = cluster_domains(
         features, n_domains, k_range=k_range, method=method, sample_size=sample_size, seed=seed
@@ -269,6 +317,7 @@ def domains(
         "radius": radius,
         "bandwidth": bandwidth,
         "n_components": int(n_components),
+        "n_passes": int(n_passes),
         "seed": int(seed),
     }
     result = DomainResult(labels, enrichment, polygons, clustering, params)
