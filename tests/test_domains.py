@@ -23,6 +23,7 @@ from stgraph.domains import (  # noqa: E402
     domain_enrichment,
     domain_polygons,
     neighbourhood_counts,
+    neighbourhood_weights,
     predicted_composition_components,
 )
 from stgraph.coloc._encode import encoder_outputs, masked_embeddings  # noqa: E402
@@ -88,6 +89,19 @@ def test_predicted_composition_components_equal_dense_pca():
     u, s, _ = np.linalg.svd(residual, full_matrices=False)
     np.testing.assert_allclose(np.abs(scores), np.abs(u[:, :3] * s[:3]), atol=1e-10)
     assert (scores[np.abs(scores).argmax(axis=0), np.arange(3)] > 0).all()
+    # Averaged over neighbourhoods first, chunk by chunk.
+    src, dst = rng.integers(0, n, (2, 900))
+    keep = (cell[src] == cell[dst]) & (src != dst)
+    edges, dist = np.stack([src[keep], dst[keep]]), rng.uniform(0, 3, keep.sum())
+    neighbours = neighbourhood_weights(edges, dist, n, 1.5).toarray()
+    smoothed = predicted_composition_components(
+        embedding, predict, cell, composition, 3, weights=sparse.csr_matrix(neighbours), chunk_size=37
+    )
+    p = neighbours @ p / neighbours.sum(axis=1, keepdims=True)
+    for c in range(3):
+        p[cell == c] -= p[cell == c].mean(axis=0)
+    u, s, _ = np.linalg.svd(p / np.sqrt(composition[cell]), full_matrices=False)
+    np.testing.assert_allclose(np.abs(smoothed), np.abs(u[:, :3] * s[:3]), atol=1e-10)
 
 
 def test_masked_embeddings_do_not_see_the_transcripts_own_gene():

@@ -26,7 +26,9 @@ transcript's gene is hidden: the masked-gene head's distribution
 :math:`p_{ig}` at transcript ``i`` computed with its token masked (see
 :func:`stgraph.coloc._encode.masked_embeddings`), a learned, denoised version of
 the neighbourhood composition. It is compared with the cell in the same way as
-the counts,
+the counts (when the encoder ran on a graph of a smaller radius, the
+predictions are first averaged over the same Gaussian neighbourhood as the
+counts, which sets the scale of a domain),
 
 .. math:: r_{ig} = \frac{p_{ig} - \bar p_{c(i) g}}{\sqrt{\pi_{c(i) g}}},
 
@@ -106,6 +108,7 @@ def predicted_composition_components(
     cell: np.ndarray,
     composition: np.ndarray,
     n_components: int,
+    weights: sparse.csr_matrix | None = None,
     chunk_size: int = 1 << 16,
 ) -> np.ndarray:
     """Leading principal-component scores of the cell-relative predicted gene distributions.
@@ -122,6 +125,10 @@ def predicted_composition_components(
         Output of :func:`cell_composition`.
     n_components
         Number of components (capped by ``n_genes - 1`` and ``N - 1``).
+    weights
+        ``(N, N)`` neighbourhood weights (:func:`neighbourhood_weights`): when
+        given, each transcript's prediction is replaced by the weighted mean of
+        its neighbours' (itself included).
     chunk_size
         Rows predicted at a time.
 
@@ -135,7 +142,14 @@ def predicted_composition_components(
     chunks = [slice(i, min(i + chunk_size, n)) for i in range(0, n, chunk_size)]
 
     def predictions(rows: slice) -> np.ndarray:
-        return np.asarray(predict(embedding[rows]), dtype=np.float64)
+        if weights is None:
+            return np.asarray(predict(embedding[rows]), dtype=np.float64)
+        block = weights[rows]
+        # Only the neighbours of these rows are predicted: memory stays per chunk.
+        needed, local = np.unique(block.indices, return_inverse=True)
+        block = sparse.csr_matrix((block.data, local, block.indptr), shape=(block.shape[0], needed.size))
+        mean = block @ np.asarray(predict(embedding[needed]), dtype=np.float64)
+        return mean / np.asarray(block.sum(axis=1))
 
     cell_sum = np.zeros((n_cells, n_genes))
     for rows in chunks:

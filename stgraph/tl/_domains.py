@@ -23,6 +23,7 @@ from ..domains import (
     domain_enrichment,
     domain_polygons,
     neighbourhood_counts,
+    neighbourhood_weights,
     predicted_composition_components,
     standardised_block,
 )
@@ -113,13 +114,14 @@ def _features(
     n_genes = len(graph.gene_names)
     composition = cell_composition(gene[members], cell[members], n_genes)
     blocks = []
+    src, dst = graph.edge_index.numpy()
+    within = (cell[src] == cell[dst]) & (cell[dst] >= 0)
+    local = np.full(gene.size, -1, dtype=np.int64)
+    local[members] = np.arange(members.size)
+    edges = np.stack([local[src[within]], local[dst[within]]])
+    edge_dist = graph.edge_dist.numpy()[within]
     if representation in ("composition", "both"):
-        src, dst = graph.edge_index.numpy()
-        within = (cell[src] == cell[dst]) & (cell[dst] >= 0)
-        local = np.full(gene.size, -1, dtype=np.int64)
-        local[members] = np.arange(members.size)
-        edges = np.stack([local[src[within]], local[dst[within]]])
-        counts = neighbourhood_counts(edges, graph.edge_dist.numpy()[within], gene[members], n_genes, bandwidth)
+        counts = neighbourhood_counts(edges, edge_dist, gene[members], n_genes, bandwidth)
         blocks.append(
             standardised_block(
                 composition_components(counts, cell[members], composition, n_components, seed)
@@ -129,9 +131,17 @@ def _features(
         embedding, predict = _encoder_context(
             model, encoder_graph, members, graph.gene_names, n_passes, max_edges, seed
         )
+        # An encoder on its own (smaller) graph predicts at its own scale: average
+        # its predictions over the domain neighbourhood, as the counts are.
+        weights = (
+            None if encoder_graph is graph
+            else neighbourhood_weights(edges, edge_dist, members.size, bandwidth)
+        )
         blocks.append(
             standardised_block(
-                predicted_composition_components(embedding, predict, cell[members], composition, n_components)
+                predicted_composition_components(
+                    embedding, predict, cell[members], composition, n_components, weights
+                )
             )
         )
     return np.hstack(blocks)
@@ -210,8 +220,10 @@ def domains(
         Transcript graph to use instead, as built by
         :func:`stgraph.graph.transcript_graph` (its ``edge_dist`` is used).
     encoder_graph
-        Graph the encoder runs on, e.g. of the radius it was pretrained with (same
-        transcripts in the same order as ``graph``); default ``graph``.
+        Graph the encoder runs on, e.g. of the (smaller) radius it was pretrained
+        with (same transcripts in the same order as ``graph``); default ``graph``.
+        When given, the encoder's predictions are averaged over the Gaussian
+        neighbourhood of ``graph`` (``bandwidth``) before clustering.
     n_domains
         Number of domains; None chooses it in ``k_range``.
     k_range
@@ -222,8 +234,8 @@ def domains(
     method
         ``"kmeans"`` or ``"gmm"``.
     bandwidth
-        Gaussian distance weight ``sigma`` of the composition in µm; default half
-        the radius.
+        Gaussian distance weight ``sigma`` of the composition (and of the averaging
+        of the encoder context on ``encoder_graph``) in µm; default half the radius.
     n_components
         Principal components kept of the composition residuals and of the
         encoder context.
