@@ -24,6 +24,10 @@ def test_tutorial_runs(path, monkeypatch):
         # Nuclear calls without outlines on cells the compartment model never saw.
         assert namespace["auroc"] > 0.9
         assert namespace["top"]["fdr"].max() < 0.05
+        # Two domains, found without the outlines, partly follow the nucleus.
+        assert namespace["domain_ari"] > 0.25
+        top_genes = namespace["found"].enrichment.groupby("domain")["gene"].first().astype(str)
+        assert "MALAT1" in set(top_genes)
     if path.stem.startswith("03"):
         # Held-out spots of the x2 sub-lattice: stgraph beats linear interpolation.
         assert namespace["pcc_stgraph"] > namespace["pcc_linear"] + 0.03

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Tutorial 2 — where RNAs sit in the cell, and which genes sit together
+# # Tutorial 2 — where RNAs sit in the cell, which genes sit together, and subcellular domains
 #
 # On the MERFISH U2-OS sample that ships with stgraph this tutorial
 #
@@ -7,13 +7,14 @@
 #    pattern head shipped in the package (no training needed),
 # 2. predicts for every molecule whether it lies in the nucleus **without looking
 #    at the nucleus outlines** of the scored cells, and checks it against them,
-# 3. scores gene–gene colocalization along the transcript graph.
+# 3. scores gene–gene colocalization along the transcript graph,
+# 4. splits the cells into subcellular domains, one clustering for all cells.
 #
 # Percent-format script: run it with `python`, or open it as a notebook with Jupytext.
 
 # %%
 import matplotlib.pyplot as plt
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 import stgraph as sg
 
@@ -74,4 +75,26 @@ print(f"gene graph: {gene_graph.number_of_nodes()} genes, {gene_graph.number_of_
 
 # %%
 sg.pl.colocalization_heatmap(sdata, top=15)
+plt.close("all")
+
+# %% [markdown]
+# ## Subcellular domains
+# Every molecule in a cell is described by the genes around it (a 3 µm within-cell
+# graph) compared with its whole cell, and one k-means over all cells gives the
+# domains, so a label means the same place in every cell. With two domains, the
+# smaller one is led by MALAT1, a nuclear long non-coding RNA, and overlaps the
+# nucleus (which the clustering never saw) in part: ARI about 0.3. Passing a masked gene model
+# from `sg.tl.pretrain` as `model=` clusters the encoder context instead: the genes
+# the encoder expects at each molecule with its own gene hidden.
+
+# %%
+found = sg.tl.domains(sdata, radius=3.0, n_domains=2, seed=0)
+points = sg.io.transcripts_frame(sdata)
+in_cell = points["domain"].notna().to_numpy()
+domain_ari = adjusted_rand_score(points.loc[in_cell, "in_nucleus"], points.loc[in_cell, "domain"])
+print(f"domains vs nucleus/cytoplasm: ARI {domain_ari:.2f}")
+print(found.enrichment.groupby("domain").head(3)[["domain", "gene", "log2_enrichment", "fdr"]])
+
+# %%
+sg.pl.domains(sdata, cells=with_nucleus[10:11])
 plt.close("all")
