@@ -102,6 +102,11 @@ def test_predicted_composition_components_equal_dense_pca():
         p[cell == c] -= p[cell == c].mean(axis=0)
     u, s, _ = np.linalg.svd(p / np.sqrt(composition[cell]), full_matrices=False)
     np.testing.assert_allclose(np.abs(smoothed), np.abs(u[:, :3] * s[:3]), atol=1e-10)
+    # One chunk (the default here) computes the predictions once: same scores.
+    one_chunk = predicted_composition_components(
+        embedding, predict, cell, composition, 3, weights=sparse.csr_matrix(neighbours)
+    )
+    np.testing.assert_allclose(one_chunk, smoothed, atol=1e-10)
 
 
 def test_masked_embeddings_do_not_see_the_transcripts_own_gene():

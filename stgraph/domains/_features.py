@@ -102,6 +102,10 @@ def neighbourhood_counts(
     return sparse.csr_matrix(neighbourhood_weights(edge_index, edge_dist, n, bandwidth) @ one_hot)
 
 
+#: Memory for the predictions of one chunk of rows (float64), 256 MiB.
+PREDICTION_BYTES = 1 << 28
+
+
 def predicted_composition_components(
     embedding: np.ndarray,
     predict: Callable[[np.ndarray], np.ndarray],
@@ -109,7 +113,7 @@ def predicted_composition_components(
     composition: np.ndarray,
     n_components: int,
     weights: sparse.csr_matrix | None = None,
-    chunk_size: int = 1 << 16,
+    chunk_size: int | None = None,
 ) -> np.ndarray:
     """Leading principal-component scores of the cell-relative predicted gene distributions.
 
@@ -130,7 +134,9 @@ def predicted_composition_components(
         given, each transcript's prediction is replaced by the weighted mean of
         its neighbours' (itself included).
     chunk_size
-        Rows predicted at a time.
+        Rows predicted at a time; default as many as fit in
+        :data:`PREDICTION_BYTES` (then the predictions are computed once, not for
+        each of the three passes over the rows).
 
     Returns
     -------
@@ -139,21 +145,38 @@ def predicted_composition_components(
     """
     n = embedding.shape[0]
     n_cells, n_genes = composition.shape
+    if chunk_size is None:
+        chunk_size = max(1, PREDICTION_BYTES // (8 * n_genes))
     chunks = [slice(i, min(i + chunk_size, n)) for i in range(0, n, chunk_size)]
+    kept: dict[int, np.ndarray] = {}
 
     def predictions(rows: slice) -> np.ndarray:
+        if rows.start in kept:
+            return kept[rows.start]
         if weights is None:
-            return np.asarray(predict(embedding[rows]), dtype=np.float64)
-        block = weights[rows]
-        # Only the neighbours of these rows are predicted: memory stays per chunk.
-        needed, local = np.unique(block.indices, return_inverse=True)
-        block = sparse.csr_matrix((block.data, local, block.indptr), shape=(block.shape[0], needed.size))
-        mean = block @ np.asarray(predict(embedding[needed]), dtype=np.float64)
-        return mean / np.asarray(block.sum(axis=1))
+            out = np.asarray(predict(embedding[rows]), dtype=np.float64)
+        else:
+            block = weights[rows]
+            # Only the neighbours of these rows are predicted: memory stays per chunk.
+            seen = np.zeros(n, dtype=bool)
+            seen[block.indices] = True
+            column = np.cumsum(seen) - 1
+            block = sparse.csr_matrix(
+                (block.data, column[block.indices], block.indptr), shape=(block.shape[0], int(seen.sum()))
+            )
+            mean = block @ np.asarray(predict(embedding[seen]), dtype=np.float64)
+            out = mean / np.asarray(block.sum(axis=1))
+        if len(chunks) == 1:
+            kept[rows.start] = out
+        return out
 
     cell_sum = np.zeros((n_cells, n_genes))
     for rows in chunks:
-        np.add.at(cell_sum, cell[rows], predictions(rows))
+        members = sparse.csr_matrix(
+            (np.ones(rows.stop - rows.start), (cell[rows], np.arange(rows.stop - rows.start))),
+            shape=(n_cells, rows.stop - rows.start),
+        )
+        cell_sum += members @ predictions(rows)
     cell_mean = cell_sum / np.maximum(np.bincount(cell, minlength=n_cells), 1)[:, None]
     root_share = np.sqrt(composition)
 
