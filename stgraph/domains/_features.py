@@ -24,8 +24,8 @@ gene token, so clustering it groups transcripts by gene, not by place. What the
 pretrained encoder knows of the *place* is what it predicts there when the
 transcript's gene is hidden: the masked-gene head's distribution
 :math:`p_{ig}` at transcript ``i`` computed with its token masked (see
-:func:`stgraph.coloc._encode.masked_embeddings`), a learned, denoised version of
-the neighbourhood composition. It is compared with the cell in the same way as
+:func:`stgraph.coloc._encode.masked_embeddings`), a learned estimate of the
+neighbourhood composition. It is compared with the cell in the same way as
 the counts (when the encoder ran on a graph of a smaller radius, the
 predictions are first averaged over the same Gaussian neighbourhood as the
 counts, which sets the scale of a domain),
@@ -33,9 +33,10 @@ counts, which sets the scale of a domain),
 .. math:: r_{ig} = \frac{p_{ig} - \bar p_{c(i) g}}{\sqrt{\pi_{c(i) g}}},
 
 with :math:`\bar p_{cg}` the mean prediction over cell ``c``, and reduced to its
-leading principal components. The ``(N, n_genes)`` matrix is never held: the
-predictions are recomputed chunk by chunk from the ``(N, d)`` embeddings to
-accumulate the ``n_genes x n_genes`` Gram matrix and then to project.
+leading principal components. The ``(N, n_genes)`` matrix is held only when it
+fits in :data:`PREDICTION_BYTES`; otherwise the predictions are recomputed chunk
+by chunk from the ``(N, d)`` embeddings to accumulate the ``n_genes x n_genes``
+Gram matrix and then to project.
 
 Each block is centred and scaled to unit mean squared row norm, so blocks weigh
 equally whatever their width.
