@@ -7,12 +7,11 @@ from typing import Literal
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import torch
 from spatialdata import SpatialData
 from spatialdata.models import PointsModel, ShapesModel
 from spatialdata.transformations import get_transformation
 from torch_geometric.data import Data
-
-import torch
 
 from ..coloc._encode import MAX_EDGES, masked_embeddings
 from ..domains import (
