@@ -187,14 +187,12 @@ def masked_embeddings(
     """
     if not isinstance(n_passes, (int, np.integer)) or n_passes < 2:
         raise ValueError(f"n_passes must be an integer >= 2, got {n_passes!r}")
+    encoder, _ = resolve_encoder(model, graph)
     group = np.random.default_rng(seed).integers(0, n_passes, graph.num_nodes)
-    embedding = None
+    embedding = np.empty((graph.num_nodes, encoder.d_model), dtype=np.float32)
     for k in range(n_passes):
         hidden = group == k
-        out = encoder_outputs(model, graph, max_edges=max_edges, masked=hidden).embedding
-        if embedding is None:
-            embedding = np.empty_like(out)
-        embedding[hidden] = out[hidden]
+        embedding[hidden] = encoder_outputs(model, graph, max_edges=max_edges, masked=hidden).embedding[hidden]
     return embedding
 
 

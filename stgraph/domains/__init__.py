@@ -3,7 +3,6 @@ from ._cluster import DomainClustering, cluster_domains
 from ._enrichment import ENRICHMENT_COLUMNS, domain_enrichment
 from ._features import (
     cell_composition,
-    centred_per_group,
     composition_components,
     neighbourhood_counts,
     neighbourhood_weights,
@@ -20,7 +19,6 @@ __all__ = [
     "domain_enrichment",
     "domain_polygons",
     "cell_composition",
-    "centred_per_group",
     "composition_components",
     "neighbourhood_counts",
     "neighbourhood_weights",

@@ -271,16 +271,6 @@ def _positive_peaks(scores: np.ndarray) -> np.ndarray:
     return scores * np.where(flip == 0, 1.0, flip)
 
 
-def centred_per_group(values: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """``values`` minus the mean of its row's group."""
-    values = np.asarray(values, dtype=np.float64)
-    n_groups = int(group.max()) + 1 if group.size else 0
-    sums = np.zeros((n_groups, values.shape[1]))
-    np.add.at(sums, group, values)
-    sizes = np.bincount(group, minlength=n_groups)[:, None]
-    return values - (sums / np.maximum(sizes, 1))[group]
-
-
 def standardised_block(block: np.ndarray) -> np.ndarray:
     """Centre the columns and scale to unit mean squared row norm."""
     centred = block - block.mean(axis=0)
