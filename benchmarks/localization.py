@@ -2,10 +2,12 @@
 
 1. **Simulation.** Macro-F1 of the top pattern over Bento's five patterns on held-out
    simulated cells (other seeds, cell sizes, shapes, densities and expression levels
-   than training), for the shipped pattern head and for a random forest on Bento's 13
-   RNAforest features (:mod:`stgraph.localization._rnaforest`) trained on the very
+   than training), for the shipped pattern head and for two classifiers on Bento's 13
+   RNAforest features (:mod:`stgraph.localization._rnaforest`): a random forest (as
+   in Bento) and a histogram gradient-boosted classifier, both trained on the very
    simulations the checkpoint was trained on (regenerated from its
-   ``training_info``). For scale, the same groups are also classified by a
+   ``training_info``). The gain is taken over the better of the two on each held-out
+   set. For scale, the same groups are also classified by a
    likelihood oracle that knows the simulator's rules (each (cell, gene)'s true
    purity, the band width, exact region areas): an upper bound no method reaches
    without that knowledge, so ``oracle - baseline`` is the largest possible gain.
@@ -43,7 +45,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.stats import spearmanr
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.model_selection import KFold
 
@@ -78,6 +80,8 @@ HELD_OUT = {
                         irregularity=0.3, nucleus_scale=(0.45, 0.6), gene_variability=0.8),
 }
 MIN_HELD_OUT_MOLECULES = 20
+#: Classifiers on the RNAforest features; the gain is taken over the better one.
+BASELINES = ("rnaforest_baseline", "rnaforest_gradient_boosted")
 
 
 def rnaforest_table(sdata, truth=None):
@@ -157,8 +161,9 @@ def simulation_benchmark(quick: bool) -> tuple[dict, RandomForestClassifier]:
     x = np.concatenate([f for f, _ in tables])
     y = np.concatenate([lab for _, lab in tables])
     forest = RandomForestClassifier(n_estimators=500, random_state=0, n_jobs=-1).fit(x, y)
+    boosted = HistGradientBoostingClassifier(max_iter=500, early_stopping=True, random_state=0).fit(x, y)
     out = {"training_groups": int(len(y)), "training_cells": n_cells * len(training), "held_out": {}}
-    pooled = {"truth": [], "stgraph": [], "rnaforest_baseline": [], "oracle_upper_bound": []}
+    pooled = {"truth": [], "stgraph": [], **{key: [] for key in BASELINES}, "oracle_upper_bound": []}
     for name, params in HELD_OUT.items():
         sdata, truth = simulate(40 if quick else 150, 50, **params)
         features, labels = rnaforest_table(sdata, truth)
@@ -172,33 +177,37 @@ def simulation_benchmark(quick: bool) -> tuple[dict, RandomForestClassifier]:
         predicted = {
             "stgraph": pd.Categorical(lpp["top_pattern"].astype(str), categories=PATTERNS).codes,
             "rnaforest_baseline": forest.predict(features),
+            "rnaforest_gradient_boosted": boosted.predict(features),
         }
         oracle_pred, oracle_truth = oracle_predictions(sdata, truth)
         assert np.array_equal(oracle_truth, labels)
         predicted["oracle_upper_bound"] = oracle_pred
         scores = {key: _f1(labels, value) for key, value in predicted.items()}
-        gain = scores["stgraph"]["macro_f1"] - scores["rnaforest_baseline"]["macro_f1"]
+        best = max(BASELINES, key=lambda key: scores[key]["macro_f1"])
+        gain = scores["stgraph"]["macro_f1"] - scores[best]["macro_f1"]
         out["held_out"][name] = {
             "params": {k: v for k, v in params.items()},
             "n_groups": int(len(labels)),
             **scores,
+            "best_baseline": best,
             "gain": gain,
             "gain_ci95_cells_resampled": _gain_interval(
-                labels, predicted["stgraph"], predicted["rnaforest_baseline"], lpp["cell_id"].astype(str).to_numpy()
+                labels, predicted["stgraph"], predicted[best], lpp["cell_id"].astype(str).to_numpy()
             ),
-            "largest_possible_gain": scores["oracle_upper_bound"]["macro_f1"] - scores["rnaforest_baseline"]["macro_f1"],
+            "largest_possible_gain": scores["oracle_upper_bound"]["macro_f1"] - scores[best]["macro_f1"],
         }
         pooled["truth"].append(labels)
         for key, value in predicted.items():
             pooled[key].append(value)
         print(f"{name:14s} groups {len(labels):5d}  stgraph macro-F1 {scores['stgraph']['macro_f1']:.4f}  "
-              f"RNAforest RF {scores['rnaforest_baseline']['macro_f1']:.4f}  gain {gain:+.4f} "
+              f"RNAforest RF {scores['rnaforest_baseline']['macro_f1']:.4f} "
+              f"GB {scores['rnaforest_gradient_boosted']['macro_f1']:.4f}  gain over {best} {gain:+.4f} "
               f"(95% CI {out['held_out'][name]['gain_ci95_cells_resampled']})  "
               f"(oracle {scores['oracle_upper_bound']['macro_f1']:.4f})")
     gains = [v["gain"] for v in out["held_out"].values()]
     truth_all = np.concatenate(pooled.pop("truth"))
     out["pooled_macro_f1"] = {key: _f1(truth_all, np.concatenate(v))["macro_f1"] for key, v in pooled.items()}
-    out["pooled_gain"] = out["pooled_macro_f1"]["stgraph"] - out["pooled_macro_f1"]["rnaforest_baseline"]
+    out["pooled_gain"] = out["pooled_macro_f1"]["stgraph"] - max(out["pooled_macro_f1"][key] for key in BASELINES)
     out["mean_gain"] = float(np.mean(gains))
     out["target_gain"] = 0.05
     out["target_met"] = bool(min(gains) >= 0.05)
