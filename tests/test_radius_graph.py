@@ -233,6 +233,15 @@ def test_bad_input_is_refused(kwargs, error, message):
         radius_graph(arguments.pop("pos"), arguments.pop("r"), **arguments)
 
 
+@pytest.mark.parametrize("backend", ["numba", "torch", "kdtree"])
+def test_positions_requiring_grad_give_the_same_graph_without_grad(backend):
+    pos = torch.rand(50, 2, generator=torch.Generator().manual_seed(0))
+    expected, expected_dist = radius_graph(pos, 0.3, backend=backend, return_distance=True)
+    edge_index, dist = radius_graph(pos.clone().requires_grad_(), 0.3, backend=backend, return_distance=True)
+    assert torch.equal(edge_index, expected) and torch.equal(dist, expected_dist)
+    assert not dist.requires_grad
+
+
 def test_missing_torch_cluster_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch_cluster", None)  # makes `import torch_cluster` fail
     with pytest.raises(ValueError, match="needs the torch-cluster package"):

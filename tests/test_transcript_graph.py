@@ -87,8 +87,9 @@ def test_bad_input_is_named(sim):
         transcript_graph(sg.io.transcripts_frame(sim).drop(columns="cell_id"), 1.0, within="cell")
     with pytest.raises(ValueError, match="order"):
         transcript_graph(sim, 1.0, order="morton")
-    with pytest.raises(ValueError, match="radius must be a positive"):
-        transcript_graph(sim, 0.0, order="spatial")
+    for order in ("input", "spatial"):
+        with pytest.raises(ValueError, match="radius must be a positive finite number, got -1.0"):
+            transcript_graph(sim, -1.0, order=order)
 
 
 def test_spatial_order_is_the_input_graph_relabelled(sim):

@@ -64,9 +64,12 @@ class RadiusQuery:
 
 
 def as_tensor(x, name: str) -> torch.Tensor:
-    """``x`` as a tensor without copying; numpy arrays are accepted and stay on the CPU."""
+    """``x`` as a tensor without copying; numpy arrays are accepted and stay on the CPU.
+
+    Tensors are detached: a graph is built from values, it has no gradient.
+    """
     if isinstance(x, torch.Tensor):
-        return x
+        return x.detach()
     if isinstance(x, np.ndarray):
         # torch.from_numpy refuses read-only arrays (it would have to promise not to write).
         return torch.from_numpy(x if x.flags.writeable else x.copy())

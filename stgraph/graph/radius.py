@@ -115,6 +115,8 @@ def radius_graph(
         CPU-only backends given CUDA tensors compute on the CPU and return CUDA tensors.
     return_distance
         Also return the edge lengths: ``sqrt(d2)`` in float64, cast to ``pos.dtype``.
+        They carry no gradient, even when ``pos`` requires one: recompute them from
+        ``edge_index`` to differentiate through the positions.
     max_memory
         Bytes the output may take; default: the memory available now
         (``psutil.virtual_memory().available`` on CPU, free CUDA memory on CUDA).

@@ -71,6 +71,7 @@ def transcript_graph(
         raise ValueError(f"within must be 'all' or 'cell', got {within!r}")
     if order not in ("input", "spatial"):
         raise ValueError(f"order must be 'input' or 'spatial', got {order!r}")
+    radius = check_radius(radius, "radius")
     frame = _points_frame(data, points_key)
     axes = [S.X, S.Y] + ([S.Z] if S.Z in frame.columns else [])
     genes = frame[S.GENE].astype("category")
@@ -91,7 +92,7 @@ def transcript_graph(
     if S.IN_NUCLEUS in frame.columns:
         nodes["in_nucleus"] = _bool_column(frame, S.IN_NUCLEUS)
     if order == "spatial" and len(frame):
-        perm = spatial_order(nodes["pos"], check_radius(radius, "radius"))
+        perm = spatial_order(nodes["pos"], radius)
         nodes = {key: value.index_select(0, perm) for key, value in nodes.items()}
 
     edge_index, edge_dist = radius_graph(
