@@ -332,6 +332,8 @@ def test_3d_slab():
         ({"elongation": 0.5}, ValueError, "elongation"),
         ({"frac_cells_without_nucleus": -0.1}, ValueError, "frac_cells_without_nucleus"),
         ({"colocalized_pairs": 3, "n_domains": 2, "genes_per_domain": 3}, ValueError, "exceed"),
+        ({"colocalized_pairs": 6}, ValueError, r"12 pair genes \+ 0 x 3 domain genes exceed n_genes=10"),
+        ({"n_genes": 5, "colocalized_pairs": 10}, ValueError, "20 pair genes .* exceed n_genes=5"),
         ({"colocalized_pairs": [("gene_0", "gene_0")]}, ValueError, "at most once"),
         ({"colocalized_pairs": [("gene_0", "gene_99")]}, ValueError, "gene_99"),
         ({"colocalized_pairs": "gene_0"}, TypeError, "colocalized_pairs"),

@@ -443,7 +443,7 @@ def _pick_special_genes(
         _check_int("colocalized_pairs", colocalized_pairs, 0)
         n_pair_genes = 2 * colocalized_pairs
         order = rng.permutation(len(genes))
-        pairs = order[:n_pair_genes].reshape(-1, 2)
+        pairs = order[:n_pair_genes]  # shaped into pairs once the count is checked
     elif isinstance(colocalized_pairs, Sequence) and not isinstance(colocalized_pairs, str):
         try:
             pairs = np.array(
@@ -468,7 +468,7 @@ def _pick_special_genes(
             f"exceed n_genes={len(genes)}"
         )
     domain_genes = np.split(order[n_pair_genes:n_needed], n_domains) if n_domains else []
-    return pairs, domain_genes
+    return pairs.reshape(-1, 2), domain_genes
 
 
 def _assign_patterns(
