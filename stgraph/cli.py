@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from contextlib import contextmanager
@@ -51,6 +52,16 @@ def _n_control_genes(graph) -> int:
     return int(graph.gene[graph.is_control].unique().numel())
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
+
+
 def _print_summary(summary: dict) -> None:
     width = max(map(len, summary))
     for key, value in summary.items():
@@ -64,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser = commands.add_parser(
         "demo", help="build the transcript graph of the embedded MERFISH U2-OS sample"
     )
-    demo_parser.add_argument("--radius", type=float, default=1.0, help="radius in µm")
+    demo_parser.add_argument("--radius", type=_positive_float, default=1.0, help="radius in µm")
     demo_parser.add_argument("--within", choices=("all", "cell"), default="all")
     args = parser.parse_args(argv)
     if args.command == "demo":

@@ -1,6 +1,8 @@
 """The `stgraph demo` main job on the embedded sample."""
 import re
 
+import pytest
+
 from stgraph.cli import main
 
 
@@ -13,3 +15,11 @@ def test_demo_prints_the_real_sample_summary(capsys):
     assert values["cells"] == "15"
     edges = int(values["edges"].replace(",", ""))
     assert abs(float(values["mean degree"]) - edges / 174_827) < 1e-3
+
+
+@pytest.mark.parametrize("radius", ["-1", "0", "nan", "inf", "one"])
+def test_demo_refuses_a_bad_radius_with_a_usage_error(radius, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--radius", radius])
+    assert exit_info.value.code == 2
+    assert "argument --radius: " in capsys.readouterr().err
