@@ -1,6 +1,8 @@
 """Tests of stgraph.tl.enhance / stgraph.pl.enhance and the enhancer's training data."""
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import matplotlib
 
@@ -273,3 +275,107 @@ def test_genes_never_detected_are_predicted_as_zero():
     assert new.any()
     np.testing.assert_array_equal(out.X[new][:, :3], 0.0)
     assert (out.X[new][:, 3:] != 0).any()
+
+
+@pytest.mark.parametrize(
+    ("setting", "error", "message"),
+    [
+        ({"rank": 0}, ValueError, r"`rank` must be an int >= 1, got 0"),
+        ({"rank": 2.5}, TypeError, r"`rank` must be an int"),
+        ({"n_components": 0}, ValueError, r"`n_components` must be an int >= 1"),
+        ({"num_layers": 0}, ValueError, r"`num_layers` must be an int >= 1"),
+        ({"heads": 0}, ValueError, r"`heads` must be an int >= 1"),
+        ({"heads": 3}, ValueError, r"`hidden_channels` \(16\) must be divisible by `heads` \(3\)"),
+        ({"epochs": -1}, ValueError, r"`epochs` must be an int >= 0, got -1"),
+        ({"n_ensemble": 0}, ValueError, r"`n_ensemble` must be an int >= 1, got 0"),
+        ({"n_ensemble": -2}, ValueError, r"`n_ensemble` must be an int >= 1, got -2"),
+        ({"radius": -1.0}, ValueError, r"`radius` must be a finite number > 0, got -1\.0\."),
+        ({"radius": float("inf")}, ValueError, r"`radius` must be a finite number > 0, got inf"),
+        ({"lambda_init": 0.0}, ValueError, r"`lambda_init` must be a finite number > 0"),
+        ({"seed": -1}, ValueError, r"`seed` must be a non-negative int"),
+        ({"device": "tpu"}, ValueError, r"unknown device 'tpu'"),
+    ],
+)
+def test_meaningless_parameters_raise(setting, error, message):
+    adata, _ = slide("square", 5, 5, 8)
+    with pytest.raises(error, match=message):
+        enhance(adata, **{**FAST, **setting})
+
+
+def test_zero_epochs_is_the_calibrated_interpolation():
+    adata, _ = slide("square", 5, 5, 8)
+    out = enhance(adata, **{**FAST, "epochs": 0})
+    assert out.uns["enhance"]["best_epochs"] == [0]
+    assert [len(h) for h in out.uns["enhance"]["validation_loss"].values()] == [1]
+
+
+def test_impute_positions_must_be_distinct_reachable_lattice_sites():
+    adata, _ = slide("hexagonal", 6, 6, 8)  # rows 0-5, row + col even, cols 0-11
+    impute = lambda positions: enhance(adata, "impute", positions=np.asarray(positions), **{**FAST, "epochs": 0})  # noqa: E731
+    with pytest.raises(ValueError, match=r"2 of the 3 `positions` \(e\.g\. \[\[6\.0, 1\.0\], \[6\.5, 2\.0\]\]\) are not sites of the hexagonal"):
+        impute([[6, 1], [6.5, 2], [6, 2]])
+    with pytest.raises(ValueError, match=r"1 of the 2 `positions` \(e\.g\. \[\[6\.0, 2\.0\]\]\) are duplicated"):
+        impute([[6, 2], [6, 2]])
+    with pytest.raises(ValueError, match=r"1 of the 2 `positions` \(e\.g\. \[\[1000\.0, 1000\.0\]\]\) are out of the model's reach"):
+        impute([[6, 2], [1000, 1000]])
+    with pytest.warns(UserWarning, match=r"1 of the 2 `positions` \(e\.g\. \[\[10\.0, 2\.0\]\]\) lie outside.*extrapolation"):
+        extrapolated = impute([[6, 2], [10, 2]])  # 4.3 spacings below the last row, outside the hull
+    assert np.isfinite(extrapolated.X).all()
+    # a missing row just past the edge is within `radius` of observed spots: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = impute([[6, 2], [6, 4]])
+    assert out.obs_names[-2:].tolist() == ["imputed-6-2", "imputed-6-4"]
+    assert np.isfinite(out.X).all()
+
+
+def test_impute_between_far_apart_sections_is_out_of_reach():
+    # Two 4 x 4 sections 100 spacings apart: the midpoint lies inside their convex hull,
+    # but the interpolation's Gaussian weights (sigma = 1 spacing) all underflow there.
+    left, _ = slide("square", 4, 4, 8)
+    right = left.copy()
+    right.obs_names = [f"r{name}" for name in right.obs_names]
+    right.obs["array_col"] += 100
+    right.obsm["spatial"] = right.obsm["spatial"] + np.array([100.0 * 100 * np.cos(0.1), 100.0 * 100 * np.sin(0.1)])
+    both = ad.concat([left, right])
+    with pytest.raises(ValueError, match=r"\[\[1\.0, 52\.0\]\]\) are out of the model's reach"):
+        enhance(both, "impute", positions=np.array([[1, 52]]), grid="square", **{**FAST, "epochs": 0})
+
+
+@pytest.mark.parametrize("change", [lambda row: row + 0.3, lambda row: row * 1.5])
+def test_array_coordinates_must_be_integers(change):
+    adata, _ = slide("hexagonal", 5, 5, 8)
+    adata.obs["array_row"] = change(adata.obs["array_row"].astype(float))
+    with pytest.raises(ValueError, match=r"integer spot indices.*non-integer `array_row`"):
+        enhance(adata, **FAST)
+
+
+def test_given_grid_must_fit_the_coordinates():
+    hexagonal, _ = slide("hexagonal", 5, 5, 8)
+    with pytest.raises(ValueError, match=r"`grid='square'` does not fit.*1\.00 times.*a hexagonal lattice"):
+        enhance(hexagonal, grid="square", **FAST)
+    square, _ = slide("square", 6, 6, 8)
+    with pytest.raises(ValueError, match=r"one parity.*both even and odd"):
+        enhance(square, grid="hexagonal", **FAST)
+    checkerboard = square[(square.obs["array_row"] + square.obs["array_col"]).to_numpy() % 2 == 0].copy()
+    with pytest.raises(ValueError, match=r"`grid='hexagonal'` does not fit.*1\.41 times.*a square lattice"):
+        enhance(checkerboard, grid="hexagonal", **FAST)
+
+
+def test_duplicated_barcodes_raise():
+    adata, _ = slide("square", 5, 5, 8)
+    adata.obs_names = ["spot0", "spot0"] + adata.obs_names[2:].tolist()
+    with pytest.raises(ValueError, match=r"1 duplicated barcode\(s\), e\.g\. \['spot0'\].*obs_names_make_unique"):
+        enhance(adata, **FAST)
+
+
+def test_normalised_counts_raise_and_raw_layer_is_used():
+    adata, _ = slide("square", 5, 5, 8)
+    reference = enhance(adata, **{**FAST, "epochs": 0})
+    normalised = adata.copy()
+    normalised.layers["raw"] = adata.X.copy()
+    normalised.X = log1p_cp10k(adata.X)
+    with pytest.raises(ValueError, match=r"`adata\.X` holds non-integer values.*`layer=`"):
+        enhance(normalised, **{**FAST, "epochs": 0})
+    out = enhance(normalised, layer="raw", **{**FAST, "epochs": 0})
+    np.testing.assert_array_equal(out.X, reference.X)

@@ -13,8 +13,8 @@ def read_counts(adata, layer: str | None = None) -> np.ndarray:
     Raises
     ------
     ValueError
-        If the layer is missing, or the counts contain NaN / infinite or negative
-        values, or are all zero.
+        If the layer is missing, or the counts contain NaN / infinite, negative or
+        non-integer values (normalised data), or are all zero.
     """
     if layer is not None and layer not in adata.layers:
         raise ValueError(f"Layer {layer!r} not found in `adata.layers` ({list(adata.layers)}).")
@@ -30,6 +30,13 @@ def read_counts(adata, layer: str | None = None) -> np.ndarray:
         raise ValueError(f"`adata.{where}` contains negative values; raw counts are expected.")
     if not dense.any():
         raise ValueError(f"`adata.{where}` is all zero: there is no expression to enhance.")
+    fractional = dense != np.round(dense)
+    if fractional.any():
+        raise ValueError(
+            f"`adata.{where}` holds non-integer values (e.g. {dense[fractional][0]:g}; "
+            f"{int(fractional.any(axis=1).sum())} of {len(dense)} spots), not raw counts: it looks normalised "
+            "or log-transformed. Pass the layer with the raw counts as `layer=`."
+        )
     return dense
 
 

@@ -31,6 +31,14 @@ def array_coordinates(obs) -> np.ndarray:
     rc = np.column_stack([obs["array_row"].to_numpy(), obs["array_col"].to_numpy()]).astype(float)
     if not np.isfinite(rc).all():
         raise ValueError("`obs['array_row']` / `obs['array_col']` contain NaN or infinite values.")
+    fractional = rc != np.round(rc)
+    if fractional.any():
+        key = "array_row" if fractional[:, 0].any() else "array_col"
+        example = rc[fractional.any(axis=1)][0].tolist()
+        raise ValueError(
+            f"`obs['array_row']` / `obs['array_col']` must be integer spot indices of the Visium / ST array; "
+            f"{int(fractional.any(axis=1).sum())} spot(s) have a non-integer `{key}`, e.g. (row, col) = {example}."
+        )
     return rc
 
 
@@ -60,26 +68,64 @@ def detect_grid(rc: np.ndarray, spatial: np.ndarray | None = None) -> GridType:
     farther. Without usable pixel coordinates, one parity means hexagonal.
     """
     rc = np.asarray(rc, dtype=float)
-    parity = np.mod(rc.sum(axis=1), 2)
-    if len(np.unique(parity)) > 1 or not np.allclose(rc, np.round(rc)):
+    if len(_parities(rc)) > 1 or not np.allclose(rc, np.round(rc)):
         return "square"
-    if spatial is not None and len(rc) >= 3 and np.linalg.matrix_rank(rc - rc.mean(0)) == 2:
-        coef = fit_affine(rc, spatial)
-        step_row, step_col = coef[0], coef[1]
-        ratio = np.linalg.norm(2 * step_col) / max(np.linalg.norm(step_row + step_col), 1e-12)
+    ratio = _step_ratio(rc, spatial)
+    if ratio is not None:
         return "hexagonal" if ratio < _HEX_SQUARE_RATIO_SPLIT else "square"
     return "hexagonal"
 
 
+def _parities(rc: np.ndarray) -> np.ndarray:
+    """The distinct parities of ``array_row + array_col``."""
+    return np.unique(np.mod(rc.sum(axis=1), 2))
+
+
+def _step_ratio(rc: np.ndarray, spatial: np.ndarray | None) -> float | None:
+    """Pixel length of the step (0, 2) over that of (1, 1) (1 hexagonal, sqrt(2) square);
+    None without pixel coordinates spanning two dimensions."""
+    if spatial is None or len(rc) < 3 or np.linalg.matrix_rank(rc - rc.mean(0)) < 2:
+        return None
+    coef = fit_affine(rc, spatial)
+    step_row, step_col = coef[0], coef[1]
+    return float(np.linalg.norm(2 * step_col) / max(np.linalg.norm(step_row + step_col), 1e-12))
+
+
 def check_grid(grid: str | None, rc: np.ndarray, spatial: np.ndarray | None) -> GridType:
-    """Validate a user-given grid type, or detect it when ``grid`` is None."""
+    """Validate a user-given grid type against the coordinates, or detect it when ``grid`` is None.
+
+    A given grid must fit: ``'hexagonal'`` needs ``array_row + array_col`` of one
+    parity, and with pixel coordinates spanning two dimensions the spots' geometry
+    (see :func:`detect_grid`) must be that of the given lattice.
+    """
     if grid is None:
         return detect_grid(rc, spatial)
     if grid not in GRID_TYPES:
         raise ValueError(f"`grid` must be one of {GRID_TYPES} or None, got {grid!r}.")
-    if grid == "hexagonal" and len(np.unique(np.mod(rc.sum(axis=1), 2))) > 1:
-        raise ValueError("`grid='hexagonal'` needs array_row + array_col of one parity (Visium convention).")
+    if grid == "hexagonal" and len(_parities(rc)) > 1:
+        raise ValueError(
+            "`grid='hexagonal'` needs array_row + array_col of one parity (Visium convention), "
+            "but the spots have both even and odd sums: a square grid."
+        )
+    ratio = _step_ratio(rc, spatial) if len(_parities(rc)) == 1 else None
+    if ratio is not None and (ratio < _HEX_SQUARE_RATIO_SPLIT) != (grid == "hexagonal"):
+        found = "hexagonal" if grid == "square" else "square"
+        raise ValueError(
+            f"`grid={grid!r}` does not fit the spots: in `obsm['spatial']` the spot two columns along a row "
+            f"is {ratio:.2f} times as far as the spot one row and one column away (1 on a hexagonal lattice, "
+            f"1.41 on a square grid), i.e. a {found} lattice. Pass `grid={found!r}` or None to detect it."
+        )
     return grid
+
+
+def off_lattice(rc: np.ndarray, grid: GridType, parity: float) -> np.ndarray:
+    """Boolean mask of array positions that are not lattice sites: non-integer, or on a
+    hexagonal lattice with ``array_row + array_col`` not of the spots' ``parity``."""
+    rc = np.asarray(rc, dtype=float)
+    off = (rc != np.round(rc)).any(axis=1)
+    if grid == "hexagonal":
+        off |= np.mod(rc.sum(axis=1), 2) != parity
+    return off
 
 
 def lattice_positions(rc: np.ndarray, grid: GridType) -> np.ndarray:

@@ -13,7 +13,9 @@ at zero); training stops after ``PATIENCE`` epochs without a lower loss. Query p
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -61,6 +63,26 @@ class EnhancerParams:
     n_ensemble: int = 2
     masks: tuple[str, ...] = ("random", "block")
     n_tasks: int = 16
+
+    def __post_init__(self) -> None:
+        """Check every numeric setting's range; the message names the setting."""
+        for name, low in (("rank", 1), ("n_components", 1), ("hidden_channels", 1), ("num_layers", 1),
+                          ("heads", 1), ("epochs", 0), ("n_ensemble", 1), ("n_tasks", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, Integral) or isinstance(value, bool):
+                raise TypeError(f"`{name}` must be an int, got {value!r}.")
+            if value < low:
+                raise ValueError(f"`{name}` must be an int >= {low}, got {value!r}.")
+        if self.hidden_channels % self.heads:
+            raise ValueError(f"`hidden_channels` ({self.hidden_channels}) must be divisible by `heads` ({self.heads}).")
+        for name, positive in (("radius", True), ("lambda_init", True), ("lr", True), ("weight_decay", False)):
+            value = getattr(self, name)
+            if not isinstance(value, Real) or isinstance(value, bool):
+                raise TypeError(f"`{name}` must be a number, got {value!r}.")
+            if not math.isfinite(value) or value < 0 or (positive and value == 0):
+                raise ValueError(f"`{name}` must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}.")
+        if not isinstance(self.dropout, Real) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"`dropout` must lie in [0, 1), got {self.dropout!r}.")
 
 
 @dataclass

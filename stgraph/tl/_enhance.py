@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
+from numbers import Integral
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
+from scipy.spatial import ConvexHull, QhullError, cKDTree
 
+from stgraph.models.trainer import resolve_device
 from stgraph.spots._expression import log1p_cp10k, read_counts
 from stgraph.spots._lattice import (
     apply_affine,
@@ -20,6 +24,7 @@ from stgraph.spots._lattice import (
     lattice_positions,
     lattice_spacing,
     neighbour_midpoints,
+    off_lattice,
 )
 from stgraph.spots._masks import MASK_KINDS
 from stgraph.spots._train import EnhancerParams, EnhancerTrainer
@@ -72,9 +77,10 @@ def enhance(
     Parameters
     ----------
     adata
-        Spots with ``obs['array_row']``, ``obs['array_col']`` (Visium or ST array
-        coordinates), ``obsm['spatial']`` (pixel coordinates) and raw counts in ``X``
-        or ``layers[layer]``. Not modified.
+        Spots with unique barcodes (``obs_names``), ``obs['array_row']``,
+        ``obs['array_col']`` (integer Visium or ST array coordinates),
+        ``obsm['spatial']`` (pixel coordinates) and raw (integer) counts in ``X`` or
+        ``layers[layer]``. Not modified.
     mode
         ``'impute'``: predict unmeasured in-tissue lattice positions (``positions``,
         or by default every lattice gap whose lattice neighbours are all observed).
@@ -82,15 +88,20 @@ def enhance(
         spots (the midpoints of neighbouring spots; on a square grid also the cell
         centres), i.e. ×2 per axis.
     positions
-        ``(m, 2)`` ``(array_row, array_col)`` to impute (``mode='impute'`` only);
-        must not coincide with observed spots.
+        ``(m, 2)`` ``(array_row, array_col)`` to impute (``mode='impute'`` only):
+        distinct lattice sites (integers; on a hexagonal grid with ``array_row +
+        array_col`` of the observed spots' parity) that are not observed spots and
+        lie closer than about 38 spot spacings to one (farther, the interpolation's
+        Gaussian weights vanish and the prediction is undefined). Positions outside
+        the observed spots' convex hull with no observed spot within ``radius``
+        spacings are extrapolated, with a warning.
     factor
         Super-resolution factor per axis; only 2 is supported.
     grid
         ``'hexagonal'`` (Visium) or ``'square'`` (legacy ST); detected from the
-        coordinates when None.
+        coordinates when None. A given grid must fit the coordinates (see Raises).
     layer
-        Layer with the raw counts; ``X`` when None.
+        Layer with the raw (integer) counts; ``X`` when None.
     counts_layer
         Name of the output layer that keeps the observed raw counts.
     masks
@@ -99,22 +110,25 @@ def enhance(
         four, the ×2 task one scale coarser). Default: ``('random', 'block')`` for
         imputation, ``('sublattice', 'random')`` for super-resolution.
     rank
-        Number of low-rank scores predicted (the rank of the predicted expression).
+        Number of low-rank scores predicted (the rank of the predicted expression),
+        at least 1; capped at the embedding's width.
     n_components
-        Width of the expression embedding the model reads.
+        Width of the expression embedding the model reads, at least 1.
     radius
-        Radius of the spot graph in units of the observed spot spacing.
+        Radius of the spot graph in units of the observed spot spacing, > 0.
     hidden_channels, num_layers, heads, lambda_init
-        Size of the attention model; ``lambda_init`` is λ per spot spacing.
+        Size of the attention model (each count at least 1, ``hidden_channels``
+        divisible by ``heads``); ``lambda_init`` > 0 is λ per spot spacing.
     epochs
-        Maximum passes over the training tasks per ensemble member (0: the
-        calibrated interpolation alone).
+        Maximum passes over the training tasks per ensemble member, at least 0 (0:
+        the calibrated interpolation alone).
     n_ensemble
-        Number of independently seeded models averaged.
+        Number of independently seeded models averaged, at least 1.
     seed
-        Seed of every random choice; results on the CPU are deterministic.
+        Non-negative seed of every random choice; results on the CPU are deterministic.
     device
-        Torch device for training and prediction.
+        Torch device for training and prediction: ``'cpu'``, ``'cuda'`` or
+        ``'auto'`` (CUDA when available).
     progress
         Show a progress bar over training.
 
@@ -139,12 +153,24 @@ def enhance(
     Raises
     ------
     TypeError
-        If ``adata`` is not an AnnData.
+        If ``adata`` is not an AnnData, or a count parameter (``rank``, ``epochs``,
+        ...) is not an int.
     ValueError
-        On an unknown ``mode``, ``factor`` other than 2, unknown mask kinds, missing
-        or non-finite coordinates, duplicated array positions, fewer than
-        4 spots, NaN / negative / all-zero counts, or impute ``positions`` that are
-        malformed or coincide with observed spots.
+        On an unknown ``mode``, ``factor`` other than 2, unknown mask kinds, a
+        numeric parameter out of the range given above, an unknown or unavailable
+        ``device``, duplicated barcodes, missing, non-finite or non-integer array
+        coordinates, duplicated array positions, fewer than 4 spots, NaN / negative /
+        all-zero / non-integer (normalised) counts, a ``grid`` that does not fit the
+        coordinates (``'hexagonal'`` with ``array_row + array_col`` of both parities,
+        or pixel coordinates whose geometry is that of the other lattice), or impute
+        ``positions`` that are malformed, duplicated, not lattice sites, coincide
+        with observed spots or are out of the model's reach (see ``positions``).
+
+    Warns
+    -----
+    UserWarning
+        If impute ``positions`` lie outside the observed spots' convex hull with no
+        observed spot within ``radius`` spacings (an extrapolation).
     """
     if not isinstance(adata, AnnData):
         raise TypeError(f"`adata` must be an AnnData, got {type(adata).__name__}.")
@@ -159,6 +185,21 @@ def enhance(
     if unknown or not masks:
         raise ValueError(f"`masks` must be a non-empty selection of {MASK_KINDS}, got {masks}.")
 
+    params = EnhancerParams(
+        rank=rank, n_components=n_components, radius=radius, hidden_channels=hidden_channels,
+        num_layers=num_layers, heads=heads, lambda_init=lambda_init, epochs=epochs,
+        n_ensemble=n_ensemble, masks=masks,
+    )
+    if not isinstance(seed, Integral) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"`seed` must be a non-negative int, got {seed!r}.")
+    device = resolve_device(device)
+    if adata.obs_names.has_duplicates:
+        duplicated = adata.obs_names[adata.obs_names.duplicated()].unique()
+        raise ValueError(
+            f"`adata.obs_names` has {len(duplicated)} duplicated barcode(s), e.g. {list(duplicated[:3])}; "
+            "make them unique first, e.g. with `adata.obs_names_make_unique()`."
+        )
+
     rc = array_coordinates(adata.obs)
     spatial = _spatial(adata)
     if len(rc) < MIN_SPOTS:
@@ -167,13 +208,8 @@ def enhance(
         raise ValueError("Several spots share the same (array_row, array_col).")
     counts = read_counts(adata, layer)
     grid = check_grid(grid, rc, spatial)
-    query = _query_positions(mode, positions, rc, grid)
+    query = _query_positions(mode, positions, rc, grid, radius)
 
-    params = EnhancerParams(
-        rank=rank, n_components=n_components, radius=radius, hidden_channels=hidden_channels,
-        num_layers=num_layers, heads=heads, lambda_init=lambda_init, epochs=epochs,
-        n_ensemble=n_ensemble, masks=masks,
-    )
     values = log1p_cp10k(counts)
     trainer = EnhancerTrainer(rc, values, grid, params, seed=seed, device=device)
     if len(query):
@@ -203,7 +239,7 @@ def _spatial(adata: AnnData) -> np.ndarray:
     return spatial
 
 
-def _query_positions(mode: str, positions, rc: np.ndarray, grid: str) -> np.ndarray:
+def _query_positions(mode: str, positions, rc: np.ndarray, grid: str, radius: float) -> np.ndarray:
     if mode == "super_resolution":
         return neighbour_midpoints(rc, grid, lattice_spacing(lattice_positions(rc, grid)))
     if positions is None:
@@ -211,10 +247,49 @@ def _query_positions(mode: str, positions, rc: np.ndarray, grid: str) -> np.ndar
     query = np.asarray(positions, dtype=float)
     if query.ndim != 2 or query.shape[1] != 2 or not np.isfinite(query).all():
         raise ValueError("`positions` must be a finite (m, 2) array of (array_row, array_col).")
+    requested = pd.MultiIndex.from_arrays(query.T)
+    _reject(requested.duplicated(), query, "are duplicated; each position can be imputed once")
     observed = pd.MultiIndex.from_arrays(rc.T)
-    if observed.isin(pd.MultiIndex.from_arrays(query.T)).any():
+    if observed.isin(requested).any():
         raise ValueError("Some `positions` coincide with observed spots; only unobserved positions can be imputed.")
+    _reject(off_lattice(query, grid, np.mod(rc[0].sum(), 2)), query,
+            f"are not sites of the {grid} lattice (integer array coordinates"
+            + (", array_row + array_col of the spots' parity)" if grid == "hexagonal" else ")"))
+    undefined, extrapolated = _reach(lattice_positions(rc, grid), lattice_positions(query, grid), radius)
+    _reject(undefined, query, "are out of the model's reach: so far from every observed spot (over about 38 spot "
+            "spacings) that the interpolation's Gaussian weights (sigma = one spacing) vanish")
+    if extrapolated.any():
+        warnings.warn(
+            f"{_count_and_examples(extrapolated, query)} lie outside the observed spots' convex hull with no "
+            f"observed spot within `radius`={radius:g} spot spacings: their prediction is an extrapolation.",
+            UserWarning, stacklevel=3,
+        )
     return query
+
+
+def _count_and_examples(flagged: np.ndarray, query: np.ndarray) -> str:
+    return f"{int(flagged.sum())} of the {len(query)} `positions` (e.g. {query[flagged][:3].tolist()})"
+
+
+def _reject(flagged: np.ndarray, query: np.ndarray, problem: str) -> None:
+    if flagged.any():
+        raise ValueError(f"{_count_and_examples(flagged, query)} {problem}.")
+
+
+def _reach(pos: np.ndarray, query: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the queries (lattice units) whose prediction from the observed spots
+    ``pos`` is undefined (every Gaussian weight of the interpolation, σ = one spacing,
+    underflows to zero) or extrapolated (outside the convex hull and farther than
+    ``radius`` spacings from every spot, i.e. without a neighbour in the model's graph)."""
+    spacing = lattice_spacing(pos)
+    nearest, _ = cKDTree(pos).query(query, k=1)
+    undefined = np.exp(-0.5 * (nearest / spacing) ** 2) == 0.0
+    try:
+        hull = ConvexHull(pos)
+        inside = (query @ hull.equations[:, :2].T + hull.equations[:, 2] <= 1e-9 * spacing).all(axis=1)
+    except (QhullError, ValueError):  # collinear spots span no area
+        inside = np.zeros(len(query), dtype=bool)
+    return undefined, ~undefined & ~inside & (nearest > radius * spacing)
 
 
 def _assemble(adata, values, counts, predicted, query, affine, counts_layer) -> AnnData:
