@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import re
+import warnings
 from pathlib import Path
 
 import anndata as ad
@@ -169,6 +170,23 @@ def test_xenium_older_layout(tmp_path):
     nucleus = sdata.shapes["nucleus_boundaries"].geometry["5"]
     assert isinstance(nucleus, MultiPolygon) and len(nucleus.geoms) == 2
     assert nucleus.area == pytest.approx(2 * 0.16)
+
+
+def test_xenium_min_qv_is_validated(tmp_path):
+    # checked before the folder is read: no transcripts.parquet needed
+    for bad in (float("nan"), float("inf"), -1):
+        with pytest.raises(ValueError, match="min_qv must be a finite number >= 0"):
+            read_xenium(tmp_path, min_qv=bad)
+    with pytest.raises(TypeError, match="min_qv must be a number"):
+        read_xenium(tmp_path, min_qv="20")
+    pq.write_table(
+        pa.table({"x_location": [1.0, 2.0], "y_location": [1.0, 2.0], "feature_name": ["A", "B"],
+                  "cell_id": ["c1", "UNASSIGNED"], "qv": [30.0, 10.0]}),
+        tmp_path / "transcripts.parquet",
+    )
+    with pytest.raises(ValueError, match=r"no transcript has qv >= min_qv=40 \(the highest qv is 30.0\)"):
+        read_xenium(tmp_path, min_qv=40)
+    assert transcripts_frame(read_xenium(tmp_path, min_qv=0)).index.tolist() == [0, 1]
 
 
 def test_xenium_missing_file(tmp_path):
@@ -423,6 +441,8 @@ def test_read_transcripts_boundaries_are_scaled():
         (None, dict(pixel_size=float("nan")), ValueError, "pixel_size"),
         (None, dict(z_step=-1.0), ValueError, "z_step"),
         (None, dict(pixel_size=True), TypeError, "pixel_size"),
+        (None, dict(y="px_x"), ValueError, r"\['px_x'\] given for more than one of x, y, z"),
+        (None, dict(z="px_y"), ValueError, r"\['px_y'\] given for more than one of x, y, z"),
     ],
 )
 def test_read_transcripts_errors(change, kwargs, error, match):
@@ -430,6 +450,18 @@ def test_read_transcripts_errors(change, kwargs, error, match):
     arguments = dict(x="px_x", y="px_y", gene="target") | kwargs
     with pytest.raises(error, match=match):
         read_transcripts(table, **arguments)
+
+
+def test_read_transcripts_warns_about_outlines_of_no_cell():
+    table = make_table()
+    kwargs = dict(x="px_x", y="px_y", gene="target", cell="cell")
+    outlines = gpd.GeoSeries([shapely.box(0, 0, 1, 1)] * 4, index=[12, 99, 3, 98])
+    with pytest.warns(UserWarning, match=r"2 of 4 cell_boundaries match no cell id .*\['99', '98'\].*'cell' column"):
+        sdata = read_transcripts(table, cell_boundaries=outlines, **kwargs)
+    assert sdata.shapes["cell_boundaries"].index.tolist() == ["12", "99", "3", "98"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_transcripts(table, cell_boundaries=outlines.iloc[[0, 2]], **kwargs)
 
 
 def test_read_transcripts_bad_sources(tmp_path):

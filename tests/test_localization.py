@@ -210,12 +210,43 @@ def test_bad_arguments_are_rejected(clean):
         localization(_edge_case_sdata(), training_cells=["b"], copy=True)
     with pytest.raises(ValueError, match="cell_boundaries"):
         localization(sdata, cell_key="cell_boundaries_missing", copy=True)
-    outside = read_transcripts(
-        pd.DataFrame({"x": [100.0], "y": [100.0], "gene": ["g"], "cell": [None]}), x="x", y="y", gene="gene",
-        cell="cell", cell_boundaries=gpd.GeoSeries({"a": shapely.box(0, 0, 10, 10)}),
-    )
+    with pytest.warns(UserWarning, match="match no cell id"):
+        outside = read_transcripts(
+            pd.DataFrame({"x": [100.0], "y": [100.0], "gene": ["g"], "cell": [None]}), x="x", y="y", gene="gene",
+            cell="cell", cell_boundaries=gpd.GeoSeries({"a": shapely.box(0, 0, 10, 10)}),
+        )
     with pytest.raises(ValueError, match="no transcript"):
         localization(outside)
+
+
+def test_bad_inputs_are_rejected_before_any_work():
+    sdata = _edge_case_sdata()
+    with pytest.raises(TypeError, match="expected a SpatialData, got DataFrame"):
+        localization(sdata.points["transcripts"].compute(), copy=True)
+    with pytest.raises(TypeError, match="training_cells must be a list of cell ids, not a string"):
+        localization(sdata, training_cells="a", copy=True)
+    with pytest.raises(ValueError, match="training_cells is empty"):
+        localization(sdata, training_cells=[], copy=True)
+    # An existing table that does not cover the cells / genes is not written into.
+    import anndata as ad
+
+    unrelated = ad.AnnData(np.zeros((5, 2)))
+    sdata.tables["table"] = unrelated
+    with pytest.raises(ValueError, match=r"table 'table' does not match .* 2 cell\(s\) .*\['a', 'b'\].* 3 gene\(s\)"):
+        localization(sdata)
+    assert sdata.tables["table"] is unrelated and not unrelated.layers and "pattern" not in sdata.points["transcripts"].columns
+
+
+def test_cells_without_outline_warn_and_are_not_scored():
+    sdata = _edge_case_sdata()
+    outlines = sdata.shapes["cell_boundaries"]
+    sdata.shapes["cell_boundaries"] = outlines.loc[["a", "c"]]
+    with pytest.warns(UserWarning, match=r"1 cell\(s\) have transcripts but no outline, so they are not scored: \['b'\]"):
+        localization(sdata, compartment=None)
+    table = sdata.tables["table"]
+    assert sorted(set(table.uns["lpp"]["cell_id"].astype(str))) == ["a"]
+    assert table.obs_names.tolist() == ["a", "b", "c"]
+    assert np.isnan(table.layers["none_p"][1]).all() and np.isfinite(table.layers["none_p"][0, :2]).all()
 
 
 def test_checkpoint_round_trip(tmp_path, clean):

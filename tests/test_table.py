@@ -1,7 +1,9 @@
 """The cells × genes table that tools write into."""
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from spatialdata.models import TableModel
 
 import stgraph as sg
 
@@ -40,3 +42,29 @@ def test_get_table_adds_once_and_keeps_existing():
     first.uns["marker"] = 1
     assert sg.io.get_table(sdata).uns["marker"] == 1
     assert first.uns["spatialdata_attrs"]["region"] == "cell_boundaries"
+
+
+def test_get_table_rejects_an_existing_table_that_misses_cells_or_genes():
+    sdata = sg.datasets.simulate(n_cells=3, n_genes=6, seed=0)[0]
+    full = sg.io.cell_gene_table(sdata)
+    unrelated = ad.AnnData(np.zeros((5, 2)))
+    for table, match in (
+        (unrelated, r"3 cell\(s\) of the transcripts missing from its obs \(e\.g\. \['cell_0', 'cell_1', 'cell_2'\]\); "
+                    r"6 gene\(s\) of the transcripts missing from its var"),
+        (full[:2].copy(), r"1 cell\(s\) .* obs \(e\.g\. \['cell_2'\]\)\. Delete sdata\.tables\['table'\]"),
+        (full[:, 2:].copy(), r"2 gene\(s\) .* var \(e\.g\. \['gene_0', 'gene_1'\]\)\. Delete"),
+    ):
+        sdata.tables["table"] = table
+        with pytest.raises(ValueError, match=match):
+            sg.io.get_table(sdata)
+        assert sdata.tables["table"] is table  # left as it was
+    # Cells are matched through the instance_key column, whatever the obs_names; extra cells and genes are fine.
+    cells = ["cell_0", "cell_1", "cell_2", "cell_9"]
+    wider = ad.AnnData(
+        np.zeros((4, 7)),
+        obs=pd.DataFrame({"cell_id": cells, "region": pd.Categorical(["cell_boundaries"] * 4)},
+                         index=[f"row{i}" for i in range(4)]),
+        var=pd.DataFrame(index=[f"gene_{j}" for j in range(7)]),
+    )
+    sdata.tables["table"] = TableModel.parse(wider, region="cell_boundaries", region_key="region", instance_key="cell_id")
+    assert sg.io.get_table(sdata) is sdata.tables["table"]

@@ -10,12 +10,13 @@ from ._cosmx import read_cosmx
 from ._generic import read_transcripts
 from ._merscope import read_merscope
 from ._spatialdata import from_spatialdata, transcripts_frame
-from ._table import TABLE_KEY, cell_gene_table, get_table
+from ._table import TABLE_KEY, cell_gene_table, check_table, get_table
 from ._xenium import read_xenium
 
 __all__ = [
     "TABLE_KEY",
     "cell_gene_table",
+    "check_table",
     "get_table",
     "from_spatialdata",
     "read_cosmx",

@@ -1,6 +1,7 @@
 """Read any transcript table given a column mapping."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection, Mapping
 from os import PathLike
 from pathlib import Path
@@ -79,6 +80,18 @@ def read_transcripts(
     (``z``) in µm, ``gene`` (categorical), ``cell_id`` (categorical, NaN = unassigned),
     ``in_nucleus`` and ``nucleus_id`` where known, ``is_control``, then every other column of
     the table. A boolean ``is_control`` column in the table adds to the name-based flags.
+
+    Raises
+    ------
+    ValueError
+        For missing columns, the same column given for two of ``x``, ``y``, ``z``,
+        non-finite coordinates, missing genes or a non-positive scale.
+
+    Warns
+    -----
+    UserWarning
+        When some ``cell_boundaries`` are indexed by ids that no transcript's ``cell``
+        holds (how many, with examples): those outlines hold no molecule.
     """
     pixel_size = check_scale(pixel_size, "pixel_size")
     z_step = pixel_size if z_step is None else check_scale(z_step, "z_step")
@@ -96,12 +109,24 @@ def read_transcripts(
         unassigned=unassigned,
         drop_controls=drop_controls,
     )
-    return assemble(
+    sdata = assemble(
         frame,
         cell_boundaries=cell_boundaries,
         nucleus_boundaries=nucleus_boundaries,
         scale=pixel_size,
     )
+    if cell_boundaries is not None:
+        outlines = sdata.shapes[CELL_SHAPES_KEY].index
+        unmatched = outlines[~outlines.isin(frame[CELL].cat.categories)]
+        if len(unmatched):
+            warnings.warn(
+                f"{len(unmatched)} of {len(outlines)} cell_boundaries match no cell id of the transcripts "
+                f"(e.g. {unmatched[:5].tolist()}); index them by the ids of "
+                + (f"the {cell!r} column" if cell is not None else "a cell column (pass cell=...)"),
+                UserWarning,
+                stacklevel=2,
+            )
+    return sdata
 
 
 def assemble(

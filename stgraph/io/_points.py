@@ -46,6 +46,10 @@ def standardise_points(
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(frame).__name__}")
+    axes = [column for column in (x, y, z) if column is not None]
+    repeated = sorted({column for column in axes if axes.count(column) > 1})
+    if repeated:
+        raise ValueError(f"column(s) {repeated} given for more than one of x, y, z (x={x!r}, y={y!r}, z={z!r})")
     mapping = {X: x, Y: y, Z: z, GENE: gene, CELL: cell, NUCLEUS: nucleus, IN_NUCLEUS: in_nucleus}
     mapping = {key: column for key, column in mapping.items() if column is not None}
     missing = sorted({column for column in mapping.values() if column not in frame.columns})

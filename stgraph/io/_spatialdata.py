@@ -69,8 +69,7 @@ def from_spatialdata(
     boundaries and copies of the tables of ``sdata``. Images and labels are not carried
     over (their pixel transformations would need rescaling with ``pixel_size``).
     """
-    if not isinstance(sdata, SpatialData):
-        raise TypeError(f"expected a SpatialData, got {type(sdata).__name__}")
+    check_spatialdata(sdata)
     if points_key not in sdata.points:
         raise KeyError(f"no points element {points_key!r}; the points are {list(sdata.points)}")
     element = sdata.points[points_key]
@@ -102,6 +101,12 @@ def from_spatialdata(
     return result
 
 
+def check_spatialdata(sdata) -> None:
+    """Raise a TypeError unless ``sdata`` is a :class:`spatialdata.SpatialData`."""
+    if not isinstance(sdata, SpatialData):
+        raise TypeError(f"expected a SpatialData, got {type(sdata).__name__}")
+
+
 def transcripts_frame(sdata: SpatialData, points_key: str = POINTS_KEY) -> pd.DataFrame:
     """The transcripts of a standardised SpatialData as an in-memory DataFrame.
 
@@ -125,8 +130,7 @@ def transcripts_frame(sdata: SpatialData, points_key: str = POINTS_KEY) -> pd.Da
     ValueError
         If a schema column is missing or has the wrong type, or a coordinate is not finite.
     """
-    if not isinstance(sdata, SpatialData):
-        raise TypeError(f"expected a SpatialData, got {type(sdata).__name__}")
+    check_spatialdata(sdata)
     if points_key not in sdata.points:
         raise KeyError(f"no points element {points_key!r}; the points are {list(sdata.points)}")
     # dask may hand back the very frame the element wraps: copy, so edits stay local

@@ -67,7 +67,68 @@ def get_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str = 
 
     Tools of :mod:`stgraph.tl` write their per-cell and per-gene results into this
     table; adding it is the one change made to ``sdata`` here.
+
+    Raises
+    ------
+    ValueError
+        If an existing table does not cover the data, see :func:`check_table`.
     """
     if table_key not in sdata.tables:
         sdata.tables[table_key] = cell_gene_table(sdata, points_key=points_key)
+    else:
+        check_table(sdata, table_key, points_key)
     return sdata.tables[table_key]
+
+
+def check_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str = POINTS_KEY) -> None:
+    """Check that an existing ``sdata.tables[table_key]`` can hold results on the transcripts.
+
+    Its cells (the table's ``instance_key`` column, else ``obs_names``) must include every
+    cell id that has a molecule in ``points_key``, and its ``var_names`` every gene that
+    has one; extra cells and genes are allowed. Nothing is checked when the table is absent.
+
+    Raises
+    ------
+    ValueError
+        Naming how many cells / genes are missing, with examples.
+    """
+    if table_key not in sdata.tables:
+        return
+    cells, genes = _present_cells_and_genes(sdata, points_key)
+    table = sdata.tables[table_key]
+    missing_cells = cells[~cells.isin(table_cell_ids(table))]
+    missing_genes = genes[~genes.isin(pd.Index(table.var_names).astype(str))]
+    problems = [
+        f"{len(missing)} {what} of the transcripts missing from its {where} (e.g. {missing[:5].tolist()})"
+        for missing, what, where in ((missing_cells, "cell(s)", "obs"), (missing_genes, "gene(s)", "var"))
+        if len(missing)
+    ]
+    if problems:
+        raise ValueError(
+            f"table {table_key!r} does not match the points {points_key!r}: {'; '.join(problems)}. "
+            f"Delete sdata.tables[{table_key!r}] or pass a table_key that is not in sdata.tables "
+            "to get a fresh cells x genes table"
+        )
+
+
+def table_cell_ids(table: AnnData) -> pd.Index:
+    """The cell id of each row of a table: its SpatialData ``instance_key`` column where
+    it has one, else ``obs_names``, as strings."""
+    instance_key = table.uns.get("spatialdata_attrs", {}).get("instance_key")
+    cells = table.obs[instance_key] if instance_key in table.obs else table.obs_names
+    return pd.Index(cells).astype(str)
+
+
+def _present_cells_and_genes(sdata: SpatialData, points_key: str) -> tuple[pd.Index, pd.Index]:
+    """The cell ids and genes that have at least one molecule."""
+    element = sdata.points.get(points_key)
+    if element is None or CELL not in element.columns or GENE not in element.columns:
+        transcripts_frame(sdata, points_key=points_key)  # raises its error for a missing or non-schema element
+    frame = element[[CELL, GENE]].compute()
+    return _present(frame[CELL]), _present(frame[GENE])
+
+
+def _present(values: pd.Series) -> pd.Index:
+    values = values.astype("category")
+    codes = values.cat.codes.to_numpy()
+    return pd.Index(values.cat.categories[np.unique(codes[codes >= 0])]).astype(str)

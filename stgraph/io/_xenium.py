@@ -4,6 +4,7 @@ from __future__ import annotations
 from os import PathLike
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -40,6 +41,14 @@ def read_xenium(
         Remove the negative-control probes and codewords, blanks, unassigned and deprecated
         codewords instead of only flagging them in ``is_control``.
 
+    Raises
+    ------
+    TypeError
+        If ``min_qv`` is not a number.
+    ValueError
+        If ``min_qv`` is negative or not finite, or the transcripts lack ``qv`` when
+        ``min_qv`` is given.
+
     Returns
     -------
     :class:`spatialdata.SpatialData` in the schema of :func:`stgraph.io.read_transcripts`:
@@ -47,6 +56,11 @@ def read_xenium(
     ``overlaps_nucleus``, and the other columns (``transcript_id``, ``qv``, ``fov_name``,
     ``nucleus_distance``, ...) kept. The index is the row number in ``transcripts.parquet``.
     """
+    if min_qv is not None:
+        if isinstance(min_qv, bool) or not isinstance(min_qv, (int, float, np.number)):
+            raise TypeError(f"min_qv must be a number or None, got {type(min_qv).__name__}")
+        if not np.isfinite(min_qv) or min_qv < 0:
+            raise ValueError(f"min_qv must be a finite number >= 0, got {min_qv}")
     folder = Path(path)
     transcripts_path = folder / TRANSCRIPTS_FILE
     if not transcripts_path.is_file():
@@ -55,7 +69,10 @@ def read_xenium(
     if min_qv is not None:
         if "qv" not in frame:
             raise ValueError(f"min_qv given but {transcripts_path} has no 'qv' column")
-        frame = frame.loc[frame["qv"].to_numpy() >= min_qv]
+        kept = frame["qv"].to_numpy() >= min_qv
+        if len(frame) and not kept.any():
+            raise ValueError(f"no transcript has qv >= min_qv={min_qv} (the highest qv is {frame['qv'].max()})")
+        frame = frame.loc[kept]
     points = standardise_points(
         frame,
         x="x_location",

@@ -1,6 +1,7 @@
 """The transcripts of a sample, grouped by cell and by (cell, gene)."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -108,6 +109,13 @@ def cell_transcripts(
         Outline polygons indexed by cell id (see :func:`cell_geometry`).
     x, y, gene, cell_id
         Column names in ``points``.
+
+    Warns
+    -----
+    UserWarning
+        When transcripts are assigned to cell ids that have no outline in ``cells``:
+        they are left out (their cells are not scored), and the warning names how
+        many such cells there are, with examples.
     """
     missing = [c for c in (x, y, gene, cell_id) if c not in points.columns]
     if missing:
@@ -116,7 +124,16 @@ def cell_transcripts(
     genes = points[gene].astype("category")
     ids = points[cell_id]
     cell_pos = geometry.cell_ids.get_indexer(ids.astype(str).to_numpy())
-    cell_pos[ids.isna().to_numpy()] = -1
+    unassigned = ids.isna().to_numpy()
+    cell_pos[unassigned] = -1
+    without_outline = pd.unique(ids[(cell_pos < 0) & ~unassigned].astype(str))
+    if len(without_outline):
+        warnings.warn(
+            f"{len(without_outline)} cell(s) have transcripts but no outline, so they are not scored: "
+            f"{sorted(without_outline)[:5]}",
+            UserWarning,
+            stacklevel=2,
+        )
     gene_codes = genes.cat.codes.to_numpy()
     kept = np.flatnonzero((cell_pos >= 0) & (gene_codes >= 0))
     xy = points[[x, y]].to_numpy(dtype=np.float64)[kept]

@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import spatialdata
 
-from stgraph.io import get_table
+from stgraph.io import check_table, get_table
+from stgraph.io._spatialdata import check_spatialdata
+from stgraph.io._table import table_cell_ids
 from stgraph.localization._compartment import predict_compartment
 from stgraph.localization._data import CellTranscripts, read_cell_transcripts
 from stgraph.localization._gene_score import nuclear_enrichment
@@ -70,7 +72,9 @@ def localization(
         ``cell_id``) and cell outlines ``cell_key``; nucleus outlines
         ``nucleus_key`` are optional (indexed by the id of their cell).
     points_key, cell_key, nucleus_key, table_key
-        Element names. The table is created (cells x genes counts) when missing.
+        Element names. The table is created (cells x genes counts) when missing;
+        an existing one must hold every cell and gene with a molecule
+        (:func:`stgraph.io.check_table`).
     min_transcripts
         Minimum molecules of a gene in a cell for a pattern call (Bento's
         ``min_count``; default 5). Smaller groups get ``nan``.
@@ -78,8 +82,8 @@ def localization(
         ``"auto"``, ``"outlines"``, ``"withheld"``, or ``None`` to skip the
         compartment and gene score.
     training_cells
-        Ids of the cells whose nuclei train the compartment model (default: every
-        cell with a nucleus outline).
+        Ids of the cells whose nuclei train the compartment model, a non-empty list
+        (default: every cell with a nucleus outline).
     model
         A :class:`~stgraph.localization.PatternModel` or a path written by its
         ``save``; default the checkpoint shipped with stgraph.
@@ -122,16 +126,33 @@ def localization(
     Raises
     ------
     ValueError
-        For missing elements or columns, bad parameters, unknown training cells,
-        training cells without a nucleus, or no transcript in any cell.
+        For missing elements or columns, bad parameters, empty or unknown training
+        cells, training cells without a nucleus, no transcript in any cell, or an
+        existing table ``table_key`` that lacks some of the cells or genes.
     TypeError
-        For a ``model`` of the wrong type.
+        For ``sdata`` that is not a SpatialData, a ``model`` of the wrong type, or
+        ``training_cells`` given as a single string.
+
+    Warns
+    -----
+    UserWarning
+        When transcripts are assigned to cell ids without an outline in
+        ``cell_key``: those cells are not scored (their table rows stay ``nan``);
+        the warning names how many, with examples.
     """
+    check_spatialdata(sdata)
     if isinstance(min_transcripts, bool) or not isinstance(min_transcripts, (int, np.integer)) or min_transcripts < 1:
         raise ValueError(f"min_transcripts must be an integer >= 1, got {min_transcripts!r}")
     if compartment not in _COMPARTMENT_MODES:
         raise ValueError(f"compartment must be one of {_COMPARTMENT_MODES}, got {compartment!r}")
+    if training_cells is not None:
+        if isinstance(training_cells, str):
+            raise TypeError("training_cells must be a list of cell ids, not a string")
+        training_cells = list(training_cells)
+        if not training_cells:
+            raise ValueError("training_cells is empty: pass at least one cell id, or None for every cell with a nucleus")
     pattern_model = _resolve_model(model)
+    check_table(sdata, table_key, points_key)
     if copy:
         sdata = spatialdata.deepcopy(sdata)
 
@@ -253,10 +274,8 @@ def _table(
     column of every cell / gene position (``-1`` when the table lacks it)."""
     cell_ids, gene_names = transcripts.geometry.cell_ids, transcripts.gene_names
     table = get_table(sdata, table_key, points_key)
-    instance_key = table.uns.get("spatialdata_attrs", {}).get("instance_key")
-    table_cells = table.obs[instance_key].astype(str) if instance_key in table.obs else table.obs_names
     rows = np.full(len(cell_ids), -1)
-    found = cell_ids.get_indexer(pd.Index(table_cells))
+    found = cell_ids.get_indexer(table_cell_ids(table))
     rows[found[found >= 0]] = np.flatnonzero(found >= 0)
     cols = pd.Index(table.var_names).get_indexer(gene_names)
     return table, rows, cols
