@@ -143,6 +143,8 @@ def test_plots_draw_the_matrix(sample):
         np.ma.filled(ax.images[0].get_array(), np.nan), result.matrix("clq", genes=genes).to_numpy()
     )
     assert [t.get_text() for t in ax.get_xticklabels()] == genes
+    with pytest.raises(ValueError, match=r"genes: not in the data: \['zz'\]"):
+        colocalization_heatmap(sdata, genes=[genes[0], "zz"])
     network = colocalization_network(result, fdr=1.0, top=3)
     assert len(network.collections) >= 2  # edges and nodes
     empty = colocalization_network(result, fdr=0.0)
