@@ -143,9 +143,63 @@ def test_plots_draw_the_matrix(sample):
         np.ma.filled(ax.images[0].get_array(), np.nan), result.matrix("clq", genes=genes).to_numpy()
     )
     assert [t.get_text() for t in ax.get_xticklabels()] == genes
+    with pytest.raises(ValueError, match=r"genes: not in the data: \['zz'\]"):
+        colocalization_heatmap(sdata, genes=[genes[0], "zz"])
     network = colocalization_network(result, fdr=1.0, top=3)
     assert len(network.collections) >= 2  # edges and nodes
     empty = colocalization_network(result, fdr=0.0)
     assert "no pair" in empty.get_title()
     with pytest.raises(TypeError):
         colocalization_heatmap(result.table)
+
+
+def test_graph_must_hold_the_transcripts_of_sdata(sample):
+    sdata, _, graph = sample
+    other = stgraph.graph.transcript_graph(stgraph.datasets.simulate(2, 4, seed=5)[0], RADIUS)
+    shuffled = graph.clone()
+    shuffled.gene = torch.roll(graph.gene, 1)
+    renamed = graph.clone()
+    renamed.gene_names = list(reversed(graph.gene_names))
+    duplicated = graph.clone()
+    duplicated.point_index = torch.zeros_like(graph.point_index)
+    for bad, match in [
+        (other, f"graph has {other.num_nodes} nodes but points 'transcripts' have {graph.num_nodes} rows"),
+        (shuffled, "the graph's genes differ"),
+        (renamed, "gene vocabulary differs"),
+        (duplicated, "point_index is not a permutation"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            colocalization(sdata, graph=bad)
+    with pytest.raises(ValueError, match=f"radius=5.0 differs from the graph's radius {RADIUS}"):
+        colocalization(sdata, graph=graph, radius=5.0)
+    assert "table" not in sdata.tables
+    # The same transcripts in spatial order (point_index a permutation) give the same pairs.
+    spatial = stgraph.graph.transcript_graph(sdata, RADIUS, within="cell", order="spatial")
+    pd.testing.assert_frame_equal(
+        colocalization(sdata, graph=spatial, radius=RADIUS, inplace=False).table,
+        colocalization(sdata, graph=graph, inplace=False).table,
+    )
+
+
+def test_within_cell_needs_transcripts_in_cells():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.random(60) * 10, "y": rng.random(60) * 10, "g": rng.choice(list("ABC"), 60)})
+    sdata = stgraph.io.read_transcripts(frame, x="x", y="y", gene="g")
+    with pytest.raises(ValueError, match="no transcript is assigned to a cell.*pass within='all'"):
+        colocalization(sdata, radius=RADIUS)
+    assert "table" not in sdata.tables
+    pooled = colocalization(sdata, radius=RADIUS, within="all")
+    assert len(pooled.table) == 9 and (pooled.table["n_cells"] == 1).all()
+
+
+def test_key_added_cannot_replace_the_table_annotation_but_rerun_overwrites(sample):
+    sdata, _, graph = sample
+    colocalization(sdata, graph=graph)
+    uns = sdata.tables["table"].uns
+    annotation = dict(uns["spatialdata_attrs"])
+    with pytest.raises(ValueError, match="key_added='spatialdata_attrs' would overwrite the table uns key"):
+        colocalization(sdata, graph=graph, key_added="spatialdata_attrs")
+    assert dict(uns["spatialdata_attrs"]) == annotation
+    again = colocalization(sdata, radius=1.0)
+    assert uns["colocalization_params"]["radius"] == 1.0
+    pd.testing.assert_frame_equal(ColocalizationResult.from_uns(uns).table, again.table)

@@ -262,3 +262,59 @@ def test_tl_domains_inputs(planted):
         domains(sdata, inplace=False)
     with pytest.raises(KeyError, match="run stgraph.tl.domains"):
         plot_domains(stgraph.datasets.simulate(2, 5, seed=0)[0])
+
+
+def test_tl_domains_checks_the_graph_and_its_parameters(planted):
+    sdata, _ = planted
+    graph = stgraph.graph.transcript_graph(sdata, RADIUS, within="cell")
+    other = stgraph.graph.transcript_graph(stgraph.datasets.simulate(2, 4, seed=5)[0], RADIUS, within="cell")
+    before = sdata.points["transcripts"].compute()
+    for kwargs, match in [
+        (dict(graph=other), f"graph has {other.num_nodes} nodes but points 'transcripts' have {graph.num_nodes}"),
+        (dict(graph=graph, radius=5.0), f"radius=5.0 differs from the graph's radius {RADIUS}"),
+        (dict(graph=graph, n_components=0), "n_components must be a positive integer, got 0"),
+        (dict(graph=graph, hull_ratio=2.0), r"hull_ratio must lie in \[0, 1\], got 2.0"),
+        (dict(graph=graph, sample_size=1), r"sample_size must be an integer of at least k_range\[1\] \+ 1 = 9"),
+        (dict(radius=1e-4), r"no edge within a cell: radius=0.0001 µm is too small \(median nearest"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            domains(sdata, **kwargs)
+    pd.testing.assert_frame_equal(sdata.points["transcripts"].compute(), before)
+    # Most transcripts without a neighbour in their cell: the features are their own gene.
+    with pytest.warns(UserWarning, match="71% of the transcripts in cells have no neighbour within radius=0.5 µm"):
+        domains(sdata, radius=0.5, n_domains=2, inplace=False)
+
+
+def test_tl_domains_writes_labels_by_point_index():
+    sdata, _ = stgraph.datasets.simulate(3, 9, n_domains=2, seed=0)
+    spatial = stgraph.graph.transcript_graph(sdata, RADIUS, within="cell", order="spatial")
+    assert not torch.equal(spatial.point_index, torch.arange(spatial.num_nodes))
+    result = domains(sdata, graph=spatial, n_domains=2)
+    written = stgraph.io.transcripts_frame(sdata)["domain"].cat.codes.to_numpy()
+    np.testing.assert_array_equal(written[spatial.point_index.numpy()], result.labels.codes)
+
+
+def test_tl_domains_output_keys_cannot_overwrite_the_data():
+    sdata, _ = stgraph.datasets.simulate(3, 9, n_domains=2, seed=0)
+    before = sdata.points["transcripts"].compute()
+    outlines = sdata.shapes["cell_boundaries"].copy()
+    for kwargs, match in [
+        (dict(key_added="gene"), "key_added='gene' would overwrite the transcript column 'gene'"),
+        (dict(key_added="x"), "key_added='x' would overwrite the transcript column 'x'"),
+        (dict(shapes_key="cell_boundaries"), "shapes_key='cell_boundaries' would overwrite the element"),
+        (dict(shapes_key="nucleus_boundaries"), "shapes_key='nucleus_boundaries' would overwrite"),
+        (dict(shapes_key="transcripts"), "shapes_key='transcripts' would overwrite"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            domains(sdata, radius=RADIUS, n_domains=2, **kwargs)
+    pd.testing.assert_frame_equal(sdata.points["transcripts"].compute(), before)
+    pd.testing.assert_frame_equal(sdata.shapes["cell_boundaries"], outlines)
+    # Re-running with the tool's own keys replaces its previous result.
+    domains(sdata, radius=RADIUS, n_domains=2)
+    third = domains(sdata, radius=RADIUS, n_domains=3)
+    frame = stgraph.io.transcripts_frame(sdata)
+    np.testing.assert_array_equal(frame["domain"].cat.codes.to_numpy(), third.labels.codes)
+    assert sdata.tables["table"].uns["domain_params"]["n_domains"] == 3
+    assert set(sdata.shapes["domain_boundaries"]["domain"]) == {0, 1, 2}
+    with pytest.raises(ValueError, match=r"cells: not in the data: \['zz'\]"):
+        plot_domains(sdata, cells=["cell_0", "zz"])

@@ -322,6 +322,14 @@ def test_plots(scored):
         localization_composition(simulate(2, 3, seed=0)[0])
 
 
+def test_plots_name_unknown_cells_and_genes(scored):
+    sdata, _ = scored
+    with pytest.raises(ValueError, match=r"genes: not in the data: \['zz'\]"):
+        localization_transcripts(sdata, genes=["gene_00", "zz"])
+    with pytest.raises(ValueError, match=r"cells: not in the data: \['zz', 'yy'\]"):
+        localization_transcripts(sdata, cells=["zz", "cell_00", "yy"])
+
+
 def test_results_survive_a_zarr_round_trip(tmp_path):
     import spatialdata
 

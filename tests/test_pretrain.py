@@ -152,6 +152,12 @@ def test_pretrain_rejects_bad_arguments():
         pretrain(graph, steps=1, mask_rate=0.0, **SMALL)
     with pytest.raises(ValueError, match="grad_clip"):
         pretrain(graph, steps=1, grad_clip=-1.0, **SMALL)
+    with pytest.raises(ValueError, match="d_model=15 must be a multiple of heads=2"):
+        pretrain(graph, steps=1, **{**SMALL, "d_model": 15})
+    with pytest.raises(ValueError, match="heads must be a positive integer, got 0"):
+        pretrain(graph, steps=1, **{**SMALL, "heads": 0})
+    with pytest.raises(ValueError, match="checkpoint_every=1 needs checkpoint_dir"):
+        pretrain(graph, steps=1, checkpoint_every=1, **SMALL)
     no_names = graph.clone()
     del no_names.gene_names
     with pytest.raises(ValueError, match="'gene_names'"):

@@ -63,6 +63,31 @@ def _by_size(labels: np.ndarray) -> np.ndarray:
     return rank[labels]
 
 
+def check_clustering_arguments(
+    n_domains: int | None, k_range: tuple[int, int], method: ClusterMethod, sample_size: int
+) -> None:
+    """Raise a ValueError naming the first invalid argument of :func:`cluster_domains`.
+
+    ``sample_size`` matters only when k-means chooses ``k``: it must be an integer of
+    at least ``k_range[1] + 1``, the fewest transcripts on which the silhouette of
+    ``k_range[1]`` clusters is defined.
+    """
+    if method not in ("kmeans", "gmm"):
+        raise ValueError(f"method must be 'kmeans' or 'gmm', got {method!r}")
+    if n_domains is not None:
+        if not isinstance(n_domains, (int, np.integer)) or n_domains < 1:
+            raise ValueError(f"n_domains must be a positive integer, got {n_domains!r}")
+        return
+    low, high = k_range
+    if not 2 <= low <= high:
+        raise ValueError(f"k_range must satisfy 2 <= low <= high, got {k_range}")
+    if method == "kmeans" and (not isinstance(sample_size, (int, np.integer)) or sample_size <= high):
+        raise ValueError(
+            f"sample_size must be an integer of at least k_range[1] + 1 = {high + 1} (the silhouette "
+            f"of {high} clusters needs more transcripts than clusters), got {sample_size!r}"
+        )
+
+
 def cluster_domains(
     features: np.ndarray,
     n_domains: int | None = None,
@@ -85,25 +110,27 @@ def cluster_domains(
     method
         ``"kmeans"`` (k chosen by silhouette) or ``"gmm"`` (k chosen by BIC).
     sample_size
-        Transcripts on which the silhouette is computed.
+        Transcripts on which the silhouette is computed (k-means choosing ``k``): at
+        least ``k_range[1] + 1``.
     seed
         Seed of the solver and of the silhouette sample.
+
+    Raises
+    ------
+    ValueError
+        If an argument is invalid (:func:`check_clustering_arguments`) or there are
+        too few transcripts for ``n_domains`` or ``k_range``.
     """
-    if method not in ("kmeans", "gmm"):
-        raise ValueError(f"method must be 'kmeans' or 'gmm', got {method!r}")
+    check_clustering_arguments(n_domains, k_range, method, sample_size)
     features = np.asarray(features, dtype=np.float64)
     n = features.shape[0]
     if n_domains is not None:
-        if not isinstance(n_domains, (int, np.integer)) or n_domains < 1:
-            raise ValueError(f"n_domains must be a positive integer, got {n_domains!r}")
         if n_domains > n:
             raise ValueError(f"cannot make {n_domains} domains out of {n} transcripts")
         labels, _ = _fit(features, int(n_domains), method, seed)
         return DomainClustering(labels=_by_size(labels), n_domains=int(n_domains))
 
     low, high = k_range
-    if not 2 <= low <= high:
-        raise ValueError(f"k_range must satisfy 2 <= low <= high, got {k_range}")
     high = min(high, n - 1)
     if high < low:
         raise ValueError(f"{n} transcripts are too few to choose k in {k_range}")

@@ -12,6 +12,7 @@ from spatialdata import SpatialData
 from ..coloc import ColocalizationResult
 from ..io import TABLE_KEY
 from ..tl._colocalization import COLOCALIZATION_KEY
+from ._checks import known
 
 
 def _result(data, key: str, table_key: str) -> ColocalizationResult:
@@ -53,7 +54,8 @@ def colocalization_heatmap(
     value
         Column of the pair table (``score``, ``clq``, ``z``, ...).
     genes
-        Genes to show; default those of the ``top`` pairs with the highest score.
+        Genes to show (a ValueError names those not in the result); default those of
+        the ``top`` pairs with the highest score.
     top
         Number of top pairs whose genes are shown when ``genes`` is None.
     fdr
@@ -70,7 +72,7 @@ def colocalization_heatmap(
     The axes.
     """
     result = _result(data, key, table_key)
-    genes = list(genes) if genes is not None else _top_genes(result, top, fdr)
+    genes = known("genes", genes, result.genes) if genes is not None else _top_genes(result, top, fdr)
     matrix = result.matrix(value, genes=genes)
     if ax is None:
         size = 2 + 0.25 * len(genes)

@@ -12,6 +12,7 @@ from spatialdata import SpatialData
 from ..io import _schema as S
 from ..io import transcripts_frame
 from ..tl._domains import DOMAIN_KEY, DOMAIN_SHAPES_KEY
+from ._checks import known
 
 
 def domains(
@@ -34,7 +35,7 @@ def domains(
     key
         Points column of the domain labels.
     cells
-        Cell ids to draw; default all.
+        Cell ids to draw (a ValueError names those not in the points); default all.
     shapes_key
         Domain outlines to draw in the domain colours (None: none).
     points_key
@@ -55,7 +56,7 @@ def domains(
         raise KeyError(f"points {points_key!r} have no column {key!r}; run stgraph.tl.domains first")
     labelled = frame[frame[key].notna()]
     if cells is not None:
-        cells = [str(c) for c in cells]
+        cells = known("cells", cells, frame[S.CELL].dropna().unique())
         labelled = labelled[labelled[S.CELL].astype(str).isin(cells)]
     domain_codes = np.asarray(frame[key].cat.categories)
     colours = plt.get_cmap(cmap)(np.arange(domain_codes.size) % plt.get_cmap(cmap).N)

@@ -11,6 +11,7 @@ from matplotlib.axes import Axes
 
 from stgraph.io import transcripts_frame
 from stgraph.localization._pattern_model import PATTERNS
+from stgraph.pl._checks import known
 
 #: One colour per pattern, in :data:`~stgraph.localization.PATTERNS` order.
 PATTERN_COLORS = dict(zip(PATTERNS, ("#d62728", "#2ca02c", "#bdbdbd", "#1f77b4", "#9467bd")))
@@ -105,9 +106,9 @@ def localization_transcripts(
         ``"pattern"`` (categorical colours, grey dots for unscored molecules) or
         ``"p_nuclear"`` (colour map).
     cells
-        Cell ids to show (default all).
+        Cell ids to show (default all); a ValueError names those not in the points.
     genes
-        Genes to show (default all).
+        Genes to show (default all); a ValueError names those not in the points.
     points_key, cell_key, nucleus_key
         Element names.
     size
@@ -127,10 +128,12 @@ def localization_transcripts(
     keep = np.ones(len(points), dtype=bool)
     outlines = sdata.shapes[cell_key].geometry
     if cells is not None:
-        keep &= points["cell_id"].astype(str).isin([str(c) for c in cells]).to_numpy()
-        outlines = outlines[outlines.index.astype(str).isin([str(c) for c in cells])]
+        cells = known("cells", cells, points["cell_id"].dropna().unique())
+        keep &= points["cell_id"].astype(str).isin(cells).to_numpy()
+        outlines = outlines[outlines.index.astype(str).isin(cells)]
     if genes is not None:
-        keep &= points["gene"].astype(str).isin([str(g) for g in genes]).to_numpy()
+        genes = known("genes", genes, points["gene"].dropna().unique())
+        keep &= points["gene"].astype(str).isin(genes).to_numpy()
     points = points[keep]
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 6))

@@ -12,25 +12,13 @@ from torch_geometric.data import Data
 from ..coloc import ColocalizationResult, score_pairs
 from ..coloc._score import PRIOR_EVENTS
 from ..coloc._encode import MAX_EDGES, edge_attention, encoder_outputs
-from ..graph import transcript_graph
 from ..io import TABLE_KEY, get_table
 from ..io import _schema as S
+from ._graph_input import graph_for
+from ._output_keys import RESERVED_UNS, check_output_key
 
 #: Default key of the results in the table's ``uns``.
 COLOCALIZATION_KEY = "colocalization"
-
-
-def _graph_for(
-    sdata: SpatialData, radius: float | None, graph: Data | None, within: str, points_key: str
-) -> Data:
-    if graph is not None:
-        missing = [f for f in ("gene", "edge_index", "cell", "gene_names") if graph.get(f) is None]
-        if missing:
-            raise ValueError(f"the transcript graph lacks the field(s) {missing}")
-        return graph
-    if radius is None:
-        raise ValueError("pass radius= (µm) to build the transcript graph, or graph=")
-    return transcript_graph(sdata, radius, within=within, points_key=points_key)
 
 
 def colocalization(
@@ -87,13 +75,15 @@ def colocalization(
         Radius of the graph in µm (edges within cells only).
     graph
         A transcript graph to use instead (as built by
-        :func:`stgraph.graph.transcript_graph`; edges across cells are ignored).
+        :func:`stgraph.graph.transcript_graph` from ``sdata``; edges across cells
+        are ignored); ``radius``, if given too, must equal its radius.
     attention
         Attention weights to use instead of running ``model``: ``(E,)``,
         ``(E, heads)`` or a list of those per layer, aligned with the graph's edges.
     within
         ``"cell"``: edges and relabelling within each cell (unassigned transcripts
-        left out); ``"all"``: the whole sample is one unit (data without cells).
+        left out; at least one transcript must be in a cell); ``"all"``: the whole
+        sample is one unit (data without cells).
     include_controls
         Score control probes too (by default they are left out).
     method
@@ -118,7 +108,8 @@ def colocalization(
         columns ``gene_a, gene_b, score, clq, z, pval, fdr, n_cells`` then
         ``clq_bento, binom_pval, binom_fdr, mass, expected``);
         ``uns[key_added + '_params']``: the settings and gene vocabulary;
-        ``uns[key_added + '_per_cell']``: the per-cell table when asked.
+        ``uns[key_added + '_per_cell']``: the per-cell table when asked. None of
+        them may be ``spatialdata_attrs``.
     inplace
         Write into the table; False leaves ``sdata`` untouched.
 
@@ -127,6 +118,14 @@ def colocalization(
     :class:`~stgraph.coloc.ColocalizationResult`, with
     :meth:`~stgraph.coloc.ColocalizationResult.matrix` (genes x genes) and
     :meth:`~stgraph.coloc.ColocalizationResult.to_networkx` (gene graph).
+
+    Raises
+    ------
+    ValueError
+        If an argument is invalid, ``graph`` was built from other transcripts than
+        those of ``sdata`` or with another ``radius``, ``key_added`` would overwrite
+        the table's ``spatialdata_attrs``, or ``within="cell"`` while no transcript
+        is assigned to a cell. Nothing is written then.
     """
     if not isinstance(sdata, SpatialData):
         raise TypeError(f"expected a SpatialData, got {type(sdata).__name__}")
@@ -134,7 +133,13 @@ def colocalization(
         raise ValueError("pass either model or attention, not both")
     if within not in ("cell", "all"):
         raise ValueError(f"within must be 'cell' or 'all', got {within!r}")
-    graph = _graph_for(sdata, radius, graph, within, points_key)
+    check_output_key("key_added", key_added, RESERVED_UNS, "table uns key", ("", "_params", "_per_cell"))
+    graph = graph_for(sdata, radius, graph, within, points_key)
+    if within == "cell" and not bool((graph.cell >= 0).any()):
+        raise ValueError(
+            "no transcript is assigned to a cell (cell_id is missing or all NaN): colocalization "
+            "within='cell' has nothing to score; pass within='all' to pool the whole sample"
+        )
     n_edges = graph.edge_index.shape[1]
     if attention is not None:
         weight = edge_attention(attention, n_edges)

@@ -1,6 +1,7 @@
 """Subcellular domains: cluster transcripts by their neighbourhood, in all cells at once."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -8,6 +9,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import torch
+from scipy.spatial import cKDTree
 from spatialdata import SpatialData
 from spatialdata.models import PointsModel, ShapesModel
 from spatialdata.transformations import get_transformation
@@ -16,6 +18,7 @@ from torch_geometric.data import Data
 from ..coloc._encode import MAX_EDGES, masked_embeddings
 from ..domains import (
     DomainClustering,
+    check_clustering_arguments,
     cell_composition,
     cluster_domains,
     composition_components,
@@ -28,11 +31,17 @@ from ..domains import (
 )
 from ..io import TABLE_KEY, get_table
 from ..io import _schema as S
-from ._colocalization import _graph_for
+from ._graph_input import graph_for
+from ._output_keys import RESERVED_UNS, SCHEMA_COLUMNS, SCHEMA_SHAPES, check_output_key
 
 #: Default names of the outputs.
 DOMAIN_KEY = "domain"
 DOMAIN_SHAPES_KEY = "domain_boundaries"
+
+#: Fraction of transcripts in cells without a within-cell neighbour above which domains warn.
+ISOLATED_WARNING = 0.5
+#: Fields of the transcript graph that domains read.
+_GRAPH_FIELDS = ("gene", "pos", "edge_index", "edge_dist", "cell", "gene_names", "cell_names")
 
 Representation = Literal["composition", "embedding", "both"]
 
@@ -96,6 +105,35 @@ def _encoder_context(
     return embedding[members], predict
 
 
+def _within_cell(graph: Data) -> np.ndarray:
+    """Which edges of ``graph`` join two transcripts of the same cell."""
+    cell = graph.cell.numpy()
+    src, dst = graph.edge_index.numpy()
+    return (cell[src] == cell[dst]) & (cell[dst] >= 0)
+
+
+def _check_neighbourhoods(graph: Data, members: np.ndarray, radius: float) -> None:
+    """Refuse a graph without within-cell edges; warn when most transcripts have no neighbour."""
+    src, dst = graph.edge_index.numpy()
+    has_neighbour = np.zeros(graph.num_nodes, dtype=bool)
+    has_neighbour[dst[_within_cell(graph) & (src != dst)]] = True
+    isolated = 1.0 - has_neighbour[members].mean()
+    if isolated == 1.0:
+        pos = graph.pos.numpy()[members]
+        nearest = np.median(cKDTree(pos).query(pos, k=2)[0][:, 1])
+        raise ValueError(
+            f"the transcript graph has no edge within a cell: radius={radius:g} µm is too small "
+            f"(median nearest-neighbour distance of the transcripts in cells: {nearest:.3g} µm)"
+        )
+    if isolated > ISOLATED_WARNING:
+        warnings.warn(
+            f"{isolated:.0%} of the transcripts in cells have no neighbour within radius={radius:g} µm "
+            "in their cell: their neighbourhood is their own gene only; consider a larger radius",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def _features(
     graph: Data,
     members: np.ndarray,
@@ -114,7 +152,7 @@ def _features(
     composition = cell_composition(gene[members], cell[members], n_genes)
     blocks = []
     src, dst = graph.edge_index.numpy()
-    within = (cell[src] == cell[dst]) & (cell[dst] >= 0)
+    within = _within_cell(graph)
     local = np.full(gene.size, -1, dtype=np.int64)
     local[members] = np.arange(members.size)
     edges = np.stack([local[src[within]], local[dst[within]]])
@@ -217,7 +255,8 @@ def domains(
         Graph radius in µm (edges within cells).
     graph
         Transcript graph to use instead, as built by
-        :func:`stgraph.graph.transcript_graph` (its ``edge_dist`` is used).
+        :func:`stgraph.graph.transcript_graph` from ``sdata`` (its ``edge_dist`` is
+        used); ``radius``, if given too, must equal its radius.
     encoder_graph
         Graph the encoder runs on, e.g. of the (smaller) radius it was pretrained
         with (same transcripts in the same order as ``graph``); default ``graph``.
@@ -237,15 +276,15 @@ def domains(
         of the encoder context on ``encoder_graph``) in µm; default half the radius.
     n_components
         Principal components kept of the composition residuals and of the
-        encoder context.
+        encoder context (a positive integer).
     n_passes
         Encoder passes of the encoder context: each masks a random ``1 / n_passes``
         of the transcripts (:func:`stgraph.coloc._encode.masked_embeddings`).
     sample_size
-        Transcripts on which the silhouette is computed.
+        Transcripts on which the silhouette is computed; at least ``k_range[1] + 1``.
     hull_ratio, min_transcripts
-        Outline of each (cell, domain): concave hull of at least ``min_transcripts``
-        transcripts, see :func:`stgraph.domains.domain_polygons`.
+        Outline of each (cell, domain): concave hull (``hull_ratio`` in [0, 1]) of at
+        least ``min_transcripts`` transcripts, see :func:`stgraph.domains.domain_polygons`.
     max_edges
         Edges per encoder pass.
     seed
@@ -253,18 +292,34 @@ def domains(
     points_key, table_key
         Points element and table (created by :func:`stgraph.io.get_table` if absent).
     key_added
-        Points column of the labels; the table's ``uns[key_added + '_enrichment']``
+        Points column of the labels (row ``point_index[i]`` gets the label of node
+        ``i``); not a schema column. The table's ``uns[key_added + '_enrichment']``
         gets the enrichment and ``uns[key_added + '_params']`` the settings and
         the criterion of each ``k``.
     shapes_key
         Shapes element of the outlines (columns ``cell_id``, ``domain``,
-        ``n_transcripts``).
+        ``n_transcripts``); not ``cell_boundaries`` nor ``nucleus_boundaries``.
     inplace
         Write the outputs into ``sdata``; False leaves it untouched.
 
     Returns
     -------
     :class:`DomainResult`.
+
+    Raises
+    ------
+    ValueError
+        If an argument is invalid, ``graph`` was built from other transcripts than
+        those of ``sdata`` or with another ``radius``, an output name would
+        overwrite the data (a schema column, ``cell_boundaries``,
+        ``nucleus_boundaries``, ``spatialdata_attrs``), fewer than two transcripts
+        are in cells, or no two transcripts of a cell are within ``radius``.
+
+    Warns
+    -----
+    UserWarning
+        When more than :data:`ISOLATED_WARNING` of the transcripts in cells have no
+        neighbour in their cell within ``radius``.
     """
     if not isinstance(sdata, SpatialData):
         raise TypeError(f"expected a SpatialData, got {type(sdata).__name__}")
@@ -278,16 +333,23 @@ def domains(
         if model is None:
             raise ValueError(f"representation={representation!r} needs a pretrained model")
         _masked_gene_model(model)
-    graph = _graph_for(sdata, radius, graph, "cell", points_key)
+    if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)) or n_components < 1:
+        raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+    if not 0 <= hull_ratio <= 1:
+        raise ValueError(f"hull_ratio must lie in [0, 1], got {hull_ratio!r}")
+    check_clustering_arguments(n_domains, k_range, method, sample_size)
+    check_output_key("key_added", key_added, SCHEMA_COLUMNS, "transcript column")
+    check_output_key("key_added", key_added, RESERVED_UNS, "table uns key", ("_enrichment", "_params"))
+    check_output_key("shapes_key", shapes_key, SCHEMA_SHAPES | {points_key}, "element")
+    graph = graph_for(sdata, radius, graph, "cell", points_key, _GRAPH_FIELDS)
     radius = float(graph.get("radius") or radius or np.nan)
     bandwidth = radius / 2 if bandwidth is None else float(bandwidth)
-    if graph.get("edge_dist") is None:
-        raise ValueError("the transcript graph lacks edge_dist")
 
     cell = graph.cell.numpy().astype(np.int64)
     members = np.flatnonzero(cell >= 0)
     if members.size < 2:
         raise ValueError("domains need at least two transcripts assigned to cells")
+    _check_neighbourhoods(graph, members, radius)
     if encoder_graph is None:
         encoder_graph = graph
     elif encoder_graph.num_nodes != graph.num_nodes or not np.array_equal(
@@ -333,7 +395,11 @@ def domains(
     }
     result = DomainResult(labels, enrichment, polygons, clustering, params)
     if inplace:
-        _with_points_column(sdata, points_key, key_added, labels)
+        rows = graph.get("point_index")
+        # Node i is row point_index[i] of the points (graphs in spatial order permute them).
+        _with_points_column(
+            sdata, points_key, key_added, labels if rows is None else labels[np.argsort(rows.numpy())]
+        )
         uns = get_table(sdata, table_key, points_key).uns
         uns[f"{key_added}_enrichment"] = enrichment
         uns[f"{key_added}_params"] = params

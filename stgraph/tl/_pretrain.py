@@ -15,6 +15,7 @@ from ..models.mgm import MaskedGeneModel
 from ..models.trainer import MaskedGeneTrainer, TrainingConfig
 from ..nn.encoder import ConvFactory, TranscriptEncoder
 from ..nn.positional import DEFAULT_PE_SCALE
+from ._graph_input import checked_graph
 
 #: File name of the checkpoint inside ``checkpoint_dir``.
 CHECKPOINT_NAME = "masked_gene_model.pt"
@@ -54,13 +55,8 @@ class PretrainResult:
 
 def _transcript_graph(data: Any, radius: float | None, within: str, max_num_neighbors: int | None) -> Data:
     if isinstance(data, Data):
-        for field in ("gene", "pos", "edge_index", "gene_names"):
-            if data.get(field) is None:
-                raise ValueError(f"the transcript graph has no '{field}' field")
-        graph_radius = data.get("radius")
-        if radius is not None and graph_radius is not None and not math.isclose(radius, graph_radius):
-            raise ValueError(f"radius={radius} differs from the graph's radius {graph_radius}")
-        if graph_radius is None and radius is None:
+        checked_graph(data, radius, ("gene", "pos", "edge_index", "gene_names"))
+        if data.get("radius") is None and radius is None:
             raise ValueError("the graph has no 'radius' field: pass radius=")
         return data
     if radius is None:
@@ -143,7 +139,8 @@ def pretrain(
     max_num_neighbors
         Cap on neighbours per transcript when building the graph.
     d_model, n_layers, heads, conv, conv_kwargs, dropout, pe_scale
-        Encoder hyper-parameters (:class:`~stgraph.nn.TranscriptEncoder`); 2D or 3D
+        Encoder hyper-parameters (:class:`~stgraph.nn.TranscriptEncoder`;
+        ``d_model`` a multiple of ``heads``); 2D or 3D
         coordinates come from the graph. With
         the default layer and no ``conv_kwargs``, the distance penalties start at
         :func:`distance_penalty_ladder` of the radius.
@@ -181,7 +178,7 @@ def pretrain(
         gene vocabulary, optimiser, step, RNG states), written every
         ``checkpoint_every`` steps and at the end.
     checkpoint_every
-        Steps between checkpoints; only at the end when None.
+        Steps between checkpoints; only at the end when None. Needs ``checkpoint_dir``.
     resume
         Continue from the checkpoint in ``checkpoint_dir`` when there is one (its
         configuration must match); the result equals an uninterrupted run.
@@ -191,11 +188,27 @@ def pretrain(
     Returns
     -------
     :class:`PretrainResult` with the fitted model; ``data`` is not modified.
+
+    Raises
+    ------
+    ValueError
+        If an argument is invalid, e.g. ``d_model`` not a multiple of ``heads``,
+        ``checkpoint_every`` or ``resume`` without ``checkpoint_dir``, or ``radius``
+        differing from the radius of the graph given as ``data``.
     """
     if batch_by not in ("tile", "cell"):
         raise ValueError(f"batch_by must be 'tile' or 'cell', got {batch_by!r}")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir")
+    if checkpoint_every is not None and checkpoint_dir is None:
+        raise ValueError(f"checkpoint_every={checkpoint_every} needs checkpoint_dir: where to write the checkpoints")
+    for name, value in (("d_model", d_model), ("heads", heads)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if d_model % heads:
+        raise ValueError(
+            f"d_model={d_model} must be a multiple of heads={heads}: each head gets d_model / heads channels"
+        )
     graph = _transcript_graph(data, radius, within, max_num_neighbors)
     radius = float(graph.get("radius") or radius)
     gene_names = [str(g) for g in graph.gene_names]

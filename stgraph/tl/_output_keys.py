@@ -1,0 +1,49 @@
+"""Names under which the tools write: never those of the data they read."""
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from ..io import _schema as S
+
+#: Points columns of the schema: the transcripts themselves.
+SCHEMA_COLUMNS = frozenset(S.COLUMNS)
+#: Shapes elements of the schema: the cell and nucleus outlines.
+SCHEMA_SHAPES = frozenset({S.CELL_SHAPES_KEY, S.NUCLEUS_SHAPES_KEY})
+#: Keys of a table's ``uns`` that SpatialData reserves (the table's annotation).
+RESERVED_UNS = frozenset({"spatialdata_attrs"})
+
+
+def check_output_key(
+    parameter: str, key: str, reserved: Collection[str], where: str, suffixes: Sequence[str] = ("",)
+) -> None:
+    """Refuse an output name ``key`` that would overwrite a ``reserved`` name.
+
+    Parameters
+    ----------
+    parameter
+        Name of the argument that gave ``key``, for the message.
+    key
+        The output name.
+    reserved
+        Names that must not be written.
+    where
+        What ``reserved`` names, for the message (``"points column"``, ...).
+    suffixes
+        The tool writes ``key + suffix`` for each of these.
+
+    Raises
+    ------
+    TypeError
+        If ``key`` is not a string.
+    ValueError
+        If ``key`` is empty or one of the names written is reserved.
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"{parameter} must be a string, got {type(key).__name__}")
+    if not key:
+        raise ValueError(f"{parameter} must not be empty")
+    clashes = sorted({key + suffix for suffix in suffixes} & set(reserved))
+    if clashes:
+        raise ValueError(
+            f"{parameter}={key!r} would overwrite the {where} {clashes[0]!r} of the data; choose another name"
+        )
