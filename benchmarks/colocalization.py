@@ -164,11 +164,13 @@ def merfish_case(args: argparse.Namespace) -> dict:
     for k, half in enumerate(halves):
         subset = frame[frame["cell_id"].astype(str).isin(half)].copy()
         subset["cell_id"] = subset["cell_id"].cat.remove_unused_categories()
-        graph = stgraph.graph.transcript_graph(subset, args.merfish_radius, within="cell")
+        half_sdata = stgraph.io.read_transcripts(subset, x="x", y="y", gene="gene", cell="cell_id",
+                                                 nucleus="nucleus_id", in_nucleus="in_nucleus")
+        graph = stgraph.graph.transcript_graph(half_sdata, args.merfish_radius, within="cell")
         start = time.perf_counter()
         model = pretrain(graph, args.merfish_steps, "tile")
         seconds[f"pretrain_half{k}"] = time.perf_counter() - start
-        per_half.append(colocalization(sdata, model, graph=graph, inplace=False).table)
+        per_half.append(colocalization(half_sdata, model, graph=graph, inplace=False).table)
     reproducibility = {}
     for name, column in METHOD_COLUMNS.items():
         halves_stat = [unordered(t, column) for t in per_half]

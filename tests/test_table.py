@@ -68,3 +68,18 @@ def test_get_table_rejects_an_existing_table_that_misses_cells_or_genes():
     )
     sdata.tables["table"] = TableModel.parse(wider, region="cell_boundaries", region_key="region", instance_key="cell_id")
     assert sg.io.get_table(sdata) is sdata.tables["table"]
+
+
+def test_tools_check_an_existing_table_before_writing_anything():
+    sdata = sg.datasets.simulate(n_cells=3, n_genes=6, seed=0)[0]
+    sdata.tables["table"] = ad.AnnData(np.zeros((5, 2)))
+    before = sg.io.transcripts_frame(sdata)
+    for tool in (sg.tl.colocalization, sg.tl.domains):
+        with pytest.raises(ValueError, match=r"3 cell\(s\) of the transcripts missing from its obs"):
+            tool(sdata, radius=3.0)
+        pd.testing.assert_frame_equal(sg.io.transcripts_frame(sdata), before)
+        assert set(sdata.tables) == {"table"} and not sdata.tables["table"].uns
+        assert set(sdata.shapes) == {"cell_boundaries", "nucleus_boundaries"}
+    # Without writing, the table does not matter.
+    result = sg.tl.domains(sdata, radius=3.0, n_domains=2, inplace=False)
+    assert len(result.labels) == len(before)

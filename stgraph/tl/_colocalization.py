@@ -12,7 +12,8 @@ from torch_geometric.data import Data
 from ..coloc import ColocalizationResult, score_pairs
 from ..coloc._score import PRIOR_EVENTS
 from ..coloc._encode import MAX_EDGES, edge_attention, encoder_outputs
-from ..io import TABLE_KEY, get_table
+from ..io import TABLE_KEY, check_table, get_table
+from ..io._spatialdata import check_spatialdata
 from ..io import _schema as S
 from ._graph_input import graph_for
 from ._output_keys import RESERVED_UNS, check_output_key
@@ -124,17 +125,19 @@ def colocalization(
     ValueError
         If an argument is invalid, ``graph`` was built from other transcripts than
         those of ``sdata`` or with another ``radius``, ``key_added`` would overwrite
-        the table's ``spatialdata_attrs``, or ``within="cell"`` while no transcript
-        is assigned to a cell. Nothing is written then.
+        the table's ``spatialdata_attrs``, ``within="cell"`` while no transcript
+        is assigned to a cell, or (with ``inplace``) an existing table misses cells or
+        genes of the data (:func:`stgraph.io.check_table`). Nothing is written then.
     """
-    if not isinstance(sdata, SpatialData):
-        raise TypeError(f"expected a SpatialData, got {type(sdata).__name__}")
+    check_spatialdata(sdata)
     if model is not None and attention is not None:
         raise ValueError("pass either model or attention, not both")
     if within not in ("cell", "all"):
         raise ValueError(f"within must be 'cell' or 'all', got {within!r}")
     check_output_key("key_added", key_added, RESERVED_UNS, "table uns key", ("", "_params", "_per_cell"))
     graph = graph_for(sdata, radius, graph, within, points_key)
+    if inplace:
+        check_table(sdata, table_key, points_key)  # before anything is written
     if within == "cell" and not bool((graph.cell >= 0).any()):
         raise ValueError(
             "no transcript is assigned to a cell (cell_id is missing or all NaN): colocalization "

@@ -29,7 +29,8 @@ from ..domains import (
     predicted_composition_components,
     standardised_block,
 )
-from ..io import TABLE_KEY, get_table
+from ..io import TABLE_KEY, check_table, get_table
+from ..io._spatialdata import check_spatialdata
 from ..io import _schema as S
 from ._graph_input import graph_for
 from ._output_keys import RESERVED_UNS, SCHEMA_COLUMNS, SCHEMA_SHAPES, check_output_key
@@ -313,7 +314,9 @@ def domains(
         those of ``sdata`` or with another ``radius``, an output name would
         overwrite the data (a schema column, ``cell_boundaries``,
         ``nucleus_boundaries``, ``spatialdata_attrs``), fewer than two transcripts
-        are in cells, or no two transcripts of a cell are within ``radius``.
+        are in cells, no two transcripts of a cell are within ``radius``, or (with
+        ``inplace``) an existing table misses cells or genes of the data
+        (:func:`stgraph.io.check_table`). Nothing is written then.
 
     Warns
     -----
@@ -321,8 +324,7 @@ def domains(
         When more than :data:`ISOLATED_WARNING` of the transcripts in cells have no
         neighbour in their cell within ``radius``.
     """
-    if not isinstance(sdata, SpatialData):
-        raise TypeError(f"expected a SpatialData, got {type(sdata).__name__}")
+    check_spatialdata(sdata)
     if representation is None:
         representation = "composition" if model is None else "embedding"
     if representation not in ("composition", "embedding", "both"):
@@ -342,6 +344,8 @@ def domains(
     check_output_key("key_added", key_added, RESERVED_UNS, "table uns key", ("_enrichment", "_params"))
     check_output_key("shapes_key", shapes_key, SCHEMA_SHAPES | {points_key}, "element")
     graph = graph_for(sdata, radius, graph, "cell", points_key, _GRAPH_FIELDS)
+    if inplace:
+        check_table(sdata, table_key, points_key)  # before anything is written
     radius = float(graph.get("radius") or radius or np.nan)
     bandwidth = radius / 2 if bandwidth is None else float(bandwidth)
 
