@@ -87,6 +87,53 @@ def test_resumed_training_matches_uninterrupted(tmp_path):
         assert torch.equal(resumed.optimizer.state_dict()["state"][0][key], value)
 
 
+class Interrupted(Exception):
+    pass
+
+
+def interrupt_at(monkeypatch, step: int) -> None:
+    """Make every trainer raise :class:`Interrupted` when it reaches ``step`` (a crash mid-fit)."""
+    train_step = MaskedGeneTrainer._train_step
+
+    def crashing(self):
+        if self.step == step:
+            raise Interrupted
+        return train_step(self)
+
+    monkeypatch.setattr(MaskedGeneTrainer, "_train_step", crashing)
+
+
+def test_resume_from_a_checkpoint_written_during_fit_is_exact_with_dropout(tmp_path, monkeypatch):
+    graph = synthetic_graph()
+    config = TrainingConfig(steps=7, batch_size=2, lr=3e-3, warmup_steps=2, seed=11)
+    uninterrupted = _trainer(graph, config, init_seed=0)
+    uninterrupted.fit(progress=False)
+
+    crashed = _trainer(graph, config, init_seed=0)
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, 5)
+        with pytest.raises(Interrupted):
+            crashed.fit(progress=False, checkpoint_path=tmp_path / "ckpt.pt", checkpoint_every=4)
+    resumed = _trainer(graph, config, init_seed=99)
+    resumed.restore(tmp_path / "ckpt.pt")
+    assert resumed.step == 4
+    assert resumed.fit(progress=False) == uninterrupted.history
+    assert_same_weights(resumed.model, uninterrupted.model)
+
+
+def test_pretrain_resume_after_a_crash_is_exact_with_dropout(tmp_path, monkeypatch):
+    graph = synthetic_graph()
+    options = dict(steps=5, dropout=0.3, checkpoint_dir=tmp_path, checkpoint_every=2, **SMALL)
+    uninterrupted = pretrain(graph, **{**options, "checkpoint_dir": tmp_path / "full"})
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, 3)
+        with pytest.raises(Interrupted):
+            pretrain(graph, **options)
+    resumed = pretrain(graph, resume=True, **options)
+    assert resumed.history == uninterrupted.history and len(resumed.history) == 5
+    assert_same_weights(resumed.model, uninterrupted.model)
+
+
 def test_restore_rejects_other_configuration(tmp_path):
     graph = synthetic_graph()
     config = TrainingConfig(steps=2, batch_size=2)

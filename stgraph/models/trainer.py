@@ -130,6 +130,8 @@ class MaskedGeneTrainer:
         self.history: list[float] = []
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self._dropout_state = self._seeded_rng_state(config.seed)
+        # True while fit() runs on the trainer's RNG: the live state is then the global one.
+        self._rng_in_use = False
         self._random_pool = torch.nonzero(~model.is_control_gene).flatten().to(self.device)
 
     def _seeded_rng_state(self, seed: int) -> dict[str, torch.Tensor]:
@@ -153,10 +155,16 @@ class MaskedGeneTrainer:
             torch.set_rng_state(self._dropout_state["cpu"])
             if "cuda" in self._dropout_state:
                 torch.cuda.set_rng_state(self._dropout_state["cuda"], self.device)
+            self._rng_in_use = True
             try:
                 yield
             finally:
                 self._dropout_state = self._global_rng_state()
+                self._rng_in_use = False
+
+    def _live_dropout_state(self) -> dict[str, torch.Tensor]:
+        """The dropout RNG state as of now, also in the middle of :meth:`fit`."""
+        return self._global_rng_state() if self._rng_in_use else dict(self._dropout_state)
 
     def _train_step(self) -> float:
         config = self.config
@@ -231,7 +239,12 @@ class MaskedGeneTrainer:
         return list(self.history)
 
     def state_dict(self) -> dict[str, Any]:
-        """Configuration, optimiser, step, loss history and RNG states."""
+        """Configuration, optimiser, step, loss history and RNG states.
+
+        The RNG states are the live ones, also when called during :meth:`fit` (as
+        its periodic checkpoints do), so that resuming from any checkpoint follows
+        the uninterrupted run exactly.
+        """
         return dict(
             config=dataclasses.asdict(self.config),
             metadata=dict(self.metadata),
@@ -240,7 +253,7 @@ class MaskedGeneTrainer:
             device_type=self.device.type,
             history=list(self.history),
             generator=self.generator.get_state(),
-            dropout_rng=dict(self._dropout_state),
+            dropout_rng=self._live_dropout_state(),
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
