@@ -302,6 +302,11 @@ def test_loss_uses_selected_tokens_only():
     assert (logits.grad[selected].abs().sum(dim=1) > 0).all()
     empty = masked_gene_loss(logits, target, torch.zeros(50, dtype=torch.bool))
     assert empty.item() == 0.0 and empty.requires_grad
+    # Indices are not a mask: [3, 17, 40] would silently pick other rows than intended.
+    with pytest.raises(ValueError, match=r"selected must be a bool mask shaped like target \(50,\), got torch.int64"):
+        masked_gene_loss(logits, target, torch.tensor([3, 17, 40]))
+    with pytest.raises(ValueError, match="selected must be a bool mask"):
+        masked_gene_loss(logits, target, selected.long())
 
 
 # --- batching ----------------------------------------------------------------------------
@@ -344,6 +349,10 @@ def test_units_respect_allowed_nodes_and_cells():
         cell_units(Data(gene=graph.gene, pos=graph.pos, edge_index=graph.edge_index))
     with pytest.raises(ValueError, match="tile_size > 0"):
         tile_units(graph, 0.0, 1.0)
+    with pytest.raises(ValueError, match="need a finite halo >= 0 \\(µm\\), got inf"):
+        tile_units(graph, 7.0, float("inf"))
+    with pytest.raises(ValueError, match="need a finite tile_size > 0, got nan"):
+        tile_units(graph, float("nan"), 1.0)
 
 
 # --- checkpoints -------------------------------------------------------------------------

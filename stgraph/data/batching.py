@@ -162,10 +162,17 @@ def tile_units(
         makes core embeddings exact.
     allowed
         ``[N]`` bool; nodes outside it are neither core nor context of any unit.
+
+    Raises
+    ------
+    ValueError
+        If ``tile_size`` is not finite and > 0, or ``halo`` not finite and >= 0.
     """
     _check_graph(graph)
-    if not tile_size > 0 or not halo >= 0:
-        raise ValueError(f"need tile_size > 0 and halo >= 0, got {tile_size}, {halo}")
+    if not (math.isfinite(tile_size) and tile_size > 0):
+        raise ValueError(f"need a finite tile_size > 0, got {tile_size}")
+    if not (math.isfinite(halo) and halo >= 0):
+        raise ValueError(f"need a finite halo >= 0 (µm), got {halo}")
     allowed = _allowed_mask(graph, allowed)
     edges = IncomingEdges(graph.edge_index, graph.num_nodes)
     origin = node_origin(graph, tile_size)
@@ -208,9 +215,16 @@ def batch_for_step(units: Sequence[Data], step: int, batch_size: int, seed: int)
     Each epoch visits every unit once in the order :func:`epoch_order`, in
     ``ceil(len(units) / batch_size)`` batches; a step's batch depends only on
     ``(step, batch_size, seed)``, which makes resumed training follow the same path.
+
+    Raises
+    ------
+    ValueError
+        If ``units`` is empty or ``batch_size`` is not a positive integer.
     """
     if not units:
         raise ValueError("no units to draw batches from")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     per_epoch = math.ceil(len(units) / batch_size)
     epoch, i = divmod(step, per_epoch)
     order = epoch_order(len(units), epoch, seed)[i * batch_size : (i + 1) * batch_size]

@@ -230,7 +230,23 @@ def evaluate_held_out(
     ``'nearest_neighbour_reference'``: ``{'accuracy', 'n'}`` of predicting the gene of
     the nearest visible neighbour (a reference, not a probabilistic baseline); and
     ``'neighbour_strength'``: ``{'beta': β}``.
+
+    Raises
+    ------
+    ValueError
+        If ``train_mask`` is not a ``[N]`` bool tensor, or leaves no transcript to evaluate.
     """
+    if (
+        not isinstance(train_mask, Tensor)
+        or train_mask.dtype != torch.bool
+        or train_mask.shape != (graph.num_nodes,)
+    ):
+        got = (
+            f"{train_mask.dtype} of shape {tuple(train_mask.shape)}"
+            if isinstance(train_mask, Tensor)
+            else type(train_mask).__name__
+        )
+        raise ValueError(f"train_mask must be a bool tensor of shape [{graph.num_nodes}] (one per node), got {got}")
     gene = model.gene_tokens(graph)
     evaluable = ~model.is_control_gene.cpu()[gene]
     held_out = ~train_mask

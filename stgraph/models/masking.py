@@ -91,8 +91,28 @@ def masked_gene_loss(logits: Tensor, target: Tensor, selected: Tensor) -> Tensor
 
     Returns a zero that still carries gradients when nothing is selected, so that a
     training step never divides by zero.
+
+    Parameters
+    ----------
+    logits
+        ``[N, n_genes]`` gene logits.
+    target
+        ``[N]`` true gene tokens.
+    selected
+        ``[N]`` bool, the target tokens (:attr:`MaskedTokens.selected`); not indices.
+
+    Raises
+    ------
+    ValueError
+        If ``selected`` is not a bool tensor shaped like ``target``, or ``logits``
+        has another number of rows.
     """
-    if logits.size(0) != target.numel() or selected.shape != target.shape:
+    if selected.dtype != torch.bool or selected.shape != target.shape:
+        raise ValueError(
+            f"selected must be a bool mask shaped like target {tuple(target.shape)}, got "
+            f"{selected.dtype} of shape {tuple(selected.shape)} (indices are not accepted)"
+        )
+    if logits.size(0) != target.numel():
         raise ValueError("logits, target and selected must describe the same tokens")
     if not selected.any():
         return logits.sum() * 0.0
