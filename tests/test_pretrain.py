@@ -189,6 +189,16 @@ def test_pretrain_rejects_bad_arguments():
         pretrain(graph, steps=1, held_out_cells=3, **SMALL)
     with pytest.raises(TypeError, match="not a string"):
         pretrain(graph, steps=1, held_out_cells="c0", **SMALL)
+    for flag in (True, 1.0):
+        with pytest.raises(TypeError, match=f"held_out_cells must be a count \\(int\\) .*, got {flag}"):
+            pretrain(graph, steps=1, held_out_cells=flag, **SMALL)
+    with pytest.raises(ValueError, match=r"held_out_cells names some cells more than once: \['c0'\]"):
+        pretrain(graph, steps=1, held_out_cells=["c0", "c1", "c0"], **SMALL)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        pretrain(graph, **{**SMALL, "batch_size": 0})
+    for n_layers in (-1, 0, True):
+        with pytest.raises(ValueError, match=f"n_layers must be a positive integer, got {n_layers}"):
+            pretrain(graph, steps=1, **{**SMALL, "n_layers": n_layers})
     with pytest.raises(ValueError, match="batch_by"):
         pretrain(graph, steps=1, batch_by="spot", **SMALL)
     with pytest.raises(ValueError, match="differs from the graph's radius"):
@@ -243,6 +253,8 @@ def test_batches_cover_every_unit_once_per_epoch():
     assert first_epoch == epoch_order(7, 0, 2).tolist()
     assert batch_for_step(units, 4, 3, seed=2) == batch_for_step(units, 4, 3, seed=2)
     assert epoch_order(7, 1, 2).tolist() != epoch_order(7, 0, 2).tolist()
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        batch_for_step(units, 0, 0, seed=0)
 
 
 # --- evaluation --------------------------------------------------------------------------
@@ -324,6 +336,20 @@ def test_model_learns_planted_duplicates_and_beats_baselines():
     assert report["model"]["cross_entropy"] < report["radius_neighbours"]["cross_entropy"]
     assert report["model"]["accuracy"] > report["gene_frequency"]["accuracy"]
     assert report["nearest_neighbour_reference"]["n"] == n
+
+
+def test_evaluate_held_out_checks_the_train_mask():
+    graph = synthetic_graph()
+    torch.manual_seed(0)
+    model = MaskedGeneModel(TranscriptEncoder(len(graph.gene_names), 8, 1, 2), graph.gene_names)
+    n = graph.num_nodes
+    for bad, got in (
+        ((graph.cell != 1)[:10], "torch.bool of shape \\(10,\\)"),
+        ((graph.cell != 1).long(), f"torch.int64 of shape \\({n},\\)"),
+        ([True] * n, "list"),
+    ):
+        with pytest.raises(ValueError, match=f"train_mask must be a bool tensor of shape \\[{n}\\].*got {got}"):
+            evaluate_held_out(model, graph, bad)
 
 
 def test_batching_by_cell_trains_on_assigned_transcripts_only():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -66,24 +67,40 @@ def _transcript_graph(data: Any, radius: float | None, within: str, max_num_neig
     return transcript_graph(data, radius, within=within, max_num_neighbors=max_num_neighbors)
 
 
-def _held_out(graph: Data, held_out_cells: int | Sequence[str] | None, seed: int) -> list[str]:
+def _requested_held_out(held_out_cells: Any) -> int | list[str] | None:
+    """``held_out_cells`` checked for type and repeats: None, a count, or distinct names."""
     if held_out_cells is None:
-        return []
-    names = [str(c) for c in graph.get("cell_names") or []]
-    if isinstance(held_out_cells, (int, np.integer)):
-        if not 0 <= held_out_cells < len(names):
-            raise ValueError(
-                f"held_out_cells={held_out_cells} must be in [0, {len(names)}) for a graph of {len(names)} cells"
-            )
-        chosen = np.random.default_rng(seed).choice(len(names), size=int(held_out_cells), replace=False)
-        return [names[k] for k in sorted(chosen)]
+        return None
     if isinstance(held_out_cells, str):
         raise TypeError("held_out_cells must be a count or a list of cell names, not a string")
-    held_out = [str(c) for c in held_out_cells]
-    unknown = sorted(set(held_out) - set(names))
+    if isinstance(held_out_cells, (bool, np.bool_, float, np.floating)):
+        raise TypeError(
+            f"held_out_cells must be a count (int) or a list of cell names, got {held_out_cells!r}"
+        )
+    if isinstance(held_out_cells, (int, np.integer)):
+        return int(held_out_cells)
+    names = [str(c) for c in held_out_cells]
+    repeated = sorted(name for name, n in Counter(names).items() if n > 1)
+    if repeated:
+        raise ValueError(f"held_out_cells names some cells more than once: {repeated[:10]}")
+    return names
+
+
+def _held_out(graph: Data, requested: int | list[str] | None, seed: int) -> list[str]:
+    if requested is None:
+        return []
+    names = [str(c) for c in graph.get("cell_names") or []]
+    if isinstance(requested, int):
+        if not 0 <= requested < len(names):
+            raise ValueError(
+                f"held_out_cells={requested} must be in [0, {len(names)}) for a graph of {len(names)} cells"
+            )
+        chosen = np.random.default_rng(seed).choice(len(names), size=requested, replace=False)
+        return [names[k] for k in sorted(chosen)]
+    unknown = sorted(set(requested) - set(names))
     if unknown:
         raise ValueError(f"held-out cells not in the graph: {unknown[:10]}")
-    return held_out
+    return requested
 
 
 def pretrain(
@@ -167,7 +184,7 @@ def pretrain(
         Fraction of tokens selected as targets.
     held_out_cells
         Cells whose transcripts (and edges) are kept out of training entirely:
-        a list of cell names, or a count of cells drawn with ``seed``.
+        a list of distinct cell names, or a count (int) of cells drawn with ``seed``.
     device
         ``'cpu'``, ``'cuda'`` or ``'auto'`` (CUDA when available).
     seed
@@ -192,9 +209,13 @@ def pretrain(
     Raises
     ------
     ValueError
-        If an argument is invalid, e.g. ``d_model`` not a multiple of ``heads``,
-        ``checkpoint_every`` or ``resume`` without ``checkpoint_dir``, or ``radius``
-        differing from the radius of the graph given as ``data``.
+        If an argument is invalid, e.g. ``d_model``, ``n_layers``, ``heads`` or
+        ``batch_size`` not a positive integer, ``d_model`` not a multiple of ``heads``,
+        ``checkpoint_every`` or ``resume`` without ``checkpoint_dir``, ``radius``
+        differing from the radius of the graph given as ``data``, or
+        ``held_out_cells`` naming a cell twice or a cell not in the graph.
+    TypeError
+        If ``held_out_cells`` is a string, a bool or a float.
     """
     if batch_by not in ("tile", "cell"):
         raise ValueError(f"batch_by must be 'tile' or 'cell', got {batch_by!r}")
@@ -202,17 +223,19 @@ def pretrain(
         raise ValueError("resume=True needs checkpoint_dir")
     if checkpoint_every is not None and checkpoint_dir is None:
         raise ValueError(f"checkpoint_every={checkpoint_every} needs checkpoint_dir: where to write the checkpoints")
-    for name, value in (("d_model", d_model), ("heads", heads)):
+    positive = (("d_model", d_model), ("n_layers", n_layers), ("heads", heads), ("batch_size", batch_size))
+    for name, value in positive:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if d_model % heads:
         raise ValueError(
             f"d_model={d_model} must be a multiple of heads={heads}: each head gets d_model / heads channels"
         )
+    requested_held_out = _requested_held_out(held_out_cells)
     graph = _transcript_graph(data, radius, within, max_num_neighbors)
     radius = float(graph.get("radius") or radius)
     gene_names = [str(g) for g in graph.gene_names]
-    held_out = _held_out(graph, held_out_cells, seed)
+    held_out = _held_out(graph, requested_held_out, seed)
     train_mask = torch.ones(graph.num_nodes, dtype=torch.bool)
     if held_out:
         index = {str(c): k for k, c in enumerate(graph.cell_names)}
