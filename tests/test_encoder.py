@@ -244,6 +244,38 @@ def test_encoder_rejects_bad_inputs():
         encoder(graph, conv=DistanceWeightedMean, conv_kwargs={"lambda_init": 1.0})
 
 
+def test_encoder_refuses_a_layer_instance():
+    graph = synthetic_graph()
+    with pytest.raises(TypeError, match=r"conv must be a layer factory .* not a DistanceWeightedMean instance"):
+        encoder(graph, conv=DistanceWeightedMean(16, 2))
+
+
+@pytest.mark.parametrize("setting", [{"ff_dim": 0}, {"ff_dim": -1}, {"ff_dim": 8.0}, {"n_layers": True},
+                                     {"heads": True}, {"d_model": 16.0}])
+def test_encoder_sizes_must_be_positive_integers(setting):
+    name, value = next(iter(setting.items()))
+    with pytest.raises(ValueError, match=rf"{name} must be a positive integer, got {value!r}"):
+        encoder(synthetic_graph(), **setting)
+
+
+def test_encoder_sizes_may_be_numpy_integers_and_are_recorded_as_int():
+    model = encoder(synthetic_graph(), d_model=np.int64(16), n_layers=np.int32(1), ff_dim=np.int64(24))
+    assert [type(model.config[k]) for k in ("d_model", "n_layers", "ff_dim")] == [int, int, int]
+    assert model.layers[0].ff[0].out_features == 24 and len(model.layers) == 1
+
+
+def test_encoder_takes_edge_dist_as_a_column_like_the_layer():
+    graph = synthetic_graph()
+    model = encoder(graph)
+    flat = model(graph.gene, graph.pos, graph.edge_index, graph.edge_dist)
+    assert torch.equal(model(graph.gene, graph.pos, graph.edge_index, graph.edge_dist[:, None]), flat)
+    layer = model.layers[0].conv
+    x = torch.randn(graph.num_nodes, 16)
+    assert torch.equal(layer(x, graph.edge_index, graph.edge_dist[:, None]), layer(x, graph.edge_index, graph.edge_dist))
+    with pytest.raises(ValueError, match=r"edge_dist must have shape \[\d+\] or \[\d+, 1\]"):
+        model(graph.gene, graph.pos, graph.edge_index, graph.edge_dist[:, None].expand(-1, 2))
+
+
 def test_head_gives_logits_over_genes_only():
     head = MaskedGeneHead(16, 12)
     assert head(torch.randn(5, 16)).shape == (5, 12)

@@ -194,6 +194,24 @@ def test_plot_enhance_panels(super_resolved):
     plt.close("all")
 
 
+def test_plot_enhance_spots_are_nine_tenths_of_the_spacing(super_resolved):
+    from matplotlib.transforms import Affine2D
+    from scipy.spatial import cKDTree
+
+    _, _, out = super_resolved
+    fig = plot_enhance(out, "gene0")
+    fig.canvas.draw()  # the colour bar has shrunk the axes by now
+    for ax in fig.axes[:2]:
+        spots = ax.collections[0]
+        offsets = np.asarray(spots.get_offsets())
+        spacing = np.median(cKDTree(offsets).query(offsets, k=2)[0][:, 1])
+        marker = Affine2D(spots.get_transforms()[0]) + spots.get_transform()
+        diameter_px = spots.get_paths()[0].get_extents(marker).width
+        spacing_px = np.ptp(ax.transData.transform([[0.0, 0.0], [spacing, 0.0]])[:, 0])
+        assert diameter_px / spacing_px == pytest.approx(0.9, abs=0.02)
+    plt.close("all")
+
+
 def test_deterministic_on_cpu():
     adata, _ = slide("square", 6, 6, 12)
     first = enhance(adata, "super_resolution", seed=1, **FAST)

@@ -1,6 +1,8 @@
 """stgraph.tl.localization with the shipped pattern checkpoint, and its models."""
 from __future__ import annotations
 
+import re
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -328,6 +330,28 @@ def test_plots_name_unknown_cells_and_genes(scored):
         localization_transcripts(sdata, genes=["gene_00", "zz"])
     with pytest.raises(ValueError, match=r"cells: not in the data: \['zz', 'yy'\]"):
         localization_transcripts(sdata, cells=["zz", "cell_00", "yy"])
+
+
+@pytest.mark.parametrize("n_top", [0, -1, 2.5, True])
+def test_composition_needs_a_positive_n_top(scored, n_top):
+    with pytest.raises(ValueError, match=rf"n_top must be a positive integer or None, got {n_top!r}"):
+        localization_composition(scored[0], n_top=n_top)
+
+
+def test_composition_refuses_empty_or_unscored_groups(scored):
+    with pytest.raises(ValueError, match="groups is empty"):
+        localization_composition(scored[0], groups=[])
+    with pytest.raises(ValueError, match=r"groups: not in the data: \['zz'\]"):
+        localization_composition(scored[0], groups=["gene_00", "zz"])
+
+
+def test_transcript_plot_names_a_missing_element_and_the_available_ones(scored):
+    sdata, _ = scored
+    shapes = sorted(sdata.shapes)
+    with pytest.raises(ValueError, match=rf"cell_key: not in the data: \['nope'\]; available: {re.escape(str(shapes))}"):
+        localization_transcripts(sdata, cell_key="nope")
+    with pytest.raises(ValueError, match=r"points_key: not in the data: \['nope'\]; available: \['transcripts'\]"):
+        localization_transcripts(sdata, points_key="nope")
 
 
 def test_results_survive_a_zarr_round_trip(tmp_path):

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -278,6 +279,18 @@ def test_bad_input_raises():
     fixed_zero = SpatialTransformerConv(4, 8, heads=2, lambda_init=0.0, learn_lambda=False)
     assert torch.equal(fixed_zero.lambdas, torch.zeros(2))
     assert not any(p is fixed_zero.lambdas for p in fixed_zero.parameters())
+
+
+@pytest.mark.parametrize("value", [2.0, 2, np.float32(2.0), np.array(2.0), torch.tensor(2.0), torch.tensor([2.0, 2.0])])
+def test_lambda_init_takes_any_real_scalar(value):
+    layer = SpatialTransformerConv(4, 8, heads=2, lambda_init=value, learn_lambda=False)
+    assert layer.lambda_init == (2.0, 2.0) and torch.equal(layer.lambdas, torch.full((2,), 2.0))
+
+
+@pytest.mark.parametrize("value", [True, np.bool_(True), torch.tensor(True), [1.0, True], "2", [[1.0, 2.0]], 2j])
+def test_lambda_init_refuses_booleans_and_non_reals(value):
+    with pytest.raises(TypeError, match="lambda_init must be a real number"):
+        SpatialTransformerConv(4, 8, heads=2, lambda_init=value)
 
 
 def test_reset_parameters_is_reproducible_and_restores_lambda_init():

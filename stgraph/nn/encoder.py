@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import numbers
 from typing import Any, Callable
 
 import torch
@@ -51,6 +52,12 @@ def resolve_conv(name: str) -> ConvFactory:
             "pass it again as conv="
         ) from err
     return obj
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 class TranscriptEncoderLayer(torch.nn.Module):
@@ -162,14 +169,15 @@ class TranscriptEncoder(torch.nn.Module):
         (built as ``SpatialTransformerConv(d_model, d_model, heads=heads,
         **conv_kwargs)``), or any factory ``conv(d_model, heads)`` returning a
         :class:`~torch_geometric.nn.MessagePassing` layer that is called as
-        ``layer(x, edge_index, edge_dist)`` and maps ``[N, d_model]`` to
-        ``[N, d_model]``. Attention weights can be returned when its ``forward``
-        takes ``return_attention_weights`` (PyG convention).
+        ``layer(x, edge_index, edge_dist)`` (``edge_dist`` of shape ``[E]``) and
+        maps ``[N, d_model]`` to ``[N, d_model]``. Attention weights can be returned
+        when its ``forward`` takes ``return_attention_weights`` (PyG convention).
+        A layer *instance* raises a TypeError: each block needs its own layer.
     conv_kwargs
         Keyword arguments of :class:`~stgraph.nn.conv.SpatialTransformerConv`;
         only with the default layer.
     ff_dim
-        Feed-forward hidden width; default ``4 * d_model``.
+        Feed-forward hidden width (a positive integer); default ``4 * d_model``.
     dropout
         Dropout inside the blocks.
     n_dims
@@ -178,6 +186,15 @@ class TranscriptEncoder(torch.nn.Module):
         Length scale of the positional encoding in µm.
     pe_base
         Frequency base of the positional encoding.
+
+    Raises
+    ------
+    ValueError
+        ``n_genes``, ``d_model``, ``n_layers``, ``heads`` or ``ff_dim`` is not a
+        positive integer (booleans included), ``d_model < 2 * n_dims``, or
+        ``dropout`` lies outside ``[0, 1)``.
+    TypeError
+        ``conv`` is a layer instance or not callable.
     """
 
     def __init__(
@@ -196,15 +213,25 @@ class TranscriptEncoder(torch.nn.Module):
         pe_base: float = DEFAULT_PE_BASE,
     ) -> None:
         super().__init__()
-        for name, value in (("n_genes", n_genes), ("n_layers", n_layers), ("heads", heads)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        ff_dim = 4 * d_model if ff_dim is None else ff_dim
+        n_genes, d_model, n_layers, heads, ff_dim = (
+            _positive_int(name, value) for name, value in (
+                ("n_genes", n_genes), ("d_model", d_model), ("n_layers", n_layers),
+                ("heads", heads), ("ff_dim", ff_dim))
+        )
         check_pe_width(d_model, n_dims)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        ff_dim = 4 * d_model if ff_dim is None else ff_dim
 
         conv_kwargs = dict(conv_kwargs or {})
+        if isinstance(conv, torch.nn.Module):
+            raise TypeError(
+                f"conv must be a layer factory (a class or a callable conv(d_model, heads) "
+                f"returning a new layer per block, e.g. {type(conv).__name__} itself or "
+                f"lambda d_model, heads: {type(conv).__name__}(...)), not a "
+                f"{type(conv).__name__} instance: one instance would share its weights "
+                "between all blocks"
+            )
         if conv is None or conv is SpatialTransformerConv:
             factory = _spatial_transformer_factory(conv_kwargs)
             recorded = DEFAULT_CONV
@@ -278,7 +305,8 @@ class TranscriptEncoder(torch.nn.Module):
         edge_index
             ``[2, E]`` edges, row 0 source, row 1 target.
         edge_dist
-            ``[E]`` edge lengths in µm; computed from ``pos`` when None.
+            ``[E]`` or ``[E, 1]`` edge lengths in µm (the layers get them as ``[E]``);
+            computed from ``pos`` when None.
         origin
             ``[N, n_dims]`` or ``[n_dims]`` origin of the positional encoding; when
             None, the cell centroids of ``data.cell`` (Data input) or the centroid
@@ -307,9 +335,12 @@ class TranscriptEncoder(torch.nn.Module):
         self._check_inputs(gene, pos, edge_index)
         if edge_dist is None:
             edge_dist = (pos[edge_index[0]] - pos[edge_index[1]]).norm(dim=-1)
-        elif edge_dist.shape != (edge_index.size(1),):
+        elif edge_dist.shape in ((edge_index.size(1),), (edge_index.size(1), 1)):
+            edge_dist = edge_dist.reshape(-1)
+        else:
             raise ValueError(
-                f"edge_dist must have shape [{edge_index.size(1)}], got {tuple(edge_dist.shape)}"
+                f"edge_dist must have shape [{edge_index.size(1)}] or [{edge_index.size(1)}, 1], "
+                f"got {tuple(edge_dist.shape)}"
             )
         if origin is None:
             origin = pos.to(torch.float64).mean(dim=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 
-def known(parameter: str, requested: Iterable, available: Iterable) -> list[str]:
+def known(parameter: str, requested: Iterable, available: Iterable, *, list_available: bool = False) -> list[str]:
     """``requested`` as strings, after checking that each is one of ``available``.
 
     Parameters
@@ -15,6 +15,9 @@ def known(parameter: str, requested: Iterable, available: Iterable) -> list[str]
         Names asked for (genes, cells).
     available
         Names the data has.
+    list_available
+        Also list (up to 10 of) ``available`` in the message, for short lists such
+        as element keys.
 
     Raises
     ------
@@ -25,5 +28,9 @@ def known(parameter: str, requested: Iterable, available: Iterable) -> list[str]
     available = {str(a) for a in available}
     unknown = [r for r in requested if r not in available]
     if unknown:
-        raise ValueError(f"{parameter}: not in the data: {unknown[:10]}" + (" ..." if len(unknown) > 10 else ""))
+        message = f"{parameter}: not in the data: {unknown[:10]}" + (" ..." if len(unknown) > 10 else "")
+        if list_available:
+            names = sorted(available)
+            message += f"; available: {names[:10]}" + (" ..." if len(names) > 10 else "")
+        raise ValueError(message)
     return requested

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
+from matplotlib.collections import EllipseCollection
 from matplotlib.figure import Figure
 
 from stgraph.spots._lattice import lattice_spacing
@@ -43,7 +44,9 @@ def enhance(
     Returns
     -------
     The figure: left panels the original spots, right panels original and new spots
-    (new ones outlined in white), y pointing down as in the tissue image.
+    (new ones outlined in white), y pointing down as in the tissue image. Spots are
+    circles drawn in data units, 0.9 of each panel's spot spacing across, so they
+    never overlap whatever the figure size.
     """
     if "imputed" not in adata.obs or "spatial" not in adata.obsm:
         raise ValueError("`adata` must come from `stgraph.tl.enhance` (obs['imputed'], obsm['spatial']).")
@@ -77,10 +80,12 @@ def _spots(ax, xy, values, keep, new, cmap, vmin, vmax) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     points = xy[keep]
-    spacing = lattice_spacing(points)
-    ax.figure.canvas.draw()  # the axes' size on screen fixes the marker size in points
-    per_unit = ax.get_window_extent().width / np.ptp(ax.get_xlim()) * 72 / ax.figure.dpi
-    size = (0.9 * spacing * per_unit) ** 2
-    edge = np.where(new[keep], "white", "none")
-    ax.scatter(points[:, 0], points[:, 1], c=values[keep], s=size, cmap=cmap, vmin=vmin, vmax=vmax,
-               edgecolors=edge, linewidths=0.3)
+    diameter = np.full(len(points), 0.9 * lattice_spacing(points))
+    # Sized in data units: the spots keep 0.9 of the spacing however the layout
+    # (e.g. the colour bar) resizes the axes afterwards.
+    spots = EllipseCollection(diameter, diameter, np.zeros(len(points)), units="xy", offsets=points,
+                              offset_transform=ax.transData, cmap=cmap,
+                              edgecolors=np.where(new[keep], "white", "none"), linewidths=0.3)
+    spots.set_array(values[keep])
+    spots.set_clim(vmin, vmax)
+    ax.add_collection(spots, autolim=False)

@@ -1,6 +1,7 @@
 """Plots of :func:`stgraph.tl.localization` results."""
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -42,9 +43,11 @@ def localization_composition(
         ``"gene"`` or ``"cell"``.
     groups
         Genes (or cells) to show, in this order; default the ``n_top`` with the
-        most scored (cell, gene) pairs.
+        most scored (cell, gene) pairs. A ValueError names those without scored
+        pairs; an empty list is a ValueError.
     n_top
-        Number of bars when ``groups`` is not given (``None``: all).
+        Number of bars (a positive integer) when ``groups`` is not given
+        (``None``: all).
     table_key
         Table holding ``uns["lpp"]``.
     ax
@@ -57,13 +60,15 @@ def localization_composition(
     column = {"gene": "gene", "cell": "cell_id"}.get(by)
     if column is None:
         raise ValueError(f"by must be 'gene' or 'cell', got {by!r}")
+    if n_top is not None and (not isinstance(n_top, numbers.Integral) or isinstance(n_top, bool) or n_top < 1):
+        raise ValueError(f"n_top must be a positive integer or None, got {n_top!r}")
+    groups = None if groups is None else list(groups)
+    if groups == []:
+        raise ValueError("groups is empty: give at least one gene (or cell), or None for the top n_top")
     lpp = _results(sdata, table_key)
     counts = pd.crosstab(lpp[column].astype(str), lpp["top_pattern"].astype(str)).reindex(columns=list(PATTERNS), fill_value=0)
     if groups is not None:
-        missing = [g for g in groups if g not in counts.index]
-        if missing:
-            raise ValueError(f"no scored (cell, gene) pairs for {missing[:5]}")
-        counts = counts.loc[list(groups)]
+        counts = counts.loc[known("groups", groups, counts.index)]
     else:
         counts = counts.loc[counts.sum(1).sort_values(ascending=False, kind="stable").index]
         if n_top is not None:
@@ -110,7 +115,9 @@ def localization_transcripts(
     genes
         Genes to show (default all); a ValueError names those not in the points.
     points_key, cell_key, nucleus_key
-        Element names.
+        Element names; a ValueError lists the available ones when ``points_key`` or
+        ``cell_key`` is missing (nuclei are not drawn when ``nucleus_key`` is None or
+        missing).
     size
         Marker size.
     ax
@@ -122,6 +129,8 @@ def localization_transcripts(
     """
     if color not in ("pattern", "p_nuclear"):
         raise ValueError(f"color must be 'pattern' or 'p_nuclear', got {color!r}")
+    known("points_key", [points_key], sdata.points, list_available=True)
+    known("cell_key", [cell_key], sdata.shapes, list_available=True)
     points = transcripts_frame(sdata, points_key)
     if color not in points.columns:
         raise ValueError(f"points[{points_key!r}] has no {color!r} column; run stgraph.tl.localization first")

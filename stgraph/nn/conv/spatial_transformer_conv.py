@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Optional, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -12,6 +14,29 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 
 from ._edge_attention import edge_attention
+
+
+def _real_array(value: object, name: str) -> np.ndarray:
+    """A real scalar (Python, NumPy, 0-d array or tensor) or a 1-D sequence of them, as float64.
+
+    Booleans are refused: ``True`` is not a distance penalty.
+    """
+    refused = TypeError(f"{name} must be a real number or a sequence of them, got {value!r}")
+    if isinstance(value, Tensor):
+        value = value.detach().cpu()
+        value = value.numpy() if value.dtype == torch.bool else value.double().numpy()
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iuf" or value.ndim > 1:
+            raise refused
+        return value.astype(np.float64)
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        items = [_real_array(v, name) for v in value]
+        if any(item.ndim for item in items):
+            raise refused
+        return np.array([float(item) for item in items], dtype=np.float64)
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
+        raise refused
+    return np.array(float(value))
 
 
 def _default_lambdas(heads: int) -> tuple[float, ...]:
@@ -65,7 +90,8 @@ class SpatialTransformerConv(MessagePassing):
         heads (int, optional): Number of attention heads. (default: :obj:`4`)
         lambda_init (float or sequence of float, optional): Initial distance
             penalty :math:`\lambda_h`, in inverse units of the coordinates (µm⁻¹ for
-            stgraph data): one value for all heads or one per head. :obj:`None`
+            stgraph data): one real number (Python, NumPy or 0-d tensor) for all
+            heads or one per head; booleans raise a :obj:`TypeError`. :obj:`None`
             gives the doubling ladder :math:`\lambda_h = 2^{h - (H-1)/2}`,
             :math:`h = 0, \dots, H-1` (e.g. 0.35, 0.71, 1.41, 2.83 for four heads),
             so that heads start at different length scales. (default: :obj:`None`)
@@ -135,11 +161,8 @@ class SpatialTransformerConv(MessagePassing):
     ) -> tuple[float, ...]:
         if lambda_init is None:
             return _default_lambdas(heads)
-        values = (
-            (float(lambda_init),) * heads
-            if isinstance(lambda_init, (int, float))
-            else tuple(float(v) for v in lambda_init)
-        )
+        array = _real_array(lambda_init, "lambda_init")
+        values = (float(array),) * heads if array.ndim == 0 else tuple(float(v) for v in array)
         if len(values) != heads:
             raise ValueError(
                 f"lambda_init has {len(values)} values but the layer has {heads} heads"
