@@ -209,6 +209,11 @@ def test_plot_enhance_spots_are_nine_tenths_of_the_spacing(super_resolved):
         diameter_px = spots.get_paths()[0].get_extents(marker).width
         spacing_px = np.ptp(ax.transData.transform([[0.0, 0.0], [spacing, 0.0]])[:, 0])
         assert diameter_px / spacing_px == pytest.approx(0.9, abs=0.02)
+        # Every spot lies whole inside the panel.
+        (x0, x1), (y1, y0) = ax.get_xlim(), ax.get_ylim()
+        data_radius = diameter_px / 2 / np.ptp(ax.transData.transform([[0.0, 0.0], [1.0, 0.0]])[:, 0])
+        assert offsets[:, 0].min() - data_radius >= x0 and offsets[:, 0].max() + data_radius <= x1
+        assert offsets[:, 1].min() - data_radius >= y0 and offsets[:, 1].max() + data_radius <= y1
     plt.close("all")
 
 

@@ -60,12 +60,14 @@ def enhance(
     new = adata.obs["imputed"].to_numpy(dtype=bool)
     matrix = adata.X if layer is None else adata.layers[layer]
     fig, axes = plt.subplots(len(genes), 2, figsize=(2 * panel_size, len(genes) * panel_size), squeeze=False)
+    # One measured spot's width around the outermost centres: whole edge spots, same view in both panels.
+    pad = 0.9 * lattice_spacing(xy[~new])
     for row, gene in zip(axes, genes):
         column = matrix[:, adata.var_names.get_loc(gene)]
         values = np.asarray(column.toarray() if sp.issparse(column) else column, dtype=float).ravel()
         vmin, vmax = np.nanmin(values), np.nanmax(values)
         for ax, keep, title in ((row[0], ~new, "measured"), (row[1], np.ones_like(new), "enhanced")):
-            _spots(ax, xy, values, keep, new, cmap, vmin, vmax)
+            _spots(ax, xy, values, keep, new, cmap, vmin, vmax, pad)
             ax.set_title(f"{gene} ({title})")
         fig.colorbar(row[1].collections[0], ax=list(row), shrink=0.8)
     if save is not None:
@@ -73,10 +75,10 @@ def enhance(
     return fig
 
 
-def _spots(ax, xy, values, keep, new, cmap, vmin, vmax) -> None:
+def _spots(ax, xy, values, keep, new, cmap, vmin, vmax, pad) -> None:
     ax.set_aspect("equal")
-    ax.set_xlim(xy[:, 0].min() - 1, xy[:, 0].max() + 1)
-    ax.set_ylim(xy[:, 1].max() + 1, xy[:, 1].min() - 1)
+    ax.set_xlim(xy[:, 0].min() - pad, xy[:, 0].max() + pad)
+    ax.set_ylim(xy[:, 1].max() + pad, xy[:, 1].min() - pad)
     ax.set_xticks([])
     ax.set_yticks([])
     points = xy[keep]
