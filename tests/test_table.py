@@ -83,3 +83,20 @@ def test_tools_check_an_existing_table_before_writing_anything():
     # Without writing, the table does not matter.
     result = sg.tl.domains(sdata, radius=3.0, n_domains=2, inplace=False)
     assert len(result.labels) == len(before)
+
+
+def test_cells_are_those_with_molecules_or_an_outline():
+    import geopandas as gpd
+    import shapely
+
+    frame = pd.DataFrame({"x": [1.0, 3.0, 21.0], "y": [1.0, 5.0, 2.0], "gene": ["g1", "g2", "g1"],
+                          "cell": pd.Categorical(["a", "a", "b"], categories=["a", "b", "c", "d"])})
+    outlines = gpd.GeoSeries({"a": shapely.box(0, 0, 10, 10), "b": shapely.box(20, 0, 30, 10),
+                              "c": shapely.box(40, 0, 50, 10)})
+    sdata = sg.io.read_transcripts(frame, x="x", y="y", gene="gene", cell="cell", cell_boundaries=outlines)
+    table = sg.io.cell_gene_table(sdata)
+    # d (an unused category without outline, as a crop leaves) has no row; c (empty) sits at its outline's centre.
+    assert table.obs_names.tolist() == ["a", "b", "c"]
+    assert table.obs["n_transcripts"].tolist() == [2, 1, 0]
+    np.testing.assert_array_equal(table.obsm["spatial"], [[2.0, 3.0], [21.0, 2.0], [45.0, 5.0]])
+    np.testing.assert_array_equal(table.X.toarray(), [[1, 1], [1, 0], [0, 0]])

@@ -26,31 +26,44 @@ def cell_gene_table(sdata: SpatialData, points_key: str = POINTS_KEY) -> AnnData
 
     Returns
     -------
-    :class:`anndata.AnnData` with one row per cell (``obs_names`` the cell ids, in the
-    order of the ``cell_id`` categories) and one column per gene (in the order of the
-    ``gene`` categories); ``X`` the sparse counts (unassigned molecules are not counted),
-    ``obsm['spatial']`` the centroid of each cell's molecules in µm. When ``sdata`` has
-    cell outlines the table is annotated to them in the SpatialData way
+    :class:`anndata.AnnData` with one row per cell that has molecules or a cell
+    outline (``obs_names`` the cell ids, in the order of the ``cell_id`` categories;
+    categories with neither, e.g. left unused by a crop, are left out) and one column
+    per gene (in the order of the ``gene`` categories); ``X`` the sparse counts
+    (unassigned molecules are not counted), ``obsm['spatial']`` the centroid of each
+    cell's molecules in µm (of its outline for a cell without molecules). When
+    ``sdata`` has cell outlines the table is annotated to them in the SpatialData way
     (``uns['spatialdata_attrs']``: region ``cell_boundaries``, ``obs['region']``,
     ``obs['cell_id']``).
     """
     frame = transcripts_frame(sdata, points_key=points_key)
-    cells = frame[CELL].cat.categories.astype(str)
     genes = frame[GENE].cat.categories.astype(str)
-    row = frame[CELL].cat.codes.to_numpy()
-    col = frame[GENE].cat.codes.to_numpy()
-    assigned = row >= 0
+    categories = frame[CELL].cat.categories.astype(str)
+    code = frame[CELL].cat.codes.to_numpy()
+    assigned = code >= 0
+    outlines = sdata.shapes[CELL_SHAPES_KEY] if CELL_SHAPES_KEY in sdata.shapes else None
+    # A row for every cell with molecules or an outline; a category with neither (left
+    # unused by a crop, say) has no position and is no cell of these data.
+    n_per_category = np.bincount(code[assigned], minlength=len(categories))
+    has_outline = categories.isin(outlines.index.astype(str)) if outlines is not None else False
+    kept = np.flatnonzero((n_per_category > 0) | has_outline)
+    cells = categories[kept]
+    row = np.searchsorted(kept, code[assigned])
+    col = frame[GENE].cat.codes.to_numpy()[assigned]
     counts = sp.csr_matrix(
-        (np.ones(int(assigned.sum()), dtype=np.float32), (row[assigned], col[assigned])),
-        shape=(len(cells), len(genes)),
+        (np.ones(len(row), dtype=np.float32), (row, col)), shape=(len(cells), len(genes))
     )
     counts.sum_duplicates()
-    n_per_cell = np.bincount(row[assigned], minlength=len(cells))
-    centroid = np.stack(
-        [np.bincount(row[assigned], weights=frame[a].to_numpy()[assigned], minlength=len(cells))
-         for a in (X, Y)],
-        axis=1,
-    ) / np.maximum(n_per_cell, 1)[:, None]
+    n_per_cell = n_per_category[kept]
+    with np.errstate(invalid="ignore"):
+        centroid = np.stack(
+            [np.bincount(row, weights=frame[a].to_numpy()[assigned], minlength=len(cells)) for a in (X, Y)],
+            axis=1,
+        ) / n_per_cell[:, None]
+    empty = n_per_cell == 0
+    if empty.any():  # cells without molecules sit at their outline's centroid
+        shapes = outlines.geometry.set_axis(outlines.index.astype(str)).loc[cells[empty]].centroid
+        centroid[empty] = np.column_stack([shapes.x, shapes.y])
     obs = pd.DataFrame({CELL: pd.Categorical(cells), "n_transcripts": n_per_cell}, index=cells)
     table = AnnData(X=counts, obs=obs, var=pd.DataFrame(index=genes))
     table.obsm["spatial"] = centroid
