@@ -203,3 +203,13 @@ def test_key_added_cannot_replace_the_table_annotation_but_rerun_overwrites(samp
     again = colocalization(sdata, radius=1.0)
     assert uns["colocalization_params"]["radius"] == 1.0
     pd.testing.assert_frame_equal(ColocalizationResult.from_uns(uns).table, again.table)
+
+
+def test_rerun_without_per_cell_removes_the_earlier_per_cell_table(sample):
+    sdata, _, graph = sample
+    first = colocalization(sdata, graph=graph, per_cell=True)
+    uns = sdata.tables["table"].uns
+    assert uns["colocalization_per_cell"] is first.per_cell and len(first.per_cell) > 0
+    colocalization(sdata, radius=1.0)
+    assert "colocalization_per_cell" not in uns
+    assert ColocalizationResult.from_uns(uns).per_cell is None

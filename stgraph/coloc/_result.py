@@ -144,11 +144,14 @@ class ColocalizationResult:
 
     def to_uns(self, uns: MutableMapping, key: str) -> None:
         """Store under ``uns[key]`` (pair table), ``uns[key + '_params']`` and,
-        when present, ``uns[key + '_per_cell']``."""
+        when present, ``uns[key + '_per_cell']``; a per-cell table of an earlier
+        result under the same key is removed, never left beside this one."""
         uns[key] = self.table
         uns[f"{key}_params"] = {**self.params, "genes": np.asarray(self.genes, dtype=str)}
         if self.per_cell is not None:
             uns[f"{key}_per_cell"] = self.per_cell
+        else:
+            uns.pop(f"{key}_per_cell", None)
 
     @classmethod
     def from_uns(cls, uns: MutableMapping, key: str = "colocalization") -> "ColocalizationResult":
