@@ -65,6 +65,9 @@ def localization(
     a bootstrap interval over cells, see
     :func:`stgraph.localization.nuclear_enrichment`.
 
+    Everything here is computed in the plane: cell and nucleus outlines are 2D
+    polygons, so a ``z`` column, when present, is not used.
+
     Parameters
     ----------
     sdata
