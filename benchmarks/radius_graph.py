@@ -209,10 +209,8 @@ def main(argv=None) -> None:
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
             "threads": args.threads,
-            "note": (
-                "shared development machine: 2 cores, other developers' jobs running (CPU pressure ~100%, "
-                "autogroup scheduling), so wall times are noisy and 2 threads bring little over 1"
-            ),
+            # Other jobs on the machine make wall times noisy: record how busy it was.
+            "load_average_1_5_15_min_at_end": list(os.getloadavg()),
         },
         "versions": _versions(),
         "settings": {
