@@ -22,7 +22,9 @@ from scipy.interpolate import LinearNDInterpolator
 
 import stgraph as sg
 
-DATA = Path("..").resolve().parent / "shared" / "data" / "spots" / "visium_prostate_normal.h5ad"
+# The data folder lies next to the repository: ../shared from its root, ../../shared from tutorials/.
+SHARED = next((p for p in (Path("../shared"), Path("../../shared")) if (p / "data").is_dir()), Path("../shared"))
+DATA = SHARED.resolve() / "data" / "spots" / "visium_prostate_normal.h5ad"
 adata = ad.read_h5ad(DATA)
 print(adata)
 
