@@ -250,11 +250,15 @@ def test_encoder_refuses_a_layer_instance():
         encoder(graph, conv=DistanceWeightedMean(16, 2))
 
 
-@pytest.mark.parametrize("setting", [{"ff_dim": 0}, {"ff_dim": -1}, {"ff_dim": 8.0}, {"n_layers": True},
-                                     {"heads": True}, {"d_model": 16.0}])
-def test_encoder_sizes_must_be_positive_integers(setting):
+@pytest.mark.parametrize(
+    ("setting", "error", "wanted"),
+    [({"ff_dim": 0}, ValueError, "a positive integer"), ({"ff_dim": -1}, ValueError, "a positive integer"),
+     ({"ff_dim": 8.0}, TypeError, "an integer"), ({"n_layers": True}, TypeError, "an integer"),
+     ({"heads": True}, TypeError, "an integer"), ({"d_model": 16.0}, TypeError, "an integer")],
+)
+def test_encoder_sizes_must_be_positive_integers(setting, error, wanted):
     name, value = next(iter(setting.items()))
-    with pytest.raises(ValueError, match=rf"{name} must be a positive integer, got {value!r}"):
+    with pytest.raises(error, match=rf"{name} must be {wanted}, got {value!r}"):
         encoder(synthetic_graph(), **setting)
 
 

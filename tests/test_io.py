@@ -175,9 +175,9 @@ def test_xenium_older_layout(tmp_path):
 def test_xenium_min_qv_is_validated(tmp_path):
     # checked before the folder is read: no transcripts.parquet needed
     for bad in (float("nan"), float("inf"), -1):
-        with pytest.raises(ValueError, match="min_qv must be a finite number >= 0"):
+        with pytest.raises(ValueError, match=f"min_qv must be a non-negative finite number, got {float(bad)}"):
             read_xenium(tmp_path, min_qv=bad)
-    with pytest.raises(TypeError, match="min_qv must be a number"):
+    with pytest.raises(TypeError, match="min_qv must be a real number, got str"):
         read_xenium(tmp_path, min_qv="20")
     pq.write_table(
         pa.table({"x_location": [1.0, 2.0], "y_location": [1.0, 2.0], "feature_name": ["A", "B"],

@@ -332,9 +332,11 @@ def test_plots_name_unknown_cells_and_genes(scored):
         localization_transcripts(sdata, cells=["zz", "cell_00", "yy"])
 
 
-@pytest.mark.parametrize("n_top", [0, -1, 2.5, True])
-def test_composition_needs_a_positive_n_top(scored, n_top):
-    with pytest.raises(ValueError, match=rf"n_top must be a positive integer or None, got {n_top!r}"):
+@pytest.mark.parametrize(("n_top", "error", "wanted"),
+                         [(0, ValueError, "a positive integer"), (-1, ValueError, "a positive integer"),
+                          (2.5, TypeError, "an integer"), (True, TypeError, "an integer")])
+def test_composition_needs_a_positive_n_top(scored, n_top, error, wanted):
+    with pytest.raises(error, match=rf"n_top must be {wanted}, got {n_top!r}"):
         localization_composition(scored[0], n_top=n_top)
 
 

@@ -196,8 +196,9 @@ def test_pretrain_rejects_bad_arguments():
         pretrain(graph, steps=1, held_out_cells=["c0", "c1", "c0"], **SMALL)
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         pretrain(graph, **{**SMALL, "batch_size": 0})
-    for n_layers in (-1, 0, True):
-        with pytest.raises(ValueError, match=f"n_layers must be a positive integer, got {n_layers}"):
+    for n_layers, error, wanted in ((-1, ValueError, "a positive integer"), (0, ValueError, "a positive integer"),
+                                    (True, TypeError, "an integer")):
+        with pytest.raises(error, match=f"n_layers must be {wanted}, got {n_layers}"):
             pretrain(graph, steps=1, **{**SMALL, "n_layers": n_layers})
     with pytest.raises(ValueError, match="batch_by"):
         pretrain(graph, steps=1, batch_by="spot", **SMALL)

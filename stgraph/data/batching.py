@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
+from .._validation import check_int
 from ..nn.positional import transcript_origin
 
 
@@ -219,12 +220,13 @@ def batch_for_step(units: Sequence[Data], step: int, batch_size: int, seed: int)
     Raises
     ------
     ValueError
-        If ``units`` is empty or ``batch_size`` is not a positive integer.
+        If ``units`` is empty or ``batch_size < 1``.
+    TypeError
+        If ``batch_size`` is not an integer.
     """
     if not units:
         raise ValueError("no units to draw batches from")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = check_int("batch_size", batch_size)
     per_epoch = math.ceil(len(units) / batch_size)
     epoch, i = divmod(step, per_epoch)
     order = epoch_order(len(units), epoch, seed)[i * batch_size : (i + 1) * batch_size]

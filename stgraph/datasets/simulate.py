@@ -16,6 +16,7 @@ import pandas as pd
 import shapely
 import spatialdata
 
+from stgraph._validation import check_int
 from stgraph.io import _schema as schema
 from stgraph.io._generic import assemble
 
@@ -252,11 +253,11 @@ def simulate(
     True
     """
     params = dict(locals())
-    _check_int("n_cells", n_cells, 1)
-    _check_int("n_genes", n_genes, 1)
-    _check_int("n_domains", n_domains, 0)
-    _check_int("genes_per_domain", genes_per_domain, 1)
-    _check_int("seed", seed, 0)
+    check_int("n_cells", n_cells, 1)
+    check_int("n_genes", n_genes, 1)
+    check_int("n_domains", n_domains, 0)
+    check_int("genes_per_domain", genes_per_domain, 1)
+    check_int("seed", seed, 0)
     if pattern_mode not in _PATTERN_MODES:
         raise ValueError(f"pattern_mode must be one of {_PATTERN_MODES}, got {pattern_mode!r}")
     _check_range("pattern_switch", pattern_switch, 0.0, 1.0)
@@ -379,13 +380,6 @@ def simulate(
     return sdata, truth
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
 def _check_range(
     name: str, value: Any, low: float, high: float, *, low_open: bool = False
 ) -> tuple[float, float]:
@@ -440,7 +434,7 @@ def _pick_special_genes(
     """Indices of planted pairs ``(k, 2)`` and of each domain's genes, all distinct."""
     index = {g: i for i, g in enumerate(genes)}
     if isinstance(colocalized_pairs, (int, np.integer)) and not isinstance(colocalized_pairs, bool):
-        _check_int("colocalized_pairs", colocalized_pairs, 0)
+        check_int("colocalized_pairs", colocalized_pairs, 0)
         n_pair_genes = 2 * colocalized_pairs
         order = rng.permutation(len(genes))
         pairs = order[:n_pair_genes]  # shaped into pairs once the count is checked

@@ -1,13 +1,14 @@
 """Validation of radius-graph arguments into one normalised :class:`RadiusQuery`."""
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import torch
+
+from .._validation import check_real
 
 __all__ = ["RadiusQuery", "as_tensor", "check_positions", "check_radius", "make_query"]
 
@@ -91,16 +92,9 @@ def check_positions(pos) -> torch.Tensor:
 
 def check_radius(r, name: str = "r", *, allow_zero: bool = False) -> float:
     """``r`` as a positive (or, with ``allow_zero``, non-negative) finite Python float."""
-    if isinstance(r, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a real number, got {r!r}")
     if isinstance(r, (torch.Tensor, np.ndarray)) and r.ndim == 0:
         r = r.item()
-    if not isinstance(r, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(r).__name__}")
-    r = float(r)
-    if not math.isfinite(r) or r < 0 or (r == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} finite number, got {r}")
-    return r
+    return check_real(name, r, allow_zero=allow_zero)
 
 
 def _check_batch(batch, pos: torch.Tensor) -> tuple[torch.Tensor | None, int]:

@@ -9,7 +9,8 @@ import pandas as pd
 from spatialdata import SpatialData
 
 from ._generic import assemble
-from ._points import check_scale, standardise_points
+from .._validation import check_real
+from ._points import standardise_points
 
 #: µm per pixel of the CosMx prototype that recorded the public NSCLC (Lung) data sets;
 #: the commercial instrument has 0.12028 µm pixels.
@@ -56,8 +57,8 @@ def read_cosmx(
     ``z``), ``x_local_px``, ``y_local_px``, ``CellComp`` and any other column. The index is
     the row number in the file. No boundaries (the legacy flat files have none).
     """
-    pixel_size = check_scale(pixel_size, "pixel_size")
-    z_step = check_scale(z_step, "z_step")
+    pixel_size = check_real("pixel_size", pixel_size)
+    z_step = check_real("z_step", z_step)
     folder = Path(path)
     frame = pd.read_csv(_one_file(folder, "*_tx_file.csv"))
     required = ["fov", "cell_ID", "z", "target"]

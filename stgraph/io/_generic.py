@@ -12,7 +12,8 @@ from anndata import AnnData
 from spatialdata import SpatialData
 from spatialdata.models import PointsModel
 
-from ._points import check_scale, standardise_points
+from .._validation import check_real
+from ._points import standardise_points
 from ._schema import (
     CELL,
     CELL_SHAPES_KEY,
@@ -93,8 +94,8 @@ def read_transcripts(
         When some ``cell_boundaries`` are indexed by ids that no transcript's ``cell``
         holds (how many, with examples): those outlines hold no molecule.
     """
-    pixel_size = check_scale(pixel_size, "pixel_size")
-    z_step = pixel_size if z_step is None else check_scale(z_step, "z_step")
+    pixel_size = check_real("pixel_size", pixel_size)
+    z_step = pixel_size if z_step is None else check_real("z_step", z_step)
     frame = standardise_points(
         _load_table(table),
         x=x,

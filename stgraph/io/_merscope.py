@@ -9,7 +9,8 @@ import pandas as pd
 from spatialdata import SpatialData
 
 from ._generic import assemble
-from ._points import check_scale, standardise_points
+from .._validation import check_real
+from ._points import standardise_points
 from ._shapes import polygons_from_wkb
 
 TRANSCRIPTS_FILE = "detected_transcripts.csv"
@@ -49,7 +50,7 @@ def read_merscope(
     union of its outlines over the z-planes (its footprint on the xy plane); ids are the
     ``EntityID`` as strings, as are the ``cell_id`` of the molecules.
     """
-    z_step = check_scale(z_step, "z_step")
+    z_step = check_real("z_step", z_step)
     folder = Path(path)
     transcripts_path = folder / TRANSCRIPTS_FILE
     if not transcripts_path.is_file():

@@ -11,16 +11,6 @@ from ._schema import CELL, GENE, IN_NUCLEUS, IS_CONTROL, NUCLEUS, X, Y, Z, contr
 _SCHEMA_NAMES = (X, Y, Z, GENE, CELL, NUCLEUS, IN_NUCLEUS)
 
 
-def check_scale(value: float, name: str) -> float:
-    """Return ``value`` as a float after checking that it is a positive finite number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value}")
-    return value
-
-
 def standardise_points(
     frame: pd.DataFrame,
     *,

@@ -4,12 +4,12 @@ from __future__ import annotations
 from os import PathLike
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from spatialdata import SpatialData
 
+from .._validation import check_real
 from ._generic import assemble
 from ._points import standardise_points
 from ._schema import UNASSIGNED_IDS
@@ -57,10 +57,7 @@ def read_xenium(
     ``nucleus_distance``, ...) kept. The index is the row number in ``transcripts.parquet``.
     """
     if min_qv is not None:
-        if isinstance(min_qv, bool) or not isinstance(min_qv, (int, float, np.number)):
-            raise TypeError(f"min_qv must be a number or None, got {type(min_qv).__name__}")
-        if not np.isfinite(min_qv) or min_qv < 0:
-            raise ValueError(f"min_qv must be a finite number >= 0, got {min_qv}")
+        check_real("min_qv", min_qv, allow_zero=True)
     folder = Path(path)
     transcripts_path = folder / TRANSCRIPTS_FILE
     if not transcripts_path.is_file():

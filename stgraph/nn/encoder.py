@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import numbers
 from typing import Any, Callable
 
 import torch
@@ -11,6 +10,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.nn import MessagePassing
 
+from .._validation import check_int
 from .conv import SpatialTransformerConv
 from .positional import (
     DEFAULT_PE_BASE,
@@ -52,12 +52,6 @@ def resolve_conv(name: str) -> ConvFactory:
             "pass it again as conv="
         ) from err
     return obj
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class TranscriptEncoderLayer(torch.nn.Module):
@@ -190,11 +184,11 @@ class TranscriptEncoder(torch.nn.Module):
     Raises
     ------
     ValueError
-        ``n_genes``, ``d_model``, ``n_layers``, ``heads`` or ``ff_dim`` is not a
-        positive integer (booleans included), ``d_model < 2 * n_dims``, or
-        ``dropout`` lies outside ``[0, 1)``.
+        ``n_genes``, ``d_model``, ``n_layers``, ``heads`` or ``ff_dim`` is below 1,
+        ``d_model < 2 * n_dims``, or ``dropout`` lies outside ``[0, 1)``.
     TypeError
-        ``conv`` is a layer instance or not callable.
+        One of those sizes is not an integer (booleans included), or ``conv`` is a
+        layer instance or not callable.
     """
 
     def __init__(
@@ -215,7 +209,7 @@ class TranscriptEncoder(torch.nn.Module):
         super().__init__()
         ff_dim = 4 * d_model if ff_dim is None else ff_dim
         n_genes, d_model, n_layers, heads, ff_dim = (
-            _positive_int(name, value) for name, value in (
+            check_int(name, value) for name, value in (
                 ("n_genes", n_genes), ("d_model", d_model), ("n_layers", n_layers),
                 ("heads", heads), ("ff_dim", ff_dim))
         )

@@ -1,7 +1,6 @@
 """Plots of :func:`stgraph.tl.localization` results."""
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -10,6 +9,7 @@ import pandas as pd
 import spatialdata
 from matplotlib.axes import Axes
 
+from stgraph._validation import check_int
 from stgraph.io import transcripts_frame
 from stgraph.localization._pattern_model import PATTERNS
 from stgraph.pl._checks import known
@@ -60,8 +60,8 @@ def localization_composition(
     column = {"gene": "gene", "cell": "cell_id"}.get(by)
     if column is None:
         raise ValueError(f"by must be 'gene' or 'cell', got {by!r}")
-    if n_top is not None and (not isinstance(n_top, numbers.Integral) or isinstance(n_top, bool) or n_top < 1):
-        raise ValueError(f"n_top must be a positive integer or None, got {n_top!r}")
+    if n_top is not None:
+        check_int("n_top", n_top)
     groups = None if groups is None else list(groups)
     if groups == []:
         raise ValueError("groups is empty: give at least one gene (or cell), or None for the top n_top")

@@ -13,14 +13,14 @@ at zero); training stops after ``PATIENCE`` epochs without a lower loss. Query p
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from stgraph._validation import check_int, check_real
 from stgraph.graph import radius_graph
 
 from ._embedding import LowRankEmbedding
@@ -68,19 +68,11 @@ class EnhancerParams:
         """Check every numeric setting's range; the message names the setting."""
         for name, low in (("rank", 1), ("n_components", 1), ("hidden_channels", 1), ("num_layers", 1),
                           ("heads", 1), ("epochs", 0), ("n_ensemble", 1), ("n_tasks", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, Integral) or isinstance(value, bool):
-                raise TypeError(f"`{name}` must be an int, got {value!r}.")
-            if value < low:
-                raise ValueError(f"`{name}` must be an int >= {low}, got {value!r}.")
+            check_int(name, getattr(self, name), minimum=low)
         if self.hidden_channels % self.heads:
             raise ValueError(f"`hidden_channels` ({self.hidden_channels}) must be divisible by `heads` ({self.heads}).")
-        for name, positive in (("radius", True), ("lambda_init", True), ("lr", True), ("weight_decay", False)):
-            value = getattr(self, name)
-            if not isinstance(value, Real) or isinstance(value, bool):
-                raise TypeError(f"`{name}` must be a number, got {value!r}.")
-            if not math.isfinite(value) or value < 0 or (positive and value == 0):
-                raise ValueError(f"`{name}` must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}.")
+        for name, allow_zero in (("radius", False), ("lambda_init", False), ("lr", False), ("weight_decay", True)):
+            check_real(name, getattr(self, name), allow_zero=allow_zero)
         if not isinstance(self.dropout, Real) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"`dropout` must lie in [0, 1), got {self.dropout!r}.")
 

@@ -15,6 +15,7 @@ from spatialdata.models import PointsModel, ShapesModel
 from spatialdata.transformations import get_transformation
 from torch_geometric.data import Data
 
+from .._validation import check_int
 from ..coloc._encode import MAX_EDGES, masked_embeddings
 from ..domains import (
     DomainClustering,
@@ -335,8 +336,7 @@ def domains(
         if model is None:
             raise ValueError(f"representation={representation!r} needs a pretrained model")
         _masked_gene_model(model)
-    if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)) or n_components < 1:
-        raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+    check_int("n_components", n_components)
     if not 0 <= hull_ratio <= 1:
         raise ValueError(f"hull_ratio must lie in [0, 1], got {hull_ratio!r}")
     check_clustering_arguments(n_domains, k_range, method, sample_size)

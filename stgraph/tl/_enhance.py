@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Sequence
-from numbers import Integral
 from typing import Literal
 
 import numpy as np
@@ -13,6 +12,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 from scipy.spatial import ConvexHull, QhullError, cKDTree
 
+from stgraph._validation import check_int
 from stgraph.models.trainer import resolve_device
 from stgraph.spots._expression import log1p_cp10k, read_counts
 from stgraph.spots._lattice import (
@@ -190,8 +190,7 @@ def enhance(
         num_layers=num_layers, heads=heads, lambda_init=lambda_init, epochs=epochs,
         n_ensemble=n_ensemble, masks=masks,
     )
-    if not isinstance(seed, Integral) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"`seed` must be a non-negative int, got {seed!r}.")
+    check_int("seed", seed, minimum=0)
     device = resolve_device(device)
     if adata.obs_names.has_duplicates:
         duplicated = adata.obs_names[adata.obs_names.duplicated()].unique()

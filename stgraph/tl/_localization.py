@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import spatialdata
 
+from stgraph._validation import check_int
 from stgraph.io import check_table, get_table
 from stgraph.io._spatialdata import check_spatialdata
 from stgraph.io._table import table_cell_ids
@@ -144,8 +145,7 @@ def localization(
         the warning names how many, with examples.
     """
     check_spatialdata(sdata)
-    if isinstance(min_transcripts, bool) or not isinstance(min_transcripts, (int, np.integer)) or min_transcripts < 1:
-        raise ValueError(f"min_transcripts must be an integer >= 1, got {min_transcripts!r}")
+    check_int("min_transcripts", min_transcripts)
     if compartment not in _COMPARTMENT_MODES:
         raise ValueError(f"compartment must be one of {_COMPARTMENT_MODES}, got {compartment!r}")
     if training_cells is not None:

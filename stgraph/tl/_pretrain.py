@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from .._validation import check_int
 from ..data.batching import cell_units, tile_units
 from ..models.mgm import MaskedGeneModel
 from ..models.trainer import MaskedGeneTrainer, TrainingConfig
@@ -210,12 +211,13 @@ def pretrain(
     ------
     ValueError
         If an argument is invalid, e.g. ``d_model``, ``n_layers``, ``heads`` or
-        ``batch_size`` not a positive integer, ``d_model`` not a multiple of ``heads``,
+        ``batch_size`` below 1, ``d_model`` not a multiple of ``heads``,
         ``checkpoint_every`` or ``resume`` without ``checkpoint_dir``, ``radius``
         differing from the radius of the graph given as ``data``, or
         ``held_out_cells`` naming a cell twice or a cell not in the graph.
     TypeError
-        If ``held_out_cells`` is a string, a bool or a float.
+        If ``held_out_cells`` is a string, a bool or a float, or one of the sizes
+        above is not an integer.
     """
     if batch_by not in ("tile", "cell"):
         raise ValueError(f"batch_by must be 'tile' or 'cell', got {batch_by!r}")
@@ -223,10 +225,8 @@ def pretrain(
         raise ValueError("resume=True needs checkpoint_dir")
     if checkpoint_every is not None and checkpoint_dir is None:
         raise ValueError(f"checkpoint_every={checkpoint_every} needs checkpoint_dir: where to write the checkpoints")
-    positive = (("d_model", d_model), ("n_layers", n_layers), ("heads", heads), ("batch_size", batch_size))
-    for name, value in positive:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    for name, value in (("d_model", d_model), ("n_layers", n_layers), ("heads", heads), ("batch_size", batch_size)):
+        check_int(name, value)
     if d_model % heads:
         raise ValueError(
             f"d_model={d_model} must be a multiple of heads={heads}: each head gets d_model / heads channels"

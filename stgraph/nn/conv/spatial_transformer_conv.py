@@ -13,6 +13,7 @@ from torch import Tensor
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 
+from ..._validation import check_int
 from ._edge_attention import edge_attention
 
 
@@ -128,8 +129,7 @@ class SpatialTransformerConv(MessagePassing):
         super().__init__(aggr="add", node_dim=0)
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
                             ("heads", heads)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(name, value)
         if out_channels % heads:
             raise ValueError(
                 f"out_channels ({out_channels}) must be divisible by heads ({heads})"

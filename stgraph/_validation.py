@@ -1,0 +1,46 @@
+"""Argument checks shared by the whole package: one wording for every parameter."""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an ``int`` after checking that it is an integer ``>= minimum``.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an integer (booleans included).
+    ValueError
+        If ``value < minimum``.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    return int(value)
+
+
+def check_real(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    """``value`` as a ``float`` after checking that it is a finite number ``> 0``
+    (``>= 0`` with ``allow_zero``).
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a real number (booleans included).
+    ValueError
+        If it is NaN, infinite, negative, or zero without ``allow_zero``.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        wanted = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be a {wanted} finite number, got {value}")
+    return value
