@@ -71,14 +71,16 @@ def detect_grid(rc: np.ndarray, spatial: np.ndarray | None = None) -> GridType:
     if len(_parities(rc)) > 1 or not np.allclose(rc, np.round(rc)):
         return "square"
     ratio = _step_ratio(rc, spatial)
-    if ratio is not None:
-        return "hexagonal" if ratio < _HEX_SQUARE_RATIO_SPLIT else "square"
-    return "hexagonal"
+    return "hexagonal" if ratio is None else _grid_of_ratio(ratio)
 
 
 def _parities(rc: np.ndarray) -> np.ndarray:
     """The distinct parities of ``array_row + array_col``."""
     return np.unique(np.mod(rc.sum(axis=1), 2))
+
+
+def _grid_of_ratio(ratio: float) -> GridType:
+    return "hexagonal" if ratio < _HEX_SQUARE_RATIO_SPLIT else "square"
 
 
 def _step_ratio(rc: np.ndarray, spatial: np.ndarray | None) -> float | None:
@@ -108,8 +110,8 @@ def check_grid(grid: str | None, rc: np.ndarray, spatial: np.ndarray | None) -> 
             "but the spots have both even and odd sums: a square grid."
         )
     ratio = _step_ratio(rc, spatial) if len(_parities(rc)) == 1 else None
-    if ratio is not None and (ratio < _HEX_SQUARE_RATIO_SPLIT) != (grid == "hexagonal"):
-        found = "hexagonal" if grid == "square" else "square"
+    if ratio is not None and _grid_of_ratio(ratio) != grid:
+        found = _grid_of_ratio(ratio)
         raise ValueError(
             f"`grid={grid!r}` does not fit the spots: in `obsm['spatial']` the spot two columns along a row "
             f"is {ratio:.2f} times as far as the spot one row and one column away (1 on a hexagonal lattice, "
