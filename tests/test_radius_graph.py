@@ -220,11 +220,11 @@ POS = torch.zeros(4, 2)
         ({"batch": torch.zeros(4, dtype=torch.int64, device="meta")}, ValueError, "batch is on meta but pos is on cpu"),
         ({"backend": "octree"}, ValueError, "unknown backend 'octree'"),
         ({"backend": None}, TypeError, "backend must be a str"),
-        ({"max_num_neighbors": 0}, ValueError, "max_num_neighbors must be at least 1"),
-        ({"max_num_neighbors": 2.5}, TypeError, "max_num_neighbors must be an int or None, got 2.5"),
+        ({"max_num_neighbors": 0}, ValueError, "max_num_neighbors must be a positive integer, got 0"),
+        ({"max_num_neighbors": 2.5}, TypeError, "max_num_neighbors must be an integer, got 2.5"),
         ({"loop": 1}, TypeError, "loop must be a bool"),
-        ({"max_memory": -5}, ValueError, r"max_memory \(bytes\) must be at least 0, got -5"),
-        ({"max_memory": 1e9}, TypeError, r"max_memory \(bytes\) must be an int or None"),
+        ({"max_memory": -5}, ValueError, r"max_memory \(bytes\) must be an integer >= 0, got -5"),
+        ({"max_memory": 1e9}, TypeError, r"max_memory \(bytes\) must be an integer, got 1000000000\.0"),
     ],
 )
 def test_bad_input_is_refused(kwargs, error, message):

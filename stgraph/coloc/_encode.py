@@ -17,6 +17,7 @@ from torch_geometric.data import Data
 
 from ..nn import TranscriptEncoder
 from ..nn.positional import transcript_origin
+from .._validation import check_int
 
 #: Edges per forward pass when the graph can be cut into cells.
 MAX_EDGES = 1 << 22
@@ -185,8 +186,7 @@ def masked_embeddings(
     -------
     ``(N, d_model)`` float32 embeddings.
     """
-    if not isinstance(n_passes, (int, np.integer)) or n_passes < 2:
-        raise ValueError(f"n_passes must be an integer >= 2, got {n_passes!r}")
+    check_int("n_passes", n_passes, minimum=2)
     encoder, _ = resolve_encoder(model, graph)
     group = np.random.default_rng(seed).integers(0, n_passes, graph.num_nodes)
     embedding = np.empty((graph.num_nodes, encoder.d_model), dtype=np.float32)

@@ -46,6 +46,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from .._validation import check_int
+
 from ._binomial import per_cell_binomial, pooled_binomial
 from ._clq import per_cell_quotients, pooled_quotients
 from ._edges import CellEdges, cell_edges, row_normalised
@@ -140,8 +142,8 @@ def score_pairs(
         raise ValueError(f"method must be 'analytic' or 'permutation', got {method!r}")
     if not (np.isfinite(prior_events) and prior_events >= 0):
         raise ValueError(f"prior_events must be a finite number >= 0, got {prior_events!r}")
-    if method == "permutation" and (not isinstance(n_perms, int) or n_perms < 1):
-        raise ValueError(f"n_perms must be a positive integer, got {n_perms!r}")
+    if method == "permutation":
+        check_int("n_perms", n_perms)
     edges = cell_edges(
         edge_index, gene, cell, weight, n_genes=None if gene_names is None else len(gene_names)
     )

@@ -1,14 +1,13 @@
 """Validation of radius-graph arguments into one normalised :class:`RadiusQuery`."""
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import torch
 
-from .._validation import check_real
+from .._validation import check_int, check_real
 
 __all__ = ["RadiusQuery", "as_tensor", "check_positions", "check_radius", "make_query"]
 
@@ -113,13 +112,7 @@ def _check_batch(batch, pos: torch.Tensor) -> tuple[torch.Tensor | None, int]:
 
 def _optional_int(value, name: str, minimum: int) -> int | None:
     """``value`` as an int ``>= minimum``, or None."""
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int or None, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    return int(value)
+    return None if value is None else check_int(name, value, minimum)
 
 
 def make_query(

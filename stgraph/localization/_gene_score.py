@@ -6,6 +6,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from stgraph._validation import check_int
+
 #: Half a molecule on each side keeps the log-odds finite.
 _PSEUDOCOUNT = 0.5
 
@@ -56,8 +58,7 @@ def nuclear_enrichment(
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    check_int("n_boot", n_boot)
     key = cell.astype(np.int64) * n_genes + gene
     nuclear = np.bincount(key, weights=p_nuclear, minlength=n_cells * n_genes).reshape(n_cells, n_genes)
     count = np.bincount(key, minlength=n_cells * n_genes).reshape(n_cells, n_genes)

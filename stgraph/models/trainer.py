@@ -12,6 +12,7 @@ from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
 from ..data.batching import batch_for_step, collate_units
+from .._validation import check_int
 from .checkpoint import read_checkpoint, save_checkpoint
 from .masking import mask_tokens, masked_gene_loss
 from .mgm import MaskedGeneModel
@@ -221,8 +222,8 @@ class MaskedGeneTrainer:
         stop = self.config.steps if steps is None else steps
         if stop > self.config.steps:
             raise ValueError(f"cannot train to step {stop}: the schedule ends at {self.config.steps}")
-        if checkpoint_every is not None and checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+        if checkpoint_every is not None:
+            check_int("checkpoint_every", checkpoint_every)
         self.model.train()
         bar = tqdm(total=stop, initial=min(self.step, stop), disable=not progress, desc="MGM pretraining")
         with self._own_rng(), bar:
