@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from contextlib import contextmanager
 
 from tqdm.auto import tqdm
+
+from ._validation import check_real
 
 
 @contextmanager
@@ -54,12 +55,9 @@ def _n_control_genes(graph) -> int:
 
 def _positive_float(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
-    return value
+        return check_real("radius", float(text))
+    except ValueError as err:  # float() or check_real: argparse turns it into a usage error
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _print_summary(summary: dict) -> None:
