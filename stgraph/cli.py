@@ -77,7 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser.add_argument("--within", choices=("all", "cell"), default="all")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        _print_summary(demo(args.radius, args.within))
+        from .graph import GraphTooLargeError
+
+        try:
+            summary = demo(args.radius, args.within)
+        except GraphTooLargeError as err:  # a radius too large for this machine: a usage error
+            demo_parser.error(f"--radius {args.radius:g}: {err}")
+        _print_summary(summary)
     return 0
 
 

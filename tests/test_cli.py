@@ -23,3 +23,13 @@ def test_demo_refuses_a_bad_radius_with_a_usage_error(radius, capsys):
         main(["demo", "--radius", radius])
     assert exit_info.value.code == 2
     assert "argument --radius: " in capsys.readouterr().err
+
+
+def test_demo_reports_a_graph_too_large_for_memory_without_a_traceback(monkeypatch, capsys):
+    monkeypatch.setattr("stgraph.graph._memory.available_memory", lambda device: 10_000)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--radius", "0.5"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "stgraph demo: error: --radius 0.5: the radius graph would have " in err
+    assert "more than the 10,000 bytes allowed (available memory)" in err

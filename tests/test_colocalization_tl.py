@@ -213,3 +213,17 @@ def test_rerun_without_per_cell_removes_the_earlier_per_cell_table(sample):
     colocalization(sdata, radius=1.0)
     assert "colocalization_per_cell" not in uns
     assert ColocalizationResult.from_uns(uns).per_cell is None
+
+
+def test_result_read_back_from_zarr_plots(sample, tmp_path):
+    """After sdata.write / read_zarr the stored gene names are numpy StringDType."""
+    import spatialdata
+
+    sdata, _, graph = sample
+    result = colocalization(sdata, graph=graph)
+    sdata.write(tmp_path / "sample.zarr")
+    back = spatialdata.read_zarr(tmp_path / "sample.zarr")
+    read = ColocalizationResult.from_uns(back.tables["table"].uns)
+    assert list(read.genes) == list(result.genes)
+    ax = colocalization_heatmap(back, genes=list(result.genes[:3]))
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(result.genes[:3])

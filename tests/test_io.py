@@ -264,6 +264,24 @@ def test_cosmx_local_plus_fov_offset_equals_global(cosmx, cosmx_rows, tmp_path):
         read_cosmx(tmp_path)
 
 
+def test_cosmx_keeps_the_files_own_cell_and_helper_named_columns(tmp_path):
+    # AtoMx exports add a 'cell' column ("c_1_2_15"); the reader's helper columns must not replace it.
+    table = pd.DataFrame({
+        "fov": [2, 2, 3], "cell_ID": [15, 0, 4], "cell": ["c_1_2_15", "c_1_2_0", "c_1_3_4"],
+        "x_global_px": [0.0, 10.0, 20.0], "y_global_px": [0.0, 5.0, 9.0], "z": [1, 2, 3],
+        "target": ["A", "B", "NegPrb1"], "CellComp": ["Nuclear", "0", "Membrane"],
+        "nuclear": [7, 8, 9], "z_um": [-1.0, -2.0, -3.0],
+    })
+    table.to_csv(tmp_path / "S1_tx_file.csv", index=False)
+    frame = transcripts_frame(read_cosmx(tmp_path))
+    assert frame["cell"].tolist() == ["c_1_2_15", "c_1_2_0", "c_1_3_4"]
+    assert frame["nuclear"].tolist() == [7, 8, 9] and frame["z_um"].tolist() == [-1.0, -2.0, -3.0]
+    assert frame["cell_id"].astype(object).where(frame["cell_id"].notna(), None).tolist() == ["2_15", None, "3_4"]
+    assert frame["in_nucleus"].tolist() == [True, False, False]
+    np.testing.assert_allclose(frame["z"], [0.8, 1.6, 2.4])
+    assert not any(c.startswith("_") for c in frame.columns)
+
+
 def test_cosmx_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="tx_file"):
         read_cosmx(tmp_path)

@@ -100,3 +100,30 @@ def test_cells_are_those_with_molecules_or_an_outline():
     assert table.obs["n_transcripts"].tolist() == [2, 1, 0]
     np.testing.assert_array_equal(table.obsm["spatial"], [[2.0, 3.0], [21.0, 2.0], [45.0, 5.0]])
     np.testing.assert_array_equal(table.X.toarray(), [[1, 1], [1, 0], [0, 0]])
+
+
+def test_table_rows_match_integer_labelled_outlines_in_spatialdata():
+    import geopandas as gpd
+    import shapely
+    import spatialdata
+    from spatialdata.models import ShapesModel
+
+    frame = pd.DataFrame({"x": [1.0, 3.0, 21.0, 22.0], "y": [1.0, 5.0, 2.0, 3.0],
+                          "gene": ["g1", "g2", "g1", "g1"], "cell": [1, 1, 2, 2]})
+    sdata = sg.io.read_transcripts(frame, x="x", y="y", gene="gene", cell="cell")
+    # Outlines labelled by integers, as spatialdata-io's readers of some platforms give them.
+    outlines = gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 10, 10), shapely.box(20, 0, 30, 10)], index=[1, 2])
+    sdata.shapes["cell_boundaries"] = ShapesModel.parse(outlines)
+    table = sg.io.get_table(sdata)
+    assert table.obs["cell_id"].tolist() == [1, 2] and table.obs_names.tolist() == ["1", "2"]
+    _, joined = spatialdata.join_spatialelement_table(
+        sdata=sdata, spatial_element_names="cell_boundaries", table_name="table", how="left"
+    )
+    assert joined.obs_names.tolist() == ["1", "2"]
+    crop = spatialdata.bounding_box_query(
+        sdata, axes=("x", "y"), min_coordinate=[15, 0], max_coordinate=[35, 10], target_coordinate_system="global"
+    )
+    assert crop.tables["table"].obs_names.tolist() == ["2"]
+    sg.io.check_table(crop)  # the cropped table still covers the cropped transcripts
+    # String labels and cells without an outline keep string ids.
+    assert sg.io._table._outline_labels(pd.Index(["1", "x"]), pd.Index([1, 2])).tolist() == ["1", "x"]

@@ -159,7 +159,9 @@ class ColocalizationResult:
         if key not in uns or f"{key}_params" not in uns:
             raise KeyError(f"no colocalization result under uns[{key!r}]; run stgraph.tl.colocalization")
         params = dict(uns[f"{key}_params"])
-        genes = pd.Index(np.asarray(params.pop("genes"), dtype=str))
+        # anndata >= 0.12 reads the names back from zarr / h5ad as numpy StringDType,
+        # which does not cast to a fixed-width str array.
+        genes = pd.Index([str(g) for g in params.pop("genes")], dtype=object)
         return cls(
             table=uns[key], genes=genes, params=params, per_cell=uns.get(f"{key}_per_cell")
         )

@@ -71,23 +71,33 @@ def read_cosmx(
     assigned = frame["cell_ID"].to_numpy() != 0
     cell = frame["fov"].astype(str) + "_" + frame["cell_ID"].astype(str)
     frame = frame.drop(columns="cell_ID").rename(columns={"z": "z_plane"})
-    frame["cell"] = cell.where(assigned)
-    frame["z_um"] = frame["z_plane"] * z_step
-    if "CellComp" in frame:
-        frame["nuclear"] = frame["CellComp"].to_numpy() == NUCLEAR
+    # Helper columns under names the file does not use: AtoMx exports have a 'cell' column of their own.
+    cell_column, z_column, nuclear_column = (_unused_name(frame, name) for name in ("cell", "z_um", "nuclear"))
+    frame[cell_column] = cell.where(assigned)
+    frame[z_column] = frame["z_plane"] * z_step
+    nuclear = "CellComp" in frame
+    if nuclear:
+        frame[nuclear_column] = frame["CellComp"].to_numpy() == NUCLEAR
         frame["CellComp"] = frame["CellComp"].astype(str).astype("category")
     points = standardise_points(
         frame,
         x="x_global_px",
         y="y_global_px",
-        z="z_um",
+        z=z_column,
         gene="target",
-        cell="cell",
-        in_nucleus="nuclear" if "nuclear" in frame else None,
+        cell=cell_column,
+        in_nucleus=nuclear_column if nuclear else None,
         pixel_size=pixel_size,
         drop_controls=drop_controls,
     )
     return assemble(points)
+
+
+def _unused_name(frame: pd.DataFrame, name: str) -> str:
+    """``name``, with leading underscores until no column of ``frame`` has it."""
+    while name in frame.columns:
+        name = f"_{name}"
+    return name
 
 
 def _one_file(folder: Path, pattern: str) -> Path:

@@ -34,7 +34,8 @@ def cell_gene_table(sdata: SpatialData, points_key: str = POINTS_KEY) -> AnnData
     cell's molecules in µm (of its outline for a cell without molecules). When
     ``sdata`` has cell outlines the table is annotated to them in the SpatialData way
     (``uns['spatialdata_attrs']``: region ``cell_boundaries``, ``obs['region']``,
-    ``obs['cell_id']``).
+    ``obs['cell_id']``, the ids as labelled in the outlines' index: integers when that
+    index holds integers, so that SpatialData's joins and queries match the rows).
     """
     frame = transcripts_frame(sdata, points_key=points_key)
     genes = frame[GENE].cat.categories.astype(str)
@@ -64,15 +65,32 @@ def cell_gene_table(sdata: SpatialData, points_key: str = POINTS_KEY) -> AnnData
     if empty.any():  # cells without molecules sit at their outline's centroid
         shapes = outlines.geometry.set_axis(outlines.index.astype(str)).loc[cells[empty]].centroid
         centroid[empty] = np.column_stack([shapes.x, shapes.y])
-    obs = pd.DataFrame({CELL: pd.Categorical(cells), "n_transcripts": n_per_cell}, index=cells)
+    instances = cells if outlines is None else _outline_labels(cells, outlines.index)
+    obs = pd.DataFrame({CELL: pd.Categorical(instances), "n_transcripts": n_per_cell}, index=cells)
     table = AnnData(X=counts, obs=obs, var=pd.DataFrame(index=genes))
     table.obsm["spatial"] = centroid
-    if CELL_SHAPES_KEY in sdata.shapes:
+    if outlines is not None:
         table.obs["region"] = pd.Categorical([CELL_SHAPES_KEY] * len(cells))
         table = TableModel.parse(
             table, region=CELL_SHAPES_KEY, region_key="region", instance_key=CELL
         )
     return table
+
+
+def _outline_labels(cells: pd.Index, outline_index: pd.Index) -> pd.Index:
+    """The cell ids ``cells`` (strings) as labels of the outlines' index.
+
+    SpatialData matches a table's instance ids to the outlines' index by value, so with
+    integer outline labels the ids must be integers too; ids that are not the string of
+    an integer (a cell without outline, say) leave them all strings.
+    """
+    if not pd.api.types.is_integer_dtype(outline_index.dtype):
+        return cells
+    try:
+        labels = cells.astype(outline_index.dtype)
+    except (TypeError, ValueError, OverflowError):
+        return cells
+    return labels if (labels.astype(str) == cells).all() else cells
 
 
 def get_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str = POINTS_KEY) -> AnnData:

@@ -55,8 +55,11 @@ class DomainResult:
     Attributes
     ----------
     labels
-        Domain of every transcript (categorical ``0 .. k - 1``, by decreasing size;
-        NaN for transcripts outside cells).
+        Domain of every node of the graph (categorical ``0 .. k - 1``, by decreasing
+        size; NaN for transcripts outside cells), in node order: node ``i`` is row
+        ``graph.point_index[i]`` of the points, which is row ``i`` unless the graph
+        was built with ``order="spatial"`` (the points column written holds the labels
+        in row order).
     enrichment
         Gene enrichment per domain (:func:`stgraph.domains.domain_enrichment`).
     polygons
