@@ -402,3 +402,31 @@ def test_normalised_counts_raise_and_raw_layer_is_used():
         enhance(normalised, **{**FAST, "epochs": 0})
     out = enhance(normalised, layer="raw", **{**FAST, "epochs": 0})
     np.testing.assert_array_equal(out.X, reference.X)
+
+
+def test_plot_enhance_outlines_stay_thin_on_a_whole_slide():
+    # A 4,096-spot grid super-resolved x2, as tl.enhance lays it out: the original spots on
+    # even coordinates, new ones between them.
+    rows, cols = np.meshgrid(np.arange(0, 128, 1.0), np.arange(0, 128, 1.0), indexing="ij")
+    xy = np.column_stack([cols.ravel(), rows.ravel()]) * 50.0
+    new = (rows.ravel() % 2 == 1) | (cols.ravel() % 2 == 1)
+    out = ad.AnnData(np.random.default_rng(0).random((len(xy), 1), dtype=np.float32),
+                     obs=pd.DataFrame({"imputed": new}, index=[f"s{i}" for i in range(len(xy))]),
+                     var=pd.DataFrame(index=["gene0"]))
+    out.obsm["spatial"] = xy
+    fig = plot_enhance(out, "gene0")
+    fig.canvas.draw()
+    spots = fig.axes[1].collections[0]
+    to_points = 72 / fig.dpi
+    diameter_pt = np.ptp(fig.axes[1].transData.transform([[0.0, 0.0], [0.9 * 50.0, 0.0]])[:, 0]) * to_points
+    assert diameter_pt < 3  # the case the outline width adapts to
+    width = spots.get_linewidths()[0]
+    assert width == pytest.approx(0.1 * diameter_pt, rel=1e-3)
+    plt.close("all")
+
+
+def test_plot_enhance_outlines_are_0_3_pt_on_a_small_slide(super_resolved):
+    _, _, out = super_resolved
+    fig = plot_enhance(out, "gene0")
+    assert fig.axes[1].collections[0].get_linewidths()[0] == pytest.approx(0.3)
+    plt.close("all")

@@ -66,16 +66,20 @@ def enhance(
         column = matrix[:, adata.var_names.get_loc(gene)]
         values = np.asarray(column.toarray() if sp.issparse(column) else column, dtype=float).ravel()
         vmin, vmax = np.nanmin(values), np.nanmax(values)
+        drawn = []
         for ax, keep, title in ((row[0], ~new, "measured"), (row[1], np.ones_like(new), "enhanced")):
-            _spots(ax, xy, values, keep, new, cmap, vmin, vmax, pad)
+            drawn.append(_spots(ax, xy, values, keep, new, cmap, vmin, vmax, pad))
             ax.set_title(f"{gene} ({title})")
         fig.colorbar(row[1].collections[0], ax=list(row), shrink=0.8)
+        for ax, (spots, diameter) in zip(row, drawn):  # once the colour bar has resized the axes
+            spots.set_linewidths(_outline_width(ax, diameter))
     if save is not None:
         fig.savefig(save, bbox_inches="tight")
     return fig
 
 
-def _spots(ax, xy, values, keep, new, cmap, vmin, vmax, pad) -> None:
+def _spots(ax, xy, values, keep, new, cmap, vmin, vmax, pad) -> tuple[EllipseCollection, float]:
+    """Draw the spots ``keep`` as circles; return them and their diameter in data units."""
     ax.set_aspect("equal")
     ax.set_xlim(xy[:, 0].min() - pad, xy[:, 0].max() + pad)
     ax.set_ylim(xy[:, 1].max() + pad, xy[:, 1].min() - pad)
@@ -87,7 +91,19 @@ def _spots(ax, xy, values, keep, new, cmap, vmin, vmax, pad) -> None:
     # (e.g. the colour bar) resizes the axes afterwards.
     spots = EllipseCollection(diameter, diameter, np.zeros(len(points)), units="xy", offsets=points,
                               offset_transform=ax.transData, cmap=cmap,
-                              edgecolors=np.where(new[keep], "white", "none"), linewidths=0.3)
+                              edgecolors=np.where(new[keep], "white", "none"))
     spots.set_array(values[keep])
     spots.set_clim(vmin, vmax)
     ax.add_collection(spots, autolim=False)
+    return spots, float(diameter[0])
+
+
+def _outline_width(ax, diameter: float) -> float:
+    """Width in points of the white outline of new spots: 0.3 pt, or a tenth of the
+    drawn spot where spots are smaller than 3 pt (a whole slide), so that the outline
+    never hides the spot's colour."""
+    box = ax.get_position()
+    width_pt, height_pt = 72 * box.width * ax.figure.get_figwidth(), 72 * box.height * ax.figure.get_figheight()
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    points_per_unit = min(width_pt / abs(x1 - x0), height_pt / abs(y1 - y0))
+    return min(0.3, 0.1 * diameter * points_per_unit)
