@@ -69,35 +69,27 @@ def read_cosmx(
         frame = _add_global_coordinates(frame, folder)
 
     assigned = frame["cell_ID"].to_numpy() != 0
-    cell = frame["fov"].astype(str) + "_" + frame["cell_ID"].astype(str)
+    cell = (frame["fov"].astype(str) + "_" + frame["cell_ID"].astype(str)).where(assigned)
     frame = frame.drop(columns="cell_ID").rename(columns={"z": "z_plane"})
-    # Helper columns under names the file does not use: AtoMx exports have a 'cell' column of their own.
-    cell_column, z_column, nuclear_column = (_unused_name(frame, name) for name in ("cell", "z_um", "nuclear"))
-    frame[cell_column] = cell.where(assigned)
-    frame[z_column] = frame["z_plane"] * z_step
-    nuclear = "CellComp" in frame
-    if nuclear:
-        frame[nuclear_column] = frame["CellComp"].to_numpy() == NUCLEAR
+    nuclear = None
+    if "CellComp" in frame:
+        nuclear = pd.Series(frame["CellComp"].to_numpy() == NUCLEAR, index=frame.index)
         frame["CellComp"] = frame["CellComp"].astype(str).astype("category")
+    # Derived values are passed as Series, so that no column of the file is replaced
+    # (AtoMx exports have a 'cell' column of their own).
     points = standardise_points(
         frame,
         x="x_global_px",
         y="y_global_px",
-        z=z_column,
+        z=frame["z_plane"],
+        z_step=z_step,
         gene="target",
-        cell=cell_column,
-        in_nucleus=nuclear_column if nuclear else None,
+        cell=cell,
+        in_nucleus=nuclear,
         pixel_size=pixel_size,
         drop_controls=drop_controls,
     )
     return assemble(points)
-
-
-def _unused_name(frame: pd.DataFrame, name: str) -> str:
-    """``name``, with leading underscores until no column of ``frame`` has it."""
-    while name in frame.columns:
-        name = f"_{name}"
-    return name
 
 
 def _one_file(folder: Path, pattern: str) -> Path:

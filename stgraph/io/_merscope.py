@@ -60,13 +60,12 @@ def read_merscope(
     frame = frame.rename(
         columns={"Unnamed: 0": "fov_transcript_index", "x": "x_fov_px", "y": "y_fov_px", "global_z": "z_plane"}
     )
-    if "z_plane" in frame:
-        frame["z_um"] = frame["z_plane"] * z_step
     points = standardise_points(
         frame,
         x="global_x",
         y="global_y",
-        z="z_um" if "z_um" in frame else None,
+        z=frame["z_plane"] if "z_plane" in frame else None,  # a Series: the z_plane column is kept
+        z_step=z_step,
         gene="gene",
         cell="cell_id" if "cell_id" in frame else None,
         unassigned=("-1",),

@@ -14,13 +14,13 @@ _SCHEMA_NAMES = (X, Y, Z, GENE, CELL, NUCLEUS, IN_NUCLEUS)
 def standardise_points(
     frame: pd.DataFrame,
     *,
-    x: str,
-    y: str,
-    gene: str,
-    z: str | None = None,
-    cell: str | None = None,
-    nucleus: str | None = None,
-    in_nucleus: str | None = None,
+    x: str | pd.Series,
+    y: str | pd.Series,
+    gene: str | pd.Series,
+    z: str | pd.Series | None = None,
+    cell: str | pd.Series | None = None,
+    nucleus: str | pd.Series | None = None,
+    in_nucleus: str | pd.Series | None = None,
     pixel_size: float = 1.0,
     z_step: float = 1.0,
     unassigned: Collection[str] = (),
@@ -29,19 +29,21 @@ def standardise_points(
     """Return a new frame with the schema columns first and every other column after.
 
     The source columns named by ``x`` ... ``in_nucleus`` are replaced by their schema
-    columns; all other columns are kept unchanged, except a boolean ``is_control`` column,
+    columns. Each of them may instead be a Series on ``frame``'s index holding values
+    derived from it (a reader's computed cell ids, say), which replaces no column. All
+    other columns are kept unchanged, except a boolean ``is_control`` column,
     which is combined (logical or) with the control flags from the gene names. ``frame``
     itself is not modified. The index is kept; rows are sorted by it (stably) if it is not
     increasing, as :class:`spatialdata.models.PointsModel` requires.
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(frame).__name__}")
-    axes = [column for column in (x, y, z) if column is not None]
+    axes = [column for column in (x, y, z) if isinstance(column, str)]
     repeated = sorted({column for column in axes if axes.count(column) > 1})
     if repeated:
         raise ValueError(f"column(s) {repeated} given for more than one of x, y, z (x={x!r}, y={y!r}, z={z!r})")
-    mapping = {X: x, Y: y, Z: z, GENE: gene, CELL: cell, NUCLEUS: nucleus, IN_NUCLEUS: in_nucleus}
-    mapping = {key: column for key, column in mapping.items() if column is not None}
+    given = {X: x, Y: y, Z: z, GENE: gene, CELL: cell, NUCLEUS: nucleus, IN_NUCLEUS: in_nucleus}
+    mapping = {key: column for key, column in given.items() if isinstance(column, str)}
     missing = sorted({column for column in mapping.values() if column not in frame.columns})
     if missing:
         raise ValueError(
@@ -57,23 +59,27 @@ def standardise_points(
             "map them (x=..., gene=..., ...) or rename them first"
         )
 
+    def values(key: str) -> pd.Series:
+        """The values of schema field ``key``, named as errors should call them."""
+        source = given[key]
+        return frame[source] if isinstance(source, str) else source.rename(key)
+
     out = pd.DataFrame(index=frame.index)
-    out[X] = _coordinate(frame[x], pixel_size, x)
-    out[Y] = _coordinate(frame[y], pixel_size, y)
-    if z is not None:
-        out[Z] = _coordinate(frame[z], z_step, z)
-    out[GENE] = _genes(frame[gene], gene)
-    out[CELL] = _ids(frame[cell], unassigned) if cell is not None else _no_ids(len(frame))
-    nucleus_ids = _ids(frame[nucleus], unassigned) if nucleus is not None else None
+    for key, scale in ((X, pixel_size), (Y, pixel_size), (Z, z_step)):
+        if given[key] is not None:
+            out[key] = _coordinate(values(key), scale)
+    out[GENE] = _genes(values(GENE))
+    out[CELL] = _ids(values(CELL), unassigned) if cell is not None else _no_ids(len(frame))
+    nucleus_ids = _ids(values(NUCLEUS), unassigned) if nucleus is not None else None
     if in_nucleus is not None:
-        out[IN_NUCLEUS] = _flags(frame[in_nucleus], in_nucleus)
+        out[IN_NUCLEUS] = _flags(values(IN_NUCLEUS))
     elif nucleus_ids is not None:
         out[IN_NUCLEUS] = nucleus_ids.notna()
     if nucleus_ids is not None:
         out[NUCLEUS] = nucleus_ids
     is_control = control_mask(out[GENE].cat.categories)[out[GENE].cat.codes.to_numpy()]
     if IS_CONTROL in frame.columns and IS_CONTROL not in consumed:
-        is_control |= _flags(frame[IS_CONTROL], IS_CONTROL)
+        is_control |= _flags(frame[IS_CONTROL])
     out[IS_CONTROL] = is_control
     for column in frame.columns:
         if column not in consumed and column != IS_CONTROL:
@@ -89,7 +95,8 @@ def standardise_points(
     return out
 
 
-def _coordinate(values: pd.Series, scale: float, name: str) -> np.ndarray:
+def _coordinate(values: pd.Series, scale: float) -> np.ndarray:
+    name = values.name
     if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         raise TypeError(f"coordinate column {name!r} must be numeric, got dtype {values.dtype}")
     array = values.to_numpy(dtype=np.float64, na_value=np.nan) * scale
@@ -102,7 +109,8 @@ def _coordinate(values: pd.Series, scale: float, name: str) -> np.ndarray:
     return array
 
 
-def _genes(values: pd.Series, name: str) -> pd.Categorical:
+def _genes(values: pd.Series) -> pd.Categorical:
+    name = values.name
     genes = _ids(values, ())
     if genes.isna().any():
         raise ValueError(f"gene column {name!r} has {int(genes.isna().sum())} missing value(s)")
@@ -137,7 +145,8 @@ def _no_ids(n: int) -> pd.Categorical:
     return pd.Categorical.from_codes(np.full(n, -1), categories=pd.Index([], dtype=object))
 
 
-def _flags(values: pd.Series, name: str) -> np.ndarray:
+def _flags(values: pd.Series) -> np.ndarray:
+    name = values.name
     if pd.api.types.is_bool_dtype(values) and not values.isna().any():
         return values.to_numpy(dtype=bool)
     if pd.api.types.is_numeric_dtype(values) and values.isin([0, 1]).all():
