@@ -23,6 +23,7 @@ import platform
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -32,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import write_result  # noqa: E402
 from benchmarks._measure import run_case  # noqa: E402
+from stgraph.datasets import simulate  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
 N_GENES = 100
@@ -59,11 +61,7 @@ def _run_tool(tool: str, sdata) -> dict:
 
 def tool_case(tool: str, path: str):
     """Set-up of one measured call: warm the tool up on a small sample, read the big one."""
-    import warnings
-
     import spatialdata
-
-    from stgraph.datasets import simulate
 
     warnings.simplefilter("ignore")
     _run_tool(tool, simulate(20, N_GENES, mean_counts=MEAN_COUNTS, seed=1)[0])
@@ -84,10 +82,6 @@ def main() -> None:
     unknown = sorted(set(tools) - set(TOOLS))
     if unknown:
         parser.error(f"unknown tools {unknown}; choose from {TOOLS}")
-
-    import warnings
-
-    from stgraph.datasets import simulate
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
