@@ -104,10 +104,16 @@ def get_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str = 
     ValueError
         If an existing table does not cover the data, see :func:`check_table`.
     """
+    check_table(sdata, table_key, points_key)
+    return ensure_table(sdata, table_key, points_key)
+
+
+def ensure_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str = POINTS_KEY) -> AnnData:
+    """:func:`get_table` without checking an existing table: for tools that ran
+    :func:`check_table` before their work (it reads the points), so as not to read them
+    again when writing."""
     if table_key not in sdata.tables:
         sdata.tables[table_key] = cell_gene_table(sdata, points_key=points_key)
-    else:
-        check_table(sdata, table_key, points_key)
     return sdata.tables[table_key]
 
 

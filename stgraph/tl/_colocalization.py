@@ -12,7 +12,8 @@ from torch_geometric.data import Data
 from ..coloc import ColocalizationResult, score_pairs
 from ..coloc._score import PRIOR_EVENTS
 from ..coloc._encode import MAX_EDGES, edge_attention, encoder_outputs
-from ..io import TABLE_KEY, check_table, get_table
+from ..io import TABLE_KEY, check_table
+from ..io._table import ensure_table
 from ..io._spatialdata import check_spatialdata
 from ..io import _schema as S
 from ._graph_input import graph_for
@@ -173,5 +174,5 @@ def colocalization(
         within=within,
     )
     if inplace:
-        result.to_uns(get_table(sdata, table_key, points_key).uns, key_added)
+        result.to_uns(ensure_table(sdata, table_key, points_key).uns, key_added)
     return result

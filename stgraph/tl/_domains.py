@@ -30,7 +30,8 @@ from ..domains import (
     predicted_composition_components,
     standardised_block,
 )
-from ..io import TABLE_KEY, check_table, get_table
+from ..io import TABLE_KEY, check_table
+from ..io._table import ensure_table
 from ..io._spatialdata import check_spatialdata
 from ..io import _schema as S
 from ._graph_input import graph_for
@@ -407,7 +408,7 @@ def domains(
         _with_points_column(
             sdata, points_key, key_added, labels if rows is None else labels[np.argsort(rows.numpy())]
         )
-        uns = get_table(sdata, table_key, points_key).uns
+        uns = ensure_table(sdata, table_key, points_key).uns
         uns[f"{key_added}_enrichment"] = enrichment
         uns[f"{key_added}_params"] = params
         if len(polygons):

@@ -12,7 +12,8 @@ import pandas as pd
 import spatialdata
 
 from stgraph._validation import check_int
-from stgraph.io import check_table, get_table
+from stgraph.io import check_table
+from stgraph.io._table import ensure_table
 from stgraph.io._spatialdata import check_spatialdata
 from stgraph.io._table import table_cell_ids
 from stgraph.localization._compartment import predict_compartment
@@ -276,7 +277,7 @@ def _table(
     """The table to write into (:func:`stgraph.io.get_table`), and the table row /
     column of every cell / gene position (``-1`` when the table lacks it)."""
     cell_ids, gene_names = transcripts.geometry.cell_ids, transcripts.gene_names
-    table = get_table(sdata, table_key, points_key)
+    table = ensure_table(sdata, table_key, points_key)
     rows = np.full(len(cell_ids), -1)
     found = cell_ids.get_indexer(table_cell_ids(table))
     rows[found[found >= 0]] = np.flatnonzero(found >= 0)
