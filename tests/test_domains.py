@@ -151,6 +151,10 @@ def test_cluster_domains_separates_blobs_and_orders_by_size():
     for bad in (dict(n_domains=0), dict(k_range=(1, 3)), dict(method="dbscan"), dict(n_domains=10_000)):
         with pytest.raises(ValueError):
             cluster_domains(points, **bad)
+    for bad, name in ((dict(n_domains=True), "n_domains"), (dict(n_domains=2.0), "n_domains"),
+                      (dict(sample_size=True), "sample_size")):
+        with pytest.raises(TypeError, match=f"{name} must be an integer, got"):
+            cluster_domains(points, **bad)
 
 
 def test_domain_enrichment_by_hand():

@@ -383,12 +383,14 @@ def test_units_respect_allowed_nodes_and_cells():
     assert sum(u.num_edges for u in cells) == int(in_graph.sum())
     with pytest.raises(ValueError, match="'cell' field"):
         cell_units(Data(gene=graph.gene, pos=graph.pos, edge_index=graph.edge_index))
-    with pytest.raises(ValueError, match="tile_size > 0"):
+    with pytest.raises(ValueError, match="tile_size must be a positive finite number, got 0.0"):
         tile_units(graph, 0.0, 1.0)
-    with pytest.raises(ValueError, match="need a finite halo >= 0 \\(µm\\), got inf"):
+    with pytest.raises(ValueError, match="halo must be a non-negative finite number, got inf"):
         tile_units(graph, 7.0, float("inf"))
-    with pytest.raises(ValueError, match="need a finite tile_size > 0, got nan"):
+    with pytest.raises(ValueError, match="tile_size must be a positive finite number, got nan"):
         tile_units(graph, float("nan"), 1.0)
+    with pytest.raises(TypeError, match="halo must be a real number, got bool"):
+        tile_units(graph, 7.0, True)
 
 
 # --- checkpoints -------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from .._validation import check_int
+from .._validation import check_int, check_real
 from ..nn.positional import transcript_origin
 
 
@@ -166,14 +166,12 @@ def tile_units(
 
     Raises
     ------
-    ValueError
-        If ``tile_size`` is not finite and > 0, or ``halo`` not finite and >= 0.
+    TypeError, ValueError
+        If ``tile_size`` is not a finite number > 0, or ``halo`` not a finite number >= 0.
     """
     _check_graph(graph)
-    if not (math.isfinite(tile_size) and tile_size > 0):
-        raise ValueError(f"need a finite tile_size > 0, got {tile_size}")
-    if not (math.isfinite(halo) and halo >= 0):
-        raise ValueError(f"need a finite halo >= 0 (µm), got {halo}")
+    tile_size = check_real("tile_size", tile_size)
+    halo = check_real("halo", halo, allow_zero=True)
     allowed = _allowed_mask(graph, allowed)
     edges = IncomingEdges(graph.edge_index, graph.num_nodes)
     origin = node_origin(graph, tile_size)

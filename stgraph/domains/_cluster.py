@@ -24,6 +24,8 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 from sklearn.mixture import GaussianMixture
 
+from .._validation import check_int
+
 ClusterMethod = Literal["kmeans", "gmm"]
 
 
@@ -75,13 +77,12 @@ def check_clustering_arguments(
     if method not in ("kmeans", "gmm"):
         raise ValueError(f"method must be 'kmeans' or 'gmm', got {method!r}")
     if n_domains is not None:
-        if not isinstance(n_domains, (int, np.integer)) or n_domains < 1:
-            raise ValueError(f"n_domains must be a positive integer, got {n_domains!r}")
+        check_int("n_domains", n_domains)
         return
     low, high = k_range
     if not 2 <= low <= high:
         raise ValueError(f"k_range must satisfy 2 <= low <= high, got {k_range}")
-    if method == "kmeans" and (not isinstance(sample_size, (int, np.integer)) or sample_size <= high):
+    if method == "kmeans" and check_int("sample_size", sample_size) <= high:
         raise ValueError(
             f"sample_size must be an integer of at least k_range[1] + 1 = {high + 1} (the silhouette "
             f"of {high} clusters needs more transcripts than clusters), got {sample_size!r}"
