@@ -94,6 +94,9 @@ def test_baseline_helpers():
     values = np.array([[1.0], [3.0], [5.0]])
     w = np.exp(-0.5 * np.array([0.25, 0.25, 6.25]))
     np.testing.assert_allclose(gaussian_knn(pos, values, np.array([[0.5, 0.0]]), k=3), [[(w @ values)[0] / w.sum()]])
+    # 97 spacings away every exp(-d² / 2) underflows, yet the weights are defined: the
+    # nearest spot's is 1 and the next one's exp(-(98² - 97²) / 2) ~ 1e-85.
+    assert gaussian_knn(pos, values, np.array([[100.0, 0.0]]), k=2).tolist() == [[5.0]]
     m = np.outer([1.0, 2.0, 3.0], [1.0, 0.5])
     np.testing.assert_allclose(low_rank(m, 1), m, rtol=1e-6)
     counts = np.array([[1.0, 3.0], [0.0, 0.0]])

@@ -118,11 +118,15 @@ def cubic(pos: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
 def gaussian_knn(
     pos: np.ndarray, values: np.ndarray, query: np.ndarray, *, k: int = 6, sigma: float = 1.0
 ) -> np.ndarray:
-    """Mean of the ``k`` nearest observed spots weighted by ``exp(-d² / 2σ²)``."""
+    """Mean of the ``k`` nearest observed spots weighted by ``exp(-d² / 2σ²)``.
+
+    The weights are taken relative to the nearest spot's (the same after normalising),
+    so they never all underflow, however far ``query`` lies from the spots.
+    """
     k = min(k, len(pos))
     dist, idx = cKDTree(pos).query(query, k=k)
     dist, idx = dist.reshape(len(query), k), idx.reshape(len(query), k)
-    weight = np.exp(-0.5 * (dist / sigma) ** 2)
+    weight = np.exp(-0.5 * (dist**2 - dist[:, :1] ** 2) / sigma**2)
     weight /= weight.sum(axis=1, keepdims=True)
     return np.einsum("mk,mkg->mg", weight, values[idx])
 

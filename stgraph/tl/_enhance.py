@@ -90,10 +90,8 @@ def enhance(
     positions
         ``(m, 2)`` ``(array_row, array_col)`` to impute (``mode='impute'`` only):
         distinct lattice sites (integers; on a hexagonal grid with ``array_row +
-        array_col`` of the observed spots' parity) that are not observed spots and
-        lie closer than about 38 spot spacings to one (farther, the interpolation's
-        Gaussian weights vanish and the prediction is undefined). Positions outside
-        the observed spots' convex hull with no observed spot within ``radius``
+        array_col`` of the observed spots' parity) that are not observed spots.
+        Positions outside the observed spots' convex hull with no observed spot within ``radius``
         spacings are extrapolated, with a warning.
     factor
         Super-resolution factor per axis; only 2 is supported.
@@ -254,9 +252,7 @@ def _query_positions(mode: str, positions, rc: np.ndarray, grid: str, radius: fl
     _reject(off_lattice(query, grid, np.mod(rc[0].sum(), 2)), query,
             f"are not sites of the {grid} lattice (integer array coordinates"
             + (", array_row + array_col of the spots' parity)" if grid == "hexagonal" else ")"))
-    undefined, extrapolated = _reach(lattice_positions(rc, grid), lattice_positions(query, grid), radius)
-    _reject(undefined, query, "are out of the model's reach: so far from every observed spot (over about 38 spot "
-            "spacings) that the interpolation's Gaussian weights (sigma = one spacing) vanish")
+    extrapolated = _extrapolated(lattice_positions(rc, grid), lattice_positions(query, grid), radius)
     if extrapolated.any():
         warnings.warn(
             f"{_count_and_examples(extrapolated, query)} lie outside the observed spots' convex hull with no "
@@ -275,20 +271,18 @@ def _reject(flagged: np.ndarray, query: np.ndarray, problem: str) -> None:
         raise ValueError(f"{_count_and_examples(flagged, query)} {problem}.")
 
 
-def _reach(pos: np.ndarray, query: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of the queries (lattice units) whose prediction from the observed spots
-    ``pos`` is undefined (every Gaussian weight of the interpolation, σ = one spacing,
-    underflows to zero) or extrapolated (outside the convex hull and farther than
-    ``radius`` spacings from every spot, i.e. without a neighbour in the model's graph)."""
+def _extrapolated(pos: np.ndarray, query: np.ndarray, radius: float) -> np.ndarray:
+    """Mask of the queries (lattice units) outside the convex hull of the observed spots
+    ``pos`` and farther than ``radius`` spacings from every one of them, i.e. without a
+    neighbour in the model's graph."""
     spacing = lattice_spacing(pos)
     nearest, _ = cKDTree(pos).query(query, k=1)
-    undefined = np.exp(-0.5 * (nearest / spacing) ** 2) == 0.0
     try:
         hull = ConvexHull(pos)
         inside = (query @ hull.equations[:, :2].T + hull.equations[:, 2] <= 1e-9 * spacing).all(axis=1)
     except (QhullError, ValueError):  # collinear spots span no area
         inside = np.zeros(len(query), dtype=bool)
-    return undefined, ~undefined & ~inside & (nearest > radius * spacing)
+    return ~inside & (nearest > radius * spacing)
 
 
 def _assemble(adata, values, counts, predicted, query, affine, counts_layer) -> AnnData:
