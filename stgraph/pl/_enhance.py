@@ -60,42 +60,45 @@ def enhance(
     new = adata.obs["imputed"].to_numpy(dtype=bool)
     matrix = adata.X if layer is None else adata.layers[layer]
     fig, axes = plt.subplots(len(genes), 2, figsize=(2 * panel_size, len(genes) * panel_size), squeeze=False)
-    # One measured spot's width around the outermost centres: whole edge spots, same view in both panels.
-    pad = 0.9 * lattice_spacing(xy[~new])
+    # Spots are 0.9 of their panel's spacing; one measured spot's width pads the outermost
+    # centres, so edge spots are whole and both panels show the same view.
+    diameters = {"measured": 0.9 * lattice_spacing(xy[~new]), "enhanced": 0.9 * lattice_spacing(xy)}
+    pad = diameters["measured"]
     for row, gene in zip(axes, genes):
         column = matrix[:, adata.var_names.get_loc(gene)]
         values = np.asarray(column.toarray() if sp.issparse(column) else column, dtype=float).ravel()
         vmin, vmax = np.nanmin(values), np.nanmax(values)
         drawn = []
         for ax, keep, title in ((row[0], ~new, "measured"), (row[1], np.ones_like(new), "enhanced")):
-            drawn.append(_spots(ax, xy, values, keep, new, cmap, vmin, vmax, pad))
+            spots = _spots(ax, xy, values, keep, new, cmap, vmin, vmax, pad, diameters[title])
+            drawn.append((ax, spots, diameters[title]))
             ax.set_title(f"{gene} ({title})")
         fig.colorbar(row[1].collections[0], ax=list(row), shrink=0.8)
-        for ax, (spots, diameter) in zip(row, drawn):  # once the colour bar has resized the axes
+        for ax, spots, diameter in drawn:  # once the colour bar has resized the axes
             spots.set_linewidths(_outline_width(ax, diameter))
     if save is not None:
         fig.savefig(save, bbox_inches="tight")
     return fig
 
 
-def _spots(ax, xy, values, keep, new, cmap, vmin, vmax, pad) -> tuple[EllipseCollection, float]:
-    """Draw the spots ``keep`` as circles; return them and their diameter in data units."""
+def _spots(ax, xy, values, keep, new, cmap, vmin, vmax, pad, diameter: float) -> EllipseCollection:
+    """Draw the spots ``keep`` as circles of ``diameter`` data units; return them."""
     ax.set_aspect("equal")
     ax.set_xlim(xy[:, 0].min() - pad, xy[:, 0].max() + pad)
     ax.set_ylim(xy[:, 1].max() + pad, xy[:, 1].min() - pad)
     ax.set_xticks([])
     ax.set_yticks([])
     points = xy[keep]
-    diameter = np.full(len(points), 0.9 * lattice_spacing(points))
-    # Sized in data units: the spots keep 0.9 of the spacing however the layout
-    # (e.g. the colour bar) resizes the axes afterwards.
-    spots = EllipseCollection(diameter, diameter, np.zeros(len(points)), units="xy", offsets=points,
+    # Sized in data units: the spots keep their size however the layout (e.g. the colour
+    # bar) resizes the axes afterwards.
+    sizes = np.full(len(points), diameter)
+    spots = EllipseCollection(sizes, sizes, np.zeros(len(points)), units="xy", offsets=points,
                               offset_transform=ax.transData, cmap=cmap,
                               edgecolors=np.where(new[keep], "white", "none"))
     spots.set_array(values[keep])
     spots.set_clim(vmin, vmax)
     ax.add_collection(spots, autolim=False)
-    return spots, float(diameter[0])
+    return spots
 
 
 def _outline_width(ax, diameter: float) -> float:
