@@ -212,6 +212,11 @@ def test_pretrain_rejects_bad_arguments():
         pretrain(graph, steps=1, grad_clip=-1.0, **SMALL)
     with pytest.raises(ValueError, match="d_model=15 must be a multiple of heads=2"):
         pretrain(graph, steps=1, **{**SMALL, "d_model": 15})
+    # The rule is the default layer's: a layer without per-head channels takes any d_model.
+    from tests.test_encoder import DistanceWeightedMean
+
+    own_layer = pretrain(graph, steps=1, conv=DistanceWeightedMean, **{**SMALL, "d_model": 15})
+    assert own_layer.model.encoder.config["d_model"] == 15
     with pytest.raises(ValueError, match="heads must be a positive integer, got 0"):
         pretrain(graph, steps=1, **{**SMALL, "heads": 0})
     with pytest.raises(ValueError, match="checkpoint_every=1 needs checkpoint_dir"):

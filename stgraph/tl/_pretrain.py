@@ -15,6 +15,7 @@ from .._validation import check_int
 from ..data.batching import cell_units, tile_units
 from ..models.mgm import MaskedGeneModel
 from ..models.trainer import MaskedGeneTrainer, TrainingConfig
+from ..nn.conv import SpatialTransformerConv
 from ..nn.encoder import ConvFactory, TranscriptEncoder
 from ..nn.positional import DEFAULT_PE_SCALE
 from ._graph_input import checked_graph
@@ -227,7 +228,7 @@ def pretrain(
         raise ValueError(f"checkpoint_every={checkpoint_every} needs checkpoint_dir: where to write the checkpoints")
     for name, value in (("d_model", d_model), ("n_layers", n_layers), ("heads", heads), ("batch_size", batch_size)):
         check_int(name, value)
-    if d_model % heads:
+    if conv in (None, SpatialTransformerConv) and d_model % heads:  # that layer's rule, checked before the graph
         raise ValueError(
             f"d_model={d_model} must be a multiple of heads={heads}: each head gets d_model / heads channels"
         )
