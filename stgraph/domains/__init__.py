@@ -1,5 +1,5 @@
 """Subcellular domains: transcript features, clustering, enrichment and outlines."""
-from ._cluster import DomainClustering, check_clustering_arguments, cluster_domains
+from ._cluster import DomainClustering, cluster_domains
 from ._enrichment import ENRICHMENT_COLUMNS, domain_enrichment
 from ._features import (
     cell_composition,
@@ -15,7 +15,6 @@ __all__ = [
     "DomainClustering",
     "ENRICHMENT_COLUMNS",
     "POLYGON_COLUMNS",
-    "check_clustering_arguments",
     "cluster_domains",
     "domain_enrichment",
     "domain_polygons",

@@ -19,7 +19,6 @@ from .._validation import check_int
 from ..coloc._encode import MAX_EDGES, masked_embeddings
 from ..domains import (
     DomainClustering,
-    check_clustering_arguments,
     cell_composition,
     cluster_domains,
     composition_components,
@@ -30,6 +29,7 @@ from ..domains import (
     predicted_composition_components,
     standardised_block,
 )
+from ..domains._cluster import check_clustering_arguments
 from ..io import TABLE_KEY, check_table
 from ..io._table import ensure_table
 from ..io._spatialdata import check_spatialdata
