@@ -161,8 +161,8 @@ def enhance(
         all-zero / non-integer (normalised) counts, a ``grid`` that does not fit the
         coordinates (``'hexagonal'`` with ``array_row + array_col`` of both parities,
         or pixel coordinates whose geometry is that of the other lattice), or impute
-        ``positions`` that are malformed, duplicated, not lattice sites, coincide
-        with observed spots or are out of the model's reach (see ``positions``).
+        ``positions`` that are malformed, duplicated, not lattice sites or coincide
+        with observed spots (see ``positions``).
 
     Warns
     -----
