@@ -15,8 +15,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import stgraph.graph._cells as cells_module
+import stgraph.graph._numba_grid as numba_grid_module
 import stgraph.graph._torch_grid as torch_grid_module
 from stgraph.graph import GraphTooLargeError, available_backends, radius_graph
+from stgraph.graph._cells import build_cell_list, edge_lower_bound
+from stgraph.graph._query import make_query
 
 BACKENDS = available_backends()
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -123,9 +126,9 @@ def test_isolated_points_duplicates_and_boundary(backend):
     assert not (edge_index == 3).any()  # isolated
 
 
-@pytest.mark.parametrize("pairs_per_chunk", [1, 200])
+@pytest.mark.parametrize("pairs_per_chunk", [1, 200, 5000])
 def test_torch_backend_in_small_chunks(monkeypatch, pairs_per_chunk):
-    # 1: every chunk is one cell over the limit; 200: chunks of a few cells.
+    # 1: every chunk is one target; 200: chunks cut through cells; 5000: a few whole cells.
     monkeypatch.setattr(torch_grid_module, "PAIRS_PER_CHUNK", pairs_per_chunk)
     monkeypatch.setattr(cells_module, "CELLS_PER_LOOKUP", 3)
     gen = torch.Generator().manual_seed(3)
@@ -133,6 +136,48 @@ def test_torch_backend_in_small_chunks(monkeypatch, pairs_per_chunk):
     batch = torch.randint(0, 2, (50,), generator=gen)
     assert_same_graph(pos, 1.3, batch, False, None, "torch")
     assert_same_graph(pos, 1.3, batch, True, 4, "torch")
+
+
+def test_chunks_bound_the_candidate_pairs_of_a_dense_cell():
+    # 300 points in one cell: each has 300 candidates, so a chunk of 1,000 pairs must cut it.
+    gen = torch.Generator().manual_seed(6)
+    cells = build_cell_list(make_query(torch.rand(300, 2, generator=gen), 5.0))
+    assert cells.num_cells == 1
+    chunks = cells.chunks(1000)
+    assert [start for start, _ in chunks] == [0] + [stop for _, stop in chunks[:-1]] and chunks[-1][1] == 300
+    for start, stop in chunks:
+        a, b = cells.candidate_pairs(start, stop)
+        assert a.numel() == 300 * (stop - start) <= 1000
+        assert torch.equal(a.unique(), torch.arange(start, stop))
+
+
+@SETTINGS
+@given(case=cases(), k=st.one_of(st.none(), st.integers(1, 6)))
+def test_edge_lower_bound_never_exceeds_the_edge_count(case, k):
+    query = make_query(case.pos, case.r, case.batch, loop=case.loop, max_num_neighbors=k)
+    assert edge_lower_bound(query) <= brute_force(case.pos, case.r, case.batch, case.loop, k)[0].shape[1]
+
+
+def test_edge_lower_bound_is_exact_for_a_tight_cluster():
+    gen = torch.Generator().manual_seed(7)
+    pos = torch.rand(200, 3, generator=gen, dtype=torch.float64)
+    assert edge_lower_bound(make_query(pos, 1e6)) == 200 * 199
+    assert edge_lower_bound(make_query(pos, 1e6, loop=True, max_num_neighbors=5)) == 200 * 5
+    # Two samples of 100 points: no edge between them.
+    assert edge_lower_bound(make_query(pos, 1e6, torch.arange(200) % 2)) == 2 * 100 * 99
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_far_too_large_radius_is_refused_without_counting(monkeypatch, backend):
+    def never(*args):
+        raise AssertionError("the edges were counted")
+
+    monkeypatch.setattr(numba_grid_module, "_count_edges", never)
+    monkeypatch.setattr(torch_grid_module, "_count_per_target", never)
+    gen = torch.Generator().manual_seed(8)
+    pos = torch.rand(2000, 2, generator=gen) * 100
+    with pytest.raises(GraphTooLargeError, match="at least 3,998,000 edges needing at least 63,968,000 bytes"):
+        radius_graph(pos, 1e9, backend=backend, max_memory=10**7)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

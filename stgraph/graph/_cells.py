@@ -3,7 +3,8 @@
 :func:`cell_geometry` (cell side, grid extent, int64-safe keys) is shared by every
 cell-list code path. :class:`CellList` is the PyTorch one, built on the query's device:
 the ``"torch"`` backend searches it, and the kd-tree and torch_cluster backends take a
-cheap upper bound on the edge count from it. The numba backend builds its own arrays
+cheap upper bound on the edge count from it; with cells small enough that neighbouring
+cells hold only neighbours, the same bound is a lower bound (:func:`edge_lower_bound`). The numba backend builds its own arrays
 with the same geometry and key layout (``_numba_grid.py``).
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from ._exact import inflate
 from ._query import RadiusQuery
 
-__all__ = ["CellGeometry", "CellList", "build_cell_list", "cell_geometry", "expand_ranges"]
+__all__ = ["CellGeometry", "CellList", "build_cell_list", "cell_geometry", "edge_lower_bound", "expand_ranges"]
 
 # Keys are batch * prod(dims) + cell index; keeping them below 2**62 leaves room for the
 # +-1 neighbour offsets without int64 overflow.
@@ -95,33 +96,38 @@ class CellList:
         return int((per_target * self.points_per_cell()).sum())
 
     def chunks(self, max_pairs: int) -> list[tuple[int, int]]:
-        """Runs of whole cells ``[first, stop)`` of at most ``max_pairs`` candidate pairs each.
+        """Runs of targets ``[start, stop)`` (sorted positions) of at most ``max_pairs``
+        candidate pairs each, cutting through cells where needed.
 
-        A single cell with more candidate pairs than ``max_pairs`` forms a chunk on its own.
+        A single target with more candidates than ``max_pairs`` forms a chunk on its own.
         """
-        pairs = torch.cumsum(self.candidates_per_cell() * self.points_per_cell(), 0).cpu()
-        chunks, first, done = [], 0, 0
-        while first < self.num_cells:
+        per_target = torch.repeat_interleave(self.candidates_per_cell(), self.points_per_cell())
+        pairs = torch.cumsum(per_target, 0).cpu()
+        chunks, start, done = [], 0, 0
+        while start < pairs.shape[0]:
             stop = int(torch.searchsorted(pairs, done + max_pairs, right=True))
-            stop = max(stop, first + 1)
-            chunks.append((first, stop))
-            first, done = stop, int(pairs[stop - 1])
+            stop = max(stop, start + 1)
+            chunks.append((start, stop))
+            start, done = stop, int(pairs[stop - 1])
         return chunks
 
-    def candidate_pairs(self, first: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sorted positions ``(a, b)`` of all candidate pairs whose target ``a`` is in cells ``first:stop``.
+    def candidate_pairs(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sorted positions ``(a, b)`` of all candidate pairs whose target ``a`` is in ``start:stop``.
 
         Pairs come grouped by target (``a`` non-decreasing); each unordered neighbour pair
         appears in both directions and every point is paired with itself.
         """
-        lo, hi = self.neighbour_runs(first, stop)
+        first = int(torch.searchsorted(self.cell_start, start, right=True)) - 1
+        last = int(torch.searchsorted(self.cell_start, stop - 1, right=True))  # one past stop - 1's cell
+        lo, hi = self.neighbour_runs(first, last)
         length = hi - lo
         sources = expand_ranges(lo.flatten(), length.flatten())  # each cell's candidates, cell after cell
         per_cell = length.sum(1)
         cell_offset = torch.cumsum(per_cell, 0) - per_cell
-        npoints = self.points_per_cell()[first:stop]
-        cell_of_target = torch.repeat_interleave(torch.arange(stop - first, device=lo.device), npoints)
-        targets = torch.arange(int(self.cell_start[first]), int(self.cell_start[stop]), device=lo.device)
+        # Targets of each cell within [start, stop): the first and last cells may be cut.
+        npoints = self.cell_start[first + 1 : last + 1].clamp(max=stop) - self.cell_start[first:last].clamp(min=start)
+        cell_of_target = torch.repeat_interleave(torch.arange(last - first, device=lo.device), npoints)
+        targets = torch.arange(start, stop, device=lo.device)
         per_target = per_cell.index_select(0, cell_of_target)
         a = torch.repeat_interleave(targets, per_target)
         b = sources.index_select(0, expand_ranges(cell_offset.index_select(0, cell_of_target), per_target))
@@ -152,10 +158,11 @@ class CellGeometry:
     dims: tuple[int, ...]
 
 
-def cell_geometry(query: RadiusQuery) -> CellGeometry:
-    """Cells of side ``>= inflate(r, max_abs)`` whose keys (batch included) fit in int64."""
+def cell_geometry(query: RadiusQuery, size: float | None = None) -> CellGeometry:
+    """Cells of side ``>= size`` (default ``inflate(r, max_abs)``) whose keys (batch
+    included) fit in int64."""
     low, high = query.bounds
-    size = inflate(query.r, query.max_abs)
+    size = inflate(query.r, query.max_abs) if size is None else size
     while True:
         # floor(x / size) is monotone in x, so the extreme cells are those of the bounds.
         first = tuple(math.floor(value / size) for value in low)
@@ -168,9 +175,10 @@ def cell_geometry(query: RadiusQuery) -> CellGeometry:
         size *= max(2.0, (num_keys / _MAX_KEYS) ** (1 / len(dims)) * 1.01)
 
 
-def build_cell_list(query: RadiusQuery) -> CellList:
-    """Bucket the query's points (``N >= 1``) into the cells of :func:`cell_geometry`."""
-    geometry = cell_geometry(query)
+def build_cell_list(query: RadiusQuery, geometry: CellGeometry | None = None) -> CellList:
+    """Bucket the query's points (``N >= 1``) into the cells of ``geometry`` (default
+    :func:`cell_geometry`)."""
+    geometry = cell_geometry(query) if geometry is None else geometry
     pos = query.pos
     cells = (torch.floor(pos / geometry.size) - pos.new_tensor(geometry.first)).to(torch.int64)
     # Rounding cannot put a point outside the grid, but a clamp keeps keys unaliased even if
@@ -198,3 +206,29 @@ def build_cell_list(query: RadiusQuery) -> CellList:
         cell_batch=cell_batch,
         dims=geometry.dims,
     )
+
+
+# Side of the lower-bound cells, relative to r / (2 sqrt(D)): the shrink absorbs every
+# rounding (see edge_lower_bound), which holds while coordinates span few enough cells.
+_SURE_SHRINK = 1.0 - 2.0**-20
+_SURE_MAX_CELLS = 2.0**20
+
+
+def edge_lower_bound(query: RadiusQuery) -> int:
+    """Edges that surely exist: a lower bound on the edge count, as cheap as a cell list.
+
+    With cells of side ``s = (1 - 2**-20) r / (2 sqrt(D))``, the points of a cell and of
+    its 3**D neighbourhood are neighbours: their float64 cell indices ``floor(x / s)`` are
+    off by less than ``2**-52 * max_abs / s <= 2**-32`` of a cell, so such points are less
+    than ``2 s (1 + 2**-32)`` apart per axis, and ``d2`` stays below ``r * r`` after any
+    rounding of the predicate. Every candidate pair of this cell list is then an edge, and
+    :meth:`CellList.edge_bound` counts them. Returns 0 when coordinates span more than
+    ``2**20`` such cells or the keys would need coarser cells, where that does not hold.
+    """
+    size = query.r / (2.0 * math.sqrt(query.points.shape[1])) * _SURE_SHRINK
+    if query.num_nodes == 0 or query.max_abs / size > _SURE_MAX_CELLS:
+        return 0
+    geometry = cell_geometry(query, size)
+    if geometry.size != size:
+        return 0
+    return build_cell_list(query, geometry).edge_bound(query.loop, query.max_num_neighbors)

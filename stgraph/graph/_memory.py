@@ -4,7 +4,17 @@ from __future__ import annotations
 import psutil
 import torch
 
-__all__ = ["GraphTooLargeError", "allocate_output", "available_memory", "fits", "require_fits"]
+from ._cells import edge_lower_bound
+from ._query import RadiusQuery
+
+__all__ = [
+    "GraphTooLargeError",
+    "allocate_output",
+    "available_memory",
+    "fits",
+    "require_fits",
+    "refuse_surely_too_large",
+]
 
 
 class GraphTooLargeError(ValueError):
@@ -44,17 +54,34 @@ def require_fits(
     max_memory: int | None,
     *,
     what: str = "radius graph",
+    at_least: bool = False,
 ) -> None:
-    """Raise :class:`GraphTooLargeError` unless ``num_edges`` edges fit (see :func:`fits`)."""
+    """Raise :class:`GraphTooLargeError` unless ``num_edges`` edges fit (see :func:`fits`).
+
+    With ``at_least``, ``num_edges`` is a lower bound and the message says so.
+    """
     limit = _limit(device, max_memory)
     needed = output_bytes(num_edges, distance_dtype)
     if needed > limit:
+        bound = "at least " if at_least else ""
         raise GraphTooLargeError(
-            f"the {what} would have {num_edges:,} edges needing {needed:,} bytes "
+            f"the {what} would have {bound}{num_edges:,} edges needing {bound}{needed:,} bytes "
             f"({needed / 2**30:.2f} GiB) on {device}, more than the {limit:,} bytes allowed "
             f"({'max_memory' if max_memory is not None else 'available memory'}); use a smaller r, "
             "set max_num_neighbors, or build it tile by tile with radius_graph_tiled"
         )
+
+
+def refuse_surely_too_large(query: RadiusQuery, upper_bound: int) -> None:
+    """Refuse before counting a graph that surely cannot fit.
+
+    Counting the edges exactly costs as much as finding them, which for a radius far too
+    large is quadratic in the points. So when a cheap upper bound on the edge count does
+    not fit, the cheap lower bound of :func:`edge_lower_bound` must.
+    """
+    if not fits(upper_bound, query.distance_dtype, query.device, query.max_memory):
+        lower = edge_lower_bound(query)
+        require_fits(lower, query.distance_dtype, query.device, query.max_memory, at_least=True)
 
 
 def allocate_output(

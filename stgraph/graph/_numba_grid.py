@@ -3,7 +3,9 @@
 A counting pass gives each target's exact edge count; the output is allocated once at
 the exclusive cumulative sum of those counts, and a fill pass writes each target's edges
 into its own slice, sorted by source. The output is thus ordered by target without a
-global sort, and its size is checked before it is allocated.
+global sort, and its size is checked before it is allocated. Before counting, a graph
+whose loose upper bound does not fit must pass the cheap lower bound
+(``refuse_surely_too_large``): a radius far too large is refused without the quadratic count.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import torch
 from numba import njit, prange
 
 from ._cells import cell_geometry
-from ._memory import require_fits
+from ._memory import refuse_surely_too_large, require_fits
 from ._query import RadiusQuery
 
 __all__ = ["numba_grid_edges"]
@@ -303,10 +305,14 @@ def _cell_sorted_points(query: RadiusQuery):
 
 
 def numba_grid_edges(query: RadiusQuery):
-    arrays = (*_cell_sorted_points(query), query.r2, query.loop)
+    xyz, order, keys, cell_start, dims = _cell_sorted_points(query)
+    k = query.max_num_neighbors
+    # Loose but O(1) upper bound: each target has at most 3**D cells of candidates.
+    per_target = 3 ** dims.shape[0] * int(np.diff(cell_start).max()) - (0 if query.loop else 1)
+    refuse_surely_too_large(query, query.num_nodes * (per_target if k is None else min(per_target, k)))
+    arrays = (xyz, order, keys, cell_start, dims, query.r2, query.loop)
     counts = _empty(query.num_nodes, torch.int64)
     _count_edges(*arrays, counts)
-    k = query.max_num_neighbors
     kept = counts if k is None else np.minimum(counts, k)
     offsets = np.cumsum(kept, out=_empty(query.num_nodes, torch.int64))
     offsets -= kept

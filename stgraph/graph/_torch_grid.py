@@ -10,7 +10,7 @@ import torch
 
 from ._cells import CellList, build_cell_list
 from ._exact import distances, edge_order, place_edges, squared_distance
-from ._memory import allocate_output, fits, require_fits
+from ._memory import allocate_output, fits, refuse_surely_too_large, require_fits
 from ._query import RadiusQuery
 
 __all__ = ["torch_grid_edges", "require_fits_cheaply", "PAIRS_PER_CHUNK"]
@@ -19,9 +19,9 @@ __all__ = ["torch_grid_edges", "require_fits_cheaply", "PAIRS_PER_CHUNK"]
 PAIRS_PER_CHUNK = 1 << 21
 
 
-def _edges_of_chunk(cells: CellList, query: RadiusQuery, first: int, stop: int):
-    """Sorted positions and ``d2`` of the edges whose targets lie in cells ``first:stop``."""
-    a, b = cells.candidate_pairs(first, stop)
+def _edges_of_chunk(cells: CellList, query: RadiusQuery, start: int, stop: int):
+    """Sorted positions and ``d2`` of the edges whose targets lie in sorted positions ``start:stop``."""
+    a, b = cells.candidate_pairs(start, stop)
     d2 = squared_distance(cells.pos, a, b)
     keep = d2 <= query.r2
     if not query.loop:
@@ -31,8 +31,8 @@ def _edges_of_chunk(cells: CellList, query: RadiusQuery, first: int, stop: int):
 
 def _count_per_target(cells: CellList, query: RadiusQuery, chunks) -> torch.Tensor:
     counts = torch.zeros(query.num_nodes, dtype=torch.int64, device=cells.keys.device)
-    for first, stop in chunks:
-        a, _, _ = _edges_of_chunk(cells, query, first, stop)
+    for start, stop in chunks:
+        a, _, _ = _edges_of_chunk(cells, query, start, stop)
         counts.index_add_(0, cells.order.index_select(0, a), torch.ones_like(a))
     if query.max_num_neighbors is not None:
         counts.clamp_(max=query.max_num_neighbors)
@@ -43,10 +43,12 @@ def require_fits_cheaply(query: RadiusQuery) -> CellList:
     """Refuse a graph too large for memory before any edge is built; return the cell list.
 
     For backends that cannot count edges on their own: the cell list's candidate bound
-    settles most cases, and only a bound that does not fit is refined by an exact count.
+    settles most cases, and only a bound that does not fit is refined: by the cheap lower
+    bound, then by an exact count.
     """
     cells = build_cell_list(query)
     bound = cells.edge_bound(query.loop, query.max_num_neighbors)
+    refuse_surely_too_large(query, bound)
     if not fits(bound, query.distance_dtype, query.device, query.max_memory):
         counts = _count_per_target(cells, query, cells.chunks(PAIRS_PER_CHUNK))
         require_fits(int(counts.sum()), query.distance_dtype, query.device, query.max_memory)
@@ -55,13 +57,14 @@ def require_fits_cheaply(query: RadiusQuery) -> CellList:
 
 def torch_grid_edges(query: RadiusQuery):
     cells = build_cell_list(query)
+    refuse_surely_too_large(query, cells.edge_bound(query.loop, query.max_num_neighbors))
     chunks = cells.chunks(PAIRS_PER_CHUNK)
     counts = _count_per_target(cells, query, chunks)
     offsets = torch.cumsum(counts, 0) - counts
     edge_index, dist = allocate_output(int(counts.sum()), query.distance_dtype, query.device, query.max_memory)
     n = query.num_nodes
-    for first, stop in chunks:
-        a, b, d2 = _edges_of_chunk(cells, query, first, stop)
+    for start, stop in chunks:
+        a, b, d2 = _edges_of_chunk(cells, query, start, stop)
         source = cells.order.index_select(0, b)
         order = edge_order(a, source, d2, n, query.max_num_neighbors)
         a, source, d2 = (t.index_select(0, order) for t in (a, source, d2))

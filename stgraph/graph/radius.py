@@ -108,7 +108,8 @@ def radius_graph(
           a counting pass then a fill pass, so the output is sorted by target without a
           global sort);
         * ``"torch"``: cell list in pure PyTorch, runs on the tensors' device (CPU or
-          CUDA), candidate pairs expanded in bounded chunks;
+          CUDA), candidate pairs expanded in bounded chunks (of about 2**21 pairs, cut
+          through dense cells too);
         * ``"kdtree"``: :class:`scipy.spatial.cKDTree` pair search on the CPU;
         * ``"torch_cluster"``: :func:`torch_cluster.radius_graph` (optional package).
 
@@ -138,7 +139,9 @@ def radius_graph(
         the wrong length or device, an unknown backend, ``"torch_cluster"`` not installed.
     GraphTooLargeError
         (a ValueError) The edges would need more than ``max_memory``; raised before they
-        are allocated, with the edge count and bytes in the message.
+        are allocated, with the edge count and bytes in the message. A radius far too
+        large is refused from a lower bound on the edge count ("at least ..."), in about
+        the time of sorting the points, before any pair is compared.
 
     Examples
     --------
