@@ -118,11 +118,12 @@ def _within_cell(graph: Data) -> np.ndarray:
     return (cell[src] == cell[dst]) & (cell[dst] >= 0)
 
 
-def _check_neighbourhoods(graph: Data, members: np.ndarray, radius: float) -> None:
-    """Refuse a graph without within-cell edges; warn when most transcripts have no neighbour."""
+def _check_neighbourhoods(graph: Data, within: np.ndarray, members: np.ndarray, radius: float) -> None:
+    """Refuse a graph without within-cell edges (``within``, from :func:`_within_cell`);
+    warn when most transcripts have no neighbour."""
     src, dst = graph.edge_index.numpy()
     has_neighbour = np.zeros(graph.num_nodes, dtype=bool)
-    has_neighbour[dst[_within_cell(graph) & (src != dst)]] = True
+    has_neighbour[dst[within & (src != dst)]] = True
     isolated = 1.0 - has_neighbour[members].mean()
     if isolated == 1.0:
         pos = graph.pos.numpy()[members]
@@ -142,6 +143,7 @@ def _check_neighbourhoods(graph: Data, members: np.ndarray, radius: float) -> No
 
 def _features(
     graph: Data,
+    within: np.ndarray,
     members: np.ndarray,
     representation: Representation,
     model,
@@ -158,7 +160,6 @@ def _features(
     composition = cell_composition(gene[members], cell[members], n_genes)
     blocks = []
     src, dst = graph.edge_index.numpy()
-    within = _within_cell(graph)
     local = np.full(gene.size, -1, dtype=np.int64)
     local[members] = np.arange(members.size)
     edges = np.stack([local[src[within]], local[dst[within]]])
@@ -357,7 +358,8 @@ def domains(
     members = np.flatnonzero(cell >= 0)
     if members.size < 2:
         raise ValueError("domains need at least two transcripts assigned to cells")
-    _check_neighbourhoods(graph, members, radius)
+    within = _within_cell(graph)
+    _check_neighbourhoods(graph, within, members, radius)
     if encoder_graph is None:
         encoder_graph = graph
     elif encoder_graph.num_nodes != graph.num_nodes or not np.array_equal(
@@ -366,7 +368,7 @@ def domains(
     ):
         raise ValueError("encoder_graph must hold the transcripts of graph, in the same order")
     features = _features(
-        graph, members, representation, model, encoder_graph, bandwidth, n_components, n_passes,
+        graph, within, members, representation, model, encoder_graph, bandwidth, n_components, n_passes,
         max_edges, seed,
     )
     clustering = cluster_domains(
