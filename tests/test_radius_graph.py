@@ -167,6 +167,24 @@ def test_edge_lower_bound_is_exact_for_a_tight_cluster():
     assert edge_lower_bound(make_query(pos, 1e6, torch.arange(200) % 2)) == 2 * 100 * 99
 
 
+def test_edge_lower_bound_for_subnormal_radii():
+    # r * r rounds to 0 and the lower-bound cells to a side of 0: nothing is surely an edge,
+    # yet the 100 coincident points are all neighbours.
+    coincident = torch.zeros(100, 2, dtype=torch.float64)
+    assert edge_lower_bound(make_query(coincident, 5e-324)) == 0
+    with pytest.raises(GraphTooLargeError, match="would have 9,900 edges"):
+        radius_graph(coincident, 5e-324, max_memory=10**5)
+    two_spots = torch.tensor([[0.0, 0.0], [1.0, 1.0]]).repeat(50, 1)
+    assert radius_graph(two_spots, 5e-324, backend="numba", max_memory=10**5).shape == (2, 4900)
+    # Subnormal squares round by an absolute amount: r * r rounds to 2**-1074 and each
+    # dx * dx to 2**-1074 too, so the two spots (d2 = 2 * 2**-1074) are not neighbours and
+    # only the 2 * 10 * 9 edges within each spot exist.
+    r, dx = 1.49**0.5 * 2.0**-537, 0.6**0.5 * 2.0**-537
+    pos = torch.tensor([[0.0, 0.0]] * 10 + [[dx, dx]] * 10, dtype=torch.float64)
+    assert edge_lower_bound(make_query(pos, r)) <= 180
+    assert radius_graph(pos, r, max_memory=3000).shape == (2, 180)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_far_too_large_radius_is_refused_without_counting(monkeypatch, backend):
     def never(*args):

@@ -4,8 +4,9 @@
 cell-list code path. :class:`CellList` is the PyTorch one, built on the query's device:
 the ``"torch"`` backend searches it, and the kd-tree and torch_cluster backends take a
 cheap upper bound on the edge count from it; with cells small enough that neighbouring
-cells hold only neighbours, the same bound is a lower bound (:func:`edge_lower_bound`). The numba backend builds its own arrays
-with the same geometry and key layout (``_numba_grid.py``).
+cells hold only neighbours, the same bound is a lower bound (:func:`edge_lower_bound`).
+The numba backend builds its own arrays with the same geometry and key layout
+(``_numba_grid.py``).
 """
 from __future__ import annotations
 
@@ -209,9 +210,11 @@ def build_cell_list(query: RadiusQuery, geometry: CellGeometry | None = None) ->
 
 
 # Side of the lower-bound cells, relative to r / (2 sqrt(D)): the shrink absorbs every
-# rounding (see edge_lower_bound), which holds while coordinates span few enough cells.
+# rounding (see edge_lower_bound), which holds while coordinates lie few enough cells from
+# the origin and r * r is far from the subnormal range, where rounding is absolute.
 _SURE_SHRINK = 1.0 - 2.0**-20
 _SURE_MAX_CELLS = 2.0**20
+_SURE_MIN_R2 = 2.0**-1000
 
 
 def edge_lower_bound(query: RadiusQuery) -> int:
@@ -222,11 +225,13 @@ def edge_lower_bound(query: RadiusQuery) -> int:
     off by less than ``2**-52 * max_abs / s <= 2**-32`` of a cell, so such points are less
     than ``2 s (1 + 2**-32)`` apart per axis, and ``d2`` stays below ``r * r`` after any
     rounding of the predicate. Every candidate pair of this cell list is then an edge, and
-    :meth:`CellList.edge_bound` counts them. Returns 0 when coordinates span more than
-    ``2**20`` such cells or the keys would need coarser cells, where that does not hold.
+    :meth:`CellList.edge_bound` counts them. Returns 0 where that does not hold: when a
+    coordinate lies more than ``2**20`` such cells from the origin, when ``r * r`` is
+    below ``2**-1000`` (subnormal squares round by an absolute amount, not a relative
+    one) or when the keys would need coarser cells.
     """
     size = query.r / (2.0 * math.sqrt(query.points.shape[1])) * _SURE_SHRINK
-    if query.num_nodes == 0 or query.max_abs / size > _SURE_MAX_CELLS:
+    if query.num_nodes == 0 or query.r * query.r < _SURE_MIN_R2 or query.max_abs / size > _SURE_MAX_CELLS:
         return 0
     geometry = cell_geometry(query, size)
     if geometry.size != size:
