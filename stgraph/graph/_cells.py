@@ -10,6 +10,7 @@ The numba backend builds its own arrays with the same geometry and key layout
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -77,8 +78,12 @@ class CellList:
             highs.append(torch.where(inside, hi, lo))
         return torch.stack(lows, 1), torch.stack(highs, 1)
 
+    @functools.cached_property
     def candidates_per_cell(self) -> torch.Tensor:
-        """Points in each cell's neighbourhood (itself included): candidates of each of its points."""
+        """Points in each cell's neighbourhood (itself included): candidates of each of its points.
+
+        Computed once: the edge bound and the chunks both need it.
+        """
         counts = torch.empty(self.num_cells, dtype=torch.int64, device=self.keys.device)
         for first in range(0, self.num_cells, CELLS_PER_LOOKUP):
             stop = min(first + CELLS_PER_LOOKUP, self.num_cells)
@@ -91,7 +96,7 @@ class CellList:
 
     def edge_bound(self, loop: bool, max_num_neighbors: int | None) -> int:
         """An upper bound on the edge count (every candidate pair counted), cheap to get."""
-        per_target = self.candidates_per_cell() - (0 if loop else 1)
+        per_target = self.candidates_per_cell - (0 if loop else 1)
         if max_num_neighbors is not None:
             per_target = per_target.clamp(max=max_num_neighbors)
         return int((per_target * self.points_per_cell()).sum())
@@ -102,7 +107,7 @@ class CellList:
 
         A single target with more candidates than ``max_pairs`` forms a chunk on its own.
         """
-        per_target = torch.repeat_interleave(self.candidates_per_cell(), self.points_per_cell())
+        per_target = torch.repeat_interleave(self.candidates_per_cell, self.points_per_cell())
         pairs = torch.cumsum(per_target, 0).cpu()
         chunks, start, done = [], 0, 0
         while start < pairs.shape[0]:

@@ -72,16 +72,19 @@ def require_fits(
         )
 
 
-def refuse_surely_too_large(query: RadiusQuery, upper_bound: int) -> None:
-    """Refuse before counting a graph that surely cannot fit.
+def refuse_surely_too_large(query: RadiusQuery, upper_bound: int) -> bool:
+    """Refuse before counting a graph that surely cannot fit; return whether
+    ``upper_bound`` fits (then no exact count is needed to know the graph does).
 
     Counting the edges exactly costs as much as finding them, which for a radius far too
     large is quadratic in the points. So when a cheap upper bound on the edge count does
     not fit, the cheap lower bound of :func:`edge_lower_bound` must.
     """
-    if not fits(upper_bound, query.distance_dtype, query.device, query.max_memory):
-        lower = edge_lower_bound(query)
-        require_fits(lower, query.distance_dtype, query.device, query.max_memory, at_least=True)
+    if fits(upper_bound, query.distance_dtype, query.device, query.max_memory):
+        return True
+    lower = edge_lower_bound(query)
+    require_fits(lower, query.distance_dtype, query.device, query.max_memory, at_least=True)
+    return False
 
 
 def allocate_output(

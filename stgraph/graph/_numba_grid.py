@@ -307,7 +307,8 @@ def _cell_sorted_points(query: RadiusQuery):
 def numba_grid_edges(query: RadiusQuery):
     xyz, order, keys, cell_start, dims = _cell_sorted_points(query)
     k = query.max_num_neighbors
-    # Loose but O(1) upper bound: each target has at most 3**D cells of candidates.
+    # Loose upper bound from one pass over the cells: each target has at most 3**D cells
+    # of candidates.
     per_target = 3 ** dims.shape[0] * int(np.diff(cell_start).max()) - (0 if query.loop else 1)
     refuse_surely_too_large(query, query.num_nodes * (per_target if k is None else min(per_target, k)))
     arrays = (xyz, order, keys, cell_start, dims, query.r2, query.loop)

@@ -32,7 +32,7 @@ def torch_cluster_edges(query: RadiusQuery):
     cells = require_fits_cheaply(query)
     # Every neighbour within the inflated radius (the cell side) lies in the target's
     # 3**D cells, so this cap never drops one.
-    cap = int(cells.candidates_per_cell().max())
+    cap = int(cells.candidates_per_cell.max())
     pos, batch, back = query.pos, query.batch, None
     if batch is not None and bool((batch[1:] < batch[:-1]).any()):
         back = torch.argsort(batch, stable=True)  # torch_cluster needs batch sorted

@@ -10,7 +10,7 @@ import torch
 
 from ._cells import CellList, build_cell_list
 from ._exact import distances, edge_order, place_edges, squared_distance
-from ._memory import allocate_output, fits, refuse_surely_too_large, require_fits
+from ._memory import allocate_output, refuse_surely_too_large, require_fits
 from ._query import RadiusQuery
 
 __all__ = ["torch_grid_edges", "require_fits_cheaply", "PAIRS_PER_CHUNK"]
@@ -47,9 +47,7 @@ def require_fits_cheaply(query: RadiusQuery) -> CellList:
     bound, then by an exact count.
     """
     cells = build_cell_list(query)
-    bound = cells.edge_bound(query.loop, query.max_num_neighbors)
-    refuse_surely_too_large(query, bound)
-    if not fits(bound, query.distance_dtype, query.device, query.max_memory):
+    if not refuse_surely_too_large(query, cells.edge_bound(query.loop, query.max_num_neighbors)):
         counts = _count_per_target(cells, query, cells.chunks(PAIRS_PER_CHUNK))
         require_fits(int(counts.sum()), query.distance_dtype, query.device, query.max_memory)
     return cells

@@ -109,7 +109,8 @@ def radius_graph(
           global sort);
         * ``"torch"``: cell list in pure PyTorch, runs on the tensors' device (CPU or
           CUDA), candidate pairs expanded in bounded chunks (of about 2**21 pairs, cut
-          through dense cells too);
+          through dense cells too; a single point with more candidates is a chunk of
+          its own);
         * ``"kdtree"``: :class:`scipy.spatial.cKDTree` pair search on the CPU;
         * ``"torch_cluster"``: :func:`torch_cluster.radius_graph` (optional package).
 
