@@ -1,6 +1,7 @@
 """Exactness of stgraph.graph.radius_graph against an O(N^2) brute force, for every backend."""
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import types
@@ -167,35 +168,40 @@ def test_edge_lower_bound_is_exact_for_a_tight_cluster():
     assert edge_lower_bound(make_query(pos, 1e6, torch.arange(200) % 2)) == 2 * 100 * 99
 
 
-def test_edge_lower_bound_for_subnormal_radii():
-    # r * r rounds to 0 and the lower-bound cells to a side of 0: nothing is surely an edge,
-    # yet the 100 coincident points are all neighbours.
-    coincident = torch.zeros(100, 2, dtype=torch.float64)
-    assert edge_lower_bound(make_query(coincident, 5e-324)) == 0
-    with pytest.raises(GraphTooLargeError, match="would have 9,900 edges"):
-        radius_graph(coincident, 5e-324, max_memory=10**5)
-    two_spots = torch.tensor([[0.0, 0.0], [1.0, 1.0]]).repeat(50, 1)
-    assert radius_graph(two_spots, 5e-324, backend="numba", max_memory=10**5).shape == (2, 4900)
-    # Subnormal squares round by an absolute amount: r * r rounds to 2**-1074 and each
-    # dx * dx to 2**-1074 too, so the two spots (d2 = 2 * 2**-1074) are not neighbours and
-    # only the 2 * 10 * 9 edges within each spot exist.
-    r, dx = 1.49**0.5 * 2.0**-537, 0.6**0.5 * 2.0**-537
-    pos = torch.tensor([[0.0, 0.0]] * 10 + [[dx, dx]] * 10, dtype=torch.float64)
-    assert edge_lower_bound(make_query(pos, r)) <= 180
-    assert radius_graph(pos, r, max_memory=3000).shape == (2, 180)
+def test_edge_lower_bound_far_from_the_origin():
+    # Cells are measured from the median, so an offset of 2.5e6 r keeps every pair...
+    gen = torch.Generator().manual_seed(9)
+    square = torch.rand(300, 2, generator=gen, dtype=torch.float64)
+    assert edge_lower_bound(make_query(square + 5e6, 2.0)) == 300 * 299
+    # ...and points too far from it for the rounding argument (or for int64 keys) are left
+    # out, not the whole bound: 8 far corners (with no edge) beside a tight cube.
+    cube = torch.rand(400, 3, generator=gen, dtype=torch.float64) * 0.2
+    corners = torch.tensor(list(itertools.product((-1.5e5, 1.5e5), repeat=3)), dtype=torch.float64)
+    assert edge_lower_bound(make_query(torch.cat([cube, corners]), 0.5)) == 400 * 399
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_far_too_large_radius_is_refused_without_counting(monkeypatch, backend):
+@pytest.mark.parametrize(("scale", "offset", "r"), [(100.0, 0.0, 1e9), (1.0, 5e6, 2.0)])
+def test_far_too_large_radius_is_refused_without_counting(monkeypatch, backend, scale, offset, r):
     def never(*args):
         raise AssertionError("the edges were counted")
 
     monkeypatch.setattr(numba_grid_module, "_count_edges", never)
     monkeypatch.setattr(torch_grid_module, "_count_per_target", never)
     gen = torch.Generator().manual_seed(8)
-    pos = torch.rand(2000, 2, generator=gen) * 100
+    pos = torch.rand(2000, 2, generator=gen, dtype=torch.float64) * scale + offset
     with pytest.raises(GraphTooLargeError, match="at least 3,998,000 edges needing at least 63,968,000 bytes"):
-        radius_graph(pos, 1e9, backend=backend, max_memory=10**7)
+        radius_graph(pos, r, backend=backend, max_memory=10**7)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("r", [2.0**-500, 2.0**500])
+def test_radius_at_the_ends_of_its_range(backend, r):
+    # r * r is still a normal float64 (2**-1000, 2**1000); pairs on the boundary included.
+    gen = torch.Generator().manual_seed(10)
+    steps = torch.randint(-3, 4, (80, 3), generator=gen).to(torch.float64)
+    assert_same_graph(steps * 0.5 * r, r, torch.arange(80) % 2, False, None, backend)
+    assert_same_graph(steps * 0.5 * r, r, None, True, 3, backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -231,6 +237,20 @@ def test_numpy_input_gives_the_torch_result():
     expected = radius_graph(torch.from_numpy(pos), 1.5, torch.from_numpy(batch))
     pos.setflags(write=False)  # read-only arrays are accepted too
     assert torch.equal(radius_graph(pos, 1.5, batch), expected)
+    # So are arrays torch cannot share: big-endian ones and reversed views.
+    assert torch.equal(radius_graph(pos.astype(">f8"), 1.5, batch.astype(">i8")), expected)
+    reversed_expected = radius_graph(torch.from_numpy(pos[::-1].copy()), 1.5, torch.from_numpy(batch[::-1].copy()))
+    assert torch.equal(radius_graph(pos[::-1], 1.5, batch[::-1]), reversed_expected)
+    assert reversed_expected.shape == expected.shape
+
+
+def test_kdtree_refuses_a_span_its_tree_cannot_square():
+    pos = torch.tensor([[0.0, 0.0], [2.0**510, 0.0], [2.0**511, 1.0], [2.0**511 + 2.0**499, 1.0]], dtype=torch.float64)
+    assert radius_graph(pos[:2], 1.0, backend="kdtree").shape == (2, 0)
+    with pytest.raises(ValueError, match=r"kdtree backend .* got a span of 6.71e\+153; use backend='numba' or 'torch'"):
+        radius_graph(pos, 1.0, backend="kdtree")
+    for backend in ("numba", "torch"):
+        assert radius_graph(pos, 2.0**500, backend=backend).tolist() == [[3, 2], [2, 3]]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -275,6 +295,9 @@ POS = torch.zeros(4, 2)
         ({"r": -1}, ValueError, "r must be a positive finite number, got -1.0"),
         ({"r": float("inf")}, ValueError, "r must be a positive finite number, got inf"),
         ({"r": float("nan")}, ValueError, "r must be a positive finite number, got nan"),
+        ({"r": 5e-324}, ValueError, r"r must lie between 2\*\*-500 \(3.05e-151\) and 2\*\*500 .* got 5e-324"),
+        ({"r": 1e-160}, ValueError, r"so that r \* r is an ordinary float64 number, got 1e-160"),
+        ({"r": 1e160}, ValueError, r"r must lie between .* got 1e\+160; rescale the coordinates"),
         ({"r": "1"}, TypeError, "r must be a real number, got str"),
         ({"r": True}, TypeError, "r must be a real number"),
         ({"batch": torch.zeros(3, dtype=torch.int64)}, ValueError, r"batch must have shape \[4\]"),

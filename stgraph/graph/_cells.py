@@ -10,6 +10,7 @@ The numba backend builds its own arrays with the same geometry and key layout
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -215,30 +216,42 @@ def build_cell_list(query: RadiusQuery, geometry: CellGeometry | None = None) ->
 
 
 # Side of the lower-bound cells, relative to r / (2 sqrt(D)): the shrink absorbs every
-# rounding (see edge_lower_bound), which holds while coordinates lie few enough cells from
-# the origin and r * r is far from the subnormal range, where rounding is absolute.
+# rounding (see edge_lower_bound), which holds for points few enough cells from the centre.
 _SURE_SHRINK = 1.0 - 2.0**-20
 _SURE_MAX_CELLS = 2.0**20
-_SURE_MIN_R2 = 2.0**-1000
 
 
 def edge_lower_bound(query: RadiusQuery) -> int:
     """Edges that surely exist: a lower bound on the edge count, as cheap as a cell list.
 
-    With cells of side ``s = (1 - 2**-20) r / (2 sqrt(D))``, the points of a cell and of
-    its 3**D neighbourhood are neighbours: their float64 cell indices ``floor(x / s)`` are
-    off by less than ``2**-52 * max_abs / s <= 2**-32`` of a cell, so such points are less
-    than ``2 s (1 + 2**-32)`` apart per axis, and ``d2`` stays below ``r * r`` after any
-    rounding of the predicate. Every candidate pair of this cell list is then an edge, and
-    :meth:`CellList.edge_bound` counts them. Returns 0 where that does not hold: when a
-    coordinate lies more than ``2**20`` such cells from the origin, when ``r * r`` is
-    below ``2**-1000`` (subnormal squares round by an absolute amount, not a relative
-    one) or when the keys would need coarser cells.
+    Coordinates are measured from their coordinate-wise median ``c``, so that data far
+    from the origin keeps its bound. With cells of side ``s = (1 - 2**-20) r / (2 sqrt(D))``,
+    the points of a cell and of its 3**D neighbourhood are neighbours: for points with
+    ``|x - c| <= 2**20 s``, the float64 cell indices ``floor((x - c) / s)`` are off by less
+    than ``2**-52 * |x - c| / s <= 2**-32`` of a cell, so such points are less than
+    ``2 s (1 + 2**-32)`` apart per axis, and ``d2`` stays below ``r * r`` after any
+    rounding of the predicate (``r * r`` is a normal float64, see ``_query``). Every
+    candidate pair of their cell list is then an edge, and :meth:`CellList.edge_bound`
+    counts them. Points farther from ``c`` (or too far for int64 cell keys) are left out:
+    the edges among a subset of the points (each target's capped at
+    ``max_num_neighbors``) are a subset of all edges. Returns 0 when no point is near ``c``.
     """
-    size = query.r / (2.0 * math.sqrt(query.points.shape[1])) * _SURE_SHRINK
-    if query.num_nodes == 0 or query.r * query.r < _SURE_MIN_R2 or query.max_abs / size > _SURE_MAX_CELLS:
+    if query.num_nodes == 0:
         return 0
-    geometry = cell_geometry(query, size)
+    dim = query.points.shape[1]
+    size = query.r / (2.0 * math.sqrt(dim)) * _SURE_SHRINK
+    # Also near enough for the keys of the cells within reach to fit in int64.
+    reach = min(_SURE_MAX_CELLS, (_MAX_KEYS / query.num_batches) ** (1 / dim) / 2 - 2) * size
+    shifted = query.pos - query.pos.median(dim=0).values
+    near = (shifted.abs() <= reach).all(dim=1)
+    batch = query.batch
+    if not bool(near.all()):
+        if not bool(near.any()):
+            return 0
+        shifted = shifted[near]
+        batch = None if batch is None else batch[near]
+    centred = dataclasses.replace(query, points=shifted, batch=batch)
+    geometry = cell_geometry(centred, size)
     if geometry.size != size:
         return 0
-    return build_cell_list(query, geometry).edge_bound(query.loop, query.max_num_neighbors)
+    return build_cell_list(centred, geometry).edge_bound(query.loop, query.max_num_neighbors)

@@ -11,6 +11,9 @@ from ._torch_grid import require_fits_cheaply
 
 __all__ = ["kdtree_edges"]
 
+# cKDTree sums squared distances between tree nodes, which overflow beyond this span.
+_MAX_SPAN = 2.0**510
+
 
 def _groups(batch: np.ndarray | None, n: int) -> list[np.ndarray]:
     if batch is None:
@@ -20,6 +23,14 @@ def _groups(batch: np.ndarray | None, n: int) -> list[np.ndarray]:
 
 
 def kdtree_edges(query: RadiusQuery):
+    if query.num_nodes:
+        span = max(high - low for low, high in zip(*query.bounds))
+        if span > _MAX_SPAN:
+            raise ValueError(
+                f"the kdtree backend cannot search coordinates spanning more than 2**510 "
+                f"({_MAX_SPAN:.3g}) on an axis (scipy's cKDTree overflows), got a span of {span:.3g}; "
+                "use backend='numba' or 'torch'"
+            )
     require_fits_cheaply(query)
     pos = query.pos.cpu().numpy()
     radius = inflate(query.r, query.max_abs)

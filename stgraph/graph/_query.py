@@ -11,6 +11,11 @@ from .._validation import check_int, check_real
 
 __all__ = ["RadiusQuery", "as_tensor", "check_positions", "check_radius", "make_query"]
 
+# The edge predicate needs r * r to be an ordinary float64: below the normal range squares
+# round by an absolute amount, and an overflow to inf would accept pairs at any distance,
+# so neither the predicate's error bound (``_exact.inflate``) nor the cell sizes would hold.
+MIN_RADIUS, MAX_RADIUS = 2.0**-500, 2.0**500
+
 
 @dataclass(frozen=True)
 class RadiusQuery:
@@ -64,15 +69,18 @@ class RadiusQuery:
 
 
 def as_tensor(x, name: str) -> torch.Tensor:
-    """``x`` as a tensor without copying; numpy arrays are accepted and stay on the CPU.
+    """``x`` as a tensor; numpy arrays are accepted and stay on the CPU.
 
-    Tensors are detached: a graph is built from values, it has no gradient.
+    Tensors are detached: a graph is built from values, it has no gradient. Arrays share
+    their memory unless torch cannot (read-only, negative strides, non-native byte
+    order): those are copied, never written to.
     """
     if isinstance(x, torch.Tensor):
         return x.detach()
     if isinstance(x, np.ndarray):
-        # torch.from_numpy refuses read-only arrays (it would have to promise not to write).
-        return torch.from_numpy(x if x.flags.writeable else x.copy())
+        if not x.flags.writeable or any(step < 0 for step in x.strides) or not x.dtype.isnative:
+            x = np.array(x, dtype=x.dtype.newbyteorder("="), order="C")
+        return torch.from_numpy(x)
     raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
 
 
@@ -128,6 +136,11 @@ def make_query(
     """Validate the arguments of :func:`~stgraph.graph.radius_graph`."""
     pos = check_positions(pos)
     r = check_radius(r)
+    if not MIN_RADIUS <= r <= MAX_RADIUS:
+        raise ValueError(
+            f"r must lie between 2**-500 ({MIN_RADIUS:.3g}) and 2**500 ({MAX_RADIUS:.3g}) so that "
+            f"r * r is an ordinary float64 number, got {r!r}; rescale the coordinates"
+        )
     batch, num_batches = _check_batch(batch, pos)
     if not isinstance(loop, (bool, np.bool_)):
         raise TypeError(f"loop must be a bool, got {loop!r}")

@@ -89,7 +89,8 @@ def radius_graph(
         ``[N, 2]`` or ``[N, 3]`` floating-point coordinates (torch tensor on CPU or CUDA;
         a numpy array is accepted and treated as a CPU tensor). Not modified.
     r
-        Radius, a positive finite number.
+        Radius, a positive number between ``2**-500`` and ``2**500`` (so that ``r * r`` is
+        an ordinary float64 number; rescale coordinates outside that range).
     batch
         Optional ``[N]`` integer sample id of each point (any values, any order, same
         device as ``pos``): points of different samples are never connected.
