@@ -7,7 +7,7 @@ import torch
 from torch_geometric.data import Data
 
 import stgraph
-from stgraph.data.batching import batch_for_step, epoch_order, tile_units
+from stgraph.data.batching import batch_indices, epoch_order, tile_units
 from stgraph.graph import radius_graph
 from stgraph.models.evaluation import (
     evaluate_held_out,
@@ -252,15 +252,17 @@ def test_gradient_clipping_bounds_the_update_gradients():
 
 
 def test_batches_cover_every_unit_once_per_epoch():
-    units = list(range(7))
     steps_per_epoch = 3
-    first_epoch = [u for s in range(steps_per_epoch) for u in batch_for_step(units, s, 3, seed=2)]
-    assert sorted(first_epoch) == units
+    first_epoch = [u for s in range(steps_per_epoch) for u in batch_indices(7, s, 3, seed=2)]
+    assert sorted(first_epoch) == list(range(7))
     assert first_epoch == epoch_order(7, 0, 2).tolist()
-    assert batch_for_step(units, 4, 3, seed=2) == batch_for_step(units, 4, 3, seed=2)
+    assert [len(batch_indices(7, s, 3, seed=2)) for s in range(4)] == [3, 3, 1, 3]
+    assert batch_indices(7, 4, 3, seed=2) == batch_indices(7, 4, 3, seed=2)
     assert epoch_order(7, 1, 2).tolist() != epoch_order(7, 0, 2).tolist()
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
-        batch_for_step(units, 0, 0, seed=0)
+        batch_indices(7, 0, 0, seed=0)
+    with pytest.raises(ValueError, match="no units"):
+        batch_indices(0, 0, 3, seed=0)
 
 
 # --- evaluation --------------------------------------------------------------------------

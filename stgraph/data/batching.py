@@ -208,27 +208,26 @@ def epoch_order(n_units: int, epoch: int, seed: int) -> Tensor:
     return torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(n_units))
 
 
-def batch_for_step(units: Sequence[Data], step: int, batch_size: int, seed: int) -> list[Data]:
-    """Units of the mini-batch of global step ``step``.
+def batch_indices(n_units: int, step: int, batch_size: int, seed: int) -> list[int]:
+    """Indices of the units in the mini-batch of global step ``step``.
 
     Each epoch visits every unit once in the order :func:`epoch_order`, in
-    ``ceil(len(units) / batch_size)`` batches; a step's batch depends only on
+    ``ceil(n_units / batch_size)`` batches; a step's batch depends only on
     ``(step, batch_size, seed)``, which makes resumed training follow the same path.
 
     Raises
     ------
     ValueError
-        If ``units`` is empty or ``batch_size < 1``.
+        If ``n_units < 1`` or ``batch_size < 1``.
     TypeError
         If ``batch_size`` is not an integer.
     """
-    if not units:
+    if n_units < 1:
         raise ValueError("no units to draw batches from")
     batch_size = check_int("batch_size", batch_size)
-    per_epoch = math.ceil(len(units) / batch_size)
+    per_epoch = math.ceil(n_units / batch_size)
     epoch, i = divmod(step, per_epoch)
-    order = epoch_order(len(units), epoch, seed)[i * batch_size : (i + 1) * batch_size]
-    return [units[k] for k in order.tolist()]
+    return epoch_order(n_units, epoch, seed)[i * batch_size : (i + 1) * batch_size].tolist()
 
 
 def collate_units(units: Sequence[Data]) -> Batch:

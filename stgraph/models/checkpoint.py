@@ -6,8 +6,9 @@ only (so it loads with ``weights_only=True``):
 - ``format``, ``version``;
 - ``model_config`` (:attr:`MaskedGeneModel.config`: encoder hyper-parameters,
   layer factory import path, gene vocabulary, control genes) and ``model_state``;
-- ``training`` (optional): the trainer's state, i.e. its configuration, optimiser
-  state, step, loss history and random-number-generator states.
+- ``training`` (optional): the trainer's state, i.e. its configuration, metadata,
+  optimiser state, step and loss history (every random draw of training is a
+  function of the seed and the step, so no generator state is needed).
 """
 from __future__ import annotations
 

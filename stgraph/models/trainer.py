@@ -1,4 +1,4 @@
-"""Training loop of masked gene modelling, with exact resume."""
+"""Training loop of masked gene modelling, with exact resume, on one or many processes."""
 from __future__ import annotations
 
 import contextlib
@@ -7,14 +7,16 @@ import math
 import os
 from typing import Any, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
-from ..data.batching import batch_for_step, collate_units
+from ..data.batching import batch_indices, collate_units
 from .._validation import check_int
+from . import parallel
 from .checkpoint import read_checkpoint, save_checkpoint
-from .masking import mask_tokens, masked_gene_loss
+from .masking import MaskedTokens, mask_tokens, masked_gene_loss
 from .mgm import MaskedGeneModel
 
 
@@ -82,15 +84,33 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return device
 
 
+def step_seed(seed: int, step: int, index: int) -> int:
+    """A 64-bit seed of ``(seed, step, index)``: the randomness of one unit (masks)
+    or one process (dropout) in one step, independent of every other draw."""
+    return int(np.random.SeedSequence([seed, step, index]).generate_state(1, np.uint64)[0])
+
+
 class MaskedGeneTrainer:
     """Trains a :class:`MaskedGeneModel` on mini-batches of transcript units.
 
-    Every source of randomness is owned by the trainer: the batch of step ``s`` is
-    a function of ``(s, seed)`` (:func:`~stgraph.data.batching.batch_for_step`), the
-    masks come from the trainer's generator and dropout from its own copy of the
-    global RNG state (the caller's global RNG is left untouched). Saving all of it
-    with the weights and the optimiser makes a resumed run follow the uninterrupted
-    one exactly (bit-identical on the CPU) when it runs on the same kind of device.
+    Every random draw is a function of the seed and the step: the batch of step
+    ``s`` (:func:`~stgraph.data.batching.batch_indices`), the masks of each unit in
+    it (drawn on the CPU from :func:`step_seed` of the unit's index, so they do not
+    depend on the device or on which process trains the unit) and dropout (seeded
+    per step and process; the caller's global RNG is left untouched). A run resumed
+    from a checkpoint (weights, optimiser, step) therefore follows the uninterrupted
+    one exactly (bit-identical on the CPU) on the same kind of device.
+
+    **Data parallel.** When a :mod:`torch.distributed` default process group is
+    initialised, training is data-parallel (:mod:`stgraph.models.parallel`): every
+    process passes the same units, model configuration and metadata (checked), starts
+    from process 0's weights, and trains the units ``k, k + W, k + 2W, ...`` of each
+    step's batch (process ``k`` of ``W``); the gradient is that of the mean loss over
+    all selected tokens of the whole batch, summed across processes before clipping
+    and the update. With ``dropout=0`` the model is the one a single process trains
+    with the same ``batch_size`` (equal up to floating-point summation order);
+    ``batch_size`` is the global batch. Process 0 alone writes checkpoints, every
+    process reads them, so the checkpoint folder must be shared.
 
     Parameters
     ----------
@@ -119,79 +139,80 @@ class MaskedGeneTrainer:
     ) -> None:
         if not units:
             raise ValueError("no training units: the training set is empty")
-        self.device = resolve_device(device)
+        self.device = parallel.process_device(resolve_device(device))
         self.model = model.to(self.device)
         self.units = list(units)
         self.config = config
         self.metadata = dict(metadata or {})
+        self.rank, self.world_size = parallel.world()
+        parallel.check_identical("model configuration", model.config)
+        parallel.check_identical("training configuration", dataclasses.asdict(config))
+        parallel.check_identical("metadata", self.metadata)
+        parallel.check_identical("units (count, transcripts)", (len(self.units), sum(u.num_nodes for u in self.units)))
+        parallel.broadcast_module(self.model)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         self.step = 0
         self.history: list[float] = []
-        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
-        self._dropout_state = self._seeded_rng_state(config.seed)
-        # True while fit() runs on the trainer's RNG: the live state is then the global one.
-        self._rng_in_use = False
-        self._random_pool = torch.nonzero(~model.is_control_gene).flatten().to(self.device)
-
-    def _seeded_rng_state(self, seed: int) -> dict[str, torch.Tensor]:
-        with torch.random.fork_rng(devices=self._cuda_devices()):
-            torch.manual_seed(seed)
-            return self._global_rng_state()
-
-    def _cuda_devices(self) -> list[int]:
-        return [self.device.index or 0] if self.device.type == "cuda" else []
-
-    def _global_rng_state(self) -> dict[str, torch.Tensor]:
-        state = {"cpu": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            state["cuda"] = torch.cuda.get_rng_state(self.device)
-        return state
+        self._random_pool = torch.nonzero(~model.is_control_gene).flatten().cpu()
+        self._is_control = model.is_control_gene.cpu()
 
     @contextlib.contextmanager
-    def _own_rng(self) -> Iterator[None]:
-        """Run with the trainer's dropout RNG state in place of the caller's."""
-        with torch.random.fork_rng(devices=self._cuda_devices()):
-            torch.set_rng_state(self._dropout_state["cpu"])
-            if "cuda" in self._dropout_state:
-                torch.cuda.set_rng_state(self._dropout_state["cuda"], self.device)
-            self._rng_in_use = True
-            try:
-                yield
-            finally:
-                self._dropout_state = self._global_rng_state()
-                self._rng_in_use = False
+    def _dropout_rng(self) -> Iterator[None]:
+        """Dropout of this step and process seeded by :func:`step_seed`; the caller's
+        RNG states are restored afterwards."""
+        devices = [self.device.index] if self.device.type == "cuda" else []
+        seed = step_seed(self.config.seed, self.step, self.rank)
+        with torch.random.fork_rng(devices=devices):
+            torch.default_generator.manual_seed(seed)
+            if devices:
+                with torch.cuda.device(self.device):
+                    torch.cuda.manual_seed(seed)
+            yield
 
-    def _live_dropout_state(self) -> dict[str, torch.Tensor]:
-        """The dropout RNG state as of now, also in the middle of :meth:`fit`."""
-        return self._global_rng_state() if self._rng_in_use else dict(self._dropout_state)
+    def _masked(self, unit: Data, index: int) -> MaskedTokens:
+        """The unit's corrupted tokens and targets in this step (on the CPU)."""
+        generator = torch.Generator().manual_seed(step_seed(self.config.seed, self.step, index))
+        return mask_tokens(
+            unit.gene,
+            mask_token=self.model.encoder.mask_token,
+            rate=self.config.mask_rate,
+            selectable=unit.core & ~self._is_control[unit.gene],
+            random_pool=self._random_pool,
+            generator=generator,
+        )
 
     def _train_step(self) -> float:
         config = self.config
-        units = batch_for_step(self.units, self.step, config.batch_size, config.seed)
-        batch = collate_units(units).to(self.device)
-        gene = batch.gene
-        selectable = batch.core & ~self.model.is_control_gene[gene]
-        masked = mask_tokens(
-            gene,
-            mask_token=self.model.encoder.mask_token,
-            rate=config.mask_rate,
-            selectable=selectable,
-            random_pool=self._random_pool,
-            generator=self.generator,
-        )
+        indices = batch_indices(len(self.units), self.step, config.batch_size, config.seed)
+        mine = indices[self.rank :: self.world_size]
         for group in self.optimizer.param_groups:
             group["lr"] = config.lr_at(self.step)
-        logits = self.model(masked.input, batch.pos, batch.edge_index, batch.edge_dist, batch.origin)
-        loss = masked_gene_loss(logits, gene, masked.selected)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss_sum, count = 0.0, 0
+        if mine:
+            batch = collate_units([self.units[k] for k in mine]).to(self.device)
+            masked = [self._masked(self.units[k], k) for k in mine]
+            tokens = torch.cat([m.input for m in masked]).to(self.device)
+            selected = torch.cat([m.selected for m in masked]).to(self.device)
+            with self._dropout_rng():
+                logits = self.model(tokens, batch.pos, batch.edge_index, batch.edge_dist, batch.origin)
+            loss = masked_gene_loss(logits, batch.gene, selected)
+            count = int(selected.sum())
+            loss_sum = float(loss.detach()) * count
+        total_sum, total_count = parallel.sum_across([loss_sum, count], self.device)
+        if mine:
+            # The mean over this process's targets, weighted by its share of all targets:
+            # summed over processes, the gradient of the mean over the whole batch.
+            (loss * (count / max(total_count, 1.0))).backward()
+        parameters = list(self.model.parameters())
+        parallel.sum_gradients(parameters)
         if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
         self.optimizer.step()
         self.step += 1
-        return float(loss.detach())
+        return total_sum / total_count if total_count else 0.0
 
     def fit(
         self,
@@ -225,8 +246,9 @@ class MaskedGeneTrainer:
         if checkpoint_every is not None:
             check_int("checkpoint_every", checkpoint_every)
         self.model.train()
-        bar = tqdm(total=stop, initial=min(self.step, stop), disable=not progress, desc="MGM pretraining")
-        with self._own_rng(), bar:
+        bar = tqdm(total=stop, initial=min(self.step, stop), disable=not progress or self.rank > 0,
+                   desc="MGM pretraining")
+        with bar:
             while self.step < stop:
                 loss = self._train_step()
                 self.history.append(loss)
@@ -240,21 +262,17 @@ class MaskedGeneTrainer:
         return list(self.history)
 
     def state_dict(self) -> dict[str, Any]:
-        """Configuration, optimiser, step, loss history and RNG states.
+        """Configuration, metadata, optimiser, step and loss history.
 
-        The RNG states are the live ones, also when called during :meth:`fit` (as
-        its periodic checkpoints do), so that resuming from any checkpoint follows
-        the uninterrupted run exactly.
+        No random-number state is needed: every draw is a function of the seed and
+        the step, so resuming from any checkpoint follows the uninterrupted run.
         """
         return dict(
             config=dataclasses.asdict(self.config),
             metadata=dict(self.metadata),
             optimizer=self.optimizer.state_dict(),
             step=self.step,
-            device_type=self.device.type,
             history=list(self.history),
-            generator=self.generator.get_state(),
-            dropout_rng=self._live_dropout_state(),
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -274,17 +292,12 @@ class MaskedGeneTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         self.history = list(state["history"])
-        if state["device_type"] == self.device.type:
-            self.generator.set_state(state["generator"])
-            self._dropout_state = dict(state["dropout_rng"])
-        else:
-            # RNG streams are device-specific: continue on fresh ones derived from the step.
-            self.generator.manual_seed(self.config.seed + self.step)
-            self._dropout_state = self._seeded_rng_state(self.config.seed + self.step)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Save the model and this trainer's state to ``path``."""
-        save_checkpoint(path, self.model, self.state_dict())
+        """Save the model and this trainer's state to ``path`` (process 0 writes, all wait)."""
+        if self.rank == 0:
+            save_checkpoint(path, self.model, self.state_dict())
+        parallel.barrier()
 
     def restore(self, path: str | os.PathLike) -> None:
         """Continue from a checkpoint written by :meth:`save`.

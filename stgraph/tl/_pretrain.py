@@ -194,8 +194,8 @@ def pretrain(
         draw; two runs with the same seed are identical on the CPU.
     checkpoint_dir
         Folder of the checkpoint ``masked_gene_model.pt`` (weights, configuration,
-        gene vocabulary, optimiser, step, RNG states), written every
-        ``checkpoint_every`` steps and at the end.
+        gene vocabulary, optimiser, step), written every ``checkpoint_every`` steps
+        and at the end.
     checkpoint_every
         Steps between checkpoints; only at the end when None. Needs ``checkpoint_dir``.
     resume
@@ -207,6 +207,16 @@ def pretrain(
     Returns
     -------
     :class:`PretrainResult` with the fitted model; ``data`` is not modified.
+
+    Notes
+    -----
+    Run under ``torchrun`` with a :mod:`torch.distributed` process group
+    initialised, every process calls ``pretrain`` with the same data and arguments
+    and training is data-parallel (see :class:`~stgraph.models.MaskedGeneTrainer`):
+    each process trains its share of every batch of ``batch_size`` units, on its own
+    GPU (``LOCAL_RANK``) with ``device='cuda'`` or ``'auto'``, and the result is the
+    model one process would train (with ``dropout=0``). Process 0 writes the
+    checkpoint and shows the progress bar.
 
     Raises
     ------

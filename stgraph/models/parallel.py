@@ -1,0 +1,92 @@
+"""Data-parallel training over :mod:`torch.distributed`.
+
+When a default process group is initialised (for instance by ``torchrun``, then
+``torch.distributed.init_process_group``), :class:`~stgraph.models.MaskedGeneTrainer`
+trains one model on all processes: every process holds the same units, takes its
+share of each step's mini-batch and the gradients are summed across processes
+before the update. These are the few collectives it needs; without a process group
+each is the identity, so single-process training runs the same code.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import torch
+import torch.distributed as dist
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process; ``(0, 1)`` without a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def process_device(device: torch.device) -> torch.device:
+    """``device`` with its CUDA index made explicit: under ``torchrun`` each process on a
+    machine takes the GPU of its ``LOCAL_RANK``, otherwise the current CUDA device."""
+    if device.type != "cuda" or device.index is not None:
+        return device
+    if world()[1] > 1 and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def check_identical(name: str, value: Any) -> None:
+    """Raise a ValueError on every process unless all processes pass an equal ``value``."""
+    rank, size = world()
+    if size == 1:
+        return
+    values: list[Any] = [None] * size
+    dist.all_gather_object(values, value)
+    differ = [r for r, v in enumerate(values) if v != values[0]]
+    if differ:
+        raise ValueError(
+            f"data-parallel training needs the same {name} on every process; "
+            f"processes {differ} differ from process 0 (this is process {rank})"
+        )
+
+
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Give every process the parameters and buffers of process 0."""
+    if world()[1] == 1:
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
+
+def sum_across(values: Sequence[float], device: torch.device) -> list[float]:
+    """Element-wise sum of ``values`` over all processes."""
+    if world()[1] == 1:
+        return [float(v) for v in values]
+    total = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    return total.tolist()
+
+
+def sum_gradients(parameters: Sequence[torch.nn.Parameter]) -> None:
+    """Replace every gradient by its sum over all processes, in one collective.
+
+    A process that computed no gradient for a parameter contributes zeros (its
+    share of the batch may be empty); a parameter no process computed a gradient
+    for keeps ``grad = None``, so the optimiser skips it as it would on one process.
+    """
+    if world()[1] == 1:
+        return
+    device = parameters[0].device
+    has_grad = torch.tensor([p.grad is not None for p in parameters], dtype=torch.float32, device=device)
+    flat = torch.cat([
+        (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in parameters
+    ])
+    dist.all_reduce(has_grad)
+    dist.all_reduce(flat)
+    for p, used, chunk in zip(parameters, has_grad.tolist(), flat.split([p.numel() for p in parameters])):
+        p.grad = chunk.view_as(p).clone() if used else None
+
+
+def barrier() -> None:
+    """Wait for all processes (no-op on one)."""
+    if world()[1] > 1:
+        dist.barrier()

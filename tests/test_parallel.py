@@ -1,0 +1,103 @@
+"""Data-parallel masked gene modelling over torch.distributed (gloo, processes on the CPU)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from stgraph.models import parallel
+from stgraph.models.checkpoint import read_checkpoint
+from stgraph.tl._pretrain import CHECKPOINT_NAME, pretrain
+from tests.test_encoder import synthetic_graph
+
+# 15 tile units; a global batch of 7 units gives steps of 7, 7 and 1 units, so with
+# two processes step 2 leaves process 1 without any unit.
+OPTIONS = dict(d_model=16, n_layers=2, heads=2, tile_size=5.0, batch_size=7, steps=4, lr=3e-3,
+               progress=False, device="cpu", seed=5)
+
+
+def _train(rank: int, world_size: int, init_file: str, out: str, options: dict) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        # Each process starts from other initial weights: process 0's are broadcast.
+        torch.manual_seed(rank)
+        result = pretrain(synthetic_graph(), **{**options, "seed": options["seed"]})
+        torch.save({"history": result.history, "weights": result.model.state_dict(),
+                    "rank": result.trainer.rank, "world_size": result.trainer.world_size},
+                   Path(out) / f"rank{rank}.pt")
+    except ValueError as err:
+        torch.save({"error": str(err)}, Path(out) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _spawn(tmp_path: Path, world_size: int, per_rank_options) -> list[dict]:
+    out = tmp_path / "out"
+    out.mkdir()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_train, args=(r, world_size, str(tmp_path / "init"), str(out), per_rank_options(r)))
+             for r in range(world_size)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=240)
+        assert p.exitcode == 0
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(world_size)]
+
+
+def test_two_processes_train_the_model_one_process_trains(tmp_path):
+    single = pretrain(synthetic_graph(), **OPTIONS, checkpoint_dir=tmp_path / "single")
+    ranks = _spawn(tmp_path, 2, lambda r: {**OPTIONS, "checkpoint_dir": str(tmp_path / "ddp")})
+    assert [(r["rank"], r["world_size"]) for r in ranks] == [(0, 2), (1, 2)]
+    # Every process ends with the same weights and the loss of the whole batch.
+    assert ranks[0]["history"] == ranks[1]["history"]
+    for key, value in ranks[0]["weights"].items():
+        assert torch.equal(ranks[1]["weights"][key], value), key
+    # ... which are those of one process with the same global batch, up to summation order.
+    assert ranks[0]["history"] == pytest.approx(single.history, rel=1e-5)
+    reference = single.model.state_dict()
+    compared = 0
+    for key, value in ranks[0]["weights"].items():
+        # Softmax over j is blind to a key bias (it adds q_i·b to every score of i): its true
+        # gradient is 0 and Adam turns the round-off left in it into steps of ±lr.
+        if not key.endswith("lin_key.bias"):
+            torch.testing.assert_close(value, reference[key], rtol=0, atol=1e-6)
+            compared += 1
+    assert compared == len(reference) - OPTIONS["n_layers"]
+    moved = max(float((single.model.state_dict()[k] - v).abs().max()) for k, v in _initial_weights().items())
+    assert moved > 1e-3  # the comparison is not between untrained models
+    # Process 0 wrote the checkpoint every process could resume from.
+    saved = read_checkpoint(tmp_path / "ddp" / CHECKPOINT_NAME)
+    assert saved["training"]["step"] == OPTIONS["steps"]
+    for key, value in ranks[0]["weights"].items():
+        assert torch.equal(saved["model_state"][key], value), key
+
+
+def _initial_weights() -> dict[str, torch.Tensor]:
+    return pretrain(synthetic_graph(), **{**OPTIONS, "steps": 0}).model.state_dict()
+
+
+def test_processes_with_different_settings_are_refused(tmp_path):
+    ranks = _spawn(tmp_path, 2, lambda r: {**OPTIONS, "lr": 3e-3 * (1 + r)})
+    for rank, result in enumerate(ranks):
+        assert result["error"] == (
+            "data-parallel training needs the same training configuration on every process; "
+            f"processes [1] differ from process 0 (this is process {rank})"
+        )
+
+
+def test_without_a_process_group_training_is_single_process(monkeypatch):
+    assert parallel.world() == (0, 1)
+    cpu = torch.device("cpu")
+    assert parallel.sum_across([1.5, 2], cpu) == [1.5, 2.0]
+    parallel.check_identical("anything", object())  # nothing to compare against
+    assert parallel.process_device(cpu) == cpu
+    assert parallel.process_device(torch.device("cuda", 3)) == torch.device("cuda", 3)
+    monkeypatch.setattr(parallel, "world", lambda: (1, 2))
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert parallel.process_device(torch.device("cuda")) == torch.device("cuda", 1)
