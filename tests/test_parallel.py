@@ -9,8 +9,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from stgraph.models import parallel
+from stgraph.models import MaskedGeneModel, MaskedGeneTrainer, parallel
 from stgraph.models.checkpoint import read_checkpoint
+from stgraph.nn import TranscriptEncoder
 from stgraph.tl._pretrain import CHECKPOINT_NAME, pretrain
 from tests.test_encoder import synthetic_graph
 
@@ -24,16 +25,24 @@ def _train(rank: int, world_size: int, init_file: str, out: str, options: dict) 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
-        # Each process starts from other initial weights: process 0's are broadcast.
+        result = pretrain(synthetic_graph(), **options)
+        # A model initialised differently in each process starts from process 0's weights.
         torch.manual_seed(rank)
-        result = pretrain(synthetic_graph(), **{**options, "seed": options["seed"]})
+        other = MaskedGeneTrainer(_model(), result.trainer.units, result.trainer.config,
+                                  metadata=result.trainer.metadata)
         torch.save({"history": result.history, "weights": result.model.state_dict(),
-                    "rank": result.trainer.rank, "world_size": result.trainer.world_size},
+                    "rank": result.trainer.rank, "world_size": result.trainer.world_size,
+                    "broadcast": other.model.state_dict()},
                    Path(out) / f"rank{rank}.pt")
     except ValueError as err:
         torch.save({"error": str(err)}, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+def _model() -> MaskedGeneModel:
+    graph = synthetic_graph()
+    return MaskedGeneModel(TranscriptEncoder(len(graph.gene_names), 16, 2, 2), graph.gene_names)
 
 
 def _spawn(tmp_path: Path, world_size: int, per_rank_options) -> list[dict]:
@@ -58,6 +67,10 @@ def test_two_processes_train_the_model_one_process_trains(tmp_path):
     assert ranks[0]["history"] == ranks[1]["history"]
     for key, value in ranks[0]["weights"].items():
         assert torch.equal(ranks[1]["weights"][key], value), key
+    for key, value in ranks[0]["broadcast"].items():
+        assert torch.equal(ranks[1]["broadcast"][key], value), key
+    torch.manual_seed(1)
+    assert not torch.equal(_model().head.decoder.weight, ranks[0]["broadcast"]["head.decoder.weight"])
     # ... which are those of one process with the same global batch, up to summation order.
     assert ranks[0]["history"] == pytest.approx(single.history, rel=1e-5)
     reference = single.model.state_dict()
