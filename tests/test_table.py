@@ -70,6 +70,15 @@ def test_get_table_rejects_an_existing_table_that_misses_cells_or_genes():
     assert sg.io.get_table(sdata) is sdata.tables["table"]
 
 
+def test_table_functions_refuse_what_is_not_a_spatialdata(sim):
+    sdata, _ = sim
+    frame = sg.io.transcripts_frame(sdata)
+    for function in (sg.io.get_table, sg.io.check_table, sg.io.cell_gene_table):
+        for wrong, name in ((frame, "DataFrame"), (sg.io.cell_gene_table(sdata), "AnnData")):
+            with pytest.raises(TypeError, match=f"^expected a SpatialData, got {name}$"):
+                function(wrong)
+
+
 def test_tools_check_an_existing_table_before_writing_anything():
     sdata = sg.datasets.simulate(n_cells=3, n_genes=6, seed=0)[0]
     sdata.tables["table"] = ad.AnnData(np.zeros((5, 2)))
