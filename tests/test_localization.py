@@ -356,6 +356,13 @@ def test_transcript_plot_names_a_missing_element_and_the_available_ones(scored):
         localization_transcripts(sdata, points_key="nope")
 
 
+def test_plots_refuse_what_is_not_a_spatialdata(scored):
+    table = scored[0].tables["table"]
+    for plot in (localization_composition, localization_transcripts):
+        with pytest.raises(TypeError, match="^expected a SpatialData, got AnnData$"):
+            plot(table)
+
+
 def test_results_survive_a_zarr_round_trip(tmp_path):
     import spatialdata
 
