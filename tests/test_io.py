@@ -470,6 +470,20 @@ def test_read_transcripts_errors(change, kwargs, error, match):
         read_transcripts(table, **arguments)
 
 
+def test_unassigned_ids_are_whole_values_and_a_single_string_is_refused():
+    table = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 2.0, 3.0], "gene": ["A", "B", "A", "B"],
+                          "cell": ["c1", "UNASSIGNED", "c1", "N"]})
+    frame = transcripts_frame(read_transcripts(table, x="x", y="y", gene="gene", cell="cell", unassigned=["UNASSIGNED"]))
+    assert frame["cell_id"].isna().tolist() == [False, True, False, False]
+    assert frame["cell_id"].dropna().tolist() == ["c1", "c1", "N"]
+    # The string would be taken letter by letter: "UNASSIGNED" kept as a cell, cell "N" dropped.
+    with pytest.raises(TypeError, match=r"unassigned must be a collection of id values, e\.g\. \['UNASSIGNED'\], not a string"):
+        read_transcripts(table, x="x", y="y", gene="gene", cell="cell", unassigned="UNASSIGNED")
+    points = PointsModel.parse(table.rename(columns={"cell": "cell_id"}))
+    with pytest.raises(TypeError, match="unassigned must be a collection"):
+        from_spatialdata(sd.SpatialData(points={"transcripts": points}), unassigned="UNASSIGNED")
+
+
 def test_read_transcripts_warns_about_outlines_of_no_cell():
     table = make_table()
     kwargs = dict(x="px_x", y="px_y", gene="target", cell="cell")

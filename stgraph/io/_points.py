@@ -38,6 +38,9 @@ def standardise_points(
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(frame).__name__}")
+    if isinstance(unassigned, (str, bytes)):
+        # a string is a collection of its characters: "UNASSIGNED" would match the ids "U", "N", ...
+        raise TypeError(f"unassigned must be a collection of id values, e.g. [{unassigned!r}], not a string")
     axes = [column for column in (x, y, z) if isinstance(column, str)]
     repeated = sorted({column for column in axes if axes.count(column) > 1})
     if repeated:
