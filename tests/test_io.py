@@ -484,6 +484,20 @@ def test_unassigned_ids_are_whole_values_and_a_single_string_is_refused():
         from_spatialdata(sd.SpatialData(points={"transcripts": points}), unassigned="UNASSIGNED")
 
 
+def test_column_arguments_must_be_column_names():
+    # A file read without a header has integer column labels.
+    table = pd.DataFrame([[0.0, 1.0, "A", "c1"], [2.0, 3.0, "B", "c1"]])
+    for kwargs, name in ((dict(x=0, y=1, gene=2), "x"), (dict(x="0", y="1", gene="2", cell=3), "cell")):
+        with pytest.raises(TypeError, match=rf"^{name} must be a column name \(a string\), got \d; name the columns"):
+            read_transcripts(table, **kwargs)
+    with pytest.raises(TypeError, match=r"^gene must be a column name \(a string\), got None$"):
+        read_transcripts(table.set_axis(list("abcd"), axis=1), x="a", y="b", gene=None)
+    table.columns = table.columns.astype(str)
+    frame = transcripts_frame(read_transcripts(table, x="0", y="1", gene="2", cell="3"))
+    assert frame["x"].tolist() == [0.0, 2.0] and frame["gene"].tolist() == ["A", "B"]
+    assert frame["cell_id"].tolist() == ["c1", "c1"]
+
+
 def test_read_transcripts_warns_about_outlines_of_no_cell():
     table = make_table()
     kwargs = dict(x="px_x", y="px_y", gene="target", cell="cell")

@@ -86,7 +86,8 @@ def read_transcripts(
     Raises
     ------
     TypeError
-        For ``unassigned`` given as a single string.
+        For a column argument (``x``, ``gene``, ...) that is not a string, or
+        ``unassigned`` given as a single string.
     ValueError
         For missing columns, the same column given for two of ``x``, ``y``, ``z``,
         non-finite coordinates, missing genes or a non-positive scale.
