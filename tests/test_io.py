@@ -441,6 +441,9 @@ def test_read_transcripts_boundaries_are_scaled():
     with pytest.raises(ValueError, match="polygons"):
         read_transcripts(table, x="px_x", y="px_y", gene="target",
                          cell_boundaries=gpd.GeoSeries([shapely.LineString([(0, 0), (1, 1)])], index=[1]))
+    with pytest.raises(ValueError, match=r"^2 boundaries have no geometry \(None\), ids \['2', '3'\]$"):
+        read_transcripts(table, x="px_x", y="px_y", gene="target",
+                         nucleus_boundaries=gpd.GeoSeries([shapely.box(0, 0, 1, 1), None, None], index=[1, 2, 3]))
 
 
 @pytest.mark.parametrize(

@@ -90,7 +90,8 @@ def read_transcripts(
         ``unassigned`` given as a single string.
     ValueError
         For missing columns, the same column given for two of ``x``, ``y``, ``z``,
-        non-finite coordinates, missing genes or a non-positive scale.
+        non-finite coordinates, missing genes, a non-positive scale, or boundaries
+        with repeated ids, missing geometries or geometries that are not polygons.
 
     Warns
     -----
