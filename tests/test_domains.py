@@ -152,9 +152,11 @@ def test_cluster_domains_separates_blobs_and_orders_by_size():
         with pytest.raises(ValueError):
             cluster_domains(points, **bad)
     for bad, name in ((dict(n_domains=True), "n_domains"), (dict(n_domains=2.0), "n_domains"),
-                      (dict(sample_size=True), "sample_size")):
+                      (dict(sample_size=True), "sample_size"), (dict(seed=1.5), "seed")):
         with pytest.raises(TypeError, match=f"{name} must be an integer, got"):
             cluster_domains(points, **bad)
+    with pytest.raises(ValueError, match="^seed must be an integer >= 0, got -1$"):
+        cluster_domains(points, 3, seed=-1)
 
 
 def test_domain_enrichment_by_hand():
@@ -264,6 +266,8 @@ def test_tl_domains_inputs(planted):
         domains(sdata, graph=graph, representation="pca", inplace=False)
     with pytest.raises(ValueError, match="radius"):
         domains(sdata, inplace=False)
+    with pytest.raises(ValueError, match="^seed must be an integer >= 0, got -1$"):
+        domains(sdata, graph=graph, n_domains=2, seed=-1, inplace=False)
     with pytest.raises(KeyError, match="run stgraph.tl.domains"):
         plot_domains(stgraph.datasets.simulate(2, 5, seed=0)[0])
 

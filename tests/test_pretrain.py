@@ -219,6 +219,10 @@ def test_pretrain_rejects_bad_arguments():
     assert own_layer.model.encoder.config["d_model"] == 15
     with pytest.raises(ValueError, match="heads must be a positive integer, got 0"):
         pretrain(graph, steps=1, **{**SMALL, "heads": 0})
+    for seed, error, wanted in ((-1, ValueError, "an integer >= 0"), (0.5, TypeError, "an integer"),
+                                ("7", TypeError, "an integer")):
+        with pytest.raises(error, match=f"^seed must be {wanted}, got {seed!r}$"):
+            pretrain(graph, steps=1, seed=seed, **SMALL)
     with pytest.raises(ValueError, match="checkpoint_every=1 needs checkpoint_dir"):
         pretrain(graph, steps=1, checkpoint_every=1, **SMALL)
     no_names = graph.clone()

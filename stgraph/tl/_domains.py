@@ -295,7 +295,7 @@ def domains(
     max_edges
         Edges per encoder pass.
     seed
-        Seed of the SVD, the masking, the clustering and the silhouette sample.
+        Non-negative seed of the SVD, the masking, the clustering and the silhouette sample.
     points_key, table_key
         Points element and table (created by :func:`stgraph.io.get_table` if absent).
     key_added
@@ -345,6 +345,7 @@ def domains(
     if not 0 <= hull_ratio <= 1:
         raise ValueError(f"hull_ratio must lie in [0, 1], got {hull_ratio!r}")
     check_clustering_arguments(n_domains, k_range, method, sample_size)
+    check_int("seed", seed, minimum=0)
     check_output_key("key_added", key_added, SCHEMA_COLUMNS, "transcript column")
     check_output_key("key_added", key_added, RESERVED_UNS, "table uns key", ("_enrichment", "_params"))
     check_output_key("shapes_key", shapes_key, SCHEMA_SHAPES | {points_key}, "element")

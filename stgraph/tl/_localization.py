@@ -95,8 +95,8 @@ def localization(
     n_boot
         Bootstrap replicates of the gene-score interval.
     seed
-        Seed of the token subsampling of large groups, the compartment fit and the
-        bootstrap; a fixed seed gives identical results.
+        Non-negative seed of the token subsampling of large groups, the compartment
+        fit and the bootstrap; a fixed seed gives identical results.
     copy
         Return a modified copy instead of writing into ``sdata``.
 
@@ -147,6 +147,7 @@ def localization(
     """
     check_spatialdata(sdata)
     check_int("min_transcripts", min_transcripts)
+    check_int("seed", seed, minimum=0)
     if compartment not in _COMPARTMENT_MODES:
         raise ValueError(f"compartment must be one of {_COMPARTMENT_MODES}, got {compartment!r}")
     if training_cells is not None:

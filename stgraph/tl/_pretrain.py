@@ -190,7 +190,7 @@ def pretrain(
     device
         ``'cpu'``, ``'cuda'`` or ``'auto'`` (CUDA when available).
     seed
-        Seeds the initial weights, batch order, masks, dropout and the held-out
+        Non-negative seed of the initial weights, batch order, masks, dropout and the held-out
         draw; two runs with the same seed are identical on the CPU.
     checkpoint_dir
         Folder of the checkpoint ``masked_gene_model.pt`` (weights, configuration,
@@ -212,13 +212,13 @@ def pretrain(
     ------
     ValueError
         If an argument is invalid, e.g. ``d_model``, ``n_layers``, ``heads`` or
-        ``batch_size`` below 1, ``d_model`` not a multiple of ``heads``,
+        ``batch_size`` below 1, a negative ``seed``, ``d_model`` not a multiple of ``heads``,
         ``checkpoint_every`` or ``resume`` without ``checkpoint_dir``, ``radius``
         differing from the radius of the graph given as ``data``, or
         ``held_out_cells`` naming a cell twice or a cell not in the graph.
     TypeError
-        If ``held_out_cells`` is a string, a bool or a float, or one of the sizes
-        above is not an integer.
+        If ``held_out_cells`` is a string, a bool or a float, or ``seed`` or one of
+        the sizes above is not an integer.
     """
     if batch_by not in ("tile", "cell"):
         raise ValueError(f"batch_by must be 'tile' or 'cell', got {batch_by!r}")
@@ -228,6 +228,7 @@ def pretrain(
         raise ValueError(f"checkpoint_every={checkpoint_every} needs checkpoint_dir: where to write the checkpoints")
     for name, value in (("d_model", d_model), ("n_layers", n_layers), ("heads", heads), ("batch_size", batch_size)):
         check_int(name, value)
+    check_int("seed", seed, minimum=0)
     if conv in (None, SpatialTransformerConv) and d_model % heads:  # that layer's rule, checked before the graph
         raise ValueError(
             f"d_model={d_model} must be a multiple of heads={heads}: each head gets d_model / heads channels"
