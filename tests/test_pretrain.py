@@ -181,6 +181,22 @@ def test_held_out_cells_never_influence_training():
     assert len(drawn.held_out_cells) == 2 and set(drawn.held_out_cells) <= {"c0", "c1", "c2"}
 
 
+def test_a_drawn_count_of_held_out_cells_holds_out_transcripts():
+    sdata = stgraph.datasets.simulate(6, 5, seed=0)[0]
+    frame = stgraph.io.transcripts_frame(sdata)
+    # A crop keeps the names (categories) of the six cells, three of which it cut away.
+    crop = frame[frame["cell_id"].isin(["cell_0", "cell_1", "cell_2"])]
+    graph = stgraph.graph.transcript_graph(crop, 1.5)
+    assert len(graph.cell_names) == 6
+    sizes = crop["cell_id"].value_counts()
+    for seed in range(4):
+        result = pretrain(graph, steps=1, held_out_cells=2, seed=seed, **SMALL)
+        assert len(result.held_out_cells) == 2 and set(result.held_out_cells) <= {"cell_0", "cell_1", "cell_2"}
+        assert int((~result.train_mask).sum()) == int(sizes[result.held_out_cells].sum()) > 0
+    with pytest.raises(ValueError, match=r"held_out_cells=3 must be in \[0, 3\) for a graph of 3 cells with transcripts"):
+        pretrain(graph, steps=1, held_out_cells=3, **SMALL)
+
+
 def test_pretrain_rejects_bad_arguments():
     graph = synthetic_graph()
     with pytest.raises(ValueError, match="not in the graph"):

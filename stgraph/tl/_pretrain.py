@@ -93,12 +93,16 @@ def _held_out(graph: Data, requested: int | list[str] | None, seed: int) -> list
         return []
     names = [str(c) for c in graph.get("cell_names") or []]
     if isinstance(requested, int):
-        if not 0 <= requested < len(names):
+        # Drawn among the cells with transcripts: a crop keeps the names of the cells it cut away.
+        cell = graph.get("cell")
+        present = [] if cell is None else torch.unique(cell[cell >= 0]).tolist()
+        if not 0 <= requested < len(present):
             raise ValueError(
-                f"held_out_cells={requested} must be in [0, {len(names)}) for a graph of {len(names)} cells"
+                f"held_out_cells={requested} must be in [0, {len(present)}) for a graph of "
+                f"{len(present)} cells with transcripts"
             )
-        chosen = np.random.default_rng(seed).choice(len(names), size=requested, replace=False)
-        return [names[k] for k in sorted(chosen)]
+        chosen = np.random.default_rng(seed).choice(len(present), size=requested, replace=False)
+        return [names[present[k]] for k in sorted(chosen)]
     unknown = sorted(set(requested) - set(names))
     if unknown:
         raise ValueError(f"held-out cells not in the graph: {unknown[:10]}")
@@ -186,7 +190,8 @@ def pretrain(
         Fraction of tokens selected as targets.
     held_out_cells
         Cells whose transcripts (and edges) are kept out of training entirely:
-        a list of distinct cell names, or a count (int) of cells drawn with ``seed``.
+        a list of distinct cell names, or a count (int) of cells drawn with ``seed``
+        among those with transcripts in the graph.
     device
         ``'cpu'``, ``'cuda'`` or ``'auto'`` (CUDA when available).
     seed
