@@ -228,6 +228,13 @@ def test_encoder_rejects_bad_inputs():
         model(graph.gene, graph.pos, graph.edge_index, graph.edge_dist[:-1])
     with pytest.raises(ValueError, match="origin must have shape"):
         model(graph.gene, graph.pos, graph.edge_index, origin=torch.zeros(3))
+    # A non-finite coordinate would make every embedding NaN, also with the distances given.
+    broken = graph.pos.clone()
+    broken[4, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"pos contains NaN or infinite coordinates \(first at row 4: "):
+        model(graph.gene, broken, graph.edge_index, graph.edge_dist)
+    with pytest.raises(ValueError, match="origin contains NaN or infinite coordinates"):
+        model(graph.gene, graph.pos, graph.edge_index, origin=torch.tensor([0.0, float("inf")]))
     with pytest.raises(ValueError, match="pos and edge_index are required"):
         model(graph.gene)
     with pytest.raises(TypeError, match="expected a torch_geometric Data"):
@@ -389,6 +396,13 @@ def test_units_respect_allowed_nodes_and_cells():
         tile_units(graph, 7.0, float("inf"))
     with pytest.raises(ValueError, match="tile_size must be a positive finite number, got nan"):
         tile_units(graph, float("nan"), 1.0)
+    # A NaN position would fall in no tile and make its cell's origin NaN.
+    broken = graph.clone()
+    broken.pos = graph.pos.clone()
+    broken.pos[7, 0] = float("nan")
+    for make_units in (lambda g: tile_units(g, 5.0, 2.0), cell_units):
+        with pytest.raises(ValueError, match=r"pos has 1 node\(s\) with NaN or infinite coordinates \(first: node 7,"):
+            make_units(broken)
     with pytest.raises(TypeError, match="halo must be a real number, got bool"):
         tile_units(graph, 7.0, True)
 

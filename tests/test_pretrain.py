@@ -241,6 +241,12 @@ def test_pretrain_rejects_bad_arguments():
             pretrain(graph, steps=1, seed=seed, **SMALL)
     with pytest.raises(ValueError, match="checkpoint_every=1 needs checkpoint_dir"):
         pretrain(graph, steps=1, checkpoint_every=1, **SMALL)
+    broken = graph.clone()
+    broken.pos = graph.pos.clone()
+    broken.pos[0, 1] = float("inf")
+    for batch_by in ("tile", "cell"):  # the loss was NaN at every step
+        with pytest.raises(ValueError, match="NaN or infinite coordinates"):
+            pretrain(broken, steps=1, batch_by=batch_by, **SMALL)
     no_names = graph.clone()
     del no_names.gene_names
     with pytest.raises(ValueError, match="'gene_names'"):
