@@ -233,6 +233,9 @@ def test_encoder_rejects_bad_inputs():
     broken[4, 1] = float("nan")
     with pytest.raises(ValueError, match=r"pos contains NaN or infinite coordinates \(first at row 4: "):
         model(graph.gene, broken, graph.edge_index, graph.edge_dist)
+    for dtype in (torch.float32, torch.int32):
+        with pytest.raises(TypeError, match=rf"edge_index must be int64 \(torch.long\), got {dtype}"):
+            model(graph.gene, graph.pos, graph.edge_index.to(dtype))
     with pytest.raises(ValueError, match="origin contains NaN or infinite coordinates"):
         model(graph.gene, graph.pos, graph.edge_index, origin=torch.tensor([0.0, float("inf")]))
     with pytest.raises(ValueError, match="pos and edge_index are required"):

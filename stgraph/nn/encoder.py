@@ -377,6 +377,8 @@ class TranscriptEncoder(torch.nn.Module):
             raise ValueError(f"pos contains NaN or infinite coordinates (first at row {row}: {pos[row].tolist()})")
         if edge_index.dim() != 2 or edge_index.size(0) != 2:
             raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
+        if edge_index.dtype != torch.long:
+            raise TypeError(f"edge_index must be int64 (torch.long), got {edge_index.dtype}")
         if edge_index.numel() and (edge_index.min() < 0 or edge_index.max() >= gene.numel()):
             raise ValueError(f"edge_index refers to nodes outside [0, {gene.numel()})")
 
