@@ -11,8 +11,7 @@ import pandas as pd
 import torch
 from scipy.spatial import cKDTree
 from spatialdata import SpatialData
-from spatialdata.models import PointsModel, ShapesModel
-from spatialdata.transformations import get_transformation
+from spatialdata.models import ShapesModel
 from torch_geometric.data import Data
 
 from .._validation import check_int
@@ -36,6 +35,7 @@ from ..io._spatialdata import check_spatialdata
 from ..io import _schema as S
 from ._graph_input import graph_for
 from ._output_keys import RESERVED_UNS, SCHEMA_COLUMNS, SCHEMA_SHAPES, check_output_key
+from ._points_output import set_points_columns
 
 #: Default names of the outputs.
 DOMAIN_KEY = "domain"
@@ -189,18 +189,6 @@ def _features(
             )
         )
     return np.hstack(blocks)
-
-
-def _with_points_column(sdata: SpatialData, points_key: str, column: str, values) -> None:
-    points = sdata.points[points_key]
-    frame = points.compute().copy()
-    frame[column] = values
-    sdata.points[points_key] = PointsModel.parse(
-        frame,
-        feature_key=points.attrs.get("spatialdata_attrs", {}).get("feature_key"),
-        instance_key=points.attrs.get("spatialdata_attrs", {}).get("instance_key"),
-        transformations=get_transformation(points, get_all=True),
-    )
 
 
 def domains(
@@ -408,9 +396,8 @@ def domains(
     if inplace:
         rows = graph.get("point_index")
         # Node i is row point_index[i] of the points (graphs in spatial order permute them).
-        _with_points_column(
-            sdata, points_key, key_added, labels if rows is None else labels[np.argsort(rows.numpy())]
-        )
+        in_rows = labels if rows is None else labels[np.argsort(rows.numpy())]
+        set_points_columns(sdata, points_key, sdata.points[points_key].compute().copy(), {key_added: in_rows})
         uns = ensure_table(sdata, table_key, points_key).uns
         uns[f"{key_added}_enrichment"] = enrichment
         uns[f"{key_added}_params"] = params
