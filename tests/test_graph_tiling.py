@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from stgraph.graph import (
     GraphTooLargeError,
+    Tile,
     iter_tiles,
     merge_tile_edges,
     radius_graph,
@@ -78,6 +79,27 @@ def test_tiles_can_be_built_independently_and_merged():
     assert torch.equal(bare, expected) and no_dist is None
     with pytest.raises(ValueError, match="mix"):
         merge_tile_edges([pieces[0], pieces[1][0]], pos.shape[0])
+
+
+def test_a_tile_that_is_not_one_of_iter_tiles_is_refused():
+    gen = torch.Generator().manual_seed(8)
+    pos = torch.rand(200, 2, generator=gen) * 10
+    core, halo = next(iter(iter_tiles(pos, 5.0, 1.0)))
+    edges = radius_graph_tile(pos, 1.0, Tile(core, halo))
+    assert edges.shape[1] > 0 and bool(torch.isin(edges[1], core).all())
+    # A point in core and halo, or twice in the core, got edges to itself (silently 4 more edges).
+    for tile, error, match in [
+        (Tile(core, torch.cat([halo, core[:1]]).sort().values), ValueError, "^tile repeats points"),
+        (Tile(torch.cat([core, core[-1:]]), halo), ValueError, "^tile repeats points"),
+        (Tile(core, torch.tensor([200])), ValueError, r"tile.halo holds indices outside \[0, 200\)"),
+        (Tile(core.float(), halo), TypeError, "tile.core must be a 1-D tensor of point indices, got torch.float32"),
+        (core, TypeError, "tile must be a Tile"),
+    ]:
+        with pytest.raises(error, match=match):
+            radius_graph_tile(pos, 1.0, tile)
+    # Any order of the indices, numpy arrays and a plain (core, halo) pair give the same edges.
+    assert torch.equal(radius_graph_tile(pos, 1.0, Tile(core.flip(0), halo.flip(0))), edges)
+    assert torch.equal(radius_graph_tile(pos, 1.0, (core.int().numpy(), halo.numpy())), edges)
 
 
 def test_tiled_refuses_a_too_large_graph_and_handles_empty_input():

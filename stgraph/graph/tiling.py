@@ -96,6 +96,28 @@ def iter_tiles(pos, tile_size: float, halo: float) -> Iterator[Tile]:
             yield Tile(core=members[core], halo=members[~core])
 
 
+def _check_tile(tile, num_points: int) -> Tile:
+    """``tile`` as a :class:`Tile` of int64 tensors, after checking what :func:`_tile_edges`
+    relies on: indices of points of ``pos``, no point twice in core and halo together."""
+    if not (isinstance(tile, tuple) and len(tile) == 2):
+        raise TypeError(f"tile must be a Tile (core, halo) as made by iter_tiles, got {type(tile).__name__}")
+    parts = []
+    for name, part in zip(Tile._fields, tile):
+        part = as_tensor(part, f"tile.{name}")
+        if part.dim() != 1 or part.dtype == torch.bool or part.is_floating_point() or part.is_complex():
+            raise TypeError(
+                f"tile.{name} must be a 1-D tensor of point indices, got {part.dtype} of shape {list(part.shape)}"
+            )
+        part = part.to(torch.int64)
+        if part.numel() and (int(part.min()) < 0 or int(part.max()) >= num_points):
+            raise ValueError(f"tile.{name} holds indices outside [0, {num_points}) (pos has {num_points} points)")
+        parts.append(part)
+    members = torch.sort(torch.cat(parts)).values
+    if bool((members[1:] == members[:-1]).any()):  # a repeated point would get edges to itself
+        raise ValueError("tile repeats points: a point is in the core or the halo of a tile, once")
+    return Tile(*parts)
+
+
 def _tile_edges(pos: torch.Tensor, r, tile: Tile, batch, backend: str, **query_options):
     """``(edge_index, dist or None)`` of :func:`radius_graph_tile`."""
     members = torch.sort(torch.cat([tile.core, tile.halo])).values
@@ -133,11 +155,19 @@ def radius_graph_tile(
     -------
     ``edge_index`` (``[2, E_tile]``, sorted by target then source) or, with
     ``return_distance=True``, ``(edge_index, dist)``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a ``tile`` that is not a pair of integer index tensors of points of
+        ``pos`` holding no point twice (a :class:`Tile` of :func:`iter_tiles`), and
+        for the arguments :func:`~stgraph.graph.radius_graph` refuses.
     """
+    pos = as_tensor(pos, "pos")
     edge_index, dist = _tile_edges(
-        as_tensor(pos, "pos"),
+        pos,
         r,
-        tile,
+        _check_tile(tile, pos.shape[0]),
         batch,
         backend,
         loop=loop,
@@ -224,3 +254,4 @@ def merge_tile_edges(pieces: Iterable, num_nodes: int, *, max_memory: int | None
         (source, target), values = kept.pop()
         place_edges(edge_index, dist, offsets, target, source, values)
     return edge_index, dist
+
