@@ -102,6 +102,27 @@ def test_a_tile_that_is_not_one_of_iter_tiles_is_refused():
     assert torch.equal(radius_graph_tile(pos, 1.0, (core.int().numpy(), halo.numpy())), edges)
 
 
+def test_merge_refuses_pieces_that_do_not_make_one_graph():
+    gen = torch.Generator().manual_seed(9)
+    pos = torch.rand(200, 2, generator=gen) * 10
+    pieces = [radius_graph_tile(pos, 1.0, tile, return_distance=True) for tile in iter_tiles(pos, 5.0, 1.0)]
+    expected = radius_graph(pos, 1.0, return_distance=True)
+    merged = merge_tile_edges(pieces, 200)
+    assert torch.equal(merged[0], expected[0]) and torch.equal(merged[1], expected[1])
+    # A tile passed twice (a retried task, say) doubled its edges, silently.
+    with pytest.raises(ValueError, match="^two pieces hold edges of the same target"):
+        merge_tile_edges(pieces + pieces[:1], 200)
+    for arguments, error, match in [
+        ((pieces, 100), ValueError, r"a piece has edges of nodes outside \[0, 100\)"),
+        ((pieces, "200"), TypeError, "^num_nodes must be an integer, got '200'$"),
+        ((pieces, -1), ValueError, "^num_nodes must be an integer >= 0, got -1$"),
+        (([pieces[0][0].float()], 200), TypeError, "must hold integer node indices, got torch.float32"),
+        (([pieces[0][0][0]], 200), ValueError, r"must be a \[2, E\] tensor, got \[\d+\]"),
+    ]:
+        with pytest.raises(error, match=match):
+            merge_tile_edges(*arguments)
+
+
 def test_tiled_refuses_a_too_large_graph_and_handles_empty_input():
     gen = torch.Generator().manual_seed(6)
     pos = torch.rand(300, 2, generator=gen) * 10

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import torch
 
+from .._validation import check_int
 from ._exact import inflate, place_edges
 from ._memory import allocate_output
 from ._query import as_tensor, check_positions, check_radius, make_query
@@ -233,14 +234,29 @@ def merge_tile_edges(pieces: Iterable, num_nodes: int, *, max_memory: int | None
     -------
     ``(edge_index, dist)``, ``dist`` None when the pieces hold no distances: the
     graph of :func:`~stgraph.graph.radius_graph` on all points.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``num_nodes`` is not a non-negative integer, a piece's ``edge_index`` is not
+        a ``[2, E]`` integer tensor with nodes in ``[0, num_nodes)``, two pieces hold
+        edges of the same target (a tile passed twice, or tiles of two splits), or the
+        pieces mix results with and without distances.
     """
+    num_nodes = check_int("num_nodes", num_nodes, minimum=0)
     kept = []
     counts = None
     for piece in pieces:
         edge_index, dist = piece if isinstance(piece, tuple) else (piece, None)
+        _check_piece(edge_index, num_nodes)
         if counts is None:
             counts = torch.zeros(num_nodes, dtype=torch.int64, device=edge_index.device)
-        counts += torch.bincount(edge_index[1], minlength=num_nodes)
+        piece_counts = torch.bincount(edge_index[1], minlength=num_nodes)
+        if bool(((counts > 0) & (piece_counts > 0)).any()):  # each target is in the core of one tile
+            raise ValueError(
+                "two pieces hold edges of the same target: pass each tile of one iter_tiles split once"
+            )
+        counts += piece_counts
         kept.append((edge_index, dist))
     if not kept:
         return torch.zeros(2, 0, dtype=torch.int64), None
@@ -255,3 +271,15 @@ def merge_tile_edges(pieces: Iterable, num_nodes: int, *, max_memory: int | None
         place_edges(edge_index, dist, offsets, target, source, values)
     return edge_index, dist
 
+
+def _check_piece(edge_index, num_nodes: int) -> None:
+    """Raise unless ``edge_index`` is a ``[2, E]`` integer tensor of nodes in ``[0, num_nodes)``."""
+    if not isinstance(edge_index, torch.Tensor) or edge_index.dim() != 2 or edge_index.shape[0] != 2:
+        shape = list(edge_index.shape) if isinstance(edge_index, torch.Tensor) else type(edge_index).__name__
+        raise ValueError(f"each piece's edge_index must be a [2, E] tensor, got {shape}")
+    if edge_index.dtype == torch.bool or edge_index.is_floating_point() or edge_index.is_complex():
+        raise TypeError(f"each piece's edge_index must hold integer node indices, got {edge_index.dtype}")
+    if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
+        raise ValueError(
+            f"a piece has edges of nodes outside [0, {num_nodes}): num_nodes must be the number of points"
+        )
