@@ -265,6 +265,30 @@ def test_checkpoint_round_trip(tmp_path, clean):
     torch.testing.assert_close(model.thresholds, reloaded.thresholds)
 
 
+def test_seeded_steps_do_not_reseed_the_callers_torch_rng(clean):
+    """The tools seed their own draws; the caller's torch random stream is not reset to their seed."""
+    batch, labels = labelled_batch(*simulate(6, 8, mean_counts=25.0, seed=11))
+    model = PatternModel(hidden=8)
+    calls = [
+        lambda: localization(clean[0], n_boot=5, copy=True),
+        lambda: fit_pattern_model(model, [batch], [labels], epochs=1, seed=3),
+        lambda: train_pattern_model([simulate(6, 8, seed=1)], [simulate(3, 8, seed=2)], epochs=1, hidden=8),
+    ]
+    for call in calls:
+        after = []
+        for caller_seed in (123, 999):
+            torch.manual_seed(caller_seed)
+            call()
+            after.append(torch.rand(4))
+        assert not torch.equal(after[0], after[1])
+    # Training draws nothing from the caller's stream: it goes on where it was.
+    torch.manual_seed(5)
+    expected = torch.rand(4)
+    torch.manual_seed(5)
+    calls[1]()
+    torch.testing.assert_close(torch.rand(4), expected, rtol=0, atol=0)
+
+
 def test_training_reduces_the_loss_and_is_seeded():
     batch, labels = labelled_batch(*simulate(12, 15, mean_counts=25.0, seed=11))
 
