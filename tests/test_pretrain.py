@@ -370,6 +370,19 @@ def test_model_learns_planted_duplicates_and_beats_baselines():
     assert report["nearest_neighbour_reference"]["n"] == n
 
 
+def test_evaluate_held_out_leaves_the_model_as_it_was():
+    graph = synthetic_graph()
+    torch.manual_seed(0)
+    model = MaskedGeneModel(TranscriptEncoder(len(graph.gene_names), 8, 1, 2, dropout=0.1), graph.gene_names)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for training in (True, False):
+        model.train(training)
+        report = evaluate_held_out(model, graph, graph.cell != 1, tile_size=5.0)
+        assert report["model"]["n"] == int((graph.cell == 1).sum())
+        assert model.training is training and all(m.training is training for m in model.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_evaluate_held_out_checks_the_train_mask():
     graph = synthetic_graph()
     torch.manual_seed(0)
