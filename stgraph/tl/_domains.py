@@ -14,7 +14,7 @@ from spatialdata import SpatialData
 from spatialdata.models import ShapesModel
 from torch_geometric.data import Data
 
-from .._validation import check_int
+from .._validation import check_int, check_real
 from ..coloc._encode import MAX_EDGES, masked_embeddings
 from ..domains import (
     DomainClustering,
@@ -279,7 +279,8 @@ def domains(
         Transcripts on which the silhouette is computed; at least ``k_range[1] + 1``.
     hull_ratio, min_transcripts
         Outline of each (cell, domain): concave hull (``hull_ratio`` in [0, 1]) of at
-        least ``min_transcripts`` transcripts, see :func:`stgraph.domains.domain_polygons`.
+        least ``min_transcripts`` (a positive integer) transcripts, see
+        :func:`stgraph.domains.domain_polygons`.
     max_edges
         Edges per encoder pass.
     seed
@@ -330,8 +331,9 @@ def domains(
             raise ValueError(f"representation={representation!r} needs a pretrained model")
         _masked_gene_model(model)
     check_int("n_components", n_components)
-    if not 0 <= hull_ratio <= 1:
+    if not 0 <= check_real("hull_ratio", hull_ratio, allow_zero=True) <= 1:
         raise ValueError(f"hull_ratio must lie in [0, 1], got {hull_ratio!r}")
+    check_int("min_transcripts", min_transcripts)
     check_clustering_arguments(n_domains, k_range, method, sample_size)
     check_int("seed", seed, minimum=0)
     check_output_key("key_added", key_added, SCHEMA_COLUMNS, "transcript column")
