@@ -293,8 +293,10 @@ def test_encoder_takes_edge_dist_as_a_column_like_the_layer():
 def test_head_gives_logits_over_genes_only():
     head = MaskedGeneHead(16, 12)
     assert head(torch.randn(5, 16)).shape == (5, 12)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^d_model must be a positive integer, got 0$"):
         MaskedGeneHead(0, 12)
+    with pytest.raises(TypeError, match="^n_genes must be an integer, got 12.0$"):
+        MaskedGeneHead(16, 12.0)
 
 
 # --- masking -----------------------------------------------------------------------------
