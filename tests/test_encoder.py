@@ -141,6 +141,11 @@ def test_origin_is_cell_centroid_then_graph_centroid_or_tile_centre():
     assert torch.equal(tiled[:3], expected[:3])
     per_graph = transcript_origin(pos, cell, batch=torch.tensor([0, 0, 0, 0, 1]))
     assert torch.equal(per_graph[3:], torch.tensor([[3.0, 7.0], [5.0, 1.0]], dtype=torch.float64))
+    for tile_size, error, wanted in ((0.0, ValueError, "a positive finite number, got 0.0"),
+                                     (float("nan"), ValueError, "a positive finite number, got nan"),
+                                     ("5", TypeError, "a real number, got str")):
+        with pytest.raises(error, match=f"^tile_size must be {wanted}$"):
+            transcript_origin(pos, cell, tile_size=tile_size)
 
 
 # --- encoder -----------------------------------------------------------------------------
