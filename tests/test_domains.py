@@ -333,5 +333,9 @@ def test_tl_domains_output_keys_cannot_overwrite_the_data():
     np.testing.assert_array_equal(frame["domain"].cat.codes.to_numpy(), third.labels.codes)
     assert sdata.tables["table"].uns["domain_params"]["n_domains"] == 3
     assert set(sdata.shapes["domain_boundaries"]["domain"]) == {0, 1, 2}
+    # A result without outlines does not leave the earlier run's outlines in place.
+    fourth = domains(sdata, radius=RADIUS, n_domains=2, min_transcripts=10**6)
+    assert len(fourth.polygons) == 0 and "domain_boundaries" not in sdata.shapes
+    assert sdata.tables["table"].uns["domain_params"]["n_domains"] == 2
     with pytest.raises(ValueError, match=r"cells: not in the data: \['zz'\]"):
         plot_domains(sdata, cells=["cell_0", "zz"])

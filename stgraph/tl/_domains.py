@@ -295,6 +295,8 @@ def domains(
     shapes_key
         Shapes element of the outlines (columns ``cell_id``, ``domain``,
         ``n_transcripts``); not ``cell_boundaries`` nor ``nucleus_boundaries``.
+        When no (cell, domain) gets an outline the element is absent (an earlier
+        result under this name is removed).
     inplace
         Write the outputs into ``sdata``; False leaves it untouched.
 
@@ -405,4 +407,6 @@ def domains(
         uns[f"{key_added}_params"] = params
         if len(polygons):
             sdata.shapes[shapes_key] = ShapesModel.parse(polygons)
+        elif shapes_key in sdata.shapes:  # an earlier run's outlines would pass for this one's
+            del sdata.shapes[shapes_key]
     return result
