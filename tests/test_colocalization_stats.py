@@ -240,6 +240,8 @@ def test_many_genes_do_not_allocate_pairs_squared():
         (dict(weight=np.array([1.0, 2.0])), ValueError),
         (dict(method="bootstrap"), ValueError),
         (dict(method="permutation", n_perms=0), ValueError),
+        (dict(method="permutation", n_perms=5, seed=-1), ValueError),
+        (dict(seed="0"), TypeError),
         (dict(gene_names=["x", "x"]), ValueError),
     ],
 )

@@ -152,9 +152,11 @@ def test_cluster_domains_separates_blobs_and_orders_by_size():
         with pytest.raises(ValueError):
             cluster_domains(points, **bad)
     for bad, name in ((dict(n_domains=True), "n_domains"), (dict(n_domains=2.0), "n_domains"),
-                      (dict(sample_size=True), "sample_size")):
+                      (dict(sample_size=True), "sample_size"), (dict(seed=1.5), "seed")):
         with pytest.raises(TypeError, match=f"{name} must be an integer, got"):
             cluster_domains(points, **bad)
+    with pytest.raises(ValueError, match="^seed must be an integer >= 0, got -1$"):
+        cluster_domains(points, 3, seed=-1)
 
 
 def test_domain_enrichment_by_hand():
@@ -185,6 +187,10 @@ def test_domain_polygons_area_and_clipping():
     assert clipped.geometry.iloc[0].area == pytest.approx(8.0)
     with pytest.raises(ValueError):
         domain_polygons(xy, cell, labels, ratio=2.0)
+    with pytest.raises(TypeError, match="^ratio must be a real number, got str$"):
+        domain_polygons(xy, cell, labels, ratio="0.5")
+    with pytest.raises(ValueError, match="^min_transcripts must be a positive integer, got -1$"):
+        domain_polygons(xy, cell, labels, min_transcripts=-1)
 
 
 @pytest.fixture(scope="module")
@@ -264,6 +270,8 @@ def test_tl_domains_inputs(planted):
         domains(sdata, graph=graph, representation="pca", inplace=False)
     with pytest.raises(ValueError, match="radius"):
         domains(sdata, inplace=False)
+    with pytest.raises(ValueError, match="^seed must be an integer >= 0, got -1$"):
+        domains(sdata, graph=graph, n_domains=2, seed=-1, inplace=False)
     with pytest.raises(KeyError, match="run stgraph.tl.domains"):
         plot_domains(stgraph.datasets.simulate(2, 5, seed=0)[0])
 
@@ -278,11 +286,16 @@ def test_tl_domains_checks_the_graph_and_its_parameters(planted):
         (dict(graph=graph, radius=5.0), f"radius=5.0 differs from the graph's radius {RADIUS}"),
         (dict(graph=graph, n_components=0), "n_components must be a positive integer, got 0"),
         (dict(graph=graph, hull_ratio=2.0), r"hull_ratio must lie in \[0, 1\], got 2.0"),
+        (dict(graph=graph, min_transcripts=0), "min_transcripts must be a positive integer, got 0"),
         (dict(graph=graph, sample_size=1), r"sample_size must be an integer of at least k_range\[1\] \+ 1 = 9"),
         (dict(radius=1e-4), r"no edge within a cell: radius=0.0001 µm is too small \(median nearest"),
     ]:
         with pytest.raises(ValueError, match=match):
             domains(sdata, **kwargs)
+    for kwargs, name in ((dict(hull_ratio="0.3"), "hull_ratio must be a real number, got str"),
+                         (dict(min_transcripts=2.5), "min_transcripts must be an integer, got 2.5")):
+        with pytest.raises(TypeError, match=name):
+            domains(sdata, graph=graph, **kwargs)
     pd.testing.assert_frame_equal(sdata.points["transcripts"].compute(), before)
     # Most transcripts without a neighbour in their cell: the features are their own gene.
     with pytest.warns(UserWarning, match="71% of the transcripts in cells have no neighbour within radius=0.5 µm"):
@@ -320,5 +333,9 @@ def test_tl_domains_output_keys_cannot_overwrite_the_data():
     np.testing.assert_array_equal(frame["domain"].cat.codes.to_numpy(), third.labels.codes)
     assert sdata.tables["table"].uns["domain_params"]["n_domains"] == 3
     assert set(sdata.shapes["domain_boundaries"]["domain"]) == {0, 1, 2}
+    # A result without outlines does not leave the earlier run's outlines in place.
+    fourth = domains(sdata, radius=RADIUS, n_domains=2, min_transcripts=10**6)
+    assert len(fourth.polygons) == 0 and "domain_boundaries" not in sdata.shapes
+    assert sdata.tables["table"].uns["domain_params"]["n_domains"] == 2
     with pytest.raises(ValueError, match=r"cells: not in the data: \['zz'\]"):
         plot_domains(sdata, cells=["cell_0", "zz"])

@@ -141,6 +141,11 @@ def test_origin_is_cell_centroid_then_graph_centroid_or_tile_centre():
     assert torch.equal(tiled[:3], expected[:3])
     per_graph = transcript_origin(pos, cell, batch=torch.tensor([0, 0, 0, 0, 1]))
     assert torch.equal(per_graph[3:], torch.tensor([[3.0, 7.0], [5.0, 1.0]], dtype=torch.float64))
+    for tile_size, error, wanted in ((0.0, ValueError, "a positive finite number, got 0.0"),
+                                     (float("nan"), ValueError, "a positive finite number, got nan"),
+                                     ("5", TypeError, "a real number, got str")):
+        with pytest.raises(error, match=f"^tile_size must be {wanted}$"):
+            transcript_origin(pos, cell, tile_size=tile_size)
 
 
 # --- encoder -----------------------------------------------------------------------------
@@ -228,6 +233,16 @@ def test_encoder_rejects_bad_inputs():
         model(graph.gene, graph.pos, graph.edge_index, graph.edge_dist[:-1])
     with pytest.raises(ValueError, match="origin must have shape"):
         model(graph.gene, graph.pos, graph.edge_index, origin=torch.zeros(3))
+    # A non-finite coordinate would make every embedding NaN, also with the distances given.
+    broken = graph.pos.clone()
+    broken[4, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"pos contains NaN or infinite coordinates \(first at row 4: "):
+        model(graph.gene, broken, graph.edge_index, graph.edge_dist)
+    for dtype in (torch.float32, torch.int32):
+        with pytest.raises(TypeError, match=rf"edge_index must be int64 \(torch.long\), got {dtype}"):
+            model(graph.gene, graph.pos, graph.edge_index.to(dtype))
+    with pytest.raises(ValueError, match="origin contains NaN or infinite coordinates"):
+        model(graph.gene, graph.pos, graph.edge_index, origin=torch.tensor([0.0, float("inf")]))
     with pytest.raises(ValueError, match="pos and edge_index are required"):
         model(graph.gene)
     with pytest.raises(TypeError, match="expected a torch_geometric Data"):
@@ -283,8 +298,10 @@ def test_encoder_takes_edge_dist_as_a_column_like_the_layer():
 def test_head_gives_logits_over_genes_only():
     head = MaskedGeneHead(16, 12)
     assert head(torch.randn(5, 16)).shape == (5, 12)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^d_model must be a positive integer, got 0$"):
         MaskedGeneHead(0, 12)
+    with pytest.raises(TypeError, match="^n_genes must be an integer, got 12.0$"):
+        MaskedGeneHead(16, 12.0)
 
 
 # --- masking -----------------------------------------------------------------------------
@@ -389,6 +406,13 @@ def test_units_respect_allowed_nodes_and_cells():
         tile_units(graph, 7.0, float("inf"))
     with pytest.raises(ValueError, match="tile_size must be a positive finite number, got nan"):
         tile_units(graph, float("nan"), 1.0)
+    # A NaN position would fall in no tile and make its cell's origin NaN.
+    broken = graph.clone()
+    broken.pos = graph.pos.clone()
+    broken.pos[7, 0] = float("nan")
+    for make_units in (lambda g: tile_units(g, 5.0, 2.0), cell_units):
+        with pytest.raises(ValueError, match=r"pos has 1 node\(s\) with NaN or infinite coordinates \(first: node 7,"):
+            make_units(broken)
     with pytest.raises(TypeError, match="halo must be a real number, got bool"):
         tile_units(graph, 7.0, True)
 

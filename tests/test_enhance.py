@@ -191,6 +191,8 @@ def test_plot_enhance_panels(super_resolved):
     assert [len(ax.collections[0].get_offsets()) for ax in panels] == [n_original, out.n_obs] * 2
     with pytest.raises(ValueError, match="not in"):
         plot_enhance(out, "nope")
+    with pytest.raises(TypeError, match=r"^`adata` must be an AnnData, got DataFrame\.$"):
+        plot_enhance(out.obs, "gene0")
     plt.close("all")
 
 

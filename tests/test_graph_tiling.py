@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from stgraph.graph import (
     GraphTooLargeError,
+    Tile,
     iter_tiles,
     merge_tile_edges,
     radius_graph,
@@ -78,6 +79,48 @@ def test_tiles_can_be_built_independently_and_merged():
     assert torch.equal(bare, expected) and no_dist is None
     with pytest.raises(ValueError, match="mix"):
         merge_tile_edges([pieces[0], pieces[1][0]], pos.shape[0])
+
+
+def test_a_tile_that_is_not_one_of_iter_tiles_is_refused():
+    gen = torch.Generator().manual_seed(8)
+    pos = torch.rand(200, 2, generator=gen) * 10
+    core, halo = next(iter(iter_tiles(pos, 5.0, 1.0)))
+    edges = radius_graph_tile(pos, 1.0, Tile(core, halo))
+    assert edges.shape[1] > 0 and bool(torch.isin(edges[1], core).all())
+    # A point in core and halo, or twice in the core, got edges to itself (silently 4 more edges).
+    for tile, error, match in [
+        (Tile(core, torch.cat([halo, core[:1]]).sort().values), ValueError, "^tile repeats points"),
+        (Tile(torch.cat([core, core[-1:]]), halo), ValueError, "^tile repeats points"),
+        (Tile(core, torch.tensor([200])), ValueError, r"tile.halo holds indices outside \[0, 200\)"),
+        (Tile(core.float(), halo), TypeError, "tile.core must be a 1-D tensor of point indices, got torch.float32"),
+        (core, TypeError, "tile must be a Tile"),
+    ]:
+        with pytest.raises(error, match=match):
+            radius_graph_tile(pos, 1.0, tile)
+    # Any order of the indices, numpy arrays and a plain (core, halo) pair give the same edges.
+    assert torch.equal(radius_graph_tile(pos, 1.0, Tile(core.flip(0), halo.flip(0))), edges)
+    assert torch.equal(radius_graph_tile(pos, 1.0, (core.int().numpy(), halo.numpy())), edges)
+
+
+def test_merge_refuses_pieces_that_do_not_make_one_graph():
+    gen = torch.Generator().manual_seed(9)
+    pos = torch.rand(200, 2, generator=gen) * 10
+    pieces = [radius_graph_tile(pos, 1.0, tile, return_distance=True) for tile in iter_tiles(pos, 5.0, 1.0)]
+    expected = radius_graph(pos, 1.0, return_distance=True)
+    merged = merge_tile_edges(pieces, 200)
+    assert torch.equal(merged[0], expected[0]) and torch.equal(merged[1], expected[1])
+    # A tile passed twice (a retried task, say) doubled its edges, silently.
+    with pytest.raises(ValueError, match="^two pieces hold edges of the same target"):
+        merge_tile_edges(pieces + pieces[:1], 200)
+    for arguments, error, match in [
+        ((pieces, 100), ValueError, r"a piece has edges of nodes outside \[0, 100\)"),
+        ((pieces, "200"), TypeError, "^num_nodes must be an integer, got '200'$"),
+        ((pieces, -1), ValueError, "^num_nodes must be an integer >= 0, got -1$"),
+        (([pieces[0][0].float()], 200), TypeError, "must hold integer node indices, got torch.float32"),
+        (([pieces[0][0][0]], 200), ValueError, r"must be a \[2, E\] tensor, got \[\d+\]"),
+    ]:
+        with pytest.raises(error, match=match):
+            merge_tile_edges(*arguments)
 
 
 def test_tiled_refuses_a_too_large_graph_and_handles_empty_input():

@@ -441,6 +441,9 @@ def test_read_transcripts_boundaries_are_scaled():
     with pytest.raises(ValueError, match="polygons"):
         read_transcripts(table, x="px_x", y="px_y", gene="target",
                          cell_boundaries=gpd.GeoSeries([shapely.LineString([(0, 0), (1, 1)])], index=[1]))
+    with pytest.raises(ValueError, match=r"^2 boundaries have no geometry \(None\), ids \['2', '3'\]$"):
+        read_transcripts(table, x="px_x", y="px_y", gene="target",
+                         nucleus_boundaries=gpd.GeoSeries([shapely.box(0, 0, 1, 1), None, None], index=[1, 2, 3]))
 
 
 @pytest.mark.parametrize(
@@ -468,6 +471,34 @@ def test_read_transcripts_errors(change, kwargs, error, match):
     arguments = dict(x="px_x", y="px_y", gene="target") | kwargs
     with pytest.raises(error, match=match):
         read_transcripts(table, **arguments)
+
+
+def test_unassigned_ids_are_whole_values_and_a_single_string_is_refused():
+    table = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 2.0, 3.0], "gene": ["A", "B", "A", "B"],
+                          "cell": ["c1", "UNASSIGNED", "c1", "N"]})
+    frame = transcripts_frame(read_transcripts(table, x="x", y="y", gene="gene", cell="cell", unassigned=["UNASSIGNED"]))
+    assert frame["cell_id"].isna().tolist() == [False, True, False, False]
+    assert frame["cell_id"].dropna().tolist() == ["c1", "c1", "N"]
+    # The string would be taken letter by letter: "UNASSIGNED" kept as a cell, cell "N" dropped.
+    with pytest.raises(TypeError, match=r"unassigned must be a collection of id values, e\.g\. \['UNASSIGNED'\], not a string"):
+        read_transcripts(table, x="x", y="y", gene="gene", cell="cell", unassigned="UNASSIGNED")
+    points = PointsModel.parse(table.rename(columns={"cell": "cell_id"}))
+    with pytest.raises(TypeError, match="unassigned must be a collection"):
+        from_spatialdata(sd.SpatialData(points={"transcripts": points}), unassigned="UNASSIGNED")
+
+
+def test_column_arguments_must_be_column_names():
+    # A file read without a header has integer column labels.
+    table = pd.DataFrame([[0.0, 1.0, "A", "c1"], [2.0, 3.0, "B", "c1"]])
+    for kwargs, name in ((dict(x=0, y=1, gene=2), "x"), (dict(x="0", y="1", gene="2", cell=3), "cell")):
+        with pytest.raises(TypeError, match=rf"^{name} must be a column name \(a string\), got \d; name the columns"):
+            read_transcripts(table, **kwargs)
+    with pytest.raises(TypeError, match=r"^gene must be a column name \(a string\), got None$"):
+        read_transcripts(table.set_axis(list("abcd"), axis=1), x="a", y="b", gene=None)
+    table.columns = table.columns.astype(str)
+    frame = transcripts_frame(read_transcripts(table, x="0", y="1", gene="2", cell="3"))
+    assert frame["x"].tolist() == [0.0, 2.0] and frame["gene"].tolist() == ["A", "B"]
+    assert frame["cell_id"].tolist() == ["c1", "c1"]
 
 
 def test_read_transcripts_warns_about_outlines_of_no_cell():

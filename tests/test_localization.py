@@ -229,6 +229,9 @@ def test_bad_inputs_are_rejected_before_any_work():
         localization(sdata, training_cells="a", copy=True)
     with pytest.raises(ValueError, match="training_cells is empty"):
         localization(sdata, training_cells=[], copy=True)
+    for seed, error, wanted in ((-1, ValueError, "an integer >= 0"), (1.5, TypeError, "an integer")):
+        with pytest.raises(error, match=f"^seed must be {wanted}, got {seed!r}$"):
+            localization(sdata, seed=seed, copy=True)
     # An existing table that does not cover the cells / genes is not written into.
     import anndata as ad
 
@@ -260,6 +263,30 @@ def test_checkpoint_round_trip(tmp_path, clean):
     batch, _ = labelled_batch(*clean)
     np.testing.assert_array_equal(model.predict_proba(batch), reloaded.predict_proba(batch))
     torch.testing.assert_close(model.thresholds, reloaded.thresholds)
+
+
+def test_seeded_steps_do_not_reseed_the_callers_torch_rng(clean):
+    """The tools seed their own draws; the caller's torch random stream is not reset to their seed."""
+    batch, labels = labelled_batch(*simulate(6, 8, mean_counts=25.0, seed=11))
+    model = PatternModel(hidden=8)
+    calls = [
+        lambda: localization(clean[0], n_boot=5, copy=True),
+        lambda: fit_pattern_model(model, [batch], [labels], epochs=1, seed=3),
+        lambda: train_pattern_model([simulate(6, 8, seed=1)], [simulate(3, 8, seed=2)], epochs=1, hidden=8),
+    ]
+    for call in calls:
+        after = []
+        for caller_seed in (123, 999):
+            torch.manual_seed(caller_seed)
+            call()
+            after.append(torch.rand(4))
+        assert not torch.equal(after[0], after[1])
+    # Training draws nothing from the caller's stream: it goes on where it was.
+    torch.manual_seed(5)
+    expected = torch.rand(4)
+    torch.manual_seed(5)
+    calls[1]()
+    torch.testing.assert_close(torch.rand(4), expected, rtol=0, atol=0)
 
 
 def test_training_reduces_the_loss_and_is_seeded():
@@ -354,6 +381,13 @@ def test_transcript_plot_names_a_missing_element_and_the_available_ones(scored):
         localization_transcripts(sdata, cell_key="nope")
     with pytest.raises(ValueError, match=r"points_key: not in the data: \['nope'\]; available: \['transcripts'\]"):
         localization_transcripts(sdata, points_key="nope")
+
+
+def test_plots_refuse_what_is_not_a_spatialdata(scored):
+    table = scored[0].tables["table"]
+    for plot in (localization_composition, localization_transcripts):
+        with pytest.raises(TypeError, match="^expected a SpatialData, got AnnData$"):
+            plot(table)
 
 
 def test_results_survive_a_zarr_round_trip(tmp_path):

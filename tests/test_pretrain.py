@@ -181,6 +181,22 @@ def test_held_out_cells_never_influence_training():
     assert len(drawn.held_out_cells) == 2 and set(drawn.held_out_cells) <= {"c0", "c1", "c2"}
 
 
+def test_a_drawn_count_of_held_out_cells_holds_out_transcripts():
+    sdata = stgraph.datasets.simulate(6, 5, seed=0)[0]
+    frame = stgraph.io.transcripts_frame(sdata)
+    # A crop keeps the names (categories) of the six cells, three of which it cut away.
+    crop = frame[frame["cell_id"].isin(["cell_0", "cell_1", "cell_2"])]
+    graph = stgraph.graph.transcript_graph(crop, 1.5)
+    assert len(graph.cell_names) == 6
+    sizes = crop["cell_id"].value_counts()
+    for seed in range(4):
+        result = pretrain(graph, steps=1, held_out_cells=2, seed=seed, **SMALL)
+        assert len(result.held_out_cells) == 2 and set(result.held_out_cells) <= {"cell_0", "cell_1", "cell_2"}
+        assert int((~result.train_mask).sum()) == int(sizes[result.held_out_cells].sum()) > 0
+    with pytest.raises(ValueError, match=r"held_out_cells=3 must be in \[0, 3\) for a graph of 3 cells with transcripts"):
+        pretrain(graph, steps=1, held_out_cells=3, **SMALL)
+
+
 def test_pretrain_rejects_bad_arguments():
     graph = synthetic_graph()
     with pytest.raises(ValueError, match="not in the graph"):
@@ -219,8 +235,18 @@ def test_pretrain_rejects_bad_arguments():
     assert own_layer.model.encoder.config["d_model"] == 15
     with pytest.raises(ValueError, match="heads must be a positive integer, got 0"):
         pretrain(graph, steps=1, **{**SMALL, "heads": 0})
+    for seed, error, wanted in ((-1, ValueError, "an integer >= 0"), (0.5, TypeError, "an integer"),
+                                ("7", TypeError, "an integer")):
+        with pytest.raises(error, match=f"^seed must be {wanted}, got {seed!r}$"):
+            pretrain(graph, steps=1, seed=seed, **SMALL)
     with pytest.raises(ValueError, match="checkpoint_every=1 needs checkpoint_dir"):
         pretrain(graph, steps=1, checkpoint_every=1, **SMALL)
+    broken = graph.clone()
+    broken.pos = graph.pos.clone()
+    broken.pos[0, 1] = float("inf")
+    for batch_by in ("tile", "cell"):  # the loss was NaN at every step
+        with pytest.raises(ValueError, match="NaN or infinite coordinates"):
+            pretrain(broken, steps=1, batch_by=batch_by, **SMALL)
     no_names = graph.clone()
     del no_names.gene_names
     with pytest.raises(ValueError, match="'gene_names'"):
@@ -344,6 +370,19 @@ def test_model_learns_planted_duplicates_and_beats_baselines():
     assert report["model"]["cross_entropy"] < report["radius_neighbours"]["cross_entropy"]
     assert report["model"]["accuracy"] > report["gene_frequency"]["accuracy"]
     assert report["nearest_neighbour_reference"]["n"] == n
+
+
+def test_evaluate_held_out_leaves_the_model_as_it_was():
+    graph = synthetic_graph()
+    torch.manual_seed(0)
+    model = MaskedGeneModel(TranscriptEncoder(len(graph.gene_names), 8, 1, 2, dropout=0.1), graph.gene_names)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for training in (True, False):
+        model.train(training)
+        report = evaluate_held_out(model, graph, graph.cell != 1, tile_size=5.0)
+        assert report["model"]["n"] == int((graph.cell == 1).sum())
+        assert model.training is training and all(m.training is training for m in model.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_evaluate_held_out_checks_the_train_mask():

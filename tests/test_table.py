@@ -70,6 +70,15 @@ def test_get_table_rejects_an_existing_table_that_misses_cells_or_genes():
     assert sg.io.get_table(sdata) is sdata.tables["table"]
 
 
+def test_table_functions_refuse_what_is_not_a_spatialdata(sim):
+    sdata, _ = sim
+    frame = sg.io.transcripts_frame(sdata)
+    for function in (sg.io.get_table, sg.io.check_table, sg.io.cell_gene_table):
+        for wrong, name in ((frame, "DataFrame"), (sg.io.cell_gene_table(sdata), "AnnData")):
+            with pytest.raises(TypeError, match=f"^expected a SpatialData, got {name}$"):
+                function(wrong)
+
+
 def test_tools_check_an_existing_table_before_writing_anything():
     sdata = sg.datasets.simulate(n_cells=3, n_genes=6, seed=0)[0]
     sdata.tables["table"] = ad.AnnData(np.zeros((5, 2)))
@@ -83,6 +92,37 @@ def test_tools_check_an_existing_table_before_writing_anything():
     # Without writing, the table does not matter.
     result = sg.tl.domains(sdata, radius=3.0, n_domains=2, inplace=False)
     assert len(result.labels) == len(before)
+
+
+@pytest.mark.parametrize(
+    ("tool", "written"),
+    [
+        (lambda sdata: sg.tl.localization(sdata, n_boot=5), ["pattern", "p_nuclear"]),
+        (lambda sdata: sg.tl.domains(sdata, radius=3.0, n_domains=2), ["domain"]),
+    ],
+)
+def test_tools_write_only_their_columns_into_the_points(tool, written):
+    import dask.dataframe as dd
+    from spatialdata.models import PointsModel
+    from spatialdata.transformations import Scale, get_transformation, set_transformation
+
+    sdata = sg.datasets.simulate(n_cells=4, n_genes=6, seed=2)[0]
+    frame = sdata.points["transcripts"].compute()
+    # Points as a user may hold them: rows not sorted by index, three partitions, a transformation.
+    shuffled = frame.iloc[np.random.default_rng(0).permutation(len(frame))]
+    with pytest.warns(UserWarning, match="not monotonic increasing"):
+        points = PointsModel.parse(dd.from_pandas(shuffled, npartitions=3, sort=False), feature_key="gene",
+                                   instance_key="cell_id")
+    set_transformation(points, Scale([0.5, 0.5], axes=("x", "y")), "global")
+    sdata.points["transcripts"] = points
+    before = points.compute()
+    tool(sdata)
+    after = sdata.points["transcripts"]
+    assert list(after.columns) == list(before.columns) + written
+    pd.testing.assert_frame_equal(after.compute()[list(before.columns)], before)
+    assert after.npartitions == 3
+    assert get_transformation(after) == Scale([0.5, 0.5], axes=("x", "y"))
+    assert after.attrs["spatialdata_attrs"] == {"feature_key": "gene", "instance_key": "cell_id"}
 
 
 def test_cells_are_those_with_molecules_or_an_outline():

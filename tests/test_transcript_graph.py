@@ -92,6 +92,30 @@ def test_bad_input_is_named(sim):
             transcript_graph(sim, -1.0, order=order)
 
 
+def test_a_dataframe_is_checked_like_the_points(sim):
+    frame = sg.io.transcripts_frame(sim)
+    frame = frame.assign(gene=frame["gene"].astype(object), is_control=frame["is_control"].astype(object))
+    graph = transcript_graph(frame, 1.0)
+    assert graph.gene.min() == 0 and int(graph.is_control.sum()) == int(frame["is_control"].sum())
+    # A missing gene would be node gene -1, an index into no vocabulary.
+    broken = frame.copy()
+    broken.loc[broken.index[[3, 8]], "gene"] = None
+    with pytest.raises(ValueError, match="column 'gene' has 2 missing value"):
+        transcript_graph(broken, 1.0)
+    # Strings read as flags would all be True.
+    broken = frame.assign(is_control=frame["is_control"].map({True: "True", False: "False"}))
+    with pytest.raises(ValueError, match=r"column 'is_control' must hold booleans or 0/1, got string values"):
+        transcript_graph(broken, 1.0)
+    # Missing flags count as False, 0/1 as booleans.
+    flags = frame["in_nucleus"].astype(object)
+    flags.iloc[0] = None
+    graph = transcript_graph(frame.assign(in_nucleus=flags, is_control=frame["is_control"].astype(int)), 1.0)
+    np.testing.assert_array_equal(graph.in_nucleus.numpy()[1:], frame["in_nucleus"].to_numpy()[1:])
+    assert not graph.in_nucleus[0] and int(graph.is_control.sum()) == int(frame["is_control"].sum())
+    with pytest.raises(TypeError, match="coordinate column 'x' must be numeric, got dtype object"):
+        transcript_graph(frame.assign(x=frame["x"].astype(str)), 1.0)
+
+
 def test_spatial_order_is_the_input_graph_relabelled(sim):
     plain = transcript_graph(sim, 1.5)
     ordered = transcript_graph(sim, 1.5, order="spatial")

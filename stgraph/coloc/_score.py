@@ -144,6 +144,7 @@ def score_pairs(
         raise ValueError(f"prior_events must be a finite number >= 0, got {prior_events!r}")
     if method == "permutation":
         check_int("n_perms", n_perms)
+    check_int("seed", seed, minimum=0)
     edges = cell_edges(
         edge_index, gene, cell, weight, n_genes=None if gene_names is None else len(gene_names)
     )

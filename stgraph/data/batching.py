@@ -73,6 +73,13 @@ def _check_graph(graph: Data) -> None:
     for field in ("gene", "pos", "edge_index"):
         if graph.get(field) is None:
             raise ValueError(f"the transcript graph has no '{field}' field")
+    finite = torch.isfinite(graph.pos).all(dim=1)
+    if not bool(finite.all()):  # it would place no tile and make its cell's origin NaN
+        row = int(torch.nonzero(~finite)[0, 0])
+        raise ValueError(
+            f"the transcript graph's pos has {int((~finite).sum())} node(s) with NaN or infinite coordinates "
+            f"(first: node {row}, {graph.pos[row].tolist()})"
+        )
 
 
 def node_origin(graph: Data, tile_size: float | None = None) -> Tensor:
@@ -167,7 +174,8 @@ def tile_units(
     Raises
     ------
     TypeError, ValueError
-        If ``tile_size`` is not a finite number > 0, or ``halo`` not a finite number >= 0.
+        If ``tile_size`` is not a finite number > 0, ``halo`` not a finite number >= 0,
+        or a node's position is NaN or infinite.
     """
     _check_graph(graph)
     tile_size = check_real("tile_size", tile_size)

@@ -114,7 +114,7 @@ def cluster_domains(
         Transcripts on which the silhouette is computed (k-means choosing ``k``): at
         least ``k_range[1] + 1``.
     seed
-        Seed of the solver and of the silhouette sample.
+        Non-negative seed of the solver and of the silhouette sample.
 
     Raises
     ------
@@ -123,6 +123,7 @@ def cluster_domains(
         too few transcripts for ``n_domains`` or ``k_range``.
     """
     check_clustering_arguments(n_domains, k_range, method, sample_size)
+    check_int("seed", seed, minimum=0)
     features = np.asarray(features, dtype=np.float64)
     n = features.shape[0]
     if n_domains is not None:

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from .._validation import check_int, check_real
+
 #: Columns of the domain shapes besides ``geometry``.
 POLYGON_COLUMNS = ("cell_id", "domain", "n_transcripts")
 
@@ -41,15 +43,16 @@ def domain_polygons(
     ratio
         Concave-hull ratio in ``[0, 1]``.
     min_transcripts
-        Smallest group that gets an outline.
+        Smallest group that gets an outline (a positive integer).
 
     Returns
     -------
     One row per outlined (cell, domain), columns :data:`POLYGON_COLUMNS` and
     ``geometry``, indexed ``"<cell_id>|<domain>"``.
     """
-    if not 0.0 <= ratio <= 1.0:
+    if not 0.0 <= check_real("ratio", ratio, allow_zero=True) <= 1.0:
         raise ValueError(f"ratio must lie in [0, 1], got {ratio}")
+    check_int("min_transcripts", min_transcripts)
     cell_id = pd.Categorical(cell_id)
     codes = np.asarray(cell_id.codes, dtype=np.int64)
     labels = np.asarray(labels, dtype=np.int64)

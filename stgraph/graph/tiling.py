@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import torch
 
+from .._validation import check_int
 from ._exact import inflate, place_edges
 from ._memory import allocate_output
 from ._query import as_tensor, check_positions, check_radius, make_query
@@ -96,6 +97,28 @@ def iter_tiles(pos, tile_size: float, halo: float) -> Iterator[Tile]:
             yield Tile(core=members[core], halo=members[~core])
 
 
+def _check_tile(tile, num_points: int) -> Tile:
+    """``tile`` as a :class:`Tile` of int64 tensors, after checking what :func:`_tile_edges`
+    relies on: indices of points of ``pos``, no point twice in core and halo together."""
+    if not (isinstance(tile, tuple) and len(tile) == 2):
+        raise TypeError(f"tile must be a Tile (core, halo) as made by iter_tiles, got {type(tile).__name__}")
+    parts = []
+    for name, part in zip(Tile._fields, tile):
+        part = as_tensor(part, f"tile.{name}")
+        if part.dim() != 1 or part.dtype == torch.bool or part.is_floating_point() or part.is_complex():
+            raise TypeError(
+                f"tile.{name} must be a 1-D tensor of point indices, got {part.dtype} of shape {list(part.shape)}"
+            )
+        part = part.to(torch.int64)
+        if part.numel() and (int(part.min()) < 0 or int(part.max()) >= num_points):
+            raise ValueError(f"tile.{name} holds indices outside [0, {num_points}) (pos has {num_points} points)")
+        parts.append(part)
+    members = torch.sort(torch.cat(parts)).values
+    if bool((members[1:] == members[:-1]).any()):  # a repeated point would get edges to itself
+        raise ValueError("tile repeats points: a point is in the core or the halo of a tile, once")
+    return Tile(*parts)
+
+
 def _tile_edges(pos: torch.Tensor, r, tile: Tile, batch, backend: str, **query_options):
     """``(edge_index, dist or None)`` of :func:`radius_graph_tile`."""
     members = torch.sort(torch.cat([tile.core, tile.halo])).values
@@ -133,11 +156,19 @@ def radius_graph_tile(
     -------
     ``edge_index`` (``[2, E_tile]``, sorted by target then source) or, with
     ``return_distance=True``, ``(edge_index, dist)``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a ``tile`` that is not a pair of integer index tensors of points of
+        ``pos`` holding no point twice (a :class:`Tile` of :func:`iter_tiles`), and
+        for the arguments :func:`~stgraph.graph.radius_graph` refuses.
     """
+    pos = as_tensor(pos, "pos")
     edge_index, dist = _tile_edges(
-        as_tensor(pos, "pos"),
+        pos,
         r,
-        tile,
+        _check_tile(tile, pos.shape[0]),
         batch,
         backend,
         loop=loop,
@@ -203,14 +234,29 @@ def merge_tile_edges(pieces: Iterable, num_nodes: int, *, max_memory: int | None
     -------
     ``(edge_index, dist)``, ``dist`` None when the pieces hold no distances: the
     graph of :func:`~stgraph.graph.radius_graph` on all points.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``num_nodes`` is not a non-negative integer, a piece's ``edge_index`` is not
+        a ``[2, E]`` integer tensor with nodes in ``[0, num_nodes)``, two pieces hold
+        edges of the same target (a tile passed twice, or tiles of two splits), or the
+        pieces mix results with and without distances.
     """
+    num_nodes = check_int("num_nodes", num_nodes, minimum=0)
     kept = []
     counts = None
     for piece in pieces:
         edge_index, dist = piece if isinstance(piece, tuple) else (piece, None)
+        _check_piece(edge_index, num_nodes)
         if counts is None:
             counts = torch.zeros(num_nodes, dtype=torch.int64, device=edge_index.device)
-        counts += torch.bincount(edge_index[1], minlength=num_nodes)
+        piece_counts = torch.bincount(edge_index[1], minlength=num_nodes)
+        if bool(((counts > 0) & (piece_counts > 0)).any()):  # each target is in the core of one tile
+            raise ValueError(
+                "two pieces hold edges of the same target: pass each tile of one iter_tiles split once"
+            )
+        counts += piece_counts
         kept.append((edge_index, dist))
     if not kept:
         return torch.zeros(2, 0, dtype=torch.int64), None
@@ -224,3 +270,16 @@ def merge_tile_edges(pieces: Iterable, num_nodes: int, *, max_memory: int | None
         (source, target), values = kept.pop()
         place_edges(edge_index, dist, offsets, target, source, values)
     return edge_index, dist
+
+
+def _check_piece(edge_index, num_nodes: int) -> None:
+    """Raise unless ``edge_index`` is a ``[2, E]`` integer tensor of nodes in ``[0, num_nodes)``."""
+    if not isinstance(edge_index, torch.Tensor) or edge_index.dim() != 2 or edge_index.shape[0] != 2:
+        shape = list(edge_index.shape) if isinstance(edge_index, torch.Tensor) else type(edge_index).__name__
+        raise ValueError(f"each piece's edge_index must be a [2, E] tensor, got {shape}")
+    if edge_index.dtype == torch.bool or edge_index.is_floating_point() or edge_index.is_complex():
+        raise TypeError(f"each piece's edge_index must hold integer node indices, got {edge_index.dtype}")
+    if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
+        raise ValueError(
+            f"a piece has edges of nodes outside [0, {num_nodes}): num_nodes must be the number of points"
+        )

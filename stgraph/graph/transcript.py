@@ -66,6 +66,15 @@ def transcript_graph(
     - ``is_control`` (``BoolTensor[N]``): control probes and blanks;
     - ``point_index`` (``LongTensor[N]``): row of each node in the points;
     - ``gene_names``, ``cell_names`` (lists of str) and ``radius`` (float).
+
+    Raises
+    ------
+    TypeError
+        If a coordinate column of a DataFrame ``data`` is not numeric.
+    ValueError
+        For an unknown ``within`` or ``order``, a bad ``radius``, missing columns, a
+        transcript without gene, non-finite coordinates, or ``is_control`` /
+        ``in_nucleus`` values other than booleans or 0/1 (missing ones count as False).
     """
     if within not in ("all", "cell"):
         raise ValueError(f"within must be 'all' or 'cell', got {within!r}")
@@ -75,6 +84,8 @@ def transcript_graph(
     frame = _points_frame(data, points_key)
     axes = [S.X, S.Y] + ([S.Z] if S.Z in frame.columns else [])
     genes = frame[S.GENE].astype("category")
+    if genes.isna().any():  # they would be gene -1, an index into no vocabulary
+        raise ValueError(f"column {S.GENE!r} has {int(genes.isna().sum())} missing value(s): every node needs a gene")
     cells = frame[S.CELL].astype("category") if S.CELL in frame.columns else None
     if within == "cell" and cells is None:
         raise ValueError(f"within='cell' needs a {S.CELL!r} column in the transcripts")
@@ -122,6 +133,12 @@ def _points_frame(data, points_key: str) -> pd.DataFrame:
                 f"transcript DataFrame lacks columns {missing}; map your columns with "
                 "stgraph.io.read_transcripts(df, x=..., y=..., gene=...) first"
             )
+        for axis in (S.X, S.Y, S.Z):
+            values = data.get(axis)
+            if values is not None and (
+                not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
+            ):
+                raise TypeError(f"coordinate column {axis!r} must be numeric, got dtype {values.dtype}")
         return data
     return transcripts_frame(data, points_key=points_key)
 
@@ -136,6 +153,15 @@ def _isolating_batch(cell: torch.Tensor) -> torch.Tensor:
 
 
 def _bool_column(frame: pd.DataFrame, column: str) -> torch.Tensor:
+    """``frame[column]`` as a bool tensor (missing values False; all False without the column).
+
+    Raises a ValueError for values other than booleans or 0/1: strings such as
+    ``"False"`` would all be True.
+    """
     if column not in frame.columns:
         return torch.zeros(len(frame), dtype=torch.bool)
+    known = frame[column].dropna()
+    kind = pd.api.types.infer_dtype(known, skipna=True)
+    if not (kind in ("boolean", "empty") or (kind in ("integer", "floating") and known.isin([0, 1]).all())):
+        raise ValueError(f"column {column!r} must hold booleans or 0/1, got {kind} values (dtype {frame[column].dtype})")
     return torch.from_numpy(frame[column].fillna(False).to_numpy(dtype=bool))

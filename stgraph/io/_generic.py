@@ -68,7 +68,8 @@ def read_transcripts(
         Micrometres per unit of ``z``; ``None`` means the same as ``pixel_size``. For a
         z-plane index, the distance between planes.
     unassigned
-        Id values meaning "not in a cell / nucleus".
+        Id values meaning "not in a cell / nucleus" (a list or other collection, not a
+        single string).
     cell_boundaries, nucleus_boundaries
         Polygons indexed by cell / nucleus id, in the units of ``x`` and ``y``; stored as the
         shapes ``cell_boundaries`` / ``nucleus_boundaries`` (scaled to µm).
@@ -84,9 +85,13 @@ def read_transcripts(
 
     Raises
     ------
+    TypeError
+        For a column argument (``x``, ``gene``, ...) that is not a string, or
+        ``unassigned`` given as a single string.
     ValueError
         For missing columns, the same column given for two of ``x``, ``y``, ``z``,
-        non-finite coordinates, missing genes or a non-positive scale.
+        non-finite coordinates, missing genes, a non-positive scale, or boundaries
+        with repeated ids, missing geometries or geometries that are not polygons.
 
     Warns
     -----

@@ -38,6 +38,10 @@ def standardise_points(
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(frame).__name__}")
+    if isinstance(unassigned, (str, bytes)):
+        # a string is a collection of its characters: "UNASSIGNED" would match the ids "U", "N", ...
+        raise TypeError(f"unassigned must be a collection of id values, e.g. [{unassigned!r}], not a string")
+    _check_sources({"x": x, "y": y, "gene": gene}, {"z": z, "cell": cell, "nucleus": nucleus, "in_nucleus": in_nucleus})
     axes = [column for column in (x, y, z) if isinstance(column, str)]
     repeated = sorted({column for column in axes if axes.count(column) > 1})
     if repeated:
@@ -93,6 +97,18 @@ def standardise_points(
     if not out.index.is_monotonic_increasing:
         out = out.sort_index(kind="stable")
     return out
+
+
+def _check_sources(required: dict, optional: dict) -> None:
+    """Raise a TypeError unless each source is a column name or a Series (or None, if optional)."""
+    for name, source in (required | optional).items():
+        if isinstance(source, (str, pd.Series)) or (source is None and name in optional):
+            continue
+        hint = (
+            "; name the columns with strings first, e.g. frame.columns = frame.columns.astype(str)"
+            if source is not None else ""
+        )
+        raise TypeError(f"{name} must be a column name (a string), got {source!r}{hint}")
 
 
 def _coordinate(values: pd.Series, scale: float) -> np.ndarray:

@@ -85,6 +85,9 @@ def shapes_element(
         raise ValueError(f"boundary ids are not unique: {frame.index[frame.index.duplicated()][:5].tolist()}")
     if len(frame) == 0:
         raise ValueError("boundaries hold no geometry")
+    missing = frame.index[frame.geometry.isna().to_numpy()]
+    if len(missing):
+        raise ValueError(f"{len(missing)} boundaries have no geometry (None), ids {missing[:5].tolist()}")
     kinds = set(frame.geometry.geom_type)
     if not kinds <= {"Polygon", "MultiPolygon"}:
         raise ValueError(f"boundaries must be polygons, got {sorted(kinds)}")

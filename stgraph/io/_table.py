@@ -9,7 +9,7 @@ from spatialdata import SpatialData
 from spatialdata.models import TableModel
 
 from ._schema import CELL, CELL_SHAPES_KEY, GENE, POINTS_KEY, X, Y
-from ._spatialdata import transcripts_frame
+from ._spatialdata import check_spatialdata, transcripts_frame
 
 TABLE_KEY = "table"
 
@@ -101,6 +101,8 @@ def get_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str = 
 
     Raises
     ------
+    TypeError
+        If ``sdata`` is not a SpatialData.
     ValueError
         If an existing table does not cover the data, see :func:`check_table`.
     """
@@ -126,9 +128,12 @@ def check_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str 
 
     Raises
     ------
+    TypeError
+        If ``sdata`` is not a SpatialData.
     ValueError
         Naming how many cells / genes are missing, with examples.
     """
+    check_spatialdata(sdata)
     if table_key not in sdata.tables:
         return
     cells, genes = _present_cells_and_genes(sdata, points_key)

@@ -182,8 +182,9 @@ class CompartmentModel(nn.Module):
         if len(x) == 0 or y.min() == y.max():
             raise ValueError("compartment: training transcripts must include nuclear and non-nuclear ones")
         generator = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        self.reset_parameters()
+        with torch.random.fork_rng(devices=[]):  # seeding must not reset the caller's torch RNG
+            torch.manual_seed(seed)
+            self.reset_parameters()
         xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))
         self.mean.copy_(xt.mean(0))
         self.std.copy_(xt.std(0).clamp_min(1e-6))

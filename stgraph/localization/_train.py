@@ -76,33 +76,34 @@ def fit_pattern_model(
     Each step sees ``batch_cells`` consecutive cells of one sample; the order of
     the steps is shuffled every epoch. Returns the mean loss of every epoch.
     """
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    targets = [torch.nn.functional.one_hot(torch.from_numpy(y), len(PATTERNS)).float() for y in labels]
-    steps = [(i, start) for i, b in enumerate(batches) for start in range(0, b.n_cells, batch_cells)]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * len(steps))
-    loss_fn = nn.BCEWithLogitsLoss()
-    history = []
-    model.train()
-    for _ in range(epochs):
-        total = 0.0
-        for k in rng.permutation(len(steps)):
-            i, start = steps[k]
-            chunk = batches[i].cell_slice(start, min(start + batch_cells, batches[i].n_cells))
-            if chunk.n_groups == 0:
+    with torch.random.fork_rng(devices=[]):  # seeding must not reset the caller's torch RNG
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        targets = [torch.nn.functional.one_hot(torch.from_numpy(y), len(PATTERNS)).float() for y in labels]
+        steps = [(i, start) for i, b in enumerate(batches) for start in range(0, b.n_cells, batch_cells)]
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * len(steps))
+        loss_fn = nn.BCEWithLogitsLoss()
+        history = []
+        model.train()
+        for _ in range(epochs):
+            total = 0.0
+            for k in rng.permutation(len(steps)):
+                i, start = steps[k]
+                chunk = batches[i].cell_slice(start, min(start + batch_cells, batches[i].n_cells))
+                if chunk.n_groups == 0:
+                    scheduler.step()
+                    continue
+                g0 = int(torch.searchsorted(batches[i].group_cell, torch.tensor(start)))
+                loss = loss_fn(model(chunk), targets[i][g0 : g0 + chunk.n_groups])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
                 scheduler.step()
-                continue
-            g0 = int(torch.searchsorted(batches[i].group_cell, torch.tensor(start)))
-            loss = loss_fn(model(chunk), targets[i][g0 : g0 + chunk.n_groups])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.item()
-        history.append(total / len(steps))
-    model.eval()
-    return history
+                total += loss.item()
+            history.append(total / len(steps))
+        model.eval()
+        return history
 
 
 def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -185,8 +186,9 @@ def train_pattern_model(
                 simulate(max(n_cells // 3, 1), n_genes, seed=seed + n_sims + i, **kw)
                 for i, kw in enumerate(TRAINING_SIMULATIONS)
             ]
-    torch.manual_seed(seed)
-    model = PatternModel(**(model_kwargs if init is None else init.config))
+    with torch.random.fork_rng(devices=[]):  # seeding must not reset the caller's torch RNG
+        torch.manual_seed(seed)
+        model = PatternModel(**(model_kwargs if init is None else init.config))
     if init is not None:
         model.load_state_dict(init.state_dict())
 

@@ -100,9 +100,21 @@ def score_model(
 
     Returns
     -------
-    Scores of the evaluated nodes, in node order.
+    Scores of the evaluated nodes, in node order. ``model`` is back on its device
+    and in its training mode afterwards.
     """
-    model = model.to(device).eval()
+    home, was_training = next(model.parameters()).device, model.training
+    model.to(device).eval()
+    try:
+        return _model_scores(model, units, groups, evaluated, batch_size, device)
+    finally:
+        model.to(home).train(was_training)
+
+
+def _model_scores(
+    model: MaskedGeneModel, units: Sequence[Data], groups: Tensor, evaluated: Tensor, batch_size: int, device
+) -> TokenScores:
+    """The loop of :func:`score_model`, with ``model`` on ``device`` in evaluation mode."""
     n = groups.numel()
     log_prob = torch.full((n,), math.nan, dtype=torch.float64)
     correct = torch.zeros(n, dtype=torch.bool)
@@ -210,7 +222,8 @@ def evaluate_held_out(
     Parameters
     ----------
     model
-        Trained masked gene model (vocabulary of ``graph.gene_names``).
+        Trained masked gene model (vocabulary of ``graph.gene_names``); it runs on
+        ``device`` in evaluation mode and is left on its device in its mode.
     graph
         The transcript graph with a ``radius``.
     train_mask

@@ -342,6 +342,8 @@ class TranscriptEncoder(torch.nn.Module):
             raise ValueError(
                 f"origin must have shape [{self.n_dims}] or {list(pos.shape)}, got {tuple(origin.shape)}"
             )
+        if not bool(torch.isfinite(origin).all()):
+            raise ValueError("origin contains NaN or infinite coordinates")
 
         rel_pos = pos.to(torch.float64) - origin.to(torch.float64)
         x = self.embedding(gene) + self.positional(rel_pos).to(self.embedding.weight.dtype)
@@ -370,8 +372,13 @@ class TranscriptEncoder(torch.nn.Module):
             )
         if not pos.is_floating_point():
             raise TypeError(f"pos must be floating point, got {pos.dtype}")
+        if not bool(torch.isfinite(pos).all()):  # every embedding would be NaN
+            row = int(torch.nonzero(~torch.isfinite(pos).all(dim=1))[0, 0])
+            raise ValueError(f"pos contains NaN or infinite coordinates (first at row {row}: {pos[row].tolist()})")
         if edge_index.dim() != 2 or edge_index.size(0) != 2:
             raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
+        if edge_index.dtype != torch.long:
+            raise TypeError(f"edge_index must be int64 (torch.long), got {edge_index.dtype}")
         if edge_index.numel() and (edge_index.min() < 0 or edge_index.max() >= gene.numel()):
             raise ValueError(f"edge_index refers to nodes outside [0, {gene.numel()})")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._validation import check_int
+
 
 class MaskedGeneHead(torch.nn.Module):
     r"""Masked-gene-modelling head: predicts the gene of each transcript token.
@@ -27,10 +29,8 @@ class MaskedGeneHead(torch.nn.Module):
 
     def __init__(self, d_model: int, n_genes: int) -> None:
         super().__init__()
-        if d_model < 1 or n_genes < 1:
-            raise ValueError(f"d_model and n_genes must be positive, got {d_model}, {n_genes}")
-        self.d_model = d_model
-        self.n_genes = n_genes
+        self.d_model = check_int("d_model", d_model)
+        self.n_genes = check_int("n_genes", n_genes)
         self.transform = torch.nn.Linear(d_model, d_model)
         self.norm = torch.nn.LayerNorm(d_model)
         self.decoder = torch.nn.Linear(d_model, n_genes)

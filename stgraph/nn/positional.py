@@ -28,6 +28,8 @@ import math
 import torch
 from torch import Tensor
 
+from .._validation import check_real
+
 #: Default length scale of the positional encoding, in µm.
 DEFAULT_PE_SCALE = 0.1
 #: Default frequency base of the positional encoding.
@@ -187,7 +189,6 @@ def transcript_origin(
             ids, inverse = torch.unique(batch[free], return_inverse=True)
             origin[free] = _group_mean(pos[free], inverse, ids.numel())[inverse]
         if tile_size is not None:
-            if not tile_size > 0:
-                raise ValueError(f"tile_size must be positive, got {tile_size}")
+            tile_size = check_real("tile_size", tile_size)
             origin[free, :2] = (torch.floor(pos[free, :2] / tile_size) + 0.5) * tile_size
     return origin

@@ -48,6 +48,8 @@ def enhance(
     circles drawn in data units, 0.9 of each panel's spot spacing across, so they
     never overlap whatever the figure size.
     """
+    if not isinstance(adata, AnnData):
+        raise TypeError(f"`adata` must be an AnnData, got {type(adata).__name__}.")
     if "imputed" not in adata.obs or "spatial" not in adata.obsm:
         raise ValueError("`adata` must come from `stgraph.tl.enhance` (obs['imputed'], obsm['spatial']).")
     genes = [genes] if isinstance(genes, str) else list(genes)

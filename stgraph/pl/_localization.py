@@ -11,6 +11,7 @@ from matplotlib.axes import Axes
 
 from stgraph._validation import check_int
 from stgraph.io import transcripts_frame
+from stgraph.io._spatialdata import check_spatialdata
 from stgraph.localization._pattern_model import PATTERNS
 from stgraph.pl._checks import known
 
@@ -57,6 +58,7 @@ def localization_composition(
     -------
     The axes.
     """
+    check_spatialdata(sdata)
     column = {"gene": "gene", "cell": "cell_id"}.get(by)
     if column is None:
         raise ValueError(f"by must be 'gene' or 'cell', got {by!r}")
@@ -127,6 +129,7 @@ def localization_transcripts(
     -------
     The axes.
     """
+    check_spatialdata(sdata)
     if color not in ("pattern", "p_nuclear"):
         raise ValueError(f"color must be 'pattern' or 'p_nuclear', got {color!r}")
     known("points_key", [points_key], sdata.points, list_available=True)

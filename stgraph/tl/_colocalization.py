@@ -9,6 +9,7 @@ import torch
 from spatialdata import SpatialData
 from torch_geometric.data import Data
 
+from .._validation import check_int
 from ..coloc import ColocalizationResult, score_pairs
 from ..coloc._score import PRIOR_EVENTS
 from ..coloc._encode import MAX_EDGES, edge_attention, encoder_outputs
@@ -101,7 +102,7 @@ def colocalization(
     max_edges
         Edges per encoder pass (cells are processed in groups).
     seed
-        Seed of the permutations.
+        Non-negative seed of the permutations.
     points_key, table_key
         Points element, and table whose ``uns`` receives the results (created
         with :func:`stgraph.io.get_table` if absent).
@@ -136,6 +137,7 @@ def colocalization(
     if within not in ("cell", "all"):
         raise ValueError(f"within must be 'cell' or 'all', got {within!r}")
     check_output_key("key_added", key_added, RESERVED_UNS, "table uns key", ("", "_params", "_per_cell"))
+    check_int("seed", seed, minimum=0)
     graph = graph_for(sdata, radius, graph, within, points_key)
     if inplace:
         check_table(sdata, table_key, points_key)  # before anything is written

@@ -11,11 +11,10 @@ import pandas as pd
 import torch
 from scipy.spatial import cKDTree
 from spatialdata import SpatialData
-from spatialdata.models import PointsModel, ShapesModel
-from spatialdata.transformations import get_transformation
+from spatialdata.models import ShapesModel
 from torch_geometric.data import Data
 
-from .._validation import check_int
+from .._validation import check_int, check_real
 from ..coloc._encode import MAX_EDGES, masked_embeddings
 from ..domains import (
     DomainClustering,
@@ -36,6 +35,7 @@ from ..io._spatialdata import check_spatialdata
 from ..io import _schema as S
 from ._graph_input import graph_for
 from ._output_keys import RESERVED_UNS, SCHEMA_COLUMNS, SCHEMA_SHAPES, check_output_key
+from ._points_output import set_points_columns
 
 #: Default names of the outputs.
 DOMAIN_KEY = "domain"
@@ -191,18 +191,6 @@ def _features(
     return np.hstack(blocks)
 
 
-def _with_points_column(sdata: SpatialData, points_key: str, column: str, values) -> None:
-    points = sdata.points[points_key]
-    frame = points.compute().copy()
-    frame[column] = values
-    sdata.points[points_key] = PointsModel.parse(
-        frame,
-        feature_key=points.attrs.get("spatialdata_attrs", {}).get("feature_key"),
-        instance_key=points.attrs.get("spatialdata_attrs", {}).get("instance_key"),
-        transformations=get_transformation(points, get_all=True),
-    )
-
-
 def domains(
     sdata: SpatialData,
     model=None,
@@ -291,11 +279,12 @@ def domains(
         Transcripts on which the silhouette is computed; at least ``k_range[1] + 1``.
     hull_ratio, min_transcripts
         Outline of each (cell, domain): concave hull (``hull_ratio`` in [0, 1]) of at
-        least ``min_transcripts`` transcripts, see :func:`stgraph.domains.domain_polygons`.
+        least ``min_transcripts`` (a positive integer) transcripts, see
+        :func:`stgraph.domains.domain_polygons`.
     max_edges
         Edges per encoder pass.
     seed
-        Seed of the SVD, the masking, the clustering and the silhouette sample.
+        Non-negative seed of the SVD, the masking, the clustering and the silhouette sample.
     points_key, table_key
         Points element and table (created by :func:`stgraph.io.get_table` if absent).
     key_added
@@ -306,6 +295,8 @@ def domains(
     shapes_key
         Shapes element of the outlines (columns ``cell_id``, ``domain``,
         ``n_transcripts``); not ``cell_boundaries`` nor ``nucleus_boundaries``.
+        When no (cell, domain) gets an outline the element is absent (an earlier
+        result under this name is removed).
     inplace
         Write the outputs into ``sdata``; False leaves it untouched.
 
@@ -342,9 +333,11 @@ def domains(
             raise ValueError(f"representation={representation!r} needs a pretrained model")
         _masked_gene_model(model)
     check_int("n_components", n_components)
-    if not 0 <= hull_ratio <= 1:
+    if not 0 <= check_real("hull_ratio", hull_ratio, allow_zero=True) <= 1:
         raise ValueError(f"hull_ratio must lie in [0, 1], got {hull_ratio!r}")
+    check_int("min_transcripts", min_transcripts)
     check_clustering_arguments(n_domains, k_range, method, sample_size)
+    check_int("seed", seed, minimum=0)
     check_output_key("key_added", key_added, SCHEMA_COLUMNS, "transcript column")
     check_output_key("key_added", key_added, RESERVED_UNS, "table uns key", ("_enrichment", "_params"))
     check_output_key("shapes_key", shapes_key, SCHEMA_SHAPES | {points_key}, "element")
@@ -407,12 +400,13 @@ def domains(
     if inplace:
         rows = graph.get("point_index")
         # Node i is row point_index[i] of the points (graphs in spatial order permute them).
-        _with_points_column(
-            sdata, points_key, key_added, labels if rows is None else labels[np.argsort(rows.numpy())]
-        )
+        in_rows = labels if rows is None else labels[np.argsort(rows.numpy())]
+        set_points_columns(sdata, points_key, sdata.points[points_key].compute().copy(), {key_added: in_rows})
         uns = ensure_table(sdata, table_key, points_key).uns
         uns[f"{key_added}_enrichment"] = enrichment
         uns[f"{key_added}_params"] = params
         if len(polygons):
             sdata.shapes[shapes_key] = ShapesModel.parse(polygons)
+        elif shapes_key in sdata.shapes:  # an earlier run's outlines would pass for this one's
+            del sdata.shapes[shapes_key]
     return result

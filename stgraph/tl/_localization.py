@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import anndata as ad
-import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import spatialdata
@@ -21,6 +20,7 @@ from stgraph.localization._data import CellTranscripts, read_cell_transcripts
 from stgraph.localization._gene_score import nuclear_enrichment
 from stgraph.localization._pattern_model import PATTERNS, PatternModel, pattern_batch
 from stgraph.localization._pretrained import load_pretrained
+from stgraph.tl._points_output import set_points_columns
 
 _COMPARTMENT_MODES = ("auto", "outlines", "withheld", None)
 
@@ -95,8 +95,8 @@ def localization(
     n_boot
         Bootstrap replicates of the gene-score interval.
     seed
-        Seed of the token subsampling of large groups, the compartment fit and the
-        bootstrap; a fixed seed gives identical results.
+        Non-negative seed of the token subsampling of large groups, the compartment
+        fit and the bootstrap; a fixed seed gives identical results.
     copy
         Return a modified copy instead of writing into ``sdata``.
 
@@ -147,6 +147,7 @@ def localization(
     """
     check_spatialdata(sdata)
     check_int("min_transcripts", min_transcripts)
+    check_int("seed", seed, minimum=0)
     if compartment not in _COMPARTMENT_MODES:
         raise ValueError(f"compartment must be one of {_COMPARTMENT_MODES}, got {compartment!r}")
     if training_cells is not None:
@@ -220,7 +221,7 @@ def localization(
     pattern_codes[transcripts.index[scored]] = top[groups.member[scored]]
     molecule_p = np.full(transcripts.n_points, np.nan)
     molecule_p[transcripts.index] = p_nuclear
-    _set_point_columns(
+    set_points_columns(
         sdata,
         points_key,
         points,
@@ -283,15 +284,3 @@ def _table(
     rows[found[found >= 0]] = np.flatnonzero(found >= 0)
     cols = pd.Index(table.var_names).get_indexer(gene_names)
     return table, rows, cols
-
-
-def _set_point_columns(sdata: spatialdata.SpatialData, key: str, points: pd.DataFrame, columns: dict) -> None:
-    """Write ``columns`` (aligned with the rows of ``points``) into the points element."""
-    frame = points  # already a private copy (stgraph.io.transcripts_frame)
-    frame.attrs = {}  # the element's transform lives in the dask attrs below, not in the rows
-    for name, values in columns.items():
-        frame[name] = values
-    element = sdata.points[key]
-    updated = dd.from_pandas(frame, npartitions=max(element.npartitions, 1))
-    updated.attrs.update(element.attrs)
-    sdata.points[key] = updated

@@ -93,12 +93,16 @@ def _held_out(graph: Data, requested: int | list[str] | None, seed: int) -> list
         return []
     names = [str(c) for c in graph.get("cell_names") or []]
     if isinstance(requested, int):
-        if not 0 <= requested < len(names):
+        # Drawn among the cells with transcripts: a crop keeps the names of the cells it cut away.
+        cell = graph.get("cell")
+        present = [] if cell is None else torch.unique(cell[cell >= 0]).tolist()
+        if not 0 <= requested < len(present):
             raise ValueError(
-                f"held_out_cells={requested} must be in [0, {len(names)}) for a graph of {len(names)} cells"
+                f"held_out_cells={requested} must be in [0, {len(present)}) for a graph of "
+                f"{len(present)} cells with transcripts"
             )
-        chosen = np.random.default_rng(seed).choice(len(names), size=requested, replace=False)
-        return [names[k] for k in sorted(chosen)]
+        chosen = np.random.default_rng(seed).choice(len(present), size=requested, replace=False)
+        return [names[present[k]] for k in sorted(chosen)]
     unknown = sorted(set(requested) - set(names))
     if unknown:
         raise ValueError(f"held-out cells not in the graph: {unknown[:10]}")
@@ -186,11 +190,12 @@ def pretrain(
         Fraction of tokens selected as targets.
     held_out_cells
         Cells whose transcripts (and edges) are kept out of training entirely:
-        a list of distinct cell names, or a count (int) of cells drawn with ``seed``.
+        a list of distinct cell names, or a count (int) of cells drawn with ``seed``
+        among those with transcripts in the graph.
     device
         ``'cpu'``, ``'cuda'`` or ``'auto'`` (CUDA when available).
     seed
-        Seeds the initial weights, batch order, masks, dropout and the held-out
+        Non-negative seed of the initial weights, batch order, masks, dropout and the held-out
         draw; two runs with the same seed are identical on the CPU.
     checkpoint_dir
         Folder of the checkpoint ``masked_gene_model.pt`` (weights, configuration,
@@ -222,13 +227,13 @@ def pretrain(
     ------
     ValueError
         If an argument is invalid, e.g. ``d_model``, ``n_layers``, ``heads`` or
-        ``batch_size`` below 1, ``d_model`` not a multiple of ``heads``,
+        ``batch_size`` below 1, a negative ``seed``, ``d_model`` not a multiple of ``heads``,
         ``checkpoint_every`` or ``resume`` without ``checkpoint_dir``, ``radius``
         differing from the radius of the graph given as ``data``, or
         ``held_out_cells`` naming a cell twice or a cell not in the graph.
     TypeError
-        If ``held_out_cells`` is a string, a bool or a float, or one of the sizes
-        above is not an integer.
+        If ``held_out_cells`` is a string, a bool or a float, or ``seed`` or one of
+        the sizes above is not an integer.
     """
     if batch_by not in ("tile", "cell"):
         raise ValueError(f"batch_by must be 'tile' or 'cell', got {batch_by!r}")
@@ -238,6 +243,7 @@ def pretrain(
         raise ValueError(f"checkpoint_every={checkpoint_every} needs checkpoint_dir: where to write the checkpoints")
     for name, value in (("d_model", d_model), ("n_layers", n_layers), ("heads", heads), ("batch_size", batch_size)):
         check_int(name, value)
+    check_int("seed", seed, minimum=0)
     if conv in (None, SpatialTransformerConv) and d_model % heads:  # that layer's rule, checked before the graph
         raise ValueError(
             f"d_model={d_model} must be a multiple of heads={heads}: each head gets d_model / heads channels"
