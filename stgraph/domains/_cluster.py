@@ -27,6 +27,10 @@ from sklearn.mixture import GaussianMixture
 from .._validation import check_int
 
 ClusterMethod = Literal["kmeans", "gmm"]
+#: k-means restarts (best inertia kept). With 4, the benchmark's composition + encoder
+#: features of one simulation ended in a worse optimum (inertia 63,061 against 59,048;
+#: ARI 0.36 against 0.79 with the planted domains); 10 reached the better one from every seed tried.
+KMEANS_RESTARTS = 10
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class DomainClustering:
 
 def _fit(features: np.ndarray, k: int, method: ClusterMethod, seed: int):
     if method == "kmeans":
-        model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(features)
+        model = KMeans(n_clusters=k, n_init=KMEANS_RESTARTS, random_state=seed).fit(features)
         return model.labels_, model
     model = GaussianMixture(n_components=k, covariance_type="diag", random_state=seed, n_init=2)
     return model.fit(features).predict(features), model
