@@ -219,6 +219,12 @@ def test_bad_arguments_are_rejected(clean):
         )
     with pytest.raises(ValueError, match="no transcript"):
         localization(outside)
+    # A nucleus key that is not the default must exist: a misspelt one ran as "no nuclei".
+    shapes = sorted(sdata.shapes)
+    with pytest.raises(ValueError, match=re.escape(
+            f"sdata has no shapes element nucleus_key='nuclei'; it has {shapes} "
+            "(pass nucleus_key=None for a sample without nucleus outlines)")):
+        localization(sdata, nucleus_key="nuclei", copy=True)
 
 
 def test_bad_inputs_are_rejected_before_any_work():
@@ -381,6 +387,8 @@ def test_transcript_plot_names_a_missing_element_and_the_available_ones(scored):
         localization_transcripts(sdata, cell_key="nope")
     with pytest.raises(ValueError, match=r"points_key: not in the data: \['nope'\]; available: \['transcripts'\]"):
         localization_transcripts(sdata, points_key="nope")
+    with pytest.raises(ValueError, match=re.escape(f"no shapes element nucleus_key='nope'; it has {shapes}")):
+        localization_transcripts(sdata, nucleus_key="nope")
 
 
 def test_plots_refuse_what_is_not_a_spatialdata(scored):

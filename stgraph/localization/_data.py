@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from stgraph.io import transcripts_frame
+from stgraph.io._schema import NUCLEUS_SHAPES_KEY
 
 from ._geometry import CellGeometry, TranscriptGeometry, cell_geometry, transcript_geometry
 
@@ -150,19 +151,42 @@ def cell_transcripts(
     )
 
 
+def nucleus_outlines(sdata, nucleus_key: str | None = NUCLEUS_SHAPES_KEY):
+    """The nucleus outlines ``sdata.shapes[nucleus_key]``, or None for no nuclei.
+
+    None when ``nucleus_key`` is None, or is the default name and the data has no
+    such element (samples often come without nuclei). Any other name must exist: a
+    misspelt key would otherwise pass silently for a sample without nuclei.
+
+    Raises
+    ------
+    ValueError
+        If ``nucleus_key`` is not the default name and not a shapes element, listing
+        the shapes elements there are.
+    """
+    if nucleus_key is None:
+        return None
+    if nucleus_key not in sdata.shapes:
+        if nucleus_key == NUCLEUS_SHAPES_KEY:
+            return None
+        raise ValueError(
+            f"sdata has no shapes element nucleus_key={nucleus_key!r}; it has {sorted(sdata.shapes)} "
+            "(pass nucleus_key=None for a sample without nucleus outlines)"
+        )
+    return sdata.shapes[nucleus_key].geometry
+
+
 def read_cell_transcripts(
     sdata,
     *,
     points_key: str = "transcripts",
     cell_key: str = "cell_boundaries",
-    nucleus_key: str | None = "nucleus_boundaries",
+    nucleus_key: str | None = NUCLEUS_SHAPES_KEY,
 ) -> tuple[pd.DataFrame, CellTranscripts]:
-    """Points table and :class:`CellTranscripts` of a SpatialData object.
-
-    A missing ``nucleus_key`` element means no cell has a nucleus.
-    """
+    """Points table and :class:`CellTranscripts` of a SpatialData object, with the
+    nucleus outlines of :func:`nucleus_outlines`."""
     if cell_key not in sdata.shapes:
         raise ValueError(f"sdata has no shapes element {cell_key!r} (cell outlines are required)")
+    nuclei = nucleus_outlines(sdata, nucleus_key)
     points = transcripts_frame(sdata, points_key=points_key)
-    nuclei = sdata.shapes[nucleus_key].geometry if nucleus_key and nucleus_key in sdata.shapes else None
     return points, cell_transcripts(points, sdata.shapes[cell_key].geometry, nuclei)

@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 from stgraph._validation import check_int
 from stgraph.io import transcripts_frame
 from stgraph.io._spatialdata import check_spatialdata
+from stgraph.localization._data import nucleus_outlines
 from stgraph.localization._pattern_model import PATTERNS
 from stgraph.pl._checks import known
 
@@ -117,9 +118,9 @@ def localization_transcripts(
     genes
         Genes to show (default all); a ValueError names those not in the points.
     points_key, cell_key, nucleus_key
-        Element names; a ValueError lists the available ones when ``points_key`` or
-        ``cell_key`` is missing (nuclei are not drawn when ``nucleus_key`` is None or
-        missing).
+        Element names; a ValueError lists the available ones when ``points_key``,
+        ``cell_key`` or a ``nucleus_key`` other than the default is missing (nuclei are
+        not drawn when ``nucleus_key`` is None, or the default and missing).
     size
         Marker size.
     ax
@@ -149,7 +150,7 @@ def localization_transcripts(
     points = points[keep]
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 6))
-    nuclei = sdata.shapes[nucleus_key].geometry if nucleus_key and nucleus_key in sdata.shapes else None
+    nuclei = nucleus_outlines(sdata, nucleus_key)
     if nuclei is not None:
         nuclei = nuclei[nuclei.index.astype(str).isin(outlines.index.astype(str))]
     for geometries, style in ((outlines, "-"), (nuclei, "--")):
