@@ -363,6 +363,9 @@ def test_plots_name_unknown_cells_and_genes(scored):
         localization_transcripts(sdata, genes=["gene_00", "zz"])
     with pytest.raises(ValueError, match=r"cells: not in the data: \['zz', 'yy'\]"):
         localization_transcripts(sdata, cells=["zz", "cell_00", "yy"])
+    with pytest.raises(TypeError, match=re.escape("cells must be a list of names, got the string 'cell_00': "
+                                                  "pass ['cell_00']")):
+        localization_transcripts(sdata, cells="cell_00")
 
 
 @pytest.mark.parametrize(("n_top", "error", "wanted"),

@@ -21,9 +21,13 @@ def known(parameter: str, requested: Iterable, available: Iterable, *, list_avai
 
     Raises
     ------
+    TypeError
+        If ``requested`` is one string (it would be read letter by letter).
     ValueError
         Naming the requested names the data does not have: a plot of them would be empty.
     """
+    if isinstance(requested, str):
+        raise TypeError(f"{parameter} must be a list of names, got the string {requested!r}: pass [{requested!r}]")
     requested = [str(r) for r in requested]
     available = {str(a) for a in available}
     unknown = [r for r in requested if r not in available]
