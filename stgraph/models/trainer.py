@@ -84,10 +84,12 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return device
 
 
-def step_seed(seed: int, step: int, index: int) -> int:
-    """A 64-bit seed of ``(seed, step, index)``: the randomness of one unit (masks)
-    or one process (dropout) in one step, independent of every other draw."""
-    return int(np.random.SeedSequence([seed, step, index]).generate_state(1, np.uint64)[0])
+def step_seed(seed: int, step: int, index: int, *, dropout: bool = False) -> int:
+    """A 64-bit seed for one step: of the masks of unit ``index``, or with
+    ``dropout=True`` of the dropout of process ``index`` (a stream of its own, so
+    that it never repeats the masks' draws)."""
+    entropy = [seed, step, index, 1] if dropout else [seed, step, index]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
 
 
 class MaskedGeneTrainer:
@@ -163,7 +165,7 @@ class MaskedGeneTrainer:
         """Dropout of this step and process seeded by :func:`step_seed`; the caller's
         RNG states are restored afterwards."""
         devices = [self.device.index] if self.device.type == "cuda" else []
-        seed = step_seed(self.config.seed, self.step, self.rank)
+        seed = step_seed(self.config.seed, self.step, self.rank, dropout=True)
         with torch.random.fork_rng(devices=devices):
             torch.default_generator.manual_seed(seed)
             if devices:
