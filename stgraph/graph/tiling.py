@@ -251,12 +251,14 @@ def merge_tile_edges(pieces: Iterable, num_nodes: int, *, max_memory: int | None
         _check_piece(edge_index, num_nodes)
         if counts is None:
             counts = torch.zeros(num_nodes, dtype=torch.int64, device=edge_index.device)
-        piece_counts = torch.bincount(edge_index[1], minlength=num_nodes)
-        if bool(((counts > 0) & (piece_counts > 0)).any()):  # each target is in the core of one tile
+        # Work in the piece's targets only: a pass over all num_nodes per piece would cost
+        # (number of tiles) x (number of points).
+        target, per_target = torch.unique(edge_index[1], return_counts=True)
+        if bool((counts[target] > 0).any()):  # each target is in the core of one tile
             raise ValueError(
                 "two pieces hold edges of the same target: pass each tile of one iter_tiles split once"
             )
-        counts += piece_counts
+        counts[target] = per_target
         kept.append((edge_index, dist))
     if not kept:
         return torch.zeros(2, 0, dtype=torch.int64), None
