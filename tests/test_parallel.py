@@ -30,9 +30,17 @@ def _train(rank: int, world_size: int, init_file: str, out: str, options: dict) 
         torch.manual_seed(rank)
         other = MaskedGeneTrainer(_model(), result.trainer.units, result.trainer.config,
                                   metadata=result.trainer.metadata)
+        broadcast = {k: v.clone() for k, v in other.model.state_dict().items()}
+        # Interrupted after 2 steps and resumed from process 0's checkpoint by every process.
+        other.fit(steps=2, progress=False, checkpoint_path=Path(out) / "resume.pt")
+        resumed = MaskedGeneTrainer(_model(), other.units, other.config, metadata=other.metadata)
+        resumed.restore(Path(out) / "resume.pt")
+        resumed.fit(progress=False)
+        other.fit(progress=False)
         torch.save({"history": result.history, "weights": result.model.state_dict(),
                     "rank": result.trainer.rank, "world_size": result.trainer.world_size,
-                    "broadcast": other.model.state_dict()},
+                    "broadcast": broadcast, "resumed": (resumed.history, resumed.model.state_dict()),
+                    "uninterrupted": (other.history, other.model.state_dict())},
                    Path(out) / f"rank{rank}.pt")
     except ValueError as err:
         torch.save({"error": str(err)}, Path(out) / f"rank{rank}.pt")
@@ -71,6 +79,12 @@ def test_two_processes_train_the_model_one_process_trains(tmp_path):
         assert torch.equal(ranks[1]["broadcast"][key], value), key
     torch.manual_seed(1)
     assert not torch.equal(_model().head.decoder.weight, ranks[0]["broadcast"]["head.decoder.weight"])
+    # A data-parallel run resumed from its checkpoint follows the uninterrupted one exactly.
+    for rank in ranks:
+        (resumed_history, resumed), (history, uninterrupted) = rank["resumed"], rank["uninterrupted"]
+        assert resumed_history == history and len(history) == OPTIONS["steps"]
+        for key, value in uninterrupted.items():
+            assert torch.equal(resumed[key], value), key
     # ... which are those of one process with the same global batch, up to summation order.
     assert ranks[0]["history"] == pytest.approx(single.history, rel=1e-5)
     reference = single.model.state_dict()
