@@ -10,6 +10,7 @@ from torch_geometric.data import Data
 
 from ..io import _schema as S
 from ..io import transcripts_frame
+from ..io._points import check_numeric, flag_values
 from ._query import check_radius
 from .ordering import spatial_order
 from .radius import radius_graph
@@ -134,11 +135,8 @@ def _points_frame(data, points_key: str) -> pd.DataFrame:
                 "stgraph.io.read_transcripts(df, x=..., y=..., gene=...) first"
             )
         for axis in (S.X, S.Y, S.Z):
-            values = data.get(axis)
-            if values is not None and (
-                not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
-            ):
-                raise TypeError(f"coordinate column {axis!r} must be numeric, got dtype {values.dtype}")
+            if axis in data.columns:
+                check_numeric(data[axis])
         return data
     return transcripts_frame(data, points_key=points_key)
 
@@ -153,15 +151,7 @@ def _isolating_batch(cell: torch.Tensor) -> torch.Tensor:
 
 
 def _bool_column(frame: pd.DataFrame, column: str) -> torch.Tensor:
-    """``frame[column]`` as a bool tensor (missing values False; all False without the column).
-
-    Raises a ValueError for values other than booleans or 0/1: strings such as
-    ``"False"`` would all be True.
-    """
+    """``frame[column]`` as a bool tensor (missing values False; all False without the column)."""
     if column not in frame.columns:
         return torch.zeros(len(frame), dtype=torch.bool)
-    known = frame[column].dropna()
-    kind = pd.api.types.infer_dtype(known, skipna=True)
-    if not (kind in ("boolean", "empty") or (kind in ("integer", "floating") and known.isin([0, 1]).all())):
-        raise ValueError(f"column {column!r} must hold booleans or 0/1, got {kind} values (dtype {frame[column].dtype})")
-    return torch.from_numpy(frame[column].fillna(False).to_numpy(dtype=bool))
+    return torch.from_numpy(flag_values(frame[column], missing_false=True))

@@ -76,14 +76,14 @@ def standardise_points(
     out[CELL] = _ids(values(CELL), unassigned) if cell is not None else _no_ids(len(frame))
     nucleus_ids = _ids(values(NUCLEUS), unassigned) if nucleus is not None else None
     if in_nucleus is not None:
-        out[IN_NUCLEUS] = _flags(values(IN_NUCLEUS))
+        out[IN_NUCLEUS] = flag_values(values(IN_NUCLEUS))
     elif nucleus_ids is not None:
         out[IN_NUCLEUS] = nucleus_ids.notna()
     if nucleus_ids is not None:
         out[NUCLEUS] = nucleus_ids
     is_control = control_mask(out[GENE].cat.categories)[out[GENE].cat.codes.to_numpy()]
     if IS_CONTROL in frame.columns and IS_CONTROL not in consumed:
-        is_control |= _flags(frame[IS_CONTROL])
+        is_control |= flag_values(frame[IS_CONTROL])
     out[IS_CONTROL] = is_control
     for column in frame.columns:
         if column not in consumed and column != IS_CONTROL:
@@ -111,10 +111,15 @@ def _check_sources(required: dict, optional: dict) -> None:
         raise TypeError(f"{name} must be a column name (a string), got {source!r}{hint}")
 
 
+def check_numeric(values: pd.Series) -> None:
+    """Raise a TypeError unless the coordinate column ``values`` is numeric (not boolean)."""
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        raise TypeError(f"coordinate column {values.name!r} must be numeric, got dtype {values.dtype}")
+
+
 def _coordinate(values: pd.Series, scale: float) -> np.ndarray:
     name = values.name
-    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-        raise TypeError(f"coordinate column {name!r} must be numeric, got dtype {values.dtype}")
+    check_numeric(values)
     array = values.to_numpy(dtype=np.float64, na_value=np.nan) * scale
     bad = ~np.isfinite(array)
     if bad.any():
@@ -161,10 +166,26 @@ def _no_ids(n: int) -> pd.Categorical:
     return pd.Categorical.from_codes(np.full(n, -1), categories=pd.Index([], dtype=object))
 
 
-def _flags(values: pd.Series) -> np.ndarray:
-    name = values.name
-    if pd.api.types.is_bool_dtype(values) and not values.isna().any():
-        return values.to_numpy(dtype=bool)
-    if pd.api.types.is_numeric_dtype(values) and values.isin([0, 1]).all():
-        return values.to_numpy() == 1
-    raise ValueError(f"column {name!r} must hold booleans or 0/1 without missing values")
+def flag_values(values: pd.Series, *, missing_false: bool = False) -> np.ndarray:
+    """The flag column ``values`` (booleans or 0/1) as a bool array.
+
+    Missing values are refused, or with ``missing_false`` read as False.
+
+    Raises
+    ------
+    ValueError
+        For missing values (unless ``missing_false``) or values other than booleans
+        or 0/1: strings such as ``"False"`` would all be True.
+    """
+    missing = values.isna().to_numpy()
+    if missing.any() and not missing_false:
+        raise ValueError(f"column {values.name!r} must hold booleans or 0/1 without missing values")
+    present = values[~missing]
+    kind = pd.api.types.infer_dtype(present, skipna=True)
+    if not (kind in ("boolean", "empty") or (kind in ("integer", "floating") and present.isin([0, 1]).all())):
+        raise ValueError(
+            f"column {values.name!r} must hold booleans or 0/1, got {kind} values (dtype {values.dtype})"
+        )
+    flags = np.zeros(len(values), dtype=bool)
+    flags[~missing] = present.to_numpy() == 1
+    return flags
