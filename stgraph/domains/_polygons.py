@@ -19,6 +19,15 @@ from .._validation import check_int, check_real
 POLYGON_COLUMNS = ("cell_id", "domain", "n_transcripts")
 
 
+def check_polygon_arguments(ratio: float, min_transcripts: int, ratio_name: str = "ratio") -> None:
+    """Raise naming the first invalid argument of :func:`domain_polygons`: ``ratio`` a
+    number in [0, 1] (called ``ratio_name`` in the message), ``min_transcripts`` a
+    positive integer."""
+    if not 0.0 <= check_real(ratio_name, ratio, allow_zero=True) <= 1.0:
+        raise ValueError(f"{ratio_name} must lie in [0, 1], got {ratio!r}")
+    check_int("min_transcripts", min_transcripts)
+
+
 def domain_polygons(
     xy: np.ndarray,
     cell_id: pd.Categorical,
@@ -50,9 +59,7 @@ def domain_polygons(
     One row per outlined (cell, domain), columns :data:`POLYGON_COLUMNS` and
     ``geometry``, indexed ``"<cell_id>|<domain>"``.
     """
-    if not 0.0 <= check_real("ratio", ratio, allow_zero=True) <= 1.0:
-        raise ValueError(f"ratio must lie in [0, 1], got {ratio}")
-    check_int("min_transcripts", min_transcripts)
+    check_polygon_arguments(ratio, min_transcripts)
     cell_id = pd.Categorical(cell_id)
     codes = np.asarray(cell_id.codes, dtype=np.int64)
     labels = np.asarray(labels, dtype=np.int64)

@@ -14,7 +14,7 @@ from spatialdata import SpatialData
 from spatialdata.models import ShapesModel
 from torch_geometric.data import Data
 
-from .._validation import check_int, check_real
+from .._validation import check_int
 from ..coloc._encode import MAX_EDGES, masked_embeddings
 from ..domains import (
     DomainClustering,
@@ -29,6 +29,7 @@ from ..domains import (
     standardised_block,
 )
 from ..domains._cluster import check_clustering_arguments
+from ..domains._polygons import check_polygon_arguments
 from ..io import TABLE_KEY, check_table
 from ..io._table import ensure_table
 from ..io._spatialdata import check_spatialdata
@@ -333,9 +334,7 @@ def domains(
             raise ValueError(f"representation={representation!r} needs a pretrained model")
         _masked_gene_model(model)
     check_int("n_components", n_components)
-    if not 0 <= check_real("hull_ratio", hull_ratio, allow_zero=True) <= 1:
-        raise ValueError(f"hull_ratio must lie in [0, 1], got {hull_ratio!r}")
-    check_int("min_transcripts", min_transcripts)
+    check_polygon_arguments(hull_ratio, min_transcripts, "hull_ratio")
     check_clustering_arguments(n_domains, k_range, method, sample_size)
     check_int("seed", seed, minimum=0)
     check_output_key("key_added", key_added, SCHEMA_COLUMNS, "transcript column")
