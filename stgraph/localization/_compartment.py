@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch_geometric.utils import scatter
 
+from stgraph._seeding import torch_seeded
 from stgraph.graph import radius_graph
 
 from ._data import CellTranscripts
@@ -182,8 +183,7 @@ class CompartmentModel(nn.Module):
         if len(x) == 0 or y.min() == y.max():
             raise ValueError("compartment: training transcripts must include nuclear and non-nuclear ones")
         generator = torch.Generator().manual_seed(seed)
-        with torch.random.fork_rng(devices=[]):  # seeding must not reset the caller's torch RNG
-            torch.manual_seed(seed)
+        with torch_seeded(seed):
             self.reset_parameters()
         xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))
         self.mean.copy_(xt.mean(0))

@@ -8,6 +8,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .._seeding import torch_seeded
 from ._data import CellGeneGroups, CellTranscripts, read_cell_transcripts
 from ._pattern_model import PATTERNS, PatternBatch, PatternModel, pattern_batch
 
@@ -76,8 +77,7 @@ def fit_pattern_model(
     Each step sees ``batch_cells`` consecutive cells of one sample; the order of
     the steps is shuffled every epoch. Returns the mean loss of every epoch.
     """
-    with torch.random.fork_rng(devices=[]):  # seeding must not reset the caller's torch RNG
-        torch.manual_seed(seed)
+    with torch_seeded(seed):
         rng = np.random.default_rng(seed)
         targets = [torch.nn.functional.one_hot(torch.from_numpy(y), len(PATTERNS)).float() for y in labels]
         steps = [(i, start) for i, b in enumerate(batches) for start in range(0, b.n_cells, batch_cells)]
@@ -186,8 +186,7 @@ def train_pattern_model(
                 simulate(max(n_cells // 3, 1), n_genes, seed=seed + n_sims + i, **kw)
                 for i, kw in enumerate(TRAINING_SIMULATIONS)
             ]
-    with torch.random.fork_rng(devices=[]):  # seeding must not reset the caller's torch RNG
-        torch.manual_seed(seed)
+    with torch_seeded(seed):
         model = PatternModel(**(model_kwargs if init is None else init.config))
     if init is not None:
         model.load_state_dict(init.state_dict())

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from .._seeding import torch_seeded
 from .._validation import check_int
 from ..data.batching import cell_units, tile_units
 from ..models.mgm import MaskedGeneModel
@@ -281,8 +282,7 @@ def pretrain(
     )
     if conv is None and conv_kwargs is None:
         conv_kwargs = dict(lambda_init=distance_penalty_ladder(radius, heads))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch_seeded(seed):
         encoder = TranscriptEncoder(
             len(gene_names),
             d_model,
