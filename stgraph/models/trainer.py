@@ -197,11 +197,12 @@ class MaskedGeneTrainer:
             batch = collate_units([self.units[k] for k in mine]).to(self.device)
             masked = [self._masked(self.units[k], k) for k in mine]
             tokens = torch.cat([m.input for m in masked]).to(self.device)
-            selected = torch.cat([m.selected for m in masked]).to(self.device)
+            selected = torch.cat([m.selected for m in masked])
+            count = int(selected.sum())  # counted on the CPU, before the copy to the device
+            selected = selected.to(self.device)
             with self._dropout_rng():
                 logits = self.model(tokens, batch.pos, batch.edge_index, batch.edge_dist, batch.origin)
             loss = masked_gene_loss(logits, batch.gene, selected)
-            count = int(selected.sum())
             loss_sum = float(loss.detach()) * count
         total_sum, total_count = parallel.sum_across([loss_sum, count], self.device)
         if mine:
