@@ -36,8 +36,8 @@ def resolve_backend(backend, device: torch.device) -> str:
         raise TypeError(f"backend must be a str, got {type(backend).__name__}")
     if backend == "auto":
         # CPU: numba is the fastest backend in benchmarks/radius_graph.py
-        # (benchmarks/results/radius_graph.json, 1e6 points, 2 threads: numba 1.25 CPU-s,
-        # kdtree 6.1, torch 6.5; likewise at 1e4 and 1e5). CUDA: the PyTorch cell list is
+        # (benchmarks/results/radius_graph.json, 1e6 points, 2 threads: numba 1.28 CPU-s,
+        # kdtree 5.2, torch 9.3; likewise at 1e4 and 1e5). CUDA: the PyTorch cell list is
         # the only backend that runs on the device (no GPU benchmark yet); torch_cluster's
         # CUDA radius search compares every pair of a sample, so it is never picked for you.
         return "torch" if device.type == "cuda" else "numba"
