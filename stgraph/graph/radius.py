@@ -102,8 +102,9 @@ def radius_graph(
         source at distance 0 like any other). Unlike ``torch_cluster``, the kept subset is
         never arbitrary.
     backend
-        ``"auto"`` (default: ``"numba"`` on CPU, ``"torch"`` on CUDA, the fastest measured
-        in ``benchmarks/radius_graph.py``), or one of
+        ``"auto"`` (default: ``"numba"`` on CPU, the fastest measured in
+        ``benchmarks/radius_graph.py``; ``"torch"`` on CUDA, whose cell list runs on the
+        device, not benchmarked on a GPU), or one of
 
         * ``"numba"``: compiled multi-threaded cell list on the CPU (cells of side >= r,
           a counting pass then a fill pass, so the output is sorted by target without a
