@@ -73,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser = commands.add_parser(
         "demo", help="build the transcript graph of the embedded MERFISH U2-OS sample"
     )
-    demo_parser.add_argument("--radius", type=_positive_float, default=1.0, help="radius in µm")
-    demo_parser.add_argument("--within", choices=("all", "cell"), default="all")
+    demo_parser.add_argument("--radius", type=_positive_float, default=1.0, help="radius in µm (default 1.0)")
+    demo_parser.add_argument(
+        "--within", choices=("all", "cell"), default="all",
+        help="'all' (default) joins every pair within the radius, 'cell' only pairs of the same cell",
+    )
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .graph import GraphTooLargeError

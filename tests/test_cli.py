@@ -33,3 +33,12 @@ def test_demo_reports_a_graph_too_large_for_memory_without_a_traceback(monkeypat
     err = capsys.readouterr().err
     assert "stgraph demo: error: --radius 0.5: the radius graph would have " in err
     assert "more than the 10,000 bytes allowed (available memory)" in err
+
+
+def test_demo_help_says_what_each_option_does(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--help"])
+    assert exit_info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--radius RADIUS radius in µm (default 1.0)" in out
+    assert "'cell' only pairs of the same cell" in out

@@ -72,9 +72,10 @@ print("kept training epoch per ensemble member (0 = the calibrated interpolation
 # %% [markdown]
 # ## Super-resolve the whole slide
 # The output keeps the original spots (barcodes, raw counts in `layers['counts']`)
-# and adds the sub-lattice with half-integer array coordinates, pixel coordinates
-# from an affine fit, and the spot diameter halved in `uns['spatial']`, so squidpy
-# plots it like any Visium object.
+# and adds the sub-lattice with array coordinates in steps of ½ and pixel coordinates
+# from an affine fit; an `uns['spatial']` (as Space Ranger writes it) would be copied
+# with the spot diameter halved. This slide has none, so squidpy draws the spots as
+# points (`shape=None`).
 
 # %%
 enhanced = sg.tl.enhance(adata, mode="super_resolution", seed=0, progress=False)

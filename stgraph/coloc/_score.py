@@ -24,7 +24,7 @@ each cell, the weights held fixed (:mod:`stgraph.coloc._null`):
   :math:`\theta`. Without shrinkage (``a`` = 0) the pairs seen on a handful of
   edges get the most extreme ratios, so the top of the ranking is mostly noise;
   on the real MERFISH sample the default ``a = 16`` raises the Spearman
-  correlation of all pair scores between two halves of the cells from 0.42 to
+  correlation of all pair scores between two halves of the cells from 0.29 to
   0.89 (``benchmarks/colocalization.py``);
 - ``z`` :math:`= (M - E[M]) / \sqrt{\mathrm{Var}[M]}`;
 - ``pval``: one-sided (enrichment) p-value, from the moment-matched Poisson law

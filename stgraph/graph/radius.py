@@ -36,8 +36,8 @@ def resolve_backend(backend, device: torch.device) -> str:
         raise TypeError(f"backend must be a str, got {type(backend).__name__}")
     if backend == "auto":
         # CPU: numba is the fastest backend in benchmarks/radius_graph.py
-        # (benchmarks/results/radius_graph.json, 1e6 points, 2 threads: numba 1.25 CPU-s,
-        # kdtree 6.1, torch 6.5; likewise at 1e4 and 1e5). CUDA: the PyTorch cell list is
+        # (benchmarks/results/radius_graph.json, 1e6 points, 2 threads: numba 1.28 CPU-s,
+        # kdtree 5.2, torch 9.3; likewise at 1e4 and 1e5). CUDA: the PyTorch cell list is
         # the only backend that runs on the device (no GPU benchmark yet); torch_cluster's
         # CUDA radius search compares every pair of a sample, so it is never picked for you.
         return "torch" if device.type == "cuda" else "numba"
@@ -102,8 +102,9 @@ def radius_graph(
         source at distance 0 like any other). Unlike ``torch_cluster``, the kept subset is
         never arbitrary.
     backend
-        ``"auto"`` (default: ``"numba"`` on CPU, ``"torch"`` on CUDA, the fastest measured
-        in ``benchmarks/radius_graph.py``), or one of
+        ``"auto"`` (default: ``"numba"`` on CPU, the fastest measured in
+        ``benchmarks/radius_graph.py``; ``"torch"`` on CUDA, whose cell list runs on the
+        device, not benchmarked on a GPU), or one of
 
         * ``"numba"``: compiled multi-threaded cell list on the CPU (cells of side >= r,
           a counting pass then a fill pass, so the output is sorted by target without a

@@ -135,11 +135,14 @@ def enhance(
     A new :class:`~anndata.AnnData`: the original spots (barcodes, ``obs`` and
     ``obsm['spatial']`` kept) followed by the new ones (index ``'imputed-<row>-<col>'``);
     ``obs['imputed']`` marks new spots, whose ``array_row`` / ``array_col`` are
-    half-integers under super-resolution and whose ``obsm['spatial']`` comes from a
-    least-squares affine fit of array to pixel coordinates. ``X``: log1p(CP10k) —
+    multiples of ½ under super-resolution (half-integers, or on a hexagonal lattice
+    also the integer positions between two spots of a row) and whose
+    ``obsm['spatial']`` comes from a least-squares affine fit of array to pixel
+    coordinates. ``X``: log1p(CP10k) —
     measured for the original spots, predicted for the new ones.
     ``layers[counts_layer]``: the observed raw counts (0 for new spots).
-    ``uns['spatial']`` is copied, the spot diameter halved under super-resolution;
+    ``uns['spatial']``, where the input has one, is copied, the spot diameter halved
+    under super-resolution;
     ``uns['enhance']`` records the settings, the grid, per member the kept epoch
     (``best_epochs``; 0 means training never beat the interpolation on the
     set-aside spots and the member returns the interpolation) and the loss on the
