@@ -173,7 +173,9 @@ def test_super_resolution_output(super_resolved, tmp_path):
 
 
 def test_squidpy_plots_the_output(super_resolved):
-    sq = pytest.importorskip("squidpy")
+    # squidpy is a dependency: a missing squidpy must fail here, not skip.
+    import squidpy as sq
+
     _, _, out = super_resolved
     sq.pl.spatial_scatter(out, color="gene0", library_id="lib", img_res_key="hires")
     marks = [max(len(c.get_paths()), len(c.get_offsets())) for ax in plt.gcf().axes for c in ax.collections]
