@@ -1,4 +1,4 @@
-"""Whole-sample tools at 10⁵ and 10⁶ transcripts (writes ``results/scale.json``).
+"""Whole-sample tools at 10⁵ and 10⁶ transcripts, or at any ``--sizes`` (writes ``results/scale.json``).
 
 Each size is one :func:`stgraph.datasets.simulate` sample (100 genes, 5 molecules per
 (cell, gene) on average, cells as many as needed: 200 cells ≈ 10⁵ transcripts), written
