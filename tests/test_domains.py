@@ -188,6 +188,16 @@ def test_domain_enrichment_by_hand():
     assert table.groupby("domain")["log2_enrichment"].apply(lambda v: v.is_monotonic_decreasing).all()
 
 
+def test_domain_enrichment_refuses_codes_outside_their_range():
+    # Gene code 2 has no name; it used to be counted as gene "a" of domain 1.
+    with pytest.raises(ValueError, match="gene must hold codes >= 0 and < 2, got codes from 0 to 2"):
+        domain_enrichment(np.array([0, 0, 1]), np.array([0, 2, 0]), ["a", "b"])
+    with pytest.raises(ValueError, match="labels must hold codes >= 0, got codes from -1 to 1"):
+        domain_enrichment(np.array([-1, 0, 1]), np.array([0, 1, 0]), ["a", "b"])
+    with pytest.raises(TypeError, match="labels must hold integer codes"):
+        domain_enrichment(np.array([0.5, 1.0]), np.array([0, 1]), ["a", "b"])
+
+
 def test_domain_polygons_area_and_clipping():
     square = np.array([[0, 0], [4, 0], [4, 4], [0, 4], [2, 2], [1, 3]], dtype=float)
     xy = np.concatenate([square, [[10, 10], [11, 10]]])  # a 2-point group gets no outline

@@ -135,6 +135,15 @@ def test_nuclear_enrichment_score_and_interval():
     pd.testing.assert_frame_equal(table, again)
 
 
+def test_nuclear_enrichment_refuses_codes_outside_their_range():
+    p = np.array([1.0, 0.0, 0.5])
+    # Gene code 2 of cell 0 used to be counted as gene 0 of cell 1.
+    with pytest.raises(ValueError, match="gene must hold codes >= 0 and < 2, got codes from 0 to 2"):
+        nuclear_enrichment(p, np.array([0, 2, 1]), np.array([0, 0, 1]), n_genes=2, n_cells=2)
+    with pytest.raises(ValueError, match="cell must hold codes >= 0 and < 2, got codes from 0 to 2"):
+        nuclear_enrichment(p, np.array([0, 1, 1]), np.array([0, 0, 2]), n_genes=2, n_cells=2)
+
+
 def test_tune_thresholds_separates_classes():
     probabilities = np.array([[0.9, 0.2], [0.7, 0.35], [0.3, 0.8], [0.1, 0.4]])
     labels = np.array([0, 0, 1, 1])

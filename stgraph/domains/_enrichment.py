@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._validation import check_codes
 from ..coloc import benjamini_hochberg
 
 #: Columns of the enrichment table.
@@ -39,9 +40,9 @@ def domain_enrichment(labels: np.ndarray, gene: np.ndarray, gene_names) -> pd.Da
     One row per (domain, gene) with columns :data:`ENRICHMENT_COLUMNS`, by domain
     and then by decreasing ``log2_enrichment``.
     """
-    labels = np.asarray(labels, dtype=np.int64)
-    gene = np.asarray(gene, dtype=np.int64)
     names = pd.Index([str(g) for g in gene_names])
+    labels = check_codes("labels", labels)
+    gene = check_codes("gene", gene, names.size)
     n_domains = int(labels.max()) + 1 if labels.size else 0
     n_genes = names.size
     count = np.bincount(labels * n_genes + gene, minlength=n_domains * n_genes).reshape(
