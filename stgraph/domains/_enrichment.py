@@ -37,8 +37,8 @@ def domain_enrichment(labels: np.ndarray, gene: np.ndarray, gene_names) -> pd.Da
 
     Returns
     -------
-    One row per (domain, gene) with columns :data:`ENRICHMENT_COLUMNS`, by domain
-    and then by decreasing ``log2_enrichment``.
+    One row per (domain, gene) that both have transcripts, with columns
+    :data:`ENRICHMENT_COLUMNS`, by domain and then by decreasing ``log2_enrichment``.
     """
     names = pd.Index([str(g) for g in gene_names])
     labels = check_codes("labels", labels)
@@ -53,7 +53,8 @@ def domain_enrichment(labels: np.ndarray, gene: np.ndarray, gene_names) -> pd.Da
     total = count.sum()
     log2 = np.log2(((count + 0.5) / np.maximum(per_domain, 1)) / ((per_gene + 0.5) / max(total, 1)))
     pval = stats.hypergeom.sf(count - 1, total, per_gene, per_domain)
-    present = np.broadcast_to(per_gene > 0, count.shape)
+    # A gene or a domain without transcripts has no share to compare: no row, no test.
+    present = (per_gene > 0) & (per_domain > 0)
     table = pd.DataFrame(
         {
             "domain": np.repeat(np.arange(n_domains), n_genes),
