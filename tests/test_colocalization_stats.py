@@ -7,6 +7,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from scipy.spatial import cKDTree
 
 from stgraph.coloc import PAIR_COLUMNS, ColocalizationResult, benjamini_hochberg, score_pairs
@@ -283,6 +284,20 @@ def test_benjamini_hochberg_known_values():
     np.testing.assert_allclose(benjamini_hochberg([0.01], n_tests=10), [0.1])
     with pytest.raises(ValueError):
         benjamini_hochberg([0.2, 1.5])
+
+
+def test_benjamini_hochberg_matches_scipy_with_ties_and_untested_hypotheses():
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        pval = np.round(rng.uniform(0, 1, rng.integers(1, 30)) ** 3, 2)  # ties and zeros
+        np.testing.assert_allclose(benjamini_hochberg(pval), stats.false_discovery_control(pval), rtol=1e-12)
+        n_untested = int(rng.integers(1, 10))
+        padded = np.concatenate([pval, np.ones(n_untested)])
+        np.testing.assert_allclose(
+            benjamini_hochberg(pval, pval.size + n_untested),
+            stats.false_discovery_control(padded)[: pval.size],
+            rtol=1e-12,
+        )
 
 
 def test_score_shrinks_pairs_seen_on_few_edges():
