@@ -89,6 +89,39 @@ def test_rnaforest_features_of_four_nuclear_molecules():
     assert np.isnan(without["nucleus_dispersion_norm"])
 
 
+def test_rnaforest_features_of_a_uniform_disc_and_of_its_rim():
+    radius = 10.0
+    cell = shapely.Point(0, 0).buffer(radius, quad_segs=256)
+    nucleus = shapely.Point(0, 0).buffer(radius / 2, quad_segs=256)
+    # Sunflower spiral: deterministic points spread uniformly over the disc.
+    k = np.arange(20000)
+    rho, theta = radius * np.sqrt((k + 0.5) / k.size), k * np.pi * (3 - np.sqrt(5))
+    rim = np.linspace(0, 2 * np.pi, 400, endpoint=False)
+    xy = np.concatenate([np.c_[rho * np.cos(theta), rho * np.sin(theta)], 0.99 * radius * np.c_[np.cos(rim), np.sin(rim)]])
+    frame = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "gene": ["disc"] * k.size + ["rim"] * rim.size, "cell_id": "c"})
+    sample = cell_transcripts(frame, pd.Series({"c": cell}), pd.Series({"c": nucleus}))
+    groups = sample.groups()
+    features = rnaforest_features(sample, groups).set_axis(sample.gene_names[groups.gene])
+    # Uniform in a disc of radius R: E[r] = 2R/3, E[r²] = R²/2; inside the nucleus
+    # (R/2) E[r] = R/3, outside it E[r] = 7R/9.
+    disc = {
+        "cell_inner_proximity": 2 / 3,
+        "nucleus_inner_proximity": 1 - (1 / 2 - 1 / 3),
+        "nucleus_outer_proximity": 1 - (7 / 9 - 1 / 2),
+        "cell_inner_asymmetry": 0.0,
+        "nucleus_inner_asymmetry": 0.0,
+        "nucleus_outer_asymmetry": 0.0,
+        "point_dispersion_norm": 1.0,
+        "nucleus_dispersion_norm": 1.0,
+    }
+    # All molecules at 0.99 R: 0.01 R from the outline, 0.49 R outside the nucleus.
+    ring = dict(disc, cell_inner_proximity=0.99, nucleus_outer_proximity=0.51, nucleus_inner_proximity=0.0)
+    ring.update(point_dispersion_norm=2 * 0.99**2, nucleus_dispersion_norm=2 * 0.99**2)
+    for gene, expected in (("disc", disc), ("rim", ring)):
+        got = features.loc[gene, list(expected)].astype(float)
+        np.testing.assert_allclose(got, list(expected.values()), rtol=0, atol=1e-4, err_msg=gene)
+
+
 def test_rnaforest_features_skip_small_groups():
     sample = _sample([(5, 5, "g", "a"), (2, 2, "g", "a"), (5, 5, "h", "a")])
     assert len(rnaforest_features(sample, sample.groups(min_transcripts=2))) == 1
