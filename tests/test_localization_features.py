@@ -168,6 +168,30 @@ def test_nuclear_enrichment_score_and_interval():
     pd.testing.assert_frame_equal(table, again)
 
 
+def test_nuclear_enrichment_interval_is_the_percentile_of_scores_on_resampled_cells():
+    rng = np.random.default_rng(2)
+    gene, cell, p = rng.integers(0, 4, 300), rng.integers(0, 12, 300), rng.uniform(0, 1, 300)
+    gene[(gene == 3) & (cell != 0)] = 0  # gene 3 only in cell 0: absent from some resamples
+
+    def log_odds(p, gene):
+        nuclear, total = np.bincount(gene, p, 4), np.bincount(gene, minlength=4)
+        overall = np.log((nuclear.sum() + 0.5) / (total.sum() - nuclear.sum() + 0.5))
+        with np.errstate(invalid="ignore"):
+            return np.where(total > 0, np.log((nuclear + 0.5) / (total - nuclear + 0.5)) - overall, np.nan)
+
+    table = nuclear_enrichment(p, gene, cell, n_genes=4, n_cells=12, n_boot=300, confidence=0.9, seed=4)
+    # The same draws as the function: how often each cell is picked in each replicate.
+    picks = np.random.default_rng(4).multinomial(12, np.full(12, 1 / 12), size=300)
+    replicates = []
+    for times in picks:
+        rows = np.concatenate([np.flatnonzero(cell == c) for c in np.repeat(np.arange(12), times)])
+        replicates.append(log_odds(p[rows], gene[rows]))
+    np.testing.assert_allclose(table["score"], log_odds(p, gene), rtol=1e-12)
+    np.testing.assert_allclose(table["ci_low"], np.nanpercentile(replicates, 5, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(table["ci_high"], np.nanpercentile(replicates, 95, axis=0), rtol=1e-12)
+    assert np.isnan(np.array(replicates)[:, 3]).any()
+
+
 def test_nuclear_enrichment_refuses_codes_outside_their_range():
     p = np.array([1.0, 0.0, 0.5])
     # Gene code 2 of cell 0 used to be counted as gene 0 of cell 1.
