@@ -44,3 +44,32 @@ def check_real(name: str, value: Any, *, allow_zero: bool = False) -> float:
         wanted = "non-negative" if allow_zero else "positive"
         raise ValueError(f"{name} must be a {wanted} finite number, got {value}")
     return value
+
+
+def check_codes(name: str, values: Any, size: int | None = None, *, missing: bool = False) -> np.ndarray:
+    """``values`` as a 1-D ``int64`` array after checking that it holds integer codes
+    ``>= 0`` (``-1`` too, for "missing", with ``missing``) and ``< size`` when given.
+
+    Codes index count tables (``code * size + other``): one out of range would be
+    counted silently in another row.
+
+    Raises
+    ------
+    TypeError
+        If ``values`` does not hold integers.
+    ValueError
+        If it is not one-dimensional or a code lies outside the range.
+    """
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer codes, got dtype {array.dtype}")
+    array = array.astype(np.int64, copy=False)
+    lowest = -1 if missing else 0
+    if array.size and (array.min() < lowest or (size is not None and array.max() >= size)):
+        upper = "" if size is None else f" and < {size}"
+        raise ValueError(
+            f"{name} must hold codes >= {lowest}{upper}, got codes from {array.min()} to {array.max()}"
+        )
+    return array

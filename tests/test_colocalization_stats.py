@@ -7,6 +7,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from scipy.spatial import cKDTree
 
 from stgraph.coloc import PAIR_COLUMNS, ColocalizationResult, benjamini_hochberg, score_pairs
@@ -283,6 +284,71 @@ def test_benjamini_hochberg_known_values():
     np.testing.assert_allclose(benjamini_hochberg([0.01], n_tests=10), [0.1])
     with pytest.raises(ValueError):
         benjamini_hochberg([0.2, 1.5])
+
+
+def test_benjamini_hochberg_matches_scipy_with_ties_and_untested_hypotheses():
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        pval = np.round(rng.uniform(0, 1, rng.integers(1, 30)) ** 3, 2)  # ties and zeros
+        np.testing.assert_allclose(benjamini_hochberg(pval), stats.false_discovery_control(pval), rtol=1e-12)
+        n_untested = int(rng.integers(1, 10))
+        padded = np.concatenate([pval, np.ones(n_untested)])
+        np.testing.assert_allclose(
+            benjamini_hochberg(pval, pval.size + n_untested),
+            stats.false_discovery_control(padded)[: pval.size],
+            rtol=1e-12,
+        )
+
+
+def direct_pair_statistics(edge_index, gene, cell, n_genes):
+    """Per-cell CLQs and binomial p-values (scipy.stats.binomtest) by looping over
+    transcripts, and their pooled sums, straight from the definitions."""
+    per_cell, pooled = {}, {}
+    for c in np.unique(cell[cell >= 0]):
+        members = np.flatnonzero(cell == c)
+        n = members.size
+        edges = [(j, i) for j, i in edge_index.T if cell[j] == c and cell[i] == c and i != j]
+        neighbours = {i: [j for j, t in edges if t == i] for i in members}
+        p = len(edges) / (n * (n - 1))  # symmetric graph: proximal pairs over C(n, 2)
+        for a, b in itertools.product(range(n_genes), repeat=2):
+            n_a, n_b = (gene[members] == a).sum(), (gene[members] == b).sum()
+            if not (n_a and n_b):
+                continue
+            of_a = [i for i in members if gene[i] == a]
+            share = sum(np.mean(gene[neighbours[i]] == b) for i in of_a if neighbours[i])
+            with_b = sum(any(gene[j] == b for j in neighbours[i]) for i in of_a)
+            k = sum(gene[i] == a and gene[j] == b for j, i in edges) / (2 if a == b else 1)
+            trials = n_a * (n_a - 1) // 2 if a == b else n_a * n_b
+            sums = np.array([share, n_a * (n_b - (a == b)) / (n - 1), with_b, n_a * n_b / n, k, trials, trials * p])
+            pooled[a, b] = pooled.get((a, b), 0) + sums
+            per_cell[c, a, b] = (
+                sums[0] / sums[1] if sums[1] else 0.0,
+                sums[2] / sums[3],
+                stats.binomtest(int(k), trials, p, alternative="greater").pvalue if trials else 1.0,
+            )
+    return per_cell, pooled
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_quotients_and_binomial_test_match_a_direct_computation(seed):
+    rng = np.random.default_rng(seed)
+    pos = rng.uniform(0, 6, (60, 2))
+    pos[1] = pos[0]  # a duplicated molecule
+    gene = rng.integers(0, 3, 60)
+    gene[:3] = -1  # left out
+    cell = rng.integers(-1, 3, 60)
+    edge_index = radius_edges(pos, 1.3)
+    result = score_pairs(edge_index, gene, cell, per_cell=True)
+    per_cell, pooled = direct_pair_statistics(edge_index, gene, np.where(gene >= 0, cell, -1), 3)
+    for r in result.table.itertuples():
+        share, expect_l, with_b, expect_b, k, trials, p_sum = pooled[int(r.gene_a), int(r.gene_b)]
+        assert r.clq == pytest.approx(share / expect_l, rel=1e-12)
+        assert r.clq_bento == pytest.approx(with_b / expect_b, rel=1e-12)
+        assert r.binom_pval == pytest.approx(stats.binom.sf(np.ceil(k) - 1, trials, p_sum / trials), rel=1e-12)
+    for r in result.per_cell.itertuples():
+        expected = per_cell[int(r.cell), int(r.gene_a), int(r.gene_b)]
+        np.testing.assert_allclose([r.clq, r.clq_bento, r.binom_pval], expected, rtol=1e-12)
+    assert len(result.per_cell) > 10
 
 
 def test_score_shrinks_pairs_seen_on_few_edges():

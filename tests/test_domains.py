@@ -188,6 +188,37 @@ def test_domain_enrichment_by_hand():
     assert table.groupby("domain")["log2_enrichment"].apply(lambda v: v.is_monotonic_decreasing).all()
 
 
+def test_domain_enrichment_matches_fisher_and_bh_and_skips_empty_domains():
+    rng = np.random.default_rng(3)
+    labels = rng.choice([0, 2, 3], 400)  # domain 1 has no transcript
+    gene = rng.integers(0, 5, 400)
+    table = domain_enrichment(labels, gene, ["a", "b", "c", "d", "e", "unused"])
+    rows = []
+    for d in (0, 2, 3):
+        for g, name in enumerate("abcde"):
+            in_d, of_g = labels == d, gene == g
+            k = int((in_d & of_g).sum())
+            # P(X >= k) of the hypergeometric is Fisher's one-sided exact test.
+            contingency = [[k, in_d.sum() - k], [of_g.sum() - k, (~in_d & ~of_g).sum()]]
+            pval = stats.fisher_exact(contingency, alternative="greater").pvalue
+            share = np.log2(((k + 0.5) / in_d.sum()) / ((of_g.sum() + 0.5) / 400))
+            rows.append((d, name, k, k / of_g.sum(), share, pval))
+    expected = pd.DataFrame(rows, columns=list(ENRICHMENT_COLUMNS[:-1]))
+    expected["fdr"] = stats.false_discovery_control(expected["pval"], method="bh")
+    got = table.assign(gene=table["gene"].astype(str)).sort_values(["domain", "gene"], ignore_index=True)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False, rtol=1e-12)
+
+
+def test_domain_enrichment_refuses_codes_outside_their_range():
+    # Gene code 2 has no name; it used to be counted as gene "a" of domain 1.
+    with pytest.raises(ValueError, match="gene must hold codes >= 0 and < 2, got codes from 0 to 2"):
+        domain_enrichment(np.array([0, 0, 1]), np.array([0, 2, 0]), ["a", "b"])
+    with pytest.raises(ValueError, match="labels must hold codes >= 0, got codes from -1 to 1"):
+        domain_enrichment(np.array([-1, 0, 1]), np.array([0, 1, 0]), ["a", "b"])
+    with pytest.raises(TypeError, match="labels must hold integer codes"):
+        domain_enrichment(np.array([0.5, 1.0]), np.array([0, 1]), ["a", "b"])
+
+
 def test_domain_polygons_area_and_clipping():
     square = np.array([[0, 0], [4, 0], [4, 4], [0, 4], [2, 2], [1, 3]], dtype=float)
     xy = np.concatenate([square, [[10, 10], [11, 10]]])  # a 2-point group gets no outline

@@ -89,6 +89,39 @@ def test_rnaforest_features_of_four_nuclear_molecules():
     assert np.isnan(without["nucleus_dispersion_norm"])
 
 
+def test_rnaforest_features_of_a_uniform_disc_and_of_its_rim():
+    radius = 10.0
+    cell = shapely.Point(0, 0).buffer(radius, quad_segs=256)
+    nucleus = shapely.Point(0, 0).buffer(radius / 2, quad_segs=256)
+    # Sunflower spiral: deterministic points spread uniformly over the disc.
+    k = np.arange(20000)
+    rho, theta = radius * np.sqrt((k + 0.5) / k.size), k * np.pi * (3 - np.sqrt(5))
+    rim = np.linspace(0, 2 * np.pi, 400, endpoint=False)
+    xy = np.concatenate([np.c_[rho * np.cos(theta), rho * np.sin(theta)], 0.99 * radius * np.c_[np.cos(rim), np.sin(rim)]])
+    frame = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "gene": ["disc"] * k.size + ["rim"] * rim.size, "cell_id": "c"})
+    sample = cell_transcripts(frame, pd.Series({"c": cell}), pd.Series({"c": nucleus}))
+    groups = sample.groups()
+    features = rnaforest_features(sample, groups).set_axis(sample.gene_names[groups.gene])
+    # Uniform in a disc of radius R: E[r] = 2R/3, E[r²] = R²/2; inside the nucleus
+    # (R/2) E[r] = R/3, outside it E[r] = 7R/9.
+    disc = {
+        "cell_inner_proximity": 2 / 3,
+        "nucleus_inner_proximity": 1 - (1 / 2 - 1 / 3),
+        "nucleus_outer_proximity": 1 - (7 / 9 - 1 / 2),
+        "cell_inner_asymmetry": 0.0,
+        "nucleus_inner_asymmetry": 0.0,
+        "nucleus_outer_asymmetry": 0.0,
+        "point_dispersion_norm": 1.0,
+        "nucleus_dispersion_norm": 1.0,
+    }
+    # All molecules at 0.99 R: 0.01 R from the outline, 0.49 R outside the nucleus.
+    ring = dict(disc, cell_inner_proximity=0.99, nucleus_outer_proximity=0.51, nucleus_inner_proximity=0.0)
+    ring.update(point_dispersion_norm=2 * 0.99**2, nucleus_dispersion_norm=2 * 0.99**2)
+    for gene, expected in (("disc", disc), ("rim", ring)):
+        got = features.loc[gene, list(expected)].astype(float)
+        np.testing.assert_allclose(got, list(expected.values()), rtol=0, atol=1e-4, err_msg=gene)
+
+
 def test_rnaforest_features_skip_small_groups():
     sample = _sample([(5, 5, "g", "a"), (2, 2, "g", "a"), (5, 5, "h", "a")])
     assert len(rnaforest_features(sample, sample.groups(min_transcripts=2))) == 1
@@ -133,6 +166,39 @@ def test_nuclear_enrichment_score_and_interval():
     assert (table["ci_low"][:2] <= table["score"][:2]).all() and (table["score"][:2] <= table["ci_high"][:2]).all()
     again = nuclear_enrichment(p, gene, cell, n_genes=3, n_cells=3, n_boot=50, seed=1)
     pd.testing.assert_frame_equal(table, again)
+
+
+def test_nuclear_enrichment_interval_is_the_percentile_of_scores_on_resampled_cells():
+    rng = np.random.default_rng(2)
+    gene, cell, p = rng.integers(0, 4, 300), rng.integers(0, 12, 300), rng.uniform(0, 1, 300)
+    gene[(gene == 3) & (cell != 0)] = 0  # gene 3 only in cell 0: absent from some resamples
+
+    def log_odds(p, gene):
+        nuclear, total = np.bincount(gene, p, 4), np.bincount(gene, minlength=4)
+        overall = np.log((nuclear.sum() + 0.5) / (total.sum() - nuclear.sum() + 0.5))
+        with np.errstate(invalid="ignore"):
+            return np.where(total > 0, np.log((nuclear + 0.5) / (total - nuclear + 0.5)) - overall, np.nan)
+
+    table = nuclear_enrichment(p, gene, cell, n_genes=4, n_cells=12, n_boot=300, confidence=0.9, seed=4)
+    # The same draws as the function: how often each cell is picked in each replicate.
+    picks = np.random.default_rng(4).multinomial(12, np.full(12, 1 / 12), size=300)
+    replicates = []
+    for times in picks:
+        rows = np.concatenate([np.flatnonzero(cell == c) for c in np.repeat(np.arange(12), times)])
+        replicates.append(log_odds(p[rows], gene[rows]))
+    np.testing.assert_allclose(table["score"], log_odds(p, gene), rtol=1e-12)
+    np.testing.assert_allclose(table["ci_low"], np.nanpercentile(replicates, 5, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(table["ci_high"], np.nanpercentile(replicates, 95, axis=0), rtol=1e-12)
+    assert np.isnan(np.array(replicates)[:, 3]).any()
+
+
+def test_nuclear_enrichment_refuses_codes_outside_their_range():
+    p = np.array([1.0, 0.0, 0.5])
+    # Gene code 2 of cell 0 used to be counted as gene 0 of cell 1.
+    with pytest.raises(ValueError, match="gene must hold codes >= 0 and < 2, got codes from 0 to 2"):
+        nuclear_enrichment(p, np.array([0, 2, 1]), np.array([0, 0, 1]), n_genes=2, n_cells=2)
+    with pytest.raises(ValueError, match="cell must hold codes >= 0 and < 2, got codes from 0 to 2"):
+        nuclear_enrichment(p, np.array([0, 1, 1]), np.array([0, 0, 2]), n_genes=2, n_cells=2)
 
 
 def test_tune_thresholds_separates_classes():

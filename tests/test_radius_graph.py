@@ -127,6 +127,19 @@ def test_isolated_points_duplicates_and_boundary(backend):
     assert not (edge_index == 3).any()  # isolated
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dim", [2, 3])
+def test_dense_neighbourhoods_with_ties_match_brute_force(backend, dim):
+    # 300 points on a half-unit grid of side 2.5: every neighbourhood holds far more
+    # than the 64 candidates sorted in place by the numba backend, with duplicates and
+    # many sources at equal distances for the nearest-k tie-break.
+    gen = torch.Generator().manual_seed(11)
+    pos = torch.randint(0, 6, (300, dim), generator=gen).to(torch.float64) * 0.5 + 1e7
+    batch = torch.randint(0, 2, (300,), generator=gen)
+    for loop, k in ((False, None), (True, 70), (False, 3)):
+        assert_same_graph(pos, 1.0, batch, loop, k, backend)
+
+
 @pytest.mark.parametrize("pairs_per_chunk", [1, 200, 5000])
 def test_torch_backend_in_small_chunks(monkeypatch, pairs_per_chunk):
     # 1: every chunk is one target; 200: chunks cut through cells; 5000: a few whole cells.

@@ -24,7 +24,10 @@ share of B among all transcripts:
 
 It saturates when neighbourhoods are large (``K <= N_A``) and its null value
 grows with the neighbourhood size, so it ranks pairs within one graph but is not
-centred on 1.
+centred on 1. Two departures from Bento's code: a transcript is not its own
+neighbour (Bento's radius neighbourhoods hold the transcript itself, which makes
+its A -> A quotient N / N_A whatever the pattern), and ``N`` counts every
+transcript of the cell (Bento only those of genes with ``min_points`` molecules).
 
 **Pooling over cells.** Per cell the quotient is observed / expected with the
 expectation ``N_A (N_B - [A = B]) / (N - 1)`` (resp. ``N_A N_B / N``); the pooled

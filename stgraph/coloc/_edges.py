@@ -16,6 +16,8 @@ from functools import cached_property
 
 import numpy as np
 
+from .._validation import check_codes
+
 
 @dataclass(frozen=True)
 class CellEdges:
@@ -72,16 +74,6 @@ class CellEdges:
         return np.where(found, counts[2][at] if key.size else 0.0, 0.0)
 
 
-def as_codes(values, name: str) -> np.ndarray:
-    """1-D ``int64`` codes from an integer array-like (``-1`` allowed)."""
-    array = np.asarray(values)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
-    if array.size and not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(f"{name} must hold integer codes, got dtype {array.dtype}")
-    return array.astype(np.int64, copy=False)
-
-
 def cell_edges(
     edge_index,
     gene,
@@ -111,9 +103,9 @@ def cell_edges(
     The within-cell edges; self-loops and edges touching a left-out transcript are
     dropped.
     """
-    gene = as_codes(gene, "gene")
+    gene = check_codes("gene", gene, missing=True)
     n = gene.size
-    cell = np.zeros(n, np.int64) if cell is None else as_codes(cell, "cell")
+    cell = np.zeros(n, np.int64) if cell is None else check_codes("cell", cell, missing=True)
     if cell.size != n:
         raise ValueError(f"cell has {cell.size} entries but gene has {n}")
     edge_index = np.asarray(edge_index)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._validation import check_codes
 from ..coloc import benjamini_hochberg
 
 #: Columns of the enrichment table.
@@ -36,12 +37,12 @@ def domain_enrichment(labels: np.ndarray, gene: np.ndarray, gene_names) -> pd.Da
 
     Returns
     -------
-    One row per (domain, gene) with columns :data:`ENRICHMENT_COLUMNS`, by domain
-    and then by decreasing ``log2_enrichment``.
+    One row per (domain, gene) that both have transcripts, with columns
+    :data:`ENRICHMENT_COLUMNS`, by domain and then by decreasing ``log2_enrichment``.
     """
-    labels = np.asarray(labels, dtype=np.int64)
-    gene = np.asarray(gene, dtype=np.int64)
     names = pd.Index([str(g) for g in gene_names])
+    labels = check_codes("labels", labels)
+    gene = check_codes("gene", gene, names.size)
     n_domains = int(labels.max()) + 1 if labels.size else 0
     n_genes = names.size
     count = np.bincount(labels * n_genes + gene, minlength=n_domains * n_genes).reshape(
@@ -52,7 +53,8 @@ def domain_enrichment(labels: np.ndarray, gene: np.ndarray, gene_names) -> pd.Da
     total = count.sum()
     log2 = np.log2(((count + 0.5) / np.maximum(per_domain, 1)) / ((per_gene + 0.5) / max(total, 1)))
     pval = stats.hypergeom.sf(count - 1, total, per_gene, per_domain)
-    present = np.broadcast_to(per_gene > 0, count.shape)
+    # A gene or a domain without transcripts has no share to compare: no row, no test.
+    present = (per_gene > 0) & (per_domain > 0)
     table = pd.DataFrame(
         {
             "domain": np.repeat(np.arange(n_domains), n_genes),

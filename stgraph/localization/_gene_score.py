@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from stgraph._validation import check_int
+from stgraph._validation import check_codes, check_int
 
 #: Half a molecule on each side keeps the log-odds finite.
 _PSEUDOCOUNT = 0.5
@@ -59,7 +59,9 @@ def nuclear_enrichment(
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     check_int("n_boot", n_boot)
-    key = cell.astype(np.int64) * n_genes + gene
+    gene = check_codes("gene", gene, n_genes)
+    cell = check_codes("cell", cell, n_cells)
+    key = cell * n_genes + gene
     nuclear = np.bincount(key, weights=p_nuclear, minlength=n_cells * n_genes).reshape(n_cells, n_genes)
     count = np.bincount(key, minlength=n_cells * n_genes).reshape(n_cells, n_genes)
     cytoplasmic = count - nuclear

@@ -11,7 +11,8 @@ in the cell. ``R`` is the cell radius (see :mod:`._geometry`), ``A`` the cell ar
   centroid, ``/ R``.
 * ``nucleus_inner_asymmetry`` / ``nucleus_outer_asymmetry``: distance from the
   centroid of the molecules inside / outside the nucleus to the nucleus centroid,
-  ``/ R`` (0 if none).
+  ``/ R`` (0 if none). The three asymmetries follow Bento's documented definition;
+  Bento 2.x's code averages the distance of each molecule to the centroid instead.
 * ``l_max``, ``l_max_gradient``, ``l_min_gradient``, ``l_monotony``,
   ``l_half_radius``: statistics of Ripley's ``H(r) = L(r) - r`` (no edge
   correction, ``K(r) = A · #pairs closer than r / (n(n-1)/2)``, ``L = sqrt(K/π)``)
