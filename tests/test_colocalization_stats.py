@@ -284,6 +284,9 @@ def test_benjamini_hochberg_known_values():
     np.testing.assert_allclose(benjamini_hochberg([0.01], n_tests=10), [0.1])
     with pytest.raises(ValueError):
         benjamini_hochberg([0.2, 1.5])
+    # A fractional count of hypotheses is refused, not truncated (10.9 became 10).
+    with pytest.raises(TypeError, match="n_tests"):
+        benjamini_hochberg([0.01], n_tests=10.9)
 
 
 def test_benjamini_hochberg_matches_scipy_with_ties_and_untested_hypotheses():

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import check_int
+
 
 def benjamini_hochberg(pval, n_tests: int | None = None) -> np.ndarray:
     r"""Benjamini-Hochberg adjusted p-values (q-values).
@@ -27,7 +29,7 @@ def benjamini_hochberg(pval, n_tests: int | None = None) -> np.ndarray:
         raise ValueError(f"pval must be one-dimensional, got shape {pval.shape}")
     if np.any(np.isnan(pval)) or np.any((pval < 0) | (pval > 1)):
         raise ValueError("p-values must lie in [0, 1]")
-    m = pval.size if n_tests is None else int(n_tests)
+    m = pval.size if n_tests is None else check_int("n_tests", n_tests, minimum=0)
     if m < pval.size:
         raise ValueError(f"n_tests={m} is smaller than the {pval.size} p-values given")
     if pval.size == 0:
