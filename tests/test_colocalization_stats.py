@@ -312,7 +312,9 @@ def direct_pair_statistics(edge_index, gene, cell, n_genes):
         n = members.size
         edges = [(j, i) for j, i in edge_index.T if cell[j] == c and cell[i] == c and i != j]
         neighbours = {i: [j for j, t in edges if t == i] for i in members}
-        p = len(edges) / (n * (n - 1))  # symmetric graph: proximal pairs over C(n, 2)
+        # Proximal: unordered pairs joined by an edge in either direction.
+        proximal = {frozenset((int(j), int(i))) for j, i in edges}
+        p = len(proximal) / (n * (n - 1) / 2)
         for a, b in itertools.product(range(n_genes), repeat=2):
             n_a, n_b = (gene[members] == a).sum(), (gene[members] == b).sum()
             if not (n_a and n_b):
@@ -320,7 +322,7 @@ def direct_pair_statistics(edge_index, gene, cell, n_genes):
             of_a = [i for i in members if gene[i] == a]
             share = sum(np.mean(gene[neighbours[i]] == b) for i in of_a if neighbours[i])
             with_b = sum(any(gene[j] == b for j in neighbours[i]) for i in of_a)
-            k = sum(gene[i] == a and gene[j] == b for j, i in edges) / (2 if a == b else 1)
+            k = sum(sorted(gene[list(pair)]) == sorted((a, b)) for pair in proximal)
             trials = n_a * (n_a - 1) // 2 if a == b else n_a * n_b
             sums = np.array([share, n_a * (n_b - (a == b)) / (n - 1), with_b, n_a * n_b / n, k, trials, trials * p])
             pooled[a, b] = pooled.get((a, b), 0) + sums
@@ -332,8 +334,9 @@ def direct_pair_statistics(edge_index, gene, cell, n_genes):
     return per_cell, pooled
 
 
+@pytest.mark.parametrize("one_way", [False, True])
 @pytest.mark.parametrize("seed", range(4))
-def test_quotients_and_binomial_test_match_a_direct_computation(seed):
+def test_quotients_and_binomial_test_match_a_direct_computation(seed, one_way):
     rng = np.random.default_rng(seed)
     pos = rng.uniform(0, 6, (60, 2))
     pos[1] = pos[0]  # a duplicated molecule
@@ -341,6 +344,10 @@ def test_quotients_and_binomial_test_match_a_direct_computation(seed):
     gene[:3] = -1  # left out
     cell = rng.integers(-1, 3, 60)
     edge_index = radius_edges(pos, 1.3)
+    if one_way:
+        # As a k-nearest-neighbour graph is: some pairs joined one way only, some edges repeated.
+        kept = rng.random(edge_index.shape[1]) < 0.6
+        edge_index = np.concatenate([edge_index[:, kept], edge_index[:, :5]], axis=1)
     result = score_pairs(edge_index, gene, cell, per_cell=True)
     per_cell, pooled = direct_pair_statistics(edge_index, gene, np.where(gene >= 0, cell, -1), 3)
     for r in result.table.itertuples():

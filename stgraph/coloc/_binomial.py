@@ -1,9 +1,10 @@
 r"""Proximal-pairs binomial test (after InSTAnT, Kumar et al. 2024).
 
 In a cell with ``N`` transcripts let ``P`` be the number of unordered transcript
-pairs joined by an edge (proximal pairs; the graph is assumed symmetric, as a
-radius graph is) and :math:`p = P / \binom{N}{2}` the chance that a random pair
-of distinct transcripts is proximal. For genes A and B the number of proximal
+pairs joined by an edge in either direction (proximal pairs: on a radius graph
+every edge runs both ways, on a one-way graph such as a k-nearest-neighbour one a
+pair counts once all the same) and :math:`p = P / \binom{N}{2}` the chance that a
+random pair of distinct transcripts is proximal. For genes A and B the number of proximal
 (A, B) pairs is compared with
 
 .. math:: k_{AB} \sim \mathrm{Binomial}(t_{AB}, p), \qquad
@@ -18,6 +19,8 @@ mean and a variance at least as large, so the pooled test is conservative.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import stats
 
@@ -30,43 +33,94 @@ def _trials(a: np.ndarray, b: np.ndarray, same: np.ndarray) -> np.ndarray:
     return np.where(same, a * (a - 1) / 2, a * b)
 
 
-def _proximal_count(observed: ObservedPairs, same_row: np.ndarray) -> np.ndarray:
-    # A symmetric graph lists an unordered (A, A) pair as two directed edges.
-    return np.where(same_row, observed.n_edges / 2, observed.n_edges)
+@dataclass(frozen=True)
+class ProximalPairs:
+    """Unordered proximal transcript pairs counted per observed (cell, pair) row
+    (``per_row``, aligned with :attr:`ObservedPairs.row_pair`), per observed pair
+    over all cells (``per_pair``, aligned with :attr:`ObservedPairs.pair`; it also
+    counts cells in which the pair is joined only by edges of the other direction)
+    and per cell (``per_cell``)."""
+
+    per_row: np.ndarray
+    per_pair: np.ndarray
+    per_cell: np.ndarray
 
 
-def proximal_probability(edges: CellEdges) -> np.ndarray:
+def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of ``keys``, sorted, and how often each occurs."""
+    # A sort rather than np.unique: NumPy 2's hashing np.unique is ~15x slower than a
+    # sort on millions of distinct keys.
+    keys = np.sort(keys)
+    start = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]])) if keys.size else keys
+    return keys[start], np.diff(np.append(start, keys.size)).astype(np.float64)
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """``values`` at the positions of ``wanted`` in the sorted ``keys``; 0 where absent."""
+    at = np.minimum(np.searchsorted(keys, wanted), max(keys.size - 1, 0))
+    return np.where(keys[at] == wanted, values[at], 0.0) if keys.size else np.zeros(wanted.size)
+
+
+def proximal_pairs(edges: CellEdges, observed: ObservedPairs) -> ProximalPairs:
+    """Count the unordered pairs joined by at least one within-cell edge.
+
+    Each pair is counted once whatever the edges between its two transcripts (one
+    way, both ways, repeated), for both ordered gene pairs it belongs to.
+    """
+    n, n_genes = max(edges.gene.size, 1), edges.n_genes
+    joined, _ = _runs(np.minimum(edges.src, edges.dst) * n + np.maximum(edges.src, edges.dst))
+    lo, hi = np.divmod(joined, n)
+    cell = edges.cell_of[lo]
+
+    def unordered(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.minimum(a, b) * n_genes + np.maximum(a, b)
+
+    n_pair_codes = n_genes**2
+    cell_pair, count = _runs(cell * n_pair_codes + unordered(edges.gene[lo], edges.gene[hi]))
+    pair_code, in_pair = np.unique(cell_pair % n_pair_codes, return_inverse=True)
+    pair_count = np.bincount(in_pair, weights=count, minlength=pair_code.size)
+    gene_a, gene_b = np.divmod(observed.pair, n_genes)
+    observed_pair = unordered(gene_a, gene_b)
+    return ProximalPairs(
+        per_row=_lookup(cell_pair, count, observed.row_cell * n_pair_codes + observed_pair[observed.row_pair]),
+        per_pair=_lookup(pair_code, pair_count, observed_pair),
+        per_cell=np.bincount(cell, minlength=edges.n_cells).astype(np.float64),
+    )
+
+
+def proximal_probability(edges: CellEdges, proximal: ProximalPairs) -> np.ndarray:
     """Per-cell chance ``p`` that two distinct transcripts are proximal."""
     size = edges.cell_sizes()
-    directed = np.bincount(edges.cell, minlength=edges.n_cells).astype(np.float64)
-    pairs_in_cell = size * (size - 1)
-    return np.divide(directed, pairs_in_cell, out=np.zeros_like(directed), where=pairs_in_cell > 0)
+    pairs_in_cell = size * (size - 1) / 2
+    return np.divide(
+        proximal.per_cell, pairs_in_cell, out=np.zeros_like(pairs_in_cell), where=pairs_in_cell > 0
+    )
 
 
 def _upper_tail(k: np.ndarray, trials: np.ndarray, p: np.ndarray) -> np.ndarray:
     return stats.binom.sf(np.ceil(k) - 1, np.round(trials), np.clip(p, 0.0, 1.0))
 
 
-def pooled_binomial(edges: CellEdges, observed: ObservedPairs) -> np.ndarray:
+def pooled_binomial(edges: CellEdges, observed: ObservedPairs, proximal: ProximalPairs) -> np.ndarray:
     """One-sided binomial p-value of each observed pair, pooled over cells."""
     gene_a, gene_b = np.divmod(observed.pair, edges.n_genes)
     same = gene_a == gene_b
-    p_cell = proximal_probability(edges)
+    p_cell = proximal_probability(edges, proximal)
     trials = np.zeros(observed.n_pairs)
     expected = np.zeros(observed.n_pairs)
     for chunk in shared_cells(gene_a, gene_b, edges.counts, edges.n_genes):
         t = _trials(chunk.count_a, chunk.count_b, same[chunk.pair])
         trials += np.bincount(chunk.pair, weights=t, minlength=observed.n_pairs)
         expected += np.bincount(chunk.pair, weights=t * p_cell[chunk.cell], minlength=observed.n_pairs)
-    k = observed.pooled(_proximal_count(observed, same[observed.row_pair]))
+    k = proximal.per_pair
     p_mean = np.divide(expected, trials, out=np.zeros_like(expected), where=trials > 0)
     return _upper_tail(k, trials, p_mean)
 
 
-def per_cell_binomial(edges: CellEdges, observed: ObservedPairs) -> np.ndarray:
+def per_cell_binomial(edges: CellEdges, observed: ObservedPairs, proximal: ProximalPairs) -> np.ndarray:
     """One-sided binomial p-value of each observed (cell, pair)."""
     gene_a, gene_b = np.divmod(observed.pair[observed.row_pair], edges.n_genes)
     cell = observed.row_cell
     same = gene_a == gene_b
     trials = _trials(edges.count_of(cell, gene_a), edges.count_of(cell, gene_b), same)
-    return _upper_tail(_proximal_count(observed, same), trials, proximal_probability(edges)[cell])
+    return _upper_tail(proximal.per_row, trials, proximal_probability(edges, proximal)[cell])

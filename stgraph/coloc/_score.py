@@ -48,7 +48,7 @@ import pandas as pd
 
 from .._validation import check_int
 
-from ._binomial import per_cell_binomial, pooled_binomial
+from ._binomial import ProximalPairs, per_cell_binomial, pooled_binomial, proximal_pairs
 from ._clq import per_cell_quotients, pooled_quotients
 from ._edges import CellEdges, cell_edges, row_normalised
 from ._fdr import benjamini_hochberg
@@ -163,7 +163,8 @@ def score_pairs(
         null, pval = NullMoments(mean=perm.mean, var=perm.var), perm.pval
     sd = np.sqrt(null.var)
     quotients = pooled_quotients(edges, observed)
-    binom = pooled_binomial(edges, observed)
+    proximal = proximal_pairs(edges, observed)
+    binom = pooled_binomial(edges, observed, proximal)
     n_present = np.unique(edges.gene[edges.cell_of >= 0]).size
     n_tests = max(n_present**2, observed.n_pairs)
     table = pd.DataFrame(
@@ -195,13 +196,14 @@ def score_pairs(
     cells = None
     if per_cell:
         cell_labels = _labels(cell_names, edges.n_cells, "cell")
-        cells = _per_cell_table(edges, observed, labels, cell_labels, mass_weight)
+        cells = _per_cell_table(edges, observed, proximal, labels, cell_labels, mass_weight)
     return ColocalizationResult(table=table, genes=labels, params=params, per_cell=cells)
 
 
 def _per_cell_table(
     edges: CellEdges,
     observed: ObservedPairs,
+    proximal: ProximalPairs,
     labels: pd.Index,
     cell_labels: pd.Index,
     mass_weight: np.ndarray,
@@ -225,7 +227,7 @@ def _per_cell_table(
             "expected": expected,
             "clq": quotients.clq,
             "clq_bento": quotients.clq_bento,
-            "binom_pval": per_cell_binomial(edges, observed),
+            "binom_pval": per_cell_binomial(edges, observed, proximal),
         },
         columns=list(PER_CELL_COLUMNS),
     )
