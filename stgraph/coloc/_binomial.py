@@ -48,11 +48,10 @@ class ProximalPairs:
 
 def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct values of ``keys``, sorted, and how often each occurs."""
-    # A sort rather than np.unique: NumPy 2's hashing np.unique is ~15x slower than a
-    # sort on millions of distinct keys.
-    keys = np.sort(keys)
-    start = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]])) if keys.size else keys
-    return keys[start], np.diff(np.append(start, keys.size)).astype(np.float64)
+    # With return_counts NumPy 2 sorts; its plain np.unique hashes, ~15x slower on
+    # millions of distinct keys.
+    keys, counts = np.unique(keys, return_counts=True)
+    return keys, counts.astype(np.float64)
 
 
 def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
