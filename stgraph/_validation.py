@@ -73,3 +73,17 @@ def check_codes(name: str, values: Any, size: int | None = None, *, missing: boo
             f"{name} must hold codes >= {lowest}{upper}, got codes from {array.min()} to {array.max()}"
         )
     return array
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` as a ``bool`` after checking that it is one (Python or NumPy).
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a boolean: a string such as ``"False"`` or a number would
+        otherwise act by its truth value (``"False"`` is true).
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool (True or False), got {value!r}")
+    return bool(value)
