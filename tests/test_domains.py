@@ -348,6 +348,16 @@ def test_tl_domains_checks_the_graph_and_its_parameters(planted):
         domains(sdata, radius=0.5, n_domains=2, inplace=False)
 
 
+def test_tl_domains_inplace_must_be_a_bool():
+    # inplace="False" is a true string: it wrote the labels into the points.
+    sdata, _ = stgraph.datasets.simulate(3, 10, n_domains=1, seed=0)
+    with pytest.raises(TypeError, match=r"^inplace must be a bool \(True or False\), got 'False'$"):
+        domains(sdata, radius=RADIUS, n_domains=2, inplace="False")
+    assert "domain" not in sdata.points["transcripts"].columns and "table" not in sdata.tables
+    result = domains(sdata, radius=RADIUS, n_domains=2, inplace=np.False_)
+    assert result.clustering.n_domains == 2 and "domain" not in sdata.points["transcripts"].columns
+
+
 def test_tl_domains_writes_labels_by_point_index():
     sdata, _ = stgraph.datasets.simulate(3, 9, n_domains=2, seed=0)
     spatial = stgraph.graph.transcript_graph(sdata, RADIUS, within="cell", order="spatial")

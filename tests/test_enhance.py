@@ -269,6 +269,9 @@ def test_bad_arguments_raise():
         enhance(adata.X, **FAST)
     with pytest.raises(ValueError, match="hexagonal"):
         enhance(adata, grid="hexagonal", **FAST)
+    # progress="False" is a true string: it showed the bar.
+    with pytest.raises(TypeError, match=r"^progress must be a bool \(True or False\), got 'False'$"):
+        enhance(adata, **{**FAST, "progress": "False"})
 
 
 def test_input_is_not_modified():

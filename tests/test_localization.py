@@ -248,6 +248,16 @@ def test_bad_inputs_are_rejected_before_any_work():
     assert sdata.tables["table"] is unrelated and not unrelated.layers and "pattern" not in sdata.points["transcripts"].columns
 
 
+def test_copy_must_be_a_bool():
+    # copy="False" is a true string: it returned a scored copy and left sdata unscored.
+    sdata = _edge_case_sdata()
+    with pytest.raises(TypeError, match=r"^copy must be a bool \(True or False\), got 'False'$"):
+        localization(sdata, copy="False", n_boot=10)
+    assert "table" not in sdata.tables
+    assert localization(sdata, copy=np.False_, n_boot=10) is None
+    assert "pattern" in sdata.points["transcripts"].columns
+
+
 def test_cells_without_outline_warn_and_are_not_scored():
     sdata = _edge_case_sdata()
     outlines = sdata.shapes["cell_boundaries"]

@@ -228,6 +228,10 @@ def test_pretrain_rejects_bad_arguments():
         pretrain(graph, steps=1, grad_clip=-1.0, **SMALL)
     with pytest.raises(ValueError, match="d_model=15 must be a multiple of heads=2"):
         pretrain(graph, steps=1, **{**SMALL, "d_model": 15})
+    # Strings are true whatever they say: progress="False" showed the bar.
+    for flag in ("resume", "progress"):
+        with pytest.raises(TypeError, match=rf"^{flag} must be a bool \(True or False\), got 'False'$"):
+            pretrain(graph, steps=1, **{**SMALL, flag: "False"})
     # The rule is the default layer's: a layer without per-head channels takes any d_model.
     from tests.test_encoder import DistanceWeightedMean
 

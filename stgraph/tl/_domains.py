@@ -14,7 +14,7 @@ from spatialdata import SpatialData
 from spatialdata.models import ShapesModel
 from torch_geometric.data import Data
 
-from .._validation import check_int
+from .._validation import check_bool, check_int
 from ..coloc._encode import MAX_EDGES, masked_embeddings
 from ..domains import (
     DomainClustering,
@@ -315,6 +315,9 @@ def domains(
         are in cells, no two transcripts of a cell are within ``radius``, or (with
         ``inplace``) an existing table misses cells or genes of the data
         (:func:`stgraph.io.check_table`). Nothing is written then.
+    TypeError
+        If ``sdata`` is not a SpatialData, ``model`` has no masked-gene head, or
+        ``inplace`` is not a bool (``inplace="False"`` would be true).
 
     Warns
     -----
@@ -323,6 +326,7 @@ def domains(
         neighbour in their cell within ``radius``.
     """
     check_spatialdata(sdata)
+    inplace = check_bool("inplace", inplace)
     if representation is None:
         representation = "composition" if model is None else "embedding"
     if representation not in ("composition", "embedding", "both"):

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 from scipy.spatial import ConvexHull, QhullError, cKDTree
 
-from stgraph._validation import check_int
+from stgraph._validation import check_bool, check_int
 from stgraph.models.trainer import resolve_device
 from stgraph.spots._expression import log1p_cp10k, read_counts
 from stgraph.spots._lattice import (
@@ -154,8 +154,8 @@ def enhance(
     Raises
     ------
     TypeError
-        If ``adata`` is not an AnnData, or a count parameter (``rank``, ``epochs``,
-        ...) is not an int.
+        If ``adata`` is not an AnnData, a count parameter (``rank``, ``epochs``,
+        ...) is not an int, or ``progress`` is not a bool.
     ValueError
         On an unknown ``mode``, ``factor`` other than 2, unknown mask kinds, a
         numeric parameter out of the range given above, an unknown or unavailable
@@ -192,6 +192,7 @@ def enhance(
         n_ensemble=n_ensemble, masks=masks,
     )
     check_int("seed", seed, minimum=0)
+    progress = check_bool("progress", progress)
     device = resolve_device(device)
     if adata.obs_names.has_duplicates:
         duplicated = adata.obs_names[adata.obs_names.duplicated()].unique()

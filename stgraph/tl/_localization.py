@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import spatialdata
 
-from stgraph._validation import check_int
+from stgraph._validation import check_bool, check_int
 from stgraph.io import check_table
 from stgraph.io._table import ensure_table
 from stgraph.io._spatialdata import check_spatialdata
@@ -136,8 +136,9 @@ def localization(
         cells, training cells without a nucleus, no transcript in any cell, or an
         existing table ``table_key`` that lacks some of the cells or genes.
     TypeError
-        For ``sdata`` that is not a SpatialData, a ``model`` of the wrong type, or
-        ``training_cells`` given as a single string.
+        For ``sdata`` that is not a SpatialData, a ``model`` of the wrong type,
+        ``training_cells`` given as a single string, or ``copy`` that is not a bool
+        (``copy="False"`` would be true).
 
     Warns
     -----
@@ -147,6 +148,7 @@ def localization(
         the warning names how many, with examples.
     """
     check_spatialdata(sdata)
+    copy = check_bool("copy", copy)
     check_int("min_transcripts", min_transcripts)
     check_int("seed", seed, minimum=0)
     if compartment not in _COMPARTMENT_MODES:

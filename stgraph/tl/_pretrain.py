@@ -12,7 +12,7 @@ import torch
 from torch_geometric.data import Data
 
 from .._seeding import torch_seeded
-from .._validation import check_int
+from .._validation import check_bool, check_int
 from ..data.batching import cell_units, tile_units
 from ..models.mgm import MaskedGeneModel
 from ..models.trainer import MaskedGeneTrainer, TrainingConfig
@@ -233,11 +233,13 @@ def pretrain(
         differing from the radius of the graph given as ``data``, or
         ``held_out_cells`` naming a cell twice or a cell not in the graph.
     TypeError
-        If ``held_out_cells`` is a string, a bool or a float, or ``seed`` or one of
-        the sizes above is not an integer.
+        If ``held_out_cells`` is a string, a bool or a float, ``seed`` or one of
+        the sizes above is not an integer, or ``resume`` or ``progress`` is not a bool.
     """
     if batch_by not in ("tile", "cell"):
         raise ValueError(f"batch_by must be 'tile' or 'cell', got {batch_by!r}")
+    resume = check_bool("resume", resume)
+    progress = check_bool("progress", progress)
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir")
     if checkpoint_every is not None and checkpoint_dir is None:
