@@ -56,6 +56,20 @@ def read_cosmx(
     ``in_nucleus`` = (``CellComp == "Nuclear"``); kept: ``fov``, ``z_plane`` (the raw
     ``z``), ``x_local_px``, ``y_local_px``, ``CellComp`` and any other column. The index is
     the row number in the file. No boundaries (the legacy flat files have none).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not a folder, or does not hold exactly one ``*_tx_file.csv``
+        (or, when needed, one ``*_fov_positions_file.csv``).
+    TypeError
+        If ``pixel_size`` or ``z_step`` is not a number.
+    ValueError
+        If ``pixel_size`` or ``z_step`` is not a positive finite number, the
+        transcript file lacks ``fov``, ``cell_ID``, ``z``, ``target`` or both the
+        global and the local coordinates, the FOV positions lack their columns or
+        some FOV, or for the problems of the transcripts that
+        :func:`stgraph.io.read_transcripts` refuses.
     """
     pixel_size = check_real("pixel_size", pixel_size)
     z_step = check_real("z_step", z_step)

@@ -86,12 +86,20 @@ def read_transcripts(
     Raises
     ------
     TypeError
-        For a column argument (``x``, ``gene``, ...) that is not a string, or
-        ``unassigned`` given as a single string.
+        For ``table`` that is neither a DataFrame nor a path, a column argument
+        (``x``, ``gene``, ...) that is not a string, a coordinate column that is not
+        numeric, ``unassigned`` given as a single string, or boundaries that are not
+        a GeoSeries / GeoDataFrame.
+    FileNotFoundError
+        If ``table`` is a path to no file.
     ValueError
-        For missing columns, the same column given for two of ``x``, ``y``, ``z``,
-        non-finite coordinates, missing genes, a non-positive scale, or boundaries
-        with repeated ids, missing geometries or geometries that are not polygons.
+        For a file of another format, a table without rows, missing columns, the same
+        column given for two of ``x``, ``y``, ``z``, columns named like a schema
+        column (``x``, ``gene``, ``cell_id``, ...) but not mapped to it, non-finite
+        coordinates, missing genes, ``in_nucleus`` / ``is_control`` values other than
+        booleans or 0/1, a non-positive scale, nothing left after ``drop_controls``,
+        or boundaries with repeated ids, missing geometries or geometries that are
+        not polygons.
 
     Warns
     -----

@@ -49,6 +49,23 @@ def read_merscope(
     ``y``), ``fov_transcript_index`` (the unnamed first column). A cell's boundary is the
     union of its outlines over the z-planes (its footprint on the xy plane); ids are the
     ``EntityID`` as strings, as are the ``cell_id`` of the molecules.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder has no ``detected_transcripts.csv``.
+    TypeError
+        If ``z_step`` is not a number.
+    ValueError
+        If ``z_step`` is not a positive finite number, a boundary file lacks
+        ``EntityID`` or ``Geometry``, or for the problems of the transcripts that
+        :func:`stgraph.io.read_transcripts` refuses.
+
+    Warns
+    -----
+    UserWarning
+        When the folder holds only the older ``cell_boundaries/*.hdf5`` files, which
+        are not read.
     """
     z_step = check_real("z_step", z_step)
     folder = Path(path)

@@ -68,6 +68,16 @@ def from_spatialdata(
     A new :class:`spatialdata.SpatialData` with the standardised ``transcripts``, the
     boundaries and copies of the tables of ``sdata``. Images and labels are not carried
     over (their pixel transformations would need rescaling with ``pixel_size``).
+
+    Raises
+    ------
+    TypeError
+        If ``sdata`` is not a SpatialData.
+    KeyError
+        If ``points_key`` is not a points element of ``sdata``.
+    ValueError
+        If no gene column is found (pass ``gene=``), or for the problems that
+        :func:`stgraph.io.read_transcripts` refuses.
     """
     check_spatialdata(sdata)
     if points_key not in sdata.points:
@@ -127,6 +137,10 @@ def transcripts_frame(sdata: SpatialData, points_key: str = POINTS_KEY) -> pd.Da
 
     Raises
     ------
+    TypeError
+        If ``sdata`` is not a SpatialData.
+    KeyError
+        If ``points_key`` is not a points element of ``sdata``.
     ValueError
         If a schema column is missing or has the wrong type, or a coordinate is not finite.
     """

@@ -43,11 +43,15 @@ def read_xenium(
 
     Raises
     ------
+    FileNotFoundError
+        If the folder has no ``transcripts.parquet``.
     TypeError
         If ``min_qv`` is not a number.
     ValueError
-        If ``min_qv`` is negative or not finite, or the transcripts lack ``qv`` when
-        ``min_qv`` is given.
+        If ``min_qv`` is negative or not finite, the transcripts lack ``qv`` when
+        ``min_qv`` is given or none reaches it, a boundary table lacks its columns or
+        has a ring of fewer than 3 vertices, or for the problems of the transcripts
+        that :func:`stgraph.io.read_transcripts` refuses.
 
     Returns
     -------
