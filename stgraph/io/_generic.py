@@ -12,7 +12,7 @@ from anndata import AnnData
 from spatialdata import SpatialData
 from spatialdata.models import PointsModel
 
-from .._validation import check_real
+from .._validation import check_bool, check_real
 from ._points import standardise_points
 from ._schema import (
     CELL,
@@ -88,8 +88,8 @@ def read_transcripts(
     TypeError
         For ``table`` that is neither a DataFrame nor a path, a column argument
         (``x``, ``gene``, ...) that is not a string, a coordinate column that is not
-        numeric, ``unassigned`` given as a single string, or boundaries that are not
-        a GeoSeries / GeoDataFrame.
+        numeric, ``unassigned`` given as a single string, boundaries that are not
+        a GeoSeries / GeoDataFrame, or ``drop_controls`` that is not a bool.
     FileNotFoundError
         If ``table`` is a path to no file.
     ValueError
@@ -107,6 +107,7 @@ def read_transcripts(
         When some ``cell_boundaries`` are indexed by ids that no transcript's ``cell``
         holds (how many, with examples): those outlines hold no molecule.
     """
+    drop_controls = check_bool("drop_controls", drop_controls)
     pixel_size = check_real("pixel_size", pixel_size)
     z_step = pixel_size if z_step is None else check_real("z_step", z_step)
     frame = standardise_points(

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 from spatialdata import SpatialData
 
+from .._validation import check_bool
 from ._generic import read_transcripts
 from ._schema import (
     CELL,
@@ -72,7 +73,7 @@ def from_spatialdata(
     Raises
     ------
     TypeError
-        If ``sdata`` is not a SpatialData.
+        If ``sdata`` is not a SpatialData or ``drop_controls`` not a bool.
     KeyError
         If ``points_key`` is not a points element of ``sdata``.
     ValueError
@@ -80,6 +81,7 @@ def from_spatialdata(
         :func:`stgraph.io.read_transcripts` refuses.
     """
     check_spatialdata(sdata)
+    drop_controls = check_bool("drop_controls", drop_controls)
     if points_key not in sdata.points:
         raise KeyError(f"no points element {points_key!r}; the points are {list(sdata.points)}")
     element = sdata.points[points_key]
