@@ -276,6 +276,23 @@ def test_result_matrix_graph_and_uns_round_trip(hand_graph):
         ColocalizationResult.from_uns({}, "coloc")
 
 
+def test_flags_must_be_bools(hand_graph):
+    # Strings are true whatever they say: as_sparse="False" returned a sparse matrix,
+    # self_loops="False" kept the self-loops and per_cell="False" built the per-cell table.
+    edges, gene = hand_graph
+    result = score_pairs(edges, gene, gene_names=["A", "B", "C"])
+    for call, flag in (
+        (lambda value: score_pairs(edges, gene, per_cell=value), "per_cell"),
+        (lambda value: result.matrix("clq", as_sparse=value), "as_sparse"),
+        (lambda value: result.to_networkx(fdr=None, self_loops=value), "self_loops"),
+    ):
+        with pytest.raises(TypeError, match=rf"^{flag} must be a bool \(True or False\), got 'False'$"):
+            call("False")
+    assert isinstance(result.matrix("clq", as_sparse=np.False_), pd.DataFrame)
+    assert ("C", "C") not in result.to_networkx(fdr=None, self_loops=np.False_).edges
+    assert score_pairs(edges, gene, per_cell=np.False_).per_cell is None
+
+
 def test_benjamini_hochberg_known_values():
     q = benjamini_hochberg([0.01, 0.04, 0.03, 0.5])
     # sorted 0.01, 0.03, 0.04, 0.5 scale to 0.04, 0.06, 0.053, 0.5; running minimum from the top

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from .._validation import check_bool
+
 #: Columns of the pair table, one row per ordered gene pair joined by an edge.
 PAIR_COLUMNS = (
     "gene_a",  # gene of the target transcript (the one that looks)
@@ -90,7 +92,16 @@ class ColocalizationResult:
             Return a :class:`scipy.sparse.csr_matrix` (absent pairs are implicit
             zeros, ``fill`` is ignored) whose order is ``genes``; memory is then
             linear in the number of pairs.
+
+        Raises
+        ------
+        ValueError
+            If ``value`` is not a numeric column or ``genes`` names genes not in the
+            result.
+        TypeError
+            If ``as_sparse`` is not a bool.
         """
+        as_sparse = check_bool("as_sparse", as_sparse)
         self._check_column(value)
         order = self._gene_positions(genes)
         position = pd.Series(np.arange(order.size), index=order)
@@ -129,7 +140,15 @@ class ColocalizationResult:
         -------
         A :class:`networkx.DiGraph` whose edges carry every numeric column of the
         table as attributes and whose nodes are all genes of the table.
+
+        Raises
+        ------
+        ValueError
+            If ``column`` is not a numeric column.
+        TypeError
+            If ``self_loops`` is not a bool.
         """
+        self_loops = check_bool("self_loops", self_loops)
         table = self.table if fdr is None else self.significant(fdr, column=column)
         if not self_loops:
             table = table[table["gene_a"].astype(str) != table["gene_b"].astype(str)]
