@@ -404,3 +404,7 @@ def test_score_shrinks_pairs_seen_on_few_edges():
     assert {top["gene_a"], top["gene_b"]} == {"0", "8"}
     with pytest.raises(ValueError, match="prior_events"):
         score_pairs(edges, gene, cell, prior_events=-1.0)
+    # A bool was taken for 1 event and a string failed inside numpy (ufunc 'isfinite' not supported).
+    for value, kind in ((True, "bool"), ("16", "str")):
+        with pytest.raises(TypeError, match=f"^prior_events must be a real number, got {kind}$"):
+            score_pairs(edges, gene, cell, prior_events=value)
