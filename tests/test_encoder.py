@@ -204,6 +204,18 @@ def test_encoder_attention_weights_per_layer():
         assert torch.allclose(sums[has_edges], torch.ones(int(has_edges.sum()), 2), atol=1e-5)
 
 
+def test_encoder_return_attention_weights_must_be_a_bool():
+    # return_attention_weights="False" is a true string: it returned the weights.
+    graph = synthetic_graph()
+    model = encoder(graph, n_layers=1)
+    message = r"^return_attention_weights must be a bool \(True or False\), got 'False'$"
+    with pytest.raises(TypeError, match=message):
+        model(graph, return_attention_weights="False")
+    with pytest.raises(TypeError, match=message):
+        model.layers[0](torch.zeros(graph.num_nodes, 16), graph.edge_index, graph.edge_dist, return_attention_weights="False")
+    assert torch.equal(model(graph, return_attention_weights=np.False_), model(graph))
+
+
 def test_encoder_accepts_a_custom_layer():
     graph = synthetic_graph()
     model = encoder(graph, conv=DistanceWeightedMean).train()

@@ -129,6 +129,9 @@ def test_validation_spots_are_not_training_targets():
     val_targets = np.any([t for _, t in trainer.masks[16:]], axis=0)
     assert train_targets.any() and val_targets.any()
     assert not (train_targets & val_targets).any()
+    # progress="False" is a true string: it showed the bar.
+    with pytest.raises(TypeError, match=r"^progress must be a bool \(True or False\), got 'False'$"):
+        trainer.fit(progress="False")
 
 
 def test_significant_improvement_needs_two_standard_errors():

@@ -68,6 +68,14 @@ def _trainer(graph: Data, config: TrainingConfig, init_seed: int) -> MaskedGeneT
     return MaskedGeneTrainer(model, tile_units(graph, 5.0, 2.0), config)
 
 
+def test_trainer_progress_must_be_a_bool():
+    # progress="False" is a true string: it showed the bar.
+    trainer = _trainer(synthetic_graph(), TrainingConfig(steps=1, batch_size=2), init_seed=0)
+    with pytest.raises(TypeError, match=r"^progress must be a bool \(True or False\), got 'False'$"):
+        trainer.fit(progress="False")
+    assert trainer.step == 0
+
+
 def test_resumed_training_matches_uninterrupted(tmp_path):
     graph = synthetic_graph()
     config = TrainingConfig(steps=6, batch_size=2, lr=3e-3, warmup_steps=2, seed=11)

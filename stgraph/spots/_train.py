@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from stgraph._validation import check_int, check_real
+from stgraph._validation import check_bool, check_int, check_real
 from stgraph.graph import radius_graph
 
 from ._embedding import LowRankEmbedding
@@ -212,7 +212,9 @@ class EnhancerTrainer:
 
     # ---------------------------------------------------------------- training
     def fit(self, progress: bool = True) -> "EnhancerTrainer":
-        """Train ``n_ensemble`` members for up to ``epochs`` passes over their tasks each."""
+        """Train ``n_ensemble`` members for up to ``epochs`` passes over their tasks each;
+        ``progress`` (a bool) shows a bar."""
+        progress = check_bool("progress", progress)
         p = self.params
         n = len(self.pos)
         table = torch.as_tensor(self.scores, device=self.device)
