@@ -395,6 +395,15 @@ def test_tile_units_give_exact_core_embeddings():
     assert not torch.allclose(out_thin[thin.core], full[thin.node[thin.core]], atol=1e-3)
 
 
+def test_collate_units_refuses_an_empty_batch():
+    # Batch.from_data_list([]) failed with IndexError: list index out of range.
+    with pytest.raises(ValueError, match="^collate_units needs at least one unit, got none$"):
+        collate_units([])
+    units = cell_units(synthetic_graph())
+    batch = collate_units(units[:2])
+    assert batch.num_graphs == 2 and batch.num_nodes == units[0].num_nodes + units[1].num_nodes
+
+
 def test_units_respect_allowed_nodes_and_cells():
     graph = synthetic_graph()
     allowed = graph.cell != 1

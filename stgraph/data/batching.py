@@ -239,5 +239,14 @@ def batch_indices(n_units: int, step: int, batch_size: int, seed: int) -> list[i
 
 
 def collate_units(units: Sequence[Data]) -> Batch:
-    """Concatenate units into one disconnected graph (a PyG :class:`~torch_geometric.data.Batch`)."""
-    return Batch.from_data_list(list(units))
+    """Concatenate units into one disconnected graph (a PyG :class:`~torch_geometric.data.Batch`).
+
+    Raises
+    ------
+    ValueError
+        If ``units`` is empty: a batch of no unit would have no fields at all.
+    """
+    units = list(units)
+    if not units:
+        raise ValueError("collate_units needs at least one unit, got none")
+    return Batch.from_data_list(units)
