@@ -1,6 +1,8 @@
 """Masked gene modelling: training loop, seeding, resume, held-out cells, evaluation."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -301,6 +303,15 @@ def test_batches_cover_every_unit_once_per_epoch():
         batch_indices(7, 0, 0, seed=0)
     with pytest.raises(ValueError, match="no units"):
         batch_indices(0, 0, 3, seed=0)
+    # These failed inside numpy (AxisError, "expected non-negative integer", "seed must be integer").
+    for args, error, message in (
+        ((2.5, 0, 2, 0), TypeError, "n_units must be an integer, got 2.5"),
+        ((7, -1, 2, 0), ValueError, "step must be an integer >= 0, got -1"),
+        ((7, 1.5, 2, 0), TypeError, "step must be an integer, got 1.5"),
+        ((7, 0, 2, -1), ValueError, "seed must be an integer >= 0, got -1"),
+    ):
+        with pytest.raises(error, match=f"^{re.escape(message)}$"):
+            batch_indices(*args)
 
 
 # --- evaluation --------------------------------------------------------------------------

@@ -226,13 +226,15 @@ def batch_indices(n_units: int, step: int, batch_size: int, seed: int) -> list[i
     Raises
     ------
     ValueError
-        If ``n_units < 1`` or ``batch_size < 1``.
+        If ``n_units < 1``, ``batch_size < 1``, or ``step`` or ``seed`` is negative.
     TypeError
-        If ``batch_size`` is not an integer.
+        If ``n_units``, ``step``, ``batch_size`` or ``seed`` is not an integer.
     """
-    if n_units < 1:
+    if check_int("n_units", n_units, minimum=0) < 1:
         raise ValueError("no units to draw batches from")
+    step = check_int("step", step, minimum=0)
     batch_size = check_int("batch_size", batch_size)
+    seed = check_int("seed", seed, minimum=0)
     per_epoch = math.ceil(n_units / batch_size)
     epoch, i = divmod(step, per_epoch)
     return epoch_order(n_units, epoch, seed)[i * batch_size : (i + 1) * batch_size].tolist()
