@@ -236,7 +236,9 @@ def test_impute_fills_lattice_gaps_by_default():
     adata, _ = slide("hexagonal", 7, 7, 12)
     centre = (adata.obs["array_row"] == 3) & (adata.obs["array_col"] == 7)
     out = enhance(adata[~centre.to_numpy()].copy(), "impute", **FAST)
-    assert out.obs.loc[out.obs["imputed"], ["array_row", "array_col"]].to_numpy().tolist() == [[3.0, 7.0]]
+    assert out.obs.loc[out.obs["imputed"], ["array_row", "array_col"]].to_numpy().tolist() == [[3, 7]]
+    # The imputed spots are lattice sites: the integer array coordinates were turned into floats.
+    assert (out.obs["array_row"].dtype, out.obs["array_col"].dtype) == (adata.obs["array_row"].dtype,) * 2
     no_gaps = enhance(adata, "impute", **FAST)
     assert no_gaps.n_obs == adata.n_obs and not no_gaps.obs["imputed"].any()
 

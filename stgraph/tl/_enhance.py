@@ -136,7 +136,8 @@ def enhance(
     ``obsm['spatial']`` kept) followed by the new ones (index ``'imputed-<row>-<col>'``);
     ``obs['imputed']`` marks new spots, whose ``array_row`` / ``array_col`` are
     multiples of ½ under super-resolution (half-integers, or on a hexagonal lattice
-    also the integer positions between two spots of a row) and whose
+    also the integer positions between two spots of a row; the columns become float)
+    and lattice sites under imputation (integer columns stay integer), and whose
     ``obsm['spatial']`` comes from a least-squares affine fit of array to pixel
     coordinates. ``X``: log1p(CP10k) —
     measured for the original spots, predicted for the new ones.
@@ -289,9 +290,20 @@ def _extrapolated(pos: np.ndarray, query: np.ndarray, radius: float) -> np.ndarr
     return ~inside & (nearest > radius * spacing)
 
 
+def _new_coordinates(observed: pd.Series, values: np.ndarray) -> np.ndarray:
+    """``values`` in the dtype of the ``observed`` array coordinates when they fit it
+    (imputed lattice sites): float new spots would turn the whole column to float."""
+    if pd.api.types.is_integer_dtype(observed.dtype) and np.array_equal(values, np.round(values)):
+        return values.astype(observed.dtype)
+    return values
+
+
 def _assemble(adata, values, counts, predicted, query, affine, counts_layer) -> AnnData:
     names = [f"imputed-{r:g}-{c:g}" for r, c in query]
-    new_obs = pd.DataFrame({"array_row": query[:, 0], "array_col": query[:, 1]}, index=names)
+    new_obs = pd.DataFrame(
+        {key: _new_coordinates(adata.obs[key], query[:, k]) for k, key in enumerate(("array_row", "array_col"))},
+        index=names,
+    )
     obs = adata.obs.copy()
     obs["imputed"] = False
     new_obs["imputed"] = True
