@@ -165,6 +165,9 @@ def test_super_resolution_output(super_resolved, tmp_path):
     assert out.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] == 40.0
     assert adata.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] == 80.0
     assert out.uns["enhance"]["grid"] == grid
+    assert out.layers["counts"].dtype == np.float32 and list(out.layers) == ["counts"]
+    # one calibration slope per low-rank score (rank 10, capped by the 30 genes' embedding)
+    assert out.uns["enhance"]["shrinkage"].shape == (10,)
     # a member keeps a trained epoch only if it beats the interpolation (epoch 0) on its set-aside spots
     losses = out.uns["enhance"]["validation_loss"]
     for member, kept in enumerate(out.uns["enhance"]["best_epochs"]):

@@ -141,14 +141,16 @@ def enhance(
     ``obsm['spatial']`` comes from a least-squares affine fit of array to pixel
     coordinates. ``X``: log1p(CP10k) —
     measured for the original spots, predicted for the new ones.
-    ``layers[counts_layer]``: the observed raw counts (0 for new spots).
-    ``uns['spatial']``, where the input has one, is copied, the spot diameter halved
-    under super-resolution;
+    ``layers[counts_layer]``: the observed raw counts (sparse ``float32``, 0 for new
+    spots); the other layers, ``obsm`` entries and ``varm`` / ``obsp`` of ``adata``
+    are not carried over. ``uns`` is a copy of ``adata.uns``, with the spot diameter
+    of ``uns['spatial']`` (where the input has one) halved under super-resolution;
     ``uns['enhance']`` records the settings, the grid, per member the kept epoch
     (``best_epochs``; 0 means training never beat the interpolation on the
-    set-aside spots and the member returns the interpolation) and the loss on the
+    set-aside spots and the member returns the interpolation), the loss on the
     set-aside spots after each epoch (``validation_loss``, keyed by member, entry 0:
-    the interpolation).
+    the interpolation) and ``shrinkage``, the per-component slope applied to the
+    interpolated scores.
     With no position to predict (an impute call on a slide without gaps) the result
     holds only the original spots.
 
