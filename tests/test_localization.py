@@ -238,6 +238,10 @@ def test_bad_inputs_are_rejected_before_any_work():
     for seed, error, wanted in ((-1, ValueError, "an integer >= 0"), (1.5, TypeError, "an integer")):
         with pytest.raises(error, match=f"^seed must be {wanted}, got {seed!r}$"):
             localization(sdata, seed=seed, copy=True)
+    # n_boot was checked only once the patterns were scored, and never without a compartment.
+    for compartment in ("auto", None):
+        with pytest.raises(ValueError, match="^n_boot must be a positive integer, got 0$"):
+            localization(sdata, n_boot=0, compartment=compartment, copy=True)
     # An existing table that does not cover the cells / genes is not written into.
     import anndata as ad
 

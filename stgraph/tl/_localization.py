@@ -94,7 +94,7 @@ def localization(
         A :class:`~stgraph.localization.PatternModel` or a path written by its
         ``save``; default the checkpoint shipped with stgraph.
     n_boot
-        Bootstrap replicates of the gene-score interval.
+        Bootstrap replicates of the gene-score interval (a positive integer).
     seed
         Non-negative seed of the token subsampling of large groups, the compartment
         fit and the bootstrap; a fixed seed gives identical results.
@@ -150,6 +150,7 @@ def localization(
     check_spatialdata(sdata)
     copy = check_bool("copy", copy)
     check_int("min_transcripts", min_transcripts)
+    check_int("n_boot", n_boot)
     check_int("seed", seed, minimum=0)
     if compartment not in _COMPARTMENT_MODES:
         raise ValueError(f"compartment must be one of {_COMPARTMENT_MODES}, got {compartment!r}")
