@@ -320,6 +320,10 @@ def test_tl_domains_inputs(planted):
         domains(sdata, graph=graph, n_domains=2, seed=-1, inplace=False)
     with pytest.raises(KeyError, match="run stgraph.tl.domains"):
         plot_domains(stgraph.datasets.simulate(2, 5, seed=0)[0])
+    for call in (lambda: domains(sdata, radius=RADIUS, points_key="molecules", inplace=False),
+                 lambda: plot_domains(sdata, points_key="molecules")):
+        with pytest.raises(KeyError, match=r"no points element 'molecules'; the points are \['transcripts'\]"):
+            call()
 
 
 def test_tl_domains_checks_the_graph_and_its_parameters(planted):

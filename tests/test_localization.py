@@ -212,6 +212,8 @@ def test_bad_arguments_are_rejected(clean):
         localization(_edge_case_sdata(), training_cells=["b"], copy=True)
     with pytest.raises(ValueError, match="cell_boundaries"):
         localization(sdata, cell_key="cell_boundaries_missing", copy=True)
+    with pytest.raises(KeyError, match=r"no points element 'molecules'; the points are \['transcripts'\]"):
+        localization(sdata, points_key="molecules", copy=True)
     with pytest.warns(UserWarning, match="match no cell id"):
         outside = read_transcripts(
             pd.DataFrame({"x": [100.0], "y": [100.0], "gene": ["g"], "cell": [None]}), x="x", y="y", gene="gene",

@@ -50,6 +50,14 @@ def domains(
     Returns
     -------
     The axes.
+
+    Raises
+    ------
+    KeyError
+        If ``points_key`` is not a points element of ``sdata`` or its points have no
+        column ``key`` (run :func:`stgraph.tl.domains` first).
+    ValueError
+        If ``cells`` names cells that are not in the points.
     """
     frame = transcripts_frame(sdata, points_key)
     if key not in frame.columns:

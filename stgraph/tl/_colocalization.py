@@ -124,6 +124,8 @@ def colocalization(
 
     Raises
     ------
+    KeyError
+        If ``points_key`` is not a points element of ``sdata``.
     ValueError
         If an argument is invalid, ``graph`` was built from other transcripts than
         those of ``sdata`` or with another ``radius``, ``key_added`` would overwrite

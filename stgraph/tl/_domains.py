@@ -307,6 +307,8 @@ def domains(
 
     Raises
     ------
+    KeyError
+        If ``points_key`` is not a points element of ``sdata``.
     ValueError
         If an argument is invalid, ``graph`` was built from other transcripts than
         those of ``sdata`` or with another ``radius``, an output name would

@@ -131,8 +131,10 @@ def localization(
 
     Raises
     ------
+    KeyError
+        If ``points_key`` is not a points element of ``sdata``.
     ValueError
-        For missing elements or columns, bad parameters, empty or unknown training
+        For missing shapes elements or columns, bad parameters, empty or unknown training
         cells, training cells without a nucleus, no transcript in any cell, or an
         existing table ``table_key`` that lacks some of the cells or genes.
     TypeError
