@@ -84,6 +84,8 @@ def test_equals_the_shared_zarr(sample, frame):
     )
     np.testing.assert_array_equal(frame["index"], raw["index"])
     np.testing.assert_array_equal(frame["batch"], raw["batch"])
+    # The index is the table's idx, not Bento's molecule number (the index column).
+    assert frame.index.name == "idx" and (frame.index != frame["index"]).sum() == 174_756
 
     bento = sd.read_zarr(ZARR)
     via_passthrough = from_spatialdata(bento, pixel_size=0.1)

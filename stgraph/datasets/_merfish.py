@@ -37,8 +37,8 @@ def merfish_u2os(*, pixel_size: float = PIXEL_SIZE, drop_controls: bool = False)
     :class:`spatialdata.SpatialData` in the schema of :mod:`stgraph.io` (2D, µm): points
     ``transcripts`` with ``cell_id`` and ``nucleus_id`` (Bento's ids such as ``"31-0"``; a
     nucleus has the id of its cell), ``in_nucleus``, ``is_control`` and Bento's ``batch``
-    and ``index`` columns, indexed by Bento's molecule index; shapes ``cell_boundaries``
-    and ``nucleus_boundaries``.
+    and ``index`` columns, indexed like Bento's points table (its index ``idx``, which
+    is not the ``index`` column); shapes ``cell_boundaries`` and ``nucleus_boundaries``.
 
     Raises
     ------
