@@ -335,6 +335,8 @@ def test_tl_domains_checks_the_graph_and_its_parameters(planted):
         (dict(graph=other), f"graph has {other.num_nodes} nodes but points 'transcripts' have {graph.num_nodes}"),
         (dict(graph=graph, radius=5.0), f"radius=5.0 differs from the graph's radius {RADIUS}"),
         (dict(graph=graph, n_components=0), "n_components must be a positive integer, got 0"),
+        # bandwidth was checked only where the counts use it (never for the encoder alone).
+        (dict(graph=graph, bandwidth=-1.0), "^bandwidth must be a positive finite number, got -1.0$"),
         (dict(graph=graph, hull_ratio=2.0), r"hull_ratio must lie in \[0, 1\], got 2.0"),
         (dict(graph=graph, min_transcripts=0), "min_transcripts must be a positive integer, got 0"),
         (dict(graph=graph, sample_size=1), r"sample_size must be an integer of at least k_range\[1\] \+ 1 = 9"),
@@ -343,6 +345,7 @@ def test_tl_domains_checks_the_graph_and_its_parameters(planted):
         with pytest.raises(ValueError, match=match):
             domains(sdata, **kwargs)
     for kwargs, name in ((dict(hull_ratio="0.3"), "hull_ratio must be a real number, got str"),
+                         (dict(bandwidth="1.5"), "bandwidth must be a real number, got str"),
                          (dict(min_transcripts=2.5), "min_transcripts must be an integer, got 2.5")):
         with pytest.raises(TypeError, match=name):
             domains(sdata, graph=graph, **kwargs)
