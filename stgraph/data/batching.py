@@ -134,6 +134,16 @@ def cell_units(graph: Data, allowed: Tensor | None = None) -> list[Data]:
         Transcript graph with a ``cell`` field.
     allowed
         ``[N]`` bool; nodes outside it are left out of every unit.
+
+    Returns
+    -------
+    The units, by increasing cell index.
+
+    Raises
+    ------
+    ValueError
+        If the graph lacks ``gene``, ``pos``, ``edge_index`` or ``cell``, a position
+        is NaN or infinite, or ``allowed`` is not a ``[N]`` bool tensor.
     """
     _check_graph(graph)
     if graph.get("cell") is None:
@@ -171,11 +181,16 @@ def tile_units(
     allowed
         ``[N]`` bool; nodes outside it are neither core nor context of any unit.
 
+    Returns
+    -------
+    The units, one per tile holding an allowed node.
+
     Raises
     ------
     TypeError, ValueError
         If ``tile_size`` is not a finite number > 0, ``halo`` not a finite number >= 0,
-        or a node's position is NaN or infinite.
+        the graph lacks ``gene``, ``pos`` or ``edge_index``, a node's position is NaN
+        or infinite, or ``allowed`` is not a ``[N]`` bool tensor.
     """
     _check_graph(graph)
     tile_size = check_real("tile_size", tile_size)
