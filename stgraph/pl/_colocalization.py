@@ -9,10 +9,10 @@ import numpy as np
 from matplotlib.axes import Axes
 from spatialdata import SpatialData
 
+from .._validation import check_names
 from ..coloc import ColocalizationResult
 from ..io import TABLE_KEY
 from ..tl._colocalization import COLOCALIZATION_KEY
-from ._checks import known
 
 
 def _result(data, key: str, table_key: str) -> ColocalizationResult:
@@ -83,7 +83,7 @@ def colocalization_heatmap(
         the pair table.
     """
     result = _result(data, key, table_key)
-    genes = known("genes", genes, result.genes) if genes is not None else _top_genes(result, top, fdr)
+    genes = check_names("genes", genes, result.genes) if genes is not None else _top_genes(result, top, fdr)
     matrix = result.matrix(value, genes=genes)
     if ax is None:
         size = 2 + 0.25 * len(genes)
