@@ -272,6 +272,15 @@ def test_result_matrix_graph_and_uns_round_trip(hand_graph):
     assert list(back.genes) == ["A", "B", "C"]
     with pytest.raises(ValueError, match="unknown value column"):
         result.matrix("nope")
+    # A string was read letter by letter ("AB": genes A and B) and a repeated gene failed
+    # inside pandas ("cannot reindex on an axis with duplicate labels").
+    with pytest.raises(TypeError, match=r"^genes must be a list of names, got the string 'AB': pass \['AB'\]$"):
+        result.matrix("clq", genes="AB")
+    with pytest.raises(ValueError, match=r"^genes names some genes more than once: \['A'\]$"):
+        result.matrix("clq", genes=["A", "B", "A"])
+    with pytest.raises(ValueError, match=r"^genes: not in the data: \['Z'\]$"):
+        result.matrix("clq", genes=["A", "Z"])
+    assert result.matrix("clq", genes=["C", "A"]).loc["A", "C"] == pytest.approx(clq.loc["A", "C"])
     with pytest.raises(KeyError):
         ColocalizationResult.from_uns({}, "coloc")
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .._validation import check_bool
+from .._validation import check_bool, check_names
 
 #: Columns of the pair table, one row per ordered gene pair joined by an edge.
 PAIR_COLUMNS = (
@@ -63,10 +63,9 @@ class ColocalizationResult:
         if genes is None:
             used = np.union1d(self.table["gene_a"].cat.codes, self.table["gene_b"].cat.codes)
             return self.genes[used]
-        wanted = pd.Index([str(g) for g in genes])
-        missing = wanted.difference(self.genes)
-        if missing.size:
-            raise ValueError(f"genes not in the result: {list(missing[:5])}")
+        wanted = pd.Index(check_names("genes", genes, self.genes))
+        if wanted.has_duplicates:
+            raise ValueError(f"genes names some genes more than once: {sorted(set(wanted[wanted.duplicated()]))[:10]}")
         return wanted
 
     def matrix(
@@ -84,8 +83,8 @@ class ColocalizationResult:
         value
             Column of :attr:`table`.
         genes
-            Rows and columns, in this order; default every gene in the table, in
-            vocabulary order.
+            Rows and columns, in this order (a list of distinct genes of the
+            result); default every gene in the table, in vocabulary order.
         fill
             Entry of pairs absent from the table (never joined by an edge).
         as_sparse
@@ -96,10 +95,10 @@ class ColocalizationResult:
         Raises
         ------
         ValueError
-            If ``value`` is not a numeric column or ``genes`` names genes not in the
-            result.
+            If ``value`` is not a numeric column, or ``genes`` names genes not in the
+            result or a gene twice.
         TypeError
-            If ``as_sparse`` is not a bool.
+            If ``genes`` is a single string or ``as_sparse`` is not a bool.
         """
         as_sparse = check_bool("as_sparse", as_sparse)
         self._check_column(value)
