@@ -238,6 +238,14 @@ def test_pretrain_rejects_bad_arguments():
         pretrain(graph, steps=1, grad_clip=-1.0, **SMALL)
     with pytest.raises(ValueError, match="d_model=15 must be a multiple of heads=2"):
         pretrain(graph, steps=1, **{**SMALL, "d_model": 15})
+    # epochs=1.5 trained 1.5 epochs' worth of steps and epochs=True one epoch; a negative
+    # count failed with TrainingConfig's "steps and warmup_steps must be >= 0".
+    for name, value, error, wanted in (("epochs", 1.5, TypeError, "an integer"), ("epochs", True, TypeError, "an integer"),
+                                       ("epochs", -1, ValueError, "an integer >= 0"),
+                                       ("steps", 2.5, TypeError, "an integer"),
+                                       ("warmup_steps", -3, ValueError, "an integer >= 0")):
+        with pytest.raises(error, match=f"^{name} must be {wanted}, got {value}$"):
+            pretrain(graph, **{**SMALL, name: value})
     # Strings are true whatever they say: progress="False" showed the bar.
     for flag in ("resume", "progress"):
         with pytest.raises(TypeError, match=rf"^{flag} must be a bool \(True or False\), got 'False'$"):
