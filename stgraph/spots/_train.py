@@ -93,21 +93,33 @@ class _Batch:
 class EnhancerTrainer:
     """Trains an ensemble of :class:`SpotEnhancer` on observed spots and predicts new ones.
 
-    Args:
-        rc: ``(n, 2)`` array coordinates ``(row, col)`` of the observed spots.
-        values: ``(n, n_genes)`` log1p(CP10k) of the observed spots.
-        grid: Lattice type.
-        params: Hyper-parameters.
-        seed: Seed of masks, validation split, initialisation and embedding.
-        device: Torch device.
+    Parameters
+    ----------
+    rc
+        ``(n, 2)`` array coordinates ``(row, col)`` of the observed spots.
+    values
+        ``(n, n_genes)`` log1p(CP10k) of the observed spots.
+    grid
+        Lattice type.
+    params
+        Hyper-parameters.
+    seed
+        Seed of masks, validation split, initialisation and embedding.
+    device
+        Torch device.
 
-    Attributes:
-        masks: Every mask drawn, as ``(hidden, targets)`` boolean pairs over the
-            observed spots; the training targets of all members are the union of
-            ``targets`` (a subset of the observed spots by construction).
-        shrinkage: Per-component slope applied to the interpolated scores.
-        best_epochs: Epoch kept per member (0: the baseline).
-        loss_history: Validation loss per member after each epoch (entry 0: the baseline).
+    Attributes
+    ----------
+    masks
+        Every mask drawn, as ``(hidden, targets)`` boolean pairs over the observed
+        spots; the training targets of all members are the union of ``targets`` (a
+        subset of the observed spots by construction).
+    shrinkage
+        Per-component slope applied to the interpolated scores.
+    best_epochs
+        Epoch kept per member (0: the baseline).
+    loss_history
+        Validation loss per member after each epoch (entry 0: the baseline).
     """
 
     rc: np.ndarray
