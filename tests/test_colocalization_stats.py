@@ -272,8 +272,34 @@ def test_result_matrix_graph_and_uns_round_trip(hand_graph):
     assert list(back.genes) == ["A", "B", "C"]
     with pytest.raises(ValueError, match="unknown value column"):
         result.matrix("nope")
+    # A string was read letter by letter ("AB": genes A and B) and a repeated gene failed
+    # inside pandas ("cannot reindex on an axis with duplicate labels").
+    with pytest.raises(TypeError, match=r"^genes must be a list of names, got the string 'AB': pass \['AB'\]$"):
+        result.matrix("clq", genes="AB")
+    with pytest.raises(ValueError, match=r"^genes names some genes more than once: \['A'\]$"):
+        result.matrix("clq", genes=["A", "B", "A"])
+    with pytest.raises(ValueError, match=r"^genes: not in the data: \['Z'\]$"):
+        result.matrix("clq", genes=["A", "Z"])
+    assert result.matrix("clq", genes=["C", "A"]).loc["A", "C"] == pytest.approx(clq.loc["A", "C"])
     with pytest.raises(KeyError):
         ColocalizationResult.from_uns({}, "coloc")
+
+
+def test_flags_must_be_bools(hand_graph):
+    # Strings are true whatever they say: as_sparse="False" returned a sparse matrix,
+    # self_loops="False" kept the self-loops and per_cell="False" built the per-cell table.
+    edges, gene = hand_graph
+    result = score_pairs(edges, gene, gene_names=["A", "B", "C"])
+    for call, flag in (
+        (lambda value: score_pairs(edges, gene, per_cell=value), "per_cell"),
+        (lambda value: result.matrix("clq", as_sparse=value), "as_sparse"),
+        (lambda value: result.to_networkx(fdr=None, self_loops=value), "self_loops"),
+    ):
+        with pytest.raises(TypeError, match=rf"^{flag} must be a bool \(True or False\), got 'False'$"):
+            call("False")
+    assert isinstance(result.matrix("clq", as_sparse=np.False_), pd.DataFrame)
+    assert ("C", "C") not in result.to_networkx(fdr=None, self_loops=np.False_).edges
+    assert score_pairs(edges, gene, per_cell=np.False_).per_cell is None
 
 
 def test_benjamini_hochberg_known_values():
@@ -394,3 +420,7 @@ def test_score_shrinks_pairs_seen_on_few_edges():
     assert {top["gene_a"], top["gene_b"]} == {"0", "8"}
     with pytest.raises(ValueError, match="prior_events"):
         score_pairs(edges, gene, cell, prior_events=-1.0)
+    # A bool was taken for 1 event and a string failed inside numpy (ufunc 'isfinite' not supported).
+    for value, kind in ((True, "bool"), ("16", "str")):
+        with pytest.raises(TypeError, match=f"^prior_events must be a real number, got {kind}$"):
+            score_pairs(edges, gene, cell, prior_events=value)

@@ -109,6 +109,18 @@ def test_inplace_false_leaves_sdata_untouched(sample):
     pd.testing.assert_frame_equal(sdata.points["transcripts"].compute(), before)
 
 
+@pytest.mark.parametrize("flag", ["include_controls", "per_cell", "inplace"])
+def test_flags_must_be_bools(sample, flag):
+    # A string is true whatever it says: inplace="False" wrote into the table.
+    sdata, _, graph = sample
+    with pytest.raises(TypeError, match=rf"^{flag} must be a bool \(True or False\), got 'False'$"):
+        colocalization(sdata, graph=graph, **{flag: "False"})
+    assert "table" not in sdata.tables
+    result = colocalization(sdata, graph=graph, **{flag: np.False_})
+    assert ("table" in sdata.tables) == (flag != "inplace")
+    assert result.per_cell is None and result.params["include_controls"] is False
+
+
 def test_within_all_pools_the_sample(sample):
     sdata, _, _ = sample
     pooled = colocalization(sdata, radius=1.0, within="all", inplace=False)
@@ -124,6 +136,7 @@ def test_within_all_pools_the_sample(sample):
         (dict(radius=RADIUS, attention=np.ones(3)), ValueError, "one row per edge"),
         (dict(radius=RADIUS, model=object(), attention=np.ones(3)), ValueError, "either"),
         (dict(radius=RADIUS, model=object()), TypeError, "model must be"),
+        (dict(radius=RADIUS, points_key="molecules"), KeyError, r"no points element 'molecules'"),
         (dict(radius=RADIUS, seed=-1), ValueError, r"^seed must be an integer >= 0, got -1$"),
         (dict(radius=RADIUS, method="permutation", n_perms=5, seed=0.5), TypeError, r"^seed must be an integer, got 0.5$"),
     ],

@@ -28,6 +28,12 @@ def frame(sample) -> pd.DataFrame:
     return transcripts_frame(sample)
 
 
+def test_drop_controls_must_be_a_bool():
+    # drop_controls="False" is a true string: it dropped the 304 notarget molecules.
+    with pytest.raises(TypeError, match=r"^drop_controls must be a bool \(True or False\), got 'False'$"):
+        merfish_u2os(drop_controls="False")
+
+
 def test_counts_and_schema(sample, frame):
     assert len(frame) == 174_827
     assert list(frame.columns[:7]) == ["x", "y", "gene", "cell_id", "in_nucleus", "nucleus_id", "is_control"]
@@ -78,6 +84,8 @@ def test_equals_the_shared_zarr(sample, frame):
     )
     np.testing.assert_array_equal(frame["index"], raw["index"])
     np.testing.assert_array_equal(frame["batch"], raw["batch"])
+    # The index is the table's idx, not Bento's molecule number (the index column).
+    assert frame.index.name == "idx" and (frame.index != frame["index"]).sum() == 174_756
 
     bento = sd.read_zarr(ZARR)
     via_passthrough = from_spatialdata(bento, pixel_size=0.1)

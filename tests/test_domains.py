@@ -320,6 +320,10 @@ def test_tl_domains_inputs(planted):
         domains(sdata, graph=graph, n_domains=2, seed=-1, inplace=False)
     with pytest.raises(KeyError, match="run stgraph.tl.domains"):
         plot_domains(stgraph.datasets.simulate(2, 5, seed=0)[0])
+    for call in (lambda: domains(sdata, radius=RADIUS, points_key="molecules", inplace=False),
+                 lambda: plot_domains(sdata, points_key="molecules")):
+        with pytest.raises(KeyError, match=r"no points element 'molecules'; the points are \['transcripts'\]"):
+            call()
 
 
 def test_tl_domains_checks_the_graph_and_its_parameters(planted):
@@ -331,6 +335,8 @@ def test_tl_domains_checks_the_graph_and_its_parameters(planted):
         (dict(graph=other), f"graph has {other.num_nodes} nodes but points 'transcripts' have {graph.num_nodes}"),
         (dict(graph=graph, radius=5.0), f"radius=5.0 differs from the graph's radius {RADIUS}"),
         (dict(graph=graph, n_components=0), "n_components must be a positive integer, got 0"),
+        # bandwidth was checked only where the counts use it (never for the encoder alone).
+        (dict(graph=graph, bandwidth=-1.0), "^bandwidth must be a positive finite number, got -1.0$"),
         (dict(graph=graph, hull_ratio=2.0), r"hull_ratio must lie in \[0, 1\], got 2.0"),
         (dict(graph=graph, min_transcripts=0), "min_transcripts must be a positive integer, got 0"),
         (dict(graph=graph, sample_size=1), r"sample_size must be an integer of at least k_range\[1\] \+ 1 = 9"),
@@ -339,6 +345,7 @@ def test_tl_domains_checks_the_graph_and_its_parameters(planted):
         with pytest.raises(ValueError, match=match):
             domains(sdata, **kwargs)
     for kwargs, name in ((dict(hull_ratio="0.3"), "hull_ratio must be a real number, got str"),
+                         (dict(bandwidth="1.5"), "bandwidth must be a real number, got str"),
                          (dict(min_transcripts=2.5), "min_transcripts must be an integer, got 2.5")):
         with pytest.raises(TypeError, match=name):
             domains(sdata, graph=graph, **kwargs)
@@ -346,6 +353,16 @@ def test_tl_domains_checks_the_graph_and_its_parameters(planted):
     # Most transcripts without a neighbour in their cell: the features are their own gene.
     with pytest.warns(UserWarning, match="71% of the transcripts in cells have no neighbour within radius=0.5 µm"):
         domains(sdata, radius=0.5, n_domains=2, inplace=False)
+
+
+def test_tl_domains_inplace_must_be_a_bool():
+    # inplace="False" is a true string: it wrote the labels into the points.
+    sdata, _ = stgraph.datasets.simulate(3, 10, n_domains=1, seed=0)
+    with pytest.raises(TypeError, match=r"^inplace must be a bool \(True or False\), got 'False'$"):
+        domains(sdata, radius=RADIUS, n_domains=2, inplace="False")
+    assert "domain" not in sdata.points["transcripts"].columns and "table" not in sdata.tables
+    result = domains(sdata, radius=RADIUS, n_domains=2, inplace=np.False_)
+    assert result.clustering.n_domains == 2 and "domain" not in sdata.points["transcripts"].columns
 
 
 def test_tl_domains_writes_labels_by_point_index():

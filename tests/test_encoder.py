@@ -204,6 +204,18 @@ def test_encoder_attention_weights_per_layer():
         assert torch.allclose(sums[has_edges], torch.ones(int(has_edges.sum()), 2), atol=1e-5)
 
 
+def test_encoder_return_attention_weights_must_be_a_bool():
+    # return_attention_weights="False" is a true string: it returned the weights.
+    graph = synthetic_graph()
+    model = encoder(graph, n_layers=1)
+    message = r"^return_attention_weights must be a bool \(True or False\), got 'False'$"
+    with pytest.raises(TypeError, match=message):
+        model(graph, return_attention_weights="False")
+    with pytest.raises(TypeError, match=message):
+        model.layers[0](torch.zeros(graph.num_nodes, 16), graph.edge_index, graph.edge_dist, return_attention_weights="False")
+    assert torch.equal(model(graph, return_attention_weights=np.False_), model(graph))
+
+
 def test_encoder_accepts_a_custom_layer():
     graph = synthetic_graph()
     model = encoder(graph, conv=DistanceWeightedMean).train()
@@ -381,6 +393,15 @@ def test_tile_units_give_exact_core_embeddings():
     thin = collate_units(tile_units(graph, tile_size, halo=0.0))
     out_thin = model(thin.gene, thin.pos, thin.edge_index, thin.edge_dist, thin.origin)
     assert not torch.allclose(out_thin[thin.core], full[thin.node[thin.core]], atol=1e-3)
+
+
+def test_collate_units_refuses_an_empty_batch():
+    # Batch.from_data_list([]) failed with IndexError: list index out of range.
+    with pytest.raises(ValueError, match="^collate_units needs at least one unit, got none$"):
+        collate_units([])
+    units = cell_units(synthetic_graph())
+    batch = collate_units(units[:2])
+    assert batch.num_graphs == 2 and batch.num_nodes == units[0].num_nodes + units[1].num_nodes
 
 
 def test_units_respect_allowed_nodes_and_cells():

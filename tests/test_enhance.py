@@ -129,6 +129,9 @@ def test_validation_spots_are_not_training_targets():
     val_targets = np.any([t for _, t in trainer.masks[16:]], axis=0)
     assert train_targets.any() and val_targets.any()
     assert not (train_targets & val_targets).any()
+    # progress="False" is a true string: it showed the bar.
+    with pytest.raises(TypeError, match=r"^progress must be a bool \(True or False\), got 'False'$"):
+        trainer.fit(progress="False")
 
 
 def test_significant_improvement_needs_two_standard_errors():
@@ -162,6 +165,9 @@ def test_super_resolution_output(super_resolved, tmp_path):
     assert out.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] == 40.0
     assert adata.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] == 80.0
     assert out.uns["enhance"]["grid"] == grid
+    assert out.layers["counts"].dtype == np.float32 and list(out.layers) == ["counts"]
+    # one calibration slope per low-rank score (rank 10, capped by the 30 genes' embedding)
+    assert out.uns["enhance"]["shrinkage"].shape == (10,)
     # a member keeps a trained epoch only if it beats the interpolation (epoch 0) on its set-aside spots
     losses = out.uns["enhance"]["validation_loss"]
     for member, kept in enumerate(out.uns["enhance"]["best_epochs"]):
@@ -233,7 +239,9 @@ def test_impute_fills_lattice_gaps_by_default():
     adata, _ = slide("hexagonal", 7, 7, 12)
     centre = (adata.obs["array_row"] == 3) & (adata.obs["array_col"] == 7)
     out = enhance(adata[~centre.to_numpy()].copy(), "impute", **FAST)
-    assert out.obs.loc[out.obs["imputed"], ["array_row", "array_col"]].to_numpy().tolist() == [[3.0, 7.0]]
+    assert out.obs.loc[out.obs["imputed"], ["array_row", "array_col"]].to_numpy().tolist() == [[3, 7]]
+    # The imputed spots are lattice sites: the integer array coordinates were turned into floats.
+    assert (out.obs["array_row"].dtype, out.obs["array_col"].dtype) == (adata.obs["array_row"].dtype,) * 2
     no_gaps = enhance(adata, "impute", **FAST)
     assert no_gaps.n_obs == adata.n_obs and not no_gaps.obs["imputed"].any()
 
@@ -269,6 +277,9 @@ def test_bad_arguments_raise():
         enhance(adata.X, **FAST)
     with pytest.raises(ValueError, match="hexagonal"):
         enhance(adata, grid="hexagonal", **FAST)
+    # progress="False" is a true string: it showed the bar.
+    with pytest.raises(TypeError, match=r"^progress must be a bool \(True or False\), got 'False'$"):
+        enhance(adata, **{**FAST, "progress": "False"})
 
 
 def test_input_is_not_modified():

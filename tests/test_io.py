@@ -427,6 +427,26 @@ def test_control_flags_and_drop():
     assert transcripts_frame(read_transcripts(table, x="x", y="y", gene="gene"))["is_control"].sum() == 10
 
 
+def test_drop_controls_must_be_a_bool(tmp_path):
+    # drop_controls="False" is a true string: every reader dropped the controls.
+    table = make_table()
+    sdata = read_transcripts(table, x="px_x", y="px_y", gene="target")
+    readers = {
+        "read_transcripts": lambda flag: read_transcripts(table, x="px_x", y="px_y", gene="target", drop_controls=flag),
+        "from_spatialdata": lambda flag: from_spatialdata(sdata, drop_controls=flag),
+        "read_merscope": lambda flag: read_merscope(tmp_path, drop_controls=flag),
+    }
+    if XENIUM.exists():
+        readers["read_xenium"] = lambda flag: read_xenium(XENIUM, drop_controls=flag)
+    if COSMX.exists():
+        readers["read_cosmx"] = lambda flag: read_cosmx(COSMX, drop_controls=flag)
+    for name, read in readers.items():
+        with pytest.raises(TypeError, match=r"^drop_controls must be a bool \(True or False\), got 'False'$"):
+            read("False")
+    kept = transcripts_frame(readers["read_transcripts"](np.True_))
+    assert kept["gene"].astype(str).tolist() == ["ACTB", "NEGR1", "ACTB"]
+
+
 def test_read_transcripts_boundaries_are_scaled():
     table = make_table()
     cells = gpd.GeoSeries([shapely.box(0, 0, 10, 10)], index=[12])

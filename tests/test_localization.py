@@ -212,6 +212,8 @@ def test_bad_arguments_are_rejected(clean):
         localization(_edge_case_sdata(), training_cells=["b"], copy=True)
     with pytest.raises(ValueError, match="cell_boundaries"):
         localization(sdata, cell_key="cell_boundaries_missing", copy=True)
+    with pytest.raises(KeyError, match=r"no points element 'molecules'; the points are \['transcripts'\]"):
+        localization(sdata, points_key="molecules", copy=True)
     with pytest.warns(UserWarning, match="match no cell id"):
         outside = read_transcripts(
             pd.DataFrame({"x": [100.0], "y": [100.0], "gene": ["g"], "cell": [None]}), x="x", y="y", gene="gene",
@@ -238,6 +240,10 @@ def test_bad_inputs_are_rejected_before_any_work():
     for seed, error, wanted in ((-1, ValueError, "an integer >= 0"), (1.5, TypeError, "an integer")):
         with pytest.raises(error, match=f"^seed must be {wanted}, got {seed!r}$"):
             localization(sdata, seed=seed, copy=True)
+    # n_boot was checked only once the patterns were scored, and never without a compartment.
+    for compartment in ("auto", None):
+        with pytest.raises(ValueError, match="^n_boot must be a positive integer, got 0$"):
+            localization(sdata, n_boot=0, compartment=compartment, copy=True)
     # An existing table that does not cover the cells / genes is not written into.
     import anndata as ad
 
@@ -246,6 +252,16 @@ def test_bad_inputs_are_rejected_before_any_work():
     with pytest.raises(ValueError, match=r"table 'table' does not match .* 2 cell\(s\) .*\['a', 'b'\].* 3 gene\(s\)"):
         localization(sdata)
     assert sdata.tables["table"] is unrelated and not unrelated.layers and "pattern" not in sdata.points["transcripts"].columns
+
+
+def test_copy_must_be_a_bool():
+    # copy="False" is a true string: it returned a scored copy and left sdata unscored.
+    sdata = _edge_case_sdata()
+    with pytest.raises(TypeError, match=r"^copy must be a bool \(True or False\), got 'False'$"):
+        localization(sdata, copy="False", n_boot=10)
+    assert "table" not in sdata.tables
+    assert localization(sdata, copy=np.False_, n_boot=10) is None
+    assert "pattern" in sdata.points["transcripts"].columns
 
 
 def test_cells_without_outline_warn_and_are_not_scored():

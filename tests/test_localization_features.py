@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pandas as pd
@@ -199,6 +200,27 @@ def test_nuclear_enrichment_refuses_codes_outside_their_range():
         nuclear_enrichment(p, np.array([0, 2, 1]), np.array([0, 0, 1]), n_genes=2, n_cells=2)
     with pytest.raises(ValueError, match="cell must hold codes >= 0 and < 2, got codes from 0 to 2"):
         nuclear_enrichment(p, np.array([0, 1, 1]), np.array([0, 0, 2]), n_genes=2, n_cells=2)
+
+
+def test_nuclear_enrichment_refuses_what_is_not_a_probability_per_transcript():
+    # p = 1.5 gave a negative cytoplasmic count and a finite score; NaN made every score NaN
+    # silently; a p_nuclear of the wrong length failed inside np.bincount.
+    gene = np.array([0, 0, 1, 1])
+    cell = np.array([0, 1, 0, 1])
+    p = np.array([0.9, 0.8, 0.2, 0.1])
+    for bad in (1.5, -0.25, np.nan):
+        message = f"p_nuclear must hold probabilities in [0, 1]; 1 value(s) do not (e.g. {bad} at position 2)"
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            nuclear_enrichment(np.where(np.arange(4) == 2, bad, p), gene, cell, n_genes=2, n_cells=2, n_boot=5)
+    with pytest.raises(ValueError, match=r"^p_nuclear must hold one probability per transcript \(4\), got shape \(3,\)$"):
+        nuclear_enrichment(p[:3], gene, cell, n_genes=2, n_cells=2)
+    with pytest.raises(ValueError, match=r"^cell has 3 entries but gene has 4$"):
+        nuclear_enrichment(p, gene, cell[:3], n_genes=2, n_cells=2)
+    with pytest.raises(ValueError, match=r"^seed must be an integer >= 0, got -1$"):
+        nuclear_enrichment(p, gene, cell, n_genes=2, n_cells=2, seed=-1)
+    # 0 and 1 are probabilities.
+    table = nuclear_enrichment(np.array([1.0, 1.0, 0.0, 0.0]), gene, cell, n_genes=2, n_cells=2, n_boot=5)
+    np.testing.assert_allclose(table["score"], [np.log(2.5 / 0.5), np.log(0.5 / 2.5)])
 
 
 def test_tune_thresholds_separates_classes():

@@ -1,6 +1,8 @@
 """Masked gene modelling: training loop, seeding, resume, held-out cells, evaluation."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -66,6 +68,14 @@ def _trainer(graph: Data, config: TrainingConfig, init_seed: int) -> MaskedGeneT
         TranscriptEncoder(len(graph.gene_names), 16, 2, 2, dropout=0.1), graph.gene_names, ["blank1"]
     )
     return MaskedGeneTrainer(model, tile_units(graph, 5.0, 2.0), config)
+
+
+def test_trainer_progress_must_be_a_bool():
+    # progress="False" is a true string: it showed the bar.
+    trainer = _trainer(synthetic_graph(), TrainingConfig(steps=1, batch_size=2), init_seed=0)
+    with pytest.raises(TypeError, match=r"^progress must be a bool \(True or False\), got 'False'$"):
+        trainer.fit(progress="False")
+    assert trainer.step == 0
 
 
 def test_resumed_training_matches_uninterrupted(tmp_path):
@@ -228,6 +238,18 @@ def test_pretrain_rejects_bad_arguments():
         pretrain(graph, steps=1, grad_clip=-1.0, **SMALL)
     with pytest.raises(ValueError, match="d_model=15 must be a multiple of heads=2"):
         pretrain(graph, steps=1, **{**SMALL, "d_model": 15})
+    # epochs=1.5 trained 1.5 epochs' worth of steps and epochs=True one epoch; a negative
+    # count failed with TrainingConfig's "steps and warmup_steps must be >= 0".
+    for name, value, error, wanted in (("epochs", 1.5, TypeError, "an integer"), ("epochs", True, TypeError, "an integer"),
+                                       ("epochs", -1, ValueError, "an integer >= 0"),
+                                       ("steps", 2.5, TypeError, "an integer"),
+                                       ("warmup_steps", -3, ValueError, "an integer >= 0")):
+        with pytest.raises(error, match=f"^{name} must be {wanted}, got {value}$"):
+            pretrain(graph, **{**SMALL, name: value})
+    # Strings are true whatever they say: progress="False" showed the bar.
+    for flag in ("resume", "progress"):
+        with pytest.raises(TypeError, match=rf"^{flag} must be a bool \(True or False\), got 'False'$"):
+            pretrain(graph, steps=1, **{**SMALL, flag: "False"})
     # The rule is the default layer's: a layer without per-head channels takes any d_model.
     from tests.test_encoder import DistanceWeightedMean
 
@@ -289,6 +311,15 @@ def test_batches_cover_every_unit_once_per_epoch():
         batch_indices(7, 0, 0, seed=0)
     with pytest.raises(ValueError, match="no units"):
         batch_indices(0, 0, 3, seed=0)
+    # These failed inside numpy (AxisError, "expected non-negative integer", "seed must be integer").
+    for args, error, message in (
+        ((2.5, 0, 2, 0), TypeError, "n_units must be an integer, got 2.5"),
+        ((7, -1, 2, 0), ValueError, "step must be an integer >= 0, got -1"),
+        ((7, 1.5, 2, 0), TypeError, "step must be an integer, got 1.5"),
+        ((7, 0, 2, -1), ValueError, "seed must be an integer >= 0, got -1"),
+    ):
+        with pytest.raises(error, match=f"^{re.escape(message)}$"):
+            batch_indices(*args)
 
 
 # --- evaluation --------------------------------------------------------------------------

@@ -322,6 +322,7 @@ POS = torch.zeros(4, 2)
         ({"max_num_neighbors": 0}, ValueError, "max_num_neighbors must be a positive integer, got 0"),
         ({"max_num_neighbors": 2.5}, TypeError, "max_num_neighbors must be an integer, got 2.5"),
         ({"loop": 1}, TypeError, "loop must be a bool"),
+        ({"return_distance": "False"}, TypeError, "return_distance must be a bool .*got 'False'"),
         ({"max_memory": -5}, ValueError, r"max_memory \(bytes\) must be an integer >= 0, got -5"),
         ({"max_memory": 1e9}, TypeError, r"max_memory \(bytes\) must be an integer, got 1000000000\.0"),
     ],

@@ -281,6 +281,19 @@ def test_bad_input_raises():
     assert not any(p is fixed_zero.lambdas for p in fixed_zero.parameters())
 
 
+def test_flags_must_be_bools():
+    # Strings are true whatever they say: learn_lambda="False" learned lambda and
+    # return_attention_weights="False" returned the weights.
+    x, pos, edge_index, _ = random_graph(13)
+    for flag in ("learn_lambda", "bias"):
+        with pytest.raises(TypeError, match=rf"^{flag} must be a bool \(True or False\), got 'False'$"):
+            SpatialTransformerConv(IN, OUT, HEADS, **{flag: "False"})
+    with pytest.raises(TypeError, match=r"^return_attention_weights must be a bool \(True or False\), got 'False'$"):
+        make_layer()(x, edge_index, pos=pos, return_attention_weights="False")
+    fixed = SpatialTransformerConv(IN, OUT, HEADS, learn_lambda=np.False_, bias=np.False_)
+    assert "lambda_raw" not in dict(fixed.named_parameters()) and fixed.lin_query.bias is None
+
+
 @pytest.mark.parametrize("value", [2.0, 2, np.float32(2.0), np.array(2.0), torch.tensor(2.0), torch.tensor([2.0, 2.0])])
 def test_lambda_init_takes_any_real_scalar(value):
     layer = SpatialTransformerConv(4, 8, heads=2, lambda_init=value, learn_lambda=False)

@@ -24,6 +24,12 @@ def test_counts_and_centroids_match_pandas(sim):
     np.testing.assert_array_equal(table.X.toarray(), expected.to_numpy())
     centroid = frame.groupby("cell_id", observed=True)[["x", "y"]].mean().loc[table.obs_names]
     np.testing.assert_allclose(table.obsm["spatial"], centroid.to_numpy(), rtol=1e-12)
+    # Documented columns: the count of molecules per cell and the cell id, outlines or not.
+    assert table.X.dtype == np.float32
+    np.testing.assert_array_equal(table.obs["n_transcripts"], expected.sum(axis=1).to_numpy())
+    without_outlines = sg.io.cell_gene_table(sdata.subset(["transcripts"]))
+    assert without_outlines.obs["cell_id"].astype(str).tolist() == table.obs_names.tolist()
+    assert "region" not in without_outlines.obs
 
 
 def test_counts_equal_simulated_truth(sim):

@@ -23,6 +23,14 @@ def benjamini_hochberg(pval, n_tests: int | None = None) -> np.ndarray:
     Returns
     -------
     Adjusted p-values in the order of ``pval``.
+
+    Raises
+    ------
+    ValueError
+        If ``pval`` is not one-dimensional or holds values outside ``[0, 1]`` (NaN
+        included), or ``n_tests`` is smaller than ``len(pval)``.
+    TypeError
+        If ``n_tests`` is not an integer.
     """
     pval = np.asarray(pval, dtype=np.float64)
     if pval.ndim != 1:

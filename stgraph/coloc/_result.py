@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from .._validation import check_bool, check_names
+
 #: Columns of the pair table, one row per ordered gene pair joined by an edge.
 PAIR_COLUMNS = (
     "gene_a",  # gene of the target transcript (the one that looks)
@@ -61,10 +63,9 @@ class ColocalizationResult:
         if genes is None:
             used = np.union1d(self.table["gene_a"].cat.codes, self.table["gene_b"].cat.codes)
             return self.genes[used]
-        wanted = pd.Index([str(g) for g in genes])
-        missing = wanted.difference(self.genes)
-        if missing.size:
-            raise ValueError(f"genes not in the result: {list(missing[:5])}")
+        wanted = pd.Index(check_names("genes", genes, self.genes))
+        if wanted.has_duplicates:
+            raise ValueError(f"genes names some genes more than once: {sorted(set(wanted[wanted.duplicated()]))[:10]}")
         return wanted
 
     def matrix(
@@ -82,15 +83,24 @@ class ColocalizationResult:
         value
             Column of :attr:`table`.
         genes
-            Rows and columns, in this order; default every gene in the table, in
-            vocabulary order.
+            Rows and columns, in this order (a list of distinct genes of the
+            result); default every gene in the table, in vocabulary order.
         fill
             Entry of pairs absent from the table (never joined by an edge).
         as_sparse
             Return a :class:`scipy.sparse.csr_matrix` (absent pairs are implicit
             zeros, ``fill`` is ignored) whose order is ``genes``; memory is then
             linear in the number of pairs.
+
+        Raises
+        ------
+        ValueError
+            If ``value`` is not a numeric column, or ``genes`` names genes not in the
+            result or a gene twice.
+        TypeError
+            If ``genes`` is a single string or ``as_sparse`` is not a bool.
         """
+        as_sparse = check_bool("as_sparse", as_sparse)
         self._check_column(value)
         order = self._gene_positions(genes)
         position = pd.Series(np.arange(order.size), index=order)
@@ -129,7 +139,15 @@ class ColocalizationResult:
         -------
         A :class:`networkx.DiGraph` whose edges carry every numeric column of the
         table as attributes and whose nodes are all genes of the table.
+
+        Raises
+        ------
+        ValueError
+            If ``column`` is not a numeric column.
+        TypeError
+            If ``self_loops`` is not a bool.
         """
+        self_loops = check_bool("self_loops", self_loops)
         table = self.table if fdr is None else self.significant(fdr, column=column)
         if not self_loops:
             table = table[table["gene_a"].astype(str) != table["gene_b"].astype(str)]

@@ -46,7 +46,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from .._validation import check_int
+from .._validation import check_bool, check_int, check_real
 
 from ._binomial import ProximalPairs, per_cell_binomial, pooled_binomial, proximal_pairs
 from ._clq import per_cell_quotients, pooled_quotients
@@ -137,11 +137,23 @@ def score_pairs(
     -------
     The pair table (columns of :data:`~stgraph.coloc.PAIR_COLUMNS`) wrapped in a
     :class:`~stgraph.coloc.ColocalizationResult`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``method``, ``prior_events`` negative or not finite, a negative
+        ``seed`` or ``n_perms`` below 1, arrays of inconsistent shapes, edges to
+        transcripts that do not exist, negative or non-finite weights, or names that
+        are too few or repeated.
+    TypeError
+        For codes or edges that are not integers, a non-integer ``seed`` or
+        ``n_perms``, ``prior_events`` that is not a number, or ``per_cell`` that is
+        not a bool.
     """
+    per_cell = check_bool("per_cell", per_cell)
     if method not in ("analytic", "permutation"):
         raise ValueError(f"method must be 'analytic' or 'permutation', got {method!r}")
-    if not (np.isfinite(prior_events) and prior_events >= 0):
-        raise ValueError(f"prior_events must be a finite number >= 0, got {prior_events!r}")
+    prior_events = check_real("prior_events", prior_events, allow_zero=True)
     if method == "permutation":
         check_int("n_perms", n_perms)
     check_int("seed", seed, minimum=0)

@@ -134,6 +134,16 @@ def cell_units(graph: Data, allowed: Tensor | None = None) -> list[Data]:
         Transcript graph with a ``cell`` field.
     allowed
         ``[N]`` bool; nodes outside it are left out of every unit.
+
+    Returns
+    -------
+    The units, by increasing cell index.
+
+    Raises
+    ------
+    ValueError
+        If the graph lacks ``gene``, ``pos``, ``edge_index`` or ``cell``, a position
+        is NaN or infinite, or ``allowed`` is not a ``[N]`` bool tensor.
     """
     _check_graph(graph)
     if graph.get("cell") is None:
@@ -171,11 +181,16 @@ def tile_units(
     allowed
         ``[N]`` bool; nodes outside it are neither core nor context of any unit.
 
+    Returns
+    -------
+    The units, one per tile holding an allowed node.
+
     Raises
     ------
     TypeError, ValueError
         If ``tile_size`` is not a finite number > 0, ``halo`` not a finite number >= 0,
-        or a node's position is NaN or infinite.
+        the graph lacks ``gene``, ``pos`` or ``edge_index``, a node's position is NaN
+        or infinite, or ``allowed`` is not a ``[N]`` bool tensor.
     """
     _check_graph(graph)
     tile_size = check_real("tile_size", tile_size)
@@ -226,18 +241,29 @@ def batch_indices(n_units: int, step: int, batch_size: int, seed: int) -> list[i
     Raises
     ------
     ValueError
-        If ``n_units < 1`` or ``batch_size < 1``.
+        If ``n_units < 1``, ``batch_size < 1``, or ``step`` or ``seed`` is negative.
     TypeError
-        If ``batch_size`` is not an integer.
+        If ``n_units``, ``step``, ``batch_size`` or ``seed`` is not an integer.
     """
-    if n_units < 1:
+    if check_int("n_units", n_units, minimum=0) < 1:
         raise ValueError("no units to draw batches from")
+    step = check_int("step", step, minimum=0)
     batch_size = check_int("batch_size", batch_size)
+    seed = check_int("seed", seed, minimum=0)
     per_epoch = math.ceil(n_units / batch_size)
     epoch, i = divmod(step, per_epoch)
     return epoch_order(n_units, epoch, seed)[i * batch_size : (i + 1) * batch_size].tolist()
 
 
 def collate_units(units: Sequence[Data]) -> Batch:
-    """Concatenate units into one disconnected graph (a PyG :class:`~torch_geometric.data.Batch`)."""
-    return Batch.from_data_list(list(units))
+    """Concatenate units into one disconnected graph (a PyG :class:`~torch_geometric.data.Batch`).
+
+    Raises
+    ------
+    ValueError
+        If ``units`` is empty: a batch of no unit would have no fields at all.
+    """
+    units = list(units)
+    if not units:
+        raise ValueError("collate_units needs at least one unit, got none")
+    return Batch.from_data_list(units)

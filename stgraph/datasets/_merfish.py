@@ -8,6 +8,7 @@ import pandas as pd
 import shapely
 from spatialdata import SpatialData
 
+from .._validation import check_bool
 from ..io import read_transcripts
 
 DATA = Path(__file__).resolve().parent / "_data" / "merfish_u2os"
@@ -36,9 +37,17 @@ def merfish_u2os(*, pixel_size: float = PIXEL_SIZE, drop_controls: bool = False)
     :class:`spatialdata.SpatialData` in the schema of :mod:`stgraph.io` (2D, µm): points
     ``transcripts`` with ``cell_id`` and ``nucleus_id`` (Bento's ids such as ``"31-0"``; a
     nucleus has the id of its cell), ``in_nucleus``, ``is_control`` and Bento's ``batch``
-    and ``index`` columns, indexed by Bento's molecule index; shapes ``cell_boundaries``
-    and ``nucleus_boundaries``.
+    and ``index`` columns, indexed like Bento's points table (its index ``idx``, which
+    is not the ``index`` column); shapes ``cell_boundaries`` and ``nucleus_boundaries``.
+
+    Raises
+    ------
+    TypeError
+        If ``drop_controls`` is not a bool or ``pixel_size`` not a number.
+    ValueError
+        If ``pixel_size`` is not a positive finite number.
     """
+    check_bool("drop_controls", drop_controls)
     return read_transcripts(
         pd.read_parquet(DATA / "transcripts.parquet"),
         x="x",

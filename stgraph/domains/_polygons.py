@@ -58,6 +58,12 @@ def domain_polygons(
     -------
     One row per outlined (cell, domain), columns :data:`POLYGON_COLUMNS` and
     ``geometry``, indexed ``"<cell_id>|<domain>"``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``ratio`` is not a number in ``[0, 1]`` or ``min_transcripts`` not a
+        positive integer.
     """
     check_polygon_arguments(ratio, min_transcripts)
     cell_id = pd.Categorical(cell_id)

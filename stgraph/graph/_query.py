@@ -7,7 +7,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from .._validation import check_int, check_real
+from .._validation import check_bool, check_int, check_real
 
 __all__ = ["RadiusQuery", "as_tensor", "check_positions", "check_radius", "make_query"]
 
@@ -142,17 +142,13 @@ def make_query(
             f"r * r is an ordinary float64 number, got {r!r}; rescale the coordinates"
         )
     batch, num_batches = _check_batch(batch, pos)
-    if not isinstance(loop, (bool, np.bool_)):
-        raise TypeError(f"loop must be a bool, got {loop!r}")
-    if not isinstance(return_distance, (bool, np.bool_)):
-        raise TypeError(f"return_distance must be a bool, got {return_distance!r}")
     return RadiusQuery(
         points=pos,
         batch=batch,
         num_batches=num_batches,
         r=r,
-        loop=bool(loop),
+        loop=check_bool("loop", loop),
         max_num_neighbors=_optional_int(max_num_neighbors, "max_num_neighbors", 1),
-        distance_dtype=pos.dtype if return_distance else None,
+        distance_dtype=pos.dtype if check_bool("return_distance", return_distance) else None,
         max_memory=_optional_int(max_memory, "max_memory (bytes)", 0),
     )

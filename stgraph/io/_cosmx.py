@@ -9,7 +9,7 @@ import pandas as pd
 from spatialdata import SpatialData
 
 from ._generic import assemble
-from .._validation import check_real
+from .._validation import check_bool, check_real
 from ._points import standardise_points
 
 #: µm per pixel of the CosMx prototype that recorded the public NSCLC (Lung) data sets;
@@ -56,7 +56,22 @@ def read_cosmx(
     ``in_nucleus`` = (``CellComp == "Nuclear"``); kept: ``fov``, ``z_plane`` (the raw
     ``z``), ``x_local_px``, ``y_local_px``, ``CellComp`` and any other column. The index is
     the row number in the file. No boundaries (the legacy flat files have none).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not a folder, or does not hold exactly one ``*_tx_file.csv``
+        (or, when needed, one ``*_fov_positions_file.csv``).
+    TypeError
+        If ``pixel_size`` or ``z_step`` is not a number, or ``drop_controls`` not a bool.
+    ValueError
+        If ``pixel_size`` or ``z_step`` is not a positive finite number, the
+        transcript file lacks ``fov``, ``cell_ID``, ``z``, ``target`` or both the
+        global and the local coordinates, the FOV positions lack their columns or
+        some FOV, or for the problems of the transcripts that
+        :func:`stgraph.io.read_transcripts` refuses.
     """
+    drop_controls = check_bool("drop_controls", drop_controls)
     pixel_size = check_real("pixel_size", pixel_size)
     z_step = check_real("z_step", z_step)
     folder = Path(path)

@@ -12,7 +12,7 @@ from anndata import AnnData
 from spatialdata import SpatialData
 from spatialdata.models import PointsModel
 
-from .._validation import check_real
+from .._validation import check_bool, check_real
 from ._points import standardise_points
 from ._schema import (
     CELL,
@@ -86,12 +86,20 @@ def read_transcripts(
     Raises
     ------
     TypeError
-        For a column argument (``x``, ``gene``, ...) that is not a string, or
-        ``unassigned`` given as a single string.
+        For ``table`` that is neither a DataFrame nor a path, a column argument
+        (``x``, ``gene``, ...) that is not a string, a coordinate column that is not
+        numeric, ``unassigned`` given as a single string, boundaries that are not
+        a GeoSeries / GeoDataFrame, or ``drop_controls`` that is not a bool.
+    FileNotFoundError
+        If ``table`` is a path to no file.
     ValueError
-        For missing columns, the same column given for two of ``x``, ``y``, ``z``,
-        non-finite coordinates, missing genes, a non-positive scale, or boundaries
-        with repeated ids, missing geometries or geometries that are not polygons.
+        For a file of another format, a table without rows, missing columns, the same
+        column given for two of ``x``, ``y``, ``z``, columns named like a schema
+        column (``x``, ``gene``, ``cell_id``, ...) but not mapped to it, non-finite
+        coordinates, missing genes, ``in_nucleus`` / ``is_control`` values other than
+        booleans or 0/1, a non-positive scale, nothing left after ``drop_controls``,
+        or boundaries with repeated ids, missing geometries or geometries that are
+        not polygons.
 
     Warns
     -----
@@ -99,6 +107,7 @@ def read_transcripts(
         When some ``cell_boundaries`` are indexed by ids that no transcript's ``cell``
         holds (how many, with examples): those outlines hold no molecule.
     """
+    drop_controls = check_bool("drop_controls", drop_controls)
     pixel_size = check_real("pixel_size", pixel_size)
     z_step = pixel_size if z_step is None else check_real("z_step", z_step)
     frame = standardise_points(

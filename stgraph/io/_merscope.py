@@ -9,7 +9,7 @@ import pandas as pd
 from spatialdata import SpatialData
 
 from ._generic import assemble
-from .._validation import check_real
+from .._validation import check_bool, check_real
 from ._points import standardise_points
 from ._shapes import polygons_from_wkb
 
@@ -49,7 +49,25 @@ def read_merscope(
     ``y``), ``fov_transcript_index`` (the unnamed first column). A cell's boundary is the
     union of its outlines over the z-planes (its footprint on the xy plane); ids are the
     ``EntityID`` as strings, as are the ``cell_id`` of the molecules.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder has no ``detected_transcripts.csv``.
+    TypeError
+        If ``z_step`` is not a number or ``drop_controls`` not a bool.
+    ValueError
+        If ``z_step`` is not a positive finite number, a boundary file lacks
+        ``EntityID`` or ``Geometry``, or for the problems of the transcripts that
+        :func:`stgraph.io.read_transcripts` refuses.
+
+    Warns
+    -----
+    UserWarning
+        When the folder holds only the older ``cell_boundaries/*.hdf5`` files, which
+        are not read.
     """
+    drop_controls = check_bool("drop_controls", drop_controls)
     z_step = check_real("z_step", z_step)
     folder = Path(path)
     transcripts_path = folder / TRANSCRIPTS_FILE

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 from spatialdata import SpatialData
 
+from .._validation import check_bool
 from ._generic import read_transcripts
 from ._schema import (
     CELL,
@@ -68,8 +69,19 @@ def from_spatialdata(
     A new :class:`spatialdata.SpatialData` with the standardised ``transcripts``, the
     boundaries and copies of the tables of ``sdata``. Images and labels are not carried
     over (their pixel transformations would need rescaling with ``pixel_size``).
+
+    Raises
+    ------
+    TypeError
+        If ``sdata`` is not a SpatialData or ``drop_controls`` not a bool.
+    KeyError
+        If ``points_key`` is not a points element of ``sdata``.
+    ValueError
+        If no gene column is found (pass ``gene=``), or for the problems that
+        :func:`stgraph.io.read_transcripts` refuses.
     """
     check_spatialdata(sdata)
+    drop_controls = check_bool("drop_controls", drop_controls)
     if points_key not in sdata.points:
         raise KeyError(f"no points element {points_key!r}; the points are {list(sdata.points)}")
     element = sdata.points[points_key]
@@ -127,6 +139,10 @@ def transcripts_frame(sdata: SpatialData, points_key: str = POINTS_KEY) -> pd.Da
 
     Raises
     ------
+    TypeError
+        If ``sdata`` is not a SpatialData.
+    KeyError
+        If ``points_key`` is not a points element of ``sdata``.
     ValueError
         If a schema column is missing or has the wrong type, or a coordinate is not finite.
     """

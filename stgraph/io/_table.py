@@ -29,13 +29,15 @@ def cell_gene_table(sdata: SpatialData, points_key: str = POINTS_KEY) -> AnnData
     :class:`anndata.AnnData` with one row per cell that has molecules or a cell
     outline (``obs_names`` the cell ids, in the order of the ``cell_id`` categories;
     categories with neither, e.g. left unused by a crop, are left out) and one column
-    per gene (in the order of the ``gene`` categories); ``X`` the sparse counts
-    (unassigned molecules are not counted), ``obsm['spatial']`` the centroid of each
-    cell's molecules in µm (of its outline for a cell without molecules). When
-    ``sdata`` has cell outlines the table is annotated to them in the SpatialData way
-    (``uns['spatialdata_attrs']``: region ``cell_boundaries``, ``obs['region']``,
-    ``obs['cell_id']``, the ids as labelled in the outlines' index: integers when that
-    index holds integers, so that SpatialData's joins and queries match the rows).
+    per gene (in the order of the ``gene`` categories); ``X`` the sparse ``float32``
+    counts (unassigned molecules are not counted), ``obs['cell_id']`` the cell id
+    (categorical), ``obs['n_transcripts']`` the molecules of each cell (the row sums of
+    ``X``), ``obsm['spatial']`` the centroid of each cell's molecules in µm (of its
+    outline for a cell without molecules). When ``sdata`` has cell outlines the table
+    is annotated to them in the SpatialData way (``uns['spatialdata_attrs']``: region
+    ``cell_boundaries``, ``obs['region']``, instance key ``obs['cell_id']``, which then
+    holds the ids as labelled in the outlines' index: integers when that index holds
+    integers, so that SpatialData's joins and queries match the rows).
     """
     frame = transcripts_frame(sdata, points_key=points_key)
     genes = frame[GENE].cat.categories.astype(str)

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from spatialdata import SpatialData
 
-from .._validation import check_real
+from .._validation import check_bool, check_real
 from ._generic import assemble
 from ._points import standardise_points
 from ._schema import UNASSIGNED_IDS
@@ -43,11 +43,15 @@ def read_xenium(
 
     Raises
     ------
+    FileNotFoundError
+        If the folder has no ``transcripts.parquet``.
     TypeError
-        If ``min_qv`` is not a number.
+        If ``min_qv`` is not a number or ``drop_controls`` not a bool.
     ValueError
-        If ``min_qv`` is negative or not finite, or the transcripts lack ``qv`` when
-        ``min_qv`` is given.
+        If ``min_qv`` is negative or not finite, the transcripts lack ``qv`` when
+        ``min_qv`` is given or none reaches it, a boundary table lacks its columns or
+        has a ring of fewer than 3 vertices, or for the problems of the transcripts
+        that :func:`stgraph.io.read_transcripts` refuses.
 
     Returns
     -------
@@ -56,6 +60,7 @@ def read_xenium(
     ``overlaps_nucleus``, and the other columns (``transcript_id``, ``qv``, ``fov_name``,
     ``nucleus_distance``, ...) kept. The index is the row number in ``transcripts.parquet``.
     """
+    drop_controls = check_bool("drop_controls", drop_controls)
     if min_qv is not None:
         check_real("min_qv", min_qv, allow_zero=True)
     folder = Path(path)

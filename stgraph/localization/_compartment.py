@@ -251,6 +251,17 @@ def predict_compartment(
         default all cells with a nucleus.
     seed
         Seed of the model fit.
+
+    Returns
+    -------
+    :class:`CompartmentResult`: the nuclear probability and the feature set of every
+    transcript, and the training cells.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``mode``, a training cell without nucleus outline, no training
+        cell, or training transcripts that are all nuclear or all not.
     """
     if mode not in (*MODES, "auto"):
         raise ValueError(f"mode must be one of {(*MODES, 'auto')}, got {mode!r}")

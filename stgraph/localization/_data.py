@@ -111,6 +111,16 @@ def cell_transcripts(
     x, y, gene, cell_id
         Column names in ``points``.
 
+    Returns
+    -------
+    :class:`CellTranscripts` of the transcripts assigned to a cell of ``cells``.
+
+    Raises
+    ------
+    ValueError
+        If a column is missing, the outlines are invalid (:func:`cell_geometry`), or
+        a transcript in a cell has a non-finite coordinate.
+
     Warns
     -----
     UserWarning
@@ -184,7 +194,17 @@ def read_cell_transcripts(
     nucleus_key: str | None = NUCLEUS_SHAPES_KEY,
 ) -> tuple[pd.DataFrame, CellTranscripts]:
     """Points table and :class:`CellTranscripts` of a SpatialData object, with the
-    nucleus outlines of :func:`nucleus_outlines`."""
+    nucleus outlines of :func:`nucleus_outlines`.
+
+    Raises
+    ------
+    KeyError
+        If ``points_key`` is not a points element of ``sdata``.
+    ValueError
+        If ``cell_key`` is not a shapes element, ``nucleus_key`` is neither None, the
+        default name nor a shapes element, or for the problems of
+        :func:`stgraph.io.transcripts_frame` and :func:`cell_transcripts`.
+    """
     if cell_key not in sdata.shapes:
         raise ValueError(f"sdata has no shapes element {cell_key!r} (cell outlines are required)")
     nuclei = nucleus_outlines(sdata, nucleus_key)

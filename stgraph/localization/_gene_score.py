@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from stgraph._validation import check_codes, check_int
+from stgraph._validation import check_codes, check_int, check_real
 
 #: Half a molecule on each side keeps the log-odds finite.
 _PSEUDOCOUNT = 0.5
@@ -39,28 +39,43 @@ def nuclear_enrichment(
     Parameters
     ----------
     p_nuclear
-        Nuclear probability of each transcript.
+        ``(N,)`` nuclear probability of each transcript, in ``[0, 1]``.
     gene, cell
-        Gene code and cell position of each transcript.
+        ``(N,)`` gene code (``0 .. n_genes - 1``) and cell position
+        (``0 .. n_cells - 1``) of each transcript.
     n_genes, n_cells
         Number of genes and cells.
     n_boot
         Bootstrap replicates.
     confidence
-        Coverage of the interval.
+        Coverage of the interval, in ``(0, 1)``.
     seed
-        Seed of the resampling.
+        Non-negative seed of the resampling.
 
     Returns
     -------
     One row per gene code: ``score``, ``ci_low``, ``ci_high``, ``n_transcripts``
     and ``n_cells`` (cells with the gene); ``nan`` scores for absent genes.
+
+    Raises
+    ------
+    ValueError
+        If ``p_nuclear`` holds values outside ``[0, 1]`` (NaN included), ``p_nuclear``,
+        ``gene`` and ``cell`` differ in length, a code lies outside its range, or
+        ``n_boot``, ``confidence`` or ``seed`` is out of range.
+    TypeError
+        If the codes are not integers, or ``n_boot``, ``confidence`` or ``seed`` is not
+        a number of the right kind.
     """
-    if not 0 < confidence < 1:
+    if not 0 < check_real("confidence", confidence) < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     check_int("n_boot", n_boot)
+    check_int("seed", seed, minimum=0)
     gene = check_codes("gene", gene, n_genes)
     cell = check_codes("cell", cell, n_cells)
+    if cell.size != gene.size:
+        raise ValueError(f"cell has {cell.size} entries but gene has {gene.size}")
+    p_nuclear = _checked_probabilities(p_nuclear, gene.size)
     key = cell * n_genes + gene
     nuclear = np.bincount(key, weights=p_nuclear, minlength=n_cells * n_genes).reshape(n_cells, n_genes)
     count = np.bincount(key, minlength=n_cells * n_genes).reshape(n_cells, n_genes)
@@ -93,3 +108,18 @@ def nuclear_enrichment(
             "n_cells": (count > 0).sum(0),
         }
     )
+
+
+def _checked_probabilities(p_nuclear, n: int) -> np.ndarray:
+    """``p_nuclear`` as float64 after checking that it holds ``n`` probabilities in [0, 1]."""
+    p_nuclear = np.asarray(p_nuclear, dtype=np.float64)
+    if p_nuclear.shape != (n,):
+        raise ValueError(f"p_nuclear must hold one probability per transcript ({n}), got shape {p_nuclear.shape}")
+    # NaN fails both comparisons: a missing probability is refused too.
+    outside = ~((p_nuclear >= 0) & (p_nuclear <= 1))
+    if outside.any():
+        raise ValueError(
+            f"p_nuclear must hold probabilities in [0, 1]; {int(outside.sum())} value(s) do not "
+            f"(e.g. {float(p_nuclear[outside][0])} at position {int(np.argmax(outside))})"
+        )
+    return p_nuclear

@@ -70,6 +70,15 @@ def cell_geometry(cells: pd.Series, nuclei: pd.Series | None = None) -> CellGeom
         Nucleus polygons, indexed by the id of their cell (a nucleus whose id is
         not a cell id is given to the cell that contains it). Cells without one
         have no nucleus.
+
+    Returns
+    -------
+    :class:`CellGeometry` of the cells, in the order of ``cells``.
+
+    Raises
+    ------
+    ValueError
+        If the cell ids repeat, or a cell has no polygon or one of zero area.
     """
     cell_ids = pd.Index(cells.index.astype(str))
     if cell_ids.has_duplicates:

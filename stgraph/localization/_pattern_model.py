@@ -96,6 +96,24 @@ def pattern_batch(
     Groups with more than ``max_tokens_per_group`` transcripts are represented by a
     random subset of that size (drawn with ``seed``); their count feature keeps the
     full number.
+
+    Parameters
+    ----------
+    transcripts
+        Transcripts in cells, with their cell geometry.
+    groups
+        The (cell, gene) groups to score, e.g. ``transcripts.groups(min_transcripts)``.
+    context_radius
+        Radius of the same-gene neighbour graph in units of the cell's equivalent
+        radius (:attr:`PatternModel.context_radius`).
+    max_tokens_per_group
+        Most tokens per group; None keeps every transcript.
+    seed
+        Seed of the subsampling.
+
+    Returns
+    -------
+    :class:`PatternBatch` of the groups, in ``groups`` order.
     """
     geometry = transcripts.geometry
     token = _sample_tokens(groups.member, max_tokens_per_group, seed)

@@ -64,7 +64,25 @@ def rnaforest_features(
     max_ripley_points: int = 1000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """The 13 features of every group, one row per group in ``groups`` order."""
+    """Bento's 13 RNAforest features of every (cell, gene) group (see the module docstring).
+
+    Parameters
+    ----------
+    transcripts
+        Transcripts in cells, with their cell geometry.
+    groups
+        The (cell, gene) groups to describe, e.g. ``transcripts.groups(min_transcripts)``.
+    max_ripley_points
+        Most molecules per group used by the Ripley statistics (a seeded random
+        subset of larger groups).
+    seed
+        Seed of that subset.
+
+    Returns
+    -------
+    One row per group, in ``groups`` order: ``n_transcripts`` (the group's molecules,
+    all of them) followed by the :data:`RNAFOREST_FEATURES` columns.
+    """
     geometry = transcripts.geometry
     tg = transcripts.transcript_geometry
     member = groups.member

@@ -13,7 +13,7 @@ from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
 from ..data.batching import batch_indices, collate_units
-from .._validation import check_int
+from .._validation import check_bool, check_int
 from . import parallel
 from .checkpoint import read_checkpoint, save_checkpoint
 from .masking import MaskedTokens, mask_tokens, masked_gene_loss
@@ -243,6 +243,7 @@ class MaskedGeneTrainer:
         -------
         The loss of every step so far.
         """
+        progress = check_bool("progress", progress)
         stop = self.config.steps if steps is None else steps
         if stop > self.config.steps:
             raise ValueError(f"cannot train to step {stop}: the schedule ends at {self.config.steps}")

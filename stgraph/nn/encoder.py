@@ -10,7 +10,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.nn import MessagePassing
 
-from .._validation import check_int
+from .._validation import check_bool, check_int
 from .conv import SpatialTransformerConv
 from .positional import (
     DEFAULT_PE_BASE,
@@ -111,7 +111,7 @@ class TranscriptEncoderLayer(torch.nn.Module):
         self, x: Tensor, edge_index: Tensor, edge_dist: Tensor, return_attention_weights: bool = False
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
         h = self.norm1(x)
-        if return_attention_weights:
+        if check_bool("return_attention_weights", return_attention_weights):
             if not self.supports_attention:
                 raise ValueError(
                     f"{type(self.conv).__name__}.forward has no return_attention_weights "
@@ -312,6 +312,7 @@ class TranscriptEncoder(torch.nn.Module):
         -------
         ``[N, d_model]`` embeddings, and the list of attention weights when asked.
         """
+        return_attention_weights = check_bool("return_attention_weights", return_attention_weights)
         if isinstance(data, Data):
             if pos is not None or edge_index is not None:
                 raise ValueError("pass either a Data object or tensors, not both")

@@ -9,10 +9,10 @@ import numpy as np
 from matplotlib.axes import Axes
 from spatialdata import SpatialData
 
+from .._validation import check_names
 from ..coloc import ColocalizationResult
 from ..io import TABLE_KEY
 from ..tl._colocalization import COLOCALIZATION_KEY
-from ._checks import known
 
 
 def _result(data, key: str, table_key: str) -> ColocalizationResult:
@@ -70,9 +70,20 @@ def colocalization_heatmap(
     Returns
     -------
     The axes.
+
+    Raises
+    ------
+    TypeError
+        If ``data`` is neither a SpatialData nor a ColocalizationResult, or ``genes``
+        is a single string.
+    KeyError
+        If ``data`` has no table ``table_key`` or no result under ``key``.
+    ValueError
+        If ``genes`` names genes not in the result or ``value`` is not a column of
+        the pair table.
     """
     result = _result(data, key, table_key)
-    genes = known("genes", genes, result.genes) if genes is not None else _top_genes(result, top, fdr)
+    genes = check_names("genes", genes, result.genes) if genes is not None else _top_genes(result, top, fdr)
     matrix = result.matrix(value, genes=genes)
     if ax is None:
         size = 2 + 0.25 * len(genes)
@@ -106,9 +117,32 @@ def colocalization_network(
     decreasing score, both orientations merged) is an edge whose width grows with
     its score. Layout: :func:`networkx.spring_layout` seeded with ``seed``.
 
+    Parameters
+    ----------
+    data
+        SpatialData after :func:`stgraph.tl.colocalization`, or its result.
+    fdr
+        Keep the pairs with ``fdr`` at most this; without any, the axes only say so
+        in their title.
+    top
+        Number of pairs (edges) drawn.
+    key, table_key
+        Where :func:`stgraph.tl.colocalization` stored the result.
+    seed
+        Seed of the layout.
+    ax
+        Axes to draw into; a new figure when None.
+
     Returns
     -------
     The axes.
+
+    Raises
+    ------
+    TypeError
+        If ``data`` is neither a SpatialData nor a ColocalizationResult.
+    KeyError
+        If ``data`` has no table ``table_key`` or no result under ``key``.
     """
     result = _result(data, key, table_key)
     directed = result.to_networkx(fdr=fdr)

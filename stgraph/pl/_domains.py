@@ -9,10 +9,10 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from spatialdata import SpatialData
 
+from .._validation import check_names
 from ..io import _schema as S
 from ..io import transcripts_frame
 from ..tl._domains import DOMAIN_KEY, DOMAIN_SHAPES_KEY
-from ._checks import known
 
 
 def domains(
@@ -50,13 +50,21 @@ def domains(
     Returns
     -------
     The axes.
+
+    Raises
+    ------
+    KeyError
+        If ``points_key`` is not a points element of ``sdata`` or its points have no
+        column ``key`` (run :func:`stgraph.tl.domains` first).
+    ValueError
+        If ``cells`` names cells that are not in the points.
     """
     frame = transcripts_frame(sdata, points_key)
     if key not in frame.columns:
         raise KeyError(f"points {points_key!r} have no column {key!r}; run stgraph.tl.domains first")
     labelled = frame[frame[key].notna()]
     if cells is not None:
-        cells = known("cells", cells, frame[S.CELL].dropna().unique())
+        cells = check_names("cells", cells, frame[S.CELL].dropna().unique())
         labelled = labelled[labelled[S.CELL].astype(str).isin(cells)]
     domain_codes = np.asarray(frame[key].cat.categories)
     colours = plt.get_cmap(cmap)(np.arange(domain_codes.size) % plt.get_cmap(cmap).N)

@@ -9,12 +9,11 @@ import pandas as pd
 import spatialdata
 from matplotlib.axes import Axes
 
-from stgraph._validation import check_int
+from stgraph._validation import check_int, check_names
 from stgraph.io import transcripts_frame
 from stgraph.io._spatialdata import check_spatialdata
 from stgraph.localization._data import nucleus_outlines
 from stgraph.localization._pattern_model import PATTERNS
-from stgraph.pl._checks import known
 
 #: One colour per pattern, in :data:`~stgraph.localization.PATTERNS` order.
 PATTERN_COLORS = dict(zip(PATTERNS, ("#d62728", "#2ca02c", "#bdbdbd", "#1f77b4", "#9467bd")))
@@ -71,7 +70,7 @@ def localization_composition(
     lpp = _results(sdata, table_key)
     counts = pd.crosstab(lpp[column].astype(str), lpp["top_pattern"].astype(str)).reindex(columns=list(PATTERNS), fill_value=0)
     if groups is not None:
-        counts = counts.loc[known("groups", groups, counts.index)]
+        counts = counts.loc[check_names("groups", groups, counts.index)]
     else:
         counts = counts.loc[counts.sum(1).sort_values(ascending=False, kind="stable").index]
         if n_top is not None:
@@ -133,19 +132,19 @@ def localization_transcripts(
     check_spatialdata(sdata)
     if color not in ("pattern", "p_nuclear"):
         raise ValueError(f"color must be 'pattern' or 'p_nuclear', got {color!r}")
-    known("points_key", [points_key], sdata.points, list_available=True)
-    known("cell_key", [cell_key], sdata.shapes, list_available=True)
+    check_names("points_key", [points_key], sdata.points, list_available=True)
+    check_names("cell_key", [cell_key], sdata.shapes, list_available=True)
     points = transcripts_frame(sdata, points_key)
     if color not in points.columns:
         raise ValueError(f"points[{points_key!r}] has no {color!r} column; run stgraph.tl.localization first")
     keep = np.ones(len(points), dtype=bool)
     outlines = sdata.shapes[cell_key].geometry
     if cells is not None:
-        cells = known("cells", cells, points["cell_id"].dropna().unique())
+        cells = check_names("cells", cells, points["cell_id"].dropna().unique())
         keep &= points["cell_id"].astype(str).isin(cells).to_numpy()
         outlines = outlines[outlines.index.astype(str).isin(cells)]
     if genes is not None:
-        genes = known("genes", genes, points["gene"].dropna().unique())
+        genes = check_names("genes", genes, points["gene"].dropna().unique())
         keep &= points["gene"].astype(str).isin(genes).to_numpy()
     points = points[keep]
     if ax is None:

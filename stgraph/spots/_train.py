@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from stgraph._validation import check_int, check_real
+from stgraph._validation import check_bool, check_int, check_real
 from stgraph.graph import radius_graph
 
 from ._embedding import LowRankEmbedding
@@ -93,21 +93,33 @@ class _Batch:
 class EnhancerTrainer:
     """Trains an ensemble of :class:`SpotEnhancer` on observed spots and predicts new ones.
 
-    Args:
-        rc: ``(n, 2)`` array coordinates ``(row, col)`` of the observed spots.
-        values: ``(n, n_genes)`` log1p(CP10k) of the observed spots.
-        grid: Lattice type.
-        params: Hyper-parameters.
-        seed: Seed of masks, validation split, initialisation and embedding.
-        device: Torch device.
+    Parameters
+    ----------
+    rc
+        ``(n, 2)`` array coordinates ``(row, col)`` of the observed spots.
+    values
+        ``(n, n_genes)`` log1p(CP10k) of the observed spots.
+    grid
+        Lattice type.
+    params
+        Hyper-parameters.
+    seed
+        Seed of masks, validation split, initialisation and embedding.
+    device
+        Torch device.
 
-    Attributes:
-        masks: Every mask drawn, as ``(hidden, targets)`` boolean pairs over the
-            observed spots; the training targets of all members are the union of
-            ``targets`` (a subset of the observed spots by construction).
-        shrinkage: Per-component slope applied to the interpolated scores.
-        best_epochs: Epoch kept per member (0: the baseline).
-        loss_history: Validation loss per member after each epoch (entry 0: the baseline).
+    Attributes
+    ----------
+    masks
+        Every mask drawn, as ``(hidden, targets)`` boolean pairs over the observed
+        spots; the training targets of all members are the union of ``targets`` (a
+        subset of the observed spots by construction).
+    shrinkage
+        Per-component slope applied to the interpolated scores.
+    best_epochs
+        Epoch kept per member (0: the baseline).
+    loss_history
+        Validation loss per member after each epoch (entry 0: the baseline).
     """
 
     rc: np.ndarray
@@ -212,7 +224,9 @@ class EnhancerTrainer:
 
     # ---------------------------------------------------------------- training
     def fit(self, progress: bool = True) -> "EnhancerTrainer":
-        """Train ``n_ensemble`` members for up to ``epochs`` passes over their tasks each."""
+        """Train ``n_ensemble`` members for up to ``epochs`` passes over their tasks each;
+        ``progress`` (a bool) shows a bar."""
+        progress = check_bool("progress", progress)
         p = self.params
         n = len(self.pos)
         table = torch.as_tensor(self.scores, device=self.device)

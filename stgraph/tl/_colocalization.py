@@ -9,7 +9,7 @@ import torch
 from spatialdata import SpatialData
 from torch_geometric.data import Data
 
-from .._validation import check_int
+from .._validation import check_bool, check_int
 from ..coloc import ColocalizationResult, score_pairs
 from ..coloc._score import PRIOR_EVENTS
 from ..coloc._encode import MAX_EDGES, edge_attention, encoder_outputs
@@ -124,14 +124,22 @@ def colocalization(
 
     Raises
     ------
+    KeyError
+        If ``points_key`` is not a points element of ``sdata``.
     ValueError
         If an argument is invalid, ``graph`` was built from other transcripts than
         those of ``sdata`` or with another ``radius``, ``key_added`` would overwrite
         the table's ``spatialdata_attrs``, ``within="cell"`` while no transcript
         is assigned to a cell, or (with ``inplace``) an existing table misses cells or
         genes of the data (:func:`stgraph.io.check_table`). Nothing is written then.
+    TypeError
+        If ``sdata`` is not a SpatialData, or ``include_controls``, ``per_cell`` or
+        ``inplace`` is not a bool (``inplace="False"`` would be true).
     """
     check_spatialdata(sdata)
+    include_controls = check_bool("include_controls", include_controls)
+    per_cell = check_bool("per_cell", per_cell)
+    inplace = check_bool("inplace", inplace)
     if model is not None and attention is not None:
         raise ValueError("pass either model or attention, not both")
     if within not in ("cell", "all"):

@@ -14,7 +14,7 @@ from spatialdata import SpatialData
 from spatialdata.models import ShapesModel
 from torch_geometric.data import Data
 
-from .._validation import check_int
+from .._validation import check_bool, check_int, check_real
 from ..coloc._encode import MAX_EDGES, masked_embeddings
 from ..domains import (
     DomainClustering,
@@ -269,7 +269,8 @@ def domains(
         ``"kmeans"`` or ``"gmm"``.
     bandwidth
         Gaussian distance weight ``sigma`` of the composition (and of the averaging
-        of the encoder context on ``encoder_graph``) in µm; default half the radius.
+        of the encoder context on ``encoder_graph``) in µm, a positive number;
+        default half the radius.
     n_components
         Principal components kept of the composition residuals and of the
         encoder context (a positive integer).
@@ -307,6 +308,8 @@ def domains(
 
     Raises
     ------
+    KeyError
+        If ``points_key`` is not a points element of ``sdata``.
     ValueError
         If an argument is invalid, ``graph`` was built from other transcripts than
         those of ``sdata`` or with another ``radius``, an output name would
@@ -315,6 +318,9 @@ def domains(
         are in cells, no two transcripts of a cell are within ``radius``, or (with
         ``inplace``) an existing table misses cells or genes of the data
         (:func:`stgraph.io.check_table`). Nothing is written then.
+    TypeError
+        If ``sdata`` is not a SpatialData, ``model`` has no masked-gene head, or
+        ``inplace`` is not a bool (``inplace="False"`` would be true).
 
     Warns
     -----
@@ -323,6 +329,7 @@ def domains(
         neighbour in their cell within ``radius``.
     """
     check_spatialdata(sdata)
+    inplace = check_bool("inplace", inplace)
     if representation is None:
         representation = "composition" if model is None else "embedding"
     if representation not in ("composition", "embedding", "both"):
@@ -334,6 +341,8 @@ def domains(
             raise ValueError(f"representation={representation!r} needs a pretrained model")
         _masked_gene_model(model)
     check_int("n_components", n_components)
+    if bandwidth is not None:
+        bandwidth = check_real("bandwidth", bandwidth)
     check_polygon_arguments(hull_ratio, min_transcripts, "hull_ratio")
     check_clustering_arguments(n_domains, k_range, method, sample_size)
     check_int("seed", seed, minimum=0)
@@ -344,7 +353,7 @@ def domains(
     if inplace:
         check_table(sdata, table_key, points_key)  # before anything is written
     radius = float(graph.get("radius") or radius or np.nan)
-    bandwidth = radius / 2 if bandwidth is None else float(bandwidth)
+    bandwidth = radius / 2 if bandwidth is None else bandwidth
 
     cell = graph.cell.numpy().astype(np.int64)
     members = np.flatnonzero(cell >= 0)

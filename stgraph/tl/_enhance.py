@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 from scipy.spatial import ConvexHull, QhullError, cKDTree
 
-from stgraph._validation import check_int
+from stgraph._validation import check_bool, check_int
 from stgraph.models.trainer import resolve_device
 from stgraph.spots._expression import log1p_cp10k, read_counts
 from stgraph.spots._lattice import (
@@ -136,26 +136,29 @@ def enhance(
     ``obsm['spatial']`` kept) followed by the new ones (index ``'imputed-<row>-<col>'``);
     ``obs['imputed']`` marks new spots, whose ``array_row`` / ``array_col`` are
     multiples of ½ under super-resolution (half-integers, or on a hexagonal lattice
-    also the integer positions between two spots of a row) and whose
+    also the integer positions between two spots of a row; the columns become float)
+    and lattice sites under imputation (integer columns stay integer), and whose
     ``obsm['spatial']`` comes from a least-squares affine fit of array to pixel
     coordinates. ``X``: log1p(CP10k) —
     measured for the original spots, predicted for the new ones.
-    ``layers[counts_layer]``: the observed raw counts (0 for new spots).
-    ``uns['spatial']``, where the input has one, is copied, the spot diameter halved
-    under super-resolution;
+    ``layers[counts_layer]``: the observed raw counts (sparse ``float32``, 0 for new
+    spots); the other layers, ``obsm`` entries and ``varm`` / ``obsp`` of ``adata``
+    are not carried over. ``uns`` is a copy of ``adata.uns``, with the spot diameter
+    of ``uns['spatial']`` (where the input has one) halved under super-resolution;
     ``uns['enhance']`` records the settings, the grid, per member the kept epoch
     (``best_epochs``; 0 means training never beat the interpolation on the
-    set-aside spots and the member returns the interpolation) and the loss on the
+    set-aside spots and the member returns the interpolation), the loss on the
     set-aside spots after each epoch (``validation_loss``, keyed by member, entry 0:
-    the interpolation).
+    the interpolation) and ``shrinkage``, the per-component slope applied to the
+    interpolated scores.
     With no position to predict (an impute call on a slide without gaps) the result
     holds only the original spots.
 
     Raises
     ------
     TypeError
-        If ``adata`` is not an AnnData, or a count parameter (``rank``, ``epochs``,
-        ...) is not an int.
+        If ``adata`` is not an AnnData, a count parameter (``rank``, ``epochs``,
+        ...) is not an int, or ``progress`` is not a bool.
     ValueError
         On an unknown ``mode``, ``factor`` other than 2, unknown mask kinds, a
         numeric parameter out of the range given above, an unknown or unavailable
@@ -192,6 +195,7 @@ def enhance(
         n_ensemble=n_ensemble, masks=masks,
     )
     check_int("seed", seed, minimum=0)
+    progress = check_bool("progress", progress)
     device = resolve_device(device)
     if adata.obs_names.has_duplicates:
         duplicated = adata.obs_names[adata.obs_names.duplicated()].unique()
@@ -288,9 +292,20 @@ def _extrapolated(pos: np.ndarray, query: np.ndarray, radius: float) -> np.ndarr
     return ~inside & (nearest > radius * spacing)
 
 
+def _new_coordinates(observed: pd.Series, values: np.ndarray) -> np.ndarray:
+    """``values`` in the dtype of the ``observed`` array coordinates when they fit it
+    (imputed lattice sites): float new spots would turn the whole column to float."""
+    if pd.api.types.is_integer_dtype(observed.dtype) and np.array_equal(values, np.round(values)):
+        return values.astype(observed.dtype)
+    return values
+
+
 def _assemble(adata, values, counts, predicted, query, affine, counts_layer) -> AnnData:
     names = [f"imputed-{r:g}-{c:g}" for r, c in query]
-    new_obs = pd.DataFrame({"array_row": query[:, 0], "array_col": query[:, 1]}, index=names)
+    new_obs = pd.DataFrame(
+        {key: _new_coordinates(adata.obs[key], query[:, k]) for k, key in enumerate(("array_row", "array_col"))},
+        index=names,
+    )
     obs = adata.obs.copy()
     obs["imputed"] = False
     new_obs["imputed"] = True

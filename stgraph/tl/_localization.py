@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import spatialdata
 
-from stgraph._validation import check_int
+from stgraph._validation import check_bool, check_int
 from stgraph.io import check_table
 from stgraph.io._table import ensure_table
 from stgraph.io._spatialdata import check_spatialdata
@@ -94,7 +94,7 @@ def localization(
         A :class:`~stgraph.localization.PatternModel` or a path written by its
         ``save``; default the checkpoint shipped with stgraph.
     n_boot
-        Bootstrap replicates of the gene-score interval.
+        Bootstrap replicates of the gene-score interval (a positive integer).
     seed
         Non-negative seed of the token subsampling of large groups, the compartment
         fit and the bootstrap; a fixed seed gives identical results.
@@ -131,13 +131,16 @@ def localization(
 
     Raises
     ------
+    KeyError
+        If ``points_key`` is not a points element of ``sdata``.
     ValueError
-        For missing elements or columns, bad parameters, empty or unknown training
+        For missing shapes elements or columns, bad parameters, empty or unknown training
         cells, training cells without a nucleus, no transcript in any cell, or an
         existing table ``table_key`` that lacks some of the cells or genes.
     TypeError
-        For ``sdata`` that is not a SpatialData, a ``model`` of the wrong type, or
-        ``training_cells`` given as a single string.
+        For ``sdata`` that is not a SpatialData, a ``model`` of the wrong type,
+        ``training_cells`` given as a single string, or ``copy`` that is not a bool
+        (``copy="False"`` would be true).
 
     Warns
     -----
@@ -147,7 +150,9 @@ def localization(
         the warning names how many, with examples.
     """
     check_spatialdata(sdata)
+    copy = check_bool("copy", copy)
     check_int("min_transcripts", min_transcripts)
+    check_int("n_boot", n_boot)
     check_int("seed", seed, minimum=0)
     if compartment not in _COMPARTMENT_MODES:
         raise ValueError(f"compartment must be one of {_COMPARTMENT_MODES}, got {compartment!r}")

@@ -12,7 +12,7 @@ import torch
 from torch_geometric.data import Data
 
 from .._seeding import torch_seeded
-from .._validation import check_int
+from .._validation import check_bool, check_int
 from ..data.batching import cell_units, tile_units
 from ..models.mgm import MaskedGeneModel
 from ..models.trainer import MaskedGeneTrainer, TrainingConfig
@@ -228,23 +228,28 @@ def pretrain(
     ------
     ValueError
         If an argument is invalid, e.g. ``d_model``, ``n_layers``, ``heads`` or
-        ``batch_size`` below 1, a negative ``seed``, ``d_model`` not a multiple of ``heads``,
+        ``batch_size`` below 1, a negative ``epochs``, ``steps``, ``warmup_steps`` or
+        ``seed``, ``d_model`` not a multiple of ``heads``,
         ``checkpoint_every`` or ``resume`` without ``checkpoint_dir``, ``radius``
         differing from the radius of the graph given as ``data``, or
         ``held_out_cells`` naming a cell twice or a cell not in the graph.
     TypeError
-        If ``held_out_cells`` is a string, a bool or a float, or ``seed`` or one of
-        the sizes above is not an integer.
+        If ``held_out_cells`` is a string, a bool or a float, one of the counts above
+        is not an integer, or ``resume`` or ``progress`` is not a bool.
     """
     if batch_by not in ("tile", "cell"):
         raise ValueError(f"batch_by must be 'tile' or 'cell', got {batch_by!r}")
+    resume = check_bool("resume", resume)
+    progress = check_bool("progress", progress)
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir")
     if checkpoint_every is not None and checkpoint_dir is None:
         raise ValueError(f"checkpoint_every={checkpoint_every} needs checkpoint_dir: where to write the checkpoints")
     for name, value in (("d_model", d_model), ("n_layers", n_layers), ("heads", heads), ("batch_size", batch_size)):
         check_int(name, value)
-    check_int("seed", seed, minimum=0)
+    for name, value in (("epochs", epochs), ("steps", steps), ("warmup_steps", warmup_steps), ("seed", seed)):
+        if value is not None:
+            check_int(name, value, minimum=0)
     if conv in (None, SpatialTransformerConv) and d_model % heads:  # that layer's rule, checked before the graph
         raise ValueError(
             f"d_model={d_model} must be a multiple of heads={heads}: each head gets d_model / heads channels"

@@ -13,7 +13,7 @@ from torch import Tensor
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 
-from ..._validation import check_int
+from ..._validation import check_bool, check_int
 from ._edge_attention import edge_attention
 
 
@@ -130,6 +130,8 @@ class SpatialTransformerConv(MessagePassing):
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
                             ("heads", heads)):
             check_int(name, value)
+        learn_lambda = check_bool("learn_lambda", learn_lambda)
+        bias = check_bool("bias", bias)
         if out_channels % heads:
             raise ValueError(
                 f"out_channels ({out_channels}) must be divisible by heads ({heads})"
@@ -219,6 +221,7 @@ class SpatialTransformerConv(MessagePassing):
                 ``[num_edges, heads]`` (before dropout; they sum to 1 over the
                 incoming edges of each node; float32 for half-precision input).
         """
+        return_attention_weights = check_bool("return_attention_weights", return_attention_weights)
         self._check_inputs(x, edge_index)
         edge_dist = self._edge_lengths(edge_index, edge_dist, pos, x.size(0))
 
