@@ -1,11 +1,14 @@
 """Subcellular domains: features, clustering, enrichment, outlines, tl.domains and its plot."""
 from __future__ import annotations
 
+import re
+
 import matplotlib
 
 matplotlib.use("Agg")
 
 import geopandas as gpd  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -269,6 +272,15 @@ def test_tl_domains_recovers_planted_domains(planted):
     np.testing.assert_array_equal(again.labels.codes, result.labels.codes)
     ax = plot_domains(sdata)
     assert len(ax.get_legend().get_texts()) == 3
+    # The domain outlines are drawn dashed; shapes_key=None leaves them out.
+    dashed = [c for c in ax.collections if c.get_linestyle()[0][1] is not None]
+    assert len(dashed) == 3
+    plt.close("all")
+    assert not [c for c in plot_domains(sdata, shapes_key=None).collections if c.get_linestyle()[0][1] is not None]
+    # A misspelt outline key is refused, not drawn as "no outlines".
+    with pytest.raises(ValueError, match=re.escape("no shapes element shapes_key='domain_boundary'")):
+        plot_domains(sdata, shapes_key="domain_boundary")
+    plt.close("all")
 
 
 def pretrained(graph, steps):

@@ -225,7 +225,7 @@ def test_bad_arguments_are_rejected(clean):
     shapes = sorted(sdata.shapes)
     with pytest.raises(ValueError, match=re.escape(
             f"sdata has no shapes element nucleus_key='nuclei'; it has {shapes} "
-            "(pass nucleus_key=None for a sample without nucleus outlines)")):
+            "(pass nucleus_key=None for none)")):
         localization(sdata, nucleus_key="nuclei", copy=True)
 
 

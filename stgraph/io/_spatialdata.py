@@ -177,3 +177,28 @@ def _first_present(columns: list[str], *candidates: str | None, role: str | None
     if role is not None:
         raise ValueError(f"cannot find the {role} column among {columns}; pass {role}=...")
     return None
+
+
+def optional_shapes(sdata: SpatialData, key: str | None, default: str, argument: str):
+    """The shapes element ``sdata.shapes[key]``, or None where there is none to draw or use.
+
+    None when ``key`` is None, or is the ``default`` name and absent (samples often
+    come without nuclei, and a domain run can leave no outlines). Any other name must
+    exist: a misspelt key would otherwise pass silently as "no outlines".
+
+    Raises
+    ------
+    ValueError
+        If ``key`` is not ``default`` and not a shapes element, naming ``argument`` and
+        listing the shapes elements there are.
+    """
+    if key is None:
+        return None
+    if key not in sdata.shapes:
+        if key == default:
+            return None
+        raise ValueError(
+            f"sdata has no shapes element {argument}={key!r}; it has {sorted(sdata.shapes)} "
+            f"(pass {argument}=None for none)"
+        )
+    return sdata.shapes[key]

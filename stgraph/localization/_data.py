@@ -10,6 +10,7 @@ import pandas as pd
 
 from stgraph.io import transcripts_frame
 from stgraph.io._schema import NUCLEUS_SHAPES_KEY
+from stgraph.io._spatialdata import optional_shapes
 
 from ._geometry import CellGeometry, TranscriptGeometry, cell_geometry, transcript_geometry
 
@@ -162,28 +163,12 @@ def cell_transcripts(
 
 
 def nucleus_outlines(sdata, nucleus_key: str | None = NUCLEUS_SHAPES_KEY):
-    """The nucleus outlines ``sdata.shapes[nucleus_key]``, or None for no nuclei.
-
-    None when ``nucleus_key`` is None, or is the default name and the data has no
-    such element (samples often come without nuclei). Any other name must exist: a
-    misspelt key would otherwise pass silently for a sample without nuclei.
-
-    Raises
-    ------
-    ValueError
-        If ``nucleus_key`` is not the default name and not a shapes element, listing
-        the shapes elements there are.
+    """The geometry of the nucleus outlines ``sdata.shapes[nucleus_key]``, or None for
+    no nuclei (:func:`stgraph.io._spatialdata.optional_shapes`: None when the key is
+    None, or the default and absent; a ValueError for any other missing name).
     """
-    if nucleus_key is None:
-        return None
-    if nucleus_key not in sdata.shapes:
-        if nucleus_key == NUCLEUS_SHAPES_KEY:
-            return None
-        raise ValueError(
-            f"sdata has no shapes element nucleus_key={nucleus_key!r}; it has {sorted(sdata.shapes)} "
-            "(pass nucleus_key=None for a sample without nucleus outlines)"
-        )
-    return sdata.shapes[nucleus_key].geometry
+    outlines = optional_shapes(sdata, nucleus_key, NUCLEUS_SHAPES_KEY, "nucleus_key")
+    return None if outlines is None else outlines.geometry
 
 
 def read_cell_transcripts(

@@ -12,6 +12,7 @@ from spatialdata import SpatialData
 from .._validation import check_names
 from ..io import _schema as S
 from ..io import transcripts_frame
+from ..io._spatialdata import optional_shapes
 from ..tl._domains import DOMAIN_KEY, DOMAIN_SHAPES_KEY
 
 
@@ -37,7 +38,8 @@ def domains(
     cells
         Cell ids to draw (a ValueError names those not in the points); default all.
     shapes_key
-        Domain outlines to draw in the domain colours (None: none).
+        Domain outlines to draw in the domain colours (None: none; the default is
+        skipped when absent, any other name must be a shapes element).
     points_key
         Points element.
     size
@@ -57,7 +59,8 @@ def domains(
         If ``points_key`` is not a points element of ``sdata`` or its points have no
         column ``key`` (run :func:`stgraph.tl.domains` first).
     ValueError
-        If ``cells`` names cells that are not in the points.
+        If ``cells`` names cells that are not in the points, or ``shapes_key`` is not
+        the default and not a shapes element.
     """
     frame = transcripts_frame(sdata, points_key)
     if key not in frame.columns:
@@ -78,8 +81,8 @@ def domains(
             if cells is not None:
                 outlines = outlines[outlines.index.astype(str).isin(cells)]
             outlines.boundary.plot(ax=ax, color=colour, linewidth=0.8)
-    if shapes_key is not None and shapes_key in sdata.shapes:
-        regions = sdata.shapes[shapes_key]
+    regions = optional_shapes(sdata, shapes_key, DOMAIN_SHAPES_KEY, "shapes_key")
+    if regions is not None:
         if cells is not None:
             regions = regions[regions["cell_id"].astype(str).isin(cells)]
         for domain, group in regions.groupby("domain"):
