@@ -139,6 +139,12 @@ def test_within_all_pools_the_sample(sample):
         (dict(radius=RADIUS, points_key="molecules"), KeyError, r"no points element 'molecules'"),
         (dict(radius=RADIUS, seed=-1), ValueError, r"^seed must be an integer >= 0, got -1$"),
         (dict(radius=RADIUS, method="permutation", n_perms=5, seed=0.5), TypeError, r"^seed must be an integer, got 0.5$"),
+        # Scoring settings are checked before the graph (no radius given here).
+        (dict(prior_events=-1.0), ValueError, r"^prior_events must be"),
+        (dict(method="exact"), ValueError, r"^method must be 'analytic' or 'permutation'"),
+        (dict(method="permutation", n_perms=0), ValueError, r"^n_perms must be a positive integer"),
+        (dict(max_edges=0), ValueError, r"^max_edges must be a positive integer, got 0$"),
+        (dict(radius=RADIUS, max_edges=1e6), TypeError, r"^max_edges must be an integer, got 1000000.0$"),
     ],
 )
 def test_bad_arguments(sample, kwargs, error, match):

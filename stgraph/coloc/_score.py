@@ -90,6 +90,16 @@ def _categorical(codes: np.ndarray, labels: pd.Index) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=labels)
 
 
+def check_score_arguments(method: str, n_perms, seed, prior_events) -> float:
+    """Check the scoring settings of :func:`score_pairs`; return ``prior_events`` as a float."""
+    if method not in ("analytic", "permutation"):
+        raise ValueError(f"method must be 'analytic' or 'permutation', got {method!r}")
+    if method == "permutation":
+        check_int("n_perms", n_perms)
+    check_int("seed", seed, minimum=0)
+    return check_real("prior_events", prior_events, allow_zero=True)
+
+
 def score_pairs(
     edge_index,
     gene,
@@ -151,12 +161,7 @@ def score_pairs(
         not a bool.
     """
     per_cell = check_bool("per_cell", per_cell)
-    if method not in ("analytic", "permutation"):
-        raise ValueError(f"method must be 'analytic' or 'permutation', got {method!r}")
-    prior_events = check_real("prior_events", prior_events, allow_zero=True)
-    if method == "permutation":
-        check_int("n_perms", n_perms)
-    check_int("seed", seed, minimum=0)
+    prior_events = check_score_arguments(method, n_perms, seed, prior_events)
     edges = cell_edges(
         edge_index, gene, cell, weight, n_genes=None if gene_names is None else len(gene_names)
     )

@@ -11,7 +11,7 @@ from torch_geometric.data import Data
 
 from .._validation import check_bool, check_int
 from ..coloc import ColocalizationResult, score_pairs
-from ..coloc._score import PRIOR_EVENTS
+from ..coloc._score import PRIOR_EVENTS, check_score_arguments
 from ..coloc._encode import MAX_EDGES, edge_attention, encoder_outputs
 from ..io import TABLE_KEY, check_table
 from ..io._table import ensure_table
@@ -145,7 +145,9 @@ def colocalization(
     if within not in ("cell", "all"):
         raise ValueError(f"within must be 'cell' or 'all', got {within!r}")
     check_output_key("key_added", key_added, RESERVED_UNS, "table uns key", ("", "_params", "_per_cell"))
-    check_int("seed", seed, minimum=0)
+    # Checked before the graph is built, which can take long.
+    check_score_arguments(method, n_perms, seed, prior_events)
+    check_int("max_edges", max_edges)
     graph = graph_for(sdata, radius, graph, within, points_key)
     if inplace:
         check_table(sdata, table_key, points_key)  # before anything is written
