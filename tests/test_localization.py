@@ -404,7 +404,7 @@ def test_transcript_plot_names_a_missing_element_and_the_available_ones(scored):
     shapes = sorted(sdata.shapes)
     with pytest.raises(ValueError, match=rf"cell_key: not in the data: \['nope'\]; available: {re.escape(str(shapes))}"):
         localization_transcripts(sdata, cell_key="nope")
-    with pytest.raises(ValueError, match=r"points_key: not in the data: \['nope'\]; available: \['transcripts'\]"):
+    with pytest.raises(KeyError, match=r"no points element 'nope'; the points are \['transcripts'\]"):
         localization_transcripts(sdata, points_key="nope")
     with pytest.raises(ValueError, match=re.escape(f"no shapes element nucleus_key='nope'; it has {shapes}")):
         localization_transcripts(sdata, nucleus_key="nope")

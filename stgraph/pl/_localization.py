@@ -117,9 +117,10 @@ def localization_transcripts(
     genes
         Genes to show (default all); a ValueError names those not in the points.
     points_key, cell_key, nucleus_key
-        Element names; a ValueError lists the available ones when ``points_key``,
-        ``cell_key`` or a ``nucleus_key`` other than the default is missing (nuclei are
-        not drawn when ``nucleus_key`` is None, or the default and missing).
+        Element names. A missing ``points_key`` is a KeyError, as in every tool; a
+        ValueError lists the available ones when ``cell_key`` or a ``nucleus_key``
+        other than the default is missing (nuclei are not drawn when ``nucleus_key`` is
+        None, or the default and missing).
     size
         Marker size.
     ax
@@ -132,9 +133,8 @@ def localization_transcripts(
     check_spatialdata(sdata)
     if color not in ("pattern", "p_nuclear"):
         raise ValueError(f"color must be 'pattern' or 'p_nuclear', got {color!r}")
-    check_names("points_key", [points_key], sdata.points, list_available=True)
-    check_names("cell_key", [cell_key], sdata.shapes, list_available=True)
     points = transcripts_frame(sdata, points_key)
+    check_names("cell_key", [cell_key], sdata.shapes, list_available=True)
     if color not in points.columns:
         raise ValueError(f"points[{points_key!r}] has no {color!r} column; run stgraph.tl.localization first")
     keep = np.ones(len(points), dtype=bool)
