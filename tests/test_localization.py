@@ -68,6 +68,7 @@ def test_outputs_are_valid_and_consistent(scored, clean):
     probabilities = lpp[list(PATTERNS)].to_numpy()
     assert np.isfinite(probabilities).all() and (probabilities >= 0).all() and (probabilities <= 1).all()
     thresholds = np.array([table.uns["localization"]["thresholds"][p] for p in PATTERNS])
+    assert table.uns["localization"]["pattern_model"] == "shipped" and table.uns["localization"]["n_boot"] == 20
     np.testing.assert_array_equal(lp[list(PATTERNS)].to_numpy(), (probabilities >= thresholds).astype(np.uint8))
     np.testing.assert_array_equal(lpp["top_pattern"].astype(str), np.array(PATTERNS)[probabilities.argmax(1)])
     assert (lpp["n_transcripts"] >= MIN).all()
@@ -346,6 +347,7 @@ def test_retraining_is_one_call_and_the_result_is_usable(clean):
         train_pattern_model(samples, validation, epochs=1, init=model, hidden=16)
     out = localization(clean[0], model=model, compartment=None, copy=True)
     assert out.tables["table"].uns["localization"]["thresholds"] == dict(zip(PATTERNS, model.thresholds.tolist()))
+    assert out.tables["table"].uns["localization"]["pattern_model"] == "given"
     assert out.points["transcripts"].compute()["p_nuclear"].isna().all()
 
 

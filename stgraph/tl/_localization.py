@@ -122,7 +122,9 @@ def localization(
         (95 % interval), ``nan`` for genes without molecules in cells or when no
         compartment was computed.
     ``tables[table_key].uns["localization"]``
-        Parameters, thresholds, compartment mode and training cells.
+        ``min_transcripts``, ``pattern_model`` (``"shipped"``, the checkpoint path
+        given, or ``"given"`` for a model object), ``thresholds``, ``compartment``
+        (the mode asked for), ``training_cells``, ``n_boot`` and ``seed``.
     ``points[points_key]["pattern"]``
         Top pattern of the molecule's (cell, gene) (categorical, ``nan`` when not
         scored or outside cells).
@@ -162,7 +164,7 @@ def localization(
         training_cells = list(training_cells)
         if not training_cells:
             raise ValueError("training_cells is empty: pass at least one cell id, or None for every cell with a nucleus")
-    pattern_model = _resolve_model(model)
+    pattern_model, model_source = _resolve_model(model)
     check_table(sdata, table_key, points_key)
     if copy:
         sdata = spatialdata.deepcopy(sdata)
@@ -215,9 +217,11 @@ def localization(
         table.var[name] = np.where(gene_of_var >= 0, values[gene_of_var], np.nan)
     table.uns["localization"] = {
         "min_transcripts": int(min_transcripts),
+        "pattern_model": model_source,
         "thresholds": dict(zip(PATTERNS, thresholds.tolist())),
         "compartment": "none" if compartment is None else compartment,
         "training_cells": [str(c) for c in cell_ids[used_training]],
+        "n_boot": int(n_boot),
         "seed": int(seed),
     }
     sdata.tables[table_key] = table
@@ -236,13 +240,14 @@ def localization(
     return sdata if copy else None
 
 
-def _resolve_model(model) -> PatternModel:
+def _resolve_model(model) -> tuple[PatternModel, str]:
+    """The pattern model and how it was given, for ``uns['localization']``."""
     if model is None:
-        return load_pretrained()
+        return load_pretrained(), "shipped"
     if isinstance(model, PatternModel):
-        return model
+        return model, "given"
     if isinstance(model, (str, Path)):
-        return PatternModel.load(model)
+        return PatternModel.load(model), str(model)
     raise TypeError(f"model must be a PatternModel, a path or None, got {type(model).__name__}")
 
 
