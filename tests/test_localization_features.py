@@ -167,6 +167,10 @@ def test_nuclear_enrichment_score_and_interval():
     assert (table["ci_low"][:2] <= table["score"][:2]).all() and (table["score"][:2] <= table["ci_high"][:2]).all()
     again = nuclear_enrichment(p, gene, cell, n_genes=3, n_cells=3, n_boot=50, seed=1)
     pd.testing.assert_frame_equal(table, again)
+    # No cell: every gene is absent (it failed inside numpy's multinomial).
+    empty = nuclear_enrichment(np.zeros(0), np.zeros(0, int), np.zeros(0, int), n_genes=3, n_cells=0, n_boot=5)
+    assert np.isnan(empty[["score", "ci_low", "ci_high"]].to_numpy(float)).all()
+    assert empty["n_transcripts"].tolist() == [0, 0, 0] and empty["n_cells"].tolist() == [0, 0, 0]
 
 
 def test_nuclear_enrichment_interval_is_the_percentile_of_scores_on_resampled_cells():

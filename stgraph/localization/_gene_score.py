@@ -90,7 +90,10 @@ def nuclear_enrichment(
     n_transcripts = count.sum(0)
     point = score(np.ones((1, n_cells)))[0]
     rng = np.random.default_rng(seed)
-    weights = rng.multinomial(n_cells, np.full(n_cells, 1.0 / max(n_cells, 1)), size=n_boot).astype(float)
+    if n_cells:
+        weights = rng.multinomial(n_cells, np.full(n_cells, 1.0 / n_cells), size=n_boot).astype(float)
+    else:  # no cell, so every gene is absent (nan)
+        weights = np.zeros((n_boot, 0))
     replicates = score(weights)
     # A replicate without any molecule of the gene says nothing about it.
     replicates[(weights @ count) == 0] = np.nan
