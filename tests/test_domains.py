@@ -54,6 +54,15 @@ def test_neighbourhood_counts_by_hand():
     np.testing.assert_allclose(counts[1], [np.exp(-0.5), 1.0])
     with pytest.raises(ValueError):
         neighbourhood_counts(edges, dist, np.array([0, 1, 1]), 2, 0.0)
+    # In general: the neighbourhood weights summed by gene (self-loops and repeated
+    # edges included in the input).
+    rng = np.random.default_rng(3)
+    edges, dist, gene = rng.integers(0, 40, (2, 500)), rng.uniform(0, 3, 500), rng.integers(0, 6, 40)
+    one_hot = np.eye(6)[gene]
+    np.testing.assert_allclose(
+        neighbourhood_counts(edges, dist, gene, 6, 1.5).toarray(),
+        neighbourhood_weights(edges, dist, 40, 1.5).toarray() @ one_hot, rtol=1e-12,
+    )
 
 
 def test_composition_components_equal_dense_pca():
