@@ -4,17 +4,42 @@ import re
 import pytest
 
 from stgraph.cli import main
+from stgraph.localization import PATTERNS
+
+
+def summary(out: str) -> dict[str, str]:
+    return dict(re.findall(r"^(.+?)\s{2,}(.+)$", out, flags=re.M))
+
+
+def count(text: str) -> int:
+    return int(text.replace(",", ""))
 
 
 def test_demo_prints_the_real_sample_summary(capsys):
     assert main(["demo", "--radius", "0.5"]) == 0
-    out = capsys.readouterr().out
-    values = dict(re.findall(r"^(.+?)\s{2,}(\S+)$", out, flags=re.M))
+    values = summary(capsys.readouterr().out)
     assert values["molecules"] == "174,827"
     assert values["genes"] == "130" and values["control probes"] == "5"
     assert values["cells"] == "15"
-    edges = int(values["edges"].replace(",", ""))
+    edges = count(values["edges"])
     assert abs(float(values["mean degree"]) - edges / 174_827) < 1e-3
+    # The task heads: every scored (cell, gene) has one top pattern.
+    tops = [count(values[f"top pattern {p}"]) for p in PATTERNS]
+    assert sum(tops) == count(values["scored cell-genes"]) > 1000
+    # MALAT1, a nuclear long non-coding RNA, is the most nuclear gene and leads a domain.
+    assert values["most nuclear genes"].split(", ")[0] == "MALAT1"
+    domains = [values["domain 0"], values["domain 1"]]
+    assert sum(count(d.split(" molecules")[0]) for d in domains) == 174_827  # every molecule is in a cell
+    assert any(d.endswith("led by MALAT1") for d in domains)
+    assert count(values["colocalized gene pairs (FDR < 5 %)"]) >= 3
+    assert len(values["strongest pairs"].split(", ")) == 3
+
+
+def test_demo_graph_only_stops_after_the_graph(capsys):
+    assert main(["demo", "--radius", "0.5", "--graph-only"]) == 0
+    values = summary(capsys.readouterr().out)
+    assert values["molecules"] == "174,827" and "scored cell-genes" not in values
+    assert not any("localization" in key for key in values)
 
 
 @pytest.mark.parametrize("radius", ["-1", "0", "nan", "inf", "one"])
@@ -42,3 +67,4 @@ def test_demo_help_says_what_each_option_does(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "--radius RADIUS radius in µm (default 1.0)" in out
     assert "'cell' only pairs of the same cell" in out
+    assert "--graph-only stop after the graph (skip localization, colocalization and domains)" in out
