@@ -49,17 +49,12 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import LinearOperator, svds
 
+from ._neighbourhood_kernel import weighted_gene_counts
 
-def _weighted_edges(
-    edge_index: np.ndarray, edge_dist: np.ndarray, bandwidth: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sources, targets and Gaussian weights of the edges that are not self-loops."""
+
+def _check_bandwidth(bandwidth: float) -> None:
     if not bandwidth > 0:
         raise ValueError(f"bandwidth must be positive, got {bandwidth}")
-    src, dst = np.asarray(edge_index, dtype=np.int64)
-    keep = src != dst
-    weight = np.exp(-0.5 * (np.asarray(edge_dist, dtype=np.float64)[keep] / bandwidth) ** 2)
-    return src[keep], dst[keep], weight
 
 
 def neighbourhood_weights(edge_index: np.ndarray, edge_dist: np.ndarray, n: int, bandwidth: float) -> sparse.csr_matrix:
@@ -77,9 +72,12 @@ def neighbourhood_weights(edge_index: np.ndarray, edge_dist: np.ndarray, n: int,
     bandwidth
         Gaussian ``sigma`` of the distance weights.
     """
-    src, dst, weight = _weighted_edges(edge_index, edge_dist, bandwidth)
-    rows = np.concatenate([dst, np.arange(n)])
-    cols = np.concatenate([src, np.arange(n)])
+    _check_bandwidth(bandwidth)
+    src, dst = np.asarray(edge_index, dtype=np.int64)
+    keep = src != dst
+    weight = np.exp(-0.5 * (np.asarray(edge_dist, dtype=np.float64)[keep] / bandwidth) ** 2)
+    rows = np.concatenate([dst[keep], np.arange(n)])
+    cols = np.concatenate([src[keep], np.arange(n)])
     return sparse.csr_matrix((np.concatenate([weight, np.ones(n)]), (rows, cols)), shape=(n, n))
 
 
@@ -109,12 +107,9 @@ def neighbourhood_counts(
     bandwidth
         Gaussian ``sigma`` of the distance weights.
     """
-    n = gene.size
-    src, dst, weight = _weighted_edges(edge_index, edge_dist, bandwidth)
-    # Summed straight into (target, gene) cells: no (N, N) matrix and product (4x faster).
-    rows = np.concatenate([dst, np.arange(n)])
-    cols = np.concatenate([gene[src], gene])
-    return sparse.csr_matrix((np.concatenate([weight, np.ones(n)]), (rows, cols)), shape=(n, n_genes))
+    _check_bandwidth(bandwidth)
+    src, dst = np.asarray(edge_index, dtype=np.int64)
+    return weighted_gene_counts(src, dst, np.asarray(edge_dist), np.asarray(gene, dtype=np.int64), n_genes, bandwidth)
 
 
 #: Memory for the predictions of one chunk of rows (float64), 256 MiB.
