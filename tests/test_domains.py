@@ -316,6 +316,24 @@ def test_encoder_context_finds_the_planted_domains(planted):
     assert both.params["n_passes"] == 7 and both.params["representation"] == "both"
 
 
+def test_tl_domains_uses_only_the_within_cell_edges(planted):
+    # A graph over all pairs adds edges across cells, which domains leave out: the
+    # same labels as on the within-cell graph (which takes the path without renumbering).
+    sdata, _ = planted
+    kept = domains(sdata, graph=stgraph.graph.transcript_graph(sdata, RADIUS, within="cell"),
+                   n_domains=3, inplace=False)
+    every = stgraph.graph.transcript_graph(sdata, RADIUS, within="cell")
+    # The simulated cells lie apart: join transcripts of different cells by hand.
+    rng = np.random.default_rng(0)
+    cell = every.cell.numpy()
+    src, dst = rng.integers(0, every.num_nodes, (2, 5000))
+    across = torch.from_numpy(np.stack([src, dst])[:, cell[src] != cell[dst]])
+    every.edge_index = torch.cat([every.edge_index, across, across.flip(0)], dim=1)
+    every.edge_dist = torch.cat([every.edge_dist, torch.full((2 * across.shape[1],), RADIUS / 2)])
+    np.testing.assert_array_equal(domains(sdata, graph=every, n_domains=3, inplace=False).labels.codes,
+                                  kept.labels.codes)
+
+
 def test_tl_domains_inputs(planted):
     sdata, _ = planted
     graph = stgraph.graph.transcript_graph(sdata, RADIUS, within="cell")
