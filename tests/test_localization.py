@@ -326,6 +326,16 @@ def test_training_reduces_the_loss_and_is_seeded():
     assert history == again
     for a, b in zip(model.state_dict().values(), other.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # Labels that do not match the batch are refused before any step, by name (they
+    # failed inside torch: "Target size ... must be the same as input size").
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=f"batch 0 has {batch.n_groups} groups but {len(labels) - 1} labels"):
+        fit_pattern_model(model, [batch], [labels[:-1]], epochs=1)
+    with pytest.raises(ValueError, match="1 batches but 2 label arrays"):
+        fit_pattern_model(model, [batch], [labels, labels], epochs=1)
+    with pytest.raises(TypeError, match="^epochs must be an integer"):
+        fit_pattern_model(model, [batch], [labels], epochs=1.5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_retraining_is_one_call_and_the_result_is_usable(clean):

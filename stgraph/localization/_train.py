@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .._seeding import torch_seeded
+from .._validation import check_int, check_real
 from ._data import CellGeneGroups, CellTranscripts, read_cell_transcripts
 from ._pattern_model import PATTERNS, PatternBatch, PatternModel, pattern_batch
 
@@ -75,8 +76,48 @@ def fit_pattern_model(
     """Train ``model`` in place by AdamW on binary cross-entropy (one-hot targets).
 
     Each step sees ``batch_cells`` consecutive cells of one sample; the order of
-    the steps is shuffled every epoch. Returns the mean loss of every epoch.
+    the steps is shuffled every epoch. The learning rate follows a one-cycle
+    schedule peaking at ``lr``.
+
+    Parameters
+    ----------
+    model
+        The pattern head to train; it is left in eval mode.
+    batches
+        One :class:`PatternBatch` per sample (:func:`pattern_batch`).
+    labels
+        Pattern code (index into :data:`PATTERNS`) of every group of each batch.
+    epochs
+        Passes over all batches.
+    lr, weight_decay
+        AdamW peak learning rate and weight decay.
+    batch_cells
+        Cells per step.
+    seed
+        Seed of the step order and of torch during training.
+
+    Returns
+    -------
+    The mean loss of every epoch.
+
+    Raises
+    ------
+    ValueError
+        If ``batches`` and ``labels`` differ in length, a batch and its labels in
+        size, or a setting is out of range.
+    TypeError
+        If a setting is not a number of the right kind.
     """
+    check_int("epochs", epochs)
+    check_int("batch_cells", batch_cells)
+    check_int("seed", seed, minimum=0)
+    check_real("lr", lr)
+    check_real("weight_decay", weight_decay, allow_zero=True)
+    if len(batches) != len(labels):
+        raise ValueError(f"{len(batches)} batches but {len(labels)} label arrays")
+    for k, (batch, y) in enumerate(zip(batches, labels)):
+        if len(y) != batch.n_groups:
+            raise ValueError(f"batch {k} has {batch.n_groups} groups but {len(y)} labels")
     with torch_seeded(seed):
         rng = np.random.default_rng(seed)
         targets = [torch.nn.functional.one_hot(torch.from_numpy(y), len(PATTERNS)).float() for y in labels]
