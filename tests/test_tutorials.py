@@ -12,7 +12,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_runs(path, monkeypatch):
-    if '"shared"' in path.read_text() and not SHARED_DATA.is_dir():
+    if "../shared" in path.read_text() and not SHARED_DATA.is_dir():
         pytest.skip(f"{path.name} reads {SHARED_DATA}, which is absent")
     matplotlib.use("Agg")
     monkeypatch.chdir(path.parent)
