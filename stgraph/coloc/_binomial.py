@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from ._edges import CellEdges
+from ._edges import CellEdges, lookup_sorted
 from ._observed import ObservedPairs
 from ._shared import shared_cells
 
@@ -54,12 +54,6 @@ def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return keys, counts.astype(np.float64)
 
 
-def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """``values`` at the positions of ``wanted`` in the sorted ``keys``; 0 where absent."""
-    at = np.minimum(np.searchsorted(keys, wanted), max(keys.size - 1, 0))
-    return np.where(keys[at] == wanted, values[at], 0.0) if keys.size else np.zeros(wanted.size)
-
-
 def proximal_pairs(edges: CellEdges, observed: ObservedPairs) -> ProximalPairs:
     """Count the unordered pairs joined by at least one within-cell edge.
 
@@ -81,8 +75,8 @@ def proximal_pairs(edges: CellEdges, observed: ObservedPairs) -> ProximalPairs:
     gene_a, gene_b = np.divmod(observed.pair, n_genes)
     observed_pair = unordered(gene_a, gene_b)
     return ProximalPairs(
-        per_row=_lookup(cell_pair, count, observed.row_cell * n_pair_codes + observed_pair[observed.row_pair]),
-        per_pair=_lookup(pair_code, pair_count, observed_pair),
+        per_row=lookup_sorted(cell_pair, count, observed.row_cell * n_pair_codes + observed_pair[observed.row_pair]),
+        per_pair=lookup_sorted(pair_code, pair_count, observed_pair),
         per_cell=np.bincount(cell, minlength=edges.n_cells).astype(np.float64),
     )
 

@@ -67,11 +67,15 @@ class CellEdges:
     def count_of(self, cell: np.ndarray, gene: np.ndarray) -> np.ndarray:
         """Molecules of ``gene`` in ``cell`` (element-wise)."""
         counts = self.counts
-        key = counts[0] * self.n_genes + counts[1]
-        wanted = cell * self.n_genes + gene
-        at = np.minimum(np.searchsorted(key, wanted), max(key.size - 1, 0))
-        found = key[at] == wanted if key.size else np.zeros(wanted.size, bool)
-        return np.where(found, counts[2][at] if key.size else 0.0, 0.0)
+        return lookup_sorted(counts[0] * self.n_genes + counts[1], counts[2], cell * self.n_genes + gene)
+
+
+def lookup_sorted(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """``values`` at the positions of ``wanted`` in the sorted ``keys``; 0 where absent."""
+    if not keys.size:
+        return np.zeros(wanted.size)
+    at = np.minimum(np.searchsorted(keys, wanted), keys.size - 1)
+    return np.where(keys[at] == wanted, values[at], 0.0)
 
 
 def cell_edges(
