@@ -4,7 +4,7 @@ For every (cell, domain) with at least ``min_transcripts`` molecules the outline
 is the concave hull (:func:`shapely.concave_hull`) of those molecules, with
 ``ratio`` between 0 (tightest) and 1 (convex hull), clipped to the cell boundary
 when one is given. Groups whose hull has no area (fewer than three points, or all
-on a line) get no polygon. All hulls are built in one vectorised shapely call.
+on a line) get no polygon.
 """
 from __future__ import annotations
 
@@ -13,19 +13,10 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from .._validation import check_int, check_real
+from ..io._shapes import check_hull_arguments, concave_hulls
 
 #: Columns of the domain shapes besides ``geometry``.
 POLYGON_COLUMNS = ("cell_id", "domain", "n_transcripts")
-
-
-def check_polygon_arguments(ratio: float, min_transcripts: int, ratio_name: str = "ratio") -> None:
-    """Raise naming the first invalid argument of :func:`domain_polygons`: ``ratio`` a
-    number in [0, 1] (called ``ratio_name`` in the message), ``min_transcripts`` a
-    positive integer."""
-    if not 0.0 <= check_real(ratio_name, ratio, allow_zero=True) <= 1.0:
-        raise ValueError(f"{ratio_name} must lie in [0, 1], got {ratio!r}")
-    check_int("min_transcripts", min_transcripts)
 
 
 def domain_polygons(
@@ -65,33 +56,25 @@ def domain_polygons(
         If ``ratio`` is not a number in ``[0, 1]`` or ``min_transcripts`` not a
         positive integer.
     """
-    check_polygon_arguments(ratio, min_transcripts)
+    check_hull_arguments(ratio, min_transcripts)
     cell_id = pd.Categorical(cell_id)
     codes = np.asarray(cell_id.codes, dtype=np.int64)
     labels = np.asarray(labels, dtype=np.int64)
-    kept = codes >= 0
-    n_domains = int(labels.max()) + 1 if labels.size else 0
-    group = codes[kept] * max(n_domains, 1) + labels[kept]
-    order = np.argsort(group, kind="stable")
-    group_sorted = group[order]
-    unique, size = np.unique(group_sorted, return_counts=True)
-    big = size >= min_transcripts
-    in_big = np.repeat(big, size)
-    members = np.searchsorted(unique[big], group_sorted[in_big])
-    points = shapely.multipoints(np.asarray(xy, dtype=np.float64)[kept][order][in_big], indices=members)
-    hulls = shapely.concave_hull(points, ratio=ratio) if points.size else points
-    cells = pd.Index(cell_id.categories)[unique[big] // max(n_domains, 1)]
+    n_domains = max(int(labels.max()) + 1 if labels.size else 0, 1)
+    group = np.where(codes >= 0, codes * n_domains + labels, -1)
+    groups, size, hulls = concave_hulls(xy, group, ratio=ratio, min_points=min_transcripts)
+    cells = pd.Index(cell_id.categories)[groups // n_domains]
     if cell_boundaries is not None:
         outline = gpd.GeoSeries(cell_boundaries).reindex(cells)
         has_outline = ~outline.isna().to_numpy()
         hulls = np.where(has_outline, shapely.intersection(hulls, outline.to_numpy()), hulls)
     areal = shapely.area(hulls) > 0 if hulls.size else np.zeros(0, bool)
-    domain = unique[big] % max(n_domains, 1)
+    domain = groups % n_domains
     frame = gpd.GeoDataFrame(
         {
             "cell_id": cells[areal].astype(str),
             "domain": domain[areal],
-            "n_transcripts": size[big][areal],
+            "n_transcripts": size[areal],
         },
         geometry=hulls[areal],
     )

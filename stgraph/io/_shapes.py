@@ -7,6 +7,7 @@ import pandas as pd
 import shapely
 from spatialdata.models import ShapesModel
 
+from .._validation import check_int, check_real
 from ._points import as_id_strings
 
 
@@ -45,6 +46,50 @@ def polygons_from_vertices(
     return _one_geometry_per_id(pd.Series(rings, index=ring_ids))
 
 
+def check_hull_arguments(ratio: float, min_transcripts: int, ratio_name: str = "ratio") -> None:
+    """Raise naming the first invalid setting of the outlines drawn with
+    :func:`concave_hulls`: ``ratio`` a number in [0, 1] (called ``ratio_name`` in the
+    message), ``min_transcripts`` a positive integer."""
+    if not 0.0 <= check_real(ratio_name, ratio, allow_zero=True) <= 1.0:
+        raise ValueError(f"{ratio_name} must lie in [0, 1], got {ratio!r}")
+    check_int("min_transcripts", min_transcripts)
+
+
+def concave_hulls(
+    xy: np.ndarray, group: np.ndarray, *, ratio: float, min_points: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Concave hull (:func:`shapely.concave_hull`) of the points of each group, in one
+    vectorised shapely call.
+
+    Parameters
+    ----------
+    xy
+        ``(N, 2)`` coordinates.
+    group
+        ``(N,)`` non-negative integer group of each point; ``-1`` leaves a point out.
+    ratio
+        Concave-hull ratio, from 0 (tightest) to 1 (convex hull).
+    min_points
+        Smallest group that gets a hull.
+
+    Returns
+    -------
+    groups, sizes, hulls
+        The groups with at least ``min_points`` points (ascending), their sizes and
+        their hulls; a hull has no area when its points are fewer than three or collinear.
+    """
+    group = np.asarray(group, dtype=np.int64)
+    kept = np.flatnonzero(group >= 0)
+    order = kept[np.argsort(group[kept], kind="stable")]
+    unique, size = np.unique(group[order], return_counts=True)
+    big = size >= min_points
+    in_big = np.repeat(big, size)
+    members = np.searchsorted(unique[big], group[order][in_big])
+    points = shapely.multipoints(np.asarray(xy, dtype=np.float64)[order][in_big], indices=members)
+    hulls = shapely.concave_hull(points, ratio=ratio) if points.size else points
+    return unique[big], size[big], hulls
+
+
 def polygons_from_wkb(ids: pd.Series, wkb: pd.Series) -> gpd.GeoSeries:
     """One geometry per id from WKB blobs; the union where an id has several (z-planes)."""
     geometries = shapely.from_wkb(wkb.to_numpy())
@@ -66,11 +111,17 @@ def _one_geometry_per_id(parts: pd.Series) -> gpd.GeoSeries:
 
 
 def shapes_element(
-    geometries: gpd.GeoSeries | gpd.GeoDataFrame, *, scale: float, index_name: str
+    geometries: gpd.GeoSeries | gpd.GeoDataFrame,
+    *,
+    scale: float,
+    index_name: str,
+    transformations: dict | None = None,
 ) -> gpd.GeoDataFrame:
     """A ``ShapesModel`` GeoDataFrame indexed by id strings, coordinates multiplied by ``scale``.
 
     The input is not modified; extra columns of a GeoDataFrame are kept.
+    ``transformations`` (coordinate system -> transformation) default to the identity
+    to ``global``.
     """
     if isinstance(geometries, gpd.GeoSeries):
         frame = gpd.GeoDataFrame(geometry=geometries.copy())
@@ -94,4 +145,4 @@ def shapes_element(
     if scale != 1.0:
         frame["geometry"] = shapely.transform(frame.geometry.to_numpy(), lambda xy: xy * scale)
     frame.index.name = index_name
-    return ShapesModel.parse(frame)
+    return ShapesModel.parse(frame, transformations=transformations)

@@ -29,7 +29,7 @@ from ..domains import (
     standardised_block,
 )
 from ..domains._cluster import check_clustering_arguments
-from ..domains._polygons import check_polygon_arguments
+from ..io._shapes import check_hull_arguments
 from ..io import TABLE_KEY, check_table
 from ..io._table import ensure_table
 from ..io._spatialdata import check_spatialdata
@@ -345,7 +345,7 @@ def domains(
     check_int("n_components", n_components)
     if bandwidth is not None:
         bandwidth = check_real("bandwidth", bandwidth)
-    check_polygon_arguments(hull_ratio, min_transcripts, "hull_ratio")
+    check_hull_arguments(hull_ratio, min_transcripts, "hull_ratio")
     check_clustering_arguments(n_domains, k_range, method, sample_size)
     check_int("seed", seed, minimum=0)
     check_output_key("key_added", key_added, SCHEMA_COLUMNS, "transcript column")
