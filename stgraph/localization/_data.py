@@ -191,7 +191,10 @@ def read_cell_transcripts(
         :func:`stgraph.io.transcripts_frame` and :func:`cell_transcripts`.
     """
     if cell_key not in sdata.shapes:
-        raise ValueError(f"sdata has no shapes element {cell_key!r} (cell outlines are required)")
+        raise ValueError(
+            f"sdata has no shapes element {cell_key!r} (cell outlines are required; where the data have "
+            "none, stgraph.io.outlines_from_transcripts draws them around each cell's molecules)"
+        )
     nuclei = nucleus_outlines(sdata, nucleus_key)
     points = transcripts_frame(sdata, points_key=points_key)
     return points, cell_transcripts(points, sdata.shapes[cell_key].geometry, nuclei)
