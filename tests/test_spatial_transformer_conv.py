@@ -332,7 +332,7 @@ def test_repr():
 
 @pytest.mark.parametrize("num_keys, size", [(1, 5), (7, 0), (50, 1000), (1000, 50)])
 def test_counting_sort_equals_torch_stable_sort(num_keys, size):
-    from stgraph.nn.conv._counting_sort import stable_argsort
+    from stgraph._sorting import stable_argsort
 
     keys = torch.randint(0, num_keys, (size,), generator=torch.Generator().manual_seed(size))
     assert torch.equal(stable_argsort(keys, num_keys), torch.sort(keys, stable=True).indices)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from scipy import sparse
 
-from ..nn.conv._counting_sort import stable_argsort
+from .._sorting import stable_argsort
 
 
 @numba.njit(cache=True)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from ._counting_sort import stable_argsort
+from ..._sorting import stable_argsort
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -1,8 +1,9 @@
-"""Linear-time stable argsort of bounded integer keys (the edge sources).
+"""Linear-time stable argsort of bounded integer keys (node ids of edges).
 
-The backward pass of edge attention needs the edges grouped by source. A
-comparison sort costs O(E log E), which would make time per edge grow with the
-graph; keys are node ids below ``num_nodes``, so a counting sort does it in O(E).
+Grouping edges by node (by source in the attention backward pass, by target in the
+domain neighbourhood counts) with a comparison sort costs O(E log E), which would
+make time per edge grow with the graph; keys are node ids below ``num_nodes``, so a
+counting sort does it in O(E).
 """
 from __future__ import annotations
 
