@@ -55,7 +55,8 @@ def read_cosmx(
     ``"{fov}_{cell_ID}"`` (``cell_ID`` 0 -> NaN; CosMx numbers cells per FOV),
     ``in_nucleus`` = (``CellComp == "Nuclear"``); kept: ``fov``, ``z_plane`` (the raw
     ``z``), ``x_local_px``, ``y_local_px``, ``CellComp`` and any other column. The index is
-    the row number in the file. No boundaries (the legacy flat files have none).
+    the row number in the file. No boundaries (the legacy flat files have none):
+    :func:`stgraph.io.outlines_from_transcripts` draws them from the molecules.
 
     Raises
     ------

@@ -26,7 +26,9 @@ def read_xenium(
 
     Reads ``transcripts.parquet`` and, where present, ``cell_boundaries.parquet`` and
     ``nucleus_boundaries.parquet`` (vertex tables ``cell_id, vertex_x, vertex_y``; a nucleus
-    table with ``label_id`` gives a ``MultiPolygon`` for a cell with several nuclei).
+    table with ``label_id`` gives a ``MultiPolygon`` for a cell with several nuclei); an
+    absent file gives no element, which
+    :func:`stgraph.io.outlines_from_transcripts` can draw from the molecules).
     Xenium writes ``x_location``, ``y_location``, ``z_location`` and the vertices in µm
     already (image pixels are 0.2125 µm, not needed here), so no pixel size applies.
 
