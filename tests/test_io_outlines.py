@@ -79,6 +79,8 @@ def test_nucleus_outlines_use_nuclear_molecules_and_are_clipped_to_the_cell():
     expected = reference_hull(nuclear).intersection(cell_a)
     assert nuclei.geometry["a"].symmetric_difference(expected).area < 1e-9
     assert nuclei.geometry["a"].bounds[2] == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="no shapes element cell_key='cells'"):
+        outlines_from_transcripts(sdata, kind="nucleus", key="other", cell_key="cells")
     # without cell outlines the nucleus is not clipped
     unclipped = outlines_from_transcripts(sample(), kind="nucleus", copy=True).shapes["nucleus_boundaries"]
     assert unclipped.geometry["a"].symmetric_difference(reference_hull(nuclear)).area < 1e-9

@@ -18,7 +18,7 @@ from spatialdata.transformations import get_transformation
 from .._validation import check_bool, check_real
 from ._schema import CELL, CELL_SHAPES_KEY, IN_NUCLEUS, NUCLEUS_SHAPES_KEY, POINTS_KEY, X, Y
 from ._shapes import check_hull_arguments, concave_hulls, shapes_element
-from ._spatialdata import check_spatialdata, transcripts_frame
+from ._spatialdata import check_spatialdata, optional_shapes, transcripts_frame
 
 _KINDS = {"cell": CELL_SHAPES_KEY, "nucleus": NUCLEUS_SHAPES_KEY}
 
@@ -29,7 +29,7 @@ def outlines_from_transcripts(
     *,
     kind: str = "cell",
     key: str | None = None,
-    cell_key: str = CELL_SHAPES_KEY,
+    cell_key: str | None = CELL_SHAPES_KEY,
     ratio: float = 0.3,
     buffer: float = 0.5,
     min_transcripts: int = 3,
@@ -62,7 +62,9 @@ def outlines_from_transcripts(
         Shapes element written; default ``"cell_boundaries"`` or
         ``"nucleus_boundaries"``, the names the tools read.
     cell_key
-        Cell outlines that nucleus outlines are clipped to, when present.
+        Cell outlines that nucleus outlines are clipped to (cells without one there
+        are not clipped); None, or the default name absent from the data, clips
+        nothing; another name must exist. Not used for ``kind="cell"``.
     ratio
         Concave-hull ratio in ``[0, 1]``: 0 the tightest hull, 1 the convex hull.
     buffer
@@ -92,8 +94,9 @@ def outlines_from_transcripts(
         If ``points_key`` is not a points element.
     ValueError
         For an unknown ``kind``, settings out of range, points without
-        ``in_nucleus`` for nuclei, an existing ``key`` without ``overwrite=True``,
-        or no cell with enough molecules to outline.
+        ``in_nucleus`` for nuclei, a ``cell_key`` other than the default that is
+        not a shapes element, an existing ``key`` without ``overwrite=True``, or no
+        cell with enough molecules to outline.
 
     Examples
     --------
@@ -126,8 +129,9 @@ def outlines_from_transcripts(
     if buffer > 0:
         hulls = shapely.buffer(hulls, buffer, quad_segs=8)
     ids = pd.Index(cells.categories[codes].astype(str))
-    if kind == "nucleus" and cell_key in sdata.shapes:
-        outline = sdata.shapes[cell_key].geometry.reindex(ids).to_numpy()
+    cell_outlines = optional_shapes(sdata, cell_key, CELL_SHAPES_KEY, "cell_key") if kind == "nucleus" else None
+    if cell_outlines is not None:
+        outline = cell_outlines.geometry.reindex(ids).to_numpy()
         hulls = np.where(shapely.is_missing(outline), hulls, shapely.intersection(hulls, outline))
     hulls = _polygonal(hulls)
     areal = shapely.area(hulls) > 0
