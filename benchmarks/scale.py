@@ -10,7 +10,9 @@ the tool on the whole sample, in place, with its defaults and:
 - ``graph``: ``transcript_graph(sdata, radius=1.0)``;
 - ``localization``: ``tl.localization(sdata)`` (patterns, compartment, gene score);
 - ``colocalization``: ``tl.colocalization(sdata, radius=1.0)`` (no model: uniform weights);
-- ``domains``: ``tl.domains(sdata, radius=3.0, n_domains=3)``.
+- ``domains``: ``tl.domains(sdata, radius=3.0, n_domains=3)``;
+- ``outlines``: ``io.outlines_from_transcripts`` for the cells and then for the
+  nuclei (clipped to the measured cell outlines), as new shapes elements.
 
 Reported: wall time, CPU time, peak memory above the loaded sample, and per transcript;
 the scaling ratio is the time (or memory) per transcript at the largest size over that
@@ -39,7 +41,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
 N_GENES = 100
 MEAN_COUNTS = 5.0
 CELLS_PER_TRANSCRIPT = 200 / 1e5
-TOOLS = ("graph", "localization", "colocalization", "domains")
+TOOLS = ("graph", "localization", "colocalization", "domains", "outlines")
 
 
 def _run_tool(tool: str, sdata) -> dict:
@@ -56,6 +58,10 @@ def _run_tool(tool: str, sdata) -> dict:
     if tool == "domains":
         st.tl.domains(sdata, radius=3.0, n_domains=3)
         return {"n_domains": int(sdata.points["transcripts"]["domain"].compute().nunique())}
+    if tool == "outlines":
+        st.io.outlines_from_transcripts(sdata, key="cell_hulls", overwrite=True)
+        st.io.outlines_from_transcripts(sdata, kind="nucleus", key="nucleus_hulls", overwrite=True)
+        return {"cells": len(sdata.shapes["cell_hulls"]), "nuclei": len(sdata.shapes["nucleus_hulls"])}
     raise ValueError(f"unknown tool {tool!r}")
 
 
