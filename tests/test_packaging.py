@@ -28,6 +28,17 @@ def test_every_data_file_is_declared_package_data():
     assert sorted(map(str, data_files - covered)) == []
 
 
+def test_every_licence_file_in_the_package_is_declared():
+    """Embedded data under its own licence (the MERFISH sample: BSD-2-Clause) must be
+    named in the metadata, next to stgraph's own BSD-3-Clause."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    shipped = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "stgraph").rglob("LICENSE*"))
+    assert shipped == ["stgraph/datasets/_data/merfish_u2os/LICENSE"]
+    assert set(shipped) <= set(project["license-files"])
+    assert "BSD 2-Clause License" in (ROOT / shipped[0]).read_text()
+    assert project["license"] == "BSD-3-Clause AND BSD-2-Clause"
+
+
 def _imported_distributions() -> dict[str, set[str]]:
     """Distribution name (normalised) -> modules of ``stgraph/`` importing it, for every
     third-party top-level module the package imports."""

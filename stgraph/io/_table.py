@@ -101,6 +101,15 @@ def get_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str = 
     Tools of :mod:`stgraph.tl` write their per-cell and per-gene results into this
     table; adding it is the one change made to ``sdata`` here.
 
+    Parameters
+    ----------
+    sdata
+        The SpatialData object.
+    table_key
+        Name of the table in ``sdata.tables``.
+    points_key
+        Points element whose cells and genes the table must cover.
+
     Raises
     ------
     TypeError
@@ -127,6 +136,15 @@ def check_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str 
     Its cells (the table's ``instance_key`` column, else ``obs_names``) must include every
     cell id that has a molecule in ``points_key``, and its ``var_names`` every gene that
     has one; extra cells and genes are allowed. Nothing is checked when the table is absent.
+
+    Parameters
+    ----------
+    sdata
+        The SpatialData object.
+    table_key
+        Name of the table in ``sdata.tables``.
+    points_key
+        Points element whose cells and genes the table must cover.
 
     Raises
     ------
