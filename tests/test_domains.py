@@ -415,6 +415,7 @@ def test_tl_domains_writes_labels_by_point_index():
 
 def test_tl_domains_output_keys_cannot_overwrite_the_data():
     sdata, _ = stgraph.datasets.simulate(3, 9, n_domains=2, seed=0)
+    stgraph.io.get_table(sdata)
     before = sdata.points["transcripts"].compute()
     outlines = sdata.shapes["cell_boundaries"].copy()
     for kwargs, match in [
@@ -422,12 +423,15 @@ def test_tl_domains_output_keys_cannot_overwrite_the_data():
         (dict(key_added="x"), "key_added='x' would overwrite the transcript column 'x'"),
         (dict(shapes_key="cell_boundaries"), "shapes_key='cell_boundaries' would overwrite the element"),
         (dict(shapes_key="nucleus_boundaries"), "shapes_key='nucleus_boundaries' would overwrite"),
-        (dict(shapes_key="transcripts"), "shapes_key='transcripts' would overwrite"),
+        (dict(shapes_key="transcripts"), "shapes_key='transcripts' is the name of one of sdata's points"),
+        # SpatialData names are unique across element types: refused before anything is written.
+        (dict(shapes_key="table"), "shapes_key='table' is the name of one of sdata's tables"),
     ]:
         with pytest.raises(ValueError, match=match):
             domains(sdata, radius=RADIUS, n_domains=2, **kwargs)
     pd.testing.assert_frame_equal(sdata.points["transcripts"].compute(), before)
     pd.testing.assert_frame_equal(sdata.shapes["cell_boundaries"], outlines)
+    assert list(sdata.tables["table"].uns) == ["spatialdata_attrs"]
     # Re-running with the tool's own keys replaces its previous result.
     domains(sdata, radius=RADIUS, n_domains=2)
     third = domains(sdata, radius=RADIUS, n_domains=3)

@@ -86,6 +86,23 @@ def test_nucleus_outlines_use_nuclear_molecules_and_are_clipped_to_the_cell():
     assert unclipped.geometry["a"].symmetric_difference(reference_hull(nuclear)).area < 1e-9
 
 
+def test_nuclei_are_clipped_to_cell_outlines_indexed_by_integers():
+    """Cell ids of the points are strings; outlines indexed by the same ids as integers
+    still clip their nucleus (an unmatched index once left every nucleus unclipped)."""
+    frame = two_cells()
+    frame["cell"] = frame["cell"].map({"a": 1, "b": 2, "c": 3, "": -1})
+    sdata = read_transcripts(frame, x="x", y="y", gene="gene", cell="cell", in_nucleus="nuclear", unassigned=["-1"])
+    cell_a = Polygon([(-1, -1), (4, -1), (4, 7), (-1, 7)])
+    sdata.shapes["cell_boundaries"] = ShapesModel.parse(gpd.GeoDataFrame(geometry=[cell_a], index=[1]))
+    outlines_from_transcripts(sdata, kind="nucleus")
+    nuclei = sdata.shapes["nucleus_boundaries"]
+    assert nuclei.index.tolist() == ["1"]
+    nuclear = frame.loc[frame["nuclear"], ["x", "y"]].to_numpy()
+    expected = reference_hull(nuclear).intersection(cell_a)
+    assert nuclei.geometry["1"].symmetric_difference(expected).area < 1e-9
+    assert nuclei.geometry["1"].bounds[2] == pytest.approx(4.0)
+
+
 def test_buffer_zero_leaves_collinear_groups_without_outline():
     frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 0.0, 1.0, 0.0], "y": [0.0, 0.0, 0.0, 0.0, 0.0, 1.0],
                           "gene": ["g"] * 6, "cell": ["line"] * 3 + ["tri"] * 3})
@@ -133,6 +150,8 @@ def test_outlines_carry_the_points_transformations():
         ({"min_transcripts": 500}, ValueError, "no cell of 'transcripts' has 500 or more molecules"),
         ({"copy": "False"}, TypeError, "copy"),
         ({"points_key": "molecules"}, KeyError, "molecules"),
+        # SpatialData names are unique across element types.
+        ({"key": "transcripts"}, ValueError, "key='transcripts' is the name of one of sdata's points"),
     ],
 )
 def test_bad_settings_are_refused(kwargs, error, message):

@@ -202,3 +202,23 @@ def optional_shapes(sdata: SpatialData, key: str | None, default: str, argument:
             f"(pass {argument}=None for none)"
         )
     return sdata.shapes[key]
+
+
+def check_shapes_name(sdata: SpatialData, key: str, argument: str) -> None:
+    """Refuse a new shapes element name that another kind of element of ``sdata`` holds.
+
+    SpatialData names its elements uniquely across images, labels, points, shapes and
+    tables; writing shapes under a table's name would fail only after a tool's other
+    results were written.
+
+    Raises
+    ------
+    ValueError
+        Naming ``argument`` and the kind of element that holds ``key``.
+    """
+    for kind in ("images", "labels", "points", "tables"):
+        if key in getattr(sdata, kind):
+            raise ValueError(
+                f"{argument}={key!r} is the name of one of sdata's {kind}; SpatialData names must "
+                "be unique across element types, choose another name"
+            )

@@ -32,7 +32,7 @@ from ..domains._cluster import check_clustering_arguments
 from ..io._shapes import check_hull_arguments
 from ..io import TABLE_KEY, check_table
 from ..io._table import ensure_table
-from ..io._spatialdata import check_spatialdata
+from ..io._spatialdata import check_shapes_name, check_spatialdata
 from ..io import _schema as S
 from ._graph_input import graph_for
 from ._output_keys import RESERVED_UNS, SCHEMA_COLUMNS, SCHEMA_SHAPES, check_output_key
@@ -316,7 +316,8 @@ def domains(
         If an argument is invalid, ``graph`` was built from other transcripts than
         those of ``sdata`` or with another ``radius``, an output name would
         overwrite the data (a schema column, ``cell_boundaries``,
-        ``nucleus_boundaries``, ``spatialdata_attrs``), fewer than two transcripts
+        ``nucleus_boundaries``, ``spatialdata_attrs``), ``shapes_key`` names another
+        kind of element (points, a table), fewer than two transcripts
         are in cells, no two transcripts of a cell are within ``radius``, or (with
         ``inplace``) an existing table misses cells or genes of the data
         (:func:`stgraph.io.check_table`). Nothing is written then.
@@ -350,7 +351,8 @@ def domains(
     check_int("seed", seed, minimum=0)
     check_output_key("key_added", key_added, SCHEMA_COLUMNS, "transcript column")
     check_output_key("key_added", key_added, RESERVED_UNS, "table uns key", ("_enrichment", "_params"))
-    check_output_key("shapes_key", shapes_key, SCHEMA_SHAPES | {points_key}, "element")
+    check_output_key("shapes_key", shapes_key, SCHEMA_SHAPES, "element")
+    check_shapes_name(sdata, shapes_key, "shapes_key")
     graph = graph_for(sdata, radius, graph, "cell", points_key, _GRAPH_FIELDS)
     if inplace:
         check_table(sdata, table_key, points_key)  # before anything is written
