@@ -282,6 +282,18 @@ def test_cosmx_keeps_the_files_own_cell_and_helper_named_columns(tmp_path):
     assert not any(c.startswith("_") for c in frame.columns)
 
 
+def test_cosmx_missing_cell_id_is_unassigned_and_ids_stay_integral(tmp_path):
+    # One empty cell_ID makes pandas read the column as floats: ids must not become "2_15.0".
+    table = pd.DataFrame({
+        "fov": [2, 2, 3, 3], "cell_ID": [15.0, np.nan, 4.0, 0.0],
+        "x_global_px": [0.0, 10.0, 20.0, 30.0], "y_global_px": [0.0, 5.0, 9.0, 1.0], "z": [1, 2, 3, 4],
+        "target": ["A", "B", "C", "A"],
+    })
+    table.to_csv(tmp_path / "S1_tx_file.csv", index=False)
+    frame = transcripts_frame(read_cosmx(tmp_path))
+    assert frame["cell_id"].astype(object).where(frame["cell_id"].notna(), None).tolist() == ["2_15", None, "3_4", None]
+
+
 def test_cosmx_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="tx_file"):
         read_cosmx(tmp_path)
@@ -505,6 +517,19 @@ def test_unassigned_ids_are_whole_values_and_a_single_string_is_refused():
     points = PointsModel.parse(table.rename(columns={"cell": "cell_id"}))
     with pytest.raises(TypeError, match="unassigned must be a collection"):
         from_spatialdata(sd.SpatialData(points={"transcripts": points}), unassigned="UNASSIGNED")
+
+
+@pytest.mark.parametrize("unassigned", [[0], [0.0], ["0"], (np.int64(0),)])
+def test_numeric_unassigned_ids_match_as_the_ids_do(unassigned):
+    """Integer cell ids (CosMx's cell_ID 0 = no cell) are unassigned whether 0 is given
+    as a number or a string; a number once never matched, and cell "0" was kept."""
+    table = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 2.0, 3.0], "gene": list("ABAC"),
+                          "cell": [0, 5, 5, 7]})
+    frame = transcripts_frame(read_transcripts(table, x="x", y="y", gene="gene", cell="cell", unassigned=unassigned))
+    assert frame["cell_id"].astype(object).where(frame["cell_id"].notna(), None).tolist() == [None, "5", "5", "7"]
+    floats = table.assign(cell=table["cell"].astype(float))  # ids read as floats from a CSV
+    frame = transcripts_frame(read_transcripts(floats, x="x", y="y", gene="gene", cell="cell", unassigned=unassigned))
+    assert frame["cell_id"].cat.categories.tolist() == ["5", "7"] and frame["cell_id"].isna().sum() == 1
 
 
 def test_column_arguments_must_be_column_names():

@@ -10,7 +10,7 @@ from spatialdata import SpatialData
 
 from ._generic import assemble
 from .._validation import check_bool, check_real
-from ._points import standardise_points
+from ._points import as_id_strings, standardise_points
 
 #: µm per pixel of the CosMx prototype that recorded the public NSCLC (Lung) data sets;
 #: the commercial instrument has 0.12028 µm pixels.
@@ -52,7 +52,7 @@ def read_cosmx(
     -------
     :class:`spatialdata.SpatialData` in the schema of :func:`stgraph.io.read_transcripts`,
     3D: ``x``, ``y`` from the global pixel coordinates, ``z`` from the plane, ``cell_id`` =
-    ``"{fov}_{cell_ID}"`` (``cell_ID`` 0 -> NaN; CosMx numbers cells per FOV),
+    ``"{fov}_{cell_ID}"`` (``cell_ID`` 0 or missing -> NaN; CosMx numbers cells per FOV),
     ``in_nucleus`` = (``CellComp == "Nuclear"``); kept: ``fov``, ``z_plane`` (the raw
     ``z``), ``x_local_px``, ``y_local_px``, ``CellComp`` and any other column. The index is
     the row number in the file. No boundaries (the legacy flat files have none):
@@ -84,8 +84,11 @@ def read_cosmx(
     if not {"x_global_px", "y_global_px"} <= set(frame.columns):
         frame = _add_global_coordinates(frame, folder)
 
-    assigned = frame["cell_ID"].to_numpy() != 0
-    cell = (frame["fov"].astype(str) + "_" + frame["cell_ID"].astype(str)).where(assigned)
+    # A missing cell_ID makes pandas read the column as floats: ids keep their integer form.
+    cell_ids = frame["cell_ID"]
+    assigned = cell_ids.notna().to_numpy() & (cell_ids.to_numpy() != 0)
+    fovs, cells = (as_id_strings(pd.Index(column.fillna(0))) for column in (frame["fov"], cell_ids))
+    cell = pd.Series(fovs + "_" + cells, index=frame.index).where(assigned)
     frame = frame.drop(columns="cell_ID").rename(columns={"z": "z_plane"})
     nuclear = None
     if "CellComp" in frame:

@@ -38,7 +38,7 @@ def read_transcripts(
     in_nucleus: str | None = None,
     pixel_size: float = 1.0,
     z_step: float | None = None,
-    unassigned: Collection[str] = UNASSIGNED_IDS,
+    unassigned: Collection = UNASSIGNED_IDS,
     cell_boundaries: gpd.GeoSeries | gpd.GeoDataFrame | None = None,
     nucleus_boundaries: gpd.GeoSeries | gpd.GeoDataFrame | None = None,
     drop_controls: bool = False,
@@ -69,7 +69,8 @@ def read_transcripts(
         z-plane index, the distance between planes.
     unassigned
         Id values meaning "not in a cell / nucleus" (a list or other collection, not a
-        single string).
+        single string), compared as the ids are: ``[0]``, ``[0.0]`` and ``["0"]`` all
+        mean the id ``"0"``.
     cell_boundaries, nucleus_boundaries
         Polygons indexed by cell / nucleus id, in the units of ``x`` and ``y``; stored as the
         shapes ``cell_boundaries`` / ``nucleus_boundaries`` (scaled to µm).

@@ -23,7 +23,7 @@ def standardise_points(
     in_nucleus: str | pd.Series | None = None,
     pixel_size: float = 1.0,
     z_step: float = 1.0,
-    unassigned: Collection[str] = (),
+    unassigned: Collection = (),
     drop_controls: bool = False,
 ) -> pd.DataFrame:
     """Return a new frame with the schema columns first and every other column after.
@@ -138,14 +138,15 @@ def _genes(values: pd.Series) -> pd.Categorical:
     return genes
 
 
-def _ids(values: pd.Series, unassigned: Collection[str]) -> pd.Categorical:
+def _ids(values: pd.Series, unassigned: Collection) -> pd.Categorical:
     """Categorical of id strings, NaN for missing or ``unassigned`` values."""
     if isinstance(values.dtype, pd.CategoricalDtype):
         codes, uniques = values.cat.codes.to_numpy(), values.cat.categories
     else:
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
     strings = as_id_strings(pd.Index(uniques))
-    valid = ~strings.isin(list(unassigned))
+    # compared as the ids are, so that 0, 0.0 and "0" all mean the id "0"
+    valid = ~strings.isin([as_id_strings(pd.Index([value]))[0] for value in unassigned])
     # distinct values may print alike (1 and "1"), hence the second factorisation
     categories, inverse = np.unique(strings[valid].to_numpy(dtype=object).astype(str), return_inverse=True)
     remap = np.full(len(strings) + 1, -1, dtype=np.int64)

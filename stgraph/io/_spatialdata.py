@@ -37,7 +37,7 @@ def from_spatialdata(
     in_nucleus: str | None = None,
     pixel_size: float = 1.0,
     z_step: float | None = None,
-    unassigned: Collection[str] = UNASSIGNED_IDS,
+    unassigned: Collection = UNASSIGNED_IDS,
     cell_shapes_key: str = CELL_SHAPES_KEY,
     nucleus_shapes_key: str = NUCLEUS_SHAPES_KEY,
     drop_controls: bool = False,
