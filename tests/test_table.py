@@ -146,6 +146,16 @@ def test_cells_are_those_with_molecules_or_an_outline():
     assert table.obs["n_transcripts"].tolist() == [2, 1, 0]
     np.testing.assert_array_equal(table.obsm["spatial"], [[2.0, 3.0], [21.0, 2.0], [45.0, 5.0]])
     np.testing.assert_array_equal(table.X.toarray(), [[1, 1], [1, 0], [0, 0]])
+    # An outlined cell that is no category (string ids carry no unused categories) still gets a row, last.
+    outlines["e"] = shapely.box(60, 0, 70, 4)
+    plain = frame.assign(cell=frame["cell"].astype(str))
+    with pytest.warns(UserWarning, match=r"2 of 4 cell_boundaries match no cell id"):
+        sdata = sg.io.read_transcripts(plain, x="x", y="y", gene="gene", cell="cell", cell_boundaries=outlines)
+    table = sg.io.cell_gene_table(sdata)
+    assert table.obs_names.tolist() == ["a", "b", "c", "e"]
+    assert table.obs["n_transcripts"].tolist() == [2, 1, 0, 0]
+    np.testing.assert_array_equal(table.obsm["spatial"][2:], [[45.0, 5.0], [65.0, 2.0]])
+    np.testing.assert_array_equal(table.X.toarray(), [[1, 1], [1, 0], [0, 0], [0, 0]])
 
 
 def test_table_rows_match_integer_labelled_outlines_in_spatialdata():

@@ -27,8 +27,9 @@ def cell_gene_table(sdata: SpatialData, points_key: str = POINTS_KEY) -> AnnData
     Returns
     -------
     :class:`anndata.AnnData` with one row per cell that has molecules or a cell
-    outline (``obs_names`` the cell ids, in the order of the ``cell_id`` categories;
-    categories with neither, e.g. left unused by a crop, are left out) and one column
+    outline (``obs_names`` the cell ids, in the order of the ``cell_id`` categories,
+    then outlined cells that are no category in the order of the outlines; categories
+    with neither, e.g. left unused by a crop, are left out) and one column
     per gene (in the order of the ``gene`` categories); ``X`` the sparse ``float32``
     counts (unassigned molecules are not counted), ``obs['cell_id']`` the cell id
     (categorical), ``obs['n_transcripts']`` the molecules of each cell (the row sums of
@@ -48,16 +49,18 @@ def cell_gene_table(sdata: SpatialData, points_key: str = POINTS_KEY) -> AnnData
     # A row for every cell with molecules or an outline; a category with neither (left
     # unused by a crop, say) has no position and is no cell of these data.
     n_per_category = np.bincount(code[assigned], minlength=len(categories))
-    has_outline = categories.isin(outlines.index.astype(str)) if outlines is not None else False
-    kept = np.flatnonzero((n_per_category > 0) | has_outline)
-    cells = categories[kept]
+    outline_ids = pd.Index([], dtype=object) if outlines is None else outlines.index.astype(str)
+    kept = np.flatnonzero((n_per_category > 0) | categories.isin(outline_ids))
+    # Outlined cells without a molecule need not be categories of cell_id: rows after the rest.
+    outline_only = outline_ids[~outline_ids.isin(categories)].unique()
+    cells = categories[kept].append(outline_only)
     row = np.searchsorted(kept, code[assigned])
     col = frame[GENE].cat.codes.to_numpy()[assigned]
     counts = sp.csr_matrix(
         (np.ones(len(row), dtype=np.float32), (row, col)), shape=(len(cells), len(genes))
     )
     counts.sum_duplicates()
-    n_per_cell = n_per_category[kept]
+    n_per_cell = np.r_[n_per_category[kept], np.zeros(len(outline_only), dtype=n_per_category.dtype)]
     with np.errstate(invalid="ignore"):
         centroid = np.stack(
             [np.bincount(row, weights=frame[a].to_numpy()[assigned], minlength=len(cells)) for a in (X, Y)],
