@@ -657,6 +657,25 @@ def test_from_spatialdata_copies_tables_and_scales_shapes():
     assert transcripts_frame(result)["x"].tolist() == [2.0, 4.0]
 
 
+def test_from_spatialdata_tables_follow_the_renamed_shapes():
+    points = PointsModel.parse(pd.DataFrame({"x": [1.0, 2.0], "y": [1.0, 2.0], "gene": ["a", "b"],
+                                             "cell_id": ["c1", "c2"]}), feature_key="gene", instance_key="cell_id")
+    shapes = ShapesModel.parse(gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 1, 1), shapely.box(1, 1, 3, 3)],
+                                                index=["c1", "c2"]))
+    obs = pd.DataFrame({"region": pd.Categorical(["cells"] * 2), "cid": ["c1", "c2"]}, index=["0", "1"])
+    table = TableModel.parse(ad.AnnData(np.ones((2, 3)), obs=obs), region="cells", region_key="region",
+                             instance_key="cid")
+    sdata = sd.SpatialData(points={"molecules": points}, shapes={"cells": shapes}, tables={"table": table})
+    result = from_spatialdata(sdata, points_key="molecules", cell_shapes_key="cells")
+    annotation = result.tables["table"].uns["spatialdata_attrs"]
+    assert list(result.shapes) == ["cell_boundaries"]
+    assert annotation["region"] == "cell_boundaries"
+    assert result.tables["table"].obs["region"].tolist() == ["cell_boundaries"] * 2
+    assert result.get_annotated_regions(result.tables["table"]) == ["cell_boundaries"]
+    # the user's table is untouched
+    assert table.uns["spatialdata_attrs"]["region"] == "cells" and table.obs["region"].tolist() == ["cells"] * 2
+
+
 # --------------------------------------------------------------------------- transcripts_frame
 def test_transcripts_frame_is_a_validated_copy():
     sdata = read_transcripts(make_table(), x="px_x", y="px_y", gene="target", cell="cell")

@@ -6,6 +6,7 @@ from collections.abc import Collection
 import numpy as np
 import pandas as pd
 from spatialdata import SpatialData
+from spatialdata.models import TableModel
 
 from .._validation import check_bool
 from ._generic import read_transcripts
@@ -67,7 +68,9 @@ def from_spatialdata(
     Returns
     -------
     A new :class:`spatialdata.SpatialData` with the standardised ``transcripts``, the
-    boundaries and copies of the tables of ``sdata``. Images and labels are not carried
+    boundaries and copies of the tables of ``sdata`` (a table annotating the cell or
+    nucleus shapes, or the points, then annotates them under their new names:
+    ``cell_boundaries``, ``nucleus_boundaries``, ``transcripts``). Images and labels are not carried
     over (their pixel transformations would need rescaling with ``pixel_size``).
 
     Raises
@@ -108,9 +111,30 @@ def from_spatialdata(
         drop_controls=drop_controls,
         **shapes,
     )
+    renamed = {key: name for name, key in (("cell_boundaries", cell_shapes_key),
+                                            ("nucleus_boundaries", nucleus_shapes_key)) if name in shapes}
+    renamed[points_key] = POINTS_KEY
     for name, table in sdata.tables.items():
-        result.tables[name] = table.copy()
+        result.tables[name] = _annotating(table.copy(), renamed)
     return result
+
+
+def _annotating(table, renamed: dict[str, str]):
+    """``table`` (a copy) annotating the elements under their new names: a table of
+    the shapes ``cells`` must follow them to ``cell_boundaries``."""
+    attrs = table.uns.get(TableModel.ATTRS_KEY)
+    if not attrs or not attrs.get(TableModel.REGION_KEY):
+        return table
+    region = attrs[TableModel.REGION_KEY]
+    regions = [region] if isinstance(region, str) else list(region)
+    if not set(regions) & set(renamed):
+        return table
+    new_regions = [renamed.get(r, r) for r in regions]
+    attrs[TableModel.REGION_KEY] = new_regions[0] if isinstance(region, str) else new_regions
+    region_key = attrs[TableModel.REGION_KEY_KEY]
+    values = table.obs[region_key].astype(str).replace(renamed)
+    table.obs[region_key] = pd.Categorical(values)
+    return table
 
 
 def check_spatialdata(sdata) -> None:
