@@ -273,6 +273,11 @@ def test_pretrain_rejects_bad_arguments():
     del no_names.gene_names
     with pytest.raises(ValueError, match="'gene_names'"):
         pretrain(no_names, steps=1, **SMALL)
+    # Only control probes: refused before a model is built (it failed inside the masking).
+    controls = graph.clone()
+    controls.is_control = torch.ones(graph.num_nodes, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"every training transcript is a control probe"):
+        pretrain(controls, steps=1, **SMALL)
 
 
 def test_device_selection():

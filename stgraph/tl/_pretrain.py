@@ -232,7 +232,8 @@ def pretrain(
         ``seed``, ``d_model`` not a multiple of ``heads``,
         ``checkpoint_every`` or ``resume`` without ``checkpoint_dir``, ``radius``
         differing from the radius of the graph given as ``data``, or
-        ``held_out_cells`` naming a cell twice or a cell not in the graph.
+        ``held_out_cells`` naming a cell twice or a cell not in the graph, or every
+        training transcript a control probe.
     TypeError
         If ``held_out_cells`` is a string, a bool or a float, one of the counts above
         is not an integer, or ``resume`` or ``progress`` is not a bool.
@@ -268,6 +269,11 @@ def pretrain(
     control_genes = []
     if is_control is not None:
         control_genes = sorted({gene_names[g] for g in graph.gene[is_control & train_mask].tolist()})
+        if not bool((train_mask & ~is_control).any()):
+            raise ValueError(
+                "every training transcript is a control probe (is_control): there is no gene to "
+                "mask and predict"
+            )
     if batch_by == "tile":
         units = tile_units(graph, tile_size, halo=n_layers * radius, allowed=train_mask)
     else:
