@@ -544,6 +544,14 @@ def test_column_arguments_must_be_column_names():
     frame = transcripts_frame(read_transcripts(table, x="0", y="1", gene="2", cell="3"))
     assert frame["x"].tolist() == [0.0, 2.0] and frame["gene"].tolist() == ["A", "B"]
     assert frame["cell_id"].tolist() == ["c1", "c1"]
+    # An unmapped column is kept, so its label must be a string too (dask refused it deep inside).
+    extra = table.assign(**{"4": [7, 8]}).rename(columns={"4": 4})
+    with pytest.raises(TypeError, match=r"^column labels must be strings, got \[4\]; name the columns"):
+        read_transcripts(extra, x="0", y="1", gene="2")
+    nested = table.set_axis(pd.MultiIndex.from_arrays([[0, 0], [0, 1]], names=["fov", "row"]))
+    with pytest.raises(TypeError, match=r"MultiIndex \['fov', 'row'\]; flatten it first"):
+        read_transcripts(nested, x="0", y="1", gene="2")
+    assert list(read_transcripts(nested.reset_index(), x="0", y="1", gene="2").points["transcripts"].columns)[-3:] == ["fov", "row", "3"]
 
 
 def test_read_transcripts_warns_about_outlines_of_no_cell():

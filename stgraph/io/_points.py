@@ -42,6 +42,15 @@ def standardise_points(
         # a string is a collection of its characters: "UNASSIGNED" would match the ids "U", "N", ...
         raise TypeError(f"unassigned must be a collection of id values, e.g. [{unassigned!r}], not a string")
     _check_sources({"x": x, "y": y, "gene": gene}, {"z": z, "cell": cell, "nucleus": nucleus, "in_nucleus": in_nucleus})
+    # Every column is kept in the points, and SpatialData's points take string labels on a flat index.
+    unnamed = [column for column in frame.columns if not isinstance(column, str)]
+    if unnamed:
+        raise TypeError(
+            f"column labels must be strings, got {unnamed[:5]}; "
+            "name the columns with strings first, e.g. frame.columns = frame.columns.astype(str)"
+        )
+    if isinstance(frame.index, pd.MultiIndex):
+        raise TypeError(f"the frame has a MultiIndex {list(frame.index.names)}; flatten it first, e.g. frame.reset_index()")
     axes = [column for column in (x, y, z) if isinstance(column, str)]
     repeated = sorted({column for column in axes if axes.count(column) > 1})
     if repeated:
