@@ -100,7 +100,9 @@ def radius_graph(
         Keep only the ``k`` nearest sources of each target: smallest ``d2`` first, equal
         ``d2`` broken by the smaller source index (with ``loop=True`` the self-loop is a
         source at distance 0 like any other). Unlike ``torch_cluster``, the kept subset is
-        never arbitrary.
+        never arbitrary. The time still grows with all pairs within ``r`` (only the
+        memory is bounded by ``k`` per point): a radius far above the neighbour spacing
+        is no fast k-nearest-neighbour search.
     backend
         ``"auto"`` (default: ``"numba"`` on CPU, the fastest measured in
         ``benchmarks/radius_graph.py``; ``"torch"`` on CUDA, whose cell list runs on the
