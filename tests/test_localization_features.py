@@ -173,10 +173,13 @@ def test_nuclear_enrichment_score_and_interval():
     assert empty["n_transcripts"].tolist() == [0, 0, 0] and empty["n_cells"].tolist() == [0, 0, 0]
 
 
-def test_nuclear_enrichment_interval_is_the_percentile_of_scores_on_resampled_cells():
+def test_nuclear_enrichment_interval_is_the_jeffreys_interval_widened_by_the_design_effect():
+    from scipy import stats
+
     rng = np.random.default_rng(2)
     gene, cell, p = rng.integers(0, 4, 300), rng.integers(0, 12, 300), rng.uniform(0, 1, 300)
     gene[(gene == 3) & (cell != 0)] = 0  # gene 3 only in cell 0: absent from some resamples
+    p[gene == 2] = np.where(cell[gene == 2] < 6, 0.95, 0.05)  # gene 2 varies between cells
 
     def log_odds(p, gene):
         nuclear, total = np.bincount(gene, p, 4), np.bincount(gene, minlength=4)
@@ -191,10 +194,48 @@ def test_nuclear_enrichment_interval_is_the_percentile_of_scores_on_resampled_ce
     for times in picks:
         rows = np.concatenate([np.flatnonzero(cell == c) for c in np.repeat(np.arange(12), times)])
         replicates.append(log_odds(p[rows], gene[rows]))
-    np.testing.assert_allclose(table["score"], log_odds(p, gene), rtol=1e-12)
-    np.testing.assert_allclose(table["ci_low"], np.nanpercentile(replicates, 5, axis=0), rtol=1e-12)
-    np.testing.assert_allclose(table["ci_high"], np.nanpercentile(replicates, 95, axis=0), rtol=1e-12)
     assert np.isnan(np.array(replicates)[:, 3]).any()
+    nuclear, total = np.bincount(gene, p, 4), np.bincount(gene, minlength=4)
+    a, b = nuclear + 0.5, total - nuclear + 0.5
+    design = np.maximum(1.0, np.nanvar(replicates, axis=0, ddof=1) / (1 / a + 1 / b))
+    overall = np.log((nuclear.sum() + 0.5) / (total.sum() - nuclear.sum() + 0.5))
+    np.testing.assert_allclose(table["score"], log_odds(p, gene), rtol=1e-12)
+    for column, level in (("ci_low", 0.05), ("ci_high", 0.95)):
+        fraction = stats.beta(a / design, b / design).ppf(level)
+        np.testing.assert_allclose(table[column], np.log(fraction) - np.log1p(-fraction) - overall, rtol=1e-9)
+    assert design[2] > 3 and design[1] < 2  # the gene that varies between cells gets a wider interval
+
+
+@pytest.mark.parametrize(
+    ("setting", "low", "high"),
+    [
+        # (cells, molecules per cell of gene 0, cells holding gene 0, spread of the logit between cells)
+        ((60, 4, 60, 0.0), 0.91, 0.99),   # many cells, only counting noise
+        ((60, 4, 60, 1.0), 0.90, 0.99),   # many cells that differ
+        ((60, 10, 1, 0.0), 0.90, 0.99),   # a gene seen in a single cell
+        ((60, 2, 40, 0.0), 0.90, 1.00),   # rare nuclear molecules (fraction 0.02): often none at all
+    ],
+)
+def test_nuclear_enrichment_interval_covers_the_truth_at_about_the_nominal_rate(setting, low, high):
+    n_cells, per_cell, carriers, spread = setting
+    fraction = 0.02 if per_cell == 2 else 0.5
+    truth_gene, background = np.log(fraction / (1 - fraction)), 0.5
+    rng = np.random.default_rng(11)
+    hits, n_rep = 0, 200
+    for rep in range(n_rep):
+        # gene 1: a large background of 40 molecules per cell at fraction 0.5
+        cells0 = np.repeat(np.arange(carriers), per_cell)
+        logit = truth_gene + spread * rng.standard_normal(carriers)
+        p0 = (rng.random(cells0.size) < 1 / (1 + np.exp(-logit[cells0]))).astype(float)
+        cells1 = np.repeat(np.arange(n_cells), 40)
+        p1 = (rng.random(cells1.size) < background).astype(float)
+        p = np.r_[p0, p1]
+        gene, cell = np.r_[np.zeros(p0.size, int), np.ones(p1.size, int)], np.r_[cells0, cells1]
+        table = nuclear_enrichment(p, gene, cell, n_genes=2, n_cells=n_cells, n_boot=100, seed=rep)
+        overall = np.log((p.sum() + 0.5) / (p.size - p.sum() + 0.5))
+        # the truth: the mean logit of the cells holding the gene, against this sample's overall log-odds
+        hits += table["ci_low"][0] <= truth_gene - overall <= table["ci_high"][0]
+    assert low <= hits / n_rep <= high
 
 
 def test_nuclear_enrichment_refuses_codes_outside_their_range():

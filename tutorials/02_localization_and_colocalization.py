@@ -45,7 +45,7 @@ print(f"nuclear AUROC on {held_out.sum():,} molecules of held-out cells: {auroc:
 
 # %% [markdown]
 # Each gene also gets a nuclear-enrichment score (log-odds of nuclear vs
-# cytoplasmic) with a bootstrap interval over cells, in `var`.
+# cytoplasmic) with an interval for counting noise and variation between cells, in `var`.
 
 # %%
 scores = table.var[["nuclear_score", "nuclear_score_ci_low", "nuclear_score_ci_high"]].dropna()

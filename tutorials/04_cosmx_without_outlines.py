@@ -74,9 +74,10 @@ print(f"held-out cells ({len(held)}, {is_held.sum():,} molecules): nuclear AUROC
 # %% [markdown]
 # ## Genes and patterns
 # The gene score is the log-odds of nuclear against cytoplasmic molecules, from the
-# predicted probabilities, with a bootstrap interval over cells. The patterns come
-# from the shipped head; the CosMx cells are small (a median of 143 molecules), so
-# most (cell, gene) groups fall below the minimum of 5 molecules and are not scored.
+# predicted probabilities, with an interval for counting noise and variation
+# between cells. The patterns come from the shipped head; the CosMx cells are small
+# (a median of 143 molecules), so most (cell, gene) groups fall below the minimum of
+# 5 molecules and are not scored.
 
 # %%
 table = sdata.tables["table"]

@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
 from stgraph._validation import check_codes, check_int, check_real
 
@@ -33,8 +34,17 @@ def nuclear_enrichment(
 
     where :math:`P, Q` sum over all genes: the log-odds of nuclear vs cytoplasmic
     for the gene minus that of all transcripts (0: as nuclear as the average
-    molecule). The interval is the percentile interval of :math:`s_g` over
-    ``n_boot`` resamplings of the cells with replacement.
+    molecule). The interval accounts for the counting noise and for the variation
+    between cells: it is the equal-tailed interval of the Jeffreys posterior
+    :math:`\mathrm{Beta}((P_g + 0.5)/D_g, (Q_g + 0.5)/D_g)` of the gene's nuclear
+    fraction on the log-odds scale, minus the overall term, where the design effect
+    :math:`D_g = \max(1, V_g / (1/(P_g + 0.5) + 1/(Q_g + 0.5)))` compares the variance
+    :math:`V_g` of :math:`s_g` over ``n_boot`` resamplings of the cells with
+    replacement with the binomial counting variance. Molecules that vary no more
+    between cells than counting explains (:math:`D_g = 1`) get the Jeffreys interval,
+    which keeps its coverage for a gene seen in one cell or never in the nucleus,
+    where resampling cells alone gives an interval of nearly zero width; variation
+    between cells widens it by :math:`\sqrt{D_g}`.
 
     Parameters
     ----------
@@ -55,7 +65,9 @@ def nuclear_enrichment(
     Returns
     -------
     One row per gene code: ``score``, ``ci_low``, ``ci_high``, ``n_transcripts``
-    and ``n_cells`` (cells with the gene); ``nan`` scores for absent genes.
+    and ``n_cells`` (cells with the gene); ``nan`` scores for absent genes. An end
+    of the interval is infinite only where the posterior puts the nuclear fraction
+    within float precision of 0 or 1.
 
     Raises
     ------
@@ -97,10 +109,17 @@ def nuclear_enrichment(
     replicates = score(weights)
     # A replicate without any molecule of the gene says nothing about it.
     replicates[(weights @ count) == 0] = np.nan
-    tail = (1 - confidence) / 2 * 100
+    a, b = nuclear.sum(0) + _PSEUDOCOUNT, cytoplasmic.sum(0) + _PSEUDOCOUNT
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-nan columns of absent genes
-        low, high = np.nanpercentile(replicates, [tail, 100 - tail], axis=0)
+        between_cells = np.nanvar(replicates, axis=0, ddof=1)
+    design_effect = np.fmax(1.0, np.nan_to_num(between_cells / (1 / a + 1 / b), nan=1.0))
+    overall = np.log((nuclear.sum() + _PSEUDOCOUNT) / (cytoplasmic.sum() + _PSEUDOCOUNT))
+    tail = (1 - confidence) / 2
+    low, high = (
+        _logit(special.betaincinv(a / design_effect, b / design_effect, level)) - overall
+        for level in (tail, 1 - tail)
+    )
     absent = n_transcripts == 0
     return pd.DataFrame(
         {
@@ -111,6 +130,11 @@ def nuclear_enrichment(
             "n_cells": (count > 0).sum(0),
         }
     )
+
+
+def _logit(fraction: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):  # a fraction of 0 or 1 is an unbounded end
+        return np.log(fraction) - np.log1p(-fraction)
 
 
 def _checked_probabilities(p_nuclear, n: int) -> np.ndarray:

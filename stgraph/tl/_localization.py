@@ -64,7 +64,8 @@ def localization(
 
     **Gene score.** Nuclear-enrichment score of every gene (log-odds of nuclear vs
     cytoplasmic from the compartment probabilities, relative to all molecules) with
-    a bootstrap interval over cells, see
+    an interval that accounts for counting noise and for variation between cells
+    (measured by a bootstrap over cells), see
     :func:`stgraph.localization.nuclear_enrichment`.
 
     Everything here is computed in the plane: cell and nucleus outlines are 2D
@@ -94,7 +95,8 @@ def localization(
         A :class:`~stgraph.localization.PatternModel` or a path written by its
         ``save``; default the checkpoint shipped with stgraph.
     n_boot
-        Bootstrap replicates of the gene-score interval (a positive integer).
+        Bootstrap replicates over cells that measure the between-cell variation
+        widening the gene-score interval (a positive integer).
     seed
         Non-negative seed of the token subsampling of large groups, the compartment
         fit and the bootstrap; a fixed seed gives identical results.
