@@ -104,6 +104,20 @@ def test_edges_across_cells_and_unassigned_are_ignored(hand_graph):
         np.testing.assert_allclose(noisy.table[column], base.table[column])
 
 
+def test_repeated_edges_count_once(hand_graph):
+    edges, gene = hand_graph
+    base = score_pairs(edges, gene, gene_names=["A", "B", "C"])
+    # A0 -> B0 listed three times, C0 -> C1 twice: the neighbourhoods are the same sets.
+    repeated = np.concatenate([edges, [[2, 2, 4], [0, 0, 3]]], axis=1)
+    again = score_pairs(repeated, gene, gene_names=["A", "B", "C"])
+    for column in ("clq", "clq_bento", "binom_pval", "mass", "expected", "pval"):
+        np.testing.assert_allclose(again.table[column], base.table[column], rtol=1e-12)
+    assert row(again, "A", "B")["clq"] == pytest.approx(3.0)
+    weights = row_normalised(cell_edges(repeated, gene))
+    np.testing.assert_allclose(np.bincount(repeated[1], weights=weights), 1.0)
+    np.testing.assert_array_equal(weights[-3:], 0.0)
+
+
 def test_analytic_moments_match_exhaustive_relabelling():
     rng = np.random.default_rng(1)
     gene = np.array([0, 0, 1, 2, 1, 0, 1, 1, 2, 0, 2])

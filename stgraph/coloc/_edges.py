@@ -154,7 +154,15 @@ def cell_edges(
 
 
 def row_normalised(edges: CellEdges) -> np.ndarray:
-    """Unit weights divided by each target's within-cell degree (``sum_j w_ij = 1``)."""
-    degree = np.bincount(edges.dst, minlength=edges.gene.size).astype(np.float64)
-    return 1.0 / degree[edges.dst] if edges.dst.size else np.zeros(0)
+    """Unit weights divided by each target's number of distinct within-cell
+    neighbours (``sum_j w_ij = 1``); a repeated edge ``j -> i`` weighs 0 after its
+    first copy, so that a neighbour counts once however often it is listed."""
+    if not edges.dst.size:
+        return np.zeros(0)
+    edge = edges.dst * edges.gene.size + edges.src
+    order = np.argsort(edge, kind="stable")
+    first = np.ones(edge.size, dtype=bool)
+    first[order[1:]] = edge[order[1:]] != edge[order[:-1]]
+    degree = np.bincount(edges.dst[first], minlength=edges.gene.size).astype(np.float64)
+    return first / degree[edges.dst]
 

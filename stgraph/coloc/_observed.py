@@ -23,11 +23,11 @@ class ObservedPairs:
         Sorted codes ``gene_a * n_genes + gene_b`` of the observed pairs, ``(P,)``.
     row_pair, row_cell
         Pair index (into ``pair``) and cell of each observed (cell, pair), ``(Q,)``.
-    n_edges
-        Edges ``j -> i`` with ``gene[i] = A``, ``gene[j] = B`` in the cell.
     share
-        Sum over those edges of ``1 / deg(i)`` (each target spreads one unit over
-        its within-cell neighbours): the Leslie-Kronenfeld numerator.
+        Sum over the edges ``j -> i`` with ``gene[i] = A``, ``gene[j] = B`` in the
+        cell of :func:`~stgraph.coloc._edges.row_normalised` (each target spreads
+        one unit over its distinct within-cell neighbours): the Leslie-Kronenfeld
+        numerator.
     n_with_neighbour
         A transcripts with at least one B neighbour: Bento's numerator.
     mass
@@ -37,7 +37,6 @@ class ObservedPairs:
     pair: np.ndarray
     row_pair: np.ndarray
     row_cell: np.ndarray
-    n_edges: np.ndarray
     share: np.ndarray
     n_with_neighbour: np.ndarray
     mass: np.ndarray
@@ -91,7 +90,6 @@ def observe_pairs(edges: CellEdges, weight: np.ndarray | None = None) -> Observe
         pair=pair,
         row_pair=row_pair,
         row_cell=row_key // n_pair_codes,
-        n_edges=per_row(np.ones(key.size)),
         share=per_row(share_weight),
         n_with_neighbour=per_row(flag),
         mass=per_row(mass_weight),

@@ -120,7 +120,9 @@ def score_pairs(
     ----------
     edge_index
         ``(2, E)`` edges ``j -> i`` (row 0 source, row 1 target), e.g. a radius graph.
-        Only edges whose ends lie in the same cell count.
+        Only edges whose ends lie in the same cell count. A neighbour listed more
+        than once counts once in the quotients, the binomial test and the
+        default weights; given weights of its copies add up.
     gene
         ``(N,)`` gene code per transcript; ``-1`` leaves a transcript out.
     cell
