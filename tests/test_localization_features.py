@@ -44,6 +44,18 @@ def test_polar_inertia_subtracts_holes():
     geometry = cell_geometry(pd.Series({"h": holed}))
     expected = (100 * 200 / 12 - 4 * 8 / 12) / 96
     np.testing.assert_allclose(geometry.inertia, [expected])
+    # The radius is the exterior's: the hole's vertices, 1.41 from the centroid, do not count.
+    np.testing.assert_allclose(geometry.radius, [np.sqrt(50)])
+
+
+def test_radius_of_a_cell_in_two_parts_uses_both_exteriors():
+    two = shapely.MultiPolygon([shapely.box(0, 0, 2, 2), shapely.box(8, 0, 10, 2)])
+    geometry = cell_geometry(pd.Series({"m": two}))
+    np.testing.assert_allclose(geometry.centroid, [[5, 1]])
+    # The 10 ring vertices (closing ones repeated): 5 on the inner sides at
+    # sqrt(9 + 1) from the centroid, 5 on the outer sides at sqrt(25 + 1).
+    expected = (np.sqrt(10) + np.sqrt(26)) / 2
+    np.testing.assert_allclose(geometry.radius, [expected])
 
 
 def test_cell_geometry_rejects_bad_outlines():

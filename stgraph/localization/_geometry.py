@@ -22,7 +22,8 @@ class CellGeometry:
     centroid, nucleus_centroid
         ``(C, 2)`` area centroids (``nan`` for a missing nucleus).
     radius
-        Bento's cell radius: mean distance from the centroid to the outline vertices.
+        Bento's cell radius: mean distance from the centroid to the vertices of the
+        outline's exterior ring (of every part; holes do not count).
     equivalent_radius
         Radius of the disc of the same area, ``sqrt(area / pi)``.
     span
@@ -94,7 +95,7 @@ def cell_geometry(cells: pd.Series, nuclei: pd.Series | None = None) -> CellGeom
     span = np.empty(len(geoms))
     inertia = np.empty(len(geoms))
     for i, geom in enumerate(geoms):
-        vertices = shapely.get_coordinates(shapely.boundary(geom))
+        vertices = shapely.get_coordinates(shapely.get_exterior_ring(shapely.get_parts(geom)))
         radius[i] = np.linalg.norm(vertices - centroid[i], axis=1).mean()
         hull = shapely.get_coordinates(shapely.convex_hull(geom))
         span[i] = np.sqrt(((hull[:, None] - hull[None]) ** 2).sum(-1).max())
