@@ -27,6 +27,26 @@ def check_int(name: str, value: Any, minimum: int = 1) -> int:
     return int(value)
 
 
+#: Largest seed: scikit-learn's ``random_state`` and NumPy's legacy seeding take 32 bits.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """``value`` as an ``int`` after checking that it is an integer in ``[0, MAX_SEED]``.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an integer (booleans included).
+    ValueError
+        If it is negative or above :data:`MAX_SEED`.
+    """
+    value = check_int(name, value, minimum=0)
+    if value > MAX_SEED:
+        raise ValueError(f"{name} must be at most 2**32 - 1 = {MAX_SEED}, got {value!r}")
+    return value
+
+
 def check_real(name: str, value: Any, *, allow_zero: bool = False) -> float:
     """``value`` as a ``float`` after checking that it is a finite number ``> 0``
     (``>= 0`` with ``allow_zero``).

@@ -170,6 +170,9 @@ def test_cluster_domains_separates_blobs_and_orders_by_size():
             cluster_domains(points, **bad)
     with pytest.raises(ValueError, match="^seed must be an integer >= 0, got -1$"):
         cluster_domains(points, 3, seed=-1)
+    # scikit-learn's random_state takes 32 bits: a larger seed is refused up front.
+    with pytest.raises(ValueError, match=r"^seed must be at most 2\*\*32 - 1 = 4294967295, got 4294967296$"):
+        cluster_domains(points, 3, seed=2**32)
 
 
 def test_cluster_domains_reaches_the_best_k_means_optimum():

@@ -46,7 +46,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from .._validation import check_bool, check_int, check_real
+from .._validation import check_bool, check_int, check_real, check_seed
 
 from ._binomial import ProximalPairs, per_cell_binomial, pooled_binomial, proximal_pairs
 from ._clq import per_cell_quotients, pooled_quotients
@@ -96,7 +96,7 @@ def check_score_arguments(method: str, n_perms, seed, prior_events) -> float:
         raise ValueError(f"method must be 'analytic' or 'permutation', got {method!r}")
     if method == "permutation":
         check_int("n_perms", n_perms)
-    check_int("seed", seed, minimum=0)
+    check_seed(seed)
     return check_real("prior_events", prior_events, allow_zero=True)
 
 

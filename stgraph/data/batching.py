@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from .._validation import check_int, check_real
+from .._validation import check_int, check_real, check_seed
 from ..nn.positional import transcript_origin
 
 
@@ -249,7 +249,7 @@ def batch_indices(n_units: int, step: int, batch_size: int, seed: int) -> list[i
         raise ValueError("no units to draw batches from")
     step = check_int("step", step, minimum=0)
     batch_size = check_int("batch_size", batch_size)
-    seed = check_int("seed", seed, minimum=0)
+    seed = check_seed(seed)
     per_epoch = math.ceil(n_units / batch_size)
     epoch, i = divmod(step, per_epoch)
     return epoch_order(n_units, epoch, seed)[i * batch_size : (i + 1) * batch_size].tolist()

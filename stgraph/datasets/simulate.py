@@ -16,7 +16,7 @@ import pandas as pd
 import shapely
 import spatialdata
 
-from stgraph._validation import check_int
+from stgraph._validation import check_int, check_seed
 from stgraph.io import _schema as schema
 from stgraph.io._generic import assemble
 
@@ -257,7 +257,7 @@ def simulate(
     check_int("n_genes", n_genes, 1)
     check_int("n_domains", n_domains, 0)
     check_int("genes_per_domain", genes_per_domain, 1)
-    check_int("seed", seed, 0)
+    check_seed(seed)
     if pattern_mode not in _PATTERN_MODES:
         raise ValueError(f"pattern_mode must be one of {_PATTERN_MODES}, got {pattern_mode!r}")
     _check_range("pattern_switch", pattern_switch, 0.0, 1.0)

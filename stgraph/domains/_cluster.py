@@ -24,7 +24,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 from sklearn.mixture import GaussianMixture
 
-from .._validation import check_int
+from .._validation import check_int, check_seed
 
 ClusterMethod = Literal["kmeans", "gmm"]
 #: k-means restarts (best inertia kept). With 4, the benchmark's composition + encoder
@@ -127,7 +127,7 @@ def cluster_domains(
         too few transcripts for ``n_domains`` or ``k_range``.
     """
     check_clustering_arguments(n_domains, k_range, method, sample_size)
-    check_int("seed", seed, minimum=0)
+    check_seed(seed)
     features = np.asarray(features, dtype=np.float64)
     n = features.shape[0]
     if n_domains is not None:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from stgraph._validation import check_codes, check_int, check_real
+from stgraph._validation import check_codes, check_int, check_real, check_seed
 
 #: Half a molecule on each side keeps the log-odds finite.
 _PSEUDOCOUNT = 0.5
@@ -82,7 +82,7 @@ def nuclear_enrichment(
     if not 0 < check_real("confidence", confidence) < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     check_int("n_boot", n_boot)
-    check_int("seed", seed, minimum=0)
+    check_seed(seed)
     gene = check_codes("gene", gene, n_genes)
     cell = check_codes("cell", cell, n_cells)
     if cell.size != gene.size:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .._seeding import torch_seeded
-from .._validation import check_int, check_real
+from .._validation import check_int, check_real, check_seed
 from ._data import CellGeneGroups, CellTranscripts, read_cell_transcripts
 from ._pattern_model import PATTERNS, PatternBatch, PatternModel, pattern_batch
 
@@ -110,7 +110,7 @@ def fit_pattern_model(
     """
     check_int("epochs", epochs)
     check_int("batch_cells", batch_cells)
-    check_int("seed", seed, minimum=0)
+    check_seed(seed)
     check_real("lr", lr)
     check_real("weight_decay", weight_decay, allow_zero=True)
     if len(batches) != len(labels):

@@ -14,7 +14,7 @@ from spatialdata import SpatialData
 from spatialdata.models import ShapesModel
 from torch_geometric.data import Data
 
-from .._validation import check_bool, check_int, check_real
+from .._validation import check_bool, check_int, check_real, check_seed
 from ..coloc._encode import MAX_EDGES, masked_embeddings
 from ..domains import (
     DomainClustering,
@@ -348,7 +348,7 @@ def domains(
         bandwidth = check_real("bandwidth", bandwidth)
     check_hull_arguments(hull_ratio, min_transcripts, "hull_ratio")
     check_clustering_arguments(n_domains, k_range, method, sample_size)
-    check_int("seed", seed, minimum=0)
+    check_seed(seed)
     check_output_key("key_added", key_added, SCHEMA_COLUMNS, "transcript column")
     check_output_key("key_added", key_added, RESERVED_UNS, "table uns key", ("_enrichment", "_params"))
     check_output_key("shapes_key", shapes_key, SCHEMA_SHAPES, "element")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import spatialdata
 
-from stgraph._validation import check_bool, check_int
+from stgraph._validation import check_bool, check_int, check_seed
 from stgraph.io import check_table
 from stgraph.io._table import ensure_table
 from stgraph.io._spatialdata import check_spatialdata
@@ -157,7 +157,7 @@ def localization(
     copy = check_bool("copy", copy)
     check_int("min_transcripts", min_transcripts)
     check_int("n_boot", n_boot)
-    check_int("seed", seed, minimum=0)
+    check_seed(seed)
     if compartment not in _COMPARTMENT_MODES:
         raise ValueError(f"compartment must be one of {_COMPARTMENT_MODES}, got {compartment!r}")
     if training_cells is not None:

@@ -12,7 +12,7 @@ import torch
 from torch_geometric.data import Data
 
 from .._seeding import torch_seeded
-from .._validation import check_bool, check_int
+from .._validation import check_bool, check_int, check_seed
 from ..data.batching import cell_units, tile_units
 from ..models.mgm import MaskedGeneModel
 from ..models.trainer import MaskedGeneTrainer, TrainingConfig
@@ -248,9 +248,10 @@ def pretrain(
         raise ValueError(f"checkpoint_every={checkpoint_every} needs checkpoint_dir: where to write the checkpoints")
     for name, value in (("d_model", d_model), ("n_layers", n_layers), ("heads", heads), ("batch_size", batch_size)):
         check_int(name, value)
-    for name, value in (("epochs", epochs), ("steps", steps), ("warmup_steps", warmup_steps), ("seed", seed)):
+    for name, value in (("epochs", epochs), ("steps", steps), ("warmup_steps", warmup_steps)):
         if value is not None:
             check_int(name, value, minimum=0)
+    check_seed(seed)
     if conv in (None, SpatialTransformerConv) and d_model % heads:  # that layer's rule, checked before the graph
         raise ValueError(
             f"d_model={d_model} must be a multiple of heads={heads}: each head gets d_model / heads channels"
