@@ -123,12 +123,17 @@ def test_held_out_positions_are_never_training_targets(monkeypatch):
 def test_validation_spots_are_not_training_targets():
     adata, _ = slide("square", 10, 10, 20)
     rc = np.column_stack([adata.obs["array_row"], adata.obs["array_col"]]).astype(float)
-    trainer = EnhancerTrainer(rc, log1p_cp10k(adata.X), "square", EnhancerParams(epochs=1, n_ensemble=1, n_tasks=8))
+    trainer = EnhancerTrainer(rc, log1p_cp10k(adata.X), "square", EnhancerParams(epochs=1, n_ensemble=2, n_tasks=8))
+    with pytest.raises(RuntimeError, match="call fit"):
+        trainer.predict(rc[:2] + 0.5)
     trainer.fit(progress=False)
-    train_targets = np.any([t for _, t in trainer.masks[8:16]], axis=0)
-    val_targets = np.any([t for _, t in trainer.masks[16:]], axis=0)
-    assert train_targets.any() and val_targets.any()
-    assert not (train_targets & val_targets).any()
+    assert len(trainer.masks) == 2 * (8 + 8 + 8) and len(trainer.shrinkage) == 2
+    for member in range(2):  # per member: shrinkage calibration, training, validation tasks
+        tasks = trainer.masks[24 * member: 24 * (member + 1)]
+        calibration, train, val = (np.any([t for _, t in tasks[k: k + 8]], axis=0) for k in (0, 8, 16))
+        assert calibration.any() and train.any() and val.any()
+        assert not (calibration & val).any() and not (train & val).any()
+    assert not np.array_equal(*trainer.shrinkage)  # each member calibrates on its own spots
     # progress="False" is a true string: it showed the bar.
     with pytest.raises(TypeError, match=r"^progress must be a bool \(True or False\), got 'False'$"):
         trainer.fit(progress="False")
@@ -166,8 +171,8 @@ def test_super_resolution_output(super_resolved, tmp_path):
     assert adata.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] == 80.0
     assert out.uns["enhance"]["grid"] == grid
     assert out.layers["counts"].dtype == np.float32 and list(out.layers) == ["counts"]
-    # one calibration slope per low-rank score (rank 10, capped by the 30 genes' embedding)
-    assert out.uns["enhance"]["shrinkage"].shape == (10,)
+    # per member one calibration slope per low-rank score (rank 10, capped by the 30 genes' embedding)
+    assert out.uns["enhance"]["shrinkage"].shape == (1, 10)
     # a member keeps a trained epoch only if it beats the interpolation (epoch 0) on its set-aside spots
     losses = out.uns["enhance"]["validation_loss"]
     for member, kept in enumerate(out.uns["enhance"]["best_epochs"]):
@@ -305,6 +310,46 @@ def _drop_obs(adata, key):
     return adata
 
 
+def test_new_spots_leave_other_obs_columns_missing_and_write_to_h5ad(tmp_path):
+    adata, _ = slide("square", 6, 6, 12)
+    n = adata.n_obs
+    adata.obs["in_tissue"] = 1
+    adata.obs["flag"] = np.arange(n) % 3 == 0
+    adata.obs["note"] = [f"n{i}" for i in range(n)]
+    before = adata.obs.copy()
+    out = enhance(adata, **FAST)
+    pd.testing.assert_frame_equal(adata.obs, before)
+    new = out.obs["imputed"].to_numpy()
+    assert out.obs["flag"].dtype == "boolean"
+    np.testing.assert_array_equal(out.obs["flag"][:n].to_numpy(dtype=bool), before["flag"])
+    assert out.obs["flag"][new].isna().all() and out.obs["note"][new].isna().all()
+    np.testing.assert_array_equal(out.obs["in_tissue"][:n], 1.0)
+    assert out.obs["in_tissue"][new].isna().all()
+    assert out.obs["label"].dtype == before["label"].dtype and out.obs["label"][new].isna().all()
+    out.write_h5ad(tmp_path / "out.h5ad")
+    back = ad.read_h5ad(tmp_path / "out.h5ad")
+    np.testing.assert_array_equal(back.obs["flag"].isna().to_numpy(), new)
+    np.testing.assert_array_equal(back.obs["array_row"], out.obs["array_row"])
+
+
+def test_categorical_array_coordinates_become_numbers_and_strings_are_refused(tmp_path):
+    adata, _ = slide("hexagonal", 6, 6, 12)
+    plain = enhance(adata, **FAST)
+    coded = adata.copy()
+    for key in ("array_row", "array_col"):
+        coded.obs[key] = pd.Categorical(coded.obs[key])
+    out = enhance(coded, **FAST)
+    for key in ("array_row", "array_col"):
+        assert out.obs[key].dtype == np.float64 and not out.obs[key].isna().any()
+        np.testing.assert_array_equal(out.obs[key], plain.obs[key])
+    np.testing.assert_array_equal(out.X, plain.X)
+    for strings in (adata.obs["array_row"].astype(str), pd.Categorical(adata.obs["array_row"].astype(str))):
+        named = adata.copy()
+        named.obs["array_row"] = strings
+        with pytest.raises(ValueError, match=r"`obs\['array_row'\]` must hold numbers .*astype\(int\)"):
+            enhance(named, **FAST)
+
+
 def test_genes_never_detected_are_predicted_as_zero():
     adata, _ = slide("square", 6, 6, 12)
     adata.X[:, :3] = 0
@@ -331,6 +376,9 @@ def test_genes_never_detected_are_predicted_as_zero():
         ({"radius": float("inf")}, ValueError, r"radius must be a positive finite number, got inf"),
         ({"lambda_init": 0.0}, ValueError, r"lambda_init must be a positive finite number, got 0\.0"),
         ({"seed": -1}, ValueError, r"seed must be an integer >= 0, got -1"),
+        ({"seed": 2**32}, ValueError, r"seed must be at most 2\*\*32 - 1 = 4294967295, got 4294967296"),
+        ({"counts_layer": 3}, TypeError, r"`counts_layer` must be a non-empty string .*, got 3"),
+        ({"counts_layer": ""}, TypeError, r"`counts_layer` must be a non-empty string .*, got ''"),
         ({"device": "tpu"}, ValueError, r"unknown device 'tpu'"),
     ],
 )

@@ -68,9 +68,9 @@ def _barycentric(transforms: np.ndarray, simplices: np.ndarray, query: np.ndarra
     """Barycentric coordinates ``(..., 3)`` of ``query (..., 2)`` in ``simplices (...)``."""
     transform = transforms[simplices]
     offset = query - transform[..., 2, :]
-    with np.errstate(invalid="ignore"):  # degenerate triangles carry inf / NaN maps
+    with np.errstate(invalid="ignore", over="ignore"):  # degenerate triangles carry inf / NaN maps
         b = transform[..., :2, 0] * offset[..., None, 0] + transform[..., :2, 1] * offset[..., None, 1]
-    return np.concatenate([b, 1.0 - b.sum(axis=-1, keepdims=True)], axis=-1)
+        return np.concatenate([b, 1.0 - b.sum(axis=-1, keepdims=True)], axis=-1)
 
 
 def _locate(tri: Delaunay, query: np.ndarray, near: np.ndarray, eps: float = 1e-9):

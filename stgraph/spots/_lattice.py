@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 from scipy.spatial import cKDTree
 
 GridType = Literal["hexagonal", "square"]
@@ -24,10 +25,19 @@ _HEX_SQUARE_RATIO_SPLIT = (1.0 + np.sqrt(2.0)) / 2.0
 
 
 def array_coordinates(obs) -> np.ndarray:
-    """``(n, 2)`` float array of ``(array_row, array_col)`` read from ``obs``."""
+    """``(n, 2)`` float array of ``(array_row, array_col)`` read from ``obs``, whose
+    columns must be numeric (or categoricals of numbers)."""
     missing = [key for key in ("array_row", "array_col") if key not in obs]
     if missing:
         raise ValueError(f"`adata.obs` lacks the lattice column(s) {missing}.")
+    for key in ("array_row", "array_col"):
+        column = obs[key]
+        values = column.cat.categories if isinstance(column.dtype, pd.CategoricalDtype) else column
+        if pd.api.types.is_bool_dtype(values.dtype) or not pd.api.types.is_numeric_dtype(values.dtype):
+            raise ValueError(
+                f"`obs['{key}']` must hold numbers (integer spot indices), got dtype {column.dtype}; "
+                f"convert it first, e.g. `adata.obs['{key}'] = adata.obs['{key}'].astype(int)`."
+            )
     rc = np.column_stack([obs["array_row"].to_numpy(), obs["array_col"].to_numpy()]).astype(float)
     if not np.isfinite(rc).all():
         raise ValueError("`obs['array_row']` / `obs['array_col']` contain NaN or infinite values.")

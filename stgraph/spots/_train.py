@@ -4,7 +4,8 @@ Everything here sees the observed spots only. A training *task* hides a subset o
 them (a mask from :mod:`._masks`), interpolates the visible spots' low-rank scores
 at the hidden ones (the baseline) and asks the model to reconstruct the hidden
 spots' scores. Each ensemble member sets a fifth of the observed spots aside as
-validation targets: they are never a target of its training tasks, and the epoch
+validation targets: they are never a target of its training tasks nor of the
+calibration of its interpolation (the shrinkage), and the epoch
 with the lowest validation loss is kept if that loss is significantly below the
 baseline's (epoch 0 is the baseline itself, since the model's output layer starts
 at zero); training stops after ``PATIENCE`` epochs without a lower loss. Query positions enter only
@@ -13,7 +14,7 @@ at zero); training stops after ``PATIENCE`` epochs without a lower loss. Query p
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from numbers import Real
 
 import numpy as np
@@ -112,10 +113,11 @@ class EnhancerTrainer:
     ----------
     masks
         Every mask drawn, as ``(hidden, targets)`` boolean pairs over the observed
-        spots; the training targets of all members are the union of ``targets`` (a
+        spots, per member its shrinkage-calibration, training and validation tasks
+        in that order; the targets of all members are the union of ``targets`` (a
         subset of the observed spots by construction).
     shrinkage
-        Per-component slope applied to the interpolated scores.
+        Per member, the per-component slope applied to the interpolated scores.
     best_epochs
         Epoch kept per member (0: the baseline).
     loss_history
@@ -139,7 +141,7 @@ class EnhancerTrainer:
         self.loss_metric = torch.as_tensor(self._loss_metric(), device=self.device)
         self.rng = np.random.default_rng(self.seed)
         self.masks: list[tuple[np.ndarray, np.ndarray]] = []
-        self.shrinkage = self._fit_shrinkage()
+        self.shrinkage: list[np.ndarray] = []
         self.models: list[SpotEnhancer] = []
         self.best_epochs: list[int] = []
         self.loss_history: list[list[float]] = []
@@ -152,12 +154,11 @@ class EnhancerTrainer:
         self.masks.append((hidden, targets))
         return hidden, targets
 
-    def _fit_shrinkage(self) -> np.ndarray:
-        """Calibrate the interpolation on masked observed spots (all spots allowed as targets)."""
+    def _fit_shrinkage(self, allowed: np.ndarray) -> np.ndarray:
+        """Calibrate the interpolation on masked observed spots, the ``allowed`` ones as targets."""
         interpolated, truth = [], []
-        everyone = np.ones(len(self.pos), dtype=bool)
         for i in range(self.params.n_tasks):
-            hidden, targets = self._draw(i, everyone)
+            hidden, targets = self._draw(i, allowed)
             interpolated.append(self._interpolate(~hidden, self.pos[targets]))
             truth.append(self.scores[targets, : self.rank])
         return fit_shrinkage(np.vstack(interpolated), np.vstack(truth))
@@ -167,9 +168,10 @@ class EnhancerTrainer:
         pos = self.pos[visible]
         return blend_interpolate(pos, self.scores[visible, : self.rank], query, lattice_spacing(pos))
 
-    def _batch(self, tasks: list[tuple[np.ndarray, np.ndarray]], pos: np.ndarray) -> _Batch:
+    def _batch(self, tasks: list[tuple[np.ndarray, np.ndarray]], pos: np.ndarray, shrinkage: np.ndarray) -> _Batch:
         """Collate ``(visible, targets)`` tasks over the nodes ``pos`` (observed spots
-        first) into one graph whose edges all start at visible nodes.
+        first) into one graph whose edges all start at visible nodes; the baseline of
+        the hidden nodes is the interpolation scaled by ``shrinkage``.
 
         Distances are measured in units of the visible spots' spacing, so that a
         sub-lattice task (visible spacing 2) looks like ×2 super-resolution of the
@@ -179,7 +181,7 @@ class EnhancerTrainer:
         parts = {key: [] for key in ("node", "is_query", "is_target", "baseline", "edge_index", "edge_dist")}
         for i, (visible, targets) in enumerate(tasks):
             baseline = np.zeros((n, self.rank), dtype=np.float32)
-            baseline[~visible] = self.shrinkage * self._interpolate(visible[:n_obs], pos[~visible])
+            baseline[~visible] = shrinkage * self._interpolate(visible[:n_obs], pos[~visible])
             unit = lattice_spacing(pos[visible])
             edge_index, dist = radius_graph(torch.as_tensor(pos, dtype=torch.float64), self.params.radius * unit,
                                             return_distance=True)
@@ -238,11 +240,13 @@ class EnhancerTrainer:
                 torch.manual_seed(self.seed * 1000 + member)
                 validation = np.zeros(n, dtype=bool)
                 validation[self.rng.permutation(n)[: max(1, int(VALIDATION_FRACTION * n))]] = True
+                shrinkage = self._fit_shrinkage(~validation)
                 train = [(~h, t) for h, t in (self._draw(i, ~validation) for i in range(n_train)) if t.any()]
                 val = [(~h, t) for h, t in (self._draw(i, validation) for i in range(n_train)) if t.any()]
-                batches = [self._batch(train[i: i + step], self.pos) for i in range(0, len(train), step)]
-                val_batch = self._batch(val, self.pos) if val else None
+                batches = [self._batch(train[i: i + step], self.pos, shrinkage) for i in range(0, len(train), step)]
+                val_batch = self._batch(val, self.pos, shrinkage) if val else None
                 model, kept, history = self._train_member(table, batches, val_batch, bar)
+                self.shrinkage.append(shrinkage)
                 self.models.append(model)
                 self.best_epochs.append(kept)
                 self.loss_history.append(history)
@@ -296,15 +300,24 @@ class EnhancerTrainer:
     # ---------------------------------------------------------------- prediction
     @torch.no_grad()
     def predict(self, rc_query: np.ndarray) -> np.ndarray:
-        """log1p(CP10k) ``(m, n_genes)`` at query array coordinates (ensemble mean)."""
+        """log1p(CP10k) ``(m, n_genes)`` at query array coordinates (ensemble mean).
+
+        Raises
+        ------
+        RuntimeError
+            Before :meth:`fit`.
+        """
+        if not self.models:
+            raise RuntimeError("EnhancerTrainer.predict needs a fitted ensemble: call fit() first.")
         n_obs = len(self.pos)
         pos = np.vstack([self.pos, lattice_positions(rc_query, self.grid)])
         observed = np.arange(len(pos)) < n_obs
-        batch = self._batch([(observed, ~observed)], pos)
+        # Members differ in their shrinkage only by a factor on the same interpolation.
+        batch = self._batch([(observed, ~observed)], pos, np.ones(self.rank, dtype=np.float32))
         table = torch.zeros((len(pos), self.embedding.n_components), device=self.device)
         table[:n_obs] = torch.as_tensor(self.scores, device=self.device)
-        if self.models:
-            scores = torch.stack([self._forward(m, table, batch) for m in self.models]).mean(0)
-        else:
-            scores = batch.baseline
+        scores = torch.stack([
+            self._forward(model, table, replace(batch, baseline=batch.baseline * torch.as_tensor(shrinkage, device=self.device)))
+            for model, shrinkage in zip(self.models, self.shrinkage)
+        ]).mean(0)
         return self.embedding.expression(scores[n_obs:].cpu().numpy())

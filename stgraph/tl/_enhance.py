@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 from scipy.spatial import ConvexHull, QhullError, cKDTree
 
-from stgraph._validation import check_bool, check_int
+from stgraph._validation import check_bool, check_seed
 from stgraph.models.trainer import resolve_device
 from stgraph.spots._expression import log1p_cp10k, read_counts
 from stgraph.spots._lattice import (
@@ -78,7 +78,8 @@ def enhance(
     ----------
     adata
         Spots with unique barcodes (``obs_names``), ``obs['array_row']``,
-        ``obs['array_col']`` (integer Visium or ST array coordinates),
+        ``obs['array_col']`` (integer Visium or ST array coordinates, numeric
+        columns or categoricals of numbers),
         ``obsm['spatial']`` (pixel coordinates) and raw (integer) counts in ``X`` or
         ``layers[layer]``. Not modified.
     mode
@@ -123,7 +124,8 @@ def enhance(
     n_ensemble
         Number of independently seeded models averaged, at least 1.
     seed
-        Non-negative seed of every random choice; results on the CPU are deterministic.
+        Seed of every random choice, in ``[0, 2**32 - 1]``; results on the CPU are
+        deterministic.
     device
         Torch device for training and prediction: ``'cpu'``, ``'cuda'`` or
         ``'auto'`` (CUDA when available).
@@ -137,9 +139,12 @@ def enhance(
     ``obs['imputed']`` marks new spots, whose ``array_row`` / ``array_col`` are
     multiples of ½ under super-resolution (half-integers, or on a hexagonal lattice
     also the integer positions between two spots of a row; the columns become float)
-    and lattice sites under imputation (integer columns stay integer), and whose
-    ``obsm['spatial']`` comes from a least-squares affine fit of array to pixel
-    coordinates. ``X``: log1p(CP10k) —
+    and lattice sites under imputation (integer columns stay integer; categorical
+    ones become numeric), and whose ``obsm['spatial']`` comes from a least-squares
+    affine fit of array to pixel coordinates. The new spots' other ``obs`` values
+    are missing (``NaN``; bool columns become pandas' nullable ``boolean``,
+    categorical ones keep their categories, integer ones become float), so the
+    result writes to h5ad. ``X``: log1p(CP10k) —
     measured for the original spots, predicted for the new ones.
     ``layers[counts_layer]``: the observed raw counts (sparse ``float32``, 0 for new
     spots); the other layers, ``obsm`` entries and ``varm`` / ``obsp`` of ``adata``
@@ -149,8 +154,9 @@ def enhance(
     (``best_epochs``; 0 means training never beat the interpolation on the
     set-aside spots and the member returns the interpolation), the loss on the
     set-aside spots after each epoch (``validation_loss``, keyed by member, entry 0:
-    the interpolation) and ``shrinkage``, the per-component slope applied to the
-    interpolated scores.
+    the interpolation) and ``shrinkage``, ``(n_ensemble, rank)``: per member the
+    per-component slope applied to the interpolated scores, calibrated on masked
+    observed spots other than its set-aside ones.
     With no position to predict (an impute call on a slide without gaps) the result
     holds only the original spots.
 
@@ -158,12 +164,13 @@ def enhance(
     ------
     TypeError
         If ``adata`` is not an AnnData, a count parameter (``rank``, ``epochs``,
-        ...) is not an int, or ``progress`` is not a bool.
+        ...) or ``seed`` is not an int, ``progress`` is not a bool, or
+        ``counts_layer`` is not a non-empty string.
     ValueError
         On an unknown ``mode``, ``factor`` other than 2, unknown mask kinds, a
         numeric parameter out of the range given above, an unknown or unavailable
-        ``device``, duplicated barcodes, missing, non-finite or non-integer array
-        coordinates, duplicated array positions, fewer than 4 spots, NaN / negative /
+        ``device``, duplicated barcodes, missing, non-numeric, non-finite or
+        non-integer array coordinates, duplicated array positions, fewer than 4 spots, NaN / negative /
         all-zero / non-integer (normalised) counts, a ``grid`` that does not fit the
         coordinates (``'hexagonal'`` with ``array_row + array_col`` of both parities,
         or pixel coordinates whose geometry is that of the other lattice), or impute
@@ -194,7 +201,9 @@ def enhance(
         num_layers=num_layers, heads=heads, lambda_init=lambda_init, epochs=epochs,
         n_ensemble=n_ensemble, masks=masks,
     )
-    check_int("seed", seed, minimum=0)
+    check_seed(seed)
+    if not isinstance(counts_layer, str) or not counts_layer:
+        raise TypeError(f"`counts_layer` must be a non-empty string (the output layer's name), got {counts_layer!r}.")
     progress = check_bool("progress", progress)
     device = resolve_device(device)
     if adata.obs_names.has_duplicates:
@@ -292,27 +301,32 @@ def _extrapolated(pos: np.ndarray, query: np.ndarray, radius: float) -> np.ndarr
     return ~inside & (nearest > radius * spacing)
 
 
-def _new_coordinates(observed: pd.Series, values: np.ndarray) -> np.ndarray:
-    """``values`` in the dtype of the ``observed`` array coordinates when they fit it
-    (imputed lattice sites): float new spots would turn the whole column to float."""
+def _coordinate_column(observed: pd.Series, new: np.ndarray) -> np.ndarray:
+    """An array coordinate of the original spots, then of the new ones, as numbers (a
+    categorical becomes its values); integer when the input was and every value is
+    (imputed lattice sites), float otherwise."""
+    if isinstance(observed.dtype, pd.CategoricalDtype):
+        observed = observed.astype(observed.cat.categories.dtype)
+    values = np.concatenate([observed.to_numpy(dtype=float), new])
     if pd.api.types.is_integer_dtype(observed.dtype) and np.array_equal(values, np.round(values)):
-        return values.astype(observed.dtype)
+        return values.astype(observed.dtype if isinstance(observed.dtype, np.dtype) else np.int64)
     return values
 
 
 def _assemble(adata, values, counts, predicted, query, affine, counts_layer) -> AnnData:
     names = [f"imputed-{r:g}-{c:g}" for r, c in query]
-    new_obs = pd.DataFrame(
-        {key: _new_coordinates(adata.obs[key], query[:, k]) for k, key in enumerate(("array_row", "array_col"))},
-        index=names,
-    )
     obs = adata.obs.copy()
     obs["imputed"] = False
-    new_obs["imputed"] = True
-    obs = pd.concat([obs, new_obs]) if len(query) else obs
-    for key, column in adata.obs.items():  # concat turns categoricals with new NaN rows into objects
+    obs = pd.concat([obs, pd.DataFrame({"imputed": True}, index=names)]) if len(query) else obs
+    for k, key in enumerate(("array_row", "array_col")):
+        obs[key] = _coordinate_column(adata.obs[key], query[:, k])
+    # The new spots have no value in the other columns: concat makes a column object
+    # where that would be unwritable to h5ad (a categorical or bool one with NaN).
+    for key, column in adata.obs.drop(columns=["array_row", "array_col"]).items():
         if isinstance(column.dtype, pd.CategoricalDtype):
             obs[key] = pd.Categorical(obs[key], categories=column.cat.categories, ordered=column.cat.ordered)
+        elif pd.api.types.is_bool_dtype(column.dtype):
+            obs[key] = obs[key].astype("boolean")
     obs["imputed"] = obs["imputed"].astype(bool)
     n_new = len(query)
     out = AnnData(
