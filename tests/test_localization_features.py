@@ -39,6 +39,20 @@ def test_cell_geometry_of_a_square_with_a_nucleus():
     np.testing.assert_allclose(geometry.nucleus_area, [16, 0])
 
 
+def test_several_nuclei_of_a_cell_are_merged_and_nuclei_in_no_cell_are_named():
+    cells = pd.Series({"a": SQUARE, "b": shapely.box(20, 0, 30, 10)})
+    extra = shapely.box(8, 8, 9, 9)  # a second nucleus of "a", under an id that is no cell's
+    nuclei = pd.Series({"a": NUCLEUS, "n2": extra, "n3": shapely.box(22, 2, 24, 4), "n4": shapely.box(50, 50, 51, 51)})
+    with pytest.warns(UserWarning, match=r"1 nucleus outline\(s\) neither carry a cell id nor lie in a cell \(e\.g\. \['n4'\]\)"):
+        geometry = cell_geometry(cells, nuclei)
+    np.testing.assert_allclose(geometry.nucleus_area, [16 + 1, 4])
+    assert geometry.nuclei[0].equals(shapely.union_all([NUCLEUS, extra]))
+    frame = pd.DataFrame([(8.5, 8.5, "g", "a"), (1, 1, "g", "a")], columns=["x", "y", "gene", "cell_id"])
+    with pytest.warns(UserWarning, match="n4"):
+        transcripts = cell_transcripts(frame, cells, nuclei)
+    np.testing.assert_array_equal(transcripts.transcript_geometry.in_nucleus, [True, False])
+
+
 def test_polar_inertia_subtracts_holes():
     holed = shapely.Polygon(SQUARE.exterior.coords, [shapely.box(4, 4, 6, 6).exterior.coords])
     geometry = cell_geometry(pd.Series({"h": holed}))

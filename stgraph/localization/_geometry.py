@@ -1,6 +1,7 @@
 """Cell and nucleus geometry, per cell and per transcript (in the coordinates' unit)."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numba
@@ -69,8 +70,9 @@ def cell_geometry(cells: pd.Series, nuclei: pd.Series | None = None) -> CellGeom
         ``cell_boundaries`` shapes).
     nuclei
         Nucleus polygons, indexed by the id of their cell (a nucleus whose id is
-        not a cell id is given to the cell that contains it). Cells without one
-        have no nucleus.
+        not a cell id is given to the cell that contains it). A cell with several
+        nuclei gets their union; cells without one have no nucleus; nuclei in no
+        cell are left out with a warning.
 
     Returns
     -------
@@ -123,9 +125,11 @@ def cell_geometry(cells: pd.Series, nuclei: pd.Series | None = None) -> CellGeom
 
 
 def _nucleus_per_cell(nuclei: pd.Series | None, cell_ids: pd.Index, cells: np.ndarray) -> np.ndarray:
-    """Nucleus polygon of each cell (``None`` where absent); the first one wins.
+    """Nucleus (multi)polygon of each cell (``None`` where absent).
 
-    A nucleus whose id is not a cell id goes to the cell containing a point of it.
+    A nucleus whose id is not a cell id goes to the cell containing a point of it;
+    several nuclei of one cell (a binucleated cell, or ids that are not cell ids) are
+    merged into their union. Nuclei in no cell are left out with a warning.
     """
     out = np.full(len(cell_ids), None, dtype=object)
     if nuclei is None:
@@ -140,9 +144,17 @@ def _nucleus_per_cell(nuclei: pd.Series | None, cell_ids: pd.Index, cells: np.nd
             shapely.point_on_surface(geoms[unknown]), predicate="within"
         )
         positions[unknown[inside]] = cell
-    for position, geom, ok in zip(positions, geoms, usable):
-        if ok and position >= 0 and out[position] is None:
-            out[position] = geom
+    unplaced = usable & (positions < 0)
+    if unplaced.any():
+        warnings.warn(
+            f"{int(unplaced.sum())} nucleus outline(s) neither carry a cell id nor lie in a cell "
+            f"(e.g. {list(nuclei.index[unplaced][:3])}); they are left out.",
+            UserWarning, stacklevel=3,
+        )
+    placed = usable & (positions >= 0)
+    for position in np.unique(positions[placed]):
+        own = geoms[placed & (positions == position)]
+        out[position] = own[0] if len(own) == 1 else shapely.union_all(own)
     return out
 
 

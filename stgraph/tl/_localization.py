@@ -76,8 +76,10 @@ def localization(
     sdata
         Data with points ``points_key`` (columns ``x``, ``y``, ``gene``,
         ``cell_id``) and cell outlines ``cell_key``; nucleus outlines
-        ``nucleus_key`` are optional (indexed by the id of their cell): None, or the
-        default name missing from the data, means no nuclei; another name must exist.
+        ``nucleus_key`` are optional (indexed by the id of their cell, or by other
+        ids and then given to the cell that contains them; several nuclei of a cell
+        are merged): None, or the default name missing from the data, means no
+        nuclei; another name must exist.
     points_key, cell_key, nucleus_key, table_key
         Element names. The table is created (cells x genes counts) when missing;
         an existing one must hold every cell and gene with a molecule
