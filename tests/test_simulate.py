@@ -206,6 +206,9 @@ def test_pattern_modes_and_user_patterns():
     switched = (truth.patterns["pattern"] != "none").mean()
     assert abs(switched - 0.3) < 0.03
     assert set(truth.patterns["pattern"]) == set(LOCALIZATION_PATTERNS)
+    # The same patterns as a NumPy array give the same cells.
+    _, from_array = simulate(60, 50, patterns=np.array(sequence), pattern_switch=0.3, seed=1)
+    pd.testing.assert_frame_equal(from_array.patterns, truth.patterns)
 
 
 def test_cells_without_nucleus_get_none_instead():

@@ -414,8 +414,10 @@ def _dominant_patterns(
         chosen = dict(zip(genes, default))
         chosen.update({g: _pattern_index(p) for g, p in patterns.items()})
         return np.array([chosen[g] for g in genes])
+    if isinstance(patterns, np.ndarray) and patterns.ndim == 1:
+        patterns = patterns.tolist()
     if isinstance(patterns, str) or not isinstance(patterns, Sequence):
-        raise TypeError("patterns must be a mapping gene -> pattern, a sequence or None")
+        raise TypeError("patterns must be a mapping gene -> pattern, a sequence (list, tuple or 1-D array) or None")
     if len(patterns) != len(genes):
         raise ValueError(f"patterns has {len(patterns)} entries for {len(genes)} genes")
     return np.array([_pattern_index(p) for p in patterns])

@@ -140,8 +140,8 @@ def localization(
     KeyError
         If ``points_key`` is not a points element of ``sdata``.
     ValueError
-        For missing shapes elements or columns, bad parameters, empty or unknown training
-        cells, training cells without a nucleus, no transcript in any cell, or an
+        For missing shapes elements or columns, bad parameters, empty, repeated or
+        unknown training cells, training cells without a nucleus, no transcript in any cell, or an
         existing table ``table_key`` that lacks some of the cells or genes.
     TypeError
         For ``sdata`` that is not a SpatialData, a ``model`` of the wrong type,
@@ -168,6 +168,9 @@ def localization(
         training_cells = list(training_cells)
         if not training_cells:
             raise ValueError("training_cells is empty: pass at least one cell id, or None for every cell with a nucleus")
+        repeated = pd.Index([str(c) for c in training_cells])
+        if repeated.has_duplicates:
+            raise ValueError(f"training_cells names some cells more than once: {list(repeated[repeated.duplicated()].unique())[:5]}")
     pattern_model, model_source = _resolve_model(model)
     check_table(sdata, table_key, points_key)
     if copy:
