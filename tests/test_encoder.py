@@ -1,6 +1,7 @@
 """Positional encoding, transcript encoder, MGM head, masking and tile batching."""
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -467,6 +468,29 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(ValueError, match="pass it again as conv="):
         load_model(payload_path)
     assert torch.equal(load_model(payload_path, conv=SpatialTransformerConv)(graph), model.eval()(graph))
+
+
+class DistanceWeightedMeanFactory:
+    """A layer factory that is a callable object: it has no import path."""
+
+    def __call__(self, d_model: int, heads: int) -> DistanceWeightedMean:
+        return DistanceWeightedMean(d_model, heads)
+
+
+@pytest.mark.parametrize("factory", [functools.partial(DistanceWeightedMean), DistanceWeightedMeanFactory()])
+def test_a_factory_without_import_path_is_not_recorded_and_must_be_passed_to_load(tmp_path, factory):
+    # Naming such a factory raised AttributeError (no __qualname__).
+    graph = synthetic_graph()
+    model = MaskedGeneModel(encoder(graph, conv=factory), graph.gene_names)
+    assert model.config["encoder"]["conv"] is None
+    path = save_checkpoint(tmp_path / "model.pt", model)
+    message = (
+        r"^the layer factory was not recorded in the config \(a functools.partial or a "
+        r"callable object has no import path\); pass it again as conv=$"
+    )
+    with pytest.raises(ValueError, match=message):
+        load_model(path)
+    assert torch.equal(load_model(path, conv=factory)(graph), model.eval()(graph))
 
 
 def test_model_vocabulary_maps_genes_by_name():

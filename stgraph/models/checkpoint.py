@@ -91,6 +91,13 @@ def load_model(path: str | os.PathLike, conv: type | ConvFactory | None = None) 
         Checkpoint written by :func:`save_checkpoint`.
     conv
         Layer factory, needed only when the recorded one cannot be imported (for
-        instance a function defined in a script).
+        instance a function defined in a script) or was not recorded (a
+        :func:`functools.partial` or a callable object).
+
+    Raises
+    ------
+    ValueError
+        If ``conv`` is None and the recorded layer factory cannot be imported or was
+        not recorded.
     """
     return model_from_checkpoint(read_checkpoint(path), conv=conv).eval()

@@ -32,13 +32,31 @@ def _spatial_transformer_factory(conv_kwargs: dict[str, Any]) -> ConvFactory:
     return build
 
 
-def conv_name(conv: type | ConvFactory) -> str:
-    """Import path ``"module:qualname"`` under which a layer factory is recorded."""
-    return f"{conv.__module__}:{conv.__qualname__}"
+def conv_name(conv: type | ConvFactory) -> str | None:
+    """Import path ``"module:qualname"`` under which a layer factory is recorded.
+
+    None for a factory without a qualified name, such as a :func:`functools.partial`
+    or a callable object: no import path rebuilds it (nor the arguments it holds).
+    """
+    qualname = getattr(conv, "__qualname__", None)
+    if qualname is None:
+        return None
+    return f"{conv.__module__}:{qualname}"
 
 
-def resolve_conv(name: str) -> ConvFactory:
-    """Import the layer factory recorded as ``name`` by :func:`conv_name`."""
+def resolve_conv(name: str | None) -> ConvFactory:
+    """Import the layer factory recorded as ``name`` by :func:`conv_name`.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is None (the factory had no import path) or cannot be imported.
+    """
+    if name is None:
+        raise ValueError(
+            "the layer factory was not recorded in the config (a functools.partial or a "
+            "callable object has no import path); pass it again as conv="
+        )
     if name == DEFAULT_CONV:
         return SpatialTransformerConv
     module, _, qualname = name.partition(":")
@@ -167,6 +185,9 @@ class TranscriptEncoder(torch.nn.Module):
         maps ``[N, d_model]`` to ``[N, d_model]``. Attention weights can be returned
         when its ``forward`` takes ``return_attention_weights`` (PyG convention).
         A layer *instance* raises a TypeError: each block needs its own layer.
+        A factory is recorded in :attr:`config` by its import path
+        (:func:`conv_name`); one without (a :func:`functools.partial`, a callable
+        object) is recorded as None, and :meth:`from_config` then needs it as ``conv``.
     conv_kwargs
         Keyword arguments of :class:`~stgraph.nn.conv.SpatialTransformerConv`;
         only with the default layer.
@@ -263,7 +284,14 @@ class TranscriptEncoder(torch.nn.Module):
 
     @classmethod
     def from_config(cls, config: dict[str, Any], conv: type | ConvFactory | None = None) -> "TranscriptEncoder":
-        """Rebuild an encoder from its :attr:`config` (``conv`` overrides the recorded layer)."""
+        """Rebuild an encoder from its :attr:`config` (``conv`` overrides the recorded layer).
+
+        Raises
+        ------
+        ValueError
+            If ``conv`` is None and the recorded layer factory is None or cannot be
+            imported (:func:`resolve_conv`).
+        """
         config = dict(config)
         recorded = config.pop("conv")
         if conv is None and recorded != DEFAULT_CONV:
