@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import torch
 
 
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -144,3 +145,36 @@ def check_names(parameter: str, requested: Iterable, available: Iterable, *, lis
             message += f"; available: {names[:10]}" + (" ..." if len(names) > 10 else "")
         raise ValueError(message)
     return requested
+
+
+#: Types a checkpoint stores as they are: it is read back with ``torch.load(weights_only=True)``.
+PLAIN_TYPES = (bool, int, float, str, type(None))
+
+
+def check_plain(name: str, value: Any) -> Any:
+    """``value`` as plain Python values, for a checkpoint: NumPy values and tensors
+    become Python numbers or lists (``tolist()``); lists, tuples and dicts are
+    converted item by item.
+
+    A NumPy value makes the checkpoint unreadable with ``weights_only=True``, and a
+    tensor of several values cannot be compared when a run is resumed.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` holds anything else (a :class:`fractions.Fraction`, an enum, an
+        object), naming the offending entry.
+    """
+    if isinstance(value, (np.generic, np.ndarray, torch.Tensor)):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {check_plain(name, k): check_plain(f"{name}[{k!r}]", v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [check_plain(name, item) for item in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    if type(value) not in PLAIN_TYPES:  # exact types: a subclass (an IntEnum) pickles as its class
+        raise TypeError(
+            f"{name} must hold plain Python values (bool, int, float, str, None, or lists, "
+            f"tuples and dicts of them), NumPy values or tensors, got {type(value).__name__}"
+        )
+    return value

@@ -1,6 +1,7 @@
 """Positional encoding, transcript encoder, MGM head, masking and tile batching."""
 from __future__ import annotations
 
+import fractions
 import functools
 import math
 
@@ -491,6 +492,36 @@ def test_a_factory_without_import_path_is_not_recorded_and_must_be_passed_to_loa
     with pytest.raises(ValueError, match=message):
         load_model(path)
     assert torch.equal(load_model(path, conv=factory)(graph), model.eval()(graph))
+
+
+def test_numpy_and_tensor_settings_are_recorded_as_python_values(tmp_path):
+    # A NumPy value in the config made the checkpoint unreadable (weights_only=True),
+    # a tensor of several values made the resume comparison of configs raise.
+    graph = synthetic_graph()
+    conv_kwargs = dict(lambda_init=np.array([0.5, 2.0]), learn_lambda=np.True_, dropout=np.float64(0.0))
+    model = MaskedGeneModel(
+        encoder(graph, conv_kwargs=conv_kwargs, dropout=np.float32(0.0), n_dims=np.int64(2)), graph.gene_names
+    )
+    config = model.config["encoder"]
+    assert config["conv_kwargs"] == dict(lambda_init=[0.5, 2.0], learn_lambda=True, dropout=0.0)
+    assert [type(v) for v in config["conv_kwargs"].values()] == [list, bool, float]
+    assert type(config["dropout"]) is float and type(config["n_dims"]) is int
+    loaded = load_model(save_checkpoint(tmp_path / "model.pt", model))
+    assert loaded.config == model.config
+    assert torch.equal(loaded(graph), model.eval()(graph))
+    from_tensor = encoder(graph, conv_kwargs=dict(lambda_init=torch.tensor([0.5, 2.0])))
+    assert from_tensor.config == encoder(graph, conv_kwargs=dict(lambda_init=[0.5, 2.0])).config
+    assert torch.equal(from_tensor(graph), model.encoder(graph))
+
+
+def test_conv_kwargs_must_be_plain_values():
+    graph = synthetic_graph()
+    message = (
+        r"^conv_kwargs\['lambda_init'\] must hold plain Python values \(bool, int, float, str, None, "
+        r"or lists, tuples and dicts of them\), NumPy values or tensors, got Fraction$"
+    )
+    with pytest.raises(TypeError, match=message):
+        encoder(graph, conv_kwargs=dict(lambda_init=fractions.Fraction(1, 2)))
 
 
 def test_model_vocabulary_maps_genes_by_name():

@@ -10,7 +10,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.nn import MessagePassing
 
-from .._validation import check_bool, check_int
+from .._validation import check_bool, check_int, check_plain
 from .conv import SpatialTransformerConv
 from .positional import (
     DEFAULT_PE_BASE,
@@ -190,7 +190,9 @@ class TranscriptEncoder(torch.nn.Module):
         object) is recorded as None, and :meth:`from_config` then needs it as ``conv``.
     conv_kwargs
         Keyword arguments of :class:`~stgraph.nn.conv.SpatialTransformerConv`;
-        only with the default layer.
+        only with the default layer. NumPy values and tensors are recorded (and
+        given to the layer) as Python numbers or lists, so that a checkpoint of the
+        encoder loads and resumes; other values must be plain Python values.
     ff_dim
         Feed-forward hidden width (a positive integer); default ``4 * d_model``.
     dropout
@@ -206,10 +208,13 @@ class TranscriptEncoder(torch.nn.Module):
     ------
     ValueError
         ``n_genes``, ``d_model``, ``n_layers``, ``heads`` or ``ff_dim`` is below 1,
-        ``d_model < 2 * n_dims``, or ``dropout`` lies outside ``[0, 1)``.
+        ``n_dims`` is not 2 or 3, ``d_model < 2 * n_dims``, or ``dropout`` lies
+        outside ``[0, 1)``.
     TypeError
-        One of those sizes is not an integer (booleans included), or ``conv`` is a
-        layer instance or not callable.
+        One of those sizes or ``n_dims`` is not an integer (booleans included),
+        ``conv`` is a layer instance or not callable, or ``conv_kwargs`` holds a
+        value that is neither plain Python, NumPy nor a tensor (e.g. a
+        :class:`fractions.Fraction`).
     """
 
     def __init__(
@@ -229,16 +234,17 @@ class TranscriptEncoder(torch.nn.Module):
     ) -> None:
         super().__init__()
         ff_dim = 4 * d_model if ff_dim is None else ff_dim
-        n_genes, d_model, n_layers, heads, ff_dim = (
+        n_genes, d_model, n_layers, heads, ff_dim, n_dims = (
             check_int(name, value) for name, value in (
                 ("n_genes", n_genes), ("d_model", d_model), ("n_layers", n_layers),
-                ("heads", heads), ("ff_dim", ff_dim))
+                ("heads", heads), ("ff_dim", ff_dim), ("n_dims", n_dims))
         )
         check_pe_width(d_model, n_dims)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 
-        conv_kwargs = dict(conv_kwargs or {})
+        # Plain values, so that the config saved in a checkpoint loads and compares on resume.
+        conv_kwargs = check_plain("conv_kwargs", dict(conv_kwargs or {}))
         if isinstance(conv, torch.nn.Module):
             raise TypeError(
                 f"conv must be a layer factory (a class or a callable conv(d_model, heads) "
@@ -269,7 +275,7 @@ class TranscriptEncoder(torch.nn.Module):
             conv=recorded,
             conv_kwargs=conv_kwargs,
             ff_dim=ff_dim,
-            dropout=dropout,
+            dropout=float(dropout),
             n_dims=n_dims,
             pe_scale=float(pe_scale),
             pe_base=float(pe_base),
