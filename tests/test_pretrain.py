@@ -156,6 +156,29 @@ def test_restore_rejects_other_configuration(tmp_path):
         trainer.fit(steps=5)
 
 
+def test_numpy_training_settings_and_metadata_are_saved_as_python_values(tmp_path):
+    # lr=np.float64(...) made the saved training state unreadable (weights_only=True).
+    graph = synthetic_graph()
+    config = TrainingConfig(steps=np.int64(2), batch_size=np.int64(2), lr=np.float64(1e-3), seed=np.uint32(3))
+    assert config == TrainingConfig(steps=2, batch_size=2, lr=1e-3, seed=3)
+    assert [type(getattr(config, k)) for k in ("steps", "batch_size", "lr", "seed")] == [int, int, float, int]
+    metadata = dict(radius=np.float32(0.5), held_out=np.array(["c1"]))
+
+    def trainer(init_seed: int, metadata: dict) -> MaskedGeneTrainer:
+        model = _trainer(graph, config, init_seed).model
+        return MaskedGeneTrainer(model, tile_units(graph, 5.0, 2.0), config, metadata=metadata)
+
+    first = trainer(0, metadata)
+    assert first.metadata == dict(radius=0.5, held_out=["c1"])
+    first.fit(progress=False, checkpoint_path=tmp_path / "ckpt.pt")
+    resumed = trainer(1, metadata)
+    resumed.restore(tmp_path / "ckpt.pt")
+    assert resumed.step == 2 and resumed.history == first.history
+    assert_same_weights(resumed.model, first.model)
+    with pytest.raises(TypeError, match=r"^metadata\['tag'\] must hold plain Python values .*, got object$"):
+        trainer(0, dict(tag=object()))
+
+
 def test_pretrain_checkpoint_dir_and_resume(tmp_path):
     graph = synthetic_graph()
     first = pretrain(graph, steps=3, checkpoint_dir=tmp_path, checkpoint_every=2, **SMALL)

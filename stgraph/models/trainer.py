@@ -13,7 +13,7 @@ from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
 from ..data.batching import batch_indices, collate_units
-from .._validation import check_bool, check_int
+from .._validation import check_bool, check_int, check_plain
 from . import parallel
 from .checkpoint import read_checkpoint, save_checkpoint
 from .masking import MaskedTokens, mask_tokens, masked_gene_loss
@@ -42,6 +42,16 @@ class TrainingConfig:
         Fraction of tokens selected as targets.
     seed
         Seed of the batch order, the masks and dropout.
+
+    NumPy numbers (and 0-d tensors) are stored as Python numbers, so that a saved
+    training state loads.
+
+    Raises
+    ------
+    ValueError
+        If a value lies outside its range.
+    TypeError
+        If a value is neither a plain Python value, a NumPy value nor a tensor.
     """
 
     steps: int
@@ -54,6 +64,9 @@ class TrainingConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            # A NumPy number (lr=np.float64(...)) would make the saved state unreadable.
+            object.__setattr__(self, field.name, check_plain(field.name, getattr(self, field.name)))
         if self.steps < 0 or self.batch_size < 1 or self.warmup_steps < 0:
             raise ValueError("steps and warmup_steps must be >= 0 and batch_size >= 1")
         if not self.lr > 0 or self.weight_decay < 0:
@@ -127,7 +140,15 @@ class MaskedGeneTrainer:
         ``'cpu'``, ``'cuda'`` or ``'auto'``.
     metadata
         Plain values describing the training data (for instance the held-out
-        cells); saved with the state, and a resumed run must have the same.
+        cells); saved with the state, and a resumed run must have the same. NumPy
+        values and tensors are kept as Python numbers or lists.
+
+    Raises
+    ------
+    ValueError
+        If ``units`` is empty.
+    TypeError
+        If ``metadata`` holds a value that is neither plain Python, NumPy nor a tensor.
     """
 
     def __init__(
@@ -145,7 +166,7 @@ class MaskedGeneTrainer:
         self.model = model.to(self.device)
         self.units = list(units)
         self.config = config
-        self.metadata = dict(metadata or {})
+        self.metadata = check_plain("metadata", dict(metadata or {}))
         self.rank, self.world_size = parallel.world()
         parallel.check_identical("model configuration", model.config)
         parallel.check_identical("training configuration", dataclasses.asdict(config))
