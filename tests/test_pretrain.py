@@ -35,10 +35,14 @@ def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
-    wa, wb = weights(a), weights(b)
-    assert wa.keys() == wb.keys()
-    for key in wa:
-        assert torch.equal(wa[key], wb[key]), key
+    assert_same_weights_as(a, weights(b))
+
+
+def assert_same_weights_as(model: torch.nn.Module, expected: dict[str, torch.Tensor]) -> None:
+    current = weights(model)
+    assert current.keys() == expected.keys()
+    for key in current:
+        assert torch.equal(current[key], expected[key]), key
 
 
 def test_same_seed_gives_identical_runs_and_other_seeds_differ():
@@ -149,9 +153,17 @@ def test_restore_rejects_other_configuration(tmp_path):
     config = TrainingConfig(steps=2, batch_size=2)
     trainer = _trainer(graph, config, 0)
     trainer.fit(progress=False, checkpoint_path=tmp_path / "ckpt.pt")
-    other = _trainer(graph, TrainingConfig(steps=2, batch_size=2, lr=5e-4), 0)
-    with pytest.raises(ValueError, match="lr: saved 0.001, now 0.0005"):
+    other = _trainer(graph, TrainingConfig(steps=2, batch_size=2, lr=5e-4), 1)
+    before = weights(other.model)
+    with pytest.raises(ValueError, match="^cannot resume with a different training configuration: lr: saved 0.001, now 0.0005$"):
         other.restore(tmp_path / "ckpt.pt")
+    # The weights were loaded before the configuration was checked.
+    assert_same_weights_as(other.model, before)
+    assert other.step == 0 and other.history == [] and not other.optimizer.state
+    elsewhere = MaskedGeneTrainer(other.model, tile_units(graph, 5.0, 2.0), config, metadata=dict(cells="other"))
+    with pytest.raises(ValueError, match="^cannot resume on different training data: saved {}, now {'cells': 'other'}$"):
+        elsewhere.restore(tmp_path / "ckpt.pt")
+    assert_same_weights_as(elsewhere.model, before)
     with pytest.raises(ValueError, match="schedule ends at 2"):
         trainer.fit(steps=5)
 

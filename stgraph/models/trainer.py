@@ -301,7 +301,19 @@ class MaskedGeneTrainer:
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; its configuration must equal this trainer's."""
+        """Restore a :meth:`state_dict`; its configuration must equal this trainer's.
+
+        Raises
+        ------
+        ValueError
+            If the saved training configuration or metadata differ from this trainer's;
+            nothing is restored then.
+        """
+        self._check_resumable(state)
+        self._load_training(state)
+
+    def _check_resumable(self, state: dict[str, Any]) -> None:
+        """Raise a ValueError unless ``state`` has this trainer's configuration and metadata."""
         saved = TrainingConfig(**state["config"])
         if saved != self.config:
             differ = [
@@ -314,6 +326,8 @@ class MaskedGeneTrainer:
             raise ValueError(
                 f"cannot resume on different training data: saved {state['metadata']}, now {self.metadata}"
             )
+
+    def _load_training(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         self.history = list(state["history"])
@@ -329,11 +343,20 @@ class MaskedGeneTrainer:
 
         The checkpoint's model configuration, training configuration and metadata
         must equal this trainer's; its weights and training state replace the current ones.
+
+        Raises
+        ------
+        ValueError
+            If the checkpoint has no training state, or its model configuration,
+            training configuration or metadata differ from this trainer's. All are
+            checked before anything is loaded: the model and trainer are then unchanged.
         """
         payload = read_checkpoint(path)
-        if payload["training"] is None:
+        training = payload["training"]
+        if training is None:
             raise ValueError(f"{path} holds a model without training state; cannot resume")
         if payload["model_config"] != self.model.config:
             raise ValueError(f"{path} holds a model of another configuration; cannot resume")
+        self._check_resumable(training)
         self.model.load_state_dict(payload["model_state"])
-        self.load_state_dict(payload["training"])
+        self._load_training(training)
