@@ -208,6 +208,21 @@ def test_pretrain_checkpoint_dir_and_resume(tmp_path):
         pretrain(graph, steps=3, resume=True, **SMALL)
 
 
+@pytest.mark.parametrize("resume", [True, False])
+def test_pretrain_refuses_an_unusable_checkpoint_dir_up_front(tmp_path, monkeypatch, resume):
+    # A file as checkpoint_dir was skipped by resume, and the run failed at its first save.
+    graph = synthetic_graph()
+    interrupt_at(monkeypatch, 0)  # training must not start
+    file = tmp_path / "not_a_folder"
+    file.write_text("x")
+    with pytest.raises(ValueError, match=f"^checkpoint_dir {re.escape(repr(str(file)))} is an existing file, not a folder$"):
+        pretrain(graph, steps=1, checkpoint_dir=file, resume=resume, **SMALL)
+    (tmp_path / "run" / CHECKPOINT_NAME).mkdir(parents=True)
+    wanted = re.escape(repr(str(tmp_path / "run" / CHECKPOINT_NAME)))
+    with pytest.raises(ValueError, match=f"^{wanted} is a folder, where the checkpoint file goes$"):
+        pretrain(graph, steps=1, checkpoint_dir=tmp_path / "run", resume=resume, **SMALL)
+
+
 def test_held_out_cells_never_influence_training():
     graph = synthetic_graph()
     result = pretrain(graph, steps=3, held_out_cells=["c1"], **SMALL)

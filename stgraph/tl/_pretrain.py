@@ -110,6 +110,20 @@ def _held_out(graph: Data, requested: int | list[str] | None, seed: int) -> list
     return requested
 
 
+def _checkpoint_path(checkpoint_dir: str | Path | None) -> Path | None:
+    """The checkpoint file of ``checkpoint_dir``, checked before training rather than
+    found unusable at the first save (or skipped by ``resume``)."""
+    if checkpoint_dir is None:
+        return None
+    folder = Path(checkpoint_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"checkpoint_dir {str(folder)!r} is an existing file, not a folder")
+    path = folder / CHECKPOINT_NAME
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{str(path)!r} is a folder, where the checkpoint file goes")
+    return path
+
+
 def pretrain(
     data: Any,
     *,
@@ -230,7 +244,9 @@ def pretrain(
         If an argument is invalid, e.g. ``d_model``, ``n_layers``, ``heads`` or
         ``batch_size`` below 1, a negative ``epochs``, ``steps``, ``warmup_steps`` or
         ``seed``, ``d_model`` not a multiple of ``heads``,
-        ``checkpoint_every`` or ``resume`` without ``checkpoint_dir``, ``radius``
+        ``checkpoint_every`` or ``resume`` without ``checkpoint_dir``, a
+        ``checkpoint_dir`` that is an existing file (or holds a folder named
+        ``masked_gene_model.pt``), ``radius``
         differing from the radius of the graph given as ``data``, or
         ``held_out_cells`` naming a cell twice or a cell not in the graph, or every
         training transcript a control probe.
@@ -246,6 +262,7 @@ def pretrain(
         raise ValueError("resume=True needs checkpoint_dir")
     if checkpoint_every is not None and checkpoint_dir is None:
         raise ValueError(f"checkpoint_every={checkpoint_every} needs checkpoint_dir: where to write the checkpoints")
+    checkpoint = _checkpoint_path(checkpoint_dir)
     for name, value in (("d_model", d_model), ("n_layers", n_layers), ("heads", heads), ("batch_size", batch_size)):
         check_int(name, value)
     for name, value in (("epochs", epochs), ("steps", steps), ("warmup_steps", warmup_steps)):
@@ -315,7 +332,6 @@ def pretrain(
         held_out_cells=held_out,
     )
     trainer = MaskedGeneTrainer(model, units, config, device=device, metadata=metadata)
-    checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_NAME
     if resume and checkpoint.is_file():
         trainer.restore(checkpoint)
     history = trainer.fit(progress=progress, checkpoint_path=checkpoint, checkpoint_every=checkpoint_every)
