@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch_geometric.data import Data
+from torch_geometric.data import Batch, Data
 from torch_geometric.nn import MessagePassing
 
 from stgraph.data.batching import cell_units, collate_units, node_origin, tile_units
@@ -181,6 +181,28 @@ def test_encoder_is_translation_invariant_with_cell_origins():
     shifted = graph.clone()
     shifted.pos = graph.pos + torch.tensor([25.0, -40.0])
     assert torch.allclose(model(shifted), model(graph), atol=1e-4)
+
+
+def test_graphs_of_a_batch_may_reuse_cell_ids():
+    # The cells of all graphs were grouped by id alone: cell 0 of one graph and cell 0
+    # of another shared one centroid.
+    pos = torch.tensor([[0.0, 0.0], [2.0, 0.0], [10.0, 10.0], [12.0, 10.0], [5.0, 5.0]])
+    cell = torch.tensor([0, 0, 0, 0, -1])
+    origin = transcript_origin(pos, cell, batch=torch.tensor([0, 0, 1, 1, 1]))
+    expected = torch.tensor([[1.0, 0.0], [1.0, 0.0], [11.0, 10.0], [11.0, 10.0], [5.0, 5.0]], dtype=torch.float64)
+    assert torch.equal(origin, expected)
+    with pytest.raises(ValueError, match=r"^batch must have shape \[5\], got \(4,\)$"):
+        transcript_origin(pos, cell, batch=torch.zeros(4, dtype=torch.long))
+
+    graph = synthetic_graph()
+    first = Data(gene=graph.gene, pos=graph.pos, edge_index=graph.edge_index, cell=graph.cell, num_nodes=graph.num_nodes)
+    second = first.clone()
+    second.pos = graph.pos + torch.tensor([30.0, 5.0])
+    second.gene = graph.gene.flip(0)
+    model = encoder(graph)
+    out = model(Batch.from_data_list([first, second]))
+    assert torch.allclose(out[: graph.num_nodes], model(first), atol=1e-5)
+    assert torch.allclose(out[graph.num_nodes :], model(second), atol=1e-5)
 
 
 def test_encoder_tensor_call_matches_data_call_and_computes_distances():

@@ -337,8 +337,8 @@ class TranscriptEncoder(torch.nn.Module):
             computed from ``pos`` when None.
         origin
             ``[N, n_dims]`` or ``[n_dims]`` origin of the positional encoding; when
-            None, the cell centroids of ``data.cell`` (Data input) or the centroid
-            of ``pos``.
+            None, the cell centroids of ``data.cell`` (Data input; per graph of a
+            :class:`~torch_geometric.data.Batch`) or the centroid of ``pos``.
         return_attention_weights
             Also return, per block, the ``(edge_index, alpha[E, heads])`` of its layer.
 

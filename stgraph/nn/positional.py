@@ -133,10 +133,14 @@ class SinusoidalPositionalEncoding(torch.nn.Module):
         )
 
 
-def _group_mean(values: Tensor, group: Tensor, n_groups: int) -> Tensor:
-    sums = values.new_zeros(n_groups, values.size(1)).index_add_(0, group, values)
-    counts = torch.bincount(group, minlength=n_groups).clamp_min(1).unsqueeze(1)
-    return sums / counts
+def _group_centroids(pos: Tensor, key: Tensor) -> Tensor:
+    """Centroid of the group of every row of ``pos``; a group is one value of ``key``
+    (``[M]``) or one column of it (``[k, M]``)."""
+    _, group = torch.unique(key, dim=-1, return_inverse=True)
+    n_groups = int(group.max()) + 1
+    sums = pos.new_zeros(n_groups, pos.size(1)).index_add_(0, group, pos)
+    counts = torch.bincount(group, minlength=n_groups).unsqueeze(1)
+    return (sums / counts)[group]
 
 
 def transcript_origin(
@@ -152,8 +156,8 @@ def transcript_origin(
     transcripts (``cell == -1``, or all when ``cell`` is None) get the centroid of
     the unassigned transcripts of their graph (``batch`` tells the graphs apart);
     with ``tile_size``, their x and y are instead those of the centre of their
-    square in a grid of side ``tile_size`` µm anchored at x = y = 0. A cell id is
-    assumed to be unique across the graphs of a batch.
+    square in a grid of side ``tile_size`` µm anchored at x = y = 0. A cell is one
+    cell id within one graph: graphs of a batch may reuse cell ids.
 
     Parameters
     ----------
@@ -162,7 +166,7 @@ def transcript_origin(
     cell
         ``[N]`` cell index, −1 for unassigned transcripts.
     batch
-        ``[N]`` graph index of each transcript in a mini-batch.
+        ``[N]`` graph index of each transcript in a mini-batch; all in one graph when None.
     tile_size
         Side in µm of the tiles that give unassigned transcripts their origin.
 
@@ -173,21 +177,16 @@ def transcript_origin(
     n = pos.size(0)
     pos = pos.to(torch.float64)
     origin = torch.empty_like(pos)
-    assigned = torch.zeros(n, dtype=torch.bool, device=pos.device)
-    if cell is not None:
-        if cell.shape != (n,):
-            raise ValueError(f"cell must have shape [{n}], got {tuple(cell.shape)}")
-        assigned = cell >= 0
-        if assigned.any():
-            ids, inverse = torch.unique(cell[assigned], return_inverse=True)
-            origin[assigned] = _group_mean(pos[assigned], inverse, ids.numel())[inverse]
+    for name, index in (("cell", cell), ("batch", batch)):
+        if index is not None and index.shape != (n,):
+            raise ValueError(f"{name} must have shape [{n}], got {tuple(index.shape)}")
+    graph = torch.zeros(n, dtype=torch.long, device=pos.device) if batch is None else batch
+    assigned = torch.zeros(n, dtype=torch.bool, device=pos.device) if cell is None else cell >= 0
+    if assigned.any():
+        origin[assigned] = _group_centroids(pos[assigned], torch.stack([graph[assigned], cell[assigned]]))
     free = ~assigned
     if free.any():
-        if batch is None:
-            origin[free] = pos[free].mean(dim=0)
-        else:
-            ids, inverse = torch.unique(batch[free], return_inverse=True)
-            origin[free] = _group_mean(pos[free], inverse, ids.numel())[inverse]
+        origin[free] = _group_centroids(pos[free], graph[free])
         if tile_size is not None:
             tile_size = check_real("tile_size", tile_size)
             origin[free, :2] = (torch.floor(pos[free, :2] / tile_size) + 0.5) * tile_size
