@@ -4,6 +4,7 @@ from __future__ import annotations
 import fractions
 import functools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -483,6 +484,23 @@ def test_checkpoint_errors(tmp_path):
     torch.save({"something": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a stgraph masked gene model checkpoint"):
         load_model(tmp_path / "other.pt")
+    # Files torch.load cannot read raised KeyError, EOFError, UnpicklingError, ...
+    for name, content, error in (("text.pt", b"hello", "KeyError"), ("empty.pt", b"", "EOFError"),
+                                 ("bytes.pt", bytes(range(256)), "UnpicklingError")):
+        (tmp_path / name).write_bytes(content)
+        message = (
+            f"^{re.escape(str(tmp_path / name))} is not a stgraph masked gene model checkpoint: "
+            f"torch.load cannot read it \\({error}\\)$"
+        )
+        with pytest.raises(ValueError, match=message):
+            load_model(tmp_path / name)
+    torch.save({"format": "stgraph.masked_gene_model", "version": 1}, tmp_path / "partial.pt")
+    message = (
+        f"^{re.escape(str(tmp_path / 'partial.pt'))} is not a complete stgraph masked gene model "
+        r"checkpoint: it lacks \['model_config', 'model_state'\]$"
+    )
+    with pytest.raises(ValueError, match=message):
+        load_model(tmp_path / "partial.pt")
     model = MaskedGeneModel(encoder(graph), graph.gene_names)
     payload_path = save_checkpoint(tmp_path / "model.pt", model)
     payload = torch.load(payload_path, weights_only=True)

@@ -59,14 +59,39 @@ def save_checkpoint(
     return path
 
 
+#: Entries every checkpoint has (``training`` may be absent or None).
+REQUIRED_ENTRIES = ("format", "version", "model_config", "model_state")
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The raw contents of a checkpoint file, on the CPU."""
+    """The raw contents of a checkpoint file, on the CPU.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no file at ``path``.
+    ValueError
+        If the file is not a checkpoint: ``torch.load`` cannot read it (with
+        ``weights_only=True``), it is not a stamped dict, or it lacks an entry of
+        :data:`REQUIRED_ENTRIES`; or if its version is newer than this stgraph's.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:  # the file could not be read at all: not a question of its contents
+        raise
+    except Exception as err:  # arbitrary bytes fail in the unpickler in many ways (KeyError, IndexError, ...)
+        raise ValueError(
+            f"{path} is not a stgraph masked gene model checkpoint: torch.load cannot read it "
+            f"({type(err).__name__})"
+        ) from err
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a stgraph masked gene model checkpoint")
+    missing = [key for key in REQUIRED_ENTRIES if key not in payload]
+    if missing:
+        raise ValueError(f"{path} is not a complete stgraph masked gene model checkpoint: it lacks {missing}")
     if payload["version"] > CHECKPOINT_VERSION:
         raise ValueError(
             f"{path} has checkpoint version {payload['version']}; this stgraph reads up to "
@@ -96,8 +121,10 @@ def load_model(path: str | os.PathLike, conv: type | ConvFactory | None = None) 
 
     Raises
     ------
+    FileNotFoundError
+        If there is no file at ``path``.
     ValueError
-        If ``conv`` is None and the recorded layer factory cannot be imported or was
-        not recorded.
+        If the file is not a checkpoint (:func:`read_checkpoint`), or ``conv`` is None
+        and the recorded layer factory cannot be imported or was not recorded.
     """
     return model_from_checkpoint(read_checkpoint(path), conv=conv).eval()

@@ -352,7 +352,7 @@ class MaskedGeneTrainer:
             checked before anything is loaded: the model and trainer are then unchanged.
         """
         payload = read_checkpoint(path)
-        training = payload["training"]
+        training = payload.get("training")
         if training is None:
             raise ValueError(f"{path} holds a model without training state; cannot resume")
         if payload["model_config"] != self.model.config:
