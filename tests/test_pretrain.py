@@ -485,6 +485,23 @@ def test_evaluate_held_out_checks_the_train_mask():
             evaluate_held_out(model, graph, bad)
 
 
+def test_evaluate_held_out_needs_the_graph_radius():
+    # Without it the halo computation raised AttributeError from PyG's storage.
+    graph = synthetic_graph()
+    torch.manual_seed(0)
+    model = MaskedGeneModel(TranscriptEncoder(len(graph.gene_names), 8, 1, 2), graph.gene_names)
+    del graph.radius
+    message = (
+        r"^the graph has no 'radius' field: evaluate_held_out needs it for the context "
+        r"halo \(n_layers \* radius µm\) of the tiles the model scores$"
+    )
+    with pytest.raises(ValueError, match=message):
+        evaluate_held_out(model, graph, graph.cell != 1, tile_size=5.0)
+    graph.radius = 0.0
+    with pytest.raises(ValueError, match=r"^graph.radius must be a positive finite number, got 0.0$"):
+        evaluate_held_out(model, graph, graph.cell != 1, tile_size=5.0)
+
+
 def test_batching_by_cell_trains_on_assigned_transcripts_only():
     graph = synthetic_graph()
     result = pretrain(graph, steps=2, batch_by="cell", held_out_cells=["c2"], **SMALL)

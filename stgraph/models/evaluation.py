@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from .._validation import check_real
 from ..data.batching import collate_units, tile_units
 from .mgm import MaskedGeneModel
 
@@ -247,7 +248,10 @@ def evaluate_held_out(
     Raises
     ------
     ValueError
-        If ``train_mask`` is not a ``[N]`` bool tensor, or leaves no transcript to evaluate.
+        If ``train_mask`` is not a ``[N]`` bool tensor, or leaves no transcript to
+        evaluate, or ``graph`` has no ``radius`` (or one that is not a positive number).
+    TypeError
+        If ``graph.radius`` is not a real number.
     """
     if (
         not isinstance(train_mask, Tensor)
@@ -260,6 +264,12 @@ def evaluate_held_out(
             else type(train_mask).__name__
         )
         raise ValueError(f"train_mask must be a bool tensor of shape [{graph.num_nodes}] (one per node), got {got}")
+    if graph.get("radius") is None:
+        raise ValueError(
+            "the graph has no 'radius' field: evaluate_held_out needs it for the context "
+            "halo (n_layers * radius µm) of the tiles the model scores"
+        )
+    radius = check_real("graph.radius", graph.radius)
     gene = model.gene_tokens(graph)
     evaluable = ~model.is_control_gene.cpu()[gene]
     held_out = ~train_mask
@@ -281,7 +291,7 @@ def evaluate_held_out(
 
     targets = torch.nonzero(evaluated).flatten()
     counts = visible_neighbour_counts(graph, groups, targets, held_out, n_genes)
-    halo = len(model.encoder.layers) * float(graph.radius)
+    halo = len(model.encoder.layers) * radius
     units = tile_units(graph, tile_size, halo, allowed=held_out)
     scores = dict(
         model=score_model(model, units, groups, evaluated, batch_size=batch_size, device=device),
