@@ -24,7 +24,8 @@ from stgraph.models.evaluation import (
 from stgraph.models.mgm import MaskedGeneModel
 from stgraph.models.trainer import MaskedGeneTrainer, TrainingConfig, resolve_device
 from stgraph.nn import TranscriptEncoder
-from stgraph.tl._pretrain import CHECKPOINT_NAME, pretrain
+from stgraph.nn.conv import SpatialTransformerConv
+from stgraph.tl._pretrain import CHECKPOINT_NAME, distance_penalty_ladder, pretrain
 from tests.test_encoder import synthetic_graph
 
 SMALL = dict(d_model=16, n_layers=2, heads=2, tile_size=5.0, batch_size=2, progress=False, device="cpu")
@@ -221,6 +222,26 @@ def test_pretrain_refuses_an_unusable_checkpoint_dir_up_front(tmp_path, monkeypa
     wanted = re.escape(repr(str(tmp_path / "run" / CHECKPOINT_NAME)))
     with pytest.raises(ValueError, match=f"^{wanted} is a folder, where the checkpoint file goes$"):
         pretrain(graph, steps=1, checkpoint_dir=tmp_path / "run", resume=resume, **SMALL)
+
+
+def test_the_default_layer_asked_for_explicitly_starts_from_the_same_ladder():
+    # conv=SpatialTransformerConv or conv_kwargs={} skipped the ladder of distance penalties.
+    graph = synthetic_graph()
+    default = pretrain(graph, steps=2, **SMALL)
+    assert default.model.encoder.config["conv_kwargs"] == dict(lambda_init=distance_penalty_ladder(graph.radius, 2))
+    for explicit in (dict(conv=SpatialTransformerConv), dict(conv_kwargs={})):
+        result = pretrain(graph, steps=2, **explicit, **SMALL)
+        assert result.model.config == default.model.config, explicit
+        assert result.history == default.history
+        assert_same_weights(result.model, default.model)
+    # Another argument of the layer keeps the ladder too.
+    with_dropout = pretrain(graph, steps=2, conv=SpatialTransformerConv, conv_kwargs=dict(dropout=0.0), **SMALL)
+    assert with_dropout.model.encoder.config["conv_kwargs"] == dict(
+        lambda_init=distance_penalty_ladder(graph.radius, 2), dropout=0.0
+    )
+    assert with_dropout.history == default.history
+    own = pretrain(graph, steps=1, conv_kwargs=dict(lambda_init=0.5), **SMALL)
+    assert own.model.encoder.config["conv_kwargs"] == dict(lambda_init=0.5)
 
 
 def test_held_out_cells_never_influence_training():

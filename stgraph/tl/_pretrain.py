@@ -180,8 +180,10 @@ def pretrain(
         Encoder hyper-parameters (:class:`~stgraph.nn.TranscriptEncoder`;
         ``d_model`` a multiple of ``heads``); 2D or 3D
         coordinates come from the graph. With
-        the default layer and no ``conv_kwargs``, the distance penalties start at
-        :func:`distance_penalty_ladder` of the radius.
+        the default layer (``conv`` None or
+        :class:`~stgraph.nn.conv.SpatialTransformerConv`), the distance penalties
+        start at :func:`distance_penalty_ladder` of the radius unless ``conv_kwargs``
+        sets ``lambda_init``.
     batch_by
         ``'tile'``: units are square tiles of ``tile_size`` µm with a context halo
         of ``n_layers * radius`` µm (exact embeddings of the tile's transcripts);
@@ -309,8 +311,9 @@ def pretrain(
         mask_rate=mask_rate,
         seed=seed,
     )
-    if conv is None and conv_kwargs is None:
-        conv_kwargs = dict(lambda_init=distance_penalty_ladder(radius, heads))
+    if conv in (None, SpatialTransformerConv):
+        # The ladder is this tool's default lambda_init, however the default layer is asked for.
+        conv_kwargs = {"lambda_init": distance_penalty_ladder(radius, heads), **(conv_kwargs or {})}
     with torch_seeded(seed):
         encoder = TranscriptEncoder(
             len(gene_names),
