@@ -1,6 +1,8 @@
 """Masked gene modelling: training loop, seeding, resume, held-out cells, evaluation."""
 from __future__ import annotations
 
+import copy
+import math
 import re
 
 import numpy as np
@@ -73,6 +75,30 @@ def _trainer(graph: Data, config: TrainingConfig, init_seed: int) -> MaskedGeneT
         TranscriptEncoder(len(graph.gene_names), 16, 2, 2, dropout=0.1), graph.gene_names, ["blank1"]
     )
     return MaskedGeneTrainer(model, tile_units(graph, 5.0, 2.0), config)
+
+
+def test_a_step_without_targets_records_nan_and_leaves_the_weights(monkeypatch):
+    # It recorded a loss of 0.0 and still stepped AdamW: weight decay and momentum moved the weights.
+    graph = synthetic_graph()
+    trainer = _trainer(graph, TrainingConfig(steps=3, batch_size=2, lr=0.05, weight_decay=0.5, seed=1), init_seed=0)
+    masked = MaskedGeneTrainer._masked
+
+    def none_selected_at_step_1(self, unit, index):
+        tokens = masked(self, unit, index)
+        return tokens._replace(selected=torch.zeros_like(tokens.selected)) if self.step == 1 else tokens
+
+    monkeypatch.setattr(MaskedGeneTrainer, "_masked", none_selected_at_step_1)
+    trainer.fit(steps=1, progress=False)
+    after_first, optimizer_state = weights(trainer.model), copy.deepcopy(trainer.optimizer.state_dict())
+    trainer.fit(steps=2, progress=False)
+    assert trainer.step == 2 and math.isnan(trainer.history[1])
+    assert_same_weights_as(trainer.model, after_first)
+    state = trainer.optimizer.state_dict()["state"]
+    for index, saved in optimizer_state["state"].items():
+        assert all(torch.equal(state[index][key], value) for key, value in saved.items())
+    trainer.fit(progress=False)  # a step with targets updates again
+    assert trainer.history[0] > 0 and trainer.history[2] > 0
+    assert any(not torch.equal(value, after_first[key]) for key, value in weights(trainer.model).items())
 
 
 def test_trainer_progress_must_be_a_bool():

@@ -127,6 +127,9 @@ class MaskedGeneTrainer:
     ``batch_size`` is the global batch. Process 0 alone writes checkpoints, every
     process reads them, so the checkpoint folder must be shared.
 
+    A step whose whole batch has no target token makes no update (the optimiser is
+    not stepped, so weight decay does not shrink the weights) and records a NaN loss.
+
     Parameters
     ----------
     model
@@ -226,6 +229,11 @@ class MaskedGeneTrainer:
             loss = masked_gene_loss(logits, batch.gene, selected)
             loss_sum = float(loss.detach()) * count
         total_sum, total_count = parallel.sum_across([loss_sum, count], self.device)
+        if not total_count:
+            # No target in the whole batch, so no gradient: AdamW's weight decay and
+            # momentum would still move the weights. Every process skips alike.
+            self.step += 1
+            return math.nan
         if mine:
             # The mean over this process's targets, weighted by its share of all targets:
             # summed over processes, the gradient of the mean over the whole batch.
@@ -236,7 +244,7 @@ class MaskedGeneTrainer:
             torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
         self.optimizer.step()
         self.step += 1
-        return total_sum / total_count if total_count else 0.0
+        return total_sum / total_count
 
     def fit(
         self,
@@ -262,7 +270,9 @@ class MaskedGeneTrainer:
 
         Returns
         -------
-        The loss of every step so far.
+        The loss of every step so far: NaN for a step whose batch had no target token
+        (none drawn among the core, non-control tokens of its units), which leaves
+        the weights and the optimiser unchanged.
         """
         progress = check_bool("progress", progress)
         stop = self.config.steps if steps is None else steps

@@ -51,7 +51,7 @@ class PretrainResult:
     held_out_cells: list[str]
     #: ``[N]`` bool, the transcripts training could use.
     train_mask: torch.Tensor
-    #: Loss of every optimiser step.
+    #: Loss of every step; NaN for a step whose batch had no target token (no update made).
     history: list[float]
     #: The trainer, to continue training or save (``trainer.save(path)``).
     trainer: MaskedGeneTrainer
