@@ -196,7 +196,8 @@ def test_graphs_of_a_batch_may_reuse_cell_ids():
         transcript_origin(pos, cell, batch=torch.zeros(4, dtype=torch.long))
 
     graph = synthetic_graph()
-    first = Data(gene=graph.gene, pos=graph.pos, edge_index=graph.edge_index, cell=graph.cell, num_nodes=graph.num_nodes)
+    first = Data(gene=graph.gene, pos=graph.pos, edge_index=graph.edge_index, cell=graph.cell,
+                 num_nodes=graph.num_nodes)
     second = first.clone()
     second.pos = graph.pos + torch.tensor([30.0, 5.0])
     second.gene = graph.gene.flip(0)

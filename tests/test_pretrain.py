@@ -182,13 +182,15 @@ def test_restore_rejects_other_configuration(tmp_path):
     trainer.fit(progress=False, checkpoint_path=tmp_path / "ckpt.pt")
     other = _trainer(graph, TrainingConfig(steps=2, batch_size=2, lr=5e-4), 1)
     before = weights(other.model)
-    with pytest.raises(ValueError, match="^cannot resume with a different training configuration: lr: saved 0.001, now 0.0005$"):
+    message = "^cannot resume with a different training configuration: lr: saved 0.001, now 0.0005$"
+    with pytest.raises(ValueError, match=message):
         other.restore(tmp_path / "ckpt.pt")
     # The weights were loaded before the configuration was checked.
     assert_same_weights_as(other.model, before)
     assert other.step == 0 and other.history == [] and not other.optimizer.state
     elsewhere = MaskedGeneTrainer(other.model, tile_units(graph, 5.0, 2.0), config, metadata=dict(cells="other"))
-    with pytest.raises(ValueError, match="^cannot resume on different training data: saved {}, now {'cells': 'other'}$"):
+    message = "^cannot resume on different training data: saved {}, now {'cells': 'other'}$"
+    with pytest.raises(ValueError, match=message):
         elsewhere.restore(tmp_path / "ckpt.pt")
     assert_same_weights_as(elsewhere.model, before)
     with pytest.raises(ValueError, match="schedule ends at 2"):
@@ -242,7 +244,8 @@ def test_pretrain_refuses_an_unusable_checkpoint_dir_up_front(tmp_path, monkeypa
     interrupt_at(monkeypatch, 0)  # training must not start
     file = tmp_path / "not_a_folder"
     file.write_text("x")
-    with pytest.raises(ValueError, match=f"^checkpoint_dir {re.escape(repr(str(file)))} is an existing file, not a folder$"):
+    message = f"^checkpoint_dir {re.escape(repr(str(file)))} is an existing file, not a folder$"
+    with pytest.raises(ValueError, match=message):
         pretrain(graph, steps=1, checkpoint_dir=file, resume=resume, **SMALL)
     (tmp_path / "run" / CHECKPOINT_NAME).mkdir(parents=True)
     wanted = re.escape(repr(str(tmp_path / "run" / CHECKPOINT_NAME)))
