@@ -448,3 +448,31 @@ def test_tl_domains_output_keys_cannot_overwrite_the_data():
     assert sdata.tables["table"].uns["domain_params"]["n_domains"] == 2
     with pytest.raises(ValueError, match=r"cells: not in the data: \['zz'\]"):
         plot_domains(sdata, cells=["cell_0", "zz"])
+
+
+def test_tl_domains_checks_the_output_names_before_writing():
+    # These names failed at their write, after the labels were in the points (and,
+    # for table_key == shapes_key, the table in sdata.tables).
+    sdata, _ = stgraph.datasets.simulate(3, 9, n_domains=2, seed=0)
+    before = sdata.points["transcripts"].compute()
+    for kwargs, match in [
+        (dict(table_key="cell_boundaries"), "^table_key='cell_boundaries' is the name of one of sdata's shapes; "),
+        (dict(table_key="transcripts"), "^table_key='transcripts' is the name of one of sdata's points; "),
+        (dict(table_key="Transcripts"),
+         "^table_key='Transcripts' differs only in case from sdata's points element 'transcripts'; "),
+        (dict(table_key="out", shapes_key="out"), "^table_key='out' and shapes_key='out' name one element: "),
+        (dict(table_key="Out", shapes_key="out"), "^table_key='Out' and shapes_key='out' name one element: "),
+        (dict(shapes_key="my outlines"), "^shapes_key='my outlines' is not a valid SpatialData element name: "),
+        (dict(table_key="my table"), "^table_key='my table' is not a valid SpatialData element name: "),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            domains(sdata, radius=RADIUS, n_domains=2, **kwargs)
+    with pytest.raises(TypeError, match="^table_key must be a string, got int$"):
+        domains(sdata, radius=RADIUS, n_domains=2, table_key=1)
+    # A table that does not cover the cells is refused before anything is written too.
+    sdata.tables["table"] = stgraph.io.cell_gene_table(sdata)[:1].copy()
+    with pytest.raises(ValueError, match=r"^table 'table' does not match the points 'transcripts': 2 cell\(s\)"):
+        domains(sdata, radius=RADIUS, n_domains=2)
+    pd.testing.assert_frame_equal(sdata.points["transcripts"].compute(), before)
+    assert list(sdata.tables) == ["table"] and list(sdata.tables["table"].uns) == ["spatialdata_attrs"]
+    assert sorted(sdata.shapes) == ["cell_boundaries", "nucleus_boundaries"]

@@ -32,7 +32,7 @@ from ..domains._cluster import check_clustering_arguments
 from ..io._shapes import check_hull_arguments
 from ..io import TABLE_KEY, check_table
 from ..io._table import ensure_table
-from ..io._spatialdata import check_shapes_name, check_spatialdata
+from ..io._spatialdata import check_element_name, check_spatialdata
 from ..io import _schema as S
 from ._graph_input import graph_for
 from ._output_keys import RESERVED_UNS, SCHEMA_COLUMNS, SCHEMA_SHAPES, check_output_key
@@ -139,6 +139,21 @@ def _check_neighbourhoods(graph: Data, within: np.ndarray, members: np.ndarray, 
             "in their cell: their neighbourhood is their own gene only; consider a larger radius",
             UserWarning,
             stacklevel=3,
+        )
+
+
+def _check_output_names(sdata: SpatialData, key_added: str, shapes_key: str, table_key: str) -> None:
+    """Refuse output names that would overwrite the data or that SpatialData would not
+    store: checked before anything is written, as a refused name fails only at its write."""
+    check_output_key("key_added", key_added, SCHEMA_COLUMNS, "transcript column")
+    check_output_key("key_added", key_added, RESERVED_UNS, "table uns key", ("_enrichment", "_params"))
+    check_output_key("shapes_key", shapes_key, SCHEMA_SHAPES, "element")
+    check_element_name(sdata, shapes_key, "shapes_key")
+    check_element_name(sdata, table_key, "table_key", kind="tables")
+    if table_key.lower() == shapes_key.lower():
+        raise ValueError(
+            f"table_key={table_key!r} and shapes_key={shapes_key!r} name one element: SpatialData names "
+            "must be unique across element types, ignoring case; choose another name for one of them"
         )
 
 
@@ -316,14 +331,17 @@ def domains(
         If an argument is invalid, ``graph`` was built from other transcripts than
         those of ``sdata`` or with another ``radius``, an output name would
         overwrite the data (a schema column, ``cell_boundaries``,
-        ``nucleus_boundaries``, ``spatialdata_attrs``), ``shapes_key`` names another
-        kind of element (points, a table), fewer than two transcripts
+        ``nucleus_boundaries``, ``spatialdata_attrs``), ``shapes_key`` or
+        ``table_key`` is not a valid SpatialData element name or names another
+        element (of another kind, or one whose name differs only in case; the two
+        must differ), fewer than two transcripts
         are in cells, no two transcripts of a cell are within ``radius``, or (with
         ``inplace``) an existing table misses cells or genes of the data
         (:func:`stgraph.io.check_table`). Nothing is written then.
     TypeError
-        If ``sdata`` is not a SpatialData, ``model`` has no masked-gene head, or
-        ``inplace`` is not a bool (``inplace="False"`` would be true).
+        If ``sdata`` is not a SpatialData, ``model`` has no masked-gene head, an
+        output name is not a string, or ``inplace`` is not a bool
+        (``inplace="False"`` would be true).
 
     Warns
     -----
@@ -349,10 +367,7 @@ def domains(
     check_hull_arguments(hull_ratio, min_transcripts, "hull_ratio")
     check_clustering_arguments(n_domains, k_range, method, sample_size)
     check_seed(seed)
-    check_output_key("key_added", key_added, SCHEMA_COLUMNS, "transcript column")
-    check_output_key("key_added", key_added, RESERVED_UNS, "table uns key", ("_enrichment", "_params"))
-    check_output_key("shapes_key", shapes_key, SCHEMA_SHAPES, "element")
-    check_shapes_name(sdata, shapes_key, "shapes_key")
+    _check_output_names(sdata, key_added, shapes_key, table_key)
     graph = graph_for(sdata, radius, graph, "cell", points_key, _GRAPH_FIELDS)
     if inplace:
         check_table(sdata, table_key, points_key)  # before anything is written
