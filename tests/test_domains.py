@@ -476,3 +476,37 @@ def test_tl_domains_checks_the_output_names_before_writing():
     pd.testing.assert_frame_equal(sdata.points["transcripts"].compute(), before)
     assert list(sdata.tables) == ["table"] and list(sdata.tables["table"].uns) == ["spatialdata_attrs"]
     assert sorted(sdata.shapes) == ["cell_boundaries", "nucleus_boundaries"]
+
+
+def dashed(ax):
+    """The domain outlines that pl.domains drew (dashed, one collection per domain)."""
+    return [c for c in ax.collections if c.get_linestyle()[0][1] is not None]
+
+
+def test_tl_domains_runs_under_two_keys_keep_their_own_outlines():
+    # Both runs wrote "domain_boundaries": the second's three domains replaced the
+    # first's two, and pl.domains of the first failed with an IndexError.
+    sdata, _ = stgraph.datasets.simulate(3, 9, n_domains=2, seed=0)
+    domains(sdata, radius=RADIUS, n_domains=2, seed=0)
+    domains(sdata, radius=RADIUS, n_domains=3, key_added="dom3", seed=0)
+    uns = sdata.tables["table"].uns
+    assert uns["domain_params"]["shapes_key"] == "domain_boundaries"
+    assert uns["dom3_params"]["shapes_key"] == "dom3_boundaries"
+    assert set(sdata.shapes["domain_boundaries"]["domain"]) == {0, 1}
+    assert set(sdata.shapes["dom3_boundaries"]["domain"]) == {0, 1, 2}
+    assert len(dashed(plot_domains(sdata))) == 2
+    assert len(dashed(plot_domains(sdata, key="dom3"))) == 3
+    plt.close("all")
+    # Outlines of another run are refused, naming the labels that do not fit.
+    with pytest.raises(ValueError, match=re.escape(
+        "shapes_key='dom3_boundaries' outlines domains [2] that are not categories of key='domain' ([0, 1])"
+    )):
+        plot_domains(sdata, shapes_key="dom3_boundaries")
+    # An explicit shapes_key is written and recorded instead of the default.
+    domains(sdata, radius=RADIUS, n_domains=2, key_added="named", shapes_key="named_outlines", seed=0)
+    assert uns["named_params"]["shapes_key"] == "named_outlines"
+    assert "named_outlines" in sdata.shapes and "named_boundaries" not in sdata.shapes
+    assert len(dashed(plot_domains(sdata, key="named", shapes_key="named_outlines"))) == 2
+    # "auto" finds no named_boundaries: no outlines, quietly (a tl.domains run can leave none).
+    assert not dashed(plot_domains(sdata, key="named"))
+    plt.close("all")

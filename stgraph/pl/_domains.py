@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import geopandas as gpd
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
@@ -13,7 +14,29 @@ from .._validation import check_names
 from ..io import _schema as S
 from ..io import transcripts_frame
 from ..io._spatialdata import optional_shapes
-from ..tl._domains import DOMAIN_KEY, DOMAIN_SHAPES_KEY
+from ..tl._domains import DOMAIN_KEY, default_shapes_key
+
+
+def _domain_regions(
+    sdata: SpatialData, shapes_key: str | None, key: str, domain_codes: np.ndarray
+) -> gpd.GeoDataFrame | None:
+    """The outlines of ``shapes_key`` (``"auto"``: the default of ``key``), after checking
+    that they outline domains of ``key``; None where there are none to draw."""
+    default = default_shapes_key(key)
+    if shapes_key == "auto":
+        shapes_key = default
+    regions = optional_shapes(sdata, shapes_key, default, "shapes_key")
+    if regions is None:
+        return None
+    # The outlines of another run (another key, or this key run again) can hold other labels.
+    foreign = sorted(set(regions["domain"].tolist()) - set(domain_codes.tolist()))
+    if foreign:
+        raise ValueError(
+            f"shapes_key={shapes_key!r} outlines domains {foreign[:10]} that are not categories of "
+            f"key={key!r} ({domain_codes.tolist()[:10]}): they come from another run of "
+            "stgraph.tl.domains; pass that run's shapes_key, or shapes_key=None"
+        )
+    return regions
 
 
 def domains(
@@ -21,7 +44,7 @@ def domains(
     *,
     key: str = DOMAIN_KEY,
     cells: Sequence[str] | None = None,
-    shapes_key: str | None = DOMAIN_SHAPES_KEY,
+    shapes_key: str | None = "auto",
     points_key: str = S.POINTS_KEY,
     size: float = 1.0,
     cmap: str = "tab10",
@@ -38,8 +61,10 @@ def domains(
     cells
         Cell ids to draw (a ValueError names those not in the points); default all.
     shapes_key
-        Domain outlines to draw in the domain colours (None: none; the default is
-        skipped when absent, any other name must be a shapes element).
+        Domain outlines to draw in the domain colours: ``"auto"`` (default) draws
+        ``key + "_boundaries"``, the default of :func:`stgraph.tl.domains`, where
+        present; None draws none; any other name must be a shapes element (the
+        ``shapes_key`` given to :func:`stgraph.tl.domains`).
     points_key
         Points element.
     size
@@ -59,8 +84,9 @@ def domains(
         If ``points_key`` is not a points element of ``sdata`` or its points have no
         column ``key`` (run :func:`stgraph.tl.domains` first).
     ValueError
-        If ``cells`` names cells that are not in the points, or ``shapes_key`` is not
-        the default and not a shapes element.
+        If ``cells`` names cells that are not in the points, ``shapes_key`` is
+        neither ``"auto"`` nor None and not a shapes element, or its outlines hold
+        domains that are not categories of ``key`` (the outlines of another run).
     """
     frame = transcripts_frame(sdata, points_key)
     if key not in frame.columns:
@@ -70,6 +96,7 @@ def domains(
         cells = check_names("cells", cells, frame[S.CELL].dropna().unique())
         labelled = labelled[labelled[S.CELL].astype(str).isin(cells)]
     domain_codes = np.asarray(frame[key].cat.categories)
+    regions = _domain_regions(sdata, shapes_key, key, domain_codes)
     colours = plt.get_cmap(cmap)(np.arange(domain_codes.size) % plt.get_cmap(cmap).N)
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 7))
@@ -81,7 +108,6 @@ def domains(
             if cells is not None:
                 outlines = outlines[outlines.index.astype(str).isin(cells)]
             outlines.boundary.plot(ax=ax, color=colour, linewidth=0.8)
-    regions = optional_shapes(sdata, shapes_key, DOMAIN_SHAPES_KEY, "shapes_key")
     if regions is not None:
         if cells is not None:
             regions = regions[regions["cell_id"].astype(str).isin(cells)]

@@ -38,16 +38,19 @@ from ._graph_input import graph_for
 from ._output_keys import RESERVED_UNS, SCHEMA_COLUMNS, SCHEMA_SHAPES, check_output_key
 from ._points_output import set_points_columns
 
-#: Default names of the outputs.
+#: Default points column of the labels.
 DOMAIN_KEY = "domain"
-DOMAIN_SHAPES_KEY = "domain_boundaries"
-
 #: Fraction of transcripts in cells without a within-cell neighbour above which domains warn.
 ISOLATED_WARNING = 0.5
 #: Fields of the transcript graph that domains read.
 _GRAPH_FIELDS = ("gene", "pos", "edge_index", "edge_dist", "cell", "gene_names", "cell_names")
 
 Representation = Literal["composition", "embedding", "both"]
+
+
+def default_shapes_key(key_added: str) -> str:
+    """Default shapes element of the outlines of the domains in points column ``key_added``."""
+    return f"{key_added}_boundaries"
 
 
 @dataclass
@@ -231,7 +234,7 @@ def domains(
     points_key: str = S.POINTS_KEY,
     table_key: str = TABLE_KEY,
     key_added: str = DOMAIN_KEY,
-    shapes_key: str = DOMAIN_SHAPES_KEY,
+    shapes_key: str | None = None,
     inplace: bool = True,
 ) -> DomainResult:
     r"""Find subcellular domains shared by all cells.
@@ -309,13 +312,14 @@ def domains(
     key_added
         Points column of the labels (row ``point_index[i]`` gets the label of node
         ``i``); not a schema column. The table's ``uns[key_added + '_enrichment']``
-        gets the enrichment and ``uns[key_added + '_params']`` the settings and
-        the criterion of each ``k``.
+        gets the enrichment and ``uns[key_added + '_params']`` the settings
+        (``shapes_key`` among them) and the criterion of each ``k``.
     shapes_key
         Shapes element of the outlines (columns ``cell_id``, ``domain``,
-        ``n_transcripts``); not ``cell_boundaries`` nor ``nucleus_boundaries``.
-        When no (cell, domain) gets an outline the element is absent (an earlier
-        result under this name is removed).
+        ``n_transcripts``); default ``key_added + "_boundaries"`` (so runs under
+        different ``key_added`` keep their own outlines); not ``cell_boundaries``
+        nor ``nucleus_boundaries``. When no (cell, domain) gets an outline the
+        element is absent (an earlier result under this name is removed).
     inplace
         Write the outputs into ``sdata``; False leaves it untouched.
 
@@ -367,6 +371,8 @@ def domains(
     check_hull_arguments(hull_ratio, min_transcripts, "hull_ratio")
     check_clustering_arguments(n_domains, k_range, method, sample_size)
     check_seed(seed)
+    if shapes_key is None:
+        shapes_key = default_shapes_key(key_added)
     _check_output_names(sdata, key_added, shapes_key, table_key)
     graph = graph_for(sdata, radius, graph, "cell", points_key, _GRAPH_FIELDS)
     if inplace:
@@ -422,6 +428,7 @@ def domains(
         "n_components": int(n_components),
         "n_passes": int(n_passes),
         "seed": int(seed),
+        "shapes_key": shapes_key,
     }
     result = DomainResult(labels, enrichment, polygons, clustering, params)
     if inplace:
