@@ -510,3 +510,32 @@ def test_tl_domains_runs_under_two_keys_keep_their_own_outlines():
     # "auto" finds no named_boundaries: no outlines, quietly (a tl.domains run can leave none).
     assert not dashed(plot_domains(sdata, key="named"))
     plt.close("all")
+
+
+def read(x, y, gene, cell):
+    frame = pd.DataFrame({"x": np.asarray(x, float), "y": np.asarray(y, float), "gene": gene, "cell": cell})
+    return stgraph.io.read_transcripts(frame, x="x", y="y", gene="gene", cell="cell")
+
+
+def test_tl_domains_needs_two_genes_in_cells():
+    # One gene gave no feature at all, and scikit-learn's "Found array with 0 feature(s)".
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 10, (70, 2))
+    # Gene b only outside cells: the transcripts in cells are still of one gene.
+    sdata = read(xy[:, 0], xy[:, 1], ["a"] * 60 + ["b"] * 10, ["c1"] * 30 + ["c2"] * 30 + ["UNASSIGNED"] * 10)
+    for kwargs in (dict(n_domains=2), dict()):
+        with pytest.raises(ValueError, match=re.escape(
+            "domains need transcripts of at least two genes in cells (a domain is a place where some genes "
+            "are denser than in the rest of the cell); all are 'a'"
+        )):
+            domains(sdata, radius=RADIUS, inplace=False, **kwargs)
+
+
+def test_tl_domains_needs_cells_of_two_transcripts():
+    # One transcript per cell was refused as "radius=3 µm is too small", which no radius mends.
+    sdata = read(np.arange(20) * 10.0, np.zeros(20), list("ab") * 10, [f"c{i}" for i in range(20)])
+    with pytest.raises(ValueError, match=re.escape(
+        "domains need cells with at least two transcripts (a neighbourhood lies within its cell); "
+        "no cell has two (20 transcripts are in cells)"
+    )):
+        domains(sdata, radius=RADIUS, n_domains=2, inplace=False)

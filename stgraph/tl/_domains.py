@@ -122,6 +122,22 @@ def _within_cell(graph: Data) -> np.ndarray:
     return (cell[src] == cell[dst]) & (cell[dst] >= 0)
 
 
+def _check_members(graph: Data, members: np.ndarray) -> None:
+    """Refuse transcripts in cells (``members``) that hold no domain to find: features
+    compare a neighbourhood, which lies within one cell, with its cell across genes."""
+    if np.bincount(graph.cell.numpy()[members]).max(initial=0) < 2:
+        raise ValueError(
+            "domains need cells with at least two transcripts (a neighbourhood lies within "
+            f"its cell); no cell has two ({members.size} transcripts are in cells)"
+        )
+    genes = np.unique(graph.gene.numpy()[members])
+    if genes.size < 2:
+        raise ValueError(
+            "domains need transcripts of at least two genes in cells (a domain is a place where "
+            f"some genes are denser than in the rest of the cell); all are {graph.gene_names[genes[0]]!r}"
+        )
+
+
 def _check_neighbourhoods(graph: Data, within: np.ndarray, members: np.ndarray, radius: float) -> None:
     """Refuse a graph without within-cell edges (``within``, from :func:`_within_cell`);
     warn when most transcripts have no neighbour."""
@@ -338,8 +354,8 @@ def domains(
         ``nucleus_boundaries``, ``spatialdata_attrs``), ``shapes_key`` or
         ``table_key`` is not a valid SpatialData element name or names another
         element (of another kind, or one whose name differs only in case; the two
-        must differ), fewer than two transcripts
-        are in cells, no two transcripts of a cell are within ``radius``, or (with
+        must differ), no cell holds two transcripts, the transcripts in cells are
+        of one gene, no two transcripts of a cell are within ``radius``, or (with
         ``inplace``) an existing table misses cells or genes of the data
         (:func:`stgraph.io.check_table`). Nothing is written then.
     TypeError
@@ -382,8 +398,7 @@ def domains(
 
     cell = graph.cell.numpy().astype(np.int64)
     members = np.flatnonzero(cell >= 0)
-    if members.size < 2:
-        raise ValueError("domains need at least two transcripts assigned to cells")
+    _check_members(graph, members)
     within = _within_cell(graph)
     _check_neighbourhoods(graph, within, members, radius)
     if encoder_graph is None:
