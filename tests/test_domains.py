@@ -539,3 +539,36 @@ def test_tl_domains_needs_cells_of_two_transcripts():
         "no cell has two (20 transcripts are in cells)"
     )):
         domains(sdata, radius=RADIUS, n_domains=2, inplace=False)
+
+
+@pytest.mark.parametrize(("k_range", "error", "match"), [
+    ((2,), ValueError, "k_range must be a pair (low, high) of integers, got 1 values: (2,)"),
+    ((2, 3, 4), ValueError, "k_range must be a pair (low, high) of integers, got 3 values: (2, 3, 4)"),
+    (None, TypeError, "k_range must be a pair (low, high) of integers, got None"),
+    (5, TypeError, "k_range must be a pair (low, high) of integers, got 5"),
+    ("23", TypeError, "k_range must be a pair (low, high) of integers, got '23'"),
+    ((2.0, 4), TypeError, "k_range[0] must be an integer, got 2.0"),
+    ((2, 4.5), TypeError, "k_range[1] must be an integer, got 4.5"),
+    ((True, 3), TypeError, "k_range[0] must be an integer, got True"),
+    ((1, 3), ValueError, "k_range[0] must be an integer >= 2, got 1"),
+    ((5, 3), ValueError, "k_range must satisfy low <= high, got (5, 3)"),
+])
+def test_k_range_is_checked_up_front(k_range, error, match):
+    # These failed inside the clustering ("not enough values to unpack", "'float' object
+    # cannot be interpreted as an integer") or, with n_domains given, passed unchecked.
+    points, _ = blobs([30, 30])
+    with pytest.raises(error, match=f"^{re.escape(match)}$"):
+        cluster_domains(points, k_range=k_range)
+    with pytest.raises(error, match=f"^{re.escape(match)}$"):
+        cluster_domains(points, 2, k_range=k_range)
+    sdata, _ = stgraph.datasets.simulate(2, 5, seed=0)
+    with pytest.raises(error, match=f"^{re.escape(match)}$"):
+        domains(sdata, radius=RADIUS, k_range=k_range)
+    assert "domain" not in sdata.points["transcripts"].columns and not sdata.tables
+
+
+def test_k_range_may_be_any_pair_of_integers():
+    points, _ = blobs([100, 60, 40])
+    for k_range in ([2, 4], np.array([2, 4]), (np.int64(2), np.int64(4))):
+        chosen = cluster_domains(points, k_range=k_range)
+        assert chosen.n_domains == 3 and set(chosen.criterion) == {2, 3, 4}

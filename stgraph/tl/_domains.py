@@ -297,7 +297,8 @@ def domains(
     n_domains
         Number of domains; None chooses it in ``k_range``.
     k_range
-        Smallest and largest ``k`` tried when ``n_domains`` is None.
+        Smallest and largest ``k`` tried when ``n_domains`` is None: two integers,
+        ``2 <= low <= high`` (checked even when ``n_domains`` is given).
     representation
         Features clustered, see above; default ``"embedding"`` when ``model`` is
         given, ``"composition"`` otherwise.
@@ -385,7 +386,7 @@ def domains(
     if bandwidth is not None:
         bandwidth = check_real("bandwidth", bandwidth)
     check_hull_arguments(hull_ratio, min_transcripts, "hull_ratio")
-    check_clustering_arguments(n_domains, k_range, method, sample_size)
+    k_range = check_clustering_arguments(n_domains, k_range, method, sample_size)
     check_seed(seed)
     if shapes_key is None:
         shapes_key = default_shapes_key(key_added)
