@@ -572,3 +572,40 @@ def test_k_range_may_be_any_pair_of_integers():
     for k_range in ([2, 4], np.array([2, 4]), (np.int64(2), np.int64(4))):
         chosen = cluster_domains(points, k_range=k_range)
         assert chosen.n_domains == 3 and set(chosen.criterion) == {2, 3, 4}
+
+
+def test_tl_domains_records_every_setting(tmp_path):
+    # k_range, sample_size, hull_ratio, min_transcripts and shapes_key were not recorded.
+    import json
+
+    import anndata as ad
+
+    sdata, _ = stgraph.datasets.simulate(3, 9, n_domains=2, seed=0)
+    result = domains(sdata, radius=RADIUS, k_range=(2, 3), sample_size=200, hull_ratio=0.5,
+                     min_transcripts=4, n_components=4, seed=3, key_added="dom", shapes_key="dom_shapes")
+    params = sdata.tables["table"].uns["dom_params"]
+    settings = {k: v for k, v in params.items() if not k.startswith("criterion_")}
+    assert settings == {
+        "n_domains": result.clustering.n_domains, "representation": "composition", "method": "kmeans",
+        "radius": RADIUS, "bandwidth": RADIUS / 2, "n_components": 4, "n_passes": 7, "seed": 3,
+        "k_range": [2, 3], "sample_size": 200, "hull_ratio": 0.5, "min_transcripts": 4,
+        "shapes_key": "dom_shapes",
+    }
+    assert all(type(v) in (int, float, str, list) for v in settings.values())
+    json.dumps(settings)
+    np.testing.assert_array_equal(params["criterion_k"], [2, 3])
+    sdata.tables["table"].write_h5ad(tmp_path / "table.h5ad")
+    read = ad.read_h5ad(tmp_path / "table.h5ad").uns["dom_params"]
+    assert read["k_range"].tolist() == [2, 3] and read["shapes_key"] == "dom_shapes"
+    assert read["hull_ratio"] == 0.5 and read["sample_size"] == 200 and read["min_transcripts"] == 4
+
+
+def test_tl_domains_checks_settings_it_records_even_where_unused():
+    sdata, _ = stgraph.datasets.simulate(2, 5, seed=0)
+    with pytest.raises(ValueError, match="^n_passes must be an integer >= 2, got 1$"):
+        domains(sdata, radius=RADIUS, n_domains=2, n_passes=1)
+    with pytest.raises(TypeError, match="^sample_size must be an integer, got '5000'$"):
+        domains(sdata, radius=RADIUS, n_domains=2, sample_size="5000")
+    with pytest.raises(TypeError, match="^sample_size must be an integer, got 2.5$"):
+        cluster_domains(blobs([20, 20])[0], k_range=(2, 3), method="gmm", sample_size=2.5)
+    assert "domain" not in sdata.points["transcripts"].columns and not sdata.tables

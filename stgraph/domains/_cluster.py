@@ -99,18 +99,19 @@ def check_clustering_arguments(
     """Raise a ValueError or TypeError naming the first invalid argument of
     :func:`cluster_domains`; return ``k_range`` checked (:func:`check_k_range`).
 
-    ``k_range`` is checked even when ``n_domains`` is given (it is then unused), so
-    that a malformed one is never recorded as a setting. ``sample_size`` matters
-    only when k-means chooses ``k``: it must be an integer of at least
-    ``k_range[1] + 1``, the fewest transcripts on which the silhouette of
+    ``k_range`` and ``sample_size`` (a positive integer) are checked even where
+    they are unused (``n_domains`` given; a mixture), so that a malformed one is
+    never recorded as a setting. When k-means chooses ``k``, ``sample_size`` must be
+    at least ``k_range[1] + 1``, the fewest transcripts on which the silhouette of
     ``k_range[1]`` clusters is defined.
     """
     if method not in ("kmeans", "gmm"):
         raise ValueError(f"method must be 'kmeans' or 'gmm', got {method!r}")
     k_range = check_k_range(k_range)
+    check_int("sample_size", sample_size)
     if n_domains is not None:
         check_int("n_domains", n_domains)
-    elif method == "kmeans" and check_int("sample_size", sample_size) <= k_range[1]:
+    elif method == "kmeans" and sample_size <= k_range[1]:
         raise ValueError(
             f"sample_size must be an integer of at least k_range[1] + 1 = {k_range[1] + 1} (the silhouette "
             f"of {k_range[1]} clusters needs more transcripts than clusters), got {sample_size!r}"

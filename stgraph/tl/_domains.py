@@ -72,7 +72,13 @@ class DomainResult:
     clustering
         The clustering, with the criterion of each ``k`` tried.
     params
-        Settings.
+        Settings that shaped the result, as plain Python numbers, strings and
+        lists (h5ad and zarr write them), and the criterion as arrays:
+        ``n_domains`` (the ``k`` used), ``criterion_k`` and ``criterion_value``
+        (empty when ``n_domains`` was given), ``representation``, ``method``,
+        ``radius``, ``bandwidth``, ``n_components``, ``n_passes``, ``seed``,
+        ``k_range`` (a list), ``sample_size``, ``hull_ratio``, ``min_transcripts``
+        and ``shapes_key``.
     """
 
     labels: pd.Categorical
@@ -298,7 +304,7 @@ def domains(
         Number of domains; None chooses it in ``k_range``.
     k_range
         Smallest and largest ``k`` tried when ``n_domains`` is None: two integers,
-        ``2 <= low <= high`` (checked even when ``n_domains`` is given).
+        ``2 <= low <= high`` (checked, and recorded, even when ``n_domains`` is given).
     representation
         Features clustered, see above; default ``"embedding"`` when ``model`` is
         given, ``"composition"`` otherwise.
@@ -312,10 +318,12 @@ def domains(
         Principal components kept of the composition residuals and of the
         encoder context (a positive integer).
     n_passes
-        Encoder passes of the encoder context: each masks a random ``1 / n_passes``
-        of the transcripts (:func:`stgraph.coloc._encode.masked_embeddings`).
+        Encoder passes of the encoder context (an integer >= 2): each masks a
+        random ``1 / n_passes`` of the transcripts
+        (:func:`stgraph.coloc._encode.masked_embeddings`).
     sample_size
-        Transcripts on which the silhouette is computed; at least ``k_range[1] + 1``.
+        Transcripts on which the silhouette is computed (a positive integer); at
+        least ``k_range[1] + 1`` when k-means chooses ``k``.
     hull_ratio, min_transcripts
         Outline of each (cell, domain): concave hull (``hull_ratio`` in [0, 1]) of at
         least ``min_transcripts`` (a positive integer) transcripts, see
@@ -329,8 +337,8 @@ def domains(
     key_added
         Points column of the labels (row ``point_index[i]`` gets the label of node
         ``i``); not a schema column. The table's ``uns[key_added + '_enrichment']``
-        gets the enrichment and ``uns[key_added + '_params']`` the settings
-        (``shapes_key`` among them) and the criterion of each ``k``.
+        gets the enrichment and ``uns[key_added + '_params']`` the settings and
+        the criterion of each ``k`` (:attr:`DomainResult.params`).
     shapes_key
         Shapes element of the outlines (columns ``cell_id``, ``domain``,
         ``n_transcripts``); default ``key_added + "_boundaries"`` (so runs under
@@ -383,6 +391,7 @@ def domains(
             raise ValueError(f"representation={representation!r} needs a pretrained model")
         _masked_gene_model(model)
     check_int("n_components", n_components)
+    check_int("n_passes", n_passes, minimum=2)
     if bandwidth is not None:
         bandwidth = check_real("bandwidth", bandwidth)
     check_hull_arguments(hull_ratio, min_transcripts, "hull_ratio")
@@ -444,6 +453,10 @@ def domains(
         "n_components": int(n_components),
         "n_passes": int(n_passes),
         "seed": int(seed),
+        "k_range": list(k_range),
+        "sample_size": int(sample_size),
+        "hull_ratio": float(hull_ratio),
+        "min_transcripts": int(min_transcripts),
         "shapes_key": shapes_key,
     }
     result = DomainResult(labels, enrichment, polygons, clustering, params)
