@@ -609,3 +609,21 @@ def test_tl_domains_checks_settings_it_records_even_where_unused():
     with pytest.raises(TypeError, match="^sample_size must be an integer, got 2.5$"):
         cluster_domains(blobs([20, 20])[0], k_range=(2, 3), method="gmm", sample_size=2.5)
     assert "domain" not in sdata.points["transcripts"].columns and not sdata.tables
+
+
+def test_pl_domains_draws_a_cell_without_nucleus_quietly():
+    # The nucleus outlines selected for such a cell are empty: geopandas warned
+    # "The GeoSeries you are attempting to plot is empty".
+    import warnings
+
+    sdata, _ = stgraph.datasets.simulate(4, 9, n_domains=2, frac_cells_without_nucleus=0.5, seed=0)
+    domains(sdata, radius=RADIUS, n_domains=2, seed=0)
+    without = sorted(set(sdata.shapes["cell_boundaries"].index) - set(sdata.shapes["nucleus_boundaries"].index))
+    assert without
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ax = plot_domains(sdata, cells=without[:1])
+    # The points, the cell's outline and its domain outlines; no nucleus.
+    outlines = sdata.shapes["domain_boundaries"]
+    assert len(ax.collections) == 2 + outlines["cell_id"].eq(without[0]).sum()
+    plt.close("all")

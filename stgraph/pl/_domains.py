@@ -39,6 +39,14 @@ def _domain_regions(
     return regions
 
 
+def _draw_boundaries(ax: Axes, outlines: gpd.GeoDataFrame, **style) -> None:
+    """Draw the boundaries of the non-empty ``outlines``; quietly nothing where none is
+    left (geopandas warns on an empty selection, such as the nucleus of a cell without one)."""
+    outlines = outlines[~(outlines.geometry.isna() | outlines.geometry.is_empty)]
+    if len(outlines):
+        outlines.boundary.plot(ax=ax, **style)
+
+
 def domains(
     sdata: SpatialData,
     *,
@@ -107,13 +115,13 @@ def domains(
             outlines = sdata.shapes[outline_key]
             if cells is not None:
                 outlines = outlines[outlines.index.astype(str).isin(cells)]
-            outlines.boundary.plot(ax=ax, color=colour, linewidth=0.8)
+            _draw_boundaries(ax, outlines, color=colour, linewidth=0.8)
     if regions is not None:
         if cells is not None:
             regions = regions[regions["cell_id"].astype(str).isin(cells)]
         for domain, group in regions.groupby("domain"):
             position = int(np.flatnonzero(domain_codes == domain)[0])
-            group.boundary.plot(ax=ax, color=colours[position], linewidth=1.2, linestyle="--")
+            _draw_boundaries(ax, group, color=colours[position], linewidth=1.2, linestyle="--")
     handles = [
         Line2D([], [], marker="o", linestyle="", color=colours[k], label=f"domain {d}")
         for k, d in enumerate(domain_codes)
