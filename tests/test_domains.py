@@ -627,3 +627,17 @@ def test_pl_domains_draws_a_cell_without_nucleus_quietly():
     outlines = sdata.shapes["domain_boundaries"]
     assert len(ax.collections) == 2 + outlines["cell_id"].eq(without[0]).sum()
     plt.close("all")
+
+
+def test_pl_domains_needs_categorical_labels():
+    # A numeric column failed with pandas' "Can only use .cat accessor with a 'category' dtype".
+    from stgraph.tl._points_output import set_points_columns
+
+    sdata, _ = stgraph.datasets.simulate(2, 5, seed=0)
+    frame = sdata.points["transcripts"].compute().copy()
+    set_points_columns(sdata, "transcripts", frame, {"domain": np.zeros(len(frame))})
+    with pytest.raises(ValueError, match=re.escape(
+        "column 'domain' of points 'transcripts' must hold categorical domain labels (as "
+        "stgraph.tl.domains writes them), got dtype float64"
+    )):
+        plot_domains(sdata)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import geopandas as gpd
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from spatialdata import SpatialData
@@ -65,7 +66,7 @@ def domains(
     sdata
         SpatialData after :func:`stgraph.tl.domains`.
     key
-        Points column of the domain labels.
+        Points column of the domain labels (categorical).
     cells
         Cell ids to draw (a ValueError names those not in the points); default all.
     shapes_key
@@ -92,13 +93,19 @@ def domains(
         If ``points_key`` is not a points element of ``sdata`` or its points have no
         column ``key`` (run :func:`stgraph.tl.domains` first).
     ValueError
-        If ``cells`` names cells that are not in the points, ``shapes_key`` is
-        neither ``"auto"`` nor None and not a shapes element, or its outlines hold
-        domains that are not categories of ``key`` (the outlines of another run).
+        If column ``key`` is not categorical, ``cells`` names cells that are not in
+        the points, ``shapes_key`` is neither ``"auto"`` nor None and not a shapes
+        element, or its outlines hold domains that are not categories of ``key``
+        (the outlines of another run).
     """
     frame = transcripts_frame(sdata, points_key)
     if key not in frame.columns:
         raise KeyError(f"points {points_key!r} have no column {key!r}; run stgraph.tl.domains first")
+    if not isinstance(frame[key].dtype, pd.CategoricalDtype):
+        raise ValueError(
+            f"column {key!r} of points {points_key!r} must hold categorical domain labels (as "
+            f"stgraph.tl.domains writes them), got dtype {frame[key].dtype}"
+        )
     labelled = frame[frame[key].notna()]
     if cells is not None:
         cells = check_names("cells", cells, frame[S.CELL].dropna().unique())
