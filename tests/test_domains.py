@@ -641,3 +641,11 @@ def test_pl_domains_needs_categorical_labels():
         "stgraph.tl.domains writes them), got dtype float64"
     )):
         plot_domains(sdata)
+
+
+def test_pl_domains_refuses_an_empty_cell_selection():
+    # cells=[] drew no transcript and no outline.
+    sdata, _ = stgraph.datasets.simulate(2, 5, n_domains=1, seed=0)
+    domains(sdata, radius=RADIUS, n_domains=2, seed=0)
+    with pytest.raises(ValueError, match="^cells is empty: name at least one, or pass None for all$"):
+        plot_domains(sdata, cells=[])

@@ -54,8 +54,8 @@ def colocalization_heatmap(
     value
         Column of the pair table (``score``, ``clq``, ``z``, ...).
     genes
-        Genes to show (a ValueError names those not in the result); default those of
-        the ``top`` pairs with the highest score.
+        Genes to show (a ValueError names those not in the result, and refuses an
+        empty list); default those of the ``top`` pairs with the highest score.
     top
         Number of top pairs whose genes are shown when ``genes`` is None.
     fdr
@@ -79,8 +79,8 @@ def colocalization_heatmap(
     KeyError
         If ``data`` has no table ``table_key`` or no result under ``key``.
     ValueError
-        If ``genes`` names genes not in the result or ``value`` is not a column of
-        the pair table.
+        If ``genes`` is empty or names genes not in the result, or ``value`` is not
+        a column of the pair table.
     """
     result = _result(data, key, table_key)
     genes = check_names("genes", genes, result.genes) if genes is not None else _top_genes(result, top, fdr)

@@ -68,7 +68,8 @@ def domains(
     key
         Points column of the domain labels (categorical).
     cells
-        Cell ids to draw (a ValueError names those not in the points); default all.
+        Cell ids to draw (a ValueError names those not in the points, and refuses
+        an empty list); default all.
     shapes_key
         Domain outlines to draw in the domain colours: ``"auto"`` (default) draws
         ``key + "_boundaries"``, the default of :func:`stgraph.tl.domains`, where
@@ -93,8 +94,8 @@ def domains(
         If ``points_key`` is not a points element of ``sdata`` or its points have no
         column ``key`` (run :func:`stgraph.tl.domains` first).
     ValueError
-        If column ``key`` is not categorical, ``cells`` names cells that are not in
-        the points, ``shapes_key`` is neither ``"auto"`` nor None and not a shapes
+        If column ``key`` is not categorical, ``cells`` is empty or names cells
+        that are not in the points, ``shapes_key`` is neither ``"auto"`` nor None and not a shapes
         element, or its outlines hold domains that are not categories of ``key``
         (the outlines of another run).
     """
