@@ -95,9 +95,9 @@ def domains(
         column ``key`` (run :func:`stgraph.tl.domains` first).
     ValueError
         If column ``key`` is not categorical, ``cells`` is empty or names cells
-        that are not in the points, ``shapes_key`` is neither ``"auto"`` nor None and not a shapes
-        element, or its outlines hold domains that are not categories of ``key``
-        (the outlines of another run).
+        that are not in the points, ``shapes_key`` is neither ``"auto"`` nor None
+        and not a shapes element, or its outlines hold domains that are not
+        categories of ``key`` (the outlines of another run).
     """
     frame = transcripts_frame(sdata, points_key)
     if key not in frame.columns:
