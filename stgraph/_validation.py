@@ -131,11 +131,14 @@ def check_names(parameter: str, requested: Iterable, available: Iterable, *, lis
     TypeError
         If ``requested`` is one string (it would be read letter by letter).
     ValueError
-        Naming the requested names the data does not have (a plot of them would be empty).
+        If ``requested`` is empty, or naming the requested names the data does not
+        have (a plot of either would be empty).
     """
     if isinstance(requested, str):
         raise TypeError(f"{parameter} must be a list of names, got the string {requested!r}: pass [{requested!r}]")
     requested = [str(r) for r in requested]
+    if not requested:
+        raise ValueError(f"{parameter} is empty: name at least one, or pass None for all")
     available = {str(a) for a in available}
     unknown = [r for r in requested if r not in available]
     if unknown:

@@ -166,6 +166,14 @@ def test_plots_draw_the_matrix(sample):
     assert [t.get_text() for t in ax.get_xticklabels()] == genes
     with pytest.raises(ValueError, match=r"genes: not in the data: \['zz'\]"):
         colocalization_heatmap(sdata, genes=[genes[0], "zz"])
+    # An empty selection drew an empty 0 x 0 image (the result's matrix of no gene).
+    for call in (lambda: colocalization_heatmap(sdata, genes=[]), lambda: result.matrix(genes=[])):
+        with pytest.raises(ValueError, match="^genes is empty: name at least one, or pass None for all$"):
+            call()
+    # So did an fdr that leaves no pair.
+    assert result.table["fdr"].min() > 0
+    with pytest.raises(ValueError, match=r"^no pair of two genes has fdr <= 0.0: nothing to draw; pass a larger fdr, or genes$"):
+        colocalization_heatmap(sdata, fdr=0.0)
     network = colocalization_network(result, fdr=1.0, top=3)
     assert len(network.collections) >= 2  # edges and nodes
     empty = colocalization_network(result, fdr=0.0)

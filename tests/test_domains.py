@@ -448,3 +448,204 @@ def test_tl_domains_output_keys_cannot_overwrite_the_data():
     assert sdata.tables["table"].uns["domain_params"]["n_domains"] == 2
     with pytest.raises(ValueError, match=r"cells: not in the data: \['zz'\]"):
         plot_domains(sdata, cells=["cell_0", "zz"])
+
+
+def test_tl_domains_checks_the_output_names_before_writing():
+    # These names failed at their write, after the labels were in the points (and,
+    # for table_key == shapes_key, the table in sdata.tables).
+    sdata, _ = stgraph.datasets.simulate(3, 9, n_domains=2, seed=0)
+    before = sdata.points["transcripts"].compute()
+    for kwargs, match in [
+        (dict(table_key="cell_boundaries"), "^table_key='cell_boundaries' is the name of one of sdata's shapes; "),
+        (dict(table_key="transcripts"), "^table_key='transcripts' is the name of one of sdata's points; "),
+        (dict(table_key="Transcripts"),
+         "^table_key='Transcripts' differs only in case from sdata's points element 'transcripts'; "),
+        (dict(table_key="out", shapes_key="out"), "^table_key='out' and shapes_key='out' name one element: "),
+        (dict(table_key="Out", shapes_key="out"), "^table_key='Out' and shapes_key='out' name one element: "),
+        (dict(shapes_key="my outlines"), "^shapes_key='my outlines' is not a valid SpatialData element name: "),
+        (dict(table_key="my table"), "^table_key='my table' is not a valid SpatialData element name: "),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            domains(sdata, radius=RADIUS, n_domains=2, **kwargs)
+    with pytest.raises(TypeError, match="^table_key must be a string, got int$"):
+        domains(sdata, radius=RADIUS, n_domains=2, table_key=1)
+    # A table that does not cover the cells is refused before anything is written too.
+    sdata.tables["table"] = stgraph.io.cell_gene_table(sdata)[:1].copy()
+    with pytest.raises(ValueError, match=r"^table 'table' does not match the points 'transcripts': 2 cell\(s\)"):
+        domains(sdata, radius=RADIUS, n_domains=2)
+    pd.testing.assert_frame_equal(sdata.points["transcripts"].compute(), before)
+    assert list(sdata.tables) == ["table"] and list(sdata.tables["table"].uns) == ["spatialdata_attrs"]
+    assert sorted(sdata.shapes) == ["cell_boundaries", "nucleus_boundaries"]
+
+
+def dashed(ax):
+    """The domain outlines that pl.domains drew (dashed, one collection per domain)."""
+    return [c for c in ax.collections if c.get_linestyle()[0][1] is not None]
+
+
+def test_tl_domains_runs_under_two_keys_keep_their_own_outlines():
+    # Both runs wrote "domain_boundaries": the second's three domains replaced the
+    # first's two, and pl.domains of the first failed with an IndexError.
+    sdata, _ = stgraph.datasets.simulate(3, 9, n_domains=2, seed=0)
+    domains(sdata, radius=RADIUS, n_domains=2, seed=0)
+    domains(sdata, radius=RADIUS, n_domains=3, key_added="dom3", seed=0)
+    uns = sdata.tables["table"].uns
+    assert uns["domain_params"]["shapes_key"] == "domain_boundaries"
+    assert uns["dom3_params"]["shapes_key"] == "dom3_boundaries"
+    assert set(sdata.shapes["domain_boundaries"]["domain"]) == {0, 1}
+    assert set(sdata.shapes["dom3_boundaries"]["domain"]) == {0, 1, 2}
+    assert len(dashed(plot_domains(sdata))) == 2
+    assert len(dashed(plot_domains(sdata, key="dom3"))) == 3
+    plt.close("all")
+    # Outlines of another run are refused, naming the labels that do not fit.
+    with pytest.raises(ValueError, match=re.escape(
+        "shapes_key='dom3_boundaries' outlines domains [2] that are not categories of key='domain' ([0, 1])"
+    )):
+        plot_domains(sdata, shapes_key="dom3_boundaries")
+    # An explicit shapes_key is written and recorded instead of the default.
+    domains(sdata, radius=RADIUS, n_domains=2, key_added="named", shapes_key="named_outlines", seed=0)
+    assert uns["named_params"]["shapes_key"] == "named_outlines"
+    assert "named_outlines" in sdata.shapes and "named_boundaries" not in sdata.shapes
+    assert len(dashed(plot_domains(sdata, key="named", shapes_key="named_outlines"))) == 2
+    # "auto" finds no named_boundaries: no outlines, quietly (a tl.domains run can leave none).
+    assert not dashed(plot_domains(sdata, key="named"))
+    plt.close("all")
+
+
+def read(x, y, gene, cell):
+    frame = pd.DataFrame({"x": np.asarray(x, float), "y": np.asarray(y, float), "gene": gene, "cell": cell})
+    return stgraph.io.read_transcripts(frame, x="x", y="y", gene="gene", cell="cell")
+
+
+def test_tl_domains_needs_two_genes_in_cells():
+    # One gene gave no feature at all, and scikit-learn's "Found array with 0 feature(s)".
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 10, (70, 2))
+    # Gene b only outside cells: the transcripts in cells are still of one gene.
+    sdata = read(xy[:, 0], xy[:, 1], ["a"] * 60 + ["b"] * 10, ["c1"] * 30 + ["c2"] * 30 + ["UNASSIGNED"] * 10)
+    for kwargs in (dict(n_domains=2), dict()):
+        with pytest.raises(ValueError, match=re.escape(
+            "domains need transcripts of at least two genes in cells (a domain is a place where some genes "
+            "are denser than in the rest of the cell); all are 'a'"
+        )):
+            domains(sdata, radius=RADIUS, inplace=False, **kwargs)
+
+
+def test_tl_domains_needs_cells_of_two_transcripts():
+    # One transcript per cell was refused as "radius=3 µm is too small", which no radius mends.
+    sdata = read(np.arange(20) * 10.0, np.zeros(20), list("ab") * 10, [f"c{i}" for i in range(20)])
+    with pytest.raises(ValueError, match=re.escape(
+        "domains need cells with at least two transcripts (a neighbourhood lies within its cell); "
+        "no cell has two (20 transcripts are in cells)"
+    )):
+        domains(sdata, radius=RADIUS, n_domains=2, inplace=False)
+
+
+@pytest.mark.parametrize(("k_range", "error", "match"), [
+    ((2,), ValueError, "k_range must be a pair (low, high) of integers, got 1 values: (2,)"),
+    ((2, 3, 4), ValueError, "k_range must be a pair (low, high) of integers, got 3 values: (2, 3, 4)"),
+    (None, TypeError, "k_range must be a pair (low, high) of integers, got None"),
+    (5, TypeError, "k_range must be a pair (low, high) of integers, got 5"),
+    ("23", TypeError, "k_range must be a pair (low, high) of integers, got '23'"),
+    ((2.0, 4), TypeError, "k_range[0] must be an integer, got 2.0"),
+    ((2, 4.5), TypeError, "k_range[1] must be an integer, got 4.5"),
+    ((True, 3), TypeError, "k_range[0] must be an integer, got True"),
+    ((1, 3), ValueError, "k_range[0] must be an integer >= 2, got 1"),
+    ((5, 3), ValueError, "k_range must satisfy low <= high, got (5, 3)"),
+])
+def test_k_range_is_checked_up_front(k_range, error, match):
+    # These failed inside the clustering ("not enough values to unpack", "'float' object
+    # cannot be interpreted as an integer") or, with n_domains given, passed unchecked.
+    points, _ = blobs([30, 30])
+    with pytest.raises(error, match=f"^{re.escape(match)}$"):
+        cluster_domains(points, k_range=k_range)
+    with pytest.raises(error, match=f"^{re.escape(match)}$"):
+        cluster_domains(points, 2, k_range=k_range)
+    sdata, _ = stgraph.datasets.simulate(2, 5, seed=0)
+    with pytest.raises(error, match=f"^{re.escape(match)}$"):
+        domains(sdata, radius=RADIUS, k_range=k_range)
+    assert "domain" not in sdata.points["transcripts"].columns and not sdata.tables
+
+
+def test_k_range_may_be_any_pair_of_integers():
+    points, _ = blobs([100, 60, 40])
+    for k_range in ([2, 4], np.array([2, 4]), (np.int64(2), np.int64(4))):
+        chosen = cluster_domains(points, k_range=k_range)
+        assert chosen.n_domains == 3 and set(chosen.criterion) == {2, 3, 4}
+
+
+def test_tl_domains_records_every_setting(tmp_path):
+    # k_range, sample_size, hull_ratio, min_transcripts and shapes_key were not recorded.
+    import json
+
+    import anndata as ad
+
+    sdata, _ = stgraph.datasets.simulate(3, 9, n_domains=2, seed=0)
+    result = domains(sdata, radius=RADIUS, k_range=(2, 3), sample_size=200, hull_ratio=0.5,
+                     min_transcripts=4, n_components=4, seed=3, key_added="dom", shapes_key="dom_shapes")
+    params = sdata.tables["table"].uns["dom_params"]
+    settings = {k: v for k, v in params.items() if not k.startswith("criterion_")}
+    assert settings == {
+        "n_domains": result.clustering.n_domains, "representation": "composition", "method": "kmeans",
+        "radius": RADIUS, "bandwidth": RADIUS / 2, "n_components": 4, "n_passes": 7, "seed": 3,
+        "k_range": [2, 3], "sample_size": 200, "hull_ratio": 0.5, "min_transcripts": 4,
+        "shapes_key": "dom_shapes",
+    }
+    assert all(type(v) in (int, float, str, list) for v in settings.values())
+    json.dumps(settings)
+    np.testing.assert_array_equal(params["criterion_k"], [2, 3])
+    sdata.tables["table"].write_h5ad(tmp_path / "table.h5ad")
+    read = ad.read_h5ad(tmp_path / "table.h5ad").uns["dom_params"]
+    assert read["k_range"].tolist() == [2, 3] and read["shapes_key"] == "dom_shapes"
+    assert read["hull_ratio"] == 0.5 and read["sample_size"] == 200 and read["min_transcripts"] == 4
+
+
+def test_tl_domains_checks_settings_it_records_even_where_unused():
+    sdata, _ = stgraph.datasets.simulate(2, 5, seed=0)
+    with pytest.raises(ValueError, match="^n_passes must be an integer >= 2, got 1$"):
+        domains(sdata, radius=RADIUS, n_domains=2, n_passes=1)
+    with pytest.raises(TypeError, match="^sample_size must be an integer, got '5000'$"):
+        domains(sdata, radius=RADIUS, n_domains=2, sample_size="5000")
+    with pytest.raises(TypeError, match="^sample_size must be an integer, got 2.5$"):
+        cluster_domains(blobs([20, 20])[0], k_range=(2, 3), method="gmm", sample_size=2.5)
+    assert "domain" not in sdata.points["transcripts"].columns and not sdata.tables
+
+
+def test_pl_domains_draws_a_cell_without_nucleus_quietly():
+    # The nucleus outlines selected for such a cell are empty: geopandas warned
+    # "The GeoSeries you are attempting to plot is empty".
+    import warnings
+
+    sdata, _ = stgraph.datasets.simulate(4, 9, n_domains=2, frac_cells_without_nucleus=0.5, seed=0)
+    domains(sdata, radius=RADIUS, n_domains=2, seed=0)
+    without = sorted(set(sdata.shapes["cell_boundaries"].index) - set(sdata.shapes["nucleus_boundaries"].index))
+    assert without
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ax = plot_domains(sdata, cells=without[:1])
+    # The points, the cell's outline and its domain outlines; no nucleus.
+    outlines = sdata.shapes["domain_boundaries"]
+    assert len(ax.collections) == 2 + outlines["cell_id"].eq(without[0]).sum()
+    plt.close("all")
+
+
+def test_pl_domains_needs_categorical_labels():
+    # A numeric column failed with pandas' "Can only use .cat accessor with a 'category' dtype".
+    from stgraph.tl._points_output import set_points_columns
+
+    sdata, _ = stgraph.datasets.simulate(2, 5, seed=0)
+    frame = sdata.points["transcripts"].compute().copy()
+    set_points_columns(sdata, "transcripts", frame, {"domain": np.zeros(len(frame))})
+    with pytest.raises(ValueError, match=re.escape(
+        "column 'domain' of points 'transcripts' must hold categorical domain labels (as "
+        "stgraph.tl.domains writes them), got dtype float64"
+    )):
+        plot_domains(sdata)
+
+
+def test_pl_domains_refuses_an_empty_cell_selection():
+    # cells=[] drew no transcript and no outline.
+    sdata, _ = stgraph.datasets.simulate(2, 5, n_domains=1, seed=0)
+    domains(sdata, radius=RADIUS, n_domains=2, seed=0)
+    with pytest.raises(ValueError, match="^cells is empty: name at least one, or pass None for all$"):
+        plot_domains(sdata, cells=[])

@@ -396,6 +396,10 @@ def test_plots_name_unknown_cells_and_genes(scored):
     with pytest.raises(TypeError, match=re.escape("cells must be a list of names, got the string 'cell_00': "
                                                   "pass ['cell_00']")):
         localization_transcripts(sdata, cells="cell_00")
+    # An empty selection drew the outlines of no cell (cells) or no transcript (genes).
+    for name in ("cells", "genes"):
+        with pytest.raises(ValueError, match=f"^{name} is empty: name at least one, or pass None for all$"):
+            localization_transcripts(sdata, **{name: []})
 
 
 @pytest.mark.parametrize(("n_top", "error", "wanted"),

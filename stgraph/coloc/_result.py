@@ -95,8 +95,8 @@ class ColocalizationResult:
         Raises
         ------
         ValueError
-            If ``value`` is not a numeric column, or ``genes`` names genes not in the
-            result or a gene twice.
+            If ``value`` is not a numeric column, or ``genes`` is empty or names
+            genes not in the result or a gene twice.
         TypeError
             If ``genes`` is a single string or ``as_sparse`` is not a bool.
         """

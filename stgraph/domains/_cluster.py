@@ -16,6 +16,7 @@ not depend on the solver's arbitrary cluster order.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -69,28 +70,53 @@ def _by_size(labels: np.ndarray) -> np.ndarray:
     return rank[labels]
 
 
+def check_k_range(k_range) -> tuple[int, int]:
+    """``k_range`` as ``(low, high)`` after checking that it is a pair of integers with
+    ``2 <= low <= high``.
+
+    Raises
+    ------
+    TypeError
+        If ``k_range`` is a string or not iterable (a number, None), or holds a
+        non-integer (a bool included).
+    ValueError
+        If it does not hold two values, or they are not ``2 <= low <= high``.
+    """
+    if isinstance(k_range, (str, bytes)) or not isinstance(k_range, Iterable):
+        raise TypeError(f"k_range must be a pair (low, high) of integers, got {k_range!r}")
+    pair = tuple(k_range)
+    if len(pair) != 2:
+        raise ValueError(f"k_range must be a pair (low, high) of integers, got {len(pair)} values: {k_range!r}")
+    low, high = (check_int(f"k_range[{i}]", value, minimum=2) for i, value in enumerate(pair))
+    if low > high:
+        raise ValueError(f"k_range must satisfy low <= high, got {k_range!r}")
+    return low, high
+
+
 def check_clustering_arguments(
     n_domains: int | None, k_range: tuple[int, int], method: ClusterMethod, sample_size: int
-) -> None:
-    """Raise a ValueError naming the first invalid argument of :func:`cluster_domains`.
+) -> tuple[int, int]:
+    """Raise a ValueError or TypeError naming the first invalid argument of
+    :func:`cluster_domains`; return ``k_range`` checked (:func:`check_k_range`).
 
-    ``sample_size`` matters only when k-means chooses ``k``: it must be an integer of
+    ``k_range`` and ``sample_size`` (a positive integer) are checked even where
+    they are unused (``n_domains`` given; a mixture), so that a malformed one is
+    never recorded as a setting. When k-means chooses ``k``, ``sample_size`` must be
     at least ``k_range[1] + 1``, the fewest transcripts on which the silhouette of
     ``k_range[1]`` clusters is defined.
     """
     if method not in ("kmeans", "gmm"):
         raise ValueError(f"method must be 'kmeans' or 'gmm', got {method!r}")
+    k_range = check_k_range(k_range)
+    check_int("sample_size", sample_size)
     if n_domains is not None:
         check_int("n_domains", n_domains)
-        return
-    low, high = k_range
-    if not 2 <= low <= high:
-        raise ValueError(f"k_range must satisfy 2 <= low <= high, got {k_range}")
-    if method == "kmeans" and check_int("sample_size", sample_size) <= high:
+    elif method == "kmeans" and sample_size <= k_range[1]:
         raise ValueError(
-            f"sample_size must be an integer of at least k_range[1] + 1 = {high + 1} (the silhouette "
-            f"of {high} clusters needs more transcripts than clusters), got {sample_size!r}"
+            f"sample_size must be an integer of at least k_range[1] + 1 = {k_range[1] + 1} (the silhouette "
+            f"of {k_range[1]} clusters needs more transcripts than clusters), got {sample_size!r}"
         )
+    return k_range
 
 
 def cluster_domains(
@@ -111,7 +137,7 @@ def cluster_domains(
     n_domains
         Number of domains; None chooses it in ``k_range`` (inclusive).
     k_range
-        Smallest and largest ``k`` tried.
+        Smallest and largest ``k`` tried: two integers, ``2 <= low <= high``.
     method
         ``"kmeans"`` (k chosen by silhouette) or ``"gmm"`` (k chosen by BIC).
     sample_size
@@ -125,8 +151,10 @@ def cluster_domains(
     ValueError
         If an argument is invalid (:func:`check_clustering_arguments`) or there are
         too few transcripts for ``n_domains`` or ``k_range``.
+    TypeError
+        If ``k_range``, ``n_domains``, ``sample_size`` or ``seed`` is not of integers.
     """
-    check_clustering_arguments(n_domains, k_range, method, sample_size)
+    low, high = check_clustering_arguments(n_domains, k_range, method, sample_size)
     check_seed(seed)
     features = np.asarray(features, dtype=np.float64)
     n = features.shape[0]
@@ -136,7 +164,6 @@ def cluster_domains(
         labels, _ = _fit(features, int(n_domains), method, seed)
         return DomainClustering(labels=_by_size(labels), n_domains=int(n_domains))
 
-    low, high = k_range
     high = min(high, n - 1)
     if high < low:
         raise ValueError(f"{n} transcripts are too few to choose k in {k_range}")

@@ -18,7 +18,7 @@ from spatialdata.transformations import get_transformation
 from .._validation import check_bool, check_real
 from ._schema import CELL, CELL_SHAPES_KEY, IN_NUCLEUS, NUCLEUS_SHAPES_KEY, POINTS_KEY, X, Y
 from ._shapes import check_hull_arguments, concave_hulls, shapes_element
-from ._spatialdata import check_shapes_name, check_spatialdata, optional_shapes, transcripts_frame
+from ._spatialdata import check_element_name, check_spatialdata, optional_shapes, transcripts_frame
 
 _KINDS = {"cell": CELL_SHAPES_KEY, "nucleus": NUCLEUS_SHAPES_KEY}
 
@@ -95,8 +95,8 @@ def outlines_from_transcripts(
     ValueError
         For an unknown ``kind``, settings out of range, points without
         ``in_nucleus`` for nuclei, a ``cell_key`` other than the default that is
-        not a shapes element, a ``key`` that names another kind of element (a table,
-        points), an existing ``key`` without ``overwrite=True``, or no
+        not a shapes element, a ``key`` that is not a valid element name or names
+        another element (a table, points, one differing only in case), an existing ``key`` without ``overwrite=True``, or no
         cell with enough molecules to outline.
 
     Examples
@@ -115,7 +115,7 @@ def outlines_from_transcripts(
     overwrite = check_bool("overwrite", overwrite)
     copy = check_bool("copy", copy)
     key = _KINDS[kind] if key is None else key
-    check_shapes_name(sdata, key, "key")
+    check_element_name(sdata, key, "key")
     if key in sdata.shapes and not overwrite:
         raise ValueError(f"sdata already has a shapes element {key!r}; pass overwrite=True to replace it")
     points = transcripts_frame(sdata, points_key)

@@ -8,6 +8,13 @@ import pandas as pd
 from spatialdata import SpatialData
 from spatialdata.models import TableModel
 
+try:
+    from spatialdata._core.validation import check_valid_name
+except ImportError:  # spatialdata releases before the name rules accept any string
+
+    def check_valid_name(name: str) -> None:
+        """Accept ``name``: this spatialdata restricts no element name."""
+
 from .._validation import check_bool
 from ._generic import read_transcripts
 from ._schema import (
@@ -25,6 +32,8 @@ from ._schema import (
     Z,
 )
 
+#: Kinds of SpatialData elements: their names share one namespace.
+_ELEMENT_KINDS = ("images", "labels", "points", "shapes", "tables")
 _BENTO_CELL, _BENTO_NUCLEUS, _BENTO_GENE = "cell_boundaries", "nucleus_boundaries", "feature_name"
 
 
@@ -228,21 +237,50 @@ def optional_shapes(sdata: SpatialData, key: str | None, default: str, argument:
     return sdata.shapes[key]
 
 
-def check_shapes_name(sdata: SpatialData, key: str, argument: str) -> None:
-    """Refuse a new shapes element name that another kind of element of ``sdata`` holds.
+def check_element_name(sdata: SpatialData, key: str, argument: str, kind: str = "shapes") -> None:
+    """Refuse a name under which SpatialData would not store a new ``kind`` element.
 
-    SpatialData names its elements uniquely across images, labels, points, shapes and
-    tables; writing shapes under a table's name would fail only after a tool's other
-    results were written.
+    SpatialData restricts the characters of element names and names its elements
+    uniquely across images, labels, points, shapes and tables, ignoring case: a tool
+    writing under a refused name would fail only after its other results were
+    written. An existing element of ``kind`` named ``key`` passes (it is replaced).
+
+    Parameters
+    ----------
+    sdata
+        The SpatialData object.
+    key
+        The name of the element to write.
+    argument
+        Name of the argument that gave ``key``, for the message.
+    kind
+        Kind of the element: ``"shapes"`` or ``"tables"`` (an attribute of ``sdata``).
 
     Raises
     ------
+    TypeError
+        If ``key`` is not a string.
     ValueError
-        Naming ``argument`` and the kind of element that holds ``key``.
+        Naming ``argument``, if ``key`` is not a valid element name, or another
+        element (of another kind, or one whose name differs only in case) holds it.
     """
-    for kind in ("images", "labels", "points", "tables"):
-        if key in getattr(sdata, kind):
-            raise ValueError(
-                f"{argument}={key!r} is the name of one of sdata's {kind}; SpatialData names must "
-                "be unique across element types, choose another name"
-            )
+    if not isinstance(key, str):
+        raise TypeError(f"{argument} must be a string, got {type(key).__name__}")
+    try:
+        check_valid_name(key)
+    except ValueError as error:
+        raise ValueError(f"{argument}={key!r} is not a valid SpatialData element name: {error}") from None
+    if key in getattr(sdata, kind):
+        return
+    for other in _ELEMENT_KINDS:
+        for name in getattr(sdata, other):
+            if name == key:
+                raise ValueError(
+                    f"{argument}={key!r} is the name of one of sdata's {other}; SpatialData names must "
+                    "be unique across element types, choose another name"
+                )
+            if name.lower() == key.lower():
+                raise ValueError(
+                    f"{argument}={key!r} differs only in case from sdata's {other} element {name!r}; "
+                    "SpatialData names must be unique ignoring case, choose another name"
+                )

@@ -26,8 +26,18 @@ def _result(data, key: str, table_key: str) -> ColocalizationResult:
 
 
 def _top_genes(result: ColocalizationResult, top: int, fdr: float | None) -> list[str]:
+    """Genes of the ``top`` pairs of two genes (among those with ``fdr`` at most ``fdr``).
+
+    Raises
+    ------
+    ValueError
+        If no such pair is left: the heatmap would be empty.
+    """
     pairs = result.significant(fdr) if fdr is not None else result.table
     pairs = pairs[pairs["gene_a"].astype(str) != pairs["gene_b"].astype(str)]
+    if pairs.empty:
+        among = "" if fdr is None else f" has fdr <= {fdr}"
+        raise ValueError(f"no pair of two genes{among}: nothing to draw; pass a larger fdr, or genes")
     pairs = pairs.sort_values("score", ascending=False, kind="stable").head(top)
     genes = set(pairs["gene_a"].astype(str)) | set(pairs["gene_b"].astype(str))
     return [g for g in result.genes if g in genes]
@@ -54,12 +64,13 @@ def colocalization_heatmap(
     value
         Column of the pair table (``score``, ``clq``, ``z``, ...).
     genes
-        Genes to show (a ValueError names those not in the result); default those of
-        the ``top`` pairs with the highest score.
+        Genes to show (a ValueError names those not in the result, and refuses an
+        empty list); default those of the ``top`` pairs with the highest score.
     top
         Number of top pairs whose genes are shown when ``genes`` is None.
     fdr
-        Draw the top pairs among those with ``fdr`` at most this (None: all pairs).
+        Draw the top pairs among those with ``fdr`` at most this (None: all pairs);
+        a ValueError says so when no pair is left.
     key, table_key
         Where :func:`stgraph.tl.colocalization` stored the result.
     cmap
@@ -79,8 +90,9 @@ def colocalization_heatmap(
     KeyError
         If ``data`` has no table ``table_key`` or no result under ``key``.
     ValueError
-        If ``genes`` names genes not in the result or ``value`` is not a column of
-        the pair table.
+        If ``genes`` is empty or names genes not in the result, no pair of two
+        genes has ``fdr`` at most ``fdr`` (``genes`` None), or ``value`` is not a
+        column of the pair table.
     """
     result = _result(data, key, table_key)
     genes = check_names("genes", genes, result.genes) if genes is not None else _top_genes(result, top, fdr)

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import geopandas as gpd
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from spatialdata import SpatialData
@@ -13,7 +15,37 @@ from .._validation import check_names
 from ..io import _schema as S
 from ..io import transcripts_frame
 from ..io._spatialdata import optional_shapes
-from ..tl._domains import DOMAIN_KEY, DOMAIN_SHAPES_KEY
+from ..tl._domains import DOMAIN_KEY, default_shapes_key
+
+
+def _domain_regions(
+    sdata: SpatialData, shapes_key: str | None, key: str, domain_codes: np.ndarray
+) -> gpd.GeoDataFrame | None:
+    """The outlines of ``shapes_key`` (``"auto"``: the default of ``key``), after checking
+    that they outline domains of ``key``; None where there are none to draw."""
+    default = default_shapes_key(key)
+    if shapes_key == "auto":
+        shapes_key = default
+    regions = optional_shapes(sdata, shapes_key, default, "shapes_key")
+    if regions is None:
+        return None
+    # The outlines of another run (another key, or this key run again) can hold other labels.
+    foreign = sorted(set(regions["domain"].tolist()) - set(domain_codes.tolist()))
+    if foreign:
+        raise ValueError(
+            f"shapes_key={shapes_key!r} outlines domains {foreign[:10]} that are not categories of "
+            f"key={key!r} ({domain_codes.tolist()[:10]}): they come from another run of "
+            "stgraph.tl.domains; pass that run's shapes_key, or shapes_key=None"
+        )
+    return regions
+
+
+def _draw_boundaries(ax: Axes, outlines: gpd.GeoDataFrame, **style) -> None:
+    """Draw the boundaries of the non-empty ``outlines``; quietly nothing where none is
+    left (geopandas warns on an empty selection, such as the nucleus of a cell without one)."""
+    outlines = outlines[~(outlines.geometry.isna() | outlines.geometry.is_empty)]
+    if len(outlines):
+        outlines.boundary.plot(ax=ax, **style)
 
 
 def domains(
@@ -21,7 +53,7 @@ def domains(
     *,
     key: str = DOMAIN_KEY,
     cells: Sequence[str] | None = None,
-    shapes_key: str | None = DOMAIN_SHAPES_KEY,
+    shapes_key: str | None = "auto",
     points_key: str = S.POINTS_KEY,
     size: float = 1.0,
     cmap: str = "tab10",
@@ -34,12 +66,15 @@ def domains(
     sdata
         SpatialData after :func:`stgraph.tl.domains`.
     key
-        Points column of the domain labels.
+        Points column of the domain labels (categorical).
     cells
-        Cell ids to draw (a ValueError names those not in the points); default all.
+        Cell ids to draw (a ValueError names those not in the points, and refuses
+        an empty list); default all.
     shapes_key
-        Domain outlines to draw in the domain colours (None: none; the default is
-        skipped when absent, any other name must be a shapes element).
+        Domain outlines to draw in the domain colours: ``"auto"`` (default) draws
+        ``key + "_boundaries"``, the default of :func:`stgraph.tl.domains`, where
+        present; None draws none; any other name must be a shapes element (the
+        ``shapes_key`` given to :func:`stgraph.tl.domains`).
     points_key
         Points element.
     size
@@ -59,17 +94,25 @@ def domains(
         If ``points_key`` is not a points element of ``sdata`` or its points have no
         column ``key`` (run :func:`stgraph.tl.domains` first).
     ValueError
-        If ``cells`` names cells that are not in the points, or ``shapes_key`` is not
-        the default and not a shapes element.
+        If column ``key`` is not categorical, ``cells`` is empty or names cells
+        that are not in the points, ``shapes_key`` is neither ``"auto"`` nor None
+        and not a shapes element, or its outlines hold domains that are not
+        categories of ``key`` (the outlines of another run).
     """
     frame = transcripts_frame(sdata, points_key)
     if key not in frame.columns:
         raise KeyError(f"points {points_key!r} have no column {key!r}; run stgraph.tl.domains first")
+    if not isinstance(frame[key].dtype, pd.CategoricalDtype):
+        raise ValueError(
+            f"column {key!r} of points {points_key!r} must hold categorical domain labels (as "
+            f"stgraph.tl.domains writes them), got dtype {frame[key].dtype}"
+        )
     labelled = frame[frame[key].notna()]
     if cells is not None:
         cells = check_names("cells", cells, frame[S.CELL].dropna().unique())
         labelled = labelled[labelled[S.CELL].astype(str).isin(cells)]
     domain_codes = np.asarray(frame[key].cat.categories)
+    regions = _domain_regions(sdata, shapes_key, key, domain_codes)
     colours = plt.get_cmap(cmap)(np.arange(domain_codes.size) % plt.get_cmap(cmap).N)
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 7))
@@ -80,14 +123,13 @@ def domains(
             outlines = sdata.shapes[outline_key]
             if cells is not None:
                 outlines = outlines[outlines.index.astype(str).isin(cells)]
-            outlines.boundary.plot(ax=ax, color=colour, linewidth=0.8)
-    regions = optional_shapes(sdata, shapes_key, DOMAIN_SHAPES_KEY, "shapes_key")
+            _draw_boundaries(ax, outlines, color=colour, linewidth=0.8)
     if regions is not None:
         if cells is not None:
             regions = regions[regions["cell_id"].astype(str).isin(cells)]
         for domain, group in regions.groupby("domain"):
             position = int(np.flatnonzero(domain_codes == domain)[0])
-            group.boundary.plot(ax=ax, color=colours[position], linewidth=1.2, linestyle="--")
+            _draw_boundaries(ax, group, color=colours[position], linewidth=1.2, linestyle="--")
     handles = [
         Line2D([], [], marker="o", linestyle="", color=colours[k], label=f"domain {d}")
         for k, d in enumerate(domain_codes)

@@ -113,9 +113,11 @@ def localization_transcripts(
         ``"pattern"`` (categorical colours, grey dots for unscored molecules) or
         ``"p_nuclear"`` (colour map).
     cells
-        Cell ids to show (default all); a ValueError names those not in the points.
+        Cell ids to show (default all); a ValueError names those not in the points
+        and refuses an empty list.
     genes
-        Genes to show (default all); a ValueError names those not in the points.
+        Genes to show (default all); a ValueError names those not in the points
+        and refuses an empty list.
     points_key, cell_key, nucleus_key
         Element names. A missing ``points_key`` is a KeyError, as in every tool; a
         ValueError lists the available ones when ``cell_key`` or a ``nucleus_key``

@@ -32,22 +32,25 @@ from ..domains._cluster import check_clustering_arguments
 from ..io._shapes import check_hull_arguments
 from ..io import TABLE_KEY, check_table
 from ..io._table import ensure_table
-from ..io._spatialdata import check_shapes_name, check_spatialdata
+from ..io._spatialdata import check_element_name, check_spatialdata
 from ..io import _schema as S
 from ._graph_input import graph_for
 from ._output_keys import RESERVED_UNS, SCHEMA_COLUMNS, SCHEMA_SHAPES, check_output_key
 from ._points_output import set_points_columns
 
-#: Default names of the outputs.
+#: Default points column of the labels.
 DOMAIN_KEY = "domain"
-DOMAIN_SHAPES_KEY = "domain_boundaries"
-
 #: Fraction of transcripts in cells without a within-cell neighbour above which domains warn.
 ISOLATED_WARNING = 0.5
 #: Fields of the transcript graph that domains read.
 _GRAPH_FIELDS = ("gene", "pos", "edge_index", "edge_dist", "cell", "gene_names", "cell_names")
 
 Representation = Literal["composition", "embedding", "both"]
+
+
+def default_shapes_key(key_added: str) -> str:
+    """Default shapes element of the outlines of the domains in points column ``key_added``."""
+    return f"{key_added}_boundaries"
 
 
 @dataclass
@@ -69,7 +72,13 @@ class DomainResult:
     clustering
         The clustering, with the criterion of each ``k`` tried.
     params
-        Settings.
+        Settings that shaped the result, as plain Python numbers, strings and
+        lists (h5ad and zarr write them), and the criterion as arrays:
+        ``n_domains`` (the ``k`` used), ``criterion_k`` and ``criterion_value``
+        (empty when ``n_domains`` was given), ``representation``, ``method``,
+        ``radius``, ``bandwidth``, ``n_components``, ``n_passes``, ``seed``,
+        ``k_range`` (a list), ``sample_size``, ``hull_ratio``, ``min_transcripts``
+        and ``shapes_key``.
     """
 
     labels: pd.Categorical
@@ -119,6 +128,22 @@ def _within_cell(graph: Data) -> np.ndarray:
     return (cell[src] == cell[dst]) & (cell[dst] >= 0)
 
 
+def _check_members(graph: Data, members: np.ndarray) -> None:
+    """Refuse transcripts in cells (``members``) that hold no domain to find: features
+    compare a neighbourhood, which lies within one cell, with its cell across genes."""
+    if np.bincount(graph.cell.numpy()[members]).max(initial=0) < 2:
+        raise ValueError(
+            "domains need cells with at least two transcripts (a neighbourhood lies within "
+            f"its cell); no cell has two ({members.size} transcripts are in cells)"
+        )
+    genes = np.unique(graph.gene.numpy()[members])
+    if genes.size < 2:
+        raise ValueError(
+            "domains need transcripts of at least two genes in cells (a domain is a place where "
+            f"some genes are denser than in the rest of the cell); all are {graph.gene_names[genes[0]]!r}"
+        )
+
+
 def _check_neighbourhoods(graph: Data, within: np.ndarray, members: np.ndarray, radius: float) -> None:
     """Refuse a graph without within-cell edges (``within``, from :func:`_within_cell`);
     warn when most transcripts have no neighbour."""
@@ -139,6 +164,21 @@ def _check_neighbourhoods(graph: Data, within: np.ndarray, members: np.ndarray, 
             "in their cell: their neighbourhood is their own gene only; consider a larger radius",
             UserWarning,
             stacklevel=3,
+        )
+
+
+def _check_output_names(sdata: SpatialData, key_added: str, shapes_key: str, table_key: str) -> None:
+    """Refuse output names that would overwrite the data or that SpatialData would not
+    store: checked before anything is written, as a refused name fails only at its write."""
+    check_output_key("key_added", key_added, SCHEMA_COLUMNS, "transcript column")
+    check_output_key("key_added", key_added, RESERVED_UNS, "table uns key", ("_enrichment", "_params"))
+    check_output_key("shapes_key", shapes_key, SCHEMA_SHAPES, "element")
+    check_element_name(sdata, shapes_key, "shapes_key")
+    check_element_name(sdata, table_key, "table_key", kind="tables")
+    if table_key.lower() == shapes_key.lower():
+        raise ValueError(
+            f"table_key={table_key!r} and shapes_key={shapes_key!r} name one element: SpatialData names "
+            "must be unique across element types, ignoring case; choose another name for one of them"
         )
 
 
@@ -216,7 +256,7 @@ def domains(
     points_key: str = S.POINTS_KEY,
     table_key: str = TABLE_KEY,
     key_added: str = DOMAIN_KEY,
-    shapes_key: str = DOMAIN_SHAPES_KEY,
+    shapes_key: str | None = None,
     inplace: bool = True,
 ) -> DomainResult:
     r"""Find subcellular domains shared by all cells.
@@ -263,7 +303,8 @@ def domains(
     n_domains
         Number of domains; None chooses it in ``k_range``.
     k_range
-        Smallest and largest ``k`` tried when ``n_domains`` is None.
+        Smallest and largest ``k`` tried when ``n_domains`` is None: two integers,
+        ``2 <= low <= high`` (checked, and recorded, even when ``n_domains`` is given).
     representation
         Features clustered, see above; default ``"embedding"`` when ``model`` is
         given, ``"composition"`` otherwise.
@@ -277,10 +318,12 @@ def domains(
         Principal components kept of the composition residuals and of the
         encoder context (a positive integer).
     n_passes
-        Encoder passes of the encoder context: each masks a random ``1 / n_passes``
-        of the transcripts (:func:`stgraph.coloc._encode.masked_embeddings`).
+        Encoder passes of the encoder context (an integer >= 2): each masks a
+        random ``1 / n_passes`` of the transcripts
+        (:func:`stgraph.coloc._encode.masked_embeddings`).
     sample_size
-        Transcripts on which the silhouette is computed; at least ``k_range[1] + 1``.
+        Transcripts on which the silhouette is computed (a positive integer); at
+        least ``k_range[1] + 1`` when k-means chooses ``k``.
     hull_ratio, min_transcripts
         Outline of each (cell, domain): concave hull (``hull_ratio`` in [0, 1]) of at
         least ``min_transcripts`` (a positive integer) transcripts, see
@@ -295,12 +338,13 @@ def domains(
         Points column of the labels (row ``point_index[i]`` gets the label of node
         ``i``); not a schema column. The table's ``uns[key_added + '_enrichment']``
         gets the enrichment and ``uns[key_added + '_params']`` the settings and
-        the criterion of each ``k``.
+        the criterion of each ``k`` (:attr:`DomainResult.params`).
     shapes_key
         Shapes element of the outlines (columns ``cell_id``, ``domain``,
-        ``n_transcripts``); not ``cell_boundaries`` nor ``nucleus_boundaries``.
-        When no (cell, domain) gets an outline the element is absent (an earlier
-        result under this name is removed).
+        ``n_transcripts``); default ``key_added + "_boundaries"`` (so runs under
+        different ``key_added`` keep their own outlines); not ``cell_boundaries``
+        nor ``nucleus_boundaries``. When no (cell, domain) gets an outline the
+        element is absent (an earlier result under this name is removed).
     inplace
         Write the outputs into ``sdata``; False leaves it untouched.
 
@@ -316,14 +360,17 @@ def domains(
         If an argument is invalid, ``graph`` was built from other transcripts than
         those of ``sdata`` or with another ``radius``, an output name would
         overwrite the data (a schema column, ``cell_boundaries``,
-        ``nucleus_boundaries``, ``spatialdata_attrs``), ``shapes_key`` names another
-        kind of element (points, a table), fewer than two transcripts
-        are in cells, no two transcripts of a cell are within ``radius``, or (with
+        ``nucleus_boundaries``, ``spatialdata_attrs``), ``shapes_key`` or
+        ``table_key`` is not a valid SpatialData element name or names another
+        element (of another kind, or one whose name differs only in case; the two
+        must differ), no cell holds two transcripts, the transcripts in cells are
+        of one gene, no two transcripts of a cell are within ``radius``, or (with
         ``inplace``) an existing table misses cells or genes of the data
         (:func:`stgraph.io.check_table`). Nothing is written then.
     TypeError
-        If ``sdata`` is not a SpatialData, ``model`` has no masked-gene head, or
-        ``inplace`` is not a bool (``inplace="False"`` would be true).
+        If ``sdata`` is not a SpatialData, ``model`` has no masked-gene head, an
+        output name is not a string, or ``inplace`` is not a bool
+        (``inplace="False"`` would be true).
 
     Warns
     -----
@@ -344,15 +391,15 @@ def domains(
             raise ValueError(f"representation={representation!r} needs a pretrained model")
         _masked_gene_model(model)
     check_int("n_components", n_components)
+    check_int("n_passes", n_passes, minimum=2)
     if bandwidth is not None:
         bandwidth = check_real("bandwidth", bandwidth)
     check_hull_arguments(hull_ratio, min_transcripts, "hull_ratio")
-    check_clustering_arguments(n_domains, k_range, method, sample_size)
+    k_range = check_clustering_arguments(n_domains, k_range, method, sample_size)
     check_seed(seed)
-    check_output_key("key_added", key_added, SCHEMA_COLUMNS, "transcript column")
-    check_output_key("key_added", key_added, RESERVED_UNS, "table uns key", ("_enrichment", "_params"))
-    check_output_key("shapes_key", shapes_key, SCHEMA_SHAPES, "element")
-    check_shapes_name(sdata, shapes_key, "shapes_key")
+    if shapes_key is None:
+        shapes_key = default_shapes_key(key_added)
+    _check_output_names(sdata, key_added, shapes_key, table_key)
     graph = graph_for(sdata, radius, graph, "cell", points_key, _GRAPH_FIELDS)
     if inplace:
         check_table(sdata, table_key, points_key)  # before anything is written
@@ -361,8 +408,7 @@ def domains(
 
     cell = graph.cell.numpy().astype(np.int64)
     members = np.flatnonzero(cell >= 0)
-    if members.size < 2:
-        raise ValueError("domains need at least two transcripts assigned to cells")
+    _check_members(graph, members)
     within = _within_cell(graph)
     _check_neighbourhoods(graph, within, members, radius)
     if encoder_graph is None:
@@ -407,6 +453,11 @@ def domains(
         "n_components": int(n_components),
         "n_passes": int(n_passes),
         "seed": int(seed),
+        "k_range": list(k_range),
+        "sample_size": int(sample_size),
+        "hull_ratio": float(hull_ratio),
+        "min_transcripts": int(min_transcripts),
+        "shapes_key": shapes_key,
     }
     result = DomainResult(labels, enrichment, polygons, clustering, params)
     if inplace:
