@@ -423,6 +423,42 @@ def test_read_transcripts_files_equal_frame(tmp_path):
         pd.testing.assert_frame_equal(transcripts_frame(read_transcripts(tmp_path / name, **kwargs)), reference)
 
 
+def test_read_transcripts_reads_the_id_columns_of_text_files_as_text(tmp_path):
+    # Read as numbers, "007" lost its zeros and, in a column with an empty cell (floats),
+    # 2**53 + 1 became 2**53.
+    big = 2**53 + 1
+    table = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 2.0, 3.0], "gene": list("ABCA"),
+                          "cell": ["007", str(big), None, "007"], "nucleus": ["0012", None, None, "-1"]})
+    for name, sep in (("t.csv", ","), ("t.tsv", "\t")):
+        table.to_csv(tmp_path / name, sep=sep, index=False)
+        frame = transcripts_frame(read_transcripts(tmp_path / name, x="x", y="y", gene="gene", cell="cell",
+                                                   nucleus="nucleus"))
+        assert frame["cell_id"].astype(object).where(frame["cell_id"].notna(), None).tolist() == [
+            "007", str(big), None, "007"
+        ]
+        assert frame["nucleus_id"].astype(object).where(frame["nucleus_id"].notna(), None).tolist() == [
+            "0012", None, None, None
+        ]
+
+
+def test_float_ids_too_large_to_be_exact_are_refused():
+    table = pd.DataFrame({"x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 2.0], "gene": list("ABC"),
+                          "cell": [float(2**53), np.nan, 3.0]})
+    with pytest.raises(ValueError, match=re.escape(
+        "1 id(s) of 'cell' are floats of magnitude 2**53 or more (e.g. 9007199254740992.0), which cannot "
+        "hold every integer: the ids may have been rounded. Pass them as strings or integers"
+    )):
+        read_transcripts(table, x="x", y="y", gene="gene", cell="cell")
+    # just below the limit a float is exact
+    exact = table.assign(cell=[float(2**53 - 1), np.nan, 3.0])
+    frame = transcripts_frame(read_transcripts(exact, x="x", y="y", gene="gene", cell="cell"))
+    assert frame["cell_id"].cat.categories.tolist() == ["3", str(2**53 - 1)]
+    with pytest.raises(ValueError, match=r"^1 id\(s\) of 'cell_id' are floats of magnitude 2\*\*53"):
+        read_transcripts(exact, x="x", y="y", gene="gene",
+                         cell_boundaries=gpd.GeoSeries([shapely.box(0, 0, 1, 1)],
+                                                       index=pd.Index([-2.0**60], name="cell_id")))
+
+
 def test_control_flags_and_drop():
     names = ["NegPrb1", "negprb22", "BLANK_0001", "Blank-3", "notarget004", "NegControlProbe_00016",
              "NegControlCodeword_0500", "UnassignedCodeword_0001", "DeprecatedCodeword_1",

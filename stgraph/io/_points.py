@@ -153,7 +153,7 @@ def _ids(values: pd.Series, unassigned: Collection) -> pd.Categorical:
         codes, uniques = values.cat.codes.to_numpy(), values.cat.categories
     else:
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    strings = as_id_strings(pd.Index(uniques))
+    strings = as_id_strings(pd.Index(uniques, name=values.name))
     # compared as the ids are, so that 0, 0.0 and "0" all mean the id "0"
     valid = ~strings.isin([as_id_strings(pd.Index([value]))[0] for value in unassigned])
     # distinct values may print alike (1 and "1"), hence the second factorisation
@@ -163,13 +163,39 @@ def _ids(values: pd.Series, unassigned: Collection) -> pd.Categorical:
     return pd.Categorical.from_codes(remap[codes], categories=categories)  # code -1 -> remap[-1] = -1
 
 
+#: Floats hold every integer only below this magnitude (2**53 + 1 is stored as 2**53).
+_EXACT_FLOAT_LIMIT = 2**53
+
+
 def as_id_strings(values: pd.Index) -> pd.Index:
-    """Ids as strings: integral floats without ``.0``, bytes decoded."""
-    if pd.api.types.is_float_dtype(values) and np.all(np.mod(values, 1) == 0):
-        values = values.astype(np.int64)  # ids read as floats: 12.0 -> "12"
+    """Ids as strings: integral floats without ``.0``, bytes decoded.
+
+    Raises
+    ------
+    ValueError
+        For float ids of magnitude 2**53 or more, naming the index (``values.name``):
+        there a float cannot hold every integer, so the id may already be another one.
+    """
+    if pd.api.types.is_float_dtype(values):
+        _check_exact_floats(values)
+        if np.all(np.mod(values, 1) == 0):
+            values = values.astype(np.int64)  # ids read as floats: 12.0 -> "12"
     if values.dtype == object and len(values) and isinstance(values[0], bytes):
         return pd.Index([v.decode() for v in values])
     return values.astype(str)
+
+
+def _check_exact_floats(values: pd.Index) -> None:
+    """Raise a ValueError if a float id in ``values`` is too large to be exact."""
+    inexact = np.abs(values.to_numpy()) >= _EXACT_FLOAT_LIMIT
+    if inexact.any():
+        where = "" if values.name is None else f" of {values.name!r}"
+        example = float(values[np.argmax(inexact)])
+        raise ValueError(
+            f"{int(inexact.sum())} id(s){where} are floats of magnitude 2**53 or more (e.g. {example!r}), "
+            "which cannot hold every integer: the ids may have been rounded. Pass them as strings or "
+            "integers (read a CSV with dtype={column: str})"
+        )
 
 
 def _no_ids(n: int) -> pd.Categorical:

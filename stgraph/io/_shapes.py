@@ -42,7 +42,7 @@ def polygons_from_vertices(
     order = np.argsort(ring_of_vertex, kind="stable")
     coords = table[[x, y]].to_numpy(dtype=np.float64)[order]
     rings = shapely.polygons(shapely.linearrings(coords, indices=ring_of_vertex[order]))
-    ring_ids = as_id_strings(pd.Index(table[id_column].to_numpy()[order][np.cumsum(counts) - 1]))
+    ring_ids = as_id_strings(pd.Index(table[id_column].to_numpy()[order][np.cumsum(counts) - 1], name=id_column))
     return _one_geometry_per_id(pd.Series(rings, index=ring_ids))
 
 
