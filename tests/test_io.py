@@ -459,6 +459,22 @@ def test_float_ids_too_large_to_be_exact_are_refused():
                                                        index=pd.Index([-2.0**60], name="cell_id")))
 
 
+@pytest.mark.parametrize("cells", [None, ["UNASSIGNED", "UNASSIGNED", None]])
+def test_data_without_cell_assignment_survive_a_zarr_round_trip(cells, tmp_path):
+    # Empty categories of object dtype were written as a null column, which read_zarr refused.
+    table = pd.DataFrame({"x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 2.0], "gene": list("ABA")})
+    mapping = {} if cells is None else dict(cell="cell", nucleus="nucleus")
+    if cells is not None:
+        table = table.assign(cell=cells, nucleus=cells)
+    sdata = read_transcripts(table, x="x", y="y", gene="gene", **mapping)
+    sdata.write(tmp_path / "data.zarr")
+    frame = transcripts_frame(sd.read_zarr(tmp_path / "data.zarr"))
+    assert frame["cell_id"].isna().all() and len(frame["cell_id"].cat.categories) == 0
+    assert frame["gene"].astype(str).tolist() == ["A", "B", "A"]
+    if cells is not None:
+        assert frame["nucleus_id"].isna().all() and not frame["in_nucleus"].any()
+
+
 def test_control_flags_and_drop():
     names = ["NegPrb1", "negprb22", "BLANK_0001", "Blank-3", "notarget004", "NegControlProbe_00016",
              "NegControlCodeword_0500", "UnassignedCodeword_0001", "DeprecatedCodeword_1",

@@ -160,7 +160,7 @@ def _ids(values: pd.Series, unassigned: Collection) -> pd.Categorical:
     categories, inverse = np.unique(strings[valid].to_numpy(dtype=object).astype(str), return_inverse=True)
     remap = np.full(len(strings) + 1, -1, dtype=np.int64)
     remap[np.flatnonzero(valid)] = inverse
-    return pd.Categorical.from_codes(remap[codes], categories=categories)  # code -1 -> remap[-1] = -1
+    return pd.Categorical.from_codes(remap[codes], categories=_id_categories(categories))  # -1 -> remap[-1] = -1
 
 
 #: Floats hold every integer only below this magnitude (2**53 + 1 is stored as 2**53).
@@ -198,8 +198,17 @@ def _check_exact_floats(values: pd.Index) -> None:
         )
 
 
+def _id_categories(ids: np.ndarray | list) -> pd.Index:
+    """Categories of the id strings ``ids``; typed ``string`` when there are none.
+
+    An empty object-dtype index tells no type: the zarr store's parquet then types
+    the column null, which reading the store back refuses ("categories cannot be null").
+    """
+    return pd.Index(ids, dtype=object) if len(ids) else pd.Index([], dtype="string")
+
+
 def _no_ids(n: int) -> pd.Categorical:
-    return pd.Categorical.from_codes(np.full(n, -1), categories=pd.Index([], dtype=object))
+    return pd.Categorical.from_codes(np.full(n, -1), categories=_id_categories([]))
 
 
 def flag_values(values: pd.Series, *, missing_false: bool = False) -> np.ndarray:
