@@ -736,6 +736,29 @@ def test_from_spatialdata_tables_follow_the_renamed_shapes():
     assert table.uns["spatialdata_attrs"]["region"] == "cells" and table.obs["region"].tolist() == ["cells"] * 2
 
 
+def test_from_spatialdata_tables_keep_matching_the_cell_ids():
+    # Integer cell ids become strings in the points and outlines: the table's instance ids
+    # stayed integers, so that it annotated no outline.
+    points = PointsModel.parse(pd.DataFrame({"x": [1.0, 2.0], "y": [1.0, 2.0], "gene": ["a", "b"],
+                                             "cell_id": [7, 8]}), feature_key="gene", instance_key="cell_id")
+    shapes = ShapesModel.parse(gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 1, 1), shapely.box(1, 1, 3, 3)],
+                                                index=[7, 8]))
+    for instances in ([7, 8], pd.Categorical([7, 8])):
+        obs = pd.DataFrame({"region": pd.Categorical(["cells"] * 2), "cid": instances}, index=["0", "1"])
+        table = TableModel.parse(ad.AnnData(np.ones((2, 3)), obs=obs), region="cells", region_key="region",
+                                 instance_key="cid")
+        sdata = sd.SpatialData(points={"transcripts": points}, shapes={"cells": shapes}, tables={"table": table})
+        result = from_spatialdata(sdata, cell_shapes_key="cells")
+        cid = result.tables["table"].obs["cid"]
+        assert cid.tolist() == ["7", "8"] == result.shapes["cell_boundaries"].index.tolist()
+        assert isinstance(cid.dtype, pd.CategoricalDtype) == isinstance(instances, pd.Categorical)
+        assert transcripts_frame(result)["cell_id"].tolist() == ["7", "8"]
+        _, joined = sd.join_spatialelement_table(result, spatial_element_names="cell_boundaries",
+                                                 table_name="table", how="inner")
+        assert joined.obs["cid"].tolist() == ["7", "8"]
+        assert table.obs["cid"].tolist() == [7, 8]  # the user's table is untouched
+
+
 # --------------------------------------------------------------------------- transcripts_frame
 def test_transcripts_frame_is_a_validated_copy():
     sdata = read_transcripts(make_table(), x="px_x", y="px_y", gene="target", cell="cell")

@@ -10,6 +10,7 @@ from spatialdata.models import TableModel
 
 from .._validation import check_bool
 from ._generic import read_transcripts
+from ._points import as_id_strings
 from ._schema import (
     CELL,
     CELL_SHAPES_KEY,
@@ -70,7 +71,8 @@ def from_spatialdata(
     A new :class:`spatialdata.SpatialData` with the standardised ``transcripts``, the
     boundaries and copies of the tables of ``sdata`` (a table annotating the cell or
     nucleus shapes, or the points, then annotates them under their new names:
-    ``cell_boundaries``, ``nucleus_boundaries``, ``transcripts``). Images and labels are not carried
+    ``cell_boundaries``, ``nucleus_boundaries``, ``transcripts``, its ``instance_key``
+    column holding the ids as the strings they became there). Images and labels are not carried
     over (their pixel transformations would need rescaling with ``pixel_size``).
 
     Raises
@@ -121,7 +123,8 @@ def from_spatialdata(
 
 def _annotating(table, renamed: dict[str, str]):
     """``table`` (a copy) annotating the elements under their new names: a table of
-    the shapes ``cells`` must follow them to ``cell_boundaries``."""
+    the shapes ``cells`` must follow them to ``cell_boundaries``, its instance ids
+    becoming id strings as the cell ids and outline labels did (``7`` -> ``"7"``)."""
     attrs = table.uns.get(TableModel.ATTRS_KEY)
     if not attrs or not attrs.get(TableModel.REGION_KEY):
         return table
@@ -134,7 +137,16 @@ def _annotating(table, renamed: dict[str, str]):
     region_key = attrs[TableModel.REGION_KEY_KEY]
     values = table.obs[region_key].astype(str).replace(renamed)
     table.obs[region_key] = pd.Categorical(values)
+    instance_key = attrs.get(TableModel.INSTANCE_KEY)
+    if instance_key in table.obs:
+        table.obs[instance_key] = _id_column(table.obs[instance_key])
     return table
+
+
+def _id_column(column: pd.Series) -> np.ndarray | pd.Categorical:
+    """The ids of ``column`` as id strings, categorical if it was."""
+    strings = as_id_strings(pd.Index(column, name=column.name))
+    return pd.Categorical(strings) if isinstance(column.dtype, pd.CategoricalDtype) else strings.to_numpy()
 
 
 def check_spatialdata(sdata) -> None:
