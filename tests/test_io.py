@@ -294,6 +294,19 @@ def test_cosmx_missing_cell_id_is_unassigned_and_ids_stay_integral(tmp_path):
     assert frame["cell_id"].astype(object).where(frame["cell_id"].notna(), None).tolist() == ["2_15", None, "3_4", None]
 
 
+@pytest.mark.parametrize("compartments", [["Nuclear", None, "0"], ["0", None, "0"]])
+def test_cosmx_missing_compartment_stays_missing(compartments, tmp_path):
+    # A missing CellComp became the category "nan" (and a column of 0 alone "0.0").
+    pd.DataFrame({
+        "fov": [1, 1, 1], "cell_ID": [1, 2, 0], "x_global_px": [0.0, 1.0, 2.0], "y_global_px": [0.0, 1.0, 2.0],
+        "z": [0, 1, 2], "target": ["A", "B", "C"], "CellComp": compartments,
+    }).to_csv(tmp_path / "S1_tx_file.csv", index=False)
+    frame = transcripts_frame(read_cosmx(tmp_path))
+    assert frame["CellComp"].astype(object).where(frame["CellComp"].notna(), None).tolist() == compartments
+    assert frame["CellComp"].cat.categories.tolist() == sorted({c for c in compartments if c is not None})
+    assert frame["in_nucleus"].tolist() == [c == "Nuclear" for c in compartments]
+
+
 def test_cosmx_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="tx_file"):
         read_cosmx(tmp_path)

@@ -54,7 +54,8 @@ def read_cosmx(
     3D: ``x``, ``y`` from the global pixel coordinates, ``z`` from the plane, ``cell_id`` =
     ``"{fov}_{cell_ID}"`` (``cell_ID`` 0 or missing -> NaN; CosMx numbers cells per FOV),
     ``in_nucleus`` = (``CellComp == "Nuclear"``); kept: ``fov``, ``z_plane`` (the raw
-    ``z``), ``x_local_px``, ``y_local_px``, ``CellComp`` and any other column. The index is
+    ``z``), ``x_local_px``, ``y_local_px``, ``CellComp`` (categorical of the text in the
+    file, missing where it is empty) and any other column. The index is
     the row number in the file. No boundaries (the legacy flat files have none):
     :func:`stgraph.io.outlines_from_transcripts` draws them from the molecules.
 
@@ -76,7 +77,8 @@ def read_cosmx(
     pixel_size = check_real("pixel_size", pixel_size)
     z_step = check_real("z_step", z_step)
     folder = Path(path)
-    frame = pd.read_csv(_one_file(folder, "*_tx_file.csv"))
+    # CellComp as text: a column of compartment codes alone (0) would be read as numbers
+    frame = pd.read_csv(_one_file(folder, "*_tx_file.csv"), dtype={"CellComp": str})
     required = ["fov", "cell_ID", "z", "target"]
     missing = [c for c in required if c not in frame]
     if missing:
@@ -93,7 +95,7 @@ def read_cosmx(
     nuclear = None
     if "CellComp" in frame:
         nuclear = pd.Series(frame["CellComp"].to_numpy() == NUCLEAR, index=frame.index)
-        frame["CellComp"] = frame["CellComp"].astype(str).astype("category")
+        frame["CellComp"] = frame["CellComp"].astype("category")  # missing stays missing, not "nan"
     # Derived values are passed as Series, so that no column of the file is replaced
     # (AtoMx exports have a 'cell' column of their own).
     points = standardise_points(
