@@ -32,6 +32,7 @@ from stgraph.io import (
     transcripts_frame,
 )
 from stgraph.io._schema import control_mask
+from stgraph.io._shapes import polygons_from_vertices
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 XENIUM = DATA / "xenium_lung_10k"
@@ -541,6 +542,44 @@ def test_read_transcripts_boundaries_are_scaled():
     with pytest.raises(ValueError, match=r"^2 boundaries have no geometry \(None\), ids \['2', '3'\]$"):
         read_transcripts(table, x="px_x", y="px_y", gene="target",
                          nucleus_boundaries=gpd.GeoSeries([shapely.box(0, 0, 1, 1), None, None], index=[1, 2, 3]))
+
+
+@pytest.mark.filterwarnings("error")  # the error alone, without shapely's RuntimeWarnings
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_boundaries_with_non_finite_vertices_are_refused(bad, tmp_path):
+    # A NaN or infinite vertex was stored as is, or failed in GEOS when outlines were merged.
+    message = r"^1 boundaries have non-finite vertex coordinates \(NaN or inf\), ids \['b'\]$"
+    with np.errstate(invalid="ignore"):
+        broken = shapely.Polygon([(0, 0), (1, bad), (1, 1)])
+    outlines = gpd.GeoSeries([shapely.box(0, 0, 1, 1), broken], index=["a", "b"])
+    for key in ("cell_boundaries", "nucleus_boundaries"):
+        with pytest.raises(ValueError, match=message):
+            read_transcripts(make_table(), x="px_x", y="px_y", gene="target", **{key: outlines})
+    vertices = pd.DataFrame({"id": ["a"] * 3 + ["b"] * 3 + ["c"] * 3, "x": [0, 1, 1, 0, 1, bad, 0, 1, 1],
+                             "y": [0.0, 0, 1, 0, 0, 1, 0, 0, 1], "part": [0, 0, 0, 0, 0, 0, 0, 0, 0]})
+    for part_column in (None, "part"):
+        with pytest.raises(ValueError, match=message):
+            polygons_from_vertices(vertices, id_column="id", x="x", y="y", part_column=part_column)
+    # Xenium: a nucleus table, two rings of cell "b" merged
+    rings = pd.concat([vertices, vertices.iloc[3:6].assign(part=1)]).rename(
+        columns={"id": "cell_id", "x": "vertex_x", "y": "vertex_y", "part": "label_id"})
+    folder = tmp_path / "xenium"
+    folder.mkdir()
+    pd.DataFrame({"x_location": [0.5], "y_location": [0.5], "feature_name": ["A"], "cell_id": ["a"]}).to_parquet(
+        folder / "transcripts.parquet")
+    rings.to_parquet(folder / "nucleus_boundaries.parquet")
+    with pytest.raises(ValueError, match=message):
+        read_xenium(folder)
+    # MERSCOPE: one outline per z-plane, merged
+    write_merscope(tmp_path)
+    table = pq.read_table(tmp_path / "cell_boundaries.parquet")
+    geometry = table.column("Geometry").to_pylist()
+    with np.errstate(invalid="ignore"):
+        geometry[3] = shapely.to_wkb(MultiPolygon([shapely.Polygon([(29, 4), (31, bad), (31, 7)])]))
+    table = table.set_column(table.column_names.index("Geometry"), "Geometry", pa.array(geometry, pa.binary()))
+    pq.write_table(table, tmp_path / "cell_boundaries.parquet")
+    with pytest.raises(ValueError, match=rf"^1 boundaries have non-finite .*ids \['{ENTITY + 1}'\]$"):
+        read_merscope(tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -103,7 +103,8 @@ def read_transcripts(
         coordinates, missing genes, float ids of magnitude 2**53 or more,
         ``in_nucleus`` / ``is_control`` values other than booleans or 0/1, a
         non-positive scale, nothing left after ``drop_controls``, or boundaries
-        with repeated ids, missing geometries or geometries that are not polygons.
+        with repeated ids, missing geometries, geometries that are not polygons or
+        NaN / infinite vertices (naming the ids).
 
     Warns
     -----

@@ -51,9 +51,9 @@ def read_xenium(
         If ``min_qv`` is not a number or ``drop_controls`` not a bool.
     ValueError
         If ``min_qv`` is negative or not finite, the transcripts lack ``qv`` when
-        ``min_qv`` is given or none reaches it, a boundary table lacks its columns or
-        has a ring of fewer than 3 vertices, or for the problems of the transcripts
-        that :func:`stgraph.io.read_transcripts` refuses.
+        ``min_qv`` is given or none reaches it, a boundary table lacks its columns,
+        has a ring of fewer than 3 vertices or a NaN / infinite vertex, or for the
+        problems of the transcripts that :func:`stgraph.io.read_transcripts` refuses.
 
     Returns
     -------
