@@ -811,6 +811,32 @@ def test_from_spatialdata_tables_keep_matching_the_cell_ids():
         assert table.obs["cid"].tolist() == [7, 8]  # the user's table is untouched
 
 
+def test_from_spatialdata_refuses_a_missing_shapes_key_and_names_what_it_leaves_out():
+    points = PointsModel.parse(pd.DataFrame({"x": [1.0, 2.0], "y": [1.0, 2.0], "gene": ["a", "b"],
+                                             "cell_id": ["c1", "c2"]}), feature_key="gene", instance_key="cell_id")
+    box = ShapesModel.parse(gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 1, 1)], index=["c1"]))
+    sdata = sd.SpatialData(points={"transcripts": points, "controls": points}, shapes={"cells": box, "roi": box})
+    # A misspelt key gave a result without outlines.
+    for argument in ("cell_shapes_key", "nucleus_shapes_key"):
+        with pytest.raises(ValueError, match=re.escape(
+            f"sdata has no shapes element {argument}='cels'; it has ['cells', 'roi'] (pass {argument}=None for none)"
+        )):
+            from_spatialdata(sdata, **{argument: "cels"})
+    # Other elements were dropped without a word.
+    with pytest.warns(UserWarning, match=re.escape(
+        "from_spatialdata does not carry over points ['controls']; shapes ['roi']: their coordinates are not "
+        "rescaled to the µm of the result"
+    )):
+        result = from_spatialdata(sdata, cell_shapes_key="cells")
+    assert list(result.points) == ["transcripts"] and list(result.shapes) == ["cell_boundaries"]
+    with pytest.warns(UserWarning, match=re.escape("does not carry over points ['controls']; shapes ['cells', 'roi']:")):
+        result = from_spatialdata(sdata, cell_shapes_key=None)
+    assert list(result.shapes) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from_spatialdata(sd.SpatialData(points={"transcripts": points}, shapes={"cells": box}), cell_shapes_key="cells")
+
+
 # --------------------------------------------------------------------------- transcripts_frame
 def test_transcripts_frame_is_a_validated_copy():
     sdata = read_transcripts(make_table(), x="px_x", y="px_y", gene="target", cell="cell")
