@@ -623,6 +623,19 @@ def test_unassigned_ids_are_whole_values_and_a_single_string_is_refused():
         from_spatialdata(sd.SpatialData(points={"transcripts": points}), unassigned="UNASSIGNED")
 
 
+@pytest.mark.parametrize(("unassigned", "example"), [(None, "[] for none"), (0, "[0]"), (-1.0, "[-1.0]"),
+                                                     (np.int64(0), "[np.int64(0)]")])
+def test_unassigned_that_is_no_collection_is_refused(unassigned, example):
+    # None or a number failed with "object is not iterable".
+    table = pd.DataFrame({"x": [0.0, 1.0], "y": [0.0, 1.0], "gene": ["A", "B"], "cell": ["c1", "c2"]})
+    message = "^" + re.escape(f"unassigned must be a collection of id values, e.g. {example}, got {unassigned!r}") + "$"
+    with pytest.raises(TypeError, match=message):
+        read_transcripts(table, x="x", y="y", gene="gene", cell="cell", unassigned=unassigned)
+    points = PointsModel.parse(table.rename(columns={"cell": "cell_id"}))
+    with pytest.raises(TypeError, match=message):
+        from_spatialdata(sd.SpatialData(points={"transcripts": points}), unassigned=unassigned)
+
+
 @pytest.mark.parametrize("unassigned", [[0], [0.0], ["0"], (np.int64(0),)])
 def test_numeric_unassigned_ids_match_as_the_ids_do(unassigned):
     """Integer cell ids (CosMx's cell_ID 0 = no cell) are unassigned whether 0 is given

@@ -92,8 +92,9 @@ def read_transcripts(
     TypeError
         For ``table`` that is neither a DataFrame nor a path, a column argument
         (``x``, ``gene``, ...) that is not a string, a coordinate column that is not
-        numeric, ``unassigned`` given as a single string, boundaries that are not
-        a GeoSeries / GeoDataFrame, or ``drop_controls`` that is not a bool.
+        numeric, ``unassigned`` that is no collection (a single string, a number,
+        None), boundaries that are not a GeoSeries / GeoDataFrame, or
+        ``drop_controls`` that is not a bool.
     FileNotFoundError
         If ``table`` is a path to no file.
     ValueError

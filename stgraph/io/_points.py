@@ -38,9 +38,7 @@ def standardise_points(
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(frame).__name__}")
-    if isinstance(unassigned, (str, bytes)):
-        # a string is a collection of its characters: "UNASSIGNED" would match the ids "U", "N", ...
-        raise TypeError(f"unassigned must be a collection of id values, e.g. [{unassigned!r}], not a string")
+    _check_unassigned(unassigned)
     _check_sources({"x": x, "y": y, "gene": gene}, {"z": z, "cell": cell, "nucleus": nucleus, "in_nucleus": in_nucleus})
     # Every column is kept in the points, and SpatialData's points take string labels on a flat index.
     unnamed = [column for column in frame.columns if not isinstance(column, str)]
@@ -106,6 +104,16 @@ def standardise_points(
     if not out.index.is_monotonic_increasing:
         out = out.sort_index(kind="stable")
     return out
+
+
+def _check_unassigned(unassigned) -> None:
+    """Raise a TypeError unless ``unassigned`` is a collection of id values, not a string."""
+    if isinstance(unassigned, (str, bytes)):
+        # a string is a collection of its characters: "UNASSIGNED" would match the ids "U", "N", ...
+        raise TypeError(f"unassigned must be a collection of id values, e.g. [{unassigned!r}], not a string")
+    if not isinstance(unassigned, Collection):
+        example = "[] for none" if unassigned is None else f"[{unassigned!r}]"
+        raise TypeError(f"unassigned must be a collection of id values, e.g. {example}, got {unassigned!r}")
 
 
 def _check_sources(required: dict, optional: dict) -> None:
