@@ -265,6 +265,24 @@ def test_cosmx_local_plus_fov_offset_equals_global(cosmx, cosmx_rows, tmp_path):
         read_cosmx(tmp_path)
 
 
+def test_cosmx_fov_listed_twice_needs_one_position(tmp_path):
+    pd.DataFrame({"fov": [1, 2, 3], "cell_ID": [1, 2, 0], "x_local_px": [0.0, 1.0, 2.0], "y_local_px": [0.0, 1.0, 2.0],
+                  "z": [0, 1, 2], "target": ["A", "B", "C"]}).to_csv(tmp_path / "S1_tx_file.csv", index=False)
+    positions = pd.DataFrame({"FOV": [1, 2, 2, 3, 1, 3], "x_global_px": [10.0, 20.0, 20.0, 30.0, 10.0, 30.0],
+                              "y_global_px": [5.0, 6.0, 6.0, 7.0, 5.0, 7.0], "Slide": [1, 1, 2, 1, 1, 1]})
+    positions.to_csv(tmp_path / "S1_fov_positions_file.csv", index=False)
+    frame = transcripts_frame(read_cosmx(tmp_path, pixel_size=1.0))  # identical repeats are one position
+    assert frame["x"].tolist() == [10.0, 21.0, 32.0] and frame["y"].tolist() == [5.0, 7.0, 9.0]
+    # The first row of a FOV was kept silently.
+    positions.loc[4, "x_global_px"] = 11.0
+    positions.loc[5, "y_global_px"] = 8.0
+    positions.to_csv(tmp_path / "S1_fov_positions_file.csv", index=False)
+    with pytest.raises(ValueError, match=re.escape(
+        "FOV(s) [1, 3] have more than one position (x_global_px, y_global_px) in S1_fov_positions_file.csv"
+    )):
+        read_cosmx(tmp_path)
+
+
 def test_cosmx_keeps_the_files_own_cell_and_helper_named_columns(tmp_path):
     # AtoMx exports add a 'cell' column ("c_1_2_15"); the reader's helper columns must not replace it.
     table = pd.DataFrame({
