@@ -173,6 +173,18 @@ def test_xenium_older_layout(tmp_path):
     assert nucleus.area == pytest.approx(2 * 0.16)
 
 
+def test_xenium_index_is_the_row_number_whatever_pandas_wrote(tmp_path):
+    # A subset saved with a named pandas index got that index back from the file's metadata.
+    table = pd.DataFrame({"x_location": [1.0, 2.0, 3.0], "y_location": [1.0, 2.0, 3.0], "feature_name": list("ABA"),
+                          "cell_id": ["c1", "UNASSIGNED", "c2"]}, index=pd.Index([40, 7, 19], name="row"))
+    table.to_parquet(tmp_path / "transcripts.parquet")
+    frame = transcripts_frame(read_xenium(tmp_path))
+    assert isinstance(frame.index, pd.RangeIndex) and frame.index.name is None
+    assert frame.index.tolist() == [0, 1, 2]
+    assert frame["row"].tolist() == [40, 7, 19]  # kept as a column, not lost
+    assert frame["cell_id"].isna().tolist() == [False, True, False]
+
+
 def test_xenium_min_qv_is_validated(tmp_path):
     # checked before the folder is read: no transcripts.parquet needed
     for bad in (float("nan"), float("inf"), -1):
