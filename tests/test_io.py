@@ -872,7 +872,7 @@ def test_from_spatialdata_refuses_a_missing_shapes_key_and_names_what_it_leaves_
     )):
         result = from_spatialdata(sdata, cell_shapes_key="cells")
     assert list(result.points) == ["transcripts"] and list(result.shapes) == ["cell_boundaries"]
-    with pytest.warns(UserWarning, match=re.escape("does not carry over points ['controls']; shapes ['cells', 'roi']:")):
+    with pytest.warns(UserWarning, match=re.escape("carry over points ['controls']; shapes ['cells', 'roi']:")):
         result = from_spatialdata(sdata, cell_shapes_key=None)
     assert list(result.shapes) == []
     with warnings.catch_warnings():
