@@ -32,6 +32,7 @@ from stgraph.io import (
     transcripts_frame,
 )
 from stgraph.io._schema import control_mask
+from stgraph.io._shapes import polygons_from_vertices
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 XENIUM = DATA / "xenium_lung_10k"
@@ -172,6 +173,18 @@ def test_xenium_older_layout(tmp_path):
     assert nucleus.area == pytest.approx(2 * 0.16)
 
 
+def test_xenium_index_is_the_row_number_whatever_pandas_wrote(tmp_path):
+    # A subset saved with a named pandas index got that index back from the file's metadata.
+    table = pd.DataFrame({"x_location": [1.0, 2.0, 3.0], "y_location": [1.0, 2.0, 3.0], "feature_name": list("ABA"),
+                          "cell_id": ["c1", "UNASSIGNED", "c2"]}, index=pd.Index([40, 7, 19], name="row"))
+    table.to_parquet(tmp_path / "transcripts.parquet")
+    frame = transcripts_frame(read_xenium(tmp_path))
+    assert isinstance(frame.index, pd.RangeIndex) and frame.index.name is None
+    assert frame.index.tolist() == [0, 1, 2]
+    assert frame["row"].tolist() == [40, 7, 19]  # kept as a column, not lost
+    assert frame["cell_id"].isna().tolist() == [False, True, False]
+
+
 def test_xenium_min_qv_is_validated(tmp_path):
     # checked before the folder is read: no transcripts.parquet needed
     for bad in (float("nan"), float("inf"), -1):
@@ -264,6 +277,24 @@ def test_cosmx_local_plus_fov_offset_equals_global(cosmx, cosmx_rows, tmp_path):
         read_cosmx(tmp_path)
 
 
+def test_cosmx_fov_listed_twice_needs_one_position(tmp_path):
+    pd.DataFrame({"fov": [1, 2, 3], "cell_ID": [1, 2, 0], "x_local_px": [0.0, 1.0, 2.0], "y_local_px": [0.0, 1.0, 2.0],
+                  "z": [0, 1, 2], "target": ["A", "B", "C"]}).to_csv(tmp_path / "S1_tx_file.csv", index=False)
+    positions = pd.DataFrame({"FOV": [1, 2, 2, 3, 1, 3], "x_global_px": [10.0, 20.0, 20.0, 30.0, 10.0, 30.0],
+                              "y_global_px": [5.0, 6.0, 6.0, 7.0, 5.0, 7.0], "Slide": [1, 1, 2, 1, 1, 1]})
+    positions.to_csv(tmp_path / "S1_fov_positions_file.csv", index=False)
+    frame = transcripts_frame(read_cosmx(tmp_path, pixel_size=1.0))  # identical repeats are one position
+    assert frame["x"].tolist() == [10.0, 21.0, 32.0] and frame["y"].tolist() == [5.0, 7.0, 9.0]
+    # The first row of a FOV was kept silently.
+    positions.loc[4, "x_global_px"] = 11.0
+    positions.loc[5, "y_global_px"] = 8.0
+    positions.to_csv(tmp_path / "S1_fov_positions_file.csv", index=False)
+    with pytest.raises(ValueError, match=re.escape(
+        "FOV(s) [1, 3] have more than one position (x_global_px, y_global_px) in S1_fov_positions_file.csv"
+    )):
+        read_cosmx(tmp_path)
+
+
 def test_cosmx_keeps_the_files_own_cell_and_helper_named_columns(tmp_path):
     # AtoMx exports add a 'cell' column ("c_1_2_15"); the reader's helper columns must not replace it.
     table = pd.DataFrame({
@@ -292,6 +323,19 @@ def test_cosmx_missing_cell_id_is_unassigned_and_ids_stay_integral(tmp_path):
     table.to_csv(tmp_path / "S1_tx_file.csv", index=False)
     frame = transcripts_frame(read_cosmx(tmp_path))
     assert frame["cell_id"].astype(object).where(frame["cell_id"].notna(), None).tolist() == ["2_15", None, "3_4", None]
+
+
+@pytest.mark.parametrize("compartments", [["Nuclear", None, "0"], ["0", None, "0"]])
+def test_cosmx_missing_compartment_stays_missing(compartments, tmp_path):
+    # A missing CellComp became the category "nan" (and a column of 0 alone "0.0").
+    pd.DataFrame({
+        "fov": [1, 1, 1], "cell_ID": [1, 2, 0], "x_global_px": [0.0, 1.0, 2.0], "y_global_px": [0.0, 1.0, 2.0],
+        "z": [0, 1, 2], "target": ["A", "B", "C"], "CellComp": compartments,
+    }).to_csv(tmp_path / "S1_tx_file.csv", index=False)
+    frame = transcripts_frame(read_cosmx(tmp_path))
+    assert frame["CellComp"].astype(object).where(frame["CellComp"].notna(), None).tolist() == compartments
+    assert frame["CellComp"].cat.categories.tolist() == sorted({c for c in compartments if c is not None})
+    assert frame["in_nucleus"].tolist() == [c == "Nuclear" for c in compartments]
 
 
 def test_cosmx_errors(tmp_path):
@@ -423,6 +467,58 @@ def test_read_transcripts_files_equal_frame(tmp_path):
         pd.testing.assert_frame_equal(transcripts_frame(read_transcripts(tmp_path / name, **kwargs)), reference)
 
 
+def test_read_transcripts_reads_the_id_columns_of_text_files_as_text(tmp_path):
+    # Read as numbers, "007" lost its zeros and, in a column with an empty cell (floats),
+    # 2**53 + 1 became 2**53.
+    big = 2**53 + 1
+    table = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 2.0, 3.0], "gene": list("ABCA"),
+                          "cell": ["007", str(big), None, "007"], "nucleus": ["0012", None, None, "-1"]})
+    for name, sep in (("t.csv", ","), ("t.tsv", "\t")):
+        table.to_csv(tmp_path / name, sep=sep, index=False)
+        frame = transcripts_frame(read_transcripts(tmp_path / name, x="x", y="y", gene="gene", cell="cell",
+                                                   nucleus="nucleus"))
+        assert frame["cell_id"].astype(object).where(frame["cell_id"].notna(), None).tolist() == [
+            "007", str(big), None, "007"
+        ]
+        assert frame["nucleus_id"].astype(object).where(frame["nucleus_id"].notna(), None).tolist() == [
+            "0012", None, None, None
+        ]
+
+
+def test_float_ids_too_large_to_be_exact_are_refused():
+    table = pd.DataFrame({"x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 2.0], "gene": list("ABC"),
+                          "cell": [float(2**53), np.nan, 3.0]})
+    with pytest.raises(ValueError, match=re.escape(
+        "1 id(s) of 'cell' are floats of magnitude 2**53 or more (e.g. 9007199254740992.0), which cannot "
+        "hold every integer: the ids may have been rounded. Pass them as strings or integers"
+    )):
+        read_transcripts(table, x="x", y="y", gene="gene", cell="cell")
+    # just below the limit a float is exact
+    exact = table.assign(cell=[float(2**53 - 1), np.nan, 3.0])
+    frame = transcripts_frame(read_transcripts(exact, x="x", y="y", gene="gene", cell="cell"))
+    assert frame["cell_id"].cat.categories.tolist() == ["3", str(2**53 - 1)]
+    with pytest.raises(ValueError, match=r"^1 id\(s\) of 'cell_id' are floats of magnitude 2\*\*53"):
+        read_transcripts(exact, x="x", y="y", gene="gene",
+                         cell_boundaries=gpd.GeoSeries([shapely.box(0, 0, 1, 1)],
+                                                       index=pd.Index([-2.0**60], name="cell_id")))
+
+
+@pytest.mark.parametrize("cells", [None, ["UNASSIGNED", "UNASSIGNED", None]])
+def test_data_without_cell_assignment_survive_a_zarr_round_trip(cells, tmp_path):
+    # Empty categories of object dtype were written as a null column, which read_zarr refused.
+    table = pd.DataFrame({"x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 2.0], "gene": list("ABA")})
+    mapping = {} if cells is None else dict(cell="cell", nucleus="nucleus")
+    if cells is not None:
+        table = table.assign(cell=cells, nucleus=cells)
+    sdata = read_transcripts(table, x="x", y="y", gene="gene", **mapping)
+    sdata.write(tmp_path / "data.zarr")
+    frame = transcripts_frame(sd.read_zarr(tmp_path / "data.zarr"))
+    assert frame["cell_id"].isna().all() and len(frame["cell_id"].cat.categories) == 0
+    assert frame["gene"].astype(str).tolist() == ["A", "B", "A"]
+    if cells is not None:
+        assert frame["nucleus_id"].isna().all() and not frame["in_nucleus"].any()
+
+
 def test_control_flags_and_drop():
     names = ["NegPrb1", "negprb22", "BLANK_0001", "Blank-3", "notarget004", "NegControlProbe_00016",
              "NegControlCodeword_0500", "UnassignedCodeword_0001", "DeprecatedCodeword_1",
@@ -478,6 +574,44 @@ def test_read_transcripts_boundaries_are_scaled():
                          nucleus_boundaries=gpd.GeoSeries([shapely.box(0, 0, 1, 1), None, None], index=[1, 2, 3]))
 
 
+@pytest.mark.filterwarnings("error")  # the error alone, without shapely's RuntimeWarnings
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_boundaries_with_non_finite_vertices_are_refused(bad, tmp_path):
+    # A NaN or infinite vertex was stored as is, or failed in GEOS when outlines were merged.
+    message = r"^1 boundaries have non-finite vertex coordinates \(NaN or inf\), ids \['b'\]$"
+    with np.errstate(invalid="ignore"):
+        broken = shapely.Polygon([(0, 0), (1, bad), (1, 1)])
+    outlines = gpd.GeoSeries([shapely.box(0, 0, 1, 1), broken], index=["a", "b"])
+    for key in ("cell_boundaries", "nucleus_boundaries"):
+        with pytest.raises(ValueError, match=message):
+            read_transcripts(make_table(), x="px_x", y="px_y", gene="target", **{key: outlines})
+    vertices = pd.DataFrame({"id": ["a"] * 3 + ["b"] * 3 + ["c"] * 3, "x": [0, 1, 1, 0, 1, bad, 0, 1, 1],
+                             "y": [0.0, 0, 1, 0, 0, 1, 0, 0, 1], "part": [0, 0, 0, 0, 0, 0, 0, 0, 0]})
+    for part_column in (None, "part"):
+        with pytest.raises(ValueError, match=message):
+            polygons_from_vertices(vertices, id_column="id", x="x", y="y", part_column=part_column)
+    # Xenium: a nucleus table, two rings of cell "b" merged
+    rings = pd.concat([vertices, vertices.iloc[3:6].assign(part=1)]).rename(
+        columns={"id": "cell_id", "x": "vertex_x", "y": "vertex_y", "part": "label_id"})
+    folder = tmp_path / "xenium"
+    folder.mkdir()
+    pd.DataFrame({"x_location": [0.5], "y_location": [0.5], "feature_name": ["A"], "cell_id": ["a"]}).to_parquet(
+        folder / "transcripts.parquet")
+    rings.to_parquet(folder / "nucleus_boundaries.parquet")
+    with pytest.raises(ValueError, match=message):
+        read_xenium(folder)
+    # MERSCOPE: one outline per z-plane, merged
+    write_merscope(tmp_path)
+    table = pq.read_table(tmp_path / "cell_boundaries.parquet")
+    geometry = table.column("Geometry").to_pylist()
+    with np.errstate(invalid="ignore"):
+        geometry[3] = shapely.to_wkb(MultiPolygon([shapely.Polygon([(29, 4), (31, bad), (31, 7)])]))
+    table = table.set_column(table.column_names.index("Geometry"), "Geometry", pa.array(geometry, pa.binary()))
+    pq.write_table(table, tmp_path / "cell_boundaries.parquet")
+    with pytest.raises(ValueError, match=rf"^1 boundaries have non-finite .*ids \['{ENTITY + 1}'\]$"):
+        read_merscope(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("change", "kwargs", "error", "match"),
     [
@@ -517,6 +651,19 @@ def test_unassigned_ids_are_whole_values_and_a_single_string_is_refused():
     points = PointsModel.parse(table.rename(columns={"cell": "cell_id"}))
     with pytest.raises(TypeError, match="unassigned must be a collection"):
         from_spatialdata(sd.SpatialData(points={"transcripts": points}), unassigned="UNASSIGNED")
+
+
+@pytest.mark.parametrize(("unassigned", "example"), [(None, "[] for none"), (0, "[0]"), (-1.0, "[-1.0]"),
+                                                     (np.int64(0), "[np.int64(0)]")])
+def test_unassigned_that_is_no_collection_is_refused(unassigned, example):
+    # None or a number failed with "object is not iterable".
+    table = pd.DataFrame({"x": [0.0, 1.0], "y": [0.0, 1.0], "gene": ["A", "B"], "cell": ["c1", "c2"]})
+    message = "^" + re.escape(f"unassigned must be a collection of id values, e.g. {example}, got {unassigned!r}") + "$"
+    with pytest.raises(TypeError, match=message):
+        read_transcripts(table, x="x", y="y", gene="gene", cell="cell", unassigned=unassigned)
+    points = PointsModel.parse(table.rename(columns={"cell": "cell_id"}))
+    with pytest.raises(TypeError, match=message):
+        from_spatialdata(sd.SpatialData(points={"transcripts": points}), unassigned=unassigned)
 
 
 @pytest.mark.parametrize("unassigned", [[0], [0.0], ["0"], (np.int64(0),)])
@@ -682,6 +829,55 @@ def test_from_spatialdata_tables_follow_the_renamed_shapes():
     assert result.get_annotated_regions(result.tables["table"]) == ["cell_boundaries"]
     # the user's table is untouched
     assert table.uns["spatialdata_attrs"]["region"] == "cells" and table.obs["region"].tolist() == ["cells"] * 2
+
+
+def test_from_spatialdata_tables_keep_matching_the_cell_ids():
+    # Integer cell ids become strings in the points and outlines: the table's instance ids
+    # stayed integers, so that it annotated no outline.
+    points = PointsModel.parse(pd.DataFrame({"x": [1.0, 2.0], "y": [1.0, 2.0], "gene": ["a", "b"],
+                                             "cell_id": [7, 8]}), feature_key="gene", instance_key="cell_id")
+    shapes = ShapesModel.parse(gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 1, 1), shapely.box(1, 1, 3, 3)],
+                                                index=[7, 8]))
+    for instances in ([7, 8], pd.Categorical([7, 8])):
+        obs = pd.DataFrame({"region": pd.Categorical(["cells"] * 2), "cid": instances}, index=["0", "1"])
+        table = TableModel.parse(ad.AnnData(np.ones((2, 3)), obs=obs), region="cells", region_key="region",
+                                 instance_key="cid")
+        sdata = sd.SpatialData(points={"transcripts": points}, shapes={"cells": shapes}, tables={"table": table})
+        result = from_spatialdata(sdata, cell_shapes_key="cells")
+        cid = result.tables["table"].obs["cid"]
+        assert cid.tolist() == ["7", "8"] == result.shapes["cell_boundaries"].index.tolist()
+        assert isinstance(cid.dtype, pd.CategoricalDtype) == isinstance(instances, pd.Categorical)
+        assert transcripts_frame(result)["cell_id"].tolist() == ["7", "8"]
+        _, joined = sd.join_spatialelement_table(result, spatial_element_names="cell_boundaries",
+                                                 table_name="table", how="inner")
+        assert joined.obs["cid"].tolist() == ["7", "8"]
+        assert table.obs["cid"].tolist() == [7, 8]  # the user's table is untouched
+
+
+def test_from_spatialdata_refuses_a_missing_shapes_key_and_names_what_it_leaves_out():
+    points = PointsModel.parse(pd.DataFrame({"x": [1.0, 2.0], "y": [1.0, 2.0], "gene": ["a", "b"],
+                                             "cell_id": ["c1", "c2"]}), feature_key="gene", instance_key="cell_id")
+    box = ShapesModel.parse(gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 1, 1)], index=["c1"]))
+    sdata = sd.SpatialData(points={"transcripts": points, "controls": points}, shapes={"cells": box, "roi": box})
+    # A misspelt key gave a result without outlines.
+    for argument in ("cell_shapes_key", "nucleus_shapes_key"):
+        with pytest.raises(ValueError, match=re.escape(
+            f"sdata has no shapes element {argument}='cels'; it has ['cells', 'roi'] (pass {argument}=None for none)"
+        )):
+            from_spatialdata(sdata, **{argument: "cels"})
+    # Other elements were dropped without a word.
+    with pytest.warns(UserWarning, match=re.escape(
+        "from_spatialdata does not carry over points ['controls']; shapes ['roi']: their coordinates are not "
+        "rescaled to the µm of the result"
+    )):
+        result = from_spatialdata(sdata, cell_shapes_key="cells")
+    assert list(result.points) == ["transcripts"] and list(result.shapes) == ["cell_boundaries"]
+    with pytest.warns(UserWarning, match=re.escape("carry over points ['controls']; shapes ['cells', 'roi']:")):
+        result = from_spatialdata(sdata, cell_shapes_key=None)
+    assert list(result.shapes) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from_spatialdata(sd.SpatialData(points={"transcripts": points}, shapes={"cells": box}), cell_shapes_key="cells")
 
 
 # --------------------------------------------------------------------------- transcripts_frame

@@ -1,4 +1,6 @@
 """The cells × genes table that tools write into."""
+import re
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -74,6 +76,23 @@ def test_get_table_rejects_an_existing_table_that_misses_cells_or_genes():
     )
     sdata.tables["table"] = TableModel.parse(wider, region="cell_boundaries", region_key="region", instance_key="cell_id")
     assert sg.io.get_table(sdata) is sdata.tables["table"]
+
+
+def test_get_table_key_errors_name_the_elements_there_are():
+    sdata = sg.datasets.simulate(n_cells=3, n_genes=4, seed=1)[0]
+    with pytest.raises(KeyError, match=re.escape("no points element 'spots'; the points are ['transcripts']")):
+        sg.io.get_table(sdata, points_key="spots")
+    sg.io.get_table(sdata)
+    # SpatialData refused these names only after the table was counted, naming no table.
+    for key, kind, name in (("transcripts", "points", "transcripts"), ("Cell_Boundaries", "shapes", "cell_boundaries"),
+                            ("TABLE", "tables", "table")):
+        with pytest.raises(KeyError, match=re.escape(
+            f"no table {key!r}, and a new one cannot take that name: sdata's {kind} hold {name!r} (SpatialData "
+            "names are unique across element types and letter case); the tables are ['table']"
+        )):
+            sg.io.get_table(sdata, table_key=key)
+    assert list(sdata.tables) == ["table"]
+    assert sg.io.get_table(sdata, table_key="counts") is sdata.tables["counts"]
 
 
 def test_table_functions_refuse_what_is_not_a_spatialdata(sim):

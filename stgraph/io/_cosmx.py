@@ -54,7 +54,8 @@ def read_cosmx(
     3D: ``x``, ``y`` from the global pixel coordinates, ``z`` from the plane, ``cell_id`` =
     ``"{fov}_{cell_ID}"`` (``cell_ID`` 0 or missing -> NaN; CosMx numbers cells per FOV),
     ``in_nucleus`` = (``CellComp == "Nuclear"``); kept: ``fov``, ``z_plane`` (the raw
-    ``z``), ``x_local_px``, ``y_local_px``, ``CellComp`` and any other column. The index is
+    ``z``), ``x_local_px``, ``y_local_px``, ``CellComp`` (categorical of the text in the
+    file, missing where it is empty) and any other column. The index is
     the row number in the file. No boundaries (the legacy flat files have none):
     :func:`stgraph.io.outlines_from_transcripts` draws them from the molecules.
 
@@ -69,14 +70,15 @@ def read_cosmx(
         If ``pixel_size`` or ``z_step`` is not a positive finite number, the
         transcript file lacks ``fov``, ``cell_ID``, ``z``, ``target`` or both the
         global and the local coordinates, the FOV positions lack their columns or
-        some FOV, or for the problems of the transcripts that
-        :func:`stgraph.io.read_transcripts` refuses.
+        some FOV or give a FOV two positions (naming the FOVs), or for the problems
+        of the transcripts that :func:`stgraph.io.read_transcripts` refuses.
     """
     drop_controls = check_bool("drop_controls", drop_controls)
     pixel_size = check_real("pixel_size", pixel_size)
     z_step = check_real("z_step", z_step)
     folder = Path(path)
-    frame = pd.read_csv(_one_file(folder, "*_tx_file.csv"))
+    # CellComp as text: a column of compartment codes alone (0) would be read as numbers
+    frame = pd.read_csv(_one_file(folder, "*_tx_file.csv"), dtype={"CellComp": str})
     required = ["fov", "cell_ID", "z", "target"]
     missing = [c for c in required if c not in frame]
     if missing:
@@ -93,7 +95,7 @@ def read_cosmx(
     nuclear = None
     if "CellComp" in frame:
         nuclear = pd.Series(frame["CellComp"].to_numpy() == NUCLEAR, index=frame.index)
-        frame["CellComp"] = frame["CellComp"].astype(str).astype("category")
+        frame["CellComp"] = frame["CellComp"].astype("category")  # missing stays missing, not "nan"
     # Derived values are passed as Series, so that no column of the file is replaced
     # (AtoMx exports have a 'cell' column of their own).
     points = standardise_points(
@@ -126,11 +128,19 @@ def _add_global_coordinates(frame: pd.DataFrame, folder: Path) -> pd.DataFrame:
     """Global pixel coordinates from the FOV-local ones and the FOV offsets."""
     if not {"x_local_px", "y_local_px"} <= set(frame.columns):
         raise ValueError("CosMx transcript file has neither x/y_global_px nor x/y_local_px columns")
-    offsets = pd.read_csv(_one_file(folder, "*_fov_positions_file.csv"))
-    offsets = offsets.rename(columns={"FOV": "fov"})
+    path = _one_file(folder, "*_fov_positions_file.csv")
+    offsets = pd.read_csv(path).rename(columns={"FOV": "fov"})
     if not {"fov", "x_global_px", "y_global_px"} <= set(offsets.columns):
         raise ValueError(f"CosMx FOV positions file lacks fov/x_global_px/y_global_px; it has {list(offsets.columns)}")
-    offsets = offsets.drop_duplicates("fov").set_index("fov")
+    # a FOV listed twice at the same position is one position; at two, either may be wrong
+    offsets = offsets[["fov", "x_global_px", "y_global_px"]].drop_duplicates()
+    conflicting = offsets["fov"][offsets["fov"].duplicated()].unique()
+    if len(conflicting):
+        raise ValueError(
+            f"FOV(s) {sorted(conflicting.tolist())} have more than one position (x_global_px, y_global_px) "
+            f"in {path.name}"
+        )
+    offsets = offsets.set_index("fov")
     unknown = np.setdiff1d(frame["fov"].unique(), offsets.index)
     if len(unknown):
         raise ValueError(f"FOV(s) {unknown.tolist()} of the transcript file have no position")

@@ -58,7 +58,10 @@ def read_transcripts(
         Column of the depth, in units of ``z_step`` micrometres.
     cell, nucleus
         Columns of the id of the containing cell / nucleus. Missing values and the values in
-        ``unassigned`` mean "none". Ids become strings (``12.0`` read from a CSV gives ``"12"``).
+        ``unassigned`` mean "none". Ids become strings; a CSV / TSV file's id columns are
+        read as text, so ``007`` stays ``"007"``, and ids all written as integral
+        decimals give the integers (``12.0`` gives ``"12"``). Float ids of 2**53 or
+        more are refused: a float cannot hold every integer there.
     in_nucleus
         Column of booleans (or 0/1): the molecule lies in a nucleus. Without it but with
         ``nucleus``, ``in_nucleus`` is whether ``nucleus_id`` is set.
@@ -89,18 +92,20 @@ def read_transcripts(
     TypeError
         For ``table`` that is neither a DataFrame nor a path, a column argument
         (``x``, ``gene``, ...) that is not a string, a coordinate column that is not
-        numeric, ``unassigned`` given as a single string, boundaries that are not
-        a GeoSeries / GeoDataFrame, or ``drop_controls`` that is not a bool.
+        numeric, ``unassigned`` that is no collection (a single string, a number,
+        None), boundaries that are not a GeoSeries / GeoDataFrame, or
+        ``drop_controls`` that is not a bool.
     FileNotFoundError
         If ``table`` is a path to no file.
     ValueError
         For a file of another format, a table without rows, missing columns, the same
         column given for two of ``x``, ``y``, ``z``, columns named like a schema
         column (``x``, ``gene``, ``cell_id``, ...) but not mapped to it, non-finite
-        coordinates, missing genes, ``in_nucleus`` / ``is_control`` values other than
-        booleans or 0/1, a non-positive scale, nothing left after ``drop_controls``,
-        or boundaries with repeated ids, missing geometries or geometries that are
-        not polygons.
+        coordinates, missing genes, float ids of magnitude 2**53 or more,
+        ``in_nucleus`` / ``is_control`` values other than booleans or 0/1, a
+        non-positive scale, nothing left after ``drop_controls``, or boundaries
+        with repeated ids, missing geometries, geometries that are not polygons or
+        NaN / infinite vertices (naming the ids).
 
     Warns
     -----
@@ -112,7 +117,7 @@ def read_transcripts(
     pixel_size = check_real("pixel_size", pixel_size)
     z_step = pixel_size if z_step is None else check_real("z_step", z_step)
     frame = standardise_points(
-        _load_table(table),
+        _load_table(table, id_columns=[c for c in (cell, nucleus) if isinstance(c, str)]),
         x=x,
         y=y,
         gene=gene,
@@ -165,7 +170,9 @@ def assemble(
     return SpatialData(points={POINTS_KEY: parsed}, shapes=shapes, tables=tables or {})
 
 
-def _load_table(table: str | PathLike | pd.DataFrame) -> pd.DataFrame:
+def _load_table(table: str | PathLike | pd.DataFrame, id_columns: Collection[str]) -> pd.DataFrame:
+    """The transcript table, read from its file unless a DataFrame; ``id_columns`` of a
+    text file are read as text (see :func:`_read_text`)."""
     if isinstance(table, pd.DataFrame):
         return table
     if not isinstance(table, (str, PathLike)):
@@ -177,7 +184,30 @@ def _load_table(table: str | PathLike | pd.DataFrame) -> pd.DataFrame:
     if path.suffix.lower() == ".parquet":
         return pd.read_parquet(path)
     if suffixes.endswith((".csv", ".csv.gz")):
-        return pd.read_csv(path)
+        return _read_text(path, ",", id_columns)
     if suffixes.endswith((".tsv", ".tsv.gz")):
-        return pd.read_csv(path, sep="\t")
+        return _read_text(path, "\t", id_columns)
     raise ValueError(f"cannot tell the format of {path.name}: expected .csv, .csv.gz, .tsv or .parquet")
+
+
+def _read_text(path: Path, sep: str, id_columns: Collection[str]) -> pd.DataFrame:
+    """A CSV / TSV table with the ``id_columns`` (those present) read as text.
+
+    Read as numbers, ids would lose their leading zeros (``007``) and, in a column with
+    an empty cell (read as floats), those above 2**53 would be rounded. Ids written from
+    a float column (every one like ``12.0``) are read as the integers they hold
+    (``12``), by their text, as :func:`._points.as_id_strings` reads float ids.
+    """
+    frame = pd.read_csv(path, sep=sep, dtype={column: str for column in id_columns})
+    for column in id_columns:
+        if column in frame:
+            frame[column] = _integral_text(frame[column])
+    return frame
+
+
+def _integral_text(ids: pd.Series) -> pd.Series:
+    """``ids`` without the ``.0`` suffix when every present one is an integer so written."""
+    present = ids.dropna()
+    if len(present) and present.str.fullmatch(r"-?\d+\.0+").all():
+        return ids.str.replace(r"\.0+$", "", regex=True)
+    return ids

@@ -58,8 +58,8 @@ def read_merscope(
         If ``z_step`` is not a number or ``drop_controls`` not a bool.
     ValueError
         If ``z_step`` is not a positive finite number, a boundary file lacks
-        ``EntityID`` or ``Geometry``, or for the problems of the transcripts that
-        :func:`stgraph.io.read_transcripts` refuses.
+        ``EntityID`` or ``Geometry`` or has a NaN / infinite vertex, or for the
+        problems of the transcripts that :func:`stgraph.io.read_transcripts` refuses.
 
     Warns
     -----

@@ -38,9 +38,7 @@ def standardise_points(
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(frame).__name__}")
-    if isinstance(unassigned, (str, bytes)):
-        # a string is a collection of its characters: "UNASSIGNED" would match the ids "U", "N", ...
-        raise TypeError(f"unassigned must be a collection of id values, e.g. [{unassigned!r}], not a string")
+    _check_unassigned(unassigned)
     _check_sources({"x": x, "y": y, "gene": gene}, {"z": z, "cell": cell, "nucleus": nucleus, "in_nucleus": in_nucleus})
     # Every column is kept in the points, and SpatialData's points take string labels on a flat index.
     unnamed = [column for column in frame.columns if not isinstance(column, str)]
@@ -108,6 +106,16 @@ def standardise_points(
     return out
 
 
+def _check_unassigned(unassigned) -> None:
+    """Raise a TypeError unless ``unassigned`` is a collection of id values, not a string."""
+    if isinstance(unassigned, (str, bytes)):
+        # a string is a collection of its characters: "UNASSIGNED" would match the ids "U", "N", ...
+        raise TypeError(f"unassigned must be a collection of id values, e.g. [{unassigned!r}], not a string")
+    if not isinstance(unassigned, Collection):
+        example = "[] for none" if unassigned is None else f"[{unassigned!r}]"
+        raise TypeError(f"unassigned must be a collection of id values, e.g. {example}, got {unassigned!r}")
+
+
 def _check_sources(required: dict, optional: dict) -> None:
     """Raise a TypeError unless each source is a column name or a Series (or None, if optional)."""
     for name, source in (required | optional).items():
@@ -153,27 +161,62 @@ def _ids(values: pd.Series, unassigned: Collection) -> pd.Categorical:
         codes, uniques = values.cat.codes.to_numpy(), values.cat.categories
     else:
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    strings = as_id_strings(pd.Index(uniques))
+    strings = as_id_strings(pd.Index(uniques, name=values.name))
     # compared as the ids are, so that 0, 0.0 and "0" all mean the id "0"
     valid = ~strings.isin([as_id_strings(pd.Index([value]))[0] for value in unassigned])
     # distinct values may print alike (1 and "1"), hence the second factorisation
     categories, inverse = np.unique(strings[valid].to_numpy(dtype=object).astype(str), return_inverse=True)
     remap = np.full(len(strings) + 1, -1, dtype=np.int64)
     remap[np.flatnonzero(valid)] = inverse
-    return pd.Categorical.from_codes(remap[codes], categories=categories)  # code -1 -> remap[-1] = -1
+    return pd.Categorical.from_codes(remap[codes], categories=_id_categories(categories))  # -1 -> remap[-1] = -1
+
+
+#: Floats hold every integer only below this magnitude (2**53 + 1 is stored as 2**53).
+_EXACT_FLOAT_LIMIT = 2**53
 
 
 def as_id_strings(values: pd.Index) -> pd.Index:
-    """Ids as strings: integral floats without ``.0``, bytes decoded."""
-    if pd.api.types.is_float_dtype(values) and np.all(np.mod(values, 1) == 0):
-        values = values.astype(np.int64)  # ids read as floats: 12.0 -> "12"
+    """Ids as strings: integral floats without ``.0``, bytes decoded.
+
+    Raises
+    ------
+    ValueError
+        For float ids of magnitude 2**53 or more, naming the index (``values.name``):
+        there a float cannot hold every integer, so the id may already be another one.
+    """
+    if pd.api.types.is_float_dtype(values):
+        _check_exact_floats(values)
+        if np.all(np.mod(values, 1) == 0):
+            values = values.astype(np.int64)  # ids read as floats: 12.0 -> "12"
     if values.dtype == object and len(values) and isinstance(values[0], bytes):
         return pd.Index([v.decode() for v in values])
     return values.astype(str)
 
 
+def _check_exact_floats(values: pd.Index) -> None:
+    """Raise a ValueError if a float id in ``values`` is too large to be exact."""
+    inexact = np.abs(values.to_numpy()) >= _EXACT_FLOAT_LIMIT
+    if inexact.any():
+        where = "" if values.name is None else f" of {values.name!r}"
+        example = float(values[np.argmax(inexact)])
+        raise ValueError(
+            f"{int(inexact.sum())} id(s){where} are floats of magnitude 2**53 or more (e.g. {example!r}), "
+            "which cannot hold every integer: the ids may have been rounded. Pass them as strings or "
+            "integers (read a CSV with dtype={column: str})"
+        )
+
+
+def _id_categories(ids: np.ndarray | list) -> pd.Index:
+    """Categories of the id strings ``ids``; typed ``string`` when there are none.
+
+    An empty object-dtype index tells no type: the zarr store's parquet then types
+    the column null, which reading the store back refuses ("categories cannot be null").
+    """
+    return pd.Index(ids, dtype=object) if len(ids) else pd.Index([], dtype="string")
+
+
 def _no_ids(n: int) -> pd.Categorical:
-    return pd.Categorical.from_codes(np.full(n, -1), categories=pd.Index([], dtype=object))
+    return pd.Categorical.from_codes(np.full(n, -1), categories=_id_categories([]))
 
 
 def flag_values(values: pd.Series, *, missing_false: bool = False) -> np.ndarray:

@@ -30,6 +30,12 @@ def polygons_from_vertices(
     Returns
     -------
     Geometries indexed by id (strings), in order of first appearance.
+
+    Raises
+    ------
+    ValueError
+        If the table lacks a column, a ring has fewer than 3 vertices, or a vertex
+        is NaN or infinite (naming the ids).
     """
     missing = [c for c in (id_column, x, y, part_column) if c is not None and c not in table]
     if missing:
@@ -41,8 +47,9 @@ def polygons_from_vertices(
         raise ValueError(f"boundary table has a ring with {counts.min()} vertices; a polygon needs 3")
     order = np.argsort(ring_of_vertex, kind="stable")
     coords = table[[x, y]].to_numpy(dtype=np.float64)[order]
+    _check_finite_vertices(coords, pd.Index(table[id_column].to_numpy()[order]))
     rings = shapely.polygons(shapely.linearrings(coords, indices=ring_of_vertex[order]))
-    ring_ids = as_id_strings(pd.Index(table[id_column].to_numpy()[order][np.cumsum(counts) - 1]))
+    ring_ids = as_id_strings(pd.Index(table[id_column].to_numpy()[order][np.cumsum(counts) - 1], name=id_column))
     return _one_geometry_per_id(pd.Series(rings, index=ring_ids))
 
 
@@ -92,11 +99,13 @@ def concave_hulls(
 
 def polygons_from_wkb(ids: pd.Series, wkb: pd.Series) -> gpd.GeoSeries:
     """One geometry per id from WKB blobs; the union where an id has several (z-planes)."""
-    geometries = shapely.from_wkb(wkb.to_numpy())
+    with np.errstate(invalid="ignore"):  # NaN vertices warn here; _one_geometry_per_id refuses them by id
+        geometries = shapely.from_wkb(wkb.to_numpy())
     return _one_geometry_per_id(pd.Series(geometries, index=as_id_strings(pd.Index(ids.to_numpy()))))
 
 
 def _one_geometry_per_id(parts: pd.Series) -> gpd.GeoSeries:
+    _check_finite(parts.to_numpy(), parts.index)  # before the union: GEOS fails on NaN / inf vertices
     if not parts.index.has_duplicates:
         return gpd.GeoSeries(parts.to_numpy(), index=parts.index)
     # identical copies (the same outline on every z-plane) need no union
@@ -108,6 +117,23 @@ def _one_geometry_per_id(parts: pd.Series) -> gpd.GeoSeries:
     geometries = pd.concat([single, merged])
     order = pd.Index(parts.index.unique())
     return gpd.GeoSeries(geometries.reindex(order).to_numpy(), index=order)
+
+
+def _check_finite(geometries: np.ndarray, ids: pd.Index) -> None:
+    """:func:`_check_finite_vertices` of the vertices of ``geometries``, named by their ``ids``."""
+    coords, which = shapely.get_coordinates(geometries, return_index=True)
+    _check_finite_vertices(coords, ids[which])
+
+
+def _check_finite_vertices(coords: np.ndarray, ids: pd.Index) -> None:
+    """Raise a ValueError naming the outlines (``ids``, one per row of the ``(n, 2)``
+    ``coords``) with a NaN or infinite vertex: they have no area or extent to measure in."""
+    offending = ids[~np.isfinite(coords).all(axis=1)].unique()
+    if len(offending):
+        raise ValueError(
+            f"{len(offending)} boundaries have non-finite vertex coordinates (NaN or inf), "
+            f"ids {as_id_strings(offending)[:5].tolist()}"
+        )
 
 
 def shapes_element(
@@ -122,6 +148,14 @@ def shapes_element(
     The input is not modified; extra columns of a GeoDataFrame are kept.
     ``transformations`` (coordinate system -> transformation) default to the identity
     to ``global``.
+
+    Raises
+    ------
+    TypeError
+        If ``geometries`` is neither a GeoSeries nor a GeoDataFrame.
+    ValueError
+        For repeated ids, no geometry, missing geometries, geometries that are not
+        polygons, or vertices that are NaN or infinite (naming the ids).
     """
     if isinstance(geometries, gpd.GeoSeries):
         frame = gpd.GeoDataFrame(geometry=geometries.copy())
@@ -142,6 +176,7 @@ def shapes_element(
     kinds = set(frame.geometry.geom_type)
     if not kinds <= {"Polygon", "MultiPolygon"}:
         raise ValueError(f"boundaries must be polygons, got {sorted(kinds)}")
+    _check_finite(frame.geometry.to_numpy(), frame.index)
     if scale != 1.0:
         frame["geometry"] = shapely.transform(frame.geometry.to_numpy(), lambda xy: xy * scale)
     frame.index.name = index_name

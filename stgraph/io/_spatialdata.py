@@ -1,6 +1,7 @@
 """Bring an existing SpatialData into the schema, and read the schema back as a DataFrame."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection
 
 import numpy as np
@@ -17,6 +18,7 @@ except ImportError:  # spatialdata releases before the name rules accept any str
 
 from .._validation import check_bool
 from ._generic import read_transcripts
+from ._points import as_id_strings
 from ._schema import (
     CELL,
     CELL_SHAPES_KEY,
@@ -48,8 +50,8 @@ def from_spatialdata(
     pixel_size: float = 1.0,
     z_step: float | None = None,
     unassigned: Collection = UNASSIGNED_IDS,
-    cell_shapes_key: str = CELL_SHAPES_KEY,
-    nucleus_shapes_key: str = NUCLEUS_SHAPES_KEY,
+    cell_shapes_key: str | None = CELL_SHAPES_KEY,
+    nucleus_shapes_key: str | None = NUCLEUS_SHAPES_KEY,
     drop_controls: bool = False,
 ) -> SpatialData:
     """Standardise the transcripts of an existing SpatialData (e.g. Bento's) to the schema.
@@ -71,16 +73,19 @@ def from_spatialdata(
         As in :func:`stgraph.io.read_transcripts`; ``z`` is used when the points have it.
     cell_shapes_key, nucleus_shapes_key
         Shapes elements of ``sdata`` holding the cell / nucleus polygons (in the units of the
-        points), copied as ``cell_boundaries`` / ``nucleus_boundaries`` scaled to µm where
-        present.
+        points), copied as ``cell_boundaries`` / ``nucleus_boundaries`` scaled to µm. None
+        copies none, as does the default name where ``sdata`` has no such element; any
+        other name must be a shapes element of ``sdata``.
 
     Returns
     -------
     A new :class:`spatialdata.SpatialData` with the standardised ``transcripts``, the
     boundaries and copies of the tables of ``sdata`` (a table annotating the cell or
     nucleus shapes, or the points, then annotates them under their new names:
-    ``cell_boundaries``, ``nucleus_boundaries``, ``transcripts``). Images and labels are not carried
-    over (their pixel transformations would need rescaling with ``pixel_size``).
+    ``cell_boundaries``, ``nucleus_boundaries``, ``transcripts``, its ``instance_key``
+    column holding the ids as the strings they became there). Images, labels and the
+    other points and shapes elements are not carried over: their coordinates would need
+    rescaling to µm with ``pixel_size`` (a warning names them).
 
     Raises
     ------
@@ -89,8 +94,15 @@ def from_spatialdata(
     KeyError
         If ``points_key`` is not a points element of ``sdata``.
     ValueError
-        If no gene column is found (pass ``gene=``), or for the problems that
+        If no gene column is found (pass ``gene=``), ``cell_shapes_key`` or
+        ``nucleus_shapes_key`` is neither None, nor its default, nor a shapes element of
+        ``sdata`` (naming the shapes elements there are), or for the problems that
         :func:`stgraph.io.read_transcripts` refuses.
+
+    Warns
+    -----
+    UserWarning
+        Naming the images, labels, points and shapes of ``sdata`` not carried over.
     """
     check_spatialdata(sdata)
     drop_controls = check_bool("drop_controls", drop_controls)
@@ -100,11 +112,14 @@ def from_spatialdata(
     attrs = element.attrs.get("spatialdata_attrs", {})
     columns = list(element.columns)
     frame = element.compute()
-    shapes = {
-        name: sdata.shapes[key]
-        for name, key in (("cell_boundaries", cell_shapes_key), ("nucleus_boundaries", nucleus_shapes_key))
-        if key in sdata.shapes
-    }
+    shapes, renamed = {}, {points_key: POINTS_KEY}  # new name -> outlines; old name -> new name
+    for name, key, argument in (
+        (CELL_SHAPES_KEY, cell_shapes_key, "cell_shapes_key"),
+        (NUCLEUS_SHAPES_KEY, nucleus_shapes_key, "nucleus_shapes_key"),
+    ):
+        outlines = optional_shapes(sdata, key, name, argument)
+        if outlines is not None:
+            shapes[name], renamed[key] = outlines, name
     result = read_transcripts(
         frame,
         x=X,
@@ -118,19 +133,33 @@ def from_spatialdata(
         z_step=z_step,
         unassigned=unassigned,
         drop_controls=drop_controls,
-        **shapes,
+        cell_boundaries=shapes.get(CELL_SHAPES_KEY),
+        nucleus_boundaries=shapes.get(NUCLEUS_SHAPES_KEY),
     )
-    renamed = {key: name for name, key in (("cell_boundaries", cell_shapes_key),
-                                            ("nucleus_boundaries", nucleus_shapes_key)) if name in shapes}
-    renamed[points_key] = POINTS_KEY
     for name, table in sdata.tables.items():
         result.tables[name] = _annotating(table.copy(), renamed)
+    _warn_left_out(sdata, kept=renamed)
     return result
+
+
+def _warn_left_out(sdata: SpatialData, kept: Collection[str]) -> None:
+    """Warn naming the images, labels, points and shapes of ``sdata`` not in ``kept``."""
+    left_out = {kind: [name for name in getattr(sdata, kind) if name not in kept]
+                for kind in ("images", "labels", "points", "shapes")}
+    listed = "; ".join(f"{kind} {names}" for kind, names in left_out.items() if names)
+    if listed:
+        warnings.warn(
+            f"from_spatialdata does not carry over {listed}: their coordinates are not rescaled to "
+            "the µm of the result, so they would not align with it",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _annotating(table, renamed: dict[str, str]):
     """``table`` (a copy) annotating the elements under their new names: a table of
-    the shapes ``cells`` must follow them to ``cell_boundaries``."""
+    the shapes ``cells`` must follow them to ``cell_boundaries``, its instance ids
+    becoming id strings as the cell ids and outline labels did (``7`` -> ``"7"``)."""
     attrs = table.uns.get(TableModel.ATTRS_KEY)
     if not attrs or not attrs.get(TableModel.REGION_KEY):
         return table
@@ -143,7 +172,16 @@ def _annotating(table, renamed: dict[str, str]):
     region_key = attrs[TableModel.REGION_KEY_KEY]
     values = table.obs[region_key].astype(str).replace(renamed)
     table.obs[region_key] = pd.Categorical(values)
+    instance_key = attrs.get(TableModel.INSTANCE_KEY)
+    if instance_key in table.obs:
+        table.obs[instance_key] = _id_column(table.obs[instance_key])
     return table
+
+
+def _id_column(column: pd.Series) -> np.ndarray | pd.Categorical:
+    """The ids of ``column`` as id strings, categorical if it was."""
+    strings = as_id_strings(pd.Index(column, name=column.name))
+    return pd.Categorical(strings) if isinstance(column.dtype, pd.CategoricalDtype) else strings.to_numpy()
 
 
 def check_spatialdata(sdata) -> None:

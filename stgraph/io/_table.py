@@ -117,11 +117,32 @@ def get_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str = 
     ------
     TypeError
         If ``sdata`` is not a SpatialData.
+    KeyError
+        If ``points_key`` is not a points element of ``sdata`` (naming the points
+        there are), or ``table_key`` is no table but the name of another element, or
+        differs from one only in letter case, which SpatialData refuses for a new
+        table (naming the tables there are).
     ValueError
         If an existing table does not cover the data, see :func:`check_table`.
     """
     check_table(sdata, table_key, points_key)
+    _check_new_table_name(sdata, table_key)
     return ensure_table(sdata, table_key, points_key)
+
+
+def _check_new_table_name(sdata: SpatialData, table_key: str) -> None:
+    """Refuse, before the table is counted, a ``table_key`` that SpatialData would refuse
+    to add: element names are unique across element types and letter case."""
+    if table_key in sdata.tables or not isinstance(table_key, str):
+        return
+    for kind in ("images", "labels", "points", "shapes", "tables"):
+        for name in getattr(sdata, kind):
+            if name.lower() == table_key.lower():
+                raise KeyError(
+                    f"no table {table_key!r}, and a new one cannot take that name: sdata's {kind} hold "
+                    f"{name!r} (SpatialData names are unique across element types and letter case); "
+                    f"the tables are {list(sdata.tables)}"
+                )
 
 
 def ensure_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str = POINTS_KEY) -> AnnData:

@@ -51,9 +51,9 @@ def read_xenium(
         If ``min_qv`` is not a number or ``drop_controls`` not a bool.
     ValueError
         If ``min_qv`` is negative or not finite, the transcripts lack ``qv`` when
-        ``min_qv`` is given or none reaches it, a boundary table lacks its columns or
-        has a ring of fewer than 3 vertices, or for the problems of the transcripts
-        that :func:`stgraph.io.read_transcripts` refuses.
+        ``min_qv`` is given or none reaches it, a boundary table lacks its columns,
+        has a ring of fewer than 3 vertices or a NaN / infinite vertex, or for the
+        problems of the transcripts that :func:`stgraph.io.read_transcripts` refuses.
 
     Returns
     -------
@@ -103,7 +103,11 @@ def read_xenium(
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
-    """Read a Xenium table with a fresh row-number index and bytes columns as strings."""
+    """Read a Xenium table with a fresh row-number index and bytes columns as strings.
+
+    The pandas metadata of a file that pandas wrote is not used: it would make a named
+    index of whoever subset the file the index again (that index stays a column).
+    """
     table = pq.read_table(path)
     # pandas leftovers of whoever subset the file are not Xenium data
     table = table.drop([c for c in table.column_names if c.startswith("__index_level_")])
@@ -111,4 +115,4 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     for i, field in enumerate(table.schema):
         if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
             table = table.set_column(i, field.name, table.column(i).cast(pa.string()))
-    return table.to_pandas()
+    return table.to_pandas(ignore_metadata=True)
