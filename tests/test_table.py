@@ -78,19 +78,23 @@ def test_get_table_rejects_an_existing_table_that_misses_cells_or_genes():
     assert sg.io.get_table(sdata) is sdata.tables["table"]
 
 
-def test_get_table_key_errors_name_the_elements_there_are():
+def test_get_table_errors_name_the_elements_there_are():
     sdata = sg.datasets.simulate(n_cells=3, n_genes=4, seed=1)[0]
     with pytest.raises(KeyError, match=re.escape("no points element 'spots'; the points are ['transcripts']")):
         sg.io.get_table(sdata, points_key="spots")
     sg.io.get_table(sdata)
-    # SpatialData refused these names only after the table was counted, naming no table.
-    for key, kind, name in (("transcripts", "points", "transcripts"), ("Cell_Boundaries", "shapes", "cell_boundaries"),
-                            ("TABLE", "tables", "table")):
-        with pytest.raises(KeyError, match=re.escape(
-            f"no table {key!r}, and a new one cannot take that name: sdata's {kind} hold {name!r} (SpatialData "
-            "names are unique across element types and letter case); the tables are ['table']"
-        )):
-            sg.io.get_table(sdata, table_key=key)
+    # SpatialData refused these names only after the table was counted (or a tool's work done).
+    for key, message in (
+        ("transcripts", "is the name of one of sdata's points; SpatialData names must be unique across element types"),
+        ("Cell_Boundaries", "differs only in case from sdata's shapes element 'cell_boundaries'"),
+        ("TABLE", "differs only in case from sdata's tables element 'table'"),
+        ("a b", "is not a valid SpatialData element name"),
+    ):
+        for check in (sg.io.get_table, sg.io.check_table):
+            with pytest.raises(ValueError, match=re.escape(f"table_key={key!r} {message}")):
+                check(sdata, table_key=key)
+    with pytest.raises(TypeError, match="^table_key must be a string, got int$"):
+        sg.io.check_table(sdata, table_key=3)
     assert list(sdata.tables) == ["table"]
     assert sg.io.get_table(sdata, table_key="counts") is sdata.tables["counts"]
 

@@ -9,7 +9,7 @@ from spatialdata import SpatialData
 from spatialdata.models import TableModel
 
 from ._schema import CELL, CELL_SHAPES_KEY, GENE, POINTS_KEY, X, Y
-from ._spatialdata import check_spatialdata, transcripts_frame
+from ._spatialdata import check_element_name, check_spatialdata, transcripts_frame
 
 TABLE_KEY = "table"
 
@@ -119,30 +119,13 @@ def get_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str = 
         If ``sdata`` is not a SpatialData.
     KeyError
         If ``points_key`` is not a points element of ``sdata`` (naming the points
-        there are), or ``table_key`` is no table but the name of another element, or
-        differs from one only in letter case, which SpatialData refuses for a new
-        table (naming the tables there are).
+        there are).
     ValueError
-        If an existing table does not cover the data, see :func:`check_table`.
+        If an existing table does not cover the data, or ``table_key`` cannot name a
+        new table, see :func:`check_table`.
     """
     check_table(sdata, table_key, points_key)
-    _check_new_table_name(sdata, table_key)
     return ensure_table(sdata, table_key, points_key)
-
-
-def _check_new_table_name(sdata: SpatialData, table_key: str) -> None:
-    """Refuse, before the table is counted, a ``table_key`` that SpatialData would refuse
-    to add: element names are unique across element types and letter case."""
-    if table_key in sdata.tables or not isinstance(table_key, str):
-        return
-    for kind in ("images", "labels", "points", "shapes", "tables"):
-        for name in getattr(sdata, kind):
-            if name.lower() == table_key.lower():
-                raise KeyError(
-                    f"no table {table_key!r}, and a new one cannot take that name: sdata's {kind} hold "
-                    f"{name!r} (SpatialData names are unique across element types and letter case); "
-                    f"the tables are {list(sdata.tables)}"
-                )
 
 
 def ensure_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str = POINTS_KEY) -> AnnData:
@@ -159,7 +142,9 @@ def check_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str 
 
     Its cells (the table's ``instance_key`` column, else ``obs_names``) must include every
     cell id that has a molecule in ``points_key``, and its ``var_names`` every gene that
-    has one; extra cells and genes are allowed. Nothing is checked when the table is absent.
+    has one; extra cells and genes are allowed. When the table is absent, ``table_key``
+    must be a name SpatialData can give a new table (valid, and held by no other element,
+    ignoring case), so that a tool refuses it before its work rather than at its write.
 
     Parameters
     ----------
@@ -173,12 +158,14 @@ def check_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str 
     Raises
     ------
     TypeError
-        If ``sdata`` is not a SpatialData.
+        If ``sdata`` is not a SpatialData, or ``table_key`` is not a string.
     ValueError
-        Naming how many cells / genes are missing, with examples.
+        Naming how many cells / genes are missing, with examples; or naming
+        ``table_key`` when SpatialData would refuse it for a new table.
     """
     check_spatialdata(sdata)
     if table_key not in sdata.tables:
+        check_element_name(sdata, table_key, "table_key", kind="tables")
         return
     cells, genes = _present_cells_and_genes(sdata, points_key)
     table = sdata.tables[table_key]

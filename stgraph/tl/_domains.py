@@ -174,8 +174,7 @@ def _check_output_names(sdata: SpatialData, key_added: str, shapes_key: str, tab
     check_output_key("key_added", key_added, RESERVED_UNS, "table uns key", ("_enrichment", "_params"))
     check_output_key("shapes_key", shapes_key, SCHEMA_SHAPES, "element")
     check_element_name(sdata, shapes_key, "shapes_key")
-    check_element_name(sdata, table_key, "table_key", kind="tables")
-    if table_key.lower() == shapes_key.lower():
+    if isinstance(table_key, str) and table_key.lower() == shapes_key.lower():
         raise ValueError(
             f"table_key={table_key!r} and shapes_key={shapes_key!r} name one element: SpatialData names "
             "must be unique across element types, ignoring case; choose another name for one of them"
