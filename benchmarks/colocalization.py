@@ -149,7 +149,7 @@ def simulation_case(args: argparse.Namespace, seed: int) -> dict:
             "planted_found": len(found & planted),
             "false_discovery_proportion": (len(found - planted) / len(found)) if found else 0.0,
         },
-        "final_train_loss": float(np.mean(trained.history[-20:])),
+        "final_train_loss": float(np.nanmean(trained.history[-20:])),  # NaN: a step without target
         "seconds": {"pretrain": train_s, "colocalization": score_s},
     }
 

@@ -21,6 +21,7 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import stgraph
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None, graph=None, conv=None) -> dict:
             and scores["model"]["cross_entropy"] < scores[b]["cross_entropy"]
             for b in ("gene_frequency", "radius_neighbours")
         ),
-        final_train_loss=sum(result.history[-10:]) / min(10, len(result.history)),
+        # NaN marks a step without target token (no update), left out of the mean.
+        final_train_loss=float(np.nanmean(result.history[-10:])),
         seconds=dict(graph=graph_s, train=train_s, per_step=train_s / max(1, args.steps), evaluate=eval_s),
         torch_threads=torch.get_num_threads(),
         machine=f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
