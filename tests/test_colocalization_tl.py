@@ -234,6 +234,31 @@ def test_key_added_cannot_replace_the_table_annotation_but_rerun_overwrites(samp
     pd.testing.assert_frame_equal(ColocalizationResult.from_uns(uns).table, again.table)
 
 
+@pytest.mark.parametrize(
+    "key, match",
+    [
+        # Stored as uns['run/1'], then sdata.write refused the whole table.
+        ("run/1", r"^key_added='run/1' would write the table uns key 'run/1', which SpatialData cannot save: "
+                  r"Name must contain only alphanumeric characters, underscores, dots and hyphens\.$"),
+        ("__coloc", r"^key_added='__coloc' would write the table uns key '__coloc', which SpatialData cannot save: "
+                    r"Name cannot start with '__'\.$"),
+        # Beside the default result: SpatialData wants uns keys unique ignoring case.
+        ("Colocalization", r"^key_added='Colocalization' would write a table uns key differing only in case from "
+                           r"'colocalization'; SpatialData cannot save both, choose another name$"),
+    ],
+)
+def test_key_added_must_be_a_key_spatialdata_can_save(sample, tmp_path, key, match):
+    sdata, _, graph = sample
+    colocalization(sdata, graph=graph)
+    uns = sdata.tables["table"].uns
+    before = sorted(uns)
+    with pytest.raises(ValueError, match=match):
+        colocalization(sdata, graph=graph, key_added=key)
+    assert sorted(uns) == before
+    colocalization(sdata, graph=graph, key_added="coloc.r-2")
+    sdata.write(tmp_path / "sample.zarr")
+
+
 def test_rerun_without_per_cell_removes_the_earlier_per_cell_table(sample):
     sdata, _, graph = sample
     first = colocalization(sdata, graph=graph, per_cell=True)
