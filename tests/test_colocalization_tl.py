@@ -182,6 +182,21 @@ def test_plots_draw_the_matrix(sample):
         colocalization_heatmap(result.table)
 
 
+def test_plots_check_top_and_seed(sample):
+    # top=-1 dropped the last pair silently, top=0 drew a network titled "no pair with
+    # fdr <= 1.0" and made the heatmap say that genes=[] was empty.
+    sdata, _, graph = sample
+    result = colocalization(sdata, graph=graph, inplace=False)
+    for plot in (colocalization_heatmap, lambda r, **kw: colocalization_network(r, fdr=1.0, **kw)):
+        for top in (0, -1):
+            with pytest.raises(ValueError, match=rf"^top must be a positive integer, got {top}$"):
+                plot(result, top=top)
+        with pytest.raises(TypeError, match=r"^top must be an integer, got 2.5$"):
+            plot(result, top=2.5)
+    with pytest.raises(ValueError, match=r"^seed must be an integer >= 0, got -1$"):
+        colocalization_network(result, seed=-1)
+
+
 def test_graph_must_hold_the_transcripts_of_sdata(sample):
     sdata, _, graph = sample
     other = stgraph.graph.transcript_graph(stgraph.datasets.simulate(2, 4, seed=5)[0], RADIUS)

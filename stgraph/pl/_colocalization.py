@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from spatialdata import SpatialData
 
-from .._validation import check_names
+from .._validation import check_int, check_names, check_seed
 from ..coloc import ColocalizationResult
 from ..io import TABLE_KEY
 from ..tl._colocalization import COLOCALIZATION_KEY
@@ -67,7 +67,7 @@ def colocalization_heatmap(
         Genes to show (a ValueError names those not in the result, and refuses an
         empty list); default those of the ``top`` pairs with the highest score.
     top
-        Number of top pairs whose genes are shown when ``genes`` is None.
+        Number of top pairs whose genes are shown when ``genes`` is None (positive).
     fdr
         Draw the top pairs among those with ``fdr`` at most this (None: all pairs);
         a ValueError says so when no pair is left.
@@ -85,15 +85,16 @@ def colocalization_heatmap(
     Raises
     ------
     TypeError
-        If ``data`` is neither a SpatialData nor a ColocalizationResult, or ``genes``
-        is a single string.
+        If ``data`` is neither a SpatialData nor a ColocalizationResult, ``genes``
+        is a single string, or ``top`` is not an integer.
     KeyError
         If ``data`` has no table ``table_key`` or no result under ``key``.
     ValueError
         If ``genes`` is empty or names genes not in the result, no pair of two
-        genes has ``fdr`` at most ``fdr`` (``genes`` None), or ``value`` is not a
-        column of the pair table.
+        genes has ``fdr`` at most ``fdr`` (``genes`` None), ``value`` is not a
+        column of the pair table, or ``top`` is below 1.
     """
+    top = check_int("top", top)
     result = _result(data, key, table_key)
     genes = check_names("genes", genes, result.genes) if genes is not None else _top_genes(result, top, fdr)
     matrix = result.matrix(value, genes=genes)
@@ -137,11 +138,11 @@ def colocalization_network(
         Keep the pairs with ``fdr`` at most this; without any, the axes only say so
         in their title.
     top
-        Number of pairs (edges) drawn.
+        Number of pairs (edges) drawn (positive).
     key, table_key
         Where :func:`stgraph.tl.colocalization` stored the result.
     seed
-        Seed of the layout.
+        Non-negative seed of the layout.
     ax
         Axes to draw into; a new figure when None.
 
@@ -152,10 +153,15 @@ def colocalization_network(
     Raises
     ------
     TypeError
-        If ``data`` is neither a SpatialData nor a ColocalizationResult.
+        If ``data`` is neither a SpatialData nor a ColocalizationResult, or ``top``
+        or ``seed`` is not an integer.
     KeyError
         If ``data`` has no table ``table_key`` or no result under ``key``.
+    ValueError
+        If ``top`` is below 1 or ``seed`` negative (or above 2**32 - 1).
     """
+    top = check_int("top", top)
+    seed = check_seed(seed)
     result = _result(data, key, table_key)
     directed = result.to_networkx(fdr=fdr)
     graph = nx.Graph()
