@@ -197,6 +197,21 @@ def test_plots_check_top_and_seed(sample):
         colocalization_network(result, seed=-1)
 
 
+def test_network_line_widths_are_never_negative(sample):
+    # With fdr=1.0 pairs scoring below 0 are drawn: their widths were negative, and
+    # when every score was, about -1e12 points (the figure filled with grey).
+    sdata, _, graph = sample
+    result = colocalization(sdata, graph=graph, inplace=False)
+    table = result.table
+    mixed = colocalization_network(result, fdr=1.0, top=len(table))
+    scores = np.array(sorted(table.loc[table["gene_a"] != table["gene_b"], "score"]))
+    assert scores[0] < 0 < scores[-1]
+    widths = mixed.collections[0].get_linewidth()
+    assert min(widths) == 0.5 and max(widths) == pytest.approx(4.5)
+    negative = ColocalizationResult(table.assign(score=-1.0 - table["score"].abs()), result.genes)
+    assert set(colocalization_network(negative, fdr=1.0).collections[0].get_linewidth()) == {0.5}
+
+
 def test_graph_must_hold_the_transcripts_of_sdata(sample):
     sdata, _, graph = sample
     other = stgraph.graph.transcript_graph(stgraph.datasets.simulate(2, 4, seed=5)[0], RADIUS)

@@ -128,7 +128,7 @@ def colocalization_network(
 
     Genes are nodes; each of the ``top`` pairs with ``fdr`` at most ``fdr`` (by
     decreasing score, both orientations merged) is an edge whose width grows with
-    its score. Layout: :func:`networkx.spring_layout` seeded with ``seed``.
+    its score (pairs scoring 0 or less get the thinnest line). Layout: :func:`networkx.spring_layout` seeded with ``seed``.
 
     Parameters
     ----------
@@ -179,7 +179,8 @@ def colocalization_network(
         return ax
     position = nx.spring_layout(kept, seed=seed)
     scores = np.array([kept.edges[e]["score"] for e in kept.edges])
-    width = 0.5 + 4.0 * scores / max(scores.max(), 1e-12)
+    # A large fdr keeps pairs scoring below 0; a negative line width filled the axes.
+    width = 0.5 + 4.0 * np.clip(scores, 0.0, None) / max(scores.max(), 1e-12)
     nx.draw_networkx_edges(kept, position, width=width, edge_color="0.4", ax=ax)
     nx.draw_networkx_nodes(kept, position, node_size=200, node_color="tab:orange", ax=ax)
     nx.draw_networkx_labels(kept, position, font_size=7, ax=ax)
