@@ -101,6 +101,16 @@ def test_attention_per_layer_and_head_is_averaged(sample):
     pd.testing.assert_frame_equal(a.table, b.table)
 
 
+@pytest.mark.parametrize("value", [np.nan, -1.0])
+def test_attention_must_be_finite_and_non_negative(sample, value):
+    # The message named score_pairs' weight, an argument the caller never passed.
+    sdata, _, graph = sample
+    bad = np.full((graph.edge_index.shape[1], 2), value)
+    with pytest.raises(ValueError, match=r"^attention must be finite and non-negative$"):
+        colocalization(sdata, graph=graph, attention=[bad, np.ones_like(bad)])
+    assert "table" not in sdata.tables
+
+
 def test_inplace_false_leaves_sdata_untouched(sample):
     sdata, _, graph = sample
     before = sdata.points["transcripts"].compute()
