@@ -57,8 +57,10 @@ def colocalization(
     (weights fixed): ``score`` = log2 ratio observed / expected, shrunk toward 0
     for pairs with little evidence (``prior_events``), ``z``, a one-sided ``pval``
     and its Benjamini-Hochberg ``fdr``.
-    Without a model or attention the weights are ``1 / deg(i)`` and the score is
-    the log2 colocation quotient. See :func:`stgraph.coloc.score_pairs`.
+    Without a model or attention the weights are ``1 / deg(i)``: unshrunk
+    (``prior_events=0``) the score is then the log2 of ``clq`` when no transcript is
+    isolated (one without a neighbour in its cell counts in ``clq``'s expectation
+    only). See :func:`stgraph.coloc.score_pairs`.
 
     On the same edges come the Leslie-Kronenfeld colocation quotient ``clq``,
     Bento's variant ``clq_bento`` (:mod:`stgraph.coloc._clq`) and the InSTAnT-like
