@@ -299,6 +299,15 @@ def test_key_added_must_be_a_key_spatialdata_can_save(sample, tmp_path, key, mat
     sdata.write(tmp_path / "sample.zarr")
 
 
+def test_key_added_cannot_be_a_case_variant_of_the_annotation_of_a_new_table(sample):
+    # The table made for the results holds spatialdata_attrs: sdata.write refused both.
+    sdata, _, graph = sample
+    with pytest.raises(ValueError, match=r"^key_added='SpatialData_attrs' would write a table uns key differing only "
+                                         r"in case from 'spatialdata_attrs'; SpatialData cannot save both"):
+        colocalization(sdata, graph=graph, key_added="SpatialData_attrs")
+    assert "table" not in sdata.tables
+
+
 def test_rerun_without_per_cell_removes_the_earlier_per_cell_table(sample):
     sdata, _, graph = sample
     first = colocalization(sdata, graph=graph, per_cell=True)

@@ -68,6 +68,7 @@ def check_uns_key(parameter: str, key: str, suffixes: Sequence[str], uns: Collec
         The tool writes ``key + suffix`` for each of these.
     uns
         Keys already in the table's ``uns``; those the tool writes are replaced.
+        The reserved keys are compared whether listed or not.
 
     Raises
     ------
@@ -75,7 +76,8 @@ def check_uns_key(parameter: str, key: str, suffixes: Sequence[str], uns: Collec
         If ``key`` is not a string.
     ValueError
         If ``key`` is empty, a key written is reserved (:data:`RESERVED_UNS`) or not a
-        valid SpatialData name, or differs only in case from a key of ``uns``.
+        valid SpatialData name, or differs only in case from a key of ``uns`` or a
+        reserved one.
     """
     check_output_key(parameter, key, RESERVED_UNS, "table uns key", suffixes)
     written = {key + suffix: (key + suffix).lower() for suffix in suffixes}
@@ -87,7 +89,8 @@ def check_uns_key(parameter: str, key: str, suffixes: Sequence[str], uns: Collec
                 f"{parameter}={key!r} would write the table uns key {name!r}, which SpatialData "
                 f"cannot save: {error}"
             ) from None
-    for other in uns:
+    # RESERVED_UNS too: a table created for the results holds spatialdata_attrs.
+    for other in sorted({*uns, *RESERVED_UNS}):
         if other not in written and other.lower() in written.values():
             raise ValueError(
                 f"{parameter}={key!r} would write a table uns key differing only in case from "
