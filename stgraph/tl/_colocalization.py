@@ -82,8 +82,9 @@ def colocalization(
         Radius of the graph in µm (edges within cells only).
     graph
         A transcript graph to use instead (as built by
-        :func:`stgraph.graph.transcript_graph` from ``sdata``; edges across cells
-        are ignored); ``radius``, if given too, must equal its radius.
+        :func:`stgraph.graph.transcript_graph` from ``sdata``; with
+        ``within="cell"`` its edges across cells are ignored, with ``"all"`` every
+        edge counts); ``radius``, if given too, must equal its radius.
     attention
         Attention weights to use instead of running ``model``: ``(E,)``,
         ``(E, heads)`` or a list of those per layer, aligned with the graph's edges;
