@@ -128,7 +128,8 @@ def colocalization_network(
 
     Genes are nodes; each of the ``top`` pairs with ``fdr`` at most ``fdr`` (by
     decreasing score, both orientations merged) is an edge whose width grows with
-    its score (pairs scoring 0 or less get the thinnest line). Layout: :func:`networkx.spring_layout` seeded with ``seed``.
+    its score (pairs scoring 0 or less get the thinnest line). Layout:
+    :func:`networkx.spring_layout` seeded with ``seed``.
 
     Parameters
     ----------
