@@ -68,6 +68,20 @@ def check_real(name: str, value: Any, *, allow_zero: bool = False) -> float:
     return value
 
 
+def check_non_negative(name: str, values: Any) -> np.ndarray:
+    """``values`` as a ``float64`` array after checking that they are finite and ``>= 0``.
+
+    Raises
+    ------
+    ValueError
+        If a value is NaN, infinite or negative.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(values)) or (values.size and values.min() < 0):
+        raise ValueError(f"{name} must be finite and non-negative")
+    return values
+
+
 def check_codes(name: str, values: Any, size: int | None = None, *, missing: bool = False) -> np.ndarray:
     """``values`` as a 1-D ``int64`` array after checking that it holds integer codes
     ``>= 0`` (``-1`` too, for "missing", with ``missing``) and ``< size`` when given.

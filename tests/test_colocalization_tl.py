@@ -101,6 +101,16 @@ def test_attention_per_layer_and_head_is_averaged(sample):
     pd.testing.assert_frame_equal(a.table, b.table)
 
 
+@pytest.mark.parametrize("value", [np.nan, -1.0])
+def test_attention_must_be_finite_and_non_negative(sample, value):
+    # The message named score_pairs' weight, an argument the caller never passed.
+    sdata, _, graph = sample
+    bad = np.full((graph.edge_index.shape[1], 2), value)
+    with pytest.raises(ValueError, match=r"^attention must be finite and non-negative$"):
+        colocalization(sdata, graph=graph, attention=[bad, np.ones_like(bad)])
+    assert "table" not in sdata.tables
+
+
 def test_inplace_false_leaves_sdata_untouched(sample):
     sdata, _, graph = sample
     before = sdata.points["transcripts"].compute()
@@ -182,6 +192,36 @@ def test_plots_draw_the_matrix(sample):
         colocalization_heatmap(result.table)
 
 
+def test_plots_check_top_and_seed(sample):
+    # top=-1 dropped the last pair silently, top=0 drew a network titled "no pair with
+    # fdr <= 1.0" and made the heatmap say that genes=[] was empty.
+    sdata, _, graph = sample
+    result = colocalization(sdata, graph=graph, inplace=False)
+    for plot in (colocalization_heatmap, lambda r, **kw: colocalization_network(r, fdr=1.0, **kw)):
+        for top in (0, -1):
+            with pytest.raises(ValueError, match=rf"^top must be a positive integer, got {top}$"):
+                plot(result, top=top)
+        with pytest.raises(TypeError, match=r"^top must be an integer, got 2.5$"):
+            plot(result, top=2.5)
+    with pytest.raises(ValueError, match=r"^seed must be an integer >= 0, got -1$"):
+        colocalization_network(result, seed=-1)
+
+
+def test_network_line_widths_are_never_negative(sample):
+    # With fdr=1.0 pairs scoring below 0 are drawn: their widths were negative, and
+    # when every score was, about -1e12 points (the figure filled with grey).
+    sdata, _, graph = sample
+    result = colocalization(sdata, graph=graph, inplace=False)
+    table = result.table
+    mixed = colocalization_network(result, fdr=1.0, top=len(table))
+    scores = np.array(sorted(table.loc[table["gene_a"] != table["gene_b"], "score"]))
+    assert scores[0] < 0 < scores[-1]
+    widths = mixed.collections[0].get_linewidth()
+    assert min(widths) == 0.5 and max(widths) == pytest.approx(4.5)
+    negative = ColocalizationResult(table.assign(score=-1.0 - table["score"].abs()), result.genes)
+    assert set(colocalization_network(negative, fdr=1.0).collections[0].get_linewidth()) == {0.5}
+
+
 def test_graph_must_hold_the_transcripts_of_sdata(sample):
     sdata, _, graph = sample
     other = stgraph.graph.transcript_graph(stgraph.datasets.simulate(2, 4, seed=5)[0], RADIUS)
@@ -232,6 +272,40 @@ def test_key_added_cannot_replace_the_table_annotation_but_rerun_overwrites(samp
     again = colocalization(sdata, radius=1.0)
     assert uns["colocalization_params"]["radius"] == 1.0
     pd.testing.assert_frame_equal(ColocalizationResult.from_uns(uns).table, again.table)
+
+
+@pytest.mark.parametrize(
+    "key, match",
+    [
+        # Stored as uns['run/1'], then sdata.write refused the whole table.
+        ("run/1", r"^key_added='run/1' would write the table uns key 'run/1', which SpatialData cannot save: "
+                  r"Name must contain only alphanumeric characters, underscores, dots and hyphens\.$"),
+        ("__coloc", r"^key_added='__coloc' would write the table uns key '__coloc', which SpatialData cannot save: "
+                    r"Name cannot start with '__'\.$"),
+        # Beside the default result: SpatialData wants uns keys unique ignoring case.
+        ("Colocalization", r"^key_added='Colocalization' would write a table uns key differing only in case from "
+                           r"'colocalization'; SpatialData cannot save both, choose another name$"),
+    ],
+)
+def test_key_added_must_be_a_key_spatialdata_can_save(sample, tmp_path, key, match):
+    sdata, _, graph = sample
+    colocalization(sdata, graph=graph)
+    uns = sdata.tables["table"].uns
+    before = sorted(uns)
+    with pytest.raises(ValueError, match=match):
+        colocalization(sdata, graph=graph, key_added=key)
+    assert sorted(uns) == before
+    colocalization(sdata, graph=graph, key_added="coloc.r-2")
+    sdata.write(tmp_path / "sample.zarr")
+
+
+def test_key_added_cannot_be_a_case_variant_of_the_annotation_of_a_new_table(sample):
+    # The table made for the results holds spatialdata_attrs: sdata.write refused both.
+    sdata, _, graph = sample
+    with pytest.raises(ValueError, match=r"^key_added='SpatialData_attrs' would write a table uns key differing only "
+                                         r"in case from 'spatialdata_attrs'; SpatialData cannot save both"):
+        colocalization(sdata, graph=graph, key_added="SpatialData_attrs")
+    assert "table" not in sdata.tables
 
 
 def test_rerun_without_per_cell_removes_the_earlier_per_cell_table(sample):

@@ -16,7 +16,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .._validation import check_codes
+from .._validation import check_codes, check_non_negative
 
 
 @dataclass(frozen=True)
@@ -127,8 +127,7 @@ def cell_edges(
         weight = np.asarray(weight, dtype=np.float64)
         if weight.shape != (n_edges,):
             raise ValueError(f"weight must have shape ({n_edges},), got {weight.shape}")
-        if not np.all(np.isfinite(weight)) or (weight.size and weight.min() < 0):
-            raise ValueError("weight must be finite and non-negative")
+        weight = check_non_negative("weight", weight)
     max_gene = int(gene.max()) + 1 if n else 0
     if n_genes is None:
         n_genes = max_gene

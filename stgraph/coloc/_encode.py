@@ -17,7 +17,7 @@ from torch_geometric.data import Data
 
 from ..nn import TranscriptEncoder
 from ..nn.positional import transcript_origin
-from .._validation import check_int
+from .._validation import check_int, check_non_negative
 
 #: Edges per forward pass when the graph can be cut into cells.
 MAX_EDGES = 1 << 22
@@ -205,7 +205,14 @@ def _mean_over_heads_and_layers(layers, edge_index: torch.Tensor) -> np.ndarray:
 
 def edge_attention(attention, n_edges: int) -> np.ndarray:
     """``(E,)`` attention of each edge, averaged over the heads and, for a list of
-    ``(E,)`` or ``(E, heads)`` arrays or tensors (one per layer), over the layers."""
+    ``(E,)`` or ``(E, heads)`` arrays or tensors (one per layer), over the layers.
+
+    Raises
+    ------
+    ValueError
+        If the list is empty, an array has not one row per edge, or the averaged
+        weights are not finite and non-negative.
+    """
     if isinstance(attention, (list, tuple)):
         if not attention:
             raise ValueError("attention is an empty list")
@@ -221,4 +228,4 @@ def edge_attention(attention, n_edges: int) -> np.ndarray:
         weight = weight.mean(dim=1)
     if weight.shape != (n_edges,):
         raise ValueError(f"attention must have one row per edge ({n_edges}), got shape {tuple(weight.shape)}")
-    return weight.numpy()
+    return check_non_negative("attention", weight.numpy())

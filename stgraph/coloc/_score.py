@@ -130,7 +130,8 @@ def score_pairs(
         treats all transcripts as one cell.
     weight
         ``(E,)`` non-negative edge weights, e.g. attention ``alpha_ij`` averaged over
-        heads and layers; None: ``1 / deg(i)``, which makes ``score`` the log2 CLQ.
+        heads and layers; None: ``1 / deg(i)``, which makes ``score`` with
+        ``prior_events=0`` the log2 CLQ when no transcript is isolated.
     gene_names, cell_names
         Name of each gene and cell code; default the codes as strings.
     method

@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from spatialdata import SpatialData
 
-from .._validation import check_names
+from .._validation import check_int, check_names, check_seed
 from ..coloc import ColocalizationResult
 from ..io import TABLE_KEY
 from ..tl._colocalization import COLOCALIZATION_KEY
@@ -67,7 +67,7 @@ def colocalization_heatmap(
         Genes to show (a ValueError names those not in the result, and refuses an
         empty list); default those of the ``top`` pairs with the highest score.
     top
-        Number of top pairs whose genes are shown when ``genes`` is None.
+        Number of top pairs whose genes are shown when ``genes`` is None (positive).
     fdr
         Draw the top pairs among those with ``fdr`` at most this (None: all pairs);
         a ValueError says so when no pair is left.
@@ -85,15 +85,16 @@ def colocalization_heatmap(
     Raises
     ------
     TypeError
-        If ``data`` is neither a SpatialData nor a ColocalizationResult, or ``genes``
-        is a single string.
+        If ``data`` is neither a SpatialData nor a ColocalizationResult, ``genes``
+        is a single string, or ``top`` is not an integer.
     KeyError
         If ``data`` has no table ``table_key`` or no result under ``key``.
     ValueError
         If ``genes`` is empty or names genes not in the result, no pair of two
-        genes has ``fdr`` at most ``fdr`` (``genes`` None), or ``value`` is not a
-        column of the pair table.
+        genes has ``fdr`` at most ``fdr`` (``genes`` None), ``value`` is not a
+        column of the pair table, or ``top`` is below 1.
     """
+    top = check_int("top", top)
     result = _result(data, key, table_key)
     genes = check_names("genes", genes, result.genes) if genes is not None else _top_genes(result, top, fdr)
     matrix = result.matrix(value, genes=genes)
@@ -127,7 +128,8 @@ def colocalization_network(
 
     Genes are nodes; each of the ``top`` pairs with ``fdr`` at most ``fdr`` (by
     decreasing score, both orientations merged) is an edge whose width grows with
-    its score. Layout: :func:`networkx.spring_layout` seeded with ``seed``.
+    its score (pairs scoring 0 or less get the thinnest line). Layout:
+    :func:`networkx.spring_layout` seeded with ``seed``.
 
     Parameters
     ----------
@@ -137,11 +139,11 @@ def colocalization_network(
         Keep the pairs with ``fdr`` at most this; without any, the axes only say so
         in their title.
     top
-        Number of pairs (edges) drawn.
+        Number of pairs (edges) drawn (positive).
     key, table_key
         Where :func:`stgraph.tl.colocalization` stored the result.
     seed
-        Seed of the layout.
+        Non-negative seed of the layout.
     ax
         Axes to draw into; a new figure when None.
 
@@ -152,10 +154,15 @@ def colocalization_network(
     Raises
     ------
     TypeError
-        If ``data`` is neither a SpatialData nor a ColocalizationResult.
+        If ``data`` is neither a SpatialData nor a ColocalizationResult, or ``top``
+        or ``seed`` is not an integer.
     KeyError
         If ``data`` has no table ``table_key`` or no result under ``key``.
+    ValueError
+        If ``top`` is below 1 or ``seed`` negative (or above 2**32 - 1).
     """
+    top = check_int("top", top)
+    seed = check_seed(seed)
     result = _result(data, key, table_key)
     directed = result.to_networkx(fdr=fdr)
     graph = nx.Graph()
@@ -173,7 +180,8 @@ def colocalization_network(
         return ax
     position = nx.spring_layout(kept, seed=seed)
     scores = np.array([kept.edges[e]["score"] for e in kept.edges])
-    width = 0.5 + 4.0 * scores / max(scores.max(), 1e-12)
+    # A large fdr keeps pairs scoring below 0; a negative line width filled the axes.
+    width = 0.5 + 4.0 * np.clip(scores, 0.0, None) / max(scores.max(), 1e-12)
     nx.draw_networkx_edges(kept, position, width=width, edge_color="0.4", ax=ax)
     nx.draw_networkx_nodes(kept, position, node_size=200, node_color="tab:orange", ax=ax)
     nx.draw_networkx_labels(kept, position, font_size=7, ax=ax)

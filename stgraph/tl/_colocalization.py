@@ -18,10 +18,12 @@ from ..io._table import ensure_table
 from ..io._spatialdata import check_spatialdata
 from ..io import _schema as S
 from ._graph_input import graph_for
-from ._output_keys import RESERVED_UNS, check_output_key
+from ._output_keys import check_uns_key
 
 #: Default key of the results in the table's ``uns``.
 COLOCALIZATION_KEY = "colocalization"
+#: The results go to ``uns[key_added + suffix]`` for each of these.
+UNS_SUFFIXES = ("", "_params", "_per_cell")
 
 
 def colocalization(
@@ -55,8 +57,10 @@ def colocalization(
     (weights fixed): ``score`` = log2 ratio observed / expected, shrunk toward 0
     for pairs with little evidence (``prior_events``), ``z``, a one-sided ``pval``
     and its Benjamini-Hochberg ``fdr``.
-    Without a model or attention the weights are ``1 / deg(i)`` and the score is
-    the log2 colocation quotient. See :func:`stgraph.coloc.score_pairs`.
+    Without a model or attention the weights are ``1 / deg(i)``: unshrunk
+    (``prior_events=0``) the score is then the log2 of ``clq`` when no transcript is
+    isolated (one without a neighbour in its cell counts in ``clq``'s expectation
+    only). See :func:`stgraph.coloc.score_pairs`.
 
     On the same edges come the Leslie-Kronenfeld colocation quotient ``clq``,
     Bento's variant ``clq_bento`` (:mod:`stgraph.coloc._clq`) and the InSTAnT-like
@@ -78,11 +82,13 @@ def colocalization(
         Radius of the graph in µm (edges within cells only).
     graph
         A transcript graph to use instead (as built by
-        :func:`stgraph.graph.transcript_graph` from ``sdata``; edges across cells
-        are ignored); ``radius``, if given too, must equal its radius.
+        :func:`stgraph.graph.transcript_graph` from ``sdata``; with
+        ``within="cell"`` its edges across cells are ignored, with ``"all"`` every
+        edge counts); ``radius``, if given too, must equal its radius.
     attention
         Attention weights to use instead of running ``model``: ``(E,)``,
-        ``(E, heads)`` or a list of those per layer, aligned with the graph's edges.
+        ``(E, heads)`` or a list of those per layer, aligned with the graph's edges;
+        their mean must be finite and non-negative.
     within
         ``"cell"``: edges and relabelling within each cell (unassigned transcripts
         left out; at least one transcript must be in a cell); ``"all"``: the whole
@@ -112,7 +118,9 @@ def colocalization(
         ``clq_bento, binom_pval, binom_fdr, mass, expected``);
         ``uns[key_added + '_params']``: the settings and gene vocabulary;
         ``uns[key_added + '_per_cell']``: the per-cell table when asked. None of
-        them may be ``spatialdata_attrs``.
+        them may be ``spatialdata_attrs``, a name SpatialData cannot save (it allows
+        letters, digits, ``_``, ``-`` and ``.``) or differ only in case from a key
+        already there.
     inplace
         Write into the table; False leaves ``sdata`` untouched.
 
@@ -129,7 +137,8 @@ def colocalization(
     ValueError
         If an argument is invalid, ``graph`` was built from other transcripts than
         those of ``sdata`` or with another ``radius``, ``key_added`` would overwrite
-        the table's ``spatialdata_attrs``, ``within="cell"`` while no transcript
+        the table's ``spatialdata_attrs`` or write keys SpatialData cannot save
+        (see ``key_added``), ``within="cell"`` while no transcript
         is assigned to a cell, or (with ``inplace``) an existing table misses cells or
         genes of the data (:func:`stgraph.io.check_table`). Nothing is written then.
     TypeError
@@ -144,13 +153,15 @@ def colocalization(
         raise ValueError("pass either model or attention, not both")
     if within not in ("cell", "all"):
         raise ValueError(f"within must be 'cell' or 'all', got {within!r}")
-    check_output_key("key_added", key_added, RESERVED_UNS, "table uns key", ("", "_params", "_per_cell"))
+    check_uns_key("key_added", key_added, UNS_SUFFIXES)
     # Checked before the graph is built, which can take long.
     check_score_arguments(method, n_perms, seed, prior_events)
     check_int("max_edges", max_edges)
     graph = graph_for(sdata, radius, graph, within, points_key)
     if inplace:
         check_table(sdata, table_key, points_key)  # before anything is written
+        if table_key in sdata.tables:
+            check_uns_key("key_added", key_added, UNS_SUFFIXES, sdata.tables[table_key].uns)
     if within == "cell" and not bool((graph.cell >= 0).any()):
         raise ValueError(
             "no transcript is assigned to a cell (cell_id is missing or all NaN): colocalization "
