@@ -413,6 +413,14 @@ def test_quotients_and_binomial_test_match_a_direct_computation(seed, one_way):
         expected = per_cell[int(r.cell), int(r.gene_a), int(r.gene_b)]
         np.testing.assert_allclose([r.clq, r.clq_bento, r.binom_pval], expected, rtol=1e-12)
     assert len(result.per_cell) > 10
+    # The binomial test is symmetric in the pair: BH over the 6 unordered pairs of 3 genes
+    # (those never proximal count as p = 1), each listed order getting its pair's q-value.
+    table = result.table.assign(pair=[frozenset((a, b)) for a, b in zip(result.table.gene_a, result.table.gene_b)])
+    unordered = table.drop_duplicates("pair")
+    assert result.params["n_binom_tests"] == 6
+    padded = np.concatenate([unordered["binom_pval"], np.ones(6 - len(unordered))])
+    expected_q = dict(zip(unordered["pair"], stats.false_discovery_control(padded)[: len(unordered)]))
+    np.testing.assert_allclose(table["binom_fdr"], table["pair"].map(expected_q).astype(float), rtol=1e-12)
 
 
 def test_score_shrinks_pairs_seen_on_few_edges():

@@ -24,7 +24,7 @@ PAIR_COLUMNS = (
     "n_cells",  # cells where the pair shares at least one edge
     "clq_bento",  # Bento's colocation quotient, pooled over cells
     "binom_pval",  # proximal-pairs binomial test, pooled over cells
-    "binom_fdr",  # Benjamini-Hochberg of binom_pval
+    "binom_fdr",  # Benjamini-Hochberg of binom_pval over unordered pairs
     "mass",  # observed edge mass
     "expected",  # its expectation under relabelling within cells
 )
