@@ -429,6 +429,8 @@ def test_tl_domains_output_keys_cannot_overwrite_the_data():
         (dict(shapes_key="transcripts"), "shapes_key='transcripts' is the name of one of sdata's points"),
         # SpatialData names are unique across element types: refused before anything is written.
         (dict(shapes_key="table"), "shapes_key='table' is the name of one of sdata's tables"),
+        # A table uns key SpatialData cannot save was stored, and sdata.write failed on it.
+        (dict(key_added="a/b"), "key_added='a/b' would write the table uns key 'a/b_enrichment', which SpatialData"),
     ]:
         with pytest.raises(ValueError, match=match):
             domains(sdata, radius=RADIUS, n_domains=2, **kwargs)
@@ -442,6 +444,10 @@ def test_tl_domains_output_keys_cannot_overwrite_the_data():
     np.testing.assert_array_equal(frame["domain"].cat.codes.to_numpy(), third.labels.codes)
     assert sdata.tables["table"].uns["domain_params"]["n_domains"] == 3
     assert set(sdata.shapes["domain_boundaries"]["domain"]) == {0, 1, 2}
+    with pytest.raises(ValueError, match="key_added='Domain' would write a table uns key differing only in case "
+                       "from 'domain_enrichment'"):
+        domains(sdata, radius=RADIUS, n_domains=2, key_added="Domain", shapes_key="other_outlines")
+    assert "Domain" not in stgraph.io.transcripts_frame(sdata).columns
     # A result without outlines does not leave the earlier run's outlines in place.
     fourth = domains(sdata, radius=RADIUS, n_domains=2, min_transcripts=10**6)
     assert len(fourth.polygons) == 0 and "domain_boundaries" not in sdata.shapes

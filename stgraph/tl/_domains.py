@@ -35,13 +35,15 @@ from ..io._table import ensure_table
 from ..io._spatialdata import check_element_name, check_spatialdata
 from ..io import _schema as S
 from ._graph_input import graph_for
-from ._output_keys import RESERVED_UNS, SCHEMA_COLUMNS, SCHEMA_SHAPES, check_output_key
+from ._output_keys import SCHEMA_COLUMNS, SCHEMA_SHAPES, check_output_key, check_uns_key
 from ._points_output import set_points_columns
 
 #: Default points column of the labels.
 DOMAIN_KEY = "domain"
 #: Fraction of transcripts in cells without a within-cell neighbour above which domains warn.
 ISOLATED_WARNING = 0.5
+#: Suffixes of the table ``uns`` keys written under ``key_added``.
+UNS_SUFFIXES = ("_enrichment", "_params")
 #: Fields of the transcript graph that domains read.
 _GRAPH_FIELDS = ("gene", "pos", "edge_index", "edge_dist", "cell", "gene_names", "cell_names")
 
@@ -171,7 +173,7 @@ def _check_output_names(sdata: SpatialData, key_added: str, shapes_key: str, tab
     """Refuse output names that would overwrite the data or that SpatialData would not
     store: checked before anything is written, as a refused name fails only at its write."""
     check_output_key("key_added", key_added, SCHEMA_COLUMNS, "transcript column")
-    check_output_key("key_added", key_added, RESERVED_UNS, "table uns key", ("_enrichment", "_params"))
+    check_uns_key("key_added", key_added, UNS_SUFFIXES)
     check_output_key("shapes_key", shapes_key, SCHEMA_SHAPES, "element")
     check_element_name(sdata, shapes_key, "shapes_key")
     if isinstance(table_key, str) and table_key.lower() == shapes_key.lower():
@@ -359,7 +361,9 @@ def domains(
         If an argument is invalid, ``graph`` was built from other transcripts than
         those of ``sdata`` or with another ``radius``, an output name would
         overwrite the data (a schema column, ``cell_boundaries``,
-        ``nucleus_boundaries``, ``spatialdata_attrs``), ``shapes_key`` or
+        ``nucleus_boundaries``, ``spatialdata_attrs``), ``key_added`` writes a table
+        ``uns`` key SpatialData cannot save (an invalid name, or one differing only in
+        case from a key there), ``shapes_key`` or
         ``table_key`` is not a valid SpatialData element name or names another
         element (of another kind, or one whose name differs only in case; the two
         must differ), no cell holds two transcripts, the transcripts in cells are
@@ -402,6 +406,8 @@ def domains(
     graph = graph_for(sdata, radius, graph, "cell", points_key, _GRAPH_FIELDS)
     if inplace:
         check_table(sdata, table_key, points_key)  # before anything is written
+        if table_key in sdata.tables:
+            check_uns_key("key_added", key_added, UNS_SUFFIXES, sdata.tables[table_key].uns)
     radius = float(graph.get("radius") or radius or np.nan)
     bandwidth = radius / 2 if bandwidth is None else bandwidth
 
