@@ -251,6 +251,14 @@ def test_impute_fills_lattice_gaps_by_default():
     assert no_gaps.n_obs == adata.n_obs and not no_gaps.obs["imputed"].any()
 
 
+
+def test_impute_when_a_task_hides_only_set_aside_spots():
+    # With seed 5 one calibration mask hides only spots set aside for validation: it has
+    # no target, and interpolating at no position raised a reshape error.
+    adata, _ = slide("square", 6, 6, 10)
+    gap = (adata.obs["array_row"] == 2) & (adata.obs["array_col"] == 2)
+    out = enhance(adata[~gap.to_numpy()].copy(), "impute", seed=5, **FAST)
+    assert out.obs.loc[out.obs["imputed"], ["array_row", "array_col"]].to_numpy().tolist() == [[2, 2]]
 @pytest.mark.parametrize(
     ("change", "message"),
     [
