@@ -206,6 +206,11 @@ def test_plot_enhance_panels(super_resolved):
         plot_enhance(out, "nope")
     with pytest.raises(TypeError, match=r"^`adata` must be an AnnData, got DataFrame\.$"):
         plot_enhance(out.obs, "gene0")
+    twice = out.copy()
+    twice.var_names = ["gene0", "gene0", *out.var_names[2:]]
+    with pytest.raises(ValueError, match=r"^Genes named more than once in `adata.var_names`: \['gene0'\]; make"):
+        plot_enhance(twice, ["gene2", "gene0"])
+    plot_enhance(twice, "gene2")  # the other genes still plot
     plt.close("all")
 
 
