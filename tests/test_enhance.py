@@ -465,6 +465,24 @@ def test_given_grid_must_fit_the_coordinates():
         enhance(checkerboard, grid="hexagonal", **FAST)
 
 
+@pytest.mark.parametrize(("odd_rows", "doubled"), [(0, "2 \\* array_col \\+ array_row % 2"),
+                                                   (1, "2 \\* array_col \\+ \\(array_row \\+ 1\\) % 2")],
+                         ids=["odd rows right", "odd rows left"])
+def test_hexagonal_offset_coordinates_raise(odd_rows, doubled):
+    # Offset coordinates number each row's spots 0, 1, 2...: both parities of row + col,
+    # so the slide was taken for a square grid and new spots placed between rows.
+    hexagonal, _ = slide("hexagonal", 6, 6, 8)
+    hexagonal.obs["array_col"] = (hexagonal.obs["array_col"] + odd_rows) // 2
+    shift = "+0.50" if odd_rows == 0 else "-0.50"
+    for grid in (None, "square", "hexagonal"):
+        with pytest.raises(ValueError, match=rf"^In `obsm\['spatial'\]` the odd rows are shifted by \{shift} of a "
+                           rf"column step along the rows: .*offset coordinates.*`array_col = {doubled}`\.$"):
+            enhance(hexagonal, grid=grid, **FAST)
+    row, col = hexagonal.obs["array_row"], hexagonal.obs["array_col"]
+    hexagonal.obs["array_col"] = 2 * col + (row + odd_rows) % 2  # the conversion the message suggests
+    assert enhance(hexagonal, **{**FAST, "epochs": 0}).uns["enhance"]["grid"] == "hexagonal"
+
+
 def test_duplicated_barcodes_raise():
     adata, _ = slide("square", 5, 5, 8)
     adata.obs_names = ["spot0", "spot0"] + adata.obs_names[2:].tolist()

@@ -173,9 +173,11 @@ def enhance(
         non-integer array coordinates, duplicated array positions, fewer than 4 spots, NaN / negative /
         all-zero / non-integer (normalised) counts, a ``grid`` that does not fit the
         coordinates (``'hexagonal'`` with ``array_row + array_col`` of both parities,
-        or pixel coordinates whose geometry is that of the other lattice), or impute
-        ``positions`` that are malformed, duplicated, not lattice sites or coincide
-        with observed spots (see ``positions``).
+        or pixel coordinates whose geometry is that of the other lattice), a
+        hexagonal lattice in offset coordinates (``array_col`` counting the spots of
+        each row; in ``obsm['spatial']`` the odd rows are shifted by half a column
+        step), or impute ``positions`` that are malformed, duplicated, not lattice
+        sites or coincide with observed spots (see ``positions``).
 
     Warns
     -----
