@@ -285,8 +285,9 @@ def test_bad_arguments_raise():
     rc = adata.obs[["array_row", "array_col"]].to_numpy()
     with pytest.raises(ValueError, match="factor=2"):
         enhance(adata, factor=3, **FAST)
-    with pytest.raises(ValueError, match="coincide"):
-        enhance(adata, "impute", positions=rc[:2], **FAST)
+    with pytest.raises(ValueError, match=r"^2 of the 3 `positions` \(e\.g\. \[\[0\.0, 0\.0\], \[0\.0, 1\.0\]\]\) "
+                       r"coincide with observed spots; only unobserved positions can be imputed\.$"):
+        enhance(adata, "impute", positions=[*rc[:2], (-1, 0)], **FAST)
     with pytest.raises(ValueError, match="mode"):
         enhance(adata, "denoise", **FAST)
     with pytest.raises(ValueError, match="masks"):

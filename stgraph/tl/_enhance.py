@@ -264,9 +264,8 @@ def _query_positions(mode: str, positions, rc: np.ndarray, grid: str, radius: fl
         raise ValueError("`positions` must be a finite (m, 2) array of (array_row, array_col).")
     requested = pd.MultiIndex.from_arrays(query.T)
     _reject(requested.duplicated(), query, "are duplicated; each position can be imputed once")
-    observed = pd.MultiIndex.from_arrays(rc.T)
-    if observed.isin(requested).any():
-        raise ValueError("Some `positions` coincide with observed spots; only unobserved positions can be imputed.")
+    _reject(requested.isin(pd.MultiIndex.from_arrays(rc.T)), query,
+            "coincide with observed spots; only unobserved positions can be imputed")
     _reject(off_lattice(query, grid, np.mod(rc[0].sum(), 2)), query,
             f"are not sites of the {grid} lattice (integer array coordinates"
             + (", array_row + array_col of the spots' parity)" if grid == "hexagonal" else ")"))
