@@ -256,7 +256,6 @@ def test_impute_fills_lattice_gaps_by_default():
     assert no_gaps.n_obs == adata.n_obs and not no_gaps.obs["imputed"].any()
 
 
-
 def test_impute_when_a_task_hides_only_set_aside_spots():
     # With seed 5 one calibration mask hides only spots set aside for validation: it has
     # no target, and interpolating at no position raised a reshape error.
@@ -444,6 +443,19 @@ def test_impute_between_far_apart_sections_is_defined():
         warnings.simplefilter("error")
         out = enhance(both, "impute", positions=np.array([[1, 52]]), grid="square", **{**FAST, "epochs": 0})
     assert out.obs_names[-1] == "imputed-1-52" and np.isfinite(out.X).all()
+
+
+
+def test_impute_on_a_single_row_stays_on_the_row():
+    row, _ = slide("square", 1, 8, 8)
+    out = enhance(row, "impute", positions=[[0, 9]], **{**FAST, "epochs": 0})
+    xy = row.obsm["spatial"]
+    np.testing.assert_allclose(out.obsm["spatial"][-1], xy[-1] + 2 * (xy[1] - xy[0]))  # two columns past the end
+    # Off the row the pixel position was made up: the row's own (minimum-norm affine fit).
+    with pytest.raises(ValueError, match=r"^1 of the 2 `positions` \(e\.g\. \[\[1\.0, 3\.0\]\]\) lie off the "
+                       r"single line of the observed spots, across which the affine map to pixel coordinates "
+                       r"\(`obsm\['spatial'\]`\) is undetermined\.$"):
+        enhance(row, "impute", positions=[[0, 9], [1, 3]], **FAST)
 
 
 @pytest.mark.parametrize("change", [lambda row: row + 0.3, lambda row: row * 1.5])

@@ -91,7 +91,8 @@ def enhance(
     positions
         ``(m, 2)`` ``(array_row, array_col)`` to impute (``mode='impute'`` only):
         distinct lattice sites (integers; on a hexagonal grid with ``array_row +
-        array_col`` of the observed spots' parity) that are not observed spots.
+        array_col`` of the observed spots' parity) that are not observed spots, and
+        on a slide that is a single line of spots (one row, say) lie on that line.
         Positions outside the observed spots' convex hull with no observed spot within ``radius``
         spacings are extrapolated, with a warning.
     factor
@@ -177,7 +178,8 @@ def enhance(
         hexagonal lattice in offset coordinates (``array_col`` counting the spots of
         each row; in ``obsm['spatial']`` the odd rows are shifted by half a column
         step), or impute ``positions`` that are malformed, duplicated, not lattice
-        sites or coincide with observed spots (see ``positions``).
+        sites, coincide with observed spots or leave a single line of spots (see
+        ``positions``).
 
     Warns
     -----
@@ -269,6 +271,9 @@ def _query_positions(mode: str, positions, rc: np.ndarray, grid: str, radius: fl
     _reject(off_lattice(query, grid, np.mod(rc[0].sum(), 2)), query,
             f"are not sites of the {grid} lattice (integer array coordinates"
             + (", array_row + array_col of the spots' parity)" if grid == "hexagonal" else ")"))
+    _reject(_off_the_line(rc, query), query,
+            "lie off the single line of the observed spots, across which the affine map to pixel coordinates "
+            "(`obsm['spatial']`) is undetermined")
     extrapolated = _extrapolated(lattice_positions(rc, grid), lattice_positions(query, grid), radius)
     if extrapolated.any():
         warnings.warn(
@@ -286,6 +291,16 @@ def _count_and_examples(flagged: np.ndarray, query: np.ndarray) -> str:
 def _reject(flagged: np.ndarray, query: np.ndarray, problem: str) -> None:
     if flagged.any():
         raise ValueError(f"{_count_and_examples(flagged, query)} {problem}.")
+
+
+def _off_the_line(rc: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Mask of the queries off the line of the spots ``rc`` where these are collinear (a slide
+    that is one row or column); all False where they span two dimensions."""
+    centre = rc.mean(axis=0)
+    _, singular, vt = np.linalg.svd(rc - centre, full_matrices=False)
+    if singular[1] > 1e-9 * singular[0]:
+        return np.zeros(len(query), dtype=bool)
+    return np.abs((query - centre) @ vt[1]) > 1e-6
 
 
 def _extrapolated(pos: np.ndarray, query: np.ndarray, radius: float) -> np.ndarray:
