@@ -67,6 +67,7 @@ def super_resolved(request):
     adata, _ = slide(request.param, 8, 8, 30)
     adata.uns["spatial"] = {"lib": {"images": {"hires": np.zeros((60, 60, 3), dtype=np.float32)},
                                     "scalefactors": {"spot_diameter_fullres": 80.0, "tissue_hires_scalef": 0.05}}}
+    adata.obs["library_id"] = pd.Categorical(["lib"] * adata.n_obs)
     return request.param, adata, enhance(adata, "super_resolution", **FAST)
 
 
@@ -180,6 +181,7 @@ def test_super_resolution_output(super_resolved, tmp_path):
     out.write_h5ad(tmp_path / "out.h5ad")
     back = ad.read_h5ad(tmp_path / "out.h5ad")
     assert back.obs["label"].dtype == "category" and back.obs["label"].isna().sum() == new.sum()
+    assert (back.obs["library_id"] == "lib").all()  # the one library's id, new spots included
     np.testing.assert_array_equal(back.X, out.X)
 
 
@@ -188,10 +190,11 @@ def test_squidpy_plots_the_output(super_resolved):
     import squidpy as sq
 
     _, _, out = super_resolved
-    sq.pl.spatial_scatter(out, color="gene0", library_id="lib", img_res_key="hires")
-    marks = [max(len(c.get_paths()), len(c.get_offsets())) for ax in plt.gcf().axes for c in ax.collections]
-    assert out.n_obs in marks
-    plt.close("all")
+    for where in ({"library_id": "lib"}, {"library_key": "library_id"}):
+        sq.pl.spatial_scatter(out, color="gene0", img_res_key="hires", **where)
+        marks = [max(len(c.get_paths()), len(c.get_offsets())) for ax in plt.gcf().axes for c in ax.collections]
+        assert out.n_obs in marks, where  # library_key: spots without a library id are left out
+        plt.close("all")
 
 
 def test_plot_enhance_panels(super_resolved):

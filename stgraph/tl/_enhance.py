@@ -145,8 +145,10 @@ def enhance(
     affine fit of array to pixel coordinates. The new spots' other ``obs`` values
     are missing (``NaN``; bool columns become pandas' nullable ``boolean``,
     categorical ones keep their categories, integer ones become float), so the
-    result writes to h5ad. ``X``: log1p(CP10k) —
-    measured for the original spots, predicted for the new ones.
+    result writes to h5ad; only a column that holds one library id of
+    ``uns['spatial']`` on every spot (squidpy's ``library_key``) holds it for the
+    new spots too. ``X``: log1p(CP10k) — measured for the original spots,
+    predicted for the new ones.
     ``layers[counts_layer]``: the observed raw counts (sparse ``float32``, 0 for new
     spots); the other layers, ``obsm`` entries and ``varm`` / ``obsp`` of ``adata``
     are not carried over. ``uns`` is a copy of ``adata.uns``, with the spot diameter
@@ -343,6 +345,9 @@ def _assemble(adata, values, counts, predicted, query, affine, counts_layer) -> 
             obs[key] = pd.Categorical(obs[key], categories=column.cat.categories, ordered=column.cat.ordered)
         elif pd.api.types.is_bool_dtype(column.dtype):
             obs[key] = obs[key].astype("boolean")
+    # squidpy's spatial_scatter(library_key=...) leaves out spots without a library id.
+    for key, library in _library_columns(adata).items():
+        obs.loc[names, key] = library
     obs["imputed"] = obs["imputed"].astype(bool)
     n_new = len(query)
     out = AnnData(
@@ -354,6 +359,18 @@ def _assemble(adata, values, counts, predicted, query, affine, counts_layer) -> 
     out.layers[counts_layer] = sp.vstack([sp.csr_matrix(counts), sp.csr_matrix((n_new, counts.shape[1]), dtype=np.float32)]).tocsr()
     out.obsm["spatial"] = np.vstack([np.asarray(adata.obsm["spatial"], dtype=float), apply_affine(affine, query)])
     return out
+
+
+def _library_columns(adata: AnnData) -> dict:
+    """The ``obs`` columns holding one and the same library id of ``uns['spatial']`` on
+    every spot, with that id."""
+    libraries = adata.uns.get("spatial", {})
+    found = {}
+    for key, column in adata.obs.items():
+        values = column.unique()
+        if len(values) == 1 and isinstance(values[0], str) and values[0] in libraries:
+            found[key] = values[0]
+    return found
 
 
 def _scale_spot_diameter(uns: dict, scale: float) -> None:
