@@ -67,6 +67,7 @@ def super_resolved(request):
     adata, _ = slide(request.param, 8, 8, 30)
     adata.uns["spatial"] = {"lib": {"images": {"hires": np.zeros((60, 60, 3), dtype=np.float32)},
                                     "scalefactors": {"spot_diameter_fullres": 80.0, "tissue_hires_scalef": 0.05}}}
+    adata.obs["library_id"] = pd.Categorical(["lib"] * adata.n_obs)
     return request.param, adata, enhance(adata, "super_resolution", **FAST)
 
 
@@ -180,6 +181,7 @@ def test_super_resolution_output(super_resolved, tmp_path):
     out.write_h5ad(tmp_path / "out.h5ad")
     back = ad.read_h5ad(tmp_path / "out.h5ad")
     assert back.obs["label"].dtype == "category" and back.obs["label"].isna().sum() == new.sum()
+    assert (back.obs["library_id"] == "lib").all()  # the one library's id, new spots included
     np.testing.assert_array_equal(back.X, out.X)
 
 
@@ -188,10 +190,11 @@ def test_squidpy_plots_the_output(super_resolved):
     import squidpy as sq
 
     _, _, out = super_resolved
-    sq.pl.spatial_scatter(out, color="gene0", library_id="lib", img_res_key="hires")
-    marks = [max(len(c.get_paths()), len(c.get_offsets())) for ax in plt.gcf().axes for c in ax.collections]
-    assert out.n_obs in marks
-    plt.close("all")
+    for where in ({"library_id": "lib"}, {"library_key": "library_id"}):
+        sq.pl.spatial_scatter(out, color="gene0", img_res_key="hires", **where)
+        marks = [max(len(c.get_paths()), len(c.get_offsets())) for ax in plt.gcf().axes for c in ax.collections]
+        assert out.n_obs in marks, where  # library_key: spots without a library id are left out
+        plt.close("all")
 
 
 def test_plot_enhance_panels(super_resolved):
@@ -206,6 +209,11 @@ def test_plot_enhance_panels(super_resolved):
         plot_enhance(out, "nope")
     with pytest.raises(TypeError, match=r"^`adata` must be an AnnData, got DataFrame\.$"):
         plot_enhance(out.obs, "gene0")
+    twice = out.copy()
+    twice.var_names = ["gene0", "gene0", *out.var_names[2:]]
+    with pytest.raises(ValueError, match=r"^Genes named more than once in `adata.var_names`: \['gene0'\]; make"):
+        plot_enhance(twice, ["gene2", "gene0"])
+    plot_enhance(twice, "gene2")  # the other genes still plot
     plt.close("all")
 
 
@@ -251,6 +259,13 @@ def test_impute_fills_lattice_gaps_by_default():
     assert no_gaps.n_obs == adata.n_obs and not no_gaps.obs["imputed"].any()
 
 
+def test_impute_when_a_task_hides_only_set_aside_spots():
+    # With seed 5 one calibration mask hides only spots set aside for validation: it has
+    # no target, and interpolating at no position raised a reshape error.
+    adata, _ = slide("square", 6, 6, 10)
+    gap = (adata.obs["array_row"] == 2) & (adata.obs["array_col"] == 2)
+    out = enhance(adata[~gap.to_numpy()].copy(), "impute", seed=5, **FAST)
+    assert out.obs.loc[out.obs["imputed"], ["array_row", "array_col"]].to_numpy().tolist() == [[2, 2]]
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -272,8 +287,9 @@ def test_bad_arguments_raise():
     rc = adata.obs[["array_row", "array_col"]].to_numpy()
     with pytest.raises(ValueError, match="factor=2"):
         enhance(adata, factor=3, **FAST)
-    with pytest.raises(ValueError, match="coincide"):
-        enhance(adata, "impute", positions=rc[:2], **FAST)
+    with pytest.raises(ValueError, match=r"^2 of the 3 `positions` \(e\.g\. \[\[0\.0, 0\.0\], \[0\.0, 1\.0\]\]\) "
+                       r"coincide with observed spots; only unobserved positions can be imputed\.$"):
+        enhance(adata, "impute", positions=[*rc[:2], (-1, 0)], **FAST)
     with pytest.raises(ValueError, match="mode"):
         enhance(adata, "denoise", **FAST)
     with pytest.raises(ValueError, match="masks"):
@@ -432,6 +448,19 @@ def test_impute_between_far_apart_sections_is_defined():
     assert out.obs_names[-1] == "imputed-1-52" and np.isfinite(out.X).all()
 
 
+
+def test_impute_on_a_single_row_stays_on_the_row():
+    row, _ = slide("square", 1, 8, 8)
+    out = enhance(row, "impute", positions=[[0, 9]], **{**FAST, "epochs": 0})
+    xy = row.obsm["spatial"]
+    np.testing.assert_allclose(out.obsm["spatial"][-1], xy[-1] + 2 * (xy[1] - xy[0]))  # two columns past the end
+    # Off the row the pixel position was made up: the row's own (minimum-norm affine fit).
+    with pytest.raises(ValueError, match=r"^1 of the 2 `positions` \(e\.g\. \[\[1\.0, 3\.0\]\]\) lie off the "
+                       r"single line of the observed spots, across which the affine map to pixel coordinates "
+                       r"\(`obsm\['spatial'\]`\) is undetermined\.$"):
+        enhance(row, "impute", positions=[[0, 9], [1, 3]], **FAST)
+
+
 @pytest.mark.parametrize("change", [lambda row: row + 0.3, lambda row: row * 1.5])
 def test_array_coordinates_must_be_integers(change):
     adata, _ = slide("hexagonal", 5, 5, 8)
@@ -450,6 +479,24 @@ def test_given_grid_must_fit_the_coordinates():
     checkerboard = square[(square.obs["array_row"] + square.obs["array_col"]).to_numpy() % 2 == 0].copy()
     with pytest.raises(ValueError, match=r"`grid='hexagonal'` does not fit.*1\.41 times.*a square lattice"):
         enhance(checkerboard, grid="hexagonal", **FAST)
+
+
+@pytest.mark.parametrize(("odd_rows", "doubled"), [(0, "2 \\* array_col \\+ array_row % 2"),
+                                                   (1, "2 \\* array_col \\+ \\(array_row \\+ 1\\) % 2")],
+                         ids=["odd rows right", "odd rows left"])
+def test_hexagonal_offset_coordinates_raise(odd_rows, doubled):
+    # Offset coordinates number each row's spots 0, 1, 2...: both parities of row + col,
+    # so the slide was taken for a square grid and new spots placed between rows.
+    hexagonal, _ = slide("hexagonal", 6, 6, 8)
+    hexagonal.obs["array_col"] = (hexagonal.obs["array_col"] + odd_rows) // 2
+    shift = "+0.50" if odd_rows == 0 else "-0.50"
+    for grid in (None, "square", "hexagonal"):
+        with pytest.raises(ValueError, match=rf"^In `obsm\['spatial'\]` the odd rows are shifted by \{shift} of a "
+                           rf"column step along the rows: .*offset coordinates.*`array_col = {doubled}`\.$"):
+            enhance(hexagonal, grid=grid, **FAST)
+    row, col = hexagonal.obs["array_row"], hexagonal.obs["array_col"]
+    hexagonal.obs["array_col"] = 2 * col + (row + odd_rows) % 2  # the conversion the message suggests
+    assert enhance(hexagonal, **{**FAST, "epochs": 0}).uns["enhance"]["grid"] == "hexagonal"
 
 
 def test_duplicated_barcodes_raise():

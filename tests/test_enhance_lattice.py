@@ -97,6 +97,7 @@ def test_baseline_helpers():
     # 97 spacings away every exp(-d² / 2) underflows, yet the weights are defined: the
     # nearest spot's is 1 and the next one's exp(-(98² - 97²) / 2) ~ 1e-85.
     assert gaussian_knn(pos, values, np.array([[100.0, 0.0]]), k=2).tolist() == [[5.0]]
+    assert linear(pos, values, np.empty((0, 2))).shape == (0, 1)
     m = np.outer([1.0, 2.0, 3.0], [1.0, 0.5])
     np.testing.assert_allclose(low_rank(m, 1), m, rtol=1e-6)
     counts = np.array([[1.0, 3.0], [0.0, 0.0]])

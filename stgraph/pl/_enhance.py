@@ -47,6 +47,15 @@ def enhance(
     (new ones outlined in white), y pointing down as in the tissue image. Spots are
     circles drawn in data units, 0.9 of each panel's spot spacing across, so they
     never overlap whatever the figure size.
+
+    Raises
+    ------
+    TypeError
+        If ``adata`` is not an AnnData.
+    ValueError
+        If ``adata`` lacks ``obs['imputed']`` or ``obsm['spatial']``, no gene is
+        given, a gene is not in ``adata.var_names`` or is named more than once there,
+        or ``layer`` is not in ``adata.layers``.
     """
     if not isinstance(adata, AnnData):
         raise TypeError(f"`adata` must be an AnnData, got {type(adata).__name__}.")
@@ -56,6 +65,14 @@ def enhance(
     missing = [g for g in genes if g not in adata.var_names]
     if missing or not genes:
         raise ValueError(f"Genes not in `adata.var_names`: {missing}." if missing else "No gene given.")
+    # A name held by several genes would select all their columns for one panel.
+    duplicated = set(adata.var_names[adata.var_names.duplicated()])
+    ambiguous = [g for g in genes if g in duplicated]
+    if ambiguous:
+        raise ValueError(
+            f"Genes named more than once in `adata.var_names`: {ambiguous}; make the names unique first, "
+            "e.g. with `adata.var_names_make_unique()`."
+        )
     if layer is not None and layer not in adata.layers:
         raise ValueError(f"Layer {layer!r} not found in `adata.layers`.")
     xy = np.asarray(adata.obsm["spatial"], dtype=float)

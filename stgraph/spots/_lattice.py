@@ -103,17 +103,53 @@ def _step_ratio(rc: np.ndarray, spatial: np.ndarray | None) -> float | None:
     return float(np.linalg.norm(2 * step_col) / max(np.linalg.norm(step_row + step_col), 1e-12))
 
 
+def _odd_row_shift(rc: np.ndarray, spatial: np.ndarray | None) -> float | None:
+    """Pixel shift of the odd rows along a row, in column steps, fitted with the affine map:
+    ±½ for a hexagonal lattice in offset coordinates (``array_col`` counting the spots of
+    each row), about 0 on a square grid; None without pixel coordinates that separate it
+    (fewer than three rows, or one line of spots)."""
+    if spatial is None:
+        return None
+    design = np.column_stack([rc, np.ones(len(rc)), np.mod(rc[:, 0], 2)])
+    if np.linalg.matrix_rank(design) < 4:
+        return None
+    coef, *_ = np.linalg.lstsq(design, np.asarray(spatial, dtype=float), rcond=None)
+    step_col = coef[1]
+    return float(coef[3] @ step_col / max(step_col @ step_col, 1e-24))
+
+
+def _check_not_offset(rc: np.ndarray, spatial: np.ndarray | None) -> None:
+    """Refuse a hexagonal lattice given in offset coordinates: both parities of
+    ``array_row + array_col`` make it look square, and its spots would be placed as such."""
+    shift = _odd_row_shift(rc, spatial) if len(_parities(rc)) > 1 else None
+    if shift is not None and abs(shift) > 0.25:
+        doubled = "2 * array_col + array_row % 2" if shift > 0 else "2 * array_col + (array_row + 1) % 2"
+        raise ValueError(
+            f"In `obsm['spatial']` the odd rows are shifted by {shift:+.2f} of a column step along the rows: "
+            "a hexagonal lattice whose `array_col` counts the spots of each row (offset coordinates). "
+            f"Convert to Visium's convention (columns step by 2 along a row), e.g. `array_col = {doubled}`."
+        )
+
+
 def check_grid(grid: str | None, rc: np.ndarray, spatial: np.ndarray | None) -> GridType:
     """Validate a user-given grid type against the coordinates, or detect it when ``grid`` is None.
 
     A given grid must fit: ``'hexagonal'`` needs ``array_row + array_col`` of one
     parity, and with pixel coordinates spanning two dimensions the spots' geometry
     (see :func:`detect_grid`) must be that of the given lattice.
+
+    Raises
+    ------
+    ValueError
+        If ``grid`` is not a grid type or does not fit the coordinates, or the pixel
+        coordinates show a hexagonal lattice in offset coordinates (odd rows shifted
+        by half a column step), whatever ``grid``.
     """
+    if grid is not None and grid not in GRID_TYPES:
+        raise ValueError(f"`grid` must be one of {GRID_TYPES} or None, got {grid!r}.")
+    _check_not_offset(rc, spatial)
     if grid is None:
         return detect_grid(rc, spatial)
-    if grid not in GRID_TYPES:
-        raise ValueError(f"`grid` must be one of {GRID_TYPES} or None, got {grid!r}.")
     if grid == "hexagonal" and len(_parities(rc)) > 1:
         raise ValueError(
             "`grid='hexagonal'` needs array_row + array_col of one parity (Visium convention), "

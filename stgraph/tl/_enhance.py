@@ -91,7 +91,8 @@ def enhance(
     positions
         ``(m, 2)`` ``(array_row, array_col)`` to impute (``mode='impute'`` only):
         distinct lattice sites (integers; on a hexagonal grid with ``array_row +
-        array_col`` of the observed spots' parity) that are not observed spots.
+        array_col`` of the observed spots' parity) that are not observed spots, and
+        on a slide that is a single line of spots (one row, say) lie on that line.
         Positions outside the observed spots' convex hull with no observed spot within ``radius``
         spacings are extrapolated, with a warning.
     factor
@@ -144,8 +145,10 @@ def enhance(
     affine fit of array to pixel coordinates. The new spots' other ``obs`` values
     are missing (``NaN``; bool columns become pandas' nullable ``boolean``,
     categorical ones keep their categories, integer ones become float), so the
-    result writes to h5ad. ``X``: log1p(CP10k) —
-    measured for the original spots, predicted for the new ones.
+    result writes to h5ad; only a column that holds one library id of
+    ``uns['spatial']`` on every spot (squidpy's ``library_key``) holds it for the
+    new spots too. ``X``: log1p(CP10k) — measured for the original spots,
+    predicted for the new ones.
     ``layers[counts_layer]``: the observed raw counts (sparse ``float32``, 0 for new
     spots); the other layers, ``obsm`` entries and ``varm`` / ``obsp`` of ``adata``
     are not carried over. ``uns`` is a copy of ``adata.uns``, with the spot diameter
@@ -173,9 +176,12 @@ def enhance(
         non-integer array coordinates, duplicated array positions, fewer than 4 spots, NaN / negative /
         all-zero / non-integer (normalised) counts, a ``grid`` that does not fit the
         coordinates (``'hexagonal'`` with ``array_row + array_col`` of both parities,
-        or pixel coordinates whose geometry is that of the other lattice), or impute
-        ``positions`` that are malformed, duplicated, not lattice sites or coincide
-        with observed spots (see ``positions``).
+        or pixel coordinates whose geometry is that of the other lattice), a
+        hexagonal lattice in offset coordinates (``array_col`` counting the spots of
+        each row; in ``obsm['spatial']`` the odd rows are shifted by half a column
+        step), or impute ``positions`` that are malformed, duplicated, not lattice
+        sites, coincide with observed spots or leave a single line of spots (see
+        ``positions``).
 
     Warns
     -----
@@ -262,12 +268,14 @@ def _query_positions(mode: str, positions, rc: np.ndarray, grid: str, radius: fl
         raise ValueError("`positions` must be a finite (m, 2) array of (array_row, array_col).")
     requested = pd.MultiIndex.from_arrays(query.T)
     _reject(requested.duplicated(), query, "are duplicated; each position can be imputed once")
-    observed = pd.MultiIndex.from_arrays(rc.T)
-    if observed.isin(requested).any():
-        raise ValueError("Some `positions` coincide with observed spots; only unobserved positions can be imputed.")
+    _reject(requested.isin(pd.MultiIndex.from_arrays(rc.T)), query,
+            "coincide with observed spots; only unobserved positions can be imputed")
     _reject(off_lattice(query, grid, np.mod(rc[0].sum(), 2)), query,
             f"are not sites of the {grid} lattice (integer array coordinates"
             + (", array_row + array_col of the spots' parity)" if grid == "hexagonal" else ")"))
+    _reject(_off_the_line(rc, query), query,
+            "lie off the single line of the observed spots, across which the affine map to pixel coordinates "
+            "(`obsm['spatial']`) is undetermined")
     extrapolated = _extrapolated(lattice_positions(rc, grid), lattice_positions(query, grid), radius)
     if extrapolated.any():
         warnings.warn(
@@ -285,6 +293,16 @@ def _count_and_examples(flagged: np.ndarray, query: np.ndarray) -> str:
 def _reject(flagged: np.ndarray, query: np.ndarray, problem: str) -> None:
     if flagged.any():
         raise ValueError(f"{_count_and_examples(flagged, query)} {problem}.")
+
+
+def _off_the_line(rc: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Mask of the queries off the line of the spots ``rc`` where these are collinear (a slide
+    that is one row or column); all False where they span two dimensions."""
+    centre = rc.mean(axis=0)
+    _, singular, vt = np.linalg.svd(rc - centre, full_matrices=False)
+    if singular[1] > 1e-9 * singular[0]:
+        return np.zeros(len(query), dtype=bool)
+    return np.abs((query - centre) @ vt[1]) > 1e-6
 
 
 def _extrapolated(pos: np.ndarray, query: np.ndarray, radius: float) -> np.ndarray:
@@ -327,6 +345,9 @@ def _assemble(adata, values, counts, predicted, query, affine, counts_layer) -> 
             obs[key] = pd.Categorical(obs[key], categories=column.cat.categories, ordered=column.cat.ordered)
         elif pd.api.types.is_bool_dtype(column.dtype):
             obs[key] = obs[key].astype("boolean")
+    # squidpy's spatial_scatter(library_key=...) leaves out spots without a library id.
+    for key, library in _library_columns(adata).items():
+        obs.loc[names, key] = library
     obs["imputed"] = obs["imputed"].astype(bool)
     n_new = len(query)
     out = AnnData(
@@ -338,6 +359,18 @@ def _assemble(adata, values, counts, predicted, query, affine, counts_layer) -> 
     out.layers[counts_layer] = sp.vstack([sp.csr_matrix(counts), sp.csr_matrix((n_new, counts.shape[1]), dtype=np.float32)]).tocsr()
     out.obsm["spatial"] = np.vstack([np.asarray(adata.obsm["spatial"], dtype=float), apply_affine(affine, query)])
     return out
+
+
+def _library_columns(adata: AnnData) -> dict:
+    """The ``obs`` columns holding one and the same library id of ``uns['spatial']`` on
+    every spot, with that id."""
+    libraries = adata.uns.get("spatial", {})
+    found = {}
+    for key, column in adata.obs.items():
+        values = column.unique()
+        if len(values) == 1 and isinstance(values[0], str) and values[0] in libraries:
+            found[key] = values[0]
+    return found
 
 
 def _scale_spot_diameter(uns: dict, scale: float) -> None:
