@@ -246,6 +246,10 @@ def test_deterministic_on_cpu():
     second = enhance(adata, "super_resolution", seed=1, **FAST)
     np.testing.assert_array_equal(first.X, second.X)
     assert first.uns["enhance"]["best_epochs"] == second.uns["enhance"]["best_epochs"]
+    # One mask kind may be named as a string (a tuple of it would be its letters).
+    single = enhance(adata, "super_resolution", seed=1, masks="block", **FAST)
+    np.testing.assert_array_equal(single.X, enhance(adata, "super_resolution", seed=1, masks=("block",), **FAST).X)
+    assert single.uns["enhance"]["masks"] == ["block"]
 
 
 def test_impute_fills_lattice_gaps_by_default():

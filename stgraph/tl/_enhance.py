@@ -43,7 +43,7 @@ def enhance(
     grid: Literal["hexagonal", "square"] | None = None,
     layer: str | None = None,
     counts_layer: str = "counts",
-    masks: Sequence[str] | None = None,
+    masks: str | Sequence[str] | None = None,
     rank: int = 10,
     n_components: int = 32,
     radius: float = 2.0,
@@ -107,8 +107,9 @@ def enhance(
     masks
         Kinds of training masks cycled through: ``'random'`` (15–50 % of spots),
         ``'block'`` (a contiguous 5–15 % block), ``'sublattice'`` (keep one spot in
-        four, the ×2 task one scale coarser). Default: ``('random', 'block')`` for
-        imputation, ``('sublattice', 'random')`` for super-resolution.
+        four, the ×2 task one scale coarser); one kind may be given as a string.
+        Default: ``('random', 'block')`` for imputation, ``('sublattice', 'random')``
+        for super-resolution.
     rank
         Number of low-rank scores predicted (the rank of the predicted expression),
         at least 1; capped at the embedding's width.
@@ -197,6 +198,8 @@ def enhance(
         raise ValueError(f"Only `factor=2` super-resolution is supported, got {factor!r}.")
     if positions is not None and mode != "impute":
         raise ValueError("`positions` is only used with `mode='impute'`.")
+    if isinstance(masks, str):  # a tuple of it would be its letters
+        masks = (masks,)
     masks = tuple(_DEFAULT_MASKS[mode] if masks is None else masks)
     unknown = [kind for kind in masks if kind not in MASK_KINDS]
     if unknown or not masks:
