@@ -42,7 +42,7 @@ def test_demo_graph_only_stops_after_the_graph(capsys):
     assert not any("localization" in key for key in values)
 
 
-@pytest.mark.parametrize("radius", ["-1", "0", "nan", "inf", "one"])
+@pytest.mark.parametrize("radius", ["-1", "0", "nan", "inf", "one", "1e200", "1e-200"])
 def test_demo_refuses_a_bad_radius_with_a_usage_error(radius, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--radius", radius])

@@ -90,6 +90,9 @@ def test_bad_input_is_named(sim):
     for order in ("input", "spatial"):
         with pytest.raises(ValueError, match="radius must be a positive finite number, got -1.0"):
             transcript_graph(sim, -1.0, order=order)
+        # Was "r must lie ..." (input) or "cell_size=1e-200 is too small ..." (spatial).
+        with pytest.raises(ValueError, match=r"^radius must lie between 2\*\*-500 \(3.05e-151\) and 2\*\*500 "):
+            transcript_graph(sim, 1e-200, order=order)
 
 
 def test_a_dataframe_is_checked_like_the_points(sim):

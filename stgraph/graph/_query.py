@@ -9,7 +9,7 @@ import torch
 
 from .._validation import check_bool, check_int, check_real
 
-__all__ = ["RadiusQuery", "as_tensor", "check_positions", "check_radius", "make_query"]
+__all__ = ["RadiusQuery", "as_tensor", "check_graph_radius", "check_positions", "check_radius", "make_query"]
 
 # The edge predicate needs r * r to be an ordinary float64: below the normal range squares
 # round by an absolute amount, and an overflow to inf would accept pairs at any distance,
@@ -104,6 +104,25 @@ def check_radius(r, name: str = "r", *, allow_zero: bool = False) -> float:
     return check_real(name, r, allow_zero=allow_zero)
 
 
+def check_graph_radius(r, name: str = "r") -> float:
+    """``r`` as the radius of a graph: a positive float whose square is an ordinary float64.
+
+    Raises
+    ------
+    TypeError
+        If ``r`` is not a real number.
+    ValueError
+        If ``r`` is not finite or lies outside ``[2**-500, 2**500]``.
+    """
+    r = check_radius(r, name)
+    if not MIN_RADIUS <= r <= MAX_RADIUS:
+        raise ValueError(
+            f"{name} must lie between 2**-500 ({MIN_RADIUS:.3g}) and 2**500 ({MAX_RADIUS:.3g}) so that "
+            f"{name} * {name} is an ordinary float64 number, got {r!r}; rescale the coordinates"
+        )
+    return r
+
+
 def _check_batch(batch, pos: torch.Tensor) -> tuple[torch.Tensor | None, int]:
     if batch is None:
         return None, 1
@@ -135,12 +154,7 @@ def make_query(
 ) -> RadiusQuery:
     """Validate the arguments of :func:`~stgraph.graph.radius_graph`."""
     pos = check_positions(pos)
-    r = check_radius(r)
-    if not MIN_RADIUS <= r <= MAX_RADIUS:
-        raise ValueError(
-            f"r must lie between 2**-500 ({MIN_RADIUS:.3g}) and 2**500 ({MAX_RADIUS:.3g}) so that "
-            f"r * r is an ordinary float64 number, got {r!r}; rescale the coordinates"
-        )
+    r = check_graph_radius(r)
     batch, num_batches = _check_batch(batch, pos)
     return RadiusQuery(
         points=pos,
