@@ -142,6 +142,14 @@ def _optional_int(value, name: str, minimum: int) -> int | None:
     return None if value is None else check_int(name, value, minimum)
 
 
+def _check_max_num_neighbors(value, num_nodes: int) -> int | None:
+    """``value`` as a positive int, or None where it caps nothing (None, or ``>= num_nodes``)."""
+    k = _optional_int(value, "max_num_neighbors", 1)
+    # No target has more than num_nodes sources; a larger cap (10**30) would overflow
+    # int64 in every backend.
+    return None if k is None or k >= num_nodes else k
+
+
 def make_query(
     pos,
     r,
@@ -162,7 +170,7 @@ def make_query(
         num_batches=num_batches,
         r=r,
         loop=check_bool("loop", loop),
-        max_num_neighbors=_optional_int(max_num_neighbors, "max_num_neighbors", 1),
+        max_num_neighbors=_check_max_num_neighbors(max_num_neighbors, pos.shape[0]),
         distance_dtype=pos.dtype if check_bool("return_distance", return_distance) else None,
         max_memory=_optional_int(max_memory, "max_memory (bytes)", 0),
     )
