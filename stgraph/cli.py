@@ -44,7 +44,7 @@ def demo(radius: float, within: str, tasks: bool = True) -> dict:
         "genes": len(graph.gene_names) - int(_n_control_genes(graph)),
         "control probes": int(_n_control_genes(graph)),
         "cells": len(graph.cell_names),
-        "radius (µm)": radius,
+        "radius (µm)": str(float(radius)),  # as given: three decimals would show 0.0005 as 0.001
         "edges": e,
         "mean degree": e / max(n, 1),
     }
