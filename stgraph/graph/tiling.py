@@ -83,7 +83,8 @@ def iter_tiles(pos, tile_size: float, halo: float) -> Iterator[Tile]:
     # Expand (point, tile) memberships: each point touches a small rectangle of tiles.
     span = high - low + 1
     touched = span[:, 0] * span[:, 1]
-    memberships = int(touched.sum())
+    # Summed in float64: each point's count fits in int64 (the tile keys do), their sum may not.
+    memberships = float(touched.sum(dtype=torch.float64))
     if memberships > _MAX_MEMBERSHIPS_PER_POINT * xy.shape[0]:
         raise ValueError(
             f"tile_size={tile_size} is too small for halo={halo}: each point would lie in "
