@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
-from ._validation import check_real
+from .graph._query import check_graph_radius
 
 
 @contextmanager
@@ -44,7 +44,7 @@ def demo(radius: float, within: str, tasks: bool = True) -> dict:
         "genes": len(graph.gene_names) - int(_n_control_genes(graph)),
         "control probes": int(_n_control_genes(graph)),
         "cells": len(graph.cell_names),
-        "radius (µm)": radius,
+        "radius (µm)": str(float(radius)),  # as given: three decimals would show 0.0005 as 0.001
         "edges": e,
         "mean degree": e / max(n, 1),
     }
@@ -96,10 +96,10 @@ def _n_control_genes(graph) -> int:
     return int(graph.gene[graph.is_control].unique().numel())
 
 
-def _positive_float(text: str) -> float:
+def _radius(text: str) -> float:
     try:
-        return check_real("radius", float(text))
-    except ValueError as err:  # float() or check_real: argparse turns it into a usage error
+        return check_graph_radius(float(text), "radius")
+    except ValueError as err:  # float() or the check: argparse turns it into a usage error
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo",
         help="build the transcript graph of the embedded MERFISH U2-OS sample and run the task heads on it",
     )
-    demo_parser.add_argument("--radius", type=_positive_float, default=1.0, help="radius in µm (default 1.0)")
+    demo_parser.add_argument("--radius", type=_radius, default=1.0, help="radius in µm (default 1.0)")
     demo_parser.add_argument(
         "--within", choices=("all", "cell"), default="all",
         help="'all' (default) joins every pair within the radius, 'cell' only pairs of the same cell",

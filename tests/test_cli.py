@@ -39,10 +39,17 @@ def test_demo_graph_only_stops_after_the_graph(capsys):
     assert main(["demo", "--radius", "0.5", "--graph-only"]) == 0
     values = summary(capsys.readouterr().out)
     assert values["molecules"] == "174,827" and "scored cell-genes" not in values
+    assert values["radius (µm)"] == "0.5"
     assert not any("localization" in key for key in values)
 
 
-@pytest.mark.parametrize("radius", ["-1", "0", "nan", "inf", "one"])
+def test_demo_prints_the_radius_as_given(capsys):
+    # Printed with three decimals, --radius 0.0005 read 0.001.
+    assert main(["demo", "--radius", "0.0005", "--graph-only"]) == 0
+    assert summary(capsys.readouterr().out)["radius (µm)"] == "0.0005"
+
+
+@pytest.mark.parametrize("radius", ["-1", "0", "nan", "inf", "one", "1e200", "1e-200"])
 def test_demo_refuses_a_bad_radius_with_a_usage_error(radius, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--radius", radius])

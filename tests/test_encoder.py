@@ -421,6 +421,20 @@ def test_tile_units_give_exact_core_embeddings():
     assert not torch.allclose(out_thin[thin.core], full[thin.node[thin.core]], atol=1e-3)
 
 
+def test_tile_units_keep_nodes_rounded_across_a_tile_border():
+    # 93.5 / 1.1 rounds to 85.0 but 85 * 1.1 to 93.50000000000001: node 0 of tile 85 lay
+    # outside its own tile's bounds (with halo 0 it was in no unit) and its neighbour
+    # 0.5 away outside the halo (the edge 1 -> 0 was cut from its unit).
+    pos = torch.tensor([[93.5, 0.0], [93.0, 0.0]])
+    edge_index, edge_dist = radius_graph(pos, 0.5, return_distance=True)
+    graph = Data(gene=torch.tensor([0, 1]), pos=pos, edge_index=edge_index, edge_dist=edge_dist, num_nodes=2)
+    thin = tile_units(graph, 1.1, 0.0)
+    assert [(u.node.tolist(), u.core.tolist()) for u in thin] == [([0, 1], [False, True]), ([0], [True])]
+    wide = tile_units(graph, 1.1, 0.5)
+    assert [(u.node.tolist(), u.core.tolist()) for u in wide] == [([0, 1], [False, True]), ([0, 1], [True, False])]
+    assert all(torch.equal(u.edge_index, edge_index) for u in wide)
+
+
 def test_collate_units_refuses_an_empty_batch():
     # Batch.from_data_list([]) failed with IndexError: list index out of range.
     with pytest.raises(ValueError, match="^collate_units needs at least one unit, got none$"):

@@ -156,3 +156,12 @@ def test_bad_tiles_are_refused(extent, tile_size, halo, message):
     pos = torch.tensor([[0.0, 0.0], [extent, extent]], dtype=torch.float64)
     with pytest.raises(ValueError, match=message):
         list(iter_tiles(pos, tile_size, halo))
+
+
+def test_tile_memberships_beyond_int64_are_refused():
+    # Each point lies in about 2**62 tiles: the int64 sum wrapped to a negative count,
+    # passed the check and failed in repeat_interleave with a RuntimeError.
+    pos = torch.full((3, 2), 0.5, dtype=torch.float64)
+    message = r"^tile_size=1.0 is too small for halo=1073741823.0: each point would lie in 4611686014132420608 tiles"
+    with pytest.raises(ValueError, match=message):
+        list(iter_tiles(pos, 1.0, 2.0**30 - 1))

@@ -128,6 +128,16 @@ def test_isolated_points_duplicates_and_boundary(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("k", [4, 2**63, 10**30])
+def test_a_cap_of_at_least_every_point_keeps_every_edge(backend, k):
+    # Caps from 2**63 on failed with OverflowError / RuntimeError in the kernels.
+    pos = torch.tensor([[0.0, 0.0], [0.5, 0.0], [0.0, 0.5], [0.5, 0.5]])
+    assert torch.equal(
+        radius_graph(pos, 1.0, loop=True, max_num_neighbors=k, backend=backend), brute_force(pos, 1.0, loop=True)[0]
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dim", [2, 3])
 def test_dense_neighbourhoods_with_ties_match_brute_force(backend, dim):
     # 300 points on a half-unit grid of side 2.5: every neighbourhood holds far more

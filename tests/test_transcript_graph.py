@@ -90,6 +90,9 @@ def test_bad_input_is_named(sim):
     for order in ("input", "spatial"):
         with pytest.raises(ValueError, match="radius must be a positive finite number, got -1.0"):
             transcript_graph(sim, -1.0, order=order)
+        # Was "r must lie ..." (input) or "cell_size=1e-200 is too small ..." (spatial).
+        with pytest.raises(ValueError, match=r"^radius must lie between 2\*\*-500 \(3.05e-151\) and 2\*\*500 "):
+            transcript_graph(sim, 1e-200, order=order)
 
 
 def test_a_dataframe_is_checked_like_the_points(sim):
@@ -152,6 +155,16 @@ def test_spatial_order_keeps_input_order_within_a_cell_and_handles_3d():
         sg.graph.spatial_order(np.zeros((3, 4)), 1.0)
     with pytest.raises(ValueError, match="too small"):
         sg.graph.spatial_order(np.array([[0.0, 0.0], [1e12, 0.0]]), 1e-3)
+
+
+def test_spatial_order_bins_in_float64_whatever_the_dtype():
+    # In float16, 1000 / 0.01 overflowed to inf, cast to int64 as garbage (order [0, 1, 2]);
+    # numpy has no bfloat16 (TypeError); an overflow to inf in float64 went unrefused.
+    pos = torch.tensor([[0.0, 0.0], [1000.0, 0.0], [0.5, 0.0]])
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        assert sg.graph.spatial_order(pos.to(dtype), 0.01).tolist() == [0, 2, 1]
+    with pytest.raises(ValueError, match=r"^cell_size=1e-300 is too small for the extent of pos: more than 2\^31"):
+        sg.graph.spatial_order(np.array([[0.0, 0.0], [1e10, 0.0]]), 1e-300)
 
 
 def test_spatial_order_brings_merfish_neighbours_close():

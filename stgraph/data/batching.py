@@ -28,6 +28,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 from .._validation import check_int, check_real, check_seed
+from ..graph._exact import inflate
 from ..nn.positional import transcript_origin
 
 
@@ -176,8 +177,9 @@ def tile_units(
     tile_size
         Side of the tiles in µm.
     halo
-        Width in µm of the context band around each tile; ``n_layers * radius``
-        makes core embeddings exact.
+        Width in µm of the context band around each tile (widened by a few ulps so
+        that rounding drops no node on a border); ``n_layers * radius`` makes core
+        embeddings exact.
     allowed
         ``[N]`` bool; nodes outside it are neither core nor context of any unit.
 
@@ -207,7 +209,11 @@ def tile_units(
     tile_keys, starts = np.unique(keys[sorted_nodes], axis=0, return_index=True)
     for key, nodes in zip(map(tuple, tile_keys), np.split(sorted_nodes, starts[1:])):
         members[key] = nodes
-    reach = math.ceil(halo / tile_size)
+    # floor(x / tile_size) and the tile bounds k * tile_size round differently: a node
+    # can lie an ulp outside its own tile, and a neighbour exactly halo away an ulp
+    # outside the halo. A margin of a few ulps keeps both in the unit.
+    margin = inflate(halo, float(np.abs(xy).max())) if len(xy) else halo
+    reach = math.ceil(margin / tile_size)
     units = []
     for (kx, ky), core_nodes in members.items():
         near = [
@@ -217,8 +223,8 @@ def tile_units(
             if (kx + dx, ky + dy) in members
         ]
         pool = np.concatenate(near)
-        low = np.array([kx, ky]) * tile_size - halo
-        high = np.array([kx + 1, ky + 1]) * tile_size + halo
+        low = np.array([kx, ky]) * tile_size - margin
+        high = np.array([kx + 1, ky + 1]) * tile_size + margin
         inside = np.all((xy[pool] >= low) & (xy[pool] <= high), axis=1)
         nodes = torch.from_numpy(np.sort(pool[inside]))
         core = torch.from_numpy(np.isin(nodes.numpy(), core_nodes))

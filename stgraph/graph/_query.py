@@ -9,7 +9,7 @@ import torch
 
 from .._validation import check_bool, check_int, check_real
 
-__all__ = ["RadiusQuery", "as_tensor", "check_positions", "check_radius", "make_query"]
+__all__ = ["RadiusQuery", "as_tensor", "check_graph_radius", "check_positions", "check_radius", "make_query"]
 
 # The edge predicate needs r * r to be an ordinary float64: below the normal range squares
 # round by an absolute amount, and an overflow to inf would accept pairs at any distance,
@@ -104,6 +104,25 @@ def check_radius(r, name: str = "r", *, allow_zero: bool = False) -> float:
     return check_real(name, r, allow_zero=allow_zero)
 
 
+def check_graph_radius(r, name: str = "r") -> float:
+    """``r`` as the radius of a graph: a positive float whose square is an ordinary float64.
+
+    Raises
+    ------
+    TypeError
+        If ``r`` is not a real number.
+    ValueError
+        If ``r`` is not finite or lies outside ``[2**-500, 2**500]``.
+    """
+    r = check_radius(r, name)
+    if not MIN_RADIUS <= r <= MAX_RADIUS:
+        raise ValueError(
+            f"{name} must lie between 2**-500 ({MIN_RADIUS:.3g}) and 2**500 ({MAX_RADIUS:.3g}) so that "
+            f"{name} * {name} is an ordinary float64 number, got {r!r}; rescale the coordinates"
+        )
+    return r
+
+
 def _check_batch(batch, pos: torch.Tensor) -> tuple[torch.Tensor | None, int]:
     if batch is None:
         return None, 1
@@ -123,6 +142,14 @@ def _optional_int(value, name: str, minimum: int) -> int | None:
     return None if value is None else check_int(name, value, minimum)
 
 
+def _check_max_num_neighbors(value, num_nodes: int) -> int | None:
+    """``value`` as a positive int, or None where it caps nothing (None, or ``>= num_nodes``)."""
+    k = _optional_int(value, "max_num_neighbors", 1)
+    # No target has more than num_nodes sources; a larger cap (10**30) would overflow
+    # int64 in every backend.
+    return None if k is None or k >= num_nodes else k
+
+
 def make_query(
     pos,
     r,
@@ -135,12 +162,7 @@ def make_query(
 ) -> RadiusQuery:
     """Validate the arguments of :func:`~stgraph.graph.radius_graph`."""
     pos = check_positions(pos)
-    r = check_radius(r)
-    if not MIN_RADIUS <= r <= MAX_RADIUS:
-        raise ValueError(
-            f"r must lie between 2**-500 ({MIN_RADIUS:.3g}) and 2**500 ({MAX_RADIUS:.3g}) so that "
-            f"r * r is an ordinary float64 number, got {r!r}; rescale the coordinates"
-        )
+    r = check_graph_radius(r)
     batch, num_batches = _check_batch(batch, pos)
     return RadiusQuery(
         points=pos,
@@ -148,7 +170,7 @@ def make_query(
         num_batches=num_batches,
         r=r,
         loop=check_bool("loop", loop),
-        max_num_neighbors=_optional_int(max_num_neighbors, "max_num_neighbors", 1),
+        max_num_neighbors=_check_max_num_neighbors(max_num_neighbors, pos.shape[0]),
         distance_dtype=pos.dtype if check_bool("return_distance", return_distance) else None,
         max_memory=_optional_int(max_memory, "max_memory (bytes)", 0),
     )

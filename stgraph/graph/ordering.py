@@ -43,15 +43,29 @@ def spatial_order(pos: Tensor | np.ndarray, cell_size: float) -> Tensor:
     Returns
     -------
     ``LongTensor[N]`` ``order`` such that ``pos[order]`` is in spatial order.
+
+    Raises
+    ------
+    TypeError
+        If ``pos`` is not a floating-point tensor or array, or ``cell_size`` not a number.
+    ValueError
+        If ``pos`` is not ``[N, 2 | 3]`` or holds NaN or infinite coordinates,
+        ``cell_size`` is not positive and finite, or the extent of ``pos`` spans more
+        cells per axis than the Morton code holds (2**31 in 2D, 2**21 in 3D).
     """
-    coords = check_positions(pos).detach().cpu().numpy()
+    # float64: in float16 the cell indices overflow to inf from 65504 on, and numpy has
+    # no bfloat16.
+    coords = check_positions(pos).detach().cpu().to(torch.float64).numpy()
     cell_size = check_radius(cell_size, "cell_size")
     if len(coords) == 0:
         return torch.zeros(0, dtype=torch.long)
     n_dims = coords.shape[1]
-    cells = np.floor((coords - coords.min(axis=0)) / cell_size).astype(np.int64)
+    with np.errstate(over="ignore"):  # an overflow to inf is refused just below
+        cells = np.floor((coords - coords.min(axis=0)) / cell_size)
+    # Checked before the cast to int64, which would turn inf into garbage.
     if cells.max() >= 1 << _BITS[n_dims]:
         raise ValueError(f"cell_size={cell_size} is too small for the extent of pos: more than 2^{_BITS[n_dims]} cells per axis")
+    cells = cells.astype(np.int64)
     code = np.zeros(len(coords), dtype=np.int64)
     for axis in range(n_dims):
         code |= _spread_bits(cells[:, axis], n_dims) << axis

@@ -140,8 +140,9 @@ def radius_graph(
         ``pos`` not floating point or not a tensor/array, ``batch`` not integer, ``r``,
         ``loop``, ``max_num_neighbors`` or ``backend`` of the wrong type.
     ValueError
-        Wrong shapes, NaN or infinite coordinates, ``r <= 0`` or not finite, ``batch`` of
-        the wrong length or device, an unknown backend, ``"torch_cluster"`` not installed.
+        Wrong shapes, NaN or infinite coordinates, ``r`` outside ``[2**-500, 2**500]`` or
+        not finite, ``max_num_neighbors < 1``, ``max_memory < 0``, ``batch`` of the wrong
+        length or device, an unknown backend, ``"torch_cluster"`` not installed.
     GraphTooLargeError
         (a ValueError) The edges would need more than ``max_memory``; raised before they
         are allocated, with the edge count and bytes in the message. A radius far too

@@ -56,6 +56,14 @@ def iter_tiles(pos, tile_size: float, halo: float) -> Iterator[Tile]:
     Yields
     ------
     :class:`Tile` of index tensors on ``pos``'s device.
+
+    Raises
+    ------
+    TypeError, ValueError
+        When iterated: for ``pos`` as :func:`~stgraph.graph.radius_graph` refuses it, a
+        ``tile_size`` not positive and finite, a ``halo`` negative or not finite, or a
+        ``tile_size`` so small that the tiles would not fit in int64 keys or each point
+        would lie in more than 100 tiles on average.
     """
     pos = check_positions(pos)
     tile_size = check_radius(tile_size, "tile_size")
@@ -75,7 +83,8 @@ def iter_tiles(pos, tile_size: float, halo: float) -> Iterator[Tile]:
     # Expand (point, tile) memberships: each point touches a small rectangle of tiles.
     span = high - low + 1
     touched = span[:, 0] * span[:, 1]
-    memberships = int(touched.sum())
+    # Summed in float64: each point's count fits in int64 (the tile keys do), their sum may not.
+    memberships = float(touched.sum(dtype=torch.float64))
     if memberships > _MAX_MEMBERSHIPS_PER_POINT * xy.shape[0]:
         raise ValueError(
             f"tile_size={tile_size} is too small for halo={halo}: each point would lie in "
@@ -198,6 +207,14 @@ def radius_graph_tiled(
     output at the end). ``tile_size`` (in the units of ``pos``) trades the halo overhead
     (about ``4 r / tile_size`` of extra targets) against the memory of one tile.
     Other parameters and the result as in :func:`~stgraph.graph.radius_graph`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For the arguments :func:`~stgraph.graph.radius_graph` refuses and the
+        ``tile_size`` :func:`iter_tiles` refuses.
+    GraphTooLargeError
+        As in :func:`~stgraph.graph.radius_graph`, for one tile or the merged output.
     """
     options = {
         "loop": loop,

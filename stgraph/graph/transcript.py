@@ -11,7 +11,7 @@ from torch_geometric.data import Data
 from ..io import _schema as S
 from ..io import transcripts_frame
 from ..io._points import check_numeric, flag_values
-from ._query import check_radius
+from ._query import check_graph_radius
 from .ordering import spatial_order
 from .radius import radius_graph
 
@@ -81,7 +81,7 @@ def transcript_graph(
         raise ValueError(f"within must be 'all' or 'cell', got {within!r}")
     if order not in ("input", "spatial"):
         raise ValueError(f"order must be 'input' or 'spatial', got {order!r}")
-    radius = check_radius(radius, "radius")
+    radius = check_graph_radius(radius, "radius")
     frame = _points_frame(data, points_key)
     axes = [S.X, S.Y] + ([S.Z] if S.Z in frame.columns else [])
     genes = frame[S.GENE].astype("category")

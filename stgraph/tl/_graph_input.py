@@ -39,6 +39,8 @@ def checked_graph(
 
     Raises
     ------
+    KeyError
+        If ``sdata`` has no points element ``points_key``.
     ValueError
         If a field is missing, ``radius`` differs from the graph's ``radius``, or the
         graph was built from other transcripts than those of ``sdata``.
