@@ -12,7 +12,7 @@ import torch
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import MessagePassing
 
-from stgraph.data.batching import cell_units, collate_units, node_origin, tile_units
+from stgraph.data.batching import IncomingEdges, cell_units, collate_units, node_origin, tile_units
 from stgraph.graph import radius_graph
 from stgraph.models.checkpoint import load_model, save_checkpoint
 from stgraph.models.masking import mask_tokens, masked_gene_loss
@@ -433,6 +433,21 @@ def test_tile_units_keep_nodes_rounded_across_a_tile_border():
     wide = tile_units(graph, 1.1, 0.5)
     assert [(u.node.tolist(), u.core.tolist()) for u in wide] == [([0, 1], [False, True]), ([0, 1], [True, False])]
     assert all(torch.equal(u.edge_index, edge_index) for u in wide)
+
+
+def test_induced_edges_match_a_direct_selection():
+    rng = np.random.default_rng(3)
+    edge_index = torch.from_numpy(rng.integers(0, 40, (2, 300)))  # repeated edges and loops too
+    edges = IncomingEdges(edge_index, 40)
+    subsets = ([3, 7, 8, 21, 39], [5], [], list(range(40)))
+    for nodes in (torch.tensor(subset, dtype=torch.long) for subset in subsets):
+        inside = torch.isin(edge_index, nodes).all(dim=0)
+        # Sorted by target as IncomingEdges keeps them, ties in edge order.
+        expected_id = torch.nonzero(inside).flatten()
+        expected_id = expected_id[torch.argsort(edge_index[1, expected_id], stable=True)]
+        relabelled, edge_id = edges.induced(nodes)
+        torch.testing.assert_close(edge_id, expected_id)
+        torch.testing.assert_close(nodes[relabelled], edge_index[:, expected_id])
 
 
 def test_collate_units_refuses_an_empty_batch():

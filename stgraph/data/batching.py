@@ -62,11 +62,12 @@ class IncomingEdges:
         count = self.ptr[nodes + 1] - start
         offset = torch.arange(int(count.sum())) - torch.repeat_interleave(count.cumsum(0) - count, count)
         slot = torch.repeat_interleave(start, count) + offset
-        local = torch.full((self.num_nodes,), -1, dtype=torch.long)
-        local[nodes] = torch.arange(nodes.numel())
-        source = local[self.source[slot]]
+        # A binary search in the sorted nodes, not an N-long lookup table: that costs
+        # O(N) per unit, which dominates on million-node graphs cut into many units.
+        neighbour = self.source[slot]
+        source = torch.searchsorted(nodes, neighbour).clamp_(max=nodes.numel() - 1)
+        keep = nodes[source] == neighbour
         target = torch.repeat_interleave(torch.arange(nodes.numel()), count)
-        keep = source >= 0
         return torch.stack([source[keep], target[keep]]), self.edge_id[slot[keep]]
 
 
