@@ -261,6 +261,17 @@ def test_impute_fills_lattice_gaps_by_default():
     assert (out.obs["array_row"].dtype, out.obs["array_col"].dtype) == (adata.obs["array_row"].dtype,) * 2
     no_gaps = enhance(adata, "impute", **FAST)
     assert no_gaps.n_obs == adata.n_obs and not no_gaps.obs["imputed"].any()
+    # A lost patch of two neighbouring spots is a hole too, unless max_gap_size leaves it out.
+    patch = centre | (adata.obs["array_row"] == 3) & (adata.obs["array_col"] == 9)
+    lost = adata[~patch.to_numpy()].copy()
+    filled = enhance(lost, "impute", **FAST)
+    assert filled.obs.loc[filled.obs["imputed"], ["array_row", "array_col"]].to_numpy().tolist() == [[3, 7], [3, 9]]
+    assert not enhance(lost, "impute", max_gap_size=1, **FAST).obs["imputed"].any()
+    for kwargs in (dict(mode="super_resolution"), dict(mode="impute", positions=[(3, 7)])):
+        with pytest.raises(ValueError, match=r"^`max_gap_size` is only used with `mode='impute'` and no `positions`\.$"):
+            enhance(lost, max_gap_size=2, **kwargs, **FAST)
+    with pytest.raises(ValueError, match="max_gap_size"):
+        enhance(lost, "impute", max_gap_size=0, **FAST)
 
 
 def test_impute_when_a_task_hides_only_set_aside_spots():

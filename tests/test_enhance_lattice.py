@@ -75,6 +75,27 @@ def test_gap_positions_are_interior_holes_only():
     assert len(gap_positions(rc, "square")) == 0
 
 
+@pytest.mark.parametrize("parity", [0, 1])
+def test_gap_positions_fill_enclosed_holes_of_any_size(parity):
+    rc = lattice("hexagonal", 9, 9) + [0, parity]
+    sites = {tuple(p) for p in rc.tolist()}
+    # A lost patch of three mutual neighbours, a dropped spot, and a notch open to the outside.
+    patch = {(4, 8 + parity), (4, 10 + parity), (5, 9 + parity)}
+    single = {(2, 4 + parity)}
+    notch = {(0, 8 + parity), (1, 9 + parity)}
+    assert patch | single | notch <= sites
+    observed = np.array(sorted(sites - patch - single - notch), dtype=float)
+    assert gap_positions(observed, "hexagonal").tolist() == sorted(map(list, patch | single))
+    assert gap_positions(observed, "hexagonal", max_size=2).tolist() == sorted(map(list, single))
+    # A square slide with a 2 x 2 hole.
+    square = lattice("square", 6, 6)
+    hole = np.isin(square[:, 0], [2, 3]) & np.isin(square[:, 1], [1, 2])
+    assert gap_positions(square[~hole], "square").tolist() == [[2, 1], [2, 2], [3, 1], [3, 2]]
+    # Diagonal neighbours do not join the inside of a square lattice to the outside.
+    corner = (square[:, 0] == 0) & (square[:, 1] == 0) | (square[:, 0] == 1) & (square[:, 1] == 1)
+    assert gap_positions(square[~corner], "square").tolist() == [[1, 1]]
+
+
 @pytest.mark.parametrize("grid", ["square", "hexagonal"])
 def test_linear_matches_scipy_on_degenerate_lattices(grid):
     rng = np.random.default_rng(0)

@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
 GridType = Literal["hexagonal", "square"]
@@ -234,27 +235,55 @@ def coarse_sublattice(rc: np.ndarray, grid: GridType, spacing: float = 1.0, cose
     return ((u + du) % 2 == 0) & ((u + du + v + dv) % 4 == 0)
 
 
-def gap_positions(rc: np.ndarray, grid: GridType) -> np.ndarray:
-    """Unobserved lattice points whose every lattice neighbour is an observed spot.
+def gap_positions(rc: np.ndarray, grid: GridType, max_size: int | None = None) -> np.ndarray:
+    """Unobserved lattice points enclosed by observed spots: the holes inside the tissue.
 
-    These are the holes inside the tissue (dropped or lost spots). Sorted rows of
-    ``(row, col)``.
+    A hole is a connected set of unobserved lattice points (lattice neighbours) that
+    cannot reach the outside of the slide without crossing an observed spot; a single
+    dropped spot is a hole of size 1, a lost patch a larger one. Holes of more than
+    ``max_size`` points are left out (None: none is). Sorted rows of ``(row, col)``.
     """
     rc = np.round(np.asarray(rc, dtype=float)).astype(np.int64)
-    offsets = _neighbour_offsets(grid)
-    observed = set(map(tuple, rc))
-    candidates = np.unique((rc[:, None, :] + offsets[None]).reshape(-1, 2), axis=0)
-    keep = [
-        tuple(p) not in observed and all(tuple(p + o) in observed for o in offsets)
-        for p in candidates
-    ]
-    return candidates[np.asarray(keep, dtype=bool)].astype(float) if len(candidates) else np.empty((0, 2))
+    if not len(rc):
+        return np.empty((0, 2))
+    cells, unlattice = _lattice_cells(rc, grid)
+    # A margin of one lattice step, so that every point outside the tissue is joined
+    # to the border of the array and only enclosed ones form inner components.
+    origin = cells.min(axis=0) - 1
+    occupied = np.zeros(tuple(cells.max(axis=0) - origin + 2), dtype=bool)
+    occupied[tuple((cells - origin).T)] = True
+    labels, _ = ndimage.label(~occupied, structure=_CONNECTIVITY[grid])
+    border = np.unique(np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel()]))
+    sizes = np.bincount(labels.ravel())
+    enclosed = ~np.isin(labels, border) & (labels > 0)
+    if max_size is not None:
+        enclosed &= sizes[labels] <= max_size
+    holes = np.argwhere(enclosed) + origin
+    return unlattice(holes).astype(float)
 
 
-def _neighbour_offsets(grid: GridType) -> np.ndarray:
-    if grid == "hexagonal":
-        return np.array([[0, 2], [0, -2], [1, 1], [1, -1], [-1, 1], [-1, -1]])
-    return np.array([[0, 1], [0, -1], [1, 0], [-1, 0]])
+#: Neighbours in the index arrays of :func:`_lattice_cells`: the four sides of a
+#: square; for the hexagonal lattice in axial indices the six ``(±1, 0)``,
+#: ``(0, ±1)``, ``(-1, 1)`` and ``(1, -1)``.
+_CONNECTIVITY = {
+    "square": ndimage.generate_binary_structure(2, 1),
+    "hexagonal": np.array([[0, 1, 1], [1, 1, 1], [1, 1, 0]], dtype=bool),
+}
+
+
+def _lattice_cells(rc: np.ndarray, grid: GridType):
+    """Integer indices of lattice points in an array where lattice neighbours are
+    array neighbours (of :data:`_CONNECTIVITY`), and the map back to ``(row, col)``.
+
+    Visium's hexagonal lattice doubles the columns (``row + col`` of one parity, the
+    neighbours at ``(0, ±2)`` and ``(±1, ±1)``); its axial index ``(row, (col - row -
+    parity) / 2)`` makes them the array neighbours above.
+    """
+    if grid == "square":
+        return rc, lambda cells: cells
+    parity = int((rc[0, 0] + rc[0, 1]) % 2)
+    cells = np.column_stack([rc[:, 0], (rc[:, 1] - rc[:, 0] - parity) // 2])
+    return cells, lambda cells: np.column_stack([cells[:, 0], 2 * cells[:, 1] + cells[:, 0] + parity])
 
 
 def _rows_in(query: np.ndarray, reference: np.ndarray) -> np.ndarray:

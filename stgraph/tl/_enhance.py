@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 from scipy.spatial import ConvexHull, QhullError, cKDTree
 
-from stgraph._validation import check_bool, check_seed
+from stgraph._validation import check_bool, check_int, check_seed
 from stgraph.models.trainer import resolve_device
 from stgraph.spots._expression import log1p_cp10k, read_counts
 from stgraph.spots._lattice import (
@@ -39,6 +39,7 @@ def enhance(
     mode: Literal["impute", "super_resolution"] = "super_resolution",
     *,
     positions: np.ndarray | None = None,
+    max_gap_size: int | None = None,
     factor: int = 2,
     grid: Literal["hexagonal", "square"] | None = None,
     layer: str | None = None,
@@ -84,7 +85,8 @@ def enhance(
         ``layers[layer]``. Not modified.
     mode
         ``'impute'``: predict unmeasured in-tissue lattice positions (``positions``,
-        or by default every lattice gap whose lattice neighbours are all observed).
+        or by default every hole in the tissue: the unobserved lattice sites that
+        observed spots enclose, single dropped spots and lost patches alike).
         ``'super_resolution'``: predict the lattice of half the spacing between the
         spots (the midpoints of neighbouring spots; on a square grid also the cell
         centres), i.e. ×2 per axis.
@@ -95,6 +97,10 @@ def enhance(
         on a slide that is a single line of spots (one row, say) lie on that line.
         Positions outside the observed spots' convex hull with no observed spot within ``radius``
         spacings are extrapolated, with a warning.
+    max_gap_size
+        ``mode='impute'`` without ``positions`` only: leave out holes of more than
+        this many lattice sites (a lumen or a tear may have no tissue to impute);
+        None fills every hole.
     factor
         Super-resolution factor per axis; only 2 is supported.
     grid
@@ -168,7 +174,7 @@ def enhance(
     ------
     TypeError
         If ``adata`` is not an AnnData, a count parameter (``rank``, ``epochs``,
-        ...) or ``seed`` is not an int, ``progress`` is not a bool, or
+        ``max_gap_size``, ...) or ``seed`` is not an int, ``progress`` is not a bool, or
         ``counts_layer`` is not a non-empty string.
     ValueError
         On an unknown ``mode``, ``factor`` other than 2, unknown mask kinds, a
@@ -182,7 +188,8 @@ def enhance(
         each row; in ``obsm['spatial']`` the odd rows are shifted by half a column
         step), or impute ``positions`` that are malformed, duplicated, not lattice
         sites, coincide with observed spots or leave a single line of spots (see
-        ``positions``).
+        ``positions``), or ``max_gap_size`` below 1 or given with ``positions`` or
+        for super-resolution.
 
     Warns
     -----
@@ -198,6 +205,10 @@ def enhance(
         raise ValueError(f"Only `factor=2` super-resolution is supported, got {factor!r}.")
     if positions is not None and mode != "impute":
         raise ValueError("`positions` is only used with `mode='impute'`.")
+    if max_gap_size is not None:
+        if mode != "impute" or positions is not None:
+            raise ValueError("`max_gap_size` is only used with `mode='impute'` and no `positions`.")
+        max_gap_size = check_int("max_gap_size", max_gap_size)
     if isinstance(masks, str):  # a tuple of it would be its letters
         masks = (masks,)
     masks = tuple(_DEFAULT_MASKS[mode] if masks is None else masks)
@@ -230,7 +241,7 @@ def enhance(
         raise ValueError("Several spots share the same (array_row, array_col).")
     counts = read_counts(adata, layer)
     grid = check_grid(grid, rc, spatial)
-    query = _query_positions(mode, positions, rc, grid, radius)
+    query = _query_positions(mode, positions, max_gap_size, rc, grid, radius)
 
     values = log1p_cp10k(counts)
     trainer = EnhancerTrainer(rc, values, grid, params, seed=seed, device=device)
@@ -261,11 +272,13 @@ def _spatial(adata: AnnData) -> np.ndarray:
     return spatial
 
 
-def _query_positions(mode: str, positions, rc: np.ndarray, grid: str, radius: float) -> np.ndarray:
+def _query_positions(
+    mode: str, positions, max_gap_size: int | None, rc: np.ndarray, grid: str, radius: float
+) -> np.ndarray:
     if mode == "super_resolution":
         return neighbour_midpoints(rc, grid, lattice_spacing(lattice_positions(rc, grid)))
     if positions is None:
-        return gap_positions(rc, grid)
+        return gap_positions(rc, grid, max_gap_size)
     query = np.asarray(positions, dtype=float)
     if query.ndim != 2 or query.shape[1] != 2 or not np.isfinite(query).all():
         raise ValueError("`positions` must be a finite (m, 2) array of (array_row, array_col).")
