@@ -118,6 +118,12 @@ def test_merge_refuses_pieces_that_do_not_make_one_graph():
         ((pieces, -1), ValueError, "^num_nodes must be an integer >= 0, got -1$"),
         (([pieces[0][0].float()], 200), TypeError, "must hold integer node indices, got torch.float32"),
         (([pieces[0][0][0]], 200), ValueError, r"must be a \[2, E\] tensor, got \[\d+\]"),
+        # Tiles built from positions of two dtypes failed inside torch's copy.
+        (([pieces[0], (pieces[1][0], pieces[1][1].double())], 200), ValueError,
+         r"^pieces hold distances of several dtypes \['torch.float32', 'torch.float64'\]: build every tile"),
+        (([(pieces[0][0], pieces[0][1][:-1])], 200), ValueError,
+         rf"^a piece's distances must be a \[E\] tensor, one per edge \({pieces[0][0].shape[1]}\), got "
+         rf"\[{pieces[0][0].shape[1] - 1}\]$"),
     ]:
         with pytest.raises(error, match=match):
             merge_tile_edges(*arguments)

@@ -257,8 +257,9 @@ def merge_tile_edges(pieces: Iterable, num_nodes: int, *, max_memory: int | None
     TypeError, ValueError
         If ``num_nodes`` is not a non-negative integer, a piece's ``edge_index`` is not
         a ``[2, E]`` integer tensor with nodes in ``[0, num_nodes)``, two pieces hold
-        edges of the same target (a tile passed twice, or tiles of two splits), or the
-        pieces mix results with and without distances.
+        edges of the same target (a tile passed twice, or tiles of two splits), the
+        pieces mix results with and without distances or distances of several dtypes,
+        or a piece's distances are not one per edge.
     """
     num_nodes = check_int("num_nodes", num_nodes, minimum=0)
     kept = []
@@ -266,6 +267,11 @@ def merge_tile_edges(pieces: Iterable, num_nodes: int, *, max_memory: int | None
     for piece in pieces:
         edge_index, dist = piece if isinstance(piece, tuple) else (piece, None)
         _check_piece(edge_index, num_nodes)
+        if dist is not None and (not isinstance(dist, torch.Tensor) or dist.shape != (edge_index.shape[1],)):
+            shape = list(dist.shape) if isinstance(dist, torch.Tensor) else type(dist).__name__
+            raise ValueError(
+                f"a piece's distances must be a [E] tensor, one per edge ({edge_index.shape[1]}), got {shape}"
+            )
         if counts is None:
             counts = torch.zeros(num_nodes, dtype=torch.int64, device=edge_index.device)
         # Work in the piece's targets only: a pass over all num_nodes per piece would cost
@@ -282,7 +288,13 @@ def merge_tile_edges(pieces: Iterable, num_nodes: int, *, max_memory: int | None
     with_dist = {dist is not None for _, dist in kept}
     if len(with_dist) != 1:
         raise ValueError("pieces mix results with and without distances")
-    distance_dtype = kept[0][1].dtype if with_dist == {True} else None
+    dtypes = {dist.dtype for _, dist in kept if dist is not None}
+    if len(dtypes) > 1:
+        raise ValueError(
+            f"pieces hold distances of several dtypes {sorted(map(str, dtypes))}: build every tile from "
+            "positions of one dtype"
+        )
+    distance_dtype = dtypes.pop() if dtypes else None
     edge_index, dist = allocate_output(int(counts.sum()), distance_dtype, counts.device, max_memory)
     offsets = torch.cumsum(counts, 0) - counts
     while kept:
