@@ -186,8 +186,11 @@ def test_plots_draw_the_matrix(sample):
         colocalization_heatmap(sdata, fdr=0.0)
     network = colocalization_network(result, fdr=1.0, top=3)
     assert len(network.collections) >= 2  # edges and nodes
+    assert network.get_title() == "top 3 pairs, fdr <= 1.0"
     empty = colocalization_network(result, fdr=0.0)
-    assert "no pair" in empty.get_title()
+    assert empty.get_title() == "no pair, fdr <= 0.0"
+    # fdr=None keeps every pair (the title said "fdr <= None").
+    assert colocalization_network(result, fdr=None, top=3).get_title() == "top 3 pairs"
     with pytest.raises(TypeError):
         colocalization_heatmap(result.table)
 

@@ -117,7 +117,7 @@ def colocalization_heatmap(
 def colocalization_network(
     data: SpatialData | ColocalizationResult,
     *,
-    fdr: float = 0.05,
+    fdr: float | None = 0.05,
     top: int = 50,
     key: str = COLOCALIZATION_KEY,
     table_key: str = TABLE_KEY,
@@ -136,8 +136,8 @@ def colocalization_network(
     data
         SpatialData after :func:`stgraph.tl.colocalization`, or its result.
     fdr
-        Keep the pairs with ``fdr`` at most this; without any, the axes only say so
-        in their title.
+        Keep the pairs with ``fdr`` at most this (None: every pair); without any,
+        the axes only say so in their title.
     top
         Number of pairs (edges) drawn (positive).
     key, table_key
@@ -175,8 +175,9 @@ def colocalization_network(
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 7))
     ax.set_axis_off()
+    among = "" if fdr is None else f", fdr <= {fdr}"
     if kept.number_of_edges() == 0:
-        ax.set_title(f"no pair with fdr <= {fdr}")
+        ax.set_title(f"no pair{among}")
         return ax
     position = nx.spring_layout(kept, seed=seed)
     scores = np.array([kept.edges[e]["score"] for e in kept.edges])
@@ -185,5 +186,5 @@ def colocalization_network(
     nx.draw_networkx_edges(kept, position, width=width, edge_color="0.4", ax=ax)
     nx.draw_networkx_nodes(kept, position, node_size=200, node_color="tab:orange", ax=ax)
     nx.draw_networkx_labels(kept, position, font_size=7, ax=ax)
-    ax.set_title(f"top {kept.number_of_edges()} pairs, fdr <= {fdr}")
+    ax.set_title(f"top {kept.number_of_edges()} pairs{among}")
     return ax
