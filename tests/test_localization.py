@@ -402,6 +402,22 @@ def test_plots_name_unknown_cells_and_genes(scored):
             localization_transcripts(sdata, **{name: []})
 
 
+def test_transcript_plot_draws_nuclei_indexed_by_their_own_ids():
+    from spatialdata.models import ShapesModel
+
+    sdata = _edge_case_sdata()
+    # Nucleus ids that are no cell ids: tl.localization gives the nucleus to cell a.
+    nuclei = gpd.GeoDataFrame(geometry=gpd.GeoSeries({"nuc_7": shapely.box(3, 3, 7, 7)}))
+    sdata.shapes["nucleus_boundaries"] = ShapesModel.parse(nuclei)
+    localization(sdata, n_boot=10)
+    assert sdata.tables["table"].uns["localization"]["training_cells"] == ["a"]
+    assert [line.get_linestyle() for line in localization_transcripts(sdata).lines] == ["-", "-", "-", "--"]
+    dashed = [line for line in localization_transcripts(sdata, cells=["a"]).lines if line.get_linestyle() == "--"]
+    assert len(dashed) == 1
+    assert sorted(set(zip(*dashed[0].get_data()))) == [(3, 3), (3, 7), (7, 3), (7, 7)]
+    assert len(localization_transcripts(sdata, cells=["b"]).lines) == 1
+
+
 @pytest.mark.parametrize(("n_top", "error", "wanted"),
                          [(0, ValueError, "a positive integer"), (-1, ValueError, "a positive integer"),
                           (2.5, TypeError, "an integer"), (True, TypeError, "an integer")])

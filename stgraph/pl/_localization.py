@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import shapely
 import spatialdata
 from matplotlib.axes import Axes
 
@@ -13,6 +14,7 @@ from stgraph._validation import check_int, check_names
 from stgraph.io import transcripts_frame
 from stgraph.io._spatialdata import check_spatialdata
 from stgraph.localization._data import nucleus_outlines
+from stgraph.localization._geometry import _nucleus_per_cell
 from stgraph.localization._pattern_model import PATTERNS
 
 #: One colour per pattern, in :data:`~stgraph.localization.PATTERNS` order.
@@ -153,7 +155,12 @@ def localization_transcripts(
         _, ax = plt.subplots(figsize=(6, 6))
     nuclei = nucleus_outlines(sdata, nucleus_key)
     if nuclei is not None:
-        nuclei = nuclei[nuclei.index.astype(str).isin(outlines.index.astype(str))]
+        # Placed as tl.localization places them: nuclei indexed by their own ids
+        # (not cell ids) go to the cell that contains them.
+        every_cell = sdata.shapes[cell_key].geometry
+        cell_ids = pd.Index(every_cell.index.astype(str))
+        nuclei = _nucleus_per_cell(nuclei, cell_ids, np.asarray(every_cell.values))
+        nuclei = nuclei[cell_ids.isin(outlines.index.astype(str)) & ~shapely.is_missing(nuclei)]
     for geometries, style in ((outlines, "-"), (nuclei, "--")):
         if geometries is None:
             continue
