@@ -433,6 +433,18 @@ def test_composition_refuses_empty_or_unscored_groups(scored):
         localization_composition(scored[0], groups=["gene_00", "zz"])
 
 
+def test_composition_tells_unscored_groups_from_unknown_ones():
+    sdata = _edge_case_sdata()
+    localization(sdata, n_boot=10)
+    # 'solo' (one molecule) and the empty cell c are in the data but have no scored pair.
+    for by, groups, unscored in (("gene", ["g1", "solo"], ["solo"]), ("cell", ["c", "a"], ["c"])):
+        with pytest.raises(ValueError, match=re.escape(
+                f"groups: no (cell, gene) pair with at least min_transcripts molecules was scored for {unscored}")):
+            localization_composition(sdata, by=by, groups=groups)
+    with pytest.raises(ValueError, match=re.escape("groups: not in the data: ['zz']")):
+        localization_composition(sdata, groups=["solo", "zz"])
+
+
 def test_transcript_plot_names_a_missing_element_and_the_available_ones(scored):
     sdata, _ = scored
     shapes = sorted(sdata.shapes)

@@ -46,8 +46,8 @@ def localization_composition(
         ``"gene"`` or ``"cell"``.
     groups
         Genes (or cells) to show, in this order; default the ``n_top`` with the
-        most scored (cell, gene) pairs. A ValueError names those without scored
-        pairs; an empty list is a ValueError.
+        most scored (cell, gene) pairs. A ValueError names those not in the data,
+        or else those without scored pairs; an empty list is a ValueError.
     n_top
         Number of bars (a positive integer) when ``groups`` is not given
         (``None``: all).
@@ -72,7 +72,14 @@ def localization_composition(
     lpp = _results(sdata, table_key)
     counts = pd.crosstab(lpp[column].astype(str), lpp["top_pattern"].astype(str)).reindex(columns=list(PATTERNS), fill_value=0)
     if groups is not None:
-        counts = counts.loc[check_names("groups", groups, counts.index)]
+        # Every cell and gene of the data is a category of lpp, scored or not.
+        groups = check_names("groups", groups, lpp[column].astype("category").cat.categories)
+        unscored = [g for g in groups if g not in counts.index]
+        if unscored:
+            raise ValueError(
+                f"groups: no (cell, gene) pair with at least min_transcripts molecules was scored for {unscored[:10]}"
+            )
+        counts = counts.loc[groups]
     else:
         counts = counts.loc[counts.sum(1).sort_values(ascending=False, kind="stable").index]
         if n_top is not None:
