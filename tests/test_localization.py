@@ -402,6 +402,22 @@ def test_plots_name_unknown_cells_and_genes(scored):
             localization_transcripts(sdata, **{name: []})
 
 
+def test_transcript_plot_draws_nuclei_indexed_by_their_own_ids():
+    from spatialdata.models import ShapesModel
+
+    sdata = _edge_case_sdata()
+    # Nucleus ids that are no cell ids: tl.localization gives the nucleus to cell a.
+    nuclei = gpd.GeoDataFrame(geometry=gpd.GeoSeries({"nuc_7": shapely.box(3, 3, 7, 7)}))
+    sdata.shapes["nucleus_boundaries"] = ShapesModel.parse(nuclei)
+    localization(sdata, n_boot=10)
+    assert sdata.tables["table"].uns["localization"]["training_cells"] == ["a"]
+    assert [line.get_linestyle() for line in localization_transcripts(sdata).lines] == ["-", "-", "-", "--"]
+    dashed = [line for line in localization_transcripts(sdata, cells=["a"]).lines if line.get_linestyle() == "--"]
+    assert len(dashed) == 1
+    assert sorted(set(zip(*dashed[0].get_data()))) == [(3, 3), (3, 7), (7, 3), (7, 7)]
+    assert len(localization_transcripts(sdata, cells=["b"]).lines) == 1
+
+
 @pytest.mark.parametrize(("n_top", "error", "wanted"),
                          [(0, ValueError, "a positive integer"), (-1, ValueError, "a positive integer"),
                           (2.5, TypeError, "an integer"), (True, TypeError, "an integer")])
@@ -415,6 +431,18 @@ def test_composition_refuses_empty_or_unscored_groups(scored):
         localization_composition(scored[0], groups=[])
     with pytest.raises(ValueError, match=r"groups: not in the data: \['zz'\]"):
         localization_composition(scored[0], groups=["gene_00", "zz"])
+
+
+def test_composition_tells_unscored_groups_from_unknown_ones():
+    sdata = _edge_case_sdata()
+    localization(sdata, n_boot=10)
+    # 'solo' (one molecule) and the empty cell c are in the data but have no scored pair.
+    for by, groups, unscored in (("gene", ["g1", "solo"], ["solo"]), ("cell", ["c", "a"], ["c"])):
+        with pytest.raises(ValueError, match=re.escape(
+                f"groups: no (cell, gene) pair with at least min_transcripts molecules was scored for {unscored}")):
+            localization_composition(sdata, by=by, groups=groups)
+    with pytest.raises(ValueError, match=re.escape("groups: not in the data: ['zz']")):
+        localization_composition(sdata, groups=["solo", "zz"])
 
 
 def test_transcript_plot_names_a_missing_element_and_the_available_ones(scored):

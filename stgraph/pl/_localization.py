@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import shapely
 import spatialdata
 from matplotlib.axes import Axes
 
@@ -13,6 +14,7 @@ from stgraph._validation import check_int, check_names
 from stgraph.io import transcripts_frame
 from stgraph.io._spatialdata import check_spatialdata
 from stgraph.localization._data import nucleus_outlines
+from stgraph.localization._geometry import _nucleus_per_cell
 from stgraph.localization._pattern_model import PATTERNS
 
 #: One colour per pattern, in :data:`~stgraph.localization.PATTERNS` order.
@@ -44,8 +46,8 @@ def localization_composition(
         ``"gene"`` or ``"cell"``.
     groups
         Genes (or cells) to show, in this order; default the ``n_top`` with the
-        most scored (cell, gene) pairs. A ValueError names those without scored
-        pairs; an empty list is a ValueError.
+        most scored (cell, gene) pairs. A ValueError names those not in the data,
+        or else those without scored pairs; an empty list is a ValueError.
     n_top
         Number of bars (a positive integer) when ``groups`` is not given
         (``None``: all).
@@ -70,7 +72,14 @@ def localization_composition(
     lpp = _results(sdata, table_key)
     counts = pd.crosstab(lpp[column].astype(str), lpp["top_pattern"].astype(str)).reindex(columns=list(PATTERNS), fill_value=0)
     if groups is not None:
-        counts = counts.loc[check_names("groups", groups, counts.index)]
+        # Every cell and gene of the data is a category of lpp, scored or not.
+        groups = check_names("groups", groups, lpp[column].astype("category").cat.categories)
+        unscored = [g for g in groups if g not in counts.index]
+        if unscored:
+            raise ValueError(
+                f"groups: no (cell, gene) pair with at least min_transcripts molecules was scored for {unscored[:10]}"
+            )
+        counts = counts.loc[groups]
     else:
         counts = counts.loc[counts.sum(1).sort_values(ascending=False, kind="stable").index]
         if n_top is not None:
@@ -153,7 +162,12 @@ def localization_transcripts(
         _, ax = plt.subplots(figsize=(6, 6))
     nuclei = nucleus_outlines(sdata, nucleus_key)
     if nuclei is not None:
-        nuclei = nuclei[nuclei.index.astype(str).isin(outlines.index.astype(str))]
+        # Placed as tl.localization places them: nuclei indexed by their own ids
+        # (not cell ids) go to the cell that contains them.
+        every_cell = sdata.shapes[cell_key].geometry
+        cell_ids = pd.Index(every_cell.index.astype(str))
+        nuclei = _nucleus_per_cell(nuclei, cell_ids, np.asarray(every_cell.values))
+        nuclei = nuclei[cell_ids.isin(outlines.index.astype(str)) & ~shapely.is_missing(nuclei)]
     for geometries, style in ((outlines, "-"), (nuclei, "--")):
         if geometries is None:
             continue

@@ -69,7 +69,11 @@ def localization(
     :func:`stgraph.localization.nuclear_enrichment`.
 
     Everything here is computed in the plane: cell and nucleus outlines are 2D
-    polygons, so a ``z`` column, when present, is not used.
+    polygons, so a ``z`` column, when present, is not used. Control probes
+    (``is_control``) are scored as genes (patterns, ``p_nuclear`` and their own score,
+    a reference for chance localization) and count among all molecules that the
+    gene scores are relative to; read the data with ``drop_controls=True`` to leave
+    them out.
 
     Parameters
     ----------
