@@ -478,3 +478,40 @@ def test_results_survive_a_zarr_round_trip(tmp_path):
     np.testing.assert_array_equal(
         sdata.points["transcripts"].compute()["p_nuclear"], back.points["transcripts"].compute()["p_nuclear"]
     )
+
+
+def test_circle_outlines_are_read_as_discs():
+    # SpatialData circles (points with a radius, as spatialdata-io writes Xenium's cells):
+    # as points, nuclei had no area and the compartment was left NaN with a misleading warning.
+    import spatialdata
+    from spatialdata.models import ShapesModel
+
+    sdata, _ = simulate(4, 8, purity=1.0, mean_counts=30.0, seed=7)
+    circles, discs = spatialdata.deepcopy(sdata), spatialdata.deepcopy(sdata)
+    for key in ("cell_boundaries", "nucleus_boundaries"):
+        outlines = sdata.shapes[key]
+        frame = gpd.GeoDataFrame(
+            {"radius": np.sqrt(outlines.area / np.pi)}, geometry=outlines.centroid, index=outlines.index
+        )
+        circles.shapes[key] = ShapesModel.parse(frame)
+        polygons = gpd.GeoDataFrame(geometry=frame.geometry.buffer(frame["radius"], quad_segs=16), index=outlines.index)
+        discs.shapes[key] = ShapesModel.parse(polygons)
+    from_circles = localization(circles, copy=True, n_boot=2)
+    from_discs = localization(discs, copy=True, n_boot=2)
+    p_nuclear = from_circles.points["transcripts"].compute()["p_nuclear"]
+    assert p_nuclear.notna().any()
+    np.testing.assert_array_equal(p_nuclear, from_discs.points["transcripts"].compute()["p_nuclear"])
+    pd.testing.assert_frame_equal(from_circles.tables["table"].uns["lpp"], from_discs.tables["table"].uns["lpp"])
+    first = str(sdata.shapes["cell_boundaries"].index[0])
+    assert len(localization_transcripts(from_circles, "pattern", cells=[first]).lines) == 2
+    # Circles among polygons are refused (ShapesModel checks the first geometry only).
+    mixed = spatialdata.deepcopy(sdata)
+    nuclei = sdata.shapes["nucleus_boundaries"]
+    geometry = [nuclei.geometry.iloc[0].centroid, *nuclei.geometry.iloc[1:]]
+    mixed.shapes["nucleus_boundaries"] = ShapesModel.parse(
+        gpd.GeoDataFrame({"radius": 1.0}, geometry=geometry, index=nuclei.index)
+    )
+    with pytest.raises(ValueError, match=re.escape(
+        "shapes element 'nucleus_boundaries' holds ['Point', 'Polygon'] geometries: outlines must be polygons"
+    )):
+        localization(mixed, copy=True)

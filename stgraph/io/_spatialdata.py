@@ -275,6 +275,35 @@ def optional_shapes(sdata: SpatialData, key: str | None, default: str, argument:
     return sdata.shapes[key]
 
 
+def outline_geometry(shapes, key: str):
+    """The outlines of shapes element ``key`` (a GeoDataFrame) as polygons.
+
+    SpatialData also stores outlines as circles (points with a ``radius`` column,
+    e.g. Xenium's cell circles of spatialdata-io); they become discs (64-gon
+    approximations), since as points they would have no area to hold molecules.
+
+    Raises
+    ------
+    ValueError
+        If ``key`` holds other geometries than polygons, multipolygons, or circles
+        with a positive finite radius (missing geometries pass as missing).
+    """
+    geometry = shapes.geometry
+    kinds = set(geometry.geom_type.dropna())
+    if kinds <= {"Polygon", "MultiPolygon"}:
+        return geometry
+    if kinds == {"Point"} and "radius" in shapes.columns:
+        radius = pd.to_numeric(shapes["radius"], errors="coerce").to_numpy(dtype=float)
+        present = ~geometry.isna().to_numpy()
+        if not (np.isfinite(radius[present]).all() and (radius[present] > 0).all()):
+            raise ValueError(f"shapes element {key!r} holds circles whose radius is not a positive finite number")
+        return geometry.buffer(np.where(present, radius, 0.0), quad_segs=16)
+    raise ValueError(
+        f"shapes element {key!r} holds {sorted(kinds)} geometries: outlines must be polygons, multipolygons "
+        "or circles (points with a 'radius' column)"
+    )
+
+
 def check_element_name(sdata: SpatialData, key: str, argument: str, kind: str = "shapes") -> None:
     """Refuse a name under which SpatialData would not store a new ``kind`` element.
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from stgraph.io import transcripts_frame
 from stgraph.io._schema import NUCLEUS_SHAPES_KEY
-from stgraph.io._spatialdata import optional_shapes
+from stgraph.io._spatialdata import optional_shapes, outline_geometry
 
 from ._geometry import CellGeometry, TranscriptGeometry, cell_geometry, transcript_geometry
 
@@ -168,7 +168,7 @@ def nucleus_outlines(sdata, nucleus_key: str | None = NUCLEUS_SHAPES_KEY):
     None, or the default and absent; a ValueError for any other missing name).
     """
     outlines = optional_shapes(sdata, nucleus_key, NUCLEUS_SHAPES_KEY, "nucleus_key")
-    return None if outlines is None else outlines.geometry
+    return None if outlines is None else outline_geometry(outlines, nucleus_key)
 
 
 def read_cell_transcripts(
@@ -197,4 +197,4 @@ def read_cell_transcripts(
         )
     nuclei = nucleus_outlines(sdata, nucleus_key)
     points = transcripts_frame(sdata, points_key=points_key)
-    return points, cell_transcripts(points, sdata.shapes[cell_key].geometry, nuclei)
+    return points, cell_transcripts(points, outline_geometry(sdata.shapes[cell_key], cell_key), nuclei)

@@ -14,7 +14,7 @@ from spatialdata import SpatialData
 from .._validation import check_names
 from ..io import _schema as S
 from ..io import transcripts_frame
-from ..io._spatialdata import optional_shapes
+from ..io._spatialdata import optional_shapes, outline_geometry
 from ..tl._domains import DOMAIN_KEY, default_shapes_key
 
 
@@ -40,10 +40,10 @@ def _domain_regions(
     return regions
 
 
-def _draw_boundaries(ax: Axes, outlines: gpd.GeoDataFrame, **style) -> None:
+def _draw_boundaries(ax: Axes, outlines: gpd.GeoSeries, **style) -> None:
     """Draw the boundaries of the non-empty ``outlines``; quietly nothing where none is
     left (geopandas warns on an empty selection, such as the nucleus of a cell without one)."""
-    outlines = outlines[~(outlines.geometry.isna() | outlines.geometry.is_empty)]
+    outlines = outlines[~(outlines.isna() | outlines.is_empty)]
     if len(outlines):
         outlines.boundary.plot(ax=ax, **style)
 
@@ -120,7 +120,7 @@ def domains(
     ax.scatter(labelled[S.X], labelled[S.Y], s=size, c=colours[code], linewidths=0, rasterized=True)
     for outline_key, colour in ((S.CELL_SHAPES_KEY, "0.2"), (S.NUCLEUS_SHAPES_KEY, "0.5")):
         if outline_key in sdata.shapes:
-            outlines = sdata.shapes[outline_key]
+            outlines = outline_geometry(sdata.shapes[outline_key], outline_key)
             if cells is not None:
                 outlines = outlines[outlines.index.astype(str).isin(cells)]
             _draw_boundaries(ax, outlines, color=colour, linewidth=0.8)
@@ -129,7 +129,7 @@ def domains(
             regions = regions[regions["cell_id"].astype(str).isin(cells)]
         for domain, group in regions.groupby("domain"):
             position = int(np.flatnonzero(domain_codes == domain)[0])
-            _draw_boundaries(ax, group, color=colours[position], linewidth=1.2, linestyle="--")
+            _draw_boundaries(ax, group.geometry, color=colours[position], linewidth=1.2, linestyle="--")
     handles = [
         Line2D([], [], marker="o", linestyle="", color=colours[k], label=f"domain {d}")
         for k, d in enumerate(domain_codes)

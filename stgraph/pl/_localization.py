@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 
 from stgraph._validation import check_int, check_names
 from stgraph.io import transcripts_frame
-from stgraph.io._spatialdata import check_spatialdata
+from stgraph.io._spatialdata import check_spatialdata, outline_geometry
 from stgraph.localization._data import nucleus_outlines
 from stgraph.localization._geometry import _nucleus_per_cell
 from stgraph.localization._pattern_model import PATTERNS
@@ -149,7 +149,7 @@ def localization_transcripts(
     if color not in points.columns:
         raise ValueError(f"points[{points_key!r}] has no {color!r} column; run stgraph.tl.localization first")
     keep = np.ones(len(points), dtype=bool)
-    outlines = sdata.shapes[cell_key].geometry
+    outlines = every_cell = outline_geometry(sdata.shapes[cell_key], cell_key)
     if cells is not None:
         cells = check_names("cells", cells, points["cell_id"].dropna().unique())
         keep &= points["cell_id"].astype(str).isin(cells).to_numpy()
@@ -164,7 +164,6 @@ def localization_transcripts(
     if nuclei is not None:
         # Placed as tl.localization places them: nuclei indexed by their own ids
         # (not cell ids) go to the cell that contains them.
-        every_cell = sdata.shapes[cell_key].geometry
         cell_ids = pd.Index(every_cell.index.astype(str))
         nuclei = _nucleus_per_cell(nuclei, cell_ids, np.asarray(every_cell.values))
         nuclei = nuclei[cell_ids.isin(outlines.index.astype(str)) & ~shapely.is_missing(nuclei)]

@@ -32,7 +32,7 @@ from ..domains._cluster import check_clustering_arguments
 from ..io._shapes import check_hull_arguments
 from ..io import TABLE_KEY, check_table
 from ..io._table import ensure_table
-from ..io._spatialdata import check_element_name, check_spatialdata
+from ..io._spatialdata import check_element_name, check_spatialdata, outline_geometry
 from ..io import _schema as S
 from ._graph_input import graph_for
 from ._output_keys import SCHEMA_COLUMNS, SCHEMA_SHAPES, check_output_key, check_uns_key
@@ -443,7 +443,7 @@ def domains(
         graph.pos.numpy()[:, :2],
         cell_id,
         codes,
-        cell_boundaries=outlines.geometry if outlines is not None else None,
+        cell_boundaries=outline_geometry(outlines, S.CELL_SHAPES_KEY) if outlines is not None else None,
         ratio=hull_ratio,
         min_transcripts=min_transcripts,
     )
