@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from torch_geometric.data import Batch, Data
-from torch_geometric.nn import MessagePassing
+from torch_geometric.nn import GCNConv, MessagePassing, SAGEConv, TransformerConv
 
 from stgraph.data.batching import IncomingEdges, cell_units, collate_units, node_origin, tile_units
 from stgraph.graph import radius_graph
@@ -253,6 +253,42 @@ def test_encoder_accepts_a_custom_layer():
     with pytest.raises(ValueError, match="no return_attention_weights"):
         model(graph, return_attention_weights=True)
     assert model.config["conv"] == "tests.test_encoder:DistanceWeightedMean"
+
+
+class WithoutLengths(DistanceWeightedMean):
+    def forward(self, x, edge_index):
+        return super().forward(x, edge_index, torch.zeros(edge_index.size(1)))
+
+
+class TakesAnything(DistanceWeightedMean):
+    def forward(self, *args):
+        return super().forward(*args)
+
+
+@pytest.mark.parametrize(
+    ("factory", "parameters"),
+    [(WithoutLengths, "['x', 'edge_index']"),
+     # PyG layers read a third argument as edge weights, a size or edge features:
+     # GCNConv weighted messages by distance, SAGEConv failed on the lengths as a size.
+     (lambda d, h: GCNConv(d, d), "['x', 'edge_index', 'edge_weight']"),
+     (lambda d, h: SAGEConv(d, d), "['x', 'edge_index', 'size']"),
+     (lambda d, h: TransformerConv(d, d // h, heads=h), "['x', 'edge_index', 'edge_attr', 'return_attention_weights']")],
+)
+def test_encoder_refuses_a_layer_that_does_not_take_edge_dist_third(factory, parameters):
+    graph = synthetic_graph()
+    message = (
+        f"{type(factory(16, 2)).__name__}.forward takes {parameters}, not the edge lengths third as "
+        "edge_dist: the encoder calls layer(x, edge_index, edge_dist). Wrap the layer in "
+        "stgraph.nn.EdgeDistAdapter (edge_dist_arg names the argument that gets the lengths, if any)"
+    )
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        encoder(graph, conv=factory)
+
+
+def test_encoder_takes_a_variadic_layer():
+    graph = synthetic_graph()
+    torch.manual_seed(0)
+    assert encoder(graph, conv=TakesAnything)(graph).shape == (graph.num_nodes, 16)
 
 
 def test_encoder_rejects_bad_inputs():

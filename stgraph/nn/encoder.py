@@ -72,6 +72,28 @@ def resolve_conv(name: str | None) -> ConvFactory:
     return obj
 
 
+def _check_call(conv: MessagePassing) -> None:
+    """Raise a TypeError unless ``conv.forward`` takes the edge lengths third, as ``edge_dist``.
+
+    PyG's layers take edge weights, edge features, a size or positions there (GCNConv,
+    TransformerConv, SAGEConv, PointNetConv), or nothing: lengths would be misread
+    silently or fail deep inside the layer. A ``*args`` forward is trusted.
+    """
+    signature = inspect.signature(conv.forward)
+    try:
+        arguments = signature.bind("x", "edge_index", "edge_dist").arguments
+    except TypeError:
+        arguments = {}
+    variadic = any(signature.parameters[name].kind is inspect.Parameter.VAR_POSITIONAL for name in arguments)
+    if arguments.get("edge_dist") != "edge_dist" and not variadic:
+        raise TypeError(
+            f"{type(conv).__name__}.forward takes {list(signature.parameters)}, not the edge "
+            "lengths third as edge_dist: the encoder calls layer(x, edge_index, edge_dist). "
+            "Wrap the layer in stgraph.nn.EdgeDistAdapter (edge_dist_arg names the argument "
+            "that gets the lengths, if any)"
+        )
+
+
 class TranscriptEncoderLayer(torch.nn.Module):
     r"""One pre-LayerNorm encoder block over a transcript graph.
 
@@ -86,13 +108,21 @@ class TranscriptEncoderLayer(torch.nn.Module):
     Parameters
     ----------
     conv
-        The attention (message-passing) layer.
+        The attention (message-passing) layer; its ``forward`` takes the edge lengths
+        third, named ``edge_dist`` (other layers go through
+        :class:`~stgraph.nn.conv.EdgeDistAdapter`).
     d_model
         Token width.
     ff_dim
         Hidden width of the feed-forward network.
     dropout
         Dropout on both residual branches and inside the feed-forward network.
+
+    Raises
+    ------
+    TypeError
+        If ``conv`` is not a :class:`~torch_geometric.nn.MessagePassing` layer or its
+        ``forward`` has no third argument ``edge_dist`` (nor ``*args``).
     """
 
     def __init__(self, conv: MessagePassing, d_model: int, ff_dim: int, dropout: float = 0.0) -> None:
@@ -102,6 +132,7 @@ class TranscriptEncoderLayer(torch.nn.Module):
                 f"the layer factory must return a torch_geometric MessagePassing layer, "
                 f"got {type(conv).__name__}"
             )
+        _check_call(conv)
         self.conv = conv
         self.norm1 = torch.nn.LayerNorm(d_model)
         self.norm2 = torch.nn.LayerNorm(d_model)
@@ -181,8 +212,11 @@ class TranscriptEncoder(torch.nn.Module):
         (built as ``SpatialTransformerConv(d_model, d_model, heads=heads,
         **conv_kwargs)``), or any factory ``conv(d_model, heads)`` returning a
         :class:`~torch_geometric.nn.MessagePassing` layer that is called as
-        ``layer(x, edge_index, edge_dist)`` (``edge_dist`` of shape ``[E]``) and
-        maps ``[N, d_model]`` to ``[N, d_model]``. Attention weights can be returned
+        ``layer(x, edge_index, edge_dist)`` (``edge_dist`` of shape ``[E]``; its
+        ``forward`` must name that argument ``edge_dist``) and maps ``[N, d_model]``
+        to ``[N, d_model]``. PyG's own layers read their third argument as something
+        else (edge weights, edge features, a size): wrap them in
+        :class:`~stgraph.nn.conv.EdgeDistAdapter`. Attention weights can be returned
         when its ``forward`` takes ``return_attention_weights`` (PyG convention).
         A layer *instance* raises a TypeError: each block needs its own layer.
         A factory is recorded in :attr:`config` by its import path
@@ -212,7 +246,8 @@ class TranscriptEncoder(torch.nn.Module):
         outside ``[0, 1)``.
     TypeError
         One of those sizes or ``n_dims`` is not an integer (booleans included),
-        ``conv`` is a layer instance or not callable, or ``conv_kwargs`` holds a
+        ``conv`` is a layer instance or not callable, builds a layer whose
+        ``forward`` does not take ``edge_dist`` third, or ``conv_kwargs`` holds a
         value that is neither plain Python, NumPy nor a tensor (e.g. a
         :class:`fractions.Fraction`).
     """
