@@ -285,6 +285,14 @@ def test_encoder_refuses_a_layer_that_does_not_take_edge_dist_third(factory, par
         encoder(graph, conv=factory)
 
 
+def test_encoder_embeds_an_empty_graph_given_as_tensors():
+    # The default origin, the mean of no positions, was NaN and refused.
+    graph = synthetic_graph()
+    model = encoder(graph)
+    out = model(torch.empty(0, dtype=torch.long), torch.empty(0, 2), torch.empty(2, 0, dtype=torch.long))
+    assert out.shape == (0, 16)
+
+
 def test_encoder_takes_a_variadic_layer():
     graph = synthetic_graph()
     torch.manual_seed(0)

@@ -406,8 +406,8 @@ class TranscriptEncoder(torch.nn.Module):
                 f"edge_dist must have shape [{edge_index.size(1)}] or [{edge_index.size(1)}, 1], "
                 f"got {tuple(edge_dist.shape)}"
             )
-        if origin is None:
-            origin = pos.to(torch.float64).mean(dim=0)
+        if origin is None:  # the centroid of pos; a mean of no rows would be NaN
+            origin = transcript_origin(pos)
         if origin.shape not in ((self.n_dims,), pos.shape):
             raise ValueError(
                 f"origin must have shape [{self.n_dims}] or {list(pos.shape)}, got {tuple(origin.shape)}"
