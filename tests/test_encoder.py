@@ -127,10 +127,36 @@ def test_positional_encoding_rejects_too_narrow_widths(d_model, n_dims):
 def test_positional_encoding_rejects_bad_dims_and_scale():
     with pytest.raises(ValueError, match="2 or 3 dimensions"):
         sinusoidal_position_encoding(torch.zeros(3, 1), 8)
-    with pytest.raises(ValueError, match="scale > 0"):
+    with pytest.raises(ValueError, match=r"^scale must be a positive finite number, got 0.0$"):
         sinusoidal_position_encoding(torch.zeros(3, 2), 8, scale=0.0)
     with pytest.raises(ValueError, match=r"shape \[N, 2\]"):
         SinusoidalPositionalEncoding(8, 2)(torch.zeros(3, 3))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [({"scale": "0.1"}, TypeError, "scale must be a real number, got str"),
+     # An infinite scale encoded every position as the same constant.
+     ({"scale": math.inf}, ValueError, "scale must be a positive finite number, got inf"),
+     ({"base": 1.0}, ValueError, "base must be > 1, got 1.0"),
+     ({"base": math.nan}, ValueError, "base must be a positive finite number, got nan")],
+)
+def test_positional_encoding_checks_scale_and_base_when_built(kwargs, error, message):
+    # The module and the encoder took any scale and base and failed at the first call, if at all.
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        SinusoidalPositionalEncoding(8, 2, **kwargs)
+    with pytest.raises(error, match=f"^pe_{re.escape(message)}$"):
+        TranscriptEncoder(4, 8, pe_scale=kwargs.get("scale", 0.1), pe_base=kwargs.get("base", 10000.0))
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        sinusoidal_position_encoding(torch.zeros(3, 2), 8, **kwargs)
+
+
+def test_positional_encoding_width_must_be_an_integer():
+    # A float width passed the check and failed in torch's reshape, or only at the first call.
+    with pytest.raises(TypeError, match=r"^d_model must be an integer, got 8.0$"):
+        sinusoidal_position_encoding(torch.zeros(3, 2), 8.0)
+    with pytest.raises(TypeError, match=r"^d_model must be an integer, got 8.0$"):
+        SinusoidalPositionalEncoding(8.0)
 
 
 def test_origin_is_cell_centroid_then_graph_centroid_or_tile_centre():

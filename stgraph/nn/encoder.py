@@ -16,6 +16,7 @@ from .positional import (
     DEFAULT_PE_BASE,
     DEFAULT_PE_SCALE,
     SinusoidalPositionalEncoding,
+    check_pe_frequencies,
     check_pe_width,
     transcript_origin,
 )
@@ -242,10 +243,12 @@ class TranscriptEncoder(torch.nn.Module):
     ------
     ValueError
         ``n_genes``, ``d_model``, ``n_layers``, ``heads`` or ``ff_dim`` is below 1,
-        ``n_dims`` is not 2 or 3, ``d_model < 2 * n_dims``, or ``dropout`` lies
-        outside ``[0, 1)``.
+        ``n_dims`` is not 2 or 3, ``d_model < 2 * n_dims``, ``pe_scale`` is not a
+        positive finite number, ``pe_base`` not a finite number > 1, or ``dropout``
+        lies outside ``[0, 1)``.
     TypeError
         One of those sizes or ``n_dims`` is not an integer (booleans included),
+        ``pe_scale`` or ``pe_base`` is not a real number,
         ``conv`` is a layer instance or not callable, builds a layer whose
         ``forward`` does not take ``edge_dist`` third, or ``conv_kwargs`` holds a
         value that is neither plain Python, NumPy nor a tensor (e.g. a
@@ -275,6 +278,7 @@ class TranscriptEncoder(torch.nn.Module):
                 ("heads", heads), ("ff_dim", ff_dim), ("n_dims", n_dims))
         )
         check_pe_width(d_model, n_dims)
+        pe_scale, pe_base = check_pe_frequencies(pe_scale, pe_base, prefix="pe_")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 
@@ -312,8 +316,8 @@ class TranscriptEncoder(torch.nn.Module):
             ff_dim=ff_dim,
             dropout=float(dropout),
             n_dims=n_dims,
-            pe_scale=float(pe_scale),
-            pe_base=float(pe_base),
+            pe_scale=pe_scale,
+            pe_base=pe_base,
         )
         self.embedding = torch.nn.Embedding(n_genes + 1, d_model)
         self.positional = SinusoidalPositionalEncoding(d_model, n_dims, scale=pe_scale, base=pe_base)
