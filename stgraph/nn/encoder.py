@@ -10,7 +10,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.nn import MessagePassing
 
-from .._validation import check_bool, check_int, check_plain
+from .._validation import check_bool, check_dropout, check_int, check_plain
 from .conv import SpatialTransformerConv
 from .positional import (
     DEFAULT_PE_BASE,
@@ -248,7 +248,7 @@ class TranscriptEncoder(torch.nn.Module):
         lies outside ``[0, 1)``.
     TypeError
         One of those sizes or ``n_dims`` is not an integer (booleans included),
-        ``pe_scale`` or ``pe_base`` is not a real number,
+        ``pe_scale``, ``pe_base`` or ``dropout`` is not a real number,
         ``conv`` is a layer instance or not callable, builds a layer whose
         ``forward`` does not take ``edge_dist`` third, or ``conv_kwargs`` holds a
         value that is neither plain Python, NumPy nor a tensor (e.g. a
@@ -279,8 +279,7 @@ class TranscriptEncoder(torch.nn.Module):
         )
         check_pe_width(d_model, n_dims)
         pe_scale, pe_base = check_pe_frequencies(pe_scale, pe_base, prefix="pe_")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        dropout = check_dropout(dropout)
 
         # Plain values, so that the config saved in a checkpoint loads and compares on resume.
         conv_kwargs = check_plain("conv_kwargs", dict(conv_kwargs or {}))
@@ -314,7 +313,7 @@ class TranscriptEncoder(torch.nn.Module):
             conv=recorded,
             conv_kwargs=conv_kwargs,
             ff_dim=ff_dim,
-            dropout=float(dropout),
+            dropout=dropout,
             n_dims=n_dims,
             pe_scale=pe_scale,
             pe_base=pe_base,
