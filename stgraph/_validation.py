@@ -68,6 +68,23 @@ def check_real(name: str, value: Any, *, allow_zero: bool = False) -> float:
     return value
 
 
+def check_dropout(value: Any, name: str = "dropout") -> float:
+    """``value`` as a ``float`` after checking that it is a probability in ``[0, 1)``.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a real number (booleans included).
+    ValueError
+        If it is NaN or outside ``[0, 1)`` (1 would drop everything and divide by 0).
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must lie in [0, 1), got {value}")
+    return float(value)
+
+
 def check_non_negative(name: str, values: Any) -> np.ndarray:
     """``values`` as a ``float64`` array after checking that they are finite and ``>= 0``.
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from torch_geometric.data import Batch, Data
-from torch_geometric.nn import MessagePassing
+from torch_geometric.nn import GCNConv, MessagePassing, SAGEConv, TransformerConv
 
 from stgraph.data.batching import IncomingEdges, cell_units, collate_units, node_origin, tile_units
 from stgraph.graph import radius_graph
@@ -127,10 +127,36 @@ def test_positional_encoding_rejects_too_narrow_widths(d_model, n_dims):
 def test_positional_encoding_rejects_bad_dims_and_scale():
     with pytest.raises(ValueError, match="2 or 3 dimensions"):
         sinusoidal_position_encoding(torch.zeros(3, 1), 8)
-    with pytest.raises(ValueError, match="scale > 0"):
+    with pytest.raises(ValueError, match=r"^scale must be a positive finite number, got 0.0$"):
         sinusoidal_position_encoding(torch.zeros(3, 2), 8, scale=0.0)
     with pytest.raises(ValueError, match=r"shape \[N, 2\]"):
         SinusoidalPositionalEncoding(8, 2)(torch.zeros(3, 3))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [({"scale": "0.1"}, TypeError, "scale must be a real number, got str"),
+     # An infinite scale encoded every position as the same constant.
+     ({"scale": math.inf}, ValueError, "scale must be a positive finite number, got inf"),
+     ({"base": 1.0}, ValueError, "base must be > 1, got 1.0"),
+     ({"base": math.nan}, ValueError, "base must be a positive finite number, got nan")],
+)
+def test_positional_encoding_checks_scale_and_base_when_built(kwargs, error, message):
+    # The module and the encoder took any scale and base and failed at the first call, if at all.
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        SinusoidalPositionalEncoding(8, 2, **kwargs)
+    with pytest.raises(error, match=f"^pe_{re.escape(message)}$"):
+        TranscriptEncoder(4, 8, pe_scale=kwargs.get("scale", 0.1), pe_base=kwargs.get("base", 10000.0))
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        sinusoidal_position_encoding(torch.zeros(3, 2), 8, **kwargs)
+
+
+def test_positional_encoding_width_must_be_an_integer():
+    # A float width passed the check and failed in torch's reshape, or only at the first call.
+    with pytest.raises(TypeError, match=r"^d_model must be an integer, got 8.0$"):
+        sinusoidal_position_encoding(torch.zeros(3, 2), 8.0)
+    with pytest.raises(TypeError, match=r"^d_model must be an integer, got 8.0$"):
+        SinusoidalPositionalEncoding(8.0)
 
 
 def test_origin_is_cell_centroid_then_graph_centroid_or_tile_centre():
@@ -253,6 +279,50 @@ def test_encoder_accepts_a_custom_layer():
     with pytest.raises(ValueError, match="no return_attention_weights"):
         model(graph, return_attention_weights=True)
     assert model.config["conv"] == "tests.test_encoder:DistanceWeightedMean"
+
+
+class WithoutLengths(DistanceWeightedMean):
+    def forward(self, x, edge_index):
+        return super().forward(x, edge_index, torch.zeros(edge_index.size(1)))
+
+
+class TakesAnything(DistanceWeightedMean):
+    def forward(self, *args):
+        return super().forward(*args)
+
+
+@pytest.mark.parametrize(
+    ("factory", "parameters"),
+    [(WithoutLengths, "['x', 'edge_index']"),
+     # PyG layers read a third argument as edge weights, a size or edge features:
+     # GCNConv weighted messages by distance, SAGEConv failed on the lengths as a size.
+     (lambda d, h: GCNConv(d, d), "['x', 'edge_index', 'edge_weight']"),
+     (lambda d, h: SAGEConv(d, d), "['x', 'edge_index', 'size']"),
+     (lambda d, h: TransformerConv(d, d // h, heads=h), "['x', 'edge_index', 'edge_attr', 'return_attention_weights']")],
+)
+def test_encoder_refuses_a_layer_that_does_not_take_edge_dist_third(factory, parameters):
+    graph = synthetic_graph()
+    message = (
+        f"{type(factory(16, 2)).__name__}.forward takes {parameters}, not the edge lengths third as "
+        "edge_dist: the encoder calls layer(x, edge_index, edge_dist). Wrap the layer in "
+        "stgraph.nn.EdgeDistAdapter (edge_dist_arg names the argument that gets the lengths, if any)"
+    )
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        encoder(graph, conv=factory)
+
+
+def test_encoder_embeds_an_empty_graph_given_as_tensors():
+    # The default origin, the mean of no positions, was NaN and refused.
+    graph = synthetic_graph()
+    model = encoder(graph)
+    out = model(torch.empty(0, dtype=torch.long), torch.empty(0, 2), torch.empty(2, 0, dtype=torch.long))
+    assert out.shape == (0, 16)
+
+
+def test_encoder_takes_a_variadic_layer():
+    graph = synthetic_graph()
+    torch.manual_seed(0)
+    assert encoder(graph, conv=TakesAnything)(graph).shape == (graph.num_nodes, 16)
 
 
 def test_encoder_rejects_bad_inputs():

@@ -356,3 +356,15 @@ def test_named_pairs_and_zero_counts():
     assert truth.pairs[["gene_a", "gene_b"]].values.tolist() == [["gene_3", "gene_7"]]
     # Without A molecules a pair cannot be active anywhere.
     assert truth.pairs["n_cells"].tolist() == [0] and truth.patterns["n_transcripts"].sum() == 0
+
+
+def test_params_do_not_follow_later_changes_to_the_arguments():
+    # params held the caller's own list and dict: changing them changed the truth.
+    patterns, cell_radius, pairs = {"gene_0": "nuclear"}, [10.0, 12.0], [("gene_1", "gene_2")]
+    _, truth = simulate(2, 3, patterns=patterns, cell_radius=cell_radius, colocalized_pairs=pairs, seed=0)
+    patterns["gene_1"] = "none"
+    cell_radius[0] = 99.0
+    pairs.append(("gene_0", "gene_1"))
+    assert truth.params["patterns"] == {"gene_0": "nuclear"}
+    assert truth.params["cell_radius"] == [10.0, 12.0]
+    assert truth.params["colocalized_pairs"] == [("gene_1", "gene_2")]

@@ -1,9 +1,11 @@
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
 
+from stgraph.nn import TranscriptEncoder
 from stgraph.nn.conv import SpatialTransformerConv
 from stgraph.nn.conv._edge_attention import edge_attention
 
@@ -336,3 +338,18 @@ def test_counting_sort_equals_torch_stable_sort(num_keys, size):
 
     keys = torch.randint(0, num_keys, (size,), generator=torch.Generator().manual_seed(size))
     assert torch.equal(stable_argsort(keys, num_keys), torch.sort(keys, stable=True).indices)
+
+
+@pytest.mark.parametrize(
+    ("dropout", "error", "message"),
+    # A string failed in Python's comparison; False passed as 0.
+    [("0.1", TypeError, "dropout must be a real number, got str"),
+     (False, TypeError, "dropout must be a real number, got bool"),
+     (1.0, ValueError, "dropout must lie in [0, 1), got 1.0"),
+     (float("nan"), ValueError, "dropout must lie in [0, 1), got nan")],
+)
+def test_dropout_must_be_a_probability_below_one(dropout, error, message):
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        SpatialTransformerConv(8, 8, heads=2, dropout=dropout)
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        TranscriptEncoder(4, 8, dropout=dropout)

@@ -6,6 +6,7 @@ and domain methods can be trained and scored against exact answers.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -252,7 +253,8 @@ def simulate(
     >>> sorted(truth.patterns["pattern"].cat.categories) == list(LOCALIZATION_PATTERNS)
     True
     """
-    params = dict(locals())
+    # A copy: the caller's lists and mappings would otherwise change the recorded truth.
+    params = copy.deepcopy(locals())
     check_int("n_cells", n_cells, 1)
     check_int("n_genes", n_genes, 1)
     check_int("n_domains", n_domains, 0)

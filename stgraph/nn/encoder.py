@@ -10,12 +10,13 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.nn import MessagePassing
 
-from .._validation import check_bool, check_int, check_plain
+from .._validation import check_bool, check_dropout, check_int, check_plain
 from .conv import SpatialTransformerConv
 from .positional import (
     DEFAULT_PE_BASE,
     DEFAULT_PE_SCALE,
     SinusoidalPositionalEncoding,
+    check_pe_frequencies,
     check_pe_width,
     transcript_origin,
 )
@@ -72,6 +73,28 @@ def resolve_conv(name: str | None) -> ConvFactory:
     return obj
 
 
+def _check_call(conv: MessagePassing) -> None:
+    """Raise a TypeError unless ``conv.forward`` takes the edge lengths third, as ``edge_dist``.
+
+    PyG's layers take edge weights, edge features, a size or positions there (GCNConv,
+    TransformerConv, SAGEConv, PointNetConv), or nothing: lengths would be misread
+    silently or fail deep inside the layer. A ``*args`` forward is trusted.
+    """
+    signature = inspect.signature(conv.forward)
+    try:
+        arguments = signature.bind("x", "edge_index", "edge_dist").arguments
+    except TypeError:
+        arguments = {}
+    variadic = any(signature.parameters[name].kind is inspect.Parameter.VAR_POSITIONAL for name in arguments)
+    if arguments.get("edge_dist") != "edge_dist" and not variadic:
+        raise TypeError(
+            f"{type(conv).__name__}.forward takes {list(signature.parameters)}, not the edge "
+            "lengths third as edge_dist: the encoder calls layer(x, edge_index, edge_dist). "
+            "Wrap the layer in stgraph.nn.EdgeDistAdapter (edge_dist_arg names the argument "
+            "that gets the lengths, if any)"
+        )
+
+
 class TranscriptEncoderLayer(torch.nn.Module):
     r"""One pre-LayerNorm encoder block over a transcript graph.
 
@@ -86,13 +109,21 @@ class TranscriptEncoderLayer(torch.nn.Module):
     Parameters
     ----------
     conv
-        The attention (message-passing) layer.
+        The attention (message-passing) layer; its ``forward`` takes the edge lengths
+        third, named ``edge_dist`` (other layers go through
+        :class:`~stgraph.nn.conv.EdgeDistAdapter`).
     d_model
         Token width.
     ff_dim
         Hidden width of the feed-forward network.
     dropout
         Dropout on both residual branches and inside the feed-forward network.
+
+    Raises
+    ------
+    TypeError
+        If ``conv`` is not a :class:`~torch_geometric.nn.MessagePassing` layer or its
+        ``forward`` has no third argument ``edge_dist`` (nor ``*args``).
     """
 
     def __init__(self, conv: MessagePassing, d_model: int, ff_dim: int, dropout: float = 0.0) -> None:
@@ -102,6 +133,7 @@ class TranscriptEncoderLayer(torch.nn.Module):
                 f"the layer factory must return a torch_geometric MessagePassing layer, "
                 f"got {type(conv).__name__}"
             )
+        _check_call(conv)
         self.conv = conv
         self.norm1 = torch.nn.LayerNorm(d_model)
         self.norm2 = torch.nn.LayerNorm(d_model)
@@ -181,8 +213,11 @@ class TranscriptEncoder(torch.nn.Module):
         (built as ``SpatialTransformerConv(d_model, d_model, heads=heads,
         **conv_kwargs)``), or any factory ``conv(d_model, heads)`` returning a
         :class:`~torch_geometric.nn.MessagePassing` layer that is called as
-        ``layer(x, edge_index, edge_dist)`` (``edge_dist`` of shape ``[E]``) and
-        maps ``[N, d_model]`` to ``[N, d_model]``. Attention weights can be returned
+        ``layer(x, edge_index, edge_dist)`` (``edge_dist`` of shape ``[E]``; its
+        ``forward`` must name that argument ``edge_dist``) and maps ``[N, d_model]``
+        to ``[N, d_model]``. PyG's own layers read their third argument as something
+        else (edge weights, edge features, a size): wrap them in
+        :class:`~stgraph.nn.conv.EdgeDistAdapter`. Attention weights can be returned
         when its ``forward`` takes ``return_attention_weights`` (PyG convention).
         A layer *instance* raises a TypeError: each block needs its own layer.
         A factory is recorded in :attr:`config` by its import path
@@ -208,11 +243,14 @@ class TranscriptEncoder(torch.nn.Module):
     ------
     ValueError
         ``n_genes``, ``d_model``, ``n_layers``, ``heads`` or ``ff_dim`` is below 1,
-        ``n_dims`` is not 2 or 3, ``d_model < 2 * n_dims``, or ``dropout`` lies
-        outside ``[0, 1)``.
+        ``n_dims`` is not 2 or 3, ``d_model < 2 * n_dims``, ``pe_scale`` is not a
+        positive finite number, ``pe_base`` not a finite number > 1, or ``dropout``
+        lies outside ``[0, 1)``.
     TypeError
         One of those sizes or ``n_dims`` is not an integer (booleans included),
-        ``conv`` is a layer instance or not callable, or ``conv_kwargs`` holds a
+        ``pe_scale``, ``pe_base`` or ``dropout`` is not a real number,
+        ``conv`` is a layer instance or not callable, builds a layer whose
+        ``forward`` does not take ``edge_dist`` third, or ``conv_kwargs`` holds a
         value that is neither plain Python, NumPy nor a tensor (e.g. a
         :class:`fractions.Fraction`).
     """
@@ -240,8 +278,8 @@ class TranscriptEncoder(torch.nn.Module):
                 ("heads", heads), ("ff_dim", ff_dim), ("n_dims", n_dims))
         )
         check_pe_width(d_model, n_dims)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        pe_scale, pe_base = check_pe_frequencies(pe_scale, pe_base, prefix="pe_")
+        dropout = check_dropout(dropout)
 
         # Plain values, so that the config saved in a checkpoint loads and compares on resume.
         conv_kwargs = check_plain("conv_kwargs", dict(conv_kwargs or {}))
@@ -275,10 +313,10 @@ class TranscriptEncoder(torch.nn.Module):
             conv=recorded,
             conv_kwargs=conv_kwargs,
             ff_dim=ff_dim,
-            dropout=float(dropout),
+            dropout=dropout,
             n_dims=n_dims,
-            pe_scale=float(pe_scale),
-            pe_base=float(pe_base),
+            pe_scale=pe_scale,
+            pe_base=pe_base,
         )
         self.embedding = torch.nn.Embedding(n_genes + 1, d_model)
         self.positional = SinusoidalPositionalEncoding(d_model, n_dims, scale=pe_scale, base=pe_base)
@@ -371,8 +409,8 @@ class TranscriptEncoder(torch.nn.Module):
                 f"edge_dist must have shape [{edge_index.size(1)}] or [{edge_index.size(1)}, 1], "
                 f"got {tuple(edge_dist.shape)}"
             )
-        if origin is None:
-            origin = pos.to(torch.float64).mean(dim=0)
+        if origin is None:  # the centroid of pos; a mean of no rows would be NaN
+            origin = transcript_origin(pos)
         if origin.shape not in ((self.n_dims,), pos.shape):
             raise ValueError(
                 f"origin must have shape [{self.n_dims}] or {list(pos.shape)}, got {tuple(origin.shape)}"

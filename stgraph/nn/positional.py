@@ -28,7 +28,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._validation import check_real
+from .._validation import check_int, check_real
 
 #: Default length scale of the positional encoding, in µm.
 DEFAULT_PE_SCALE = 0.1
@@ -37,7 +37,15 @@ DEFAULT_PE_BASE = 10000.0
 
 
 def check_pe_width(d_model: int, n_dims: int) -> None:
-    """Raise a ValueError unless ``d_model`` holds one sine and one cosine per axis."""
+    """Check that ``d_model`` is an integer holding one sine and one cosine per axis.
+
+    Raises
+    ------
+    TypeError
+        If ``d_model`` is not an integer.
+    ValueError
+        If ``n_dims`` is not 2 or 3 or ``d_model < 2 * n_dims``.
+    """
     if n_dims not in (2, 3):
         raise ValueError(f"positions must have 2 or 3 dimensions, got n_dims={n_dims}")
     if d_model < 2 * n_dims:
@@ -45,6 +53,25 @@ def check_pe_width(d_model: int, n_dims: int) -> None:
             f"d_model={d_model} must be at least 2 * n_dims = {2 * n_dims} "
             "so that each axis gets a sine and a cosine channel"
         )
+    check_int("d_model", d_model)  # a float width passed and failed in torch's reshape
+
+
+def check_pe_frequencies(scale: float, base: float, prefix: str = "") -> tuple[float, float]:
+    """``scale`` and ``base`` as floats after checking that they are finite, ``scale > 0``
+    and ``base > 1`` (``prefix`` starts their names in the messages, e.g. ``"pe_"``).
+
+    Raises
+    ------
+    TypeError
+        If either is not a real number.
+    ValueError
+        If either is NaN or infinite (an infinite scale encodes every position
+        alike), ``scale <= 0`` or ``base <= 1``.
+    """
+    scale, base = check_real(f"{prefix}scale", scale), check_real(f"{prefix}base", base)
+    if base <= 1:
+        raise ValueError(f"{prefix}base must be > 1, got {base}")
+    return scale, base
 
 
 def sinusoidal_position_encoding(
@@ -71,13 +98,18 @@ def sinusoidal_position_encoding(
     -------
     ``[N, d_model]`` tensor laid out as ``[sin x | cos x | sin y | cos y (| sin z | cos z) | 0]``,
     the zero block holding the ``d_model mod 2 * n_dims`` channels left over.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`check_pe_width` and :func:`check_pe_frequencies`, or if ``rel_pos``
+        is not two-dimensional.
     """
     if rel_pos.dim() != 2:
         raise ValueError(f"rel_pos must be [N, n_dims], got shape {tuple(rel_pos.shape)}")
     n_dims = rel_pos.size(1)
     check_pe_width(d_model, n_dims)
-    if not scale > 0 or not base > 1:
-        raise ValueError(f"need scale > 0 and base > 1, got scale={scale}, base={base}")
+    scale, base = check_pe_frequencies(scale, base)
     d_axis = 2 * (d_model // (2 * n_dims))
     exponents = torch.arange(0, d_axis, 2, dtype=torch.float64, device=rel_pos.device) / d_axis
     inv_freq = (1.0 / scale) * torch.exp(-math.log(base) * exponents)
@@ -102,6 +134,11 @@ class SinusoidalPositionalEncoding(torch.nn.Module):
         Length scale in µm.
     base
         Frequency base.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`check_pe_width` and :func:`check_pe_frequencies`.
     """
 
     def __init__(
@@ -116,8 +153,7 @@ class SinusoidalPositionalEncoding(torch.nn.Module):
         check_pe_width(d_model, n_dims)
         self.d_model = d_model
         self.n_dims = n_dims
-        self.scale = float(scale)
-        self.base = float(base)
+        self.scale, self.base = check_pe_frequencies(scale, base)
 
     def forward(self, rel_pos: Tensor) -> Tensor:
         if rel_pos.dim() != 2 or rel_pos.size(1) != self.n_dims:

@@ -13,7 +13,7 @@ from torch import Tensor
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 
-from ..._validation import check_bool, check_int
+from ..._validation import check_bool, check_dropout, check_int
 from ._edge_attention import edge_attention
 
 
@@ -136,8 +136,7 @@ class SpatialTransformerConv(MessagePassing):
             raise ValueError(
                 f"out_channels ({out_channels}) must be divisible by heads ({heads})"
             )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        dropout = check_dropout(dropout)
 
         self.in_channels = in_channels
         self.out_channels = out_channels
