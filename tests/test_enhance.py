@@ -559,3 +559,13 @@ def test_plot_enhance_outlines_are_0_3_pt_on_a_small_slide(super_resolved):
     fig = plot_enhance(out, "gene0")
     assert fig.axes[1].collections[0].get_linewidths()[0] == pytest.approx(0.3)
     plt.close("all")
+
+
+def test_enhancer_params_check_dropout_like_the_other_layers():
+    # A bool passed as 0 / 1 and a string failed in the comparison.
+    for value, error, message in ((True, TypeError, "^dropout must be a real number, got bool$"),
+                                  ("0.1", TypeError, "^dropout must be a real number, got str$"),
+                                  (1.0, ValueError, r"^dropout must lie in \[0, 1\), got 1.0$")):
+        with pytest.raises(error, match=message):
+            EnhancerParams(dropout=value)
+    assert type(EnhancerParams(dropout=np.float32(0.25)).dropout) is float  # recorded in uns as a plain value

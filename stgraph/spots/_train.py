@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, replace
-from numbers import Real
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from stgraph._validation import check_bool, check_int, check_real
+from stgraph._validation import check_bool, check_dropout, check_int, check_real
 from stgraph.graph import radius_graph
 
 from ._embedding import LowRankEmbedding
@@ -74,8 +73,7 @@ class EnhancerParams:
             raise ValueError(f"`hidden_channels` ({self.hidden_channels}) must be divisible by `heads` ({self.heads}).")
         for name, allow_zero in (("radius", False), ("lambda_init", False), ("lr", False), ("weight_decay", True)):
             check_real(name, getattr(self, name), allow_zero=allow_zero)
-        if not isinstance(self.dropout, Real) or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"`dropout` must lie in [0, 1), got {self.dropout!r}.")
+        self.dropout = check_dropout(self.dropout)
 
 
 @dataclass
