@@ -240,6 +240,9 @@ def test_bad_inputs_are_rejected_before_any_work():
         localization(sdata, training_cells=[], copy=True)
     with pytest.raises(ValueError, match=r"^training_cells names some cells more than once: \['a'\]$"):
         localization(sdata, training_cells=["a", "b", "a"], copy=True)
+    # It was ignored silently, unknown ids included.
+    with pytest.raises(ValueError, match="^training_cells trains the compartment model, which compartment=None leaves out$"):
+        localization(sdata, training_cells=["unknown"], compartment=None, copy=True)
     for seed, error, wanted in ((-1, ValueError, "an integer >= 0"), (1.5, TypeError, "an integer")):
         with pytest.raises(error, match=f"^seed must be {wanted}, got {seed!r}$"):
             localization(sdata, seed=seed, copy=True)

@@ -145,7 +145,7 @@ def localization(
         If ``points_key`` is not a points element of ``sdata``.
     ValueError
         For missing shapes elements or columns, bad parameters, empty, repeated or
-        unknown training cells, training cells without a nucleus, no transcript in any cell, or an
+        unknown training cells (or any with ``compartment=None``), training cells without a nucleus, no transcript in any cell, or an
         existing table ``table_key`` that lacks some of the cells or genes.
     TypeError
         For ``sdata`` that is not a SpatialData, a ``model`` of the wrong type,
@@ -167,6 +167,8 @@ def localization(
     if compartment not in _COMPARTMENT_MODES:
         raise ValueError(f"compartment must be one of {_COMPARTMENT_MODES}, got {compartment!r}")
     if training_cells is not None:
+        if compartment is None:
+            raise ValueError("training_cells trains the compartment model, which compartment=None leaves out")
         if isinstance(training_cells, str):
             raise TypeError("training_cells must be a list of cell ids, not a string")
         training_cells = list(training_cells)
