@@ -97,7 +97,8 @@ def domains(
         If column ``key`` is not categorical, ``cells`` is empty or names cells
         that are not in the points, ``shapes_key`` is neither ``"auto"`` nor None
         and not a shapes element, or its outlines hold domains that are not
-        categories of ``key`` (the outlines of another run).
+        categories of ``key`` (the outlines of another run), or the cell or
+        nucleus outlines are neither polygons nor circles of positive radius.
     """
     frame = transcripts_frame(sdata, points_key)
     if key not in frame.columns:

@@ -140,6 +140,20 @@ def localization_transcripts(
     Returns
     -------
     The axes.
+
+    Raises
+    ------
+    TypeError
+        If ``sdata`` is not a SpatialData, or ``cells`` or ``genes`` is a single
+        string.
+    KeyError
+        If ``points_key`` is not a points element of ``sdata``.
+    ValueError
+        If ``color`` is unknown or its column is missing (run
+        :func:`stgraph.tl.localization` first), ``cells`` or ``genes`` is empty or
+        names ones not in the points, ``cell_key`` or a ``nucleus_key`` other than
+        the default is not a shapes element, or the outlines are neither polygons
+        nor circles of positive radius (circles are drawn as discs).
     """
     check_spatialdata(sdata)
     if color not in ("pattern", "p_nuclear"):

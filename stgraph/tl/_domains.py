@@ -367,7 +367,9 @@ def domains(
         ``table_key`` is not a valid SpatialData element name or names another
         element (of another kind, or one whose name differs only in case; the two
         must differ), no cell holds two transcripts, the transcripts in cells are
-        of one gene, no two transcripts of a cell are within ``radius``, or (with
+        of one gene, no two transcripts of a cell are within ``radius``, the cell
+        outlines ``cell_boundaries`` are neither polygons nor circles of positive
+        radius (circles are read as discs), or (with
         ``inplace``) an existing table misses cells or genes of the data
         (:func:`stgraph.io.check_table`). Nothing is written then.
     TypeError

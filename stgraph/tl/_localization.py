@@ -144,8 +144,10 @@ def localization(
     KeyError
         If ``points_key`` is not a points element of ``sdata``.
     ValueError
-        For missing shapes elements or columns, bad parameters, empty, repeated or
-        unknown training cells (or any with ``compartment=None``), training cells without a nucleus, no transcript in any cell, or an
+        For missing shapes elements or columns, outlines that are neither polygons
+        nor circles of positive radius (circles are read as discs), bad parameters, empty,
+        repeated or unknown training cells (or any with ``compartment=None``),
+        training cells without a nucleus, no transcript in any cell, or an
         existing table ``table_key`` that lacks some of the cells or genes.
     TypeError
         For ``sdata`` that is not a SpatialData, a ``model`` of the wrong type,
