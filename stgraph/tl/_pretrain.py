@@ -250,11 +250,18 @@ def pretrain(
         ``checkpoint_dir`` that is an existing file (or holds a folder named
         ``masked_gene_model.pt``), ``radius``
         differing from the radius of the graph given as ``data``, or
-        ``held_out_cells`` naming a cell twice or a cell not in the graph, or every
-        training transcript a control probe.
+        ``held_out_cells`` naming a cell twice or a cell not in the graph, every
+        training transcript a control probe, an encoder setting
+        :class:`~stgraph.nn.TranscriptEncoder` refuses (``dropout`` outside
+        ``[0, 1)``, ``pe_scale`` not positive and finite), or with ``resume`` a
+        checkpoint whose model or training configuration or metadata differ from this run's
+        (:meth:`~stgraph.models.MaskedGeneTrainer.restore`).
     TypeError
         If ``held_out_cells`` is a string, a bool or a float, one of the counts above
-        is not an integer, or ``resume`` or ``progress`` is not a bool.
+        is not an integer, ``resume`` or ``progress`` is not a bool, ``dropout`` or
+        ``pe_scale`` is not a real number, or ``conv`` builds a layer whose
+        ``forward`` does not take ``edge_dist`` third (wrap it in
+        :class:`~stgraph.nn.conv.EdgeDistAdapter`).
     """
     if batch_by not in ("tile", "cell"):
         raise ValueError(f"batch_by must be 'tile' or 'cell', got {batch_by!r}")
