@@ -160,15 +160,19 @@ def enhance(
     spots); the other layers, ``obsm`` entries and ``varm`` / ``obsp`` of ``adata``
     are not carried over. ``uns`` is a copy of ``adata.uns``, with the spot diameter
     of ``uns['spatial']`` (where the input has one) halved under super-resolution;
-    ``uns['enhance']`` records the settings, the grid, per member the kept epoch
+    ``uns['enhance']`` records ``mode``, ``grid``, ``seed``, ``masks``, the model's
+    settings (``params``: the fields of :class:`~stgraph.spots.EnhancerParams` but
+    ``masks``; ``positions`` and ``max_gap_size`` are not recorded),
+    per member the kept epoch
     (``best_epochs``; 0 means training never beat the interpolation on the
     set-aside spots and the member returns the interpolation), the loss on the
     set-aside spots after each epoch (``validation_loss``, keyed by member, entry 0:
     the interpolation) and ``shrinkage``, ``(n_ensemble, rank)``: per member the
     per-component slope applied to the interpolated scores, calibrated on masked
     observed spots other than its set-aside ones.
-    With no position to predict (an impute call on a slide without gaps) the result
-    holds only the original spots.
+    With no position to predict (an impute call on a slide without holes, or whose
+    holes are all larger than ``max_gap_size``) the result holds only the original
+    spots.
 
     Raises
     ------
