@@ -77,6 +77,10 @@ def detect_grid(rc: np.ndarray, spatial: np.ndarray | None = None) -> GridType:
     the geometry: on a hexagonal lattice the spot two columns along a row is as far
     as the spot one row and one column away; on a square grid it is sqrt(2) times
     farther. Without usable pixel coordinates, one parity means hexagonal.
+
+    A hexagonal lattice in offset coordinates (``array_col`` counting the spots of
+    each row) has both parities and is detected as square; :func:`check_grid`, which
+    :func:`stgraph.tl.enhance` calls, refuses it from the pixel coordinates.
     """
     rc = np.asarray(rc, dtype=float)
     if len(_parities(rc)) > 1 or not np.allclose(rc, np.round(rc)):
