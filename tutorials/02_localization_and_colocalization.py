@@ -61,9 +61,10 @@ fig.tight_layout()
 # ## Colocalization
 # Without a pretrained encoder the attention weights are `1 / degree`, and the
 # score is a log2 colocation quotient along the within-cell radius graph, shrunk
-# toward 0 for pairs seen on few edges (`prior_events=0` gives the raw one), and
-# tested against random relabelling of genes inside each cell (Benjamini–Hochberg
-# FDR). Pass `model=` a pretrained encoder (`sg.tl.pretrain`) for the attention score.
+# toward 0 for pairs seen on few edges (with `prior_events=0` it is log2 `clq`, here
+# within 0.001: the few molecules without a neighbour in their cell count only in the
+# quotient's expectation), and tested against random relabelling of genes inside
+# each cell (Benjamini–Hochberg FDR). Pass `model=` a pretrained encoder (`sg.tl.pretrain`) for the attention score.
 
 # %%
 result = sg.tl.colocalization(sdata, radius=1.0)
