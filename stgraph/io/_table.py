@@ -159,6 +159,9 @@ def check_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str 
     ------
     TypeError
         If ``sdata`` is not a SpatialData, or ``table_key`` is not a string.
+    KeyError
+        If the table exists and ``points_key`` is not a points element of ``sdata``
+        (naming the points there are).
     ValueError
         Naming how many cells / genes are missing, with examples; or naming
         ``table_key`` when SpatialData would refuse it for a new table.

@@ -140,7 +140,9 @@ def colocalization(
         the table's ``spatialdata_attrs`` or write keys SpatialData cannot save
         (see ``key_added``), ``within="cell"`` while no transcript
         is assigned to a cell, or (with ``inplace``) an existing table misses cells or
-        genes of the data (:func:`stgraph.io.check_table`). Nothing is written then.
+        genes of the data, or a new one's ``table_key`` is not a name SpatialData
+        accepts (invalid, or held by another element, ignoring case;
+        :func:`stgraph.io.check_table`). Nothing is written then.
     TypeError
         If ``sdata`` is not a SpatialData, or ``include_controls``, ``per_cell`` or
         ``inplace`` is not a bool (``inplace="False"`` would be true).

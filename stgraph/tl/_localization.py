@@ -147,8 +147,10 @@ def localization(
         For missing shapes elements or columns, outlines that are neither polygons
         nor circles of positive radius (circles are read as discs), bad parameters, empty,
         repeated or unknown training cells (or any with ``compartment=None``),
-        training cells without a nucleus, no transcript in any cell, or an
-        existing table ``table_key`` that lacks some of the cells or genes.
+        training cells without a nucleus, no transcript in any cell, an existing
+        table ``table_key`` that lacks some of the cells or genes, or, when there is
+        none, a ``table_key`` SpatialData would refuse for a new table (invalid, or
+        held by another element, ignoring case; :func:`stgraph.io.check_table`).
     TypeError
         For ``sdata`` that is not a SpatialData, a ``model`` of the wrong type,
         ``training_cells`` given as a single string, or ``copy`` that is not a bool
