@@ -209,6 +209,12 @@ def transcript_origin(
     Returns
     -------
     ``[N, n_dims]`` float64 origins.
+
+    Raises
+    ------
+    ValueError
+        If ``cell`` or ``batch`` is not ``[N]``, or ``tile_size`` (used only when some
+        transcript is unassigned) is not a positive finite number.
     """
     n = pos.size(0)
     pos = pos.to(torch.float64)

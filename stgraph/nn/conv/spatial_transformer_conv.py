@@ -101,8 +101,9 @@ class SpatialTransformerConv(MessagePassing):
             :obj:`lambda_init` must be > 0); otherwise keep :obj:`lambda_init`
             fixed (0 allowed). (default: :obj:`True`)
         dropout (float, optional): Probability of dropping an attention weight
-            during training (the kept ones are rescaled by :math:`1/(1-p)`).
-            (default: :obj:`0.0`)
+            during training (the kept ones are rescaled by :math:`1/(1-p)`), in
+            :math:`[0, 1)`; a value that is not a real number (a string, a
+            boolean) raises a :obj:`TypeError`. (default: :obj:`0.0`)
         bias (bool, optional): Learn additive biases in the query, key, value and
             output projections. (default: :obj:`True`)
 
