@@ -96,7 +96,8 @@ def localization(
         compartment and gene score.
     training_cells
         Ids of the cells whose nuclei train the compartment model, a non-empty list
-        (default: every cell with a nucleus outline).
+        (default: every cell with a nucleus outline); a ValueError with
+        ``compartment=None``, which fits no compartment model.
     model
         A :class:`~stgraph.localization.PatternModel` or a path written by its
         ``save``; default the checkpoint shipped with stgraph.
