@@ -655,3 +655,19 @@ def test_pl_domains_refuses_an_empty_cell_selection():
     domains(sdata, radius=RADIUS, n_domains=2, seed=0)
     with pytest.raises(ValueError, match="^cells is empty: name at least one, or pass None for all$"):
         plot_domains(sdata, cells=[])
+
+
+def test_tl_domains_refuses_outlines_of_the_wrong_kind_before_its_work(monkeypatch):
+    from spatialdata.models import ShapesModel
+
+    sdata, _ = stgraph.datasets.simulate(3, 9, n_domains=2, seed=0)
+    cells = sdata.shapes["cell_boundaries"]
+    geometry = [cells.geometry.iloc[0].centroid, *cells.geometry.iloc[1:]]
+    sdata.shapes["cell_boundaries"] = ShapesModel.parse(gpd.GeoDataFrame({"radius": 1.0}, geometry=geometry, index=cells.index))
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the features were computed before the outlines were checked")
+
+    monkeypatch.setattr("stgraph.tl._domains._features", no_work)
+    with pytest.raises(ValueError, match=re.escape("shapes element 'cell_boundaries' holds ['Point', 'Polygon'] geometries")):
+        domains(sdata, radius=RADIUS, n_domains=2)

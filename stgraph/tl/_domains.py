@@ -405,6 +405,9 @@ def domains(
     if shapes_key is None:
         shapes_key = default_shapes_key(key_added)
     _check_output_names(sdata, key_added, shapes_key, table_key)
+    outlines = sdata.shapes.get(S.CELL_SHAPES_KEY)
+    # Read before the work, so that outlines of the wrong kind are refused up front.
+    cell_boundaries = None if outlines is None else outline_geometry(outlines, S.CELL_SHAPES_KEY)
     graph = graph_for(sdata, radius, graph, "cell", points_key, _GRAPH_FIELDS)
     if inplace:
         check_table(sdata, table_key, points_key)  # before anything is written
@@ -440,12 +443,11 @@ def domains(
     enrichment = domain_enrichment(clustering.labels, gene[members], graph.gene_names)
     cell_names = pd.Index(graph.cell_names)
     cell_id = pd.Categorical.from_codes(cell, categories=cell_names)
-    outlines = sdata.shapes.get(S.CELL_SHAPES_KEY)
     polygons = domain_polygons(
         graph.pos.numpy()[:, :2],
         cell_id,
         codes,
-        cell_boundaries=outline_geometry(outlines, S.CELL_SHAPES_KEY) if outlines is not None else None,
+        cell_boundaries=cell_boundaries,
         ratio=hull_ratio,
         min_transcripts=min_transcripts,
     )
