@@ -47,7 +47,7 @@ class PretrainResult:
     model: MaskedGeneModel
     #: The transcript graph it was trained on (all cells, held-out ones included).
     graph: Data
-    #: Names of the cells whose transcripts were never seen in training.
+    #: Names of the cells whose transcripts were never seen in training, in the graph's cell order.
     held_out_cells: list[str]
     #: ``[N]`` bool, the transcripts training could use.
     train_mask: torch.Tensor
@@ -107,7 +107,11 @@ def _held_out(graph: Data, requested: int | list[str] | None, seed: int) -> list
     unknown = sorted(set(requested) - set(names))
     if unknown:
         raise ValueError(f"held-out cells not in the graph: {unknown[:10]}")
-    return requested
+    # In the graph's order, not the caller's: the list is saved in the checkpoint's
+    # metadata, and a set's order changes with each process's hash seed (resume and
+    # torch.distributed would find other training data).
+    wanted = set(requested)
+    return [name for name in names if name in wanted]
 
 
 def _checkpoint_path(checkpoint_dir: str | Path | None) -> Path | None:
@@ -207,8 +211,8 @@ def pretrain(
         Fraction of tokens selected as targets.
     held_out_cells
         Cells whose transcripts (and edges) are kept out of training entirely:
-        a list of distinct cell names, or a count (int) of cells drawn with ``seed``
-        among those with transcripts in the graph.
+        a collection of distinct cell names (any order), or a count (int) of cells
+        drawn with ``seed`` among those with transcripts in the graph.
     device
         ``'cpu'``, ``'cuda'`` or ``'auto'`` (CUDA when available).
     seed
