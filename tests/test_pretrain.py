@@ -393,6 +393,25 @@ def test_pretrain_rejects_bad_arguments():
         pretrain(controls, steps=1, **SMALL)
 
 
+def test_graph_building_options_a_given_graph_would_ignore_are_refused():
+    # With a graph as data, within and max_num_neighbors were ignored silently:
+    # within='cell' trained along edges across cells, within='cel' was accepted.
+    graph = synthetic_graph()
+    across = "^within='cell', but the graph given as data has edges across cells or between unassigned"
+    with pytest.raises(ValueError, match=across):
+        pretrain(graph, steps=1, within="cell", **SMALL)
+    with pytest.raises(ValueError, match=r"^within must be 'all' or 'cell', got 'cel'$"):
+        pretrain(graph, steps=1, within="cel", **SMALL)
+    message = "^max_num_neighbors=4 applies when building the graph; the graph given as data is used as built$"
+    with pytest.raises(ValueError, match=message):
+        pretrain(graph, steps=1, max_num_neighbors=4, **SMALL)
+    source, target = graph.edge_index
+    within_cells = (graph.cell[source] == graph.cell[target]) & (graph.cell[target] >= 0)
+    cell_graph = graph.clone()
+    cell_graph.edge_index, cell_graph.edge_dist = graph.edge_index[:, within_cells], graph.edge_dist[within_cells]
+    assert len(pretrain(cell_graph, steps=1, within="cell", **SMALL).history) == 1
+
+
 def test_device_selection():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
