@@ -231,8 +231,18 @@ def test_pretrain_checkpoint_dir_and_resume(tmp_path):
         pretrain(graph, steps=3, lr=0.01, checkpoint_dir=tmp_path, resume=True, **SMALL)
     with pytest.raises(ValueError, match="different training data"):
         pretrain(graph, steps=3, held_out_cells=["c0"], checkpoint_dir=tmp_path, resume=True, **SMALL)
-    with pytest.raises(ValueError, match="another configuration"):
+    # It said only 'another configuration', leaving the user to guess what differs.
+    saved = re.escape(str(tmp_path / CHECKPOINT_NAME))
+    message = f"^{saved} holds a model of another configuration; cannot resume: d_model: saved 16, now 8; ff_dim: saved 64, now 32$"
+    with pytest.raises(ValueError, match=message):
         pretrain(graph, steps=3, checkpoint_dir=tmp_path, resume=True, **{**SMALL, "d_model": 8})
+    other_sample = graph.clone()
+    other_sample.gene_names = [*graph.gene_names[:-2], "g99", "blank1"]
+    message = (
+        r"cannot resume: gene_names: 12 saved, 12 now \(only saved \['g10'\], only now \['g99'\]\)$"
+    )
+    with pytest.raises(ValueError, match=message):
+        pretrain(other_sample, steps=3, checkpoint_dir=tmp_path, resume=True, **SMALL)
     with pytest.raises(ValueError, match="needs checkpoint_dir"):
         pretrain(graph, steps=3, resume=True, **SMALL)
 
