@@ -577,6 +577,21 @@ def test_evaluate_held_out_checks_the_train_mask():
             evaluate_held_out(model, graph, bad)
 
 
+def test_evaluate_held_out_checks_its_counts_and_seed_up_front():
+    # seed=-1 and 1.5 failed in numpy; max_fit_nodes=0 chose beta from no transcript (0.01, from NaN losses).
+    graph = synthetic_graph()
+    torch.manual_seed(0)
+    model = MaskedGeneModel(TranscriptEncoder(len(graph.gene_names), 8, 1, 2), graph.gene_names)
+    for options, error, message in (
+        (dict(seed=-1), ValueError, "^seed must be an integer >= 0, got -1$"),
+        (dict(seed=1.5), TypeError, "^seed must be an integer, got 1.5$"),
+        (dict(max_fit_nodes=0), ValueError, "^max_fit_nodes must be a positive integer, got 0$"),
+        (dict(batch_size=2.0), TypeError, "^batch_size must be an integer, got 2.0$"),
+    ):
+        with pytest.raises(error, match=message):
+            evaluate_held_out(model, graph, graph.cell != 1, tile_size=5.0, **options)
+
+
 def test_evaluate_held_out_needs_the_graph_radius():
     # Without it the halo computation raised AttributeError from PyG's storage.
     graph = synthetic_graph()
