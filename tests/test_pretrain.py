@@ -231,8 +231,18 @@ def test_pretrain_checkpoint_dir_and_resume(tmp_path):
         pretrain(graph, steps=3, lr=0.01, checkpoint_dir=tmp_path, resume=True, **SMALL)
     with pytest.raises(ValueError, match="different training data"):
         pretrain(graph, steps=3, held_out_cells=["c0"], checkpoint_dir=tmp_path, resume=True, **SMALL)
-    with pytest.raises(ValueError, match="another configuration"):
+    # It said only 'another configuration', leaving the user to guess what differs.
+    saved = re.escape(str(tmp_path / CHECKPOINT_NAME))
+    message = f"^{saved} holds a model of another configuration; cannot resume: d_model: saved 16, now 8; ff_dim: saved 64, now 32$"
+    with pytest.raises(ValueError, match=message):
         pretrain(graph, steps=3, checkpoint_dir=tmp_path, resume=True, **{**SMALL, "d_model": 8})
+    other_sample = graph.clone()
+    other_sample.gene_names = [*graph.gene_names[:-2], "g99", "blank1"]
+    message = (
+        r"cannot resume: gene_names: 12 saved, 12 now \(only saved \['g10'\], only now \['g99'\]\)$"
+    )
+    with pytest.raises(ValueError, match=message):
+        pretrain(other_sample, steps=3, checkpoint_dir=tmp_path, resume=True, **SMALL)
     with pytest.raises(ValueError, match="needs checkpoint_dir"):
         pretrain(graph, steps=3, resume=True, **SMALL)
 
@@ -289,6 +299,19 @@ def test_held_out_cells_never_influence_training():
 
     drawn = pretrain(graph, steps=1, held_out_cells=2, seed=5, **SMALL)
     assert len(drawn.held_out_cells) == 2 and set(drawn.held_out_cells) <= {"c0", "c1", "c2"}
+
+
+def test_held_out_cells_in_any_order_resume_the_same_run(tmp_path):
+    # They were kept in the caller's order and saved so: a set, whose order changes
+    # with each process's hash seed, made resume (and torch.distributed) refuse the
+    # same cells as 'different training data'.
+    graph = synthetic_graph()
+    options = dict(steps=2, checkpoint_dir=tmp_path, **SMALL)
+    first = pretrain(graph, held_out_cells=["c2", "c0"], **options)
+    assert first.held_out_cells == ["c0", "c2"]
+    assert first.trainer.metadata["held_out_cells"] == ["c0", "c2"]
+    again = pretrain(graph, held_out_cells=("c0", "c2"), resume=True, **options)
+    assert again.held_out_cells == ["c0", "c2"] and again.history == first.history
 
 
 def test_a_drawn_count_of_held_out_cells_holds_out_transcripts():
@@ -378,6 +401,25 @@ def test_pretrain_rejects_bad_arguments():
     controls.is_control = torch.ones(graph.num_nodes, dtype=torch.bool)
     with pytest.raises(ValueError, match=r"every training transcript is a control probe"):
         pretrain(controls, steps=1, **SMALL)
+
+
+def test_graph_building_options_a_given_graph_would_ignore_are_refused():
+    # With a graph as data, within and max_num_neighbors were ignored silently:
+    # within='cell' trained along edges across cells, within='cel' was accepted.
+    graph = synthetic_graph()
+    across = "^within='cell', but the graph given as data has edges across cells or between unassigned"
+    with pytest.raises(ValueError, match=across):
+        pretrain(graph, steps=1, within="cell", **SMALL)
+    with pytest.raises(ValueError, match=r"^within must be 'all' or 'cell', got 'cel'$"):
+        pretrain(graph, steps=1, within="cel", **SMALL)
+    message = "^max_num_neighbors=4 applies when building the graph; the graph given as data is used as built$"
+    with pytest.raises(ValueError, match=message):
+        pretrain(graph, steps=1, max_num_neighbors=4, **SMALL)
+    source, target = graph.edge_index
+    within_cells = (graph.cell[source] == graph.cell[target]) & (graph.cell[target] >= 0)
+    cell_graph = graph.clone()
+    cell_graph.edge_index, cell_graph.edge_dist = graph.edge_index[:, within_cells], graph.edge_dist[within_cells]
+    assert len(pretrain(cell_graph, steps=1, within="cell", **SMALL).history) == 1
 
 
 def test_device_selection():
@@ -533,6 +575,21 @@ def test_evaluate_held_out_checks_the_train_mask():
     ):
         with pytest.raises(ValueError, match=f"train_mask must be a bool tensor of shape \\[{n}\\].*got {got}"):
             evaluate_held_out(model, graph, bad)
+
+
+def test_evaluate_held_out_checks_its_counts_and_seed_up_front():
+    # seed=-1 and 1.5 failed in numpy; max_fit_nodes=0 chose beta from no transcript (0.01, from NaN losses).
+    graph = synthetic_graph()
+    torch.manual_seed(0)
+    model = MaskedGeneModel(TranscriptEncoder(len(graph.gene_names), 8, 1, 2), graph.gene_names)
+    for options, error, message in (
+        (dict(seed=-1), ValueError, "^seed must be an integer >= 0, got -1$"),
+        (dict(seed=1.5), TypeError, "^seed must be an integer, got 1.5$"),
+        (dict(max_fit_nodes=0), ValueError, "^max_fit_nodes must be a positive integer, got 0$"),
+        (dict(batch_size=2.0), TypeError, "^batch_size must be an integer, got 2.0$"),
+    ):
+        with pytest.raises(error, match=message):
+            evaluate_held_out(model, graph, graph.cell != 1, tile_size=5.0, **options)
 
 
 def test_evaluate_held_out_needs_the_graph_radius():

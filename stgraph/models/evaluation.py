@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from .._validation import check_real
+from .._validation import check_int, check_real, check_seed
 from ..data.batching import collate_units, tile_units
 from .mgm import MaskedGeneModel
 
@@ -249,10 +249,17 @@ def evaluate_held_out(
     ------
     ValueError
         If ``train_mask`` is not a ``[N]`` bool tensor, or leaves no transcript to
-        evaluate, or ``graph`` has no ``radius`` (or one that is not a positive number).
+        evaluate, or ``graph`` has no ``radius`` (or one that is not a positive number),
+        or ``seed`` is negative, or ``max_fit_nodes`` or ``batch_size`` below 1.
     TypeError
-        If ``graph.radius`` is not a real number.
+        If ``graph.radius`` is not a real number, or ``seed``, ``max_fit_nodes`` or
+        ``batch_size`` not an integer.
     """
+    # Checked before any work: numpy's and the loops' own errors came after the baselines,
+    # and max_fit_nodes=0 fitted beta on no transcript at all.
+    seed = check_seed(seed)
+    max_fit_nodes = check_int("max_fit_nodes", max_fit_nodes)
+    batch_size = check_int("batch_size", batch_size)
     if (
         not isinstance(train_mask, Tensor)
         or train_mask.dtype != torch.bool

@@ -97,6 +97,26 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return device
 
 
+def _model_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """What differs between two :attr:`MaskedGeneModel.config`: encoder settings by
+    value, gene lists by the names only one of them has (or their order)."""
+    encoders = saved["encoder"], current["encoder"]
+    differ = [
+        f"{key}: saved {encoders[0].get(key)!r}, now {encoders[1].get(key)!r}"
+        for key in sorted(encoders[0].keys() | encoders[1].keys())
+        if encoders[0].get(key) != encoders[1].get(key)
+    ]
+    for key in ("gene_names", "control_genes"):
+        old, new = list(saved[key]), list(current[key])
+        if old != new:
+            old_set, new_set = set(old), set(new)
+            only_saved = [g for g in old if g not in new_set][:5]
+            only_now = [g for g in new if g not in old_set][:5]
+            detail = f"only saved {only_saved}, only now {only_now}" if only_saved or only_now else "another order"
+            differ.append(f"{key}: {len(old)} saved, {len(new)} now ({detail})")
+    return differ
+
+
 def step_seed(seed: int, step: int, index: int, *, dropout: bool = False) -> int:
     """A 64-bit seed for one step: of the masks of unit ``index``, or with
     ``dropout=True`` of the dropout of process ``index`` (a stream of its own, so
@@ -358,7 +378,8 @@ class MaskedGeneTrainer:
         ------
         ValueError
             If the checkpoint has no training state, or its model configuration,
-            training configuration or metadata differ from this trainer's. All are
+            training configuration or metadata differ from this trainer's (the
+            message names what differs). All are
             checked before anything is loaded: the model and trainer are then unchanged.
         """
         payload = read_checkpoint(path)
@@ -366,7 +387,8 @@ class MaskedGeneTrainer:
         if training is None:
             raise ValueError(f"{path} holds a model without training state; cannot resume")
         if payload["model_config"] != self.model.config:
-            raise ValueError(f"{path} holds a model of another configuration; cannot resume")
+            differ = _model_differences(payload["model_config"], self.model.config)
+            raise ValueError(f"{path} holds a model of another configuration; cannot resume: " + "; ".join(differ))
         self._check_resumable(training)
         self.model.load_state_dict(payload["model_state"])
         self._load_training(training)

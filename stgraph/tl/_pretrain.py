@@ -47,7 +47,7 @@ class PretrainResult:
     model: MaskedGeneModel
     #: The transcript graph it was trained on (all cells, held-out ones included).
     graph: Data
-    #: Names of the cells whose transcripts were never seen in training.
+    #: Names of the cells whose transcripts were never seen in training, in the graph's cell order.
     held_out_cells: list[str]
     #: ``[N]`` bool, the transcripts training could use.
     train_mask: torch.Tensor
@@ -62,12 +62,30 @@ def _transcript_graph(data: Any, radius: float | None, within: str, max_num_neig
         checked_graph(data, radius, ("gene", "pos", "edge_index", "gene_names"))
         if data.get("radius") is None and radius is None:
             raise ValueError("the graph has no 'radius' field: pass radius=")
+        _check_graph_options(data, within, max_num_neighbors)
         return data
     if radius is None:
         raise ValueError("radius= (µm) is required to build the transcript graph")
     from ..graph import transcript_graph
 
     return transcript_graph(data, radius, within=within, max_num_neighbors=max_num_neighbors)
+
+
+def _check_graph_options(graph: Data, within: str, max_num_neighbors: int | None) -> None:
+    """Refuse the graph-building options that a graph given as data would silently ignore."""
+    if max_num_neighbors is not None:
+        raise ValueError(
+            f"max_num_neighbors={max_num_neighbors} applies when building the graph; the graph "
+            "given as data is used as built"
+        )
+    if within == "cell":
+        source, target = graph.edge_index
+        cell = graph.get("cell")
+        if cell is None or bool(((cell[source] != cell[target]) | (cell[target] < 0)).any()):
+            raise ValueError(
+                "within='cell', but the graph given as data has edges across cells or between "
+                "unassigned transcripts: build it with stgraph.graph.transcript_graph(..., within='cell')"
+            )
 
 
 def _requested_held_out(held_out_cells: Any) -> int | list[str] | None:
@@ -107,7 +125,11 @@ def _held_out(graph: Data, requested: int | list[str] | None, seed: int) -> list
     unknown = sorted(set(requested) - set(names))
     if unknown:
         raise ValueError(f"held-out cells not in the graph: {unknown[:10]}")
-    return requested
+    # In the graph's order, not the caller's: the list is saved in the checkpoint's
+    # metadata, and a set's order changes with each process's hash seed (resume and
+    # torch.distributed would find other training data).
+    wanted = set(requested)
+    return [name for name in names if name in wanted]
 
 
 def _checkpoint_path(checkpoint_dir: str | Path | None) -> Path | None:
@@ -173,9 +195,11 @@ def pretrain(
     radius
         Radius of the transcript graph in µm (taken from the graph when given one).
     within
-        ``'all'``: edges between any transcripts; ``'cell'``: within cells only.
+        ``'all'``: edges between any transcripts; ``'cell'``: within cells only (a
+        graph given as ``data`` is used as built, and must then have no other edges).
     max_num_neighbors
-        Cap on neighbours per transcript when building the graph.
+        Cap on neighbours per transcript when building the graph (not with a graph
+        given as ``data``).
     d_model, n_layers, heads, conv, conv_kwargs, dropout, pe_scale
         Encoder hyper-parameters (:class:`~stgraph.nn.TranscriptEncoder`;
         ``d_model`` a multiple of ``heads``); 2D or 3D
@@ -207,8 +231,8 @@ def pretrain(
         Fraction of tokens selected as targets.
     held_out_cells
         Cells whose transcripts (and edges) are kept out of training entirely:
-        a list of distinct cell names, or a count (int) of cells drawn with ``seed``
-        among those with transcripts in the graph.
+        a collection of distinct cell names (any order), or a count (int) of cells
+        drawn with ``seed`` among those with transcripts in the graph.
     device
         ``'cpu'``, ``'cuda'`` or ``'auto'`` (CUDA when available).
     seed
@@ -249,7 +273,9 @@ def pretrain(
         ``checkpoint_every`` or ``resume`` without ``checkpoint_dir``, a
         ``checkpoint_dir`` that is an existing file (or holds a folder named
         ``masked_gene_model.pt``), ``radius``
-        differing from the radius of the graph given as ``data``, or
+        differing from the radius of the graph given as ``data``, ``within`` neither
+        ``'all'`` nor ``'cell'``, ``within='cell'`` with a given graph that has edges
+        across cells, ``max_num_neighbors`` with a given graph,
         ``held_out_cells`` naming a cell twice or a cell not in the graph, every
         training transcript a control probe, an encoder setting
         :class:`~stgraph.nn.TranscriptEncoder` refuses (``dropout`` outside
@@ -265,6 +291,8 @@ def pretrain(
     """
     if batch_by not in ("tile", "cell"):
         raise ValueError(f"batch_by must be 'tile' or 'cell', got {batch_by!r}")
+    if within not in ("all", "cell"):  # transcript_graph's check, also for a graph given as data
+        raise ValueError(f"within must be 'all' or 'cell', got {within!r}")
     resume = check_bool("resume", resume)
     progress = check_bool("progress", progress)
     if resume and checkpoint_dir is None:
