@@ -114,7 +114,7 @@ def _print_summary(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="stgraph", description=__doc__)
+    parser = argparse.ArgumentParser(prog="stgraph", description="stgraph: transcript-level spatial transcriptomics on PyTorch Geometric.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser(
         "demo",

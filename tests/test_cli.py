@@ -75,3 +75,7 @@ def test_demo_help_says_what_each_option_does(capsys):
     assert "--radius RADIUS radius in µm (default 1.0)" in out
     assert "'cell' only pairs of the same cell" in out
     assert "--graph-only stop after the graph (skip localization, colocalization and domains)" in out
+    # The top-level help showed the module docstring's RST markup.
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "stgraph: transcript-level spatial transcriptomics on PyTorch Geometric." in capsys.readouterr().out
