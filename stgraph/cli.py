@@ -114,7 +114,9 @@ def _print_summary(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="stgraph", description="stgraph: transcript-level spatial transcriptomics on PyTorch Geometric.")
+    parser = argparse.ArgumentParser(
+        prog="stgraph", description="stgraph: transcript-level spatial transcriptomics on PyTorch Geometric."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser(
         "demo",

@@ -96,8 +96,8 @@ def outlines_from_transcripts(
         For an unknown ``kind``, settings out of range, points without
         ``in_nucleus`` for nuclei, a ``cell_key`` other than the default that is
         not a shapes element, a ``key`` that is not a valid element name or names
-        another element (a table, points, one differing only in case), an existing ``key`` without ``overwrite=True``, or no
-        cell with enough molecules to outline.
+        another element (a table, points, one differing only in case), an existing
+        ``key`` without ``overwrite=True``, or no cell with enough molecules to outline.
 
     Examples
     --------

@@ -179,9 +179,10 @@ def localization(
         training_cells = list(training_cells)
         if not training_cells:
             raise ValueError("training_cells is empty: pass at least one cell id, or None for every cell with a nucleus")
-        repeated = pd.Index([str(c) for c in training_cells])
-        if repeated.has_duplicates:
-            raise ValueError(f"training_cells names some cells more than once: {list(repeated[repeated.duplicated()].unique())[:5]}")
+        named = pd.Index([str(c) for c in training_cells])
+        if named.has_duplicates:
+            repeated = list(named[named.duplicated()].unique())[:5]
+            raise ValueError(f"training_cells names some cells more than once: {repeated}")
     pattern_model, model_source = _resolve_model(model)
     check_table(sdata, table_key, points_key)
     if copy:
