@@ -170,9 +170,8 @@ class SinusoidalPositionalEncoding(torch.nn.Module):
 
 
 def _group_centroids(pos: Tensor, key: Tensor) -> Tensor:
-    """Centroid of the group of every row of ``pos``; a group is one value of ``key``
-    (``[M]``) or one column of it (``[k, M]``)."""
-    _, group = torch.unique(key, dim=-1, return_inverse=True)
+    """Centroid of the group of every row of ``pos``; a group is one value of ``key`` (``[M]``)."""
+    _, group = torch.unique(key, return_inverse=True)
     n_groups = int(group.max()) + 1
     sums = pos.new_zeros(n_groups, pos.size(1)).index_add_(0, group, pos)
     counts = torch.bincount(group, minlength=n_groups).unsqueeze(1)
@@ -225,7 +224,10 @@ def transcript_origin(
     graph = torch.zeros(n, dtype=torch.long, device=pos.device) if batch is None else batch
     assigned = torch.zeros(n, dtype=torch.bool, device=pos.device) if cell is None else cell >= 0
     if assigned.any():
-        origin[assigned] = _group_centroids(pos[assigned], torch.stack([graph[assigned], cell[assigned]]))
+        # One integer per (graph, cell): torch.unique over column pairs is ~30x slower.
+        cells = cell[assigned].long()
+        key = graph[assigned].long() * (int(cells.max()) + 1) + cells
+        origin[assigned] = _group_centroids(pos[assigned], key)
     free = ~assigned
     if free.any():
         origin[free] = _group_centroids(pos[free], graph[free])
