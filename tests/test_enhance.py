@@ -171,6 +171,7 @@ def test_super_resolution_output(super_resolved, tmp_path):
     assert out.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] == 40.0
     assert adata.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] == 80.0
     assert out.uns["enhance"]["grid"] == grid
+    assert out.uns["enhance"]["positions"] == "sub_lattice" and out.uns["enhance"]["max_gap_size"] is None
     assert out.layers["counts"].dtype == np.float32 and list(out.layers) == ["counts"]
     # per member one calibration slope per low-rank score (rank 10, capped by the 30 genes' embedding)
     assert out.uns["enhance"]["shrinkage"].shape == (1, 10)
@@ -183,6 +184,7 @@ def test_super_resolution_output(super_resolved, tmp_path):
     assert back.obs["label"].dtype == "category" and back.obs["label"].isna().sum() == new.sum()
     assert (back.obs["library_id"] == "lib").all()  # the one library's id, new spots included
     np.testing.assert_array_equal(back.X, out.X)
+    assert back.uns["enhance"]["positions"] == "sub_lattice" and back.uns["enhance"]["max_gap_size"] is None
 
 
 def test_squidpy_plots_the_output(super_resolved):
@@ -266,7 +268,11 @@ def test_impute_fills_lattice_gaps_by_default():
     lost = adata[~patch.to_numpy()].copy()
     filled = enhance(lost, "impute", **FAST)
     assert filled.obs.loc[filled.obs["imputed"], ["array_row", "array_col"]].to_numpy().tolist() == [[3, 7], [3, 9]]
-    assert not enhance(lost, "impute", max_gap_size=1, **FAST).obs["imputed"].any()
+    assert filled.uns["enhance"]["positions"] == "enclosed_holes" and filled.uns["enhance"]["max_gap_size"] is None
+    left_out = enhance(lost, "impute", max_gap_size=1, **FAST)
+    assert not left_out.obs["imputed"].any() and left_out.uns["enhance"]["max_gap_size"] == 1
+    given = enhance(lost, "impute", positions=[(3, 7)], **FAST)
+    assert given.uns["enhance"]["positions"] == "given" and given.obs["imputed"].sum() == 1
     for kwargs in (dict(mode="super_resolution"), dict(mode="impute", positions=[(3, 7)])):
         with pytest.raises(ValueError, match=r"^`max_gap_size` is only used with `mode='impute'` and no `positions`\.$"):
             enhance(lost, max_gap_size=2, **kwargs, **FAST)

@@ -32,6 +32,8 @@ from stgraph.spots._train import EnhancerParams, EnhancerTrainer
 MODES = ("impute", "super_resolution")
 MIN_SPOTS = 4
 _DEFAULT_MASKS = {"impute": ("random", "block"), "super_resolution": ("sublattice", "random")}
+# What a call without `positions` predicts, as recorded in uns['enhance']['positions'].
+_POSITIONS_KIND = {"impute": "enclosed_holes", "super_resolution": "sub_lattice"}
 
 
 def enhance(
@@ -162,7 +164,9 @@ def enhance(
     of ``uns['spatial']`` (where the input has one) halved under super-resolution;
     ``uns['enhance']`` records ``mode``, ``grid``, ``seed``, ``masks``, the model's
     settings (``params``: the fields of :class:`~stgraph.spots.EnhancerParams` but
-    ``masks``; ``positions`` and ``max_gap_size`` are not recorded),
+    ``masks``), which positions were predicted (``positions``: ``'given'``,
+    ``'enclosed_holes'`` or ``'sub_lattice'``; the positions themselves are the spots
+    with ``obs['imputed']``) and ``max_gap_size`` (``None`` unless given),
     per member the kept epoch
     (``best_epochs``; 0 means training never beat the interpolation on the
     set-aside spots and the member returns the interpolation), the loss on the
@@ -259,6 +263,8 @@ def enhance(
         _scale_spot_diameter(out.uns, 1.0 / factor)
     out.uns["enhance"] = {
         "mode": mode, "grid": grid, "seed": seed, "masks": list(masks),
+        "positions": _POSITIONS_KIND[mode] if positions is None else "given",
+        "max_gap_size": max_gap_size,
         "params": {k: v for k, v in vars(params).items() if k != "masks"},
         "best_epochs": list(trainer.best_epochs),
         "validation_loss": {str(m): np.asarray(h, dtype=np.float32) for m, h in enumerate(trainer.loss_history)},
