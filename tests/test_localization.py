@@ -189,6 +189,25 @@ def test_edge_cases_get_documented_outputs():
     assert np.isfinite(table.var.loc[["g1", "g2", "solo"], "nuclear_score"]).all()
 
 
+def test_table_rows_come_from_the_outlines_named_by_cell_key():
+    # With outlines under another name, the table came from `cell_boundaries`' absence:
+    # cells without molecules got no row, and the table was annotated to no outlines.
+    from spatialdata.models import ShapesModel
+
+    sdata = _edge_case_sdata()
+    outlines = sdata.shapes["cell_boundaries"]
+    extra = gpd.GeoDataFrame(geometry=[shapely.box(60, 0, 70, 10)], index=pd.Index(["d"], name=outlines.index.name))
+    sdata.shapes["my_cells"] = ShapesModel.parse(pd.concat([outlines, extra]))
+    del sdata.shapes["cell_boundaries"]
+    localization(sdata, cell_key="my_cells", n_boot=10)
+    table = sdata.tables["table"]
+    assert table.obs_names.tolist() == ["a", "b", "c", "d"]
+    assert table.obs["n_transcripts"].tolist() == [61, 60, 0, 0]
+    assert table.uns["spatialdata_attrs"]["region"] == "my_cells"
+    assert (table.obs["region"] == "my_cells").all()
+    assert np.isnan(table.layers["nuclear_p"][2:]).all() and np.isfinite(table.layers["nuclear_p"][:2, :2]).all()
+
+
 def test_no_nucleus_anywhere_warns_and_leaves_compartment_nan():
     sdata = _edge_case_sdata(with_nuclei=False)
     with pytest.warns(UserWarning, match="no cell with a nucleus"):

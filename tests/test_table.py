@@ -52,6 +52,24 @@ def test_get_table_adds_once_and_keeps_existing():
     assert first.uns["spatialdata_attrs"]["region"] == "cell_boundaries"
 
 
+def test_cell_key_names_the_outlines_the_table_is_annotated_to(sim):
+    sdata, _ = sim
+    renamed = sdata.subset(["transcripts"])
+    renamed.shapes["cells"] = sdata.shapes["cell_boundaries"]
+    table = sg.io.cell_gene_table(renamed, cell_key="cells")
+    default = sg.io.cell_gene_table(sdata)
+    assert table.uns["spatialdata_attrs"]["region"] == "cells" and (table.obs["region"] == "cells").all()
+    np.testing.assert_array_equal(table.X.toarray(), default.X.toarray())
+    assert table.obs_names.tolist() == default.obs_names.tolist()
+    assert "region" not in sg.io.cell_gene_table(sdata, cell_key=None).obs
+    with pytest.raises(ValueError, match=re.escape(
+        "sdata has no shapes element cell_key='cell'; it has ['cell_boundaries', 'nucleus_boundaries'] "
+        "(pass cell_key=None for none)"
+    )):
+        sg.io.get_table(sdata, table_key="other", cell_key="cell")
+    assert "other" not in sdata.tables
+
+
 def test_get_table_rejects_an_existing_table_that_misses_cells_or_genes():
     sdata = sg.datasets.simulate(n_cells=3, n_genes=6, seed=0)[0]
     full = sg.io.cell_gene_table(sdata)

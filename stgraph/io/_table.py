@@ -9,12 +9,14 @@ from spatialdata import SpatialData
 from spatialdata.models import TableModel
 
 from ._schema import CELL, CELL_SHAPES_KEY, GENE, POINTS_KEY, X, Y
-from ._spatialdata import check_element_name, check_spatialdata, transcripts_frame
+from ._spatialdata import check_element_name, check_spatialdata, optional_shapes, transcripts_frame
 
 TABLE_KEY = "table"
 
 
-def cell_gene_table(sdata: SpatialData, points_key: str = POINTS_KEY) -> AnnData:
+def cell_gene_table(
+    sdata: SpatialData, points_key: str = POINTS_KEY, cell_key: str | None = CELL_SHAPES_KEY
+) -> AnnData:
     """Count the molecules of each gene in each cell.
 
     Parameters
@@ -23,6 +25,9 @@ def cell_gene_table(sdata: SpatialData, points_key: str = POINTS_KEY) -> AnnData
         Data in the stgraph schema; not modified.
     points_key
         Name of the points element.
+    cell_key
+        Shapes element of the cell outlines, whose ids are those of ``cell_id``;
+        ``None`` for none (the default ``cell_boundaries`` may be absent).
 
     Returns
     -------
@@ -34,18 +39,23 @@ def cell_gene_table(sdata: SpatialData, points_key: str = POINTS_KEY) -> AnnData
     counts (unassigned molecules are not counted), ``obs['cell_id']`` the cell id
     (categorical), ``obs['n_transcripts']`` the molecules of each cell (the row sums of
     ``X``), ``obsm['spatial']`` the centroid of each cell's molecules in µm (of its
-    outline for a cell without molecules). When ``sdata`` has cell outlines the table
-    is annotated to them in the SpatialData way (``uns['spatialdata_attrs']``: region
-    ``cell_boundaries``, ``obs['region']``, instance key ``obs['cell_id']``, which then
-    holds the ids as labelled in the outlines' index: integers when that index holds
-    integers, so that SpatialData's joins and queries match the rows).
+    outline for a cell without molecules). With cell outlines the table is annotated
+    to them in the SpatialData way (``uns['spatialdata_attrs']``: region ``cell_key``,
+    ``obs['region']``, instance key ``obs['cell_id']``, which then holds the ids as
+    labelled in the outlines' index: integers when that index holds integers, so that
+    SpatialData's joins and queries match the rows).
+
+    Raises
+    ------
+    ValueError
+        If ``cell_key`` is neither ``None``, ``cell_boundaries`` nor a shapes element.
     """
     frame = transcripts_frame(sdata, points_key=points_key)
     genes = frame[GENE].cat.categories.astype(str)
     categories = frame[CELL].cat.categories.astype(str)
     code = frame[CELL].cat.codes.to_numpy()
     assigned = code >= 0
-    outlines = sdata.shapes[CELL_SHAPES_KEY] if CELL_SHAPES_KEY in sdata.shapes else None
+    outlines = optional_shapes(sdata, cell_key, CELL_SHAPES_KEY, "cell_key")
     # A row for every cell with molecules or an outline; a category with neither (left
     # unused by a crop, say) has no position and is no cell of these data.
     n_per_category = np.bincount(code[assigned], minlength=len(categories))
@@ -75,10 +85,8 @@ def cell_gene_table(sdata: SpatialData, points_key: str = POINTS_KEY) -> AnnData
     table = AnnData(X=counts, obs=obs, var=pd.DataFrame(index=genes))
     table.obsm["spatial"] = centroid
     if outlines is not None:
-        table.obs["region"] = pd.Categorical([CELL_SHAPES_KEY] * len(cells))
-        table = TableModel.parse(
-            table, region=CELL_SHAPES_KEY, region_key="region", instance_key=CELL
-        )
+        table.obs["region"] = pd.Categorical([cell_key] * len(cells))
+        table = TableModel.parse(table, region=cell_key, region_key="region", instance_key=CELL)
     return table
 
 
@@ -98,7 +106,12 @@ def _outline_labels(cells: pd.Index, outline_index: pd.Index) -> pd.Index:
     return labels if (labels.astype(str) == cells).all() else cells
 
 
-def get_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str = POINTS_KEY) -> AnnData:
+def get_table(
+    sdata: SpatialData,
+    table_key: str = TABLE_KEY,
+    points_key: str = POINTS_KEY,
+    cell_key: str | None = CELL_SHAPES_KEY,
+) -> AnnData:
     """Return ``sdata.tables[table_key]``, first adding :func:`cell_gene_table` if absent.
 
     Tools of :mod:`stgraph.tl` write their per-cell and per-gene results into this
@@ -112,6 +125,8 @@ def get_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str = 
         Name of the table in ``sdata.tables``.
     points_key
         Points element whose cells and genes the table must cover.
+    cell_key
+        Cell outlines a new table is annotated to, see :func:`cell_gene_table`.
 
     Raises
     ------
@@ -122,18 +137,23 @@ def get_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str = 
         there are).
     ValueError
         If an existing table does not cover the data, or ``table_key`` cannot name a
-        new table, see :func:`check_table`.
+        new table, see :func:`check_table`; or ``cell_key`` names no shapes element.
     """
     check_table(sdata, table_key, points_key)
-    return ensure_table(sdata, table_key, points_key)
+    return ensure_table(sdata, table_key, points_key, cell_key)
 
 
-def ensure_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str = POINTS_KEY) -> AnnData:
+def ensure_table(
+    sdata: SpatialData,
+    table_key: str = TABLE_KEY,
+    points_key: str = POINTS_KEY,
+    cell_key: str | None = CELL_SHAPES_KEY,
+) -> AnnData:
     """:func:`get_table` without checking an existing table: for tools that ran
     :func:`check_table` before their work (it reads the points), so as not to read them
     again when writing."""
     if table_key not in sdata.tables:
-        sdata.tables[table_key] = cell_gene_table(sdata, points_key=points_key)
+        sdata.tables[table_key] = cell_gene_table(sdata, points_key=points_key, cell_key=cell_key)
     return sdata.tables[table_key]
 
 

@@ -85,7 +85,8 @@ def localization(
         are merged): None, or the default name missing from the data, means no
         nuclei; another name must exist.
     points_key, cell_key, nucleus_key, table_key
-        Element names. The table is created (cells x genes counts) when missing;
+        Element names. The table is created (cells x genes counts, annotated to
+        the outlines ``cell_key``) when missing;
         an existing one must hold every cell and gene with a molecule
         (:func:`stgraph.io.check_table`).
     min_transcripts
@@ -219,7 +220,7 @@ def localization(
             p_nuclear, transcripts.gene, transcripts.cell, len(gene_names), len(cell_ids), n_boot=n_boot, seed=seed
         )
 
-    table, rows, cols = _table(sdata, table_key, points_key, transcripts)
+    table, rows, cols = _table(sdata, table_key, points_key, cell_key, transcripts)
     group_row, group_col = rows[groups.cell], cols[groups.gene]
     placed = (group_row >= 0) & (group_col >= 0)
     for k, pattern in enumerate(PATTERNS):
@@ -303,12 +304,12 @@ def _compartment(
 
 
 def _table(
-    sdata: spatialdata.SpatialData, table_key: str, points_key: str, transcripts: CellTranscripts
+    sdata: spatialdata.SpatialData, table_key: str, points_key: str, cell_key: str, transcripts: CellTranscripts
 ) -> tuple[ad.AnnData, np.ndarray, np.ndarray]:
     """The table to write into (:func:`stgraph.io.get_table`), and the table row /
     column of every cell / gene position (``-1`` when the table lacks it)."""
     cell_ids, gene_names = transcripts.geometry.cell_ids, transcripts.gene_names
-    table = ensure_table(sdata, table_key, points_key)
+    table = ensure_table(sdata, table_key, points_key, cell_key)
     rows = np.full(len(cell_ids), -1)
     found = cell_ids.get_indexer(table_cell_ids(table))
     rows[found[found >= 0]] = np.flatnonzero(found >= 0)
