@@ -507,6 +507,47 @@ def test_neighbour_baseline_by_hand():
     assert without_3.tolist() == [2]
 
 
+def control_paired_graph() -> Data:
+    """A training cell of genes g0 / g1 and a held-out cell where each g0 molecule has one
+    neighbour, a control probe 0.05 µm away, and nothing else within the radius."""
+    rng = np.random.default_rng(0)
+    train_pos = rng.uniform(0, 5, size=(60, 2))
+    train_gene = (np.arange(60) % 3 == 0).astype(np.int64)  # 40 g0, 20 g1
+    centres = np.stack([10.0 + 2.0 * (np.arange(20) % 5), 2.0 * (np.arange(20) // 5)], axis=1)
+    pos = np.concatenate([train_pos, centres, centres + [0.05, 0.0]])
+    gene = np.concatenate([train_gene, np.zeros(20, dtype=np.int64), np.full(20, 2)])
+    pos_t = torch.tensor(pos, dtype=torch.float32)
+    edge_index, edge_dist = radius_graph(pos_t, 0.6, return_distance=True)
+    return Data(
+        gene=torch.tensor(gene), pos=pos_t, edge_index=edge_index, edge_dist=edge_dist,
+        cell=torch.tensor([0] * 60 + [1] * 40), is_control=torch.tensor(gene == 2),
+        gene_names=["g0", "g1", "ctrl"], cell_names=["left", "right"], radius=0.6,
+    )
+
+
+def test_evaluation_never_hides_a_control():
+    # Training never masks a control probe; evaluation hid about 1 in 7 of them, so some
+    # g0 molecules were scored with no visible neighbour at all.
+    graph = control_paired_graph()
+    torch.manual_seed(0)
+    model = MaskedGeneModel(TranscriptEncoder(3, 8, 1, 2), graph.gene_names, ["ctrl"])
+    # With seed 2, three g0 molecules share their control's mask group.
+    report = evaluate_held_out(model, graph, graph.cell == 0, tile_size=5.0, seed=2)
+    assert report["model"]["n"] == report["radius_neighbours"]["n"] == 20
+    # Every g0 target sees exactly its control: neighbour counts (0 g0, 0 g1, 1 ctrl).
+    beta, prior_g0 = report["neighbour_strength"]["beta"], 41 / 62
+    assert report["radius_neighbours"]["cross_entropy"] == pytest.approx(-math.log(beta * prior_g0 / (1 + beta)), rel=1e-12)
+    assert report["radius_neighbours"]["accuracy"] == 0.0  # the control is the most frequent visible gene
+    assert report["nearest_neighbour_reference"]["accuracy"] == 0.0
+
+
+def test_a_control_seen_only_in_held_out_cells_is_a_control():
+    graph = control_paired_graph()
+    result = pretrain(graph, steps=1, held_out_cells=["right"], seed=0, **SMALL)
+    assert result.model.control_genes == ["ctrl"]
+    assert result.model.is_control_gene.tolist() == [False, False, True]
+
+
 def test_gene_prior_and_frequency_baseline():
     control = torch.tensor([False, False, True])
     prior = gene_prior(torch.tensor([0, 0, 0, 1]), control)

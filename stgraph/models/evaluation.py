@@ -5,6 +5,7 @@ cells) are split at random into ``K = ceil(1 / rate)`` near-equal groups
 (:func:`evaluation_groups`). In pass ``k`` every transcript of group ``k`` is
 replaced by ``[MASK]`` and predicted from the rest, so each transcript is scored
 exactly once, with about ``rate`` of its neighbours hidden, as in training.
+Control transcripts are in no group: never hidden, context only, as in training.
 
 Scores per predictor: top-1 accuracy and mean cross-entropy (nats) of the true gene.
 
@@ -91,7 +92,8 @@ def score_model(
     units
         Units of the graph whose core nodes include every evaluated node once.
     groups
-        ``[N]`` mask group of every node of the graph (:func:`evaluation_groups`).
+        ``[N]`` mask group of every node of the graph (:func:`evaluation_groups`);
+        ``-1`` for nodes that are never hidden.
     evaluated
         ``[N]`` bool, the nodes to score.
     batch_size
@@ -286,6 +288,7 @@ def evaluate_held_out(
     graph = graph.clone()
     graph.gene = gene
     groups = evaluation_groups(graph.num_nodes, rate, seed)
+    groups[~evaluable] = -1  # training never masks a control: here it is never hidden either
     prior = gene_prior(gene[train_mask & evaluable], model.is_control_gene.cpu())
     n_genes = model.encoder.n_genes
 

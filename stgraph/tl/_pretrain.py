@@ -183,8 +183,9 @@ def pretrain(
     the non-control tokens are selected per step and corrupted BERT-style (80 %
     ``[MASK]``, 10 % random gene, 10 % unchanged), and the model is trained to
     predict their genes from their radius-graph neighbourhood
-    (:mod:`stgraph.models.masking`). Negative controls are context only: never
-    targets, never random replacements.
+    (:mod:`stgraph.models.masking`). Negative controls (the genes of transcripts
+    flagged ``is_control``, in any cell, held-out ones included) are context only:
+    never targets, never random replacements.
 
     Parameters
     ----------
@@ -319,11 +320,12 @@ def pretrain(
     if held_out:
         index = {str(c): k for k, c in enumerate(graph.cell_names)}
         train_mask = ~torch.isin(graph.cell, torch.tensor([index[c] for c in held_out]))
-    # Control genes are read from training transcripts only: nothing of a held-out cell shapes the model.
+    # Being a control probe is a property of the panel, like the gene vocabulary read from
+    # the whole graph: a control seen only in held-out cells is no target there either.
     is_control = graph.get("is_control")
     control_genes = []
     if is_control is not None:
-        control_genes = sorted({gene_names[g] for g in graph.gene[is_control & train_mask].tolist()})
+        control_genes = sorted({gene_names[g] for g in graph.gene[is_control].tolist()})
         if not bool((train_mask & ~is_control).any()):
             raise ValueError(
                 "every training transcript is a control probe (is_control): there is no gene to "
