@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import special
+from scipy import sparse, special
 
 from stgraph._validation import check_codes, check_int, check_real, check_seed
 
@@ -88,18 +88,20 @@ def nuclear_enrichment(
     if cell.size != gene.size:
         raise ValueError(f"cell has {cell.size} entries but gene has {gene.size}")
     p_nuclear = _checked_probabilities(p_nuclear, gene.size)
-    key = cell * n_genes + gene
-    nuclear = np.bincount(key, weights=p_nuclear, minlength=n_cells * n_genes).reshape(n_cells, n_genes)
-    count = np.bincount(key, minlength=n_cells * n_genes).reshape(n_cells, n_genes)
+    # Sparse cells x genes sums: a dense table of a whole sample (1e5 cells x 5,000 genes)
+    # would take gigabytes, the sums only one entry per (cell, gene) pair present.
+    shape = (n_cells, n_genes)
+    nuclear = sparse.csr_matrix((p_nuclear, (cell, gene)), shape=shape)
+    count = sparse.csr_matrix((np.ones(gene.size), (cell, gene)), shape=shape)
     cytoplasmic = count - nuclear
 
     def score(weights: np.ndarray) -> np.ndarray:
         """Scores for cell weights ``(B, n_cells)`` -> ``(B, n_genes)``."""
-        p, q = weights @ nuclear, weights @ cytoplasmic
+        p, q = _weighted_sums(weights, nuclear), _weighted_sums(weights, cytoplasmic)
         overall = np.log((p.sum(1, keepdims=True) + _PSEUDOCOUNT) / (q.sum(1, keepdims=True) + _PSEUDOCOUNT))
         return np.log((p + _PSEUDOCOUNT) / (q + _PSEUDOCOUNT)) - overall
 
-    n_transcripts = count.sum(0)
+    n_transcripts = np.asarray(count.sum(0)).ravel().astype(np.int64)
     point = score(np.ones((1, n_cells)))[0]
     rng = np.random.default_rng(seed)
     if n_cells:
@@ -108,8 +110,9 @@ def nuclear_enrichment(
         weights = np.zeros((n_boot, 0))
     replicates = score(weights)
     # A replicate without any molecule of the gene says nothing about it.
-    replicates[(weights @ count) == 0] = np.nan
-    a, b = nuclear.sum(0) + _PSEUDOCOUNT, cytoplasmic.sum(0) + _PSEUDOCOUNT
+    replicates[_weighted_sums(weights, count) == 0] = np.nan
+    a = np.asarray(nuclear.sum(0)).ravel() + _PSEUDOCOUNT
+    b = np.asarray(cytoplasmic.sum(0)).ravel() + _PSEUDOCOUNT
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-nan columns of absent genes
         between_cells = np.nanvar(replicates, axis=0, ddof=1)
@@ -127,9 +130,15 @@ def nuclear_enrichment(
             "ci_low": np.where(absent, np.nan, low),
             "ci_high": np.where(absent, np.nan, high),
             "n_transcripts": n_transcripts,
-            "n_cells": (count > 0).sum(0),
+            "n_cells": count.getnnz(axis=0).astype(np.int64),
         }
     )
+
+
+def _weighted_sums(weights: np.ndarray, table: sparse.csr_matrix) -> np.ndarray:
+    """``weights @ table`` as a dense ``(B, n_genes)`` array, for dense cell weights
+    ``(B, n_cells)`` and a sparse cells x genes ``table``."""
+    return np.asarray((table.T @ weights.T).T)
 
 
 def _logit(fraction: np.ndarray) -> np.ndarray:
