@@ -488,23 +488,45 @@ def test_neighbour_baseline_by_hand():
     groups = torch.tensor([0, 1, 1, 1, 0])
     allowed = torch.ones(5, dtype=torch.bool)
     counts = visible_neighbour_counts(graph, groups, torch.tensor([0, 1]), allowed, 3)
-    assert counts.tolist() == [[0, 1, 2], [0, 1, 0]]
+    assert counts.is_sparse and counts.to_dense().tolist() == [[0, 1, 2], [0, 1, 0]]
     prior = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
     scores = score_neighbours(counts, torch.tensor([1, 1]), prior, strength=2.0)
     # p_0(1) = (1 + 2 * 0.3) / (3 + 2); p_1(1) = (1 + 0.6) / (1 + 2).
     assert torch.allclose(scores.log_prob, torch.log(torch.tensor([1.6 / 5, 1.6 / 3], dtype=torch.float64)))
     assert scores.correct.tolist() == [False, True]  # node 0: majority gene 2
-    tie = score_neighbours(torch.tensor([[1, 1, 0]]), torch.tensor([0]), prior, 1.0)
+    tie = score_neighbours(torch.tensor([[1, 1, 0]]).to_sparse(), torch.tensor([0]), prior, 1.0)
     assert tie.correct.tolist() == [True]  # tie between genes 0 and 1 broken by the prior
-    none = score_neighbours(torch.tensor([[0, 0, 0]]), torch.tensor([0]), prior, 1.0)
+    # An exact tie (equal priors) goes to the lowest gene; no visible neighbour: the top prior gene.
+    even = torch.tensor([0.4, 0.4, 0.2], dtype=torch.float64)
+    exact = score_neighbours(torch.tensor([[0, 2, 2], [0, 0, 0]]).to_sparse(), torch.tensor([1, 0]), even, 1.0)
+    assert exact.correct.tolist() == [True, True]
+    none = score_neighbours(torch.tensor([[0, 0, 0]]).to_sparse(), torch.tensor([0]), prior, 1.0)
     assert none.correct.tolist() == [True] and torch.allclose(none.log_prob, torch.log(prior[:1]))
     not_allowed = visible_neighbour_counts(graph, groups, torch.tensor([0]), allowed & (torch.arange(5) != 1), 3)
-    assert not_allowed.tolist() == [[0, 1, 1]]
+    assert not_allowed.to_dense().tolist() == [[0, 1, 1]]
     # Nearest visible: node 3 for node 0 (node 4 is hidden), node 0 for node 1; node 4 has none.
     nearest = nearest_visible_gene(graph, groups, torch.tensor([0, 1, 4]), allowed, fallback=0)
     assert nearest.tolist() == [1, 1, 0]
     without_3 = nearest_visible_gene(graph, groups, torch.tensor([0]), torch.arange(5) != 3, fallback=0)
     assert without_3.tolist() == [2]
+
+
+def test_neighbour_baseline_equals_its_dense_definition():
+    # The sparse scoring against the module docstring's formulas on dense counts,
+    # with tied prior genes so that the argmax's tie rule matters.
+    gen = torch.Generator().manual_seed(0)
+    dense = (torch.rand(2000, 40, generator=gen) < 0.05).long() * torch.randint(1, 4, (2000, 40), generator=gen)
+    target = torch.randint(0, 40, (2000,), generator=gen)
+    prior = torch.rand(40, generator=gen, dtype=torch.float64)
+    prior[[3, 5]] = prior.max()
+    prior /= prior.sum()
+    scores = score_neighbours(dense.to_sparse(), target, prior, 0.3)
+    counts = dense.double()
+    expected = torch.log(counts.gather(1, target[:, None]).squeeze(1) + 0.3 * prior[target]) - torch.log(
+        counts.sum(1) + 0.3
+    )
+    assert torch.equal(scores.log_prob, expected)
+    assert torch.equal(scores.correct, (dense + prior / 2).argmax(1) == target)
 
 
 def control_paired_graph() -> Data:
@@ -555,7 +577,7 @@ def test_gene_prior_and_frequency_baseline():
     scores = score_frequency(prior, torch.tensor([0, 1]))
     assert scores.correct.tolist() == [True, False]
     assert scores.cross_entropy == pytest.approx(-(np.log(4 / 6) + np.log(2 / 6)) / 2)
-    counts = torch.tensor([[5, 0, 0], [0, 5, 0]])
+    counts = torch.tensor([[5, 0, 0], [0, 5, 0]]).to_sparse()
     assert fit_neighbour_strength(counts, torch.tensor([0, 1]), prior, grid=(0.1, 10.0)) == 0.1
 
 
