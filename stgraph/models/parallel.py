@@ -36,8 +36,8 @@ def process_device(device: torch.device) -> torch.device:
 def check_identical(name: str, value: Any) -> None:
     """Raise a ValueError on every process unless all processes pass an equal ``value``.
 
-    For dicts (configurations, metadata) the message names the entries in which the
-    first differing process differs from process 0, with both values.
+    The message gives the value of process 0 and of the first process that differs;
+    for dicts (configurations, metadata), of each entry in which they differ.
     """
     rank, size = world()
     if size == 1:
@@ -55,9 +55,9 @@ def check_identical(name: str, value: Any) -> None:
 
 def _entries_that_differ(first: Any, other: Any, other_rank: int) -> str:
     """``': key is a on process 0, b on process k; ...'`` for the (nested) entries of two
-    dicts that differ, at most five; empty for values that are not both dicts."""
+    dicts that differ, at most five; ``': a on process 0, b on process k'`` for other values."""
     if not (isinstance(first, dict) and isinstance(other, dict)):
-        return ""
+        return f": {_short(first)} on process 0, {_short(other)} on process {other_rank}"
     first, other = _flatten(first), _flatten(other)
     keys = [key for key in sorted(first.keys() | other.keys()) if first.get(key) != other.get(key)]
     return ": " + "; ".join(
