@@ -5,15 +5,18 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import re  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from torch_geometric.nn import GATConv, GCNConv, MessagePassing  # noqa: E402
 
 import stgraph  # noqa: E402
 from stgraph.coloc import PAIR_COLUMNS, ColocalizationResult, score_pairs  # noqa: E402
 from stgraph.coloc._encode import encoder_outputs  # noqa: E402
-from stgraph.nn import TranscriptEncoder  # noqa: E402
+from stgraph.nn import EdgeDistAdapter, TranscriptEncoder  # noqa: E402
 from stgraph.pl._colocalization import colocalization_heatmap, colocalization_network  # noqa: E402
 from stgraph.tl._colocalization import colocalization  # noqa: E402
 
@@ -89,6 +92,72 @@ def test_attention_weights_from_the_encoder(sample, encoder):
     uniform = colocalization(sdata, graph=graph, inplace=False)
     np.testing.assert_array_equal(by_model.table["clq"], uniform.table["clq"])
     assert not np.allclose(by_model.table["score"], uniform.table["score"])
+
+
+def gat_with_self_loops(d_model, heads):
+    # GATConv's default add_self_loops=True: attention over the graph plus one loop per node.
+    return EdgeDistAdapter(GATConv(d_model, d_model // heads, heads=heads))
+
+
+def test_attention_of_a_layer_that_adds_self_loops_is_taken_on_the_graph_edges(sample):
+    # The README's EdgeDistAdapter(GATConv(...)) returns weights on E + N edges, loops
+    # last; colocalization refused it ("attention on edges other than the graph's").
+    sdata, _, graph = sample
+    torch.manual_seed(0)
+    encoder = TranscriptEncoder(len(graph.gene_names), d_model=16, n_layers=2, heads=2, conv=gat_with_self_loops)
+    with torch.no_grad():
+        _, layers = encoder.eval()(graph, return_attention_weights=True)
+    edges = graph.edge_index.T.tolist()
+    expected = np.zeros(len(edges))
+    for returned, alpha in layers:
+        assert returned.shape[1] == len(edges) + graph.num_nodes
+        row = {(s, t): k for k, (s, t) in enumerate(returned.T.tolist())}
+        expected += alpha.mean(dim=1).numpy()[[row[tuple(e)] for e in edges]] / len(layers)
+    outputs = encoder_outputs(encoder, graph, attention=True, max_edges=2000)
+    np.testing.assert_allclose(outputs.attention, expected, rtol=1e-5, atol=1e-7)
+    # The loops' share is left out: each target's weights sum to less than 1.
+    sums = np.bincount(graph.edge_index[1].numpy(), weights=outputs.attention, minlength=graph.num_nodes)
+    assert 0.5 < sums.max() < 1 - 1e-3
+    by_model = colocalization(sdata, encoder, graph=graph, inplace=False)
+    by_weights = colocalization(sdata, graph=graph, attention=outputs.attention, inplace=False)
+    pd.testing.assert_frame_equal(by_model.table, by_weights.table)
+
+
+class DistanceDecay(MessagePassing):
+    """A layer without attention weights: neighbours averaged with weights exp(-d)."""
+
+    def __init__(self, d_model, heads):
+        super().__init__(aggr="mean")
+        self.lin = torch.nn.Linear(d_model, d_model)
+
+    def forward(self, x, edge_index, edge_dist):
+        return self.propagate(edge_index, x=self.lin(x), weight=torch.exp(-edge_dist))
+
+    def message(self, x_j, weight):
+        return weight[:, None] * x_j
+
+
+@pytest.mark.parametrize(
+    ("conv", "name"),
+    [(DistanceDecay, "DistanceDecay"),
+     (lambda d, h: EdgeDistAdapter(GCNConv(d, d), edge_dist_arg="edge_weight"), "GCNConv")],
+)
+def test_a_layer_without_attention_weights_is_refused_before_the_graph_is_built(sample, monkeypatch, conv, name):
+    sdata, _, _ = sample
+    encoder = TranscriptEncoder(12, d_model=16, n_layers=2, heads=2, conv=conv)
+
+    def no_graph(*args, **kwargs):
+        raise AssertionError("the graph was built before the model was checked")
+
+    monkeypatch.setattr(stgraph.tl._colocalization, "graph_for", no_graph)
+    message = (
+        f"the encoder's layers ({name}) return no attention weights (their forward has no "
+        "return_attention_weights argument), and the attention score weights the edges by them: "
+        "pass model=None for uniform weights, or attention= with weights of your own"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        colocalization(sdata, encoder, radius=RADIUS)
+    assert "table" not in sdata.tables
 
 
 def test_attention_per_layer_and_head_is_averaged(sample):

@@ -1,4 +1,6 @@
 """EdgeDistAdapter: PyG layers in the encoder's call layer(x, edge_index, edge_dist)."""
+import re
+
 import pytest
 import torch
 from torch_geometric.nn import GATConv, GCNConv, TransformerConv
@@ -45,6 +47,27 @@ def test_adapter_checks_its_arguments():
     with pytest.raises(ValueError, match=r"^GCNConv.forward has no argument 'edge_attr'; it takes "
                                          r"\['x', 'edge_index', 'edge_weight'\]$"):
         EdgeDistAdapter(GCNConv(8, 8), edge_dist_arg="edge_attr")
+
+
+@pytest.mark.parametrize("edge_dim", [None, 3])
+@pytest.mark.parametrize("layer", [GATConv, TransformerConv])
+def test_adapter_refuses_an_edge_attr_layer_not_built_for_one_edge_feature(layer, edge_dim):
+    # With edge_dim=None GATConv dropped the lengths silently (the same output for
+    # lengths x10) and TransformerConv failed on a tensor size; edge_dim=3 on a matmul.
+    conv = layer(8, 4, heads=2, edge_dim=edge_dim)
+    message = (f"{layer.__name__} was built with edge_dim={edge_dim}, but the edge lengths come as "
+               "one edge feature: build it with edge_dim=1")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        EdgeDistAdapter(conv, edge_dist_arg="edge_attr")
+    if edge_dim is None:  # left out, the lengths need no edge feature
+        assert EdgeDistAdapter(conv)(torch.randn(6, 8), EDGE_INDEX, EDGE_DIST).shape == (6, 8)
+
+
+def test_adapter_gives_the_lengths_to_gatconv_as_an_edge_feature():
+    torch.manual_seed(0)
+    x = torch.randn(6, 8)
+    adapted = EdgeDistAdapter(GATConv(8, 4, heads=2, edge_dim=1), edge_dist_arg="edge_attr")
+    assert not torch.allclose(adapted(x, EDGE_INDEX, EDGE_DIST), adapted(x, EDGE_INDEX, 10 * EDGE_DIST))
 
 
 def test_adapter_resets_the_layer_and_describes_it():

@@ -110,12 +110,45 @@ def _initial_weights() -> dict[str, torch.Tensor]:
 
 
 def test_processes_with_different_settings_are_refused(tmp_path):
-    ranks = _spawn(tmp_path, 2, lambda r: {**OPTIONS, "lr": 3e-3 * (1 + r)})
+    # The message named the kind of setting only, not which one differed nor how.
+    ranks = _spawn(tmp_path, 2, lambda r: {**OPTIONS, "lr": 3e-3 * (1 + r), "mask_rate": 0.15 + 0.05 * r})
     for rank, result in enumerate(ranks):
         assert result["error"] == (
             "data-parallel training needs the same training configuration on every process; "
-            f"processes [1] differ from process 0 (this is process {rank})"
+            f"processes [1] differ from process 0 (this is process {rank}): lr is 0.003 on process 0, "
+            "0.006 on process 1; mask_rate is 0.15 on process 0, 0.2 on process 1"
         )
+
+
+def test_a_checkpoint_folder_not_shared_by_the_processes_is_refused(tmp_path):
+    # Process 0 resumed at the last step while process 1, reading an empty folder,
+    # started from 0: its steps' gradients were summed with nothing, then it waited
+    # for collectives that never came (until the 30-minute gloo timeout).
+    pretrain(synthetic_graph(), **OPTIONS, checkpoint_dir=tmp_path / "rank0")
+    ranks = _spawn(tmp_path, 2, lambda r: {**OPTIONS, "checkpoint_dir": str(tmp_path / f"rank{r}"), "resume": True})
+    for rank, result in enumerate(ranks):
+        assert result["error"] == (
+            "data-parallel training needs the same starting step (every process resumes from the "
+            "checkpoint process 0 wrote, so its folder must be one they all read) on every process; "
+            f"processes [1] differ from process 0 (this is process {rank}): 4 on process 0, 0 on process 1"
+        )
+    assert not (tmp_path / "rank1" / CHECKPOINT_NAME).exists()
+
+
+def test_the_message_names_the_nested_entries_that_differ(monkeypatch):
+    gathered = [{"encoder": {"d_model": 16, "heads": 2}, "gene_names": [f"gene_{k}" for k in range(40)]},
+                {"encoder": {"d_model": 32, "heads": 2}, "gene_names": [f"gene_{k}" for k in range(41)]},
+                {"encoder": {"d_model": 16, "heads": 2}, "gene_names": [f"gene_{k}" for k in range(40)]}]
+    monkeypatch.setattr(parallel, "world", lambda: (2, 3))
+    monkeypatch.setattr(parallel.dist, "all_gather_object", lambda out, value: out.__setitem__(slice(None), gathered))
+    with pytest.raises(ValueError) as err:
+        parallel.check_identical("model configuration", gathered[2])
+    assert str(err.value) == (
+        "data-parallel training needs the same model configuration on every process; processes [1] "
+        "differ from process 0 (this is process 2): encoder.d_model is 16 on process 0, 32 on process 1; "
+        "gene_names is 40 values ['gene_0', 'gene_1', 'gene_2', ...] on process 0, 41 values ['gene_0', "
+        "'gene_1', 'gene_2', ...] on process 1"
+    )
 
 
 def test_without_a_process_group_training_is_single_process(monkeypatch):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from ..nn import TranscriptEncoder
+from ..nn import EdgeDistAdapter, TranscriptEncoder
 from ..nn.positional import transcript_origin
 from .._validation import check_int, check_non_negative
 
@@ -47,16 +47,48 @@ def resolve_encoder(model, graph: Data) -> tuple[TranscriptEncoder, torch.Tensor
     graph assumed), a model with ``.encoder`` and ``.gene_tokens(graph)`` (as
     returned by :func:`stgraph.tl.pretrain`), or the pretraining result itself.
     """
+    encoder = _encoder_of(model)
+    model = getattr(model, "model", model)
+    return encoder, graph.gene if model is encoder else model.gene_tokens(graph)
+
+
+def _encoder_of(model) -> TranscriptEncoder:
+    """The encoder of ``model`` (see :func:`resolve_encoder`); a TypeError for anything else."""
     model = getattr(model, "model", model)
     if isinstance(model, TranscriptEncoder):
-        return model, graph.gene
+        return model
     encoder = getattr(model, "encoder", None)
     if isinstance(encoder, TranscriptEncoder) and hasattr(model, "gene_tokens"):
-        return encoder, model.gene_tokens(graph)
+        return encoder
     raise TypeError(
         "model must be a TranscriptEncoder, a pretrained model with .encoder and .gene_tokens, "
         f"or the result of stgraph.tl.pretrain; got {type(model).__name__}"
     )
+
+
+def check_returns_attention(model) -> None:
+    """Raise before any work unless every layer of ``model``'s encoder returns attention weights.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is none of the inputs :func:`resolve_encoder` takes.
+    ValueError
+        If a layer's ``forward`` has no ``return_attention_weights`` argument.
+    """
+    without = set()
+    for layer in _encoder_of(model).layers:
+        conv, returns = layer.conv, layer.supports_attention
+        if isinstance(conv, EdgeDistAdapter):  # takes the argument whatever it wraps
+            conv, returns = conv.conv, conv.supports_attention
+        if not returns:
+            without.add(type(conv).__name__)
+    if without:
+        raise ValueError(
+            f"the encoder's layers ({', '.join(sorted(without))}) return no attention weights (their forward "
+            "has no return_attention_weights argument), and the attention score weights the edges "
+            "by them: pass model=None for uniform weights, or attention= with weights of your own"
+        )
 
 
 def _batches(cell: np.ndarray, src: np.ndarray, dst: np.ndarray, max_edges: int):
@@ -108,7 +140,9 @@ def encoder_outputs(
         Transcript graph with ``gene``, ``pos``, ``edge_index`` and optionally
         ``edge_dist`` and ``cell`` (as built by :func:`stgraph.graph.transcript_graph`).
     attention
-        Also return the attention of every edge averaged over heads and layers.
+        Also return the attention of every edge averaged over heads and layers (a
+        layer's weights on edges outside the graph, such as the self-loops PyG's
+        ``GATConv`` adds, are left out).
     max_edges
         Edges per forward pass when the graph is cut into cell groups.
     masked
@@ -150,7 +184,7 @@ def encoder_outputs(
             )
             if attention:
                 out, layers = out
-                mean_attention[edge_ids] = _mean_over_heads_and_layers(layers, sub_edges)
+                mean_attention[edge_ids] = _mean_over_heads_and_layers(layers, sub_edges, nodes.size)
             embedding[nodes] = out.float().cpu().numpy()
         return EncoderOutputs(embedding=embedding, attention=mean_attention)
     finally:
@@ -196,11 +230,48 @@ def masked_embeddings(
     return embedding
 
 
-def _mean_over_heads_and_layers(layers, edge_index: torch.Tensor) -> np.ndarray:
-    for returned_edges, _ in layers:
-        if not torch.equal(returned_edges.cpu(), edge_index):
-            raise ValueError("the encoder's layer returned attention on edges other than the graph's")
-    return edge_attention([alpha for _, alpha in layers], edge_index.shape[1])
+def _mean_over_heads_and_layers(layers, edge_index: torch.Tensor, num_nodes: int) -> np.ndarray:
+    return edge_attention(
+        [_on_graph_edges(returned, alpha, edge_index, num_nodes) for returned, alpha in layers],
+        edge_index.shape[1],
+    )
+
+
+def _on_graph_edges(returned: torch.Tensor, alpha: torch.Tensor, edge_index: torch.Tensor, num_nodes: int):
+    """A layer's attention ``alpha`` on ``returned`` edges, taken on the graph's edges.
+
+    Layers such as PyG's ``GATConv`` (``add_self_loops=True``, its default) attend
+    over the graph plus a self-loop per node and return the weights on that larger
+    edge set, loops last; what they give the graph's edges is kept, the rest dropped.
+
+    Raises
+    ------
+    ValueError
+        If the layer returned no weight for some edge of the graph, or one edge twice.
+    """
+    returned = returned.cpu()
+    if torch.equal(returned, edge_index):
+        return alpha
+    alpha = alpha.cpu()
+    if returned.dim() != 2 or returned.shape[0] != 2 or alpha.shape[0] != returned.shape[1]:
+        raise ValueError(
+            f"the encoder's layer returned attention of shape {tuple(alpha.shape)} on edges of shape "
+            f"{tuple(returned.shape)}: expected (edge_index [2, E'], alpha [E', heads])"
+        )
+    # One int64 key per edge, target-major: the graph's edges are looked up among the returned ones.
+    key = returned[1] * num_nodes + returned[0]
+    order = torch.argsort(key)
+    sorted_key = key[order]
+    if bool((sorted_key[1:] == sorted_key[:-1]).any()):
+        raise ValueError("the encoder's layer returned attention on the same edge twice")
+    wanted = edge_index[1] * num_nodes + edge_index[0]
+    missing = int((~torch.isin(wanted, sorted_key)).sum())
+    if missing:
+        raise ValueError(
+            f"the encoder's layer returned attention on edges other than the graph's: "
+            f"{missing} of the graph's {wanted.numel()} edges have no weight"
+        )
+    return alpha[order[torch.searchsorted(sorted_key, wanted)]]
 
 
 def edge_attention(attention, n_edges: int) -> np.ndarray:

@@ -34,7 +34,11 @@ def process_device(device: torch.device) -> torch.device:
 
 
 def check_identical(name: str, value: Any) -> None:
-    """Raise a ValueError on every process unless all processes pass an equal ``value``."""
+    """Raise a ValueError on every process unless all processes pass an equal ``value``.
+
+    The message gives the value of process 0 and of the first process that differs;
+    for dicts (configurations, metadata), of each entry in which they differ.
+    """
     rank, size = world()
     if size == 1:
         return
@@ -45,7 +49,41 @@ def check_identical(name: str, value: Any) -> None:
         raise ValueError(
             f"data-parallel training needs the same {name} on every process; "
             f"processes {differ} differ from process 0 (this is process {rank})"
+            + _entries_that_differ(values[0], values[differ[0]], differ[0])
         )
+
+
+def _entries_that_differ(first: Any, other: Any, other_rank: int) -> str:
+    """``': key is a on process 0, b on process k; ...'`` for the (nested) entries of two
+    dicts that differ, at most five; ``': a on process 0, b on process k'`` for other values."""
+    if not (isinstance(first, dict) and isinstance(other, dict)):
+        return f": {_short(first)} on process 0, {_short(other)} on process {other_rank}"
+    first, other = _flatten(first), _flatten(other)
+    keys = [key for key in sorted(first.keys() | other.keys()) if first.get(key) != other.get(key)]
+    return ": " + "; ".join(
+        f"{key} is {_short(first.get(key))} on process 0, {_short(other.get(key))} on process {other_rank}"
+        for key in keys[:5]
+    )
+
+
+def _flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one dict with dotted keys (``encoder.d_model``)."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    if isinstance(value, (list, tuple)):  # gene vocabularies run to hundreds of names
+        return f"{len(value)} values {repr(list(value[:3]))[:-1]}, ...]"
+    return text[: limit - 3] + "..."
 
 
 def broadcast_module(module: torch.nn.Module) -> None:

@@ -293,6 +293,13 @@ class MaskedGeneTrainer:
         The loss of every step so far: NaN for a step whose batch had no target token
         (none drawn among the core, non-control tokens of its units), which leaves
         the weights and the optimiser unchanged.
+
+        Raises
+        ------
+        ValueError
+            If ``steps`` exceeds ``config.steps``, or (data parallel) the processes
+            are at different steps, as when some restored a checkpoint that others,
+            reading another folder, did not find.
         """
         progress = check_bool("progress", progress)
         stop = self.config.steps if steps is None else steps
@@ -300,6 +307,10 @@ class MaskedGeneTrainer:
             raise ValueError(f"cannot train to step {stop}: the schedule ends at {self.config.steps}")
         if checkpoint_every is not None:
             check_int("checkpoint_every", checkpoint_every)
+        # A process that restored a checkpoint the others did not see would sum its
+        # gradients with those of other steps' batches, then wait forever for the rest.
+        parallel.check_identical("starting step (every process resumes from the checkpoint process 0 "
+                                 "wrote, so its folder must be one they all read)", self.step)
         self.model.train()
         bar = tqdm(total=stop, initial=min(self.step, stop), disable=not progress or self.rank > 0,
                    desc="MGM pretraining")

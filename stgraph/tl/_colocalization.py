@@ -12,7 +12,7 @@ from torch_geometric.data import Data
 from .._validation import check_bool, check_int
 from ..coloc import ColocalizationResult, score_pairs
 from ..coloc._score import PRIOR_EVENTS, check_score_arguments
-from ..coloc._encode import MAX_EDGES, edge_attention, encoder_outputs
+from ..coloc._encode import MAX_EDGES, check_returns_attention, edge_attention, encoder_outputs
 from ..io import TABLE_KEY, check_table
 from ..io._table import ensure_table
 from ..io._spatialdata import check_spatialdata
@@ -77,7 +77,12 @@ def colocalization(
     model
         Pretrained encoder (result of :func:`stgraph.tl.pretrain`, its model, or a
         :class:`~stgraph.nn.TranscriptEncoder`) whose attention weights the edges;
-        None for uniform weights.
+        None for uniform weights. Its layers must return attention weights (their
+        ``forward`` takes ``return_attention_weights``, as
+        :class:`~stgraph.nn.SpatialTransformerConv` and PyG's ``GATConv`` or
+        ``TransformerConv`` through :class:`~stgraph.nn.EdgeDistAdapter` do); the
+        weight a layer puts on edges outside the graph, such as the self-loops
+        ``GATConv`` adds by default, is left out.
     radius
         Radius of the graph in µm (edges within cells only).
     graph
@@ -142,9 +147,12 @@ def colocalization(
         is assigned to a cell, or (with ``inplace``) an existing table misses cells or
         genes of the data, or a new one's ``table_key`` is not a name SpatialData
         accepts (invalid, or held by another element, ignoring case;
-        :func:`stgraph.io.check_table`). Nothing is written then.
+        :func:`stgraph.io.check_table`), or a layer of ``model`` returns no attention
+        weights (checked before the graph is built) or none for some edge of the graph.
+        Nothing is written then.
     TypeError
-        If ``sdata`` is not a SpatialData, or ``include_controls``, ``per_cell`` or
+        If ``sdata`` is not a SpatialData, ``model`` is neither an encoder, a
+        pretrained model nor a pretraining result, or ``include_controls``, ``per_cell`` or
         ``inplace`` is not a bool (``inplace="False"`` would be true).
     """
     check_spatialdata(sdata)
@@ -159,6 +167,8 @@ def colocalization(
     # Checked before the graph is built, which can take long.
     check_score_arguments(method, n_perms, seed, prior_events)
     check_int("max_edges", max_edges)
+    if model is not None:
+        check_returns_attention(model)
     graph = graph_for(sdata, radius, graph, within, points_key)
     if inplace:
         check_table(sdata, table_key, points_key)  # before anything is written

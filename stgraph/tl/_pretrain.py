@@ -282,7 +282,9 @@ def pretrain(
         :class:`~stgraph.nn.TranscriptEncoder` refuses (``dropout`` outside
         ``[0, 1)``, ``pe_scale`` not positive and finite), or with ``resume`` a
         checkpoint whose model or training configuration or metadata differ from this run's
-        (:meth:`~stgraph.models.MaskedGeneTrainer.restore`).
+        (:meth:`~stgraph.models.MaskedGeneTrainer.restore`); under :mod:`torch.distributed`,
+        processes that differ in data, settings or, after ``resume``, in the step they
+        start from (a ``checkpoint_dir`` not shared by all of them).
     TypeError
         If ``held_out_cells`` is a string, a bool or a float, one of the counts above
         is not an integer, ``resume`` or ``progress`` is not a bool, ``dropout`` or

@@ -46,7 +46,10 @@ class EdgeDistAdapter(MessagePassing):
     Raises:
         TypeError: If :obj:`conv` is not a
             :class:`~torch_geometric.nn.conv.MessagePassing` layer.
-        ValueError: If :obj:`conv.forward` has no argument :obj:`edge_dist_arg`.
+        ValueError: If :obj:`conv.forward` has no argument :obj:`edge_dist_arg`, or
+            :obj:`edge_dist_arg` is ``"edge_attr"`` and :obj:`conv` records an
+            ``edge_dim`` (as PyG's edge-feature layers do) other than 1: with
+            ``edge_dim=None`` ``GATConv`` ignores the lengths silently.
     """
 
     def __init__(self, conv: MessagePassing, edge_dist_arg: Optional[str] = None) -> None:
@@ -60,6 +63,14 @@ class EdgeDistAdapter(MessagePassing):
             raise ValueError(
                 f"{type(conv).__name__}.forward has no argument {edge_dist_arg!r}; "
                 f"it takes {list(parameters)}"
+            )
+        # PyG's layers with edge features record their width as edge_dim: None makes GATConv
+        # drop edge_attr silently and TransformerConv fail on a shape, another width fails too.
+        edge_dim = getattr(conv, "edge_dim", 1)
+        if edge_dist_arg == "edge_attr" and edge_dim != 1:
+            raise ValueError(
+                f"{type(conv).__name__} was built with edge_dim={edge_dim!r}, but the edge lengths "
+                "come as one edge feature: build it with edge_dim=1"
             )
         self.conv = conv
         self.edge_dist_arg = edge_dist_arg
