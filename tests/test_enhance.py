@@ -187,6 +187,27 @@ def test_super_resolution_output(super_resolved, tmp_path):
     assert back.uns["enhance"]["positions"] == "sub_lattice" and back.uns["enhance"]["max_gap_size"] is None
 
 
+@pytest.mark.parametrize("grid", ["square", "hexagonal"])
+def test_new_spots_sit_between_their_spots_on_a_warped_slide(grid):
+    # Legacy ST spots lie up to 0.2 spacings off the best affine map of array to pixel
+    # coordinates (HER2 A1, B1, mouse olfactory bulb); the map alone put midpoints up
+    # to 0.33 spacings away from the mean of their two spots.
+    adata, _ = slide(grid, 8, 8, 12)
+    adata.obsm["spatial"] = adata.obsm["spatial"] + np.random.default_rng(0).normal(0.0, 10.0, (adata.n_obs, 2))
+    out = enhance(adata, "super_resolution", **{**FAST, "epochs": 0})
+    new = out.obs["imputed"].to_numpy()
+    rc = adata.obs[["array_row", "array_col"]].to_numpy(dtype=float)
+    corners = {2: 0, 4: 0}
+    for (row, col), xy in zip(out.obs.loc[new, ["array_row", "array_col"]].to_numpy(), out.obsm["spatial"][new]):
+        # the spots the new one lies halfway between: two of a pair, or a square cell's four corners
+        dr, dc = np.abs(rc[:, 0] - row), np.abs(rc[:, 1] - col)
+        between = (dr <= 0.5) & (dc <= 0.5) if grid == "square" else ((dr == 0) & (dc == 1)) | ((dr == 0.5) & (dc == 0.5))
+        if between.sum() in corners:
+            corners[between.sum()] += 1
+            np.testing.assert_allclose(xy, adata.obsm["spatial"][between].mean(axis=0), rtol=0, atol=1e-9)
+    assert corners == ({2: 7 * 8 * 2, 4: 7 * 7} if grid == "square" else {2: 7 * 8 + 2 * 7 * 8 - 7, 4: 0})
+
+
 def test_squidpy_plots_the_output(super_resolved):
     # squidpy is a dependency: a missing squidpy must fail here, not skip.
     import squidpy as sq

@@ -16,15 +16,14 @@ from stgraph._validation import check_bool, check_int, check_seed
 from stgraph.models.trainer import resolve_device
 from stgraph.spots._expression import log1p_cp10k, read_counts
 from stgraph.spots._lattice import (
-    apply_affine,
     array_coordinates,
     check_grid,
-    fit_affine,
     gap_positions,
     lattice_positions,
     lattice_spacing,
     neighbour_midpoints,
     off_lattice,
+    pixel_positions,
 )
 from stgraph.spots._masks import MASK_KINDS
 from stgraph.spots._train import EnhancerParams, EnhancerTrainer
@@ -150,8 +149,11 @@ def enhance(
     multiples of ½ under super-resolution (half-integers, or on a hexagonal lattice
     also the integer positions between two spots of a row; the columns become float)
     and lattice sites under imputation (integer columns stay integer; categorical
-    ones become numeric), and whose ``obsm['spatial']`` comes from a least-squares
-    affine fit of array to pixel coordinates. The new spots' other ``obs`` values
+    ones become numeric), and whose ``obsm['spatial']`` is a least-squares affine
+    fit of array to pixel coordinates corrected by the nearest observed spots' offsets
+    from it: a midpoint lies exactly halfway between its two spots (a square cell
+    centre at the mean of its four corners) even where the pixel grid of a legacy ST
+    slide is warped. The new spots' other ``obs`` values
     are missing (``NaN``; bool columns become pandas' nullable ``boolean``,
     categorical ones keep their categories, integer ones become float), so the
     result writes to h5ad; only a column that holds one library id of
@@ -258,7 +260,7 @@ def enhance(
         predicted = trainer.predict(query)
     else:
         predicted = np.empty((0, values.shape[1]), dtype=np.float32)
-    out = _assemble(adata, values, counts, predicted, query, fit_affine(rc, spatial), counts_layer)
+    out = _assemble(adata, values, counts, predicted, query, pixel_positions(rc, spatial, query, grid), counts_layer)
     if mode == "super_resolution":
         _scale_spot_diameter(out.uns, 1.0 / factor)
     out.uns["enhance"] = {
@@ -357,7 +359,7 @@ def _coordinate_column(observed: pd.Series, new: np.ndarray) -> np.ndarray:
     return values
 
 
-def _assemble(adata, values, counts, predicted, query, affine, counts_layer) -> AnnData:
+def _assemble(adata, values, counts, predicted, query, new_spatial, counts_layer) -> AnnData:
     names = [f"imputed-{r:g}-{c:g}" for r, c in query]
     obs = adata.obs.copy()
     obs["imputed"] = False
@@ -383,7 +385,7 @@ def _assemble(adata, values, counts, predicted, query, affine, counts_layer) -> 
         uns=copy.deepcopy(dict(adata.uns)),
     )
     out.layers[counts_layer] = sp.vstack([sp.csr_matrix(counts), sp.csr_matrix((n_new, counts.shape[1]), dtype=np.float32)]).tocsr()
-    out.obsm["spatial"] = np.vstack([np.asarray(adata.obsm["spatial"], dtype=float), apply_affine(affine, query)])
+    out.obsm["spatial"] = np.vstack([np.asarray(adata.obsm["spatial"], dtype=float), new_spatial])
     return out
 
 
