@@ -491,6 +491,36 @@ def test_impute_between_far_apart_sections_is_defined():
 
 
 
+def two_slides(**uns_merge):
+    """Two 4 x 4 square slides joined as squidpy's docs do: ``anndata.concat(label='library_id')``."""
+    slides = {}
+    for k, library in enumerate(("A1", "B1")):
+        one, _ = slide("square", 4, 4, 8, seed=k)
+        one.uns["spatial"] = {library: {"scalefactors": {"spot_diameter_fullres": 80.0}}}
+        slides[library] = one
+    return ad.concat(slides, label="library_id", index_unique="-", **uns_merge)
+
+
+def test_several_slides_raise_and_one_at_a_time_works():
+    both = two_slides(uns_merge="unique")
+    # Arrays that do not overlap passed, as one slide: the B1 spots one affine map away
+    # from their pixels, and the new spots without a library id.
+    both.obs["array_col"] = both.obs["array_col"] + np.where(both.obs["library_id"] == "B1", 10, 0)
+    with pytest.raises(ValueError, match=r"^`obs\['library_id'\]` holds 2 libraries of `uns\['spatial'\]` "
+                       r"\(\['A1', 'B1'\]\): enhance works on one slide at a time\..*uns_merge='unique'"):
+        enhance(both, **FAST)
+    # Without uns['spatial'] nothing names the slides: their shared array positions raise.
+    with pytest.raises(ValueError, match=r"^32 spots share their \(array_row, array_col\) with another spot, e\.g\. "
+                       r"\['spot0-A1', 'spot0-B1'\] at \[0, 0\]\. Spots of several slides"):
+        enhance(two_slides(), **FAST)
+    both = two_slides(uns_merge="unique")
+    outs = {library: enhance(both[both.obs["library_id"] == library], **{**FAST, "epochs": 0}) for library in ("A1", "B1")}
+    joined = ad.concat(outs, uns_merge="unique", index_unique="-")
+    assert joined.obs["library_id"].value_counts().to_dict() == {"A1": 16 + 33, "B1": 16 + 33}
+    assert joined.uns["spatial"]["B1"]["scalefactors"]["spot_diameter_fullres"] == 40.0
+    assert both.obs["library_id"].value_counts().to_dict() == {"A1": 16, "B1": 16}
+
+
 def test_impute_on_a_single_row_stays_on_the_row():
     row, _ = slide("square", 1, 8, 8)
     out = enhance(row, "impute", positions=[[0, 9]], **{**FAST, "epochs": 0})

@@ -79,11 +79,13 @@ def enhance(
     Parameters
     ----------
     adata
-        Spots with unique barcodes (``obs_names``), ``obs['array_row']``,
+        The spots of one slide, with unique barcodes (``obs_names``), ``obs['array_row']``,
         ``obs['array_col']`` (integer Visium or ST array coordinates, numeric
         columns or categoricals of numbers),
         ``obsm['spatial']`` (pixel coordinates) and raw (integer) counts in ``X`` or
-        ``layers[layer]``. Not modified.
+        ``layers[layer]``. Not modified. For slides joined with
+        ``anndata.concat(..., label='library_id')`` enhance each library
+        (``adata[adata.obs['library_id'] == library]``) and join the results.
     mode
         ``'impute'``: predict unmeasured in-tissue lattice positions (``positions``,
         or by default every hole in the tissue: the unobserved lattice sites that
@@ -189,8 +191,11 @@ def enhance(
     ValueError
         On an unknown ``mode``, ``factor`` other than 2, unknown mask kinds, a
         numeric parameter out of the range given above, an unknown or unavailable
-        ``device``, duplicated barcodes, missing, non-numeric, non-finite or
-        non-integer array coordinates, duplicated array positions, fewer than 4 spots, NaN / negative /
+        ``device``, duplicated barcodes, an ``obs`` column of library ids of
+        ``uns['spatial']`` holding several (spots of several slides), missing,
+        non-numeric, non-finite or non-integer array coordinates, duplicated array
+        positions (which the message names; slides joined without ``uns['spatial']``
+        share theirs), fewer than 4 spots, NaN / negative /
         all-zero / non-integer (normalised) counts, a ``grid`` that does not fit the
         coordinates (``'hexagonal'`` with ``array_row + array_col`` of both parities,
         or pixel coordinates whose geometry is that of the other lattice), a
@@ -243,12 +248,19 @@ def enhance(
             "make them unique first, e.g. with `adata.obs_names_make_unique()`."
         )
 
+    _check_one_library(adata)
     rc = array_coordinates(adata.obs)
     spatial = _spatial(adata)
     if len(rc) < MIN_SPOTS:
         raise ValueError(f"enhance needs at least {MIN_SPOTS} spots to train on, got {len(rc)}.")
-    if pd.MultiIndex.from_arrays(rc.T).has_duplicates:
-        raise ValueError("Several spots share the same (array_row, array_col).")
+    shared = pd.MultiIndex.from_arrays(rc.T).duplicated(keep=False)
+    if shared.any():
+        example = rc[shared][0]
+        raise ValueError(
+            f"{int(shared.sum())} spots share their (array_row, array_col) with another spot, e.g. "
+            f"{list(adata.obs_names[(rc == example).all(axis=1)][:3])} at {example.astype(int).tolist()}. "
+            "Spots of several slides (e.g. joined with `anndata.concat`)? Enhance one slide at a time."
+        )
     counts = read_counts(adata, layer)
     grid = check_grid(grid, rc, spatial)
     query = _query_positions(mode, positions, max_gap_size, rc, grid, radius)
@@ -374,7 +386,7 @@ def _assemble(adata, values, counts, predicted, query, new_spatial, counts_layer
         elif pd.api.types.is_bool_dtype(column.dtype):
             obs[key] = obs[key].astype("boolean")
     # squidpy's spatial_scatter(library_key=...) leaves out spots without a library id.
-    for key, library in _library_columns(adata).items():
+    for key, (library,) in _library_columns(adata).items():
         obs.loc[names, key] = library
     obs["imputed"] = obs["imputed"].astype(bool)
     n_new = len(query)
@@ -390,15 +402,27 @@ def _assemble(adata, values, counts, predicted, query, new_spatial, counts_layer
 
 
 def _library_columns(adata: AnnData) -> dict:
-    """The ``obs`` columns holding one and the same library id of ``uns['spatial']`` on
-    every spot, with that id."""
+    """The ``obs`` columns all of whose values are library ids of ``uns['spatial']``
+    (squidpy's ``library_key``), with the distinct ids of each."""
     libraries = adata.uns.get("spatial", {})
     found = {}
     for key, column in adata.obs.items():
-        values = column.unique()
-        if len(values) == 1 and isinstance(values[0], str) and values[0] in libraries:
-            found[key] = values[0]
+        values = list(column.unique())
+        if all(isinstance(value, str) and value in libraries for value in values):
+            found[key] = sorted(values)
     return found
+
+
+def _check_one_library(adata: AnnData) -> None:
+    """Refuse spots of several slides: one lattice and one map to pixel coordinates
+    cannot hold them (their array coordinates overlap, their pixels are unrelated)."""
+    for key, ids in _library_columns(adata).items():
+        if len(ids) > 1:
+            raise ValueError(
+                f"`obs[{key!r}]` holds {len(ids)} libraries of `uns['spatial']` ({ids}): enhance works on one "
+                f"slide at a time. Enhance each, e.g. `[sg.tl.enhance(adata[adata.obs[{key!r}] == library].copy()) "
+                "for library in ...]`, and join the results with `anndata.concat(..., uns_merge='unique')`."
+            )
 
 
 def _scale_spot_diameter(uns: dict, scale: float) -> None:
