@@ -356,6 +356,26 @@ def test_input_is_not_modified():
     assert list(adata.uns) == list(before.uns) and list(adata.layers) == []
 
 
+def test_an_output_given_back_is_refused_and_its_measured_spots_are_not():
+    # Imputed spots hold 0 in layers['counts']: given back (to super-resolve a filled
+    # slide) they were trained on as measured spots without expression, and came out all 0.
+    adata, _ = slide("square", 6, 6, 10)
+    hole = ((adata.obs["array_row"] == 2) & (adata.obs["array_col"] == 3)).to_numpy()
+    filled = enhance(adata[~hole].copy(), "impute", **{**FAST, "epochs": 0})
+    assert filled.obs["imputed"].sum() == 1
+    with pytest.raises(ValueError, match=r"^1 of the 36 spots are predicted ones of an earlier `tl\.enhance` "
+                       r"\(`obs\['imputed'\]`\), not measurements.*`adata\[~adata\.obs\['imputed'\]\]`"):
+        enhance(filled, layer="counts", **FAST)
+    measured = filled[~filled.obs["imputed"]]
+    again = enhance(measured, layer="counts", **{**FAST, "epochs": 0})
+    np.testing.assert_array_equal(again.X[:35], log1p_cp10k(adata[~hole].X))
+    assert again.obs["imputed"].sum() == again.n_obs - 35
+    mine = adata.copy()
+    mine.obs["imputed"] = "no"  # the user's own column would be lost
+    with pytest.raises(ValueError, match=r"^`adata\.obs\['imputed'\]` \(dtype object\) would be overwritten"):
+        enhance(mine, **FAST)
+
+
 def _with_x(adata, x):
     adata = adata.copy()
     adata.X = np.asarray(x, dtype=np.float32)
