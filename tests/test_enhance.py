@@ -610,6 +610,22 @@ def test_normalised_counts_raise_and_raw_layer_is_used():
     np.testing.assert_array_equal(out.X, reference.X)
 
 
+def test_counts_kept_in_raw_are_pointed_to():
+    # scanpy's workflow: adata.raw = adata (the counts), then normalise, log and scale X.
+    adata, _ = slide("square", 5, 5, 8)
+    reference = enhance(adata, **{**FAST, "epochs": 0})
+    scaled = adata.copy()
+    scaled.raw = scaled
+    scaled.X = log1p_cp10k(scaled.X) - 1.0
+    with pytest.raises(ValueError, match=r"^`adata\.X` contains negative values; raw counts are expected\. Pass the "
+                       r"layer with the raw counts as `layer=`, or `adata\.raw\.to_adata\(\)` if `adata\.raw` holds them\.$"):
+        enhance(scaled, **FAST)
+    scaled.X = log1p_cp10k(adata.X)
+    with pytest.raises(ValueError, match=r"not raw counts.*`adata\.raw\.to_adata\(\)` if `adata\.raw` holds them\.$"):
+        enhance(scaled, **FAST)
+    np.testing.assert_array_equal(enhance(scaled.raw.to_adata(), **{**FAST, "epochs": 0}).X, reference.X)
+
+
 def test_plot_enhance_outlines_stay_thin_on_a_whole_slide():
     # A 4,096-spot grid super-resolved x2, as tl.enhance lays it out: the original spots on
     # even coordinates, new ones between them.
