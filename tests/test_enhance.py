@@ -191,7 +191,7 @@ def test_super_resolution_output(super_resolved, tmp_path):
 def test_new_spots_sit_between_their_spots_on_a_warped_slide(grid):
     # Legacy ST spots lie up to 0.2 spacings off the best affine map of array to pixel
     # coordinates (HER2 A1, B1, mouse olfactory bulb); the map alone put midpoints up
-    # to 0.33 spacings away from the mean of their two spots.
+    # to 0.17 spacings (a third of the halved spacing) from the mean of their two spots.
     adata, _ = slide(grid, 8, 8, 12)
     adata.obsm["spatial"] = adata.obsm["spatial"] + np.random.default_rng(0).normal(0.0, 10.0, (adata.n_obs, 2))
     out = enhance(adata, "super_resolution", **{**FAST, "epochs": 0})

@@ -75,8 +75,9 @@ def pixel_positions(rc: np.ndarray, xy: np.ndarray, query: np.ndarray, grid: Gri
     The least-squares affine map of array to pixel coordinates (:func:`fit_affine`),
     plus the mean of its residuals at the nearest observed spots (all those at the
     smallest lattice distance). Legacy ST slides are not affine: their spots lie up to
-    a fifth of a spacing off the fitted map, and the map alone put a midpoint up to a
-    third of a spacing away from its two spots. With the residuals a midpoint is the
+    a fifth of a spacing off the fitted map, and the map alone put a midpoint up to
+    0.17 spacings (a third of the halved spacing) from the mean of its two spots
+    (HER2 A1, B1, mouse olfactory bulb). With the residuals a midpoint is the
     mean of its two spots' pixel coordinates and a square cell centre that of its four
     corners, however the pixel grid is warped.
     """
