@@ -187,6 +187,27 @@ def test_super_resolution_output(super_resolved, tmp_path):
     assert back.uns["enhance"]["positions"] == "sub_lattice" and back.uns["enhance"]["max_gap_size"] is None
 
 
+@pytest.mark.parametrize("grid", ["square", "hexagonal"])
+def test_new_spots_sit_between_their_spots_on_a_warped_slide(grid):
+    # Legacy ST spots lie up to 0.2 spacings off the best affine map of array to pixel
+    # coordinates (HER2 A1, B1, mouse olfactory bulb); the map alone put midpoints up
+    # to 0.17 spacings (a third of the halved spacing) from the mean of their two spots.
+    adata, _ = slide(grid, 8, 8, 12)
+    adata.obsm["spatial"] = adata.obsm["spatial"] + np.random.default_rng(0).normal(0.0, 10.0, (adata.n_obs, 2))
+    out = enhance(adata, "super_resolution", **{**FAST, "epochs": 0})
+    new = out.obs["imputed"].to_numpy()
+    rc = adata.obs[["array_row", "array_col"]].to_numpy(dtype=float)
+    corners = {2: 0, 4: 0}
+    for (row, col), xy in zip(out.obs.loc[new, ["array_row", "array_col"]].to_numpy(), out.obsm["spatial"][new]):
+        # the spots the new one lies halfway between: two of a pair, or a square cell's four corners
+        dr, dc = np.abs(rc[:, 0] - row), np.abs(rc[:, 1] - col)
+        between = (dr <= 0.5) & (dc <= 0.5) if grid == "square" else ((dr == 0) & (dc == 1)) | ((dr == 0.5) & (dc == 0.5))
+        if between.sum() in corners:
+            corners[between.sum()] += 1
+            np.testing.assert_allclose(xy, adata.obsm["spatial"][between].mean(axis=0), rtol=0, atol=1e-9)
+    assert corners == ({2: 7 * 8 * 2, 4: 7 * 7} if grid == "square" else {2: 7 * 8 + 2 * 7 * 8 - 7, 4: 0})
+
+
 def test_squidpy_plots_the_output(super_resolved):
     # squidpy is a dependency: a missing squidpy must fail here, not skip.
     import squidpy as sq
@@ -335,6 +356,26 @@ def test_input_is_not_modified():
     assert list(adata.uns) == list(before.uns) and list(adata.layers) == []
 
 
+def test_an_output_given_back_is_refused_and_its_measured_spots_are_not():
+    # Imputed spots hold 0 in layers['counts']: given back (to super-resolve a filled
+    # slide) they were trained on as measured spots without expression, and came out all 0.
+    adata, _ = slide("square", 6, 6, 10)
+    hole = ((adata.obs["array_row"] == 2) & (adata.obs["array_col"] == 3)).to_numpy()
+    filled = enhance(adata[~hole].copy(), "impute", **{**FAST, "epochs": 0})
+    assert filled.obs["imputed"].sum() == 1
+    with pytest.raises(ValueError, match=r"^1 of the 36 spots are predicted ones of an earlier `tl\.enhance` "
+                       r"\(`obs\['imputed'\]`\), not measurements.*`adata\[~adata\.obs\['imputed'\]\]`"):
+        enhance(filled, layer="counts", **FAST)
+    measured = filled[~filled.obs["imputed"]]
+    again = enhance(measured, layer="counts", **{**FAST, "epochs": 0})
+    np.testing.assert_array_equal(again.X[:35], log1p_cp10k(adata[~hole].X))
+    assert again.obs["imputed"].sum() == again.n_obs - 35
+    mine = adata.copy()
+    mine.obs["imputed"] = "no"  # the user's own column would be lost
+    with pytest.raises(ValueError, match=r"^`adata\.obs\['imputed'\]` \(dtype object\) would be overwritten"):
+        enhance(mine, **FAST)
+
+
 def _with_x(adata, x):
     adata = adata.copy()
     adata.X = np.asarray(x, dtype=np.float32)
@@ -470,6 +511,36 @@ def test_impute_between_far_apart_sections_is_defined():
 
 
 
+def two_slides(**uns_merge):
+    """Two 4 x 4 square slides joined as squidpy's docs do: ``anndata.concat(label='library_id')``."""
+    slides = {}
+    for k, library in enumerate(("A1", "B1")):
+        one, _ = slide("square", 4, 4, 8, seed=k)
+        one.uns["spatial"] = {library: {"scalefactors": {"spot_diameter_fullres": 80.0}}}
+        slides[library] = one
+    return ad.concat(slides, label="library_id", index_unique="-", **uns_merge)
+
+
+def test_several_slides_raise_and_one_at_a_time_works():
+    both = two_slides(uns_merge="unique")
+    # Arrays that do not overlap passed, as one slide: the B1 spots one affine map away
+    # from their pixels, and the new spots without a library id.
+    both.obs["array_col"] = both.obs["array_col"] + np.where(both.obs["library_id"] == "B1", 10, 0)
+    with pytest.raises(ValueError, match=r"^`obs\['library_id'\]` holds 2 libraries of `uns\['spatial'\]` "
+                       r"\(\['A1', 'B1'\]\): enhance works on one slide at a time\..*uns_merge='unique'"):
+        enhance(both, **FAST)
+    # Without uns['spatial'] nothing names the slides: their shared array positions raise.
+    with pytest.raises(ValueError, match=r"^32 spots share their \(array_row, array_col\) with another spot, e\.g\. "
+                       r"\['spot0-A1', 'spot0-B1'\] at \[0, 0\]\. Spots of several slides"):
+        enhance(two_slides(), **FAST)
+    both = two_slides(uns_merge="unique")
+    outs = {library: enhance(both[both.obs["library_id"] == library], **{**FAST, "epochs": 0}) for library in ("A1", "B1")}
+    joined = ad.concat(outs, uns_merge="unique", index_unique="-")
+    assert joined.obs["library_id"].value_counts().to_dict() == {"A1": 16 + 33, "B1": 16 + 33}
+    assert joined.uns["spatial"]["B1"]["scalefactors"]["spot_diameter_fullres"] == 40.0
+    assert both.obs["library_id"].value_counts().to_dict() == {"A1": 16, "B1": 16}
+
+
 def test_impute_on_a_single_row_stays_on_the_row():
     row, _ = slide("square", 1, 8, 8)
     out = enhance(row, "impute", positions=[[0, 9]], **{**FAST, "epochs": 0})
@@ -537,6 +608,22 @@ def test_normalised_counts_raise_and_raw_layer_is_used():
         enhance(normalised, **{**FAST, "epochs": 0})
     out = enhance(normalised, layer="raw", **{**FAST, "epochs": 0})
     np.testing.assert_array_equal(out.X, reference.X)
+
+
+def test_counts_kept_in_raw_are_pointed_to():
+    # scanpy's workflow: adata.raw = adata (the counts), then normalise, log and scale X.
+    adata, _ = slide("square", 5, 5, 8)
+    reference = enhance(adata, **{**FAST, "epochs": 0})
+    scaled = adata.copy()
+    scaled.raw = scaled
+    scaled.X = log1p_cp10k(scaled.X) - 1.0
+    with pytest.raises(ValueError, match=r"^`adata\.X` contains negative values; raw counts are expected\. Pass the "
+                       r"layer with the raw counts as `layer=`, or `adata\.raw\.to_adata\(\)` if `adata\.raw` holds them\.$"):
+        enhance(scaled, **FAST)
+    scaled.X = log1p_cp10k(adata.X)
+    with pytest.raises(ValueError, match=r"not raw counts.*`adata\.raw\.to_adata\(\)` if `adata\.raw` holds them\.$"):
+        enhance(scaled, **FAST)
+    np.testing.assert_array_equal(enhance(scaled.raw.to_adata(), **{**FAST, "epochs": 0}).X, reference.X)
 
 
 def test_plot_enhance_outlines_stay_thin_on_a_whole_slide():

@@ -73,8 +73,9 @@ print("kept training epoch per ensemble member (0 = the calibrated interpolation
 # ## Super-resolve the whole slide
 # The output keeps the original spots (barcodes, raw counts in `layers['counts']`)
 # and adds the sub-lattice with array coordinates in steps of ½ and pixel coordinates
-# from an affine fit; an `uns['spatial']` (as Space Ranger writes it) would be copied
-# with the spot diameter halved. This slide has none, so squidpy draws the spots as
+# halfway between their neighbours (an affine fit corrected by the nearest spots); an
+# `uns['spatial']` (as Space Ranger writes it) would be copied with the spot diameter
+# halved. This slide has none, so squidpy draws the spots as
 # points (`shape=None`).
 
 # %%

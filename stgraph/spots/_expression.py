@@ -24,10 +24,13 @@ def read_counts(adata, layer: str | None = None) -> np.ndarray:
     dense = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
     dense = dense.astype(np.float32, copy=True)
     where = "X" if layer is None else f"layers[{layer!r}]"
+    hint = "Pass the layer with the raw counts as `layer=`"
+    if adata.raw is not None:  # scanpy's workflows keep the counts there before normalising X
+        hint += ", or `adata.raw.to_adata()` if `adata.raw` holds them"
     if not np.isfinite(dense).all():
-        raise ValueError(f"`adata.{where}` contains NaN or infinite values; raw counts are expected.")
+        raise ValueError(f"`adata.{where}` contains NaN or infinite values; raw counts are expected. {hint}.")
     if (dense < 0).any():
-        raise ValueError(f"`adata.{where}` contains negative values; raw counts are expected.")
+        raise ValueError(f"`adata.{where}` contains negative values; raw counts are expected. {hint}.")
     if not dense.any():
         raise ValueError(f"`adata.{where}` is all zero: there is no expression to enhance.")
     fractional = dense != np.round(dense)
@@ -35,7 +38,7 @@ def read_counts(adata, layer: str | None = None) -> np.ndarray:
         raise ValueError(
             f"`adata.{where}` holds non-integer values (e.g. {dense[fractional][0]:g}; "
             f"{int(fractional.any(axis=1).sum())} of {len(dense)} spots), not raw counts: it looks normalised "
-            "or log-transformed. Pass the layer with the raw counts as `layer=`."
+            f"or log-transformed. {hint}."
         )
     return dense
 

@@ -16,15 +16,14 @@ from stgraph._validation import check_bool, check_int, check_seed
 from stgraph.models.trainer import resolve_device
 from stgraph.spots._expression import log1p_cp10k, read_counts
 from stgraph.spots._lattice import (
-    apply_affine,
     array_coordinates,
     check_grid,
-    fit_affine,
     gap_positions,
     lattice_positions,
     lattice_spacing,
     neighbour_midpoints,
     off_lattice,
+    pixel_positions,
 )
 from stgraph.spots._masks import MASK_KINDS
 from stgraph.spots._train import EnhancerParams, EnhancerTrainer
@@ -80,11 +79,13 @@ def enhance(
     Parameters
     ----------
     adata
-        Spots with unique barcodes (``obs_names``), ``obs['array_row']``,
+        The spots of one slide, with unique barcodes (``obs_names``), ``obs['array_row']``,
         ``obs['array_col']`` (integer Visium or ST array coordinates, numeric
         columns or categoricals of numbers),
         ``obsm['spatial']`` (pixel coordinates) and raw (integer) counts in ``X`` or
-        ``layers[layer]``. Not modified.
+        ``layers[layer]``. Not modified. For slides joined with
+        ``anndata.concat(..., label='library_id')`` enhance each library
+        (``adata[adata.obs['library_id'] == library]``) and join the results.
     mode
         ``'impute'``: predict unmeasured in-tissue lattice positions (``positions``,
         or by default every hole in the tissue: the unobserved lattice sites that
@@ -150,17 +151,22 @@ def enhance(
     multiples of ½ under super-resolution (half-integers, or on a hexagonal lattice
     also the integer positions between two spots of a row; the columns become float)
     and lattice sites under imputation (integer columns stay integer; categorical
-    ones become numeric), and whose ``obsm['spatial']`` comes from a least-squares
-    affine fit of array to pixel coordinates. The new spots' other ``obs`` values
-    are missing (``NaN``; bool columns become pandas' nullable ``boolean``,
+    ones become numeric), and whose ``obsm['spatial']`` is a least-squares affine
+    fit of array to pixel coordinates corrected by the nearest observed spots' offsets
+    from it: a midpoint lies exactly halfway between its two spots (a square cell
+    centre at the mean of its four corners) even where the pixel grid of a legacy ST
+    slide is warped. The new spots' other ``obs`` values are missing (``NaN``;
+    bool columns become pandas' nullable ``boolean``,
     categorical ones keep their categories, integer ones become float), so the
     result writes to h5ad; only a column that holds one library id of
     ``uns['spatial']`` on every spot (squidpy's ``library_key``) holds it for the
-    new spots too. ``X``: log1p(CP10k) — measured for the original spots,
-    predicted for the new ones.
+    new spots too. ``X`` (dense ``float32``): log1p(CP10k) — measured for the
+    original spots, predicted for the new ones; a prediction is a low-rank
+    reconstruction and can be slightly negative (5 % of the new spots' values on the
+    Visium prostate slide, 11 % on HER2 B1, down to −0.4).
     ``layers[counts_layer]``: the observed raw counts (sparse ``float32``, 0 for new
-    spots); the other layers, ``obsm`` entries and ``varm`` / ``obsp`` of ``adata``
-    are not carried over. ``uns`` is a copy of ``adata.uns``, with the spot diameter
+    spots); ``adata.raw``, the other layers, ``obsm`` entries and ``varm`` / ``obsp``
+    of ``adata`` are not carried over. ``uns`` is a copy of ``adata.uns``, with the spot diameter
     of ``uns['spatial']`` (where the input has one) halved under super-resolution;
     ``uns['enhance']`` records ``mode``, ``grid``, ``seed``, ``masks``, the model's
     settings (``params``: the fields of :class:`~stgraph.spots.EnhancerParams` but
@@ -187,8 +193,12 @@ def enhance(
     ValueError
         On an unknown ``mode``, ``factor`` other than 2, unknown mask kinds, a
         numeric parameter out of the range given above, an unknown or unavailable
-        ``device``, duplicated barcodes, missing, non-numeric, non-finite or
-        non-integer array coordinates, duplicated array positions, fewer than 4 spots, NaN / negative /
+        ``device``, duplicated barcodes, an ``obs['imputed']`` that is not bool or
+        marks predicted spots (an output of enhance given back), an ``obs`` column
+        of library ids of ``uns['spatial']`` holding several (spots of several
+        slides), missing, non-numeric, non-finite or non-integer array coordinates,
+        duplicated array positions (which the message names; slides joined without
+        ``uns['spatial']`` share theirs), fewer than 4 spots, NaN / negative /
         all-zero / non-integer (normalised) counts, a ``grid`` that does not fit the
         coordinates (``'hexagonal'`` with ``array_row + array_col`` of both parities,
         or pixel coordinates whose geometry is that of the other lattice), a
@@ -241,12 +251,20 @@ def enhance(
             "make them unique first, e.g. with `adata.obs_names_make_unique()`."
         )
 
+    _check_one_library(adata)
+    _check_measured(adata.obs)
     rc = array_coordinates(adata.obs)
     spatial = _spatial(adata)
     if len(rc) < MIN_SPOTS:
         raise ValueError(f"enhance needs at least {MIN_SPOTS} spots to train on, got {len(rc)}.")
-    if pd.MultiIndex.from_arrays(rc.T).has_duplicates:
-        raise ValueError("Several spots share the same (array_row, array_col).")
+    shared = pd.MultiIndex.from_arrays(rc.T).duplicated(keep=False)
+    if shared.any():
+        example = rc[shared][0]
+        raise ValueError(
+            f"{int(shared.sum())} spots share their (array_row, array_col) with another spot, e.g. "
+            f"{list(adata.obs_names[(rc == example).all(axis=1)][:3])} at {example.astype(int).tolist()}. "
+            "Spots of several slides (e.g. joined with `anndata.concat`)? Enhance one slide at a time."
+        )
     counts = read_counts(adata, layer)
     grid = check_grid(grid, rc, spatial)
     query = _query_positions(mode, positions, max_gap_size, rc, grid, radius)
@@ -258,7 +276,7 @@ def enhance(
         predicted = trainer.predict(query)
     else:
         predicted = np.empty((0, values.shape[1]), dtype=np.float32)
-    out = _assemble(adata, values, counts, predicted, query, fit_affine(rc, spatial), counts_layer)
+    out = _assemble(adata, values, counts, predicted, query, pixel_positions(rc, spatial, query, grid), counts_layer)
     if mode == "super_resolution":
         _scale_spot_diameter(out.uns, 1.0 / factor)
     out.uns["enhance"] = {
@@ -271,6 +289,27 @@ def enhance(
         "shrinkage": np.asarray(trainer.shrinkage),
     }
     return out
+
+
+def _check_measured(obs: pd.DataFrame) -> None:
+    """Refuse an ``obs['imputed']`` that would be lost or that marks predicted spots: an
+    earlier output's new spots have zero counts in its counts layer and would be
+    trained on as measured spots without expression."""
+    if "imputed" not in obs:
+        return
+    column = obs["imputed"]
+    if not pd.api.types.is_bool_dtype(column.dtype):
+        raise ValueError(
+            f"`adata.obs['imputed']` (dtype {column.dtype}) would be overwritten by the column that marks the "
+            "new spots; rename it first."
+        )
+    predicted = column.to_numpy(dtype=bool, na_value=True)
+    if predicted.any():
+        raise ValueError(
+            f"{int(predicted.sum())} of the {len(obs)} spots are predicted ones of an earlier `tl.enhance` "
+            "(`obs['imputed']`), not measurements: they have no counts. Enhance the measured spots, "
+            "e.g. `adata[~adata.obs['imputed']]` with `layer='counts'`."
+        )
 
 
 def _spatial(adata: AnnData) -> np.ndarray:
@@ -357,7 +396,7 @@ def _coordinate_column(observed: pd.Series, new: np.ndarray) -> np.ndarray:
     return values
 
 
-def _assemble(adata, values, counts, predicted, query, affine, counts_layer) -> AnnData:
+def _assemble(adata, values, counts, predicted, query, new_spatial, counts_layer) -> AnnData:
     names = [f"imputed-{r:g}-{c:g}" for r, c in query]
     obs = adata.obs.copy()
     obs["imputed"] = False
@@ -372,7 +411,7 @@ def _assemble(adata, values, counts, predicted, query, affine, counts_layer) -> 
         elif pd.api.types.is_bool_dtype(column.dtype):
             obs[key] = obs[key].astype("boolean")
     # squidpy's spatial_scatter(library_key=...) leaves out spots without a library id.
-    for key, library in _library_columns(adata).items():
+    for key, (library,) in _library_columns(adata).items():
         obs.loc[names, key] = library
     obs["imputed"] = obs["imputed"].astype(bool)
     n_new = len(query)
@@ -383,20 +422,32 @@ def _assemble(adata, values, counts, predicted, query, affine, counts_layer) -> 
         uns=copy.deepcopy(dict(adata.uns)),
     )
     out.layers[counts_layer] = sp.vstack([sp.csr_matrix(counts), sp.csr_matrix((n_new, counts.shape[1]), dtype=np.float32)]).tocsr()
-    out.obsm["spatial"] = np.vstack([np.asarray(adata.obsm["spatial"], dtype=float), apply_affine(affine, query)])
+    out.obsm["spatial"] = np.vstack([np.asarray(adata.obsm["spatial"], dtype=float), new_spatial])
     return out
 
 
 def _library_columns(adata: AnnData) -> dict:
-    """The ``obs`` columns holding one and the same library id of ``uns['spatial']`` on
-    every spot, with that id."""
+    """The ``obs`` columns all of whose values are library ids of ``uns['spatial']``
+    (squidpy's ``library_key``), with the distinct ids of each."""
     libraries = adata.uns.get("spatial", {})
     found = {}
     for key, column in adata.obs.items():
-        values = column.unique()
-        if len(values) == 1 and isinstance(values[0], str) and values[0] in libraries:
-            found[key] = values[0]
+        values = list(column.unique())
+        if all(isinstance(value, str) and value in libraries for value in values):
+            found[key] = sorted(values)
     return found
+
+
+def _check_one_library(adata: AnnData) -> None:
+    """Refuse spots of several slides: one lattice and one map to pixel coordinates
+    cannot hold them (their array coordinates overlap, their pixels are unrelated)."""
+    for key, ids in _library_columns(adata).items():
+        if len(ids) > 1:
+            raise ValueError(
+                f"`obs[{key!r}]` holds {len(ids)} libraries of `uns['spatial']` ({ids}): enhance works on one "
+                f"slide at a time. Enhance each, e.g. `[sg.tl.enhance(adata[adata.obs[{key!r}] == library].copy()) "
+                "for library in ...]`, and join the results with `anndata.concat(..., uns_merge='unique')`."
+            )
 
 
 def _scale_spot_diameter(uns: dict, scale: float) -> None:
