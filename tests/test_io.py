@@ -338,6 +338,22 @@ def test_cosmx_missing_compartment_stays_missing(compartments, tmp_path):
     assert frame["in_nucleus"].tolist() == [c == "Nuclear" for c in compartments]
 
 
+def test_cosmx_compartment_text_none_is_kept(tmp_path):
+    # CosMx writes "None" for molecules outside cells; pandas' default missing-value
+    # markers made it NaN, so CellComp == "None" selected nothing.
+    pd.DataFrame({
+        "fov": [1, 1, 1, 1], "cell_ID": [0, 3, 3, 0], "x_global_px": [0.0, 1.0, 2.0, 3.0],
+        "y_global_px": [0.0, 1.0, 2.0, 3.0], "z": [0, 1, 2, 3], "target": ["A", "B", "C", "A"],
+        "CellComp": ["None", "Nuclear", "Cytoplasm", None],
+    }).to_csv(tmp_path / "S1_tx_file.csv", index=False)
+    frame = transcripts_frame(read_cosmx(tmp_path))
+    assert frame["CellComp"].astype(object).where(frame["CellComp"].notna(), None).tolist() == [
+        "None", "Nuclear", "Cytoplasm", None
+    ]
+    assert frame["CellComp"].cat.categories.tolist() == ["Cytoplasm", "None", "Nuclear"]
+    assert frame["in_nucleus"].tolist() == [False, True, False, False]
+
+
 def test_cosmx_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="tx_file"):
         read_cosmx(tmp_path)

@@ -55,9 +55,10 @@ def read_cosmx(
     ``"{fov}_{cell_ID}"`` (``cell_ID`` 0 or missing -> NaN; CosMx numbers cells per FOV),
     ``in_nucleus`` = (``CellComp == "Nuclear"``); kept: ``fov``, ``z_plane`` (the raw
     ``z``), ``x_local_px``, ``y_local_px``, ``CellComp`` (categorical of the text in the
-    file, missing where it is empty) and any other column. The index is
-    the row number in the file. No boundaries (the legacy flat files have none):
-    :func:`stgraph.io.outlines_from_transcripts` draws them from the molecules.
+    file, ``"None"`` and ``"0"`` included, missing only where it is empty) and any
+    other column. The index is the row number in the file. No boundaries (the legacy
+    flat files have none): :func:`stgraph.io.outlines_from_transcripts` draws them from
+    the molecules.
 
     Raises
     ------
@@ -77,8 +78,10 @@ def read_cosmx(
     pixel_size = check_real("pixel_size", pixel_size)
     z_step = check_real("z_step", z_step)
     folder = Path(path)
-    # CellComp as text: a column of compartment codes alone (0) would be read as numbers
-    frame = pd.read_csv(_one_file(folder, "*_tx_file.csv"), dtype={"CellComp": str})
+    # CellComp as its raw text: a column of compartment codes alone (0) would be read as
+    # numbers, and the default missing-value markers would turn the "None" that CosMx
+    # writes for molecules outside cells into a missing value.
+    frame = pd.read_csv(_one_file(folder, "*_tx_file.csv"), converters={"CellComp": str})
     required = ["fov", "cell_ID", "z", "target"]
     missing = [c for c in required if c not in frame]
     if missing:
@@ -95,7 +98,8 @@ def read_cosmx(
     nuclear = None
     if "CellComp" in frame:
         nuclear = pd.Series(frame["CellComp"].to_numpy() == NUCLEAR, index=frame.index)
-        frame["CellComp"] = frame["CellComp"].astype("category")  # missing stays missing, not "nan"
+        # an empty field is missing, and stays missing rather than becoming "nan"
+        frame["CellComp"] = frame["CellComp"].where(frame["CellComp"] != "").astype("category")
     # Derived values are passed as Series, so that no column of the file is replaced
     # (AtoMx exports have a 'cell' column of their own).
     points = standardise_points(
