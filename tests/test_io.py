@@ -354,6 +354,16 @@ def test_cosmx_compartment_text_none_is_kept(tmp_path):
     assert frame["in_nucleus"].tolist() == [False, True, False, False]
 
 
+def test_cosmx_missing_fov_positions_says_why_they_are_needed(tmp_path):
+    pd.DataFrame({"fov": [1], "cell_ID": [1], "x_local_px": [0.0], "y_local_px": [0.0], "z": [0],
+                  "target": ["A"]}).to_csv(tmp_path / "S1_tx_file.csv", index=False)
+    with pytest.raises(FileNotFoundError, match=re.escape(
+        "the transcript file has no x_global_px / y_global_px columns, so the FOV offsets are needed: "
+        "expected one *_fov_positions_file.csv in"
+    )):
+        read_cosmx(tmp_path)
+
+
 def test_cosmx_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="tx_file"):
         read_cosmx(tmp_path)

@@ -132,7 +132,12 @@ def _add_global_coordinates(frame: pd.DataFrame, folder: Path) -> pd.DataFrame:
     """Global pixel coordinates from the FOV-local ones and the FOV offsets."""
     if not {"x_local_px", "y_local_px"} <= set(frame.columns):
         raise ValueError("CosMx transcript file has neither x/y_global_px nor x/y_local_px columns")
-    path = _one_file(folder, "*_fov_positions_file.csv")
+    try:
+        path = _one_file(folder, "*_fov_positions_file.csv")
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"the transcript file has no x_global_px / y_global_px columns, so the FOV offsets are needed: {err}"
+        ) from None
     offsets = pd.read_csv(path).rename(columns={"FOV": "fov"})
     if not {"fov", "x_global_px", "y_global_px"} <= set(offsets.columns):
         raise ValueError(f"CosMx FOV positions file lacks fov/x_global_px/y_global_px; it has {list(offsets.columns)}")
