@@ -294,7 +294,7 @@ def _compartment(
         if (positions < 0).any():
             absent = ids[positions < 0]
             # a cell of the transcripts without an outline is no unknown id: say what it lacks
-            in_points = absent.isin(pd.Index(points[S.CELL].cat.categories).astype(str))
+            in_points = absent.isin(points[S.CELL].dropna().astype(str).unique())
             problems = [
                 f"{what} {list(absent[where])[:5]}"
                 for what, where in (
