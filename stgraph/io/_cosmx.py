@@ -1,4 +1,4 @@
-"""NanoString CosMx flat files (``*_tx_file.csv``, ``*_fov_positions_file.csv``)."""
+"""NanoString CosMx flat files (``*_tx_file.csv[.gz]``, ``*_fov_positions_file.csv[.gz]``)."""
 from __future__ import annotations
 
 from os import PathLike
@@ -32,7 +32,8 @@ def read_cosmx(
     The folder holds one ``*_tx_file.csv`` (columns ``fov, cell_ID, x_global_px,
     y_global_px, x_local_px, y_local_px, z, target, CellComp``) and, needed only when the
     global columns are absent, one ``*_fov_positions_file.csv`` (``fov`` or ``FOV``,
-    ``x_global_px``, ``y_global_px``: the FOV offsets, global = local + offset).
+    ``x_global_px``, ``y_global_px``: the FOV offsets, global = local + offset); either
+    may be gzipped (``.csv.gz``, as exports often ship the transcript file).
 
     Parameters
     ----------
@@ -64,7 +65,8 @@ def read_cosmx(
     ------
     FileNotFoundError
         If ``path`` is not a folder, or does not hold exactly one ``*_tx_file.csv``
-        (or, when needed, one ``*_fov_positions_file.csv``).
+        or ``*_tx_file.csv.gz`` (or, when needed, one ``*_fov_positions_file.csv`` or
+        ``.csv.gz``).
     TypeError
         If ``pixel_size`` or ``z_step`` is not a number, or ``drop_controls`` not a bool.
     ValueError
@@ -118,12 +120,14 @@ def read_cosmx(
 
 
 def _one_file(folder: Path, pattern: str) -> Path:
+    """The one file of ``folder`` matching ``pattern`` or its gzipped form ``pattern.gz``."""
     if not folder.is_dir():
         raise FileNotFoundError(f"no folder {folder}")
-    matches = sorted(folder.glob(pattern))
+    # pandas reads .gz transparently; a plain and a gzipped copy side by side are two files
+    matches = sorted(folder.glob(pattern)) + sorted(folder.glob(pattern + ".gz"))
     if len(matches) != 1:
         raise FileNotFoundError(
-            f"expected one {pattern} in {folder}, found {[m.name for m in matches] or 'none'}"
+            f"expected one {pattern} (or {pattern}.gz) in {folder}, found {[m.name for m in matches] or 'none'}"
         )
     return matches[0]
 
