@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import itertools
+import re
+import warnings
 
 import networkx as nx
 import numpy as np
@@ -187,6 +189,43 @@ def test_stacked_pair_is_strongly_colocalized():
     assert pair["clq"] > 1.5
     others = result.table[(result.table["gene_a"] != "8") & (result.table["gene_b"] != "8")]
     assert (others["fdr"] > 0.05).all()
+
+
+def test_permutations_too_few_for_the_fdr_warn_with_the_number_needed():
+    # A pair that beats every permutation got fdr 1 in silence: over n_tests pairs the
+    # smallest p-value, 1 / (n_perms + 1), is too large for BH (0 of 921,600 CosMx pairs
+    # passed FDR 5 % with 200 permutations, 7,052 of them beating all 200).
+    pos, gene, cell = uniform_cells(0)
+    rng = np.random.default_rng(1)
+    partners = np.flatnonzero(gene == 0)[:60]
+    pos = np.concatenate([pos, pos[partners] + rng.normal(0, 0.05, (partners.size, 2))])
+    gene = np.concatenate([gene, np.full(partners.size, 8)])
+    cell = np.concatenate([cell, cell[partners]])
+    edges = radius_edges(pos, 1.5)
+    with pytest.warns(UserWarning, match=r"method='permutation': (\d+) pair\(s\) exceed all 19 permutations") as caught:
+        few = score_pairs(edges, gene, cell, method="permutation", n_perms=19, seed=0)
+    table = few.table
+    beaten = table[np.isclose(table["pval"], 1 / 20)]
+    assert {("0", "8"), ("8", "0")} <= set(zip(beaten["gene_a"], beaten["gene_b"]))
+    assert (beaten["fdr"] > 0.05).all() and few.params["n_tests"] == 81
+    message = str(caught[0].message)
+    assert f"{len(beaten)} pair(s)" in message and f"fdr is {beaten['fdr'].min():.3g}" in message
+    needed = int(re.search(r"to at least ([\d,]+)", message).group(1).replace(",", ""))
+    assert 81 / ((needed + 1) * len(beaten)) <= 0.05 < 81 / (needed * len(beaten))
+    # "at least": with more permutations fewer pairs may beat them all, so follow the advice
+    # until it stops; the stacked pair then reaches the FDR it asks for.
+    for _ in range(3):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            enough = score_pairs(edges, gene, cell, method="permutation", n_perms=needed, seed=0)
+        if not caught:
+            break
+        needed = int(re.search(r"to at least ([\d,]+)", str(caught[0].message)).group(1).replace(",", ""))
+    assert not caught
+    assert row(enough, "8", "0")["fdr"] <= 0.05 and row(enough, "0", "8")["fdr"] <= 0.05
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the analytic null has no floor
+        score_pairs(edges, gene, cell)
 
 
 def test_fdr_controls_false_positives_on_null_simulations():

@@ -277,6 +277,27 @@ def test_cosmx_local_plus_fov_offset_equals_global(cosmx, cosmx_rows, tmp_path):
         read_cosmx(tmp_path)
 
 
+@needs["cosmx"]
+def test_cosmx_reads_gzipped_flat_files(cosmx, tmp_path):
+    # Exports ship *_tx_file.csv.gz; the reader looked for *_tx_file.csv only ("found none").
+    table = pd.read_csv(COSMX / "Lung12_tx_file.csv").drop(columns=["x_global_px", "y_global_px"])
+    table.to_csv(tmp_path / "S1_tx_file.csv.gz", index=False)
+    positions = pd.read_csv(COSMX / "Lung12_fov_positions_file.csv")
+    positions.to_csv(tmp_path / "S1_fov_positions_file.csv.gz", index=False)
+    frame = transcripts_frame(read_cosmx(tmp_path))
+    assert len(frame) == 25_825
+    np.testing.assert_allclose(frame["x"], cosmx["x"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(frame["y"], cosmx["y"], rtol=0, atol=1e-6)
+    pd.testing.assert_series_equal(frame["cell_id"], cosmx["cell_id"])
+    assert frame["CellComp"].astype(str).tolist() == cosmx["CellComp"].astype(str).tolist()
+    # a plain and a gzipped transcript file side by side: which one is meant is unclear
+    table.to_csv(tmp_path / "S1_tx_file.csv", index=False)
+    with pytest.raises(FileNotFoundError, match=re.escape(
+        "expected one *_tx_file.csv (or *_tx_file.csv.gz) in"
+    ) + ".*'S1_tx_file.csv', 'S1_tx_file.csv.gz'"):
+        read_cosmx(tmp_path)
+
+
 def test_cosmx_fov_listed_twice_needs_one_position(tmp_path):
     pd.DataFrame({"fov": [1, 2, 3], "cell_ID": [1, 2, 0], "x_local_px": [0.0, 1.0, 2.0], "y_local_px": [0.0, 1.0, 2.0],
                   "z": [0, 1, 2], "target": ["A", "B", "C"]}).to_csv(tmp_path / "S1_tx_file.csv", index=False)
@@ -336,6 +357,32 @@ def test_cosmx_missing_compartment_stays_missing(compartments, tmp_path):
     assert frame["CellComp"].astype(object).where(frame["CellComp"].notna(), None).tolist() == compartments
     assert frame["CellComp"].cat.categories.tolist() == sorted({c for c in compartments if c is not None})
     assert frame["in_nucleus"].tolist() == [c == "Nuclear" for c in compartments]
+
+
+def test_cosmx_compartment_text_none_is_kept(tmp_path):
+    # CosMx writes "None" for molecules outside cells; pandas' default missing-value
+    # markers made it NaN, so CellComp == "None" selected nothing.
+    pd.DataFrame({
+        "fov": [1, 1, 1, 1], "cell_ID": [0, 3, 3, 0], "x_global_px": [0.0, 1.0, 2.0, 3.0],
+        "y_global_px": [0.0, 1.0, 2.0, 3.0], "z": [0, 1, 2, 3], "target": ["A", "B", "C", "A"],
+        "CellComp": ["None", "Nuclear", "Cytoplasm", None],
+    }).to_csv(tmp_path / "S1_tx_file.csv", index=False)
+    frame = transcripts_frame(read_cosmx(tmp_path))
+    assert frame["CellComp"].astype(object).where(frame["CellComp"].notna(), None).tolist() == [
+        "None", "Nuclear", "Cytoplasm", None
+    ]
+    assert frame["CellComp"].cat.categories.tolist() == ["Cytoplasm", "None", "Nuclear"]
+    assert frame["in_nucleus"].tolist() == [False, True, False, False]
+
+
+def test_cosmx_missing_fov_positions_says_why_they_are_needed(tmp_path):
+    pd.DataFrame({"fov": [1], "cell_ID": [1], "x_local_px": [0.0], "y_local_px": [0.0], "z": [0],
+                  "target": ["A"]}).to_csv(tmp_path / "S1_tx_file.csv", index=False)
+    with pytest.raises(FileNotFoundError, match=re.escape(
+        "the transcript file has no x_global_px / y_global_px columns, so the FOV offsets are needed: "
+        "expected one *_fov_positions_file.csv (or *_fov_positions_file.csv.gz) in"
+    )):
+        read_cosmx(tmp_path)
 
 
 def test_cosmx_errors(tmp_path):

@@ -208,6 +208,21 @@ def test_table_rows_come_from_the_outlines_named_by_cell_key():
     assert np.isnan(table.layers["nuclear_p"][2:]).all() and np.isfinite(table.layers["nuclear_p"][:2, :2]).all()
 
 
+def test_training_cell_without_outline_is_named_as_such_not_as_unknown():
+    # A cell of the transcripts whose outline is missing was called an "unknown cell id".
+    sdata = _edge_case_sdata()
+    sdata.shapes["cell_boundaries"] = sdata.shapes["cell_boundaries"].drop(index="b")
+    with pytest.warns(UserWarning, match="have transcripts but no outline"), pytest.raises(ValueError, match=(
+        r"^training_cells: unknown cell ids \['nope'\]; "
+        r"cells with transcripts but no outline in 'cell_boundaries' \['b'\]$"
+    )):
+        localization(sdata, training_cells=["a", "b", "nope"], copy=True)
+    with pytest.warns(UserWarning, match="have transcripts but no outline"), pytest.raises(
+        ValueError, match=r"^training_cells: cells with transcripts but no outline in 'cell_boundaries' \['b'\]$"
+    ):
+        localization(sdata, training_cells=["b"], copy=True)
+
+
 def test_no_nucleus_anywhere_warns_and_leaves_compartment_nan():
     sdata = _edge_case_sdata(with_nuclei=False)
     with pytest.warns(UserWarning, match="no cell with a nucleus"):

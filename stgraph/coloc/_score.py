@@ -42,6 +42,8 @@ over the unordered pairs of the genes present (``params['n_binom_tests']``).
 """
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -69,6 +71,8 @@ from ._result import PAIR_COLUMNS, PER_CELL_COLUMNS, ColocalizationResult
 Method = Literal["analytic", "permutation"]
 #: Default shrinkage of the score, in effective events (see the module docstring).
 PRIOR_EVENTS = 16.0
+#: FDR that a permutation run must be able to reach, or it warns.
+PERMUTATION_FDR = 0.05
 
 
 def _labels(names: Sequence[str] | None, size: int, what: str) -> pd.Index:
@@ -164,6 +168,14 @@ def score_pairs(
         For codes or edges that are not integers, a non-integer ``seed`` or
         ``n_perms``, ``prior_events`` that is not a number, or ``per_cell`` that is
         not a bool.
+
+    Warns
+    -----
+    UserWarning
+        With ``method="permutation"``, when some pairs exceed every permutation
+        (``pval = 1 / (n_perms + 1)``, the smallest it can be) but their ``fdr``
+        stays above :data:`PERMUTATION_FDR` for want of permutations; the warning
+        names how many pairs and the ``n_perms`` at which their ``fdr`` would reach it.
     """
     per_cell = check_bool("per_cell", per_cell)
     prior_events = check_score_arguments(method, n_perms, seed, prior_events)
@@ -190,6 +202,9 @@ def score_pairs(
     n_present = np.unique(edges.gene[edges.cell_of >= 0]).size
     n_tests = max(n_present**2, observed.n_pairs)
     n_binom_tests = max(n_present * (n_present + 1) // 2, np.unique(_unordered(gene_a, gene_b, edges.n_genes)).size)
+    fdr = benjamini_hochberg(pval, n_tests)
+    if method == "permutation":
+        _warn_unresolved(pval, fdr, n_perms, n_tests)
     table = pd.DataFrame(
         {
             "gene_a": _categorical(gene_a, labels),
@@ -198,7 +213,7 @@ def score_pairs(
             "clq": quotients.clq,
             "z": np.divide(mass - null.mean, sd, out=np.zeros_like(mass), where=sd > 0),
             "pval": pval,
-            "fdr": benjamini_hochberg(pval, n_tests),
+            "fdr": fdr,
             "n_cells": observed.n_cells(),
             "clq_bento": quotients.clq_bento,
             "binom_pval": binom,
@@ -222,6 +237,25 @@ def score_pairs(
         cell_labels = _labels(cell_names, edges.n_cells, "cell")
         cells = _per_cell_table(edges, observed, proximal, labels, cell_labels, mass_weight)
     return ColocalizationResult(table=table, genes=labels, params=params, per_cell=cells)
+
+
+def _warn_unresolved(pval: np.ndarray, fdr: np.ndarray, n_perms: int, n_tests: int) -> None:
+    """Warn when pairs beat every permutation but too few permutations were run for
+    their ``fdr`` to reach :data:`PERMUTATION_FDR`: the p-value, not the data, limits them."""
+    floor = 1.0 / (n_perms + 1)
+    beaten = pval <= floor * (1 + 1e-9)
+    if not beaten.any() or fdr[beaten].min() <= PERMUTATION_FDR:
+        return
+    n_beaten = int(beaten.sum())
+    # tied at the floor, they share the BH value n_tests * floor / n_beaten
+    needed = math.ceil(n_tests / (PERMUTATION_FDR * n_beaten)) - 1
+    warnings.warn(
+        f"method='permutation': {n_beaten:,} pair(s) exceed all {n_perms} permutations (p = 1/{n_perms + 1}, "
+        f"the smallest p-value they can give), yet over {n_tests:,} tests their fdr is {fdr[beaten].min():.3g}; "
+        f"raise n_perms (to at least {needed:,} for their fdr to reach {PERMUTATION_FDR}) or use method='analytic'",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _unordered(gene_a: np.ndarray, gene_b: np.ndarray, n_genes: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""NanoString CosMx flat files (``*_tx_file.csv``, ``*_fov_positions_file.csv``)."""
+"""NanoString CosMx flat files (``*_tx_file.csv[.gz]``, ``*_fov_positions_file.csv[.gz]``)."""
 from __future__ import annotations
 
 from os import PathLike
@@ -32,7 +32,8 @@ def read_cosmx(
     The folder holds one ``*_tx_file.csv`` (columns ``fov, cell_ID, x_global_px,
     y_global_px, x_local_px, y_local_px, z, target, CellComp``) and, needed only when the
     global columns are absent, one ``*_fov_positions_file.csv`` (``fov`` or ``FOV``,
-    ``x_global_px``, ``y_global_px``: the FOV offsets, global = local + offset).
+    ``x_global_px``, ``y_global_px``: the FOV offsets, global = local + offset); either
+    may be gzipped (``.csv.gz``, as exports often ship the transcript file).
 
     Parameters
     ----------
@@ -55,15 +56,17 @@ def read_cosmx(
     ``"{fov}_{cell_ID}"`` (``cell_ID`` 0 or missing -> NaN; CosMx numbers cells per FOV),
     ``in_nucleus`` = (``CellComp == "Nuclear"``); kept: ``fov``, ``z_plane`` (the raw
     ``z``), ``x_local_px``, ``y_local_px``, ``CellComp`` (categorical of the text in the
-    file, missing where it is empty) and any other column. The index is
-    the row number in the file. No boundaries (the legacy flat files have none):
-    :func:`stgraph.io.outlines_from_transcripts` draws them from the molecules.
+    file, ``"None"`` and ``"0"`` included, missing only where it is empty) and any
+    other column. The index is the row number in the file. No boundaries (the legacy
+    flat files have none): :func:`stgraph.io.outlines_from_transcripts` draws them from
+    the molecules.
 
     Raises
     ------
     FileNotFoundError
         If ``path`` is not a folder, or does not hold exactly one ``*_tx_file.csv``
-        (or, when needed, one ``*_fov_positions_file.csv``).
+        or ``*_tx_file.csv.gz`` (or, when needed, one ``*_fov_positions_file.csv`` or
+        ``.csv.gz``).
     TypeError
         If ``pixel_size`` or ``z_step`` is not a number, or ``drop_controls`` not a bool.
     ValueError
@@ -77,8 +80,10 @@ def read_cosmx(
     pixel_size = check_real("pixel_size", pixel_size)
     z_step = check_real("z_step", z_step)
     folder = Path(path)
-    # CellComp as text: a column of compartment codes alone (0) would be read as numbers
-    frame = pd.read_csv(_one_file(folder, "*_tx_file.csv"), dtype={"CellComp": str})
+    # CellComp as its raw text: a column of compartment codes alone (0) would be read as
+    # numbers, and the default missing-value markers would turn the "None" that CosMx
+    # writes for molecules outside cells into a missing value.
+    frame = pd.read_csv(_one_file(folder, "*_tx_file.csv"), converters={"CellComp": str})
     required = ["fov", "cell_ID", "z", "target"]
     missing = [c for c in required if c not in frame]
     if missing:
@@ -95,7 +100,8 @@ def read_cosmx(
     nuclear = None
     if "CellComp" in frame:
         nuclear = pd.Series(frame["CellComp"].to_numpy() == NUCLEAR, index=frame.index)
-        frame["CellComp"] = frame["CellComp"].astype("category")  # missing stays missing, not "nan"
+        # an empty field is missing, and stays missing rather than becoming "nan"
+        frame["CellComp"] = frame["CellComp"].where(frame["CellComp"] != "").astype("category")
     # Derived values are passed as Series, so that no column of the file is replaced
     # (AtoMx exports have a 'cell' column of their own).
     points = standardise_points(
@@ -114,12 +120,14 @@ def read_cosmx(
 
 
 def _one_file(folder: Path, pattern: str) -> Path:
+    """The one file of ``folder`` matching ``pattern`` or its gzipped form ``pattern.gz``."""
     if not folder.is_dir():
         raise FileNotFoundError(f"no folder {folder}")
-    matches = sorted(folder.glob(pattern))
+    # pandas reads .gz transparently; a plain and a gzipped copy side by side are two files
+    matches = sorted(folder.glob(pattern)) + sorted(folder.glob(pattern + ".gz"))
     if len(matches) != 1:
         raise FileNotFoundError(
-            f"expected one {pattern} in {folder}, found {[m.name for m in matches] or 'none'}"
+            f"expected one {pattern} (or {pattern}.gz) in {folder}, found {[m.name for m in matches] or 'none'}"
         )
     return matches[0]
 
@@ -128,7 +136,12 @@ def _add_global_coordinates(frame: pd.DataFrame, folder: Path) -> pd.DataFrame:
     """Global pixel coordinates from the FOV-local ones and the FOV offsets."""
     if not {"x_local_px", "y_local_px"} <= set(frame.columns):
         raise ValueError("CosMx transcript file has neither x/y_global_px nor x/y_local_px columns")
-    path = _one_file(folder, "*_fov_positions_file.csv")
+    try:
+        path = _one_file(folder, "*_fov_positions_file.csv")
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"the transcript file has no x_global_px / y_global_px columns, so the FOV offsets are needed: {err}"
+        ) from None
     offsets = pd.read_csv(path).rename(columns={"FOV": "fov"})
     if not {"fov", "x_global_px", "y_global_px"} <= set(offsets.columns):
         raise ValueError(f"CosMx FOV positions file lacks fov/x_global_px/y_global_px; it has {list(offsets.columns)}")

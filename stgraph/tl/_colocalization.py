@@ -103,7 +103,10 @@ def colocalization(
     method
         ``"analytic"`` (exact moments) or ``"permutation"`` null.
     n_perms
-        Permutations for ``method="permutation"``.
+        Permutations for ``method="permutation"``. No p-value falls below
+        ``1 / (n_perms + 1)``, and the FDR corrects over every ordered pair of genes
+        (921,600 for the 960 genes of the CosMx lung sample), so a large panel may
+        need more permutations than the default (a warning says how many).
     per_cell
         Also store the per-cell table (quotients and binomial test per cell).
     prior_events
@@ -154,6 +157,13 @@ def colocalization(
         If ``sdata`` is not a SpatialData, ``model`` is neither an encoder, a
         pretrained model nor a pretraining result, or ``include_controls``, ``per_cell`` or
         ``inplace`` is not a bool (``inplace="False"`` would be true).
+
+    Warns
+    -----
+    UserWarning
+        With ``method="permutation"``, when pairs exceed every permutation but
+        ``n_perms`` is too few for their ``fdr`` to reach 0.05
+        (:func:`stgraph.coloc.score_pairs`).
     """
     check_spatialdata(sdata)
     include_controls = check_bool("include_controls", include_controls)

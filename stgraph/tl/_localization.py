@@ -13,6 +13,7 @@ import spatialdata
 from stgraph._validation import check_bool, check_int, check_seed
 from stgraph.io import check_table
 from stgraph.io._table import ensure_table
+from stgraph.io import _schema as S
 from stgraph.io._spatialdata import check_spatialdata
 from stgraph.io._table import table_cell_ids
 from stgraph.localization._compartment import predict_compartment
@@ -149,7 +150,8 @@ def localization(
         For missing shapes elements or columns, outlines that are neither polygons
         nor circles of positive radius (circles are read as discs), bad parameters, empty,
         repeated or unknown training cells (or any with ``compartment=None``),
-        training cells without a nucleus, no transcript in any cell, an existing
+        training cells without an outline in ``cell_key`` or without a nucleus
+        (each named), no transcript in any cell, an existing
         table ``table_key`` that lacks some of the cells or genes, or, when there is
         none, a ``table_key`` SpatialData would refuse for a new table (invalid, or
         held by another element, ignoring case; :func:`stgraph.io.check_table`).
@@ -212,7 +214,7 @@ def localization(
     lpp["top_pattern"] = pd.Categorical.from_codes(top, categories=PATTERNS)
     lpp["n_transcripts"] = groups.n_transcripts
 
-    p_nuclear, used_training = _compartment(transcripts, compartment, training_cells, seed)
+    p_nuclear, used_training = _compartment(transcripts, compartment, training_cells, seed, points, cell_key)
     if np.isnan(p_nuclear).any():  # no compartment: no score, and no bootstrap to run for it
         score = pd.DataFrame(np.nan, index=range(len(gene_names)), columns=["score", "ci_low", "ci_high"])
     else:
@@ -272,9 +274,15 @@ def _resolve_model(model) -> tuple[PatternModel, str]:
 
 
 def _compartment(
-    transcripts: CellTranscripts, mode: str | None, training_cells: Sequence[str] | None, seed: int
+    transcripts: CellTranscripts,
+    mode: str | None,
+    training_cells: Sequence[str] | None,
+    seed: int,
+    points: pd.DataFrame,
+    cell_key: str,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Nuclear probabilities (``nan`` if not computed) and the training cells used."""
+    """Nuclear probabilities (``nan`` if not computed) and the training cells used;
+    ``points`` and ``cell_key`` name the training cells that are not outlined cells."""
     geometry = transcripts.geometry
     none = np.zeros(0, dtype=np.int64)
     if mode is None:
@@ -284,7 +292,18 @@ def _compartment(
         ids = pd.Index([str(c) for c in training_cells])
         positions = geometry.cell_ids.get_indexer(ids)
         if (positions < 0).any():
-            raise ValueError(f"training_cells: unknown cell ids {list(ids[positions < 0])[:5]}")
+            absent = ids[positions < 0]
+            # a cell of the transcripts without an outline is no unknown id: say what it lacks
+            in_points = absent.isin(points[S.CELL].dropna().astype(str).unique())
+            problems = [
+                f"{what} {list(absent[where])[:5]}"
+                for what, where in (
+                    ("unknown cell ids", ~in_points),
+                    (f"cells with transcripts but no outline in {cell_key!r}", in_points),
+                )
+                if where.any()
+            ]
+            raise ValueError(f"training_cells: {'; '.join(problems)}")
         if not geometry.has_nucleus[positions].all():
             raise ValueError(f"training_cells: cells without nucleus outline {list(ids[~geometry.has_nucleus[positions]])[:5]}")
     trainable = geometry.has_nucleus if positions is None else np.isin(np.arange(len(geometry)), positions)
