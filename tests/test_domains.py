@@ -199,8 +199,22 @@ def test_domain_enrichment_by_hand():
     assert row["count"] == 2 and row["fraction_of_gene"] == 1.0
     assert row["log2_enrichment"] == pytest.approx(np.log2((2.5 / 3) / (2.5 / 8)))
     assert row["pval"] == pytest.approx(stats.hypergeom.sf(1, 8, 2, 3))
-    # ordered by domain then decreasing enrichment
+    # ordered by domain then decreasing enrichment (nothing is significant in 8 transcripts)
+    assert (table["fdr"] >= 0.05).all()
     assert table.groupby("domain")["log2_enrichment"].apply(lambda v: v.is_monotonic_decreasing).all()
+
+
+def test_a_domain_is_led_by_a_gene_its_transcripts_show_enriched():
+    # Gene 'rare' has one molecule, in domain 0: with half counts it had the largest
+    # enrichment there, ahead of 'marker' (150 of its 200 molecules in domain 0).
+    labels = np.r_[np.zeros(300, int), np.ones(700, int)]
+    gene = np.r_[np.zeros(150, int), np.full(149, 2), [1], np.zeros(50, int), np.full(650, 2)]
+    table = domain_enrichment(labels, gene, ["marker", "rare", "other"])
+    first = table[table["domain"] == 0]
+    assert first["gene"].astype(str).tolist() == ["marker", "rare", "other"]
+    rare, marker = (first.set_index(first["gene"].astype(str)).loc[g] for g in ("rare", "marker"))
+    assert rare["log2_enrichment"] > marker["log2_enrichment"]  # the half counts' estimate, unchanged
+    assert marker["fdr"] < 1e-40 and rare["fdr"] > 0.05 and rare["pval"] == pytest.approx(0.3)
 
 
 def test_domain_enrichment_matches_fisher_and_bh_and_skips_empty_domains():

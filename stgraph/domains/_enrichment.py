@@ -9,6 +9,13 @@ With ``N`` transcripts, ``n_d`` in domain ``d``, ``n_g`` of gene ``g`` and
 - ``pval`` :math:`= P(X \ge n_{dg})` with :math:`X \sim \mathrm{Hypergeometric}(N,
   n_g, n_d)`: drawing the domain's transcripts at random from all transcripts;
 - ``fdr``: Benjamini-Hochberg over all (domain, gene) rows.
+
+Rows are ordered by domain, then the significant ones (``fdr`` < :data:`SIGNIFICANT_FDR`)
+first, each part by decreasing ``log2_enrichment``: with half counts alone a gene
+of a single molecule, wherever it falls, has the largest enrichment of its domain
+(on the CosMx lung sample 36 genes of 1 to 16 molecules tied at the top, ahead of
+one of 1,200 molecules with an fdr of 1e-93), so a domain's leading gene must also
+be one its transcripts show to be enriched.
 """
 from __future__ import annotations
 
@@ -21,6 +28,8 @@ from ..coloc import benjamini_hochberg
 
 #: Columns of the enrichment table.
 ENRICHMENT_COLUMNS = ("domain", "gene", "count", "fraction_of_gene", "log2_enrichment", "pval", "fdr")
+#: FDR below which a row ranks among its domain's significant genes.
+SIGNIFICANT_FDR = 0.05
 
 
 def domain_enrichment(labels: np.ndarray, gene: np.ndarray, gene_names) -> pd.DataFrame:
@@ -38,7 +47,9 @@ def domain_enrichment(labels: np.ndarray, gene: np.ndarray, gene_names) -> pd.Da
     Returns
     -------
     One row per (domain, gene) that both have transcripts, with columns
-    :data:`ENRICHMENT_COLUMNS`, by domain and then by decreasing ``log2_enrichment``.
+    :data:`ENRICHMENT_COLUMNS`, by domain, then the rows with ``fdr`` below
+    :data:`SIGNIFICANT_FDR` before the others, each by decreasing ``log2_enrichment``
+    (see the module docstring).
     """
     names = pd.Index([str(g) for g in gene_names])
     labels = check_codes("labels", labels)
@@ -66,5 +77,6 @@ def domain_enrichment(labels: np.ndarray, gene: np.ndarray, gene_names) -> pd.Da
         }
     )[present.ravel()]
     table["fdr"] = benjamini_hochberg(table["pval"].to_numpy())
-    table = table.sort_values(["domain", "log2_enrichment"], ascending=[True, False], kind="stable")
+    table["_weak"] = table["fdr"] >= SIGNIFICANT_FDR
+    table = table.sort_values(["domain", "_weak", "log2_enrichment"], ascending=[True, True, False], kind="stable")
     return table.reset_index(drop=True)[list(ENRICHMENT_COLUMNS)]
