@@ -301,6 +301,30 @@ def test_cells_without_outline_warn_and_are_not_scored():
     assert np.isnan(table.layers["none_p"][1]).all() and np.isfinite(table.layers["none_p"][0, :2]).all()
 
 
+def test_a_table_without_rows_for_scored_cells_is_refused():
+    # check_table lets a table annotated to cell_boundaries lack b, which has no outline
+    # there; scored with the outlines my_cells, b's results would have had no row.
+    from spatialdata.models import ShapesModel
+
+    import stgraph
+
+    sdata = _edge_case_sdata()
+    outlines = sdata.shapes["cell_boundaries"]
+    sdata.shapes["my_cells"] = ShapesModel.parse(outlines.copy())
+    sdata.shapes["cell_boundaries"] = outlines.loc[["a", "c"]]
+    table = stgraph.io.cell_gene_table(sdata)[["a", "c"]].copy()
+    sdata.tables["table"] = table
+    stgraph.io.check_table(sdata)
+    with pytest.raises(ValueError, match=r"^table 'table' has no row for 1 cell\(s\) with transcripts and an outline in 'my_cells' \(e.g. \['b'\]\)"):
+        localization(sdata, cell_key="my_cells", n_boot=10)
+    assert sdata.tables["table"] is table and not table.layers and "pattern" not in sdata.points["transcripts"].columns
+    # With cell_boundaries, b is not scored, and the table may lack it.
+    with pytest.warns(UserWarning, match=r"1 cell\(s\) have transcripts but no outline"):
+        localization(sdata, n_boot=10)
+    assert sorted(set(table.uns["lpp"]["cell_id"].astype(str))) == ["a"]
+    assert np.isfinite(table.layers["none_p"][0, :2]).all()
+
+
 def test_checkpoint_round_trip(tmp_path, clean):
     model = load_pretrained()
     assert 0 < sum(p.numel() for p in model.parameters()) < 100_000
