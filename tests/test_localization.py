@@ -448,6 +448,23 @@ def test_plots_name_unknown_cells_and_genes(scored):
             localization_transcripts(sdata, **{name: []})
 
 
+def test_plots_tell_unscored_cells_and_missing_compartments():
+    sdata = _edge_case_sdata()
+    sdata.shapes["cell_boundaries"] = sdata.shapes["cell_boundaries"].loc[["a", "c"]]
+    with pytest.warns(UserWarning, match="no outline"):
+        localization(sdata, compartment=None)
+    # b has 60 molecules and a table row but no outline: it was "not in the data".
+    with pytest.raises(ValueError, match=r"^groups: no \(cell, gene\) pair .* scored for \['b'\] \(cells without an outline are not scored\)$"):
+        localization_composition(sdata, by="cell", groups=["a", "b"])
+    with pytest.raises(ValueError, match=r"^groups: not in the data: \['zz'\]"):
+        localization_composition(sdata, by="cell", groups=["a", "zz"])
+    # Without a compartment every p_nuclear is nan, and the plot drew the outlines only.
+    assert sdata.points["transcripts"]["p_nuclear"].compute().isna().all()
+    with pytest.raises(ValueError, match=r"'p_nuclear'\] is nan everywhere: .* computed no compartment"):
+        localization_transcripts(sdata, "p_nuclear")
+    assert len(localization_transcripts(sdata, "pattern").collections) >= 1
+
+
 def test_transcript_plot_draws_nuclei_indexed_by_their_own_ids():
     from spatialdata.models import ShapesModel
 
