@@ -316,6 +316,30 @@ def test_cells_without_outline_warn_and_are_not_scored():
     assert np.isnan(table.layers["none_p"][1]).all() and np.isfinite(table.layers["none_p"][0, :2]).all()
 
 
+def test_a_table_without_rows_for_scored_cells_is_refused():
+    # check_table lets a table annotated to cell_boundaries lack b, which has no outline
+    # there; scored with the outlines my_cells, b's results would have had no row.
+    from spatialdata.models import ShapesModel
+
+    import stgraph
+
+    sdata = _edge_case_sdata()
+    outlines = sdata.shapes["cell_boundaries"]
+    sdata.shapes["my_cells"] = ShapesModel.parse(outlines.copy())
+    sdata.shapes["cell_boundaries"] = outlines.loc[["a", "c"]]
+    table = stgraph.io.cell_gene_table(sdata)[["a", "c"]].copy()
+    sdata.tables["table"] = table
+    stgraph.io.check_table(sdata)
+    with pytest.raises(ValueError, match=r"^table 'table' has no row for 1 cell\(s\) with transcripts and an outline in 'my_cells' \(e.g. \['b'\]\)"):
+        localization(sdata, cell_key="my_cells", n_boot=10)
+    assert sdata.tables["table"] is table and not table.layers and "pattern" not in sdata.points["transcripts"].columns
+    # With cell_boundaries, b is not scored, and the table may lack it.
+    with pytest.warns(UserWarning, match=r"1 cell\(s\) have transcripts but no outline"):
+        localization(sdata, n_boot=10)
+    assert sorted(set(table.uns["lpp"]["cell_id"].astype(str))) == ["a"]
+    assert np.isfinite(table.layers["none_p"][0, :2]).all()
+
+
 def test_checkpoint_round_trip(tmp_path, clean):
     model = load_pretrained()
     assert 0 < sum(p.numel() for p in model.parameters()) < 100_000
@@ -437,6 +461,23 @@ def test_plots_name_unknown_cells_and_genes(scored):
     for name in ("cells", "genes"):
         with pytest.raises(ValueError, match=f"^{name} is empty: name at least one, or pass None for all$"):
             localization_transcripts(sdata, **{name: []})
+
+
+def test_plots_tell_unscored_cells_and_missing_compartments():
+    sdata = _edge_case_sdata()
+    sdata.shapes["cell_boundaries"] = sdata.shapes["cell_boundaries"].loc[["a", "c"]]
+    with pytest.warns(UserWarning, match="no outline"):
+        localization(sdata, compartment=None)
+    # b has 60 molecules and a table row but no outline: it was "not in the data".
+    with pytest.raises(ValueError, match=r"^groups: no \(cell, gene\) pair .* scored for \['b'\] \(cells without an outline are not scored\)$"):
+        localization_composition(sdata, by="cell", groups=["a", "b"])
+    with pytest.raises(ValueError, match=r"^groups: not in the data: \['zz'\]"):
+        localization_composition(sdata, by="cell", groups=["a", "zz"])
+    # Without a compartment every p_nuclear is nan, and the plot drew the outlines only.
+    assert sdata.points["transcripts"]["p_nuclear"].compute().isna().all()
+    with pytest.raises(ValueError, match=r"'p_nuclear'\] is nan everywhere: .* computed no compartment"):
+        localization_transcripts(sdata, "p_nuclear")
+    assert len(localization_transcripts(sdata, "pattern").collections) >= 1
 
 
 def test_transcript_plot_draws_nuclei_indexed_by_their_own_ids():

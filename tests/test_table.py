@@ -224,3 +224,42 @@ def test_table_rows_match_integer_labelled_outlines_in_spatialdata():
     sg.io.check_table(crop)  # the cropped table still covers the cropped transcripts
     # String labels and cells without an outline keep string ids.
     assert sg.io._table._outline_labels(pd.Index(["1", "x"]), pd.Index([1, 2])).tolist() == ["1", "x"]
+
+
+def test_a_crop_of_a_table_with_cells_without_outline_is_still_accepted():
+    # After a tool had made its table, spatialdata.bounding_box_query dropped the rows of
+    # cells without an outline (their instances are in no shapes), and every tool then
+    # refused the crop: "1 cell(s) of the transcripts missing from its obs (e.g. ['c'])".
+    import geopandas as gpd
+    import shapely
+    import spatialdata
+
+    frame = pd.DataFrame({"x": [1.0, 3.0, 21.0, 22.0, 24.0, 23.0, 2.0],
+                          "y": [1.0, 5.0, 2.0, 3.0, 8.0, 8.5, 8.0],
+                          "gene": ["g1", "g2", "g1", "g2", "g1", "g2", "g3"],
+                          "cell": ["a", "a", "b", "b", "c", "c", None]})
+    outlines = gpd.GeoSeries({"a": shapely.box(0, 0, 10, 10), "b": shapely.box(20, 0, 22.5, 5)})
+    sdata = sg.io.read_transcripts(frame, x="x", y="y", gene="gene", cell="cell", cell_boundaries=outlines)
+    sg.tl.colocalization(sdata, radius=5.0)
+    assert sdata.tables["table"].obs_names.tolist() == ["a", "b", "c"]
+    crop = spatialdata.bounding_box_query(
+        sdata, axes=("x", "y"), min_coordinate=[15, 0], max_coordinate=[35, 10], target_coordinate_system="global"
+    )
+    # c keeps its two molecules in the crop but loses its row: it has no outline.
+    assert crop.tables["table"].obs_names.tolist() == ["b"]
+    assert sorted(sg.io.transcripts_frame(crop)["cell_id"].dropna().unique()) == ["b", "c"]
+    sg.io.check_table(crop)
+    result = sg.tl.colocalization(crop, radius=5.0)
+    # Uniform weights: the quotient of (g1, g2) pools b and c, 1 / (1 * 1 / 1) in each.
+    row = result.table.set_index(["gene_a", "gene_b"]).loc[("g1", "g2")]
+    assert row["n_cells"] == 2 and row["clq"] == pytest.approx(1.0)
+    assert "colocalization" in crop.tables["table"].uns
+    # A cell with an outline the table annotates is still required.
+    crop.tables["table"] = sdata.tables["table"][["a", "c"]].copy()
+    with pytest.raises(ValueError, match=r"^table 'table' does not match the points 'transcripts': 1 cell\(s\) .*\['b'\]"):
+        sg.io.check_table(crop)
+    # A table annotated to no outlines of the data must hold every cell.
+    plain = ad.AnnData(np.zeros((1, 3)), obs=pd.DataFrame(index=["b"]), var=pd.DataFrame(index=["g1", "g2", "g3"]))
+    crop.tables["table"] = plain
+    with pytest.raises(ValueError, match=r"1 cell\(s\) of the transcripts missing from its obs \(e.g. \['c'\]\)"):
+        sg.io.check_table(crop)

@@ -162,7 +162,11 @@ def check_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str 
 
     Its cells (the table's ``instance_key`` column, else ``obs_names``) must include every
     cell id that has a molecule in ``points_key``, and its ``var_names`` every gene that
-    has one; extra cells and genes are allowed. When the table is absent, ``table_key``
+    has one; extra cells and genes are allowed. A table annotated to outlines in the
+    SpatialData way (its ``region`` shapes elements of ``sdata``, as the tools' tables
+    are) need not hold the cells without an outline there: SpatialData's queries (e.g.
+    :func:`spatialdata.bounding_box_query`) drop the rows of such cells, and the tools
+    write per-cell results only for outlined cells. When the table is absent, ``table_key``
     must be a name SpatialData can give a new table (valid, and held by no other element,
     ignoring case), so that a tool refuses it before its work rather than at its write.
 
@@ -192,6 +196,9 @@ def check_table(sdata: SpatialData, table_key: str = TABLE_KEY, points_key: str 
         return
     cells, genes = _present_cells_and_genes(sdata, points_key)
     table = sdata.tables[table_key]
+    outlined = _annotated_outline_ids(sdata, table)
+    if outlined is not None:
+        cells = cells[cells.isin(outlined)]
     missing_cells = cells[~cells.isin(table_cell_ids(table))]
     missing_genes = genes[~genes.isin(pd.Index(table.var_names).astype(str))]
     problems = [
@@ -213,6 +220,18 @@ def table_cell_ids(table: AnnData) -> pd.Index:
     instance_key = table.uns.get("spatialdata_attrs", {}).get("instance_key")
     cells = table.obs[instance_key] if instance_key in table.obs else table.obs_names
     return pd.Index(cells).astype(str)
+
+
+def _annotated_outline_ids(sdata: SpatialData, table: AnnData) -> pd.Index | None:
+    """The ids (strings) of the outlines that ``table`` annotates: those of its
+    SpatialData ``region`` elements that are shapes of ``sdata``; None when it annotates
+    none there (a plain table, or one whose outlines are gone)."""
+    regions = table.uns.get("spatialdata_attrs", {}).get("region")
+    regions = [regions] if isinstance(regions, str) else list(regions if regions is not None else [])
+    shapes = [sdata.shapes[region].index.astype(str) for region in regions if region in sdata.shapes]
+    if not shapes:
+        return None
+    return shapes[0].append(shapes[1:])
 
 
 def _present_cells_and_genes(sdata: SpatialData, points_key: str) -> tuple[pd.Index, pd.Index]:

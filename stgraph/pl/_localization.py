@@ -13,6 +13,7 @@ from matplotlib.axes import Axes
 from stgraph._validation import check_int, check_names
 from stgraph.io import transcripts_frame
 from stgraph.io._spatialdata import check_spatialdata, outline_geometry
+from stgraph.io._table import table_cell_ids
 from stgraph.localization._data import nucleus_outlines
 from stgraph.localization._geometry import _nucleus_per_cell
 from stgraph.localization._pattern_model import PATTERNS
@@ -46,8 +47,9 @@ def localization_composition(
         ``"gene"`` or ``"cell"``.
     groups
         Genes (or cells) to show, in this order; default the ``n_top`` with the
-        most scored (cell, gene) pairs. A ValueError names those not in the data,
-        or else those without scored pairs; an empty list is a ValueError.
+        most scored (cell, gene) pairs. A ValueError names those not in the data
+        (the genes, the cells of the table), or else those without scored pairs
+        (cells without an outline among them); an empty list is a ValueError.
     n_top
         Number of bars (a positive integer) when ``groups`` is not given
         (``None``: all).
@@ -72,12 +74,17 @@ def localization_composition(
     lpp = _results(sdata, table_key)
     counts = pd.crosstab(lpp[column].astype(str), lpp["top_pattern"].astype(str)).reindex(columns=list(PATTERNS), fill_value=0)
     if groups is not None:
-        # Every cell and gene of the data is a category of lpp, scored or not.
-        groups = check_names("groups", groups, lpp[column].astype("category").cat.categories)
+        # Every gene and every outlined cell is a category of lpp, scored or not; cells
+        # without an outline are no category but rows of the table.
+        names = lpp[column].astype("category").cat.categories.astype(str)
+        if by == "cell":
+            names = names.union(table_cell_ids(sdata.tables[table_key]))
+        groups = check_names("groups", groups, names)
         unscored = [g for g in groups if g not in counts.index]
         if unscored:
             raise ValueError(
                 f"groups: no (cell, gene) pair with at least min_transcripts molecules was scored for {unscored[:10]}"
+                + (" (cells without an outline are not scored)" if by == "cell" else "")
             )
         counts = counts.loc[groups]
     else:
@@ -150,7 +157,8 @@ def localization_transcripts(
         If ``points_key`` is not a points element of ``sdata``.
     ValueError
         If ``color`` is unknown or its column is missing (run
-        :func:`stgraph.tl.localization` first), ``cells`` or ``genes`` is empty or
+        :func:`stgraph.tl.localization` first), ``"p_nuclear"`` is ``nan`` for every
+        transcript (no compartment was computed), ``cells`` or ``genes`` is empty or
         names ones not in the points, ``cell_key`` or a ``nucleus_key`` other than
         the default is not a shapes element, or the outlines are neither polygons
         nor circles of positive radius (circles are drawn as discs).
@@ -162,6 +170,12 @@ def localization_transcripts(
     check_names("cell_key", [cell_key], sdata.shapes, list_available=True)
     if color not in points.columns:
         raise ValueError(f"points[{points_key!r}] has no {color!r} column; run stgraph.tl.localization first")
+    if color == "p_nuclear" and points["p_nuclear"].isna().all():
+        # NaN markers are not drawn: the plot would show the outlines only.
+        raise ValueError(
+            f"points[{points_key!r}]['p_nuclear'] is nan everywhere: the last stgraph.tl.localization computed "
+            "no compartment (compartment=None, or no cell with a nucleus outline)"
+        )
     keep = np.ones(len(points), dtype=bool)
     outlines = every_cell = outline_geometry(sdata.shapes[cell_key], cell_key)
     if cells is not None:

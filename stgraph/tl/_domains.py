@@ -282,6 +282,10 @@ def domains(
     sample of ``sample_size`` transcripts (k-means) or by BIC (mixture); see
     :func:`stgraph.domains.cluster_domains`. Labels are ordered by decreasing size.
 
+    Control probes (``is_control``) count as genes here: they are part of the
+    neighbourhood compositions, get a domain label and rows of the enrichment
+    table; read the data with ``drop_controls=True`` to leave them out.
+
     Parameters
     ----------
     sdata

@@ -89,7 +89,9 @@ def localization(
         Element names. The table is created (cells x genes counts, annotated to
         the outlines ``cell_key``) when missing;
         an existing one must hold every cell and gene with a molecule
-        (:func:`stgraph.io.check_table`).
+        (:func:`stgraph.io.check_table`; one annotated to outlines may lack cells
+        without an outline there, as a :func:`spatialdata.bounding_box_query` crop
+        leaves it, but not the cells scored here).
     min_transcripts
         Minimum molecules of a gene in a cell for a pattern call (Bento's
         ``min_count``; default 5). Smaller groups get ``nan``.
@@ -152,7 +154,7 @@ def localization(
         repeated or unknown training cells (or any with ``compartment=None``),
         training cells without an outline in ``cell_key`` or without a nucleus
         (each named), no transcript in any cell, an existing
-        table ``table_key`` that lacks some of the cells or genes, or, when there is
+        table ``table_key`` that lacks some of the genes or of the cells scored, or, when there is
         none, a ``table_key`` SpatialData would refuse for a new table (invalid, or
         held by another element, ignoring case; :func:`stgraph.io.check_table`).
     TypeError
@@ -196,6 +198,7 @@ def localization(
     )
     if len(transcripts.xy) == 0:
         raise ValueError(f"no transcript of {points_key!r} is assigned to a cell of {cell_key!r}")
+    _check_scored_rows(sdata, table_key, cell_key, transcripts)
     groups = transcripts.groups(min_transcripts)
     batch = pattern_batch(transcripts, groups, pattern_model.context_radius, seed=seed)
     probabilities = pattern_model.predict_proba(batch)
@@ -320,6 +323,26 @@ def _compartment(
         transcripts, mode="outlines" if mode == "auto" else mode, training_cells=positions, seed=seed
     )
     return result.p_nuclear, result.training_cells
+
+
+def _check_scored_rows(
+    sdata: spatialdata.SpatialData, table_key: str, cell_key: str, transcripts: CellTranscripts
+) -> None:
+    """Refuse an existing table without a row for some cell about to be scored.
+
+    :func:`stgraph.io.check_table` lets a table annotated to outlines lack the cells
+    without one there; outlines ``cell_key`` other than the table's can hold such cells.
+    """
+    if table_key not in sdata.tables:
+        return
+    scored = transcripts.geometry.cell_ids[np.unique(transcripts.cell)]
+    missing = scored[~scored.isin(table_cell_ids(sdata.tables[table_key]))]
+    if len(missing):
+        raise ValueError(
+            f"table {table_key!r} has no row for {len(missing)} cell(s) with transcripts and an outline in "
+            f"{cell_key!r} (e.g. {missing[:5].tolist()}). Delete sdata.tables[{table_key!r}] or pass a "
+            "table_key that is not in sdata.tables to get a fresh cells x genes table"
+        )
 
 
 def _table(
