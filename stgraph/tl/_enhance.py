@@ -161,9 +161,9 @@ def enhance(
     result writes to h5ad; only a column that holds one library id of
     ``uns['spatial']`` on every spot (squidpy's ``library_key``) holds it for the
     new spots too. ``X`` (dense ``float32``): log1p(CP10k) — measured for the
-    original spots, predicted for the new ones; a prediction is a low-rank
-    reconstruction and can be slightly negative (5 % of the new spots' values on the
-    Visium prostate slide, 11 % on HER2 B1, down to −0.4).
+    original spots, predicted for the new ones (a low-rank reconstruction, clipped
+    at 0: unclipped, 5 % of the new spots' values on the Visium prostate slide and
+    11 % on HER2 B1 were negative, down to −0.4).
     ``layers[counts_layer]``: the observed raw counts (sparse ``float32``, 0 for new
     spots); ``adata.raw``, the other layers, ``obsm`` entries and ``varm`` / ``obsp``
     of ``adata`` are not carried over. ``uns`` is a copy of ``adata.uns``, with the spot diameter
@@ -273,7 +273,8 @@ def enhance(
     trainer = EnhancerTrainer(rc, values, grid, params, seed=seed, device=device)
     if len(query):
         trainer.fit(progress=progress)
-        predicted = trainer.predict(query)
+        # log1p(CP10k) is never negative; a low-rank reconstruction can dip below 0.
+        predicted = np.maximum(trainer.predict(query), 0.0)
     else:
         predicted = np.empty((0, values.shape[1]), dtype=np.float32)
     out = _assemble(adata, values, counts, predicted, query, pixel_positions(rc, spatial, query, grid), counts_layer)
