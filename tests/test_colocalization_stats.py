@@ -172,14 +172,19 @@ def uniform_cells(seed: int, n_genes: int = 8, n_cells: int = 4, per_cell: int =
     return pos, gene, cell
 
 
-def test_stacked_pair_is_strongly_colocalized():
+def stacked_pair():
+    """:func:`uniform_cells` plus 60 molecules of gene 8 each on top of one of gene 0."""
     pos, gene, cell = uniform_cells(0)
     rng = np.random.default_rng(1)
     partners = np.flatnonzero(gene == 0)[:60]
-    # gene 8 sits on top of molecules of gene 0
     pos = np.concatenate([pos, pos[partners] + rng.normal(0, 0.05, (partners.size, 2))])
     gene = np.concatenate([gene, np.full(partners.size, 8)])
     cell = np.concatenate([cell, cell[partners]])
+    return pos, gene, cell
+
+
+def test_stacked_pair_is_strongly_colocalized():
+    pos, gene, cell = stacked_pair()
     result = score_pairs(radius_edges(pos, 1.5), gene, cell)
     top = result.table.sort_values("score", ascending=False).iloc[0]
     assert {top["gene_a"], top["gene_b"]} == {"0", "8"}
@@ -195,12 +200,7 @@ def test_permutations_too_few_for_the_fdr_warn_with_the_number_needed():
     # A pair that beats every permutation got fdr 1 in silence: over n_tests pairs the
     # smallest p-value, 1 / (n_perms + 1), is too large for BH (0 of 921,600 CosMx pairs
     # passed FDR 5 % with 200 permutations, 7,052 of them beating all 200).
-    pos, gene, cell = uniform_cells(0)
-    rng = np.random.default_rng(1)
-    partners = np.flatnonzero(gene == 0)[:60]
-    pos = np.concatenate([pos, pos[partners] + rng.normal(0, 0.05, (partners.size, 2))])
-    gene = np.concatenate([gene, np.full(partners.size, 8)])
-    cell = np.concatenate([cell, cell[partners]])
+    pos, gene, cell = stacked_pair()
     edges = radius_edges(pos, 1.5)
     with pytest.warns(UserWarning, match=r"method='permutation': (\d+) pair\(s\) exceed all 19 permutations") as caught:
         few = score_pairs(edges, gene, cell, method="permutation", n_perms=19, seed=0)
