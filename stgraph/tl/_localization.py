@@ -144,6 +144,10 @@ def localization(
     ``points[points_key]["p_nuclear"]``
         Nuclear probability (``nan`` outside cells or when not computed).
 
+    The two points columns hold the last run's values whatever its ``table_key``: to
+    keep two runs' molecules apart (say the shipped and a retrained pattern model),
+    run one with ``copy=True``.
+
     Raises
     ------
     KeyError
