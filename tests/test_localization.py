@@ -95,6 +95,29 @@ def test_outputs_are_valid_and_consistent(scored, clean):
     assert "pattern" not in clean[0].points["transcripts"].columns and "table" not in clean[0].tables
 
 
+def test_lp_stats_rows_are_the_scored_genes_as_in_bento():
+    """Bento's lp_stats counts, per gene of ``lp``, the cells where each pattern is
+    called; a gene never scored has no row (a row of zeros would read as scored in
+    some cells with no pattern called)."""
+    sdata = read_transcripts(
+        pd.DataFrame(
+            {
+                "x": np.r_[np.linspace(1, 9, 20), np.linspace(21, 29, 20), [5.0, 6.0]],
+                "y": np.r_[np.linspace(2, 8, 20), np.linspace(2, 8, 20), [5.0, 5.0]],
+                "gene": ["g1"] * 40 + ["rare"] * 2,
+                "cell": ["a"] * 20 + ["b"] * 20 + ["a", "a"],
+            }
+        ),
+        x="x", y="y", gene="gene", cell="cell",
+        cell_boundaries=gpd.GeoSeries({"a": shapely.box(0, 0, 10, 10), "b": shapely.box(20, 0, 30, 10)}),
+    )
+    localization(sdata, compartment=None)
+    table = sdata.tables["table"]
+    stats, lp = table.uns["lp_stats"], table.uns["lp"]
+    assert len(lp) == 2 and stats.index.astype(str).tolist() == ["g1"]
+    assert stats.loc["g1"].to_dict() == lp[list(PATTERNS)].sum().to_dict()
+
+
 def test_compartment_with_outlines_matches_the_nuclei(scored):
     points = scored[0].points["transcripts"].compute()
     with_nucleus = points["cell_id"].astype(str).isin(scored[0].shapes["nucleus_boundaries"].index)
@@ -177,7 +200,7 @@ def test_edge_cases_get_documented_outputs():
         layer = pd.DataFrame(table.layers[f"{pattern}_p"], index=table.obs_names, columns=table.var_names)
         assert layer.loc["c"].isna().all() and np.isnan(layer.loc["a", "solo"])
         assert np.isfinite(layer.loc[["a", "b"], ["g1", "g2"]].to_numpy()).all()
-    assert table.uns["lp_stats"].loc["solo"].sum() == 0
+    assert "solo" not in table.uns["lp_stats"].index  # never scored: no row, as in Bento
     solo = points["gene"] == "solo"
     assert points.loc[solo, "pattern"].isna().all() and np.isfinite(points.loc[solo, "p_nuclear"]).all()
     outside = points["cell_id"].isna()

@@ -129,7 +129,8 @@ def localization(
         Same rows with the probabilities, plus ``top_pattern`` and
         ``n_transcripts``.
     ``tables[table_key].uns["lp_stats"]``
-        Per gene (index), the number of cells where each pattern is called.
+        Per gene (index) scored in at least one cell, as in Bento, the number of
+        cells where each pattern is called; genes never scored have no row.
     ``tables[table_key].var``
         ``nuclear_score``, ``nuclear_score_ci_low``, ``nuclear_score_ci_high``
         (95 % interval), ``nan`` for genes without molecules in cells or when no
@@ -236,7 +237,9 @@ def localization(
         layer = np.full(table.shape, np.nan, dtype=np.float32)
         layer[group_row[placed], group_col[placed]] = probabilities[placed, k]
         table.layers[f"{pattern}_p"] = layer
-    lp_stats = lp.groupby("gene", observed=False)[list(PATTERNS)].sum().astype(int)
+    # Bento's rows: the genes scored in at least one cell, so that a missing gene (not
+    # scored) stays distinct from one scored but with no pattern called (a row of 0).
+    lp_stats = lp.groupby("gene", observed=True)[list(PATTERNS)].sum().astype(int)
     table.uns["lp"] = lp
     table.uns["lpp"] = lpp
     table.uns["lp_stats"] = lp_stats
