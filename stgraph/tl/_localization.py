@@ -124,7 +124,10 @@ def localization(
         absent from the cell and for empty cells).
     ``tables[table_key].uns["lp"]``
         Long table, one row per scored (cell, gene): ``cell_id``, ``gene``, one
-        0/1 column per pattern (the multilabel call).
+        0/1 column per pattern (the multilabel call). As in Bento the id columns
+        bear the names of the points' ``instance_key`` and ``feature_key``: in
+        stgraph's schema ``cell_id`` and ``gene``, in Bento's objects
+        ``cell_boundaries`` and ``feature_name``.
     ``tables[table_key].uns["lpp"]``
         Same rows with the probabilities, plus ``top_pattern`` and
         ``n_transcripts``.
@@ -141,7 +144,10 @@ def localization(
         (the mode asked for), ``training_cells``, ``n_boot`` and ``seed``.
     ``points[points_key]["pattern"]``
         Top pattern of the molecule's (cell, gene) (categorical, ``nan`` when not
-        scored or outside cells).
+        scored or outside cells), ``lpp["top_pattern"]``. Bento's column of that
+        name holds the most probable of the *called* patterns instead, ``nan`` when
+        none is called: the two differ where the most probable pattern stays below
+        its threshold.
     ``points[points_key]["p_nuclear"]``
         Nuclear probability (``nan`` outside cells or when not computed).
 
@@ -172,7 +178,10 @@ def localization(
     UserWarning
         When transcripts are assigned to cell ids without an outline in
         ``cell_key``: those cells are not scored (their table rows stay ``nan``);
-        the warning names how many, with examples.
+        the warning names how many, with examples. And when a compartment is asked
+        for but no training cell with a nucleus outline holds both nuclear and
+        other transcripts (no nucleus outline at all, say): ``p_nuclear`` and the
+        gene scores are then ``nan``.
     """
     check_spatialdata(sdata)
     copy = check_bool("copy", copy)
