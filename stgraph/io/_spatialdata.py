@@ -71,6 +71,10 @@ def from_spatialdata(
         cell; ``nucleus_id``, ``nucleus_boundaries`` (Bento) for the nucleus; ``in_nucleus``.
     pixel_size, z_step, unassigned, drop_controls
         As in :func:`stgraph.io.read_transcripts`; ``z`` is used when the points have it.
+        Bento keeps the coordinates it was given: its MERFISH U2-OS sample is in image
+        pixels of about 0.1 µm, so read it with ``pixel_size=0.1`` (as
+        :func:`stgraph.datasets.merfish_u2os` does); with the default 1 every radius
+        in µm would be a radius in pixels.
     cell_shapes_key, nucleus_shapes_key
         Shapes elements of ``sdata`` holding the cell / nucleus polygons (in the units of the
         points), copied as ``cell_boundaries`` / ``nucleus_boundaries`` scaled to µm. None
