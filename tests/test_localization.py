@@ -461,6 +461,9 @@ def test_plots(scored):
     drawn = {c.get_label(): len(c.get_offsets()) for c in ax.collections}
     expected = in_cell["pattern"].astype(object).fillna("not scored").value_counts().to_dict()
     assert {k: v for k, v in drawn.items() if v} == expected and expected["not scored"] > 0
+    # 'none' and 'not scored' were two light greys (luminance 0.74 and 0.88).
+    luminance = {c.get_label(): matplotlib.colors.to_rgb(c.get_facecolor()[0])[0] for c in ax.collections}
+    assert luminance["not scored"] - luminance["none"] > 0.3
     ax = localization_transcripts(sdata, "p_nuclear", genes=["gene_00"])
     np.testing.assert_allclose(ax.collections[0].get_array(), points.loc[points["gene"] == "gene_00", "p_nuclear"])
     with pytest.raises(ValueError, match="color must be"):

@@ -19,7 +19,9 @@ from stgraph.localization._geometry import _nucleus_per_cell
 from stgraph.localization._pattern_model import PATTERNS
 
 #: One colour per pattern, in :data:`~stgraph.localization.PATTERNS` order.
-PATTERN_COLORS = dict(zip(PATTERNS, ("#d62728", "#2ca02c", "#bdbdbd", "#1f77b4", "#9467bd")))
+# 'none' is a dark grey: the light grey of molecules not scored must stand apart from it.
+PATTERN_COLORS = dict(zip(PATTERNS, ("#d62728", "#2ca02c", "#7f7f7f", "#1f77b4", "#9467bd")))
+NOT_SCORED_COLOR = "#e0e0e0"
 
 
 def _results(sdata: spatialdata.SpatialData, table_key: str) -> pd.DataFrame:
@@ -204,7 +206,7 @@ def localization_transcripts(
                 ax.plot(x, y, style, color="black", linewidth=0.7)
     if color == "pattern":
         unscored = points["pattern"].isna().to_numpy()
-        ax.scatter(points["x"][unscored], points["y"][unscored], s=size, c="#e0e0e0", linewidths=0, label="not scored")
+        ax.scatter(points["x"][unscored], points["y"][unscored], s=size, c=NOT_SCORED_COLOR, linewidths=0, label="not scored")
         for pattern in PATTERNS:
             chosen = (points["pattern"] == pattern).to_numpy()
             if chosen.any():
