@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import tracemalloc
 
 import matplotlib
 
@@ -74,11 +75,36 @@ def test_composition_components_equal_dense_pca():
     composition = cell_composition(gene, cell, n_genes)
     scores = composition_components(counts, cell, composition, 3)
     dense = counts.toarray()
-    expected = dense.sum(axis=1, keepdims=True) * composition[cell]
+    expected = dense.sum(axis=1, keepdims=True) * composition.toarray()[cell]
     residual = (dense - expected) / np.sqrt(expected)
     residual -= residual.mean(axis=0)
     u, s, _ = np.linalg.svd(residual, full_matrices=False)
     np.testing.assert_allclose(np.abs(scores), np.abs(u[:, :3] * s[:3]), atol=1e-8)
+
+
+def test_cell_composition_is_sparse_and_matches_the_dense_shares():
+    # A 5,000-gene panel: the shares are held as the sparse counts, never as the dense
+    # (cells, genes) float64 array (20,000 x 5,000 would be 800 MB a copy).
+    rng = np.random.default_rng(0)
+    n, n_cells, n_genes = 2000, 40, 5000
+    gene, cell = rng.integers(0, n_genes, n), rng.integers(0, n_cells, n)
+    tracemalloc.start()
+    composition = cell_composition(gene, cell, n_genes)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 0.1 * n_cells * n_genes * 8  # the dense array: 1.6 MB; here ~0.1 MB
+    assert composition.shape == (n_cells, n_genes)
+    assert composition.counts.nnz <= n and composition.counts.sum() == n
+    counts = np.zeros((n_cells, n_genes))
+    np.add.at(counts, (cell, gene), 1)
+    dense = (counts + 0.5) / (counts.sum(axis=1, keepdims=True) + 0.5 * n_genes)
+    np.testing.assert_allclose(composition.toarray(), dense, rtol=1e-14)
+    np.testing.assert_allclose(dense.sum(axis=1), 1.0)
+    v, w = rng.normal(size=n_genes), rng.normal(size=n_cells)
+    np.testing.assert_allclose(composition.root_share_dot(v), np.sqrt(dense) @ v, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(composition.root_share_t_dot(w), np.sqrt(dense).T @ w, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(composition.root_share_at(cell, gene), np.sqrt(dense[cell, gene]), rtol=1e-14)
+    np.testing.assert_allclose(composition.root_share_rows(cell[:7]), np.sqrt(dense[cell[:7]]), rtol=1e-14)
 
 
 def test_predicted_composition_components_equal_dense_pca():
@@ -98,7 +124,7 @@ def test_predicted_composition_components_equal_dense_pca():
     residual = p.copy()
     for c in range(3):
         residual[cell == c] -= p[cell == c].mean(axis=0)
-    residual /= np.sqrt(composition[cell])
+    residual /= np.sqrt(composition.toarray()[cell])
     u, s, _ = np.linalg.svd(residual, full_matrices=False)
     np.testing.assert_allclose(np.abs(scores), np.abs(u[:, :3] * s[:3]), atol=1e-10)
     assert (scores[np.abs(scores).argmax(axis=0), np.arange(3)] > 0).all()
@@ -113,7 +139,7 @@ def test_predicted_composition_components_equal_dense_pca():
     p = neighbours @ p / neighbours.sum(axis=1, keepdims=True)
     for c in range(3):
         p[cell == c] -= p[cell == c].mean(axis=0)
-    u, s, _ = np.linalg.svd(p / np.sqrt(composition[cell]), full_matrices=False)
+    u, s, _ = np.linalg.svd(p / np.sqrt(composition.toarray()[cell]), full_matrices=False)
     np.testing.assert_allclose(np.abs(smoothed), np.abs(u[:, :3] * s[:3]), atol=1e-10)
     # One chunk (the default here) computes the predictions once: same scores.
     one_chunk = predicted_composition_components(

@@ -619,3 +619,46 @@ def test_circle_outlines_are_read_as_discs():
         "shapes element 'nucleus_boundaries' holds ['Point', 'Polygon'] geometries: outlines must be polygons"
     )):
         localization(mixed, copy=True)
+
+
+def test_prediction_chunks_bound_tokens_and_reference_points_together(clean):
+    # A large panel gives few tokens per cell, but every cell embeds ~256 reference
+    # points: a chunk bounded by tokens alone held all of them at once (1e6
+    # transcripts, 20,000 cells, 5,000 genes: 5e6 reference points, +2.7 GB).
+    from stgraph.localization._pattern_model import _cell_chunks
+
+    model = load_pretrained()
+    batch, _ = labelled_batch(*clean)
+    bound = batch.x.shape[0] + 1  # every token fits in one chunk, not with the 16 x ~256 reference points
+    assert batch.ref_x.shape[0] > 3000
+    chunks = list(_cell_chunks(batch, bound))
+    assert len(chunks) > 1
+    for chunk in chunks:
+        assert chunk.x.shape[0] + chunk.ref_x.shape[0] <= bound or chunk.n_cells == 1
+    assert sum(c.n_groups for c in chunks) == batch.n_groups
+    np.testing.assert_allclose(
+        model.predict_proba(batch, max_tokens=bound), model.predict_proba(batch, max_tokens=10**9), atol=1e-6
+    )
+
+
+def test_reference_points_only_for_cells_with_a_group_to_score():
+    # With a large panel most cells hold no (cell, gene) of min_transcripts molecules;
+    # their ~256 reference points each were built for nothing (5e6 points, 0.8 GB,
+    # 5 s for 20,000 cells of which a handful are scored).
+    import dataclasses
+
+    from stgraph.localization._features import reference_features
+    from stgraph.localization._pattern_model import pattern_batch
+
+    sdata, _ = simulate(12, 30, mean_counts=3.0, seed=4)
+    _, transcripts = read_cell_transcripts(sdata)
+    groups = transcripts.groups(8)
+    scored = np.unique(groups.cell)
+    assert 0 < scored.size < 12
+    model = load_pretrained()
+    batch = pattern_batch(transcripts, groups, model.context_radius)
+    np.testing.assert_array_equal(np.unique(batch.ref_cell.numpy()), scored)
+    every_x, every_cell = reference_features(transcripts.geometry)
+    assert batch.ref_x.shape[0] < every_x.shape[0] * scored.size / 12 * 1.5
+    full = dataclasses.replace(batch, ref_x=torch.from_numpy(every_x), ref_cell=torch.from_numpy(every_cell.astype(np.int64)))
+    np.testing.assert_allclose(model.predict_proba(batch), model.predict_proba(full), atol=1e-6)

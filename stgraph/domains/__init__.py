@@ -2,6 +2,7 @@
 from ._cluster import DomainClustering, cluster_domains
 from ._enrichment import ENRICHMENT_COLUMNS, domain_enrichment
 from ._features import (
+    CellComposition,
     cell_composition,
     composition_components,
     neighbourhood_counts,
@@ -12,6 +13,7 @@ from ._features import (
 from ._polygons import POLYGON_COLUMNS, domain_polygons
 
 __all__ = [
+    "CellComposition",
     "DomainClustering",
     "ENRICHMENT_COLUMNS",
     "POLYGON_COLUMNS",

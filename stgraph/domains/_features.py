@@ -43,6 +43,8 @@ equally whatever their width.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -180,19 +182,19 @@ def predicted_composition_components(
             kept[rows.start] = out
         return out
 
-    cell_sum = np.zeros((n_cells, n_genes))
+    # Sums, then means in place: the mean predictions are dense (n_cells, n_genes), one copy.
+    cell_mean = np.zeros((n_cells, n_genes))
     for rows in chunks:
         members = sparse.csr_matrix(
             (np.ones(rows.stop - rows.start), (cell[rows], np.arange(rows.stop - rows.start))),
             shape=(n_cells, rows.stop - rows.start),
         )
-        cell_sum += members @ predictions(rows)
-    cell_mean = cell_sum / np.maximum(np.bincount(cell, minlength=n_cells), 1)[:, None]
-    root_share = np.sqrt(composition)
+        cell_mean += members @ predictions(rows)
+    cell_mean /= np.maximum(np.bincount(cell, minlength=n_cells), 1)[:, None]
 
     def residuals(rows: slice) -> np.ndarray:
         # Zero mean within every cell, hence zero column means: no further centring.
-        return (predictions(rows) - cell_mean[cell[rows]]) / root_share[cell[rows]]
+        return (predictions(rows) - cell_mean[cell[rows]]) / composition.root_share_rows(cell[rows])
 
     k = min(n_components, n_genes - 1, n - 1)
     if k < 1:
@@ -207,12 +209,74 @@ def predicted_composition_components(
     return _positive_peaks(scores)
 
 
-def cell_composition(gene: np.ndarray, cell: np.ndarray, n_genes: int) -> np.ndarray:
-    """``(n_cells, n_genes)`` share of each gene in each cell, half a pseudo-count per gene."""
+@dataclass(frozen=True)
+class CellComposition:
+    r"""Share :math:`\pi_{cg} = (k_{cg} + 1/2) / (n_c + G / 2)` of each gene in each cell.
+
+    Held as the sparse counts :math:`k_{cg}` and the cell totals, never as the dense
+    ``(n_cells, n_genes)`` array: with 20,000 cells and a 5,000-gene panel that would be
+    800 MB per copy. Most counts are 0, where
+    :math:`\sqrt{\pi_{cg}} = \sqrt{1/2} / \sqrt{T_c}` (:math:`T_c = n_c + G/2`), so
+    :math:`\sqrt{\pi} = D (\sqrt{1/2}\, \mathbf{1}\mathbf{1}^\top + S)` with
+    :math:`D = \mathrm{diag}(T_c^{-1/2})` and ``S`` sparse on the non-zero counts;
+    products with it cost one sparse product and a sum.
+
+    Attributes
+    ----------
+    counts
+        ``(n_cells, n_genes)`` molecules of each gene in each cell (CSR, ``float64``).
+    total
+        ``(n_cells,)`` :math:`T_c = n_c + G / 2`, the pseudo-counts included.
+    """
+
+    counts: sparse.csr_matrix
+    total: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.counts.shape
+
+    def toarray(self) -> np.ndarray:
+        """The dense ``(n_cells, n_genes)`` shares (for small data and checks)."""
+        return (self.counts.toarray() + 0.5) / self.total[:, None]
+
+    def root_share_at(self, cell: np.ndarray, gene: np.ndarray) -> np.ndarray:
+        r""":math:`\sqrt{\pi_{cg}}` at the pairs ``(cell[i], gene[i])``."""
+        count = np.asarray(self.counts[cell, gene]).ravel()
+        return np.sqrt((count + 0.5) / self.total[cell])
+
+    def root_share_rows(self, cell: np.ndarray) -> np.ndarray:
+        r"""Dense ``(len(cell), n_genes)`` rows :math:`\sqrt{\pi_{c g}}` of the cells ``cell``."""
+        return np.sqrt((self.counts[cell].toarray() + 0.5) / self.total[cell, None])
+
+    def root_share_dot(self, v: np.ndarray) -> np.ndarray:
+        r""":math:`\sqrt{\pi}\, v` for ``v`` of length ``n_genes``."""
+        return (_ROOT_HALF * v.sum() + self._excess @ v) / np.sqrt(self.total)
+
+    def root_share_t_dot(self, w: np.ndarray) -> np.ndarray:
+        r""":math:`\sqrt{\pi}^\top w` for ``w`` of length ``n_cells``."""
+        scaled = w / np.sqrt(self.total)
+        return _ROOT_HALF * scaled.sum() + self._excess.T @ scaled
+
+    @cached_property
+    def _excess(self) -> sparse.csr_matrix:
+        r"""``S``: :math:`\sqrt{k + 1/2} - \sqrt{1/2}` on the non-zero counts (kept: the
+        SVD multiplies by it at every iteration)."""
+        excess = self.counts.copy()
+        excess.data = np.sqrt(excess.data + 0.5) - _ROOT_HALF
+        return excess
+
+
+_ROOT_HALF = np.sqrt(0.5)
+
+
+def cell_composition(gene: np.ndarray, cell: np.ndarray, n_genes: int) -> CellComposition:
+    """Share of each gene in each cell, half a pseudo-count per gene (a sparse
+    :class:`CellComposition`; ``toarray()`` gives the dense ``(n_cells, n_genes)`` array)."""
     n_cells = int(cell.max()) + 1 if cell.size else 0
-    counts = np.bincount(cell * n_genes + gene, minlength=n_cells * n_genes).reshape(n_cells, n_genes)
-    counts = counts + 0.5
-    return counts / counts.sum(axis=1, keepdims=True)
+    counts = sparse.csr_matrix((np.ones(cell.size), (cell, gene)), shape=(n_cells, n_genes))
+    counts.sum_duplicates()
+    return CellComposition(counts, np.asarray(counts.sum(axis=1)).ravel() + 0.5 * n_genes)
 
 
 def composition_components(
@@ -243,27 +307,26 @@ def composition_components(
     k = min(n_components, n - 1, n_genes - 1)
     total = np.asarray(counts.sum(axis=1)).ravel()
     root_total = np.sqrt(total)
-    root_share = np.sqrt(composition)  # (cells, genes)
     # Sparse part: c_ig / sqrt(t_i pi_cg) on the non-zeros of counts.
     coo = counts.tocoo()
     scaled = sparse.csr_matrix(
-        (coo.data / (root_total[coo.row] * root_share[cell[coo.row], coo.col]), (coo.row, coo.col)),
+        (coo.data / (root_total[coo.row] * composition.root_share_at(cell[coo.row], coo.col)), (coo.row, coo.col)),
         shape=counts.shape,
     )
     n_cells = composition.shape[0]
     column_mean = (
         np.asarray(scaled.sum(axis=0)).ravel()
-        - root_share.T @ np.bincount(cell, weights=root_total, minlength=n_cells)
+        - composition.root_share_t_dot(np.bincount(cell, weights=root_total, minlength=n_cells))
     ) / n
 
     def matvec(v: np.ndarray) -> np.ndarray:
         v = v.ravel()
-        return scaled @ v - root_total * (root_share @ v)[cell] - column_mean @ v
+        return scaled @ v - root_total * composition.root_share_dot(v)[cell] - column_mean @ v
 
     def rmatvec(u: np.ndarray) -> np.ndarray:
         u = u.ravel()
         per_cell = np.bincount(cell, weights=root_total * u, minlength=n_cells)
-        return scaled.T @ u - root_share.T @ per_cell - column_mean * u.sum()
+        return scaled.T @ u - composition.root_share_t_dot(per_cell) - column_mean * u.sum()
 
     if k < 1:
         return np.zeros((n, 0))

@@ -56,18 +56,22 @@ def token_features(tg: TranscriptGeometry, cell: np.ndarray, geometry: CellGeome
     ).astype(np.float32)
 
 
-def reference_points(geometry: CellGeometry, per_cell: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def reference_points(
+    geometry: CellGeometry, per_cell: int = 256, cells: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Points of a regular grid inside each cell, about ``per_cell`` of them.
 
     They show the model what a uniformly spread gene looks like in that cell.
+    ``cells`` (positions) limits them to those cells; default every cell.
 
     Returns
     -------
     xy, cell
         Coordinates and cell position of every reference point.
     """
-    xs, cells = [], []
-    for c, polygon in enumerate(geometry.cells):
+    xs, of_cell = [], []
+    for c in range(len(geometry.cells)) if cells is None else cells:
+        polygon = geometry.cells[c]
         step = np.sqrt(geometry.area[c] / per_cell)
         minx, miny, maxx, maxy = polygon.bounds
         gx, gy = np.meshgrid(np.arange(minx + step / 2, maxx, step), np.arange(miny + step / 2, maxy, step))
@@ -77,11 +81,16 @@ def reference_points(geometry: CellGeometry, per_cell: int = 256) -> tuple[np.nd
             gx, gy = geometry.centroid[c, :1], geometry.centroid[c, 1:]
             inside = np.ones(1, dtype=bool)
         xs.append(np.stack([gx[inside], gy[inside]], axis=1))
-        cells.append(np.full(int(inside.sum()), c))
-    return np.concatenate(xs), np.concatenate(cells)
+        of_cell.append(np.full(int(inside.sum()), c))
+    if not xs:
+        return np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
+    return np.concatenate(xs), np.concatenate(of_cell)
 
 
-def reference_features(geometry: CellGeometry, per_cell: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`token_features` of :func:`reference_points`, and their cell positions."""
-    xy, cell = reference_points(geometry, per_cell)
+def reference_features(
+    geometry: CellGeometry, per_cell: int = 256, cells: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`token_features` of :func:`reference_points` (of ``cells``, default all),
+    and their cell positions."""
+    xy, cell = reference_points(geometry, per_cell, cells)
     return token_features(transcript_geometry(xy, cell, geometry), cell, geometry), cell

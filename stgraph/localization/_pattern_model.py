@@ -129,7 +129,9 @@ def pattern_batch(
     # units of the equivalent radius, so the cell area is pi).
     expected = (tokens_in_group[group] - 1) * context_radius**2
     density = np.log1p(neighbours) - np.log1p(expected)
-    ref_x, ref_cell = reference_features(geometry)
+    # Only cells with a group to score need their uniform reference: with a large panel
+    # most cells have none, and each costs ~256 points.
+    ref_x, ref_cell = reference_features(geometry, cells=np.unique(groups.cell))
     return PatternBatch(
         x=torch.from_numpy(x),
         density=torch.from_numpy(density.astype(np.float32)).unsqueeze(1),
@@ -277,7 +279,8 @@ class PatternModel(nn.Module):
     @torch.no_grad()
     def predict_proba(self, batch: PatternBatch, max_tokens: int = 200_000) -> np.ndarray:
         """Sigmoid probabilities ``(n_groups, 5)``, by chunks of cells of at most
-        ``max_tokens`` tokens (a single larger cell is its own chunk)."""
+        ``max_tokens`` rows, tokens and reference points together (a single larger
+        cell is its own chunk)."""
         was_training = self.training
         self.eval()
         try:
@@ -305,11 +308,18 @@ class PatternModel(nn.Module):
 
 
 def _cell_chunks(batch: PatternBatch, max_tokens: int):
-    """Consecutive sub-batches of whole cells with at most ``max_tokens`` tokens."""
+    """Consecutive sub-batches of whole cells with at most ``max_tokens`` rows.
+
+    A cell's rows are its tokens and its reference points (about 256, embedded by
+    the same MLP): with a large panel and few molecules per (cell, gene), counting
+    tokens alone put every cell, and so millions of reference points, in one chunk.
+    """
     if batch.n_groups == 0:
         return
-    tokens_per_cell = torch.bincount(batch.group_cell[batch.group], minlength=batch.n_cells)
-    ends = torch.cumsum(tokens_per_cell, 0)
+    rows_per_cell = torch.bincount(batch.group_cell[batch.group], minlength=batch.n_cells) + torch.bincount(
+        batch.ref_cell, minlength=batch.n_cells
+    )
+    ends = torch.cumsum(rows_per_cell, 0)
     start = 0
     while start < batch.n_cells:
         offset = ends[start - 1] if start else 0
