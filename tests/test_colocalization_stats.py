@@ -15,6 +15,7 @@ from scipy.spatial import cKDTree
 from stgraph.coloc import PAIR_COLUMNS, ColocalizationResult, benjamini_hochberg, score_pairs
 from stgraph.coloc._edges import cell_edges, row_normalised
 from stgraph.coloc._null import analytic_moments
+from stgraph.coloc._shared import shared_cells
 
 A, B, C = 0, 1, 2
 
@@ -460,6 +461,33 @@ def test_quotients_and_binomial_test_match_a_direct_computation(seed, one_way):
     padded = np.concatenate([unordered["binom_pval"], np.ones(6 - len(unordered))])
     expected_q = dict(zip(unordered["pair"], stats.false_discovery_control(padded)[: len(unordered)]))
     np.testing.assert_allclose(table["binom_fdr"], table["pair"].map(expected_q).astype(float), rtol=1e-12)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 1 << 22])
+def test_shared_cells_lists_every_cell_holding_both_genes(chunk_rows):
+    rng = np.random.default_rng(5)
+    n_cells, n_genes = 40, 15
+    # genes present in few to all cells, so that either gene of a pair drives the walk
+    presence = rng.random((n_cells, n_genes)) < np.linspace(0.05, 1.0, n_genes)
+    dense = np.where(presence, rng.integers(1, 6, (n_cells, n_genes)), 0)
+    dense[7] = 0  # a cell without molecules
+    cell, gene = np.nonzero(dense)
+    pairs = np.array(list(itertools.product(range(n_genes), repeat=2)))
+    pairs = pairs[rng.permutation(len(pairs))[:120]]
+    gene_a, gene_b = pairs.T
+    chunks = list(shared_cells(gene_a, gene_b, (cell, gene, dense[cell, gene]), n_genes, chunk_rows=chunk_rows))
+    got = [row for c in chunks for row in zip(c.pair, c.cell, c.count_a, c.count_b)]
+    expected = [
+        (p, k, dense[k, a], dense[k, b])
+        for p, (a, b) in enumerate(pairs)
+        for k in range(n_cells)
+        if dense[k, a] and dense[k, b]
+    ]
+    assert got == expected
+    assert len(expected) > 300
+    if chunk_rows == 1:
+        # no chunk but a single pair's goes over the bound
+        assert max(np.unique(c.pair).size for c in chunks) == 1
 
 
 def test_score_shrinks_pairs_seen_on_few_edges():

@@ -26,7 +26,7 @@ from scipy import stats
 
 from ._edges import CellEdges, lookup_sorted
 from ._observed import ObservedPairs
-from ._shared import shared_cells
+from ._shared import SharedCells, walk_shared_cells
 
 
 def _trials(a: np.ndarray, b: np.ndarray, same: np.ndarray) -> np.ndarray:
@@ -94,20 +94,30 @@ def _upper_tail(k: np.ndarray, trials: np.ndarray, p: np.ndarray) -> np.ndarray:
     return stats.binom.sf(np.ceil(k) - 1, np.round(trials), np.clip(p, 0.0, 1.0))
 
 
-def pooled_binomial(edges: CellEdges, observed: ObservedPairs, proximal: ProximalPairs) -> np.ndarray:
-    """One-sided binomial p-value of each observed pair, pooled over cells."""
-    gene_a, gene_b = np.divmod(observed.pair, edges.n_genes)
-    same = gene_a == gene_b
-    p_cell = proximal_probability(edges, proximal)
-    trials = np.zeros(observed.n_pairs)
-    expected = np.zeros(observed.n_pairs)
-    for chunk in shared_cells(gene_a, gene_b, edges.counts, edges.n_genes):
-        t = _trials(chunk.count_a, chunk.count_b, same[chunk.pair])
-        trials += np.bincount(chunk.pair, weights=t, minlength=observed.n_pairs)
-        expected += np.bincount(chunk.pair, weights=t * p_cell[chunk.cell], minlength=observed.n_pairs)
-    k = proximal.per_pair
-    p_mean = np.divide(expected, trials, out=np.zeros_like(expected), where=trials > 0)
-    return _upper_tail(k, trials, p_mean)
+class PooledTrials:
+    """Trials and expected proximal pairs of each pair, summed over the shared cells
+    fed to :meth:`add` (see :func:`~stgraph.coloc._shared.walk_shared_cells`)."""
+
+    def __init__(self, edges: CellEdges, observed: ObservedPairs, proximal: ProximalPairs):
+        gene_a, gene_b = np.divmod(observed.pair, edges.n_genes)
+        self._same = gene_a == gene_b
+        self._p_cell = proximal_probability(edges, proximal)
+        self._k = proximal.per_pair
+        self._trials = np.zeros(observed.n_pairs)
+        self._expected = np.zeros(observed.n_pairs)
+
+    def add(self, chunk: SharedCells) -> None:
+        t = _trials(chunk.count_a, chunk.count_b, self._same[chunk.pair])
+        self._trials += np.bincount(chunk.pair, weights=t, minlength=self._trials.size)
+        self._expected += np.bincount(
+            chunk.pair, weights=t * self._p_cell[chunk.cell], minlength=self._expected.size
+        )
+
+    def pval(self) -> np.ndarray:
+        """One-sided binomial p-value of each pair, pooled over cells."""
+        trials, expected = self._trials, self._expected
+        p_mean = np.divide(expected, trials, out=np.zeros_like(expected), where=trials > 0)
+        return _upper_tail(self._k, trials, p_mean)
 
 
 def per_cell_binomial(edges: CellEdges, observed: ObservedPairs, proximal: ProximalPairs) -> np.ndarray:

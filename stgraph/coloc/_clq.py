@@ -42,7 +42,7 @@ import numpy as np
 
 from ._edges import CellEdges
 from ._observed import ObservedPairs
-from ._shared import shared_cells
+from ._shared import SharedCells, walk_shared_cells
 
 
 @dataclass(frozen=True)
@@ -64,23 +64,31 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
 
 
-def pooled_quotients(edges: CellEdges, observed: ObservedPairs) -> Quotients:
-    """Leslie-Kronenfeld and Bento quotients pooled over cells."""
-    gene_a, gene_b = np.divmod(observed.pair, edges.n_genes)
-    same = (gene_a == gene_b).astype(np.float64)
-    size = edges.cell_sizes()
-    leslie = np.zeros(observed.n_pairs)
-    bento = np.zeros(observed.n_pairs)
-    for chunk in shared_cells(gene_a, gene_b, edges.counts, edges.n_genes):
+class ExpectedShares:
+    """Expectations of both quotients of each pair, summed over the shared cells
+    fed to :meth:`add` (see :func:`~stgraph.coloc._shared.walk_shared_cells`)."""
+
+    def __init__(self, edges: CellEdges, observed: ObservedPairs):
+        gene_a, gene_b = np.divmod(observed.pair, edges.n_genes)
+        self._observed = observed
+        self._same = (gene_a == gene_b).astype(np.float64)
+        self._size = edges.cell_sizes()
+        self._leslie = np.zeros(observed.n_pairs)
+        self._bento = np.zeros(observed.n_pairs)
+
+    def add(self, chunk: SharedCells) -> None:
         expect_l, expect_b = _expected_shares(
-            size[chunk.cell], chunk.count_a, chunk.count_b, same[chunk.pair]
+            self._size[chunk.cell], chunk.count_a, chunk.count_b, self._same[chunk.pair]
         )
-        leslie += np.bincount(chunk.pair, weights=expect_l, minlength=observed.n_pairs)
-        bento += np.bincount(chunk.pair, weights=expect_b, minlength=observed.n_pairs)
-    return Quotients(
-        clq=_safe_divide(observed.pooled(observed.share), leslie),
-        clq_bento=_safe_divide(observed.pooled(observed.n_with_neighbour), bento),
-    )
+        self._leslie += np.bincount(chunk.pair, weights=expect_l, minlength=self._leslie.size)
+        self._bento += np.bincount(chunk.pair, weights=expect_b, minlength=self._bento.size)
+
+    def quotients(self) -> Quotients:
+        observed = self._observed
+        return Quotients(
+            clq=_safe_divide(observed.pooled(observed.share), self._leslie),
+            clq_bento=_safe_divide(observed.pooled(observed.n_with_neighbour), self._bento),
+        )
 
 
 def per_cell_quotients(edges: CellEdges, observed: ObservedPairs) -> Quotients:

@@ -45,7 +45,7 @@ import numpy as np
 from scipy import sparse, special
 
 from ._edges import CellEdges
-from ._shared import shared_cells
+from ._shared import SharedCells, walk_shared_cells
 
 #: Relative tolerance when comparing a permuted mass with the observed one.
 _TIE_TOLERANCE = 1e-9
@@ -104,42 +104,60 @@ def cell_weight_sums(edges: CellEdges, weight: np.ndarray) -> dict[str, np.ndarr
     }
 
 
+class MomentSums:
+    """Mean and second moment of each pair's mass, summed over the shared cells
+    fed to :meth:`add` (see :func:`~stgraph.coloc._shared.walk_shared_cells`)."""
+
+    def __init__(self, edges: CellEdges, weight: np.ndarray, gene_a: np.ndarray, gene_b: np.ndarray):
+        sums = cell_weight_sums(edges, weight)
+        self._size = edges.cell_sizes()
+        self._s0, self._s2, self._srev, self._r, self._c, self._q = (
+            sums[k] for k in ("s0", "s2", "srev", "r", "c", "q")
+        )
+        self._four_distinct = self._s0**2 + self._s2 + self._srev - self._r - self._c - 2 * self._q
+        self._same = gene_a == gene_b
+        self._mean = np.zeros(gene_a.size)
+        self._second = np.zeros(gene_a.size)
+
+    def add(self, chunk: SharedCells) -> None:
+        k = chunk.cell
+        n, a, b = self._size[k], chunk.count_a, chunk.count_b
+        s0, s2, srev = self._s0[k], self._s2[k], self._srev[k]
+        r, c, q, four_distinct = self._r[k], self._c[k], self._q[k], self._four_distinct[k]
+        n3, n4 = _falling(n, 3), _falling(n, 4)
+        self_pair = self._same[chunk.pair]
+        p2 = pair_probability(n, a, b, self_pair)
+        first = s0 * p2
+        distinct = (
+            s2 * p2
+            + (r - s2) * _ratio(a * _falling(b, 2), n3)
+            + (c - s2) * _ratio(_falling(a, 2) * b, n3)
+            + four_distinct * _ratio(_falling(a, 2) * _falling(b, 2), n4)
+        )
+        diagonal = (
+            (s2 + srev) * p2
+            + (r + c + 2 * q - 2 * s2 - 2 * srev) * _ratio(_falling(a, 3), n3)
+            + four_distinct * _ratio(_falling(a, 4), n4)
+        )
+        moment2 = np.where(self_pair, diagonal, distinct)
+        self._mean += np.bincount(chunk.pair, weights=first, minlength=self._mean.size)
+        self._second += np.bincount(chunk.pair, weights=moment2 - first**2, minlength=self._mean.size)
+
+    def moments(self) -> NullMoments:
+        mean, second = self._mean, self._second
+        # A mass that relabelling cannot change (every transcript of the cell neighbours
+        # every other: duplicate points, small cells) leaves round-off of either sign,
+        # which the p-value read as a null of tiny spread centred on M: p = 0.5, not 1.
+        return NullMoments(mean=mean, var=np.where(second > _ROUND_OFF * mean**2, second, 0.0))
+
+
 def analytic_moments(
     edges: CellEdges, weight: np.ndarray, gene_a: np.ndarray, gene_b: np.ndarray
 ) -> NullMoments:
     """Exact mean and variance of each pair's edge mass under within-cell relabelling."""
-    sums = cell_weight_sums(edges, weight)
-    size = edges.cell_sizes()
-    s0, s2, srev, r, c, q = (sums[k] for k in ("s0", "s2", "srev", "r", "c", "q"))
-    four_distinct = s0**2 + s2 + srev - r - c - 2 * q
-    mean = np.zeros(gene_a.size)
-    second = np.zeros(gene_a.size)
-    same = gene_a == gene_b
-    for chunk in shared_cells(gene_a, gene_b, edges.counts, edges.n_genes):
-        k = chunk.cell
-        n, a, b = size[k], chunk.count_a, chunk.count_b
-        n3, n4 = _falling(n, 3), _falling(n, 4)
-        self_pair = same[chunk.pair]
-        p2 = pair_probability(n, a, b, self_pair)
-        first = s0[k] * p2
-        distinct = (
-            s2[k] * p2
-            + (r[k] - s2[k]) * _ratio(a * _falling(b, 2), n3)
-            + (c[k] - s2[k]) * _ratio(_falling(a, 2) * b, n3)
-            + four_distinct[k] * _ratio(_falling(a, 2) * _falling(b, 2), n4)
-        )
-        diagonal = (
-            (s2[k] + srev[k]) * p2
-            + (r[k] + c[k] + 2 * q[k] - 2 * s2[k] - 2 * srev[k]) * _ratio(_falling(a, 3), n3)
-            + four_distinct[k] * _ratio(_falling(a, 4), n4)
-        )
-        moment2 = np.where(self_pair, diagonal, distinct)
-        mean += np.bincount(chunk.pair, weights=first, minlength=gene_a.size)
-        second += np.bincount(chunk.pair, weights=moment2 - first**2, minlength=gene_a.size)
-    # A mass that relabelling cannot change (every transcript of the cell neighbours
-    # every other: duplicate points, small cells) leaves round-off of either sign,
-    # which the p-value read as a null of tiny spread centred on M: p = 0.5, not 1.
-    return NullMoments(mean=mean, var=np.where(second > _ROUND_OFF * mean**2, second, 0.0))
+    sums = MomentSums(edges, weight, gene_a, gene_b)
+    walk_shared_cells(edges, gene_a, gene_b, sums.add)
+    return sums.moments()
 
 
 def dispersion(moments: NullMoments, fallback: float | None = None) -> np.ndarray:

@@ -52,13 +52,13 @@ import pandas as pd
 
 from .._validation import check_bool, check_int, check_real, check_seed
 
-from ._binomial import ProximalPairs, per_cell_binomial, pooled_binomial, proximal_pairs
-from ._clq import per_cell_quotients, pooled_quotients
+from ._binomial import PooledTrials, ProximalPairs, per_cell_binomial, proximal_pairs
+from ._clq import ExpectedShares, per_cell_quotients
 from ._edges import CellEdges, cell_edges, row_normalised
 from ._fdr import benjamini_hochberg
 from ._null import (
+    MomentSums,
     NullMoments,
-    analytic_moments,
     cell_weight_sums,
     dispersion,
     pair_probability,
@@ -67,6 +67,7 @@ from ._null import (
 )
 from ._observed import ObservedPairs, observe_pairs
 from ._result import PAIR_COLUMNS, PER_CELL_COLUMNS, ColocalizationResult
+from ._shared import walk_shared_cells
 
 Method = Literal["analytic", "permutation"]
 #: Default shrinkage of the score, in effective events (see the module docstring).
@@ -187,18 +188,23 @@ def score_pairs(
     observed = observe_pairs(edges, mass_weight)
     gene_a, gene_b = np.divmod(observed.pair, edges.n_genes)
     mass = observed.pooled(observed.mass)
+    proximal = proximal_pairs(edges, observed)
+    shares = ExpectedShares(edges, observed)
+    trials = PooledTrials(edges, observed, proximal)
     if method == "analytic":
-        null = analytic_moments(edges, mass_weight, gene_a, gene_b)
+        moments = MomentSums(edges, mass_weight, gene_a, gene_b)
+        walk_shared_cells(edges, gene_a, gene_b, moments.add, shares.add, trials.add)
+        null = moments.moments()
         pval = quasi_poisson_sf(mass, null)
     else:
+        walk_shared_cells(edges, gene_a, gene_b, shares.add, trials.add)
         perm = permutation_null(
             edges, mass_weight, observed.pair, mass, n_perms, np.random.default_rng(seed)
         )
         null, pval = NullMoments(mean=perm.mean, var=perm.var), perm.pval
     sd = np.sqrt(null.var)
-    quotients = pooled_quotients(edges, observed)
-    proximal = proximal_pairs(edges, observed)
-    binom = pooled_binomial(edges, observed, proximal)
+    quotients = shares.quotients()
+    binom = trials.pval()
     n_present = np.unique(edges.gene[edges.cell_of >= 0]).size
     n_tests = max(n_present**2, observed.n_pairs)
     n_binom_tests = max(n_present * (n_present + 1) // 2, np.unique(_unordered(gene_a, gene_b, edges.n_genes)).size)
