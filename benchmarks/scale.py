@@ -1,7 +1,8 @@
 """Whole-sample tools at 10⁵ and 10⁶ transcripts, or at any ``--sizes`` (writes ``results/scale.json``).
 
 Each size is one :func:`stgraph.datasets.simulate` sample (100 genes, 5 molecules per
-(cell, gene) on average, cells as many as needed: 200 cells ≈ 10⁵ transcripts), written
+(cell, gene) on average, cells as many as needed: 200 cells ≈ 10⁵ transcripts; with
+``--genes G`` the same 500 molecules per cell spread over G genes), written
 to a temporary zarr store. Each tool then runs on it in a fresh process
 (:func:`benchmarks._measure.run_case`): the set-up reads the store and runs the tool
 once on a small simulation (numba compilation, checkpoint load); the measured call runs
@@ -39,7 +40,8 @@ from stgraph.datasets import simulate  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
 N_GENES = 100
-MEAN_COUNTS = 5.0
+#: Molecules per cell on average, whatever the panel.
+MOLECULES_PER_CELL = 500.0
 CELLS_PER_TRANSCRIPT = 200 / 1e5
 TOOLS = ("graph", "localization", "colocalization", "domains", "outlines")
 
@@ -65,12 +67,12 @@ def _run_tool(tool: str, sdata) -> dict:
     raise ValueError(f"unknown tool {tool!r}")
 
 
-def tool_case(tool: str, path: str):
+def tool_case(tool: str, path: str, n_genes: int = N_GENES):
     """Set-up of one measured call: warm the tool up on a small sample, read the big one."""
     import spatialdata
 
     warnings.simplefilter("ignore")
-    _run_tool(tool, simulate(20, N_GENES, mean_counts=MEAN_COUNTS, seed=1)[0])
+    _run_tool(tool, simulate(20, n_genes, mean_counts=MOLECULES_PER_CELL / n_genes, seed=1)[0])
     sdata = spatialdata.read_zarr(path)
     return lambda: _run_tool(tool, sdata)
 
@@ -79,6 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1e5,1e6", help="comma-separated transcript counts (approximate)")
     parser.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {TOOLS}")
+    parser.add_argument("--genes", type=int, default=N_GENES, help="panel size (molecules per cell stay the same)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -95,13 +98,13 @@ def main() -> None:
             n_cells = max(1, round(size * CELLS_PER_TRANSCRIPT))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                sdata, _ = simulate(n_cells, N_GENES, mean_counts=MEAN_COUNTS, seed=0)
+                sdata, _ = simulate(n_cells, args.genes, mean_counts=MOLECULES_PER_CELL / args.genes, seed=0)
             n = len(sdata.points["transcripts"])
             path = str(Path(tmp) / f"sample_{size}.zarr")
             sdata.write(path)
             del sdata
             for tool in tools:
-                record = run_case("benchmarks.scale:tool_case", {"tool": tool, "path": path},
+                record = run_case("benchmarks.scale:tool_case", {"tool": tool, "path": path, "n_genes": args.genes},
                                   repeats=1, timeout=args.timeout, threads=args.threads)
                 row = {"tool": tool, "n_transcripts": n, "n_cells": n_cells, **record}
                 if record.get("status") == "ok":
@@ -131,7 +134,7 @@ def main() -> None:
         "benchmark": "scale",
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": {"platform": platform.platform(), "threads": args.threads, "torch": torch.__version__},
-        "settings": {"n_genes": N_GENES, "mean_counts": MEAN_COUNTS, "sizes": sizes, "tools": tools},
+        "settings": {"n_genes": args.genes, "mean_counts": MOLECULES_PER_CELL / args.genes, "sizes": sizes, "tools": tools},
         "results": rows,
         "scaling": scaling,
     })
