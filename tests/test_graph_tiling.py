@@ -1,6 +1,8 @@
 """Tiling: per-tile graphs merged equal the graph built at once."""
 from __future__ import annotations
 
+import pickle
+
 import dask
 import numpy as np
 import pytest
@@ -46,8 +48,9 @@ def test_tiles_partition_points_and_halos_hold_every_near_point(case, tile_to_ha
     tiles = list(iter_tiles(case.pos, tile_size, halo))
     cores = torch.cat([tile.core for tile in tiles]) if tiles else torch.empty(0, dtype=torch.int64)
     assert torch.equal(torch.sort(cores).values, torch.arange(n))  # every point in exactly one core
-    for core, tile_halo in tiles:
-        assert core.numel() > 0
+    for tile in tiles:
+        core, tile_halo = tile.core, tile.halo
+        assert core.numel() > 0 and tile.halo_width == halo
         assert torch.equal(core, torch.sort(core).values) and torch.equal(tile_halo, torch.sort(tile_halo).values)
         assert not bool(torch.isin(core, tile_halo).any())
         corner = torch.floor(pos[core[0]] / tile_size) * tile_size
@@ -84,7 +87,7 @@ def test_tiles_can_be_built_independently_and_merged():
 def test_a_tile_that_is_not_one_of_iter_tiles_is_refused():
     gen = torch.Generator().manual_seed(8)
     pos = torch.rand(200, 2, generator=gen) * 10
-    core, halo = next(iter(iter_tiles(pos, 5.0, 1.0)))
+    core, halo, _ = next(iter(iter_tiles(pos, 5.0, 1.0)))
     edges = radius_graph_tile(pos, 1.0, Tile(core, halo))
     assert edges.shape[1] > 0 and bool(torch.isin(edges[1], core).all())
     # A point in core and halo, or twice in the core, got edges to itself (silently 4 more edges).
@@ -100,6 +103,38 @@ def test_a_tile_that_is_not_one_of_iter_tiles_is_refused():
     # Any order of the indices, numpy arrays and a plain (core, halo) pair give the same edges.
     assert torch.equal(radius_graph_tile(pos, 1.0, Tile(core.flip(0), halo.flip(0))), edges)
     assert torch.equal(radius_graph_tile(pos, 1.0, (core.int().numpy(), halo.numpy())), edges)
+
+
+def test_a_radius_beyond_the_tiles_halo_is_refused_and_the_halo_radius_is_exact():
+    # Points 0 and 1 exactly 1.0 apart across the x = 5 tile border; point 3 is 1.5 from
+    # point 0, beyond the halo 1.0: r = 1.5 silently lost the edge 3-0 before.
+    pos = torch.tensor([[4.5, 1.0], [5.5, 1.0], [6.0, 1.0], [3.0, 1.0], [4.6, 1.0]], dtype=torch.float64)
+    tiles = list(iter_tiles(pos, 5.0, 1.0))
+    assert [tile.halo_width for tile in tiles] == [1.0, 1.0]
+    exact = radius_graph(pos, 1.0, return_distance=True)
+    merged = merge_tile_edges([radius_graph_tile(pos, 1.0, tile, return_distance=True) for tile in tiles], 5)
+    assert torch.equal(merged[0], exact[0]) and torch.equal(merged[1], exact[1])
+    assert exact[0].shape[1] == 8  # 0-1 (at exactly r), 0-4, 1-2, 1-4, both ways
+    message = (r"^r=1.5 is larger than the halo width 1.0 the tile was built with: edges from points beyond "
+               r"the halo would be missed; rebuild the tiles with iter_tiles\(pos, tile_size, halo\) and halo >= 1.5$")
+    for tile in tiles:
+        with pytest.raises(ValueError, match=message):
+            radius_graph_tile(pos, 1.5, tile)
+    # The width travels with the tile (pickled to a worker) and in a plain triple.
+    travelled = pickle.loads(pickle.dumps(tiles[0]))
+    assert travelled.halo_width == 1.0
+    with pytest.raises(ValueError, match="^r=1.5 is larger than the halo width 1.0"):
+        radius_graph_tile(pos, 1.5, tuple(travelled))
+    # A hand-made (core, halo) pair has no known width: the caller vouches for it.
+    by_hand = radius_graph_tile(pos, 1.5, (tiles[0].core, tiles[0].halo))
+    assert by_hand.shape[1] > 0
+    for width, error, match in [
+        (-1.0, ValueError, "^tile.halo_width must be a non-negative finite number, got -1.0"),
+        (float("nan"), ValueError, "^tile.halo_width must be a non-negative finite number, got nan"),
+        ("1", TypeError, "tile.halo_width"),
+    ]:
+        with pytest.raises(error, match=match):
+            radius_graph_tile(pos, 1.0, Tile(tiles[0].core, tiles[0].halo, width))
 
 
 def test_merge_refuses_pieces_that_do_not_make_one_graph():

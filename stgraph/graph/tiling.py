@@ -3,7 +3,8 @@
 A tile is a square of the (x, y) plane (a column in 3D): its *core* points are the
 targets it builds edges for, its *halo* points (outside the core, within ``halo`` of the
 square) are extra sources. With ``halo >= r`` every source of a core target is in core or
-halo, so the per-tile graphs merged give exactly :func:`~stgraph.graph.radius_graph`.
+halo, so the per-tile graphs merged give exactly :func:`~stgraph.graph.radius_graph`; a
+tile records its ``halo`` so that a larger ``r`` is refused rather than missing edges.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 from .._validation import check_int
 from ._exact import inflate, place_edges
 from ._memory import allocate_output
-from ._query import as_tensor, check_positions, check_radius, make_query
+from ._query import as_tensor, check_graph_radius, check_positions, check_radius, make_query
 from .radius import build_edges, resolve_backend
 
 __all__ = ["Tile", "iter_tiles", "merge_tile_edges", "radius_graph_tile", "radius_graph_tiled"]
@@ -27,10 +28,25 @@ _MAX_MEMBERSHIPS_PER_POINT = 100
 
 
 class Tile(NamedTuple):
-    """Point indices of one tile, each ascending; ``core`` and ``halo`` are disjoint."""
+    """Point indices of one tile, each ascending; ``core`` and ``halo`` are disjoint.
+
+    Attributes
+    ----------
+    core
+        Indices of the points the tile builds edges for (targets).
+    halo
+        Indices of the other points within ``halo_width`` of the tile's square (sources).
+    halo_width
+        The ``halo`` the tile was built with by :func:`iter_tiles`: the largest radius
+        its graph is exact for, so :func:`radius_graph_tile` refuses a larger ``r``.
+        ``None`` (the default, for a tile built by hand as ``Tile(core=..., halo=...)``)
+        means unknown: the caller vouches that ``halo`` holds every point within ``r``
+        of the core, and no radius is refused. Give ``halo_width`` to have it checked.
+    """
 
     core: torch.Tensor
     halo: torch.Tensor
+    halo_width: float | None = None
 
 
 def iter_tiles(pos, tile_size: float, halo: float) -> Iterator[Tile]:
@@ -55,7 +71,7 @@ def iter_tiles(pos, tile_size: float, halo: float) -> Iterator[Tile]:
 
     Yields
     ------
-    :class:`Tile` of index tensors on ``pos``'s device.
+    :class:`Tile` of index tensors on ``pos``'s device, with ``halo_width=halo``.
 
     Raises
     ------
@@ -103,16 +119,21 @@ def iter_tiles(pos, tile_size: float, halo: float) -> Iterator[Tile]:
     _, sizes = torch.unique_consecutive(key, return_counts=True)
     for members, core in zip(torch.split(point, sizes.tolist()), torch.split(is_core, sizes.tolist())):
         if bool(core.any()):
-            yield Tile(core=members[core], halo=members[~core])
+            yield Tile(core=members[core], halo=members[~core], halo_width=halo)
 
 
-def _check_tile(tile, num_points: int) -> Tile:
+def _check_tile(tile, num_points: int, r: float) -> Tile:
     """``tile`` as a :class:`Tile` of int64 tensors, after checking what :func:`_tile_edges`
-    relies on: indices of points of ``pos``, no point twice in core and halo together."""
-    if not (isinstance(tile, tuple) and len(tile) == 2):
-        raise TypeError(f"tile must be a Tile (core, halo) as made by iter_tiles, got {type(tile).__name__}")
+    relies on: a halo at least ``r`` wide where its width is known, indices of points of
+    ``pos``, no point twice in core and halo together."""
+    if not (isinstance(tile, tuple) and len(tile) in (2, 3)):
+        raise TypeError(
+            f"tile must be a Tile (core, halo, halo_width) as made by iter_tiles, got {type(tile).__name__}"
+        )
+    tile = Tile(*tile)
+    halo_width = _check_halo_width(tile.halo_width, r)
     parts = []
-    for name, part in zip(Tile._fields, tile):
+    for name, part in zip(Tile._fields, tile[:2]):
         part = as_tensor(part, f"tile.{name}")
         if part.dim() != 1 or part.dtype == torch.bool or part.is_floating_point() or part.is_complex():
             raise TypeError(
@@ -125,7 +146,26 @@ def _check_tile(tile, num_points: int) -> Tile:
     members = torch.sort(torch.cat(parts)).values
     if bool((members[1:] == members[:-1]).any()):  # a repeated point would get edges to itself
         raise ValueError("tile repeats points: a point is in the core or the halo of a tile, once")
-    return Tile(*parts)
+    return Tile(*parts, halo_width)
+
+
+def _check_halo_width(halo_width, r: float) -> float | None:
+    """``halo_width`` as a float or None, after checking that it is at least ``r``.
+
+    Compared as given, not inflated: :func:`iter_tiles` already grows the halo by the
+    rounding margin of :func:`~stgraph.graph._exact.inflate`, which makes ``r == halo``
+    exact and nothing beyond it guaranteed.
+    """
+    if halo_width is None:
+        return None
+    halo_width = check_radius(halo_width, "tile.halo_width", allow_zero=True)
+    if r > halo_width:
+        raise ValueError(
+            f"r={r!r} is larger than the halo width {halo_width!r} the tile was built with: edges from "
+            f"points beyond the halo would be missed; rebuild the tiles with "
+            f"iter_tiles(pos, tile_size, halo) and halo >= {r!r}"
+        )
+    return halo_width
 
 
 def _tile_edges(pos: torch.Tensor, r, tile: Tile, batch, backend: str, **query_options):
@@ -159,7 +199,10 @@ def radius_graph_tile(
     ``halo >= r``), in the global indexing of ``pos``. A plain function of its
     arguments, so it can be mapped over the tiles of :func:`iter_tiles` by any
     executor (Dask, ``torch.distributed``, a process pool) and the pieces merged by
-    target. Parameters as in :func:`~stgraph.graph.radius_graph`.
+    target. A tile travels by pickle with its ``halo_width``, so the check below
+    holds on any worker. ``tile`` is a :class:`Tile` or a plain ``(core, halo)`` or
+    ``(core, halo, halo_width)`` tuple; other parameters as in
+    :func:`~stgraph.graph.radius_graph`.
 
     Returns
     -------
@@ -169,15 +212,19 @@ def radius_graph_tile(
     Raises
     ------
     TypeError, ValueError
-        For a ``tile`` that is not a pair of integer index tensors of points of
-        ``pos`` holding no point twice (a :class:`Tile` of :func:`iter_tiles`), and
-        for the arguments :func:`~stgraph.graph.radius_graph` refuses.
+        Before any search: for an ``r`` larger than ``tile.halo_width`` (the tile's
+        halo would miss edges: build the tiles with ``halo >= r``), a ``tile`` that is
+        not a pair of integer index tensors of points of ``pos`` holding no point twice
+        (a :class:`Tile` of :func:`iter_tiles`), a ``tile.halo_width`` that is neither
+        None nor a non-negative finite number, and for the arguments
+        :func:`~stgraph.graph.radius_graph` refuses.
     """
     pos = as_tensor(pos, "pos")
+    r = check_graph_radius(r)
     edge_index, dist = _tile_edges(
         pos,
         r,
-        _check_tile(tile, pos.shape[0]),
+        _check_tile(tile, pos.shape[0], r),
         batch,
         backend,
         loop=loop,
