@@ -392,7 +392,6 @@ def _drop_obs(adata, key):
 def test_new_spots_leave_other_obs_columns_missing_and_write_to_h5ad(tmp_path):
     adata, _ = slide("square", 6, 6, 12)
     n = adata.n_obs
-    adata.obs["in_tissue"] = 1
     adata.obs["flag"] = np.arange(n) % 3 == 0
     adata.obs["note"] = [f"n{i}" for i in range(n)]
     before = adata.obs.copy()
@@ -402,13 +401,44 @@ def test_new_spots_leave_other_obs_columns_missing_and_write_to_h5ad(tmp_path):
     assert out.obs["flag"].dtype == "boolean"
     np.testing.assert_array_equal(out.obs["flag"][:n].to_numpy(dtype=bool), before["flag"])
     assert out.obs["flag"][new].isna().all() and out.obs["note"][new].isna().all()
-    np.testing.assert_array_equal(out.obs["in_tissue"][:n], 1.0)
-    assert out.obs["in_tissue"][new].isna().all()
     assert out.obs["label"].dtype == before["label"].dtype and out.obs["label"][new].isna().all()
     out.write_h5ad(tmp_path / "out.h5ad")
     back = ad.read_h5ad(tmp_path / "out.h5ad")
     np.testing.assert_array_equal(back.obs["flag"].isna().to_numpy(), new)
     np.testing.assert_array_equal(back.obs["array_row"], out.obs["array_row"])
+
+
+@pytest.mark.parametrize("grid", ["square", "hexagonal"])
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, bool])
+def test_new_spots_are_in_tissue_where_all_their_nearest_spots_are(grid, dtype):
+    adata, _ = slide(grid, 6, 8, 12)
+    rc = adata.obs[["array_row", "array_col"]].to_numpy(dtype=float)
+    inside = lattice_positions(rc, grid)[:, 0] < 2.6  # the right part of the slide is background
+    adata.obs["in_tissue"] = inside.astype(dtype)
+    before = adata.obs.copy()
+    out = enhance(adata, "super_resolution", **FAST)
+    pd.testing.assert_frame_equal(adata.obs, before)
+    assert out.obs["in_tissue"].dtype == np.dtype(dtype)
+    new = out.obs["imputed"].to_numpy()
+    np.testing.assert_array_equal(out.obs["in_tissue"][~new], before["in_tissue"])
+    # Brute force: every observed spot at the smallest lattice distance is in the tissue.
+    query = lattice_positions(out.obs.loc[new, ["array_row", "array_col"]].to_numpy(dtype=float), grid)
+    dist = np.linalg.norm(query[:, None, :] - lattice_positions(rc, grid)[None, :, :], axis=2)
+    nearest = dist <= dist.min(axis=1, keepdims=True) + 1e-9
+    expected = np.where(nearest, inside[None, :], True).all(axis=1)
+    np.testing.assert_array_equal(out.obs["in_tissue"][new].to_numpy().astype(bool), expected)
+    assert 0 < expected.sum() < len(expected)
+    # The usual filter keeps every new spot inside the tissue: nothing is dropped silently.
+    kept = out[out.obs["in_tissue"] == 1] if dtype is not bool else out[out.obs["in_tissue"]]
+    assert int(kept.obs["imputed"].sum()) == int(expected.sum())
+
+
+def test_an_in_tissue_column_of_strings_is_left_missing_for_new_spots():
+    adata, _ = slide("square", 6, 6, 12)
+    adata.obs["in_tissue"] = "yes"
+    out = enhance(adata, "super_resolution", **FAST)
+    new = out.obs["imputed"].to_numpy()
+    assert new.any() and out.obs["in_tissue"][new].isna().all() and (out.obs["in_tissue"][~new] == "yes").all()
 
 
 def test_categorical_array_coordinates_become_numbers_and_strings_are_refused(tmp_path):

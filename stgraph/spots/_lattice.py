@@ -86,12 +86,22 @@ def pixel_positions(rc: np.ndarray, xy: np.ndarray, query: np.ndarray, grid: Gri
     if not len(query):
         return np.empty((0, 2))
     residual = np.asarray(xy, dtype=float) - apply_affine(affine, rc)
+    index, nearest = nearest_spots(rc, query, grid)
+    correction = (residual[index] * nearest[..., None]).sum(axis=1) / nearest.sum(axis=1, keepdims=True)
+    return apply_affine(affine, query) + correction
+
+
+def nearest_spots(rc: np.ndarray, query: np.ndarray, grid: GridType) -> tuple[np.ndarray, np.ndarray]:
+    """The observed spots nearest each query position: all those at the smallest
+    lattice distance (a midpoint's two spots, a square cell centre's four corners).
+
+    Returns ``(index, nearest)``, both ``(len(query), k)``: candidate spot indices
+    into ``rc`` and whether each is at the smallest distance (the first always is).
+    """
     # Six neighbours at most: a hexagonal lattice site's (a square one has four).
     dist, index = cKDTree(lattice_positions(rc, grid)).query(lattice_positions(query, grid), k=min(6, len(rc)))
     dist, index = dist.reshape(len(query), -1), index.reshape(len(query), -1)
-    nearest = dist <= dist[:, :1] + 1e-6
-    correction = (residual[index] * nearest[..., None]).sum(axis=1) / nearest.sum(axis=1, keepdims=True)
-    return apply_affine(affine, query) + correction
+    return index, dist <= dist[:, :1] + 1e-6
 
 
 def detect_grid(rc: np.ndarray, spatial: np.ndarray | None = None) -> GridType:

@@ -21,6 +21,7 @@ from stgraph.spots._lattice import (
     gap_positions,
     lattice_positions,
     lattice_spacing,
+    nearest_spots,
     neighbour_midpoints,
     off_lattice,
     pixel_positions,
@@ -155,7 +156,11 @@ def enhance(
     fit of array to pixel coordinates corrected by the nearest observed spots' offsets
     from it: a midpoint lies exactly halfway between its two spots (a square cell
     centre at the mean of its four corners) even where the pixel grid of a legacy ST
-    slide is warped. The new spots' other ``obs`` values are missing (``NaN``;
+    slide is warped. A bool or integer ``obs['in_tissue']`` (scanpy's Visium flag)
+    keeps its dtype: a new spot is in the tissue (1) where every observed spot nearest
+    it is (both ends of a midpoint, all four corners of a square cell centre, all
+    the spots around a filled hole at the smallest distance), so a filter on it keeps
+    them. The new spots' other ``obs`` values are missing (``NaN``;
     bool columns become pandas' nullable ``boolean``,
     categorical ones keep their categories, integer ones become float), so the
     result writes to h5ad; only a column that holds one library id of
@@ -278,6 +283,8 @@ def enhance(
     else:
         predicted = np.empty((0, values.shape[1]), dtype=np.float32)
     out = _assemble(adata, values, counts, predicted, query, pixel_positions(rc, spatial, query, grid), counts_layer)
+    if len(query) and "in_tissue" in adata.obs:
+        _fill_in_tissue(out.obs, adata.obs["in_tissue"], rc, query, grid)
     if mode == "super_resolution":
         _scale_spot_diameter(out.uns, 1.0 / factor)
     out.uns["enhance"] = {
@@ -425,6 +432,20 @@ def _assemble(adata, values, counts, predicted, query, new_spatial, counts_layer
     out.layers[counts_layer] = sp.vstack([sp.csr_matrix(counts), sp.csr_matrix((n_new, counts.shape[1]), dtype=np.float32)]).tocsr()
     out.obsm["spatial"] = np.vstack([np.asarray(adata.obsm["spatial"], dtype=float), new_spatial])
     return out
+
+
+def _fill_in_tissue(obs: pd.DataFrame, observed: pd.Series, rc: np.ndarray, query: np.ndarray, grid) -> None:
+    """Give the new spots of ``obs`` (the last ``len(query)``) scanpy's ``in_tissue`` flag:
+    in the tissue (1, or True) where every observed spot nearest them is.
+
+    Left missing unless ``observed`` is a plain bool or integer column: a new spot
+    with NaN there was dropped by the usual ``adata[adata.obs['in_tissue'] == 1]``.
+    """
+    if not (isinstance(observed.dtype, np.dtype) and observed.dtype.kind in "biu"):
+        return
+    index, nearest = nearest_spots(rc, query, grid)
+    inside = np.where(nearest, observed.to_numpy().astype(bool)[index], True).all(axis=1)
+    obs["in_tissue"] = np.concatenate([observed.to_numpy(), inside.astype(observed.dtype)])
 
 
 def _library_columns(adata: AnnData) -> dict:
