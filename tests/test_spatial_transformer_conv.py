@@ -152,6 +152,25 @@ def test_attention_sums_to_one_and_isolated_nodes_get_output_bias():
     assert torch.equal(out, layer.lin_out.bias.expand(x.size(0), -1))
 
 
+def test_the_key_bias_cancels_in_the_softmax():
+    # As documented: q_i . b_K is the same on every edge into i, so the key bias moves
+    # neither the output nor the attention and gets no gradient.
+    x, pos, edge_index, _ = random_graph(7)
+    layer = make_layer()
+    out, (_, alpha) = layer(x, edge_index, pos=pos, return_attention_weights=True)
+    (gradient,) = grads(out.square().sum(), [layer.lin_key.bias])
+    torch.testing.assert_close(gradient, torch.zeros_like(gradient), rtol=0, atol=1e-12)
+    with torch.no_grad():
+        layer.lin_key.bias.add_(torch.linspace(-3.0, 3.0, OUT, dtype=x.dtype))
+    moved, (_, moved_alpha) = layer(x, edge_index, pos=pos, return_attention_weights=True)
+    torch.testing.assert_close(moved, out, rtol=0, atol=1e-12)
+    torch.testing.assert_close(moved_alpha, alpha, rtol=0, atol=1e-12)
+    # The query bias does move them: the check above is not blind.
+    with torch.no_grad():
+        layer.lin_query.bias.add_(torch.linspace(-3.0, 3.0, OUT, dtype=x.dtype))
+    assert (layer(x, edge_index, pos=pos) - out).abs().max() > 1e-3
+
+
 def isin(elements: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
     return (elements[:, None] == test[None, :]).any(-1)
 

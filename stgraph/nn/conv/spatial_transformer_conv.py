@@ -105,7 +105,12 @@ class SpatialTransformerConv(MessagePassing):
             :math:`[0, 1)`; a value that is not a real number (a string, a
             boolean) raises a :obj:`TypeError`. (default: :obj:`0.0`)
         bias (bool, optional): Learn additive biases in the query, key, value and
-            output projections. (default: :obj:`True`)
+            output projections. The key's bias :math:`\mathbf{b}_K` adds the same
+            :math:`\mathbf{q}_i^\top \mathbf{b}_K / \sqrt{d}` to every logit of target
+            :math:`i`, which the softmax cancels: it has no effect and gets no
+            gradient (as in PyG's :class:`~torch_geometric.nn.conv.TransformerConv`);
+            it is kept so that saved models and seeded initialisations stay as
+            they were. (default: :obj:`True`)
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, F_{in})`, edge indices
