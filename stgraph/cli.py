@@ -4,7 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
+from collections.abc import Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
@@ -20,22 +23,85 @@ def _step(name: str, timings: dict[str, float]):
     timings[name] = time.perf_counter() - start
 
 
+#: The task heads, in the order they run.
+TOOLS = ("localization", "colocalization", "domains")
+#: Radius of the within-cell neighbourhoods the domains compare (as in tutorial 2).
+DOMAIN_RADIUS = 3.0
+DEMO_DOMAINS = 2
+
+
 def demo(radius: float, within: str, tasks: bool = True) -> dict:
     """Load the embedded MERFISH sample, build its transcript graph, summarise it and,
     with ``tasks``, run the task heads on it (localization with the shipped pattern
     head, colocalization, two subcellular domains)."""
-    import torch
-
     from . import datasets
-    from .graph import radius_graph, transcript_graph
 
     timings: dict[str, float] = {}
+    _warm_up_graph_kernels(radius, timings)
+    with _step("load sample", timings):
+        sdata = datasets.merfish_u2os()
+    return _analyse(sdata, radius, within, TOOLS if tasks else (), DEMO_DOMAINS, timings)
+
+
+def run(
+    path: str,
+    out: str,
+    *,
+    format: str = "auto",
+    radius: float = 1.0,
+    within: str = "all",
+    tools: Sequence[str] = TOOLS,
+    n_domains: int = DEMO_DOMAINS,
+    options: dict | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """:func:`demo` on the user's data: read ``path`` (:func:`stgraph.io.read`, with
+    the reader ``options``), draw the cell and nucleus outlines that localization needs
+    where the data have none, run ``tools`` and write the result to the zarr store
+    ``out``; the input is only read."""
+    from . import io
+
+    target = Path(out)
+    if target.resolve() == Path(path).resolve():
+        raise ValueError(f"--out {out}: that is the input; write the result to a new store")
+    if target.exists() and not overwrite:
+        raise ValueError(f"--out {out} exists; give --overwrite to replace it")
+    timings: dict[str, float] = {}
+    _warm_up_graph_kernels(radius, timings)
+    with _step("read", timings):
+        sdata = io.read(path, format=format, **(options or {}))
+    drawn = _draw_missing_outlines(sdata, timings) if "localization" in tools else []
+    summary = _analyse(sdata, radius, within, tools, n_domains, timings)
+    with _step("write", timings), warnings.catch_warnings():
+        # zarr's notice of a future default, once per array: nothing the user can act on.
+        warnings.filterwarnings("ignore", message="zarr v3 autosharding", category=UserWarning)
+        sdata.write(target, overwrite=overwrite)
+    timing_keys = [key for key in summary if key.startswith("time: ")]
+    results = {key: value for key, value in summary.items() if key not in timing_keys}
+    return {
+        "input": f"{path} ({io.detect_format(path) if format == 'auto' else format})",
+        **({"outlines drawn from the transcripts": ", ".join(drawn)} if drawn else {}),
+        **results,
+        "written": str(target),
+        **{key: summary[key] for key in timing_keys},
+    }
+
+
+def _warm_up_graph_kernels(radius: float, timings: dict[str, float]) -> None:
+    import torch
+
+    from .graph import radius_graph
+
     # Numba compiles the graph kernels on their first call and caches them on disk;
     # warming them up on two points keeps that one-off cost out of the graph's time.
     with _step("compile graph kernels (first run only)", timings):
         radius_graph(torch.zeros(2, 2), radius, return_distance=True)
-    with _step("load sample", timings):
-        sdata = datasets.merfish_u2os()
+
+
+def _analyse(sdata, radius: float, within: str, tools: Sequence[str], n_domains: int, timings: dict) -> dict:
+    """Build the transcript graph of ``sdata``, summarise it and run ``tools`` in place."""
+    from .graph import transcript_graph
+
     with _step("build transcript graph", timings):
         graph = transcript_graph(sdata, radius, within=within)
     n, e = graph.num_nodes, graph.num_edges
@@ -48,19 +114,32 @@ def demo(radius: float, within: str, tasks: bool = True) -> dict:
         "edges": e,
         "mean degree": e / max(n, 1),
     }
-    if tasks:
-        summary.update(_task_heads(sdata, radius, timings))
+    if "localization" in tools:
+        summary.update(_localization(sdata, timings))
+    if "colocalization" in tools:
+        summary.update(_colocalization(sdata, radius, timings))
+    if "domains" in tools:
+        summary.update(_domains(sdata, n_domains, timings))
     return {**summary, **{f"time: {k} (s)": v for k, v in timings.items()}}
 
 
-#: Radius of the within-cell neighbourhoods the demo's domains compare (as in tutorial 2).
-DOMAIN_RADIUS = 3.0
+def _draw_missing_outlines(sdata, timings: dict[str, float]) -> list[str]:
+    """Draw, around the molecules, the cell outlines (and the nucleus outlines, where
+    the molecules carry ``in_nucleus``) that ``sdata`` lacks; the names drawn."""
+    from . import io
+
+    drawn = []
+    with _step("draw missing outlines", timings):
+        if "cell_boundaries" not in sdata.shapes:
+            io.outlines_from_transcripts(sdata, kind="cell")
+            drawn.append("cell_boundaries")
+        if "nucleus_boundaries" not in sdata.shapes and "in_nucleus" in sdata.points["transcripts"].columns:
+            io.outlines_from_transcripts(sdata, kind="nucleus")
+            drawn.append("nucleus_boundaries")
+    return drawn
 
 
-def _task_heads(sdata, radius: float, timings: dict[str, float]) -> dict:
-    """Run the task heads on the sample in place; their headline results."""
-    import pandas as pd
-
+def _localization(sdata, timings: dict[str, float]) -> dict:
     from . import tl
     from .localization import PATTERNS
 
@@ -69,26 +148,40 @@ def _task_heads(sdata, radius: float, timings: dict[str, float]) -> dict:
     table = sdata.tables["table"]
     top = table.uns["lpp"]["top_pattern"].value_counts()
     nuclear = table.var["nuclear_score"].dropna().sort_values(ascending=False)
+    return {
+        "scored cell-genes": len(table.uns["lpp"]),
+        **{f"top pattern {p}": int(top.get(p, 0)) for p in PATTERNS},
+        "most nuclear genes": ", ".join(nuclear.index[:3]),
+    }
+
+
+def _colocalization(sdata, radius: float, timings: dict[str, float]) -> dict:
+    from . import tl
+
     with _step("colocalization", timings):
         pairs = tl.colocalization(sdata, radius=radius, seed=0).table
     found = pairs[(pairs["gene_a"] != pairs["gene_b"]) & (pairs["fdr"] < 0.05)].sort_values("score", ascending=False)
     # A pair is scored as (A, B) and as (B, A): count and name it once, by its higher score.
     named = zip(found["gene_a"].astype(str), found["gene_b"].astype(str))
     unordered = list(dict.fromkeys(tuple(sorted(pair)) for pair in named))
-    with _step("domains (2, gene composition)", timings):
-        domains = tl.domains(sdata, radius=DOMAIN_RADIUS, n_domains=2, seed=0)
+    return {
+        "colocalized gene pairs (FDR < 5 %)": len(unordered),
+        "strongest pairs": ", ".join(f"{a}-{b}" for a, b in unordered[:3]) or "none",
+    }
+
+
+def _domains(sdata, n_domains: int, timings: dict[str, float]) -> dict:
+    import pandas as pd
+
+    from . import tl
+
+    with _step(f"domains ({n_domains}, gene composition)", timings):
+        domains = tl.domains(sdata, radius=DOMAIN_RADIUS, n_domains=n_domains, seed=0)
     sizes = pd.Series(domains.labels).value_counts()
     leaders = domains.enrichment.groupby("domain").head(1)
     return {
-        "scored cell-genes": len(table.uns["lpp"]),
-        **{f"top pattern {p}": int(top.get(p, 0)) for p in PATTERNS},
-        "most nuclear genes": ", ".join(nuclear.index[:3]),
-        "colocalized gene pairs (FDR < 5 %)": len(unordered),
-        "strongest pairs": ", ".join(f"{a}-{b}" for a, b in unordered[:3]),
-        **{
-            f"domain {d}": f"{sizes.get(d, 0):,} molecules, led by {gene}"
-            for d, gene in zip(leaders["domain"], leaders["gene"])
-        },
+        f"domain {d}": f"{sizes.get(d, 0):,} molecules, led by {gene}"
+        for d, gene in zip(leaders["domain"], leaders["gene"])
     }
 
 
@@ -113,7 +206,36 @@ def _print_summary(summary: dict) -> None:
         print(f"{key:<{width}}  {shown}")
 
 
+def _tools(text: str) -> tuple[str, ...]:
+    tools = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    unknown = [t for t in tools if t not in TOOLS]
+    if unknown or not tools:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(TOOLS)} (comma-separated), got {text!r}")
+    return tuple(t for t in TOOLS if t in tools)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _add_graph_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--radius", type=_radius, default=1.0, help="radius in µm (default 1.0)")
+    parser.add_argument(
+        "--within", choices=("all", "cell"), default="all",
+        help="'all' (default) joins every pair within the radius, 'cell' only pairs of the same cell",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .graph import GraphTooLargeError
+    from .io._read import FORMATS
+
     parser = argparse.ArgumentParser(
         prog="stgraph", description="stgraph: transcript-level spatial transcriptomics on PyTorch Geometric."
     )
@@ -122,24 +244,49 @@ def main(argv: list[str] | None = None) -> int:
         "demo",
         help="build the transcript graph of the embedded MERFISH U2-OS sample and run the task heads on it",
     )
-    demo_parser.add_argument("--radius", type=_radius, default=1.0, help="radius in µm (default 1.0)")
-    demo_parser.add_argument(
-        "--within", choices=("all", "cell"), default="all",
-        help="'all' (default) joins every pair within the radius, 'cell' only pairs of the same cell",
-    )
+    _add_graph_options(demo_parser)
     demo_parser.add_argument(
         "--graph-only", action="store_true",
         help="stop after the graph (skip localization, colocalization and domains)",
     )
+    run_parser = commands.add_parser(
+        "run",
+        help="read your data (Xenium, MERSCOPE, CosMx folder or SpatialData .zarr), run the task heads, "
+        "write the result as a SpatialData .zarr store",
+    )
+    run_parser.add_argument("input", help="Xenium output folder, MERSCOPE region folder, CosMx flat files, or .zarr")
+    run_parser.add_argument("--out", required=True, help="zarr store to write (refused if it exists, unless --overwrite)")
+    run_parser.add_argument("--format", choices=("auto", *FORMATS), default="auto",
+                            help="input format (default: recognised by the files in the folder)")
+    _add_graph_options(run_parser)
+    run_parser.add_argument("--tools", type=_tools, default=TOOLS,
+                            help=f"comma-separated task heads to run (default {','.join(TOOLS)}); cell outlines "
+                            "missing from the data are drawn around each cell's molecules for localization")
+    run_parser.add_argument("--n-domains", type=_positive_int, default=DEMO_DOMAINS,
+                            help=f"number of subcellular domains (default {DEMO_DOMAINS}; within-cell radius "
+                            f"{DOMAIN_RADIUS:g} µm)")
+    run_parser.add_argument("--pixel-size", type=_radius, default=None,
+                            help="µm per coordinate unit, for CosMx (default 0.18) and .zarr stores (default 1)")
+    run_parser.add_argument("--drop-controls", action="store_true", help="leave control probes out")
+    run_parser.add_argument("--overwrite", action="store_true", help="replace an existing --out store")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from .graph import GraphTooLargeError
-
         try:
             summary = demo(args.radius, args.within, tasks=not args.graph_only)
         except GraphTooLargeError as err:  # a radius too large for this machine: a usage error
             demo_parser.error(f"--radius {args.radius:g}: {err}")
-        _print_summary(summary)
+    else:
+        options = {"drop_controls": args.drop_controls}
+        if args.pixel_size is not None:
+            options["pixel_size"] = args.pixel_size
+        try:
+            summary = run(args.input, args.out, format=args.format, radius=args.radius, within=args.within,
+                          tools=args.tools, n_domains=args.n_domains, options=options, overwrite=args.overwrite)
+        except GraphTooLargeError as err:
+            run_parser.error(f"--radius {args.radius:g}: {err}")
+        except ValueError as err:  # unreadable input, an existing --out, data the tools refuse
+            run_parser.error(str(err))
+    _print_summary(summary)
     return 0
 
 

@@ -1,8 +1,11 @@
-"""The `stgraph demo` main job on the embedded sample."""
+"""The `stgraph demo` main job on the embedded sample and `stgraph run` on the user's data."""
 import re
+from pathlib import Path
 
 import pytest
+import spatialdata
 
+import stgraph.io
 from stgraph.cli import main
 from stgraph.localization import PATTERNS
 
@@ -79,3 +82,55 @@ def test_demo_help_says_what_each_option_does(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "stgraph: transcript-level spatial transcriptomics on PyTorch Geometric." in capsys.readouterr().out
+
+
+COSMX = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cosmx_lung12"
+needs_cosmx = pytest.mark.skipif(not COSMX.exists(), reason=f"shared data {COSMX} is absent")
+
+
+def _listing(folder: Path) -> list[tuple[str, int, int]]:
+    return sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+
+@needs_cosmx
+def test_run_reads_a_platform_folder_runs_the_tools_and_writes_a_store(tmp_path, capsys):
+    before = _listing(COSMX)
+    out = tmp_path / "result.zarr"
+    assert main(["run", str(COSMX), "--out", str(out), "--n-domains", "3"]) == 0
+    values = summary(capsys.readouterr().out)
+    assert _listing(COSMX) == before  # the input is only read
+    assert values["input"] == f"{COSMX} (cosmx)"
+    # CosMx flat files have no outlines: localization needs them, so they were drawn.
+    assert values["outlines drawn from the transcripts"] == "cell_boundaries, nucleus_boundaries"
+    expected = stgraph.io.read_cosmx(COSMX)
+    frame = expected.points["transcripts"].compute()
+    assert count(values["molecules"]) == len(frame) == 25_825
+    assert count(values["cells"]) == frame["cell_id"].nunique()
+    assert sum(1 for key in values if key.startswith("domain ")) == 3
+    written = spatialdata.read_zarr(out)
+    table = written.tables["table"]
+    assert {"lp", "lpp", "lp_stats", "colocalization"} <= set(table.uns)
+    assert len(table.uns["lpp"]) == count(values["scored cell-genes"])
+    points = written.points["transcripts"].compute()
+    assert {"pattern", "p_nuclear", "domain"} <= set(points.columns) and len(points) == len(frame)
+    assert {"cell_boundaries", "nucleus_boundaries"} <= set(written.shapes)
+    # The written store reads back as input; a store is never overwritten unasked.
+    again = tmp_path / "again.zarr"
+    assert main(["run", str(out), "--out", str(again), "--tools", "colocalization"]) == 0
+    values = summary(capsys.readouterr().out)
+    assert values["input"] == f"{out} (zarr)" and "scored cell-genes" not in values
+    assert count(values["molecules"]) == 25_825
+    for argv, message in [
+        (["run", str(COSMX), "--out", str(out)], f"--out {out} exists; give --overwrite to replace it"),
+        (["run", str(out), "--out", str(out), "--overwrite"], f"--out {out}: that is the input"),
+        (["run", str(tmp_path), "--out", str(tmp_path / "x.zarr")], "cannot tell the format of"),
+        (["run", str(COSMX), "--out", str(tmp_path / "x.zarr"), "--tools", "clustering"],
+         "argument --tools: choose from localization, colocalization, domains"),
+        (["run", str(COSMX), "--out", str(tmp_path / "x.zarr"), "--n-domains", "0"],
+         "argument --n-domains: must be an integer >= 1, got '0'"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.zarr").exists()

@@ -6,6 +6,7 @@ not through the readers' code.
 from __future__ import annotations
 
 import csv
+import gzip
 import re
 import warnings
 from pathlib import Path
@@ -24,7 +25,9 @@ from shapely.geometry import MultiPolygon
 from spatialdata.models import PointsModel, ShapesModel, TableModel
 
 from stgraph.io import (
+    detect_format,
     from_spatialdata,
+    read,
     read_cosmx,
     read_merscope,
     read_transcripts,
@@ -945,3 +948,46 @@ def test_transcripts_frame_is_a_validated_copy():
         {"x": [1.0], "y": [2.0], "gene": ["a"], "cell_id": ["c"], "is_control": [False]}))})
     with pytest.raises(ValueError, match="'gene' must be categorical"):
         transcripts_frame(wrong)
+
+
+# --------------------------------------------------------------------------- io.read
+@needs["xenium"]
+@needs["cosmx"]
+@needs["merfish"]
+def test_read_recognises_each_platform_by_its_files_and_calls_its_reader(tmp_path):
+    write_merscope(tmp_path)
+    cases = [
+        (XENIUM, "xenium", read_xenium(XENIUM, min_qv=20), {"min_qv": 20}),
+        (COSMX, "cosmx", read_cosmx(COSMX, pixel_size=0.2), {"pixel_size": 0.2}),
+        (tmp_path, "merscope", read_merscope(tmp_path, drop_controls=True), {"drop_controls": True}),
+        (MERFISH, "zarr", from_spatialdata(sd.read_zarr(MERFISH), pixel_size=0.1), {"pixel_size": 0.1}),
+    ]
+    for path, name, expected, options in cases:
+        assert detect_format(path) == name
+        for format in ("auto", name):
+            got = read(path, format=format, **options)
+            pd.testing.assert_frame_equal(transcripts_frame(got), transcripts_frame(expected))
+            assert sorted(got.shapes) == sorted(expected.shapes)
+    # A gzipped CosMx transcript file is recognised too.
+    gz = tmp_path / "gz"
+    gz.mkdir()
+    with open(COSMX / "Lung12_tx_file.csv", "rb") as source, gzip.open(gz / "Lung12_tx_file.csv.gz", "wb") as target:
+        target.write(source.read())
+    assert detect_format(gz) == "cosmx"
+
+
+def test_read_refuses_what_it_cannot_read(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a dataset")
+    for call, error, message in [
+        (lambda: read(tmp_path), ValueError, rf"^cannot tell the format of '{tmp_path}': it holds none of "
+                                             r"transcripts.parquet \(xenium\), detected_transcripts.csv \(merscope\)"),
+        (lambda: read(tmp_path / "notes.txt"), ValueError, "is not a folder: give a Xenium output folder"),
+        (lambda: read(tmp_path, format="visium"), ValueError,
+         r"^format must be 'auto' or one of \('xenium', 'merscope', 'cosmx', 'zarr'\), got 'visium'$"),
+    ]:
+        with pytest.raises(error, match=message):
+            call()
+    write_merscope(tmp_path)
+    with pytest.raises(ValueError, match=r"^the merscope reader takes no option \['pixel_size'\]; it takes "
+                                         r"\['z_step', 'drop_controls'\]$"):
+        read(tmp_path, pixel_size=0.1)

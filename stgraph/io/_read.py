@@ -1,0 +1,93 @@
+"""One entry point for every input stgraph reads: the platform is recognised by its files."""
+from __future__ import annotations
+
+import inspect
+from os import PathLike
+from pathlib import Path
+
+from spatialdata import SpatialData
+
+from ._cosmx import read_cosmx
+from ._merscope import read_merscope
+from ._spatialdata import from_spatialdata
+from ._xenium import read_xenium
+
+#: What :func:`read` looks for in a folder, in this order, and the format it implies.
+SIGNATURES = (
+    ("xenium", "transcripts.parquet"),
+    ("merscope", "detected_transcripts.csv"),
+    ("cosmx", "*_tx_file.csv"),
+    ("cosmx", "*_tx_file.csv.gz"),
+    ("zarr", ".zgroup"),
+    ("zarr", "zarr.json"),
+)
+FORMATS = ("xenium", "merscope", "cosmx", "zarr")
+
+
+def _read_zarr(path, **options) -> SpatialData:
+    import spatialdata
+
+    return from_spatialdata(spatialdata.read_zarr(path), **options)
+
+
+_READERS = {"xenium": read_xenium, "merscope": read_merscope, "cosmx": read_cosmx, "zarr": _read_zarr}
+# Options of the zarr reader are those of from_spatialdata but its first argument.
+_OPTIONS = {name: reader for name, reader in _READERS.items() if name != "zarr"} | {"zarr": from_spatialdata}
+
+
+def detect_format(path: str | PathLike) -> str:
+    """The format of a folder :func:`read` can read, from the files it holds.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is not a folder or holds none of the files of :data:`SIGNATURES`.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ValueError(
+            f"{str(path)!r} is not a folder: give a Xenium output folder, a MERSCOPE region folder, "
+            "a folder of CosMx flat files or a SpatialData .zarr store"
+        )
+    for name, pattern in SIGNATURES:
+        if next(folder.glob(pattern), None) is not None:
+            return name
+    looked_for = ", ".join(f"{pattern} ({name})" for name, pattern in SIGNATURES)
+    raise ValueError(f"cannot tell the format of {str(path)!r}: it holds none of {looked_for}")
+
+
+def read(path: str | PathLike, *, format: str = "auto", **options) -> SpatialData:
+    """Read a platform's output folder or a SpatialData store into stgraph's schema.
+
+    Parameters
+    ----------
+    path
+        A Xenium output folder, a MERSCOPE region folder, a folder of CosMx flat files,
+        or a SpatialData ``.zarr`` store (e.g. Bento's, or a saved stgraph result).
+    format
+        ``"auto"`` (recognise it by its files, see :func:`detect_format`),
+        ``"xenium"``, ``"merscope"``, ``"cosmx"`` or ``"zarr"``.
+    **options
+        Keyword arguments of the reader: :func:`read_xenium`, :func:`read_merscope`,
+        :func:`read_cosmx`, or for a store :func:`from_spatialdata` (e.g.
+        ``pixel_size``, ``gene=``), all of which take ``drop_controls``.
+
+    Returns
+    -------
+    The reader's :class:`~spatialdata.SpatialData`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``format``, a ``path`` whose format cannot be told (the
+        message lists the files looked for), an option the reader does not take, and
+        whatever the reader refuses.
+    """
+    if format != "auto" and format not in FORMATS:
+        raise ValueError(f"format must be 'auto' or one of {FORMATS}, got {format!r}")
+    name = detect_format(path) if format == "auto" else format
+    accepted = list(inspect.signature(_OPTIONS[name]).parameters)[1:]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"the {name} reader takes no option {unknown}; it takes {accepted}")
+    return _READERS[name](path, **options)
