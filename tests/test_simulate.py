@@ -117,6 +117,17 @@ def test_all_transcripts_inside_their_cell(full):
     assert shapely.contains_xy(cells, points["x"].to_numpy(), points["y"].to_numpy()).all()
 
 
+def test_the_truth_table_of_a_large_panel_stays_small():
+    # 10⁷ (cell, gene) rows of string ids took 1.4 GB: a 20,000-cell, 5,000-gene
+    # simulation was killed for memory before it returned.
+    _, truth = simulate(200, 500, mean_counts=0.01, seed=0)
+    table = truth.patterns
+    assert len(table) == 200 * 500
+    assert table.memory_usage(deep=True, index=False).sum() / len(table) < 25  # bytes per row
+    assert list(table["cell_id"].cat.categories[:2]) == ["cell_000", "cell_001"]
+    assert table["gene"].iloc[501] == "gene_001" and table["cell_id"].iloc[501] == "cell_001"
+
+
 def test_counts_match_truth_and_are_overdispersed(full):
     _, points, truth = full
     observed = points.groupby(["cell_id", "gene"], observed=False).size()
