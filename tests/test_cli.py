@@ -120,6 +120,7 @@ def test_run_reads_a_platform_folder_runs_the_tools_and_writes_a_store(tmp_path,
     values = summary(capsys.readouterr().out)
     assert values["input"] == f"{out} (zarr)" and "scored cell-genes" not in values
     assert count(values["molecules"]) == 25_825
+    assert "domain_boundaries" in spatialdata.read_zarr(again).shapes  # carried over, not lost
     for argv, message in [
         (["run", str(COSMX), "--out", str(out)], f"--out {out} exists; give --overwrite to replace it"),
         (["run", str(out), "--out", str(out), "--overwrite"], f"--out {out}: that is the input"),

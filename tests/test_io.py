@@ -23,6 +23,7 @@ import shapely
 import spatialdata as sd
 from shapely.geometry import MultiPolygon
 from spatialdata.models import PointsModel, ShapesModel, TableModel
+from spatialdata.transformations import Scale
 
 from stgraph.io import (
     detect_format,
@@ -915,19 +916,31 @@ def test_from_spatialdata_refuses_a_missing_shapes_key_and_names_what_it_leaves_
             f"sdata has no shapes element {argument}='cels'; it has ['cells', 'roi'] (pass {argument}=None for none)"
         )):
             from_spatialdata(sdata, **{argument: "cels"})
-    # Other elements were dropped without a word.
+    # Other elements were dropped without a word; rescaled, they are left out with one.
     with pytest.warns(UserWarning, match=re.escape(
         "from_spatialdata does not carry over points ['controls']; shapes ['roi']: their coordinates are not "
         "rescaled to the µm of the result"
     )):
-        result = from_spatialdata(sdata, cell_shapes_key="cells")
+        result = from_spatialdata(sdata, cell_shapes_key="cells", pixel_size=0.5)
     assert list(result.points) == ["transcripts"] and list(result.shapes) == ["cell_boundaries"]
     with pytest.warns(UserWarning, match=re.escape("carry over points ['controls']; shapes ['cells', 'roi']:")):
-        result = from_spatialdata(sdata, cell_shapes_key=None)
+        result = from_spatialdata(sdata, cell_shapes_key=None, pixel_size=0.5)
     assert list(result.shapes) == []
+    # Nothing rescaled (a saved stgraph result, say): they are carried over as they are.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        result = from_spatialdata(sdata, cell_shapes_key="cells")
         from_spatialdata(sd.SpatialData(points={"transcripts": points}, shapes={"cells": box}), cell_shapes_key="cells")
+    assert sorted(result.points) == ["controls", "transcripts"] and sorted(result.shapes) == ["cell_boundaries", "roi"]
+    pd.testing.assert_frame_equal(result.points["controls"].compute(), points.compute())
+    assert result.shapes["roi"] is not sdata.shapes["roi"] and result.shapes["roi"].equals(sdata.shapes["roi"])
+    # A transformed points element moves in the result: the others would no longer align.
+    moved = sd.SpatialData(points={"transcripts": PointsModel.parse(points.compute(), feature_key="gene",
+                                                                    instance_key="cell_id",
+                                                                    transformations={"global": Scale([2.0, 2.0], axes=("x", "y"))})},
+                           shapes={"roi": box})
+    with pytest.warns(UserWarning, match=re.escape("carry over shapes ['roi']")):
+        assert list(from_spatialdata(moved).shapes) == []
 
 
 # --------------------------------------------------------------------------- transcripts_frame

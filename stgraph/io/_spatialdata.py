@@ -88,7 +88,9 @@ def from_spatialdata(
     nucleus shapes, or the points, then annotates them under their new names:
     ``cell_boundaries``, ``nucleus_boundaries``, ``transcripts``, its ``instance_key``
     column holding the ids as the strings they became there). Images, labels and the
-    other points and shapes elements are not carried over: their coordinates would need
+    other points and shapes elements are carried over as they are where nothing is
+    rescaled (``pixel_size=1``, ``z_step=None``, the points untransformed: e.g. a
+    saved stgraph result); otherwise they are not, since their coordinates would need
     rescaling to µm with ``pixel_size`` (a warning names them).
 
     Raises
@@ -142,8 +144,35 @@ def from_spatialdata(
     )
     for name, table in sdata.tables.items():
         result.tables[name] = _annotating(table.copy(), renamed)
-    _warn_left_out(sdata, kept=renamed)
+    kept = set(renamed)
+    if pixel_size == 1 and z_step is None and _untransformed(element):
+        kept |= _carry_over(sdata, result, taken=set(renamed) | set(renamed.values()))
+    _warn_left_out(sdata, kept=kept)
     return result
+
+
+def _untransformed(element) -> bool:
+    """Whether every coordinate transformation of ``element`` is the identity."""
+    from spatialdata.transformations import Identity, get_transformation
+
+    return all(isinstance(t, Identity) for t in get_transformation(element, get_all=True).values())
+
+
+def _carry_over(sdata: SpatialData, result: SpatialData, taken: set[str]) -> set[str]:
+    """Put the images, labels, points and shapes of ``sdata`` whose names are not
+    ``taken`` into ``result`` as they are (shapes copied); the names carried.
+
+    Only for points kept in their own units, untransformed: the other elements' own
+    transformations then align them with the result as they did with the input.
+    """
+    carried = set()
+    for kind in ("images", "labels", "points", "shapes"):
+        for name, element in getattr(sdata, kind).items():
+            if name in taken:
+                continue
+            getattr(result, kind)[name] = element.copy() if kind == "shapes" else element
+            carried.add(name)
+    return carried
 
 
 def _warn_left_out(sdata: SpatialData, kept: Collection[str]) -> None:
