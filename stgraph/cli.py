@@ -128,15 +128,13 @@ def _draw_missing_outlines(sdata, timings: dict[str, float]) -> list[str]:
     the molecules carry ``in_nucleus``) that ``sdata`` lacks; the names drawn."""
     from . import io
 
-    drawn = []
-    with _step("draw missing outlines", timings):
-        if "cell_boundaries" not in sdata.shapes:
-            io.outlines_from_transcripts(sdata, kind="cell")
-            drawn.append("cell_boundaries")
-        if "nucleus_boundaries" not in sdata.shapes and "in_nucleus" in sdata.points["transcripts"].columns:
-            io.outlines_from_transcripts(sdata, kind="nucleus")
-            drawn.append("nucleus_boundaries")
-    return drawn
+    missing = [kind for kind, key in (("cell", "cell_boundaries"), ("nucleus", "nucleus_boundaries"))
+               if key not in sdata.shapes and (kind == "cell" or "in_nucleus" in sdata.points["transcripts"].columns)]
+    if missing:
+        with _step("draw missing outlines", timings):
+            for kind in missing:
+                io.outlines_from_transcripts(sdata, kind=kind)
+    return [f"{kind}_boundaries" for kind in missing]
 
 
 def _localization(sdata, timings: dict[str, float]) -> dict:
