@@ -40,7 +40,8 @@ def demo(radius: float, within: str, tasks: bool = True) -> dict:
     _warm_up_graph_kernels(radius, timings)
     with _step("load sample", timings):
         sdata = datasets.merfish_u2os()
-    return _analyse(sdata, radius, within, TOOLS if tasks else (), DEMO_DOMAINS, timings)
+    summary = _analyse(sdata, radius, within, TOOLS if tasks else (), DEMO_DOMAINS, timings)
+    return {**summary, **_timings(timings)}
 
 
 def run(
@@ -76,14 +77,12 @@ def run(
         # zarr's notice of a future default, once per array: nothing the user can act on.
         warnings.filterwarnings("ignore", message="zarr v3 autosharding", category=UserWarning)
         sdata.write(target, overwrite=overwrite)
-    timing_keys = [key for key in summary if key.startswith("time: ")]
-    results = {key: value for key, value in summary.items() if key not in timing_keys}
     return {
         "input": f"{path} ({io.detect_format(path) if format == 'auto' else format})",
         **({"outlines drawn from the transcripts": ", ".join(drawn)} if drawn else {}),
-        **results,
+        **summary,
         "written": str(target),
-        **{key: summary[key] for key in timing_keys},
+        **_timings(timings),
     }
 
 
@@ -120,7 +119,11 @@ def _analyse(sdata, radius: float, within: str, tools: Sequence[str], n_domains:
         summary.update(_colocalization(sdata, radius, timings))
     if "domains" in tools:
         summary.update(_domains(sdata, n_domains, timings))
-    return {**summary, **{f"time: {k} (s)": v for k, v in timings.items()}}
+    return summary
+
+
+def _timings(timings: dict[str, float]) -> dict[str, float]:
+    return {f"time: {k} (s)": v for k, v in timings.items()}
 
 
 def _draw_missing_outlines(sdata, timings: dict[str, float]) -> list[str]:
