@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -59,31 +60,106 @@ def run(
     """:func:`demo` on the user's data: read ``path`` (:func:`stgraph.io.read`, with
     the reader ``options``), draw the cell and nucleus outlines that localization needs
     where the data have none, run ``tools`` and write the result to the zarr store
-    ``out``; the input is only read."""
-    from . import io
+    ``out``; the input is only read.
 
-    target = Path(out)
-    if target.resolve() == Path(path).resolve():
-        raise ValueError(f"--out {out}: that is the input; write the result to a new store")
-    if target.exists() and not overwrite:
-        raise ValueError(f"--out {out} exists; give --overwrite to replace it")
+    Raises
+    ------
+    ValueError
+        Before any work, for an input whose format cannot be told, an option its format
+        does not take, or an ``out`` that cannot be written (inside the input or holding
+        it, an existing store without ``overwrite``, anything but a zarr store); then for
+        data the reader refuses, with the flag that fixes it, or the tools refuse.
+    """
+    from .io._read import resolve_format
+
+    name = resolve_format(path, format)
+    options = options or {}
+    _check_options(name, options)
+    _check_out(path, out, overwrite)
     timings: dict[str, float] = {}
     _warm_up_graph_kernels(radius, timings)
     with _step("read", timings):
-        sdata = io.read(path, format=format, **(options or {}))
+        sdata = _read(path, name, format, options)
     drawn = _draw_missing_outlines(sdata, timings) if "localization" in tools else []
     summary = _analyse(sdata, radius, within, tools, n_domains, timings)
     with _step("write", timings), warnings.catch_warnings():
         # zarr's notice of a future default, once per array: nothing the user can act on.
         warnings.filterwarnings("ignore", message="zarr v3 autosharding", category=UserWarning)
-        sdata.write(target, overwrite=overwrite)
+        sdata.write(out, overwrite=overwrite)
     return {
-        "input": f"{path} ({io.detect_format(path) if format == 'auto' else format})",
+        "input": f"{path} ({name})",
         **({"outlines drawn from the transcripts": ", ".join(drawn)} if drawn else {}),
         **summary,
-        "written": str(target),
+        "written": out,
         **_timings(timings),
     }
+
+
+#: The command-line flag of each reader option :func:`main` passes.
+FLAGS = {"pixel_size": "--pixel-size", "points_key": "--points", "drop_controls": "--drop-controls"}
+
+
+def _check_options(name: str, options: dict) -> None:
+    """Refuse, in the command's words, a reader option the format ``name`` does not take."""
+    from .io._read import FORMATS, reader_options
+
+    for option in options:
+        takes = [f for f in FORMATS if option in reader_options(f)]
+        if name not in takes:
+            raise ValueError(f"{FLAGS.get(option, option)} does not apply to {name} input, only to {', '.join(takes)}")
+
+
+def _check_out(path: str, out: str, overwrite: bool) -> None:
+    """Refuse, before any work, an ``out`` the result cannot be written to or that would
+    change the input ``path``."""
+    import zarr
+
+    if not out.strip():
+        raise ValueError("--out is empty: name the new zarr store, e.g. --out result.zarr")
+    target, source = Path(out).resolve(), Path(path).resolve()
+    if target == source:
+        raise ValueError(f"--out {out}: that is the input; write the result to a new store")
+    if source in target.parents:
+        raise ValueError(f"--out {out} lies inside the input {path}, which is only read; write the result outside it")
+    if target in source.parents:
+        raise ValueError(f"--out {out} holds the input {path}; write the result to a new store")
+    if target.exists():
+        try:
+            zarr.open_group(target, mode="r")
+        except (zarr.errors.GroupNotFoundError, OSError):
+            # SpatialData replaces only zarr stores: --overwrite would not help.
+            raise ValueError(f"--out {out} exists and is not a zarr store; name a new store") from None
+        if not overwrite:
+            raise ValueError(f"--out {out} exists; give --overwrite to replace it")
+        return
+    folder = next(p for p in target.parents if p.exists())
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: cannot create it, {folder} is not a writable folder")
+
+
+def _read(path: str, name: str, format: str, options: dict):
+    """:func:`stgraph.io.read` with what the reader refuses said in the command's words."""
+    from . import io
+
+    try:
+        return io.read(path, format=name, **options)
+    except KeyError as err:  # from_spatialdata: the store has no such points element
+        raise ValueError(f"{err.args[0]}; --points names the one holding the molecules") from None
+    except (FileNotFoundError, ValueError) as err:
+        raise ValueError(f"{err}{_format_hint(path, format)}") from None
+
+
+def _format_hint(path: str, format: str) -> str:
+    """Where ``--format`` named another format than the files show, say so."""
+    from . import io
+
+    if format == "auto":
+        return ""
+    try:
+        detected = io.detect_format(path)
+    except ValueError:
+        return ""
+    return f" (--format {format}, but {path} holds {detected} files: leave --format out)" if detected != format else ""
 
 
 def _warm_up_graph_kernels(radius: float, timings: dict[str, float]) -> None:
@@ -256,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         "write the result as a SpatialData .zarr store",
     )
     run_parser.add_argument("input", help="Xenium output folder, MERSCOPE region folder, CosMx flat files, or .zarr")
-    run_parser.add_argument("--out", required=True, help="zarr store to write (refused if it exists, unless --overwrite)")
+    run_parser.add_argument("--out", required=True,
+                            help="zarr store to write, outside the input (an existing one only with --overwrite)")
     run_parser.add_argument("--format", choices=("auto", *FORMATS), default="auto",
                             help="input format (default: recognised by the files in the folder)")
     _add_graph_options(run_parser)
@@ -268,8 +345,10 @@ def main(argv: list[str] | None = None) -> int:
                             f"{DOMAIN_RADIUS:g} µm)")
     run_parser.add_argument("--pixel-size", type=_radius, default=None,
                             help="µm per coordinate unit, for CosMx (default 0.18) and .zarr stores (default 1)")
+    run_parser.add_argument("--points", default=None,
+                            help="points element of a .zarr store holding the molecules (default transcripts)")
     run_parser.add_argument("--drop-controls", action="store_true", help="leave control probes out")
-    run_parser.add_argument("--overwrite", action="store_true", help="replace an existing --out store")
+    run_parser.add_argument("--overwrite", action="store_true", help="replace an existing --out zarr store")
     args = parser.parse_args(argv)
     if args.command == "demo":
         try:
@@ -280,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         options = {"drop_controls": args.drop_controls}
         if args.pixel_size is not None:
             options["pixel_size"] = args.pixel_size
+        if args.points is not None:
+            options["points_key"] = args.points
         try:
             summary = run(args.input, args.out, format=args.format, radius=args.radius, within=args.within,
                           tools=args.tools, n_domains=args.n_domains, options=options, overwrite=args.overwrite)

@@ -7,6 +7,7 @@ import spatialdata
 
 import stgraph.io
 from stgraph.cli import main
+from stgraph.datasets import simulate
 from stgraph.localization import PATTERNS
 
 
@@ -135,3 +136,83 @@ def test_run_reads_a_platform_folder_runs_the_tools_and_writes_a_store(tmp_path,
         assert exit_info.value.code == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "x.zarr").exists()
+
+
+@pytest.fixture
+def store(tmp_path) -> Path:
+    """A small simulated SpatialData store, the input of the refusals below."""
+    sdata, _ = simulate(n_cells=4, n_genes=8, seed=0)
+    sdata.write(tmp_path / "sim.zarr")
+    return tmp_path / "sim.zarr"
+
+
+def refused(argv: list[str], capsys) -> str:
+    """The error of ``stgraph`` refusing ``argv`` as a usage error (exit code 2, no traceback)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_run_refuses_an_out_that_would_change_the_input_or_cannot_be_written(store, tmp_path, monkeypatch, capsys):
+    # Each is refused before any work: reading the input would fail this test.
+    monkeypatch.setattr("stgraph.io.read", lambda *args, **kwargs: pytest.fail("read before --out was checked"))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a store")
+    before = _listing(tmp_path)
+    for argv, message in [
+        # Written inside the input store (or folder), which is only read.
+        (["--out", f"{store}/result.zarr"],
+         f"--out {store}/result.zarr lies inside the input {store}, which is only read; write the result outside it"),
+        # --overwrite would delete the folder that holds the input.
+        (["--out", str(tmp_path), "--overwrite"],
+         f"--out {tmp_path} holds the input {store}; write the result to a new store"),
+        # SpatialData replaces only zarr stores, so --overwrite is no fix: it was the advice given.
+        (["--out", str(notes)], f"--out {notes} exists and is not a zarr store; name a new store"),
+        (["--out", str(notes), "--overwrite"], f"--out {notes} exists and is not a zarr store; name a new store"),
+        # Failed with a NotADirectoryError traceback after all the work.
+        (["--out", f"{notes}/result.zarr"],
+         f"--out {notes}/result.zarr: cannot create it, {notes} is not a writable folder"),
+        # Read as the current folder: '--out  exists'.
+        (["--out", ""], "--out is empty: name the new zarr store, e.g. --out result.zarr"),
+    ]:
+        assert refused(["run", str(store), *argv], capsys) == f"stgraph run: error: {message}"
+    assert _listing(tmp_path) == before and notes.read_text() == "not a store"
+
+
+def test_run_names_the_option_that_fixes_what_the_reader_refuses(store, tmp_path, capsys):
+    from .test_io import write_merscope
+
+    merscope = tmp_path / "merscope"
+    merscope.mkdir()
+    write_merscope(merscope)
+    cosmx = tmp_path / "cosmx"  # two samples' transcript files side by side
+    cosmx.mkdir()
+    for sample in ("Lung12", "Lung13"):
+        (cosmx / f"{sample}_tx_file.csv").write_text("fov,cell_ID,x_global_px,y_global_px,target\n")
+    renamed = tmp_path / "renamed.zarr"
+    original = spatialdata.read_zarr(store)
+    points = {"molecules": original.points["transcripts"]}
+    spatialdata.SpatialData(points=points, shapes=dict(original.shapes)).write(renamed)
+    out = str(tmp_path / "result.zarr")
+    for argv, message in [
+        # A KeyError traceback.
+        ([str(renamed)], "no points element 'transcripts'; the points are ['molecules']; "
+                         "--points names the one holding the molecules"),
+        # FileNotFoundError tracebacks; --format named the wrong platform.
+        ([str(merscope), "--format", "xenium"],
+         f"no transcripts.parquet in {merscope} "
+         f"(--format xenium, but {merscope} holds merscope files: leave --format out)"),
+        ([str(cosmx)], f"expected one *_tx_file.csv (or *_tx_file.csv.gz) in {cosmx}, found "
+                       "['Lung12_tx_file.csv', 'Lung13_tx_file.csv']; "
+                       "put each sample's flat files in a folder of their own"),
+        # Named the reader's parameters, of which --min-qv is no flag of the command.
+        ([str(merscope), "--pixel-size", "0.1"], "--pixel-size does not apply to merscope input, only to cosmx, zarr"),
+        ([str(merscope), "--points", "molecules"], "--points does not apply to merscope input, only to zarr"),
+    ]:
+        assert refused(["run", *argv, "--out", out], capsys) == f"stgraph run: error: {message}"
+    assert not Path(out).exists()
+    # The fix named works, and the points read are those of the renamed element.
+    assert main(["run", str(renamed), "--points", "molecules", "--out", out, "--tools", "colocalization"]) == 0
+    assert count(summary(capsys.readouterr().out)["molecules"]) == len(original.points["transcripts"])
+    assert "transcripts" in spatialdata.read_zarr(out).points

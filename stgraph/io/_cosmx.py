@@ -126,8 +126,10 @@ def _one_file(folder: Path, pattern: str) -> Path:
     # pandas reads .gz transparently; a plain and a gzipped copy side by side are two files
     matches = sorted(folder.glob(pattern)) + sorted(folder.glob(pattern + ".gz"))
     if len(matches) != 1:
+        # several: the files of several samples (or runs) side by side, and which is meant is unknown
+        fix = "; put each sample's flat files in a folder of their own" if matches else ""
         raise FileNotFoundError(
-            f"expected one {pattern} (or {pattern}.gz) in {folder}, found {[m.name for m in matches] or 'none'}"
+            f"expected one {pattern} (or {pattern}.gz) in {folder}, found {[m.name for m in matches] or 'none'}{fix}"
         )
     return matches[0]
 

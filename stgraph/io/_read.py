@@ -35,6 +35,11 @@ _READERS = {"xenium": read_xenium, "merscope": read_merscope, "cosmx": read_cosm
 _OPTIONS = {name: reader for name, reader in _READERS.items() if name != "zarr"} | {"zarr": from_spatialdata}
 
 
+def reader_options(name: str) -> list[str]:
+    """The keyword options :func:`read` accepts for the format ``name``."""
+    return list(inspect.signature(_OPTIONS[name]).parameters)[1:]
+
+
 def detect_format(path: str | PathLike) -> str:
     """The format of a folder :func:`read` can read, from the files it holds.
 
@@ -54,6 +59,20 @@ def detect_format(path: str | PathLike) -> str:
             return name
     looked_for = ", ".join(f"{pattern} ({name})" for name, pattern in SIGNATURES)
     raise ValueError(f"cannot tell the format of {str(path)!r}: it holds none of {looked_for}")
+
+
+def resolve_format(path: str | PathLike, format: str = "auto") -> str:
+    """The format :func:`read` reads ``path`` as: ``format``, or for ``"auto"`` the one
+    :func:`detect_format` recognises.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``format`` and, with ``"auto"``, whatever :func:`detect_format` refuses.
+    """
+    if format != "auto" and format not in FORMATS:
+        raise ValueError(f"format must be 'auto' or one of {FORMATS}, got {format!r}")
+    return detect_format(path) if format == "auto" else format
 
 
 def read(path: str | PathLike, *, format: str = "auto", **options) -> SpatialData:
@@ -83,10 +102,8 @@ def read(path: str | PathLike, *, format: str = "auto", **options) -> SpatialDat
         message lists the files looked for), an option the reader does not take, and
         whatever the reader refuses.
     """
-    if format != "auto" and format not in FORMATS:
-        raise ValueError(f"format must be 'auto' or one of {FORMATS}, got {format!r}")
-    name = detect_format(path) if format == "auto" else format
-    accepted = list(inspect.signature(_OPTIONS[name]).parameters)[1:]
+    name = resolve_format(path, format)
+    accepted = reader_options(name)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(f"the {name} reader takes no option {unknown}; it takes {accepted}")
