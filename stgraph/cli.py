@@ -12,7 +12,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .graph._query import check_graph_radius
+#: The input formats of :func:`stgraph.io.read` (kept here so --help imports no reader).
+FORMATS = ("xenium", "merscope", "cosmx", "zarr")
 
 
 @contextmanager
@@ -101,7 +102,7 @@ FLAGS = {"pixel_size": "--pixel-size", "points_key": "--points", "drop_controls"
 
 def _check_options(name: str, options: dict) -> None:
     """Refuse, in the command's words, a reader option the format ``name`` does not take."""
-    from .io._read import FORMATS, reader_options
+    from .io._read import reader_options
 
     for option in options:
         takes = [f for f in FORMATS if option in reader_options(f)]
@@ -112,7 +113,7 @@ def _check_options(name: str, options: dict) -> None:
 def _check_out(path: str, out: str, overwrite: bool) -> None:
     """Refuse, before any work, an ``out`` the result cannot be written to or that would
     change the input ``path``."""
-    import zarr
+    from .io._read import detect_format
 
     if not out.strip():
         raise ValueError("--out is empty: name the new zarr store, e.g. --out result.zarr")
@@ -125,10 +126,11 @@ def _check_out(path: str, out: str, overwrite: bool) -> None:
         raise ValueError(f"--out {out} holds the input {path}; write the result to a new store")
     if target.exists():
         try:
-            zarr.open_group(target, mode="r")
-        except (zarr.errors.GroupNotFoundError, OSError):
-            # SpatialData replaces only zarr stores: --overwrite would not help.
-            raise ValueError(f"--out {out} exists and is not a zarr store; name a new store") from None
+            is_store = detect_format(target) == "zarr"
+        except ValueError:  # a file, or a folder of nothing stgraph reads
+            is_store = False
+        if not is_store:  # SpatialData replaces only zarr stores: --overwrite would not help
+            raise ValueError(f"--out {out} exists and is not a zarr store; name a new store")
         if not overwrite:
             raise ValueError(f"--out {out} exists; give --overwrite to replace it")
         return
@@ -268,6 +270,8 @@ def _n_control_genes(graph) -> int:
 
 def _radius(text: str) -> float:
     try:
+        from .graph._query import check_graph_radius
+
         return check_graph_radius(float(text), "radius")
     except ValueError as err:  # float() or the check: argparse turns it into a usage error
         raise argparse.ArgumentTypeError(str(err)) from None
@@ -310,9 +314,6 @@ def _add_graph_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .graph import GraphTooLargeError
-    from .io._read import FORMATS
-
     parser = argparse.ArgumentParser(
         prog="stgraph", description="stgraph: transcript-level spatial transcriptomics on PyTorch Geometric."
     )
@@ -350,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--drop-controls", action="store_true", help="leave control probes out")
     run_parser.add_argument("--overwrite", action="store_true", help="replace an existing --out zarr store")
     args = parser.parse_args(argv)
+    from .graph import GraphTooLargeError
+
     if args.command == "demo":
         try:
             summary = demo(args.radius, args.within, tasks=not args.graph_only)

@@ -1,10 +1,13 @@
 """The `stgraph demo` main job on the embedded sample and `stgraph run` on the user's data."""
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import spatialdata
 
+import stgraph
 import stgraph.io
 from stgraph.cli import main
 from stgraph.datasets import simulate
@@ -216,3 +219,30 @@ def test_run_names_the_option_that_fixes_what_the_reader_refuses(store, tmp_path
     assert main(["run", str(renamed), "--points", "molecules", "--out", out, "--tools", "colocalization"]) == 0
     assert count(summary(capsys.readouterr().out)["molecules"]) == len(original.points["transcripts"])
     assert "transcripts" in spatialdata.read_zarr(out).points
+
+
+def test_help_imports_no_heavy_package_and_the_namespaces_load_on_use():
+    # `stgraph run --help` took 6 s: `import stgraph` loaded torch, PyG and spatialdata.
+    code = (
+        "import sys, contextlib, io\n"
+        "import stgraph.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        "        stgraph.cli.main(['run', '--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in ('torch', 'spatialdata', 'torch_geometric', 'matplotlib') if m in sys.modules))\n"
+        "import stgraph\n"
+        "print(stgraph.tl.localization.__module__, 'tl' in dir(stgraph))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["[]", "stgraph.tl._localization True"]
+    with pytest.raises(AttributeError, match="^module 'stgraph' has no attribute 'tools'$"):
+        stgraph.tools  # noqa: B018
+
+
+def test_the_command_offers_exactly_the_formats_the_reader_reads():
+    from stgraph.cli import FORMATS
+    from stgraph.io._read import FORMATS as READER_FORMATS
+
+    assert FORMATS == READER_FORMATS
