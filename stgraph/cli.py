@@ -81,8 +81,10 @@ def run(
     _warm_up_graph_kernels(radius, timings)
     with _step("read", timings):
         sdata = _read(path, name, format, options)
+    before = _contents(sdata)
     drawn = _draw_missing_outlines(sdata, timings) if "localization" in tools else []
     summary = _analyse(sdata, radius, within, tools, n_domains, timings)
+    added = {where: sorted(keys - before.get(where, set())) for where, keys in _contents(sdata).items()}
     with _step("write", timings), warnings.catch_warnings():
         # zarr's notice of a future default, once per array: nothing the user can act on.
         warnings.filterwarnings("ignore", message="zarr v3 autosharding", category=UserWarning)
@@ -91,9 +93,23 @@ def run(
         "input": f"{path} ({name})",
         **({"outlines drawn from the transcripts": ", ".join(drawn)} if drawn else {}),
         **summary,
+        "new in the store": "; ".join(f"{where}: {', '.join(keys)}" for where, keys in added.items() if keys)
+        or "nothing (the tools replaced their earlier results)",
         "written": out,
         **_timings(timings),
     }
+
+
+def _contents(sdata) -> dict[str, set[str]]:
+    """Where the tools write, and what is there: the points' columns, the shapes, and
+    each table's ``obs`` / ``var`` columns, layers and ``uns`` keys."""
+    contents = {f"points[{name!r}]": set(points.columns) for name, points in sdata.points.items()}
+    contents["shapes"] = set(sdata.shapes)
+    for name, table in sdata.tables.items():
+        for part, keys in (("obs", table.obs.columns), ("var", table.var.columns),
+                           ("layers", table.layers.keys()), ("uns", table.uns.keys() - {"spatialdata_attrs"})):
+            contents[f"tables[{name!r}].{part}"] = set(keys)
+    return contents
 
 
 #: The command-line flag of each reader option :func:`main` passes.

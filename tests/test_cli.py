@@ -118,11 +118,19 @@ def test_run_reads_a_platform_folder_runs_the_tools_and_writes_a_store(tmp_path,
     points = written.points["transcripts"].compute()
     assert {"pattern", "p_nuclear", "domain"} <= set(points.columns) and len(points) == len(frame)
     assert {"cell_boundaries", "nucleus_boundaries"} <= set(written.shapes)
+    new = dict(part.split(": ") for part in values["new in the store"].split("; "))
+    assert new["points['transcripts']"] == "domain, p_nuclear, pattern"
+    assert new["shapes"] == "cell_boundaries, domain_boundaries, nucleus_boundaries"
+    assert new["tables['table'].uns"] == (
+        "colocalization, colocalization_params, domain_enrichment, domain_params, localization, lp, lp_stats, lpp"
+    )
+    assert set(new["tables['table'].layers"].split(", ")) == set(table.layers)
     # The written store reads back as input; a store is never overwritten unasked.
     again = tmp_path / "again.zarr"
     assert main(["run", str(out), "--out", str(again), "--tools", "colocalization"]) == 0
     values = summary(capsys.readouterr().out)
     assert values["input"] == f"{out} (zarr)" and "scored cell-genes" not in values
+    assert values["new in the store"] == "nothing (the tools replaced their earlier results)"
     assert count(values["molecules"]) == 25_825
     assert "domain_boundaries" in spatialdata.read_zarr(again).shapes  # carried over, not lost
     for argv, message in [
