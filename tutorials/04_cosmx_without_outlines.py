@@ -93,3 +93,11 @@ largest = cell[is_held].value_counts().index[0]
 ax = sg.pl.localization_transcripts(sdata, "p_nuclear", cells=[largest])
 ax.set_title(f"held-out cell {largest}: p_nuclear, nucleus withheld when scored")
 plt.show()
+
+# %% [markdown]
+# From the shell, one command reads the folder, draws the outlines, runs the task
+# heads and writes everything to a new SpatialData store:
+#
+# ```bash
+# stgraph run ../shared/data/cosmx_lung12 --out lung12_result.zarr
+# ```
