@@ -113,7 +113,10 @@ def _contents(sdata) -> dict[str, set[str]]:
 
 
 #: The command-line flag of each reader option :func:`main` passes.
-FLAGS = {"pixel_size": "--pixel-size", "points_key": "--points", "drop_controls": "--drop-controls"}
+FLAGS = {
+    "pixel_size": "--pixel-size", "points_key": "--points", "drop_controls": "--drop-controls",
+    "drop_z_duplicates": "--drop-z-duplicates",
+}
 
 
 def _check_options(name: str, options: dict) -> None:
@@ -365,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--points", default=None,
                             help="points element of a .zarr store holding the molecules (default transcripts)")
     run_parser.add_argument("--drop-controls", action="store_true", help="leave control probes out")
+    run_parser.add_argument("--drop-z-duplicates", action="store_true",
+                            help="CosMx: leave out molecules detected again in the next z-plane")
     run_parser.add_argument("--overwrite", action="store_true", help="replace an existing --out zarr store")
     args = parser.parse_args(argv)
     from .graph import GraphTooLargeError
@@ -376,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
             demo_parser.error(f"--radius {args.radius:g}: {err}")
     else:
         options = {"drop_controls": args.drop_controls}
+        if args.drop_z_duplicates:
+            options["drop_z_duplicates"] = True
         if args.pixel_size is not None:
             options["pixel_size"] = args.pixel_size
         if args.points is not None:

@@ -100,6 +100,9 @@ def _listing(folder: Path) -> list[tuple[str, int, int]]:
 def test_run_reads_a_platform_folder_runs_the_tools_and_writes_a_store(tmp_path, capsys):
     before = _listing(COSMX)
     out = tmp_path / "result.zarr"
+    assert main(["run", str(COSMX), "--out", str(tmp_path / "deduplicated.zarr"), "--tools", "colocalization",
+                 "--drop-z-duplicates"]) == 0
+    assert count(summary(capsys.readouterr().out)["molecules"]) == 25_825 - 1_296
     assert main(["run", str(COSMX), "--out", str(out), "--n-domains", "3"]) == 0
     values = summary(capsys.readouterr().out)
     assert _listing(COSMX) == before  # the input is only read
@@ -220,6 +223,7 @@ def test_run_names_the_option_that_fixes_what_the_reader_refuses(store, tmp_path
         # Named the reader's parameters, of which --min-qv is no flag of the command.
         ([str(merscope), "--pixel-size", "0.1"], "--pixel-size does not apply to merscope input, only to cosmx, zarr"),
         ([str(merscope), "--points", "molecules"], "--points does not apply to merscope input, only to zarr"),
+        ([str(merscope), "--drop-z-duplicates"], "--drop-z-duplicates does not apply to merscope input, only to cosmx"),
     ]:
         assert refused(["run", *argv, "--out", out], capsys) == f"stgraph run: error: {message}"
     assert not Path(out).exists()

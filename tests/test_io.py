@@ -281,6 +281,54 @@ def test_cosmx_local_plus_fov_offset_equals_global(cosmx, cosmx_rows, tmp_path):
         read_cosmx(tmp_path)
 
 
+def test_cosmx_flags_a_molecule_detected_again_in_the_next_plane(tmp_path):
+    # px of 0.18 µm: 0.3 px = 0.054 µm, 1 px = 0.18 µm (beyond the 0.1 µm default).
+    rows = [
+        # fov, cell_ID, x, y, z, target
+        (1, 1, 100.0, 100.0, 3, "A"),   # 0: kept, the lowest of a chain
+        (1, 1, 100.3, 100.0, 4, "A"),   # 1: duplicate of 0
+        (1, 1, 100.0, 100.3, 5, "A"),   # 2: duplicate of 1
+        (1, 1, 100.0, 100.0, 5, "B"),   # 3: another gene at the same place: kept
+        (1, 1, 200.0, 200.0, 2, "A"),   # 4: kept
+        (1, 1, 200.0, 200.3, 4, "A"),   # 5: two planes up: a molecule of its own
+        (1, 1, 300.0, 300.0, 1, "A"),   # 6: kept
+        (1, 1, 301.0, 300.0, 2, "A"),   # 7: 0.18 µm away: kept
+        (1, 2, 400.0, 400.0, 7, "NegPrb1"),  # 8: upper copy of 9, listed first
+        (1, 2, 400.0, 400.0, 6, "NegPrb1"),  # 9: kept
+    ]
+    table = pd.DataFrame(rows, columns=["fov", "cell_ID", "x_global_px", "y_global_px", "z", "target"])
+    table["CellComp"] = "Cytoplasm"
+    table.to_csv(tmp_path / "S_tx_file.csv", index=False)
+    frame = transcripts_frame(read_cosmx(tmp_path))
+    assert frame["z_duplicate"].tolist() == [False, True, True, False, False, False, False, False, True, False]
+    wider = transcripts_frame(read_cosmx(tmp_path, duplicate_distance=0.2))
+    assert np.flatnonzero(wider["z_duplicate"]).tolist() == [1, 2, 7, 8]
+    assert not transcripts_frame(read_cosmx(tmp_path, duplicate_distance=0))["z_duplicate"].any()
+    kept = transcripts_frame(read_cosmx(tmp_path, drop_z_duplicates=True))
+    assert kept.index.tolist() == [0, 3, 4, 5, 6, 7, 9]  # rows of the file
+    pd.testing.assert_frame_equal(kept.drop(columns="z_duplicate"),
+                                  frame[~frame["z_duplicate"]].drop(columns="z_duplicate"), check_categorical=False)
+    for kwargs, error, message in [
+        ({"duplicate_distance": -0.1}, ValueError, "duplicate_distance must be a non-negative finite number"),
+        ({"duplicate_distance": "0.1"}, TypeError, "duplicate_distance"),
+        ({"drop_z_duplicates": 1}, TypeError, "drop_z_duplicates"),
+    ]:
+        with pytest.raises(error, match=message):
+            read_cosmx(tmp_path, **kwargs)
+
+
+@needs["cosmx"]
+def test_cosmx_sample_duplicates_across_planes(cosmx):
+    assert int(cosmx["z_duplicate"].sum()) == 1_296
+    # Each flagged molecule has a same-gene molecule within 0.1 µm one plane below.
+    flagged = cosmx[cosmx["z_duplicate"]]
+    below = cosmx.set_index(["gene", "z_plane"]).sort_index()
+    for _, row in flagged.head(50).iterrows():
+        lower = below.loc[(row["gene"], row["z_plane"] - 1)]
+        lower = lower.to_frame().T if isinstance(lower, pd.Series) else lower
+        assert (np.hypot(lower["x"] - row["x"], lower["y"] - row["y"]) <= 0.1).any()
+
+
 @needs["cosmx"]
 def test_cosmx_reads_gzipped_flat_files(cosmx, tmp_path):
     # Exports ship *_tx_file.csv.gz; the reader looked for *_tx_file.csv only ("found none").
