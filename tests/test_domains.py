@@ -20,6 +20,7 @@ from sklearn.cluster import KMeans  # noqa: E402
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
 import stgraph  # noqa: E402
+from stgraph.domains._features import _whole_cell_chunks  # noqa: E402
 from stgraph.domains import (  # noqa: E402
     ENRICHMENT_COLUMNS,
     cell_composition,
@@ -146,6 +147,37 @@ def test_predicted_composition_components_equal_dense_pca():
         embedding, predict, cell, composition, 3, weights=sparse.csr_matrix(neighbours)
     )
     np.testing.assert_allclose(one_chunk, smoothed, atol=1e-10)
+
+
+def test_predicted_components_hold_no_dense_cell_means_and_pack_whole_cells():
+    rng = np.random.default_rng(1)
+    n, d, n_genes, n_cells = 8000, 4, 300, 4000
+    embedding, cell = rng.normal(size=(n, d)), rng.integers(0, n_cells, n)
+    weights = rng.normal(size=(d, n_genes))
+
+    def predict(block):
+        logits = block @ weights
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return p / p.sum(axis=1, keepdims=True)
+
+    composition = cell_composition(rng.integers(0, n_genes, n), cell, n_genes)
+    chunks = _whole_cell_chunks(cell, 40)
+    assert np.array_equal(np.sort(np.concatenate(chunks)), np.arange(n))  # every row once
+    owners = [set(cell[rows]) for rows in chunks]
+    assert all(not (a & b) for a, b in zip(owners, owners[1:]))  # a cell is never split
+    assert all(len(rows) <= 40 or len(owner) == 1 for rows, owner in zip(chunks, owners))
+    assert len(chunks) > 1 and max(len(owner) for owner in owners) > 10  # several cells per chunk
+    tracemalloc.start()
+    scores = predicted_composition_components(embedding, predict, cell, composition, 3, chunk_size=40)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # The dense (n_cells, n_genes) means alone took 9.6 MB; the gene Gram matrix is 0.7 MB.
+    assert peak < 4e6
+    p = predict(embedding)
+    for c in np.unique(cell):
+        p[cell == c] -= p[cell == c].mean(axis=0)
+    u, s, _ = np.linalg.svd(p / np.sqrt(composition.toarray()[cell]), full_matrices=False)
+    np.testing.assert_allclose(np.abs(scores), np.abs(u[:, :3] * s[:3]), atol=1e-10)
 
 
 def test_masked_embeddings_do_not_see_the_transcripts_own_gene():

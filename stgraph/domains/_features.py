@@ -34,9 +34,10 @@ counts, which sets the scale of a domain),
 
 with :math:`\bar p_{cg}` the mean prediction over cell ``c``, and reduced to its
 leading principal components. The ``(N, n_genes)`` matrix is held only when it
-fits in :data:`PREDICTION_BYTES`; otherwise the predictions are recomputed chunk
-by chunk from the ``(N, d)`` embeddings to accumulate the ``n_genes x n_genes``
-Gram matrix and then to project.
+fits in :data:`PREDICTION_BYTES`; otherwise the predictions are recomputed, in
+chunks of whole cells that give their cells' means themselves, from the ``(N, d)``
+embeddings to accumulate the ``n_genes x n_genes`` Gram matrix and then to project:
+the memory is that of one chunk and the Gram matrix, whatever the number of cells.
 
 Each block is centred and scaled to unit mean squared row norm, so blocks weigh
 equally whatever their width.
@@ -146,9 +147,9 @@ def predicted_composition_components(
         given, each transcript's prediction is replaced by the weighted mean of
         its neighbours' (itself included).
     chunk_size
-        Rows predicted at a time; default as many as fit in
-        :data:`PREDICTION_BYTES` (then the predictions are computed once, not for
-        each of the three passes over the rows).
+        Rows predicted at a time, whole cells each (a cell with more rows is one chunk);
+        default as many as fit in :data:`PREDICTION_BYTES` (then the predictions are
+        computed once, not for each of the two passes over the rows).
 
     Returns
     -------
@@ -156,57 +157,69 @@ def predicted_composition_components(
     column's largest absolute entry is positive.
     """
     n = embedding.shape[0]
-    n_cells, n_genes = composition.shape
-    if chunk_size is None:
-        chunk_size = max(1, PREDICTION_BYTES // (8 * n_genes))
-    chunks = [slice(i, min(i + chunk_size, n)) for i in range(0, n, chunk_size)]
-    kept: dict[int, np.ndarray] = {}
-
-    def predictions(rows: slice) -> np.ndarray:
-        if rows.start in kept:
-            return kept[rows.start]
-        if weights is None:
-            out = np.asarray(predict(embedding[rows]), dtype=np.float64)
-        else:
-            block = weights[rows]
-            # Only the neighbours of these rows are predicted: memory stays per chunk.
-            seen = np.zeros(n, dtype=bool)
-            seen[block.indices] = True
-            column = np.cumsum(seen) - 1
-            block = sparse.csr_matrix(
-                (block.data, column[block.indices], block.indptr), shape=(block.shape[0], int(seen.sum()))
-            )
-            mean = block @ np.asarray(predict(embedding[seen]), dtype=np.float64)
-            out = mean / np.asarray(block.sum(axis=1))
-        if len(chunks) == 1:
-            kept[rows.start] = out
-        return out
-
-    # Sums, then means in place: the mean predictions are dense (n_cells, n_genes), one copy.
-    cell_mean = np.zeros((n_cells, n_genes))
-    for rows in chunks:
-        members = sparse.csr_matrix(
-            (np.ones(rows.stop - rows.start), (cell[rows], np.arange(rows.stop - rows.start))),
-            shape=(n_cells, rows.stop - rows.start),
-        )
-        cell_mean += members @ predictions(rows)
-    cell_mean /= np.maximum(np.bincount(cell, minlength=n_cells), 1)[:, None]
-
-    def residuals(rows: slice) -> np.ndarray:
-        # Zero mean within every cell, hence zero column means: no further centring.
-        return (predictions(rows) - cell_mean[cell[rows]]) / composition.root_share_rows(cell[rows])
-
+    n_genes = composition.shape[1]
     k = min(n_components, n_genes - 1, n - 1)
     if k < 1:
         return np.zeros((n, 0))
+    if chunk_size is None:
+        chunk_size = max(1, PREDICTION_BYTES // (8 * n_genes))
+    # Chunks of whole cells hold their cells' mean predictions themselves: no dense
+    # (n_cells, n_genes) array of means (800 MB for 20,000 cells of a 5,000-gene panel).
+    chunks = _whole_cell_chunks(cell, chunk_size)
+    kept: dict[int, np.ndarray] = {}
+
+    def predictions(rows: np.ndarray) -> np.ndarray:
+        if weights is None:
+            return np.asarray(predict(embedding[rows]), dtype=np.float64)
+        block = weights[rows]
+        # Only the neighbours of these rows are predicted: memory stays per chunk.
+        seen = np.zeros(n, dtype=bool)
+        seen[block.indices] = True
+        column = np.cumsum(seen) - 1
+        block = sparse.csr_matrix(
+            (block.data, column[block.indices], block.indptr), shape=(block.shape[0], int(seen.sum()))
+        )
+        mean = block @ np.asarray(predict(embedding[seen]), dtype=np.float64)
+        return mean / np.asarray(block.sum(axis=1))
+
+    def residuals(i: int) -> np.ndarray:
+        rows = chunks[i]
+        p = kept[i] if i in kept else predictions(rows)
+        if len(chunks) == 1:
+            kept[i] = p
+        # Zero mean within every cell, hence zero column means: no further centring.
+        _, member = np.unique(cell[rows], return_inverse=True)
+        members = sparse.csr_matrix((np.ones(len(rows)), (member, np.arange(len(rows)))))
+        means = (members @ p) / np.asarray(members.sum(axis=1))
+        return (p - means[member]) / composition.root_share_rows(cell[rows])
+
     gram = np.zeros((n_genes, n_genes))
-    for rows in chunks:
-        r = residuals(rows)
+    for i in range(len(chunks)):
+        r = residuals(i)
         gram += r.T @ r
     values, vectors = np.linalg.eigh(gram)
     axes = vectors[:, np.argsort(-values)[:k]]
-    scores = np.concatenate([residuals(rows) @ axes for rows in chunks])
+    scores = np.empty((n, k))
+    for i, rows in enumerate(chunks):
+        scores[rows] = residuals(i) @ axes
     return _positive_peaks(scores)
+
+
+def _whole_cell_chunks(cell: np.ndarray, chunk_size: int) -> list[np.ndarray]:
+    """Row indices grouped by cell, in chunks of whole cells of at most ``chunk_size``
+    rows (a larger cell alone)."""
+    order = np.argsort(cell, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(cell[order]) != 0])
+    bounds = np.r_[starts, len(order)]
+    chunks, first = [], 0
+    for j in range(1, len(bounds)):
+        # Close the chunk before the cell that would overflow it.
+        if bounds[j] - bounds[first] > chunk_size and j - 1 > first:
+            chunks.append(order[bounds[first]:bounds[j - 1]])
+            first = j - 1
+    if len(order):
+        chunks.append(order[bounds[first]:])
+    return chunks
 
 
 @dataclass(frozen=True)
