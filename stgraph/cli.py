@@ -112,6 +112,57 @@ def _contents(sdata) -> dict[str, set[str]]:
     return contents
 
 
+def enhance(path: str, out: str, *, mode: str = "super_resolution", options: dict | None = None,
+            overwrite: bool = False) -> dict:
+    """Enhance the Visium / ST spots of the ``.h5ad`` file ``path``
+    (:func:`stgraph.tl.enhance` with ``options``) and write the result to the new
+    ``.h5ad`` file ``out``; the input is only read.
+
+    Raises
+    ------
+    ValueError
+        Before any work, for a ``path`` that is no file or an ``out`` that is the input,
+        exists (without ``overwrite``) or is not named ``.h5ad``; then for a file that is
+        not an AnnData and for what :func:`stgraph.tl.enhance` refuses.
+    """
+    import anndata
+
+    from . import tl
+
+    source, target = Path(path), Path(out)
+    if not source.is_file():
+        raise ValueError(
+            f"{path} is not a file: give an .h5ad of spots (for a Space Ranger folder, "
+            "squidpy.read.visium(folder).write_h5ad('spots.h5ad') makes one)"
+        )
+    if target.suffix != ".h5ad":
+        raise ValueError(f"--out {out}: name an .h5ad file, e.g. --out enhanced.h5ad")
+    if target.resolve() == source.resolve():
+        raise ValueError(f"--out {out}: that is the input; write the result to a new file")
+    if target.exists() and not overwrite:
+        raise ValueError(f"--out {out} exists; give --overwrite to replace it")
+    timings: dict[str, float] = {}
+    with _step("read", timings):
+        try:
+            adata = anndata.read_h5ad(source)
+        except (OSError, KeyError) as err:  # not HDF5, or HDF5 that is no AnnData
+            raise ValueError(f"cannot read {path} as an AnnData .h5ad file ({err})") from None
+    with _step(mode.replace("_", " "), timings):
+        result = tl.enhance(adata, mode, progress=sys.stderr.isatty(), **(options or {}))
+    with _step("write", timings):
+        result.write_h5ad(target)
+    return {
+        "input": path,
+        "spots": adata.n_obs,
+        "genes": adata.n_vars,
+        "grid": result.uns["enhance"]["grid"],
+        "mode": mode,
+        "new spots": int(result.obs["imputed"].sum()),
+        "written": out,
+        **_timings(timings),
+    }
+
+
 #: The command-line flag of each reader option :func:`main` passes.
 FLAGS = {
     "pixel_size": "--pixel-size", "points_key": "--points", "drop_controls": "--drop-controls",
@@ -371,8 +422,38 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--drop-z-duplicates", action="store_true",
                             help="CosMx: leave out molecules detected again in the next z-plane")
     run_parser.add_argument("--overwrite", action="store_true", help="replace an existing --out zarr store")
+    enhance_parser = commands.add_parser(
+        "enhance",
+        help="impute or super-resolve (x2) the spots of a Visium / ST .h5ad, write a new .h5ad",
+    )
+    enhance_parser.add_argument("input", help=".h5ad of spots with obs array_row / array_col, obsm['spatial'], counts")
+    enhance_parser.add_argument("--out", required=True, help=".h5ad file to write (an existing one only with --overwrite)")
+    enhance_parser.add_argument("--mode", choices=("super_resolution", "impute"), default="super_resolution",
+                                help="super_resolution (default): the x2 sub-lattice; impute: the holes in the tissue")
+    enhance_parser.add_argument("--grid", choices=("hexagonal", "square"), default=None,
+                                help="lattice (default: detected from the coordinates)")
+    enhance_parser.add_argument("--layer", default=None, help="layer holding the raw counts (default X)")
+    enhance_parser.add_argument("--max-gap-size", type=_positive_int, default=None,
+                                help="impute only holes of at most this many spots")
+    enhance_parser.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default 10)")
+    enhance_parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    enhance_parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    enhance_parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
     from .graph import GraphTooLargeError
+
+    if args.command == "enhance":
+        options = {"grid": args.grid, "layer": args.layer, "seed": args.seed, "device": args.device}
+        if args.max_gap_size is not None:
+            options["max_gap_size"] = args.max_gap_size
+        if args.epochs is not None:
+            options["epochs"] = args.epochs
+        try:
+            summary = enhance(args.input, args.out, mode=args.mode, options=options, overwrite=args.overwrite)
+        except (TypeError, ValueError) as err:
+            enhance_parser.error(str(err))
+        _print_summary(summary)
+        return 0
 
     if args.command == "demo":
         try:

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import anndata
+import numpy as np
 import pytest
 import spatialdata
 
@@ -258,3 +260,42 @@ def test_the_command_offers_exactly_the_formats_the_reader_reads():
     from stgraph.io._read import FORMATS as READER_FORMATS
 
     assert FORMATS == READER_FORMATS
+
+
+def test_enhance_writes_what_tl_enhance_returns_and_only_reads_the_input(tmp_path, capsys):
+    from stgraph.tl import enhance
+
+    from .test_enhance import slide
+
+    adata, _ = slide("hexagonal", 8, 8, 20)
+    path = tmp_path / "spots.h5ad"
+    adata.write_h5ad(path)
+    before = _listing(tmp_path)
+    out = tmp_path / "result" / "enhanced.h5ad"
+    out.parent.mkdir()
+    assert main(["enhance", str(path), "--out", str(out), "--epochs", "2", "--seed", "3"]) == 0
+    values = summary(capsys.readouterr().out)
+    assert [p for p in _listing(tmp_path) if not p[0].startswith("result")] == before
+    expected = enhance(anndata.read_h5ad(path), "super_resolution", epochs=2, seed=3, progress=False)
+    written = anndata.read_h5ad(out)
+    np.testing.assert_array_equal(written.X, expected.X)
+    assert written.obs_names.tolist() == expected.obs_names.tolist()
+    assert values["spots"] == "64" and values["grid"] == "hexagonal" and values["mode"] == "super_resolution"
+    assert count(values["new spots"]) == int(expected.obs["imputed"].sum()) == written.n_obs - 64
+    for argv, message in [
+        ([str(tmp_path / "none.h5ad"), "--out", str(tmp_path / "x.h5ad")], "none.h5ad is not a file: give an .h5ad"),
+        ([str(path), "--out", str(out)], f"--out {out} exists; give --overwrite to replace it"),
+        ([str(path), "--out", str(path), "--overwrite"], f"--out {path}: that is the input"),
+        ([str(path), "--out", str(tmp_path / "x.zarr")], "name an .h5ad file, e.g. --out enhanced.h5ad"),
+        ([str(path), "--out", str(tmp_path / "x.h5ad"), "--grid", "square"], "`grid='square'`"),
+        ([str(path), "--out", str(tmp_path / "x.h5ad"), "--max-gap-size", "2"], "`max_gap_size` is only used"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["enhance", *argv])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    (tmp_path / "text.h5ad").write_text("not hdf5")
+    with pytest.raises(SystemExit):
+        main(["enhance", str(tmp_path / "text.h5ad"), "--out", str(tmp_path / "x.h5ad")])
+    assert "as an AnnData .h5ad file" in capsys.readouterr().err
+    assert not (tmp_path / "x.h5ad").exists()
