@@ -108,17 +108,22 @@ def test_cell_composition_is_sparse_and_matches_the_dense_shares():
     np.testing.assert_allclose(composition.root_share_rows(cell[:7]), np.sqrt(dense[cell[:7]]), rtol=1e-14)
 
 
-def test_predicted_composition_components_equal_dense_pca():
-    rng = np.random.default_rng(0)
-    n, d, n_genes = 300, 4, 7
-    embedding, cell = rng.normal(size=(n, d)), rng.integers(0, 3, n)
-    weights = rng.normal(size=(d, n_genes))
+def softmax_head(weights: np.ndarray):
+    """A stand-in for the masked-gene head: softmax of a linear map of the embeddings."""
 
     def predict(block):
         logits = block @ weights
         p = np.exp(logits - logits.max(axis=1, keepdims=True))
         return p / p.sum(axis=1, keepdims=True)
 
+    return predict
+
+
+def test_predicted_composition_components_equal_dense_pca():
+    rng = np.random.default_rng(0)
+    n, d, n_genes = 300, 4, 7
+    embedding, cell = rng.normal(size=(n, d)), rng.integers(0, 3, n)
+    predict = softmax_head(rng.normal(size=(d, n_genes)))
     composition = cell_composition(rng.integers(0, n_genes, n), cell, n_genes)
     scores = predicted_composition_components(embedding, predict, cell, composition, 3, chunk_size=37)
     p = predict(embedding)
@@ -153,13 +158,7 @@ def test_predicted_components_hold_no_dense_cell_means_and_pack_whole_cells():
     rng = np.random.default_rng(1)
     n, d, n_genes, n_cells = 8000, 4, 300, 4000
     embedding, cell = rng.normal(size=(n, d)), rng.integers(0, n_cells, n)
-    weights = rng.normal(size=(d, n_genes))
-
-    def predict(block):
-        logits = block @ weights
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return p / p.sum(axis=1, keepdims=True)
-
+    predict = softmax_head(rng.normal(size=(d, n_genes)))
     composition = cell_composition(rng.integers(0, n_genes, n), cell, n_genes)
     chunks = _whole_cell_chunks(cell, 40)
     assert np.array_equal(np.sort(np.concatenate(chunks)), np.arange(n))  # every row once
