@@ -1,0 +1,139 @@
+"""The argument parser of the ``stgraph`` console command."""
+from __future__ import annotations
+
+import argparse
+
+from ._spots import enhance
+from ._steps import print_summary
+from ._transcripts import DEMO_DOMAINS, DOMAIN_RADIUS, FORMATS, TOOLS, demo, run
+
+
+def _radius(text: str) -> float:
+    try:
+        from ..graph._query import check_graph_radius
+
+        return check_graph_radius(float(text), "radius")
+    except ValueError as err:  # float() or the check: argparse turns it into a usage error
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _tools(text: str) -> tuple[str, ...]:
+    tools = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    unknown = [t for t in tools if t not in TOOLS]
+    if unknown or not tools:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(TOOLS)} (comma-separated), got {text!r}")
+    return tuple(t for t in TOOLS if t in tools)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _add_graph_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--radius", type=_radius, default=1.0, help="radius in µm (default 1.0)")
+    parser.add_argument(
+        "--within", choices=("all", "cell"), default="all",
+        help="'all' (default) joins every pair within the radius, 'cell' only pairs of the same cell",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="stgraph", description="stgraph: transcript-level spatial transcriptomics on PyTorch Geometric."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo_parser = commands.add_parser(
+        "demo",
+        help="build the transcript graph of the embedded MERFISH U2-OS sample and run the task heads on it",
+    )
+    _add_graph_options(demo_parser)
+    demo_parser.add_argument(
+        "--graph-only", action="store_true",
+        help="stop after the graph (skip localization, colocalization and domains)",
+    )
+    run_parser = commands.add_parser(
+        "run",
+        help="read your data (Xenium, MERSCOPE, CosMx folder or SpatialData .zarr), run the task heads, "
+        "write the result as a SpatialData .zarr store",
+    )
+    run_parser.add_argument("input", help="Xenium output folder, MERSCOPE region folder, CosMx flat files, or .zarr")
+    run_parser.add_argument("--out", required=True,
+                            help="zarr store to write, outside the input (an existing one only with --overwrite)")
+    run_parser.add_argument("--format", choices=("auto", *FORMATS), default="auto",
+                            help="input format (default: recognised by the files in the folder)")
+    _add_graph_options(run_parser)
+    run_parser.add_argument("--tools", type=_tools, default=TOOLS,
+                            help=f"comma-separated task heads to run (default {','.join(TOOLS)}); cell outlines "
+                            "missing from the data are drawn around each cell's molecules for localization")
+    run_parser.add_argument("--n-domains", type=_positive_int, default=DEMO_DOMAINS,
+                            help=f"number of subcellular domains (default {DEMO_DOMAINS}; within-cell radius "
+                            f"{DOMAIN_RADIUS:g} µm)")
+    run_parser.add_argument("--pixel-size", type=_radius, default=None,
+                            help="µm per coordinate unit, for CosMx (default 0.18) and .zarr stores (default 1)")
+    run_parser.add_argument("--points", default=None,
+                            help="points element of a .zarr store holding the molecules (default transcripts)")
+    run_parser.add_argument("--drop-controls", action="store_true", help="leave control probes out")
+    run_parser.add_argument("--drop-z-duplicates", action="store_true",
+                            help="CosMx: leave out molecules detected again in the next z-plane")
+    run_parser.add_argument("--overwrite", action="store_true", help="replace an existing --out zarr store")
+    enhance_parser = commands.add_parser(
+        "enhance",
+        help="impute or super-resolve (x2) the spots of a Visium / ST .h5ad, write a new .h5ad",
+    )
+    enhance_parser.add_argument("input", help=".h5ad of spots with obs array_row / array_col, obsm['spatial'], counts")
+    enhance_parser.add_argument("--out", required=True, help=".h5ad file to write (an existing one only with --overwrite)")
+    enhance_parser.add_argument("--mode", choices=("super_resolution", "impute"), default="super_resolution",
+                                help="super_resolution (default): the x2 sub-lattice; impute: the holes in the tissue")
+    enhance_parser.add_argument("--grid", choices=("hexagonal", "square"), default=None,
+                                help="lattice (default: detected from the coordinates)")
+    enhance_parser.add_argument("--layer", default=None, help="layer holding the raw counts (default X)")
+    enhance_parser.add_argument("--max-gap-size", type=_positive_int, default=None,
+                                help="impute only holes of at most this many spots")
+    enhance_parser.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default 10)")
+    enhance_parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    enhance_parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    enhance_parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    args = parser.parse_args(argv)
+    from ..graph import GraphTooLargeError
+
+    if args.command == "enhance":
+        options = {"grid": args.grid, "layer": args.layer, "seed": args.seed, "device": args.device}
+        if args.max_gap_size is not None:
+            options["max_gap_size"] = args.max_gap_size
+        if args.epochs is not None:
+            options["epochs"] = args.epochs
+        try:
+            summary = enhance(args.input, args.out, mode=args.mode, options=options, overwrite=args.overwrite)
+        except (TypeError, ValueError) as err:
+            enhance_parser.error(str(err))
+        print_summary(summary)
+        return 0
+
+    if args.command == "demo":
+        try:
+            summary = demo(args.radius, args.within, tasks=not args.graph_only)
+        except GraphTooLargeError as err:  # a radius too large for this machine: a usage error
+            demo_parser.error(f"--radius {args.radius:g}: {err}")
+    else:
+        options = {"drop_controls": args.drop_controls}
+        if args.drop_z_duplicates:
+            options["drop_z_duplicates"] = True
+        if args.pixel_size is not None:
+            options["pixel_size"] = args.pixel_size
+        if args.points is not None:
+            options["points_key"] = args.points
+        try:
+            summary = run(args.input, args.out, format=args.format, radius=args.radius, within=args.within,
+                          tools=args.tools, n_domains=args.n_domains, options=options, overwrite=args.overwrite)
+        except GraphTooLargeError as err:
+            run_parser.error(f"--radius {args.radius:g}: {err}")
+        except ValueError as err:  # unreadable input, an existing --out, data the tools refuse
+            run_parser.error(str(err))
+    print_summary(summary)
+    return 0

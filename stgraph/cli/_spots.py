@@ -1,0 +1,58 @@
+"""``stgraph enhance``: the spot enhancer on a Visium / ST ``.h5ad``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ._steps import step, timing_rows
+
+
+def enhance(path: str, out: str, *, mode: str = "super_resolution", options: dict | None = None,
+            overwrite: bool = False) -> dict:
+    """Enhance the Visium / ST spots of the ``.h5ad`` file ``path``
+    (:func:`stgraph.tl.enhance` with ``options``) and write the result to the new
+    ``.h5ad`` file ``out``; the input is only read.
+
+    Raises
+    ------
+    ValueError
+        Before any work, for a ``path`` that is no file or an ``out`` that is the input,
+        exists (without ``overwrite``) or is not named ``.h5ad``; then for a file that is
+        not an AnnData and for what :func:`stgraph.tl.enhance` refuses.
+    """
+    import anndata
+
+    from .. import tl
+
+    source, target = Path(path), Path(out)
+    if not source.is_file():
+        raise ValueError(
+            f"{path} is not a file: give an .h5ad of spots (for a Space Ranger folder, "
+            "squidpy.read.visium(folder).write_h5ad('spots.h5ad') makes one)"
+        )
+    if target.suffix != ".h5ad":
+        raise ValueError(f"--out {out}: name an .h5ad file, e.g. --out enhanced.h5ad")
+    if target.resolve() == source.resolve():
+        raise ValueError(f"--out {out}: that is the input; write the result to a new file")
+    if target.exists() and not overwrite:
+        raise ValueError(f"--out {out} exists; give --overwrite to replace it")
+    timings: dict[str, float] = {}
+    with step("read", timings):
+        try:
+            adata = anndata.read_h5ad(source)
+        except (OSError, KeyError) as err:  # not HDF5, or HDF5 that is no AnnData
+            raise ValueError(f"cannot read {path} as an AnnData .h5ad file ({err})") from None
+    with step(mode.replace("_", " "), timings):
+        result = tl.enhance(adata, mode, progress=sys.stderr.isatty(), **(options or {}))
+    with step("write", timings):
+        result.write_h5ad(target)
+    return {
+        "input": path,
+        "spots": adata.n_obs,
+        "genes": adata.n_vars,
+        "grid": result.uns["enhance"]["grid"],
+        "mode": mode,
+        "new spots": int(result.obs["imputed"].sum()),
+        "written": out,
+        **timing_rows(timings),
+    }
