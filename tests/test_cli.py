@@ -255,11 +255,13 @@ def test_help_imports_no_heavy_package_and_the_namespaces_load_on_use():
         stgraph.tools  # noqa: B018
 
 
-def test_the_command_offers_exactly_the_formats_the_reader_reads():
-    from stgraph.cli import FORMATS
-    from stgraph.io._read import FORMATS as READER_FORMATS
+def test_the_command_offers_exactly_the_formats_the_reader_reads(capsys):
+    from stgraph.io._read import _READERS
 
-    assert FORMATS == READER_FORMATS
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    offered = re.search(r"--format \{([a-z,]+)\}", capsys.readouterr().out).group(1)
+    assert offered.split(",") == ["auto", *_READERS]
 
 
 def test_enhance_writes_what_tl_enhance_returns_and_only_reads_the_input(tmp_path, capsys):

@@ -6,20 +6,13 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from .._formats import INPUT_FORMATS as FORMATS
 from ._steps import step, timing_rows
-
-#: The input formats of :func:`stgraph.io.read` (kept here so --help imports no reader).
-FORMATS = ("xenium", "merscope", "cosmx", "zarr")
-
 
 #: The task heads, in the order they run.
 TOOLS = ("localization", "colocalization", "domains")
-
-
 #: Radius of the within-cell neighbourhoods the domains compare (as in tutorial 2).
 DOMAIN_RADIUS = 3.0
-
-
 DEMO_DOMAINS = 2
 
 
@@ -192,10 +185,11 @@ def _analyse(sdata, radius: float, within: str, tools: Sequence[str], n_domains:
     with step("build transcript graph", timings):
         graph = transcript_graph(sdata, radius, within=within)
     n, e = graph.num_nodes, graph.num_edges
+    controls = int(graph.gene[graph.is_control].unique().numel())
     summary = {
         "molecules": n,
-        "genes": len(graph.gene_names) - int(_n_control_genes(graph)),
-        "control probes": int(_n_control_genes(graph)),
+        "genes": len(graph.gene_names) - controls,
+        "control probes": controls,
         "cells": len(graph.cell_names),
         "radius (µm)": str(float(radius)),  # as given: three decimals would show 0.0005 as 0.001
         "edges": e,
@@ -268,7 +262,3 @@ def _domains(sdata, n_domains: int, timings: dict[str, float]) -> dict:
         f"domain {d}": f"{sizes.get(d, 0):,} molecules, led by {gene}"
         for d, gene in zip(leaders["domain"], leaders["gene"])
     }
-
-
-def _n_control_genes(graph) -> int:
-    return int(graph.gene[graph.is_control].unique().numel())

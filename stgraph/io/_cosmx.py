@@ -20,6 +20,8 @@ PIXEL_SIZE = 0.18
 #: Assumed distance between z-planes in µm (NanoString calls the unit of ``z`` arbitrary).
 Z_STEP = 0.8
 NUCLEAR = "Nuclear"
+#: The transcript file of a flat-file export (also gzipped, ``.gz``).
+TX_FILE_PATTERN = "*_tx_file.csv"
 #: Largest distance in the plane (µm) between two detections of one molecule in
 #: adjacent z-planes. On the Lung12 sample 1,299 pairs of molecules of one gene one
 #: plane apart lie within 0.1 µm, and 10 pairs two to nine planes apart; from 0.1 to
@@ -107,7 +109,7 @@ def read_cosmx(
     # CellComp as its raw text: a column of compartment codes alone (0) would be read as
     # numbers, and the default missing-value markers would turn the "None" that CosMx
     # writes for molecules outside cells into a missing value.
-    frame = pd.read_csv(_one_file(folder, "*_tx_file.csv"), converters={"CellComp": str})
+    frame = pd.read_csv(_one_file(folder, TX_FILE_PATTERN), converters={"CellComp": str})
     required = ["fov", "cell_ID", "z", "target"]
     missing = [c for c in required if c not in frame]
     if missing:

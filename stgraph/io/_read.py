@@ -7,21 +7,19 @@ from pathlib import Path
 
 from spatialdata import SpatialData
 
-from ._cosmx import read_cosmx
-from ._merscope import read_merscope
+from .._formats import INPUT_FORMATS as FORMATS
+from . import _cosmx, _merscope, _xenium
 from ._spatialdata import from_spatialdata
-from ._xenium import read_xenium
 
 #: What :func:`read` looks for in a folder, in this order, and the format it implies.
 SIGNATURES = (
-    ("xenium", "transcripts.parquet"),
-    ("merscope", "detected_transcripts.csv"),
-    ("cosmx", "*_tx_file.csv"),
-    ("cosmx", "*_tx_file.csv.gz"),
+    ("xenium", _xenium.TRANSCRIPTS_FILE),
+    ("merscope", _merscope.TRANSCRIPTS_FILE),
+    ("cosmx", _cosmx.TX_FILE_PATTERN),
+    ("cosmx", _cosmx.TX_FILE_PATTERN + ".gz"),
     ("zarr", ".zgroup"),
     ("zarr", "zarr.json"),
 )
-FORMATS = ("xenium", "merscope", "cosmx", "zarr")
 
 
 def _read_zarr(path, **options) -> SpatialData:
@@ -30,9 +28,9 @@ def _read_zarr(path, **options) -> SpatialData:
     return from_spatialdata(spatialdata.read_zarr(path), **options)
 
 
-_READERS = {"xenium": read_xenium, "merscope": read_merscope, "cosmx": read_cosmx, "zarr": _read_zarr}
+_READERS = dict(zip(FORMATS, (_xenium.read_xenium, _merscope.read_merscope, _cosmx.read_cosmx, _read_zarr)))
 # Options of the zarr reader are those of from_spatialdata but its first argument.
-_OPTIONS = {name: reader for name, reader in _READERS.items() if name != "zarr"} | {"zarr": from_spatialdata}
+_OPTIONS = {**_READERS, "zarr": from_spatialdata}
 
 
 def reader_options(name: str) -> list[str]:

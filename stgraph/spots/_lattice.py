@@ -69,8 +69,11 @@ def apply_affine(coef: np.ndarray, rc: np.ndarray) -> np.ndarray:
     return np.column_stack([rc, np.ones(len(rc))]) @ coef
 
 
-def pixel_positions(rc: np.ndarray, xy: np.ndarray, query: np.ndarray, grid: GridType) -> np.ndarray:
-    """Pixel coordinates of the array positions ``query`` from those of the observed spots.
+def pixel_positions(
+    rc: np.ndarray, xy: np.ndarray, query: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray] | None
+) -> np.ndarray:
+    """Pixel coordinates of the array positions ``query`` from those of the observed spots,
+    given the spots nearest them (:func:`nearest_spots`; ``None`` when ``query`` is empty).
 
     The least-squares affine map of array to pixel coordinates (:func:`fit_affine`),
     plus the mean of its residuals at the nearest observed spots (all those at the
@@ -86,7 +89,7 @@ def pixel_positions(rc: np.ndarray, xy: np.ndarray, query: np.ndarray, grid: Gri
     if not len(query):
         return np.empty((0, 2))
     residual = np.asarray(xy, dtype=float) - apply_affine(affine, rc)
-    index, nearest = nearest_spots(rc, query, grid)
+    index, nearest = neighbours
     correction = (residual[index] * nearest[..., None]).sum(axis=1) / nearest.sum(axis=1, keepdims=True)
     return apply_affine(affine, query) + correction
 

@@ -282,9 +282,10 @@ def enhance(
         predicted = np.maximum(trainer.predict(query), 0.0)
     else:
         predicted = np.empty((0, values.shape[1]), dtype=np.float32)
-    out = _assemble(adata, values, counts, predicted, query, pixel_positions(rc, spatial, query, grid), counts_layer)
-    if len(query) and "in_tissue" in adata.obs:
-        _fill_in_tissue(out.obs, adata.obs["in_tissue"], rc, query, grid)
+    neighbours = nearest_spots(rc, query, grid) if len(query) else None
+    out = _assemble(adata, values, counts, predicted, query, pixel_positions(rc, spatial, query, neighbours), counts_layer)
+    if neighbours is not None and "in_tissue" in adata.obs:
+        _fill_in_tissue(out.obs, adata.obs["in_tissue"], neighbours)
     if mode == "super_resolution":
         _scale_spot_diameter(out.uns, 1.0 / factor)
     out.uns["enhance"] = {
@@ -434,16 +435,17 @@ def _assemble(adata, values, counts, predicted, query, new_spatial, counts_layer
     return out
 
 
-def _fill_in_tissue(obs: pd.DataFrame, observed: pd.Series, rc: np.ndarray, query: np.ndarray, grid) -> None:
-    """Give the new spots of ``obs`` (the last ``len(query)``) scanpy's ``in_tissue`` flag:
-    in the tissue (1, or True) where every observed spot nearest them is.
+def _fill_in_tissue(obs: pd.DataFrame, observed: pd.Series, neighbours: tuple[np.ndarray, np.ndarray]) -> None:
+    """Give the new spots of ``obs`` (the last ones) scanpy's ``in_tissue`` flag: in the
+    tissue (1, or True) where every observed spot nearest them (``neighbours``, from
+    :func:`~stgraph.spots._lattice.nearest_spots`) is.
 
     Left missing unless ``observed`` is a plain bool or integer column: a new spot
     with NaN there was dropped by the usual ``adata[adata.obs['in_tissue'] == 1]``.
     """
     if not (isinstance(observed.dtype, np.dtype) and observed.dtype.kind in "biu"):
         return
-    index, nearest = nearest_spots(rc, query, grid)
+    index, nearest = neighbours
     inside = np.where(nearest, observed.to_numpy().astype(bool)[index], True).all(axis=1)
     obs["in_tissue"] = np.concatenate([observed.to_numpy(), inside.astype(observed.dtype)])
 
