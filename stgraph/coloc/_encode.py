@@ -1,11 +1,17 @@
-"""Run a pretrained transcript encoder over a whole graph, cell group by cell group.
+"""Run a pretrained transcript encoder over a whole graph in passes of bounded size.
 
 Colocalization needs the encoder's attention on every edge and domains need its
 embedding of every transcript. When every edge joins two transcripts of the same
 cell (a ``within="cell"`` graph), cells do not see each other, so cells are
-processed in groups of at most ``max_edges`` edges with the positional-encoding
-origins of the whole graph: the outputs equal those of one pass over the whole
-graph at a fraction of the memory. Other graphs go through in one pass.
+processed in groups of at most ``max_edges`` edges. Other graphs (``within="all"``,
+data without cells) are cut into *blocks*: runs of transcripts along a Z-order curve
+(:func:`stgraph.graph.spatial_order`), each passed with its ``L``-hop halo for an
+``L``-layer encoder. A layer moves information one edge, so the block's outputs
+need the halo's transcripts and only the edges into the transcripts within
+``L - 1`` hops of the block; the outputs of the halo itself are discarded. Either
+way every pass uses the positional-encoding origins of the whole graph, and the
+outputs equal those of one pass over the whole graph (to float rounding) at a
+fraction of the memory.
 """
 from __future__ import annotations
 
@@ -15,11 +21,13 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from ..data.batching import IncomingEdges
+from ..graph.ordering import spatial_order
 from ..nn import EdgeDistAdapter, TranscriptEncoder
 from ..nn.positional import transcript_origin
 from .._validation import check_int, check_non_negative
 
-#: Edges per forward pass when the graph can be cut into cells.
+#: Edges per forward pass.
 MAX_EDGES = 1 << 22
 
 
@@ -91,14 +99,79 @@ def check_returns_attention(model) -> None:
         )
 
 
-def _batches(cell: np.ndarray, src: np.ndarray, dst: np.ndarray, max_edges: int):
+def _batches(graph: Data, cell: np.ndarray, src: np.ndarray, dst: np.ndarray, max_edges: int, n_layers: int):
+    """Yield ``(nodes, edge_ids, kept)``: the sorted nodes and the edges of one pass, and
+    the nodes (a bool mask over ``nodes``) whose outputs that pass gives; the passes'
+    kept nodes partition the graph: the whole graph when it fits in one pass, else cell
+    groups for a within-cell graph (:func:`_cell_batches`) and blocks with their halo
+    otherwise (:func:`_halo_batches`)."""
+    if src.size <= max_edges:
+        yield np.arange(cell.size), np.arange(src.size), np.ones(cell.size, dtype=bool)
+    elif np.all((cell[src] == cell[dst]) & (cell[dst] >= 0)):
+        for nodes, edge_ids in _cell_batches(cell, src, dst, max_edges):
+            yield nodes, edge_ids, np.ones(nodes.size, dtype=bool)
+    else:
+        yield from _halo_batches(graph, max_edges, n_layers)
+
+
+def _halo_batches(graph: Data, max_edges: int, n_layers: int):
+    """The blocks of the module docstring, each pass of at most ``max_edges`` edges
+    unless a single transcript's halo has more."""
+    n = graph.num_nodes
+    incoming = IncomingEdges(graph.edge_index, n)
+    in_degree = np.diff(incoming.ptr.numpy())
+    order = spatial_order(graph.pos, _block_cell_size(graph)).numpy()
+    load = np.cumsum(in_degree[order])
+    # share: the block's own edges over a pass's, below 1 by what the halo adds. It
+    # shrinks until a pass fits and regrows after, as the density changes.
+    start, share = 0, 1.0
+    while start < n:
+        done = load[start - 1] if start else 0
+        while True:
+            stop = max(start + 1, int(np.searchsorted(load, done + share * max_edges, side="right")))
+            nodes, edge_ids, kept = _with_halo(incoming, np.sort(order[start:stop]), n_layers)
+            if edge_ids.size <= max_edges or stop == start + 1:
+                break
+            share *= 0.9 * max_edges / edge_ids.size
+        yield nodes, edge_ids, kept
+        start, share = stop, min(1.0, 1.25 * share)
+
+
+def _block_cell_size(graph: Data) -> float:
+    """Grid of the Z-order that cuts the blocks: the graph's radius or longest edge."""
+    radius = graph.get("radius")
+    if radius is not None and np.isfinite(float(radius)) and float(radius) > 0:
+        return float(radius)
+    dist = graph.get("edge_dist")
+    src, dst = graph.edge_index
+    longest = float(dist.max()) if dist is not None else float((graph.pos[src] - graph.pos[dst]).norm(dim=-1).max())
+    return longest if np.isfinite(longest) and longest > 0 else 1.0
+
+
+def _with_halo(incoming: IncomingEdges, block: np.ndarray, n_layers: int):
+    """``(nodes, edge_ids, kept)`` of one pass: ``block`` (sorted) and every node within
+    ``n_layers`` hops upstream of it, and the edges into nodes within ``n_layers - 1``
+    hops (the others cannot reach the block in time)."""
+    nodes, frontier, inner = block, block, block
+    for hop in range(n_layers):
+        if hop == n_layers - 1:
+            inner = nodes
+        sources = np.unique(incoming.sources(torch.from_numpy(frontier)).numpy())
+        frontier = np.setdiff1d(sources, nodes, assume_unique=True)
+        if frontier.size == 0:
+            inner = nodes
+            break
+        nodes = np.union1d(nodes, frontier)
+    sub_edges, edge_ids = incoming.induced(torch.from_numpy(nodes))
+    into_inner = np.isin(nodes[sub_edges[1].numpy()], inner)
+    edge_ids = edge_ids.numpy()[into_inner]
+    order = np.argsort(edge_ids, kind="stable")
+    return nodes, edge_ids[order], np.isin(nodes, block)
+
+
+def _cell_batches(cell: np.ndarray, src: np.ndarray, dst: np.ndarray, max_edges: int):
     """Yield ``(nodes, edge_ids)``: runs of whole cells of at most ``max_edges`` edges
-    (then the unassigned transcripts, which have no edges), or everything at once
-    when some edge leaves its cell."""
-    within = np.all((cell[src] == cell[dst]) & (cell[dst] >= 0))
-    if not within or cell.size == 0:
-        yield np.arange(cell.size), np.arange(src.size)
-        return
+    (then the unassigned transcripts, which have no edges) of a within-cell graph."""
     n_cells = int(cell.max()) + 1
     edge_cell = cell[dst]
     edges_per_cell = np.bincount(edge_cell, minlength=n_cells)
@@ -144,7 +217,8 @@ def encoder_outputs(
         layer's weights on edges outside the graph, such as the self-loops PyG's
         ``GATConv`` adds, are left out).
     max_edges
-        Edges per forward pass when the graph is cut into cell groups.
+        Edges per forward pass, halo included (see the module docstring); a pass
+        exceeds it only for a single cell, or a single transcript's halo, that has more.
     masked
         ``(N,)`` bool, transcripts whose gene is replaced by the ``[MASK]`` token.
     """
@@ -169,10 +243,10 @@ def encoder_outputs(
         src, dst = edge_index.numpy()
         embedding = np.zeros((n, encoder.d_model), dtype=np.float32)
         mean_attention = np.zeros(edge_index.shape[1]) if attention else None
-        for nodes, edge_ids in _batches(cell_np, src, dst, max_edges):
-            local = np.full(n, -1, dtype=np.int64)
-            local[nodes] = np.arange(nodes.size)
-            sub_edges = torch.from_numpy(np.stack([local[src[edge_ids]], local[dst[edge_ids]]]))
+        for nodes, edge_ids, kept in _batches(graph, cell_np, src, dst, max_edges, len(encoder.layers)):
+            sub_edges = torch.from_numpy(
+                np.stack([np.searchsorted(nodes, src[edge_ids]), np.searchsorted(nodes, dst[edge_ids])])
+            )
             index = torch.from_numpy(nodes)
             out = encoder(
                 tokens[index].to(device),
@@ -184,8 +258,11 @@ def encoder_outputs(
             )
             if attention:
                 out, layers = out
-                mean_attention[edge_ids] = _mean_over_heads_and_layers(layers, sub_edges, nodes.size)
-            embedding[nodes] = out.float().cpu().numpy()
+                into_kept = kept[sub_edges[1].numpy()]
+                mean_attention[edge_ids[into_kept]] = _mean_over_heads_and_layers(layers, sub_edges, nodes.size)[
+                    into_kept
+                ]
+            embedding[nodes[kept]] = out.float().cpu().numpy()[kept]
         return EncoderOutputs(embedding=embedding, attention=mean_attention)
     finally:
         encoder.train(was_training)
@@ -214,7 +291,7 @@ def masked_embeddings(
     seed
         Seed of the split.
     max_edges
-        Edges per forward pass when the graph is cut into cell groups.
+        Edges per forward pass, as for :func:`encoder_outputs`.
 
     Returns
     -------

@@ -58,10 +58,7 @@ class IncomingEdges:
         Returns the ``[2, e]`` edges relabelled to positions in ``nodes``, sorted by
         target, and their ``[e]`` ids in the original ``edge_index``.
         """
-        start = self.ptr[nodes]
-        count = self.ptr[nodes + 1] - start
-        offset = torch.arange(int(count.sum())) - torch.repeat_interleave(count.cumsum(0) - count, count)
-        slot = torch.repeat_interleave(start, count) + offset
+        slot, count = self._slots(nodes)
         # A binary search in the sorted nodes, not an N-long lookup table: that costs
         # O(N) per unit, which dominates on million-node graphs cut into many units.
         neighbour = self.source[slot]
@@ -69,6 +66,17 @@ class IncomingEdges:
         keep = nodes[source] == neighbour
         target = torch.repeat_interleave(torch.arange(nodes.numel()), count)
         return torch.stack([source[keep], target[keep]]), self.edge_id[slot[keep]]
+
+    def sources(self, nodes: Tensor) -> Tensor:
+        """Source of every edge into ``nodes`` (with repeats), target by target."""
+        return self.source[self._slots(nodes)[0]]
+
+    def _slots(self, nodes: Tensor) -> tuple[Tensor, Tensor]:
+        """Positions in :attr:`source` of the edges into ``nodes``, and their number per node."""
+        start = self.ptr[nodes]
+        count = self.ptr[nodes + 1] - start
+        offset = torch.arange(int(count.sum())) - torch.repeat_interleave(count.cumsum(0) - count, count)
+        return torch.repeat_interleave(start, count) + offset, count
 
 
 def _check_graph(graph: Data) -> None:

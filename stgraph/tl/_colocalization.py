@@ -114,7 +114,9 @@ def colocalization(
         posterior mean under a Gamma(a, a) prior of strength ``a = prior_events``
         (see :func:`stgraph.coloc.score_pairs`); 0 gives the raw ratio.
     max_edges
-        Edges per encoder pass (cells are processed in groups).
+        Edges per encoder pass, which bounds its memory: groups of whole cells for a
+        within-cell graph, otherwise spatial blocks with a halo of one edge per
+        encoder layer; the result equals that of one pass over the whole graph.
     seed
         Non-negative seed of the permutations.
     points_key, table_key

@@ -334,7 +334,8 @@ def domains(
         least ``min_transcripts`` (a positive integer) transcripts, see
         :func:`stgraph.domains.domain_polygons`.
     max_edges
-        Edges per encoder pass.
+        Edges per encoder pass, which bounds its memory (as in
+        :func:`stgraph.tl.colocalization`).
     seed
         Non-negative seed of the SVD, the masking, the clustering and the silhouette sample.
     points_key, table_key
