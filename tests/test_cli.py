@@ -52,6 +52,15 @@ def test_demo_graph_only_stops_after_the_graph(capsys):
     assert not any("localization" in key for key in values)
 
 
+def test_demo_counts_the_duplicate_calls_and_can_leave_them_out(capsys):
+    assert main(["demo", "--radius", "0.5", "--graph-only"]) == 0
+    values = summary(capsys.readouterr().out)
+    assert values["duplicate calls"] == "108,408 flagged, kept (--drop-duplicates leaves them out)"
+    assert main(["demo", "--radius", "0.5", "--graph-only", "--drop-duplicates"]) == 0
+    values = summary(capsys.readouterr().out)
+    assert values["molecules"] == "66,419" and values["duplicate calls"] == "left out (--drop-duplicates)"
+
+
 def test_demo_prints_the_radius_as_given(capsys):
     # Printed with three decimals, --radius 0.0005 read 0.001.
     assert main(["demo", "--radius", "0.0005", "--graph-only"]) == 0
@@ -84,6 +93,7 @@ def test_demo_help_says_what_each_option_does(capsys):
     assert "--radius RADIUS radius in µm (default 1.0)" in out
     assert "'cell' only pairs of the same cell" in out
     assert "--graph-only stop after the graph (skip localization, colocalization and domains)" in out
+    assert "--drop-duplicates leave out the molecules called twice (same gene within 0.1 µm" in out
     # The top-level help showed the module docstring's RST markup.
     with pytest.raises(SystemExit):
         main(["--help"])

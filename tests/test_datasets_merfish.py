@@ -98,3 +98,23 @@ def test_equals_the_shared_zarr(sample, frame):
             np.testing.assert_array_equal(
                 np.asarray(a.exterior.coords), np.asarray(b.exterior.coords) * 0.1
             )
+
+
+def test_duplicates_are_flagged_and_inflate_colocalization(sample, frame):
+    from scipy.spatial import cKDTree
+
+    assert int(frame["duplicate"].sum()) == 108_408
+    # Each flagged molecule has one of its gene within 0.1 µm in an earlier row.
+    xy, gene = frame[["x", "y"]].to_numpy(), frame["gene"].cat.codes.to_numpy()
+    tree = cKDTree(xy)
+    for row in np.flatnonzero(frame["duplicate"])[::5000]:
+        near = np.array(tree.query_ball_point(xy[row], 0.1))
+        assert ((near < row) & (gene[near] == gene[row])).any()
+    dropped = merfish_u2os(drop_duplicates=True)
+    assert len(dropped.points["transcripts"]) == 174_827 - 108_408
+    assert "duplicate" not in transcripts_frame(merfish_u2os(duplicate_distance=0))
+    passing = [
+        int((stgraph.tl.colocalization(data, radius=1.0, inplace=False).table["fdr"] < 0.05).sum())
+        for data in (sample, dropped)
+    ]
+    assert passing == [2_761, 578]

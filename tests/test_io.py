@@ -812,6 +812,39 @@ def test_read_transcripts_warns_about_outlines_of_no_cell():
         read_transcripts(table, cell_boundaries=outlines.iloc[[0, 2]], **kwargs)
 
 
+def test_read_transcripts_flags_planar_duplicates():
+    rows = [
+        (0.00, 0.00, "A"),  # 0: kept, the first of its group
+        (0.05, 0.00, "A"),  # 1: 0.05 µm after row 0: a duplicate
+        (0.00, 0.05, "B"),  # 2: another gene at the same place: kept
+        (0.14, 0.00, "A"),  # 3: 0.09 µm from row 1 (not from row 0): a duplicate of the chain
+        (0.30, 0.00, "A"),  # 4: 0.16 µm from row 3: a molecule of its own
+        (5.00, 5.00, "B"),  # 5: kept
+        (5.00, 5.10, "B"),  # 6: exactly 0.1 µm: a duplicate (the distance is inclusive)
+    ]
+    table = pd.DataFrame(rows, columns=["px", "py", "g"])
+    before = table.copy()
+    frame = transcripts_frame(read_transcripts(table, x="px", y="py", gene="g", duplicate_distance=0.1))
+    assert frame["duplicate"].tolist() == [False, True, False, True, False, False, True]
+    pd.testing.assert_frame_equal(table, before)
+    # The distance is in µm: in pixels of 3 µm no two molecules are within 0.1 µm.
+    scaled = transcripts_frame(read_transcripts(table, x="px", y="py", gene="g", pixel_size=3, duplicate_distance=0.1))
+    assert np.flatnonzero(scaled["duplicate"]).tolist() == []
+    kept = transcripts_frame(read_transcripts(table, x="px", y="py", gene="g", duplicate_distance=0.1, drop_duplicates=True))
+    assert kept.index.tolist() == [0, 2, 4, 5]
+    assert "duplicate" not in transcripts_frame(read_transcripts(table, x="px", y="py", gene="g"))
+    for kwargs, error, message in [
+        ({"drop_duplicates": True}, ValueError, r"^drop_duplicates=True needs a duplicate_distance > 0"),
+        ({"duplicate_distance": -0.1}, ValueError, "duplicate_distance must be a non-negative finite number"),
+        ({"duplicate_distance": "0.1"}, TypeError, "duplicate_distance"),
+        ({"duplicate_distance": 0.1, "drop_duplicates": 1}, TypeError, "drop_duplicates"),
+    ]:
+        with pytest.raises(error, match=message):
+            read_transcripts(table, x="px", y="py", gene="g", **kwargs)
+    with pytest.raises(ValueError, match=r"^the table has a 'duplicate' column already"):
+        read_transcripts(table.assign(duplicate=False), x="px", y="py", gene="g", duplicate_distance=0.1)
+
+
 def test_read_transcripts_bad_sources(tmp_path):
     with pytest.raises(TypeError, match="DataFrame"):
         read_transcripts([1, 2], x="x", y="y", gene="g")

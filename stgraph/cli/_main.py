@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         "--graph-only", action="store_true",
         help="stop after the graph (skip localization, colocalization and domains)",
     )
+    demo_parser.add_argument(
+        "--drop-duplicates", action="store_true",
+        help="leave out the molecules called twice (same gene within 0.1 µm; most of the sample's rows)",
+    )
     run_parser = commands.add_parser(
         "run",
         help="read your data (Xenium, MERSCOPE, CosMx folder or SpatialData .zarr), run the task heads, "
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "demo":
         try:
-            summary = demo(args.radius, args.within, tasks=not args.graph_only)
+            summary = demo(args.radius, args.within, tasks=not args.graph_only, drop_duplicates=args.drop_duplicates)
         except GraphTooLargeError as err:  # a radius too large for this machine: a usage error
             demo_parser.error(f"--radius {args.radius:g}: {err}")
     else:

@@ -16,18 +16,24 @@ DOMAIN_RADIUS = 3.0
 DEMO_DOMAINS = 2
 
 
-def demo(radius: float, within: str, tasks: bool = True) -> dict:
+def demo(radius: float, within: str, tasks: bool = True, drop_duplicates: bool = False) -> dict:
     """Load the embedded MERFISH sample, build its transcript graph, summarise it and,
     with ``tasks``, run the task heads on it (localization with the shipped pattern
-    head, colocalization, two subcellular domains)."""
+    head, colocalization, two subcellular domains); with ``drop_duplicates`` without
+    the molecules flagged ``duplicate`` (:func:`stgraph.datasets.merfish_u2os`)."""
     from .. import datasets
 
     timings: dict[str, float] = {}
     _warm_up_graph_kernels(radius, timings)
     with step("load sample", timings):
-        sdata = datasets.merfish_u2os()
+        sdata = datasets.merfish_u2os(drop_duplicates=drop_duplicates)
     summary = _analyse(sdata, radius, within, TOOLS if tasks else (), DEMO_DOMAINS, timings)
-    return {**summary, **timing_rows(timings)}
+    if drop_duplicates:
+        duplicates = "left out (--drop-duplicates)"
+    else:
+        flagged = int(sdata.points["transcripts"]["duplicate"].sum().compute())
+        duplicates = f"{flagged:,} flagged, kept (--drop-duplicates leaves them out)"
+    return {"molecules": summary.pop("molecules"), "duplicate calls": duplicates, **summary, **timing_rows(timings)}
 
 
 def run(

@@ -14,9 +14,17 @@ from ..io import read_transcripts
 DATA = Path(__file__).resolve().parent / "_data" / "merfish_u2os"
 #: µm per pixel of the coordinates of Bento's MERFISH sample (about 0.1 µm).
 PIXEL_SIZE = 0.1
+#: µm within which two molecules of one gene are taken for one molecule called twice.
+DUPLICATE_DISTANCE = 0.1
 
 
-def merfish_u2os(*, pixel_size: float = PIXEL_SIZE, drop_controls: bool = False) -> SpatialData:
+def merfish_u2os(
+    *,
+    pixel_size: float = PIXEL_SIZE,
+    drop_controls: bool = False,
+    drop_duplicates: bool = False,
+    duplicate_distance: float = DUPLICATE_DISTANCE,
+) -> SpatialData:
     """MERFISH measurement of 15 human U2-OS cells, shipped with the package.
 
     174,827 molecules of 135 features (130 genes and 5 ``notarget*`` blank barcodes,
@@ -31,6 +39,11 @@ def merfish_u2os(*, pixel_size: float = PIXEL_SIZE, drop_controls: bool = False)
         µm per unit of Bento's coordinates, which are image pixels of about 0.1 µm.
     drop_controls
         Remove the ``notarget*`` molecules instead of only flagging them.
+    drop_duplicates
+        Remove the molecules flagged ``duplicate`` instead of only flagging them.
+    duplicate_distance
+        µm in the plane within which a molecule of the same gene in an earlier row makes
+        a molecule a ``duplicate`` (see below; 0 adds no ``duplicate`` column).
 
     Returns
     -------
@@ -38,14 +51,26 @@ def merfish_u2os(*, pixel_size: float = PIXEL_SIZE, drop_controls: bool = False)
     ``transcripts`` with ``cell_id`` and ``nucleus_id`` (Bento's ids such as ``"31-0"``; a
     nucleus has the id of its cell), ``in_nucleus``, ``is_control`` and Bento's ``batch``
     and ``index`` columns, indexed like Bento's points table (its index ``idx``, which
-    is not the ``index`` column); shapes ``cell_boundaries`` and ``nucleus_boundaries``.
+    is not the ``index`` column), and ``duplicate``; shapes ``cell_boundaries`` and
+    ``nucleus_boundaries``.
+
+    Most molecules come in tight groups of one gene, up to about seven rows within
+    0.1 µm (median distance to the nearest molecule 0.036 µm, a third of a pixel): one
+    molecule called more than once, as when a z-stack is flattened. Of each group the
+    first row is kept and the others are flagged ``duplicate`` (108,408 of 174,827 at
+    0.1 µm; :func:`stgraph.io.read_transcripts`). They drive most of what
+    colocalization finds here: at a 1 µm radius 2,761 gene pairs pass its FDR of 5 %
+    with them and 578 without them.
 
     Raises
     ------
     TypeError
-        If ``drop_controls`` is not a bool or ``pixel_size`` not a number.
+        If ``drop_controls`` or ``drop_duplicates`` is not a bool, or ``pixel_size`` or
+        ``duplicate_distance`` not a number.
     ValueError
-        If ``pixel_size`` is not a positive finite number.
+        If ``pixel_size`` is not a positive finite number, ``duplicate_distance`` is
+        negative or not finite, or ``drop_duplicates`` is asked with
+        ``duplicate_distance`` 0.
     """
     check_bool("drop_controls", drop_controls)
     return read_transcripts(
@@ -60,6 +85,8 @@ def merfish_u2os(*, pixel_size: float = PIXEL_SIZE, drop_controls: bool = False)
         cell_boundaries=_polygons("cell_boundaries"),
         nucleus_boundaries=_polygons("nucleus_boundaries"),
         drop_controls=drop_controls,
+        duplicate_distance=duplicate_distance,
+        drop_duplicates=drop_duplicates,
     )
 
 

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.spatial import cKDTree
 from spatialdata import SpatialData
 
+from ._duplicates import same_gene_pairs
 from ._generic import assemble
 from .._validation import check_bool, check_real
 from ._points import as_id_strings, standardise_points
-from ._schema import GENE, X, Y
 
 #: µm per pixel of the CosMx prototype that recorded the public NSCLC (Lung) data sets;
 #: the commercial instrument has 0.12028 µm pixels.
@@ -151,15 +150,11 @@ def z_duplicates(points: pd.DataFrame, distance: float) -> np.ndarray:
     gene in the next lower ``z_plane`` (a chain over several planes flags all but the
     lowest)."""
     flagged = np.zeros(len(points), dtype=bool)
-    if distance == 0 or len(points) < 2:
-        return flagged
-    xy = points[[X, Y]].to_numpy(dtype=np.float64)
-    pairs = cKDTree(xy).query_pairs(distance, output_type="ndarray")
-    gene = points[GENE].cat.codes.to_numpy()
+    pairs = same_gene_pairs(points, distance)
     plane = points["z_plane"].to_numpy(dtype=np.float64)
     first, second = pairs[:, 0], pairs[:, 1]
-    same = (gene[first] == gene[second]) & (np.abs(plane[first] - plane[second]) == 1)
-    flagged[np.where(plane[first] > plane[second], first, second)[same]] = True
+    adjacent = np.abs(plane[first] - plane[second]) == 1
+    flagged[np.where(plane[first] > plane[second], first, second)[adjacent]] = True
     return flagged
 
 

@@ -13,6 +13,7 @@ from spatialdata import SpatialData
 from spatialdata.models import PointsModel
 
 from .._validation import check_bool, check_real
+from ._duplicates import planar_duplicates
 from ._points import standardise_points
 from ._schema import (
     CELL,
@@ -24,6 +25,9 @@ from ._schema import (
     UNASSIGNED_IDS,
 )
 from ._shapes import shapes_element
+
+#: Points column of the molecules flagged by ``duplicate_distance``.
+DUPLICATE = "duplicate"
 
 
 def read_transcripts(
@@ -42,6 +46,8 @@ def read_transcripts(
     cell_boundaries: gpd.GeoSeries | gpd.GeoDataFrame | None = None,
     nucleus_boundaries: gpd.GeoSeries | gpd.GeoDataFrame | None = None,
     drop_controls: bool = False,
+    duplicate_distance: float = 0.0,
+    drop_duplicates: bool = False,
 ) -> SpatialData:
     """Read a transcript table with any column names into the stgraph schema.
 
@@ -79,6 +85,12 @@ def read_transcripts(
         shapes ``cell_boundaries`` / ``nucleus_boundaries`` (scaled to µm).
     drop_controls
         Remove control probes (``is_control``) instead of only flagging them.
+    duplicate_distance
+        µm in the plane within which a molecule of the same gene in an earlier row
+        makes a molecule a ``duplicate`` (a second call of one molecule, as in data
+        flattened from a z-stack); 0, the default, adds no ``duplicate`` column.
+    drop_duplicates
+        Remove the molecules flagged ``duplicate`` instead of only flagging them.
 
     Returns
     -------
@@ -86,6 +98,8 @@ def read_transcripts(
     (``z``) in µm, ``gene`` (categorical), ``cell_id`` (categorical, NaN = unassigned),
     ``in_nucleus`` and ``nucleus_id`` where known, ``is_control``, then every other column of
     the table. A boolean ``is_control`` column in the table adds to the name-based flags.
+    With ``duplicate_distance`` > 0, a boolean ``duplicate`` column: of a group of
+    copies the first row is kept unflagged (after ``drop_controls``).
 
     Raises
     ------
@@ -93,8 +107,9 @@ def read_transcripts(
         For ``table`` that is neither a DataFrame nor a path, a column argument
         (``x``, ``gene``, ...) that is not a string, a coordinate column that is not
         numeric, ``unassigned`` that is no collection (a single string, a number,
-        None), boundaries that are not a GeoSeries / GeoDataFrame, or
-        ``drop_controls`` that is not a bool.
+        None), boundaries that are not a GeoSeries / GeoDataFrame,
+        ``drop_controls`` or ``drop_duplicates`` that is not a bool, or
+        ``duplicate_distance`` that is not a number.
     FileNotFoundError
         If ``table`` is a path to no file.
     ValueError
@@ -103,7 +118,10 @@ def read_transcripts(
         column (``x``, ``gene``, ``cell_id``, ...) but not mapped to it, non-finite
         coordinates, missing genes, float ids of magnitude 2**53 or more,
         ``in_nucleus`` / ``is_control`` values other than booleans or 0/1, a
-        non-positive scale, nothing left after ``drop_controls``, or boundaries
+        non-positive scale, a negative or non-finite ``duplicate_distance``,
+        ``drop_duplicates`` with ``duplicate_distance`` 0, a table already holding a
+        ``duplicate`` column when one is to be added, nothing left after
+        ``drop_controls``, or boundaries
         with repeated ids, missing geometries, geometries that are not polygons or
         NaN / infinite vertices (naming the ids).
 
@@ -114,6 +132,10 @@ def read_transcripts(
         holds (how many, with examples): those outlines hold no molecule.
     """
     drop_controls = check_bool("drop_controls", drop_controls)
+    drop_duplicates = check_bool("drop_duplicates", drop_duplicates)
+    duplicate_distance = check_real("duplicate_distance", duplicate_distance, allow_zero=True)
+    if drop_duplicates and duplicate_distance == 0:
+        raise ValueError("drop_duplicates=True needs a duplicate_distance > 0 (in µm) to find the duplicates")
     pixel_size = check_real("pixel_size", pixel_size)
     z_step = pixel_size if z_step is None else check_real("z_step", z_step)
     frame = standardise_points(
@@ -130,6 +152,14 @@ def read_transcripts(
         unassigned=unassigned,
         drop_controls=drop_controls,
     )
+    if duplicate_distance > 0:
+        if DUPLICATE in frame:
+            raise ValueError(
+                f"the table has a {DUPLICATE!r} column already; rename it to flag duplicates with duplicate_distance"
+            )
+        frame[DUPLICATE] = planar_duplicates(frame, duplicate_distance)
+        if drop_duplicates:
+            frame = frame[~frame[DUPLICATE]]
     sdata = assemble(
         frame,
         cell_boundaries=cell_boundaries,
