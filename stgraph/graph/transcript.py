@@ -42,7 +42,9 @@ def transcript_graph(
         ``"all"`` connects every pair within the radius; ``"cell"`` keeps only
         pairs assigned to the same cell (unassigned molecules get no edges).
     max_num_neighbors
-        Keep at most this many nearest in-range neighbours per molecule.
+        Keep at most this many nearest in-range neighbours per molecule; equally near
+        ones go to the smaller node index (as in :func:`~stgraph.graph.radius_graph`),
+        so ``order="spatial"`` can keep another of two tied neighbours than ``"input"``.
     points_key
         Name of the points element when ``data`` is a SpatialData.
     backend
