@@ -105,6 +105,19 @@ def test_a_tile_that_is_not_one_of_iter_tiles_is_refused():
     assert torch.equal(radius_graph_tile(pos, 1.0, (core.int().numpy(), halo.numpy())), edges)
 
 
+def test_a_batch_that_is_not_one_id_per_point_is_refused_by_radius_graph_tile():
+    # Only the tile's rows of batch were read: a longer batch was used silently, a
+    # shorter one failed with a bare IndexError.
+    gen = torch.Generator().manual_seed(9)
+    pos = torch.rand(50, 2, generator=gen) * 4
+    tile = next(iter(iter_tiles(pos, 2.0, 0.5)))
+    for length in (60, 10):
+        with pytest.raises(ValueError, match=rf"^batch must have shape \[50\] \(one id per point\), got \[{length}\]$"):
+            radius_graph_tile(pos, 0.5, tile, torch.zeros(length, dtype=torch.int64))
+    with pytest.raises(TypeError, match="^batch must have an integer dtype, got torch.float32$"):
+        radius_graph_tile(pos, 0.5, tile, torch.zeros(50))
+
+
 def test_a_radius_beyond_the_tiles_halo_is_refused_and_the_halo_radius_is_exact():
     # Points 0 and 1 exactly 1.0 apart across the x = 5 tile border; point 3 is 1.5 from
     # point 0, beyond the halo 1.0: r = 1.5 silently lost the edge 3-0 before.

@@ -1,7 +1,9 @@
 """transcript_graph: the radius graph of a sample's molecules, with their labels."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from scipy.spatial import cKDTree
 
 import stgraph as sg
 from stgraph.graph import radius_graph, transcript_graph
@@ -32,12 +34,12 @@ def test_nodes_carry_the_points_labels(sim):
 
 def test_edges_equal_brute_force(sim):
     graph = transcript_graph(sim, 1.5)
-    pos = graph.pos.numpy()
+    pos = sg.io.transcripts_frame(sim)[["x", "y"]].to_numpy(np.float64)
     got = set(map(tuple, graph.edge_index.t().tolist()))
     assert got == brute_force_edges(pos, 1.5)
-    src, dst = graph.edge_index
-    expected_dist = (graph.pos[src].double() - graph.pos[dst].double()).norm(dim=1)
-    torch.testing.assert_close(graph.edge_dist.double(), expected_dist, rtol=1e-6, atol=1e-6)
+    src, dst = graph.edge_index.numpy()
+    expected_dist = np.sqrt(((pos[src] - pos[dst]) ** 2).sum(1)).astype(np.float32)
+    np.testing.assert_array_equal(graph.edge_dist.numpy(), expected_dist)
 
 
 def test_within_cell_keeps_exactly_the_same_cell_edges(sim):
@@ -177,3 +179,28 @@ def test_spatial_order_brings_merfish_neighbours_close():
         gaps[order] = float((graph.edge_index[0] - graph.edge_index[1]).abs().double().median())
     assert gaps["input"] > 10_000
     assert gaps["spatial"] < 1_000
+
+
+def test_edges_are_exact_for_the_float64_coordinates_of_a_global_frame():
+    # Xenium / MERSCOPE / CosMx global frames put molecules 1e4 to 1e6 µm from the
+    # origin, where float32 is 0.008 µm (1e5) to 0.06 µm (1e6) coarse: a graph of the
+    # float32-rounded positions missed and invented edges near the radius.
+    rng = np.random.default_rng(0)
+    xy = 1e5 + rng.uniform(0.0, 40.0, size=(2_000, 2))
+    frame = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "gene": rng.choice(["a", "b"], 2_000)})
+    pairs = cKDTree(xy).query_pairs(1.0, output_type="ndarray")
+    expected = {(int(j), int(i)) for i, j in pairs} | {(int(i), int(j)) for i, j in pairs}
+    for order in ("input", "spatial"):
+        graph = transcript_graph(frame, 1.0, order=order)
+        rows = graph.point_index[graph.edge_index].numpy()
+        assert set(zip(rows[0].tolist(), rows[1].tolist())) == expected
+        assert graph.edge_dist.dtype == graph.pos.dtype == torch.float32
+        exact = np.sqrt(((xy[rows[0]] - xy[rows[1]]) ** 2).sum(1)).astype(np.float32)
+        np.testing.assert_array_equal(graph.edge_dist.numpy(), exact)
+    np.testing.assert_array_equal(graph.pos.numpy(), xy.astype(np.float32)[graph.point_index.numpy()])
+
+
+def test_coordinates_beyond_float32_are_refused():
+    frame = pd.DataFrame({"x": [0.0, 1e39, 2.0], "y": [0.0, 0.0, 0.0], "gene": ["a", "b", "a"]})
+    with pytest.raises(ValueError, match=r"pos contains NaN or infinite coordinates \(first at row 1: \[inf, 0.0\]\)"):
+        transcript_graph(frame, 1.0)

@@ -9,7 +9,7 @@ import torch
 
 from .._validation import check_bool, check_int, check_real
 
-__all__ = ["RadiusQuery", "as_tensor", "check_graph_radius", "check_positions", "check_radius", "make_query"]
+__all__ = ["RadiusQuery", "as_tensor", "check_batch", "check_graph_radius", "check_positions", "check_radius", "make_query"]
 
 # The edge predicate needs r * r to be an ordinary float64: below the normal range squares
 # round by an absolute amount, and an overflow to inf would accept pairs at any distance,
@@ -123,9 +123,10 @@ def check_graph_radius(r, name: str = "r") -> float:
     return r
 
 
-def _check_batch(batch, pos: torch.Tensor) -> tuple[torch.Tensor | None, int]:
+def check_batch(batch, pos: torch.Tensor) -> torch.Tensor | None:
+    """``batch`` as an integer tensor of one sample id per point of ``pos``, on its device."""
     if batch is None:
-        return None, 1
+        return None
     batch = as_tensor(batch, "batch")
     if batch.dim() != 1 or batch.shape[0] != pos.shape[0]:
         raise ValueError(f"batch must have shape [{pos.shape[0]}] (one id per point), got {list(batch.shape)}")
@@ -133,6 +134,14 @@ def _check_batch(batch, pos: torch.Tensor) -> tuple[torch.Tensor | None, int]:
         raise TypeError(f"batch must have an integer dtype, got {batch.dtype}")
     if batch.device != pos.device:
         raise ValueError(f"batch is on {batch.device} but pos is on {pos.device}")
+    return batch
+
+
+def _check_batch(batch, pos: torch.Tensor) -> tuple[torch.Tensor | None, int]:
+    """``batch`` renumbered to ``0 .. num_batches - 1``, and ``num_batches``."""
+    batch = check_batch(batch, pos)
+    if batch is None:
+        return None, 1
     ids, inverse = torch.unique(batch, return_inverse=True)
     return inverse.to(torch.int64), max(int(ids.numel()), 1)
 

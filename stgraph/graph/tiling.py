@@ -17,7 +17,7 @@ import torch
 from .._validation import check_int
 from ._exact import inflate, place_edges
 from ._memory import allocate_output
-from ._query import as_tensor, check_graph_radius, check_positions, check_radius, make_query
+from ._query import as_tensor, check_batch, check_graph_radius, check_positions, check_radius, make_query
 from .radius import build_edges, resolve_backend
 
 __all__ = ["Tile", "iter_tiles", "merge_tile_edges", "radius_graph_tile", "radius_graph_tiled"]
@@ -169,11 +169,11 @@ def _check_halo_width(halo_width, r: float) -> float | None:
 
 
 def _tile_edges(pos: torch.Tensor, r, tile: Tile, batch, backend: str, **query_options):
-    """``(edge_index, dist or None)`` of :func:`radius_graph_tile`."""
+    """``(edge_index, dist or None)`` of :func:`radius_graph_tile` (``batch`` as :func:`check_batch` returns it)."""
     members = torch.sort(torch.cat([tile.core, tile.halo])).values
     is_core = torch.zeros(members.numel(), dtype=torch.bool, device=members.device)
     is_core[torch.searchsorted(members, tile.core)] = True
-    tile_batch = None if batch is None else as_tensor(batch, "batch")[members]
+    tile_batch = None if batch is None else batch[members]
     query = make_query(pos[members], r, tile_batch, **query_options)
     edge_index, dist = build_edges(query, resolve_backend(backend, query.device))
     # members is ascending, so local (target, source) order is the global order.
@@ -225,7 +225,7 @@ def radius_graph_tile(
         pos,
         r,
         _check_tile(tile, pos.shape[0], r),
-        batch,
+        check_batch(batch, pos),
         backend,
         loop=loop,
         max_num_neighbors=max_num_neighbors,
@@ -272,6 +272,7 @@ def radius_graph_tiled(
     query = make_query(pos, r, batch, **options)
     resolve_backend(backend, query.device)
     pos = as_tensor(pos, "pos")
+    batch = check_batch(batch, pos)
     pieces = (_tile_edges(pos, query.r, tile, batch, backend, **options) for tile in iter_tiles(pos, tile_size, query.r))
     edge_index, dist = merge_tile_edges(pieces, query.num_nodes, max_memory=max_memory)
     if query.num_nodes == 0:  # no tile, so no piece to take the device and dtype from

@@ -1,6 +1,7 @@
 """Transcript graphs: every molecule a node, edges to all molecules within a radius."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 import numpy as np
@@ -11,9 +12,9 @@ from torch_geometric.data import Data
 from ..io import _schema as S
 from ..io import transcripts_frame
 from ..io._points import check_numeric, flag_values
-from ._query import check_graph_radius
+from ._query import check_graph_radius, check_positions, make_query
 from .ordering import spatial_order
-from .radius import radius_graph
+from .radius import build_edges, resolve_backend
 
 
 def transcript_graph(
@@ -41,7 +42,9 @@ def transcript_graph(
         ``"all"`` connects every pair within the radius; ``"cell"`` keeps only
         pairs assigned to the same cell (unassigned molecules get no edges).
     max_num_neighbors
-        Keep at most this many nearest in-range neighbours per molecule.
+        Keep at most this many nearest in-range neighbours per molecule; equally near
+        ones go to the smaller node index (as in :func:`~stgraph.graph.radius_graph`),
+        so ``order="spatial"`` can keep another of two tied neighbours than ``"input"``.
     points_key
         Name of the points element when ``data`` is a SpatialData.
     backend
@@ -68,6 +71,10 @@ def transcript_graph(
     - ``point_index`` (``LongTensor[N]``): row of each node in the points;
     - ``gene_names``, ``cell_names`` (lists of str) and ``radius`` (float).
 
+    Edges and lengths are those of the points' coordinates in float64, exact as in
+    :func:`~stgraph.graph.radius_graph`, not those of ``pos``: float32 spaces values
+    0.008 µm apart at 1e5 µm from the origin (a global frame), 0.06 µm at 1e6 µm.
+
     Raises
     ------
     TypeError
@@ -90,8 +97,9 @@ def transcript_graph(
     cells = frame[S.CELL].astype("category") if S.CELL in frame.columns else None
     if within == "cell" and cells is None:
         raise ValueError(f"within='cell' needs a {S.CELL!r} column in the transcripts")
+    coords = torch.from_numpy(frame[axes].to_numpy(dtype=np.float64, copy=True))
     nodes = {
-        "pos": torch.from_numpy(frame[axes].to_numpy(dtype=np.float32, copy=True)),
+        "pos": check_positions(coords.to(torch.float32)),
         "gene": torch.from_numpy(genes.cat.codes.to_numpy(dtype=np.int64)),
         "cell": (
             torch.from_numpy(cells.cat.codes.to_numpy(dtype=np.int64))
@@ -104,17 +112,12 @@ def transcript_graph(
     if S.IN_NUCLEUS in frame.columns:
         nodes["in_nucleus"] = _bool_column(frame, S.IN_NUCLEUS)
     if order == "spatial" and len(frame):
-        perm = spatial_order(nodes["pos"], radius)
+        perm = spatial_order(coords, radius)
         nodes = {key: value.index_select(0, perm) for key, value in nodes.items()}
+        coords = coords.index_select(0, perm)
 
-    edge_index, edge_dist = radius_graph(
-        nodes["pos"],
-        radius,
-        batch=_isolating_batch(nodes["cell"]) if within == "cell" else None,
-        max_num_neighbors=max_num_neighbors,
-        backend=backend,
-        return_distance=True,
-    )
+    batch = _isolating_batch(nodes["cell"]) if within == "cell" else None
+    edge_index, edge_dist = _exact_edges(coords, radius, batch, max_num_neighbors, backend)
     graph = Data(
         **nodes,
         edge_index=edge_index,
@@ -124,6 +127,19 @@ def transcript_graph(
         radius=float(radius),
     )
     return graph
+
+
+def _exact_edges(coords: torch.Tensor, radius: float, batch, max_num_neighbors, backend: str):
+    """Edges and float32 lengths of the radius graph of the float64 ``coords``.
+
+    Built from the coordinates as read, not from their float32 ``pos``: in global
+    frames (1e4 to 1e6 µm from the origin) float32 rounding moves molecules by up to
+    0.03 µm, enough to add or drop edges near the radius. The lengths are the exact
+    float64 ones rounded once to float32, the dtype of ``pos``.
+    """
+    query = make_query(coords, radius, batch, max_num_neighbors=max_num_neighbors, return_distance=True)
+    query = dataclasses.replace(query, distance_dtype=torch.float32)
+    return build_edges(query, resolve_backend(backend, query.device))
 
 
 def _points_frame(data, points_key: str) -> pd.DataFrame:
