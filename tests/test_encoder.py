@@ -505,6 +505,25 @@ def test_tile_units_keep_nodes_rounded_across_a_tile_border():
     assert all(torch.equal(u.edge_index, edge_index) for u in wide)
 
 
+def test_tile_units_keep_every_edge_into_their_core_in_a_global_frame():
+    # transcript_graph's edges are exact for the float64 coordinates; its float32 pos
+    # rounds them by up to 0.031 µm at 1e6 µm. Node 0 (1e6 + 4.97) rounds up onto the
+    # border of its tile (1e6 + 5), node 1, 1.025 µm away, down to 1e6 + 3.9375:
+    # beyond a halo of 1.03 µm from the border in pos, within the radius in the data.
+    import pandas as pd
+
+    from stgraph.graph import transcript_graph
+
+    frame = pd.DataFrame({"x": [1e6 + 4.97, 1e6 + 3.945], "y": [0.0, 0.0], "gene": pd.Categorical(["a", "b"])})
+    graph = transcript_graph(frame, 1.03)
+    assert graph.edge_index.tolist() == [[1, 0], [0, 1]]
+    assert float(graph.pos[0, 0]) == 1e6 + 5 and float(graph.pos[1, 0]) == 1e6 + 3.9375
+    units = tile_units(graph, 5.0, halo=graph.radius)
+    assert [(u.node.tolist(), u.core.tolist(), u.edge_index.shape[1]) for u in units] == [
+        ([0, 1], [False, True], 2), ([0, 1], [True, False], 2)
+    ]
+
+
 def test_induced_edges_match_a_direct_selection():
     rng = np.random.default_rng(3)
     edge_index = torch.from_numpy(rng.integers(0, 40, (2, 300)))  # repeated edges and loops too

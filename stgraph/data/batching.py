@@ -187,8 +187,9 @@ def tile_units(
         Side of the tiles in µm.
     halo
         Width in µm of the context band around each tile (widened by a few ulps so
-        that rounding drops no node on a border); ``n_layers * radius`` makes core
-        embeddings exact.
+        that rounding drops no node on a border, and by one rounding step of ``pos``'s
+        dtype, for edges built from the unrounded coordinates); ``n_layers * radius``
+        makes core embeddings exact.
     allowed
         ``[N]`` bool; nodes outside it are neither core nor context of any unit.
 
@@ -220,8 +221,11 @@ def tile_units(
         members[key] = nodes
     # floor(x / tile_size) and the tile bounds k * tile_size round differently: a node
     # can lie an ulp outside its own tile, and a neighbour exactly halo away an ulp
-    # outside the halo. A margin of a few ulps keeps both in the unit.
-    margin = inflate(halo, float(np.abs(xy).max())) if len(xy) else halo
+    # outside the halo. A margin of a few ulps keeps both in the unit. And pos may be
+    # the coordinates rounded (transcript_graph's float32 of the float64 it built the
+    # edges from): a neighbour within the radius lies up to a rounding step farther.
+    max_abs = float(np.abs(xy).max()) if len(xy) else 0.0
+    margin = inflate(halo + torch.finfo(graph.pos.dtype).eps * max_abs, max_abs)
     reach = math.ceil(margin / tile_size)
     units = []
     for (kx, ky), core_nodes in members.items():
