@@ -122,8 +122,9 @@ def iter_tiles(pos, tile_size: float, halo: float) -> Iterator[Tile]:
             yield Tile(core=members[core], halo=members[~core], halo_width=halo)
 
 
-def _check_tile(tile, num_points: int, r: float) -> Tile:
-    """``tile`` as a :class:`Tile` of int64 tensors, after checking what :func:`_tile_edges`
+def _check_tile(tile, num_points: int, r: float, device: torch.device) -> Tile:
+    """``tile`` as a :class:`Tile` of int64 tensors on ``device`` (that of ``pos``: a
+    worker may have made the tile on another), after checking what :func:`_tile_edges`
     relies on: a halo at least ``r`` wide where its width is known, indices of points of
     ``pos``, no point twice in core and halo together."""
     if not (isinstance(tile, tuple) and len(tile) in (2, 3)):
@@ -139,7 +140,7 @@ def _check_tile(tile, num_points: int, r: float) -> Tile:
             raise TypeError(
                 f"tile.{name} must be a 1-D tensor of point indices, got {part.dtype} of shape {list(part.shape)}"
             )
-        part = part.to(torch.int64)
+        part = part.to(device=device, dtype=torch.int64)
         if part.numel() and (int(part.min()) < 0 or int(part.max()) >= num_points):
             raise ValueError(f"tile.{name} holds indices outside [0, {num_points}) (pos has {num_points} points)")
         parts.append(part)
@@ -224,7 +225,7 @@ def radius_graph_tile(
     edge_index, dist = _tile_edges(
         pos,
         r,
-        _check_tile(tile, pos.shape[0], r),
+        _check_tile(tile, pos.shape[0], r, pos.device),
         check_batch(batch, pos),
         backend,
         loop=loop,
