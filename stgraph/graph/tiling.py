@@ -290,7 +290,8 @@ def merge_tile_edges(pieces: Iterable, num_nodes: int, *, max_memory: int | None
     pieces
         The ``(edge_index, dist)`` results (``return_distance=True``) or the bare
         ``edge_index`` results of :func:`radius_graph_tile` for every tile of one
-        :func:`iter_tiles` split, in any order, e.g. gathered from Dask workers.
+        :func:`iter_tiles` split, in any order, e.g. gathered from Dask workers. A
+        piece whose edges are not sorted by target is sorted (target, then source).
     num_nodes
         Number of points.
     max_memory
@@ -325,12 +326,12 @@ def merge_tile_edges(pieces: Iterable, num_nodes: int, *, max_memory: int | None
             counts = torch.zeros(num_nodes, dtype=torch.int64, device=edge_index.device)
         # Work in the piece's targets only: a pass over all num_nodes per piece would cost
         # (number of tiles) x (number of points).
-        targets = edge_index[1]
-        # radius_graph_tile sorts by target: counting runs then needs no sort.
-        if bool((targets[1:] >= targets[:-1]).all()):
-            target, per_target = torch.unique_consecutive(targets, return_counts=True)
-        else:
-            target, per_target = torch.unique(targets, return_counts=True)
+        if not bool((edge_index[1, 1:] >= edge_index[1, :-1]).all()):
+            # Not from radius_graph_tile, which sorts by target, then source: the edges
+            # are placed by runs of one target, so sort them the same way.
+            order = torch.argsort(edge_index[1] * num_nodes + edge_index[0])
+            edge_index, dist = edge_index[:, order], None if dist is None else dist[order]
+        target, per_target = torch.unique_consecutive(edge_index[1], return_counts=True)
         if bool((counts[target] > 0).any()):  # each target is in the core of one tile
             raise ValueError(
                 "two pieces hold edges of the same target: pass each tile of one iter_tiles split once"
