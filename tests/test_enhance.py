@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+import scipy.sparse  # noqa: E402
 import torch  # noqa: E402
 
 from stgraph.pl._enhance import enhance as plot_enhance  # noqa: E402
@@ -639,6 +640,19 @@ def test_normalised_counts_raise_and_raw_layer_is_used():
         enhance(normalised, **{**FAST, "epochs": 0})
     out = enhance(normalised, layer="raw", **{**FAST, "epochs": 0})
     np.testing.assert_array_equal(out.X, reference.X)
+
+
+def test_a_backed_slide_with_sparse_counts_is_enhanced_like_one_in_memory(tmp_path):
+    # anndata.read_h5ad(path, backed="r") leaves a sparse X on disk: np.asarray of it
+    # failed with "setting an array element with a sequence".
+    adata, _ = slide("square", 5, 5, 8)
+    adata.X = scipy.sparse.csr_matrix(adata.X)
+    adata.write_h5ad(tmp_path / "spots.h5ad")
+    backed = ad.read_h5ad(tmp_path / "spots.h5ad", backed="r")
+    out = enhance(backed, **{**FAST, "epochs": 0})
+    assert backed.isbacked and not out.isbacked
+    np.testing.assert_array_equal(out.X, enhance(adata, **{**FAST, "epochs": 0}).X)
+    backed.file.close()
 
 
 def test_counts_kept_in_raw_are_pointed_to():

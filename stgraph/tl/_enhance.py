@@ -84,7 +84,8 @@ def enhance(
         ``obs['array_col']`` (integer Visium or ST array coordinates, numeric
         columns or categoricals of numbers),
         ``obsm['spatial']`` (pixel coordinates) and raw (integer) counts in ``X`` or
-        ``layers[layer]``. Not modified. For slides joined with
+        ``layers[layer]``. Not modified; a backed one (``anndata.read_h5ad(path,
+        backed='r')``) is read into memory. For slides joined with
         ``anndata.concat(..., label='library_id')`` enhance each library
         (``adata[adata.obs['library_id'] == library]``) and join the results.
     mode
