@@ -573,6 +573,20 @@ def test_several_slides_raise_and_one_at_a_time_works():
     assert both.obs["library_id"].value_counts().to_dict() == {"A1": 16, "B1": 16}
 
 
+def test_imputed_sites_outside_narrow_integer_coordinates_widen_them():
+    # A row -1 of uint8 coordinates was written as row 255.
+    adata, _ = slide("square", 5, 5, 8)
+    for key in ("array_row", "array_col"):
+        adata.obs[key] = adata.obs[key].astype(np.uint8)
+    impute = lambda positions: enhance(adata, "impute", positions=np.asarray(positions), **{**FAST, "epochs": 0})  # noqa: E731
+    inside = impute([[5, 2]])
+    assert inside.obs["array_row"].dtype == np.uint8 and inside.obs["array_row"].iloc[-1] == 5
+    outside = impute([[-1, 2]])
+    assert outside.obs["array_row"].dtype == np.int64 and outside.obs["array_col"].dtype == np.uint8
+    assert outside.obs[["array_row", "array_col"]].iloc[-1].tolist() == [-1, 2]
+    assert outside.obs_names[-1] == "imputed--1-2"
+
+
 def test_impute_on_a_single_row_stays_on_the_row():
     row, _ = slide("square", 1, 8, 8)
     out = enhance(row, "impute", positions=[[0, 9]], **{**FAST, "epochs": 0})

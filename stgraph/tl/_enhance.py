@@ -396,14 +396,18 @@ def _extrapolated(pos: np.ndarray, query: np.ndarray, radius: float) -> np.ndarr
 
 def _coordinate_column(observed: pd.Series, new: np.ndarray) -> np.ndarray:
     """An array coordinate of the original spots, then of the new ones, as numbers (a
-    categorical becomes its values); integer when the input was and every value is
-    (imputed lattice sites), float otherwise."""
+    categorical becomes its values); of the input's integer type when it was one and
+    holds every value (imputed lattice sites), int64 when only that type is too
+    narrow (e.g. a row -1 of ``uint8`` coordinates), float otherwise."""
     if isinstance(observed.dtype, pd.CategoricalDtype):
         observed = observed.astype(observed.cat.categories.dtype)
     values = np.concatenate([observed.to_numpy(dtype=float), new])
-    if pd.api.types.is_integer_dtype(observed.dtype) and np.array_equal(values, np.round(values)):
-        return values.astype(observed.dtype if isinstance(observed.dtype, np.dtype) else np.int64)
-    return values
+    if not (pd.api.types.is_integer_dtype(observed.dtype) and np.array_equal(values, np.round(values))):
+        return values
+    dtype = observed.dtype if isinstance(observed.dtype, np.dtype) else np.dtype(np.int64)
+    info = np.iinfo(dtype)
+    fits = info.min <= values.min() and values.max() <= info.max
+    return values.astype(dtype if fits else np.int64)
 
 
 def _assemble(adata, values, counts, predicted, query, new_spatial, counts_layer) -> AnnData:
