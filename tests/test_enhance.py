@@ -619,6 +619,19 @@ def test_given_grid_must_fit_the_coordinates():
         enhance(checkerboard, grid="hexagonal", **FAST)
 
 
+@pytest.mark.parametrize("grid", [None, "square", "hexagonal"])
+def test_hexagonal_coordinates_with_rows_and_columns_swapped_raise(grid):
+    # One parity, and the pixel geometry is neither lattice's: the slide was taken for
+    # a square grid (midpoints of spots sqrt(3) spacings apart, 2,780 instead of 2,757
+    # new spots on the Visium prostate slide).
+    hexagonal, _ = slide("hexagonal", 6, 6, 8)
+    swapped = hexagonal.copy()
+    swapped.obs[["array_row", "array_col"]] = hexagonal.obs[["array_col", "array_row"]].to_numpy()
+    with pytest.raises(ValueError, match=r"^In `obsm\['spatial'\]` the spot two columns along a row is 1\.73 times "
+                       r"as far .*`array_row` and `array_col` are swapped .*adata\.obs\[\['array_row', 'array_col'\]\] = "):
+        enhance(swapped, grid=grid, **FAST)
+
+
 @pytest.mark.parametrize(("odd_rows", "doubled"), [(0, "2 \\* array_col \\+ array_row % 2"),
                                                    (1, "2 \\* array_col \\+ \\(array_row \\+ 1\\) % 2")],
                          ids=["odd rows right", "odd rows left"])

@@ -23,6 +23,9 @@ GRID_TYPES = ("hexagonal", "square")
 # |A·(0, 2)| / |A·(1, 1)| for the affine map A of array → pixel coordinates:
 # 1 on a hexagonal lattice, sqrt(2) on a square grid; split halfway.
 _HEX_SQUARE_RATIO_SPLIT = (1.0 + np.sqrt(2.0)) / 2.0
+# sqrt(3) on a hexagonal lattice whose array_row and array_col are swapped; split
+# halfway from the square grid's sqrt(2).
+_SQUARE_SWAPPED_RATIO_SPLIT = (np.sqrt(2.0) + np.sqrt(3.0)) / 2.0
 
 
 def array_coordinates(obs) -> np.ndarray:
@@ -117,8 +120,9 @@ def detect_grid(rc: np.ndarray, spatial: np.ndarray | None = None) -> GridType:
     farther. Without usable pixel coordinates, one parity means hexagonal.
 
     A hexagonal lattice in offset coordinates (``array_col`` counting the spots of
-    each row) has both parities and is detected as square; :func:`check_grid`, which
-    :func:`stgraph.tl.enhance` calls, refuses it from the pixel coordinates.
+    each row) has both parities, and one with ``array_row`` and ``array_col``
+    swapped a step ratio of sqrt(3); both are detected as square. :func:`check_grid`,
+    which :func:`stgraph.tl.enhance` calls, refuses them from the pixel coordinates.
     """
     rc = np.asarray(rc, dtype=float)
     if len(_parities(rc)) > 1 or not np.allclose(rc, np.round(rc)):
@@ -174,6 +178,19 @@ def _check_not_offset(rc: np.ndarray, spatial: np.ndarray | None) -> None:
         )
 
 
+def _check_not_swapped(ratio: float | None) -> None:
+    """Refuse a hexagonal lattice whose ``array_row`` and ``array_col`` are swapped: its
+    one parity and the step ratio of :func:`_step_ratio` (sqrt(3)) make it look like a
+    square grid, whose neighbours it does not have."""
+    if ratio is not None and ratio > _SQUARE_SWAPPED_RATIO_SPLIT:
+        raise ValueError(
+            f"In `obsm['spatial']` the spot two columns along a row is {ratio:.2f} times as far as the spot one row "
+            "and one column away: 1.73 on a hexagonal lattice whose `array_row` and `array_col` are swapped (1 in "
+            "Visium's convention, 1.41 on a square grid). Swap them first, e.g. "
+            "`adata.obs[['array_row', 'array_col']] = adata.obs[['array_col', 'array_row']].to_numpy()`."
+        )
+
+
 def check_grid(grid: str | None, rc: np.ndarray, spatial: np.ndarray | None) -> GridType:
     """Validate a user-given grid type against the coordinates, or detect it when ``grid`` is None.
 
@@ -186,11 +203,14 @@ def check_grid(grid: str | None, rc: np.ndarray, spatial: np.ndarray | None) -> 
     ValueError
         If ``grid`` is not a grid type or does not fit the coordinates, or the pixel
         coordinates show a hexagonal lattice in offset coordinates (odd rows shifted
-        by half a column step), whatever ``grid``.
+        by half a column step) or with ``array_row`` and ``array_col`` swapped,
+        whatever ``grid``.
     """
     if grid is not None and grid not in GRID_TYPES:
         raise ValueError(f"`grid` must be one of {GRID_TYPES} or None, got {grid!r}.")
     _check_not_offset(rc, spatial)
+    ratio = _step_ratio(rc, spatial) if len(_parities(rc)) == 1 else None
+    _check_not_swapped(ratio)
     if grid is None:
         return detect_grid(rc, spatial)
     if grid == "hexagonal" and len(_parities(rc)) > 1:
@@ -198,7 +218,6 @@ def check_grid(grid: str | None, rc: np.ndarray, spatial: np.ndarray | None) -> 
             "`grid='hexagonal'` needs array_row + array_col of one parity (Visium convention), "
             "but the spots have both even and odd sums: a square grid."
         )
-    ratio = _step_ratio(rc, spatial) if len(_parities(rc)) == 1 else None
     if ratio is not None and _grid_of_ratio(ratio) != grid:
         found = _grid_of_ratio(ratio)
         raise ValueError(
