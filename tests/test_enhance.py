@@ -434,6 +434,28 @@ def test_new_spots_are_in_tissue_where_all_their_nearest_spots_are(grid, dtype):
     assert int(kept.obs["imputed"].sum()) == int(expected.sum())
 
 
+def test_the_middle_of_a_lost_patch_reads_all_eight_spots_at_its_smallest_distance():
+    # A lost diamond of 13 sites: its middle has 8 spots at sqrt(5) spacings, of which
+    # only 6 were read (in_tissue, and the pixel offsets from the affine map).
+    rows, cols = np.meshgrid(np.arange(-4, 5), np.arange(-4, 5), indexing="ij")
+    rc = np.column_stack([rows.ravel(), cols.ravel()])
+    rc = rc[np.abs(rc).sum(axis=1) > 2]
+    p = rc[:, ::-1].astype(float)
+    counts = np.random.default_rng(0).poisson(5.0, (len(rc), 6)).astype(np.float32)
+    adata = ad.AnnData(counts, obs=pd.DataFrame({"array_row": rc[:, 0], "array_col": rc[:, 1]},
+                                                index=[f"spot{i}" for i in range(len(rc))]))
+    # A warp symmetric about the middle: its offsets from the affine map cancel over all eight.
+    adata.obsm["spatial"] = 500.0 + 100.0 * p * (1.0 + 0.02 * (p**2).sum(axis=1, keepdims=True))
+    ring = np.flatnonzero((rc**2).sum(axis=1) == 5)
+    assert len(ring) == 8
+    for spot in ring:
+        adata.obs["in_tissue"] = np.int64(1)
+        adata.obs.iloc[spot, adata.obs.columns.get_loc("in_tissue")] = 0
+        out = enhance(adata, "impute", **{**FAST, "epochs": 0})
+        assert out.obs.loc["imputed-0-0", "in_tissue"] == 0
+    np.testing.assert_allclose(out[["imputed-0-0"]].obsm["spatial"], [[500.0, 500.0]], atol=1e-9)
+
+
 def test_an_in_tissue_column_of_strings_is_left_missing_for_new_spots():
     adata, _ = slide("square", 6, 6, 12)
     adata.obs["in_tissue"] = "yes"

@@ -102,12 +102,20 @@ def nearest_spots(rc: np.ndarray, query: np.ndarray, grid: GridType) -> tuple[np
     lattice distance (a midpoint's two spots, a square cell centre's four corners).
 
     Returns ``(index, nearest)``, both ``(len(query), k)``: candidate spot indices
-    into ``rc`` and whether each is at the smallest distance (the first always is).
+    into ``rc`` and whether each is at the smallest distance (the first always is);
+    ``k`` is the most spots any query has at its smallest distance.
     """
-    # Six neighbours at most: a hexagonal lattice site's (a square one has four).
-    dist, index = cKDTree(lattice_positions(rc, grid)).query(lattice_positions(query, grid), k=min(6, len(rc)))
-    dist, index = dist.reshape(len(query), -1), index.reshape(len(query), -1)
-    return index, dist <= dist[:, :1] + 1e-6
+    tree = cKDTree(lattice_positions(rc, grid))
+    pos = lattice_positions(query, grid)
+    smallest, _ = tree.query(pos, k=1)
+    # Not a fixed k: the middle of a lost patch can have more than six spots at its
+    # smallest distance (eight at sqrt(5) spacings around a square diamond of 13 sites).
+    found = tree.query_ball_point(pos, smallest + 1e-6, return_sorted=True)
+    counts = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
+    nearest = np.arange(counts.max()) < counts[:, None]
+    index = np.zeros(nearest.shape, dtype=np.int64)
+    index[nearest] = np.concatenate(found)
+    return index, nearest
 
 
 def detect_grid(rc: np.ndarray, spatial: np.ndarray | None = None) -> GridType:
