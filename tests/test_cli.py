@@ -311,3 +311,19 @@ def test_enhance_writes_what_tl_enhance_returns_and_only_reads_the_input(tmp_pat
         main(["enhance", str(tmp_path / "text.h5ad"), "--out", str(tmp_path / "x.h5ad")])
     assert "as an AnnData .h5ad file" in capsys.readouterr().err
     assert not (tmp_path / "x.h5ad").exists()
+
+
+def test_enhance_epochs_0_is_the_interpolation_as_in_tl_enhance(tmp_path, capsys):
+    # tl.enhance(epochs=0) is documented; the command refused it ("must be an integer >= 1").
+    from .test_enhance import slide
+
+    adata, _ = slide("square", 5, 5, 8)
+    path, out = tmp_path / "spots.h5ad", tmp_path / "enhanced.h5ad"
+    adata.write_h5ad(path)
+    assert main(["enhance", str(path), "--out", str(out), "--epochs", "0"]) == 0
+    written = anndata.read_h5ad(out)
+    assert written.uns["enhance"]["params"]["epochs"] == 0
+    assert list(written.uns["enhance"]["best_epochs"]) == [0, 0]
+    with pytest.raises(SystemExit):
+        main(["enhance", str(path), "--out", str(tmp_path / "x.h5ad"), "--epochs", "-1"])
+    assert "argument --epochs: must be an integer >= 0, got '-1'" in capsys.readouterr().err

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+import scipy.sparse  # noqa: E402
 import torch  # noqa: E402
 
 from stgraph.pl._enhance import enhance as plot_enhance  # noqa: E402
@@ -433,6 +434,28 @@ def test_new_spots_are_in_tissue_where_all_their_nearest_spots_are(grid, dtype):
     assert int(kept.obs["imputed"].sum()) == int(expected.sum())
 
 
+def test_the_middle_of_a_lost_patch_reads_all_eight_spots_at_its_smallest_distance():
+    # A lost diamond of 13 sites: its middle has 8 spots at sqrt(5) spacings, of which
+    # only 6 were read (in_tissue, and the pixel offsets from the affine map).
+    rows, cols = np.meshgrid(np.arange(-4, 5), np.arange(-4, 5), indexing="ij")
+    rc = np.column_stack([rows.ravel(), cols.ravel()])
+    rc = rc[np.abs(rc).sum(axis=1) > 2]
+    p = rc[:, ::-1].astype(float)
+    counts = np.random.default_rng(0).poisson(5.0, (len(rc), 6)).astype(np.float32)
+    adata = ad.AnnData(counts, obs=pd.DataFrame({"array_row": rc[:, 0], "array_col": rc[:, 1]},
+                                                index=[f"spot{i}" for i in range(len(rc))]))
+    # A warp symmetric about the middle: its offsets from the affine map cancel over all eight.
+    adata.obsm["spatial"] = 500.0 + 100.0 * p * (1.0 + 0.02 * (p**2).sum(axis=1, keepdims=True))
+    ring = np.flatnonzero((rc**2).sum(axis=1) == 5)
+    assert len(ring) == 8
+    for spot in ring:
+        adata.obs["in_tissue"] = np.int64(1)
+        adata.obs.iloc[spot, adata.obs.columns.get_loc("in_tissue")] = 0
+        out = enhance(adata, "impute", **{**FAST, "epochs": 0})
+        assert out.obs.loc["imputed-0-0", "in_tissue"] == 0
+    np.testing.assert_allclose(out[["imputed-0-0"]].obsm["spatial"], [[500.0, 500.0]], atol=1e-9)
+
+
 def test_an_in_tissue_column_of_strings_is_left_missing_for_new_spots():
     adata, _ = slide("square", 6, 6, 12)
     adata.obs["in_tissue"] = "yes"
@@ -572,6 +595,20 @@ def test_several_slides_raise_and_one_at_a_time_works():
     assert both.obs["library_id"].value_counts().to_dict() == {"A1": 16, "B1": 16}
 
 
+def test_imputed_sites_outside_narrow_integer_coordinates_widen_them():
+    # A row -1 of uint8 coordinates was written as row 255.
+    adata, _ = slide("square", 5, 5, 8)
+    for key in ("array_row", "array_col"):
+        adata.obs[key] = adata.obs[key].astype(np.uint8)
+    impute = lambda positions: enhance(adata, "impute", positions=np.asarray(positions), **{**FAST, "epochs": 0})  # noqa: E731
+    inside = impute([[5, 2]])
+    assert inside.obs["array_row"].dtype == np.uint8 and inside.obs["array_row"].iloc[-1] == 5
+    outside = impute([[-1, 2]])
+    assert outside.obs["array_row"].dtype == np.int64 and outside.obs["array_col"].dtype == np.uint8
+    assert outside.obs[["array_row", "array_col"]].iloc[-1].tolist() == [-1, 2]
+    assert outside.obs_names[-1] == "imputed--1-2"
+
+
 def test_impute_on_a_single_row_stays_on_the_row():
     row, _ = slide("square", 1, 8, 8)
     out = enhance(row, "impute", positions=[[0, 9]], **{**FAST, "epochs": 0})
@@ -602,6 +639,19 @@ def test_given_grid_must_fit_the_coordinates():
     checkerboard = square[(square.obs["array_row"] + square.obs["array_col"]).to_numpy() % 2 == 0].copy()
     with pytest.raises(ValueError, match=r"`grid='hexagonal'` does not fit.*1\.41 times.*a square lattice"):
         enhance(checkerboard, grid="hexagonal", **FAST)
+
+
+@pytest.mark.parametrize("grid", [None, "square", "hexagonal"])
+def test_hexagonal_coordinates_with_rows_and_columns_swapped_raise(grid):
+    # One parity, and the pixel geometry is neither lattice's: the slide was taken for
+    # a square grid (midpoints of spots sqrt(3) spacings apart, 2,780 instead of 2,757
+    # new spots on the Visium prostate slide).
+    hexagonal, _ = slide("hexagonal", 6, 6, 8)
+    swapped = hexagonal.copy()
+    swapped.obs[["array_row", "array_col"]] = hexagonal.obs[["array_col", "array_row"]].to_numpy()
+    with pytest.raises(ValueError, match=r"^In `obsm\['spatial'\]` the spot two columns along a row is 1\.73 times "
+                       r"as far .*`array_row` and `array_col` are swapped .*adata\.obs\[\['array_row', 'array_col'\]\] = "):
+        enhance(swapped, grid=grid, **FAST)
 
 
 @pytest.mark.parametrize(("odd_rows", "doubled"), [(0, "2 \\* array_col \\+ array_row % 2"),
@@ -639,6 +689,19 @@ def test_normalised_counts_raise_and_raw_layer_is_used():
         enhance(normalised, **{**FAST, "epochs": 0})
     out = enhance(normalised, layer="raw", **{**FAST, "epochs": 0})
     np.testing.assert_array_equal(out.X, reference.X)
+
+
+def test_a_backed_slide_with_sparse_counts_is_enhanced_like_one_in_memory(tmp_path):
+    # anndata.read_h5ad(path, backed="r") leaves a sparse X on disk: np.asarray of it
+    # failed with "setting an array element with a sequence".
+    adata, _ = slide("square", 5, 5, 8)
+    adata.X = scipy.sparse.csr_matrix(adata.X)
+    adata.write_h5ad(tmp_path / "spots.h5ad")
+    backed = ad.read_h5ad(tmp_path / "spots.h5ad", backed="r")
+    out = enhance(backed, **{**FAST, "epochs": 0})
+    assert backed.isbacked and not out.isbacked
+    np.testing.assert_array_equal(out.X, enhance(adata, **{**FAST, "epochs": 0}).X)
+    backed.file.close()
 
 
 def test_counts_kept_in_raw_are_pointed_to():

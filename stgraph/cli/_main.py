@@ -25,14 +25,20 @@ def _tools(text: str) -> tuple[str, ...]:
     return tuple(t for t in TOOLS if t in tools)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
+def _int_at_least(minimum: int):
+    """An argparse type: an integer of at least ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+    return parse
+
+
+_positive_int = _int_at_least(1)
 
 
 def _add_graph_options(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     enhance_parser.add_argument("--layer", default=None, help="layer holding the raw counts (default X)")
     enhance_parser.add_argument("--max-gap-size", type=_positive_int, default=None,
                                 help="impute only holes of at most this many spots")
-    enhance_parser.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default 10)")
+    enhance_parser.add_argument("--epochs", type=_int_at_least(0), default=None,
+                                help="training epochs (default 10; 0: the calibrated interpolation alone)")
     enhance_parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     enhance_parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     enhance_parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")

@@ -8,7 +8,8 @@ CP10K = 1e4
 
 
 def read_counts(adata, layer: str | None = None) -> np.ndarray:
-    """Dense ``float32`` copy of the raw counts in ``adata.X`` or ``adata.layers[layer]``.
+    """Dense ``float32`` copy of the raw counts in ``adata.X`` or ``adata.layers[layer]``
+    (read into memory where ``adata`` is backed).
 
     Raises
     ------
@@ -21,6 +22,8 @@ def read_counts(adata, layer: str | None = None) -> np.ndarray:
     matrix = adata.X if layer is None else adata.layers[layer]
     if matrix is None:
         raise ValueError("`adata.X` is empty; pass the layer holding raw counts as `layer`.")
+    if hasattr(matrix, "to_memory"):  # a sparse X of a backed AnnData, still on disk
+        matrix = matrix.to_memory()
     dense = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
     dense = dense.astype(np.float32, copy=True)
     where = "X" if layer is None else f"layers[{layer!r}]"

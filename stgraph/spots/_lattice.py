@@ -23,6 +23,9 @@ GRID_TYPES = ("hexagonal", "square")
 # |A·(0, 2)| / |A·(1, 1)| for the affine map A of array → pixel coordinates:
 # 1 on a hexagonal lattice, sqrt(2) on a square grid; split halfway.
 _HEX_SQUARE_RATIO_SPLIT = (1.0 + np.sqrt(2.0)) / 2.0
+# sqrt(3) on a hexagonal lattice whose array_row and array_col are swapped; split
+# halfway from the square grid's sqrt(2).
+_SQUARE_SWAPPED_RATIO_SPLIT = (np.sqrt(2.0) + np.sqrt(3.0)) / 2.0
 
 
 def array_coordinates(obs) -> np.ndarray:
@@ -99,12 +102,20 @@ def nearest_spots(rc: np.ndarray, query: np.ndarray, grid: GridType) -> tuple[np
     lattice distance (a midpoint's two spots, a square cell centre's four corners).
 
     Returns ``(index, nearest)``, both ``(len(query), k)``: candidate spot indices
-    into ``rc`` and whether each is at the smallest distance (the first always is).
+    into ``rc`` and whether each is at the smallest distance (the first always is);
+    ``k`` is the most spots any query has at its smallest distance.
     """
-    # Six neighbours at most: a hexagonal lattice site's (a square one has four).
-    dist, index = cKDTree(lattice_positions(rc, grid)).query(lattice_positions(query, grid), k=min(6, len(rc)))
-    dist, index = dist.reshape(len(query), -1), index.reshape(len(query), -1)
-    return index, dist <= dist[:, :1] + 1e-6
+    tree = cKDTree(lattice_positions(rc, grid))
+    pos = lattice_positions(query, grid)
+    smallest, _ = tree.query(pos, k=1)
+    # Not a fixed k: the middle of a lost patch can have more than six spots at its
+    # smallest distance (eight at sqrt(5) spacings around a square diamond of 13 sites).
+    found = tree.query_ball_point(pos, smallest + 1e-6, return_sorted=True)
+    counts = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
+    nearest = np.arange(counts.max()) < counts[:, None]
+    index = np.zeros(nearest.shape, dtype=np.int64)
+    index[nearest] = np.concatenate(found)
+    return index, nearest
 
 
 def detect_grid(rc: np.ndarray, spatial: np.ndarray | None = None) -> GridType:
@@ -117,8 +128,9 @@ def detect_grid(rc: np.ndarray, spatial: np.ndarray | None = None) -> GridType:
     farther. Without usable pixel coordinates, one parity means hexagonal.
 
     A hexagonal lattice in offset coordinates (``array_col`` counting the spots of
-    each row) has both parities and is detected as square; :func:`check_grid`, which
-    :func:`stgraph.tl.enhance` calls, refuses it from the pixel coordinates.
+    each row) has both parities, and one with ``array_row`` and ``array_col``
+    swapped a step ratio of sqrt(3); both are detected as square. :func:`check_grid`,
+    which :func:`stgraph.tl.enhance` calls, refuses them from the pixel coordinates.
     """
     rc = np.asarray(rc, dtype=float)
     if len(_parities(rc)) > 1 or not np.allclose(rc, np.round(rc)):
@@ -174,6 +186,19 @@ def _check_not_offset(rc: np.ndarray, spatial: np.ndarray | None) -> None:
         )
 
 
+def _check_not_swapped(ratio: float | None) -> None:
+    """Refuse a hexagonal lattice whose ``array_row`` and ``array_col`` are swapped: its
+    one parity and the step ratio of :func:`_step_ratio` (sqrt(3)) make it look like a
+    square grid, whose neighbours it does not have."""
+    if ratio is not None and ratio > _SQUARE_SWAPPED_RATIO_SPLIT:
+        raise ValueError(
+            f"In `obsm['spatial']` the spot two columns along a row is {ratio:.2f} times as far as the spot one row "
+            "and one column away: 1.73 on a hexagonal lattice whose `array_row` and `array_col` are swapped (1 in "
+            "Visium's convention, 1.41 on a square grid). Swap them first, e.g. "
+            "`adata.obs[['array_row', 'array_col']] = adata.obs[['array_col', 'array_row']].to_numpy()`."
+        )
+
+
 def check_grid(grid: str | None, rc: np.ndarray, spatial: np.ndarray | None) -> GridType:
     """Validate a user-given grid type against the coordinates, or detect it when ``grid`` is None.
 
@@ -186,11 +211,14 @@ def check_grid(grid: str | None, rc: np.ndarray, spatial: np.ndarray | None) -> 
     ValueError
         If ``grid`` is not a grid type or does not fit the coordinates, or the pixel
         coordinates show a hexagonal lattice in offset coordinates (odd rows shifted
-        by half a column step), whatever ``grid``.
+        by half a column step) or with ``array_row`` and ``array_col`` swapped,
+        whatever ``grid``.
     """
     if grid is not None and grid not in GRID_TYPES:
         raise ValueError(f"`grid` must be one of {GRID_TYPES} or None, got {grid!r}.")
     _check_not_offset(rc, spatial)
+    ratio = _step_ratio(rc, spatial) if len(_parities(rc)) == 1 else None
+    _check_not_swapped(ratio)
     if grid is None:
         return detect_grid(rc, spatial)
     if grid == "hexagonal" and len(_parities(rc)) > 1:
@@ -198,7 +226,6 @@ def check_grid(grid: str | None, rc: np.ndarray, spatial: np.ndarray | None) -> 
             "`grid='hexagonal'` needs array_row + array_col of one parity (Visium convention), "
             "but the spots have both even and odd sums: a square grid."
         )
-    ratio = _step_ratio(rc, spatial) if len(_parities(rc)) == 1 else None
     if ratio is not None and _grid_of_ratio(ratio) != grid:
         found = _grid_of_ratio(ratio)
         raise ValueError(

@@ -84,7 +84,8 @@ def enhance(
         ``obs['array_col']`` (integer Visium or ST array coordinates, numeric
         columns or categoricals of numbers),
         ``obsm['spatial']`` (pixel coordinates) and raw (integer) counts in ``X`` or
-        ``layers[layer]``. Not modified. For slides joined with
+        ``layers[layer]``. Not modified; a backed one (``anndata.read_h5ad(path,
+        backed='r')``) is read into memory. For slides joined with
         ``anndata.concat(..., label='library_id')`` enhance each library
         (``adata[adata.obs['library_id'] == library]``) and join the results.
     mode
@@ -209,7 +210,7 @@ def enhance(
         or pixel coordinates whose geometry is that of the other lattice), a
         hexagonal lattice in offset coordinates (``array_col`` counting the spots of
         each row; in ``obsm['spatial']`` the odd rows are shifted by half a column
-        step), or impute ``positions`` that are malformed, duplicated, not lattice
+        step) or with ``array_row`` and ``array_col`` swapped, or impute ``positions`` that are malformed, duplicated, not lattice
         sites, coincide with observed spots or leave a single line of spots (see
         ``positions``), or ``max_gap_size`` below 1 or given with ``positions`` or
         for super-resolution.
@@ -395,14 +396,18 @@ def _extrapolated(pos: np.ndarray, query: np.ndarray, radius: float) -> np.ndarr
 
 def _coordinate_column(observed: pd.Series, new: np.ndarray) -> np.ndarray:
     """An array coordinate of the original spots, then of the new ones, as numbers (a
-    categorical becomes its values); integer when the input was and every value is
-    (imputed lattice sites), float otherwise."""
+    categorical becomes its values); of the input's integer type when it was one and
+    holds every value (imputed lattice sites), int64 when only that type is too
+    narrow (e.g. a row -1 of ``uint8`` coordinates), float otherwise."""
     if isinstance(observed.dtype, pd.CategoricalDtype):
         observed = observed.astype(observed.cat.categories.dtype)
     values = np.concatenate([observed.to_numpy(dtype=float), new])
-    if pd.api.types.is_integer_dtype(observed.dtype) and np.array_equal(values, np.round(values)):
-        return values.astype(observed.dtype if isinstance(observed.dtype, np.dtype) else np.int64)
-    return values
+    if not (pd.api.types.is_integer_dtype(observed.dtype) and np.array_equal(values, np.round(values))):
+        return values
+    dtype = observed.dtype if isinstance(observed.dtype, np.dtype) else np.dtype(np.int64)
+    info = np.iinfo(dtype)
+    fits = info.min <= values.min() and values.max() <= info.max
+    return values.astype(dtype if fits else np.int64)
 
 
 def _assemble(adata, values, counts, predicted, query, new_spatial, counts_layer) -> AnnData:
