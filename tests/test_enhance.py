@@ -417,7 +417,11 @@ def test_new_spots_are_in_tissue_where_all_their_nearest_spots_are(grid, dtype):
     inside = lattice_positions(rc, grid)[:, 0] < 2.6  # the right part of the slide is background
     adata.obs["in_tissue"] = inside.astype(dtype)
     before = adata.obs.copy()
-    out = enhance(adata, "super_resolution", **FAST)
+    off = int((~inside).sum())
+    with pytest.warns(UserWarning, match=rf"^{off} of the {len(rc)} spots have `obs\['in_tissue'\] == 0` \(off the "
+                      r"tissue\): they are trained on and enhanced like the others\. To enhance the tissue only, "
+                      r"pass `adata\[adata\.obs\['in_tissue'\] == 1\]`\.$"):
+        out = enhance(adata, "super_resolution", **FAST)
     pd.testing.assert_frame_equal(adata.obs, before)
     assert out.obs["in_tissue"].dtype == np.dtype(dtype)
     new = out.obs["imputed"].to_numpy()

@@ -219,7 +219,10 @@ def enhance(
     -----
     UserWarning
         If impute ``positions`` lie outside the observed spots' convex hull with no
-        observed spot within ``radius`` spacings (an extrapolation).
+        observed spot within ``radius`` spacings (an extrapolation), and if a bool or
+        integer ``obs['in_tissue']`` marks some spots off the tissue (0): they are
+        trained on and enhanced like the others (the warning names how many and the
+        filter that leaves them out).
     """
     if not isinstance(adata, AnnData):
         raise TypeError(f"`adata` must be an AnnData, got {type(adata).__name__}.")
@@ -259,6 +262,7 @@ def enhance(
 
     _check_one_library(adata)
     _check_measured(adata.obs)
+    _warn_off_tissue(adata.obs)
     rc = array_coordinates(adata.obs)
     spatial = _spatial(adata)
     if len(rc) < MIN_SPOTS:
@@ -299,6 +303,24 @@ def enhance(
         "shrinkage": np.asarray(trainer.shrinkage),
     }
     return out
+
+
+def _warn_off_tissue(obs: pd.DataFrame) -> None:
+    """Warn of spots that scanpy's ``in_tissue`` flag puts off the tissue (a raw Visium
+    matrix holds every spot of the slide): their background counts would be modelled
+    and super-resolved as tissue."""
+    if "in_tissue" not in obs:
+        return
+    column = obs["in_tissue"]
+    if not (pd.api.types.is_bool_dtype(column.dtype) or pd.api.types.is_integer_dtype(column.dtype)):
+        return
+    off = int((column.to_numpy() == 0).sum())
+    if off:
+        warnings.warn(
+            f"{off} of the {len(obs)} spots have `obs['in_tissue'] == 0` (off the tissue): they are trained on "
+            "and enhanced like the others. To enhance the tissue only, pass `adata[adata.obs['in_tissue'] == 1]`.",
+            UserWarning, stacklevel=3,
+        )
 
 
 def _check_measured(obs: pd.DataFrame) -> None:
