@@ -524,9 +524,12 @@ def test_tile_units_keep_every_edge_into_their_core_in_a_global_frame():
     ]
 
 
-def test_induced_edges_match_a_direct_selection():
+@pytest.mark.parametrize("by_target", [False, True])
+def test_induced_edges_match_a_direct_selection(by_target):
     rng = np.random.default_rng(3)
     edge_index = torch.from_numpy(rng.integers(0, 40, (2, 300)))  # repeated edges and loops too
+    if by_target:  # as stgraph's graphs are: kept without a sort, sources a view
+        edge_index = edge_index[:, torch.argsort(edge_index[1], stable=True)]
     edges = IncomingEdges(edge_index, 40)
     subsets = ([3, 7, 8, 21, 39], [5], [], list(range(40)))
     for nodes in (torch.tensor(subset, dtype=torch.long) for subset in subsets):
@@ -537,6 +540,9 @@ def test_induced_edges_match_a_direct_selection():
         relabelled, edge_id = edges.induced(nodes)
         torch.testing.assert_close(edge_id, expected_id)
         torch.testing.assert_close(nodes[relabelled], edge_index[:, expected_id])
+        into = torch.isin(edge_index[1], nodes)
+        expected_sources = edge_index[0, torch.nonzero(into).flatten()[torch.argsort(edge_index[1, into], stable=True)]]
+        torch.testing.assert_close(edges.sources(nodes), expected_sources)
 
 
 def test_collate_units_refuses_an_empty_batch():

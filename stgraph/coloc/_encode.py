@@ -100,18 +100,32 @@ def check_returns_attention(model) -> None:
 
 
 def _batches(graph: Data, cell: np.ndarray, src: np.ndarray, dst: np.ndarray, max_edges: int, n_layers: int):
-    """Yield ``(nodes, edge_ids, kept)``: the sorted nodes and the edges of one pass, and
-    the nodes (a bool mask over ``nodes``) whose outputs that pass gives; the passes'
-    kept nodes partition the graph: the whole graph when it fits in one pass, else cell
-    groups for a within-cell graph (:func:`_cell_batches`) and blocks with their halo
-    otherwise (:func:`_halo_batches`)."""
+    """Yield ``(nodes, edge_ids, local_edges, kept)`` per pass: its sorted nodes, the ids of
+    its edges, those edges as positions in ``nodes`` (sorted by target), and the nodes
+    (a bool mask over ``nodes``) whose outputs that pass gives; the passes' kept nodes
+    partition the graph. The whole graph when it fits in one pass, else cell groups for a
+    within-cell graph (:func:`_cell_batches`) and blocks with their halo otherwise
+    (:func:`_halo_batches`)."""
     if src.size <= max_edges:
-        yield np.arange(cell.size), np.arange(src.size), np.ones(cell.size, dtype=bool)
-    elif np.all((cell[src] == cell[dst]) & (cell[dst] >= 0)):
+        yield np.arange(cell.size), np.arange(src.size), np.stack([src, dst]), np.ones(cell.size, dtype=bool)
+    elif _within_cells(cell, src, dst, max_edges):
+        position = np.full(cell.size, -1, dtype=np.int64)
         for nodes, edge_ids in _cell_batches(cell, src, dst, max_edges):
-            yield nodes, edge_ids, np.ones(nodes.size, dtype=bool)
+            position[nodes] = np.arange(nodes.size)
+            yield nodes, edge_ids, position[np.stack([src[edge_ids], dst[edge_ids]])], np.ones(nodes.size, dtype=bool)
+            position[nodes] = -1
     else:
         yield from _halo_batches(graph, max_edges, n_layers)
+
+
+def _within_cells(cell: np.ndarray, src: np.ndarray, dst: np.ndarray, chunk: int) -> bool:
+    """Whether every edge joins two transcripts of one cell, read ``chunk`` edges at a
+    time (bounded memory, and an early answer for a graph whose edges cross cells)."""
+    for start in range(0, src.size, chunk):
+        target = cell[dst[start : start + chunk]]
+        if not np.all((cell[src[start : start + chunk]] == target) & (target >= 0)):
+            return False
+    return True
 
 
 def _halo_batches(graph: Data, max_edges: int, n_layers: int):
@@ -122,19 +136,23 @@ def _halo_batches(graph: Data, max_edges: int, n_layers: int):
     in_degree = np.diff(incoming.ptr.numpy())
     order = spatial_order(graph.pos, _block_cell_size(graph)).numpy()
     load = np.cumsum(in_degree[order])
-    # share: the block's own edges over a pass's, below 1 by what the halo adds. It
-    # shrinks until a pass fits and regrows after, as the density changes.
+    # Scratch arrays over all nodes, reset after each pass: per-pass work stays that of
+    # the pass (no sort or search over all edges).
+    scratch = _Scratch(np.zeros(n, dtype=np.int8), np.full(n, -1, dtype=np.int64))
+    # share: the block's own edges over a pass's, below 1 by what the halo adds; set
+    # from each pass's halo for the next block, which lies next to it.
     start, share = 0, 1.0
     while start < n:
         done = load[start - 1] if start else 0
         while True:
             stop = max(start + 1, int(np.searchsorted(load, done + share * max_edges, side="right")))
-            nodes, edge_ids, kept = _with_halo(incoming, np.sort(order[start:stop]), n_layers)
-            if edge_ids.size <= max_edges or stop == start + 1:
+            batch = _with_halo(incoming, np.sort(order[start:stop]), n_layers, scratch)
+            n_edges = batch[1].size
+            share = min(1.0, 0.95 * share * max_edges / max(n_edges, 1))
+            if n_edges <= max_edges or stop == start + 1:
                 break
-            share *= 0.9 * max_edges / edge_ids.size
-        yield nodes, edge_ids, kept
-        start, share = stop, min(1.0, 1.25 * share)
+        yield batch
+        start = stop
 
 
 def _block_cell_size(graph: Data) -> float:
@@ -148,25 +166,41 @@ def _block_cell_size(graph: Data) -> float:
     return longest if np.isfinite(longest) and longest > 0 else 1.0
 
 
-def _with_halo(incoming: IncomingEdges, block: np.ndarray, n_layers: int):
-    """``(nodes, edge_ids, kept)`` of one pass: ``block`` (sorted) and every node within
-    ``n_layers`` hops upstream of it, and the edges into nodes within ``n_layers - 1``
-    hops (the others cannot reach the block in time)."""
-    nodes, frontier, inner = block, block, block
-    for hop in range(n_layers):
-        if hop == n_layers - 1:
-            inner = nodes
-        sources = np.unique(incoming.sources(torch.from_numpy(frontier)).numpy())
-        frontier = np.setdiff1d(sources, nodes, assume_unique=True)
+@dataclass(frozen=True)
+class _Scratch:
+    """Per-node arrays :func:`_with_halo` marks and resets: ``hops`` (0: not in the
+    pass, else 1 + the node's hop distance from the block) and ``position`` (index in
+    the pass's nodes, -1 outside)."""
+
+    hops: np.ndarray
+    position: np.ndarray
+
+
+def _with_halo(incoming: IncomingEdges, block: np.ndarray, n_layers: int, scratch: _Scratch):
+    """The pass of ``block`` (sorted): it and every node within ``n_layers`` hops upstream
+    of it, and the edges into nodes within ``n_layers - 1`` hops (the others cannot
+    reach the block in time), as :func:`_batches` yields them."""
+    hops = scratch.hops
+    hops[block] = 1
+    frontier, rings = block, [block]
+    for hop in range(2, n_layers + 2):
+        sources = incoming.sources(torch.from_numpy(frontier)).numpy()
+        frontier = np.unique(sources[hops[sources] == 0])
         if frontier.size == 0:
-            inner = nodes
             break
-        nodes = np.union1d(nodes, frontier)
-    sub_edges, edge_ids = incoming.induced(torch.from_numpy(nodes))
-    into_inner = np.isin(nodes[sub_edges[1].numpy()], inner)
-    edge_ids = edge_ids.numpy()[into_inner]
-    order = np.argsort(edge_ids, kind="stable")
-    return nodes, edge_ids[order], np.isin(nodes, block)
+        hops[frontier] = hop
+        rings.append(frontier)
+    nodes = np.sort(np.concatenate(rings))
+    # Every edge into a node within n_layers - 1 hops starts in the pass.
+    inner = nodes[(hops[nodes] >= 1) & (hops[nodes] <= n_layers)]
+    slot, count = incoming.slots(torch.from_numpy(inner))
+    position = scratch.position
+    position[nodes] = np.arange(nodes.size)
+    local = np.stack([position[incoming.source[slot].numpy()], np.repeat(position[inner], count.numpy())])
+    kept = hops[nodes] == 1
+    hops[nodes] = 0
+    position[nodes] = -1
+    return nodes, incoming.edge_ids(slot).numpy(), local, kept
 
 
 def _cell_batches(cell: np.ndarray, src: np.ndarray, dst: np.ndarray, max_edges: int):
@@ -243,10 +277,8 @@ def encoder_outputs(
         src, dst = edge_index.numpy()
         embedding = np.zeros((n, encoder.d_model), dtype=np.float32)
         mean_attention = np.zeros(edge_index.shape[1]) if attention else None
-        for nodes, edge_ids, kept in _batches(graph, cell_np, src, dst, max_edges, len(encoder.layers)):
-            sub_edges = torch.from_numpy(
-                np.stack([np.searchsorted(nodes, src[edge_ids]), np.searchsorted(nodes, dst[edge_ids])])
-            )
+        for nodes, edge_ids, local_edges, kept in _batches(graph, cell_np, src, dst, max_edges, len(encoder.layers)):
+            sub_edges = torch.from_numpy(local_edges)
             index = torch.from_numpy(nodes)
             out = encoder(
                 tokens[index].to(device),

@@ -45,9 +45,14 @@ class IncomingEdges:
 
     def __init__(self, edge_index: Tensor, num_nodes: int) -> None:
         target = edge_index[1]
-        order = torch.argsort(target, stable=True)
-        self.edge_id = order
-        self.source = edge_index[0, order]
+        # Graphs of stgraph.graph are sorted by target already: no sort, and the sources
+        # are a view (no copies of E-long arrays).
+        if bool((target[1:] >= target[:-1]).all()):
+            self._order = None
+            self.source = edge_index[0]
+        else:
+            self._order = torch.argsort(target, stable=True)
+            self.source = edge_index[0, self._order]
         counts = torch.bincount(target, minlength=num_nodes)
         self.ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
         self.num_nodes = num_nodes
@@ -58,20 +63,24 @@ class IncomingEdges:
         Returns the ``[2, e]`` edges relabelled to positions in ``nodes``, sorted by
         target, and their ``[e]`` ids in the original ``edge_index``.
         """
-        slot, count = self._slots(nodes)
+        slot, count = self.slots(nodes)
         # A binary search in the sorted nodes, not an N-long lookup table: that costs
         # O(N) per unit, which dominates on million-node graphs cut into many units.
         neighbour = self.source[slot]
         source = torch.searchsorted(nodes, neighbour).clamp_(max=nodes.numel() - 1)
         keep = nodes[source] == neighbour
         target = torch.repeat_interleave(torch.arange(nodes.numel()), count)
-        return torch.stack([source[keep], target[keep]]), self.edge_id[slot[keep]]
+        return torch.stack([source[keep], target[keep]]), self.edge_ids(slot[keep])
+
+    def edge_ids(self, slot: Tensor) -> Tensor:
+        """Ids in the original ``edge_index`` of the edges at ``slot`` of :attr:`source`."""
+        return slot if self._order is None else self._order[slot]
 
     def sources(self, nodes: Tensor) -> Tensor:
         """Source of every edge into ``nodes`` (with repeats), target by target."""
-        return self.source[self._slots(nodes)[0]]
+        return self.source[self.slots(nodes)[0]]
 
-    def _slots(self, nodes: Tensor) -> tuple[Tensor, Tensor]:
+    def slots(self, nodes: Tensor) -> tuple[Tensor, Tensor]:
         """Positions in :attr:`source` of the edges into ``nodes``, and their number per node."""
         start = self.ptr[nodes]
         count = self.ptr[nodes + 1] - start
