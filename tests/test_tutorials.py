@@ -24,6 +24,8 @@ def test_tutorial_runs(path, monkeypatch):
         # Nuclear calls without outlines on cells the compartment model never saw.
         assert namespace["auroc"] > 0.9
         assert namespace["top"]["fdr"].max() < 0.05
+        # Colocalization calls shrink once the repeated calls of one molecule are left out.
+        assert namespace["passing"] == {"with the duplicate calls": 2_761, "without": 578}
         # Two domains, found without the outlines, partly follow the nucleus.
         assert namespace["domain_ari"] > 0.25
         top_genes = namespace["found"].enrichment.groupby("domain")["gene"].first().astype(str)
