@@ -23,7 +23,7 @@ import shapely
 import spatialdata as sd
 from shapely.geometry import MultiPolygon
 from spatialdata.models import PointsModel, ShapesModel, TableModel
-from spatialdata.transformations import Scale
+from spatialdata.transformations import Identity, Scale, get_transformation
 
 from stgraph.io import (
     detect_format,
@@ -671,6 +671,18 @@ def test_read_transcripts_boundaries_are_scaled():
     with pytest.raises(ValueError, match=r"^2 boundaries have no geometry \(None\), ids \['2', '3'\]$"):
         read_transcripts(table, x="px_x", y="px_y", gene="target",
                          nucleus_boundaries=gpd.GeoSeries([shapely.box(0, 0, 1, 1), None, None], index=[1, 2, 3]))
+
+
+def test_read_transcripts_boundaries_are_in_the_points_frame_whatever_their_transformation():
+    # Outlines parsed with a Scale kept it: in "global" they lay at a tenth of the points.
+    cells = ShapesModel.parse(gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 10, 10)], index=[12]),
+                              transformations={"global": Scale([0.1, 0.1], axes=("x", "y"))})
+    sdata = read_transcripts(make_table(), x="px_x", y="px_y", gene="target", cell="cell", pixel_size=0.5,
+                             cell_boundaries=cells)
+    for element in (sdata.points["transcripts"], sdata.shapes["cell_boundaries"]):
+        assert get_transformation(element, get_all=True) == {"global": Identity()}
+    assert sdata.shapes["cell_boundaries"].geometry.area.tolist() == [25.0]
+    assert get_transformation(cells, get_all=True) == {"global": Scale([0.1, 0.1], axes=("x", "y"))}
 
 
 @pytest.mark.filterwarnings("error")  # the error alone, without shapely's RuntimeWarnings
