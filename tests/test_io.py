@@ -1065,6 +1065,22 @@ def test_from_spatialdata_gives_the_points_and_outlines_in_their_coordinate_syst
         from_spatialdata(sd.SpatialData(points={"molecules": two}), points_key="molecules")
 
 
+def test_from_spatialdata_reads_circle_outlines_as_discs():
+    # Circles (spatialdata-io's Xenium cells), which the tools read as discs, were
+    # refused here with "boundaries must be polygons, got ['Point']".
+    points = PointsModel.parse(pd.DataFrame({"x": [1.0, 9.0], "y": [1.0, 9.0], "gene": ["a", "b"],
+                                             "cell_id": ["c1", "c2"]}), feature_key="gene", instance_key="cell_id")
+    circles = ShapesModel.parse(gpd.GeoDataFrame({"radius": [2.0, 3.0]}, geometry=shapely.points([[1, 1], [9, 9]]),
+                                                 index=["c1", "c2"]))
+    sdata = sd.SpatialData(points={"transcripts": points}, shapes={"cell_circles": circles})
+    result = from_spatialdata(sdata, cell_shapes_key="cell_circles", pixel_size=0.5)
+    discs = result.shapes["cell_boundaries"]
+    assert discs.index.tolist() == ["c1", "c2"] and set(discs.geom_type) == {"Polygon"}
+    np.testing.assert_allclose(discs.geometry.area, np.pi * np.array([1.0, 1.5]) ** 2, rtol=2e-3)
+    np.testing.assert_allclose(discs.geometry.centroid.x, [0.5, 4.5])
+    assert circles.geom_type.tolist() == ["Point", "Point"]  # the user's circles are untouched
+
+
 # --------------------------------------------------------------------------- transcripts_frame
 def test_transcripts_frame_is_a_validated_copy():
     sdata = read_transcripts(make_table(), x="px_x", y="px_y", gene="target", cell="cell")

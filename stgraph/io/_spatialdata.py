@@ -82,8 +82,10 @@ def from_spatialdata(
         :func:`stgraph.datasets.merfish_u2os` does); with the default 1 every radius
         in µm would be a radius in pixels.
     cell_shapes_key, nucleus_shapes_key
-        Shapes elements of ``sdata`` holding the cell / nucleus polygons (with a
-        transformation to the points' coordinate system), copied as ``cell_boundaries`` / ``nucleus_boundaries`` scaled to µm. None
+        Shapes elements of ``sdata`` holding the cell / nucleus polygons or circles
+        (copied as discs, as the tools read them; with a transformation to the
+        points' coordinate system), copied as ``cell_boundaries`` /
+        ``nucleus_boundaries`` scaled to µm. None
         copies none, as does the default name where ``sdata`` has no such element; any
         other name must be a shapes element of ``sdata``.
 
@@ -134,7 +136,7 @@ def from_spatialdata(
     ):
         outlines = optional_shapes(sdata, key, name, argument)
         if outlines is not None:
-            shapes[name] = _shapes_in(outlines, system, f"shapes {key!r}", points_key)
+            shapes[name] = _polygons(_shapes_in(outlines, system, f"shapes {key!r}", points_key), key)
             renamed[key] = name
     result = read_transcripts(
         frame,
@@ -220,6 +222,13 @@ def _shapes_in(shapes, system: str, what: str, points_key: str):
     """The shapes element ``shapes`` (not modified) in the coordinate system ``system``."""
     transformation = _transformation_to(shapes, system, what, points_key)
     return shapes if isinstance(transformation, Identity) else transform(shapes, to_coordinate_system=system)
+
+
+def _polygons(shapes, key: str):
+    """The outlines ``shapes`` (element ``key``), circles as the discs the tools read
+    them as (:func:`outline_geometry`)."""
+    discs = outline_geometry(shapes, key)
+    return shapes if set(shapes.geom_type.dropna()) <= {"Polygon", "MultiPolygon"} else discs
 
 
 def _carry_over(sdata: SpatialData, result: SpatialData, taken: set[str]) -> set[str]:
