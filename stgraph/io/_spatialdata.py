@@ -154,8 +154,8 @@ def from_spatialdata(
         cell_boundaries=shapes.get(CELL_SHAPES_KEY),
         nucleus_boundaries=shapes.get(NUCLEUS_SHAPES_KEY),
     )
-    for element in (*result.points.values(), *result.shapes.values()):
-        set_transformation(element, {system: Identity()}, set_all=True)
+    for written in (*result.points.values(), *result.shapes.values()):
+        set_transformation(written, {system: Identity()}, set_all=True)
     for name, table in sdata.tables.items():
         result.tables[name] = _annotating(table.copy(), renamed)
     kept = set(renamed)
