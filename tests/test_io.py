@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import anndata as ad
+import dask.dataframe as dd
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ import shapely
 import spatialdata as sd
 from shapely.geometry import MultiPolygon
 from spatialdata.models import PointsModel, ShapesModel, TableModel
-from spatialdata.transformations import Scale
+from spatialdata.transformations import Identity, Scale, get_transformation
 
 from stgraph.io import (
     detect_format,
@@ -673,6 +674,18 @@ def test_read_transcripts_boundaries_are_scaled():
                          nucleus_boundaries=gpd.GeoSeries([shapely.box(0, 0, 1, 1), None, None], index=[1, 2, 3]))
 
 
+def test_read_transcripts_boundaries_are_in_the_points_frame_whatever_their_transformation():
+    # Outlines parsed with a Scale kept it: in "global" they lay at a tenth of the points.
+    cells = ShapesModel.parse(gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 10, 10)], index=[12]),
+                              transformations={"global": Scale([0.1, 0.1], axes=("x", "y"))})
+    sdata = read_transcripts(make_table(), x="px_x", y="px_y", gene="target", cell="cell", pixel_size=0.5,
+                             cell_boundaries=cells)
+    for element in (sdata.points["transcripts"], sdata.shapes["cell_boundaries"]):
+        assert get_transformation(element, get_all=True) == {"global": Identity()}
+    assert sdata.shapes["cell_boundaries"].geometry.area.tolist() == [25.0]
+    assert get_transformation(cells, get_all=True) == {"global": Scale([0.1, 0.1], axes=("x", "y"))}
+
+
 @pytest.mark.filterwarnings("error")  # the error alone, without shapely's RuntimeWarnings
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_boundaries_with_non_finite_vertices_are_refused(bad, tmp_path):
@@ -1015,13 +1028,90 @@ def test_from_spatialdata_refuses_a_missing_shapes_key_and_names_what_it_leaves_
     assert sorted(result.points) == ["controls", "transcripts"] and sorted(result.shapes) == ["cell_boundaries", "roi"]
     pd.testing.assert_frame_equal(result.points["controls"].compute(), points.compute())
     assert result.shapes["roi"] is not sdata.shapes["roi"] and result.shapes["roi"].equals(sdata.shapes["roi"])
-    # A transformed points element moves in the result: the others would no longer align.
+    # Transformed points come out in their coordinate system, where the others still align.
     moved = sd.SpatialData(points={"transcripts": PointsModel.parse(points.compute(), feature_key="gene",
                                                                     instance_key="cell_id",
                                                                     transformations={"global": Scale([2.0, 2.0], axes=("x", "y"))})},
                            shapes={"roi": box})
-    with pytest.warns(UserWarning, match=re.escape("carry over shapes ['roi']")):
-        assert list(from_spatialdata(moved).shapes) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(from_spatialdata(moved).shapes) == ["roi"]
+
+
+def test_from_spatialdata_gives_the_points_and_outlines_in_their_coordinate_system(tmp_path):
+    # Points in pixels with a Scale to µm came out in pixels, untransformed, next to
+    # outlines that kept their Scale: every radius in µm was one in pixels.
+    pixels = Scale([0.5, 0.5], axes=("x", "y"))
+    frame = pd.DataFrame({"x": np.arange(12), "y": np.arange(12) * 10, "z": np.arange(12) / 4,
+                          "gene": pd.Categorical(list("ab") * 6), "cell_id": ["c1"] * 6 + ["c2"] * 6})
+    points = PointsModel.parse(dd.from_pandas(frame, npartitions=3), feature_key="gene", instance_key="cell_id",
+                               transformations={"global": pixels})
+    cells = ShapesModel.parse(gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 6, 60), shapely.box(6, 60, 12, 120)],
+                                               index=["c1", "c2"]), transformations={"global": pixels})
+    nuclei = ShapesModel.parse(gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 1, 1)], index=["c1"]))  # already µm
+    sdata = sd.SpatialData(points={"molecules": points}, shapes={"cells": cells, "nuclei": nuclei})
+    # read from a store, as users do: spatialdata.transform mixes the rows of such points
+    sdata.write(tmp_path / "pixels.zarr")
+    stored = sd.read_zarr(tmp_path / "pixels.zarr")
+    assert stored.points["molecules"].npartitions == 3
+    for source in (sdata, stored):
+        result = from_spatialdata(source, points_key="molecules", cell_shapes_key="cells",
+                                  nucleus_shapes_key="nuclei")
+        molecules = transcripts_frame(result)
+        assert molecules.index.tolist() == list(range(12))
+        np.testing.assert_array_equal(molecules["x"], np.arange(12) * 0.5)
+        np.testing.assert_array_equal(molecules["y"], np.arange(12) * 5.0)
+        np.testing.assert_array_equal(molecules["z"], np.arange(12) / 4)
+        assert molecules["gene"].astype(str).tolist() == list("ab") * 6
+        assert result.shapes["cell_boundaries"].geometry.bounds.to_numpy().tolist() == [[0, 0, 3, 30],
+                                                                                       [3, 30, 6, 60]]
+        assert result.shapes["nucleus_boundaries"].geometry.area.tolist() == [1.0]
+        for element in (result.points["transcripts"], *result.shapes.values()):
+            assert get_transformation(element, get_all=True) == {"global": Identity()}
+    # a system of another name is kept
+    microns = PointsModel.parse(frame, feature_key="gene", transformations={"microns": pixels})
+    moved = from_spatialdata(sd.SpatialData(points={"transcripts": microns}))
+    assert get_transformation(moved.points["transcripts"], get_all=True) == {"microns": Identity()}
+    assert transcripts_frame(moved)["x"].tolist()[:2] == [0.0, 0.5]
+    # pixel_size multiplies the coordinates of the coordinate system
+    with pytest.warns(UserWarning, match=re.escape("carry over shapes ['cells', 'nuclei']")):
+        scaled = from_spatialdata(sdata, points_key="molecules", cell_shapes_key=None, nucleus_shapes_key=None,
+                                  pixel_size=2.0)
+    assert transcripts_frame(scaled)["x"].tolist()[:2] == [0.0, 1.0]
+    # the user's elements are untouched
+    pd.testing.assert_frame_equal(sdata.points["molecules"].compute(), points.compute())
+    assert get_transformation(sdata.points["molecules"], get_all=True) == {"global": pixels}
+    assert sdata.shapes["cells"].geometry.bounds.to_numpy().tolist() == [[0, 0, 6, 60], [6, 60, 12, 120]]
+    assert get_transformation(sdata.shapes["cells"], get_all=True) == {"global": pixels}
+    # outlines that cannot be brought there, and points in several systems none of them "global"
+    elsewhere = ShapesModel.parse(gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 1, 1)], index=["c1"]),
+                                  transformations={"slide": Identity()})
+    with pytest.raises(ValueError, match=re.escape(
+        "shapes 'cells' have no transformation to 'global', the coordinate system of the points 'molecules'"
+    )):
+        from_spatialdata(sd.SpatialData(points={"molecules": points}, shapes={"cells": elsewhere}),
+                         points_key="molecules", cell_shapes_key="cells")
+    two = PointsModel.parse(frame, feature_key="gene", transformations={"fov1": Identity(), "fov2": pixels})
+    with pytest.raises(ValueError, match=re.escape(
+        "points 'molecules' have the coordinate systems ['fov1', 'fov2'] and none is 'global'"
+    )):
+        from_spatialdata(sd.SpatialData(points={"molecules": two}), points_key="molecules")
+
+
+def test_from_spatialdata_reads_circle_outlines_as_discs():
+    # Circles (spatialdata-io's Xenium cells), which the tools read as discs, were
+    # refused here with "boundaries must be polygons, got ['Point']".
+    points = PointsModel.parse(pd.DataFrame({"x": [1.0, 9.0], "y": [1.0, 9.0], "gene": ["a", "b"],
+                                             "cell_id": ["c1", "c2"]}), feature_key="gene", instance_key="cell_id")
+    circles = ShapesModel.parse(gpd.GeoDataFrame({"radius": [2.0, 3.0]}, geometry=shapely.points([[1, 1], [9, 9]]),
+                                                 index=["c1", "c2"]))
+    sdata = sd.SpatialData(points={"transcripts": points}, shapes={"cell_circles": circles})
+    result = from_spatialdata(sdata, cell_shapes_key="cell_circles", pixel_size=0.5)
+    discs = result.shapes["cell_boundaries"]
+    assert discs.index.tolist() == ["c1", "c2"] and set(discs.geom_type) == {"Polygon"}
+    np.testing.assert_allclose(discs.geometry.area, np.pi * np.array([1.0, 1.5]) ** 2, rtol=2e-3)
+    np.testing.assert_allclose(discs.geometry.centroid.x, [0.5, 4.5])
+    assert circles.geom_type.tolist() == ["Point", "Point"]  # the user's circles are untouched
 
 
 # --------------------------------------------------------------------------- transcripts_frame

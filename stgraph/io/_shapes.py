@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import shapely
 from spatialdata.models import ShapesModel
+from spatialdata.transformations import Identity
 
 from .._validation import check_int, check_real
 from ._points import as_id_strings
@@ -145,7 +146,8 @@ def shapes_element(
 ) -> gpd.GeoDataFrame:
     """A ``ShapesModel`` GeoDataFrame indexed by id strings, coordinates multiplied by ``scale``.
 
-    The input is not modified; extra columns of a GeoDataFrame are kept.
+    The input is not modified; extra columns of a GeoDataFrame are kept, its own
+    coordinate transformations are not (the coordinates are those of the points).
     ``transformations`` (coordinate system -> transformation) default to the identity
     to ``global``.
 
@@ -180,4 +182,6 @@ def shapes_element(
     if scale != 1.0:
         frame["geometry"] = shapely.transform(frame.geometry.to_numpy(), lambda xy: xy * scale)
     frame.index.name = index_name
-    return ShapesModel.parse(frame, transformations=transformations)
+    # ShapesModel.parse would keep the transformations a parsed input carries
+    frame.attrs.pop("transform", None)
+    return ShapesModel.parse(frame, transformations=transformations or {"global": Identity()})

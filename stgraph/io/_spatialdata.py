@@ -6,8 +6,9 @@ from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
-from spatialdata import SpatialData
-from spatialdata.models import TableModel
+from spatialdata import SpatialData, transform
+from spatialdata.models import TableModel, get_axes_names
+from spatialdata.transformations import Identity, get_transformation, set_transformation
 
 try:
     from spatialdata._core.validation import check_valid_name
@@ -18,7 +19,7 @@ except ImportError:  # spatialdata releases before the name rules accept any str
 
 from .._validation import check_bool
 from ._generic import read_transcripts
-from ._points import as_id_strings
+from ._points import as_id_strings, check_numeric
 from ._schema import (
     CELL,
     CELL_SHAPES_KEY,
@@ -56,7 +57,11 @@ def from_spatialdata(
 ) -> SpatialData:
     """Standardise the transcripts of an existing SpatialData (e.g. Bento's) to the schema.
 
-    ``sdata`` is not modified: a new object is returned.
+    ``sdata`` is not modified: a new object is returned. The points and the outlines
+    are read in the coordinate system of the points (``global`` where they have one
+    to it, else their only one), their transformations applied: points
+    in pixels with a ``Scale`` to µm in ``global`` (and outlines with their own
+    transformation there) come out in µm, with the identity to that system.
 
     Parameters
     ----------
@@ -70,14 +75,17 @@ def from_spatialdata(
         ``cell_id``, the element's ``instance_key``, ``cell_boundaries`` (Bento) for the
         cell; ``nucleus_id``, ``nucleus_boundaries`` (Bento) for the nucleus; ``in_nucleus``.
     pixel_size, z_step, unassigned, drop_controls
-        As in :func:`stgraph.io.read_transcripts`; ``z`` is used when the points have it.
+        As in :func:`stgraph.io.read_transcripts`, in units of the points' coordinate
+        system; ``z`` is used when the points have it.
         Bento keeps the coordinates it was given: its MERFISH U2-OS sample is in image
         pixels of about 0.1 µm, so read it with ``pixel_size=0.1`` (as
         :func:`stgraph.datasets.merfish_u2os` does); with the default 1 every radius
         in µm would be a radius in pixels.
     cell_shapes_key, nucleus_shapes_key
-        Shapes elements of ``sdata`` holding the cell / nucleus polygons (in the units of the
-        points), copied as ``cell_boundaries`` / ``nucleus_boundaries`` scaled to µm. None
+        Shapes elements of ``sdata`` holding the cell / nucleus polygons or circles
+        (copied as discs, as the tools read them; with a transformation to the
+        points' coordinate system), copied as ``cell_boundaries`` /
+        ``nucleus_boundaries`` scaled to µm. None
         copies none, as does the default name where ``sdata`` has no such element; any
         other name must be a shapes element of ``sdata``.
 
@@ -89,8 +97,8 @@ def from_spatialdata(
     ``cell_boundaries``, ``nucleus_boundaries``, ``transcripts``, its ``instance_key``
     column holding the ids as the strings they became there). Images, labels and the
     other points and shapes elements are carried over as they are where nothing is
-    rescaled (``pixel_size=1``, ``z_step=None``, the points untransformed: e.g. a
-    saved stgraph result); otherwise they are not, since their coordinates would need
+    rescaled (``pixel_size=1``, ``z_step=None``: e.g. a saved stgraph result);
+    otherwise they are not, since their coordinates would need
     rescaling to µm with ``pixel_size`` (a warning names them).
 
     Raises
@@ -102,7 +110,9 @@ def from_spatialdata(
     ValueError
         If no gene column is found (pass ``gene=``), ``cell_shapes_key`` or
         ``nucleus_shapes_key`` is neither None, nor its default, nor a shapes element of
-        ``sdata`` (naming the shapes elements there are), or for the problems that
+        ``sdata`` (naming the shapes elements there are), the points have several
+        coordinate systems and none is ``global``, the outlines have no transformation
+        to the points' coordinate system, or for the problems that
         :func:`stgraph.io.read_transcripts` refuses.
 
     Warns
@@ -117,7 +127,8 @@ def from_spatialdata(
     element = sdata.points[points_key]
     attrs = element.attrs.get("spatialdata_attrs", {})
     columns = list(element.columns)
-    frame = element.compute()
+    system = _coordinate_system(element, points_key)
+    frame = _points_in(element, _transformation_to(element, system, f"points {points_key!r}", points_key))
     shapes, renamed = {}, {points_key: POINTS_KEY}  # new name -> outlines; old name -> new name
     for name, key, argument in (
         (CELL_SHAPES_KEY, cell_shapes_key, "cell_shapes_key"),
@@ -125,7 +136,8 @@ def from_spatialdata(
     ):
         outlines = optional_shapes(sdata, key, name, argument)
         if outlines is not None:
-            shapes[name], renamed[key] = outlines, name
+            shapes[name] = _polygons(_shapes_in(outlines, system, f"shapes {key!r}", points_key), key)
+            renamed[key] = name
     result = read_transcripts(
         frame,
         x=X,
@@ -142,28 +154,90 @@ def from_spatialdata(
         cell_boundaries=shapes.get(CELL_SHAPES_KEY),
         nucleus_boundaries=shapes.get(NUCLEUS_SHAPES_KEY),
     )
+    for written in (*result.points.values(), *result.shapes.values()):
+        set_transformation(written, {system: Identity()}, set_all=True)
     for name, table in sdata.tables.items():
         result.tables[name] = _annotating(table.copy(), renamed)
     kept = set(renamed)
-    if pixel_size == 1 and z_step is None and _untransformed(element):
+    if pixel_size == 1 and z_step is None:
         kept |= _carry_over(sdata, result, taken=set(renamed) | set(renamed.values()))
     _warn_left_out(sdata, kept=kept)
     return result
 
 
-def _untransformed(element) -> bool:
-    """Whether every coordinate transformation of ``element`` is the identity."""
-    from spatialdata.transformations import Identity, get_transformation
+def _coordinate_system(points, points_key: str) -> str:
+    """The coordinate system the result is given in: ``global`` where the points have
+    one to it (the scverse convention for µm), else their only one.
 
-    return all(isinstance(t, Identity) for t in get_transformation(element, get_all=True).values())
+    Raises
+    ------
+    ValueError
+        If the points have several coordinate systems and none is ``global``.
+    """
+    systems = sorted(get_transformation(points, get_all=True))
+    if "global" in systems or len(systems) == 1:
+        return "global" if "global" in systems else systems[0]
+    raise ValueError(
+        f"points {points_key!r} have the coordinate systems {systems} and none is 'global': bring the data "
+        "into one first, e.g. sdata.transform_to_coordinate_system(name)"
+    )
+
+
+def _transformation_to(element, system: str, what: str, points_key: str):
+    """The transformation of ``element`` (called ``what`` in the message) to ``system``.
+
+    Raises
+    ------
+    ValueError
+        If ``element`` has none to ``system``.
+    """
+    transformations = get_transformation(element, get_all=True)
+    if system not in transformations:
+        raise ValueError(
+            f"{what} have no transformation to {system!r}, the coordinate system of the points "
+            f"{points_key!r}, so they would not align with them; it has {sorted(transformations)}"
+        )
+    return transformations[system]
+
+
+def _points_in(points, transformation) -> pd.DataFrame:
+    """The rows of the points element ``points`` with ``transformation`` applied to
+    their coordinates (a new frame where it is not the identity).
+
+    Applied here to the computed rows: :func:`spatialdata.transform` mixes the rows of
+    points read from a store in several partitions (spatialdata 0.7).
+    """
+    frame = points.compute()
+    if isinstance(transformation, Identity):
+        return frame
+    axes = list(get_axes_names(points))
+    for axis in axes:
+        check_numeric(frame[axis])
+    matrix = transformation.to_affine_matrix(input_axes=axes, output_axes=axes)
+    coordinates = frame[axes].to_numpy(dtype=np.float64) @ matrix[:-1, :-1].T + matrix[:-1, -1]
+    return frame.assign(**dict(zip(axes, coordinates.T)))
+
+
+def _shapes_in(shapes, system: str, what: str, points_key: str):
+    """The shapes element ``shapes`` (not modified) in the coordinate system ``system``."""
+    transformation = _transformation_to(shapes, system, what, points_key)
+    return shapes if isinstance(transformation, Identity) else transform(shapes, to_coordinate_system=system)
+
+
+def _polygons(shapes, key: str):
+    """The outlines ``shapes`` (element ``key``), circles as the discs the tools read
+    them as (:func:`outline_geometry`)."""
+    discs = outline_geometry(shapes, key)
+    return shapes if set(shapes.geom_type.dropna()) <= {"Polygon", "MultiPolygon"} else discs
 
 
 def _carry_over(sdata: SpatialData, result: SpatialData, taken: set[str]) -> set[str]:
     """Put the images, labels, points and shapes of ``sdata`` whose names are not
     ``taken`` into ``result`` as they are (shapes copied); the names carried.
 
-    Only for points kept in their own units, untransformed: the other elements' own
-    transformations then align them with the result as they did with the input.
+    Only for points not rescaled by ``pixel_size`` or ``z_step``: the result is then in
+    the points' coordinate system, where the other elements' own transformations
+    align them with it as they did with the input.
     """
     carried = set()
     for kind in ("images", "labels", "points", "shapes"):
