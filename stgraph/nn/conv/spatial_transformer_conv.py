@@ -81,7 +81,9 @@ class SpatialTransformerConv(MessagePassing):
     :class:`torch_geometric.nn.conv.TransformerConv`. Edges sorted by (target,
     source), as radius graphs produce them, are used as they are; any other order
     costs one sort per call. Repeated edges are rejected. Reduced-precision inputs
-    (``bfloat16``, ``float16``) are accumulated in ``float32``.
+    (``bfloat16``, ``float16``) are accumulated in ``float32``. Only first
+    derivatives are available: a backward pass with ``create_graph=True`` (double
+    backward, e.g. a gradient penalty) raises a :obj:`RuntimeError`.
 
     Args:
         in_channels (int): Size of each input node feature.
