@@ -367,6 +367,36 @@ def test_encoder_rejects_bad_inputs():
         encoder(graph, conv=DistanceWeightedMean, conv_kwargs={"lambda_init": 1.0})
 
 
+@pytest.mark.parametrize("conv", [None, DistanceWeightedMean])
+@pytest.mark.parametrize("length", [float("nan"), float("inf"), -0.5])
+def test_encoder_refuses_bad_edge_lengths_whatever_the_layer(conv, length):
+    # A user-written layer got NaN, infinite or negative lengths silently (NaN or wrong
+    # embeddings); only SpatialTransformerConv refused them, in its own words.
+    graph = synthetic_graph()
+    model = encoder(graph, conv=conv)
+    edge_dist = graph.edge_dist.clone()
+    edge_dist[[7, 30]] = length
+    message = f"edge_dist must be finite and >= 0; 2 edge(s) are not (first: edge 7, length {length})"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        model(graph.gene, graph.pos, graph.edge_index, edge_dist)
+    graph.edge_dist = edge_dist.unsqueeze(1)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        model(graph)
+
+
+def test_encoder_names_inputs_that_are_not_tensors():
+    # Lists failed with AttributeError: 'list' object has no attribute 'dim' / 'shape'.
+    graph = synthetic_graph()
+    model = encoder(graph)
+    with pytest.raises(TypeError, match="^pos must be a tensor, got list$"):
+        model(graph.gene, graph.pos.tolist(), graph.edge_index)
+    with pytest.raises(TypeError, match="^edge_index must be a tensor, got list$"):
+        model(graph.gene, graph.pos, graph.edge_index.tolist())
+    message = f"edge_dist must have shape [{graph.num_edges}] or [{graph.num_edges}, 1], got list"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        model(graph.gene, graph.pos, graph.edge_index, graph.edge_dist.tolist())
+
+
 def test_encoder_refuses_a_layer_instance():
     graph = synthetic_graph()
     with pytest.raises(TypeError, match=r"conv must be a layer factory .* not a DistanceWeightedMean instance"):

@@ -302,6 +302,12 @@ def test_bad_input_raises():
         layer(x, edge_index, dist.clone().fill_(math.nan))
     with pytest.raises(ValueError, match="pos must have shape"):
         layer(x, edge_index, pos=pos[:-1])
+    # Lists failed with AttributeError: 'list' object has no attribute 'dim'.
+    message = rf"^edge_dist must have shape \[num_edges={edge_index.size(1)}\] or \[num_edges, 1\], got list$"
+    with pytest.raises(ValueError, match=message):
+        layer(x, edge_index, dist.tolist())
+    with pytest.raises(ValueError, match=rf"^pos must have shape \[num_nodes={x.size(0)}, dims\], got list$"):
+        layer(x, edge_index, pos=pos.tolist())
     with pytest.raises(ValueError, match="divisible"):
         SpatialTransformerConv(4, 10, heads=4)
     with pytest.raises(ValueError, match="2 values"):

@@ -95,6 +95,34 @@ def _check_call(conv: MessagePassing) -> None:
         )
 
 
+def _edge_lengths(pos: Tensor, edge_index: Tensor, edge_dist: Tensor | None) -> Tensor:
+    """``[E]`` edge lengths: ``edge_dist`` after checking it, or computed from ``pos``.
+
+    Raises
+    ------
+    ValueError
+        If ``edge_dist`` is not ``[E]`` or ``[E, 1]``, or holds a NaN, infinite or
+        negative length.
+    """
+    if edge_dist is None:
+        return (pos[edge_index[0]] - pos[edge_index[1]]).norm(dim=-1)
+    num_edges = edge_index.size(1)
+    if not isinstance(edge_dist, Tensor) or edge_dist.shape not in ((num_edges,), (num_edges, 1)):
+        got = tuple(edge_dist.shape) if isinstance(edge_dist, Tensor) else type(edge_dist).__name__
+        raise ValueError(f"edge_dist must have shape [{num_edges}] or [{num_edges}, 1], got {got}")
+    edge_dist = edge_dist.reshape(-1)
+    # Checked here for every layer: SpatialTransformerConv refuses such lengths itself,
+    # a user-written layer would turn them into NaN or wrong embeddings silently.
+    bad = ~(torch.isfinite(edge_dist) & (edge_dist >= 0))
+    if bool(bad.any()):
+        edge = int(torch.nonzero(bad)[0, 0])
+        raise ValueError(
+            f"edge_dist must be finite and >= 0; {int(bad.sum())} edge(s) are not "
+            f"(first: edge {edge}, length {edge_dist[edge].item()})"
+        )
+    return edge_dist
+
+
 class TranscriptEncoderLayer(torch.nn.Module):
     r"""One pre-LayerNorm encoder block over a transcript graph.
 
@@ -371,7 +399,8 @@ class TranscriptEncoder(torch.nn.Module):
         edge_index
             ``[2, E]`` edges, row 0 source, row 1 target.
         edge_dist
-            ``[E]`` or ``[E, 1]`` edge lengths in µm (the layers get them as ``[E]``);
+            ``[E]`` or ``[E, 1]`` edge lengths in µm, finite and >= 0 (else a
+            ValueError, whatever the layer; the layers get them as ``[E]``);
             computed from ``pos`` when None.
         origin
             ``[N, n_dims]`` or ``[n_dims]`` origin of the positional encoding; when
@@ -400,15 +429,7 @@ class TranscriptEncoder(torch.nn.Module):
         else:
             raise TypeError(f"expected a torch_geometric Data or a gene tensor, got {type(data).__name__}")
         self._check_inputs(gene, pos, edge_index)
-        if edge_dist is None:
-            edge_dist = (pos[edge_index[0]] - pos[edge_index[1]]).norm(dim=-1)
-        elif edge_dist.shape in ((edge_index.size(1),), (edge_index.size(1), 1)):
-            edge_dist = edge_dist.reshape(-1)
-        else:
-            raise ValueError(
-                f"edge_dist must have shape [{edge_index.size(1)}] or [{edge_index.size(1)}, 1], "
-                f"got {tuple(edge_dist.shape)}"
-            )
+        edge_dist = _edge_lengths(pos, edge_index, edge_dist)
         if origin is None:  # the centroid of pos; a mean of no rows would be NaN
             origin = transcript_origin(pos)
         if origin.shape not in ((self.n_dims,), pos.shape):
@@ -432,6 +453,9 @@ class TranscriptEncoder(torch.nn.Module):
         return (x, attentions) if return_attention_weights else x
 
     def _check_inputs(self, gene: Tensor, pos: Tensor, edge_index: Tensor) -> None:
+        for name, value in (("pos", pos), ("edge_index", edge_index)):
+            if not isinstance(value, Tensor):
+                raise TypeError(f"{name} must be a tensor, got {type(value).__name__}")
         if gene.dim() != 1 or gene.dtype != torch.long:
             raise TypeError(f"gene must be a 1-D LongTensor, got {gene.dtype} of shape {tuple(gene.shape)}")
         if gene.numel() and (gene.min() < 0 or gene.max() > self.mask_token):
