@@ -24,7 +24,7 @@ from stgraph.nn import (
     sinusoidal_position_encoding,
     transcript_origin,
 )
-from stgraph.nn.conv import SpatialTransformerConv
+from stgraph.nn.conv import EdgeDistAdapter, SpatialTransformerConv
 
 
 def synthetic_graph(n: int = 300, n_genes: int = 12, n_cells: int = 3, radius: float = 1.0, seed: int = 0) -> Data:
@@ -395,6 +395,20 @@ def test_encoder_names_inputs_that_are_not_tensors():
     message = f"edge_dist must have shape [{graph.num_edges}] or [{graph.num_edges}, 1], got list"
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         model(graph.gene, graph.pos, graph.edge_index, graph.edge_dist.tolist())
+
+
+def test_encoder_refuses_a_factory_that_shares_a_layer_between_blocks():
+    # Such a factory tied the weights of every block silently (one layer's parameters).
+    graph = synthetic_graph()
+    torch.manual_seed(0)
+    shared = DistanceWeightedMean(16, 2)
+    message = (
+        "the layer factory gave blocks 0 and 1 layers that share parameters (the same layer "
+        "twice?): it must build a new layer on every call"
+    )
+    for factory in (lambda d, h: shared, lambda d, h: EdgeDistAdapter(shared)):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            encoder(graph, conv=factory)
 
 
 def test_encoder_refuses_a_layer_instance():

@@ -123,6 +123,23 @@ def _edge_lengths(pos: Tensor, edge_index: Tensor, edge_dist: Tensor | None) -> 
     return edge_dist
 
 
+def _check_own_parameters(layers: torch.nn.ModuleList) -> None:
+    """Raise a ValueError if two blocks' layers share a parameter.
+
+    A factory that returns one layer over and over (or wraps one in a new adapter each
+    time) would tie the weights of all blocks silently.
+    """
+    owner: dict[int, int] = {}
+    for block, layer in enumerate(layers):
+        for parameter in layer.conv.parameters():
+            first = owner.setdefault(id(parameter), block)
+            if first != block:
+                raise ValueError(
+                    f"the layer factory gave blocks {first} and {block} layers that share "
+                    "parameters (the same layer twice?): it must build a new layer on every call"
+                )
+
+
 class TranscriptEncoderLayer(torch.nn.Module):
     r"""One pre-LayerNorm encoder block over a transcript graph.
 
@@ -247,7 +264,9 @@ class TranscriptEncoder(torch.nn.Module):
         else (edge weights, edge features, a size): wrap them in
         :class:`~stgraph.nn.conv.EdgeDistAdapter`. Attention weights can be returned
         when its ``forward`` takes ``return_attention_weights`` (PyG convention).
-        A layer *instance* raises a TypeError: each block needs its own layer.
+        A layer *instance* raises a TypeError, a factory whose layers share
+        parameters between blocks (e.g. one that returns the same layer each time)
+        a ValueError: each block needs its own layer.
         A factory is recorded in :attr:`config` by its import path
         (:func:`conv_name`); one without (a :func:`functools.partial`, a callable
         object) is recorded as None, and :meth:`from_config` then needs it as ``conv``.
@@ -272,8 +291,8 @@ class TranscriptEncoder(torch.nn.Module):
     ValueError
         ``n_genes``, ``d_model``, ``n_layers``, ``heads`` or ``ff_dim`` is below 1,
         ``n_dims`` is not 2 or 3, ``d_model < 2 * n_dims``, ``pe_scale`` is not a
-        positive finite number, ``pe_base`` not a finite number > 1, or ``dropout``
-        lies outside ``[0, 1)``.
+        positive finite number, ``pe_base`` not a finite number > 1, ``dropout``
+        lies outside ``[0, 1)``, or the layers ``conv`` builds share parameters.
     TypeError
         One of those sizes or ``n_dims`` is not an integer (booleans included),
         ``pe_scale``, ``pe_base`` or ``dropout`` is not a real number,
@@ -352,6 +371,7 @@ class TranscriptEncoder(torch.nn.Module):
             TranscriptEncoderLayer(factory(d_model, heads), d_model, ff_dim, dropout)
             for _ in range(n_layers)
         )
+        _check_own_parameters(self.layers)
         self.norm = torch.nn.LayerNorm(d_model)
 
     @classmethod
