@@ -411,6 +411,32 @@ def test_encoder_refuses_a_factory_that_shares_a_layer_between_blocks():
             encoder(graph, conv=factory)
 
 
+class IgnoresTheAttentionFlag(DistanceWeightedMean):
+    def forward(self, x, edge_index, edge_dist, return_attention_weights=None):
+        return super().forward(x, edge_index, edge_dist)
+
+
+class ReturnsATuple(DistanceWeightedMean):
+    def forward(self, x, edge_index, edge_dist):
+        return super().forward(x, edge_index, edge_dist), None
+
+
+def test_encoder_names_a_layer_that_returns_the_wrong_kind_of_result():
+    # Both failed on the unpacking ("too many values to unpack", "'tuple' object has no
+    # attribute 'shape'"); with two nodes, a row of the output was taken for the attention.
+    message = (
+        "IgnoresTheAttentionFlag returned Tensor when asked for attention weights; expected "
+        "(out, (edge_index, alpha)) as PyG layers return"
+    )
+    for n in (2, 300):
+        graph = synthetic_graph(n=n)
+        with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+            encoder(graph, conv=IgnoresTheAttentionFlag)(graph, return_attention_weights=True)
+    message = "ReturnsATuple returned a tuple; the layer factory must build layers mapping [N, 16] to [N, 16]"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        encoder(graph, conv=ReturnsATuple)(graph)
+
+
 def test_encoder_refuses_a_layer_instance():
     graph = synthetic_graph()
     with pytest.raises(TypeError, match=r"conv must be a layer factory .* not a DistanceWeightedMean instance"):

@@ -212,12 +212,21 @@ class TranscriptEncoderLayer(torch.nn.Module):
                     f"{type(self.conv).__name__}.forward has no return_attention_weights "
                     "argument, so the encoder cannot return attention weights"
                 )
-            h, attention = self.conv(h, edge_index, edge_dist, return_attention_weights=True)
+            returned = self.conv(h, edge_index, edge_dist, return_attention_weights=True)
+            # Unpacking a tensor would split its rows: a layer that ignores the flag
+            # failed on the unpacking, or (two nodes) took a row for the attention.
+            if not (isinstance(returned, tuple) and len(returned) == 2):
+                raise TypeError(
+                    f"{type(self.conv).__name__} returned {type(returned).__name__} when asked "
+                    "for attention weights; expected (out, (edge_index, alpha)) as PyG layers return"
+                )
+            h, attention = returned
         else:
             h = self.conv(h, edge_index, edge_dist)
-        if h.shape != x.shape:
+        if not isinstance(h, Tensor) or h.shape != x.shape:
+            got = f"shape {tuple(h.shape)}" if isinstance(h, Tensor) else f"a {type(h).__name__}"
             raise ValueError(
-                f"{type(self.conv).__name__} returned shape {tuple(h.shape)}; the layer factory "
+                f"{type(self.conv).__name__} returned {got}; the layer factory "
                 f"must build layers mapping [N, {self.d_model}] to [N, {self.d_model}]"
             )
         x = x + self.dropout(h)
