@@ -24,7 +24,7 @@ from stgraph.nn import (
     sinusoidal_position_encoding,
     transcript_origin,
 )
-from stgraph.nn.conv import SpatialTransformerConv
+from stgraph.nn.conv import EdgeDistAdapter, SpatialTransformerConv
 
 
 def synthetic_graph(n: int = 300, n_genes: int = 12, n_cells: int = 3, radius: float = 1.0, seed: int = 0) -> Data:
@@ -365,6 +365,76 @@ def test_encoder_rejects_bad_inputs():
         encoder(graph, n_layers=0)
     with pytest.raises(ValueError, match="conv_kwargs apply"):
         encoder(graph, conv=DistanceWeightedMean, conv_kwargs={"lambda_init": 1.0})
+
+
+@pytest.mark.parametrize("conv", [None, DistanceWeightedMean])
+@pytest.mark.parametrize("length", [float("nan"), float("inf"), -0.5])
+def test_encoder_refuses_bad_edge_lengths_whatever_the_layer(conv, length):
+    # A user-written layer got NaN, infinite or negative lengths silently (NaN or wrong
+    # embeddings); only SpatialTransformerConv refused them, in its own words.
+    graph = synthetic_graph()
+    model = encoder(graph, conv=conv)
+    edge_dist = graph.edge_dist.clone()
+    edge_dist[[7, 30]] = length
+    message = f"edge_dist must be finite and >= 0; 2 edge(s) are not (first: edge 7, length {length})"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        model(graph.gene, graph.pos, graph.edge_index, edge_dist)
+    graph.edge_dist = edge_dist.unsqueeze(1)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        model(graph)
+
+
+def test_encoder_names_inputs_that_are_not_tensors():
+    # Lists failed with AttributeError: 'list' object has no attribute 'dim' / 'shape'.
+    graph = synthetic_graph()
+    model = encoder(graph)
+    with pytest.raises(TypeError, match="^pos must be a tensor, got list$"):
+        model(graph.gene, graph.pos.tolist(), graph.edge_index)
+    with pytest.raises(TypeError, match="^edge_index must be a tensor, got list$"):
+        model(graph.gene, graph.pos, graph.edge_index.tolist())
+    message = f"edge_dist must have shape [{graph.num_edges}] or [{graph.num_edges}, 1], got list"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        model(graph.gene, graph.pos, graph.edge_index, graph.edge_dist.tolist())
+
+
+def test_encoder_refuses_a_factory_that_shares_a_layer_between_blocks():
+    # Such a factory tied the weights of every block silently (one layer's parameters).
+    graph = synthetic_graph()
+    torch.manual_seed(0)
+    shared = DistanceWeightedMean(16, 2)
+    message = (
+        "the layer factory gave blocks 0 and 1 layers that share parameters (the same layer "
+        "twice?): it must build a new layer on every call"
+    )
+    for factory in (lambda d, h: shared, lambda d, h: EdgeDistAdapter(shared)):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            encoder(graph, conv=factory)
+
+
+class IgnoresTheAttentionFlag(DistanceWeightedMean):
+    def forward(self, x, edge_index, edge_dist, return_attention_weights=None):
+        return super().forward(x, edge_index, edge_dist)
+
+
+class ReturnsATuple(DistanceWeightedMean):
+    def forward(self, x, edge_index, edge_dist):
+        return super().forward(x, edge_index, edge_dist), None
+
+
+def test_encoder_names_a_layer_that_returns_the_wrong_kind_of_result():
+    # Both failed on the unpacking ("too many values to unpack", "'tuple' object has no
+    # attribute 'shape'"); with two nodes, a row of the output was taken for the attention.
+    message = (
+        "IgnoresTheAttentionFlag returned Tensor when asked for attention weights; expected "
+        "(out, (edge_index, alpha)) as PyG layers return"
+    )
+    for n in (2, 300):
+        graph = synthetic_graph(n=n)
+        with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+            encoder(graph, conv=IgnoresTheAttentionFlag)(graph, return_attention_weights=True)
+    message = "ReturnsATuple returned a tuple; the layer factory must build layers mapping [N, 16] to [N, 16]"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        encoder(graph, conv=ReturnsATuple)(graph)
 
 
 def test_encoder_refuses_a_layer_instance():

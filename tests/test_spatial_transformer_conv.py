@@ -7,7 +7,7 @@ import torch
 
 from stgraph.nn import TranscriptEncoder
 from stgraph.nn.conv import SpatialTransformerConv
-from stgraph.nn.conv._edge_attention import edge_attention
+from stgraph.nn.conv._edge_attention import NO_DOUBLE_BACKWARD, edge_attention
 
 IN, OUT, HEADS = 6, 8, 2
 
@@ -119,6 +119,21 @@ def test_kernel_gradcheck(dropout, sorted_edges):
         return edge_attention(q, k, v, edge_index, dist, lam, dropout=dropout, need_weights=True)
 
     assert torch.autograd.gradcheck(fn, tensors)
+
+
+def test_double_backward_is_refused():
+    # A Hessian-vector product through the layer came out silently wrong (entries off
+    # by 2.8 on a scale of 6): the backward's results had no graph back to the inputs,
+    # and autograd skipped the once_differentiable guard when x was reached by another path.
+    x, _, edge_index, _ = random_graph(0)
+    layer = make_layer()
+    x.requires_grad_(True)
+    dist = torch.rand(edge_index.size(1), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    loss = layer(x, edge_index, dist).square().sum() + x.pow(3).sum()
+    with pytest.raises(RuntimeError, match=f"^{re.escape(NO_DOUBLE_BACKWARD)}$"):
+        torch.autograd.grad(loss, x, create_graph=True)
+    (grad,) = torch.autograd.grad(loss, x)  # first derivatives as before
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
 def test_permutation_equivariance():
@@ -287,6 +302,12 @@ def test_bad_input_raises():
         layer(x, edge_index, dist.clone().fill_(math.nan))
     with pytest.raises(ValueError, match="pos must have shape"):
         layer(x, edge_index, pos=pos[:-1])
+    # Lists failed with AttributeError: 'list' object has no attribute 'dim'.
+    message = rf"^edge_dist must have shape \[num_edges={edge_index.size(1)}\] or \[num_edges, 1\], got list$"
+    with pytest.raises(ValueError, match=message):
+        layer(x, edge_index, dist.tolist())
+    with pytest.raises(ValueError, match=rf"^pos must have shape \[num_nodes={x.size(0)}, dims\], got list$"):
+        layer(x, edge_index, pos=pos.tolist())
     with pytest.raises(ValueError, match="divisible"):
         SpatialTransformerConv(4, 10, heads=4)
     with pytest.raises(ValueError, match="2 values"):

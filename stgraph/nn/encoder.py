@@ -95,6 +95,51 @@ def _check_call(conv: MessagePassing) -> None:
         )
 
 
+def _edge_lengths(pos: Tensor, edge_index: Tensor, edge_dist: Tensor | None) -> Tensor:
+    """``[E]`` edge lengths: ``edge_dist`` after checking it, or computed from ``pos``.
+
+    Raises
+    ------
+    ValueError
+        If ``edge_dist`` is not ``[E]`` or ``[E, 1]``, or holds a NaN, infinite or
+        negative length.
+    """
+    if edge_dist is None:
+        return (pos[edge_index[0]] - pos[edge_index[1]]).norm(dim=-1)
+    num_edges = edge_index.size(1)
+    if not isinstance(edge_dist, Tensor) or edge_dist.shape not in ((num_edges,), (num_edges, 1)):
+        got = tuple(edge_dist.shape) if isinstance(edge_dist, Tensor) else type(edge_dist).__name__
+        raise ValueError(f"edge_dist must have shape [{num_edges}] or [{num_edges}, 1], got {got}")
+    edge_dist = edge_dist.reshape(-1)
+    # Checked here for every layer: SpatialTransformerConv refuses such lengths itself,
+    # a user-written layer would turn them into NaN or wrong embeddings silently.
+    bad = ~(torch.isfinite(edge_dist) & (edge_dist >= 0))
+    if bool(bad.any()):
+        edge = int(torch.nonzero(bad)[0, 0])
+        raise ValueError(
+            f"edge_dist must be finite and >= 0; {int(bad.sum())} edge(s) are not "
+            f"(first: edge {edge}, length {edge_dist[edge].item()})"
+        )
+    return edge_dist
+
+
+def _check_own_parameters(layers: torch.nn.ModuleList) -> None:
+    """Raise a ValueError if two blocks' layers share a parameter.
+
+    A factory that returns one layer over and over (or wraps one in a new adapter each
+    time) would tie the weights of all blocks silently.
+    """
+    owner: dict[int, int] = {}
+    for block, layer in enumerate(layers):
+        for parameter in layer.conv.parameters():
+            first = owner.setdefault(id(parameter), block)
+            if first != block:
+                raise ValueError(
+                    f"the layer factory gave blocks {first} and {block} layers that share "
+                    "parameters (the same layer twice?): it must build a new layer on every call"
+                )
+
+
 class TranscriptEncoderLayer(torch.nn.Module):
     r"""One pre-LayerNorm encoder block over a transcript graph.
 
@@ -167,12 +212,21 @@ class TranscriptEncoderLayer(torch.nn.Module):
                     f"{type(self.conv).__name__}.forward has no return_attention_weights "
                     "argument, so the encoder cannot return attention weights"
                 )
-            h, attention = self.conv(h, edge_index, edge_dist, return_attention_weights=True)
+            returned = self.conv(h, edge_index, edge_dist, return_attention_weights=True)
+            # Unpacking a tensor would split its rows: a layer that ignores the flag
+            # failed on the unpacking, or (two nodes) took a row for the attention.
+            if not (isinstance(returned, tuple) and len(returned) == 2):
+                raise TypeError(
+                    f"{type(self.conv).__name__} returned {type(returned).__name__} when asked "
+                    "for attention weights; expected (out, (edge_index, alpha)) as PyG layers return"
+                )
+            h, attention = returned
         else:
             h = self.conv(h, edge_index, edge_dist)
-        if h.shape != x.shape:
+        if not isinstance(h, Tensor) or h.shape != x.shape:
+            got = f"shape {tuple(h.shape)}" if isinstance(h, Tensor) else f"a {type(h).__name__}"
             raise ValueError(
-                f"{type(self.conv).__name__} returned shape {tuple(h.shape)}; the layer factory "
+                f"{type(self.conv).__name__} returned {got}; the layer factory "
                 f"must build layers mapping [N, {self.d_model}] to [N, {self.d_model}]"
             )
         x = x + self.dropout(h)
@@ -219,7 +273,9 @@ class TranscriptEncoder(torch.nn.Module):
         else (edge weights, edge features, a size): wrap them in
         :class:`~stgraph.nn.conv.EdgeDistAdapter`. Attention weights can be returned
         when its ``forward`` takes ``return_attention_weights`` (PyG convention).
-        A layer *instance* raises a TypeError: each block needs its own layer.
+        A layer *instance* raises a TypeError, a factory whose layers share
+        parameters between blocks (e.g. one that returns the same layer each time)
+        a ValueError: each block needs its own layer.
         A factory is recorded in :attr:`config` by its import path
         (:func:`conv_name`); one without (a :func:`functools.partial`, a callable
         object) is recorded as None, and :meth:`from_config` then needs it as ``conv``.
@@ -244,8 +300,8 @@ class TranscriptEncoder(torch.nn.Module):
     ValueError
         ``n_genes``, ``d_model``, ``n_layers``, ``heads`` or ``ff_dim`` is below 1,
         ``n_dims`` is not 2 or 3, ``d_model < 2 * n_dims``, ``pe_scale`` is not a
-        positive finite number, ``pe_base`` not a finite number > 1, or ``dropout``
-        lies outside ``[0, 1)``.
+        positive finite number, ``pe_base`` not a finite number > 1, ``dropout``
+        lies outside ``[0, 1)``, or the layers ``conv`` builds share parameters.
     TypeError
         One of those sizes or ``n_dims`` is not an integer (booleans included),
         ``pe_scale``, ``pe_base`` or ``dropout`` is not a real number,
@@ -324,6 +380,7 @@ class TranscriptEncoder(torch.nn.Module):
             TranscriptEncoderLayer(factory(d_model, heads), d_model, ff_dim, dropout)
             for _ in range(n_layers)
         )
+        _check_own_parameters(self.layers)
         self.norm = torch.nn.LayerNorm(d_model)
 
     @classmethod
@@ -371,7 +428,8 @@ class TranscriptEncoder(torch.nn.Module):
         edge_index
             ``[2, E]`` edges, row 0 source, row 1 target.
         edge_dist
-            ``[E]`` or ``[E, 1]`` edge lengths in µm (the layers get them as ``[E]``);
+            ``[E]`` or ``[E, 1]`` edge lengths in µm, finite and >= 0 (else a
+            ValueError, whatever the layer; the layers get them as ``[E]``);
             computed from ``pos`` when None.
         origin
             ``[N, n_dims]`` or ``[n_dims]`` origin of the positional encoding; when
@@ -400,15 +458,7 @@ class TranscriptEncoder(torch.nn.Module):
         else:
             raise TypeError(f"expected a torch_geometric Data or a gene tensor, got {type(data).__name__}")
         self._check_inputs(gene, pos, edge_index)
-        if edge_dist is None:
-            edge_dist = (pos[edge_index[0]] - pos[edge_index[1]]).norm(dim=-1)
-        elif edge_dist.shape in ((edge_index.size(1),), (edge_index.size(1), 1)):
-            edge_dist = edge_dist.reshape(-1)
-        else:
-            raise ValueError(
-                f"edge_dist must have shape [{edge_index.size(1)}] or [{edge_index.size(1)}, 1], "
-                f"got {tuple(edge_dist.shape)}"
-            )
+        edge_dist = _edge_lengths(pos, edge_index, edge_dist)
         if origin is None:  # the centroid of pos; a mean of no rows would be NaN
             origin = transcript_origin(pos)
         if origin.shape not in ((self.n_dims,), pos.shape):
@@ -432,6 +482,9 @@ class TranscriptEncoder(torch.nn.Module):
         return (x, attentions) if return_attention_weights else x
 
     def _check_inputs(self, gene: Tensor, pos: Tensor, edge_index: Tensor) -> None:
+        for name, value in (("pos", pos), ("edge_index", edge_index)):
+            if not isinstance(value, Tensor):
+                raise TypeError(f"{name} must be a tensor, got {type(value).__name__}")
         if gene.dim() != 1 or gene.dtype != torch.long:
             raise TypeError(f"gene must be a 1-D LongTensor, got {gene.dtype} of shape {tuple(gene.shape)}")
         if gene.numel() and (gene.min() < 0 or gene.max() > self.mask_token):

@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 from torch import Tensor
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import FunctionCtx
 
 from ..._sorting import stable_argsort
 
@@ -45,6 +45,14 @@ def _sddmm_(out: Tensor, crow: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Ten
     pattern = _csr(crow, col, out, b.size(0))
     torch.sparse.sampled_addmm(pattern, a, b.T, out=pattern)
     return out
+
+
+#: Raised by a backward pass that builds a graph of its own (``create_graph=True``).
+NO_DOUBLE_BACKWARD = (
+    "the attention of SpatialTransformerConv has no second derivative: backward with "
+    "create_graph=True (double backward, e.g. a gradient penalty or a Hessian-vector "
+    "product) is not supported"
+)
 
 
 def _segment(values: Tensor, crow: Tensor, reduce: str) -> Tensor:
@@ -98,10 +106,15 @@ class _EdgeAttention(torch.autograd.Function):
         return out.transpose(0, 1).to(query.dtype), alpha
 
     @staticmethod
-    @once_differentiable
     def backward(  # type: ignore[override]
         ctx: FunctionCtx, grad_out: Optional[Tensor], grad_alpha: Optional[Tensor]
     ) -> tuple[Optional[Tensor], ...]:
+        # Autograd enables grad mode here only for create_graph=True. The gradients
+        # below come from tensors saved without a graph: a second derivative through
+        # them would be silently wrong (once_differentiable caught it only on paths
+        # that autograd happened to traverse), so it is refused outright.
+        if torch.is_grad_enabled():
+            raise RuntimeError(NO_DOUBLE_BACKWARD)
         q, k, v, lam, edge_dist, src, dst, crow, out, alpha, keep = ctx.saved_tensors
         need_q, need_k, need_v, need_lam, need_dist = ctx.needs_input_grad[:5]
         num_nodes = q.size(1)

@@ -40,6 +40,11 @@ def _real_array(value: object, name: str) -> np.ndarray:
     return np.array(float(value))
 
 
+def _shape_of(value: object) -> object:
+    """The shape of a tensor, else the type name of what came instead (for messages)."""
+    return tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+
+
 def _default_lambdas(heads: int) -> tuple[float, ...]:
     # Doubling ladder centred on 1 / distance unit: head h sees length scale 1/lambda_h.
     return tuple(2.0 ** (h - (heads - 1) / 2) for h in range(heads))
@@ -81,7 +86,9 @@ class SpatialTransformerConv(MessagePassing):
     :class:`torch_geometric.nn.conv.TransformerConv`. Edges sorted by (target,
     source), as radius graphs produce them, are used as they are; any other order
     costs one sort per call. Repeated edges are rejected. Reduced-precision inputs
-    (``bfloat16``, ``float16``) are accumulated in ``float32``.
+    (``bfloat16``, ``float16``) are accumulated in ``float32``. Only first
+    derivatives are available: a backward pass with ``create_graph=True`` (double
+    backward, e.g. a gradient penalty) raises a :obj:`RuntimeError`.
 
     Args:
         in_channels (int): Size of each input node feature.
@@ -252,15 +259,13 @@ class SpatialTransformerConv(MessagePassing):
     def _check_inputs(self, x: Tensor, edge_index: Tensor) -> None:
         if not isinstance(x, Tensor) or x.dim() != 2 or x.size(1) != self.in_channels:
             raise ValueError(
-                f"x must be a tensor of shape [num_nodes, {self.in_channels}], got "
-                f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}"
+                f"x must be a tensor of shape [num_nodes, {self.in_channels}], got {_shape_of(x)}"
             )
         if not x.is_floating_point():
             raise TypeError(f"x must be floating point, got {x.dtype}")
         if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
             raise ValueError(
-                "edge_index must be a tensor of shape [2, num_edges], got "
-                f"{tuple(edge_index.shape) if isinstance(edge_index, Tensor) else type(edge_index).__name__}"
+                f"edge_index must be a tensor of shape [2, num_edges], got {_shape_of(edge_index)}"
             )
         if edge_index.dtype != torch.long:
             raise TypeError(f"edge_index must be int64 (torch.long), got {edge_index.dtype}")
@@ -281,22 +286,21 @@ class SpatialTransformerConv(MessagePassing):
             )
         num_edges = edge_index.size(1)
         if pos is not None:
-            if pos.dim() != 2 or pos.size(0) != num_nodes:
+            if not isinstance(pos, Tensor) or pos.dim() != 2 or pos.size(0) != num_nodes:
                 raise ValueError(
-                    f"pos must have shape [num_nodes={num_nodes}, dims], got {tuple(pos.shape)}"
+                    f"pos must have shape [num_nodes={num_nodes}, dims], got {_shape_of(pos)}"
                 )
             if not pos.is_floating_point():
                 raise TypeError(f"pos must be floating point, got {pos.dtype}")
             if not torch.isfinite(pos).all():
                 raise ValueError("pos contains NaN or infinite coordinates")
             return torch.linalg.vector_norm(pos[edge_index[0]] - pos[edge_index[1]], dim=-1)
-        if edge_dist.dim() == 2 and edge_dist.size(1) == 1:
-            edge_dist = edge_dist.view(-1)
-        if edge_dist.shape != (num_edges,):
+        if not isinstance(edge_dist, Tensor) or edge_dist.shape not in ((num_edges,), (num_edges, 1)):
             raise ValueError(
                 f"edge_dist must have shape [num_edges={num_edges}] or [num_edges, 1], "
-                f"got {tuple(edge_dist.shape)}"
+                f"got {_shape_of(edge_dist)}"
             )
+        edge_dist = edge_dist.view(-1)
         if not edge_dist.is_floating_point():
             raise TypeError(f"edge_dist must be floating point, got {edge_dist.dtype}")
         if not (torch.isfinite(edge_dist).all() and (edge_dist >= 0).all()):
