@@ -327,3 +327,20 @@ def test_enhance_epochs_0_is_the_interpolation_as_in_tl_enhance(tmp_path, capsys
     with pytest.raises(SystemExit):
         main(["enhance", str(path), "--out", str(tmp_path / "x.h5ad"), "--epochs", "-1"])
     assert "argument --epochs: must be an integer >= 0, got '-1'" in capsys.readouterr().err
+
+
+def test_run_counts_the_genes_with_molecules_not_the_unused_categories(tmp_path, capsys):
+    import dask.dataframe as dd
+
+    sdata, _ = simulate(n_cells=4, n_genes=8, seed=0)
+    points = sdata.points["transcripts"].compute()
+    # As a crop of a larger sample leaves them: categories without a molecule.
+    points["gene"] = points["gene"].cat.add_categories(["unused1", "unused2"])
+    element = dd.from_pandas(points, npartitions=1)
+    element.attrs.update(sdata.points["transcripts"].attrs)
+    sdata.points["transcripts"] = element
+    sdata.write(tmp_path / "crop.zarr")
+    assert main(["run", str(tmp_path / "crop.zarr"), "--out", str(tmp_path / "out.zarr"),
+                 "--tools", "colocalization"]) == 0
+    values = summary(capsys.readouterr().out)
+    assert values["genes"] == "8" and values["control probes"] == "0"
