@@ -66,7 +66,7 @@ def test_a_halo_one_hop_short_changes_the_outputs(whole_sample_graph, monkeypatc
     encoder = TranscriptEncoder(len(graph.gene_names), d_model=16, n_layers=2, heads=2)
     whole = encoder_outputs(encoder, graph, max_edges=10**9).embedding
     halo_batches = encode._halo_batches
-    monkeypatch.setattr(encode, "_halo_batches", lambda g, m, n_layers: halo_batches(g, m, n_layers - 1))
+    monkeypatch.setattr(encode, "_halo_batches", lambda g, d, m, n_layers: halo_batches(g, d, m, n_layers - 1))
     short = encoder_outputs(encoder, graph, max_edges=graph.edge_index.shape[1] // 8).embedding
     assert np.abs(short - whole).max() > 1e-3
 

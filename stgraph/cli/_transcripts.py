@@ -27,12 +27,12 @@ def demo(radius: float, within: str, tasks: bool = True, drop_duplicates: bool =
     _warm_up_graph_kernels(radius, timings)
     with step("load sample", timings):
         sdata = datasets.merfish_u2os(drop_duplicates=drop_duplicates)
-    summary = _analyse(sdata, radius, within, TOOLS if tasks else (), DEMO_DOMAINS, timings)
-    if drop_duplicates:
-        duplicates = "left out (--drop-duplicates)"
-    else:
         flagged = int(sdata.points["transcripts"]["duplicate"].sum().compute())
-        duplicates = f"{flagged:,} flagged, kept (--drop-duplicates leaves them out)"
+    duplicates = (
+        "left out (--drop-duplicates)" if drop_duplicates
+        else f"{flagged:,} flagged, kept (--drop-duplicates leaves them out)"
+    )
+    summary = _analyse(sdata, radius, within, TOOLS if tasks else (), DEMO_DOMAINS, timings)
     return {"molecules": summary.pop("molecules"), "duplicate calls": duplicates, **summary, **timing_rows(timings)}
 
 

@@ -99,13 +99,15 @@ def check_returns_attention(model) -> None:
         )
 
 
-def _batches(graph: Data, cell: np.ndarray, src: np.ndarray, dst: np.ndarray, max_edges: int, n_layers: int):
+def _batches(graph: Data, edge_dist: torch.Tensor, max_edges: int, n_layers: int):
     """Yield ``(nodes, edge_ids, local_edges, kept)`` per pass: its sorted nodes, the ids of
     its edges, those edges as positions in ``nodes`` (sorted by target), and the nodes
     (a bool mask over ``nodes``) whose outputs that pass gives; the passes' kept nodes
     partition the graph. The whole graph when it fits in one pass, else cell groups for a
     within-cell graph (:func:`_cell_batches`) and blocks with their halo otherwise
-    (:func:`_halo_batches`)."""
+    (:func:`_halo_batches`); ``edge_dist`` holds the edges' lengths."""
+    cell = graph.cell.numpy() if graph.get("cell") is not None else np.full(graph.num_nodes, -1)
+    src, dst = graph.edge_index.numpy()
     if src.size <= max_edges:
         yield np.arange(cell.size), np.arange(src.size), np.stack([src, dst]), np.ones(cell.size, dtype=bool)
     elif _within_cells(cell, src, dst, max_edges):
@@ -115,7 +117,7 @@ def _batches(graph: Data, cell: np.ndarray, src: np.ndarray, dst: np.ndarray, ma
             yield nodes, edge_ids, position[np.stack([src[edge_ids], dst[edge_ids]])], np.ones(nodes.size, dtype=bool)
             position[nodes] = -1
     else:
-        yield from _halo_batches(graph, max_edges, n_layers)
+        yield from _halo_batches(graph, edge_dist, max_edges, n_layers)
 
 
 def _within_cells(cell: np.ndarray, src: np.ndarray, dst: np.ndarray, chunk: int) -> bool:
@@ -128,13 +130,13 @@ def _within_cells(cell: np.ndarray, src: np.ndarray, dst: np.ndarray, chunk: int
     return True
 
 
-def _halo_batches(graph: Data, max_edges: int, n_layers: int):
+def _halo_batches(graph: Data, edge_dist: torch.Tensor, max_edges: int, n_layers: int):
     """The blocks of the module docstring, each pass of at most ``max_edges`` edges
     unless a single transcript's halo has more."""
     n = graph.num_nodes
     incoming = IncomingEdges(graph.edge_index, n)
     in_degree = np.diff(incoming.ptr.numpy())
-    order = spatial_order(graph.pos, _block_cell_size(graph)).numpy()
+    order = spatial_order(graph.pos, _block_cell_size(graph.get("radius"), edge_dist)).numpy()
     load = np.cumsum(in_degree[order])
     # Scratch arrays over all nodes, reset after each pass: per-pass work stays that of
     # the pass (no sort or search over all edges).
@@ -155,14 +157,11 @@ def _halo_batches(graph: Data, max_edges: int, n_layers: int):
         start = stop
 
 
-def _block_cell_size(graph: Data) -> float:
-    """Grid of the Z-order that cuts the blocks: the graph's radius or longest edge."""
-    radius = graph.get("radius")
+def _block_cell_size(radius: float | None, edge_dist: torch.Tensor) -> float:
+    """Grid of the Z-order that cuts the blocks: the graph's radius, else its longest edge."""
     if radius is not None and np.isfinite(float(radius)) and float(radius) > 0:
         return float(radius)
-    dist = graph.get("edge_dist")
-    src, dst = graph.edge_index
-    longest = float(dist.max()) if dist is not None else float((graph.pos[src] - graph.pos[dst]).norm(dim=-1).max())
+    longest = float(edge_dist.max())
     return longest if np.isfinite(longest) and longest > 0 else 1.0
 
 
@@ -271,13 +270,10 @@ def encoder_outputs(
         edge_dist = graph.get("edge_dist")
         if edge_dist is None:
             edge_dist = (graph.pos[edge_index[0]] - graph.pos[edge_index[1]]).norm(dim=-1)
-        cell = graph.get("cell")
-        origin = transcript_origin(graph.pos, cell)
-        cell_np = cell.numpy() if cell is not None else np.full(n, -1)
-        src, dst = edge_index.numpy()
+        origin = transcript_origin(graph.pos, graph.get("cell"))
         embedding = np.zeros((n, encoder.d_model), dtype=np.float32)
         mean_attention = np.zeros(edge_index.shape[1]) if attention else None
-        for nodes, edge_ids, local_edges, kept in _batches(graph, cell_np, src, dst, max_edges, len(encoder.layers)):
+        for nodes, edge_ids, local_edges, kept in _batches(graph, edge_dist, max_edges, len(encoder.layers)):
             sub_edges = torch.from_numpy(local_edges)
             index = torch.from_numpy(nodes)
             out = encoder(

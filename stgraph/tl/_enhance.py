@@ -210,10 +210,10 @@ def enhance(
         or pixel coordinates whose geometry is that of the other lattice), a
         hexagonal lattice in offset coordinates (``array_col`` counting the spots of
         each row; in ``obsm['spatial']`` the odd rows are shifted by half a column
-        step) or with ``array_row`` and ``array_col`` swapped, or impute ``positions`` that are malformed, duplicated, not lattice
-        sites, coincide with observed spots or leave a single line of spots (see
-        ``positions``), or ``max_gap_size`` below 1 or given with ``positions`` or
-        for super-resolution.
+        step) or with ``array_row`` and ``array_col`` swapped, or impute
+        ``positions`` that are malformed, duplicated, not lattice sites, coincide
+        with observed spots or leave a single line of spots (see ``positions``), or
+        ``max_gap_size`` below 1 or given with ``positions`` or for super-resolution.
 
     Warns
     -----
