@@ -392,7 +392,7 @@ def test_encoder_names_inputs_that_are_not_tensors():
         model(graph.gene, graph.pos.tolist(), graph.edge_index)
     with pytest.raises(TypeError, match="^edge_index must be a tensor, got list$"):
         model(graph.gene, graph.pos, graph.edge_index.tolist())
-    message = f"edge_dist must have shape [{graph.num_edges}] or [{graph.num_edges}, 1], got list"
+    message = f"edge_dist must have shape [num_edges={graph.num_edges}] or [num_edges, 1], got list"
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         model(graph.gene, graph.pos, graph.edge_index, graph.edge_dist.tolist())
 
@@ -469,7 +469,7 @@ def test_encoder_takes_edge_dist_as_a_column_like_the_layer():
     layer = model.layers[0].conv
     x = torch.randn(graph.num_nodes, 16)
     assert torch.equal(layer(x, graph.edge_index, graph.edge_dist[:, None]), layer(x, graph.edge_index, graph.edge_dist))
-    with pytest.raises(ValueError, match=r"edge_dist must have shape \[\d+\] or \[\d+, 1\]"):
+    with pytest.raises(ValueError, match=r"edge_dist must have shape \[num_edges=\d+\] or \[num_edges, 1\]"):
         model(graph.gene, graph.pos, graph.edge_index, graph.edge_dist[:, None].expand(-1, 2))
 
 

@@ -12,6 +12,7 @@ from torch_geometric.nn import MessagePassing
 
 from .._validation import check_bool, check_dropout, check_int, check_plain
 from .conv import SpatialTransformerConv
+from .conv._edge_lengths import checked_edge_dist
 from .positional import (
     DEFAULT_PE_BASE,
     DEFAULT_PE_SCALE,
@@ -96,31 +97,12 @@ def _check_call(conv: MessagePassing) -> None:
 
 
 def _edge_lengths(pos: Tensor, edge_index: Tensor, edge_dist: Tensor | None) -> Tensor:
-    """``[E]`` edge lengths: ``edge_dist`` after checking it, or computed from ``pos``.
-
-    Raises
-    ------
-    ValueError
-        If ``edge_dist`` is not ``[E]`` or ``[E, 1]``, or holds a NaN, infinite or
-        negative length.
-    """
+    """``[E]`` edge lengths: ``edge_dist`` checked (:func:`checked_edge_dist`), or
+    computed from ``pos``. Checked here for every layer: a user-written one would turn
+    NaN, infinite or negative lengths into NaN or wrong embeddings silently."""
     if edge_dist is None:
         return (pos[edge_index[0]] - pos[edge_index[1]]).norm(dim=-1)
-    num_edges = edge_index.size(1)
-    if not isinstance(edge_dist, Tensor) or edge_dist.shape not in ((num_edges,), (num_edges, 1)):
-        got = tuple(edge_dist.shape) if isinstance(edge_dist, Tensor) else type(edge_dist).__name__
-        raise ValueError(f"edge_dist must have shape [{num_edges}] or [{num_edges}, 1], got {got}")
-    edge_dist = edge_dist.reshape(-1)
-    # Checked here for every layer: SpatialTransformerConv refuses such lengths itself,
-    # a user-written layer would turn them into NaN or wrong embeddings silently.
-    bad = ~(torch.isfinite(edge_dist) & (edge_dist >= 0))
-    if bool(bad.any()):
-        edge = int(torch.nonzero(bad)[0, 0])
-        raise ValueError(
-            f"edge_dist must be finite and >= 0; {int(bad.sum())} edge(s) are not "
-            f"(first: edge {edge}, length {edge_dist[edge].item()})"
-        )
-    return edge_dist
+    return checked_edge_dist(edge_dist, edge_index.size(1))
 
 
 def _check_own_parameters(layers: torch.nn.ModuleList) -> None:

@@ -15,6 +15,7 @@ from torch_geometric.nn.dense.linear import Linear
 
 from ..._validation import check_bool, check_dropout, check_int
 from ._edge_attention import edge_attention
+from ._edge_lengths import checked_edge_dist, shape_of
 
 
 def _real_array(value: object, name: str) -> np.ndarray:
@@ -38,11 +39,6 @@ def _real_array(value: object, name: str) -> np.ndarray:
     if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
         raise refused
     return np.array(float(value))
-
-
-def _shape_of(value: object) -> object:
-    """The shape of a tensor, else the type name of what came instead (for messages)."""
-    return tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
 
 
 def _default_lambdas(heads: int) -> tuple[float, ...]:
@@ -259,13 +255,13 @@ class SpatialTransformerConv(MessagePassing):
     def _check_inputs(self, x: Tensor, edge_index: Tensor) -> None:
         if not isinstance(x, Tensor) or x.dim() != 2 or x.size(1) != self.in_channels:
             raise ValueError(
-                f"x must be a tensor of shape [num_nodes, {self.in_channels}], got {_shape_of(x)}"
+                f"x must be a tensor of shape [num_nodes, {self.in_channels}], got {shape_of(x)}"
             )
         if not x.is_floating_point():
             raise TypeError(f"x must be floating point, got {x.dtype}")
         if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
             raise ValueError(
-                f"edge_index must be a tensor of shape [2, num_edges], got {_shape_of(edge_index)}"
+                f"edge_index must be a tensor of shape [2, num_edges], got {shape_of(edge_index)}"
             )
         if edge_index.dtype != torch.long:
             raise TypeError(f"edge_index must be int64 (torch.long), got {edge_index.dtype}")
@@ -288,24 +284,14 @@ class SpatialTransformerConv(MessagePassing):
         if pos is not None:
             if not isinstance(pos, Tensor) or pos.dim() != 2 or pos.size(0) != num_nodes:
                 raise ValueError(
-                    f"pos must have shape [num_nodes={num_nodes}, dims], got {_shape_of(pos)}"
+                    f"pos must have shape [num_nodes={num_nodes}, dims], got {shape_of(pos)}"
                 )
             if not pos.is_floating_point():
                 raise TypeError(f"pos must be floating point, got {pos.dtype}")
             if not torch.isfinite(pos).all():
                 raise ValueError("pos contains NaN or infinite coordinates")
             return torch.linalg.vector_norm(pos[edge_index[0]] - pos[edge_index[1]], dim=-1)
-        if not isinstance(edge_dist, Tensor) or edge_dist.shape not in ((num_edges,), (num_edges, 1)):
-            raise ValueError(
-                f"edge_dist must have shape [num_edges={num_edges}] or [num_edges, 1], "
-                f"got {_shape_of(edge_dist)}"
-            )
-        edge_dist = edge_dist.view(-1)
-        if not edge_dist.is_floating_point():
-            raise TypeError(f"edge_dist must be floating point, got {edge_dist.dtype}")
-        if not (torch.isfinite(edge_dist).all() and (edge_dist >= 0).all()):
-            raise ValueError("edge_dist must be finite and >= 0")
-        return edge_dist
+        return checked_edge_dist(edge_dist, num_edges)
 
     def __repr__(self) -> str:
         return (
