@@ -1175,3 +1175,81 @@ def test_read_refuses_what_it_cannot_read(tmp_path):
     with pytest.raises(ValueError, match=r"^the merscope reader takes no option \['pixel_size'\]; it takes "
                                          r"\['z_step', 'drop_controls'\]$"):
         read(tmp_path, pixel_size=0.1)
+
+
+# --------------------------------------------------------------------------- an index with repeats
+def _partitioned_points(sizes=(7, 5, 9), seed=0):
+    """Molecules as a dask frame of partitions each indexed from 0, as spatialdata-io's
+    MERSCOPE reader makes them; cell ``c{k}`` (a 10 µm box at x = 20 k) is partition
+    k, and ``molecule`` numbers the rows in file order."""
+    rng = np.random.default_rng(seed)
+    pieces, start = [], 0
+    for k, size in enumerate(sizes):
+        xy = rng.uniform(0.5, 9.5, size=(size, 2)) + [20.0 * k, 0.0]
+        piece = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "z": rng.uniform(0, 3, size),
+                              "gene": pd.Categorical(rng.choice(["A", "B", "C"], size), categories=["A", "B", "C"]),
+                              "cell_id": pd.Categorical([f"c{k}"] * size, categories=[f"c{j}" for j in range(len(sizes))]),
+                              "molecule": np.arange(start, start + size)})
+        pieces.append(dd.from_pandas(piece, npartitions=1))
+        start += size
+    return dd.concat(pieces)
+
+
+def test_points_whose_index_repeats_keep_their_row_order():
+    # Sorted by the repeated index, the partitions' rows were interleaved (0, 7, 12, 1, 8, ...).
+    points = _partitioned_points()
+    expected = points.compute()
+    assert expected.index.tolist()[:8] == [0, 1, 2, 3, 4, 5, 6, 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # PointsModel on an index that is not increasing
+        element = PointsModel.parse(points, feature_key="gene", instance_key="cell_id")
+    frame = transcripts_frame(from_spatialdata(sd.SpatialData(points={"transcripts": element})))
+    assert frame.index.tolist() == list(range(21))
+    assert frame["molecule"].tolist() == list(range(21))
+    for column in ("x", "y", "z"):
+        np.testing.assert_array_equal(frame[column].to_numpy(), expected[column].to_numpy())
+    assert frame["gene"].astype(str).tolist() == expected["gene"].astype(str).tolist()
+    assert frame["cell_id"].astype(str).tolist() == expected["cell_id"].astype(str).tolist()
+
+
+def test_a_table_whose_index_repeats_keeps_its_rows_and_a_named_index():
+    first = pd.DataFrame({"px": [0.0, 1.0], "py": [5.0, 6.0], "g": ["A", "B"]})
+    second = pd.DataFrame({"px": [2.0, 3.0, 4.0], "py": [7.0, 8.0, 9.0], "g": ["C", "A", "B"]})
+    joined = pd.concat([first, second])  # index 0, 1, 0, 1, 2
+    frame = transcripts_frame(read_transcripts(joined, x="px", y="py", gene="g"))
+    assert frame.index.tolist() == [0, 1, 2, 3, 4] and frame["x"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert frame["gene"].astype(str).tolist() == ["A", "B", "C", "A", "B"] and "fov_row" not in frame
+    named = joined.rename_axis("fov_row")
+    frame = transcripts_frame(read_transcripts(named, x="px", y="py", gene="g"))
+    assert frame["x"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0] and frame["fov_row"].tolist() == [0, 1, 0, 1, 2]
+    with pytest.raises(ValueError, match=r"^the index 'px' has repeated values, so the points are numbered afresh "
+                                         r"and it would become a column, but a column 'px' exists"):
+        read_transcripts(named.rename_axis("px").rename(columns={"px": "xx"}).assign(px=1), x="xx", y="py", gene="g")
+    # A unique index that is not increasing still orders the rows.
+    shuffled = joined.set_axis([4, 0, 3, 1, 2])
+    assert transcripts_frame(read_transcripts(shuffled, x="px", y="py", gene="g"))["x"].tolist() == [1.0, 3.0, 4.0, 2.0, 0.0]
+
+
+def test_localization_writes_onto_the_molecules_of_points_whose_index_repeats():
+    from stgraph.tl import localization
+
+    points = _partitioned_points(sizes=(40, 30, 50), seed=1)
+    cells = ShapesModel.parse(gpd.GeoDataFrame(geometry=[shapely.box(20.0 * k, 0, 20.0 * k + 10, 10) for k in range(3)],
+                                               index=["c0", "c1", "c2"]))
+    nuclei = ShapesModel.parse(gpd.GeoDataFrame(geometry=[shapely.box(20.0 * k + 3, 3, 20.0 * k + 7, 7) for k in range(3)],
+                                                index=["c0", "c1", "c2"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        element = PointsModel.parse(points, feature_key="gene", instance_key="cell_id")
+    sdata = from_spatialdata(sd.SpatialData(points={"transcripts": element},
+                                            shapes={"cell_boundaries": cells, "nucleus_boundaries": nuclei}))
+    reference = read_transcripts(points.compute().reset_index(drop=True), x="x", y="y", z="z", gene="gene",
+                                 cell="cell_id", cell_boundaries=cells.geometry, nucleus_boundaries=nuclei.geometry)
+    for data in (sdata, reference):
+        localization(data, n_boot=5, seed=0)
+    got, wanted = (transcripts_frame(data) for data in (sdata, reference))
+    assert got["molecule"].tolist() == list(range(120))
+    np.testing.assert_array_equal(got["p_nuclear"].to_numpy(), wanted["p_nuclear"].to_numpy())
+    assert got["pattern"].astype(str).tolist() == wanted["pattern"].astype(str).tolist()
+    inside = ((got["x"] % 20).between(3, 7) & got["y"].between(3, 7)).to_numpy()
+    assert got["p_nuclear"].to_numpy()[inside].min() > 0.5 > got["p_nuclear"].to_numpy()[~inside].max()

@@ -99,7 +99,10 @@ def read_transcripts(
     ``in_nucleus`` and ``nucleus_id`` where known, ``is_control``, then every other column of
     the table. A boolean ``is_control`` column in the table adds to the name-based flags.
     With ``duplicate_distance`` > 0, a boolean ``duplicate`` column: of a group of
-    copies the first row is kept unflagged (after ``drop_controls``).
+    copies the first row is kept unflagged (after ``drop_controls``). The index is the
+    table's, rows sorted by it where it is not increasing; an index with repeats (tables
+    concatenated) orders nothing: the rows keep their order, numbered 0, 1, ... afresh,
+    and a named index becomes a column of its name.
 
     Raises
     ------
@@ -120,7 +123,8 @@ def read_transcripts(
         ``in_nucleus`` / ``is_control`` values other than booleans or 0/1, a
         non-positive scale, a negative or non-finite ``duplicate_distance``,
         ``drop_duplicates`` with ``duplicate_distance`` 0, a table already holding a
-        ``duplicate`` column when one is to be added, nothing left after
+        ``duplicate`` column when one is to be added, an index with repeats named
+        like a column, nothing left after
         ``drop_controls``, or boundaries
         with repeated ids, missing geometries, geometries that are not polygons or
         NaN / infinite vertices (naming the ids).

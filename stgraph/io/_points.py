@@ -33,8 +33,11 @@ def standardise_points(
     derived from it (a reader's computed cell ids, say), which replaces no column. All
     other columns are kept unchanged, except a boolean ``is_control`` column,
     which is combined (logical or) with the control flags from the gene names. ``frame``
-    itself is not modified. The index is kept; rows are sorted by it (stably) if it is not
-    increasing, as :class:`spatialdata.models.PointsModel` requires.
+    itself is not modified. A unique index is kept, and rows are sorted by it (stably) if
+    it is not increasing, as :class:`spatialdata.models.PointsModel` requires. An index
+    with repeats (e.g. a dask frame of partitions each indexed from 0) is no order and
+    names no row: the rows keep their order and are numbered 0, 1, ... afresh, and a
+    named index stays a column of its name (see :func:`_renumbered`).
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(frame).__name__}")
@@ -101,8 +104,42 @@ def standardise_points(
         if len(out) == 0:
             raise ValueError("every transcript is a control probe; nothing left after drop_controls")
         out[GENE] = out[GENE].cat.remove_unused_categories()
+    if not out.index.is_unique:
+        return _renumbered(out)
     if not out.index.is_monotonic_increasing:
         out = out.sort_index(kind="stable")
+    return out
+
+
+def _renumbered(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (not modified) in its row order, numbered 0, 1, ... afresh.
+
+    For an index with repeats: sorting by it would interleave the rows of the pieces
+    that repeat it (the partitions of a dask frame each indexed from 0, as
+    spatialdata-io's MERSCOPE reader makes, or tables concatenated), so the row order
+    is the only order there is. A named index holds data: it becomes the last column.
+    An unnamed one held each piece's row numbers, which the kept row order still tells.
+
+    Raises
+    ------
+    TypeError
+        If the index is named by something other than a string (column labels are strings).
+    ValueError
+        If the index is named like a column of ``frame``, which it would replace.
+    """
+    name = frame.index.name
+    out = frame.reset_index(drop=True)
+    if name is None:
+        return out
+    if not isinstance(name, str):
+        raise TypeError(f"the index has repeated values and is named {name!r}: name it with a string to keep it "
+                        "as a column, or drop it (frame.reset_index(drop=True))")
+    if name in frame.columns:
+        raise ValueError(
+            f"the index {name!r} has repeated values, so the points are numbered afresh and it would become "
+            f"a column, but a column {name!r} exists; rename the index or drop it (frame.reset_index(drop=True))"
+        )
+    out[name] = frame.index.to_numpy()
     return out
 
 

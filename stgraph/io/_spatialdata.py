@@ -91,7 +91,10 @@ def from_spatialdata(
 
     Returns
     -------
-    A new :class:`spatialdata.SpatialData` with the standardised ``transcripts``, the
+    A new :class:`spatialdata.SpatialData` with the standardised ``transcripts`` (indexed
+    as the points, except that points whose index repeats, as the partitions of
+    spatialdata-io's MERSCOPE points each count from 0, keep their row order and are
+    numbered 0, 1, ... afresh; see :func:`stgraph.io.read_transcripts`), the
     boundaries and copies of the tables of ``sdata`` (a table annotating the cell or
     nucleus shapes, or the points, then annotates them under their new names:
     ``cell_boundaries``, ``nucleus_boundaries``, ``transcripts``, its ``instance_key``
