@@ -1253,3 +1253,37 @@ def test_localization_writes_onto_the_molecules_of_points_whose_index_repeats():
     assert got["pattern"].astype(str).tolist() == wanted["pattern"].astype(str).tolist()
     inside = ((got["x"] % 20).between(3, 7) & got["y"].between(3, 7)).to_numpy()
     assert got["p_nuclear"].to_numpy()[inside].min() > 0.5 > got["p_nuclear"].to_numpy()[~inside].max()
+
+
+def test_from_spatialdata_reads_the_depth_column_of_2d_points():
+    # spatialdata-io's MERSCOPE points: x, y axes from global_x / global_y, the plane in a
+    # global_z column, partitions each indexed from 0; they could only be read as 2D.
+    pieces = [pd.DataFrame({"global_x": [1.0, 2.0, 3.0], "global_y": [4.0, 5.0, 6.0], "global_z": [0, 2, 6],
+                            "gene": ["A", "B", "A"]}),
+              pd.DataFrame({"global_x": [7.0, 8.0], "global_y": [9.0, 10.0], "global_z": [1, 3], "gene": ["B", "B"]})]
+    frames = dd.concat([dd.from_pandas(piece, npartitions=1) for piece in pieces])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        points = PointsModel.parse(frames, coordinates={"x": "global_x", "y": "global_y"},
+                                   transformations={"pixels": Identity()})
+    assert "z" not in points.columns and "global_z" in points.columns
+    sdata = sd.SpatialData(points={"merscope_transcripts": points})
+    frame = transcripts_frame(from_spatialdata(sdata, points_key="merscope_transcripts", z="global_z", z_step=1.5))
+    assert frame["z"].tolist() == [0.0, 3.0, 9.0, 1.5, 4.5] and frame["x"].tolist() == [1.0, 2.0, 3.0, 7.0, 8.0]
+    assert frame["gene"].astype(str).tolist() == ["A", "B", "A", "B", "B"]
+    assert "z" not in transcripts_frame(from_spatialdata(sdata, points_key="merscope_transcripts"))
+    three_d = PointsModel.parse(pd.DataFrame({"x": [0.0], "y": [0.0], "z": [1.0], "depth": [2.0], "gene": ["A"]}))
+    with pytest.raises(ValueError, match=r"^z='depth' names a depth column, but points 'transcripts' have a z axis "
+                                         r"already, which is their depth; leave z out$"):
+        from_spatialdata(sd.SpatialData(points={"transcripts": three_d}), z="depth")
+
+
+def test_from_spatialdata_scales_the_z_axis_of_3d_points():
+    table = pd.DataFrame({"x": [10.0, 20.0], "y": [30.0, 40.0], "z": [1.0, 4.0], "gene": ["A", "B"]})
+    points = PointsModel.parse(table, transformations={"global": Scale([0.2, 0.2, 1.5], axes=("x", "y", "z"))})
+    frame = transcripts_frame(from_spatialdata(sd.SpatialData(points={"transcripts": points})))
+    np.testing.assert_allclose(frame[["x", "y", "z"]].to_numpy(), [[2.0, 6.0, 1.5], [4.0, 8.0, 6.0]])
+    # pixel_size scales z too unless z_step is given (isotropic pixels)
+    plain = sd.SpatialData(points={"transcripts": PointsModel.parse(table)})
+    assert transcripts_frame(from_spatialdata(plain, pixel_size=0.5))["z"].tolist() == [0.5, 2.0]
+    assert transcripts_frame(from_spatialdata(plain, pixel_size=0.5, z_step=2.0))["z"].tolist() == [2.0, 8.0]

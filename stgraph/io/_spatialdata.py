@@ -48,6 +48,7 @@ def from_spatialdata(
     cell: str | None = None,
     nucleus: str | None = None,
     in_nucleus: str | None = None,
+    z: str | None = None,
     pixel_size: float = 1.0,
     z_step: float | None = None,
     unassigned: Collection = UNASSIGNED_IDS,
@@ -74,9 +75,14 @@ def from_spatialdata(
         present of: ``gene``, the element's ``feature_key``, ``feature_name`` for the gene;
         ``cell_id``, the element's ``instance_key``, ``cell_boundaries`` (Bento) for the
         cell; ``nucleus_id``, ``nucleus_boundaries`` (Bento) for the nucleus; ``in_nucleus``.
+    z
+        Column of the depth, for points whose coordinate axes are only x and y (e.g.
+        ``global_z``, the z-plane of spatialdata-io's MERSCOPE points), in units of
+        ``z_step``; it is no axis, so their transformation does not apply to it. By
+        default the points' ``z`` axis where they have one, else none (2D).
     pixel_size, z_step, unassigned, drop_controls
         As in :func:`stgraph.io.read_transcripts`, in units of the points' coordinate
-        system; ``z`` is used when the points have it.
+        system.
         Bento keeps the coordinates it was given: its MERFISH U2-OS sample is in image
         pixels of about 0.1 µm, so read it with ``pixel_size=0.1`` (as
         :func:`stgraph.datasets.merfish_u2os` does); with the default 1 every radius
@@ -111,7 +117,8 @@ def from_spatialdata(
     KeyError
         If ``points_key`` is not a points element of ``sdata``.
     ValueError
-        If no gene column is found (pass ``gene=``), ``cell_shapes_key`` or
+        If no gene column is found (pass ``gene=``), ``z`` is given for points
+        with a z axis, ``cell_shapes_key`` or
         ``nucleus_shapes_key`` is neither None, nor its default, nor a shapes element of
         ``sdata`` (naming the shapes elements there are), the points have several
         coordinate systems and none is ``global``, the outlines have no transformation
@@ -130,6 +137,11 @@ def from_spatialdata(
     element = sdata.points[points_key]
     attrs = element.attrs.get("spatialdata_attrs", {})
     columns = list(element.columns)
+    if z is not None and Z in get_axes_names(element):
+        raise ValueError(
+            f"z={z!r} names a depth column, but points {points_key!r} have a z axis already, which is their "
+            "depth; leave z out"
+        )
     system = _coordinate_system(element, points_key)
     frame = _points_in(element, _transformation_to(element, system, f"points {points_key!r}", points_key))
     shapes, renamed = {}, {points_key: POINTS_KEY}  # new name -> outlines; old name -> new name
@@ -145,7 +157,7 @@ def from_spatialdata(
         frame,
         x=X,
         y=Y,
-        z=Z if Z in columns else None,
+        z=z or (Z if Z in columns else None),
         gene=gene or _first_present(columns, GENE, attrs.get("feature_key"), _BENTO_GENE, role="gene"),
         cell=cell or _first_present(columns, CELL, attrs.get("instance_key"), _BENTO_CELL),
         nucleus=nucleus or _first_present(columns, NUCLEUS, _BENTO_NUCLEUS),
