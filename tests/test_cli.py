@@ -102,6 +102,7 @@ def test_demo_help_says_what_each_option_does(capsys):
 
 COSMX = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cosmx_lung12"
 needs_cosmx = pytest.mark.skipif(not COSMX.exists(), reason=f"shared data {COSMX} is absent")
+XENIUM = COSMX.parent / "xenium_lung_10k"
 
 
 def _listing(folder: Path) -> list[tuple[str, int, int]]:
@@ -344,3 +345,25 @@ def test_run_counts_the_genes_with_molecules_not_the_unused_categories(tmp_path,
                  "--tools", "colocalization"]) == 0
     values = summary(capsys.readouterr().out)
     assert values["genes"] == "8" and values["control probes"] == "0"
+
+
+@needs_cosmx
+def test_run_takes_the_z_step_of_the_platform(tmp_path, capsys):
+    # The µm between z-planes could not be given: CosMx's z stayed 0.8 µm per plane.
+    out = tmp_path / "result.zarr"
+    assert main(["run", str(COSMX), "--out", str(out), "--tools", "colocalization",
+                 "--pixel-size", "0.12028", "--z-step", "1.25"]) == 0
+    capsys.readouterr()
+    points = spatialdata.read_zarr(out).points["transcripts"].compute()
+    raw = stgraph.io.read_cosmx(COSMX, pixel_size=1.0, z_step=1.0).points["transcripts"].compute()
+    np.testing.assert_allclose(points["z"].to_numpy(), raw["z"].to_numpy() * 1.25)
+    np.testing.assert_allclose(points["x"].to_numpy(), raw["x"].to_numpy() * 0.12028)
+    assert sorted(set(points["z"])) == [1.25 * plane for plane in range(10)]
+    for argv, message in [
+        (["--z-step", "1"], "--z-step does not apply to xenium input, only to merscope, cosmx, zarr"),
+        # named the radius: "argument --pixel-size: radius must be a positive finite number"
+        (["--pixel-size", "0"], "argument --pixel-size: must be a positive finite number (µm per unit), got '0'"),
+        (["--z-step", "nan"], "argument --z-step: must be a positive finite number (µm per unit), got 'nan'"),
+    ]:
+        assert refused(["run", str(XENIUM), "--out", str(tmp_path / "x.zarr"), *argv], capsys) == \
+            f"stgraph run: error: {message}"

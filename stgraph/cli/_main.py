@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from ._spots import enhance
 from ._steps import print_summary
@@ -39,6 +40,17 @@ def _int_at_least(minimum: int):
 
 
 _positive_int = _int_at_least(1)
+
+
+def _scale(text: str) -> float:
+    """An argparse type: µm per unit, a positive finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number (µm per unit), got {text!r}")
+    return value
 
 
 def _add_graph_options(parser: argparse.ArgumentParser) -> None:
@@ -84,8 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--n-domains", type=_positive_int, default=DEMO_DOMAINS,
                             help=f"number of subcellular domains (default {DEMO_DOMAINS}; within-cell radius "
                             f"{DOMAIN_RADIUS:g} µm)")
-    run_parser.add_argument("--pixel-size", type=_radius, default=None,
-                            help="µm per coordinate unit, for CosMx (default 0.18) and .zarr stores (default 1)")
+    run_parser.add_argument("--pixel-size", type=_scale, default=None,
+                            help="µm per coordinate unit, for CosMx (default 0.18) and .zarr stores (default 1; "
+                            "z too, unless --z-step)")
+    run_parser.add_argument("--z-step", type=_scale, default=None,
+                            help="µm per unit of z (between z-planes), for MERSCOPE (default 1.5), CosMx "
+                            "(default 0.8) and .zarr stores (default: --pixel-size)")
     run_parser.add_argument("--points", default=None,
                             help="points element of a .zarr store holding the molecules (default transcripts)")
     run_parser.add_argument("--drop-controls", action="store_true", help="leave control probes out")
@@ -135,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         options = {"drop_controls": args.drop_controls}
         if args.drop_z_duplicates:
             options["drop_z_duplicates"] = True
-        if args.pixel_size is not None:
-            options["pixel_size"] = args.pixel_size
+        for option in ("pixel_size", "z_step"):
+            if getattr(args, option) is not None:
+                options[option] = getattr(args, option)
         if args.points is not None:
             options["points_key"] = args.points
         try:
