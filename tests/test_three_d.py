@@ -1,6 +1,7 @@
 """The tools on 3D samples (a ``z`` column, as in Xenium, CosMx and MERFISH z-stacks)."""
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -73,3 +74,15 @@ def test_domains_are_recovered_in_3d(sample_3d):
         sg.tl.domains(sdata, radius=3.0, n_domains=3)
     labels = _frame(sdata)["domain"].astype(str)
     assert adjusted_rand_score(truth.transcript_domain, labels) > 0.85
+
+
+def test_a_model_of_another_dimension_names_the_mismatch():
+    # Said only "pos must have shape [N, 3], got (N, 2)" from inside tl.domains.
+    sdata, _ = simulate(6, 8, z_thickness=4.0, seed=2)
+    result = sg.tl.pretrain(sdata, radius=1.5, d_model=12, n_layers=1, heads=2, steps=2, batch_size=2, progress=False)
+    flat, _ = simulate(6, 8, seed=2)
+    n = len(_frame(flat))
+    message = (f"pos must have shape [{n}, 3], got ({n}, 2): the encoder encodes 3D positions (x, y, z) and these "
+               "transcripts have 2D ones (x, y); use a model pretrained on 2D data")
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        sg.tl.domains(flat, radius=3.0, n_domains=2, model=result)

@@ -96,6 +96,18 @@ def _check_call(conv: MessagePassing) -> None:
         )
 
 
+def _dims_hint(n_dims: int, pos: Tensor) -> str:
+    """Why positions of 2 or 3 axes do not fit an encoder of ``n_dims`` axes, or nothing."""
+    axes = {2: "x, y", 3: "x, y, z"}
+    if pos.dim() != 2 or pos.size(1) not in axes or pos.size(1) == n_dims:
+        return ""
+    # the usual cause: a model pretrained on data with z used on data without (or the reverse)
+    return (
+        f": the encoder encodes {n_dims}D positions ({axes[n_dims]}) and these transcripts have "
+        f"{pos.size(1)}D ones ({axes[pos.size(1)]}); use a model pretrained on {pos.size(1)}D data"
+    )
+
+
 def _edge_lengths(pos: Tensor, edge_index: Tensor, edge_dist: Tensor | None) -> Tensor:
     """``[E]`` edge lengths: ``edge_dist`` checked (:func:`checked_edge_dist`), or
     computed from ``pos``. Checked here for every layer: a user-written one would turn
@@ -477,6 +489,7 @@ class TranscriptEncoder(torch.nn.Module):
         if pos.shape != (gene.numel(), self.n_dims):
             raise ValueError(
                 f"pos must have shape [{gene.numel()}, {self.n_dims}], got {tuple(pos.shape)}"
+                + _dims_hint(self.n_dims, pos)
             )
         if not pos.is_floating_point():
             raise TypeError(f"pos must be floating point, got {pos.dtype}")
