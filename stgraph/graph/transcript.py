@@ -37,7 +37,8 @@ def transcript_graph(
         schema's columns (at least ``x``, ``y``, ``gene``).
     radius
         Radius in µm: molecule ``j`` is a neighbour of ``i`` when
-        ``‖pos_i − pos_j‖ ≤ radius``.
+        ``‖pos_i − pos_j‖ ≤ radius``, in 3D (x, y, z) when the points have ``z``
+        (where every ``z`` is equal, the planar graph).
     within
         ``"all"`` connects every pair within the radius; ``"cell"`` keeps only
         pairs assigned to the same cell (unassigned molecules get no edges).

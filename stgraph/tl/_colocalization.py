@@ -84,7 +84,8 @@ def colocalization(
         weight a layer puts on edges outside the graph, such as the self-loops
         ``GATConv`` adds by default, is left out.
     radius
-        Radius of the graph in µm (edges within cells only).
+        Radius of the graph in µm (edges within cells only), in 3D when the points
+        have ``z`` (see :func:`stgraph.graph.transcript_graph`).
     graph
         A transcript graph to use instead (as built by
         :func:`stgraph.graph.transcript_graph` from ``sdata``; with

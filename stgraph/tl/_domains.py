@@ -295,7 +295,7 @@ def domains(
         (its masked-gene head is needed); required for
         ``representation="embedding"`` or ``"both"``.
     radius
-        Graph radius in µm (edges within cells).
+        Graph radius in µm (edges within cells), in 3D when the points have ``z``.
     graph
         Transcript graph to use instead, as built by
         :func:`stgraph.graph.transcript_graph` from ``sdata`` (its ``edge_dist`` is
@@ -330,7 +330,8 @@ def domains(
         Transcripts on which the silhouette is computed (a positive integer); at
         least ``k_range[1] + 1`` when k-means chooses ``k``.
     hull_ratio, min_transcripts
-        Outline of each (cell, domain): concave hull (``hull_ratio`` in [0, 1]) of at
+        Outline of each (cell, domain): concave hull in the plane (``z`` is not used;
+        ``hull_ratio`` in [0, 1]) of at
         least ``min_transcripts`` (a positive integer) transcripts, see
         :func:`stgraph.domains.domain_polygons`.
     max_edges

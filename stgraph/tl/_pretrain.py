@@ -204,7 +204,10 @@ def pretrain(
     d_model, n_layers, heads, conv, conv_kwargs, dropout, pe_scale
         Encoder hyper-parameters (:class:`~stgraph.nn.TranscriptEncoder`;
         ``d_model`` a multiple of ``heads``); 2D or 3D
-        coordinates come from the graph. With
+        coordinates come from the graph: points with ``z`` give a 3D encoder (also
+        where every ``z`` is equal, whose ``z`` channels then carry nothing while x
+        and y get fewer channels: 20 each of ``d_model=64`` against 32 in 2D; drop
+        the column of single-plane data), which needs data with ``z``. With
         the default layer (``conv`` None or
         :class:`~stgraph.nn.conv.SpatialTransformerConv`), the distance penalties
         start at :func:`distance_penalty_ladder` of the radius unless ``conv_kwargs``
