@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy.spatial import cKDTree
 from sklearn.metrics import adjusted_rand_score
 
@@ -86,3 +87,18 @@ def test_a_model_of_another_dimension_names_the_mismatch():
                "transcripts have 2D ones (x, y); use a model pretrained on 2D data")
     with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
         sg.tl.domains(flat, radius=3.0, n_domains=2, model=result)
+
+
+def test_equal_z_values_give_the_planar_graph_and_results():
+    flat, _ = simulate(12, 10, colocalized_pairs=2, seed=5)
+    frame = _frame(flat)
+    level = sg.io.read_transcripts(frame.assign(z=7.3), x="x", y="y", z="z", gene="gene", cell="cell_id",
+                                   nucleus="nucleus_id", in_nucleus="in_nucleus")
+    planar, stacked = transcript_graph(flat, 1.5), transcript_graph(level, 1.5)
+    assert stacked.pos.shape[1] == 3
+    assert torch.equal(planar.edge_index, stacked.edge_index) and torch.equal(planar.edge_dist, stacked.edge_dist)
+    for sdata in (flat, level):
+        sg.tl.colocalization(sdata, radius=1.5)
+    columns = ["score", "clq", "pval", "fdr"]
+    tables = [sdata.tables["table"].uns["colocalization"] for sdata in (flat, level)]
+    np.testing.assert_array_equal(tables[0][columns].to_numpy(), tables[1][columns].to_numpy())
