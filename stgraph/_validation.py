@@ -142,6 +142,18 @@ def check_bool(name: str, value: Any) -> bool:
     return bool(value)
 
 
+def check_not_one_name(parameter: str, requested) -> None:
+    """Refuse one string where a list of names is expected: it would be read letter by letter.
+
+    Raises
+    ------
+    TypeError
+        If ``requested`` is a string.
+    """
+    if isinstance(requested, str):
+        raise TypeError(f"{parameter} must be a list of names, got the string {requested!r}: pass [{requested!r}]")
+
+
 def check_names(parameter: str, requested: Iterable, available: Iterable, *, list_available: bool = False) -> list[str]:
     """``requested`` as strings, after checking that each is one of ``available``.
 
@@ -165,8 +177,7 @@ def check_names(parameter: str, requested: Iterable, available: Iterable, *, lis
         If ``requested`` is empty, or naming the requested names the data does not
         have (a plot of either would be empty).
     """
-    if isinstance(requested, str):
-        raise TypeError(f"{parameter} must be a list of names, got the string {requested!r}: pass [{requested!r}]")
+    check_not_one_name(parameter, requested)
     requested = [str(r) for r in requested]
     if not requested:
         raise ValueError(f"{parameter} is empty: name at least one, or pass None for all")

@@ -118,3 +118,13 @@ def test_duplicates_are_flagged_and_inflate_colocalization(sample, frame):
         for data in (sample, dropped)
     ]
     assert passing == [2_761, 578]
+
+
+def test_duplicate_groups_are_mostly_of_at_most_seven_rows(frame):
+    # The docstring and README said "up to about seven rows"; the largest group holds 22.
+    from stgraph.io._duplicates import same_gene_pairs
+
+    pairs = same_gene_pairs(frame, 0.1)
+    rows_near = np.bincount(pairs.ravel(), minlength=len(frame)) + 1  # the row itself included
+    assert rows_near.max() == 22
+    assert 0.99 < (rows_near <= 7).mean() < 1

@@ -189,6 +189,13 @@ def test_tiled_refuses_a_too_large_graph_and_handles_empty_input():
     with pytest.raises(GraphTooLargeError, match=f"{num_edges:,} edges needing {num_edges * 16:,} bytes"):
         radius_graph_tiled(pos, 1.0, 3.0, max_memory=num_edges * 16 - 1)
     assert radius_graph_tiled(torch.empty(0, 2), 1.0, 3.0).shape == (2, 0)
+    # The pieces too, as their docstrings say: one tile's edges, and the merged ones.
+    tiles = list(iter_tiles(pos, 3.0, 1.0))
+    with pytest.raises(GraphTooLargeError, match="more than the 1 bytes allowed"):
+        radius_graph_tile(pos, 1.0, tiles[0], max_memory=1)
+    pieces = [radius_graph_tile(pos, 1.0, tile) for tile in tiles]
+    with pytest.raises(GraphTooLargeError, match=f"{num_edges:,} edges needing {num_edges * 16:,} bytes"):
+        merge_tile_edges(pieces, 300, max_memory=num_edges * 16 - 1)
 
 
 def test_tiled_does_not_modify_inputs():

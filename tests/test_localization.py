@@ -537,6 +537,12 @@ def test_composition_refuses_empty_or_unscored_groups(scored):
         localization_composition(scored[0], groups=["gene_00", "zz"])
 
 
+def test_composition_refuses_one_gene_given_as_a_string(scored):
+    # list("gene_00") was read letter by letter: "groups: not in the data: ['g', 'e', ...]".
+    with pytest.raises(TypeError, match=r"^groups must be a list of names, got the string 'gene_00': pass \['gene_00'\]$"):
+        localization_composition(scored[0], groups="gene_00")
+
+
 def test_composition_tells_unscored_groups_from_unknown_ones():
     sdata = _edge_case_sdata()
     localization(sdata, n_boot=10)

@@ -219,6 +219,8 @@ def radius_graph_tile(
         (a :class:`Tile` of :func:`iter_tiles`), a ``tile.halo_width`` that is neither
         None nor a non-negative finite number, and for the arguments
         :func:`~stgraph.graph.radius_graph` refuses.
+    GraphTooLargeError
+        As in :func:`~stgraph.graph.radius_graph`, for the tile's edges.
     """
     pos = as_tensor(pos, "pos")
     r = check_graph_radius(r)
@@ -310,6 +312,9 @@ def merge_tile_edges(pieces: Iterable, num_nodes: int, *, max_memory: int | None
         edges of the same target (a tile passed twice, or tiles of two splits), the
         pieces mix results with and without distances or distances of several dtypes,
         or a piece's distances are not one per edge.
+    GraphTooLargeError
+        If the merged edges would need more than ``max_memory``, as in
+        :func:`~stgraph.graph.radius_graph`.
     """
     num_nodes = check_int("num_nodes", num_nodes, minimum=0)
     kept = []

@@ -41,6 +41,16 @@ def reader_options(name: str) -> list[str]:
 def detect_format(path: str | PathLike) -> str:
     """The format of a folder :func:`read` can read, from the files it holds.
 
+    Parameters
+    ----------
+    path
+        Folder to look into (a SpatialData ``.zarr`` store is a folder too).
+
+    Returns
+    -------
+    ``"xenium"``, ``"merscope"``, ``"cosmx"`` or ``"zarr"``: that of the first file of
+    :data:`SIGNATURES` found, in their order.
+
     Raises
     ------
     ValueError

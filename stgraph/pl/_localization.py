@@ -10,7 +10,7 @@ import shapely
 import spatialdata
 from matplotlib.axes import Axes
 
-from stgraph._validation import check_int, check_names
+from stgraph._validation import check_int, check_names, check_not_one_name
 from stgraph.io import transcripts_frame
 from stgraph.io._spatialdata import check_spatialdata, outline_geometry
 from stgraph.io._table import table_cell_ids
@@ -63,6 +63,17 @@ def localization_composition(
     Returns
     -------
     The axes.
+
+    Raises
+    ------
+    TypeError
+        If ``sdata`` is not a SpatialData, ``groups`` is a single string or
+        ``n_top`` is not an integer.
+    ValueError
+        If ``by`` is neither ``"gene"`` nor ``"cell"``, ``n_top`` is below 1,
+        ``groups`` is empty or names genes (cells) not in the data or without
+        scored pairs, or the table ``table_key`` is missing or holds no
+        :func:`stgraph.tl.localization` results.
     """
     check_spatialdata(sdata)
     column = {"gene": "gene", "cell": "cell_id"}.get(by)
@@ -70,7 +81,9 @@ def localization_composition(
         raise ValueError(f"by must be 'gene' or 'cell', got {by!r}")
     if n_top is not None:
         check_int("n_top", n_top)
-    groups = None if groups is None else list(groups)
+    if groups is not None:
+        check_not_one_name("groups", groups)  # before list() splits it into letters
+        groups = list(groups)
     if groups == []:
         raise ValueError("groups is empty: give at least one gene (or cell), or None for the top n_top")
     lpp = _results(sdata, table_key)
