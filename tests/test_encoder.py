@@ -713,7 +713,22 @@ class DistanceWeightedMeanFactory:
         return DistanceWeightedMean(d_model, heads)
 
 
-@pytest.mark.parametrize("factory", [functools.partial(DistanceWeightedMean), DistanceWeightedMeanFactory()])
+def local_factory():
+    """A layer factory defined inside a function: its import path would be ``...<locals>...``."""
+
+    def build(d_model: int, heads: int) -> DistanceWeightedMean:
+        return DistanceWeightedMean(d_model, heads)
+
+    return build
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [functools.partial(DistanceWeightedMean), DistanceWeightedMeanFactory(),
+     # A lambda and a closure were recorded as 'tests.test_encoder:<lambda>' and
+     # '...local_factory.<locals>.build', import paths that no import resolves.
+     lambda d, h: DistanceWeightedMean(d, h), local_factory()],
+)
 def test_a_factory_without_import_path_is_not_recorded_and_must_be_passed_to_load(tmp_path, factory):
     # Naming such a factory raised AttributeError (no __qualname__).
     graph = synthetic_graph()
@@ -721,10 +736,11 @@ def test_a_factory_without_import_path_is_not_recorded_and_must_be_passed_to_loa
     assert model.config["encoder"]["conv"] is None
     path = save_checkpoint(tmp_path / "model.pt", model)
     message = (
-        r"^the layer factory was not recorded in the config \(a functools.partial or a "
-        r"callable object has no import path\); pass it again as conv=$"
+        "the layer factory was not recorded in the config (a lambda, a function or class "
+        "defined inside a function, a functools.partial or a callable object has no import "
+        "path); pass it again as conv="
     )
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         load_model(path)
     assert torch.equal(load_model(path, conv=factory)(graph), model.eval()(graph))
 

@@ -37,11 +37,13 @@ def _spatial_transformer_factory(conv_kwargs: dict[str, Any]) -> ConvFactory:
 def conv_name(conv: type | ConvFactory) -> str | None:
     """Import path ``"module:qualname"`` under which a layer factory is recorded.
 
-    None for a factory without a qualified name, such as a :func:`functools.partial`
-    or a callable object: no import path rebuilds it (nor the arguments it holds).
+    None for a factory that no import path rebuilds: a lambda, a function or class
+    defined inside a function (their qualified names hold ``<lambda>`` or
+    ``<locals>``), a :func:`functools.partial` or a callable object (nor the
+    arguments it holds).
     """
     qualname = getattr(conv, "__qualname__", None)
-    if qualname is None:
+    if qualname is None or "<" in qualname:
         return None
     return f"{conv.__module__}:{qualname}"
 
@@ -52,12 +54,14 @@ def resolve_conv(name: str | None) -> ConvFactory:
     Raises
     ------
     ValueError
-        If ``name`` is None (the factory had no import path) or cannot be imported.
+        If ``name`` is None (the factory had no import path) or cannot be imported
+        (the message names why, e.g. its module is not on ``sys.path``).
     """
     if name is None:
         raise ValueError(
-            "the layer factory was not recorded in the config (a functools.partial or a "
-            "callable object has no import path); pass it again as conv="
+            "the layer factory was not recorded in the config (a lambda, a function or class "
+            "defined inside a function, a functools.partial or a callable object has no import "
+            "path); pass it again as conv="
         )
     if name == DEFAULT_CONV:
         return SpatialTransformerConv
@@ -67,9 +71,11 @@ def resolve_conv(name: str | None) -> ConvFactory:
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as err:
+        # The cause tells a module that is not on sys.path (or a script's __main__) from a
+        # renamed class.
         raise ValueError(
-            f"cannot import the layer factory {name!r} recorded in the config; "
-            "pass it again as conv="
+            f"cannot import the layer factory {name!r} recorded in the config ({err}); make its "
+            "module importable or pass it again as conv="
         ) from err
     return obj
 
@@ -259,8 +265,9 @@ class TranscriptEncoder(torch.nn.Module):
         parameters between blocks (e.g. one that returns the same layer each time)
         a ValueError: each block needs its own layer.
         A factory is recorded in :attr:`config` by its import path
-        (:func:`conv_name`); one without (a :func:`functools.partial`, a callable
-        object) is recorded as None, and :meth:`from_config` then needs it as ``conv``.
+        (:func:`conv_name`); one without (a lambda, a function or class defined
+        inside a function, a :func:`functools.partial`, a callable object) is
+        recorded as None, and :meth:`from_config` then needs it as ``conv``.
     conv_kwargs
         Keyword arguments of :class:`~stgraph.nn.conv.SpatialTransformerConv`;
         only with the default layer. NumPy values and tensors are recorded (and
