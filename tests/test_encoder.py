@@ -432,9 +432,69 @@ def test_encoder_names_a_layer_that_returns_the_wrong_kind_of_result():
         graph = synthetic_graph(n=n)
         with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
             encoder(graph, conv=IgnoresTheAttentionFlag)(graph, return_attention_weights=True)
-    message = "ReturnsATuple returned a tuple; the layer factory must build layers mapping [N, 16] to [N, 16]"
+    message = (
+        "ReturnsATuple returned a tuple; the layer factory must build layers mapping [N, 16] "
+        "to [N, 16] in the input's dtype (torch.float32)"
+    )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         encoder(graph, conv=ReturnsATuple)(graph)
+
+
+class ReturnsBareWeights(DistanceWeightedMean):
+    """Returns ``(out, alpha)``, not ``(out, (edge_index, alpha))``."""
+
+    def forward(self, x, edge_index, edge_dist, return_attention_weights=False):
+        out = super().forward(x, edge_index, edge_dist)
+        return (out, torch.exp(-edge_dist)) if return_attention_weights else out
+
+
+def test_encoder_names_a_layer_whose_attention_is_not_an_edge_index_and_weights():
+    # The bare weights were returned as the block's attention: colocalization then failed
+    # with "too many values to unpack (expected 2)".
+    graph = synthetic_graph()
+    model = encoder(graph, conv=ReturnsBareWeights)
+    message = (
+        "ReturnsBareWeights returned attention weights as a Tensor; expected "
+        "(out, (edge_index, alpha)) as PyG layers return"
+    )
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        model(graph, return_attention_weights=True)
+    assert model(graph).shape == (graph.num_nodes, 16)
+
+
+class Float64Mean(DistanceWeightedMean):
+    def __init__(self, d_model: int, heads: int) -> None:
+        super().__init__(d_model, heads)
+        self.double()
+
+
+class ReturnsFloat64(DistanceWeightedMean):
+    def forward(self, x, edge_index, edge_dist):
+        return super().forward(x, edge_index, edge_dist).double()
+
+
+def test_encoder_refuses_a_layer_in_another_dtype_and_runs_a_converted_encoder():
+    # A float64 layer in a float32 encoder failed inside the layer ("mat1 and mat2 must
+    # have the same dtype"), in tl.pretrain and tl.colocalization alike.
+    graph = synthetic_graph()
+    message = (
+        "the layer factory built Float64Mean (block 0) with lin.weight in torch.float64, but the "
+        "encoder's weights are torch.float32: build the layers in the default dtype and convert "
+        "the whole encoder instead (e.g. encoder.double())"
+    )
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        encoder(graph, conv=Float64Mean)
+    message = (
+        "ReturnsFloat64 returned shape (300, 16) in torch.float64; the layer factory must build "
+        "layers mapping [N, 16] to [N, 16] in the input's dtype (torch.float32)"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        encoder(graph, conv=ReturnsFloat64)(graph)
+    single = encoder(graph, conv=DistanceWeightedMean)
+    double = encoder(graph, conv=DistanceWeightedMean).double()
+    out = double(graph)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out.float(), single(graph), rtol=0, atol=1e-5)
 
 
 def test_encoder_refuses_a_layer_instance():

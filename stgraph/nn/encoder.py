@@ -128,6 +128,40 @@ def _check_own_parameters(layers: torch.nn.ModuleList) -> None:
                 )
 
 
+def _check_dtype(layers: torch.nn.ModuleList, dtype: torch.dtype) -> None:
+    """Raise a TypeError if a block's layer has floating-point parameters of another
+    dtype than the encoder's (``dtype``).
+
+    A layer built in float64 inside a float32 encoder failed deep inside the layer
+    (``mat1 and mat2 must have the same dtype``) at the first forward pass.
+    """
+    for block, layer in enumerate(layers):
+        for name, parameter in layer.conv.named_parameters():
+            if parameter.is_floating_point() and parameter.dtype != dtype:
+                raise TypeError(
+                    f"the layer factory built {type(layer.conv).__name__} (block {block}) with "
+                    f"{name} in {parameter.dtype}, but the encoder's weights are {dtype}: build "
+                    "the layers in the default dtype and convert the whole encoder instead "
+                    "(e.g. encoder.double())"
+                )
+
+
+def _check_attention(conv: MessagePassing, attention: object) -> None:
+    """Raise a TypeError unless a layer's attention is ``(edge_index, alpha)``, two tensors.
+
+    A bare ``alpha`` was passed on as the block's attention, and colocalization failed
+    on unpacking it ("too many values to unpack"), or with two edges read its rows.
+    """
+    if not (isinstance(attention, tuple) and len(attention) == 2
+            and all(isinstance(part, Tensor) for part in attention)):
+        got = (f"a tuple of {[type(part).__name__ for part in attention]}"
+               if isinstance(attention, tuple) else f"a {type(attention).__name__}")
+        raise TypeError(
+            f"{type(conv).__name__} returned attention weights as {got}; expected "
+            "(out, (edge_index, alpha)) as PyG layers return"
+        )
+
+
 class TranscriptEncoderLayer(torch.nn.Module):
     r"""One pre-LayerNorm encoder block over a transcript graph.
 
@@ -209,13 +243,15 @@ class TranscriptEncoderLayer(torch.nn.Module):
                     "for attention weights; expected (out, (edge_index, alpha)) as PyG layers return"
                 )
             h, attention = returned
+            _check_attention(self.conv, attention)
         else:
             h = self.conv(h, edge_index, edge_dist)
-        if not isinstance(h, Tensor) or h.shape != x.shape:
-            got = f"shape {tuple(h.shape)}" if isinstance(h, Tensor) else f"a {type(h).__name__}"
+        if not isinstance(h, Tensor) or h.shape != x.shape or h.dtype != x.dtype:
+            got = f"shape {tuple(h.shape)} in {h.dtype}" if isinstance(h, Tensor) else f"a {type(h).__name__}"
             raise ValueError(
                 f"{type(self.conv).__name__} returned {got}; the layer factory "
-                f"must build layers mapping [N, {self.d_model}] to [N, {self.d_model}]"
+                f"must build layers mapping [N, {self.d_model}] to [N, {self.d_model}] in "
+                f"the input's dtype ({x.dtype})"
             )
         x = x + self.dropout(h)
         x = x + self.dropout(self.ff(self.norm2(x)))
@@ -295,7 +331,9 @@ class TranscriptEncoder(torch.nn.Module):
         One of those sizes or ``n_dims`` is not an integer (booleans included),
         ``pe_scale``, ``pe_base`` or ``dropout`` is not a real number,
         ``conv`` is a layer instance or not callable, builds a layer whose
-        ``forward`` does not take ``edge_dist`` third, or ``conv_kwargs`` holds a
+        ``forward`` does not take ``edge_dist`` third or whose parameters are of
+        another floating-point dtype than the encoder's (the default dtype; convert
+        the whole encoder, e.g. ``.double()``, instead), or ``conv_kwargs`` holds a
         value that is neither plain Python, NumPy nor a tensor (e.g. a
         :class:`fractions.Fraction`).
     """
@@ -370,6 +408,7 @@ class TranscriptEncoder(torch.nn.Module):
             for _ in range(n_layers)
         )
         _check_own_parameters(self.layers)
+        _check_dtype(self.layers, self.embedding.weight.dtype)
         self.norm = torch.nn.LayerNorm(d_model)
 
     @classmethod
@@ -425,7 +464,10 @@ class TranscriptEncoder(torch.nn.Module):
             None, the cell centroids of ``data.cell`` (Data input; per graph of a
             :class:`~torch_geometric.data.Batch`) or the centroid of ``pos``.
         return_attention_weights
-            Also return, per block, the ``(edge_index, alpha[E, heads])`` of its layer.
+            Also return, per block, the ``(edge_index, alpha)`` its layer returns:
+            ``alpha`` is ``[E', heads]`` or ``[E']`` on the layer's ``E'`` edges (with
+            the self-loops a layer such as ``GATConv`` adds). A layer whose attention
+            is not such a pair of tensors raises a TypeError.
 
         Returns
         -------
