@@ -462,6 +462,44 @@ def test_encoder_names_a_layer_whose_attention_is_not_an_edge_index_and_weights(
     assert model(graph).shape == (graph.num_nodes, 16)
 
 
+class ReturnsWeights(DistanceWeightedMean):
+    """Returns the attention ``alpha`` its ``shape`` function makes of the edge lengths."""
+
+    shape = staticmethod(lambda edge_dist: edge_dist)
+
+    def forward(self, x, edge_index, edge_dist, return_attention_weights=False):
+        out = super().forward(x, edge_index, edge_dist)
+        return (out, (edge_index, self.shape(torch.exp(-edge_dist)))) if return_attention_weights else out
+
+
+class WeightsPerHeadAndChannel(ReturnsWeights):
+    shape = staticmethod(lambda alpha: alpha[:, None, None].expand(-1, 2, 3))
+
+
+class OneWeightTooMany(ReturnsWeights):
+    shape = staticmethod(lambda alpha: torch.cat([alpha, alpha[:1]]))
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape"),
+    [(WeightsPerHeadAndChannel, lambda n_edges: (n_edges, 2, 3)), (OneWeightTooMany, lambda n_edges: (n_edges + 1,))],
+)
+def test_encoder_names_a_layer_whose_attention_has_another_shape(layer, shape):
+    # colocalization refused both as "attention must have one row per edge": attention
+    # the user had not passed (model= was), without naming the layer.
+    graph = synthetic_graph()
+    n_edges = graph.edge_index.shape[1]
+    message = (
+        f"{layer.__name__} returned attention weights of shape {shape(n_edges)} on edges of shape "
+        f"(2, {n_edges}); expected (edge_index [2, E'], alpha [E'] or [E', heads])"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        encoder(graph, conv=layer)(graph, return_attention_weights=True)
+    # One weight per edge, no head axis, is what colocalization averages as is.
+    _, attention = encoder(graph, conv=ReturnsWeights)(graph, return_attention_weights=True)
+    assert [tuple(alpha.shape) for _, alpha in attention] == [(n_edges,), (n_edges,)]
+
+
 class Float64Mean(DistanceWeightedMean):
     def __init__(self, d_model: int, heads: int) -> None:
         super().__init__(d_model, heads)

@@ -147,18 +147,34 @@ def _check_dtype(layers: torch.nn.ModuleList, dtype: torch.dtype) -> None:
 
 
 def _check_attention(conv: MessagePassing, attention: object) -> None:
-    """Raise a TypeError unless a layer's attention is ``(edge_index, alpha)``, two tensors.
+    """Raise unless a layer's attention is ``(edge_index [2, E'], alpha [E'] or [E', heads])``.
 
     A bare ``alpha`` was passed on as the block's attention, and colocalization failed
-    on unpacking it ("too many values to unpack"), or with two edges read its rows.
+    on unpacking it ("too many values to unpack"), or with two edges read its rows;
+    an ``alpha`` of other shape was refused there as "attention" the user never passed.
+
+    Raises
+    ------
+    TypeError
+        If ``attention`` is not a pair of tensors.
+    ValueError
+        If their shapes are not those above.
     """
+    name = type(conv).__name__
     if not (isinstance(attention, tuple) and len(attention) == 2
             and all(isinstance(part, Tensor) for part in attention)):
         got = (f"a tuple of {[type(part).__name__ for part in attention]}"
                if isinstance(attention, tuple) else f"a {type(attention).__name__}")
         raise TypeError(
-            f"{type(conv).__name__} returned attention weights as {got}; expected "
+            f"{name} returned attention weights as {got}; expected "
             "(out, (edge_index, alpha)) as PyG layers return"
+        )
+    edge_index, alpha = attention
+    if edge_index.dim() != 2 or edge_index.size(0) != 2 or alpha.dim() not in (1, 2) \
+            or alpha.size(0) != edge_index.size(1):
+        raise ValueError(
+            f"{name} returned attention weights of shape {tuple(alpha.shape)} on edges of shape "
+            f"{tuple(edge_index.shape)}; expected (edge_index [2, E'], alpha [E'] or [E', heads])"
         )
 
 
@@ -467,7 +483,8 @@ class TranscriptEncoder(torch.nn.Module):
             Also return, per block, the ``(edge_index, alpha)`` its layer returns:
             ``alpha`` is ``[E', heads]`` or ``[E']`` on the layer's ``E'`` edges (with
             the self-loops a layer such as ``GATConv`` adds). A layer whose attention
-            is not such a pair of tensors raises a TypeError.
+            is not such a pair of tensors raises a TypeError, one of other shapes a
+            ValueError.
 
         Returns
         -------
