@@ -150,8 +150,9 @@ def _check_attention(conv: MessagePassing, attention: object) -> None:
     """Raise unless a layer's attention is ``(edge_index [2, E'], alpha [E'] or [E', heads])``.
 
     A bare ``alpha`` was passed on as the block's attention, and colocalization failed
-    on unpacking it ("too many values to unpack"), or with two edges read its rows;
-    an ``alpha`` of other shape was refused there as "attention" the user never passed.
+    on unpacking it ("too many values to unpack"), or, with two edges, took its two
+    weights for the edges and the weights; an ``alpha`` of another shape was refused
+    there as "attention" the user never passed.
 
     Raises
     ------
