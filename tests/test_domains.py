@@ -1,6 +1,7 @@
 """Subcellular domains: features, clustering, enrichment, outlines, tl.domains and its plot."""
 from __future__ import annotations
 
+import copy
 import re
 import tracemalloc
 
@@ -388,6 +389,18 @@ def test_encoder_context_finds_the_planted_domains(planted):
     both = domains(sdata, pretrained(graph, 200), graph=graph, representation="both", n_domains=3, inplace=False)
     assert adjusted_rand_score(truth.transcript_domain, both.labels.codes) > 0.8
     assert both.params["n_passes"] == 7 and both.params["representation"] == "both"
+
+
+def test_encoder_context_of_a_float64_model_is_that_of_its_float32_copy(planted):
+    # A model converted with .double() failed in its masked-gene head ("mat1 and mat2
+    # must have the same dtype"): the embeddings reach it as float32.
+    sdata, _ = planted
+    graph = stgraph.graph.transcript_graph(sdata, RADIUS, within="cell")
+    model = pretrained(graph, 5).model
+    single = domains(sdata, model, graph=graph, n_domains=2, n_passes=2, inplace=False)
+    double = domains(sdata, copy.deepcopy(model).double(), graph=graph, n_domains=2, n_passes=2, inplace=False)
+    np.testing.assert_array_equal(double.labels.codes, single.labels.codes)
+    assert np.bincount(single.labels.codes).tolist() == [1554, 1480]
 
 
 def test_tl_domains_uses_only_the_within_cell_edges(planted):

@@ -432,9 +432,107 @@ def test_encoder_names_a_layer_that_returns_the_wrong_kind_of_result():
         graph = synthetic_graph(n=n)
         with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
             encoder(graph, conv=IgnoresTheAttentionFlag)(graph, return_attention_weights=True)
-    message = "ReturnsATuple returned a tuple; the layer factory must build layers mapping [N, 16] to [N, 16]"
+    message = (
+        "ReturnsATuple returned a tuple; the layer factory must build layers mapping [N, 16] "
+        "to [N, 16] in the input's dtype (torch.float32)"
+    )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         encoder(graph, conv=ReturnsATuple)(graph)
+
+
+class ReturnsBareWeights(DistanceWeightedMean):
+    """Returns ``(out, alpha)``, not ``(out, (edge_index, alpha))``."""
+
+    def forward(self, x, edge_index, edge_dist, return_attention_weights=False):
+        out = super().forward(x, edge_index, edge_dist)
+        return (out, torch.exp(-edge_dist)) if return_attention_weights else out
+
+
+def test_encoder_names_a_layer_whose_attention_is_not_an_edge_index_and_weights():
+    # The bare weights were returned as the block's attention: colocalization then failed
+    # with "too many values to unpack (expected 2)".
+    graph = synthetic_graph()
+    model = encoder(graph, conv=ReturnsBareWeights)
+    message = (
+        "ReturnsBareWeights returned attention weights as a Tensor; expected "
+        "(out, (edge_index, alpha)) as PyG layers return"
+    )
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        model(graph, return_attention_weights=True)
+    assert model(graph).shape == (graph.num_nodes, 16)
+
+
+class ReturnsWeights(DistanceWeightedMean):
+    """Returns the attention ``alpha`` its ``shape`` function makes of the edge lengths."""
+
+    shape = staticmethod(lambda edge_dist: edge_dist)
+
+    def forward(self, x, edge_index, edge_dist, return_attention_weights=False):
+        out = super().forward(x, edge_index, edge_dist)
+        return (out, (edge_index, self.shape(torch.exp(-edge_dist)))) if return_attention_weights else out
+
+
+class WeightsPerHeadAndChannel(ReturnsWeights):
+    shape = staticmethod(lambda alpha: alpha[:, None, None].expand(-1, 2, 3))
+
+
+class OneWeightTooMany(ReturnsWeights):
+    shape = staticmethod(lambda alpha: torch.cat([alpha, alpha[:1]]))
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape"),
+    [(WeightsPerHeadAndChannel, lambda n_edges: (n_edges, 2, 3)), (OneWeightTooMany, lambda n_edges: (n_edges + 1,))],
+)
+def test_encoder_names_a_layer_whose_attention_has_another_shape(layer, shape):
+    # colocalization refused both as "attention must have one row per edge": attention
+    # the user had not passed (model= was), without naming the layer.
+    graph = synthetic_graph()
+    n_edges = graph.edge_index.shape[1]
+    message = (
+        f"{layer.__name__} returned attention weights of shape {shape(n_edges)} on edges of shape "
+        f"(2, {n_edges}); expected (edge_index [2, E'], alpha [E'] or [E', heads])"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        encoder(graph, conv=layer)(graph, return_attention_weights=True)
+    # One weight per edge, no head axis, is what colocalization averages as is.
+    _, attention = encoder(graph, conv=ReturnsWeights)(graph, return_attention_weights=True)
+    assert [tuple(alpha.shape) for _, alpha in attention] == [(n_edges,), (n_edges,)]
+
+
+class Float64Mean(DistanceWeightedMean):
+    def __init__(self, d_model: int, heads: int) -> None:
+        super().__init__(d_model, heads)
+        self.double()
+
+
+class ReturnsFloat64(DistanceWeightedMean):
+    def forward(self, x, edge_index, edge_dist):
+        return super().forward(x, edge_index, edge_dist).double()
+
+
+def test_encoder_refuses_a_layer_in_another_dtype_and_runs_a_converted_encoder():
+    # A float64 layer in a float32 encoder failed inside the layer ("mat1 and mat2 must
+    # have the same dtype"), in tl.pretrain and tl.colocalization alike.
+    graph = synthetic_graph()
+    message = (
+        "the layer factory built Float64Mean (block 0) with lin.weight in torch.float64, but the "
+        "encoder's weights are torch.float32: build the layers in the default dtype and convert "
+        "the whole encoder instead (e.g. encoder.double())"
+    )
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        encoder(graph, conv=Float64Mean)
+    message = (
+        "ReturnsFloat64 returned shape (300, 16) in torch.float64; the layer factory must build "
+        "layers mapping [N, 16] to [N, 16] in the input's dtype (torch.float32)"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        encoder(graph, conv=ReturnsFloat64)(graph)
+    single = encoder(graph, conv=DistanceWeightedMean)
+    double = encoder(graph, conv=DistanceWeightedMean).double()
+    out = double(graph)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out.float(), single(graph), rtol=0, atol=1e-5)
 
 
 def test_encoder_refuses_a_layer_instance():
@@ -713,7 +811,22 @@ class DistanceWeightedMeanFactory:
         return DistanceWeightedMean(d_model, heads)
 
 
-@pytest.mark.parametrize("factory", [functools.partial(DistanceWeightedMean), DistanceWeightedMeanFactory()])
+def local_factory():
+    """A layer factory defined inside a function: its import path would be ``...<locals>...``."""
+
+    def build(d_model: int, heads: int) -> DistanceWeightedMean:
+        return DistanceWeightedMean(d_model, heads)
+
+    return build
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [functools.partial(DistanceWeightedMean), DistanceWeightedMeanFactory(),
+     # A lambda and a closure were recorded as 'tests.test_encoder:<lambda>' and
+     # '...local_factory.<locals>.build', import paths that no import resolves.
+     lambda d, h: DistanceWeightedMean(d, h), local_factory()],
+)
 def test_a_factory_without_import_path_is_not_recorded_and_must_be_passed_to_load(tmp_path, factory):
     # Naming such a factory raised AttributeError (no __qualname__).
     graph = synthetic_graph()
@@ -721,10 +834,11 @@ def test_a_factory_without_import_path_is_not_recorded_and_must_be_passed_to_loa
     assert model.config["encoder"]["conv"] is None
     path = save_checkpoint(tmp_path / "model.pt", model)
     message = (
-        r"^the layer factory was not recorded in the config \(a functools.partial or a "
-        r"callable object has no import path\); pass it again as conv=$"
+        "the layer factory was not recorded in the config (a lambda, a function or class "
+        "defined inside a function, a functools.partial or a callable object has no import "
+        "path); pass it again as conv="
     )
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         load_model(path)
     assert torch.equal(load_model(path, conv=factory)(graph), model.eval()(graph))
 

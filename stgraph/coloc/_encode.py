@@ -358,11 +358,7 @@ def _on_graph_edges(returned: torch.Tensor, alpha: torch.Tensor, edge_index: tor
     if torch.equal(returned, edge_index):
         return alpha
     alpha = alpha.cpu()
-    if returned.dim() != 2 or returned.shape[0] != 2 or alpha.shape[0] != returned.shape[1]:
-        raise ValueError(
-            f"the encoder's layer returned attention of shape {tuple(alpha.shape)} on edges of shape "
-            f"{tuple(returned.shape)}: expected (edge_index [2, E'], alpha [E', heads])"
-        )
+    # (The encoder checked the shapes: edge_index [2, E'], alpha [E'] or [E', heads].)
     # One int64 key per edge, target-major: the graph's edges are looked up among the returned ones.
     key = returned[1] * num_nodes + returned[0]
     order = torch.argsort(key)

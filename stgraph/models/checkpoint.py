@@ -116,8 +116,9 @@ def load_model(path: str | os.PathLike, conv: type | ConvFactory | None = None) 
         Checkpoint written by :func:`save_checkpoint`.
     conv
         Layer factory, needed only when the recorded one cannot be imported (for
-        instance a function defined in a script) or was not recorded (a
-        :func:`functools.partial` or a callable object).
+        instance a class defined in a script, or in a module not on ``sys.path``)
+        or was not recorded (a lambda, a function or class defined inside a
+        function, a :func:`functools.partial` or a callable object).
 
     Raises
     ------

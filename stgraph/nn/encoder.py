@@ -37,11 +37,13 @@ def _spatial_transformer_factory(conv_kwargs: dict[str, Any]) -> ConvFactory:
 def conv_name(conv: type | ConvFactory) -> str | None:
     """Import path ``"module:qualname"`` under which a layer factory is recorded.
 
-    None for a factory without a qualified name, such as a :func:`functools.partial`
-    or a callable object: no import path rebuilds it (nor the arguments it holds).
+    None for a factory that no import path rebuilds: a lambda, a function or class
+    defined inside a function (their qualified names hold ``<lambda>`` or
+    ``<locals>``), a :func:`functools.partial` or a callable object (nor the
+    arguments it holds).
     """
     qualname = getattr(conv, "__qualname__", None)
-    if qualname is None:
+    if qualname is None or "<" in qualname:
         return None
     return f"{conv.__module__}:{qualname}"
 
@@ -52,12 +54,14 @@ def resolve_conv(name: str | None) -> ConvFactory:
     Raises
     ------
     ValueError
-        If ``name`` is None (the factory had no import path) or cannot be imported.
+        If ``name`` is None (the factory had no import path) or cannot be imported
+        (the message names why, e.g. its module is not on ``sys.path``).
     """
     if name is None:
         raise ValueError(
-            "the layer factory was not recorded in the config (a functools.partial or a "
-            "callable object has no import path); pass it again as conv="
+            "the layer factory was not recorded in the config (a lambda, a function or class "
+            "defined inside a function, a functools.partial or a callable object has no import "
+            "path); pass it again as conv="
         )
     if name == DEFAULT_CONV:
         return SpatialTransformerConv
@@ -67,9 +71,11 @@ def resolve_conv(name: str | None) -> ConvFactory:
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as err:
+        # The cause tells a module that is not on sys.path (or a script's __main__) from a
+        # renamed class.
         raise ValueError(
-            f"cannot import the layer factory {name!r} recorded in the config; "
-            "pass it again as conv="
+            f"cannot import the layer factory {name!r} recorded in the config ({err}); make its "
+            "module importable or pass it again as conv="
         ) from err
     return obj
 
@@ -132,6 +138,57 @@ def _check_own_parameters(layers: torch.nn.ModuleList) -> None:
                     f"the layer factory gave blocks {first} and {block} layers that share "
                     "parameters (the same layer twice?): it must build a new layer on every call"
                 )
+
+
+def _check_dtype(layers: torch.nn.ModuleList, dtype: torch.dtype) -> None:
+    """Raise a TypeError if a block's layer has floating-point parameters of another
+    dtype than the encoder's (``dtype``).
+
+    A layer built in float64 inside a float32 encoder failed deep inside the layer
+    (``mat1 and mat2 must have the same dtype``) at the first forward pass.
+    """
+    for block, layer in enumerate(layers):
+        for name, parameter in layer.conv.named_parameters():
+            if parameter.is_floating_point() and parameter.dtype != dtype:
+                raise TypeError(
+                    f"the layer factory built {type(layer.conv).__name__} (block {block}) with "
+                    f"{name} in {parameter.dtype}, but the encoder's weights are {dtype}: build "
+                    "the layers in the default dtype and convert the whole encoder instead "
+                    "(e.g. encoder.double())"
+                )
+
+
+def _check_attention(conv: MessagePassing, attention: object) -> None:
+    """Raise unless a layer's attention is ``(edge_index [2, E'], alpha [E'] or [E', heads])``.
+
+    A bare ``alpha`` was passed on as the block's attention, and colocalization failed
+    on unpacking it ("too many values to unpack"), or, with two edges, took its two
+    weights for the edges and the weights; an ``alpha`` of another shape was refused
+    there as "attention" the user never passed.
+
+    Raises
+    ------
+    TypeError
+        If ``attention`` is not a pair of tensors.
+    ValueError
+        If their shapes are not those above.
+    """
+    name = type(conv).__name__
+    if not (isinstance(attention, tuple) and len(attention) == 2
+            and all(isinstance(part, Tensor) for part in attention)):
+        got = (f"a tuple of {[type(part).__name__ for part in attention]}"
+               if isinstance(attention, tuple) else f"a {type(attention).__name__}")
+        raise TypeError(
+            f"{name} returned attention weights as {got}; expected "
+            "(out, (edge_index, alpha)) as PyG layers return"
+        )
+    edge_index, alpha = attention
+    if edge_index.dim() != 2 or edge_index.size(0) != 2 or alpha.dim() not in (1, 2) \
+            or alpha.size(0) != edge_index.size(1):
+        raise ValueError(
+            f"{name} returned attention weights of shape {tuple(alpha.shape)} on edges of shape "
+            f"{tuple(edge_index.shape)}; expected (edge_index [2, E'], alpha [E'] or [E', heads])"
+        )
 
 
 class TranscriptEncoderLayer(torch.nn.Module):
@@ -215,13 +272,15 @@ class TranscriptEncoderLayer(torch.nn.Module):
                     "for attention weights; expected (out, (edge_index, alpha)) as PyG layers return"
                 )
             h, attention = returned
+            _check_attention(self.conv, attention)
         else:
             h = self.conv(h, edge_index, edge_dist)
-        if not isinstance(h, Tensor) or h.shape != x.shape:
-            got = f"shape {tuple(h.shape)}" if isinstance(h, Tensor) else f"a {type(h).__name__}"
+        if not isinstance(h, Tensor) or h.shape != x.shape or h.dtype != x.dtype:
+            got = f"shape {tuple(h.shape)} in {h.dtype}" if isinstance(h, Tensor) else f"a {type(h).__name__}"
             raise ValueError(
                 f"{type(self.conv).__name__} returned {got}; the layer factory "
-                f"must build layers mapping [N, {self.d_model}] to [N, {self.d_model}]"
+                f"must build layers mapping [N, {self.d_model}] to [N, {self.d_model}] in "
+                f"the input's dtype ({x.dtype})"
             )
         x = x + self.dropout(h)
         x = x + self.dropout(self.ff(self.norm2(x)))
@@ -271,8 +330,9 @@ class TranscriptEncoder(torch.nn.Module):
         parameters between blocks (e.g. one that returns the same layer each time)
         a ValueError: each block needs its own layer.
         A factory is recorded in :attr:`config` by its import path
-        (:func:`conv_name`); one without (a :func:`functools.partial`, a callable
-        object) is recorded as None, and :meth:`from_config` then needs it as ``conv``.
+        (:func:`conv_name`); one without (a lambda, a function or class defined
+        inside a function, a :func:`functools.partial`, a callable object) is
+        recorded as None, and :meth:`from_config` then needs it as ``conv``.
     conv_kwargs
         Keyword arguments of :class:`~stgraph.nn.conv.SpatialTransformerConv`;
         only with the default layer. NumPy values and tensors are recorded (and
@@ -300,7 +360,9 @@ class TranscriptEncoder(torch.nn.Module):
         One of those sizes or ``n_dims`` is not an integer (booleans included),
         ``pe_scale``, ``pe_base`` or ``dropout`` is not a real number,
         ``conv`` is a layer instance or not callable, builds a layer whose
-        ``forward`` does not take ``edge_dist`` third, or ``conv_kwargs`` holds a
+        ``forward`` does not take ``edge_dist`` third or whose parameters are of
+        another floating-point dtype than the encoder's (the default dtype; convert
+        the whole encoder, e.g. ``.double()``, instead), or ``conv_kwargs`` holds a
         value that is neither plain Python, NumPy nor a tensor (e.g. a
         :class:`fractions.Fraction`).
     """
@@ -375,6 +437,7 @@ class TranscriptEncoder(torch.nn.Module):
             for _ in range(n_layers)
         )
         _check_own_parameters(self.layers)
+        _check_dtype(self.layers, self.embedding.weight.dtype)
         self.norm = torch.nn.LayerNorm(d_model)
 
     @classmethod
@@ -430,7 +493,11 @@ class TranscriptEncoder(torch.nn.Module):
             None, the cell centroids of ``data.cell`` (Data input; per graph of a
             :class:`~torch_geometric.data.Batch`) or the centroid of ``pos``.
         return_attention_weights
-            Also return, per block, the ``(edge_index, alpha[E, heads])`` of its layer.
+            Also return, per block, the ``(edge_index, alpha)`` its layer returns:
+            ``alpha`` is ``[E', heads]`` or ``[E']`` on the layer's ``E'`` edges (with
+            the self-loops a layer such as ``GATConv`` adds). A layer whose attention
+            is not such a pair of tensors raises a TypeError, one of other shapes a
+            ValueError.
 
         Returns
         -------

@@ -111,11 +111,14 @@ def _encoder_context(
     # Genes the model does not know get probability 0: a zero residual everywhere.
     columns = torch.tensor([index.get(str(g), -1) for g in gene_names])
     known = columns >= 0
-    device = next(model.head.parameters()).device
+    weight = next(model.head.parameters())
 
     @torch.no_grad()
     def predict(block: np.ndarray) -> np.ndarray:
-        probabilities = torch.softmax(model.head(torch.from_numpy(block).to(device)).double(), dim=-1).cpu()
+        # The embeddings come as float32; a head in another dtype (a model converted
+        # with .double()) takes them in its own.
+        hidden = torch.from_numpy(block).to(device=weight.device, dtype=weight.dtype)
+        probabilities = torch.softmax(model.head(hidden).double(), dim=-1).cpu()
         out = torch.zeros(block.shape[0], columns.numel(), dtype=torch.float64)
         out[:, known] = probabilities[:, columns[known]]
         return out.numpy()
