@@ -535,6 +535,17 @@ def test_encoder_refuses_a_layer_in_another_dtype_and_runs_a_converted_encoder()
     torch.testing.assert_close(out.float(), single(graph), rtol=0, atol=1e-5)
 
 
+def test_encoder_runs_under_autocast():
+    # The output dtype check must leave autocast alone, whose layers return its dtype.
+    graph = synthetic_graph()
+    model = encoder(graph)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(graph)
+    reference = model(graph)
+    assert out.dtype == torch.float32
+    assert (out - reference).abs().max().item() < 0.02  # bfloat16 rounding (0.006 seen)
+
+
 def test_encoder_refuses_a_layer_instance():
     graph = synthetic_graph()
     with pytest.raises(TypeError, match=r"conv must be a layer factory .* not a DistanceWeightedMean instance"):

@@ -275,7 +275,9 @@ class TranscriptEncoderLayer(torch.nn.Module):
             _check_attention(self.conv, attention)
         else:
             h = self.conv(h, edge_index, edge_dist)
-        if not isinstance(h, Tensor) or h.shape != x.shape or h.dtype != x.dtype:
+        # Under autocast the layer's output is in the autocast dtype by design.
+        other_dtype = isinstance(h, Tensor) and h.dtype != x.dtype and not torch.is_autocast_enabled(x.device.type)
+        if not isinstance(h, Tensor) or h.shape != x.shape or other_dtype:
             got = f"shape {tuple(h.shape)} in {h.dtype}" if isinstance(h, Tensor) else f"a {type(h).__name__}"
             raise ValueError(
                 f"{type(self.conv).__name__} returned {got}; the layer factory "
