@@ -3,7 +3,7 @@ import re
 
 import pytest
 import torch
-from torch_geometric.nn import GATConv, GCNConv, TransformerConv
+from torch_geometric.nn import GATConv, GCNConv, GeneralConv, TransformerConv
 
 from stgraph.nn import EdgeDistAdapter, TranscriptEncoder
 
@@ -61,6 +61,19 @@ def test_adapter_refuses_an_edge_attr_layer_not_built_for_one_edge_feature(layer
         EdgeDistAdapter(conv, edge_dist_arg="edge_attr")
     if edge_dim is None:  # left out, the lengths need no edge feature
         assert EdgeDistAdapter(conv)(torch.randn(6, 8), EDGE_INDEX, EDGE_DIST).shape == (6, 8)
+
+
+def test_adapter_checks_the_edge_width_generalconv_records():
+    # GeneralConv records its edge width as in_edge_channels; with None it failed in PyG
+    # with an AttributeError ('GeneralConv' object has no attribute 'lin_edge').
+    message = ("GeneralConv was built with in_edge_channels=None, but the edge lengths come as one "
+               "edge feature: build it with in_edge_channels=1")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        EdgeDistAdapter(GeneralConv(8, 8), edge_dist_arg="edge_attr")
+    torch.manual_seed(0)
+    x = torch.randn(6, 8)
+    adapted = EdgeDistAdapter(GeneralConv(8, 8, in_edge_channels=1), edge_dist_arg="edge_attr")
+    assert not torch.allclose(adapted(x, EDGE_INDEX, EDGE_DIST), adapted(x, EDGE_INDEX, 10 * EDGE_DIST))
 
 
 def test_adapter_gives_the_lengths_to_gatconv_as_an_edge_feature():

@@ -10,6 +10,24 @@ from torch_geometric.nn.conv import MessagePassing
 from ..._validation import check_bool
 
 
+#: Attributes under which PyG's edge-feature layers record the width of their edge features.
+_EDGE_WIDTH_ATTRIBUTES = ("edge_dim", "in_edge_channels")  # GATConv, TransformerConv, ...; GeneralConv
+
+
+def _check_one_edge_feature(conv: MessagePassing) -> None:
+    """Raise a ValueError unless ``conv`` takes one edge feature, where it records a width.
+
+    A width of None makes ``GATConv`` drop ``edge_attr`` silently and ``TransformerConv``
+    or ``GeneralConv`` fail on a shape or an attribute; another width fails on a matmul.
+    """
+    for attribute in _EDGE_WIDTH_ATTRIBUTES:
+        if hasattr(conv, attribute) and getattr(conv, attribute) != 1:
+            raise ValueError(
+                f"{type(conv).__name__} was built with {attribute}={getattr(conv, attribute)!r}, but the "
+                f"edge lengths come as one edge feature: build it with {attribute}=1"
+            )
+
+
 class EdgeDistAdapter(MessagePassing):
     r"""Calls a message-passing layer whose ``forward`` does not take edge lengths
     third (e.g. :class:`~torch_geometric.nn.conv.GATConv`,
@@ -48,7 +66,8 @@ class EdgeDistAdapter(MessagePassing):
             :class:`~torch_geometric.nn.conv.MessagePassing` layer.
         ValueError: If :obj:`conv.forward` has no argument :obj:`edge_dist_arg`, or
             :obj:`edge_dist_arg` is ``"edge_attr"`` and :obj:`conv` records an
-            ``edge_dim`` (as PyG's edge-feature layers do) other than 1: with
+            edge-feature width (``edge_dim`` as most of PyG's edge-feature layers do,
+            ``in_edge_channels`` as ``GeneralConv``) other than 1: with
             ``edge_dim=None`` ``GATConv`` ignores the lengths silently.
     """
 
@@ -64,14 +83,8 @@ class EdgeDistAdapter(MessagePassing):
                 f"{type(conv).__name__}.forward has no argument {edge_dist_arg!r}; "
                 f"it takes {list(parameters)}"
             )
-        # PyG's layers with edge features record their width as edge_dim: None makes GATConv
-        # drop edge_attr silently and TransformerConv fail on a shape, another width fails too.
-        edge_dim = getattr(conv, "edge_dim", 1)
-        if edge_dist_arg == "edge_attr" and edge_dim != 1:
-            raise ValueError(
-                f"{type(conv).__name__} was built with edge_dim={edge_dim!r}, but the edge lengths "
-                "come as one edge feature: build it with edge_dim=1"
-            )
+        if edge_dist_arg == "edge_attr":
+            _check_one_edge_feature(conv)
         self.conv = conv
         self.edge_dist_arg = edge_dist_arg
         self.supports_attention = "return_attention_weights" in parameters
