@@ -84,3 +84,32 @@ def test_results_survive_a_zarr_store_and_the_tools_rerun_alike(tmp_path):
     for layer, values in back.tables["table"].layers.items():
         np.testing.assert_array_equal(table.layers[layer], values)
     assert_uns_equal(dict(back.tables["table"].uns), dict(table.uns))
+
+
+def test_results_saved_into_the_store_they_were_read_from(tmp_path):
+    # The way the README gives: SpatialData refuses to overwrite an element of the store
+    # it was read from, and takes it after deleting it there (the table is in memory once
+    # read, the points once localization wrote its columns).
+    import pytest
+
+    sdata, _ = stgraph.datasets.simulate(3, 8, seed=2)
+    stgraph.tl.localization(sdata, seed=0)
+    store = tmp_path / "sample.zarr"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="zarr v3 autosharding", category=UserWarning)
+        sdata.write(store)
+        back = spatialdata.read_zarr(store)
+        stgraph.tl.localization(back, seed=1)
+        for name in ("table", "transcripts"):
+            with pytest.raises(ValueError, match="^Cannot overwrite. The target path of the write operation is in use"):
+                back.write_element(name, overwrite=True)
+            back.delete_element_from_disk(name)
+            back.write_element(name)
+    again = spatialdata.read_zarr(store)
+    assert again.tables["table"].uns["localization"]["seed"] == 1
+    assert not np.array_equal(again.points["transcripts"]["p_nuclear"].compute(),
+                              sdata.points["transcripts"]["p_nuclear"].compute(), equal_nan=True)
+    pd.testing.assert_frame_equal(again.points["transcripts"].compute(), back.points["transcripts"].compute())
+    for key in ("lp", "lpp", "lp_stats"):
+        pd.testing.assert_frame_equal(again.tables["table"].uns[key], back.tables["table"].uns[key])
+    np.testing.assert_array_equal(again.tables["table"].layers["nuclear_p"], back.tables["table"].layers["nuclear_p"])
