@@ -144,8 +144,10 @@ def test_run_reads_a_platform_folder_runs_the_tools_and_writes_a_store(tmp_path,
     # The written store reads back as input; a store is never overwritten unasked.
     again = tmp_path / "again.zarr"
     assert main(["run", str(out), "--out", str(again), "--tools", "colocalization"]) == 0
-    values = summary(capsys.readouterr().out)
+    first, values = values, summary(capsys.readouterr().out)
     assert values["input"] == f"{out} (zarr)" and "scored cell-genes" not in values
+    for key in ("molecules", "genes", "cells", "edges", "colocalized gene pairs (FDR < 5 %)", "strongest pairs"):
+        assert values[key] == first[key], key  # the same numbers from the stored result
     assert values["new in the store"] == "nothing (the tools replaced their earlier results)"
     assert count(values["molecules"]) == 25_825
     assert "domain_boundaries" in spatialdata.read_zarr(again).shapes  # carried over, not lost

@@ -755,3 +755,36 @@ def test_tl_domains_refuses_outlines_of_the_wrong_kind_before_its_work(monkeypat
     monkeypatch.setattr("stgraph.tl._domains._features", no_work)
     with pytest.raises(ValueError, match=re.escape("shapes element 'cell_boundaries' holds ['Point', 'Polygon'] geometries")):
         domains(sdata, radius=RADIUS, n_domains=2)
+
+
+def test_pl_domains_colours_a_domain_alike_after_a_zarr_store(tmp_path):
+    # pyarrow writes integer categories as plain integers: read back, the labels come in
+    # order of first appearance, and pl.domains gave domain 2 the colour and legend
+    # place of domain 0.
+    import spatialdata
+
+    from stgraph.tl._points_output import set_points_columns
+
+    sdata, _ = stgraph.datasets.simulate(3, 9, n_domains=2, seed=0)
+    domains(sdata, radius=RADIUS, n_domains=3, seed=0)
+    frame = sdata.points["transcripts"].compute()
+    # Rows of the highest domain first: their label is the first the store reads back.
+    order = np.argsort(-frame["domain"].cat.codes.to_numpy(), kind="stable")
+    set_points_columns(sdata, "transcripts", frame.iloc[order].copy(), {})
+    sdata.write(tmp_path / "domains.zarr")
+    back = spatialdata.read_zarr(tmp_path / "domains.zarr")
+    labels = back.points["transcripts"]["domain"].compute()
+    assert labels.cat.categories.tolist() == [2, 1, 0]
+    assert labels.astype(float).equals(sdata.points["transcripts"]["domain"].compute().astype(float))
+    drawn = []
+    for data in (sdata, back):
+        ax = plot_domains(data)
+        drawn.append((
+            [text.get_text() for text in ax.get_legend().get_texts()],
+            ax.collections[0].get_facecolors(),
+            [tuple(c.get_edgecolor()[0]) for c in dashed(ax)],
+        ))
+        plt.close("all")
+    assert drawn[0][0] == drawn[1][0] == ["domain 0", "domain 1", "domain 2"]
+    np.testing.assert_array_equal(drawn[0][1], drawn[1][1])
+    assert drawn[0][2] == drawn[1][2] and len(drawn[0][2]) == 3

@@ -378,6 +378,27 @@ def test_an_output_given_back_is_refused_and_its_measured_spots_are_not():
         enhance(mine, **FAST)
 
 
+
+def test_the_measured_spots_of_a_saved_super_resolution_keep_their_spot_diameter(tmp_path):
+    # The measured spots of a super-resolved output carry its uns, whose diameter was
+    # halved for the finer lattice: enhanced again they were halved once more (80 -> 20).
+    adata, _ = slide("square", 6, 6, 10)
+    adata.uns["spatial"] = {"lib": {"scalefactors": {"spot_diameter_fullres": 80.0}}}
+    fine = enhance(adata, "super_resolution", **{**FAST, "epochs": 0})
+    fine.write_h5ad(tmp_path / "fine.h5ad")
+    back = ad.read_h5ad(tmp_path / "fine.h5ad")
+    with pytest.raises(ValueError, match=r"^85 of the 121 spots are predicted ones of an earlier `tl\.enhance`"):
+        enhance(back, layer="counts", **FAST)
+    measured = back[~back.obs["imputed"]].copy()
+    assert measured.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] == 40.0
+    again = enhance(measured, "super_resolution", layer="counts", **{**FAST, "epochs": 0})
+    assert again.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] == 40.0
+    np.testing.assert_array_equal(again.X, fine.X)
+    hole = ((measured.obs["array_row"] == 2) & (measured.obs["array_col"] == 3)).to_numpy()
+    filled = enhance(measured[~hole].copy(), "impute", layer="counts", **{**FAST, "epochs": 0})
+    assert filled.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] == 80.0
+    assert filled.obs["imputed"].sum() == 1
+
 def _with_x(adata, x):
     adata = adata.copy()
     adata.X = np.asarray(x, dtype=np.float32)

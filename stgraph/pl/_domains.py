@@ -40,6 +40,17 @@ def _domain_regions(
     return regions
 
 
+def _in_numeric_order(labels: pd.Series) -> pd.Series:
+    """``labels`` with numeric categories (:func:`stgraph.tl.domains`' ``0 .. k - 1``)
+    sorted, so that a domain keeps its colour and place in the legend: a zarr store keeps
+    the labels but not the order of numeric categories (pyarrow writes them as plain
+    numbers, and they are read back in order of first appearance)."""
+    categories = labels.cat.categories
+    if not pd.api.types.is_numeric_dtype(categories.dtype):
+        return labels
+    return labels.cat.reorder_categories(categories.sort_values())
+
+
 def _draw_boundaries(ax: Axes, outlines: gpd.GeoSeries, **style) -> None:
     """Draw the boundaries of the non-empty ``outlines``; quietly nothing where none is
     left (geopandas warns on an empty selection, such as the nucleus of a cell without one)."""
@@ -66,7 +77,10 @@ def domains(
     sdata
         SpatialData after :func:`stgraph.tl.domains`.
     key
-        Points column of the domain labels (categorical).
+        Points column of the domain labels (categorical). Numeric labels, such as
+        those of :func:`stgraph.tl.domains`, are coloured and listed in numeric
+        order, whatever the order of their categories (which a zarr store does not
+        keep); other categories in their order.
     cells
         Cell ids to draw (a ValueError names those not in the points, and refuses
         an empty list); default all.
@@ -108,6 +122,7 @@ def domains(
             f"column {key!r} of points {points_key!r} must hold categorical domain labels (as "
             f"stgraph.tl.domains writes them), got dtype {frame[key].dtype}"
         )
+    frame[key] = _in_numeric_order(frame[key])
     labelled = frame[frame[key].notna()]
     if cells is not None:
         cells = check_names("cells", cells, frame[S.CELL].dropna().unique())

@@ -346,7 +346,11 @@ def domains(
         Points element and table (created by :func:`stgraph.io.get_table` if absent).
     key_added
         Points column of the labels (row ``point_index[i]`` gets the label of node
-        ``i``); not a schema column. The table's ``uns[key_added + '_enrichment']``
+        ``i``; categorical ``0 .. k - 1``); not a schema column. A zarr store
+        (``sdata.write``, :func:`spatialdata.read_zarr`) gives the same labels back,
+        but their categories in order of first appearance (pyarrow writes integer
+        categories as plain integers): compare labels by value, not by
+        ``.cat.codes``; :func:`stgraph.pl.domains` colours them by value. The table's ``uns[key_added + '_enrichment']``
         gets the enrichment and ``uns[key_added + '_params']`` the settings and
         the criterion of each ``k`` (:attr:`DomainResult.params`).
     shapes_key

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -173,7 +173,9 @@ def enhance(
     ``layers[counts_layer]``: the observed raw counts (sparse ``float32``, 0 for new
     spots); ``adata.raw``, the other layers, ``obsm`` entries and ``varm`` / ``obsp``
     of ``adata`` are not carried over. ``uns`` is a copy of ``adata.uns``, with the spot diameter
-    of ``uns['spatial']`` (where the input has one) halved under super-resolution;
+    of ``uns['spatial']`` (where the input has one) halved under super-resolution (the
+    measured spots of an earlier super-resolved output, which carry its ``uns['enhance']``
+    and its halved diameter, first get their own diameter back);
     ``uns['enhance']`` records ``mode``, ``grid``, ``seed``, ``masks``, the model's
     settings (``params``: the fields of :class:`~stgraph.spots.EnhancerParams` but
     ``masks``), which positions were predicted (``positions``: ``'given'``,
@@ -291,8 +293,9 @@ def enhance(
     out = _assemble(adata, values, counts, predicted, query, pixel_positions(rc, spatial, query, neighbours), counts_layer)
     if neighbours is not None and "in_tissue" in adata.obs:
         _fill_in_tissue(out.obs, adata.obs["in_tissue"], neighbours)
-    if mode == "super_resolution":
-        _scale_spot_diameter(out.uns, 1.0 / factor)
+    scale = (1.0 / factor if mode == "super_resolution" else 1.0) / _earlier_diameter_scale(adata.uns)
+    if scale != 1.0:
+        _scale_spot_diameter(out.uns, scale)
     out.uns["enhance"] = {
         "mode": mode, "grid": grid, "seed": seed, "masks": list(masks),
         "positions": _POSITIONS_KIND[mode] if positions is None else "given",
@@ -499,6 +502,19 @@ def _check_one_library(adata: AnnData) -> None:
                 f"slide at a time. Enhance each, e.g. `[sg.tl.enhance(adata[adata.obs[{key!r}] == library].copy()) "
                 "for library in ...]`, and join the results with `anndata.concat(..., uns_merge='unique')`."
             )
+
+
+def _earlier_diameter_scale(uns) -> float:
+    """The factor an earlier ``tl.enhance`` applied to the spot diameters of ``uns``.
+
+    The measured spots of an earlier output (``adata[~adata.obs['imputed']]``, as its
+    refusal advises) carry its ``uns``: a super-resolution halved their diameter for
+    the finer lattice, which their own spots do not have.
+    """
+    record = uns.get("enhance")
+    if isinstance(record, Mapping) and record.get("mode") == "super_resolution":
+        return 0.5  # the only factor enhance supports
+    return 1.0
 
 
 def _scale_spot_diameter(uns: dict, scale: float) -> None:

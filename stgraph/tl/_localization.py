@@ -221,7 +221,9 @@ def localization(
     gene_names = transcripts.gene_names
     keys = pd.DataFrame(
         {
-            "cell_id": pd.Categorical.from_codes(groups.cell, categories=cell_ids),
+            # Categories unnamed, as a zarr store or h5ad file reads them back (the
+            # outlines' index named them "cell_id").
+            "cell_id": pd.Categorical.from_codes(groups.cell, categories=cell_ids.rename(None)),
             "gene": pd.Categorical.from_codes(groups.gene, categories=gene_names),
         }
     )
