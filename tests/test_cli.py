@@ -316,6 +316,24 @@ def test_enhance_writes_what_tl_enhance_returns_and_only_reads_the_input(tmp_pat
     assert not (tmp_path / "x.h5ad").exists()
 
 
+def test_enhance_refuses_its_own_output_in_the_commands_terms(tmp_path, capsys):
+    # tl.enhance's refusal advised `adata[~adata.obs['imputed']]`, which no command-line user can do.
+    from .test_enhance import slide
+
+    adata, _ = slide("square", 5, 5, 8)
+    path, out = tmp_path / "spots.h5ad", tmp_path / "enhanced.h5ad"
+    adata.write_h5ad(path)
+    assert main(["enhance", str(path), "--out", str(out), "--epochs", "0"]) == 0
+    capsys.readouterr()
+    n_new = int(anndata.read_h5ad(out).obs["imputed"].sum())
+    with pytest.raises(SystemExit) as exit_info:
+        main(["enhance", str(out), "--out", str(tmp_path / "again.h5ad")])
+    assert exit_info.value.code == 2
+    assert (f"{out} was written by stgraph enhance: {n_new} of its {25 + n_new} spots are predicted, not "
+            "measured; give the original slide's .h5ad instead") in capsys.readouterr().err
+    assert not (tmp_path / "again.h5ad").exists()
+
+
 def test_enhance_epochs_0_is_the_interpolation_as_in_tl_enhance(tmp_path, capsys):
     # tl.enhance(epochs=0) is documented; the command refused it ("must be an integer >= 1").
     from .test_enhance import slide

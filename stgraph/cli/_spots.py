@@ -18,7 +18,9 @@ def enhance(path: str, out: str, *, mode: str = "super_resolution", options: dic
     ValueError
         Before any work, for a ``path`` that is no file or an ``out`` that is the input,
         exists (without ``overwrite``) or is not named ``.h5ad``; then for a file that is
-        not an AnnData and for what :func:`stgraph.tl.enhance` refuses.
+        not an AnnData, for one written by ``stgraph enhance`` (its predicted spots
+        have no counts: give the original slide) and for what
+        :func:`stgraph.tl.enhance` refuses.
     """
     import anndata
 
@@ -42,6 +44,7 @@ def enhance(path: str, out: str, *, mode: str = "super_resolution", options: dic
             adata = anndata.read_h5ad(source)
         except (OSError, KeyError) as err:  # not HDF5, or HDF5 that is no AnnData
             raise ValueError(f"cannot read {path} as an AnnData .h5ad file ({err})") from None
+    _check_not_an_output(path, adata)
     with step(mode.replace("_", " "), timings):
         result = tl.enhance(adata, mode, progress=sys.stderr.isatty(), **(options or {}))
     with step("write", timings):
@@ -56,3 +59,15 @@ def enhance(path: str, out: str, *, mode: str = "super_resolution", options: dic
         "written": out,
         **timing_rows(timings),
     }
+
+
+def _check_not_an_output(path: str, adata) -> None:
+    """Refuse, in the command's terms, a file of ``stgraph enhance``'s: tl.enhance's own
+    refusal tells a Python user how to take its measured spots, which the command
+    cannot; they are the original slide's."""
+    imputed = adata.obs.get("imputed")
+    if imputed is not None and imputed.dtype == bool and imputed.any():
+        raise ValueError(
+            f"{path} was written by stgraph enhance: {int(imputed.sum())} of its {adata.n_obs} spots are "
+            "predicted, not measured; give the original slide's .h5ad instead"
+        )
