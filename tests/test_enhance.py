@@ -1,6 +1,7 @@
 """Tests of stgraph.tl.enhance / stgraph.pl.enhance and the enhancer's training data."""
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -680,6 +681,17 @@ def test_duplicated_barcodes_raise():
     adata, _ = slide("square", 5, 5, 8)
     adata.obs_names = ["spot0", "spot0"] + adata.obs_names[2:].tolist()
     with pytest.raises(ValueError, match=r"1 duplicated barcode\(s\), e\.g\. \['spot0'\].*obs_names_make_unique"):
+        enhance(adata, **FAST)
+
+
+def test_duplicated_gene_names_raise():
+    # anndata only warns; the output's genes are then ambiguous for `adata[:, gene]` and plots.
+    adata, _ = slide("square", 5, 5, 8)
+    adata.var_names = ["gene0", "gene1", "gene0", "gene1", *adata.var_names[4:]]
+    with pytest.raises(ValueError, match=re.escape(
+        "`adata.var_names` has 2 duplicated gene name(s), e.g. ['gene0', 'gene1']; make them unique first, "
+        "e.g. with `adata.var_names_make_unique()`."
+    )):
         enhance(adata, **FAST)
 
 

@@ -80,9 +80,10 @@ def enhance(
     Parameters
     ----------
     adata
-        The spots of one slide, with unique barcodes (``obs_names``), ``obs['array_row']``,
-        ``obs['array_col']`` (integer Visium or ST array coordinates, numeric
-        columns or categoricals of numbers),
+        The spots of one slide, with unique barcodes (``obs_names``) and gene
+        names (``var_names``), ``obs['array_row']``, ``obs['array_col']``
+        (integer Visium or ST array coordinates, numeric columns or categoricals
+        of numbers),
         ``obsm['spatial']`` (pixel coordinates) and raw (integer) counts in ``X`` or
         ``layers[layer]``. Not modified; a backed one (``anndata.read_h5ad(path,
         backed='r')``) is read into memory. For slides joined with
@@ -199,8 +200,8 @@ def enhance(
     ValueError
         On an unknown ``mode``, ``factor`` other than 2, unknown mask kinds, a
         numeric parameter out of the range given above, an unknown or unavailable
-        ``device``, duplicated barcodes, an ``obs['imputed']`` that is not bool or
-        marks predicted spots (an output of enhance given back), an ``obs`` column
+        ``device``, duplicated barcodes or gene names (``var_names``), an
+        ``obs['imputed']`` that is not bool or marks predicted spots (an output of enhance given back), an ``obs`` column
         of library ids of ``uns['spatial']`` holding several (spots of several
         slides), missing, non-numeric, non-finite or non-integer array coordinates,
         duplicated array positions (which the message names; slides joined without
@@ -253,12 +254,10 @@ def enhance(
         raise TypeError(f"`counts_layer` must be a non-empty string (the output layer's name), got {counts_layer!r}.")
     progress = check_bool("progress", progress)
     device = resolve_device(device)
-    if adata.obs_names.has_duplicates:
-        duplicated = adata.obs_names[adata.obs_names.duplicated()].unique()
-        raise ValueError(
-            f"`adata.obs_names` has {len(duplicated)} duplicated barcode(s), e.g. {list(duplicated[:3])}; "
-            "make them unique first, e.g. with `adata.obs_names_make_unique()`."
-        )
+    _check_unique(adata.obs_names, "obs_names", "barcode")
+    # The output is read gene by gene by name (`adata[:, gene]`, plots): a name held by
+    # several columns would select them all.
+    _check_unique(adata.var_names, "var_names", "gene name")
 
     _check_one_library(adata)
     _check_measured(adata.obs)
@@ -303,6 +302,17 @@ def enhance(
         "shrinkage": np.asarray(trainer.shrinkage),
     }
     return out
+
+
+def _check_unique(names: pd.Index, attribute: str, what: str) -> None:
+    """Refuse repeated ``adata.<attribute>`` (``obs_names`` or ``var_names``), naming
+    examples and anndata's fix."""
+    if names.has_duplicates:
+        duplicated = names[names.duplicated()].unique()
+        raise ValueError(
+            f"`adata.{attribute}` has {len(duplicated)} duplicated {what}(s), e.g. {list(duplicated[:3])}; "
+            f"make them unique first, e.g. with `adata.{attribute}_make_unique()`."
+        )
 
 
 def _warn_off_tissue(obs: pd.DataFrame) -> None:
