@@ -211,6 +211,24 @@ def test_new_spots_sit_between_their_spots_on_a_warped_slide(grid):
     assert corners == ({2: 7 * 8 * 2, 4: 7 * 7} if grid == "square" else {2: 7 * 8 + 2 * 7 * 8 - 7, 4: 0})
 
 
+def test_scanpy_knows_the_output_is_log_transformed(super_resolved):
+    # X is log1p(CP10k): without scanpy's uns['log1p'] record, sc.pp.log1p took the log
+    # a second time without a word.
+    import io
+
+    import scanpy as sc
+
+    _, adata, out = super_resolved
+    assert out.uns["log1p"] == {"base": None} and "log1p" not in adata.uns
+    log, previous = io.StringIO(), sc.settings.logfile
+    sc.settings.logfile = log
+    try:
+        sc.pp.log1p(out.copy())
+    finally:
+        sc.settings.logfile = previous
+    assert "adata.X seems to be already log-transformed." in log.getvalue()
+
+
 def test_squidpy_plots_the_output(super_resolved):
     # squidpy is a dependency: a missing squidpy must fail here, not skip.
     import squidpy as sq

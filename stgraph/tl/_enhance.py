@@ -174,7 +174,9 @@ def enhance(
     ``layers[counts_layer]``: the observed raw counts (sparse ``float32``, 0 for new
     spots); ``adata.raw``, the other layers, ``obsm`` entries and ``varm`` / ``obsp``
     of ``adata`` are not carried over. ``uns`` is a copy of ``adata.uns``, with the spot diameter
-    of ``uns['spatial']`` (where the input has one) halved under super-resolution;
+    of ``uns['spatial']`` (where the input has one) halved under super-resolution,
+    and ``uns['log1p']`` ``{'base': None}``, as :func:`scanpy.pp.log1p` records its
+    natural-log transform (scanpy then treats ``X`` as log-transformed);
     ``uns['enhance']`` records ``mode``, ``grid``, ``seed``, ``masks``, the model's
     settings (``params``: the fields of :class:`~stgraph.spots.EnhancerParams` but
     ``masks``), which positions were predicted (``positions``: ``'given'``,
@@ -292,6 +294,9 @@ def enhance(
         _fill_in_tissue(out.obs, adata.obs["in_tissue"], neighbours)
     if mode == "super_resolution":
         _scale_spot_diameter(out.uns, 1.0 / factor)
+    # scanpy's record of a log1p X (natural log): its log1p then warns instead of taking
+    # the log twice, and fold changes and highly variable genes read the base.
+    out.uns["log1p"] = {"base": None}
     out.uns["enhance"] = {
         "mode": mode, "grid": grid, "seed": seed, "masks": list(masks),
         "positions": _POSITIONS_KIND[mode] if positions is None else "given",
