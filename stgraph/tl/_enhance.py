@@ -170,7 +170,14 @@ def enhance(
     new spots too. ``X`` (dense ``float32``): log1p(CP10k) — measured for the
     original spots, predicted for the new ones (a low-rank reconstruction, clipped
     at 0: unclipped, 5 % of the new spots' values on the Visium prostate slide and
-    11 % on HER2 B1 were negative, down to −0.4).
+    11 % on HER2 B1 were negative, down to −0.4). The new spots' values are smooth,
+    so spatial statistics over all spots measure the model as much as the tissue:
+    squidpy's Moran's I (``spatial_autocorr`` on ``spatial_neighbors(coord_type='grid')``)
+    of the genes detected in over 10 % of the spots has a median of 0.161 with the
+    new spots against 0.052 on the measured ones (Visium prostate; HER2 B1: 0.235
+    against 0.070; default settings), higher for 98 % of the genes, while their ranking mostly
+    holds (Spearman 0.89 and 0.80). Test such statistics on the measured spots,
+    ``out[~out.obs['imputed']]``.
     ``layers[counts_layer]``: the observed raw counts (sparse ``float32``, 0 for new
     spots); ``adata.raw``, the other layers, ``obsm`` entries and ``varm`` / ``obsp``
     of ``adata`` are not carried over. ``uns`` is a copy of ``adata.uns``, with the spot diameter
