@@ -755,3 +755,16 @@ def test_tl_domains_refuses_outlines_of_the_wrong_kind_before_its_work(monkeypat
     monkeypatch.setattr("stgraph.tl._domains._features", no_work)
     with pytest.raises(ValueError, match=re.escape("shapes element 'cell_boundaries' holds ['Point', 'Polygon'] geometries")):
         domains(sdata, radius=RADIUS, n_domains=2)
+
+
+def test_pl_domains_names_what_to_pass_for_a_result():
+    # The colocalization plots take their result; this one said only "expected a SpatialData, got DomainResult".
+    sdata, _ = stgraph.datasets.simulate(2, 5, n_domains=1, seed=0)
+    result = domains(sdata, radius=RADIUS, n_domains=2, seed=0, inplace=False)
+    with pytest.raises(TypeError, match=re.escape(
+        "pl.domains draws the transcripts of a SpatialData, not a DomainResult (it holds no positions): "
+        "run stgraph.tl.domains with inplace=True and pass the SpatialData"
+    )):
+        plot_domains(result)
+    with pytest.raises(TypeError, match="^expected a SpatialData, got AnnData$"):
+        plot_domains(stgraph.io.cell_gene_table(sdata))
