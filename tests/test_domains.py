@@ -788,3 +788,16 @@ def test_pl_domains_colours_a_domain_alike_after_a_zarr_store(tmp_path):
     assert drawn[0][0] == drawn[1][0] == ["domain 0", "domain 1", "domain 2"]
     np.testing.assert_array_equal(drawn[0][1], drawn[1][1])
     assert drawn[0][2] == drawn[1][2] and len(drawn[0][2]) == 3
+
+
+def test_pl_domains_names_what_to_pass_for_a_result():
+    # The colocalization plots take their result; this one said only "expected a SpatialData, got DomainResult".
+    sdata, _ = stgraph.datasets.simulate(2, 5, n_domains=1, seed=0)
+    result = domains(sdata, radius=RADIUS, n_domains=2, seed=0, inplace=False)
+    with pytest.raises(TypeError, match=re.escape(
+        "pl.domains draws the transcripts of a SpatialData, not a DomainResult (it holds no positions): "
+        "run stgraph.tl.domains with inplace=True and pass the SpatialData"
+    )):
+        plot_domains(result)
+    with pytest.raises(TypeError, match="^expected a SpatialData, got AnnData$"):
+        plot_domains(stgraph.io.cell_gene_table(sdata))

@@ -1,6 +1,7 @@
 """Tests of stgraph.tl.enhance / stgraph.pl.enhance and the enhancer's training data."""
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -208,6 +209,24 @@ def test_new_spots_sit_between_their_spots_on_a_warped_slide(grid):
             corners[between.sum()] += 1
             np.testing.assert_allclose(xy, adata.obsm["spatial"][between].mean(axis=0), rtol=0, atol=1e-9)
     assert corners == ({2: 7 * 8 * 2, 4: 7 * 7} if grid == "square" else {2: 7 * 8 + 2 * 7 * 8 - 7, 4: 0})
+
+
+def test_scanpy_knows_the_output_is_log_transformed(super_resolved):
+    # X is log1p(CP10k): without scanpy's uns['log1p'] record, sc.pp.log1p took the log
+    # a second time without a word.
+    import io
+
+    import scanpy as sc
+
+    _, adata, out = super_resolved
+    assert out.uns["log1p"] == {"base": None} and "log1p" not in adata.uns
+    log, previous = io.StringIO(), sc.settings.logfile
+    sc.settings.logfile = log
+    try:
+        sc.pp.log1p(out.copy())
+    finally:
+        sc.settings.logfile = previous
+    assert "adata.X seems to be already log-transformed." in log.getvalue()
 
 
 def test_squidpy_plots_the_output(super_resolved):
@@ -701,6 +720,17 @@ def test_duplicated_barcodes_raise():
     adata, _ = slide("square", 5, 5, 8)
     adata.obs_names = ["spot0", "spot0"] + adata.obs_names[2:].tolist()
     with pytest.raises(ValueError, match=r"1 duplicated barcode\(s\), e\.g\. \['spot0'\].*obs_names_make_unique"):
+        enhance(adata, **FAST)
+
+
+def test_duplicated_gene_names_raise():
+    # anndata only warns; the output's genes are then ambiguous for `adata[:, gene]` and plots.
+    adata, _ = slide("square", 5, 5, 8)
+    adata.var_names = ["gene0", "gene1", "gene0", "gene1", *adata.var_names[4:]]
+    with pytest.raises(ValueError, match=re.escape(
+        "`adata.var_names` has 2 duplicated gene name(s), e.g. ['gene0', 'gene1']; make them unique first, "
+        "e.g. with `adata.var_names_make_unique()`."
+    )):
         enhance(adata, **FAST)
 
 

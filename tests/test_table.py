@@ -263,3 +263,27 @@ def test_a_crop_of_a_table_with_cells_without_outline_is_still_accepted():
     crop.tables["table"] = plain
     with pytest.raises(ValueError, match=r"1 cell\(s\) of the transcripts missing from its obs \(e.g. \['c'\]\)"):
         sg.io.check_table(crop)
+
+
+def test_var_flags_control_probes_for_scanpy_qc():
+    # The sample's 5 blanks (notarget*) are columns of the table like genes; scanpy's
+    # QC and a filter need them flagged in var.
+    table = sg.io.cell_gene_table(sg.datasets.merfish_u2os())
+    assert table.var["is_control"].dtype == bool
+    assert table.var_names[table.var["is_control"]].tolist() == [
+        "notarget001", "notarget002", "notarget003", "notarget004", "notarget005"
+    ]
+    sc = pytest.importorskip("scanpy")
+    sc.pp.calculate_qc_metrics(table, qc_vars=["is_control"], percent_top=None, inplace=True)
+    frame = sg.io.transcripts_frame(sg.datasets.merfish_u2os())
+    blanks = frame[frame["is_control"]].groupby("cell_id", observed=False).size()
+    np.testing.assert_array_equal(
+        table.obs["total_counts_is_control"], blanks.reindex(table.obs_names, fill_value=0).to_numpy()
+    )
+    # Molecules a reader flags count too, whatever the gene's name; so does the name of
+    # a gene with no molecule left (a crop).
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": 0.0, "cell": "c1",
+                          "gene": pd.Categorical(["A", "probe7", "A", "B"], categories=["A", "probe7", "B", "BLANK_1"]),
+                          "is_control": [False, True, False, False]})
+    table = sg.io.cell_gene_table(sg.io.read_transcripts(frame, x="x", y="y", gene="gene", cell="cell"))
+    assert table.var["is_control"].to_dict() == {"A": False, "probe7": True, "B": False, "BLANK_1": True}

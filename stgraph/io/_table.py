@@ -8,7 +8,7 @@ from anndata import AnnData
 from spatialdata import SpatialData
 from spatialdata.models import TableModel
 
-from ._schema import CELL, CELL_SHAPES_KEY, GENE, POINTS_KEY, X, Y
+from ._schema import CELL, CELL_SHAPES_KEY, GENE, IS_CONTROL, POINTS_KEY, X, Y, control_mask
 from ._spatialdata import check_element_name, check_spatialdata, optional_shapes, transcripts_frame
 
 TABLE_KEY = "table"
@@ -39,7 +39,11 @@ def cell_gene_table(
     counts (unassigned molecules are not counted), ``obs['cell_id']`` the cell id
     (categorical), ``obs['n_transcripts']`` the molecules of each cell (the row sums of
     ``X``), ``obsm['spatial']`` the centroid of each cell's molecules in µm (of its
-    outline for a cell without molecules). With cell outlines the table is annotated
+    outline for a cell without molecules), ``var['is_control']`` whether the gene is a
+    control probe (its molecules flagged ``is_control``, or its name that of a control
+    as the readers flag them: ``NegPrb*``, ``BLANK*``, ...), e.g. for
+    ``scanpy.pp.calculate_qc_metrics(table, qc_vars=['is_control'])`` or
+    ``table[:, ~table.var['is_control']]``. With cell outlines the table is annotated
     to them in the SpatialData way (``uns['spatialdata_attrs']``: region ``cell_key``,
     ``obs['region']``, instance key ``obs['cell_id']``, which then holds the ids as
     labelled in the outlines' index: integers when that index holds integers, so that
@@ -82,12 +86,22 @@ def cell_gene_table(
         centroid[empty] = np.column_stack([shapes.x, shapes.y])
     instances = cells if outlines is None else _outline_labels(cells, outlines.index)
     obs = pd.DataFrame({CELL: pd.Categorical(instances), "n_transcripts": n_per_cell}, index=cells)
-    table = AnnData(X=counts, obs=obs, var=pd.DataFrame(index=genes))
+    table = AnnData(X=counts, obs=obs, var=pd.DataFrame({IS_CONTROL: _control_genes(frame, genes)}, index=genes))
     table.obsm["spatial"] = centroid
     if outlines is not None:
         table.obs["region"] = pd.Categorical([cell_key] * len(cells))
         table = TableModel.parse(table, region=cell_key, region_key="region", instance_key=CELL)
     return table
+
+
+def _control_genes(frame: pd.DataFrame, genes: pd.Index) -> np.ndarray:
+    """Whether each gene of ``genes`` (the ``gene`` categories of ``frame``) is a control
+    probe: its molecules are flagged (readers also flag probes that no name prefix
+    catches), or its name is a control's (a gene without molecules here, e.g. after a crop)."""
+    flagged = frame[IS_CONTROL].to_numpy(dtype=bool)
+    codes = frame[GENE].cat.codes.to_numpy()
+    by_molecule = np.bincount(codes[flagged & (codes >= 0)], minlength=len(genes)) > 0
+    return control_mask(genes) | by_molecule
 
 
 def _outline_labels(cells: pd.Index, outline_index: pd.Index) -> pd.Index:

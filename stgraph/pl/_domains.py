@@ -15,7 +15,7 @@ from .._validation import check_names
 from ..io import _schema as S
 from ..io import transcripts_frame
 from ..io._spatialdata import optional_shapes, outline_geometry
-from ..tl._domains import DOMAIN_KEY, default_shapes_key
+from ..tl._domains import DOMAIN_KEY, DomainResult, default_shapes_key
 
 
 def _domain_regions(
@@ -104,6 +104,9 @@ def domains(
 
     Raises
     ------
+    TypeError
+        If ``sdata`` is not a SpatialData, e.g. the result that
+        :func:`stgraph.tl.domains` returns, which holds no positions.
     KeyError
         If ``points_key`` is not a points element of ``sdata`` or its points have no
         column ``key`` (run :func:`stgraph.tl.domains` first).
@@ -114,6 +117,12 @@ def domains(
         categories of ``key`` (the outlines of another run), or the cell or
         nucleus outlines are neither polygons nor circles of positive radius.
     """
+    if isinstance(sdata, DomainResult):
+        # Unlike the colocalization plots, which draw their result alone.
+        raise TypeError(
+            "pl.domains draws the transcripts of a SpatialData, not a DomainResult (it holds no positions): "
+            "run stgraph.tl.domains with inplace=True and pass the SpatialData"
+        )
     frame = transcripts_frame(sdata, points_key)
     if key not in frame.columns:
         raise KeyError(f"points {points_key!r} have no column {key!r}; run stgraph.tl.domains first")

@@ -80,9 +80,10 @@ def enhance(
     Parameters
     ----------
     adata
-        The spots of one slide, with unique barcodes (``obs_names``), ``obs['array_row']``,
-        ``obs['array_col']`` (integer Visium or ST array coordinates, numeric
-        columns or categoricals of numbers),
+        The spots of one slide, with unique barcodes (``obs_names``) and gene
+        names (``var_names``), ``obs['array_row']``, ``obs['array_col']``
+        (integer Visium or ST array coordinates, numeric columns or categoricals
+        of numbers),
         ``obsm['spatial']`` (pixel coordinates) and raw (integer) counts in ``X`` or
         ``layers[layer]``. Not modified; a backed one (``anndata.read_h5ad(path,
         backed='r')``) is read into memory. For slides joined with
@@ -169,13 +170,22 @@ def enhance(
     new spots too. ``X`` (dense ``float32``): log1p(CP10k) — measured for the
     original spots, predicted for the new ones (a low-rank reconstruction, clipped
     at 0: unclipped, 5 % of the new spots' values on the Visium prostate slide and
-    11 % on HER2 B1 were negative, down to −0.4).
+    11 % on HER2 B1 were negative, down to −0.4). The new spots' values are smooth,
+    so spatial statistics over all spots measure the model as much as the tissue:
+    squidpy's Moran's I (``spatial_autocorr`` on ``spatial_neighbors(coord_type='grid')``)
+    of the genes detected in over 10 % of the spots has a median of 0.161 with the
+    new spots against 0.052 on the measured ones (Visium prostate; HER2 B1: 0.235
+    against 0.070; default settings), higher for 98 % of the genes, while their ranking mostly
+    holds (Spearman 0.89 and 0.80). Test such statistics on the measured spots,
+    ``out[~out.obs['imputed']]``.
     ``layers[counts_layer]``: the observed raw counts (sparse ``float32``, 0 for new
     spots); ``adata.raw``, the other layers, ``obsm`` entries and ``varm`` / ``obsp``
     of ``adata`` are not carried over. ``uns`` is a copy of ``adata.uns``, with the spot diameter
     of ``uns['spatial']`` (where the input has one) halved under super-resolution (the
     measured spots of an earlier super-resolved output, which carry its ``uns['enhance']``
-    and its halved diameter, first get their own diameter back);
+    and its halved diameter, first get their own diameter back),
+    and ``uns['log1p']`` ``{'base': None}``, as :func:`scanpy.pp.log1p` records its
+    natural-log transform (scanpy then treats ``X`` as log-transformed);
     ``uns['enhance']`` records ``mode``, ``grid``, ``seed``, ``masks``, the model's
     settings (``params``: the fields of :class:`~stgraph.spots.EnhancerParams` but
     ``masks``), which positions were predicted (``positions``: ``'given'``,
@@ -201,8 +211,8 @@ def enhance(
     ValueError
         On an unknown ``mode``, ``factor`` other than 2, unknown mask kinds, a
         numeric parameter out of the range given above, an unknown or unavailable
-        ``device``, duplicated barcodes, an ``obs['imputed']`` that is not bool or
-        marks predicted spots (an output of enhance given back), an ``obs`` column
+        ``device``, duplicated barcodes or gene names (``var_names``), an
+        ``obs['imputed']`` that is not bool or marks predicted spots (an output of enhance given back), an ``obs`` column
         of library ids of ``uns['spatial']`` holding several (spots of several
         slides), missing, non-numeric, non-finite or non-integer array coordinates,
         duplicated array positions (which the message names; slides joined without
@@ -255,12 +265,10 @@ def enhance(
         raise TypeError(f"`counts_layer` must be a non-empty string (the output layer's name), got {counts_layer!r}.")
     progress = check_bool("progress", progress)
     device = resolve_device(device)
-    if adata.obs_names.has_duplicates:
-        duplicated = adata.obs_names[adata.obs_names.duplicated()].unique()
-        raise ValueError(
-            f"`adata.obs_names` has {len(duplicated)} duplicated barcode(s), e.g. {list(duplicated[:3])}; "
-            "make them unique first, e.g. with `adata.obs_names_make_unique()`."
-        )
+    _check_unique(adata.obs_names, "obs_names", "barcode")
+    # The output is read gene by gene by name (`adata[:, gene]`, plots): a name held by
+    # several columns would select them all.
+    _check_unique(adata.var_names, "var_names", "gene name")
 
     _check_one_library(adata)
     _check_measured(adata.obs)
@@ -296,6 +304,9 @@ def enhance(
     scale = (1.0 / factor if mode == "super_resolution" else 1.0) / _earlier_diameter_scale(adata.uns)
     if scale != 1.0:
         _scale_spot_diameter(out.uns, scale)
+    # scanpy's record of a log1p X (natural log): its log1p then warns instead of taking
+    # the log twice, and fold changes and highly variable genes read the base.
+    out.uns["log1p"] = {"base": None}
     out.uns["enhance"] = {
         "mode": mode, "grid": grid, "seed": seed, "masks": list(masks),
         "positions": _POSITIONS_KIND[mode] if positions is None else "given",
@@ -306,6 +317,17 @@ def enhance(
         "shrinkage": np.asarray(trainer.shrinkage),
     }
     return out
+
+
+def _check_unique(names: pd.Index, attribute: str, what: str) -> None:
+    """Refuse repeated ``adata.<attribute>`` (``obs_names`` or ``var_names``), naming
+    examples and anndata's fix."""
+    if names.has_duplicates:
+        duplicated = names[names.duplicated()].unique()
+        raise ValueError(
+            f"`adata.{attribute}` has {len(duplicated)} duplicated {what}(s), e.g. {list(duplicated[:3])}; "
+            f"make them unique first, e.g. with `adata.{attribute}_make_unique()`."
+        )
 
 
 def _warn_off_tissue(obs: pd.DataFrame) -> None:
