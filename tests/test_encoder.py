@@ -781,6 +781,18 @@ def test_checkpoint_round_trip_reproduces_outputs(tmp_path, conv):
     assert loaded.config == model.config
 
 
+def test_loading_a_checkpoint_draws_nothing_from_the_callers_torch_rng(tmp_path):
+    # Rebuilding the model drew its initial weights, which the checkpoint's then
+    # replace, from the caller's generator: load_model moved the caller's next numbers.
+    graph = synthetic_graph()
+    path = save_checkpoint(tmp_path / "model.pt", MaskedGeneModel(encoder(graph), graph.gene_names, ["blank1"]))
+    torch.manual_seed(5)
+    expected = torch.rand(4)
+    torch.manual_seed(5)
+    load_model(path)
+    assert torch.equal(torch.rand(4), expected)
+
+
 def test_checkpoint_errors(tmp_path):
     graph = synthetic_graph()
     with pytest.raises(FileNotFoundError):

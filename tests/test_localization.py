@@ -374,6 +374,24 @@ def test_checkpoint_round_trip(tmp_path, clean):
     torch.testing.assert_close(model.thresholds, reloaded.thresholds)
 
 
+def test_the_shipped_head_is_loaded_without_drawing_from_the_callers_torch_rng(clean, tmp_path):
+    # Building the head drew its initial weights, which the checkpoint's then replace,
+    # from the caller's generator: tl.localization moved the caller's next random numbers.
+    path = tmp_path / "model.pt"
+    load_pretrained().save(path)
+    calls = {
+        "load_pretrained": load_pretrained,
+        "PatternModel.load": lambda: PatternModel.load(path),
+        "localization": lambda: localization(clean[0], n_boot=5, copy=True),
+    }
+    for name, call in calls.items():
+        torch.manual_seed(5)
+        expected = torch.rand(4)
+        torch.manual_seed(5)
+        call()
+        assert torch.equal(torch.rand(4), expected), name
+
+
 def test_seeded_steps_do_not_reseed_the_callers_torch_rng(clean):
     """The tools seed their own draws; the caller's torch random stream is not reset to their seed."""
     batch, labels = labelled_batch(*simulate(6, 8, mean_counts=25.0, seed=11))

@@ -232,18 +232,21 @@ def permutation_null(
     """Shuffle genes within cells ``n_perms`` times and recompute the masses of ``pair``.
 
     ``pair`` holds sorted pair codes; masses of pairs not in it are never stored.
+    Each permutation draws one uniform number per transcript in node order, so the
+    shuffles depend on the transcripts' order but not on how the cells are numbered.
     """
     gene = edges.gene.copy()
     members = np.flatnonzero(edges.cell_of >= 0)
-    by_cell = members[np.argsort(edges.cell_of[members], kind="stable")]
-    cells_sorted = edges.cell_of[by_cell].astype(np.float64)
+    member_cells = edges.cell_of[members].astype(np.float64)
+    by_cell = members[np.argsort(member_cells, kind="stable")]
     lookup = _pair_lookup(pair, edges.n_genes)
     exceed = np.zeros(pair.size)
     total = np.zeros(pair.size)
     total_sq = np.zeros(pair.size)
     for _ in range(n_perms):
-        # cell + U(0, 1) sorts the cells' blocks in place and shuffles within each
-        shuffled = by_cell[np.argsort(cells_sorted + rng.random(by_cell.size))]
+        # cell + U(0, 1) sorts the cells' blocks as by_cell does and shuffles within each;
+        # drawn in node order, a cell's shuffle does not move when the cells are renumbered
+        shuffled = members[np.argsort(member_cells + rng.random(members.size))]
         gene[by_cell] = edges.gene[shuffled]
         at = lookup(gene[edges.dst] * edges.n_genes + gene[edges.src])
         hit = at >= 0

@@ -147,7 +147,8 @@ def score_pairs(
     n_perms
         Number of within-cell permutations for ``method="permutation"``.
     seed
-        Seed of the permutations.
+        Seed of the permutations, drawn per transcript in index order: they follow the
+        transcripts' order, not the numbering of the cells.
     per_cell
         Also return the per-cell table (quotients and binomial test per cell).
     prior_events

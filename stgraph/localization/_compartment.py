@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch_geometric.utils import scatter
 
-from stgraph._seeding import torch_seeded
+from stgraph._seeding import torch_rng_restored, torch_seeded
 from stgraph.graph import radius_graph
 
 from ._data import CellTranscripts
@@ -287,6 +287,7 @@ def predict_compartment(
             continue
         n_columns = len(CONTEXT_FEATURES) + (len(OUTLINE_FEATURES) if current == "outlines" else 0)
         x = np.ascontiguousarray(features[:, :n_columns])
-        model = CompartmentModel(x.shape[1]).fit(x[train], labels[train], seed=seed)
-        p_nuclear[rows] = model.predict_proba(x[rows])
+        with torch_rng_restored():  # fit draws the initial weights again, from its seed
+            model = CompartmentModel(x.shape[1])
+        p_nuclear[rows] = model.fit(x[train], labels[train], seed=seed).predict_proba(x[rows])
     return CompartmentResult(p_nuclear=p_nuclear, mode=used, training_cells=training_cells)

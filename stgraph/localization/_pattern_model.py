@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
+from stgraph._seeding import torch_rng_restored
 from stgraph.datasets import LOCALIZATION_PATTERNS
 from stgraph.graph import radius_graph
 
@@ -295,9 +296,11 @@ class PatternModel(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path) -> "PatternModel":
-        """Read a model written by :meth:`save`."""
+        """Read a model written by :meth:`save` (the caller's torch random numbers are
+        left as they were)."""
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        model = cls(**checkpoint["config"])
+        with torch_rng_restored():
+            model = cls(**checkpoint["config"])
         model.load_state_dict(checkpoint["state_dict"])
         model.training_info = checkpoint.get("training_info", {})
         return model.eval()

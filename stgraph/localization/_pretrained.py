@@ -4,6 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from .._seeding import torch_rng_restored
 from ._pattern_model import PatternModel
 
 #: Checkpoint trained by ``benchmarks/localization.py --retrain`` (see
@@ -19,9 +20,11 @@ def _cached() -> PatternModel:
 
 
 def load_pretrained() -> PatternModel:
-    """The shipped :class:`PatternModel` (a fresh copy; safe to fine-tune)."""
+    """The shipped :class:`PatternModel` (a fresh copy; safe to fine-tune; the caller's
+    torch random numbers are left as they were)."""
     cached = _cached()
-    model = PatternModel(**cached.config)
+    with torch_rng_restored():
+        model = PatternModel(**cached.config)
     model.load_state_dict(cached.state_dict())
     model.training_info = dict(cached.training_info)
     return model.eval()

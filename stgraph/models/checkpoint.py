@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from .._seeding import torch_rng_restored
 from ..nn.encoder import ConvFactory
 from .mgm import MaskedGeneModel
 
@@ -101,8 +102,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def model_from_checkpoint(payload: dict[str, Any], conv: type | ConvFactory | None = None) -> MaskedGeneModel:
-    """Rebuild the model of a :func:`read_checkpoint` payload with its weights."""
-    model = MaskedGeneModel.from_config(payload["model_config"], conv=conv)
+    """Rebuild the model of a :func:`read_checkpoint` payload with its weights (the
+    caller's torch random numbers are left as they were)."""
+    with torch_rng_restored():
+        model = MaskedGeneModel.from_config(payload["model_config"], conv=conv)
     model.load_state_dict(payload["model_state"])
     return model
 

@@ -119,7 +119,14 @@ def colocalization(
         within-cell graph, otherwise spatial blocks with a halo of one edge per
         encoder layer; the result equals that of one pass over the whole graph.
     seed
-        Non-negative seed of the permutations.
+        Non-negative seed of the permutations. They are drawn per transcript in the
+        graph's node order (the points' rows): the same rows in another order give
+        other permutations, as another seed does, while another order of the gene or
+        cell categories gives the same ones. The analytic null draws nothing; rows
+        or categories in another order change its numbers by rounding only (uniform
+        weights: at most 1.2e-11 in any column on the MERFISH sample; an encoder's
+        float32 attention: 1.2e-8 in ``score`` on a simulation; the same pairs passed
+        the FDR).
     points_key, table_key
         Points element, and table whose ``uns`` receives the results (created
         with :func:`stgraph.io.get_table` if absent).
