@@ -23,7 +23,7 @@ import pytest
 import shapely
 import spatialdata as sd
 from shapely.geometry import MultiPolygon
-from spatialdata.models import PointsModel, ShapesModel, TableModel
+from spatialdata.models import Image2DModel, PointsModel, ShapesModel, TableModel
 from spatialdata.transformations import Identity, Scale, get_transformation
 
 from stgraph.io import (
@@ -1287,3 +1287,28 @@ def test_from_spatialdata_scales_the_z_axis_of_3d_points():
     plain = sd.SpatialData(points={"transcripts": PointsModel.parse(table)})
     assert transcripts_frame(from_spatialdata(plain, pixel_size=0.5))["z"].tolist() == [0.5, 2.0]
     assert transcripts_frame(from_spatialdata(plain, pixel_size=0.5, z_step=2.0))["z"].tolist() == [2.0, 8.0]
+
+
+def test_a_z_step_leaves_out_only_the_elements_with_a_z_axis():
+    # z_step rescales z alone, yet every other element was left out, e.g. the 2D mosaics
+    # and outlines next to MERSCOPE points read with z=, "as they would not align".
+    flat = pd.DataFrame({"global_x": [1.0, 2.0, 3.0], "global_y": [4.0, 5.0, 6.0], "global_z": [0, 2, 6],
+                         "gene": ["A", "B", "A"]})
+    points = PointsModel.parse(flat, coordinates={"x": "global_x", "y": "global_y"},
+                               transformations={"global": Identity()})
+    stack = PointsModel.parse(pd.DataFrame({"x": [1.0], "y": [4.0], "z": [2.0]}))
+    mosaic = Image2DModel.parse(np.zeros((1, 8, 8)), dims=("c", "y", "x"),
+                                transformations={"global": Scale([2.0, 2.0], axes=("y", "x"))})
+    roi = ShapesModel.parse(gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 4, 4)], index=["r"]))
+    sdata = sd.SpatialData(points={"merscope_transcripts": points, "stack": stack},
+                           images={"mosaic_z3": mosaic}, shapes={"roi": roi})
+    with pytest.warns(UserWarning, match=r"^from_spatialdata does not carry over points \['stack'\]: their "):
+        result = from_spatialdata(sdata, points_key="merscope_transcripts", z="global_z", z_step=1.5)
+    assert list(result.images) == ["mosaic_z3"] and result.images["mosaic_z3"] is mosaic
+    assert sorted(result.points) == ["transcripts"] and list(result.shapes) == ["roi"]
+    assert transcripts_frame(result)["z"].tolist() == [0.0, 3.0, 9.0]
+    # A z_step of 1 rescales nothing: the 3D points come along too.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = from_spatialdata(sdata, points_key="merscope_transcripts", z="global_z", z_step=1.0)
+    assert sorted(result.points) == ["stack", "transcripts"]

@@ -105,10 +105,12 @@ def from_spatialdata(
     nucleus shapes, or the points, then annotates them under their new names:
     ``cell_boundaries``, ``nucleus_boundaries``, ``transcripts``, its ``instance_key``
     column holding the ids as the strings they became there). Images, labels and the
-    other points and shapes elements are carried over as they are where nothing is
-    rescaled (``pixel_size=1``, ``z_step=None``: e.g. a saved stgraph result);
-    otherwise they are not, since their coordinates would need
-    rescaling to µm with ``pixel_size`` (a warning names them).
+    other points and shapes elements are carried over as they are where their
+    coordinates are not rescaled: with ``pixel_size=1`` (e.g. a saved stgraph result),
+    those without a z axis whatever ``z_step`` (which rescales z only, e.g. the 2D
+    mosaics next to MERSCOPE points read with ``z=``), and those with one where
+    ``z_step`` is None or 1. The others are not, since their coordinates would need
+    rescaling to µm (a warning names them).
 
     Raises
     ------
@@ -174,8 +176,9 @@ def from_spatialdata(
     for name, table in sdata.tables.items():
         result.tables[name] = _annotating(table.copy(), renamed)
     kept = set(renamed)
-    if pixel_size == 1 and z_step is None:
-        kept |= _carry_over(sdata, result, taken=set(renamed) | set(renamed.values()))
+    if pixel_size == 1:
+        kept |= _carry_over(sdata, result, taken=set(renamed) | set(renamed.values()),
+                            with_z=z_step is None or z_step == 1)
     _warn_left_out(sdata, kept=kept)
     return result
 
@@ -246,18 +249,20 @@ def _polygons(shapes, key: str):
     return shapes if set(shapes.geom_type.dropna()) <= {"Polygon", "MultiPolygon"} else discs
 
 
-def _carry_over(sdata: SpatialData, result: SpatialData, taken: set[str]) -> set[str]:
+def _carry_over(sdata: SpatialData, result: SpatialData, taken: set[str], *, with_z: bool) -> set[str]:
     """Put the images, labels, points and shapes of ``sdata`` whose names are not
-    ``taken`` into ``result`` as they are (shapes copied); the names carried.
+    ``taken`` into ``result`` as they are (shapes copied); the names carried. Those
+    with a z axis only ``with_z``.
 
-    Only for points not rescaled by ``pixel_size`` or ``z_step``: the result is then in
-    the points' coordinate system, where the other elements' own transformations
-    align them with it as they did with the input.
+    Only for points not rescaled by ``pixel_size``: the result is then in the points'
+    coordinate system, where the other elements' own transformations align them with
+    it as they did with the input. A ``z_step`` rescales the result's z alone, so
+    only the elements with a z axis would no longer align (``with_z`` False).
     """
     carried = set()
     for kind in ("images", "labels", "points", "shapes"):
         for name, element in getattr(sdata, kind).items():
-            if name in taken:
+            if name in taken or (not with_z and Z in get_axes_names(element)):
                 continue
             getattr(result, kind)[name] = element.copy() if kind == "shapes" else element
             carried.add(name)
