@@ -65,9 +65,11 @@ def _check_not_an_output(path: str, adata) -> None:
     """Refuse, in the command's terms, a file of ``stgraph enhance``'s: tl.enhance's own
     refusal tells a Python user how to take its measured spots, which the command
     cannot; they are the original slide's."""
-    imputed = adata.obs.get("imputed")
-    if imputed is not None and imputed.dtype == bool and imputed.any():
+    from ..tl._enhance import predicted_spots
+
+    n_predicted = predicted_spots(adata.obs)
+    if n_predicted:
         raise ValueError(
-            f"{path} was written by stgraph enhance: {int(imputed.sum())} of its {adata.n_obs} spots are "
+            f"{path} was written by stgraph enhance: {n_predicted} of its {adata.n_obs} spots are "
             "predicted, not measured; give the original slide's .h5ad instead"
         )

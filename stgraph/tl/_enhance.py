@@ -348,22 +348,29 @@ def _warn_off_tissue(obs: pd.DataFrame) -> None:
         )
 
 
+def predicted_spots(obs: pd.DataFrame) -> int:
+    """How many spots a boolean ``obs['imputed']`` marks as predicted by an earlier
+    :func:`stgraph.tl.enhance` (a missing flag counts as predicted); 0 without one."""
+    column = obs.get("imputed")
+    if column is None or not pd.api.types.is_bool_dtype(column.dtype):
+        return 0
+    return int(column.to_numpy(dtype=bool, na_value=True).sum())
+
+
 def _check_measured(obs: pd.DataFrame) -> None:
     """Refuse an ``obs['imputed']`` that would be lost or that marks predicted spots: an
     earlier output's new spots have zero counts in its counts layer and would be
     trained on as measured spots without expression."""
-    if "imputed" not in obs:
-        return
-    column = obs["imputed"]
-    if not pd.api.types.is_bool_dtype(column.dtype):
+    column = obs.get("imputed")
+    if column is not None and not pd.api.types.is_bool_dtype(column.dtype):
         raise ValueError(
             f"`adata.obs['imputed']` (dtype {column.dtype}) would be overwritten by the column that marks the "
             "new spots; rename it first."
         )
-    predicted = column.to_numpy(dtype=bool, na_value=True)
-    if predicted.any():
+    n_predicted = predicted_spots(obs)
+    if n_predicted:
         raise ValueError(
-            f"{int(predicted.sum())} of the {len(obs)} spots are predicted ones of an earlier `tl.enhance` "
+            f"{n_predicted} of the {len(obs)} spots are predicted ones of an earlier `tl.enhance` "
             "(`obs['imputed']`), not measurements: they have no counts. Enhance the measured spots, "
             "e.g. `adata[~adata.obs['imputed']]` with `layer='counts'`."
         )
