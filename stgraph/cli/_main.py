@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 
 from ._spots import enhance
 from ._steps import print_summary
@@ -44,13 +43,12 @@ _positive_int = _int_at_least(1)
 
 def _scale(text: str) -> float:
     """An argparse type: µm per unit, a positive finite number."""
+    from .._validation import check_real
+
     try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number (µm per unit), got {text!r}")
-    return value
+        return check_real("scale", float(text))
+    except ValueError:  # float() or the check; the message names the unit, as the flag's help does
+        raise argparse.ArgumentTypeError(f"must be a positive finite number (µm per unit), got {text!r}") from None
 
 
 def _add_graph_options(parser: argparse.ArgumentParser) -> None:
