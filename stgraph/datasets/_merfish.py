@@ -54,10 +54,10 @@ def merfish_u2os(
     is not the ``index`` column), and ``duplicate``; shapes ``cell_boundaries`` and
     ``nucleus_boundaries``.
 
-    Most molecules come in tight groups of one gene within 0.1 µm (99 % of the groups
-    of at most seven rows, the largest of 22; median distance to the nearest molecule
-    0.036 µm, a third of a pixel): one molecule called more than once, as when a
-    z-stack is flattened. Of each group the
+    Most molecules come in tight groups of one gene within 0.1 µm (99 % of the
+    molecules have at most six others of their gene that close, none more than 21;
+    median distance to the nearest molecule 0.036 µm, a third of a pixel): one
+    molecule called more than once, as when a z-stack is flattened. Of each group the
     first row is kept and the others are flagged ``duplicate`` (108,408 of 174,827 at
     0.1 µm; :func:`stgraph.io.read_transcripts`). They drive most of what
     colocalization finds here: at a 1 µm radius 2,761 gene pairs pass its FDR of 5 %
