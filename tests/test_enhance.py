@@ -397,7 +397,6 @@ def test_an_output_given_back_is_refused_and_its_measured_spots_are_not():
         enhance(mine, **FAST)
 
 
-
 def test_the_measured_spots_of_a_saved_super_resolution_keep_their_spot_diameter(tmp_path):
     # The measured spots of a super-resolved output carry its uns, whose diameter was
     # halved for the finer lattice: enhanced again they were halved once more (80 -> 20).
@@ -417,6 +416,7 @@ def test_the_measured_spots_of_a_saved_super_resolution_keep_their_spot_diameter
     filled = enhance(measured[~hole].copy(), "impute", layer="counts", **{**FAST, "epochs": 0})
     assert filled.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] == 80.0
     assert filled.obs["imputed"].sum() == 1
+
 
 def _with_x(adata, x):
     adata = adata.copy()

@@ -6,6 +6,7 @@ import warnings
 import anndata as ad
 import numpy as np
 import pandas as pd
+import pytest
 import spatialdata
 
 import stgraph
@@ -90,8 +91,6 @@ def test_results_saved_into_the_store_they_were_read_from(tmp_path):
     # The way the README gives: SpatialData refuses to overwrite an element of the store
     # it was read from, and takes it after deleting it there (the table is in memory once
     # read, the points once localization wrote its columns).
-    import pytest
-
     sdata, _ = stgraph.datasets.simulate(3, 8, seed=2)
     stgraph.tl.localization(sdata, seed=0)
     store = tmp_path / "sample.zarr"
