@@ -1225,6 +1225,9 @@ def test_a_table_whose_index_repeats_keeps_its_rows_and_a_named_index():
     with pytest.raises(ValueError, match=r"^the index 'px' has repeated values, so the points are numbered afresh "
                                          r"and it would become a column, but a column 'px' exists"):
         read_transcripts(named.rename_axis("px").rename(columns={"px": "xx"}).assign(px=1), x="xx", y="py", gene="g")
+    with pytest.raises(TypeError, match=r"^the index has repeated values and is named 0: name it with a string to "
+                                        r"keep it as a column, or drop it \(frame\.reset_index\(drop=True\)\)$"):
+        read_transcripts(joined.rename_axis(0), x="px", y="py", gene="g")
     # A unique index that is not increasing still orders the rows.
     shuffled = joined.set_axis([4, 0, 3, 1, 2])
     assert transcripts_frame(read_transcripts(shuffled, x="px", y="py", gene="g"))["x"].tolist() == [1.0, 3.0, 4.0, 2.0, 0.0]
