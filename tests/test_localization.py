@@ -291,7 +291,7 @@ def test_bad_inputs_are_rejected_before_any_work():
     sdata = _edge_case_sdata()
     with pytest.raises(TypeError, match="expected a SpatialData, got DataFrame"):
         localization(sdata.points["transcripts"].compute(), copy=True)
-    with pytest.raises(TypeError, match="training_cells must be a list of cell ids, not a string"):
+    with pytest.raises(TypeError, match=r"^training_cells must be a list of names, got the string 'a': pass \['a'\]$"):
         localization(sdata, training_cells="a", copy=True)
     with pytest.raises(ValueError, match="training_cells is empty"):
         localization(sdata, training_cells=[], copy=True)

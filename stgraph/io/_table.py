@@ -43,7 +43,8 @@ def cell_gene_table(
     control probe (its molecules flagged ``is_control``, or its name that of a control
     as the readers flag them: ``NegPrb*``, ``BLANK*``, ...), e.g. for
     ``scanpy.pp.calculate_qc_metrics(table, qc_vars=['is_control'])`` or
-    ``table[:, ~table.var['is_control']]``. With cell outlines the table is annotated
+    ``table[:, ~table.var['is_control']]`` (a copy for analysis: the tools write
+    into a table holding every gene, :func:`check_table`). With cell outlines the table is annotated
     to them in the SpatialData way (``uns['spatialdata_attrs']``: region ``cell_key``,
     ``obs['region']``, instance key ``obs['cell_id']``, which then holds the ids as
     labelled in the outlines' index: integers when that index holds integers, so that

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import spatialdata
 
-from stgraph._validation import check_bool, check_int, check_seed
+from stgraph._validation import check_bool, check_int, check_not_one_name, check_seed
 from stgraph.io import check_table
 from stgraph.io._table import ensure_table
 from stgraph.io import _schema as S
@@ -200,8 +200,7 @@ def localization(
     if training_cells is not None:
         if compartment is None:
             raise ValueError("training_cells trains the compartment model, which compartment=None leaves out")
-        if isinstance(training_cells, str):
-            raise TypeError("training_cells must be a list of cell ids, not a string")
+        check_not_one_name("training_cells", training_cells)
         training_cells = list(training_cells)
         if not training_cells:
             raise ValueError("training_cells is empty: pass at least one cell id, or None for every cell with a nucleus")
