@@ -27,7 +27,7 @@ from stgraph.models.mgm import MaskedGeneModel
 from stgraph.models.trainer import MaskedGeneTrainer, TrainingConfig, resolve_device
 from stgraph.nn import TranscriptEncoder
 from stgraph.nn.conv import SpatialTransformerConv
-from stgraph.tl._pretrain import CHECKPOINT_NAME, distance_penalty_ladder, pretrain
+from stgraph.tl._pretrain import CHECKPOINT_NAME, data_digest, distance_penalty_ladder, pretrain
 from tests.test_encoder import synthetic_graph
 
 SMALL = dict(d_model=16, n_layers=2, heads=2, tile_size=5.0, batch_size=2, progress=False, device="cpu")
@@ -189,7 +189,7 @@ def test_restore_rejects_other_configuration(tmp_path):
     assert_same_weights_as(other.model, before)
     assert other.step == 0 and other.history == [] and not other.optimizer.state
     elsewhere = MaskedGeneTrainer(other.model, tile_units(graph, 5.0, 2.0), config, metadata=dict(cells="other"))
-    message = "^cannot resume on different training data: saved {}, now {'cells': 'other'}$"
+    message = "^cannot resume on different training data: cells: saved nothing, now 'other'$"
     with pytest.raises(ValueError, match=message):
         elsewhere.restore(tmp_path / "ckpt.pt")
     assert_same_weights_as(elsewhere.model, before)
@@ -245,6 +245,57 @@ def test_pretrain_checkpoint_dir_and_resume(tmp_path):
         pretrain(other_sample, steps=3, checkpoint_dir=tmp_path, resume=True, **SMALL)
     with pytest.raises(ValueError, match="needs checkpoint_dir"):
         pretrain(graph, steps=3, resume=True, **SMALL)
+
+
+def test_resume_on_other_data_of_as_many_transcripts_is_refused(tmp_path):
+    # The checkpoint recorded the number of transcripts only: the same graph with half
+    # its edges (another max_num_neighbors or within) or with its transcripts moved
+    # resumed, and trained on, silently.
+    graph = synthetic_graph()
+    options = dict(steps=2, checkpoint_dir=tmp_path, resume=True, **SMALL)
+    pretrain(graph, **options)
+    fewer_edges = graph.clone()
+    fewer_edges.edge_index, fewer_edges.edge_dist = graph.edge_index[:, ::2], graph.edge_dist[::2]
+    saved = pretrain(graph, **options).trainer.metadata
+    assert saved["num_edges"] == graph.edge_index.size(1) == 2 * fewer_edges.edge_index.size(1)
+    message = (
+        f"^cannot resume on different training data: num_edges: saved {saved['num_edges']}, now "
+        f"{fewer_edges.edge_index.size(1)}; data_digest: saved '{saved['data_digest']}', now "
+        f"'{data_digest(fewer_edges)}'$"
+    )
+    with pytest.raises(ValueError, match=message):
+        pretrain(fewer_edges, **options)
+    moved = graph.clone()
+    moved.pos = graph.pos + 0.01
+    with pytest.raises(ValueError, match="^cannot resume on different training data: data_digest: saved "):
+        pretrain(moved, **options)
+    # The settings a model takes from the data are named with the data they come from.
+    message = (
+        "holds a model of another configuration; cannot resume: conv_kwargs: saved {'lambda_init': [1.0, 32.0]}, "
+        "now {'lambda_init': [0.5, 16.0]} (and other training data: radius: saved 1.0, now 2.0)"
+    )
+    wider = graph.clone()
+    wider.radius = 2.0
+    with pytest.raises(ValueError, match=re.escape(message) + "$"):
+        pretrain(wider, **options)
+
+
+def test_the_data_digest_follows_every_field_training_reads():
+    graph = synthetic_graph()
+    reference = data_digest(graph)
+    assert data_digest(graph.clone()) == reference and len(reference) == 32
+    changed = []
+    for field in ("gene", "pos", "edge_index", "cell", "is_control"):
+        other = graph.clone()
+        other[field] = other[field].flip(0)
+        changed.append(data_digest(other) != reference)
+    other = graph.clone()
+    del other.cell
+    changed.append(data_digest(other) != reference)
+    other = graph.clone()
+    other.pos = graph.pos.double()
+    changed.append(data_digest(other) != reference)
+    assert changed == [True] * 7
 
 
 @pytest.mark.parametrize("resume", [True, False])

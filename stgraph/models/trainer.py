@@ -117,6 +117,26 @@ def _model_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     return differ
 
 
+#: Stands for an entry a metadata dict lacks (None may be a saved value).
+_ABSENT = object()
+
+
+def _metadata_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``'key: saved a, now b'`` for every entry in which two trainers' metadata differ,
+    in the order of ``current`` (long values shortened, an entry one of them lacks
+    shown as ``nothing``)."""
+
+    def shown(metadata: dict[str, Any], key: str) -> str:
+        return parallel._short(metadata[key]) if key in metadata else "nothing"
+
+    keys = [*current, *(key for key in saved if key not in current)]
+    return [
+        f"{key}: saved {shown(saved, key)}, now {shown(current, key)}"
+        for key in keys
+        if saved.get(key, _ABSENT) != current.get(key, _ABSENT)
+    ]
+
+
 def step_seed(seed: int, step: int, index: int, *, dropout: bool = False) -> int:
     """A 64-bit seed for one step: of the masks of unit ``index``, or with
     ``dropout=True`` of the dropout of process ``index`` (a stream of its own, so
@@ -365,7 +385,8 @@ class MaskedGeneTrainer:
             raise ValueError("cannot resume with a different training configuration: " + "; ".join(differ))
         if state["metadata"] != self.metadata:
             raise ValueError(
-                f"cannot resume on different training data: saved {state['metadata']}, now {self.metadata}"
+                "cannot resume on different training data: "
+                + "; ".join(_metadata_differences(state["metadata"], self.metadata))
             )
 
     def _load_training(self, state: dict[str, Any]) -> None:
@@ -399,7 +420,11 @@ class MaskedGeneTrainer:
             raise ValueError(f"{path} holds a model without training state; cannot resume")
         if payload["model_config"] != self.model.config:
             differ = _model_differences(payload["model_config"], self.model.config)
-            raise ValueError(f"{path} holds a model of another configuration; cannot resume: " + "; ".join(differ))
+            message = f"{path} holds a model of another configuration; cannot resume: " + "; ".join(differ)
+            # A model setting can follow from the data (the default distance penalties from
+            # the radius): name the data that differ too, or the user may not see why.
+            data = _metadata_differences(training["metadata"], self.metadata)
+            raise ValueError(message + (f" (and other training data: {'; '.join(data)})" if data else ""))
         self._check_resumable(training)
         self.model.load_state_dict(payload["model_state"])
         self._load_training(training)

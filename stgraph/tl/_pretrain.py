@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections import Counter
 from pathlib import Path
@@ -132,6 +133,31 @@ def _held_out(graph: Data, requested: int | list[str] | None, seed: int) -> list
     return [name for name in names if name in wanted]
 
 
+#: Graph fields a run's training reads, fingerprinted by :func:`data_digest`.
+DIGEST_FIELDS = ("gene", "pos", "edge_index", "cell", "is_control")
+
+
+def data_digest(graph: Data) -> str:
+    """Hexadecimal BLAKE2b fingerprint of the graph's :data:`DIGEST_FIELDS` (values,
+    shapes and dtypes).
+
+    Saved in the checkpoint's metadata and compared across processes, it tells
+    apart data the counts alone do not: a graph built with another ``within`` or
+    ``max_num_neighbors``, or another sample or crop of as many transcripts. (The
+    gene vocabulary is part of the model's configuration, compared on its own.)
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for field in DIGEST_FIELDS:
+        value = graph.get(field)
+        if value is None:
+            digest.update(f"|{field}: none".encode())
+            continue
+        array = np.ascontiguousarray(value.cpu().numpy())
+        digest.update(f"|{field}: {array.dtype} {array.shape}".encode())
+        digest.update(array)  # hashed in place: the edges of a large graph are not copied
+    return digest.hexdigest()
+
+
 def _checkpoint_path(checkpoint_dir: str | Path | None) -> Path | None:
     """The checkpoint file of ``checkpoint_dir``, checked before training rather than
     found unusable at the first save (or skipped by ``resume``)."""
@@ -255,7 +281,10 @@ def pretrain(
         Steps between checkpoints; only at the end when None. Needs ``checkpoint_dir``.
     resume
         Continue from the checkpoint in ``checkpoint_dir`` when there is one (its
-        configuration must match); the result equals an uninterrupted run.
+        configuration must match: the model and training settings, and the training
+        data, i.e. the radius, batching, held-out cells and the graph's transcripts
+        and edges, by their counts and :func:`data_digest`); the result equals an
+        uninterrupted run.
     progress
         Show a tqdm progress bar.
 
@@ -290,9 +319,11 @@ def pretrain(
         :class:`~stgraph.nn.TranscriptEncoder` refuses (``dropout`` outside
         ``[0, 1)``, ``pe_scale`` not positive and finite), or with ``resume`` a
         checkpoint whose model or training configuration or metadata differ from this run's
-        (:meth:`~stgraph.models.MaskedGeneTrainer.restore`); under :mod:`torch.distributed`,
-        processes that differ in data, settings or, after ``resume``, in the step they
-        start from (a ``checkpoint_dir`` not shared by all of them).
+        (:meth:`~stgraph.models.MaskedGeneTrainer.restore`; other transcripts or edges
+        included, e.g. a graph built with another ``within`` or ``max_num_neighbors``);
+        under :mod:`torch.distributed`, processes that differ in data (as for
+        ``resume``), settings or, after ``resume``, in the step they start from (a
+        ``checkpoint_dir`` not shared by all of them).
     TypeError
         If ``held_out_cells`` is a string, a bool or a float, one of the counts above
         is not an integer, ``resume`` or ``progress`` is not a bool, ``dropout`` or
@@ -379,7 +410,9 @@ def pretrain(
         batch_by=batch_by,
         tile_size=float(tile_size),
         num_nodes=int(graph.num_nodes),
+        num_edges=int(graph.edge_index.size(1)),
         held_out_cells=held_out,
+        data_digest=data_digest(graph),
     )
     trainer = MaskedGeneTrainer(model, units, config, device=device, metadata=metadata)
     if resume and checkpoint.is_file():
