@@ -156,6 +156,27 @@ def test_processes_with_other_data_of_as_many_transcripts_are_refused(monkeypatc
     )
 
 
+def test_an_error_of_process_0_is_raised_on_every_process(monkeypatch):
+    # Process 0 failed to write a checkpoint and raised; the others waited for it at
+    # the barrier (until the gloo timeout, 30 minutes by default).
+    error = OSError("cannot write the checkpoint run/masked_gene_model.pt: [Errno 28] No space left on device")
+    monkeypatch.setattr(parallel.dist, "all_gather_object",
+                        lambda out, value: out.__setitem__(slice(None), [f"OSError: {error}", value, None]))
+    monkeypatch.setattr(parallel, "world", lambda: (1, 3))
+    with pytest.raises(OSError) as raised:
+        parallel.raise_any_error(None)
+    assert str(raised.value) == (
+        "process 0 failed (this is process 1): OSError: cannot write the checkpoint "
+        "run/masked_gene_model.pt: [Errno 28] No space left on device"
+    )
+    monkeypatch.setattr(parallel, "world", lambda: (0, 3))
+    with pytest.raises(OSError) as raised:
+        parallel.raise_any_error(error)
+    assert raised.value is error
+    monkeypatch.setattr(parallel.dist, "all_gather_object", lambda out, value: out.__setitem__(slice(None), [None] * 3))
+    parallel.raise_any_error(None)  # no process failed
+
+
 def test_the_message_names_the_nested_entries_that_differ(monkeypatch):
     gathered = [{"encoder": {"d_model": 16, "heads": 2}, "gene_names": [f"gene_{k}" for k in range(40)]},
                 {"encoder": {"d_model": 32, "heads": 2}, "gene_names": [f"gene_{k}" for k in range(41)]},

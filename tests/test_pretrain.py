@@ -4,6 +4,8 @@ from __future__ import annotations
 import copy
 import math
 import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +25,7 @@ from stgraph.models.evaluation import (
     score_neighbours,
     visible_neighbour_counts,
 )
+from stgraph.models import checkpoint
 from stgraph.models.mgm import MaskedGeneModel
 from stgraph.models.trainer import MaskedGeneTrainer, TrainingConfig, resolve_device
 from stgraph.nn import TranscriptEncoder
@@ -312,6 +315,63 @@ def test_pretrain_refuses_an_unusable_checkpoint_dir_up_front(tmp_path, monkeypa
     wanted = re.escape(repr(str(tmp_path / "run" / CHECKPOINT_NAME)))
     with pytest.raises(ValueError, match=f"^{wanted} is a folder, where the checkpoint file goes$"):
         pretrain(graph, steps=1, checkpoint_dir=tmp_path / "run", resume=resume, **SMALL)
+
+
+def test_a_checkpoint_dir_that_cannot_be_written_is_refused_before_training(tmp_path, monkeypatch):
+    # It failed at the first checkpoint, or at the end of training when there was none
+    # before: a folder under a file raised NotADirectoryError, a full disk torch's
+    # "RuntimeError: [enforce fail at inline_container.cc:672] . unexpected pos".
+    graph = synthetic_graph()
+    size = pretrain(graph, steps=3, checkpoint_dir=tmp_path / "written", **SMALL).trainer.checkpoint_size()
+    written = (tmp_path / "written" / CHECKPOINT_NAME).stat().st_size
+    assert written < size < written + 2**20 + 2**16  # the estimate bounds the file, with 1 MiB to spare
+    interrupt_at(monkeypatch, 0)  # training must not start
+    file = tmp_path / "file"
+    file.write_text("x")
+    wanted = file / "run" / CHECKPOINT_NAME
+    message = f"^cannot write the checkpoint {re.escape(str(wanted))}: \\[Errno 20\\] Not a directory: "
+    with pytest.raises(OSError, match=message):
+        pretrain(graph, steps=3, checkpoint_dir=file / "run", **SMALL)
+    free = shutil.disk_usage(tmp_path)._replace(free=2**19)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda folder: free)
+    message = (
+        f"the checkpoint {tmp_path / 'run' / CHECKPOINT_NAME} needs about {size / 2**20:.1f} MiB, but its "
+        "disk has 0.5 MiB free"
+    )
+    with pytest.raises(OSError, match=f"^{re.escape(message)}$"):
+        pretrain(graph, steps=3, checkpoint_dir=tmp_path / "run", checkpoint_every=1, **SMALL)
+    assert list((tmp_path / "run").iterdir()) == []
+
+
+def test_a_checkpoint_that_cannot_be_written_leaves_the_previous_one(tmp_path, monkeypatch):
+    graph = synthetic_graph()
+    options = dict(steps=4, checkpoint_dir=tmp_path, checkpoint_every=2, **SMALL)
+    uninterrupted = pretrain(graph, **{**options, "checkpoint_dir": tmp_path / "full"})
+    save = torch.save
+
+    def disk_full(payload, path):  # torch's writer on a full disk
+        if payload["training"]["step"] == 4:
+            Path(path).write_bytes(b"half a checkpoint")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1090304 vs 1090196")
+        save(payload, path)
+
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full)
+    free = shutil.disk_usage(tmp_path)._replace(free=3 * 2**20)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda folder: free)
+    saved = tmp_path / CHECKPOINT_NAME
+    message = (
+        f"could not write the checkpoint {saved} (3.0 MiB free on its disk; the "
+        "previous checkpoint there, if any, is unchanged): [enforce fail at inline_container.cc:672] . "
+        "unexpected pos 1090304 vs 1090196"
+    )
+    with pytest.raises(OSError, match=f"^{re.escape(message)}$"):
+        pretrain(graph, **options)
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == [CHECKPOINT_NAME]  # no half-written file
+    assert stgraph.models.read_checkpoint(saved)["training"]["step"] == 2
+    monkeypatch.setattr(checkpoint.torch, "save", save)
+    resumed = pretrain(graph, resume=True, **options)
+    assert resumed.history == uninterrupted.history
+    assert_same_weights(resumed.model, uninterrupted.model)
 
 
 def test_the_default_layer_asked_for_explicitly_starts_from_the_same_ladder():

@@ -276,7 +276,9 @@ def pretrain(
     checkpoint_dir
         Folder of the checkpoint ``masked_gene_model.pt`` (weights, configuration,
         gene vocabulary, optimiser, step), written every ``checkpoint_every`` steps
-        and at the end.
+        and at the end (created if needed, and checked writable, with room for the
+        checkpoint, before the first step). Without ``resume`` a checkpoint already
+        there is replaced.
     checkpoint_every
         Steps between checkpoints; only at the end when None. Needs ``checkpoint_dir``.
     resume
@@ -324,6 +326,11 @@ def pretrain(
         under :mod:`torch.distributed`, processes that differ in data (as for
         ``resume``), settings or, after ``resume``, in the step they start from (a
         ``checkpoint_dir`` not shared by all of them).
+    OSError
+        If ``checkpoint_dir`` cannot be created or written to, or its disk lacks the
+        room for a checkpoint (before training), or a checkpoint cannot be written
+        during training (the previous one is kept); under :mod:`torch.distributed`
+        on every process (:meth:`~stgraph.models.MaskedGeneTrainer.fit`).
     TypeError
         If ``held_out_cells`` is a string, a bool or a float, one of the counts above
         is not an integer, ``resume`` or ``progress`` is not a bool, ``dropout`` or
