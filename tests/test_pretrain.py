@@ -514,6 +514,55 @@ def test_pretrain_rejects_bad_arguments():
         pretrain(controls, steps=1, **SMALL)
 
 
+def test_data_without_anything_to_learn_are_refused():
+    # Each trained to the end: one gene (besides the controls) at a loss of exactly 0,
+    # a radius without edges on the genes' frequencies alone.
+    graph = synthetic_graph()
+    one_gene = graph.clone()
+    one_gene.gene = torch.where(graph.is_control, graph.gene, 3)
+    message = (
+        "the training transcripts hold one gene ('g3') that is not a control probe: masked gene modelling "
+        "needs at least two to tell apart"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        pretrain(one_gene, steps=1, **SMALL)
+    # ... also where the other genes are all in held-out cells.
+    in_c0 = graph.cell == 0
+    one_trained = graph.clone()
+    one_trained.gene = torch.where(in_c0 | graph.is_control, graph.gene, 3)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        pretrain(one_trained, steps=1, held_out_cells=["c0"], **SMALL)
+    pretrain(one_trained, steps=1, **SMALL)  # with c0 in training, its genes are targets
+    isolated = graph.clone()
+    isolated.edge_index, isolated.edge_dist = graph.edge_index[:, :0], graph.edge_dist[:0]
+    pos = graph.pos.double().numpy()
+    nearest = np.median(np.sort(np.linalg.norm(pos[:, None] - pos[None], axis=-1), axis=1)[:, 1])
+    message = (
+        "no two training transcripts are within radius=1 µm of each other: every transcript would see only "
+        "itself, and the model could learn the genes' frequencies only; use a larger radius (median distance "
+        f"of a training transcript to its nearest: {nearest:.3g} µm)"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        pretrain(isolated, steps=1, **SMALL)
+    # Within cells: edges between unassigned transcripts only.
+    outside = graph.clone()
+    source, target = graph.edge_index
+    keep = (graph.cell[source] < 0) & (graph.cell[target] < 0)
+    assert 0 < int(keep.sum()) < keep.numel()
+    outside.edge_index, outside.edge_dist = graph.edge_index[:, keep], graph.edge_dist[keep]
+    with pytest.raises(ValueError, match="^no two training transcripts in a cell are within radius=1 µm"):
+        pretrain(outside, steps=1, batch_by="cell", **SMALL)
+    pretrain(outside, steps=1, **SMALL)  # tiles hold the unassigned transcripts too
+    unassigned = graph.clone()
+    unassigned.cell = torch.full_like(graph.cell, -1)
+    message = (
+        "batch_by='cell', but no training transcript is assigned to a cell (cell_id missing or all NaN): use "
+        "batch_by='tile'"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        pretrain(unassigned, steps=1, batch_by="cell", **SMALL)
+
+
 def test_graph_building_options_a_given_graph_would_ignore_are_refused():
     # With a graph as data, within and max_num_neighbors were ignored silently:
     # within='cell' trained along edges across cells, within='cel' was accepted.

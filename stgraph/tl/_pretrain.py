@@ -10,6 +10,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 from torch_geometric.data import Data
 
 from .._seeding import torch_seeded
@@ -156,6 +157,32 @@ def data_digest(graph: Data) -> str:
         digest.update(f"|{field}: {array.dtype} {array.shape}".encode())
         digest.update(array)  # hashed in place: the edges of a large graph are not copied
     return digest.hexdigest()
+
+
+def _check_two_genes(graph: Data, train_mask: torch.Tensor) -> None:
+    """Refuse training transcripts of fewer than two genes (controls aside): a masked
+    transcript's gene would be known without looking at its neighbours (loss 0)."""
+    targets = train_mask if graph.get("is_control") is None else train_mask & ~graph.is_control
+    genes = torch.unique(graph.gene[targets]).tolist()
+    if len(genes) == 1:
+        raise ValueError(
+            f"the training transcripts hold one gene ({graph.gene_names[genes[0]]!r}) that is not a control "
+            "probe: masked gene modelling needs at least two to tell apart"
+        )
+
+
+def _no_edges_message(graph: Data, train_mask: torch.Tensor, radius: float, batch_by: str) -> str:
+    """Why a run whose units have no edge is refused, with the distance that would give some."""
+    where = " in a cell" if batch_by == "cell" else ""
+    message = (
+        f"no two training transcripts{where} are within radius={radius:g} µm of each other: every "
+        "transcript would see only itself, and the model could learn the genes' frequencies only"
+    )
+    pos = graph.pos[train_mask].double().numpy()
+    if len(pos) < 2:
+        return message + " (there is one training transcript)"
+    nearest = np.median(cKDTree(pos).query(pos, k=2)[0][:, 1])
+    return message + f"; use a larger radius (median distance of a training transcript to its nearest: {nearest:.3g} µm)"
 
 
 def _checkpoint_path(checkpoint_dir: str | Path | None) -> Path | None:
@@ -317,7 +344,10 @@ def pretrain(
         ``'all'`` nor ``'cell'``, ``within='cell'`` with a given graph that has edges
         across cells, ``max_num_neighbors`` with a given graph,
         ``held_out_cells`` naming a cell twice or a cell not in the graph, every
-        training transcript a control probe, an encoder setting
+        training transcript a control probe or all the others of one gene, no two
+        training transcripts within ``radius`` (within a cell, with
+        ``batch_by='cell'``: the model would see no context), ``batch_by='cell'``
+        with no training transcript in a cell, an encoder setting
         :class:`~stgraph.nn.TranscriptEncoder` refuses (``dropout`` outside
         ``[0, 1)``, ``pe_scale`` not positive and finite), or with ``resume`` a
         checkpoint whose model or training configuration or metadata differ from this run's
@@ -379,10 +409,18 @@ def pretrain(
                 "every training transcript is a control probe (is_control): there is no gene to "
                 "mask and predict"
             )
+    _check_two_genes(graph, train_mask)
     if batch_by == "tile":
         units = tile_units(graph, tile_size, halo=n_layers * radius, allowed=train_mask)
     else:
         units = cell_units(graph, allowed=train_mask)
+        if not units:
+            raise ValueError(
+                "batch_by='cell', but no training transcript is assigned to a cell (cell_id missing or "
+                "all NaN): use batch_by='tile'"
+            )
+    if not any(unit.edge_index.size(1) for unit in units):
+        raise ValueError(_no_edges_message(graph, train_mask, radius, batch_by))
 
     if steps is None:
         steps = epochs * math.ceil(len(units) / batch_size)
