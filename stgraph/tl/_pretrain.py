@@ -160,8 +160,9 @@ def data_digest(graph: Data) -> str:
 
 
 def _check_two_genes(graph: Data, train_mask: torch.Tensor) -> None:
-    """Refuse training transcripts of fewer than two genes (controls aside): a masked
-    transcript's gene would be known without looking at its neighbours (loss 0)."""
+    """Refuse training transcripts of a single gene, controls aside (none at all is
+    refused before): a masked transcript's gene would be known without looking at
+    its neighbours (loss 0)."""
     targets = train_mask if graph.get("is_control") is None else train_mask & ~graph.is_control
     genes = torch.unique(graph.gene[targets]).tolist()
     if len(genes) == 1:
@@ -312,8 +313,8 @@ def pretrain(
         Continue from the checkpoint in ``checkpoint_dir`` when there is one (its
         configuration must match: the model and training settings, and the training
         data, i.e. the radius, batching, held-out cells and the graph's transcripts
-        and edges, by their counts and :func:`data_digest`); the result equals an
-        uninterrupted run.
+        and edges, by their counts and a digest of the genes, positions, cells,
+        control flags and edges); the result equals an uninterrupted run.
     progress
         Show a tqdm progress bar.
 
