@@ -402,3 +402,50 @@ def test_result_read_back_from_zarr_plots(sample, tmp_path):
     assert list(read.genes) == list(result.genes)
     ax = colocalization_heatmap(back, genes=list(result.genes[:3]))
     assert [t.get_text() for t in ax.get_yticklabels()] == list(result.genes[:3])
+
+
+def _panel(sdata, keep=None, rename=None):
+    """``sdata``'s transcripts of the genes in ``keep`` (default all), renamed by ``rename``."""
+    frame = sdata.points["transcripts"].compute()
+    gene = frame["gene"].astype(str)
+    frame = frame[gene.isin(keep)] if keep is not None else frame
+    frame = frame.assign(gene=frame["gene"].astype(str).replace(rename or {}))
+    return stgraph.io.read_transcripts(frame.reset_index(drop=True), x="x", y="y", gene="gene", cell="cell_id",
+                                       nucleus="nucleus_id", in_nucleus="in_nucleus")
+
+
+def test_a_model_meets_another_gene_panel(sample):
+    sdata, _, graph = sample
+    model = stgraph.tl.pretrain(graph, d_model=16, n_layers=1, heads=2, steps=2, batch_size=4, progress=False).model
+    names = list(graph.gene_names)
+    fewer = _panel(sdata, keep=names[3:])
+    # A pretrained model matches the genes by name: the genes it has that the data lack are fine.
+    result = colocalization(fewer, model, radius=RADIUS, inplace=False)
+    assert result.params["weight"] == "attention" and sorted(result.genes) == sorted(names[3:])
+    subset = stgraph.graph.transcript_graph(fewer, RADIUS, within="cell")
+    tokens = torch.tensor([names.index(g) for g in subset.gene_names])[subset.gene]
+    renumbered = subset.clone()
+    renumbered.gene, renumbered.gene_names = tokens, names
+    expected = encoder_outputs(model.encoder, renumbered, attention=True).attention
+    np.testing.assert_array_equal(encoder_outputs(model, subset, attention=True).attention, expected)
+    # A bare encoder read their codes 0..8 as the first nine of its twelve genes.
+    message = (
+        "the graph has 9 genes and the TranscriptEncoder 12: an encoder has no gene names and reads the graph's "
+        "gene codes as its tokens, so it needs the genes it was trained on, in that order; pass the pretrained "
+        "model (tl.pretrain(...).model), which matches genes by name"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        colocalization(fewer, model.encoder, radius=RADIUS, inplace=False)
+    # Genes the model does not know: named, with what to do.
+    renamed = _panel(sdata, rename={names[0]: "NEW1", names[1]: "NEW2"})
+    n_new = int(np.isin(graph.gene.numpy(), [0, 1]).sum())
+    message = (
+        f"genes unknown to the model (2 of the data's, {n_new} transcripts): ['NEW1', 'NEW2']; the model embeds "
+        "only the 12 genes it was pretrained on: leave these genes' transcripts out of the data, or pretrain on "
+        "this panel"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        colocalization(renamed, model, radius=RADIUS)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        stgraph.tl.domains(renamed, model, radius=RADIUS, n_domains=2)
+    assert "table" not in renamed.tables and "domain" not in renamed.points["transcripts"].columns

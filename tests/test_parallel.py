@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from stgraph.models import MaskedGeneModel, MaskedGeneTrainer, parallel
 from stgraph.models.checkpoint import read_checkpoint
 from stgraph.nn import TranscriptEncoder
-from stgraph.tl._pretrain import CHECKPOINT_NAME, pretrain
+from stgraph.tl._pretrain import CHECKPOINT_NAME, data_digest, pretrain
 from tests.test_encoder import synthetic_graph
 
 # 15 tile units; a global batch of 7 units gives steps of 7, 7 and 1 units, so with
@@ -133,6 +133,48 @@ def test_a_checkpoint_folder_not_shared_by_the_processes_is_refused(tmp_path):
             f"processes [1] differ from process 0 (this is process {rank}): 4 on process 0, 0 on process 1"
         )
     assert not (tmp_path / "rank1" / CHECKPOINT_NAME).exists()
+
+
+def test_processes_with_other_data_of_as_many_transcripts_are_refused(monkeypatch):
+    # Only the number of units and of transcripts was compared: a process 1 whose
+    # transcripts lay 0.01 µm away from process 0's trained on them, its gradients summed.
+    graph, moved = synthetic_graph(), synthetic_graph()
+    moved.pos = moved.pos + 0.01
+    digests = data_digest(graph), data_digest(moved)
+
+    def gather(out, value):  # process 1 sends the metadata of the moved transcripts
+        other = {**value, "data_digest": digests[1]} if isinstance(value, dict) and "data_digest" in value else value
+        out[:] = [value, other]
+
+    monkeypatch.setattr(parallel, "world", lambda: (0, 2))
+    monkeypatch.setattr(parallel.dist, "all_gather_object", gather)
+    with pytest.raises(ValueError) as err:
+        pretrain(graph, **OPTIONS)
+    assert str(err.value) == (
+        "data-parallel training needs the same metadata on every process; processes [1] differ from "
+        f"process 0 (this is process 0): data_digest is '{digests[0]}' on process 0, '{digests[1]}' on process 1"
+    )
+
+
+def test_an_error_of_process_0_is_raised_on_every_process(monkeypatch):
+    # Process 0 failed to write a checkpoint and raised; the others waited for it at
+    # the barrier (until the gloo timeout, 30 minutes by default).
+    error = OSError("cannot write the checkpoint run/masked_gene_model.pt: [Errno 28] No space left on device")
+    monkeypatch.setattr(parallel.dist, "all_gather_object",
+                        lambda out, value: out.__setitem__(slice(None), [f"OSError: {error}", value, None]))
+    monkeypatch.setattr(parallel, "world", lambda: (1, 3))
+    with pytest.raises(OSError) as raised:
+        parallel.raise_any_error(None)
+    assert str(raised.value) == (
+        "process 0 failed (this is process 1): OSError: cannot write the checkpoint "
+        "run/masked_gene_model.pt: [Errno 28] No space left on device"
+    )
+    monkeypatch.setattr(parallel, "world", lambda: (0, 3))
+    with pytest.raises(OSError) as raised:
+        parallel.raise_any_error(error)
+    assert raised.value is error
+    monkeypatch.setattr(parallel.dist, "all_gather_object", lambda out, value: out.__setitem__(slice(None), [None] * 3))
+    parallel.raise_any_error(None)  # no process failed
 
 
 def test_the_message_names_the_nested_entries_that_differ(monkeypatch):

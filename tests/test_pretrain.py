@@ -4,6 +4,8 @@ from __future__ import annotations
 import copy
 import math
 import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,11 +25,12 @@ from stgraph.models.evaluation import (
     score_neighbours,
     visible_neighbour_counts,
 )
+from stgraph.models import checkpoint
 from stgraph.models.mgm import MaskedGeneModel
 from stgraph.models.trainer import MaskedGeneTrainer, TrainingConfig, resolve_device
 from stgraph.nn import TranscriptEncoder
 from stgraph.nn.conv import SpatialTransformerConv
-from stgraph.tl._pretrain import CHECKPOINT_NAME, distance_penalty_ladder, pretrain
+from stgraph.tl._pretrain import CHECKPOINT_NAME, data_digest, distance_penalty_ladder, pretrain
 from tests.test_encoder import synthetic_graph
 
 SMALL = dict(d_model=16, n_layers=2, heads=2, tile_size=5.0, batch_size=2, progress=False, device="cpu")
@@ -189,7 +192,7 @@ def test_restore_rejects_other_configuration(tmp_path):
     assert_same_weights_as(other.model, before)
     assert other.step == 0 and other.history == [] and not other.optimizer.state
     elsewhere = MaskedGeneTrainer(other.model, tile_units(graph, 5.0, 2.0), config, metadata=dict(cells="other"))
-    message = "^cannot resume on different training data: saved {}, now {'cells': 'other'}$"
+    message = "^cannot resume on different training data: cells: saved nothing, now 'other'$"
     with pytest.raises(ValueError, match=message):
         elsewhere.restore(tmp_path / "ckpt.pt")
     assert_same_weights_as(elsewhere.model, before)
@@ -247,6 +250,57 @@ def test_pretrain_checkpoint_dir_and_resume(tmp_path):
         pretrain(graph, steps=3, resume=True, **SMALL)
 
 
+def test_resume_on_other_data_of_as_many_transcripts_is_refused(tmp_path):
+    # The checkpoint recorded the number of transcripts only: the same graph with half
+    # its edges (another max_num_neighbors or within) or with its transcripts moved
+    # resumed, and trained on, silently.
+    graph = synthetic_graph()
+    options = dict(steps=2, checkpoint_dir=tmp_path, resume=True, **SMALL)
+    pretrain(graph, **options)
+    fewer_edges = graph.clone()
+    fewer_edges.edge_index, fewer_edges.edge_dist = graph.edge_index[:, ::2], graph.edge_dist[::2]
+    saved = pretrain(graph, **options).trainer.metadata
+    assert saved["num_edges"] == graph.edge_index.size(1) == 2 * fewer_edges.edge_index.size(1)
+    message = (
+        f"^cannot resume on different training data: num_edges: saved {saved['num_edges']}, now "
+        f"{fewer_edges.edge_index.size(1)}; data_digest: saved '{saved['data_digest']}', now "
+        f"'{data_digest(fewer_edges)}'$"
+    )
+    with pytest.raises(ValueError, match=message):
+        pretrain(fewer_edges, **options)
+    moved = graph.clone()
+    moved.pos = graph.pos + 0.01
+    with pytest.raises(ValueError, match="^cannot resume on different training data: data_digest: saved "):
+        pretrain(moved, **options)
+    # The settings a model takes from the data are named with the data they come from.
+    message = (
+        "holds a model of another configuration; cannot resume: conv_kwargs: saved {'lambda_init': [1.0, 32.0]}, "
+        "now {'lambda_init': [0.5, 16.0]} (and other training data: radius: saved 1.0, now 2.0)"
+    )
+    wider = graph.clone()
+    wider.radius = 2.0
+    with pytest.raises(ValueError, match=re.escape(message) + "$"):
+        pretrain(wider, **options)
+
+
+def test_the_data_digest_follows_every_field_training_reads():
+    graph = synthetic_graph()
+    reference = data_digest(graph)
+    assert data_digest(graph.clone()) == reference and len(reference) == 32
+    changed = []
+    for field in ("gene", "pos", "edge_index", "cell", "is_control"):
+        other = graph.clone()
+        other[field] = other[field].flip(0)
+        changed.append(data_digest(other) != reference)
+    other = graph.clone()
+    del other.cell
+    changed.append(data_digest(other) != reference)
+    other = graph.clone()
+    other.pos = graph.pos.double()
+    changed.append(data_digest(other) != reference)
+    assert changed == [True] * 7
+
+
 @pytest.mark.parametrize("resume", [True, False])
 def test_pretrain_refuses_an_unusable_checkpoint_dir_up_front(tmp_path, monkeypatch, resume):
     # A file as checkpoint_dir was skipped by resume, and the run failed at its first save.
@@ -261,6 +315,63 @@ def test_pretrain_refuses_an_unusable_checkpoint_dir_up_front(tmp_path, monkeypa
     wanted = re.escape(repr(str(tmp_path / "run" / CHECKPOINT_NAME)))
     with pytest.raises(ValueError, match=f"^{wanted} is a folder, where the checkpoint file goes$"):
         pretrain(graph, steps=1, checkpoint_dir=tmp_path / "run", resume=resume, **SMALL)
+
+
+def test_a_checkpoint_dir_that_cannot_be_written_is_refused_before_training(tmp_path, monkeypatch):
+    # It failed at the first checkpoint, or at the end of training when there was none
+    # before: a folder under a file raised NotADirectoryError, a full disk torch's
+    # "RuntimeError: [enforce fail at inline_container.cc:672] . unexpected pos".
+    graph = synthetic_graph()
+    size = pretrain(graph, steps=3, checkpoint_dir=tmp_path / "written", **SMALL).trainer.checkpoint_size()
+    written = (tmp_path / "written" / CHECKPOINT_NAME).stat().st_size
+    assert written < size < written + 2**20 + 2**16  # the estimate bounds the file, with 1 MiB to spare
+    interrupt_at(monkeypatch, 0)  # training must not start
+    file = tmp_path / "file"
+    file.write_text("x")
+    wanted = file / "run" / CHECKPOINT_NAME
+    message = f"^cannot write the checkpoint {re.escape(str(wanted))}: \\[Errno 20\\] Not a directory: "
+    with pytest.raises(OSError, match=message):
+        pretrain(graph, steps=3, checkpoint_dir=file / "run", **SMALL)
+    free = shutil.disk_usage(tmp_path)._replace(free=2**19)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda folder: free)
+    message = (
+        f"the checkpoint {tmp_path / 'run' / CHECKPOINT_NAME} needs about {size / 2**20:.1f} MiB, but its "
+        "disk has 0.5 MiB free"
+    )
+    with pytest.raises(OSError, match=f"^{re.escape(message)}$"):
+        pretrain(graph, steps=3, checkpoint_dir=tmp_path / "run", checkpoint_every=1, **SMALL)
+    assert list((tmp_path / "run").iterdir()) == []
+
+
+def test_a_checkpoint_that_cannot_be_written_leaves_the_previous_one(tmp_path, monkeypatch):
+    graph = synthetic_graph()
+    options = dict(steps=4, checkpoint_dir=tmp_path, checkpoint_every=2, **SMALL)
+    uninterrupted = pretrain(graph, **{**options, "checkpoint_dir": tmp_path / "full"})
+    save = torch.save
+
+    def disk_full(payload, path):  # torch's writer on a full disk
+        if payload["training"]["step"] == 4:
+            Path(path).write_bytes(b"half a checkpoint")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1090304 vs 1090196")
+        save(payload, path)
+
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full)
+    free = shutil.disk_usage(tmp_path)._replace(free=3 * 2**20)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda folder: free)
+    saved = tmp_path / CHECKPOINT_NAME
+    message = (
+        f"could not write the checkpoint {saved} (3.0 MiB free on its disk; the "
+        "previous checkpoint there, if any, is unchanged): [enforce fail at inline_container.cc:672] . "
+        "unexpected pos 1090304 vs 1090196"
+    )
+    with pytest.raises(OSError, match=f"^{re.escape(message)}$"):
+        pretrain(graph, **options)
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == [CHECKPOINT_NAME]  # no half-written file
+    assert stgraph.models.read_checkpoint(saved)["training"]["step"] == 2
+    monkeypatch.setattr(checkpoint.torch, "save", save)
+    resumed = pretrain(graph, resume=True, **options)
+    assert resumed.history == uninterrupted.history
+    assert_same_weights(resumed.model, uninterrupted.model)
 
 
 def test_the_default_layer_asked_for_explicitly_starts_from_the_same_ladder():
@@ -401,6 +512,55 @@ def test_pretrain_rejects_bad_arguments():
     controls.is_control = torch.ones(graph.num_nodes, dtype=torch.bool)
     with pytest.raises(ValueError, match=r"every training transcript is a control probe"):
         pretrain(controls, steps=1, **SMALL)
+
+
+def test_data_without_anything_to_learn_are_refused():
+    # Each trained to the end: one gene (besides the controls) at a loss of exactly 0,
+    # a radius without edges on the genes' frequencies alone.
+    graph = synthetic_graph()
+    one_gene = graph.clone()
+    one_gene.gene = torch.where(graph.is_control, graph.gene, 3)
+    message = (
+        "the training transcripts hold one gene ('g3') that is not a control probe: masked gene modelling "
+        "needs at least two to tell apart"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        pretrain(one_gene, steps=1, **SMALL)
+    # ... also where the other genes are all in held-out cells.
+    in_c0 = graph.cell == 0
+    one_trained = graph.clone()
+    one_trained.gene = torch.where(in_c0 | graph.is_control, graph.gene, 3)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        pretrain(one_trained, steps=1, held_out_cells=["c0"], **SMALL)
+    pretrain(one_trained, steps=1, **SMALL)  # with c0 in training, its genes are targets
+    isolated = graph.clone()
+    isolated.edge_index, isolated.edge_dist = graph.edge_index[:, :0], graph.edge_dist[:0]
+    pos = graph.pos.double().numpy()
+    nearest = np.median(np.sort(np.linalg.norm(pos[:, None] - pos[None], axis=-1), axis=1)[:, 1])
+    message = (
+        "no two training transcripts are within radius=1 µm of each other: every transcript would see only "
+        "itself, and the model could learn the genes' frequencies only; use a larger radius (median distance "
+        f"of a training transcript to its nearest: {nearest:.3g} µm)"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        pretrain(isolated, steps=1, **SMALL)
+    # Within cells: edges between unassigned transcripts only.
+    outside = graph.clone()
+    source, target = graph.edge_index
+    keep = (graph.cell[source] < 0) & (graph.cell[target] < 0)
+    assert 0 < int(keep.sum()) < keep.numel()
+    outside.edge_index, outside.edge_dist = graph.edge_index[:, keep], graph.edge_dist[keep]
+    with pytest.raises(ValueError, match="^no two training transcripts in a cell are within radius=1 µm"):
+        pretrain(outside, steps=1, batch_by="cell", **SMALL)
+    pretrain(outside, steps=1, **SMALL)  # tiles hold the unassigned transcripts too
+    unassigned = graph.clone()
+    unassigned.cell = torch.full_like(graph.cell, -1)
+    message = (
+        "batch_by='cell', but no training transcript is assigned to a cell (cell_id missing or all NaN): use "
+        "batch_by='tile'"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        pretrain(unassigned, steps=1, batch_by="cell", **SMALL)
 
 
 def test_graph_building_options_a_given_graph_would_ignore_are_refused():

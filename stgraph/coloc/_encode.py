@@ -54,10 +54,26 @@ def resolve_encoder(model, graph: Data) -> tuple[TranscriptEncoder, torch.Tensor
     ``model`` is a :class:`~stgraph.nn.TranscriptEncoder` (same gene order as the
     graph assumed), a model with ``.encoder`` and ``.gene_tokens(graph)`` (as
     returned by :func:`stgraph.tl.pretrain`), or the pretraining result itself.
+
+    Raises
+    ------
+    ValueError
+        If a bare encoder has another number of genes than the graph's ``gene_names``,
+        or the graph holds genes unknown to a pretrained model.
     """
     encoder = _encoder_of(model)
     model = getattr(model, "model", model)
-    return encoder, graph.gene if model is encoder else model.gene_tokens(graph)
+    if model is not encoder:
+        return encoder, model.gene_tokens(graph)
+    names = graph.get("gene_names")
+    if names is not None and len(names) != encoder.n_genes:
+        # Without names, code k is the encoder's gene k: another panel would be read as this one.
+        raise ValueError(
+            f"the graph has {len(names)} genes and the TranscriptEncoder {encoder.n_genes}: an encoder has no "
+            "gene names and reads the graph's gene codes as its tokens, so it needs the genes it was trained "
+            "on, in that order; pass the pretrained model (tl.pretrain(...).model), which matches genes by name"
+        )
+    return encoder, graph.gene
 
 
 def _encoder_of(model) -> TranscriptEncoder:

@@ -13,6 +13,7 @@ only (so it loads with ``weights_only=True``):
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,12 @@ def save_checkpoint(
     Returns
     -------
     The path written.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be written (e.g. the disk is full); the unfinished file is
+        removed and a checkpoint already at ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,11 +60,65 @@ def save_checkpoint(
         model_state={k: v.detach().cpu() for k, v in model.state_dict().items()},
         training=training,
     )
-    partial = path.with_name(path.name + ".partial")
-    torch.save(payload, partial)
+    partial = _partial(path)
+    try:
+        torch.save(payload, partial)
+    except (OSError, RuntimeError) as err:  # torch's writer reports a full disk as a RuntimeError
+        # A half-written file would only hold on to the disk space that ran out.
+        partial.unlink(missing_ok=True)
+        raise OSError(
+            f"could not write the checkpoint {path} ({_free_space(path.parent)} free on its disk; the "
+            f"previous checkpoint there, if any, is unchanged): {err}"
+        ) from err
     # A crash mid-write must not destroy the previous checkpoint.
     os.replace(partial, path)
     return path
+
+
+def _partial(path: Path) -> Path:
+    """Where a checkpoint is written before it replaces ``path``."""
+    return path.with_name(path.name + ".partial")
+
+
+def _free_space(folder: Path) -> str:
+    """Free space of the disk of ``folder``, in MiB, or ``'unknown'``."""
+    try:
+        return f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB"
+    except OSError:
+        return "unknown"
+
+
+def check_writable(path: str | os.PathLike, size: int) -> None:
+    """Raise unless a checkpoint of about ``size`` bytes can be written to ``path``.
+
+    Creates the parent folders and writes and removes an empty file where
+    :func:`save_checkpoint` writes, so that a run learns before training, not at
+    its first checkpoint, that the folder is unusable.
+
+    Raises
+    ------
+    OSError
+        If the folder cannot be created or written to, or its disk has less than
+        ``size`` bytes free (the disk's free space is not checked where it cannot
+        be read).
+    """
+    path = Path(path)
+    probe = _partial(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise OSError(f"cannot write the checkpoint {path}: {err}") from err
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return
+    if free < size:
+        raise OSError(
+            f"the checkpoint {path} needs about {size / 2**20:.1f} MiB, but its disk has "
+            f"{free / 2**20:.1f} MiB free"
+        )
 
 
 #: Entries every checkpoint has (``training`` may be absent or None).

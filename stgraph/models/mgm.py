@@ -67,8 +67,10 @@ class MaskedGeneModel(torch.nn.Module):
     def gene_tokens(self, graph: Data) -> Tensor:
         """Tokens of ``graph.gene`` in this model's vocabulary.
 
-        ``graph.gene`` indexes ``graph.gene_names``; names unknown to the model raise
-        a ValueError. Graphs without ``gene_names`` are assumed to share the vocabulary.
+        ``graph.gene`` indexes ``graph.gene_names``; genes of the model missing from
+        the graph are fine, while a transcript of a gene unknown to the model raises a
+        ValueError (the model has no embedding for it). Graphs without
+        ``gene_names`` are assumed to share the vocabulary.
         """
         names = graph.get("gene_names")
         if names is None or list(names) == self.gene_names:
@@ -77,8 +79,12 @@ class MaskedGeneModel(torch.nn.Module):
         lookup = torch.tensor([index.get(str(g), -1) for g in names], device=graph.gene.device)
         tokens = lookup[graph.gene]
         if (tokens < 0).any():
-            missing = torch.unique(graph.gene[tokens < 0]).tolist()
-            raise ValueError(f"genes unknown to the model: {[names[k] for k in missing][:10]}")
+            unknown = [str(names[k]) for k in torch.unique(graph.gene[tokens < 0]).tolist()]
+            raise ValueError(
+                f"genes unknown to the model ({len(unknown)} of the data's, {int((tokens < 0).sum())} "
+                f"transcripts): {unknown[:10]}; the model embeds only the {len(self.gene_names)} genes it "
+                "was pretrained on: leave these genes' transcripts out of the data, or pretrain on this panel"
+            )
         return tokens
 
     def forward(self, *args: Any, **kwargs: Any) -> Tensor:

@@ -124,7 +124,23 @@ def sum_gradients(parameters: Sequence[torch.nn.Parameter]) -> None:
         p.grad = chunk.view_as(p).clone() if used else None
 
 
-def barrier() -> None:
-    """Wait for all processes (no-op on one)."""
-    if world()[1] > 1:
-        dist.barrier()
+def raise_any_error(error: BaseException | None) -> None:
+    """Raise on every process when any process met an error (a collective: all wait here).
+
+    A process raises its own ``error``; the others an OSError naming the first process
+    that failed and its message. Without a process group, ``error`` is raised if
+    there is one. That way no process is left waiting for the others in a collective
+    when, for instance, process 0 cannot write the checkpoint.
+    """
+    rank, size = world()
+    if size == 1:
+        if error is not None:
+            raise error
+        return
+    messages: list[str | None] = [None] * size
+    dist.all_gather_object(messages, None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    failed = [r for r, message in enumerate(messages) if message is not None]
+    if failed:
+        raise OSError(f"process {failed[0]} failed (this is process {rank}): {messages[failed[0]]}")

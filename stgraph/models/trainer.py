@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from ..data.batching import batch_indices, collate_units
 from .._validation import check_bool, check_int, check_plain
 from . import parallel
-from .checkpoint import read_checkpoint, save_checkpoint
+from .checkpoint import check_writable, read_checkpoint, save_checkpoint
 from .masking import MaskedTokens, mask_tokens, masked_gene_loss
 from .mgm import MaskedGeneModel
 
@@ -115,6 +115,26 @@ def _model_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
             detail = f"only saved {only_saved}, only now {only_now}" if only_saved or only_now else "another order"
             differ.append(f"{key}: {len(old)} saved, {len(new)} now ({detail})")
     return differ
+
+
+#: Stands for an entry a metadata dict lacks (None may be a saved value).
+_ABSENT = object()
+
+
+def _metadata_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``'key: saved a, now b'`` for every entry in which two trainers' metadata differ,
+    in the order of ``current`` (long values shortened, an entry one of them lacks
+    shown as ``nothing``)."""
+
+    def shown(metadata: dict[str, Any], key: str) -> str:
+        return parallel._short(metadata[key]) if key in metadata else "nothing"
+
+    keys = [*current, *(key for key in saved if key not in current)]
+    return [
+        f"{key}: saved {shown(saved, key)}, now {shown(current, key)}"
+        for key in keys
+        if saved.get(key, _ABSENT) != current.get(key, _ABSENT)
+    ]
 
 
 def step_seed(seed: int, step: int, index: int, *, dropout: bool = False) -> int:
@@ -300,6 +320,12 @@ class MaskedGeneTrainer:
             If ``steps`` exceeds ``config.steps``, or (data parallel) the processes
             are at different steps, as when some restored a checkpoint that others,
             reading another folder, did not find.
+        OSError
+            Before the first step, if process 0 cannot write to ``checkpoint_path``
+            (:func:`~stgraph.models.checkpoint.check_writable`: a folder it cannot
+            create or write to, or a disk without the free space of
+            :meth:`checkpoint_size`); during training, if a checkpoint cannot be
+            written (:meth:`save`). Under :mod:`torch.distributed` every process raises.
         """
         progress = check_bool("progress", progress)
         stop = self.config.steps if steps is None else steps
@@ -311,6 +337,8 @@ class MaskedGeneTrainer:
         # gradients with those of other steps' batches, then wait forever for the rest.
         parallel.check_identical("starting step (every process resumes from the checkpoint process 0 "
                                  "wrote, so its folder must be one they all read)", self.step)
+        if checkpoint_path is not None:
+            self._on_process_0(lambda: check_writable(checkpoint_path, self.checkpoint_size()))
         self.model.train()
         bar = tqdm(total=stop, initial=min(self.step, stop), disable=not progress or self.rank > 0,
                    desc="MGM pretraining")
@@ -365,7 +393,8 @@ class MaskedGeneTrainer:
             raise ValueError("cannot resume with a different training configuration: " + "; ".join(differ))
         if state["metadata"] != self.metadata:
             raise ValueError(
-                f"cannot resume on different training data: saved {state['metadata']}, now {self.metadata}"
+                "cannot resume on different training data: "
+                + "; ".join(_metadata_differences(state["metadata"], self.metadata))
             )
 
     def _load_training(self, state: dict[str, Any]) -> None:
@@ -373,11 +402,34 @@ class MaskedGeneTrainer:
         self.step = int(state["step"])
         self.history = list(state["history"])
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Save the model and this trainer's state to ``path`` (process 0 writes, all wait)."""
+    def checkpoint_size(self) -> int:
+        """Bytes a checkpoint of this trainer takes at most, about: the parameters and
+        buffers, AdamW's two moments of every parameter, the loss history of every
+        step, and 1 MiB for the configuration and the file's own structure."""
+        parameters = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        buffers = sum(b.numel() * b.element_size() for b in self.model.buffers())
+        return 3 * parameters + buffers + 16 * self.config.steps + 2**20
+
+    def _on_process_0(self, function) -> None:
+        """Call ``function()`` on process 0; an OSError it raises is raised on every process."""
+        error = None
         if self.rank == 0:
-            save_checkpoint(path, self.model, self.state_dict())
-        parallel.barrier()
+            try:
+                function()
+            except OSError as err:
+                error = err
+        parallel.raise_any_error(error)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the model and this trainer's state to ``path`` (process 0 writes, all wait).
+
+        Raises
+        ------
+        OSError
+            On every process, if process 0 cannot write the file (a checkpoint already
+            at ``path`` is left as it was).
+        """
+        self._on_process_0(lambda: save_checkpoint(path, self.model, self.state_dict()))
 
     def restore(self, path: str | os.PathLike) -> None:
         """Continue from a checkpoint written by :meth:`save`.
@@ -399,7 +451,11 @@ class MaskedGeneTrainer:
             raise ValueError(f"{path} holds a model without training state; cannot resume")
         if payload["model_config"] != self.model.config:
             differ = _model_differences(payload["model_config"], self.model.config)
-            raise ValueError(f"{path} holds a model of another configuration; cannot resume: " + "; ".join(differ))
+            message = f"{path} holds a model of another configuration; cannot resume: " + "; ".join(differ)
+            # A model setting can follow from the data (the default distance penalties from
+            # the radius): name the data that differ too, or the user may not see why.
+            data = _metadata_differences(training["metadata"], self.metadata)
+            raise ValueError(message + (f" (and other training data: {'; '.join(data)})" if data else ""))
         self._check_resumable(training)
         self.model.load_state_dict(payload["model_state"])
         self._load_training(training)

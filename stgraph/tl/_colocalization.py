@@ -82,7 +82,12 @@ def colocalization(
         :class:`~stgraph.nn.SpatialTransformerConv` and PyG's ``GATConv`` or
         ``TransformerConv`` through :class:`~stgraph.nn.EdgeDistAdapter` do); the
         weight a layer puts on edges outside the graph, such as the self-loops
-        ``GATConv`` adds by default, is left out.
+        ``GATConv`` adds by default, is left out. A pretrained model matches genes by
+        name: genes of its vocabulary missing from ``sdata`` are fine, a gene of
+        ``sdata`` it does not know is refused (it has no embedding for it). A bare
+        encoder has no gene names and reads the graph's gene codes as its tokens: the
+        graph must have its genes, in its order (another number of genes is refused;
+        other genes of the same number cannot be told apart).
     radius
         Radius of the graph in µm (edges within cells only), in 3D when the points
         have ``z`` (see :func:`stgraph.graph.transcript_graph`).
@@ -161,8 +166,9 @@ def colocalization(
         genes of the data, or a new one's ``table_key`` is not a name SpatialData
         accepts (invalid, or held by another element, ignoring case;
         :func:`stgraph.io.check_table`), or a layer of ``model`` returns no attention
-        weights (checked before the graph is built) or none for some edge of the graph.
-        Nothing is written then.
+        weights (checked before the graph is built) or none for some edge of the graph,
+        or the data hold genes unknown to ``model`` (a bare encoder: another number of
+        genes than the graph). Nothing is written then.
     TypeError
         If ``sdata`` is not a SpatialData, ``model`` is neither an encoder, a
         pretrained model nor a pretraining result, or ``include_controls``, ``per_cell`` or

@@ -108,7 +108,8 @@ def _encoder_context(
     model = _masked_gene_model(model)
     embedding = masked_embeddings(model, encoder_graph, n_passes=n_passes, seed=seed, max_edges=max_edges)
     index = {g: k for k, g in enumerate(model.gene_names)}
-    # Genes the model does not know get probability 0: a zero residual everywhere.
+    # A gene category without transcripts may be unknown to the model (gene_tokens refuses
+    # only the genes of transcripts): it gets probability 0, a zero residual everywhere.
     columns = torch.tensor([index.get(str(g), -1) for g in gene_names])
     known = columns >= 0
     weight = next(model.head.parameters())
@@ -296,7 +297,9 @@ def domains(
     model
         Pretrained masked gene model, as returned by :func:`stgraph.tl.pretrain`
         (its masked-gene head is needed); required for
-        ``representation="embedding"`` or ``"both"``.
+        ``representation="embedding"`` or ``"both"``. Genes are matched by name:
+        genes of its vocabulary missing from ``sdata`` are fine (its predictions of
+        them are left out), a gene of ``sdata`` it does not know is refused.
     radius
         Graph radius in µm (edges within cells), in 3D when the points have ``z``.
     graph
@@ -391,7 +394,8 @@ def domains(
         must differ), no cell holds two transcripts, the transcripts in cells are
         of one gene, no two transcripts of a cell are within ``radius``, the cell
         outlines ``cell_boundaries`` are neither polygons nor circles of positive
-        radius (circles are read as discs), or (with
+        radius (circles are read as discs), the data hold genes unknown to
+        ``model``, or (with
         ``inplace``) an existing table misses cells or genes of the data
         (:func:`stgraph.io.check_table`). Nothing is written then.
     TypeError

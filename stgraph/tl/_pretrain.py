@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections import Counter
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 from torch_geometric.data import Data
 
 from .._seeding import torch_seeded
@@ -132,6 +134,58 @@ def _held_out(graph: Data, requested: int | list[str] | None, seed: int) -> list
     return [name for name in names if name in wanted]
 
 
+#: Graph fields a run's training reads, fingerprinted by :func:`data_digest`.
+DIGEST_FIELDS = ("gene", "pos", "edge_index", "cell", "is_control")
+
+
+def data_digest(graph: Data) -> str:
+    """Hexadecimal BLAKE2b fingerprint of the graph's :data:`DIGEST_FIELDS` (values,
+    shapes and dtypes).
+
+    Saved in the checkpoint's metadata and compared across processes, it tells
+    apart data the counts alone do not: a graph built with another ``within`` or
+    ``max_num_neighbors``, or another sample or crop of as many transcripts. (The
+    gene vocabulary is part of the model's configuration, compared on its own.)
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for field in DIGEST_FIELDS:
+        value = graph.get(field)
+        if value is None:
+            digest.update(f"|{field}: none".encode())
+            continue
+        array = np.ascontiguousarray(value.cpu().numpy())
+        digest.update(f"|{field}: {array.dtype} {array.shape}".encode())
+        digest.update(array)  # hashed in place: the edges of a large graph are not copied
+    return digest.hexdigest()
+
+
+def _check_two_genes(graph: Data, train_mask: torch.Tensor) -> None:
+    """Refuse training transcripts of a single gene, controls aside (none at all is
+    refused before): a masked transcript's gene would be known without looking at
+    its neighbours (loss 0)."""
+    targets = train_mask if graph.get("is_control") is None else train_mask & ~graph.is_control
+    genes = torch.unique(graph.gene[targets]).tolist()
+    if len(genes) == 1:
+        raise ValueError(
+            f"the training transcripts hold one gene ({graph.gene_names[genes[0]]!r}) that is not a control "
+            "probe: masked gene modelling needs at least two to tell apart"
+        )
+
+
+def _no_edges_message(graph: Data, train_mask: torch.Tensor, radius: float, batch_by: str) -> str:
+    """Why a run whose units have no edge is refused, with the distance that would give some."""
+    where = " in a cell" if batch_by == "cell" else ""
+    message = (
+        f"no two training transcripts{where} are within radius={radius:g} µm of each other: every "
+        "transcript would see only itself, and the model could learn the genes' frequencies only"
+    )
+    pos = graph.pos[train_mask].double().numpy()
+    if len(pos) < 2:
+        return message + " (there is one training transcript)"
+    nearest = np.median(cKDTree(pos).query(pos, k=2)[0][:, 1])
+    return message + f"; use a larger radius (median distance of a training transcript to its nearest: {nearest:.3g} µm)"
+
+
 def _checkpoint_path(checkpoint_dir: str | Path | None) -> Path | None:
     """The checkpoint file of ``checkpoint_dir``, checked before training rather than
     found unusable at the first save (or skipped by ``resume``)."""
@@ -250,12 +304,17 @@ def pretrain(
     checkpoint_dir
         Folder of the checkpoint ``masked_gene_model.pt`` (weights, configuration,
         gene vocabulary, optimiser, step), written every ``checkpoint_every`` steps
-        and at the end.
+        and at the end (created if needed, and checked writable, with room for the
+        checkpoint, before the first step). Without ``resume`` a checkpoint already
+        there is replaced.
     checkpoint_every
         Steps between checkpoints; only at the end when None. Needs ``checkpoint_dir``.
     resume
         Continue from the checkpoint in ``checkpoint_dir`` when there is one (its
-        configuration must match); the result equals an uninterrupted run.
+        configuration must match: the model and training settings, and the training
+        data, i.e. the radius, batching, held-out cells and the graph's transcripts
+        and edges, by their counts and a digest of the genes, positions, cells,
+        control flags and edges); the result equals an uninterrupted run.
     progress
         Show a tqdm progress bar.
 
@@ -286,13 +345,23 @@ def pretrain(
         ``'all'`` nor ``'cell'``, ``within='cell'`` with a given graph that has edges
         across cells, ``max_num_neighbors`` with a given graph,
         ``held_out_cells`` naming a cell twice or a cell not in the graph, every
-        training transcript a control probe, an encoder setting
+        training transcript a control probe or all the others of one gene, no two
+        training transcripts within ``radius`` (within a cell, with
+        ``batch_by='cell'``: the model would see no context), ``batch_by='cell'``
+        with no training transcript in a cell, an encoder setting
         :class:`~stgraph.nn.TranscriptEncoder` refuses (``dropout`` outside
         ``[0, 1)``, ``pe_scale`` not positive and finite), or with ``resume`` a
         checkpoint whose model or training configuration or metadata differ from this run's
-        (:meth:`~stgraph.models.MaskedGeneTrainer.restore`); under :mod:`torch.distributed`,
-        processes that differ in data, settings or, after ``resume``, in the step they
-        start from (a ``checkpoint_dir`` not shared by all of them).
+        (:meth:`~stgraph.models.MaskedGeneTrainer.restore`; other transcripts or edges
+        included, e.g. a graph built with another ``within`` or ``max_num_neighbors``);
+        under :mod:`torch.distributed`, processes that differ in data (as for
+        ``resume``), settings or, after ``resume``, in the step they start from (a
+        ``checkpoint_dir`` not shared by all of them).
+    OSError
+        If ``checkpoint_dir`` cannot be created or written to, or its disk lacks the
+        room for a checkpoint (before training), or a checkpoint cannot be written
+        during training (the previous one is kept); under :mod:`torch.distributed`
+        on every process (:meth:`~stgraph.models.MaskedGeneTrainer.fit`).
     TypeError
         If ``held_out_cells`` is a string, a bool or a float, one of the counts above
         is not an integer, ``resume`` or ``progress`` is not a bool, ``dropout`` or
@@ -341,10 +410,18 @@ def pretrain(
                 "every training transcript is a control probe (is_control): there is no gene to "
                 "mask and predict"
             )
+    _check_two_genes(graph, train_mask)
     if batch_by == "tile":
         units = tile_units(graph, tile_size, halo=n_layers * radius, allowed=train_mask)
     else:
         units = cell_units(graph, allowed=train_mask)
+        if not units:
+            raise ValueError(
+                "batch_by='cell', but no training transcript is assigned to a cell (cell_id missing or "
+                "all NaN): use batch_by='tile'"
+            )
+    if not any(unit.edge_index.size(1) for unit in units):
+        raise ValueError(_no_edges_message(graph, train_mask, radius, batch_by))
 
     if steps is None:
         steps = epochs * math.ceil(len(units) / batch_size)
@@ -379,7 +456,9 @@ def pretrain(
         batch_by=batch_by,
         tile_size=float(tile_size),
         num_nodes=int(graph.num_nodes),
+        num_edges=int(graph.edge_index.size(1)),
         held_out_cells=held_out,
+        data_digest=data_digest(graph),
     )
     trainer = MaskedGeneTrainer(model, units, config, device=device, metadata=metadata)
     if resume and checkpoint.is_file():
