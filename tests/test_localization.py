@@ -442,6 +442,32 @@ def test_training_reduces_the_loss_and_is_seeded():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_training_gradients_do_not_depend_on_thread_timing():
+    """Two threads gave other gradients from one backward pass to the next: indexing the
+    cell context by token (``cell_context[token_cell]``) back-propagates through an
+    ``index_put_`` whose parallel float accumulation adds in thread order, so
+    train_pattern_model with the same seed gave other weights (by up to 1e-6)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        # Two cells, many tokens each: the tokens of a cell all add into its row.
+        batch, labels = labelled_batch(*simulate(2, 40, mean_counts=40.0, seed=4), max_tokens_per_group=None)
+        assert batch.x.shape[0] == 4679
+        torch.manual_seed(0)
+        model = PatternModel()
+        target = torch.nn.functional.one_hot(torch.from_numpy(labels), len(PATTERNS)).float()
+
+        def gradients():
+            model.zero_grad()
+            torch.nn.functional.binary_cross_entropy_with_logits(model(batch), target).backward()
+            return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+        first = gradients()
+        assert all(torch.equal(gradients(), first) for _ in range(10))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_retraining_is_one_call_and_the_result_is_usable(clean):
     samples = [simulate(6, 10, mean_counts=20.0, seed=1)]
     validation = [simulate(4, 10, mean_counts=20.0, seed=2)]

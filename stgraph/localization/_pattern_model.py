@@ -269,13 +269,16 @@ class PatternModel(nn.Module):
         """Logits ``(n_groups, 5)``."""
         cell_context = scatter(self.embed(batch.ref_x), batch.ref_cell, 0, dim_size=batch.n_cells, reduce="mean")
         token_cell = batch.group_cell[batch.group]
-        h = self.mix(torch.cat([self.embed(batch.x), cell_context[token_cell], batch.density], 1))
+        # index_select, not cell_context[token_cell]: the backward of indexing adds the
+        # tokens' gradients in parallel in thread order, so two runs of the same seed
+        # trained other weights; that of index_select (index_add_) sums in a fixed order.
+        h = self.mix(torch.cat([self.embed(batch.x), cell_context.index_select(0, token_cell), batch.density], 1))
         for block in self.blocks:
             h = block(h, batch.edge_index, batch.edge_dist)
         weight = softmax(self.gate(h).squeeze(-1), batch.group, num_nodes=batch.n_groups)
         attended = scatter(h * weight.unsqueeze(-1), batch.group, 0, dim_size=batch.n_groups, reduce="sum")
         mean = scatter(h, batch.group, 0, dim_size=batch.n_groups, reduce="mean")
-        return self.head(torch.cat([attended, mean, cell_context[batch.group_cell], batch.group_x], 1))
+        return self.head(torch.cat([attended, mean, cell_context.index_select(0, batch.group_cell), batch.group_x], 1))
 
     @torch.no_grad()
     def predict_proba(self, batch: PatternBatch, max_tokens: int = 200_000) -> np.ndarray:

@@ -202,7 +202,8 @@ def train_pattern_model(
         (see :func:`labelled_batch`).
     seed
         Seed of the simulations, the initial weights, the token subsampling and
-        the batch order.
+        the batch order: the same seed gives the same weights on the CPU with the
+        same number of torch threads.
     init
         Continue training a copy of this model (its configuration is kept)
         instead of starting from random weights.
