@@ -468,6 +468,45 @@ def test_training_gradients_do_not_depend_on_thread_timing():
         torch.set_num_threads(threads)
 
 
+def test_a_file_that_is_no_pattern_model_is_refused_by_name(clean, tmp_path):
+    """A masked gene model checkpoint, a tensor or a text file failed with KeyError
+    'config', IndexError or KeyError 101 from inside torch.load."""
+    from stgraph.models import MaskedGeneModel, save_checkpoint
+    from stgraph.nn import TranscriptEncoder
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "mgm.pt", MaskedGeneModel(TranscriptEncoder(3, d_model=8, n_layers=1, heads=2), ["a", "b", "c"]))
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    torch.save({"weights": 1}, tmp_path / "dict.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    torch.save({"config": {"hidden": 16}, "state_dict": load_pretrained().state_dict()}, tmp_path / "other.pt")
+    what = "is not a stgraph pattern model checkpoint"
+    cases = {
+        "mgm.pt": re.escape(
+            "is a masked gene model checkpoint (stgraph.models.load_model reads it), not a stgraph "
+            "pattern model checkpoint written by PatternModel.save"
+        ) + "$",
+        "tensor.pt": f"{what}: it holds a Tensor, not a dict$",
+        "dict.pt": f"{what}: it lacks \\['config', 'state_dict'\\]$",
+        "text.pt": f"{what}: torch.load cannot read it \\(KeyError\\)$",
+        "other.pt": f"{what}: its weights do not fit a PatternModel \\(Error\\(s\\) in loading state_dict",
+    }
+    points = clean[0].points["transcripts"].compute()
+    for name, message in cases.items():
+        path = tmp_path / name
+        with pytest.raises(ValueError, match=f"^{re.escape(str(path))} {message}"):
+            PatternModel.load(path)
+        with pytest.raises(ValueError, match=f"^{re.escape(str(path))} "):
+            localization(clean[0], model=path)
+    with pytest.raises(FileNotFoundError, match=f"^no stgraph pattern model checkpoint at {re.escape(str(tmp_path / 'no.pt'))}$"):
+        localization(clean[0], model=tmp_path / "no.pt")
+    with pytest.raises(FileNotFoundError, match="^no stgraph pattern model checkpoint at "):
+        PatternModel.load(tmp_path)
+    # Refused before anything was written.
+    assert "table" not in clean[0].tables
+    pd.testing.assert_frame_equal(clean[0].points["transcripts"].compute(), points)
+
+
 def test_retraining_is_one_call_and_the_result_is_usable(clean):
     samples = [simulate(6, 10, mean_counts=20.0, seed=1)]
     validation = [simulate(4, 10, mean_counts=20.0, seed=2)]

@@ -10,6 +10,8 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
 from stgraph._seeding import torch_rng_restored
+from stgraph._torch_files import read_torch_file
+from stgraph.models.checkpoint import CHECKPOINT_FORMAT as MGM_CHECKPOINT_FORMAT
 from stgraph.datasets import LOCALIZATION_PATTERNS
 from stgraph.graph import radius_graph
 
@@ -20,6 +22,8 @@ from ._features import TOKEN_FEATURES, reference_features, token_features
 
 #: Bento's five patterns, in Bento's (alphabetical) order.
 PATTERNS = LOCALIZATION_PATTERNS
+#: What :meth:`PatternModel.load` reads, for its messages.
+_CHECKPOINT = "stgraph pattern model checkpoint"
 
 
 @dataclass
@@ -300,11 +304,35 @@ class PatternModel(nn.Module):
     @classmethod
     def load(cls, path: str | Path) -> "PatternModel":
         """Read a model written by :meth:`save` (the caller's torch random numbers are
-        left as they were)."""
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        with torch_rng_restored():
-            model = cls(**checkpoint["config"])
-        model.load_state_dict(checkpoint["state_dict"])
+        left as they were).
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no file at ``path``.
+        ValueError
+            If the file is not a pattern model written by :meth:`save`: ``torch.load``
+            cannot read it, it is a masked gene model checkpoint
+            (:func:`stgraph.models.load_model` reads those), it lacks the
+            configuration or weights, or its weights do not fit its configuration.
+        """
+        checkpoint = read_torch_file(path, _CHECKPOINT)
+        if isinstance(checkpoint, dict) and checkpoint.get("format") == MGM_CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"{path} is a masked gene model checkpoint (stgraph.models.load_model reads it), "
+                f"not a {_CHECKPOINT} written by PatternModel.save"
+            )
+        if not isinstance(checkpoint, dict):
+            raise ValueError(f"{path} is not a {_CHECKPOINT}: it holds a {type(checkpoint).__name__}, not a dict")
+        missing = [key for key in ("config", "state_dict") if key not in checkpoint]
+        if missing:
+            raise ValueError(f"{path} is not a {_CHECKPOINT}: it lacks {missing}")
+        try:
+            with torch_rng_restored():
+                model = cls(**checkpoint["config"])
+            model.load_state_dict(checkpoint["state_dict"])
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"{path} is not a {_CHECKPOINT}: its weights do not fit a PatternModel ({err})") from err
         model.training_info = checkpoint.get("training_info", {})
         return model.eval()
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from .._seeding import torch_rng_restored
+from .._torch_files import read_torch_file
 from ..nn.encoder import ConvFactory
 from .mgm import MaskedGeneModel
 
@@ -137,18 +138,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         ``weights_only=True``), it is not a stamped dict, or it lacks an entry of
         :data:`REQUIRED_ENTRIES`; or if its version is newer than this stgraph's.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:  # the file could not be read at all: not a question of its contents
-        raise
-    except Exception as err:  # arbitrary bytes fail in the unpickler in many ways (KeyError, IndexError, ...)
-        raise ValueError(
-            f"{path} is not a stgraph masked gene model checkpoint: torch.load cannot read it "
-            f"({type(err).__name__})"
-        ) from err
+    payload = read_torch_file(path, "stgraph masked gene model checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a stgraph masked gene model checkpoint")
     missing = [key for key in REQUIRED_ENTRIES if key not in payload]

@@ -104,7 +104,8 @@ def localization(
         ``compartment=None``, which fits no compartment model.
     model
         A :class:`~stgraph.localization.PatternModel` or a path written by its
-        ``save``; default the checkpoint shipped with stgraph.
+        ``save`` (read by :meth:`~stgraph.localization.PatternModel.load`, before any
+        other work); default the checkpoint shipped with stgraph.
     n_boot
         Bootstrap replicates over cells that measure the between-cell variation
         widening the gene-score interval (a positive integer).
@@ -166,8 +167,11 @@ def localization(
     ------
     KeyError
         If ``points_key`` is not a points element of ``sdata``.
+    FileNotFoundError
+        If ``model`` is a path with no file.
     ValueError
-        For missing shapes elements or columns, outlines that are neither polygons
+        For a ``model`` file that is not a pattern model checkpoint (a masked gene
+        model's, say; :meth:`~stgraph.localization.PatternModel.load`), missing shapes elements or columns, outlines that are neither polygons
         nor circles of positive radius (circles are read as discs), bad parameters, empty,
         repeated or unknown training cells (or any with ``compartment=None``),
         training cells without an outline in ``cell_key`` or without a nucleus
