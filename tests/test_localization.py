@@ -507,6 +507,30 @@ def test_a_file_that_is_no_pattern_model_is_refused_by_name(clean, tmp_path):
     pd.testing.assert_frame_equal(clean[0].points["transcripts"].compute(), points)
 
 
+def test_thresholds_set_on_a_model_make_the_calls_and_bad_ones_are_refused(clean):
+    """One threshold was broadcast to all five patterns (uns recorded it for
+    cell_edge only), and nan or 1.5 silently called nothing."""
+    sdata = simulate(6, 8, seed=1)[0]
+    model = load_pretrained()
+    model.thresholds[PATTERNS.index("nuclear")] = 0.99  # shipped: 0.48, 4 calls
+    out = localization(sdata, model=model, compartment=None, copy=True).tables["table"]
+    lp, lpp, used = out.uns["lp"], out.uns["lpp"], out.uns["localization"]["thresholds"]
+    assert used == dict(zip(PATTERNS, model.thresholds.tolist()))
+    np.testing.assert_array_equal(lp[list(PATTERNS)].to_numpy(), (lpp[list(PATTERNS)] >= pd.Series(used)).to_numpy())
+    assert lp["nuclear"].sum() == 3 and (lpp["top_pattern"] == "nuclear").sum() == 4
+    for thresholds, message in (
+        (torch.tensor([0.5]), "be a tensor of 5 values, one per pattern of .*, got \\(1,\\)$"),
+        (None, "be a tensor of 5 values, one per pattern of .*, got NoneType$"),
+        (torch.full((5,), float("nan")), "lie in \\[0, 1\\], got \\{'cell_edge': nan"),
+        (torch.full((5,), 1.5), "lie in \\[0, 1\\], got \\{'cell_edge': 1.5"),
+    ):
+        model = load_pretrained()
+        model.thresholds = thresholds
+        with pytest.raises(ValueError, match=f"^model.thresholds must {message}"):
+            localization(sdata, model=model, compartment=None)
+    assert "table" not in sdata.tables
+
+
 def test_retraining_is_one_call_and_the_result_is_usable(clean):
     samples = [simulate(6, 10, mean_counts=20.0, seed=1)]
     validation = [simulate(4, 10, mean_counts=20.0, seed=2)]

@@ -9,6 +9,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import spatialdata
+import torch
 
 from stgraph._validation import check_bool, check_int, check_not_one_name, check_seed
 from stgraph.io import check_table
@@ -105,7 +106,11 @@ def localization(
     model
         A :class:`~stgraph.localization.PatternModel` or a path written by its
         ``save`` (read by :meth:`~stgraph.localization.PatternModel.load`, before any
-        other work); default the checkpoint shipped with stgraph.
+        other work); default the checkpoint shipped with stgraph. Its
+        ``thresholds`` (one per pattern of ``PATTERNS``, in [0, 1]) make the calls
+        of ``lp``: to call more or fewer, change them on a loaded model (e.g.
+        ``m = stgraph.localization.load_pretrained(); m.thresholds[3] = 0.6``) and pass
+        it here; they do not change ``top_pattern``.
     n_boot
         Bootstrap replicates over cells that measure the between-cell variation
         widening the gene-score interval (a positive integer).
@@ -132,7 +137,11 @@ def localization(
         absent from the cell and for empty cells).
     ``tables[table_key].uns["lp"]``
         Long table, one row per scored (cell, gene): ``cell_id``, ``gene``, one
-        0/1 column per pattern (the multilabel call). As in Bento the id columns
+        0/1 column per pattern (``uint8``, the multilabel call: ``lpp[pattern] >=
+        uns["localization"]["thresholds"][pattern]``), a row of zeros where no
+        probability reaches its threshold (12 of the 1,747 cell-genes of the
+        MERFISH sample without duplicates; their ``top_pattern`` is still the most
+        probable pattern). As in Bento the id columns
         bear the names of the points' ``instance_key`` and ``feature_key``: in
         stgraph's schema ``cell_id`` and ``gene``, in Bento's objects
         ``cell_boundaries`` and ``feature_name``.
@@ -171,7 +180,8 @@ def localization(
         If ``model`` is a path with no file.
     ValueError
         For a ``model`` file that is not a pattern model checkpoint (a masked gene
-        model's, say; :meth:`~stgraph.localization.PatternModel.load`), missing shapes elements or columns, outlines that are neither polygons
+        model's, say; :meth:`~stgraph.localization.PatternModel.load`), a model whose
+        ``thresholds`` are not one value in [0, 1] per pattern, missing shapes elements or columns, outlines that are neither polygons
         nor circles of positive radius (circles are read as discs), bad parameters, empty,
         repeated or unknown training cells (or any with ``compartment=None``),
         training cells without an outline in ``cell_key`` or without a nucleus
@@ -298,10 +308,24 @@ def _resolve_model(model) -> tuple[PatternModel, str]:
     if model is None:
         return load_pretrained(), "shipped"
     if isinstance(model, PatternModel):
+        _check_thresholds(model.thresholds)
         return model, "given"
     if isinstance(model, (str, Path)):
-        return PatternModel.load(model), str(model)
+        loaded = PatternModel.load(model)
+        _check_thresholds(loaded.thresholds)
+        return loaded, str(model)
     raise TypeError(f"model must be a PatternModel, a path or None, got {type(model).__name__}")
+
+
+def _check_thresholds(thresholds) -> None:
+    """Refuse thresholds that are not one number in [0, 1] per pattern: one value was
+    broadcast to every pattern (and only the first recorded), ``nan`` called nothing."""
+    if not isinstance(thresholds, torch.Tensor) or tuple(thresholds.shape) != (len(PATTERNS),):
+        shape = tuple(thresholds.shape) if isinstance(thresholds, torch.Tensor) else type(thresholds).__name__
+        raise ValueError(f"model.thresholds must be a tensor of {len(PATTERNS)} values, one per pattern of {PATTERNS}, got {shape}")
+    values = thresholds.detach().double()
+    if not bool(((values >= 0) & (values <= 1)).all()):
+        raise ValueError(f"model.thresholds must lie in [0, 1], got {dict(zip(PATTERNS, values.tolist()))}")
 
 
 def _compartment(
