@@ -223,6 +223,7 @@ def localization(
             repeated = list(named[named.duplicated()].unique())[:5]
             raise ValueError(f"training_cells names some cells more than once: {repeated}")
     pattern_model, model_source = _resolve_model(model)
+    _check_thresholds(pattern_model.thresholds)
     check_table(sdata, table_key, points_key)
     if copy:
         sdata = spatialdata.deepcopy(sdata)
@@ -308,12 +309,9 @@ def _resolve_model(model) -> tuple[PatternModel, str]:
     if model is None:
         return load_pretrained(), "shipped"
     if isinstance(model, PatternModel):
-        _check_thresholds(model.thresholds)
         return model, "given"
     if isinstance(model, (str, Path)):
-        loaded = PatternModel.load(model)
-        _check_thresholds(loaded.thresholds)
-        return loaded, str(model)
+        return PatternModel.load(model), str(model)
     raise TypeError(f"model must be a PatternModel, a path or None, got {type(model).__name__}")
 
 
