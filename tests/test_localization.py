@@ -629,6 +629,29 @@ def test_transcript_plot_draws_nuclei_indexed_by_their_own_ids():
     assert len(localization_transcripts(sdata, cells=["b"]).lines) == 1
 
 
+def test_transcript_plot_draws_holes_and_cells_without_molecules():
+    """A ring-shaped cell was drawn without its hole, and an outlined cell without
+    molecules was refused as "not in the data"."""
+    from spatialdata.models import ShapesModel
+
+    sdata = _edge_case_sdata()
+    hole = shapely.box(24, 4, 26, 6)
+    outlines = gpd.GeoDataFrame(
+        geometry=gpd.GeoSeries({"a": shapely.box(0, 0, 10, 10), "b": shapely.box(20, 0, 30, 10).difference(hole),
+                                "c": shapely.box(40, 0, 50, 10)})
+    )
+    sdata.shapes["cell_boundaries"] = ShapesModel.parse(outlines)
+    localization(sdata, n_boot=10)
+    lines = localization_transcripts(sdata, cells=["b"]).lines
+    assert len(lines) == 2
+    assert sorted(set(zip(*lines[1].get_data()))) == [(24, 4), (24, 6), (26, 4), (26, 6)]
+    ax = localization_transcripts(sdata, cells=["c"])
+    assert len(ax.lines) == 1 and sorted(set(zip(*ax.lines[0].get_data()))) == [(40, 0), (40, 10), (50, 0), (50, 10)]
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 0
+    with pytest.raises(ValueError, match=re.escape("cells: not in the data: ['d']")):
+        localization_transcripts(sdata, cells=["c", "d"])
+
+
 @pytest.mark.parametrize(("n_top", "error", "wanted"),
                          [(0, ValueError, "a positive integer"), (-1, ValueError, "a positive integer"),
                           (2.5, TypeError, "an integer"), (True, TypeError, "an integer")])

@@ -144,8 +144,9 @@ def localization_transcripts(
         ``"pattern"`` (categorical colours, grey dots for unscored molecules) or
         ``"p_nuclear"`` (colour map).
     cells
-        Cell ids to show (default all); a ValueError names those not in the points
-        and refuses an empty list.
+        Cell ids to show (default all); a ValueError names those neither in the
+        points nor among the outlines ``cell_key`` (an outlined cell without
+        molecules is drawn as its outline) and refuses an empty list.
     genes
         Genes to show (default all); a ValueError names those not in the points
         and refuses an empty list.
@@ -174,7 +175,7 @@ def localization_transcripts(
         If ``color`` is unknown or its column is missing (run
         :func:`stgraph.tl.localization` first), ``"p_nuclear"`` is ``nan`` for every
         transcript (no compartment was computed), ``cells`` or ``genes`` is empty or
-        names ones not in the points, ``cell_key`` or a ``nucleus_key`` other than
+        names ones not in the data, ``cell_key`` or a ``nucleus_key`` other than
         the default is not a shapes element, or the outlines are neither polygons
         nor circles of positive radius (circles are drawn as discs).
     """
@@ -194,7 +195,9 @@ def localization_transcripts(
     keep = np.ones(len(points), dtype=bool)
     outlines = every_cell = outline_geometry(sdata.shapes[cell_key], cell_key)
     if cells is not None:
-        cells = check_names("cells", cells, points["cell_id"].dropna().unique())
+        # An outlined cell without molecules is drawn as its outline alone.
+        known = pd.Index(points["cell_id"].dropna().astype(str).unique()).union(every_cell.index.astype(str))
+        cells = check_names("cells", cells, known)
         keep &= points["cell_id"].astype(str).isin(cells).to_numpy()
         outlines = outlines[outlines.index.astype(str).isin(cells)]
     if genes is not None:
@@ -215,8 +218,11 @@ def localization_transcripts(
             continue
         for geom in geometries:
             for part in getattr(geom, "geoms", [geom]):
-                x, y = part.exterior.xy
-                ax.plot(x, y, style, color="black", linewidth=0.7)
+                # Holes too: without them a ring-shaped cell looked solid, its empty
+                # middle as if its molecules were missing.
+                for ring in (part.exterior, *part.interiors):
+                    x, y = ring.xy
+                    ax.plot(x, y, style, color="black", linewidth=0.7)
     if color == "pattern":
         unscored = points["pattern"].isna().to_numpy()
         ax.scatter(points["x"][unscored], points["y"][unscored], s=size, c=NOT_SCORED_COLOR, linewidths=0, label="not scored")
