@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 import matplotlib
 
@@ -210,6 +211,39 @@ def test_edge_cases_get_documented_outputs():
     assert np.isfinite(points.loc[in_b, "p_nuclear"]).all()
     assert table.uns["localization"]["training_cells"] == ["a"]
     assert np.isfinite(table.var.loc[["g1", "g2", "solo"], "nuclear_score"]).all()
+
+
+def test_outlines_that_do_not_fit_are_warned_of():
+    """A nucleus half outside its cell (here one nucleus given to two cells) and a
+    molecule far outside its cell's outline were used without a word."""
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(1, 9, size=(80, 2)) + np.repeat([[0, 0], [10, 0]], 40, axis=0)
+
+    def sdata(nuclei, stray=()):
+        frame = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "gene": "g", "cell": ["a"] * 40 + ["b"] * 40})
+        frame = pd.concat([frame, pd.DataFrame(stray, columns=["x", "y", "gene", "cell"])], ignore_index=True)
+        cells = gpd.GeoSeries({"a": shapely.box(0, 0, 10, 10), "b": shapely.box(10, 0, 20, 10)})
+        return read_transcripts(frame, x="x", y="y", gene="gene", cell="cell", cell_boundaries=cells,
+                                nucleus_boundaries=gpd.GeoSeries(nuclei))
+
+    shared = shapely.box(6, 3, 14, 7)
+    message = (
+        "localization: 2 nucleus outline(s) reach outside their cell (share of the nucleus outside: "
+        "{'a': '50%', 'b': '50%'}); they are used as given"
+    )
+    with pytest.warns(UserWarning, match=re.escape(message)):
+        localization(sdata({"a": shared, "b": shared}), n_boot=5)
+    # On (not beyond) the outline, as the MERFISH sample's molecules are, is no stray.
+    fits = sdata({"a": shapely.box(3, 3, 7, 7)}, stray=[(10.0, 5.0, "g", "a")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        localization(fits, n_boot=5)
+    message = (
+        "localization: 2 molecule(s) of 1 cell(s) lie outside the outline of the cell they are assigned to "
+        "(e.g. ['b']); they are scored as if inside"
+    )
+    with pytest.warns(UserWarning, match=re.escape(message)):
+        localization(sdata({"a": shapely.box(3, 3, 7, 7)}, stray=[(25.0, 5.0, "g", "b"), (21.0, 5.0, "g", "b")]), n_boot=5)
 
 
 def test_table_rows_come_from_the_outlines_named_by_cell_key():

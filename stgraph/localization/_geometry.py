@@ -200,6 +200,9 @@ class TranscriptGeometry:
         Whether the transcript lies in the nucleus polygon.
     has_nucleus
         Whether the transcript's cell has a nucleus outline.
+    in_cell
+        Whether the transcript lies in its cell's polygon (molecules belong to a cell
+        by their cell id, not by where they lie).
     """
 
     cell_distance: np.ndarray
@@ -208,6 +211,7 @@ class TranscriptGeometry:
     nucleus_offset: np.ndarray
     in_nucleus: np.ndarray
     has_nucleus: np.ndarray
+    in_cell: np.ndarray
 
 
 def transcript_geometry(xy: np.ndarray, cell: np.ndarray, geometry: CellGeometry) -> TranscriptGeometry:
@@ -222,7 +226,7 @@ def transcript_geometry(xy: np.ndarray, cell: np.ndarray, geometry: CellGeometry
     geometry
         Output of :func:`cell_geometry`.
     """
-    cell_distance, _ = outline_distance(xy, cell, geometry.cells)
+    cell_distance, in_cell = outline_distance(xy, cell, geometry.cells)
     cell_offset = np.linalg.norm(xy - geometry.centroid[cell], axis=1)
     has_nucleus = geometry.has_nucleus[cell]
     nucleus_distance = np.zeros(len(xy))
@@ -241,6 +245,7 @@ def transcript_geometry(xy: np.ndarray, cell: np.ndarray, geometry: CellGeometry
         nucleus_offset=nucleus_offset,
         in_nucleus=in_nucleus,
         has_nucleus=has_nucleus,
+        in_cell=in_cell,
     )
 
 

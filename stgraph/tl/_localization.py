@@ -8,6 +8,7 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
+import shapely
 import spatialdata
 import torch
 
@@ -202,7 +203,14 @@ def localization(
         the warning names how many, with examples. And when a compartment is asked
         for but no training cell with a nucleus outline holds both nuclear and
         other transcripts (no nucleus outline at all, say): ``p_nuclear`` and the
-        gene scores are then ``nan``.
+        gene scores are then ``nan``. And when the outlines do not fit: nuclei
+        with more than 1 % of their area outside their cell (e.g. measured nuclei
+        against cells drawn around the molecules: half of the Xenium lung sample's;
+        a nucleus given to two cells), or molecules farther outside the outline of
+        the cell they are assigned to than 1 % of its equivalent radius. Both are
+        used as given: ``in_nucleus`` and the distances to the nucleus follow its
+        whole outline, a stray molecule counts as inside at its distance from the
+        outline.
     """
     check_spatialdata(sdata)
     copy = check_bool("copy", copy)
@@ -234,6 +242,7 @@ def localization(
     if len(transcripts.xy) == 0:
         raise ValueError(f"no transcript of {points_key!r} is assigned to a cell of {cell_key!r}")
     _check_scored_rows(sdata, table_key, cell_key, transcripts)
+    _warn_outlines_that_do_not_fit(transcripts)
     groups = transcripts.groups(min_transcripts)
     batch = pattern_batch(transcripts, groups, pattern_model.context_radius, seed=seed)
     probabilities = pattern_model.predict_proba(batch)
@@ -373,6 +382,46 @@ def _compartment(
         transcripts, mode="outlines" if mode == "auto" else mode, training_cells=positions, seed=seed
     )
     return result.p_nuclear, result.training_cells
+
+
+#: Beyond this share of a nucleus' area outside its cell, or of a cell's equivalent
+#: radius between a molecule of the cell and its outline (outside), the outlines are
+#: said not to fit (the MERFISH sample's molecules lie in or on their outlines).
+_FIT_TOLERANCE = 0.01
+
+
+def _warn_outlines_that_do_not_fit(transcripts: CellTranscripts) -> None:
+    """Warn of nuclei reaching outside their cell and of molecules lying outside the
+    outline of the cell they are assigned to: both are used as given, so the
+    geometry the models read is not that of a nucleus in its cell."""
+    geometry = transcripts.geometry
+    with_nucleus = np.flatnonzero(geometry.has_nucleus)
+    nuclei, cells = shapely.make_valid(geometry.nuclei[with_nucleus]), shapely.make_valid(geometry.cells[with_nucleus])
+    outside = np.zeros(len(with_nucleus))
+    loose = ~shapely.covers(cells, nuclei)  # cheaper than a difference, and true of most
+    outside[loose] = shapely.area(shapely.difference(nuclei[loose], cells[loose])) / shapely.area(nuclei[loose])
+    beyond = outside > _FIT_TOLERANCE
+    if beyond.any():
+        worst = np.argsort(-outside[beyond], kind="stable")[:3]
+        examples = {geometry.cell_ids[c]: f"{share:.0%}" for c, share in zip(with_nucleus[beyond][worst], outside[beyond][worst])}
+        warnings.warn(
+            f"localization: {int(beyond.sum())} nucleus outline(s) reach outside their cell (share of the nucleus "
+            f"outside: {examples}); they are used as given (in_nucleus and the distances to the nucleus follow the "
+            "whole outline); clip them to their cells (nucleus.intersection(cell)) where they should not",
+            UserWarning,
+            stacklevel=3,
+        )
+    tg = transcripts.transcript_geometry
+    stray = ~tg.in_cell & (tg.cell_distance > _FIT_TOLERANCE * geometry.equivalent_radius[transcripts.cell])
+    if stray.any():
+        cells_of = pd.unique(geometry.cell_ids[transcripts.cell[stray]])
+        warnings.warn(
+            f"localization: {int(stray.sum())} molecule(s) of {len(cells_of)} cell(s) lie outside the outline of "
+            f"the cell they are assigned to (e.g. {list(cells_of[:3])}); they are scored as if inside, at their "
+            "distance from the outline",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _check_scored_rows(
