@@ -213,6 +213,30 @@ def test_edge_cases_get_documented_outputs():
     assert np.isfinite(table.var.loc[["g1", "g2", "solo"], "nuclear_score"]).all()
 
 
+def test_a_rerun_replaces_every_output_of_the_earlier_one_and_keeps_the_rest():
+    sdata = simulate(6, 8, seed=1)[0]
+    localization(sdata, min_transcripts=2, n_boot=5)
+    table = sdata.tables["table"]
+    assert len(table.uns["lpp"]) == 39 and table.var["nuclear_score"].notna().any()
+    table.obs["mine"] = 1
+    table.uns["mine"] = "kept"
+    localization(sdata, min_transcripts=30, compartment=None)
+    table = sdata.tables["table"]
+    lpp = table.uns["lpp"]
+    assert len(lpp) == len(table.uns["lp"]) == 13 and lpp["n_transcripts"].min() >= 30
+    assert table.uns["localization"]["min_transcripts"] == 30
+    for pattern in PATTERNS:
+        assert np.isfinite(table.layers[f"{pattern}_p"]).sum() == 13
+    assert table.var["nuclear_score"].isna().all()
+    points = sdata.points["transcripts"].compute()
+    assert points["p_nuclear"].isna().all() and points["pattern"].notna().sum() == lpp["n_transcripts"].sum()
+    assert table.obs["mine"].eq(1).all() and table.uns["mine"] == "kept"
+    # Below the 5 molecules the head learned from, single molecules get confident calls.
+    lpp = localization(sdata, min_transcripts=1, compartment=None, copy=True).tables["table"].uns["lpp"]
+    single = lpp.loc[lpp["n_transcripts"] == 1, list(PATTERNS)].max(axis=1).to_numpy()
+    assert len(single) == 4 and (single >= 0.99).sum() == 3
+
+
 def test_outlines_that_do_not_fit_are_warned_of():
     """A nucleus half outside its cell (here one nucleus given to two cells) and a
     molecule far outside its cell's outline were used without a word."""

@@ -96,7 +96,11 @@ def localization(
         leaves it, but not the cells scored here).
     min_transcripts
         Minimum molecules of a gene in a cell for a pattern call (Bento's
-        ``min_count``; default 5). Smaller groups get ``nan``.
+        ``min_count``; default 5). Smaller groups get ``nan``. The shipped head
+        learned from groups of at least 5 molecules
+        (``model.training_info["min_transcripts"]``): below that its probabilities
+        are not calibrated (with 1, three of the four single molecules of
+        ``simulate(6, 8, seed=1)`` got 0.99 or more for one pattern).
     compartment
         ``"auto"``, ``"outlines"``, ``"withheld"``, or ``None`` to skip the
         compartment and gene score.
@@ -169,6 +173,11 @@ def localization(
     ``points[points_key]["p_nuclear"]``
         Nuclear probability (``nan`` outside cells or when not computed).
 
+    A new run replaces all of these, whatever the earlier run's settings: a
+    (cell, gene) it scored and this one does not (a larger ``min_transcripts``) is
+    ``nan`` in the layers and has no row in ``lp`` / ``lpp``, and ``compartment=None``
+    leaves ``p_nuclear`` and the gene scores ``nan``; the table's other contents
+    (your own ``obs``, ``uns`` entries) are kept.
     The two points columns hold the last run's values whatever its ``table_key``: to
     keep two runs' molecules apart (say the shipped and a retrained pattern model),
     run one with ``copy=True``.
