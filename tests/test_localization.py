@@ -237,6 +237,27 @@ def test_a_rerun_replaces_every_output_of_the_earlier_one_and_keeps_the_rest():
     assert len(single) == 4 and (single >= 0.99).sum() == 3
 
 
+def test_invalid_outlines_are_repaired_with_a_warning():
+    """A bow-tie cell (self-intersecting ring) had shapely's area of 50 instead of its
+    lobes' 83.3, so every length scaled by the cell's radius was off."""
+    bow_tie = shapely.Polygon([(0, 0), (10, 10), (10, 0), (0, 20)])
+    frame = pd.DataFrame({"x": [9.0, 9.5, 8.5, 2.0, 2.0, 1.0], "y": [5.0, 3.0, 6.0, 12.0, 15.0, 16.0], "gene": "g",
+                          "cell": "a"})
+    sdata = read_transcripts(frame, x="x", y="y", gene="gene", cell="cell", cell_boundaries=gpd.GeoSeries({"a": bow_tie}))
+    message = (
+        "shapes element 'cell_boundaries': 1 invalid polygon(s) (e.g. {'a': 'Self-intersection[6.66666666666667 "
+        "6.66666666666667]'}), repaired with shapely.make_valid"
+    )
+    with pytest.warns(UserWarning, match=re.escape(message)):
+        _, transcripts = read_cell_transcripts(sdata)
+    np.testing.assert_allclose(transcripts.geometry.area, [250 / 3])
+    assert transcripts.transcript_geometry.in_cell.all()
+    assert not sdata.shapes["cell_boundaries"].geometry.is_valid.any()  # the element is left as it was
+    with pytest.warns(UserWarning, match=re.escape(message)):
+        localization(sdata, compartment=None)
+    assert len(sdata.tables["table"].uns["lpp"]) == 1
+
+
 def test_outlines_that_do_not_fit_are_warned_of():
     """A nucleus half outside its cell (here one nucleus given to two cells) and a
     molecule far outside its cell's outline were used without a word."""

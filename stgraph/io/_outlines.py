@@ -18,7 +18,7 @@ from spatialdata.transformations import get_transformation
 from .._validation import check_bool, check_real
 from ._schema import CELL, CELL_SHAPES_KEY, IN_NUCLEUS, NUCLEUS_SHAPES_KEY, POINTS_KEY, X, Y
 from ._shapes import check_hull_arguments, concave_hulls, shapes_element
-from ._spatialdata import check_element_name, check_spatialdata, optional_shapes, transcripts_frame
+from ._spatialdata import check_element_name, check_spatialdata, optional_shapes, polygonal, transcripts_frame
 
 _KINDS = {"cell": CELL_SHAPES_KEY, "nucleus": NUCLEUS_SHAPES_KEY}
 
@@ -137,7 +137,7 @@ def outlines_from_transcripts(
         by_id = pd.Series(cell_outlines.geometry.to_numpy(), index=cell_outlines.index.astype(str))
         outline = by_id.reindex(ids).to_numpy()
         hulls = np.where(shapely.is_missing(outline), hulls, shapely.intersection(hulls, outline))
-    hulls = _polygonal(hulls)
+    hulls = polygonal(hulls)
     areal = shapely.area(hulls) > 0
     if not areal.any():
         raise ValueError(
@@ -150,16 +150,3 @@ def outlines_from_transcripts(
         sdata = deepcopy(sdata)
     sdata.shapes[key] = shapes_element(frame, scale=1.0, index_name=CELL, transformations=transformations)
     return sdata if copy else None
-
-
-def _polygonal(geometries: np.ndarray) -> np.ndarray:
-    """The polygonal part of each geometry: an intersection of polygons can hold
-    lines or points where outlines touch, which shapes elements cannot store."""
-    mixed = shapely.get_type_id(geometries) == shapely.GeometryType.GEOMETRYCOLLECTION
-    if not mixed.any():
-        return geometries
-    out = geometries.copy()
-    for i in np.flatnonzero(mixed):
-        parts = shapely.get_parts(geometries[i])
-        out[i] = shapely.union_all(parts[shapely.area(parts) > 0])
-    return out

@@ -6,6 +6,7 @@ from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
+import shapely
 from spatialdata import SpatialData, transform
 from spatialdata.models import TableModel, get_axes_names
 from spatialdata.transformations import Identity, get_transformation, set_transformation
@@ -409,16 +410,26 @@ def outline_geometry(shapes, key: str):
     e.g. Xenium's cell circles of spatialdata-io); they become discs (64-gon
     approximations), since as points they would have no area to hold molecules.
 
+    Invalid polygons (a self-intersecting ring, say: a bow tie's shapely area is that
+    of its larger lobe minus its smaller one) are repaired with
+    :func:`shapely.make_valid`, keeping their polygonal part, with a warning; the
+    element itself is left as it is.
+
     Raises
     ------
     ValueError
         If ``key`` holds other geometries than polygons, multipolygons, or circles
         with a positive finite radius (missing geometries pass as missing).
+
+    Warns
+    -----
+    UserWarning
+        Naming the invalid polygons repaired (how many, examples and why).
     """
     geometry = shapes.geometry
     kinds = set(geometry.geom_type.dropna())
     if kinds <= {"Polygon", "MultiPolygon"}:
-        return geometry
+        return _repaired(geometry, key)
     if kinds == {"Point"} and "radius" in shapes.columns:
         radius = pd.to_numeric(shapes["radius"], errors="coerce").to_numpy(dtype=float)
         present = ~geometry.isna().to_numpy()
@@ -429,6 +440,39 @@ def outline_geometry(shapes, key: str):
         f"shapes element {key!r} holds {sorted(kinds)} geometries: outlines must be polygons, multipolygons "
         "or circles (points with a 'radius' column)"
     )
+
+
+def _repaired(geometry, key: str):
+    """``geometry`` with its invalid polygons made valid (see :func:`outline_geometry`)."""
+    values = np.asarray(geometry.values, dtype=object)
+    invalid = ~shapely.is_missing(values)
+    invalid[invalid] = ~shapely.is_valid(values[invalid])
+    if not invalid.any():
+        return geometry
+    examples = {str(i): shapely.is_valid_reason(g) for i, g in zip(geometry.index[invalid][:3], values[invalid][:3])}
+    warnings.warn(
+        f"shapes element {key!r}: {int(invalid.sum())} invalid polygon(s) (e.g. {examples}), repaired with "
+        "shapely.make_valid",
+        UserWarning,
+        stacklevel=3,
+    )
+    repaired = geometry.copy()
+    repaired[invalid] = polygonal(shapely.make_valid(values[invalid]))
+    return repaired
+
+
+def polygonal(geometries: np.ndarray) -> np.ndarray:
+    """The polygonal part of each geometry: an intersection of polygons, or a
+    repaired polygon, can hold lines or points where outlines touch, which shapes
+    elements cannot store."""
+    mixed = shapely.get_type_id(geometries) == shapely.GeometryType.GEOMETRYCOLLECTION
+    if not mixed.any():
+        return geometries
+    out = geometries.copy()
+    for i in np.flatnonzero(mixed):
+        parts = shapely.get_parts(geometries[i])
+        out[i] = shapely.union_all(parts[shapely.area(parts) > 0])
+    return out
 
 
 def check_element_name(sdata: SpatialData, key: str, argument: str, kind: str = "shapes") -> None:
