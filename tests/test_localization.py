@@ -96,6 +96,33 @@ def test_outputs_are_valid_and_consistent(scored, clean):
     assert "pattern" not in clean[0].points["transcripts"].columns and "table" not in clean[0].tables
 
 
+def test_bento_style_code_runs_unchanged_on_the_frames(scored):
+    """What bento-tools 2.x does with uns['lp'] / ['lpp'] / ['lp_stats'] (its lp_stats,
+    lp_diff_continuous's pivot, its called top pattern) gives stgraph's own results."""
+    sdata, _ = scored
+    table = sdata.tables["table"]
+    lp, lpp, stats = table.uns["lp"], table.uns["lpp"], table.uns["lp_stats"]
+    attrs = sdata.points["transcripts"].attrs["spatialdata_attrs"]
+    instance_key, feature_key = attrs["instance_key"], attrs["feature_key"]
+    assert [instance_key, feature_key] == list(lp.columns[:2]) == list(lpp.columns[:2])
+    assert all(lp[p].dtype == np.uint8 for p in PATTERNS) and all(lpp[p].dtype == np.float64 for p in PATTERNS)
+    # bento.tl.lp_stats
+    groupby = list(lp.columns[~lp.columns.isin(PATTERNS)])
+    groupby.remove(instance_key)
+    counts = lp.groupby(groupby, observed=True)[list(PATTERNS)].sum().astype(int)
+    pd.testing.assert_frame_equal(counts, stats)
+    assert stats.index.name == feature_key and (stats.dtypes == np.int64).all()
+    # bento.tl.lp_diff_continuous: cells x genes probabilities
+    wide = lpp.pivot(index=instance_key, columns=stats.index.name, values="nuclear")
+    layer = table.to_df("nuclear_p").reindex(index=wide.index.astype(str), columns=wide.columns.astype(str))
+    np.testing.assert_allclose(wide.to_numpy(), layer.to_numpy(), rtol=1e-6)
+    # Bento's points 'pattern': the most probable called pattern, which top_pattern is where that is the most probable.
+    called = lpp[list(PATTERNS)].mask(lp[list(PATTERNS)] == 0)
+    agree = called.max(axis=1).to_numpy() == lpp[list(PATTERNS)].max(axis=1).to_numpy()
+    assert agree.mean() > 0.9
+    np.testing.assert_array_equal(called[agree].idxmax(axis=1).to_numpy(), lpp["top_pattern"][agree].astype(str).to_numpy())
+
+
 def test_lp_stats_rows_are_the_scored_genes_as_in_bento():
     """Bento's lp_stats counts, per gene of ``lp``, the cells where each pattern is
     called; a gene never scored has no row (a row of zeros would read as scored in
