@@ -147,9 +147,12 @@ def localization(
         probability reaches its threshold (12 of the 1,747 cell-genes of the
         MERFISH sample without duplicates; their ``top_pattern`` is still the most
         probable pattern). As in Bento the id columns
-        bear the names of the points' ``instance_key`` and ``feature_key``: in
-        stgraph's schema ``cell_id`` and ``gene``, in Bento's objects
-        ``cell_boundaries`` and ``feature_name``.
+        bear the names of the points' ``instance_key`` and ``feature_key``, in
+        stgraph's schema always ``cell_id`` and ``gene``: Bento's objects name them
+        ``cell_boundaries`` and ``feature_name``, which
+        :func:`stgraph.io.from_spatialdata` renames, so Bento code that reads the
+        keys from the points' ``attrs`` runs unchanged and code that spells Bento's
+        names needs stgraph's.
     ``tables[table_key].uns["lpp"]``
         Same rows with the probabilities, plus ``top_pattern`` and
         ``n_transcripts``.
