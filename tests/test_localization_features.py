@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,7 @@ def test_several_nuclei_of_a_cell_are_merged_and_nuclei_in_no_cell_are_named():
     cells = pd.Series({"a": SQUARE, "b": shapely.box(20, 0, 30, 10)})
     extra = shapely.box(8, 8, 9, 9)  # a second nucleus of "a", under an id that is no cell's
     nuclei = pd.Series({"a": NUCLEUS, "n2": extra, "n3": shapely.box(22, 2, 24, 4), "n4": shapely.box(50, 50, 51, 51)})
-    with pytest.warns(UserWarning, match=r"1 nucleus outline\(s\) neither carry a cell id nor lie in a cell \(e\.g\. \['n4'\]\)"):
+    with pytest.warns(UserWarning, match=r"1 nucleus outline\(s\) neither carry a cell id nor overlap a cell \(e\.g\. \['n4'\]\)"):
         geometry = cell_geometry(cells, nuclei)
     np.testing.assert_allclose(geometry.nucleus_area, [16 + 1, 4])
     assert geometry.nuclei[0].equals(shapely.union_all([NUCLEUS, extra]))
@@ -51,6 +52,23 @@ def test_several_nuclei_of_a_cell_are_merged_and_nuclei_in_no_cell_are_named():
     with pytest.warns(UserWarning, match="n4"):
         transcripts = cell_transcripts(frame, cells, nuclei)
     np.testing.assert_array_equal(transcripts.transcript_geometry.in_nucleus, [True, False])
+
+
+def test_a_nucleus_across_two_cells_goes_to_the_one_holding_most_of_it():
+    """A nucleus under its own id on the border of two cells went to none when its
+    point on the surface lay on the border, within neither cell."""
+    cells = pd.Series({"a": SQUARE, "b": shapely.box(10, 0, 20, 10)})
+    for nucleus, owners in (
+        (shapely.box(7, 3, 12, 7), [True, False]),
+        (shapely.box(8, 3, 14, 7), [False, True]),
+        (shapely.box(7, 3, 13, 7), None),  # half in each: one of them
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            geometry = cell_geometry(cells, pd.Series({"n1": nucleus}))
+        assert geometry.has_nucleus.sum() == 1 and geometry.nucleus_area.sum() == nucleus.area
+        if owners is not None:
+            assert geometry.has_nucleus.tolist() == owners
 
 
 def test_polar_inertia_subtracts_holes():

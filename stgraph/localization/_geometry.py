@@ -70,7 +70,7 @@ def cell_geometry(cells: pd.Series, nuclei: pd.Series | None = None) -> CellGeom
         ``cell_boundaries`` shapes).
     nuclei
         Nucleus polygons, indexed by the id of their cell (a nucleus whose id is
-        not a cell id is given to the cell that contains it). A cell with several
+        not a cell id is given to the cell holding most of its area). A cell with several
         nuclei gets their union; cells without one have no nucleus; nuclei in no
         cell are left out with a warning.
 
@@ -127,9 +127,11 @@ def cell_geometry(cells: pd.Series, nuclei: pd.Series | None = None) -> CellGeom
 def _nucleus_per_cell(nuclei: pd.Series | None, cell_ids: pd.Index, cells: np.ndarray) -> np.ndarray:
     """Nucleus (multi)polygon of each cell (``None`` where absent).
 
-    A nucleus whose id is not a cell id goes to the cell containing a point of it;
-    several nuclei of one cell (a binucleated cell, or ids that are not cell ids) are
-    merged into their union. Nuclei in no cell are left out with a warning.
+    A nucleus whose id is not a cell id goes to the cell holding most of its area
+    (one on the border between two cells, whose point on the surface lay on the
+    border, was in none); several nuclei of one cell (a binucleated cell, or ids that
+    are not cell ids) are merged into their union. Nuclei overlapping no cell are left
+    out with a warning.
     """
     out = np.full(len(cell_ids), None, dtype=object)
     if nuclei is None:
@@ -140,14 +142,17 @@ def _nucleus_per_cell(nuclei: pd.Series | None, cell_ids: pd.Index, cells: np.nd
     positions = cell_ids.get_indexer(nuclei.index.astype(str))
     unknown = np.flatnonzero(usable & (positions < 0))
     if len(unknown):
-        inside, cell = shapely.STRtree(cells).query(
-            shapely.point_on_surface(geoms[unknown]), predicate="within"
-        )
-        positions[unknown[inside]] = cell
+        nucleus, cell = shapely.STRtree(cells).query(geoms[unknown], predicate="intersects")
+        overlap = shapely.area(shapely.intersection(geoms[unknown][nucleus], cells[cell]))
+        # Per nucleus, its pair of largest overlap comes first.
+        order = np.lexsort((-overlap, nucleus))
+        first = order[np.r_[True, nucleus[order][1:] != nucleus[order][:-1]]] if len(order) else order
+        first = first[overlap[first] > 0]
+        positions[unknown[nucleus[first]]] = cell[first]
     unplaced = usable & (positions < 0)
     if unplaced.any():
         warnings.warn(
-            f"{int(unplaced.sum())} nucleus outline(s) neither carry a cell id nor lie in a cell "
+            f"{int(unplaced.sum())} nucleus outline(s) neither carry a cell id nor overlap a cell "
             f"(e.g. {list(nuclei.index[unplaced][:3])}); they are left out.",
             UserWarning, stacklevel=3,
         )

@@ -84,7 +84,7 @@ def localization(
         Data with points ``points_key`` (columns ``x``, ``y``, ``gene``,
         ``cell_id``) and cell outlines ``cell_key``; nucleus outlines
         ``nucleus_key`` are optional (indexed by the id of their cell, or by other
-        ids and then given to the cell that contains them; several nuclei of a cell
+        ids and then given to the cell holding most of their area; several nuclei of a cell
         are merged): None, or the default name missing from the data, means no
         nuclei; another name must exist.
     points_key, cell_key, nucleus_key, table_key
