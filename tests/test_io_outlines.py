@@ -103,6 +103,34 @@ def test_nuclei_are_clipped_to_cell_outlines_indexed_by_integers():
     assert nuclei.geometry["1"].bounds[2] == pytest.approx(4.0)
 
 
+def test_cell_outlines_hold_their_measured_nucleus():
+    """A cell's outline drawn around its molecules holds its nucleus outline: a nucleus
+    reaching past the molecules is added, one apart from them bridged (Xenium's measured
+    nuclei reached outside 67 of 135 drawn cells, one entirely)."""
+    sdata = sample()
+    nucleus_a = Polygon([(8, 1), (14, 1), (14, 5), (8, 5)])  # reaches 3.5 past the buffered hull of "a"
+    nucleus_b = Polygon([(40, -1), (42, -1), (42, 1), (40, 1)])  # 6 past the hull of "b", apart from it
+    sdata.shapes["nucleus_boundaries"] = ShapesModel.parse(
+        gpd.GeoDataFrame(geometry=[nucleus_a, nucleus_b], index=pd.Index(["a", "b"], name="cell_id"))
+    )
+    outlines_from_transcripts(sdata)
+    cells = sdata.shapes["cell_boundaries"].geometry
+    frame = two_cells()
+    for cell, nucleus in (("a", nucleus_a), ("b", nucleus_b)):
+        assert cells[cell].geom_type == "Polygon"
+        assert shapely.difference(nucleus, cells[cell]).area < 1e-9 * nucleus.area
+        hull = reference_hull(frame.loc[frame["cell"] == cell, ["x", "y"]].to_numpy())
+        assert shapely.difference(hull, cells[cell]).area < 1e-9
+    # "a" is the union; "b" adds the bridge between the two
+    assert cells["a"].symmetric_difference(reference_hull(frame.loc[frame["cell"] == "a", ["x", "y"]].to_numpy())
+                                           .union(nucleus_a)).area < 1e-9
+    assert cells["b"].area > reference_hull(frame.loc[frame["cell"] == "b", ["x", "y"]].to_numpy()).area + 4 + 1
+    alone = outlines_from_transcripts(sdata, key="alone", nucleus_key=None, copy=True).shapes["alone"].geometry
+    assert shapely.difference(nucleus_a, alone["a"]).area > 10
+    with pytest.raises(ValueError, match="no shapes element nucleus_key='nuclei'"):
+        outlines_from_transcripts(sdata, key="other", nucleus_key="nuclei")
+
+
 def test_buffer_zero_leaves_collinear_groups_without_outline():
     frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 0.0, 1.0, 0.0], "y": [0.0, 0.0, 0.0, 0.0, 0.0, 1.0],
                           "gene": ["g"] * 6, "cell": ["line"] * 3 + ["tri"] * 3})

@@ -18,7 +18,14 @@ from spatialdata.transformations import get_transformation
 from .._validation import check_bool, check_real
 from ._schema import CELL, CELL_SHAPES_KEY, IN_NUCLEUS, NUCLEUS_SHAPES_KEY, POINTS_KEY, X, Y
 from ._shapes import check_hull_arguments, concave_hulls, shapes_element
-from ._spatialdata import check_element_name, check_spatialdata, optional_shapes, polygonal, transcripts_frame
+from ._spatialdata import (
+    check_element_name,
+    check_spatialdata,
+    optional_shapes,
+    outline_geometry,
+    polygonal,
+    transcripts_frame,
+)
 
 _KINDS = {"cell": CELL_SHAPES_KEY, "nucleus": NUCLEUS_SHAPES_KEY}
 
@@ -30,6 +37,7 @@ def outlines_from_transcripts(
     kind: str = "cell",
     key: str | None = None,
     cell_key: str | None = CELL_SHAPES_KEY,
+    nucleus_key: str | None = NUCLEUS_SHAPES_KEY,
     ratio: float = 0.3,
     buffer: float = 0.5,
     min_transcripts: int = 3,
@@ -43,7 +51,10 @@ def outlines_from_transcripts(
     molecules flagged ``in_nucleus``, clipped to the cell's outline in ``cell_key``
     when the data have one. The buffer puts the molecules that span the hull
     inside it rather than on its edge, so every molecule used lies strictly inside
-    its outline. Hulls are planar: ``z`` is not used.
+    its outline. Where the data have nucleus outlines (``nucleus_key``), a cell's
+    outline also holds its nucleus: the union of the two, bridged by their concave
+    hull where they do not meet (Xenium's measured nuclei reached outside the hulls
+    of 67 of the lung sample's 135 cells that have one). Hulls are planar: ``z`` is not used.
 
     These are estimates, not segmentations: a hull of the molecules is smaller than
     the cell (no molecule lies on the membrane), so distances to the membrane and
@@ -65,6 +76,11 @@ def outlines_from_transcripts(
         Cell outlines that nucleus outlines are clipped to (cells without one there
         are not clipped); None, or the default name absent from the data, clips
         nothing; another name must exist. Not used for ``kind="cell"``.
+    nucleus_key
+        Nucleus outlines, indexed by cell id, that cell outlines are grown to hold
+        (cells without one there are drawn from their molecules alone); None, or the
+        default name absent from the data, uses none; another name must exist. Not
+        used for ``kind="nucleus"``.
     ratio
         Concave-hull ratio in ``[0, 1]``: 0 the tightest hull, 1 the convex hull.
     buffer
@@ -94,8 +110,9 @@ def outlines_from_transcripts(
         If ``points_key`` is not a points element.
     ValueError
         For an unknown ``kind``, settings out of range, points without
-        ``in_nucleus`` for nuclei, a ``cell_key`` other than the default that is
-        not a shapes element, a ``key`` that is not a valid element name or names
+        ``in_nucleus`` for nuclei, a ``cell_key`` or ``nucleus_key`` other than the
+        default that is not a shapes element, outlines there that are neither
+        polygons nor circles, a ``key`` that is not a valid element name or names
         another element (a table, points, one differing only in case), an existing
         ``key`` without ``overwrite=True``, or no cell with enough molecules to outline.
 
@@ -131,12 +148,14 @@ def outlines_from_transcripts(
     if buffer > 0:
         hulls = shapely.buffer(hulls, buffer, quad_segs=8)
     ids = pd.Index(cells.categories[codes].astype(str))
-    cell_outlines = optional_shapes(sdata, cell_key, CELL_SHAPES_KEY, "cell_key") if kind == "nucleus" else None
-    if cell_outlines is not None:
-        # Outlines indexed by integers match the string cell ids of the points.
-        by_id = pd.Series(cell_outlines.geometry.to_numpy(), index=cell_outlines.index.astype(str))
-        outline = by_id.reindex(ids).to_numpy()
-        hulls = np.where(shapely.is_missing(outline), hulls, shapely.intersection(hulls, outline))
+    if kind == "nucleus":
+        cell_outline = _outlines_of(sdata, cell_key, CELL_SHAPES_KEY, "cell_key", ids)
+        if cell_outline is not None:
+            hulls = np.where(shapely.is_missing(cell_outline), hulls, shapely.intersection(hulls, cell_outline))
+    else:
+        nucleus = _outlines_of(sdata, nucleus_key, NUCLEUS_SHAPES_KEY, "nucleus_key", ids)
+        if nucleus is not None:
+            hulls = _holding(hulls, nucleus, ratio)
     hulls = polygonal(hulls)
     areal = shapely.area(hulls) > 0
     if not areal.any():
@@ -150,3 +169,27 @@ def outlines_from_transcripts(
         sdata = deepcopy(sdata)
     sdata.shapes[key] = shapes_element(frame, scale=1.0, index_name=CELL, transformations=transformations)
     return sdata if copy else None
+
+
+def _outlines_of(sdata: SpatialData, key: str | None, default: str, argument: str, ids: pd.Index):
+    """The outline in ``shapes[key]`` of each cell id of ``ids`` (None where it has none;
+    circles as discs), or None where there are no such outlines (:func:`optional_shapes`)."""
+    shapes = optional_shapes(sdata, key, default, argument)
+    if shapes is None:
+        return None
+    # Outlines indexed by integers match the string cell ids of the points.
+    by_id = pd.Series(outline_geometry(shapes, key).to_numpy(), index=shapes.index.astype(str))
+    outlines = by_id.reindex(ids)
+    return np.where(outlines.isna(), None, outlines.to_numpy())  # reindex fills NaN, not a geometry
+
+
+def _holding(hulls: np.ndarray, nuclei: np.ndarray, ratio: float) -> np.ndarray:
+    """Each hull grown to hold its nucleus (None: no nucleus): their union, bridged by
+    the concave hull of both where they do not meet (a cell is one piece)."""
+    has = ~shapely.is_missing(nuclei)
+    out = hulls.copy()
+    union = shapely.union(hulls[has], nuclei[has])
+    apart = shapely.get_type_id(union) == shapely.GeometryType.MULTIPOLYGON
+    union[apart] = shapely.union(shapely.concave_hull(union[apart], ratio=ratio), union[apart])
+    out[has] = union
+    return out

@@ -217,8 +217,9 @@ def localization(
         other transcripts (no nucleus outline at all, say): ``p_nuclear`` and the
         gene scores are then ``nan``. And when the outlines do not fit: nuclei
         with more than 1 % of their area outside their cell (e.g. measured nuclei
-        against cells drawn around the molecules: half of the Xenium lung sample's;
-        a nucleus given to two cells), or molecules farther outside the outline of
+        against cells drawn around the molecules alone: half of the Xenium lung
+        sample's, which :func:`stgraph.io.outlines_from_transcripts` now grows to hold
+        them; a nucleus given to two cells), or molecules farther outside the outline of
         the cell they are assigned to than 1 % of its equivalent radius. Both are
         used as given: ``in_nucleus`` and the distances to the nucleus follow its
         whole outline, a stray molecule counts as inside at its distance from the
