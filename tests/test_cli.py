@@ -375,6 +375,26 @@ def test_run_counts_the_genes_with_molecules_not_the_unused_categories(tmp_path,
 
 
 @needs_cosmx
+def test_run_reads_the_depth_column_of_a_stores_2d_points(tmp_path, capsys):
+    # A store of points with x, y axes and the plane in a column (spatialdata-io's MERSCOPE
+    # global_z) could only be read as 2D by the command.
+    from spatialdata.models import PointsModel
+
+    sdata, _ = simulate(n_cells=3, n_genes=6, seed=0)
+    frame = sdata.points["transcripts"].compute()
+    frame["global_z"] = np.arange(len(frame)) % 4
+    sdata.points["transcripts"] = PointsModel.parse(frame)
+    store, out = tmp_path / "planes.zarr", tmp_path / "result.zarr"
+    sdata.write(store)
+    assert main(["run", str(store), "--out", str(out), "--tools", "colocalization", "--z", "global_z",
+                 "--z-step", "1.5"]) == 0
+    capsys.readouterr()
+    points = spatialdata.read_zarr(out).points["transcripts"].compute()
+    np.testing.assert_array_equal(points["z"].to_numpy(), 1.5 * (np.arange(len(frame)) % 4))
+    assert refused(["run", str(XENIUM), "--out", str(tmp_path / "x.zarr"), "--z", "global_z"], capsys) == \
+        "stgraph run: error: --z does not apply to xenium input, only to zarr"
+
+
 def test_run_takes_the_z_step_of_the_platform(tmp_path, capsys):
     # The µm between z-planes could not be given: CosMx's z stayed 0.8 µm per plane.
     out = tmp_path / "result.zarr"

@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--z-step", type=_scale, default=None,
                             help="µm per unit of z (between z-planes), for MERSCOPE (default 1.5), CosMx "
                             "(default 0.8) and .zarr stores (default: --pixel-size)")
+    run_parser.add_argument("--z", default=None, metavar="COLUMN",
+                            help=".zarr stores: the points' column of the depth, where their axes are x and y only "
+                            "(e.g. global_z of spatialdata-io's MERSCOPE points), in units of --z-step")
     run_parser.add_argument("--points", default=None,
                             help="points element of a .zarr store holding the molecules (default transcripts)")
     run_parser.add_argument("--drop-controls", action="store_true", help="leave control probes out")
@@ -152,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         for option in ("pixel_size", "z_step"):
             if getattr(args, option) is not None:
                 options[option] = getattr(args, option)
-        if args.points is not None:
-            options["points_key"] = args.points
+        for option, value in (("points_key", args.points), ("z", args.z)):
+            if value is not None:
+                options[option] = value
         try:
             summary = run(args.input, args.out, format=args.format, radius=args.radius, within=args.within,
                           tools=args.tools, n_domains=args.n_domains, options=options, overwrite=args.overwrite)

@@ -104,7 +104,7 @@ def _contents(sdata) -> dict[str, set[str]]:
 
 #: The command-line flag of each reader option :func:`main` passes.
 FLAGS = {
-    "pixel_size": "--pixel-size", "z_step": "--z-step", "points_key": "--points", "drop_controls": "--drop-controls",
+    "pixel_size": "--pixel-size", "z_step": "--z-step", "z": "--z", "points_key": "--points", "drop_controls": "--drop-controls",
     "drop_z_duplicates": "--drop-z-duplicates",
 }
 
