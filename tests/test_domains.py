@@ -326,6 +326,24 @@ def test_domain_polygons_area_and_clipping():
         domain_polygons(xy, cell, labels, min_transcripts=-1)
 
 
+def test_domain_polygons_keep_the_polygonal_part_of_a_hull_touching_a_concave_cell():
+    # The hull's apex (2, 2) touches the inner edge of the U-shaped cell: the clipped
+    # outline was a GeometryCollection with that point, which ShapesModel.parse (and so
+    # tl.domains' write of the shapes) refused.
+    from spatialdata.models import ShapesModel
+
+    u_shape = shapely.Polygon([(0, 0), (3, 0), (3, 3), (2, 3), (2, 1), (1, 1), (1, 3), (0, 3)])
+    xy = np.array([[1.2, 0.5], [1.8, 0.5], [2.0, 2.0], [1.6, 0.8]])
+    outlines = domain_polygons(
+        xy, pd.Categorical(["c"] * 4), np.zeros(4, dtype=int),
+        cell_boundaries=gpd.GeoSeries([u_shape], index=["c"]), ratio=1.0,
+    )
+    assert outlines.geom_type.tolist() == ["Polygon"]
+    # The triangle below y = 1: base 0.6 at y = 0.5, 0.4 at y = 1.
+    assert outlines.geometry.iloc[0].area == pytest.approx(0.25)
+    assert ShapesModel.parse(outlines).geom_type.tolist() == ["Polygon"]
+
+
 @pytest.fixture(scope="module")
 def planted():
     return stgraph.datasets.simulate(
