@@ -326,6 +326,24 @@ def test_domain_polygons_area_and_clipping():
         domain_polygons(xy, cell, labels, min_transcripts=-1)
 
 
+def test_domain_polygons_keep_the_polygonal_part_of_a_hull_touching_a_concave_cell():
+    # The hull's apex (2, 2) touches the inner edge of the U-shaped cell: the clipped
+    # outline was a GeometryCollection with that point, which ShapesModel.parse (and so
+    # tl.domains' write of the shapes) refused.
+    from spatialdata.models import ShapesModel
+
+    u_shape = shapely.Polygon([(0, 0), (3, 0), (3, 3), (2, 3), (2, 1), (1, 1), (1, 3), (0, 3)])
+    xy = np.array([[1.2, 0.5], [1.8, 0.5], [2.0, 2.0], [1.6, 0.8]])
+    outlines = domain_polygons(
+        xy, pd.Categorical(["c"] * 4), np.zeros(4, dtype=int),
+        cell_boundaries=gpd.GeoSeries([u_shape], index=["c"]), ratio=1.0,
+    )
+    assert outlines.geom_type.tolist() == ["Polygon"]
+    # The triangle below y = 1: base 0.6 at y = 0.5, 0.4 at y = 1.
+    assert outlines.geometry.iloc[0].area == pytest.approx(0.25)
+    assert ShapesModel.parse(outlines).geom_type.tolist() == ["Polygon"]
+
+
 @pytest.fixture(scope="module")
 def planted():
     return stgraph.datasets.simulate(
@@ -801,3 +819,30 @@ def test_pl_domains_names_what_to_pass_for_a_result():
         plot_domains(result)
     with pytest.raises(TypeError, match="^expected a SpatialData, got AnnData$"):
         plot_domains(stgraph.io.cell_gene_table(sdata))
+
+
+def test_pl_domains_gives_distinct_colours_from_a_continuous_map_and_warns_when_they_repeat():
+    # cmap="viridis" took its first three of 256 colours, all dark purple (0.267, 0.005,
+    # 0.329) to two decimals; more domains than a qualitative map's colours shared them silently.
+    import warnings
+
+    sdata, _ = stgraph.datasets.simulate(3, 9, n_domains=2, seed=0)
+    domains(sdata, radius=RADIUS, n_domains=3, seed=0)
+    drawn = {}
+    for cmap in ("viridis", "tab10"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ax = plot_domains(sdata, cmap=cmap, shapes_key=None)
+        drawn[cmap] = [tuple(handle.get_color()) for handle in ax.get_legend().legend_handles]
+    assert drawn["viridis"] == [tuple(plt.get_cmap("viridis")(x)) for x in (0.0, 0.5, 1.0)]
+    # A qualitative map gives its colours in turn, as before.
+    assert drawn["tab10"] == [tuple(plt.get_cmap("tab10")(k)) for k in range(3)]
+    domains(sdata, radius=RADIUS, n_domains=9, seed=0, key_added="many")
+    with pytest.warns(UserWarning, match=re.escape(
+        "9 domains but cmap='Accent' has 8 colours: domain 8 and above repeat the colours of the first "
+        "ones; pass a qualitative map with more colours (e.g. 'tab20') or a continuous one (e.g. 'turbo')"
+    )):
+        ax = plot_domains(sdata, key="many", cmap="Accent", shapes_key=None)
+    colours = [tuple(handle.get_color()) for handle in ax.get_legend().legend_handles]
+    assert colours[8] == colours[0] and len(set(colours)) == 8
+    plt.close("all")

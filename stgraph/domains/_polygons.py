@@ -3,8 +3,10 @@
 For every (cell, domain) with at least ``min_transcripts`` molecules the outline
 is the concave hull (:func:`shapely.concave_hull`) of those molecules, with
 ``ratio`` between 0 (tightest) and 1 (convex hull), clipped to the cell boundary
-when one is given. Groups whose hull has no area (fewer than three points, or all
-on a line) get no polygon.
+when one is given (keeping the polygonal part: where a hull touches a concave cell
+outline at a point or along an edge, the intersection holds that point or line too,
+which shapes elements cannot store). Groups whose outline has no area (fewer than
+three points, or all on a line) get no polygon.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pandas as pd
 import shapely
 
 from ..io._shapes import check_hull_arguments, concave_hulls
+from ..io._spatialdata import polygonal
 
 #: Columns of the domain shapes besides ``geometry``.
 POLYGON_COLUMNS = ("cell_id", "domain", "n_transcripts")
@@ -48,7 +51,7 @@ def domain_polygons(
     Returns
     -------
     One row per outlined (cell, domain), columns :data:`POLYGON_COLUMNS` and
-    ``geometry``, indexed ``"<cell_id>|<domain>"``.
+    ``geometry`` (a ``Polygon`` or ``MultiPolygon``), indexed ``"<cell_id>|<domain>"``.
 
     Raises
     ------
@@ -67,7 +70,7 @@ def domain_polygons(
     if cell_boundaries is not None:
         outline = gpd.GeoSeries(cell_boundaries).reindex(cells)
         has_outline = ~outline.isna().to_numpy()
-        hulls = np.where(has_outline, shapely.intersection(hulls, outline.to_numpy()), hulls)
+        hulls = polygonal(np.where(has_outline, shapely.intersection(hulls, outline.to_numpy()), hulls))
     areal = shapely.area(hulls) > 0 if hulls.size else np.zeros(0, bool)
     domain = groups % n_domains
     frame = gpd.GeoDataFrame(

@@ -1,6 +1,7 @@
 """Plot of subcellular domains: transcripts coloured by domain over the outlines."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import geopandas as gpd
@@ -8,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap
 from matplotlib.lines import Line2D
 from spatialdata import SpatialData
 
@@ -49,6 +51,28 @@ def _in_numeric_order(labels: pd.Series) -> pd.Series:
     if not pd.api.types.is_numeric_dtype(categories.dtype):
         return labels
     return labels.cat.reorder_categories(categories.sort_values())
+
+
+#: Colours of matplotlib's continuous listed maps (``viridis``, ...); its qualitative maps hold at most 20.
+CONTINUOUS_COLOURS = 256
+
+
+def _domain_colours(cmap: str, n: int) -> np.ndarray:
+    """``(n, 4)`` colours of ``n`` domains: a qualitative map's colours in turn (warning
+    where there are more domains than colours, which then repeat), a continuous map
+    sampled evenly over its range (its first ``n`` colours are nearly one)."""
+    colormap = plt.get_cmap(cmap)
+    if not isinstance(colormap, ListedColormap) or colormap.N >= CONTINUOUS_COLOURS:
+        return colormap(np.linspace(0.0, 1.0, n))
+    if n > colormap.N:
+        warnings.warn(
+            f"{n} domains but cmap={cmap!r} has {colormap.N} colours: domain {colormap.N} and above "
+            "repeat the colours of the first ones; pass a qualitative map with more colours "
+            "(e.g. 'tab20') or a continuous one (e.g. 'turbo')",
+            UserWarning,
+            stacklevel=3,
+        )
+    return colormap(np.arange(n) % colormap.N)
 
 
 def _draw_boundaries(ax: Axes, outlines: gpd.GeoSeries, **style) -> None:
@@ -94,7 +118,9 @@ def domains(
     size
         Marker size of the transcripts.
     cmap
-        Qualitative colour map of the domains.
+        Colour map of the domains: a qualitative one (fewer than 256 colours, e.g.
+        ``"tab10"``, ``"tab20"``) gives the domains its colours in turn, a continuous
+        one (e.g. ``"turbo"``) colours sampled evenly over its range.
     ax
         Axes to draw into; a new figure when None.
 
@@ -116,6 +142,12 @@ def domains(
         and not a shapes element, or its outlines hold domains that are not
         categories of ``key`` (the outlines of another run), or the cell or
         nucleus outlines are neither polygons nor circles of positive radius.
+
+    Warns
+    -----
+    UserWarning
+        When a qualitative ``cmap`` has fewer colours than there are domains (its
+        colours then repeat).
     """
     if isinstance(sdata, DomainResult):
         # Unlike the colocalization plots, which draw their result alone.
@@ -138,7 +170,7 @@ def domains(
         labelled = labelled[labelled[S.CELL].astype(str).isin(cells)]
     domain_codes = np.asarray(frame[key].cat.categories)
     regions = _domain_regions(sdata, shapes_key, key, domain_codes)
-    colours = plt.get_cmap(cmap)(np.arange(domain_codes.size) % plt.get_cmap(cmap).N)
+    colours = _domain_colours(cmap, domain_codes.size)
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 7))
     code = labelled[key].cat.codes.to_numpy()
