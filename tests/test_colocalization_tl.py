@@ -449,3 +449,42 @@ def test_a_model_meets_another_gene_panel(sample):
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         stgraph.tl.domains(renamed, model, radius=RADIUS, n_domains=2)
     assert "table" not in renamed.tables and "domain" not in renamed.points["transcripts"].columns
+
+
+@pytest.mark.parametrize(
+    "fdr, error, match",
+    [
+        ("0.05", TypeError, r"^fdr must be a real number, got str$"),
+        (float("nan"), ValueError, r"^fdr must be a non-negative finite number, got nan$"),
+        (-0.1, ValueError, r"^fdr must be a non-negative finite number, got -0.1$"),
+        (5, ValueError, r"^fdr must be at most 1, got 5.0$"),
+    ],
+)
+def test_fdr_thresholds_are_checked(sample, fdr, error, match):
+    # A string failed inside pandas ("Invalid comparison between dtype=float64 and
+    # str"); NaN, a negative threshold or None silently kept no pair, and 5 (meant
+    # as 5 %) kept every one.
+    sdata, _, graph = sample
+    result = colocalization(sdata, graph=graph, inplace=False)
+    calls = (
+        lambda: result.significant(fdr),
+        lambda: result.to_networkx(fdr=fdr),
+        lambda: colocalization_heatmap(result, fdr=fdr),
+        lambda: colocalization_heatmap(result, genes=list(result.genes[:3]), fdr=fdr),
+        lambda: colocalization_network(result, fdr=fdr),
+    )
+    for call in calls:
+        with pytest.raises(error, match=match):
+            call()
+    with pytest.raises(TypeError, match=r"^fdr must be a real number, got NoneType$"):
+        result.significant(None)
+    assert len(result.significant(1)) == len(result.table)
+
+
+def test_heatmap_of_a_result_without_pairs_of_two_genes():
+    # Told to "pass a larger fdr" when fdr was None and no two genes shared an edge.
+    frame = pd.DataFrame({"x": [0.0, 5.0, 10.0], "y": 0.0, "gene": ["A", "B", "C"], "cell": "c1"})
+    sdata = stgraph.io.read_transcripts(frame, x="x", y="y", gene="gene", cell="cell")
+    result = colocalization(sdata, radius=1.0, inplace=False)
+    with pytest.raises(ValueError, match=r"^the result holds no pair of two genes \(none share an edge\): nothing to draw$"):
+        colocalization_heatmap(result)

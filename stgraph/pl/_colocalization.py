@@ -11,6 +11,7 @@ from spatialdata import SpatialData
 
 from .._validation import check_int, check_names, check_seed
 from ..coloc import ColocalizationResult
+from ..coloc._result import check_fdr
 from ..io import TABLE_KEY
 from ..tl._colocalization import COLOCALIZATION_KEY
 
@@ -35,9 +36,10 @@ def _top_genes(result: ColocalizationResult, top: int, fdr: float | None) -> lis
     """
     pairs = result.significant(fdr) if fdr is not None else result.table
     pairs = pairs[pairs["gene_a"].astype(str) != pairs["gene_b"].astype(str)]
+    if pairs.empty and fdr is None:
+        raise ValueError("the result holds no pair of two genes (none share an edge): nothing to draw")
     if pairs.empty:
-        among = "" if fdr is None else f" has fdr <= {fdr}"
-        raise ValueError(f"no pair of two genes{among}: nothing to draw; pass a larger fdr, or genes")
+        raise ValueError(f"no pair of two genes has fdr <= {fdr}: nothing to draw; pass a larger fdr, or genes")
     pairs = pairs.sort_values("score", ascending=False, kind="stable").head(top)
     genes = set(pairs["gene_a"].astype(str)) | set(pairs["gene_b"].astype(str))
     return [g for g in result.genes if g in genes]
@@ -86,15 +88,19 @@ def colocalization_heatmap(
     ------
     TypeError
         If ``data`` is neither a SpatialData nor a ColocalizationResult, ``genes``
-        is a single string, or ``top`` is not an integer.
+        is a single string, ``top`` is not an integer, or ``fdr`` is neither None
+        nor a number.
     KeyError
         If ``data`` has no table ``table_key`` or no result under ``key``.
     ValueError
         If ``genes`` is empty or names genes not in the result, no pair of two
         genes has ``fdr`` at most ``fdr`` (``genes`` None), ``value`` is not a
-        column of the pair table, or ``top`` is below 1.
+        column of the pair table, ``top`` is below 1, or ``fdr`` is NaN or outside
+        ``[0, 1]``.
     """
     top = check_int("top", top)
+    if fdr is not None:
+        check_fdr(fdr)  # also when genes make it unused
     result = _result(data, key, table_key)
     genes = check_names("genes", genes, result.genes) if genes is not None else _top_genes(result, top, fdr)
     matrix = result.matrix(value, genes=genes)
@@ -154,12 +160,13 @@ def colocalization_network(
     Raises
     ------
     TypeError
-        If ``data`` is neither a SpatialData nor a ColocalizationResult, or ``top``
-        or ``seed`` is not an integer.
+        If ``data`` is neither a SpatialData nor a ColocalizationResult, ``top``
+        or ``seed`` is not an integer, or ``fdr`` is neither None nor a number.
     KeyError
         If ``data`` has no table ``table_key`` or no result under ``key``.
     ValueError
-        If ``top`` is below 1 or ``seed`` negative (or above 2**32 - 1).
+        If ``top`` is below 1, ``seed`` negative (or above 2**32 - 1), or ``fdr``
+        NaN or outside ``[0, 1]``.
     """
     top = check_int("top", top)
     seed = check_seed(seed)
