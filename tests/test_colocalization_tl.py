@@ -488,3 +488,18 @@ def test_heatmap_of_a_result_without_pairs_of_two_genes():
     result = colocalization(sdata, radius=1.0, inplace=False)
     with pytest.raises(ValueError, match=r"^the result holds no pair of two genes \(none share an edge\): nothing to draw$"):
         colocalization_heatmap(result)
+
+
+def test_heatmap_of_many_genes_keeps_its_figure_and_labels_bounded():
+    # 300 genes asked for a 77-inch figure (960 genes: 242 inches, 2.3 GB of pixels at
+    # 100 dpi) and labels of 7 pt whatever the space each gene had.
+    rng = np.random.default_rng(0)
+    n_genes, n = 300, 5000
+    edges = rng.integers(0, n, (2, 20000))
+    result = score_pairs(edges, rng.integers(0, n_genes, n), gene_names=[f"g{i:03d}" for i in range(n_genes)])
+    ax = colocalization_heatmap(result, genes=list(result.genes))
+    np.testing.assert_allclose(ax.figure.get_size_inches(), [21.0, 20.0])
+    assert ax.get_xticklabels()[0].get_fontsize() == pytest.approx(0.8 * 72 * 0.77 * 20 / 300)
+    few = colocalization_heatmap(result, genes=list(result.genes[:5]))
+    np.testing.assert_allclose(few.figure.get_size_inches(), [4.25, 3.25])
+    assert few.get_yticklabels()[0].get_fontsize() == 7.0

@@ -15,6 +15,11 @@ from ..coloc._result import check_fdr
 from ..io import TABLE_KEY
 from ..tl._colocalization import COLOCALIZATION_KEY
 
+#: Largest side (inches) of a new heatmap figure: about 70 genes at the full label size.
+MAX_HEATMAP_INCHES = 20.0
+#: Size of the gene labels (points) while they fit.
+LABEL_POINTS = 7.0
+
 
 def _result(data, key: str, table_key: str) -> ColocalizationResult:
     if isinstance(data, ColocalizationResult):
@@ -43,6 +48,13 @@ def _top_genes(result: ColocalizationResult, top: int, fdr: float | None) -> lis
     pairs = pairs.sort_values("score", ascending=False, kind="stable").head(top)
     genes = set(pairs["gene_a"].astype(str)) | set(pairs["gene_b"].astype(str))
     return [g for g in result.genes if g in genes]
+
+
+def _label_size(ax: Axes, n_genes: int) -> float:
+    """Font size (points) of gene labels that do not overlap along the axes' shorter side."""
+    box = ax.get_position()
+    side = min(box.width * ax.figure.get_figwidth(), box.height * ax.figure.get_figheight())
+    return min(LABEL_POINTS, 0.8 * 72 * side / max(n_genes, 1))
 
 
 def colocalization_heatmap(
@@ -78,7 +90,10 @@ def colocalization_heatmap(
     cmap
         Colour map, centred on 0 for ``score`` and ``z``, on 1 for quotients.
     ax
-        Axes to draw into; a new figure when None.
+        Axes to draw into; a new figure when None, a quarter inch per gene up to
+        :data:`MAX_HEATMAP_INCHES` (reached at 72 genes). Gene labels are 7 pt,
+        smaller where more genes would overlap (in a new figure from about 130
+        genes; 3 pt for 300 genes: give fewer ``genes`` to read them).
 
     Returns
     -------
@@ -105,15 +120,18 @@ def colocalization_heatmap(
     genes = check_names("genes", genes, result.genes) if genes is not None else _top_genes(result, top, fdr)
     matrix = result.matrix(value, genes=genes)
     if ax is None:
-        size = 2 + 0.25 * len(genes)
+        # A quarter inch per gene, up to a cap: 960 genes asked for a 242-inch
+        # figure, 2.3 GB of pixels at 100 dpi.
+        size = min(2 + 0.25 * len(genes), MAX_HEATMAP_INCHES)
         _, ax = plt.subplots(figsize=(size + 1, size))
     values = matrix.to_numpy()
     centre = 1.0 if value.startswith("clq") else 0.0
     finite = values[np.isfinite(values)]
     span = float(np.abs(finite - centre).max()) if finite.size else 1.0
     image = ax.imshow(values, cmap=cmap, vmin=centre - span, vmax=centre + span)
-    ax.set_xticks(range(len(genes)), genes, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(genes)), genes, fontsize=7)
+    fontsize = _label_size(ax, len(genes))
+    ax.set_xticks(range(len(genes)), genes, rotation=90, fontsize=fontsize)
+    ax.set_yticks(range(len(genes)), genes, fontsize=fontsize)
     ax.set_xlabel("gene_b (neighbour)")
     ax.set_ylabel("gene_a (looks at gene_b)")
     ax.figure.colorbar(image, ax=ax, label=value, shrink=0.7)
