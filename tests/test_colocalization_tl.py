@@ -6,6 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import re  # noqa: E402
+import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -485,7 +486,8 @@ def test_heatmap_of_a_result_without_pairs_of_two_genes():
     # Told to "pass a larger fdr" when fdr was None and no two genes shared an edge.
     frame = pd.DataFrame({"x": [0.0, 5.0, 10.0], "y": 0.0, "gene": ["A", "B", "C"], "cell": "c1"})
     sdata = stgraph.io.read_transcripts(frame, x="x", y="y", gene="gene", cell="cell")
-    result = colocalization(sdata, radius=1.0, inplace=False)
+    with pytest.warns(UserWarning, match="pair table is empty"):
+        result = colocalization(sdata, radius=1.0, inplace=False)
     with pytest.raises(ValueError, match=r"^the result holds no pair of two genes \(none share an edge\): nothing to draw$"):
         colocalization_heatmap(result)
 
@@ -503,3 +505,27 @@ def test_heatmap_of_many_genes_keeps_its_figure_and_labels_bounded():
     few = colocalization_heatmap(result, genes=list(result.genes[:5]))
     np.testing.assert_allclose(few.figure.get_size_inches(), [4.25, 3.25])
     assert few.get_yticklabels()[0].get_fontsize() == 7.0
+
+
+def test_an_empty_pair_table_is_announced():
+    # No edge at the radius, or only edges to controls or across cells, gave an empty
+    # table without a word, easy to read as "nothing significant".
+    frame = pd.DataFrame(
+        {"x": [0.0, 0.5, 5.0, 10.0, 10.5], "y": 0.0, "gene": ["A", "NegPrb1", "B", "C", "A"],
+         "cell": ["c1", "c1", "c1", "c1", "c2"]}
+    )
+    sdata = stgraph.io.read_transcripts(frame, x="x", y="y", gene="gene", cell="cell")
+    message = (
+        r"^the pair table is empty: no edge of the graph \(radius 1 µm\) joins two scored "
+        r"transcripts in one cell; pass a larger radius$"
+    )
+    with pytest.warns(UserWarning, match=message):
+        result = colocalization(sdata, radius=1.0)
+    assert result.table.empty and result.params["n_tests"] == 9
+    assert ColocalizationResult.from_uns(sdata.tables["table"].uns).table.empty
+    with pytest.warns(UserWarning, match=r"joins two scored transcripts; pass a larger radius$"):
+        colocalization(sdata, radius=0.2, within="all", inplace=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(colocalization(sdata, radius=1.0, within="all", inplace=False).table) == 2
+        assert len(colocalization(sdata, radius=1.0, include_controls=True, inplace=False).table) == 2

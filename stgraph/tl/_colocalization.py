@@ -1,6 +1,7 @@
 """Gene colocalization from the transcript graph and a pretrained encoder's attention."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -177,6 +178,10 @@ def colocalization(
     Warns
     -----
     UserWarning
+        When the pair table is empty: no edge joins two scored transcripts (of genes,
+        not controls unless ``include_controls``; within a cell with
+        ``within="cell"``), e.g. a radius below the spacing of the molecules.
+    UserWarning
         With ``method="permutation"``, when pairs exceed every permutation but
         ``n_perms`` is too few for their ``fdr`` to reach 0.05
         (:func:`stgraph.coloc.score_pairs`).
@@ -234,6 +239,20 @@ def colocalization(
         include_controls=bool(include_controls),
         within=within,
     )
+    if result.table.empty:
+        _warn_empty(result.params["radius"], within)
     if inplace:
         result.to_uns(ensure_table(sdata, table_key, points_key).uns, key_added)
     return result
+
+
+def _warn_empty(radius: float, within: str) -> None:
+    """Warn that no edge joins two scored transcripts: an empty table is otherwise
+    easy to take for a result with nothing significant in it."""
+    where = " in one cell" if within == "cell" else ""
+    warnings.warn(
+        f"the pair table is empty: no edge of the graph (radius {radius:g} µm) joins two scored "
+        f"transcripts{where}; pass a larger radius",
+        UserWarning,
+        stacklevel=3,
+    )
