@@ -529,3 +529,23 @@ def test_an_empty_pair_table_is_announced():
         warnings.simplefilter("error")
         assert len(colocalization(sdata, radius=1.0, within="all", inplace=False).table) == 2
         assert len(colocalization(sdata, radius=1.0, include_controls=True, inplace=False).table) == 2
+
+
+def test_heatmap_colours_span_the_values_of_columns_without_a_centre(sample):
+    # A p-value map was centred on 0 (colours from -max to max, the lower half unused).
+    sdata, _, graph = sample
+    result = colocalization(sdata, graph=graph, inplace=False)
+    genes = list(result.genes[:6])
+    values = result.matrix("pval", genes=genes).to_numpy()
+    image = colocalization_heatmap(result, "pval", genes=genes).images[0]
+    assert image.get_clim() == (np.nanmin(values), np.nanmax(values))
+    assert image.get_cmap().name == "viridis"
+    score = result.matrix("score", genes=genes).to_numpy()
+    image = colocalization_heatmap(result, genes=genes, cmap="magma").images[0]
+    assert image.get_clim() == (-np.nanmax(np.abs(score)), np.nanmax(np.abs(score)))
+    assert image.get_cmap().name == "magma"
+    bento = result.matrix("clq_bento", genes=genes).to_numpy()
+    span = np.nanmax(np.abs(bento - 1.0))
+    image = colocalization_heatmap(result, "clq_bento", genes=genes).images[0]
+    assert image.get_clim() == (1.0 - span, 1.0 + span)
+    assert image.get_cmap().name == "RdBu_r"

@@ -19,6 +19,8 @@ from ..tl._colocalization import COLOCALIZATION_KEY
 MAX_HEATMAP_INCHES = 20.0
 #: Size of the gene labels (points) while they fit.
 LABEL_POINTS = 7.0
+#: Neutral value of the heatmap columns that have one: no colocalization.
+CENTRES = {"score": 0.0, "z": 0.0, "clq": 1.0, "clq_bento": 1.0}
 
 
 def _result(data, key: str, table_key: str) -> ColocalizationResult:
@@ -50,6 +52,18 @@ def _top_genes(result: ColocalizationResult, top: int, fdr: float | None) -> lis
     return [g for g in result.genes if g in genes]
 
 
+def _colour_scale(value: str, values: np.ndarray, cmap: str | None) -> dict:
+    """``imshow`` colour arguments: centred for the columns with a neutral value,
+    the values' range otherwise (a p-value map centred on 0 used half the colours)."""
+    finite = values[np.isfinite(values)]
+    centre = CENTRES.get(value)
+    if centre is None:
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        return {"cmap": cmap or "viridis", "vmin": low, "vmax": high}
+    span = float(np.abs(finite - centre).max()) if finite.size else 1.0
+    return {"cmap": cmap or "RdBu_r", "vmin": centre - span, "vmax": centre + span}
+
+
 def _label_size(ax: Axes, n_genes: int) -> float:
     """Font size (points) of gene labels that do not overlap along the axes' shorter side."""
     box = ax.get_position()
@@ -66,7 +80,7 @@ def colocalization_heatmap(
     fdr: float | None = None,
     key: str = COLOCALIZATION_KEY,
     table_key: str = TABLE_KEY,
-    cmap: str = "RdBu_r",
+    cmap: str | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Heatmap of one pair statistic, rows ``gene_a``, columns ``gene_b``.
@@ -88,7 +102,10 @@ def colocalization_heatmap(
     key, table_key
         Where :func:`stgraph.tl.colocalization` stored the result.
     cmap
-        Colour map, centred on 0 for ``score`` and ``z``, on 1 for quotients.
+        Colour map; default ``"RdBu_r"`` centred on 0 for ``score`` and ``z`` and
+        on 1 for the quotients (``clq``, ``clq_bento``), ``"viridis"`` over the
+        range of the values for the other columns (p-values, FDRs, counts,
+        masses), which have no centre.
     ax
         Axes to draw into; a new figure when None, a quarter inch per gene up to
         :data:`MAX_HEATMAP_INCHES` (reached at 72 genes). Gene labels are 7 pt,
@@ -125,10 +142,7 @@ def colocalization_heatmap(
         size = min(2 + 0.25 * len(genes), MAX_HEATMAP_INCHES)
         _, ax = plt.subplots(figsize=(size + 1, size))
     values = matrix.to_numpy()
-    centre = 1.0 if value.startswith("clq") else 0.0
-    finite = values[np.isfinite(values)]
-    span = float(np.abs(finite - centre).max()) if finite.size else 1.0
-    image = ax.imshow(values, cmap=cmap, vmin=centre - span, vmax=centre + span)
+    image = ax.imshow(values, **_colour_scale(value, values, cmap))
     fontsize = _label_size(ax, len(genes))
     ax.set_xticks(range(len(genes)), genes, rotation=90, fontsize=fontsize)
     ax.set_yticks(range(len(genes)), genes, fontsize=fontsize)
