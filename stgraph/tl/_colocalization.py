@@ -68,6 +68,14 @@ def colocalization(
     proximal-pairs binomial test ``binom_pval`` / ``binom_fdr``
     (:mod:`stgraph.coloc._binomial`), all pooled over cells.
 
+    **Order and self pairs.** ``(A, B)`` and ``(B, A)`` are two rows: ``score``,
+    ``clq``, ``clq_bento``, ``z``, ``pval`` and ``mass`` look from A's transcripts
+    and differ in general, while the binomial test counts unordered transcript pairs
+    and gives both rows the same ``binom_pval`` and ``binom_fdr``. ``(A, A)`` scores
+    a gene's clustering with its own molecules (a transcript is never its own
+    neighbour); repeated calls of one molecule inflate it (see
+    :func:`stgraph.datasets.merfish_u2os`'s ``drop_duplicates``).
+
     Memory is linear in the number of edges and of gene pairs that share an edge;
     no cells x genes x genes array is ever built.
 
