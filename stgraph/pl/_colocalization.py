@@ -93,7 +93,8 @@ def colocalization_heatmap(
         Column of the pair table (``score``, ``clq``, ``z``, ...).
     genes
         Genes to show (a ValueError names those not in the result, and refuses an
-        empty list); default those of the ``top`` pairs with the highest score.
+        empty list); default those of the ``top`` pairs of two genes with the
+        highest score (their pairs with themselves are on the diagonal).
     top
         Number of top pairs whose genes are shown when ``genes`` is None (positive).
     fdr
@@ -164,8 +165,9 @@ def colocalization_network(
 ) -> Axes:
     """Gene network of the strongest significant pairs.
 
-    Genes are nodes; each of the ``top`` pairs with ``fdr`` at most ``fdr`` (by
-    decreasing score, both orientations merged) is an edge whose width grows with
+    Genes are nodes; each of the ``top`` pairs of two genes with ``fdr`` at most
+    ``fdr`` (by decreasing score, both orientations merged at the higher score; a
+    gene's pair with itself is left out) is an edge whose width grows with
     its score (pairs scoring 0 or less get the thinnest line). Layout:
     :func:`networkx.spring_layout` seeded with ``seed``.
 
