@@ -6,6 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import re  # noqa: E402
+import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -449,3 +450,102 @@ def test_a_model_meets_another_gene_panel(sample):
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         stgraph.tl.domains(renamed, model, radius=RADIUS, n_domains=2)
     assert "table" not in renamed.tables and "domain" not in renamed.points["transcripts"].columns
+
+
+@pytest.mark.parametrize(
+    "fdr, error, match",
+    [
+        ("0.05", TypeError, r"^fdr must be a real number, got str$"),
+        (float("nan"), ValueError, r"^fdr must be a non-negative finite number, got nan$"),
+        (-0.1, ValueError, r"^fdr must be a non-negative finite number, got -0.1$"),
+        (5, ValueError, r"^fdr must be at most 1, got 5.0$"),
+    ],
+)
+def test_fdr_thresholds_are_checked(sample, fdr, error, match):
+    # A string failed inside pandas ("Invalid comparison between dtype=float64 and
+    # str"); NaN, a negative threshold or None silently kept no pair, and 5 (meant
+    # as 5 %) kept every one.
+    sdata, _, graph = sample
+    result = colocalization(sdata, graph=graph, inplace=False)
+    calls = (
+        lambda: result.significant(fdr),
+        lambda: result.to_networkx(fdr=fdr),
+        lambda: colocalization_heatmap(result, fdr=fdr),
+        lambda: colocalization_heatmap(result, genes=list(result.genes[:3]), fdr=fdr),
+        lambda: colocalization_network(result, fdr=fdr),
+    )
+    for call in calls:
+        with pytest.raises(error, match=match):
+            call()
+    with pytest.raises(TypeError, match=r"^fdr must be a real number, got NoneType$"):
+        result.significant(None)
+    assert len(result.significant(1)) == len(result.table)
+
+
+def test_heatmap_of_a_result_without_pairs_of_two_genes():
+    # Told to "pass a larger fdr" when fdr was None and no two genes shared an edge.
+    frame = pd.DataFrame({"x": [0.0, 5.0, 10.0], "y": 0.0, "gene": ["A", "B", "C"], "cell": "c1"})
+    sdata = stgraph.io.read_transcripts(frame, x="x", y="y", gene="gene", cell="cell")
+    with pytest.warns(UserWarning, match="pair table is empty"):
+        result = colocalization(sdata, radius=1.0, inplace=False)
+    with pytest.raises(ValueError, match=r"^the result holds no pair of two genes \(none share an edge\): nothing to draw$"):
+        colocalization_heatmap(result)
+
+
+def test_heatmap_of_many_genes_keeps_its_figure_and_labels_bounded():
+    # 300 genes asked for a 77-inch figure (960 genes: 242 inches, 2.3 GB of pixels at
+    # 100 dpi) and labels of 7 pt whatever the space each gene had.
+    rng = np.random.default_rng(0)
+    n_genes, n = 300, 5000
+    edges = rng.integers(0, n, (2, 20000))
+    result = score_pairs(edges, rng.integers(0, n_genes, n), gene_names=[f"g{i:03d}" for i in range(n_genes)])
+    ax = colocalization_heatmap(result, genes=list(result.genes))
+    np.testing.assert_allclose(ax.figure.get_size_inches(), [21.0, 20.0])
+    assert ax.get_xticklabels()[0].get_fontsize() == pytest.approx(0.8 * 72 * 0.77 * 20 / 300)
+    few = colocalization_heatmap(result, genes=list(result.genes[:5]))
+    np.testing.assert_allclose(few.figure.get_size_inches(), [4.25, 3.25])
+    assert few.get_yticklabels()[0].get_fontsize() == 7.0
+
+
+def test_an_empty_pair_table_is_announced():
+    # No edge at the radius, or only edges to controls or across cells, gave an empty
+    # table without a word, easy to read as "nothing significant".
+    frame = pd.DataFrame(
+        {"x": [0.0, 0.5, 5.0, 10.0, 10.5], "y": 0.0, "gene": ["A", "NegPrb1", "B", "C", "A"],
+         "cell": ["c1", "c1", "c1", "c1", "c2"]}
+    )
+    sdata = stgraph.io.read_transcripts(frame, x="x", y="y", gene="gene", cell="cell")
+    message = (
+        r"^the pair table is empty: no edge of the graph \(radius 1 µm\) joins two scored "
+        r"transcripts in one cell; pass a larger radius$"
+    )
+    with pytest.warns(UserWarning, match=message):
+        result = colocalization(sdata, radius=1.0)
+    assert result.table.empty and result.params["n_tests"] == 9
+    assert ColocalizationResult.from_uns(sdata.tables["table"].uns).table.empty
+    with pytest.warns(UserWarning, match=r"joins two scored transcripts; pass a larger radius$"):
+        colocalization(sdata, radius=0.2, within="all", inplace=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(colocalization(sdata, radius=1.0, within="all", inplace=False).table) == 2
+        assert len(colocalization(sdata, radius=1.0, include_controls=True, inplace=False).table) == 2
+
+
+def test_heatmap_colours_span_the_values_of_columns_without_a_centre(sample):
+    # A p-value map was centred on 0 (colours from -max to max, the lower half unused).
+    sdata, _, graph = sample
+    result = colocalization(sdata, graph=graph, inplace=False)
+    genes = list(result.genes[:6])
+    values = result.matrix("pval", genes=genes).to_numpy()
+    image = colocalization_heatmap(result, "pval", genes=genes).images[0]
+    assert image.get_clim() == (np.nanmin(values), np.nanmax(values))
+    assert image.get_cmap().name == "viridis"
+    score = result.matrix("score", genes=genes).to_numpy()
+    image = colocalization_heatmap(result, genes=genes, cmap="magma").images[0]
+    assert image.get_clim() == (-np.nanmax(np.abs(score)), np.nanmax(np.abs(score)))
+    assert image.get_cmap().name == "magma"
+    bento = result.matrix("clq_bento", genes=genes).to_numpy()
+    span = np.nanmax(np.abs(bento - 1.0))
+    image = colocalization_heatmap(result, "clq_bento", genes=genes).images[0]
+    assert image.get_clim() == (1.0 - span, 1.0 + span)
+    assert image.get_cmap().name == "RdBu_r"

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .._validation import check_bool, check_names
+from .._validation import check_bool, check_names, check_real
 
 #: Columns of the pair table, one row per ordered gene pair joined by an edge.
 PAIR_COLUMNS = (
@@ -30,6 +30,24 @@ PAIR_COLUMNS = (
 )
 #: Columns of the optional per-cell table, one row per (cell, ordered pair) on an edge.
 PER_CELL_COLUMNS = ("cell", "gene_a", "gene_b", "mass", "expected", "clq", "clq_bento", "binom_pval")
+
+
+def check_fdr(fdr: Any) -> float:
+    """``fdr`` as a float after checking that it is a number in ``[0, 1]``.
+
+    Raises
+    ------
+    TypeError
+        If ``fdr`` is not a real number (None included).
+    ValueError
+        If it is NaN or outside ``[0, 1]``.
+    """
+    # Unchecked, a string or None failed inside pandas, and NaN or a negative
+    # threshold silently kept no pair.
+    fdr = check_real("fdr", fdr, allow_zero=True)
+    if fdr > 1:
+        raise ValueError(f"fdr must be at most 1, got {fdr}")
+    return fdr
 
 
 @dataclass
@@ -116,7 +134,23 @@ class ColocalizationResult:
         return pd.DataFrame(dense, index=order.rename("gene_a"), columns=order.rename("gene_b"))
 
     def significant(self, fdr: float = 0.05, *, column: str = "fdr") -> pd.DataFrame:
-        """Rows with ``column <= fdr``, by decreasing ``score``."""
+        """Rows with ``column <= fdr``, by decreasing ``score``.
+
+        Parameters
+        ----------
+        fdr
+            Threshold, a number in ``[0, 1]``.
+        column
+            Column the threshold applies to (``"fdr"``, ``"binom_fdr"``, ...).
+
+        Raises
+        ------
+        TypeError
+            If ``fdr`` is not a real number (None included).
+        ValueError
+            If ``fdr`` is NaN or outside ``[0, 1]``, or ``column`` is not a numeric column.
+        """
+        fdr = check_fdr(fdr)
         self._check_column(column)
         kept = self.table[self.table[column] <= fdr]
         return kept.sort_values("score", ascending=False, kind="stable")
@@ -143,9 +177,9 @@ class ColocalizationResult:
         Raises
         ------
         ValueError
-            If ``column`` is not a numeric column.
+            If ``column`` is not a numeric column, or ``fdr`` is NaN or outside ``[0, 1]``.
         TypeError
-            If ``self_loops`` is not a bool.
+            If ``self_loops`` is not a bool or ``fdr`` is neither None nor a real number.
         """
         self_loops = check_bool("self_loops", self_loops)
         table = self.table if fdr is None else self.significant(fdr, column=column)

@@ -11,8 +11,16 @@ from spatialdata import SpatialData
 
 from .._validation import check_int, check_names, check_seed
 from ..coloc import ColocalizationResult
+from ..coloc._result import check_fdr
 from ..io import TABLE_KEY
 from ..tl._colocalization import COLOCALIZATION_KEY
+
+#: Largest side (inches) of a new heatmap figure: about 70 genes at the full label size.
+MAX_HEATMAP_INCHES = 20.0
+#: Size of the gene labels (points) while they fit.
+LABEL_POINTS = 7.0
+#: Neutral value of the heatmap columns that have one: no colocalization.
+CENTRES = {"score": 0.0, "z": 0.0, "clq": 1.0, "clq_bento": 1.0}
 
 
 def _result(data, key: str, table_key: str) -> ColocalizationResult:
@@ -35,12 +43,32 @@ def _top_genes(result: ColocalizationResult, top: int, fdr: float | None) -> lis
     """
     pairs = result.significant(fdr) if fdr is not None else result.table
     pairs = pairs[pairs["gene_a"].astype(str) != pairs["gene_b"].astype(str)]
+    if pairs.empty and fdr is None:
+        raise ValueError("the result holds no pair of two genes (none share an edge): nothing to draw")
     if pairs.empty:
-        among = "" if fdr is None else f" has fdr <= {fdr}"
-        raise ValueError(f"no pair of two genes{among}: nothing to draw; pass a larger fdr, or genes")
+        raise ValueError(f"no pair of two genes has fdr <= {fdr}: nothing to draw; pass a larger fdr, or genes")
     pairs = pairs.sort_values("score", ascending=False, kind="stable").head(top)
     genes = set(pairs["gene_a"].astype(str)) | set(pairs["gene_b"].astype(str))
     return [g for g in result.genes if g in genes]
+
+
+def _colour_scale(value: str, values: np.ndarray, cmap: str | None) -> dict:
+    """``imshow`` colour arguments: centred for the columns with a neutral value,
+    the values' range otherwise (a p-value map centred on 0 used half the colours)."""
+    finite = values[np.isfinite(values)]
+    centre = CENTRES.get(value)
+    if centre is None:
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        return {"cmap": cmap or "viridis", "vmin": low, "vmax": high}
+    span = float(np.abs(finite - centre).max()) if finite.size else 1.0
+    return {"cmap": cmap or "RdBu_r", "vmin": centre - span, "vmax": centre + span}
+
+
+def _label_size(ax: Axes, n_genes: int) -> float:
+    """Font size (points) of gene labels that do not overlap along the axes' shorter side."""
+    box = ax.get_position()
+    side = min(box.width * ax.figure.get_figwidth(), box.height * ax.figure.get_figheight())
+    return min(LABEL_POINTS, 0.8 * 72 * side / max(n_genes, 1))
 
 
 def colocalization_heatmap(
@@ -52,7 +80,7 @@ def colocalization_heatmap(
     fdr: float | None = None,
     key: str = COLOCALIZATION_KEY,
     table_key: str = TABLE_KEY,
-    cmap: str = "RdBu_r",
+    cmap: str | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Heatmap of one pair statistic, rows ``gene_a``, columns ``gene_b``.
@@ -65,7 +93,8 @@ def colocalization_heatmap(
         Column of the pair table (``score``, ``clq``, ``z``, ...).
     genes
         Genes to show (a ValueError names those not in the result, and refuses an
-        empty list); default those of the ``top`` pairs with the highest score.
+        empty list); default those of the ``top`` pairs of two genes with the
+        highest score (their pairs with themselves are on the diagonal).
     top
         Number of top pairs whose genes are shown when ``genes`` is None (positive).
     fdr
@@ -74,9 +103,15 @@ def colocalization_heatmap(
     key, table_key
         Where :func:`stgraph.tl.colocalization` stored the result.
     cmap
-        Colour map, centred on 0 for ``score`` and ``z``, on 1 for quotients.
+        Colour map; default ``"RdBu_r"`` centred on 0 for ``score`` and ``z`` and
+        on 1 for the quotients (``clq``, ``clq_bento``), ``"viridis"`` over the
+        range of the values for the other columns (p-values, FDRs, counts,
+        masses), which have no centre.
     ax
-        Axes to draw into; a new figure when None.
+        Axes to draw into; a new figure when None, a quarter inch per gene up to
+        :data:`MAX_HEATMAP_INCHES` (reached at 72 genes). Gene labels are 7 pt,
+        smaller where more genes would overlap (in a new figure from about 130
+        genes; 3 pt for 300 genes: give fewer ``genes`` to read them).
 
     Returns
     -------
@@ -86,28 +121,32 @@ def colocalization_heatmap(
     ------
     TypeError
         If ``data`` is neither a SpatialData nor a ColocalizationResult, ``genes``
-        is a single string, or ``top`` is not an integer.
+        is a single string, ``top`` is not an integer, or ``fdr`` is neither None
+        nor a number.
     KeyError
         If ``data`` has no table ``table_key`` or no result under ``key``.
     ValueError
         If ``genes`` is empty or names genes not in the result, no pair of two
         genes has ``fdr`` at most ``fdr`` (``genes`` None), ``value`` is not a
-        column of the pair table, or ``top`` is below 1.
+        column of the pair table, ``top`` is below 1, or ``fdr`` is NaN or outside
+        ``[0, 1]``.
     """
     top = check_int("top", top)
+    if fdr is not None:
+        check_fdr(fdr)  # also when genes make it unused
     result = _result(data, key, table_key)
     genes = check_names("genes", genes, result.genes) if genes is not None else _top_genes(result, top, fdr)
     matrix = result.matrix(value, genes=genes)
     if ax is None:
-        size = 2 + 0.25 * len(genes)
+        # A quarter inch per gene, up to a cap: 960 genes asked for a 242-inch
+        # figure, 2.3 GB of pixels at 100 dpi.
+        size = min(2 + 0.25 * len(genes), MAX_HEATMAP_INCHES)
         _, ax = plt.subplots(figsize=(size + 1, size))
     values = matrix.to_numpy()
-    centre = 1.0 if value.startswith("clq") else 0.0
-    finite = values[np.isfinite(values)]
-    span = float(np.abs(finite - centre).max()) if finite.size else 1.0
-    image = ax.imshow(values, cmap=cmap, vmin=centre - span, vmax=centre + span)
-    ax.set_xticks(range(len(genes)), genes, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(genes)), genes, fontsize=7)
+    image = ax.imshow(values, **_colour_scale(value, values, cmap))
+    fontsize = _label_size(ax, len(genes))
+    ax.set_xticks(range(len(genes)), genes, rotation=90, fontsize=fontsize)
+    ax.set_yticks(range(len(genes)), genes, fontsize=fontsize)
     ax.set_xlabel("gene_b (neighbour)")
     ax.set_ylabel("gene_a (looks at gene_b)")
     ax.figure.colorbar(image, ax=ax, label=value, shrink=0.7)
@@ -126,8 +165,9 @@ def colocalization_network(
 ) -> Axes:
     """Gene network of the strongest significant pairs.
 
-    Genes are nodes; each of the ``top`` pairs with ``fdr`` at most ``fdr`` (by
-    decreasing score, both orientations merged) is an edge whose width grows with
+    Genes are nodes; each of the ``top`` pairs of two genes with ``fdr`` at most
+    ``fdr`` (by decreasing score, both orientations merged at the higher score; a
+    gene's pair with itself is left out) is an edge whose width grows with
     its score (pairs scoring 0 or less get the thinnest line). Layout:
     :func:`networkx.spring_layout` seeded with ``seed``.
 
@@ -154,12 +194,13 @@ def colocalization_network(
     Raises
     ------
     TypeError
-        If ``data`` is neither a SpatialData nor a ColocalizationResult, or ``top``
-        or ``seed`` is not an integer.
+        If ``data`` is neither a SpatialData nor a ColocalizationResult, ``top``
+        or ``seed`` is not an integer, or ``fdr`` is neither None nor a number.
     KeyError
         If ``data`` has no table ``table_key`` or no result under ``key``.
     ValueError
-        If ``top`` is below 1 or ``seed`` negative (or above 2**32 - 1).
+        If ``top`` is below 1, ``seed`` negative (or above 2**32 - 1), or ``fdr``
+        NaN or outside ``[0, 1]``.
     """
     top = check_int("top", top)
     seed = check_seed(seed)

@@ -1,6 +1,7 @@
 """Gene colocalization from the transcript graph and a pretrained encoder's attention."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -66,6 +67,14 @@ def colocalization(
     Bento's variant ``clq_bento`` (:mod:`stgraph.coloc._clq`) and the InSTAnT-like
     proximal-pairs binomial test ``binom_pval`` / ``binom_fdr``
     (:mod:`stgraph.coloc._binomial`), all pooled over cells.
+
+    **Order and self pairs.** ``(A, B)`` and ``(B, A)`` are two rows: ``score``,
+    ``clq``, ``clq_bento``, ``z``, ``pval`` and ``mass`` look from A's transcripts
+    and differ in general, while the binomial test counts unordered transcript pairs
+    and gives both rows the same ``binom_pval`` and ``binom_fdr``. ``(A, A)`` scores
+    a gene's clustering with its own molecules (a transcript is never its own
+    neighbour); repeated calls of one molecule inflate it (see
+    :func:`stgraph.datasets.merfish_u2os`'s ``drop_duplicates``).
 
     Memory is linear in the number of edges and of gene pairs that share an edge;
     no cells x genes x genes array is ever built.
@@ -177,6 +186,10 @@ def colocalization(
     Warns
     -----
     UserWarning
+        When the pair table is empty: no edge joins two scored transcripts (of genes,
+        not controls unless ``include_controls``; within a cell with
+        ``within="cell"``), e.g. a radius below the spacing of the molecules.
+    UserWarning
         With ``method="permutation"``, when pairs exceed every permutation but
         ``n_perms`` is too few for their ``fdr`` to reach 0.05
         (:func:`stgraph.coloc.score_pairs`).
@@ -234,6 +247,20 @@ def colocalization(
         include_controls=bool(include_controls),
         within=within,
     )
+    if result.table.empty:
+        _warn_empty(result.params["radius"], within)
     if inplace:
         result.to_uns(ensure_table(sdata, table_key, points_key).uns, key_added)
     return result
+
+
+def _warn_empty(radius: float, within: str) -> None:
+    """Warn that no edge joins two scored transcripts: an empty table is otherwise
+    easy to take for a result with nothing significant in it."""
+    where = " in one cell" if within == "cell" else ""
+    warnings.warn(
+        f"the pair table is empty: no edge of the graph (radius {radius:g} µm) joins two scored "
+        f"transcripts{where}; pass a larger radius",
+        UserWarning,
+        stacklevel=3,
+    )
