@@ -315,6 +315,10 @@ def test_graph_must_hold_the_transcripts_of_sdata(sample):
     with pytest.raises(ValueError, match=f"radius=5.0 differs from the graph's radius {RADIUS}"):
         colocalization(sdata, graph=graph, radius=5.0)
     assert "table" not in sdata.tables
+    # The graph's radius in float32 is the same radius (it was refused: 'differs by 1e-8').
+    wider = stgraph.graph.transcript_graph(sdata, 2.1, within="cell")
+    assert colocalization(sdata, graph=wider, radius=np.float32(2.1), inplace=False).table.equals(
+        colocalization(sdata, graph=wider, inplace=False).table)
     # The same transcripts in spatial order (point_index a permutation) give the same pairs.
     spatial = stgraph.graph.transcript_graph(sdata, RADIUS, within="cell", order="spatial")
     pd.testing.assert_frame_equal(

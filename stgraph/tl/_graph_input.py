@@ -49,7 +49,8 @@ def checked_graph(
     if missing:
         raise ValueError(f"the transcript graph lacks the field(s) {missing}")
     graph_radius = graph.get("radius")
-    if radius is not None and graph_radius is not None and not math.isclose(radius, graph_radius):
+    # Equal up to float32 rounding: np.float32(0.3) is the radius 0.3 to the user.
+    if radius is not None and graph_radius is not None and not math.isclose(radius, graph_radius, rel_tol=1e-6):
         raise ValueError(f"radius={radius} differs from the graph's radius {graph_radius}: pass one of them")
     if sdata is not None:
         _check_graph_of(graph, sdata, points_key)
