@@ -833,3 +833,17 @@ def test_predictions_are_never_negative(monkeypatch):
     (raw,) = reconstructions
     assert 0.03 < (raw < 0).mean() < 0.1 and raw.min() < -0.2
     np.testing.assert_array_equal(out.X[adata.n_obs:], np.maximum(raw, 0.0))
+
+
+@pytest.mark.parametrize("masks", [(), ["checkerboard"]])
+def test_enhancer_params_refuse_meaningless_masks(masks):
+    # EnhancerParams is public: () failed in training with a ZeroDivisionError, an
+    # unknown kind only once its first mask was drawn.
+    with pytest.raises(ValueError, match=r"^`masks` must be a non-empty selection of \('random', 'block', 'sublattice'\), "
+                       rf"got {re.escape(str(tuple(masks)))}\.$"):
+        EnhancerParams(masks=masks)
+
+
+def test_enhancer_params_take_one_mask_kind_as_a_string():
+    # A string was iterated letter by letter: 'b' is no mask kind.
+    assert EnhancerParams(masks="block").masks == ("block",)

@@ -26,7 +26,6 @@ from stgraph.spots._lattice import (
     off_lattice,
     pixel_positions,
 )
-from stgraph.spots._masks import MASK_KINDS
 from stgraph.spots._train import EnhancerParams, EnhancerTrainer
 
 MODES = ("impute", "super_resolution")
@@ -248,17 +247,10 @@ def enhance(
         if mode != "impute" or positions is not None:
             raise ValueError("`max_gap_size` is only used with `mode='impute'` and no `positions`.")
         max_gap_size = check_int("max_gap_size", max_gap_size)
-    if isinstance(masks, str):  # a tuple of it would be its letters
-        masks = (masks,)
-    masks = tuple(_DEFAULT_MASKS[mode] if masks is None else masks)
-    unknown = [kind for kind in masks if kind not in MASK_KINDS]
-    if unknown or not masks:
-        raise ValueError(f"`masks` must be a non-empty selection of {MASK_KINDS}, got {masks}.")
-
     params = EnhancerParams(
         rank=rank, n_components=n_components, radius=radius, hidden_channels=hidden_channels,
         num_layers=num_layers, heads=heads, lambda_init=lambda_init, epochs=epochs,
-        n_ensemble=n_ensemble, masks=masks,
+        n_ensemble=n_ensemble, masks=_DEFAULT_MASKS[mode] if masks is None else masks,
     )
     check_seed(seed)
     if not isinstance(counts_layer, str) or not counts_layer:
@@ -308,7 +300,7 @@ def enhance(
     # the log twice, and fold changes and highly variable genes read the base.
     out.uns["log1p"] = {"base": None}
     out.uns["enhance"] = {
-        "mode": mode, "grid": grid, "seed": seed, "masks": list(masks),
+        "mode": mode, "grid": grid, "seed": seed, "masks": list(params.masks),
         "positions": _POSITIONS_KIND[mode] if positions is None else "given",
         "max_gap_size": max_gap_size,
         "params": {k: v for k, v in vars(params).items() if k != "masks"},
