@@ -847,3 +847,18 @@ def test_enhancer_params_refuse_meaningless_masks(masks):
 def test_enhancer_params_take_one_mask_kind_as_a_string():
     # A string was iterated letter by letter: 'b' is no mask kind.
     assert EnhancerParams(masks="block").masks == ("block",)
+
+
+def test_spots_without_counts_warn_with_the_filter_that_leaves_them_out():
+    # They were silently trained on and interpolated as spots expressing no gene.
+    adata, _ = slide("square", 5, 5, 8)
+    adata.layers["raw"] = adata.X.copy()
+    adata.layers["raw"][[3, 7]] = 0
+    message = (r"^2 of the 25 spots have no counts: they are trained on and enhanced as spots expressing no gene\. "
+               r"To leave them out, pass `adata\[np\.asarray\(adata\.layers\['raw'\]\.sum\(axis=1\)\)\.ravel\(\) > 0\]`\.$")
+    with pytest.warns(UserWarning, match=message):
+        enhance(adata, layer="raw", **FAST)
+    kept = adata[np.asarray(adata.layers["raw"].sum(axis=1)).ravel() > 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert enhance(kept, layer="raw", **FAST).obs["imputed"].sum() > 0

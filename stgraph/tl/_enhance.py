@@ -231,7 +231,8 @@ def enhance(
     UserWarning
         If impute ``positions`` lie outside the observed spots' convex hull with no
         observed spot within ``radius`` spacings (an extrapolation), and if a bool or
-        integer ``obs['in_tissue']`` marks some spots off the tissue (0): they are
+        integer ``obs['in_tissue']`` marks some spots off the tissue (0), or some
+        spots have no counts (their log1p(CP10k) is 0 for every gene): they are
         trained on and enhanced like the others (the warning names how many and the
         filter that leaves them out).
     """
@@ -278,6 +279,7 @@ def enhance(
             "Spots of several slides (e.g. joined with `anndata.concat`)? Enhance one slide at a time."
         )
     counts = read_counts(adata, layer)
+    _warn_empty_spots(counts, layer)
     grid = check_grid(grid, rc, spatial)
     query = _query_positions(mode, positions, max_gap_size, rc, grid, radius)
 
@@ -336,6 +338,20 @@ def _warn_off_tissue(obs: pd.DataFrame) -> None:
         warnings.warn(
             f"{off} of the {len(obs)} spots have `obs['in_tissue'] == 0` (off the tissue): they are trained on "
             "and enhanced like the others. To enhance the tissue only, pass `adata[adata.obs['in_tissue'] == 1]`.",
+            UserWarning, stacklevel=3,
+        )
+
+
+def _warn_empty_spots(counts: np.ndarray, layer: str | None) -> None:
+    """Warn of spots without a single count (a failed spot, or one off the tissue): their
+    log1p(CP10k) is 0 for every gene, which the model learns from and the interpolation
+    spreads to the new spots around them as if it were measured expression."""
+    empty = ~counts.any(axis=1)
+    if empty.any():
+        matrix = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+        warnings.warn(
+            f"{int(empty.sum())} of the {len(counts)} spots have no counts: they are trained on and enhanced as "
+            f"spots expressing no gene. To leave them out, pass `adata[np.asarray({matrix}.sum(axis=1)).ravel() > 0]`.",
             UserWarning, stacklevel=3,
         )
 
