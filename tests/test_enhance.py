@@ -862,3 +862,35 @@ def test_spots_without_counts_warn_with_the_filter_that_leaves_them_out():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         assert enhance(kept, layer="raw", **FAST).obs["imputed"].sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("panel_size", "error", "message"),
+    [
+        (0, ValueError, r"^panel_size must be a positive finite number, got 0\.0$"),  # drew a 0 x 0 figure
+        (-1.0, ValueError, r"^panel_size must be a positive finite number, got -1\.0$"),
+        ("3", TypeError, r"^panel_size must be a real number, got str$"),
+    ],
+)
+def test_plot_enhance_refuses_meaningless_panel_sizes(super_resolved, panel_size, error, message):
+    _, _, out = super_resolved
+    before = plt.get_fignums()
+    with pytest.raises(error, match=message):
+        plot_enhance(out, "gene0", panel_size=panel_size)
+    assert plt.get_fignums() == before  # refused before a figure is made
+
+
+def test_plot_enhance_refuses_imputed_flags_that_are_not_bools(super_resolved):
+    # Strings read back from a text table: as bools both are True, and every spot was
+    # drawn as a new one (the measured panels empty).
+    _, _, out = super_resolved
+    text = out.copy()
+    text.obs["imputed"] = text.obs["imputed"].astype(str)
+    with pytest.raises(ValueError, match=r"^`adata.obs\['imputed'\]` \(dtype object\) must hold True or False for every "
+                       r"spot, got e\.g\. \['False', 'True'\]\.$"):
+        plot_enhance(text, "gene0")
+    flags = out.copy()
+    flags.obs["imputed"] = flags.obs["imputed"].astype(object)  # bools kept as objects still plot
+    fig = plot_enhance(flags, "gene0")
+    assert len(fig.axes[0].collections[0].get_offsets()) == int((~out.obs["imputed"]).sum())
+    plt.close("all")
