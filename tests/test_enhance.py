@@ -894,3 +894,20 @@ def test_plot_enhance_refuses_imputed_flags_that_are_not_bools(super_resolved):
     fig = plot_enhance(flags, "gene0")
     assert len(fig.axes[0].collections[0].get_offsets()) == int((~out.obs["imputed"]).sum())
     plt.close("all")
+
+
+@pytest.mark.parametrize(
+    ("positions", "message"),
+    [
+        ([["2", "2"]], r"got dtype <U1\.$"),  # was imputed at (2, 2)
+        ([[True, True]], r"got dtype bool\.$"),  # was imputed at (1, 1)
+        ([2, 2], r"got shape \(2,\)\.$"),
+        ([[np.nan, 2]], r"got NaN or infinite values\.$"),
+    ],
+)
+def test_impute_positions_must_be_numbers(positions, message):
+    adata, _ = slide("square", 5, 5, 8)
+    adata = adata[~adata.obs_names.isin(["spot6", "spot12"])].copy()  # (1, 1) and (2, 2) are free
+    wanted = r"^`positions` must be a finite \(m, 2\) array of numbers, the \(array_row, array_col\) to impute; "
+    with pytest.raises(ValueError, match=wanted + message):
+        enhance(adata, "impute", positions=positions, **FAST)

@@ -400,9 +400,15 @@ def _query_positions(
         return neighbour_midpoints(rc, grid, lattice_spacing(lattice_positions(rc, grid)))
     if positions is None:
         return gap_positions(rc, grid, max_gap_size)
-    query = np.asarray(positions, dtype=float)
-    if query.ndim != 2 or query.shape[1] != 2 or not np.isfinite(query).all():
-        raise ValueError("`positions` must be a finite (m, 2) array of (array_row, array_col).")
+    query = np.asarray(positions)
+    wanted = "`positions` must be a finite (m, 2) array of numbers, the (array_row, array_col) to impute"
+    if query.dtype.kind not in "iuf":  # strings ('16') and bools (1) were taken for numbers
+        raise ValueError(f"{wanted}; got dtype {query.dtype}.")
+    if query.ndim != 2 or query.shape[1] != 2:
+        raise ValueError(f"{wanted}; got shape {query.shape}.")
+    if not np.isfinite(query).all():
+        raise ValueError(f"{wanted}; got NaN or infinite values.")
+    query = query.astype(float)
     requested = pd.MultiIndex.from_arrays(query.T)
     _reject(requested.duplicated(), query, "are duplicated; each position can be imputed once")
     _reject(requested.isin(pd.MultiIndex.from_arrays(rc.T)), query,
