@@ -911,3 +911,13 @@ def test_impute_positions_must_be_numbers(positions, message):
     wanted = r"^`positions` must be a finite \(m, 2\) array of numbers, the \(array_row, array_col\) to impute; "
     with pytest.raises(ValueError, match=wanted + message):
         enhance(adata, "impute", positions=positions, **FAST)
+
+
+@pytest.mark.parametrize("n_genes", [0, 1])
+def test_fewer_than_two_genes_raise(n_genes):
+    # One gene was log1p(10^4) in every spot with counts: CP10k normalises over the genes given.
+    adata, _ = slide("square", 5, 5, 8)
+    with pytest.raises(ValueError, match=rf"^`adata` has {n_genes} gene\(s\): enhance needs at least 2, as log1p\(CP10k\) "
+                       r"normalises each spot over the genes given \(one gene would be log1p\(10\^4\) in every spot"):
+        enhance(adata[:, :n_genes].copy(), **FAST)
+    assert enhance(adata[:, :2].copy(), **FAST).n_vars == 2

@@ -83,8 +83,9 @@ def enhance(
         names (``var_names``), ``obs['array_row']``, ``obs['array_col']``
         (integer Visium or ST array coordinates, numeric columns or categoricals
         of numbers),
-        ``obsm['spatial']`` (pixel coordinates) and raw (integer) counts in ``X`` or
-        ``layers[layer]``. Not modified; a backed one (``anndata.read_h5ad(path,
+        ``obsm['spatial']`` (pixel coordinates) and raw (integer) counts of at least
+        2 genes in ``X`` or ``layers[layer]`` (log1p(CP10k) normalises each spot over
+        the genes given, so a subset of genes changes it). Not modified; a backed one (``anndata.read_h5ad(path,
         backed='r')``) is read into memory. For slides joined with
         ``anndata.concat(..., label='library_id')`` enhance each library
         (``adata[adata.obs['library_id'] == library]``) and join the results.
@@ -215,7 +216,7 @@ def enhance(
         of library ids of ``uns['spatial']`` holding several (spots of several
         slides), missing, non-numeric, non-finite or non-integer array coordinates,
         duplicated array positions (which the message names; slides joined without
-        ``uns['spatial']`` share theirs), fewer than 4 spots, NaN / negative /
+        ``uns['spatial']`` share theirs), fewer than 4 spots or 2 genes, NaN / negative /
         all-zero / non-integer (normalised) counts, a ``grid`` that does not fit the
         coordinates (``'hexagonal'`` with ``array_row + array_col`` of both parities,
         or pixel coordinates whose geometry is that of the other lattice), a
@@ -262,6 +263,7 @@ def enhance(
     # The output is read gene by gene by name (`adata[:, gene]`, plots): a name held by
     # several columns would select them all.
     _check_unique(adata.var_names, "var_names", "gene name")
+    _check_several_genes(adata.n_vars)
 
     _check_one_library(adata)
     _check_measured(adata.obs)
@@ -321,6 +323,17 @@ def _check_unique(names: pd.Index, attribute: str, what: str) -> None:
         raise ValueError(
             f"`adata.{attribute}` has {len(duplicated)} duplicated {what}(s), e.g. {list(duplicated[:3])}; "
             f"make them unique first, e.g. with `adata.{attribute}_make_unique()`."
+        )
+
+
+def _check_several_genes(n_genes: int) -> None:
+    """Refuse fewer than two genes: CP10k normalises each spot over the genes given, so a
+    single gene is 10^4 per 10^4 in every spot with counts, whatever its expression."""
+    if n_genes < 2:
+        raise ValueError(
+            f"`adata` has {n_genes} gene(s): enhance needs at least 2, as log1p(CP10k) normalises each spot over "
+            "the genes given (one gene would be log1p(10^4) in every spot with counts). Enhance the whole panel "
+            "and select the gene from the result, e.g. `sg.tl.enhance(adata)[:, gene]`."
         )
 
 
