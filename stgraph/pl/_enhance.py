@@ -111,7 +111,8 @@ def _imputed_flags(column) -> np.ndarray:
     if not column.isin([True, False]).all():
         examples = list(column[~column.isin([True, False])].unique()[:3])
         raise ValueError(
-            f"`adata.obs['imputed']` (dtype {column.dtype}) must hold True or False for every spot, got e.g. {examples}."
+            f"`adata.obs['imputed']` (dtype {column.dtype}) must hold True or False for every spot, "
+            f"got e.g. {examples}."
         )
     return column.to_numpy(dtype=bool)
 
