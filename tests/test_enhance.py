@@ -833,3 +833,91 @@ def test_predictions_are_never_negative(monkeypatch):
     (raw,) = reconstructions
     assert 0.03 < (raw < 0).mean() < 0.1 and raw.min() < -0.2
     np.testing.assert_array_equal(out.X[adata.n_obs:], np.maximum(raw, 0.0))
+
+
+@pytest.mark.parametrize("masks", [(), ["checkerboard"]])
+def test_enhancer_params_refuse_meaningless_masks(masks):
+    # EnhancerParams is public: () failed in training with a ZeroDivisionError, an
+    # unknown kind only once its first mask was drawn.
+    with pytest.raises(ValueError, match=r"^`masks` must be a non-empty selection of \('random', 'block', 'sublattice'\), "
+                       rf"got {re.escape(str(tuple(masks)))}\.$"):
+        EnhancerParams(masks=masks)
+
+
+def test_enhancer_params_take_one_mask_kind_as_a_string():
+    # A string was iterated letter by letter: 'b' is no mask kind.
+    assert EnhancerParams(masks="block").masks == ("block",)
+
+
+def test_spots_without_counts_warn_with_the_filter_that_leaves_them_out():
+    # They were silently trained on and interpolated as spots expressing no gene.
+    adata, _ = slide("square", 5, 5, 8)
+    adata.layers["raw"] = adata.X.copy()
+    adata.layers["raw"][[3, 7]] = 0
+    message = (r"^2 of the 25 spots have no counts: they are trained on and enhanced as spots expressing no gene\. "
+               r"To leave them out, pass `adata\[np\.asarray\(adata\.layers\['raw'\]\.sum\(axis=1\)\)\.ravel\(\) > 0\]`\.$")
+    with pytest.warns(UserWarning, match=message):
+        enhance(adata, layer="raw", **FAST)
+    kept = adata[np.asarray(adata.layers["raw"].sum(axis=1)).ravel() > 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert enhance(kept, layer="raw", **FAST).obs["imputed"].sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("panel_size", "error", "message"),
+    [
+        (0, ValueError, r"^panel_size must be a positive finite number, got 0\.0$"),  # drew a 0 x 0 figure
+        (-1.0, ValueError, r"^panel_size must be a positive finite number, got -1\.0$"),
+        ("3", TypeError, r"^panel_size must be a real number, got str$"),
+    ],
+)
+def test_plot_enhance_refuses_meaningless_panel_sizes(super_resolved, panel_size, error, message):
+    _, _, out = super_resolved
+    before = plt.get_fignums()
+    with pytest.raises(error, match=message):
+        plot_enhance(out, "gene0", panel_size=panel_size)
+    assert plt.get_fignums() == before  # refused before a figure is made
+
+
+def test_plot_enhance_refuses_imputed_flags_that_are_not_bools(super_resolved):
+    # Strings read back from a text table: as bools both are True, and every spot was
+    # drawn as a new one (the measured panels empty).
+    _, _, out = super_resolved
+    text = out.copy()
+    text.obs["imputed"] = text.obs["imputed"].astype(str)
+    with pytest.raises(ValueError, match=r"^`adata.obs\['imputed'\]` \(dtype object\) must hold True or False for every "
+                       r"spot, got e\.g\. \['False', 'True'\]\.$"):
+        plot_enhance(text, "gene0")
+    flags = out.copy()
+    flags.obs["imputed"] = flags.obs["imputed"].astype(object)  # bools kept as objects still plot
+    fig = plot_enhance(flags, "gene0")
+    assert len(fig.axes[0].collections[0].get_offsets()) == int((~out.obs["imputed"]).sum())
+    plt.close("all")
+
+
+@pytest.mark.parametrize(
+    ("positions", "message"),
+    [
+        ([["2", "2"]], r"got dtype <U1\.$"),  # was imputed at (2, 2)
+        ([[True, True]], r"got dtype bool\.$"),  # was imputed at (1, 1)
+        ([2, 2], r"got shape \(2,\)\.$"),
+        ([[np.nan, 2]], r"got NaN or infinite values\.$"),
+    ],
+)
+def test_impute_positions_must_be_numbers(positions, message):
+    adata, _ = slide("square", 5, 5, 8)
+    adata = adata[~adata.obs_names.isin(["spot6", "spot12"])].copy()  # (1, 1) and (2, 2) are free
+    wanted = r"^`positions` must be a finite \(m, 2\) array of numbers, the \(array_row, array_col\) to impute; "
+    with pytest.raises(ValueError, match=wanted + message):
+        enhance(adata, "impute", positions=positions, **FAST)
+
+
+@pytest.mark.parametrize("n_genes", [0, 1])
+def test_fewer_than_two_genes_raise(n_genes):
+    # One gene was log1p(10^4) in every spot with counts: CP10k normalises over the genes given.
+    adata, _ = slide("square", 5, 5, 8)
+    with pytest.raises(ValueError, match=rf"^`adata` has {n_genes} gene\(s\): enhance needs at least 2, as log1p\(CP10k\) "
+                       r"normalises each spot over the genes given \(one gene would be log1p\(10\^4\) in every spot"):
+        enhance(adata[:, :n_genes].copy(), **FAST)
+    assert enhance(adata[:, :2].copy(), **FAST).n_vars == 2

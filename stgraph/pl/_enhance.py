@@ -11,6 +11,7 @@ from anndata import AnnData
 from matplotlib.collections import EllipseCollection
 from matplotlib.figure import Figure
 
+from stgraph._validation import check_real
 from stgraph.spots._lattice import lattice_spacing
 
 
@@ -37,7 +38,7 @@ def enhance(
     cmap
         Colour map; both panels of a gene share one colour scale.
     panel_size
-        Width and height of one panel in inches.
+        Width and height of one panel in inches, > 0.
     save
         File to write the figure to.
 
@@ -51,9 +52,11 @@ def enhance(
     Raises
     ------
     TypeError
-        If ``adata`` is not an AnnData.
+        If ``adata`` is not an AnnData or ``panel_size`` is not a number.
     ValueError
-        If ``adata`` lacks ``obs['imputed']`` or ``obsm['spatial']``, no gene is
+        If ``adata`` lacks ``obs['imputed']`` or ``obsm['spatial']``, its
+        ``obs['imputed']`` holds values other than True and False, ``panel_size``
+        is not a positive finite number, no gene is
         given, a gene is not in ``adata.var_names`` or is named more than once there,
         or ``layer`` is not in ``adata.layers``.
     """
@@ -61,6 +64,8 @@ def enhance(
         raise TypeError(f"`adata` must be an AnnData, got {type(adata).__name__}.")
     if "imputed" not in adata.obs or "spatial" not in adata.obsm:
         raise ValueError("`adata` must come from `stgraph.tl.enhance` (obs['imputed'], obsm['spatial']).")
+    new = _imputed_flags(adata.obs["imputed"])
+    panel_size = check_real("panel_size", panel_size)
     genes = [genes] if isinstance(genes, str) else list(genes)
     missing = [g for g in genes if g not in adata.var_names]
     if missing or not genes:
@@ -76,7 +81,6 @@ def enhance(
     if layer is not None and layer not in adata.layers:
         raise ValueError(f"Layer {layer!r} not found in `adata.layers`.")
     xy = np.asarray(adata.obsm["spatial"], dtype=float)
-    new = adata.obs["imputed"].to_numpy(dtype=bool)
     matrix = adata.X if layer is None else adata.layers[layer]
     fig, axes = plt.subplots(len(genes), 2, figsize=(2 * panel_size, len(genes) * panel_size), squeeze=False)
     # Spots are 0.9 of their panel's spacing; one measured spot's width pads the outermost
@@ -98,6 +102,19 @@ def enhance(
     if save is not None:
         fig.savefig(save, bbox_inches="tight")
     return fig
+
+
+def _imputed_flags(column) -> np.ndarray:
+    """``obs['imputed']`` as a bool array; refused unless every value is True or False
+    (as bools, the strings ``'True'`` and ``'False'`` of a table read from text are both
+    True: every spot would be drawn as new)."""
+    if not column.isin([True, False]).all():
+        examples = list(column[~column.isin([True, False])].unique()[:3])
+        raise ValueError(
+            f"`adata.obs['imputed']` (dtype {column.dtype}) must hold True or False for every spot, "
+            f"got e.g. {examples}."
+        )
+    return column.to_numpy(dtype=bool)
 
 
 def _spots(ax, xy, values, keep, new, cmap, vmin, vmax, pad, diameter: float) -> EllipseCollection:

@@ -26,7 +26,7 @@ from stgraph.graph import radius_graph
 from ._embedding import LowRankEmbedding
 from ._interpolation import blend_interpolate, fit_shrinkage
 from ._lattice import GridType, lattice_positions, lattice_spacing
-from ._masks import draw_mask
+from ._masks import MASK_KINDS, draw_mask
 from ._model import SpotEnhancer
 
 VALIDATION_FRACTION = 0.2
@@ -43,6 +43,22 @@ def significant_improvement(gain: np.ndarray, z: float = 2.0) -> bool:
     if len(gain) < 2:
         return False
     return bool(gain.mean() > z * gain.std(ddof=1) / np.sqrt(len(gain)))
+
+
+def _check_masks(masks) -> tuple[str, ...]:
+    """``masks`` as a tuple of mask kinds (one kind may be given as a string).
+
+    Raises
+    ------
+    ValueError
+        If ``masks`` is empty or holds a kind not in :data:`~stgraph.spots._masks.MASK_KINDS`.
+    """
+    if isinstance(masks, str):  # a tuple of it would be its letters
+        masks = (masks,)
+    masks = tuple(masks)
+    if not masks or any(kind not in MASK_KINDS for kind in masks):
+        raise ValueError(f"`masks` must be a non-empty selection of {MASK_KINDS}, got {masks}.")
+    return masks
 
 
 @dataclass
@@ -65,7 +81,8 @@ class EnhancerParams:
     n_tasks: int = 16
 
     def __post_init__(self) -> None:
-        """Check every numeric setting's range; the message names the setting."""
+        """Check every setting's range; the message names the setting."""
+        self.masks = _check_masks(self.masks)
         for name, low in (("rank", 1), ("n_components", 1), ("hidden_channels", 1), ("num_layers", 1),
                           ("heads", 1), ("epochs", 0), ("n_ensemble", 1), ("n_tasks", 1)):
             check_int(name, getattr(self, name), minimum=low)

@@ -26,7 +26,6 @@ from stgraph.spots._lattice import (
     off_lattice,
     pixel_positions,
 )
-from stgraph.spots._masks import MASK_KINDS
 from stgraph.spots._train import EnhancerParams, EnhancerTrainer
 
 MODES = ("impute", "super_resolution")
@@ -84,8 +83,9 @@ def enhance(
         names (``var_names``), ``obs['array_row']``, ``obs['array_col']``
         (integer Visium or ST array coordinates, numeric columns or categoricals
         of numbers),
-        ``obsm['spatial']`` (pixel coordinates) and raw (integer) counts in ``X`` or
-        ``layers[layer]``. Not modified; a backed one (``anndata.read_h5ad(path,
+        ``obsm['spatial']`` (pixel coordinates) and raw (integer) counts of at least
+        2 genes in ``X`` or ``layers[layer]`` (log1p(CP10k) normalises each spot over
+        the genes given, so a subset of genes changes it). Not modified; a backed one (``anndata.read_h5ad(path,
         backed='r')``) is read into memory. For slides joined with
         ``anndata.concat(..., label='library_id')`` enhance each library
         (``adata[adata.obs['library_id'] == library]``) and join the results.
@@ -216,7 +216,7 @@ def enhance(
         of library ids of ``uns['spatial']`` holding several (spots of several
         slides), missing, non-numeric, non-finite or non-integer array coordinates,
         duplicated array positions (which the message names; slides joined without
-        ``uns['spatial']`` share theirs), fewer than 4 spots, NaN / negative /
+        ``uns['spatial']`` share theirs), fewer than 4 spots or 2 genes, NaN / negative /
         all-zero / non-integer (normalised) counts, a ``grid`` that does not fit the
         coordinates (``'hexagonal'`` with ``array_row + array_col`` of both parities,
         or pixel coordinates whose geometry is that of the other lattice), a
@@ -232,7 +232,8 @@ def enhance(
     UserWarning
         If impute ``positions`` lie outside the observed spots' convex hull with no
         observed spot within ``radius`` spacings (an extrapolation), and if a bool or
-        integer ``obs['in_tissue']`` marks some spots off the tissue (0): they are
+        integer ``obs['in_tissue']`` marks some spots off the tissue (0), or some
+        spots have no counts (their log1p(CP10k) is 0 for every gene): they are
         trained on and enhanced like the others (the warning names how many and the
         filter that leaves them out).
     """
@@ -248,17 +249,10 @@ def enhance(
         if mode != "impute" or positions is not None:
             raise ValueError("`max_gap_size` is only used with `mode='impute'` and no `positions`.")
         max_gap_size = check_int("max_gap_size", max_gap_size)
-    if isinstance(masks, str):  # a tuple of it would be its letters
-        masks = (masks,)
-    masks = tuple(_DEFAULT_MASKS[mode] if masks is None else masks)
-    unknown = [kind for kind in masks if kind not in MASK_KINDS]
-    if unknown or not masks:
-        raise ValueError(f"`masks` must be a non-empty selection of {MASK_KINDS}, got {masks}.")
-
     params = EnhancerParams(
         rank=rank, n_components=n_components, radius=radius, hidden_channels=hidden_channels,
         num_layers=num_layers, heads=heads, lambda_init=lambda_init, epochs=epochs,
-        n_ensemble=n_ensemble, masks=masks,
+        n_ensemble=n_ensemble, masks=_DEFAULT_MASKS[mode] if masks is None else masks,
     )
     check_seed(seed)
     if not isinstance(counts_layer, str) or not counts_layer:
@@ -269,6 +263,7 @@ def enhance(
     # The output is read gene by gene by name (`adata[:, gene]`, plots): a name held by
     # several columns would select them all.
     _check_unique(adata.var_names, "var_names", "gene name")
+    _check_several_genes(adata.n_vars)
 
     _check_one_library(adata)
     _check_measured(adata.obs)
@@ -286,6 +281,7 @@ def enhance(
             "Spots of several slides (e.g. joined with `anndata.concat`)? Enhance one slide at a time."
         )
     counts = read_counts(adata, layer)
+    _warn_empty_spots(counts, layer)
     grid = check_grid(grid, rc, spatial)
     query = _query_positions(mode, positions, max_gap_size, rc, grid, radius)
 
@@ -308,7 +304,7 @@ def enhance(
     # the log twice, and fold changes and highly variable genes read the base.
     out.uns["log1p"] = {"base": None}
     out.uns["enhance"] = {
-        "mode": mode, "grid": grid, "seed": seed, "masks": list(masks),
+        "mode": mode, "grid": grid, "seed": seed, "masks": list(params.masks),
         "positions": _POSITIONS_KIND[mode] if positions is None else "given",
         "max_gap_size": max_gap_size,
         "params": {k: v for k, v in vars(params).items() if k != "masks"},
@@ -330,6 +326,17 @@ def _check_unique(names: pd.Index, attribute: str, what: str) -> None:
         )
 
 
+def _check_several_genes(n_genes: int) -> None:
+    """Refuse fewer than two genes: CP10k normalises each spot over the genes given, so a
+    single gene is 10^4 per 10^4 in every spot with counts, whatever its expression."""
+    if n_genes < 2:
+        raise ValueError(
+            f"`adata` has {n_genes} gene(s): enhance needs at least 2, as log1p(CP10k) normalises each spot over "
+            "the genes given (one gene would be log1p(10^4) in every spot with counts). Enhance the whole panel "
+            "and select the gene from the result, e.g. `sg.tl.enhance(adata)[:, gene]`."
+        )
+
+
 def _warn_off_tissue(obs: pd.DataFrame) -> None:
     """Warn of spots that scanpy's ``in_tissue`` flag puts off the tissue (a raw Visium
     matrix holds every spot of the slide): their background counts would be modelled
@@ -344,6 +351,20 @@ def _warn_off_tissue(obs: pd.DataFrame) -> None:
         warnings.warn(
             f"{off} of the {len(obs)} spots have `obs['in_tissue'] == 0` (off the tissue): they are trained on "
             "and enhanced like the others. To enhance the tissue only, pass `adata[adata.obs['in_tissue'] == 1]`.",
+            UserWarning, stacklevel=3,
+        )
+
+
+def _warn_empty_spots(counts: np.ndarray, layer: str | None) -> None:
+    """Warn of spots without a single count (a failed spot, or one off the tissue): their
+    log1p(CP10k) is 0 for every gene, which the model learns from and the interpolation
+    spreads to the new spots around them as if it were measured expression."""
+    empty = ~counts.any(axis=1)
+    if empty.any():
+        matrix = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+        warnings.warn(
+            f"{int(empty.sum())} of the {len(counts)} spots have no counts: they are trained on and enhanced as "
+            f"spots expressing no gene. To leave them out, pass `adata[np.asarray({matrix}.sum(axis=1)).ravel() > 0]`.",
             UserWarning, stacklevel=3,
         )
 
@@ -392,9 +413,15 @@ def _query_positions(
         return neighbour_midpoints(rc, grid, lattice_spacing(lattice_positions(rc, grid)))
     if positions is None:
         return gap_positions(rc, grid, max_gap_size)
-    query = np.asarray(positions, dtype=float)
-    if query.ndim != 2 or query.shape[1] != 2 or not np.isfinite(query).all():
-        raise ValueError("`positions` must be a finite (m, 2) array of (array_row, array_col).")
+    query = np.asarray(positions)
+    wanted = "`positions` must be a finite (m, 2) array of numbers, the (array_row, array_col) to impute"
+    if query.dtype.kind not in "iuf":  # strings ('16') and bools (1) were taken for numbers
+        raise ValueError(f"{wanted}; got dtype {query.dtype}.")
+    if query.ndim != 2 or query.shape[1] != 2:
+        raise ValueError(f"{wanted}; got shape {query.shape}.")
+    if not np.isfinite(query).all():
+        raise ValueError(f"{wanted}; got NaN or infinite values.")
+    query = query.astype(float)
     requested = pd.MultiIndex.from_arrays(query.T)
     _reject(requested.duplicated(), query, "are duplicated; each position can be imputed once")
     _reject(requested.isin(pd.MultiIndex.from_arrays(rc.T)), query,
