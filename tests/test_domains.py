@@ -737,6 +737,26 @@ def test_pl_domains_draws_a_cell_without_nucleus_quietly():
     plt.close("all")
 
 
+def test_pl_domains_legend_lists_the_domains_of_the_cells_drawn():
+    # With cells=, the legend listed every domain, also those absent from the cells drawn.
+    from stgraph.tl._points_output import set_points_columns
+
+    sdata, _ = stgraph.datasets.simulate(4, 9, n_domains=2, seed=0)
+    domains(sdata, radius=RADIUS, n_domains=3, seed=0, shapes_key=None)
+    frame = sdata.points["transcripts"].compute()
+    cell = sorted(frame["cell_id"].dropna().unique())[0]
+    frame.loc[frame["cell_id"] == cell, "domain"] = 2  # the cell drawn holds domain 2 only
+    set_points_columns(sdata, "transcripts", frame, {})
+    legends = []
+    for selection in ([cell], None):
+        ax = plot_domains(sdata, cells=selection)
+        legends.append(([text.get_text() for text in ax.get_legend().get_texts()],
+                        [tuple(handle.get_color()) for handle in ax.get_legend().legend_handles]))
+        plt.close("all")
+    assert legends[0][0] == ["domain 2"] and legends[1][0] == ["domain 0", "domain 1", "domain 2"]
+    assert legends[0][1] == legends[1][1][2:]
+
+
 def test_pl_domains_needs_categorical_labels():
     # A numeric column failed with pandas' "Can only use .cat accessor with a 'category' dtype".
     from stgraph.tl._points_output import set_points_columns

@@ -107,7 +107,8 @@ def domains(
         keep); other categories in their order.
     cells
         Cell ids to draw (a ValueError names those not in the points, and refuses
-        an empty list); default all.
+        an empty list); default all. The legend lists the domains of the molecules
+        drawn, in the colours they have in the plot of all cells.
     shapes_key
         Domain outlines to draw in the domain colours: ``"auto"`` (default) draws
         ``key + "_boundaries"``, the default of :func:`stgraph.tl.domains`, where
@@ -187,9 +188,11 @@ def domains(
         for domain, group in regions.groupby("domain"):
             position = int(np.flatnonzero(domain_codes == domain)[0])
             _draw_boundaries(ax, group.geometry, color=colours[position], linewidth=1.2, linestyle="--")
+    # The domains drawn: with ``cells``, those of the cells shown (colours stay those of all).
+    shown = np.unique(code)
     handles = [
-        Line2D([], [], marker="o", linestyle="", color=colours[k], label=f"domain {d}")
-        for k, d in enumerate(domain_codes)
+        Line2D([], [], marker="o", linestyle="", color=colours[k], label=f"domain {domain_codes[k]}")
+        for k in shown
     ]
     ax.legend(handles=handles, loc="upper right", fontsize=7, markerscale=1.5)
     ax.set_aspect("equal")
