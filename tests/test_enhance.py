@@ -880,6 +880,20 @@ def test_plot_enhance_refuses_meaningless_panel_sizes(super_resolved, panel_size
     assert plt.get_fignums() == before  # refused before a figure is made
 
 
+def test_plot_enhance_checks_where_it_saves_before_drawing(super_resolved, tmp_path):
+    # An unknown file type or a missing folder failed in savefig after drawing, leaving the figure open.
+    _, _, out = super_resolved
+    before = plt.get_fignums()
+    with pytest.raises(ValueError, match=r"^`save` '.*panels\.xyz': matplotlib writes no 'xyz' files; use one of \["):
+        plot_enhance(out, "gene0", save=tmp_path / "panels.xyz")
+    with pytest.raises(ValueError, match=r"^`save` '.*panels\.png': the folder '.*missing' does not exist\.$"):
+        plot_enhance(out, "gene0", save=tmp_path / "missing" / "panels.png")
+    assert plt.get_fignums() == before
+    plot_enhance(out, "gene0", save=tmp_path / "panels.PNG")
+    assert (tmp_path / "panels.PNG").stat().st_size > 0
+    plt.close("all")
+
+
 def test_plot_enhance_refuses_imputed_flags_that_are_not_bools(super_resolved):
     # Strings read back from a text table: as bools both are True, and every spot was
     # drawn as a new one (the measured panels empty).

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
+from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.collections import EllipseCollection
 from matplotlib.figure import Figure
 
@@ -58,7 +59,9 @@ def enhance(
         ``obs['imputed']`` holds values other than True and False, ``panel_size``
         is not a positive finite number, no gene is
         given, a gene is not in ``adata.var_names`` or is named more than once there,
-        or ``layer`` is not in ``adata.layers``.
+        ``layer`` is not in ``adata.layers``, or ``save`` names a file type
+        matplotlib does not write or a folder that does not exist (checked before
+        drawing).
     """
     if not isinstance(adata, AnnData):
         raise TypeError(f"`adata` must be an AnnData, got {type(adata).__name__}.")
@@ -80,6 +83,8 @@ def enhance(
         )
     if layer is not None and layer not in adata.layers:
         raise ValueError(f"Layer {layer!r} not found in `adata.layers`.")
+    if save is not None:
+        _check_save(Path(save))
     xy = np.asarray(adata.obsm["spatial"], dtype=float)
     matrix = adata.X if layer is None else adata.layers[layer]
     fig, axes = plt.subplots(len(genes), 2, figsize=(2 * panel_size, len(genes) * panel_size), squeeze=False)
@@ -100,8 +105,23 @@ def enhance(
         for ax, spots, diameter in drawn:  # once the colour bar has resized the axes
             spots.set_linewidths(_outline_width(ax, diameter))
     if save is not None:
-        fig.savefig(save, bbox_inches="tight")
+        try:
+            fig.savefig(save, bbox_inches="tight")
+        except Exception:
+            plt.close(fig)  # the caller gets no figure to close
+            raise
     return fig
+
+
+def _check_save(path: Path) -> None:
+    """Refuse, before drawing, a ``save`` path matplotlib cannot write: a type it does
+    not know or a folder that does not exist."""
+    supported = FigureCanvasBase.get_supported_filetypes()
+    kind = path.suffix.lower().lstrip(".")
+    if kind and kind not in supported:
+        raise ValueError(f"`save` {str(path)!r}: matplotlib writes no {kind!r} files; use one of {sorted(supported)}.")
+    if not path.parent.is_dir():
+        raise ValueError(f"`save` {str(path)!r}: the folder {str(path.parent)!r} does not exist.")
 
 
 def _imputed_flags(column) -> np.ndarray:
