@@ -42,8 +42,9 @@ def cell_gene_table(
     outline for a cell without molecules), ``var['is_control']`` whether the gene is a
     control probe (its molecules flagged ``is_control``, or its name that of a control
     as the readers flag them: ``NegPrb*``, ``BLANK*``, ...), e.g. for
-    ``scanpy.pp.calculate_qc_metrics(table, qc_vars=['is_control'])`` or
-    ``table[:, ~table.var['is_control']]`` (a copy for analysis: the tools write
+    ``scanpy.pp.calculate_qc_metrics(table, qc_vars=['is_control'], percent_top=None)``
+    (its default ``percent_top`` refuses panels of fewer than 500 genes) or
+    ``table[:, ~table.var['is_control']]`` (a subset for analysis: the tools write
     into a table holding every gene, :func:`check_table`). With cell outlines the table is annotated
     to them in the SpatialData way (``uns['spatialdata_attrs']``: region ``cell_key``,
     ``obs['region']``, instance key ``obs['cell_id']``, which then holds the ids as
