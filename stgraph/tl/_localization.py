@@ -223,7 +223,9 @@ def localization(
         the cell they are assigned to than 1 % of its equivalent radius. Both are
         used as given: ``in_nucleus`` and the distances to the nucleus follow its
         whole outline, a stray molecule counts as inside at its distance from the
-        outline.
+        outline. And when outlines are invalid polygons (repaired with
+        :func:`shapely.make_valid`, the element left as it is) or nucleus outlines
+        neither carry a cell id nor overlap a cell (they are left out).
     """
     check_spatialdata(sdata)
     copy = check_bool("copy", copy)
