@@ -345,8 +345,8 @@ def platform_benchmark() -> dict:
     if XENIUM.exists():
         sdata = read_xenium(XENIUM)
         outlines_from_transcripts(sdata)
-        print("Xenium (cell outlines from the molecules, measured nucleus outlines):")
-        out["xenium"] = {"outlines": "cells drawn from molecules; nuclei measured",
+        print("Xenium (cell outlines from the molecules, grown to hold the measured nucleus outlines):")
+        out["xenium"] = {"outlines": "cells drawn from molecules, holding the measured nuclei; nuclei measured",
                          **compartment_benchmark(sdata)}
     if COSMX.exists():
         sdata = read_cosmx(COSMX)
