@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from spatialdata import SpatialData
 
 from .._validation import check_bool, check_real
-from ._generic import assemble
+from ._generic import assemble, naming_file
 from ._points import standardise_points
 from ._schema import UNASSIGNED_IDS
 from ._shapes import polygons_from_vertices
@@ -53,7 +53,8 @@ def read_xenium(
         If ``min_qv`` is negative or not finite, the transcripts lack ``qv`` when
         ``min_qv`` is given or none reaches it, a boundary table lacks its columns,
         has a ring of fewer than 3 vertices or a NaN / infinite vertex, or for the
-        problems of the transcripts that :func:`stgraph.io.read_transcripts` refuses.
+        problems of the transcripts that :func:`stgraph.io.read_transcripts` refuses;
+        the message of a table's problem starts with the table's path.
 
     Returns
     -------
@@ -77,28 +78,30 @@ def read_xenium(
         if len(frame) and not kept.any():
             raise ValueError(f"no transcript has qv >= min_qv={min_qv} (the highest qv is {frame['qv'].max()})")
         frame = frame.loc[kept]
-    points = standardise_points(
-        frame,
-        x="x_location",
-        y="y_location",
-        z="z_location" if "z_location" in frame else None,
-        gene="feature_name",
-        cell="cell_id",
-        in_nucleus="overlaps_nucleus" if "overlaps_nucleus" in frame else None,
-        unassigned=UNASSIGNED_IDS,
-        drop_controls=drop_controls,
-    )
+    with naming_file(transcripts_path):
+        points = standardise_points(
+            frame,
+            x="x_location",
+            y="y_location",
+            z="z_location" if "z_location" in frame else None,
+            gene="feature_name",
+            cell="cell_id",
+            in_nucleus="overlaps_nucleus" if "overlaps_nucleus" in frame else None,
+            unassigned=UNASSIGNED_IDS,
+            drop_controls=drop_controls,
+        )
     boundaries = {}
     for key, name in BOUNDARY_FILES.items():
         if (folder / name).is_file():
             vertices = _read_parquet(folder / name)
-            boundaries[key] = polygons_from_vertices(
-                vertices,
-                id_column="cell_id",
-                x="vertex_x",
-                y="vertex_y",
-                part_column="label_id" if "label_id" in vertices else None,
-            )
+            with naming_file(folder / name):
+                boundaries[key] = polygons_from_vertices(
+                    vertices,
+                    id_column="cell_id",
+                    x="vertex_x",
+                    y="vertex_y",
+                    part_column="label_id" if "label_id" in vertices else None,
+                )
     return assemble(points, **boundaries)
 
 
