@@ -212,6 +212,35 @@ def test_xenium_missing_file(tmp_path):
         read_xenium(tmp_path)
 
 
+@needs["xenium"]
+def test_xenium_gzipped_csv_tables_read_like_the_parquet(xenium, tmp_path):
+    """Older Xenium folders (or a download of the CSV alone) hold transcripts.csv.gz."""
+    transcripts = pq.read_table(XENIUM / "transcripts.parquet").drop(["__index_level_0__"]).to_pandas()
+    transcripts.to_csv(tmp_path / "transcripts.csv.gz", index=False)
+    vertices = pq.read_table(XENIUM / "nucleus_boundaries.parquet").drop(["__index_level_0__"]).to_pandas()
+    vertices.to_csv(tmp_path / "nucleus_boundaries.csv.gz", index=False)
+    assert detect_format(tmp_path) == "xenium"
+    sdata = read(tmp_path)
+    frame = transcripts_frame(sdata)
+    assert_schema(frame)
+    assert len(frame) == 10_000 and frame.index.tolist() == list(range(10_000))
+    for column in ("x", "y", "z", "qv"):  # float32 in the parquet, their shortest decimals in the CSV
+        np.testing.assert_allclose(frame[column].to_numpy(), xenium[column].to_numpy(), rtol=1e-7, err_msg=column)
+    for column in ("in_nucleus", "is_control"):
+        assert frame[column].tolist() == xenium[column].tolist(), column
+    for column in ("gene", "cell_id"):
+        assert frame[column].astype(object).tolist() == xenium[column].astype(object).tolist(), column
+    assert frame["cell_id"].isna().sum() == int((transcripts["cell_id"] == "UNASSIGNED").sum()) == 202
+    nuclei = sdata.shapes["nucleus_boundaries"]
+    expected = read_xenium(XENIUM).shapes["nucleus_boundaries"]
+    assert len(nuclei) == 135 and nuclei.index.tolist() == expected.index.tolist()
+    np.testing.assert_allclose(shapely.get_coordinates(nuclei.geometry), shapely.get_coordinates(expected.geometry),
+                               rtol=1e-7)
+    # beside the parquet, the parquet is read
+    pq.write_table(pa.Table.from_pandas(transcripts.iloc[:10], preserve_index=False), tmp_path / "transcripts.parquet")
+    assert len(transcripts_frame(read_xenium(tmp_path))) == 10
+
+
 # --------------------------------------------------------------------------- CosMx
 @pytest.fixture(scope="module")
 def cosmx_rows() -> list[dict[str, str]]:
@@ -1165,7 +1194,8 @@ def test_read_refuses_what_it_cannot_read(tmp_path):
     (tmp_path / "notes.txt").write_text("not a dataset")
     for call, error, message in [
         (lambda: read(tmp_path), ValueError, rf"^cannot tell the format of '{tmp_path}': it holds none of "
-                                             r"transcripts.parquet \(xenium\), detected_transcripts.csv \(merscope\)"),
+                                             r"transcripts.parquet \(xenium\), transcripts.csv.gz \(xenium\), "
+                                             r"detected_transcripts.csv \(merscope\)"),
         (lambda: read(tmp_path / "notes.txt"), ValueError, "is not a folder: give a Xenium output folder"),
         (lambda: read(tmp_path, format="visium"), ValueError,
          r"^format must be 'auto' or one of \('xenium', 'merscope', 'cosmx', 'zarr'\), got 'visium'$"),
