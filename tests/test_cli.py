@@ -230,7 +230,7 @@ def test_run_names_the_option_that_fixes_what_the_reader_refuses(store, tmp_path
                          "--points names the one holding the molecules"),
         # FileNotFoundError tracebacks; --format named the wrong platform.
         ([str(merscope), "--format", "xenium"],
-         f"no transcripts.parquet in {merscope} "
+         f"no transcripts.parquet or transcripts.csv.gz in {merscope} "
          f"(--format xenium, but {merscope} holds merscope files: leave --format out)"),
         ([str(cosmx)], f"expected one *_tx_file.csv (or *_tx_file.csv.gz) in {cosmx}, found "
                        "['Lung12_tx_file.csv', 'Lung13_tx_file.csv']; "

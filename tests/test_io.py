@@ -212,6 +212,35 @@ def test_xenium_missing_file(tmp_path):
         read_xenium(tmp_path)
 
 
+@needs["xenium"]
+def test_xenium_gzipped_csv_tables_read_like_the_parquet(xenium, tmp_path):
+    """Older Xenium folders (or a download of the CSV alone) hold transcripts.csv.gz."""
+    transcripts = pq.read_table(XENIUM / "transcripts.parquet").drop(["__index_level_0__"]).to_pandas()
+    transcripts.to_csv(tmp_path / "transcripts.csv.gz", index=False)
+    vertices = pq.read_table(XENIUM / "nucleus_boundaries.parquet").drop(["__index_level_0__"]).to_pandas()
+    vertices.to_csv(tmp_path / "nucleus_boundaries.csv.gz", index=False)
+    assert detect_format(tmp_path) == "xenium"
+    sdata = read(tmp_path)
+    frame = transcripts_frame(sdata)
+    assert_schema(frame)
+    assert len(frame) == 10_000 and frame.index.tolist() == list(range(10_000))
+    for column in ("x", "y", "z", "qv"):  # float32 in the parquet, their shortest decimals in the CSV
+        np.testing.assert_allclose(frame[column].to_numpy(), xenium[column].to_numpy(), rtol=1e-7, err_msg=column)
+    for column in ("in_nucleus", "is_control"):
+        assert frame[column].tolist() == xenium[column].tolist(), column
+    for column in ("gene", "cell_id"):
+        assert frame[column].astype(object).tolist() == xenium[column].astype(object).tolist(), column
+    assert frame["cell_id"].isna().sum() == int((transcripts["cell_id"] == "UNASSIGNED").sum()) == 202
+    nuclei = sdata.shapes["nucleus_boundaries"]
+    expected = read_xenium(XENIUM).shapes["nucleus_boundaries"]
+    assert len(nuclei) == 135 and nuclei.index.tolist() == expected.index.tolist()
+    np.testing.assert_allclose(shapely.get_coordinates(nuclei.geometry), shapely.get_coordinates(expected.geometry),
+                               rtol=1e-7)
+    # beside the parquet, the parquet is read
+    pq.write_table(pa.Table.from_pandas(transcripts.iloc[:10], preserve_index=False), tmp_path / "transcripts.parquet")
+    assert len(transcripts_frame(read_xenium(tmp_path))) == 10
+
+
 # --------------------------------------------------------------------------- CosMx
 @pytest.fixture(scope="module")
 def cosmx_rows() -> list[dict[str, str]]:
@@ -710,7 +739,7 @@ def test_boundaries_with_non_finite_vertices_are_refused(bad, tmp_path):
     pd.DataFrame({"x_location": [0.5], "y_location": [0.5], "feature_name": ["A"], "cell_id": ["a"]}).to_parquet(
         folder / "transcripts.parquet")
     rings.to_parquet(folder / "nucleus_boundaries.parquet")
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=f"^{re.escape(str(folder / 'nucleus_boundaries.parquet'))}: {message[1:]}"):
         read_xenium(folder)
     # MERSCOPE: one outline per z-plane, merged
     write_merscope(tmp_path)
@@ -720,7 +749,8 @@ def test_boundaries_with_non_finite_vertices_are_refused(bad, tmp_path):
         geometry[3] = shapely.to_wkb(MultiPolygon([shapely.Polygon([(29, 4), (31, bad), (31, 7)])]))
     table = table.set_column(table.column_names.index("Geometry"), "Geometry", pa.array(geometry, pa.binary()))
     pq.write_table(table, tmp_path / "cell_boundaries.parquet")
-    with pytest.raises(ValueError, match=rf"^1 boundaries have non-finite .*ids \['{ENTITY + 1}'\]$"):
+    path = re.escape(str(tmp_path / "cell_boundaries.parquet"))
+    with pytest.raises(ValueError, match=rf"^{path}: 1 boundaries have non-finite .*ids \['{ENTITY + 1}'\]$"):
         read_merscope(tmp_path)
 
 
@@ -1164,7 +1194,8 @@ def test_read_refuses_what_it_cannot_read(tmp_path):
     (tmp_path / "notes.txt").write_text("not a dataset")
     for call, error, message in [
         (lambda: read(tmp_path), ValueError, rf"^cannot tell the format of '{tmp_path}': it holds none of "
-                                             r"transcripts.parquet \(xenium\), detected_transcripts.csv \(merscope\)"),
+                                             r"transcripts.parquet \(xenium\), transcripts.csv.gz \(xenium\), "
+                                             r"detected_transcripts.csv \(merscope\)"),
         (lambda: read(tmp_path / "notes.txt"), ValueError, "is not a folder: give a Xenium output folder"),
         (lambda: read(tmp_path, format="visium"), ValueError,
          r"^format must be 'auto' or one of \('xenium', 'merscope', 'cosmx', 'zarr'\), got 'visium'$"),
@@ -1315,3 +1346,54 @@ def test_a_z_step_leaves_out_only_the_elements_with_a_z_axis():
         warnings.simplefilter("error")
         result = from_spatialdata(sdata, points_key="merscope_transcripts", z="global_z", z_step=1.0)
     assert sorted(result.points) == ["stack", "transcripts"]
+
+
+# --------------------------------------------------------------------------- errors name the file
+@needs["xenium"]
+@needs["cosmx"]
+def test_platform_readers_name_the_file_of_a_missing_column(tmp_path):
+    """A platform folder holds several tables: a missing or renamed column names its file."""
+    xenium_folder, cosmx_folder, merscope_folder = (tmp_path / name for name in ("xenium", "cosmx", "merscope"))
+    for folder in (xenium_folder, cosmx_folder, merscope_folder):
+        folder.mkdir()
+    transcripts = pq.read_table(XENIUM / "transcripts.parquet")
+    pq.write_table(transcripts.rename_columns(
+        ["gene_name" if c == "feature_name" else c for c in transcripts.column_names]
+    ), xenium_folder / "transcripts.parquet")
+    with pytest.raises(ValueError, match=re.escape(f"{xenium_folder / 'transcripts.parquet'}: transcript table "
+                                                   "lacks the column(s) ['feature_name']")):
+        read(xenium_folder)
+    pq.write_table(transcripts, xenium_folder / "transcripts.parquet")
+    vertices = pq.read_table(XENIUM / "nucleus_boundaries.parquet")
+    pq.write_table(vertices.rename_columns(["x" if c == "vertex_x" else c for c in vertices.column_names]),
+                   xenium_folder / "cell_boundaries.parquet")
+    with pytest.raises(ValueError, match=re.escape(f"{xenium_folder / 'cell_boundaries.parquet'}: boundary table "
+                                                   "lacks the column(s) ['vertex_x']")):
+        read_xenium(xenium_folder)
+
+    rows = pd.read_csv(COSMX / "Lung12_tx_file.csv")
+    rows.rename(columns={"target": "gene"}).to_csv(cosmx_folder / "Lung12_tx_file.csv", index=False)
+    with pytest.raises(ValueError, match=re.escape(f"CosMx transcript file {cosmx_folder / 'Lung12_tx_file.csv'} "
+                                                   "lacks the column(s) ['target']")):
+        read(cosmx_folder)
+    rows.drop(columns=["x_global_px", "y_global_px"]).to_csv(cosmx_folder / "Lung12_tx_file.csv", index=False)
+    pd.DataFrame({"fov": [2, 3], "xg": [0.0, 1.0], "y_global_px": [0.0, 1.0]}).to_csv(
+        cosmx_folder / "Lung12_fov_positions_file.csv", index=False
+    )
+    with pytest.raises(ValueError, match=re.escape(
+        f"CosMx FOV positions file {cosmx_folder / 'Lung12_fov_positions_file.csv'} lacks fov/x_global_px/y_global_px"
+    )):
+        read_cosmx(cosmx_folder)
+    pd.DataFrame({"fov": [2], "x_global_px": [0.0], "y_global_px": [0.0]}).to_csv(
+        cosmx_folder / "Lung12_fov_positions_file.csv", index=False
+    )
+    with pytest.raises(ValueError, match=re.escape(
+        f"FOV(s) [3] of the transcript file have no position in {cosmx_folder / 'Lung12_fov_positions_file.csv'}"
+    )):
+        read_cosmx(cosmx_folder)
+
+    write_merscope(merscope_folder)
+    path = merscope_folder / "detected_transcripts.csv"
+    path.write_text(path.read_text().replace("global_x", "gx", 1))
+    with pytest.raises(ValueError, match=re.escape(f"{path}: transcript table lacks the column(s) ['global_x']")):
+        read(merscope_folder)

@@ -9,7 +9,7 @@ import pandas as pd
 from spatialdata import SpatialData
 
 from ._duplicates import same_gene_pairs
-from ._generic import assemble
+from ._generic import assemble, naming_file
 from .._validation import check_bool, check_real
 from ._points import as_id_strings, standardise_points
 
@@ -97,7 +97,8 @@ def read_cosmx(
         transcript file lacks ``fov``, ``cell_ID``, ``z``, ``target`` or both the
         global and the local coordinates, the FOV positions lack their columns or
         some FOV or give a FOV two positions (naming the FOVs), or for the problems
-        of the transcripts that :func:`stgraph.io.read_transcripts` refuses.
+        of the transcripts that :func:`stgraph.io.read_transcripts` refuses; each
+        message names the file at fault.
     """
     drop_controls = check_bool("drop_controls", drop_controls)
     drop_z_duplicates = check_bool("drop_z_duplicates", drop_z_duplicates)
@@ -108,13 +109,14 @@ def read_cosmx(
     # CellComp as its raw text: a column of compartment codes alone (0) would be read as
     # numbers, and the default missing-value markers would turn the "None" that CosMx
     # writes for molecules outside cells into a missing value.
-    frame = pd.read_csv(_one_file(folder, TX_FILE_PATTERN), converters={"CellComp": str})
+    tx_path = _one_file(folder, TX_FILE_PATTERN)
+    frame = pd.read_csv(tx_path, converters={"CellComp": str})
     required = ["fov", "cell_ID", "z", "target"]
     missing = [c for c in required if c not in frame]
     if missing:
-        raise ValueError(f"CosMx transcript file lacks the column(s) {missing}; it has {list(frame.columns)}")
+        raise ValueError(f"CosMx transcript file {tx_path} lacks the column(s) {missing}; it has {list(frame.columns)}")
     if not {"x_global_px", "y_global_px"} <= set(frame.columns):
-        frame = _add_global_coordinates(frame, folder)
+        frame = _add_global_coordinates(frame, folder, tx_path)
 
     # A missing cell_ID makes pandas read the column as floats: ids keep their integer form.
     cell_ids = frame["cell_ID"]
@@ -129,18 +131,19 @@ def read_cosmx(
         frame["CellComp"] = frame["CellComp"].where(frame["CellComp"] != "").astype("category")
     # Derived values are passed as Series, so that no column of the file is replaced
     # (AtoMx exports have a 'cell' column of their own).
-    points = standardise_points(
-        frame,
-        x="x_global_px",
-        y="y_global_px",
-        z=frame["z_plane"],
-        z_step=z_step,
-        gene="target",
-        cell=cell,
-        in_nucleus=nuclear,
-        pixel_size=pixel_size,
-        drop_controls=drop_controls,
-    )
+    with naming_file(tx_path):
+        points = standardise_points(
+            frame,
+            x="x_global_px",
+            y="y_global_px",
+            z=frame["z_plane"],
+            z_step=z_step,
+            gene="target",
+            cell=cell,
+            in_nucleus=nuclear,
+            pixel_size=pixel_size,
+            drop_controls=drop_controls,
+        )
     points["z_duplicate"] = z_duplicates(points, duplicate_distance)
     return assemble(points[~points["z_duplicate"]] if drop_z_duplicates else points)
 
@@ -173,10 +176,13 @@ def _one_file(folder: Path, pattern: str) -> Path:
     return matches[0]
 
 
-def _add_global_coordinates(frame: pd.DataFrame, folder: Path) -> pd.DataFrame:
+def _add_global_coordinates(frame: pd.DataFrame, folder: Path, tx_path: Path) -> pd.DataFrame:
     """Global pixel coordinates from the FOV-local ones and the FOV offsets."""
     if not {"x_local_px", "y_local_px"} <= set(frame.columns):
-        raise ValueError("CosMx transcript file has neither x/y_global_px nor x/y_local_px columns")
+        raise ValueError(
+            f"CosMx transcript file {tx_path} has neither x/y_global_px nor x/y_local_px columns; "
+            f"it has {list(frame.columns)}"
+        )
     try:
         path = _one_file(folder, "*_fov_positions_file.csv")
     except FileNotFoundError as err:
@@ -185,7 +191,9 @@ def _add_global_coordinates(frame: pd.DataFrame, folder: Path) -> pd.DataFrame:
         ) from None
     offsets = pd.read_csv(path).rename(columns={"FOV": "fov"})
     if not {"fov", "x_global_px", "y_global_px"} <= set(offsets.columns):
-        raise ValueError(f"CosMx FOV positions file lacks fov/x_global_px/y_global_px; it has {list(offsets.columns)}")
+        raise ValueError(
+            f"CosMx FOV positions file {path} lacks fov/x_global_px/y_global_px; it has {list(offsets.columns)}"
+        )
     # a FOV listed twice at the same position is one position; at two, either may be wrong
     offsets = offsets[["fov", "x_global_px", "y_global_px"]].drop_duplicates()
     conflicting = offsets["fov"][offsets["fov"].duplicated()].unique()
@@ -197,7 +205,7 @@ def _add_global_coordinates(frame: pd.DataFrame, folder: Path) -> pd.DataFrame:
     offsets = offsets.set_index("fov")
     unknown = np.setdiff1d(frame["fov"].unique(), offsets.index)
     if len(unknown):
-        raise ValueError(f"FOV(s) {unknown.tolist()} of the transcript file have no position")
+        raise ValueError(f"FOV(s) {unknown.tolist()} of the transcript file have no position in {path}")
     frame = frame.copy()
     for axis in ("x", "y"):
         offset = offsets[f"{axis}_global_px"].reindex(frame["fov"]).to_numpy()

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
 
@@ -28,6 +29,22 @@ from ._shapes import shapes_element
 
 #: Points column of the molecules flagged by ``duplicate_distance``.
 DUPLICATE = "duplicate"
+
+
+@contextmanager
+def naming_file(path: Path) -> Iterator[None]:
+    """Prefix the ValueError or TypeError raised while reading ``path`` with the file.
+
+    A platform folder holds several tables, and the column checks of
+    :func:`standardise_points` or :func:`~._shapes.polygons_from_vertices` see only
+    a frame: without the file the user cannot tell which table to fix.
+    """
+    try:
+        yield
+    except (ValueError, TypeError) as err:
+        # the base class: subclasses (UnicodeDecodeError, ...) take other arguments
+        kind = ValueError if isinstance(err, ValueError) else TypeError
+        raise kind(f"{path}: {err}") from err
 
 
 def read_transcripts(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from spatialdata import SpatialData
 
-from ._generic import assemble
+from ._generic import assemble, naming_file
 from .._validation import check_bool, check_real
 from ._points import standardise_points
 from ._shapes import polygons_from_wkb
@@ -59,7 +59,8 @@ def read_merscope(
     ValueError
         If ``z_step`` is not a positive finite number, a boundary file lacks
         ``EntityID`` or ``Geometry`` or has a NaN / infinite vertex, or for the
-        problems of the transcripts that :func:`stgraph.io.read_transcripts` refuses.
+        problems of the transcripts that :func:`stgraph.io.read_transcripts` refuses
+        (their message starts with the path of ``detected_transcripts.csv``).
 
     Warns
     -----
@@ -78,17 +79,18 @@ def read_merscope(
     frame = frame.rename(
         columns={"Unnamed: 0": "fov_transcript_index", "x": "x_fov_px", "y": "y_fov_px", "global_z": "z_plane"}
     )
-    points = standardise_points(
-        frame,
-        x="global_x",
-        y="global_y",
-        z=frame["z_plane"] if "z_plane" in frame else None,  # a Series: the z_plane column is kept
-        z_step=z_step,
-        gene="gene",
-        cell="cell_id" if "cell_id" in frame else None,
-        unassigned=("-1",),
-        drop_controls=drop_controls,
-    )
+    with naming_file(transcripts_path):
+        points = standardise_points(
+            frame,
+            x="global_x",
+            y="global_y",
+            z=frame["z_plane"] if "z_plane" in frame else None,  # a Series: the z_plane column is kept
+            z_step=z_step,
+            gene="gene",
+            cell="cell_id" if "cell_id" in frame else None,
+            unassigned=("-1",),
+            drop_controls=drop_controls,
+        )
     boundaries = {key: _read_boundaries(folder / name) for key, name in BOUNDARY_FILES.items()
                   if (folder / name).is_file()}
     if not boundaries and (folder / "cell_boundaries").is_dir():
@@ -106,4 +108,5 @@ def _read_boundaries(path: Path):
     missing = [c for c in ("EntityID", "Geometry") if c not in table]
     if missing:
         raise ValueError(f"{path.name} lacks the column(s) {missing}; it has {list(table.columns)}")
-    return polygons_from_wkb(table["EntityID"], table["Geometry"])
+    with naming_file(path):
+        return polygons_from_wkb(table["EntityID"], table["Geometry"])

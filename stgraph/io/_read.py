@@ -14,6 +14,7 @@ from ._spatialdata import from_spatialdata
 #: What :func:`read` looks for in a folder, in this order, and the format it implies.
 SIGNATURES = (
     ("xenium", _xenium.TRANSCRIPTS_FILE),
+    ("xenium", _xenium.TRANSCRIPTS_CSV_FILE),
     ("merscope", _merscope.TRANSCRIPTS_FILE),
     ("cosmx", _cosmx.TX_FILE_PATTERN),
     ("cosmx", _cosmx.TX_FILE_PATTERN + ".gz"),

@@ -10,12 +10,15 @@ import pyarrow.parquet as pq
 from spatialdata import SpatialData
 
 from .._validation import check_bool, check_real
-from ._generic import assemble
+from ._generic import _read_text, assemble, naming_file
 from ._points import standardise_points
 from ._schema import UNASSIGNED_IDS
 from ._shapes import polygons_from_vertices
 
 TRANSCRIPTS_FILE = "transcripts.parquet"
+#: The same table as gzipped CSV, which Xenium Onboard Analysis wrote up to version 2
+#: beside the parquet (10x also offers it for download on its own).
+TRANSCRIPTS_CSV_FILE = "transcripts.csv.gz"
 BOUNDARY_FILES = {"cell_boundaries": "cell_boundaries.parquet", "nucleus_boundaries": "nucleus_boundaries.parquet"}
 
 
@@ -46,30 +49,37 @@ def read_xenium(
     Raises
     ------
     FileNotFoundError
-        If the folder has no ``transcripts.parquet``.
+        If the folder has neither ``transcripts.parquet`` nor ``transcripts.csv.gz``.
     TypeError
         If ``min_qv`` is not a number or ``drop_controls`` not a bool.
     ValueError
         If ``min_qv`` is negative or not finite, the transcripts lack ``qv`` when
         ``min_qv`` is given or none reaches it, a boundary table lacks its columns,
         has a ring of fewer than 3 vertices or a NaN / infinite vertex, or for the
-        problems of the transcripts that :func:`stgraph.io.read_transcripts` refuses.
+        problems of the transcripts that :func:`stgraph.io.read_transcripts` refuses;
+        the message of a table's problem starts with the table's path.
 
     Returns
     -------
     :class:`spatialdata.SpatialData` in the schema of :func:`stgraph.io.read_transcripts`:
     ``cell_id`` from ``cell_id`` (``UNASSIGNED`` or ``-1`` -> NaN), ``in_nucleus`` from
     ``overlaps_nucleus``, and the other columns (``transcript_id``, ``qv``, ``fov_name``,
-    ``nucleus_distance``, ...) kept. The index is the row number in ``transcripts.parquet``.
+    ``nucleus_distance``, ...) kept. The index is the row number in the transcripts file.
+
+    Notes
+    -----
+    Each table is read from its ``.parquet`` file or, where that is absent, from its
+    ``.csv.gz`` form (``transcripts.csv.gz``, ``cell_boundaries.csv.gz``, ... of older
+    Xenium versions), whose ids are read as text.
     """
     drop_controls = check_bool("drop_controls", drop_controls)
     if min_qv is not None:
         check_real("min_qv", min_qv, allow_zero=True)
     folder = Path(path)
-    transcripts_path = folder / TRANSCRIPTS_FILE
-    if not transcripts_path.is_file():
-        raise FileNotFoundError(f"no {TRANSCRIPTS_FILE} in {folder}")
-    frame = _read_parquet(transcripts_path)
+    transcripts_path = _table_path(folder, TRANSCRIPTS_FILE)
+    if transcripts_path is None:
+        raise FileNotFoundError(f"no {TRANSCRIPTS_FILE} or {TRANSCRIPTS_CSV_FILE} in {folder}")
+    frame = _read_table(transcripts_path)
     if min_qv is not None:
         if "qv" not in frame:
             raise ValueError(f"min_qv given but {transcripts_path} has no 'qv' column")
@@ -77,29 +87,48 @@ def read_xenium(
         if len(frame) and not kept.any():
             raise ValueError(f"no transcript has qv >= min_qv={min_qv} (the highest qv is {frame['qv'].max()})")
         frame = frame.loc[kept]
-    points = standardise_points(
-        frame,
-        x="x_location",
-        y="y_location",
-        z="z_location" if "z_location" in frame else None,
-        gene="feature_name",
-        cell="cell_id",
-        in_nucleus="overlaps_nucleus" if "overlaps_nucleus" in frame else None,
-        unassigned=UNASSIGNED_IDS,
-        drop_controls=drop_controls,
-    )
+    with naming_file(transcripts_path):
+        points = standardise_points(
+            frame,
+            x="x_location",
+            y="y_location",
+            z="z_location" if "z_location" in frame else None,
+            gene="feature_name",
+            cell="cell_id",
+            in_nucleus="overlaps_nucleus" if "overlaps_nucleus" in frame else None,
+            unassigned=UNASSIGNED_IDS,
+            drop_controls=drop_controls,
+        )
     boundaries = {}
     for key, name in BOUNDARY_FILES.items():
-        if (folder / name).is_file():
-            vertices = _read_parquet(folder / name)
-            boundaries[key] = polygons_from_vertices(
-                vertices,
-                id_column="cell_id",
-                x="vertex_x",
-                y="vertex_y",
-                part_column="label_id" if "label_id" in vertices else None,
-            )
+        path = _table_path(folder, name)
+        if path is not None:
+            vertices = _read_table(path)
+            with naming_file(path):
+                boundaries[key] = polygons_from_vertices(
+                    vertices,
+                    id_column="cell_id",
+                    x="vertex_x",
+                    y="vertex_y",
+                    part_column="label_id" if "label_id" in vertices else None,
+                )
     return assemble(points, **boundaries)
+
+
+def _table_path(folder: Path, name: str) -> Path | None:
+    """The file of the table ``name`` (a ``.parquet`` file name) in ``folder``: the parquet
+    file, else its gzipped CSV form, else None."""
+    for path in (folder / name, (folder / name).with_suffix(".csv.gz")):
+        if path.is_file():
+            return path
+    return None
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """A Xenium table from its parquet or gzipped CSV file (ids as text)."""
+    if path.suffix == ".parquet":
+        return _read_parquet(path)
+    return _read_text(path, ",", ("cell_id",))
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
