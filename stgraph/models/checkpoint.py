@@ -129,6 +129,11 @@ REQUIRED_ENTRIES = ("format", "version", "model_config", "model_state")
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The raw contents of a checkpoint file, on the CPU.
 
+    Parameters
+    ----------
+    path
+        File written by :func:`save_checkpoint`.
+
     Raises
     ------
     FileNotFoundError

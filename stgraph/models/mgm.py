@@ -71,6 +71,11 @@ class MaskedGeneModel(torch.nn.Module):
         the graph are fine, while a transcript of a gene unknown to the model raises a
         ValueError (the model has no embedding for it). Graphs without
         ``gene_names`` are assumed to share the vocabulary.
+
+        Parameters
+        ----------
+        graph
+            Transcript graph with ``gene`` (and, where known, ``gene_names``).
         """
         names = graph.get("gene_names")
         if names is None or list(names) == self.gene_names:

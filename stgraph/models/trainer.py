@@ -77,7 +77,13 @@ class TrainingConfig:
             raise ValueError(f"mask_rate must be in (0, 1], got {self.mask_rate}")
 
     def lr_at(self, step: int) -> float:
-        """Learning rate of step ``step`` (0-based)."""
+        """Learning rate of a step: linear warm-up, then cosine decay to 0.
+
+        Parameters
+        ----------
+        step
+            The optimiser step, 0-based.
+        """
         if step < self.warmup_steps:
             return self.lr * (step + 1) / self.warmup_steps
         span = max(1, self.steps - self.warmup_steps)
@@ -372,6 +378,11 @@ class MaskedGeneTrainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`; its configuration must equal this trainer's.
 
+        Parameters
+        ----------
+        state
+            A dict returned by :meth:`state_dict`.
+
         Raises
         ------
         ValueError
@@ -421,7 +432,12 @@ class MaskedGeneTrainer:
         parallel.raise_any_error(error)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Save the model and this trainer's state to ``path`` (process 0 writes, all wait).
+        """Save the model and this trainer's state (process 0 writes, all wait).
+
+        Parameters
+        ----------
+        path
+            Checkpoint file to write (see :func:`~stgraph.models.save_checkpoint`).
 
         Raises
         ------
@@ -436,6 +452,11 @@ class MaskedGeneTrainer:
 
         The checkpoint's model configuration, training configuration and metadata
         must equal this trainer's; its weights and training state replace the current ones.
+
+        Parameters
+        ----------
+        path
+            Checkpoint file written by :meth:`save`.
 
         Raises
         ------

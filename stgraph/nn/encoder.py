@@ -256,6 +256,33 @@ class TranscriptEncoderLayer(torch.nn.Module):
     def forward(
         self, x: Tensor, edge_index: Tensor, edge_dist: Tensor, return_attention_weights: bool = False
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Run the block.
+
+        Parameters
+        ----------
+        x
+            ``[N, d_model]`` token features.
+        edge_index
+            ``[2, E]`` edges (source, target).
+        edge_dist
+            ``[E]`` edge lengths, passed to the layer third.
+        return_attention_weights
+            Also return the layer's ``(edge_index, alpha)``.
+
+        Returns
+        -------
+        ``[N, d_model]`` features, with the layer's ``(edge_index, alpha)`` when
+        ``return_attention_weights``.
+
+        Raises
+        ------
+        ValueError
+            If attention weights are asked of a layer whose ``forward`` takes no
+            ``return_attention_weights``, or the layer returns another shape or dtype
+            than ``x``'s.
+        TypeError
+            If the layer, asked for attention weights, returns no ``(out, attention)`` pair.
+        """
         h = self.norm1(x)
         if check_bool("return_attention_weights", return_attention_weights):
             if not self.supports_attention:

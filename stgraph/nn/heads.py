@@ -41,7 +41,17 @@ class MaskedGeneHead(torch.nn.Module):
         self.decoder.reset_parameters()
 
     def forward(self, h: Tensor) -> Tensor:
-        """Return ``[N, n_genes]`` logits for ``[N, d_model]`` embeddings."""
+        """Gene logits of transcript embeddings.
+
+        Parameters
+        ----------
+        h
+            ``[N, d_model]`` embeddings.
+
+        Returns
+        -------
+        ``[N, n_genes]`` logits.
+        """
         return self.decoder(self.norm(torch.nn.functional.gelu(self.transform(h))))
 
     def __repr__(self) -> str:

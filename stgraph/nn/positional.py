@@ -156,6 +156,18 @@ class SinusoidalPositionalEncoding(torch.nn.Module):
         self.scale, self.base = check_pe_frequencies(scale, base)
 
     def forward(self, rel_pos: Tensor) -> Tensor:
+        """Encode positions, as :func:`sinusoidal_position_encoding`.
+
+        Parameters
+        ----------
+        rel_pos
+            ``[N, n_dims]`` coordinates relative to their origin, in µm.
+
+        Raises
+        ------
+        ValueError
+            If ``rel_pos`` is not of shape ``[N, n_dims]``.
+        """
         if rel_pos.dim() != 2 or rel_pos.size(1) != self.n_dims:
             raise ValueError(
                 f"expected positions of shape [N, {self.n_dims}], got {tuple(rel_pos.shape)}"

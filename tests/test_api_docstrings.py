@@ -1,0 +1,114 @@
+"""Every public function, class and method documents exactly the parameters it takes."""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+
+import pytest
+
+from stgraph import datasets, io, models, nn, pl, tl
+
+NAMESPACES = (tl, pl, io, datasets, nn, models)
+# numpydoc headers whose entries name parameters (a dataclass documents its fields
+# as attributes); the nn layers follow PyG's Google style ("Args:").
+NUMPYDOC_SECTIONS = ("Parameters", "Other Parameters")
+GOOGLE_SECTION = re.compile(r"^\s*Args:\s*$")
+GOOGLE_ENTRY = re.compile(r"^(\s+)\**(\w+)\s*(?:\([^)]*\))?:")
+NUMPYDOC_ENTRY = re.compile(r"^\**([\w*]+(?:\s*,\s*\**\w+)*)\s*(?::.*)?$")
+
+
+def _numpydoc_names(lines: list[str], sections: tuple[str, ...]) -> set[str]:
+    """Names of the entries (unindented lines) under the given numpydoc headers."""
+    names, inside = set(), False
+    for line, underline in zip(lines, lines[1:] + [""]):
+        if re.fullmatch(r"-{3,}", underline.strip()):
+            inside = line.strip() in sections
+        elif inside and line and not line[0].isspace() and not re.fullmatch(r"-{3,}", line.strip()):
+            match = NUMPYDOC_ENTRY.match(line)
+            if match:
+                names.update(name.strip().lstrip("*") for name in match.group(1).split(","))
+    return names
+
+
+def _google_names(lines: list[str]) -> set[str]:
+    """Names of the entries of a Google-style ``Args:`` section (first indentation only)."""
+    names, indent = set(), None
+    for line in lines:
+        if GOOGLE_SECTION.match(line):
+            indent = 0
+            continue
+        if indent is None:
+            continue
+        if line.strip() and not line[0].isspace():
+            break  # the next section
+        match = GOOGLE_ENTRY.match(line)
+        if match and indent in (0, len(match.group(1))):
+            indent = len(match.group(1))
+            names.add(match.group(2))
+    return names
+
+
+def documented_parameters(doc: str, sections: tuple[str, ...] = NUMPYDOC_SECTIONS) -> set[str]:
+    """Parameter names a docstring documents, numpydoc or Google style."""
+    lines = inspect.cleandoc(doc or "").splitlines()
+    return _numpydoc_names(lines, sections) | _google_names(lines)
+
+
+def signature_parameters(obj) -> list[str]:
+    """Named parameters of ``obj`` (``self`` and ``*args`` / ``**kwargs`` left out: they may
+    only forward, as :meth:`stgraph.models.MaskedGeneModel.forward` does)."""
+    return [
+        name
+        for name, p in inspect.signature(obj).parameters.items()
+        if name not in ("self", "cls") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+
+
+def public_callables():
+    """``(name, callable, docstring, sections)`` of every public function, class and method."""
+    for module in NAMESPACES:
+        for name in module.__all__:
+            obj = getattr(module, name)
+            qualname = f"{module.__name__}.{name}"
+            if inspect.isfunction(obj):
+                yield qualname, obj, obj.__doc__, NUMPYDOC_SECTIONS
+            elif inspect.isclass(obj):
+                init = obj.__dict__.get("__init__")
+                doc = (obj.__doc__ or "") + "\n\n" + ((init.__doc__ or "") if init else "")
+                sections = NUMPYDOC_SECTIONS + ("Attributes",) if dataclasses.is_dataclass(obj) else NUMPYDOC_SECTIONS
+                if init is not None or dataclasses.is_dataclass(obj):
+                    yield qualname, obj, doc, sections
+                for method_name, method in vars(obj).items():
+                    if inspect.isfunction(method) and not method_name.startswith("_"):
+                        yield f"{qualname}.{method_name}", method, method.__doc__, NUMPYDOC_SECTIONS
+
+
+def mismatches() -> list[str]:
+    """One line per public callable whose documented parameters differ from its signature."""
+    found = []
+    for qualname, obj, doc, sections in public_callables():
+        taken = signature_parameters(obj)
+        documented = documented_parameters(doc, sections)
+        undocumented = [name for name in taken if name not in documented]
+        # Documenting what ``**options`` forwards is fine; naming nothing it takes is not.
+        absent = sorted(documented - set(inspect.signature(obj).parameters))
+        if undocumented or absent:
+            found.append(f"{qualname}: undocumented {undocumented}, documented but absent {absent}")
+    return found
+
+
+def test_docstrings_document_exactly_the_signature():
+    assert mismatches() == []
+
+
+@pytest.mark.parametrize(
+    "doc, expected",
+    [
+        ("Do.\n\nParameters\n----------\na, b\n    Two.\nc : int\n    One.\n\nReturns\n-------\nx\n    Not a parameter.\n", {"a", "b", "c"}),
+        ("Do.\n\n    Args:\n        conv (Module): Layer.\n            more (text): not an entry.\n        k (int, optional): K.\n\n    Shapes:\n", {"conv", "k"}),
+        ("Do, with no parameters section.", set()),
+    ],
+)
+def test_documented_parameters_reads_both_styles(doc, expected):
+    assert documented_parameters(doc) == expected
