@@ -2,7 +2,10 @@
 
 Namespaces follow scverse: :mod:`stgraph.io` (readers), :mod:`stgraph.datasets`
 (sample and simulated data), :mod:`stgraph.graph` (radius graphs), :mod:`stgraph.nn`
-(layers and encoder), :mod:`stgraph.tl` (tools) and :mod:`stgraph.pl` (plots).
+(layers and encoder), :mod:`stgraph.tl` (tools) and :mod:`stgraph.pl` (plots). The
+building blocks of the tools, :mod:`stgraph.models`, :mod:`stgraph.data`,
+:mod:`stgraph.localization`, :mod:`stgraph.coloc`, :mod:`stgraph.domains` and
+:mod:`stgraph.spots`, are attributes too; every namespace loads on first use.
 """
 from importlib.metadata import PackageNotFoundError, version
 
@@ -14,7 +17,11 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 import importlib  # noqa: E402
 
 __all__ = ["datasets", "graph", "io", "nn", "pl", "tl", "__version__"]
-_SUBMODULES = frozenset(__all__) - {"__version__"}
+# The building blocks the tools are made of (README, "What is in the package") are
+# public too, for retraining and benchmarking: `stgraph.models.load_model(...)` must
+# work after a bare `import stgraph`, not only once a tool has imported them.
+_BUILDING_BLOCKS = frozenset({"coloc", "data", "domains", "localization", "models", "spots"})
+_SUBMODULES = (frozenset(__all__) - {"__version__"}) | _BUILDING_BLOCKS
 
 
 def __getattr__(name: str):

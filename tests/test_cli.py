@@ -268,6 +268,22 @@ def test_help_imports_no_heavy_package_and_the_namespaces_load_on_use():
         stgraph.tools  # noqa: B018
 
 
+def test_the_building_blocks_are_attributes_after_a_bare_import():
+    # `import stgraph; stgraph.models.load_model(...)` raised AttributeError unless a
+    # tool had imported stgraph.models first; a fresh process shows it.
+    code = (
+        "import stgraph\n"
+        "names = ('models', 'data', 'localization', 'coloc', 'domains', 'spots')\n"
+        "print(' '.join(getattr(stgraph, n).__name__ for n in names))\n"
+        "print(stgraph.models.load_model.__name__, stgraph.coloc.ColocalizationResult.from_uns.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "stgraph.models stgraph.data stgraph.localization stgraph.coloc stgraph.domains stgraph.spots",
+        "load_model from_uns",
+    ]
+
+
 def test_the_command_offers_exactly_the_formats_the_reader_reads(capsys):
     from stgraph.io._read import _READERS
 
