@@ -246,6 +246,25 @@ def test_bfloat16_close_to_float32_and_huge_penalties_stay_finite():
         assert torch.isfinite(alpha).all() and ((alpha == 0) | (alpha == 1)).float().mean() > 0.99
 
 
+@pytest.mark.parametrize("dtype, unit", [(torch.float32, 1.0), (torch.float64, 1e280)])
+def test_penalties_that_overflow_attend_to_the_nearest_source(dtype, unit):
+    # lambda * d is above the dtype's range on every edge into node 0 (lengths 2, 3 and
+    # 4 units), which made every score -inf and the softmax NaN. The softmax does not
+    # change when each target's nearest length is taken off its penalties; then the
+    # nearest source costs 0 and takes all the attention, the limit of a large lambda.
+    layer = make_layer(lambda_init=3e38, learn_lambda=False).to(dtype)
+    x = torch.randn(4, IN, generator=torch.Generator().manual_seed(11), dtype=dtype, requires_grad=True)
+    edge_index = torch.tensor([[1, 2, 3, 0], [0, 0, 0, 1]])
+    edge_dist = torch.tensor([3.0, 2.0, 4.0, 1.0], dtype=dtype) * unit
+    out, (_, alpha) = layer(x, edge_index, edge_dist, return_attention_weights=True)
+    expected = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 1.0]], dtype=dtype)
+    assert torch.equal(alpha, expected)
+    value = layer.lin_value(x)
+    torch.testing.assert_close(out[:2], layer.lin_out(value[[2, 0]]), rtol=0, atol=1e-5)
+    (gradient,) = grads(out.sum(), [x])
+    assert torch.isfinite(gradient).all()
+
+
 def test_dropout_is_unbiased_and_off_in_eval():
     x, pos, edge_index, _ = random_graph(10)
     layer = make_layer(dropout=0.3)
