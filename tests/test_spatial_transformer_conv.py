@@ -367,6 +367,16 @@ def test_lambda_init_refuses_booleans_and_non_reals(value):
         SpatialTransformerConv(4, 8, heads=2, lambda_init=value)
 
 
+@pytest.mark.parametrize("learn_lambda", [True, False])
+def test_lambda_init_beyond_the_parameter_dtype_is_refused(learn_lambda):
+    # The penalties are created in the default dtype (float32): 1e39 was stored as inf,
+    # which made every output NaN, even after .double().
+    message = r"^lambda_init must be at most 3.40282e\+38 \(the largest torch.float32, the dtype the layer is created in\), got \(1.0, 1e\+39\)$"
+    with pytest.raises(ValueError, match=message):
+        SpatialTransformerConv(4, 8, heads=2, lambda_init=[1.0, 1e39], learn_lambda=learn_lambda)
+    largest = SpatialTransformerConv(4, 8, heads=2, lambda_init=3e38, learn_lambda=False)
+    assert torch.equal(largest.lambdas, torch.full((2,), 3e38))
+
 def test_reset_parameters_is_reproducible_and_restores_lambda_init():
     layer = SpatialTransformerConv(IN, OUT, HEADS, lambda_init=[0.5, 3.0])
     torch.manual_seed(14)

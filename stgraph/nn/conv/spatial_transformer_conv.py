@@ -95,7 +95,9 @@ class SpatialTransformerConv(MessagePassing):
         lambda_init (float or sequence of float, optional): Initial distance
             penalty :math:`\lambda_h`, in inverse units of the coordinates (µm⁻¹ for
             stgraph data): one real number (Python, NumPy or 0-d tensor) for all
-            heads or one per head; booleans raise a :obj:`TypeError`. :obj:`None`
+            heads or one per head, each at most the largest number of the default
+            dtype (3.4e38 for float32), in which the layer stores them; booleans
+            raise a :obj:`TypeError`. :obj:`None`
             gives the doubling ladder :math:`\lambda_h = 2^{h - (H-1)/2}`,
             :math:`h = 0, \dots, H-1` (e.g. 0.35, 0.71, 1.41, 2.83 for four heads),
             so that heads start at different length scales. (default: :obj:`None`)
@@ -179,6 +181,15 @@ class SpatialTransformerConv(MessagePassing):
             )
         if not all(math.isfinite(v) and v >= 0 for v in values):
             raise ValueError(f"lambda_init must be finite and >= 0, got {values}")
+        # The penalties are stored in the dtype the layer is created in, where a larger
+        # value would become inf (and every output NaN).
+        dtype = torch.get_default_dtype()
+        largest = torch.finfo(dtype).max
+        if max(values) > largest:
+            raise ValueError(
+                f"lambda_init must be at most {largest:g} (the largest {dtype}, the dtype the "
+                f"layer is created in), got {values}"
+            )
         if learn_lambda and min(values) == 0:
             raise ValueError(
                 "lambda_init must be > 0 when learn_lambda=True (lambda = softplus(raw) "
