@@ -377,6 +377,20 @@ def test_lambda_init_beyond_the_parameter_dtype_is_refused(learn_lambda):
     largest = SpatialTransformerConv(4, 8, heads=2, lambda_init=3e38, learn_lambda=False)
     assert torch.equal(largest.lambdas, torch.full((2,), 3e38))
 
+
+@pytest.mark.parametrize("learn_lambda", [True, False])
+def test_a_lambda_that_does_not_fit_the_layer_dtype_is_refused(learn_lambda):
+    # .half() stored lambda = 1e5 as inf, and the layer returned NaN for every node with edges.
+    layer = SpatialTransformerConv(4, 8, heads=2, lambda_init=1e5, learn_lambda=learn_lambda).half()
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(15)).half()
+    edge_index = torch.tensor([[1, 2, 0], [0, 0, 1]])
+    message = (
+        r"^the distance penalties lambda must be finite, got \[inf, inf\] \(torch.float16\); a lambda above "
+        r"65504 does not fit that dtype: convert the layer to a wider one or give a smaller lambda_init$"
+    )
+    with pytest.raises(ValueError, match=message):
+        layer(x, edge_index, torch.ones(3).half())
+
 def test_reset_parameters_is_reproducible_and_restores_lambda_init():
     layer = SpatialTransformerConv(IN, OUT, HEADS, lambda_init=[0.5, 3.0])
     torch.manual_seed(14)

@@ -82,7 +82,9 @@ class SpatialTransformerConv(MessagePassing):
     :class:`torch_geometric.nn.conv.TransformerConv`. Edges sorted by (target,
     source), as radius graphs produce them, are used as they are; any other order
     costs one sort per call. Repeated edges are rejected. Reduced-precision inputs
-    (``bfloat16``, ``float16``) are accumulated in ``float32``. Only first
+    (``bfloat16``, ``float16``) are accumulated in ``float32``; a penalty that the
+    layer's dtype cannot hold (above 65504 after ``.half()``) is stored as inf, and
+    the forward pass then raises a :obj:`ValueError`. Only first
     derivatives are available: a backward pass with ``create_graph=True`` (double
     backward, e.g. a gradient penalty) raises a :obj:`RuntimeError`.
 
@@ -254,7 +256,7 @@ class SpatialTransformerConv(MessagePassing):
             value,
             edge_index,
             edge_dist,
-            self.lambdas,
+            self._finite_lambdas(),
             dropout=self.dropout if self.training else 0.0,
             need_weights=return_attention_weights,
         )
@@ -262,6 +264,17 @@ class SpatialTransformerConv(MessagePassing):
         if return_attention_weights:
             return out, (edge_index, alpha)
         return out
+
+    def _finite_lambdas(self) -> Tensor:
+        """:attr:`lambdas`, after checking that they are finite (an infinite one gives NaN)."""
+        lambdas = self.lambdas
+        if not bool(torch.isfinite(lambdas).all()):
+            raise ValueError(
+                f"the distance penalties lambda must be finite, got {lambdas.tolist()} ({lambdas.dtype}); "
+                f"a lambda above {torch.finfo(lambdas.dtype).max:g} does not fit that dtype: "
+                "convert the layer to a wider one or give a smaller lambda_init"
+            )
+        return lambdas
 
     def _check_inputs(self, x: Tensor, edge_index: Tensor) -> None:
         if not isinstance(x, Tensor) or x.dim() != 2 or x.size(1) != self.in_channels:
