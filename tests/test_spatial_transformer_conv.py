@@ -246,6 +246,25 @@ def test_bfloat16_close_to_float32_and_huge_penalties_stay_finite():
         assert torch.isfinite(alpha).all() and ((alpha == 0) | (alpha == 1)).float().mean() > 0.99
 
 
+@pytest.mark.parametrize("dtype, unit", [(torch.float32, 1.0), (torch.float64, 1e280)])
+def test_penalties_that_overflow_attend_to_the_nearest_source(dtype, unit):
+    # lambda * d is above the dtype's range on every edge into node 0 (lengths 2, 3 and
+    # 4 units), which made every score -inf and the softmax NaN. The softmax does not
+    # change when each target's nearest length is taken off its penalties; then the
+    # nearest source costs 0 and takes all the attention, the limit of a large lambda.
+    layer = make_layer(lambda_init=3e38, learn_lambda=False).to(dtype)
+    x = torch.randn(4, IN, generator=torch.Generator().manual_seed(11), dtype=dtype, requires_grad=True)
+    edge_index = torch.tensor([[1, 2, 3, 0], [0, 0, 0, 1]])
+    edge_dist = torch.tensor([3.0, 2.0, 4.0, 1.0], dtype=dtype) * unit
+    out, (_, alpha) = layer(x, edge_index, edge_dist, return_attention_weights=True)
+    expected = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 1.0]], dtype=dtype)
+    assert torch.equal(alpha, expected)
+    value = layer.lin_value(x)
+    torch.testing.assert_close(out[:2], layer.lin_out(value[[2, 0]]), rtol=0, atol=1e-5)
+    (gradient,) = grads(out.sum(), [x])
+    assert torch.isfinite(gradient).all()
+
+
 def test_dropout_is_unbiased_and_off_in_eval():
     x, pos, edge_index, _ = random_graph(10)
     layer = make_layer(dropout=0.3)
@@ -347,6 +366,30 @@ def test_lambda_init_refuses_booleans_and_non_reals(value):
     with pytest.raises(TypeError, match="lambda_init must be a real number"):
         SpatialTransformerConv(4, 8, heads=2, lambda_init=value)
 
+
+@pytest.mark.parametrize("learn_lambda", [True, False])
+def test_lambda_init_beyond_the_parameter_dtype_is_refused(learn_lambda):
+    # The penalties are created in the default dtype (float32): 1e39 was stored as inf,
+    # which made every output NaN, even after .double().
+    message = r"^lambda_init must be at most 3.40282e\+38 \(the largest torch.float32, the dtype the layer is created in\), got \(1.0, 1e\+39\)$"
+    with pytest.raises(ValueError, match=message):
+        SpatialTransformerConv(4, 8, heads=2, lambda_init=[1.0, 1e39], learn_lambda=learn_lambda)
+    largest = SpatialTransformerConv(4, 8, heads=2, lambda_init=3e38, learn_lambda=False)
+    assert torch.equal(largest.lambdas, torch.full((2,), 3e38))
+
+
+@pytest.mark.parametrize("learn_lambda", [True, False])
+def test_a_lambda_that_does_not_fit_the_layer_dtype_is_refused(learn_lambda):
+    # .half() stored lambda = 1e5 as inf, and the layer returned NaN for every node with edges.
+    layer = SpatialTransformerConv(4, 8, heads=2, lambda_init=1e5, learn_lambda=learn_lambda).half()
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(15)).half()
+    edge_index = torch.tensor([[1, 2, 0], [0, 0, 1]])
+    message = (
+        r"^the distance penalties lambda must be finite, got \[inf, inf\] \(torch.float16\); a lambda above "
+        r"65504 does not fit that dtype: convert the layer to a wider one or give a smaller lambda_init$"
+    )
+    with pytest.raises(ValueError, match=message):
+        layer(x, edge_index, torch.ones(3).half())
 
 def test_reset_parameters_is_reproducible_and_restores_lambda_init():
     layer = SpatialTransformerConv(IN, OUT, HEADS, lambda_init=[0.5, 3.0])

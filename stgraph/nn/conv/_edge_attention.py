@@ -80,14 +80,19 @@ class _EdgeAttention(torch.autograd.Function):
         q, k, v = (t.to(dtype).transpose(0, 1).contiguous() for t in (query, key, value))
         lam_c, dist = lam.to(dtype), edge_dist.to(dtype)
         crow = _crow(dst, num_nodes)
+        # The softmax over the edges into i is unchanged by taking i's nearest length
+        # off every penalty. Its nearest source then costs exactly 0, so a lambda * d
+        # beyond the dtype's range leaves a finite maximum instead of all -inf (NaN),
+        # and the weights reach their large-lambda limit: all on the nearest source.
+        excess = dist - _segment(dist, crow, "min").index_select(0, dst)
 
         alpha = q.new_empty(heads, src.numel())
         out = torch.empty_like(v)
         keep = torch.empty_like(alpha, dtype=torch.bool) if dropout > 0 else None
         for h in range(heads):
             s = _sddmm_(alpha[h], crow, src, q[h], k[h])
-            s.addcmul_(dist, lam_c[h], value=-1.0)
-            # Subtracting the maximum per target keeps exp finite for any lambda * d.
+            s.addcmul_(excess, lam_c[h], value=-1.0)
+            # Subtracting the maximum per target keeps exp finite.
             s.sub_(_segment(s, crow, "max").index_select(0, dst)).exp_()
             # A target with edges sums to >= 1 (its maximum gives exp(0) = 1); the
             # clamp only touches targets without edges, whose output stays 0.

@@ -82,7 +82,9 @@ class SpatialTransformerConv(MessagePassing):
     :class:`torch_geometric.nn.conv.TransformerConv`. Edges sorted by (target,
     source), as radius graphs produce them, are used as they are; any other order
     costs one sort per call. Repeated edges are rejected. Reduced-precision inputs
-    (``bfloat16``, ``float16``) are accumulated in ``float32``. Only first
+    (``bfloat16``, ``float16``) are accumulated in ``float32``; a penalty that the
+    layer's dtype cannot hold (above 65504 after ``.half()``) is stored as inf, and
+    the forward pass then raises a :obj:`ValueError`. Only first
     derivatives are available: a backward pass with ``create_graph=True`` (double
     backward, e.g. a gradient penalty) raises a :obj:`RuntimeError`.
 
@@ -95,7 +97,9 @@ class SpatialTransformerConv(MessagePassing):
         lambda_init (float or sequence of float, optional): Initial distance
             penalty :math:`\lambda_h`, in inverse units of the coordinates (µm⁻¹ for
             stgraph data): one real number (Python, NumPy or 0-d tensor) for all
-            heads or one per head; booleans raise a :obj:`TypeError`. :obj:`None`
+            heads or one per head, each at most the largest number of the default
+            dtype (3.4e38 for float32), in which the layer stores them; booleans
+            raise a :obj:`TypeError`. :obj:`None`
             gives the doubling ladder :math:`\lambda_h = 2^{h - (H-1)/2}`,
             :math:`h = 0, \dots, H-1` (e.g. 0.35, 0.71, 1.41, 2.83 for four heads),
             so that heads start at different length scales. (default: :obj:`None`)
@@ -179,6 +183,15 @@ class SpatialTransformerConv(MessagePassing):
             )
         if not all(math.isfinite(v) and v >= 0 for v in values):
             raise ValueError(f"lambda_init must be finite and >= 0, got {values}")
+        # The penalties are stored in the dtype the layer is created in, where a larger
+        # value would become inf (and every output NaN).
+        dtype = torch.get_default_dtype()
+        largest = torch.finfo(dtype).max
+        if max(values) > largest:
+            raise ValueError(
+                f"lambda_init must be at most {largest:g} (the largest {dtype}, the dtype the "
+                f"layer is created in), got {values}"
+            )
         if learn_lambda and min(values) == 0:
             raise ValueError(
                 "lambda_init must be > 0 when learn_lambda=True (lambda = softplus(raw) "
@@ -243,7 +256,7 @@ class SpatialTransformerConv(MessagePassing):
             value,
             edge_index,
             edge_dist,
-            self.lambdas,
+            self._finite_lambdas(),
             dropout=self.dropout if self.training else 0.0,
             need_weights=return_attention_weights,
         )
@@ -251,6 +264,17 @@ class SpatialTransformerConv(MessagePassing):
         if return_attention_weights:
             return out, (edge_index, alpha)
         return out
+
+    def _finite_lambdas(self) -> Tensor:
+        """:attr:`lambdas`, after checking that they are finite (an infinite one gives NaN)."""
+        lambdas = self.lambdas
+        if not bool(torch.isfinite(lambdas).all()):
+            raise ValueError(
+                f"the distance penalties lambda must be finite, got {lambdas.tolist()} ({lambdas.dtype}); "
+                f"a lambda above {torch.finfo(lambdas.dtype).max:g} does not fit that dtype: "
+                "convert the layer to a wider one or give a smaller lambda_init"
+            )
+        return lambdas
 
     def _check_inputs(self, x: Tensor, edge_index: Tensor) -> None:
         if not isinstance(x, Tensor) or x.dim() != 2 or x.size(1) != self.in_channels:
