@@ -223,7 +223,7 @@ def assemble(
 
 def _load_table(table: str | PathLike | pd.DataFrame, id_columns: Collection[str]) -> pd.DataFrame:
     """The transcript table, read from its file unless a DataFrame; ``id_columns`` of a
-    text file are read as text (see :func:`_read_text`)."""
+    text file are read as text (see :func:`read_text_table`)."""
     if isinstance(table, pd.DataFrame):
         return table
     if not isinstance(table, (str, PathLike)):
@@ -235,13 +235,13 @@ def _load_table(table: str | PathLike | pd.DataFrame, id_columns: Collection[str
     if path.suffix.lower() == ".parquet":
         return pd.read_parquet(path)
     if suffixes.endswith((".csv", ".csv.gz")):
-        return _read_text(path, ",", id_columns)
+        return read_text_table(path, ",", id_columns)
     if suffixes.endswith((".tsv", ".tsv.gz")):
-        return _read_text(path, "\t", id_columns)
+        return read_text_table(path, "\t", id_columns)
     raise ValueError(f"cannot tell the format of {path.name}: expected .csv, .csv.gz, .tsv or .parquet")
 
 
-def _read_text(path: Path, sep: str, id_columns: Collection[str]) -> pd.DataFrame:
+def read_text_table(path: Path, sep: str, id_columns: Collection[str]) -> pd.DataFrame:
     """A CSV / TSV table with the ``id_columns`` (those present) read as text.
 
     Read as numbers, ids would lose their leading zeros (``007``) and, in a column with
