@@ -20,6 +20,7 @@ from stgraph.coloc._encode import encoder_outputs  # noqa: E402
 from stgraph.nn import EdgeDistAdapter, TranscriptEncoder  # noqa: E402
 from stgraph.pl._colocalization import colocalization_heatmap, colocalization_network  # noqa: E402
 from stgraph.tl._colocalization import colocalization  # noqa: E402
+from tests.test_colocalization_stats import stacked_pair  # noqa: E402
 
 RADIUS = 2.0
 
@@ -553,3 +554,17 @@ def test_heatmap_colours_span_the_values_of_columns_without_a_centre(sample):
     image = colocalization_heatmap(result, "clq_bento", genes=genes).images[0]
     assert image.get_clim() == (1.0 - span, 1.0 + span)
     assert image.get_cmap().name == "RdBu_r"
+
+
+def test_colocalization_warnings_name_the_callers_line():
+    # The permutation warning pointed inside stgraph (stacklevel counted from
+    # stgraph.coloc), where Python's default filter hides it.
+    pos, gene, cell = stacked_pair()
+    frame = pd.DataFrame({"x": pos[:, 0], "y": pos[:, 1], "gene": gene.astype(str), "cell": cell.astype(str)})
+    sdata = stgraph.io.read_transcripts(frame, x="x", y="y", gene="gene", cell="cell")
+    with pytest.warns(UserWarning, match=r"^method='permutation': \d+ pair\(s\) exceed all 19 permutations") as caught:
+        colocalization(sdata, radius=1.5, method="permutation", n_perms=19, inplace=False)
+    assert [w.filename for w in caught] == [__file__]
+    with pytest.warns(UserWarning, match=r"^the pair table is empty") as caught:
+        colocalization(sdata, radius=1e-6, inplace=False)
+    assert [w.filename for w in caught] == [__file__]

@@ -437,8 +437,9 @@ def test_cells_without_outline_warn_and_are_not_scored():
     sdata = _edge_case_sdata()
     outlines = sdata.shapes["cell_boundaries"]
     sdata.shapes["cell_boundaries"] = outlines.loc[["a", "c"]]
-    with pytest.warns(UserWarning, match=r"1 cell\(s\) have transcripts but no outline, so they are not scored: \['b'\]"):
+    with pytest.warns(UserWarning, match=r"1 cell\(s\) have transcripts but no outline, so they are not scored: \['b'\]") as caught:
         localization(sdata, compartment=None)
+    assert [w.filename for w in caught] == [__file__]  # it named stgraph/localization/_data.py
     table = sdata.tables["table"]
     assert sorted(set(table.uns["lpp"]["cell_id"].astype(str))) == ["a"]
     assert table.obs_names.tolist() == ["a", "b", "c"]

@@ -1,7 +1,6 @@
 """Read any transcript table given a column mapping."""
 from __future__ import annotations
 
-import warnings
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from os import PathLike
@@ -14,6 +13,7 @@ from spatialdata import SpatialData
 from spatialdata.models import PointsModel
 
 from .._validation import check_bool, check_real
+from .._warnings import warn_user
 from ._duplicates import planar_duplicates
 from ._points import standardise_points
 from ._schema import (
@@ -191,12 +191,10 @@ def read_transcripts(
         outlines = sdata.shapes[CELL_SHAPES_KEY].index
         unmatched = outlines[~outlines.isin(frame[CELL].cat.categories)]
         if len(unmatched):
-            warnings.warn(
+            warn_user(
                 f"{len(unmatched)} of {len(outlines)} cell_boundaries match no cell id of the transcripts "
                 f"(e.g. {unmatched[:5].tolist()}); index them by the ids of "
-                + (f"the {cell!r} column" if cell is not None else "a cell column (pass cell=...)"),
-                UserWarning,
-                stacklevel=2,
+                + (f"the {cell!r} column" if cell is not None else "a cell column (pass cell=...)")
             )
     return sdata
 

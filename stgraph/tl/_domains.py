@@ -1,7 +1,6 @@
 """Subcellular domains: cluster transcripts by their neighbourhood, in all cells at once."""
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -15,6 +14,7 @@ from spatialdata.models import ShapesModel
 from torch_geometric.data import Data
 
 from .._validation import check_bool, check_int, check_real, check_seed
+from .._warnings import warn_user
 from ..coloc._encode import MAX_EDGES, masked_embeddings
 from ..domains import (
     DomainClustering,
@@ -179,11 +179,9 @@ def _check_neighbourhoods(graph: Data, within: np.ndarray, members: np.ndarray, 
             f"(median nearest-neighbour distance of the transcripts in cells: {nearest:.3g} µm)"
         )
     if isolated > ISOLATED_WARNING:
-        warnings.warn(
+        warn_user(
             f"{isolated:.0%} of the transcripts in cells have no neighbour within radius={radius:g} µm "
-            "in their cell: their neighbourhood is their own gene only; consider a larger radius",
-            UserWarning,
-            stacklevel=3,
+            "in their cell: their neighbourhood is their own gene only; consider a larger radius"
         )
 
 

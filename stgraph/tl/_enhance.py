@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -13,6 +12,7 @@ from anndata import AnnData
 from scipy.spatial import ConvexHull, QhullError, cKDTree
 
 from stgraph._validation import check_bool, check_int, check_seed
+from stgraph._warnings import warn_user
 from stgraph.models.trainer import resolve_device
 from stgraph.spots._expression import log1p_cp10k, read_counts
 from stgraph.spots._lattice import (
@@ -348,10 +348,9 @@ def _warn_off_tissue(obs: pd.DataFrame) -> None:
         return
     off = int((column.to_numpy() == 0).sum())
     if off:
-        warnings.warn(
+        warn_user(
             f"{off} of the {len(obs)} spots have `obs['in_tissue'] == 0` (off the tissue): they are trained on "
-            "and enhanced like the others. To enhance the tissue only, pass `adata[adata.obs['in_tissue'] == 1]`.",
-            UserWarning, stacklevel=3,
+            "and enhanced like the others. To enhance the tissue only, pass `adata[adata.obs['in_tissue'] == 1]`."
         )
 
 
@@ -362,10 +361,9 @@ def _warn_empty_spots(counts: np.ndarray, layer: str | None) -> None:
     empty = ~counts.any(axis=1)
     if empty.any():
         matrix = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-        warnings.warn(
+        warn_user(
             f"{int(empty.sum())} of the {len(counts)} spots have no counts: they are trained on and enhanced as "
-            f"spots expressing no gene. To leave them out, pass `adata[np.asarray({matrix}.sum(axis=1)).ravel() > 0]`.",
-            UserWarning, stacklevel=3,
+            f"spots expressing no gene. To leave them out, pass `adata[np.asarray({matrix}.sum(axis=1)).ravel() > 0]`."
         )
 
 
@@ -434,10 +432,9 @@ def _query_positions(
             "(`obsm['spatial']`) is undetermined")
     extrapolated = _extrapolated(lattice_positions(rc, grid), lattice_positions(query, grid), radius)
     if extrapolated.any():
-        warnings.warn(
+        warn_user(
             f"{_count_and_examples(extrapolated, query)} lie outside the observed spots' convex hull with no "
-            f"observed spot within `radius`={radius:g} spot spacings: their prediction is an extrapolation.",
-            UserWarning, stacklevel=3,
+            f"observed spot within `radius`={radius:g} spot spacings: their prediction is an extrapolation."
         )
     return query
 

@@ -1,7 +1,6 @@
 """``stgraph.tl.localization``: RNA localization patterns, compartments and gene scores."""
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import spatialdata
 import torch
 
 from stgraph._validation import check_bool, check_int, check_not_one_name, check_seed
+from stgraph._warnings import warn_user
 from stgraph.io import check_table
 from stgraph.io._table import ensure_table
 from stgraph.io import _schema as S
@@ -386,11 +386,9 @@ def _compartment(
     trainable = geometry.has_nucleus if positions is None else np.isin(np.arange(len(geometry)), positions)
     labels = transcripts.transcript_geometry.in_nucleus[np.isin(transcripts.cell, np.flatnonzero(trainable))]
     if labels.size == 0 or labels.all() or not labels.any():
-        warnings.warn(
+        warn_user(
             "localization: no cell with a nucleus outline holds both nuclear and other transcripts; "
-            "p_nuclear and the gene scores are nan",
-            UserWarning,
-            stacklevel=3,
+            "p_nuclear and the gene scores are nan"
         )
         return np.full(len(transcripts.xy), np.nan), none
     result = predict_compartment(
@@ -420,23 +418,19 @@ def _warn_outlines_that_do_not_fit(transcripts: CellTranscripts) -> None:
     if beyond.any():
         worst = np.argsort(-outside[beyond], kind="stable")[:3]
         examples = {geometry.cell_ids[c]: f"{share:.0%}" for c, share in zip(with_nucleus[beyond][worst], outside[beyond][worst])}
-        warnings.warn(
+        warn_user(
             f"localization: {int(beyond.sum())} nucleus outline(s) reach outside their cell (share of the nucleus "
             f"outside: {examples}); they are used as given (in_nucleus and the distances to the nucleus follow the "
-            "whole outline); clip them to their cells (nucleus.intersection(cell)) where they should not",
-            UserWarning,
-            stacklevel=3,
+            "whole outline); clip them to their cells (nucleus.intersection(cell)) where they should not"
         )
     tg = transcripts.transcript_geometry
     stray = ~tg.in_cell & (tg.cell_distance > _FIT_TOLERANCE * geometry.equivalent_radius[transcripts.cell])
     if stray.any():
         cells_of = pd.unique(geometry.cell_ids[transcripts.cell[stray]])
-        warnings.warn(
+        warn_user(
             f"localization: {int(stray.sum())} molecule(s) of {len(cells_of)} cell(s) lie outside the outline of "
             f"the cell they are assigned to (e.g. {list(cells_of[:3])}); they are scored as if inside, at their "
-            "distance from the outline",
-            UserWarning,
-            stacklevel=3,
+            "distance from the outline"
         )
 
 
