@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 import re  # noqa: E402
 import warnings  # noqa: E402
 
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -568,3 +569,27 @@ def test_colocalization_warnings_name_the_callers_line():
     with pytest.warns(UserWarning, match=r"^the pair table is empty") as caught:
         colocalization(sdata, radius=1e-6, inplace=False)
     assert [w.filename for w in caught] == [__file__]
+
+
+def test_network_thresholds_the_column_asked_for():
+    # The network thresholded fdr only, while the table's significant() and
+    # to_networkx() take any p-value or FDR column.
+    rng = np.random.default_rng(0)
+    n = 400
+    result = score_pairs(rng.integers(0, n, (2, 3000)), rng.integers(0, 6, n), gene_names=list("abcdef"))
+    table = result.table[result.table["gene_a"] != result.table["gene_b"]]
+
+    def pairs(column, threshold):
+        kept = table[table[column] <= threshold]
+        return {frozenset(pair) for pair in zip(kept["gene_a"], kept["gene_b"])}
+
+    assert len(pairs("pval", 0.5)) != len(pairs("fdr", 0.5))
+    for column in ("pval", "binom_pval", "fdr", "binom_fdr"):
+        ax = colocalization_network(result, fdr=0.5, column=column, top=100)
+        expected = len(pairs(column, 0.5))
+        assert ax.get_title() == (f"top {expected} pairs, {column} <= 0.5" if expected else f"no pair, {column} <= 0.5")
+        plt.close("all")
+    numeric = [c for c in result.table.columns if c not in ("gene_a", "gene_b")]
+    for fdr in (0.5, None):  # checked even where None leaves it unused
+        with pytest.raises(ValueError, match=re.escape(f"unknown value column 'p'; choose one of {numeric}")):
+            colocalization_network(result, fdr=fdr, column="p")
