@@ -128,7 +128,9 @@ def enhance(
     n_components
         Width of the expression embedding the model reads, at least 1.
     radius
-        Radius of the spot graph in units of the observed spot spacing, > 0.
+        Radius of the spot graph in units of the observed spot spacing, > 0; below 1
+        the ``'random'`` and ``'block'`` training tasks get no edges (below 0.5 the
+        ``'sublattice'`` ones too), with a warning.
     hidden_channels, num_layers, heads, lambda_init
         Size of the attention model (each count at least 1, ``hidden_channels``
         divisible by ``heads``); ``lambda_init`` > 0 is λ per spot spacing.
@@ -235,7 +237,8 @@ def enhance(
         integer ``obs['in_tissue']`` marks some spots off the tissue (0), or some
         spots have no counts (their log1p(CP10k) is 0 for every gene): they are
         trained on and enhanced like the others (the warning names how many and the
-        filter that leaves them out).
+        filter that leaves them out); and if ``radius`` leaves the training tasks of
+        some ``masks`` without edges (see ``radius``).
     """
     if not isinstance(adata, AnnData):
         raise TypeError(f"`adata` must be an AnnData, got {type(adata).__name__}.")
@@ -254,6 +257,7 @@ def enhance(
         num_layers=num_layers, heads=heads, lambda_init=lambda_init, epochs=epochs,
         n_ensemble=n_ensemble, masks=_DEFAULT_MASKS[mode] if masks is None else masks,
     )
+    _warn_short_radius(params.radius, params.masks)
     check_seed(seed)
     if not isinstance(counts_layer, str) or not counts_layer:
         raise TypeError(f"`counts_layer` must be a non-empty string (the output layer's name), got {counts_layer!r}.")
@@ -334,6 +338,26 @@ def _check_several_genes(n_genes: int) -> None:
             f"`adata` has {n_genes} gene(s): enhance needs at least 2, as log1p(CP10k) normalises each spot over "
             "the genes given (one gene would be log1p(10^4) in every spot with counts). Enhance the whole panel "
             "and select the gene from the result, e.g. `sg.tl.enhance(adata)[:, gene]`."
+        )
+
+
+#: Smallest radius (in spot spacings) at which a training task of each mask kind has
+#: edges: random and block masks leave visible spots 1 spacing from hidden ones, a
+#: sub-lattice mask visible spots 2 spacings apart, which set its distance unit, with
+#: hidden ones at half that.
+_EDGE_RADIUS = {"random": 1.0, "block": 1.0, "sublattice": 0.5}
+
+
+def _warn_short_radius(radius: float, masks: Sequence[str]) -> None:
+    """Warn when ``radius`` leaves the training tasks of some ``masks`` without edges:
+    they train nothing, silently, while the others still do (so the fit does not fail)."""
+    without = [kind for kind in dict.fromkeys(masks) if radius < _EDGE_RADIUS[kind]]
+    if without:
+        warn_user(
+            f"radius={radius:g} is below 1 spot spacing (the distance between neighbouring observed spots, the "
+            f"unit of radius): the training tasks of masks {without} get no edges (no visible spot within radius "
+            "of their hidden ones), so their targets learn nothing beyond the interpolation; 'random' and "
+            "'block' tasks need radius >= 1, 'sublattice' ones radius >= 0.5"
         )
 
 
