@@ -209,6 +209,7 @@ def test_permutations_too_few_for_the_fdr_warn_with_the_number_needed():
     beaten = table[np.isclose(table["pval"], 1 / 20)]
     assert {("0", "8"), ("8", "0")} <= set(zip(beaten["gene_a"], beaten["gene_b"]))
     assert (beaten["fdr"] > 0.05).all() and few.params["n_tests"] == 81
+    assert caught[0].filename == __file__  # the caller's line, not stgraph's
     message = str(caught[0].message)
     assert f"{len(beaten)} pair(s)" in message and f"fdr is {beaten['fdr'].min():.3g}" in message
     needed = int(re.search(r"to at least ([\d,]+)", message).group(1).replace(",", ""))

@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 import re  # noqa: E402
 import warnings  # noqa: E402
 
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -20,6 +21,7 @@ from stgraph.coloc._encode import encoder_outputs  # noqa: E402
 from stgraph.nn import EdgeDistAdapter, TranscriptEncoder  # noqa: E402
 from stgraph.pl._colocalization import colocalization_heatmap, colocalization_network  # noqa: E402
 from stgraph.tl._colocalization import colocalization  # noqa: E402
+from tests.test_colocalization_stats import stacked_pair  # noqa: E402
 
 RADIUS = 2.0
 
@@ -553,3 +555,41 @@ def test_heatmap_colours_span_the_values_of_columns_without_a_centre(sample):
     image = colocalization_heatmap(result, "clq_bento", genes=genes).images[0]
     assert image.get_clim() == (1.0 - span, 1.0 + span)
     assert image.get_cmap().name == "RdBu_r"
+
+
+def test_colocalization_warnings_name_the_callers_line():
+    # The permutation warning pointed inside stgraph (stacklevel counted from
+    # stgraph.coloc), where Python's default filter hides it.
+    pos, gene, cell = stacked_pair()
+    frame = pd.DataFrame({"x": pos[:, 0], "y": pos[:, 1], "gene": gene.astype(str), "cell": cell.astype(str)})
+    sdata = stgraph.io.read_transcripts(frame, x="x", y="y", gene="gene", cell="cell")
+    with pytest.warns(UserWarning, match=r"^method='permutation': \d+ pair\(s\) exceed all 19 permutations") as caught:
+        colocalization(sdata, radius=1.5, method="permutation", n_perms=19, inplace=False)
+    assert [w.filename for w in caught] == [__file__]
+    with pytest.warns(UserWarning, match=r"^the pair table is empty") as caught:
+        colocalization(sdata, radius=1e-6, inplace=False)
+    assert [w.filename for w in caught] == [__file__]
+
+
+def test_network_thresholds_the_column_asked_for():
+    # The network thresholded fdr only, while the table's significant() and
+    # to_networkx() take any p-value or FDR column.
+    rng = np.random.default_rng(0)
+    n = 400
+    result = score_pairs(rng.integers(0, n, (2, 3000)), rng.integers(0, 6, n), gene_names=list("abcdef"))
+    table = result.table[result.table["gene_a"] != result.table["gene_b"]]
+
+    def pairs(column, threshold):
+        kept = table[table[column] <= threshold]
+        return {frozenset(pair) for pair in zip(kept["gene_a"], kept["gene_b"])}
+
+    assert len(pairs("pval", 0.5)) != len(pairs("fdr", 0.5))
+    for column in ("pval", "binom_pval", "fdr", "binom_fdr"):
+        ax = colocalization_network(result, fdr=0.5, column=column, top=100)
+        expected = len(pairs(column, 0.5))
+        assert ax.get_title() == (f"top {expected} pairs, {column} <= 0.5" if expected else f"no pair, {column} <= 0.5")
+        plt.close("all")
+    numeric = [c for c in result.table.columns if c not in ("gene_a", "gene_b")]
+    for fdr in (0.5, None):  # checked even where None leaves it unused
+        with pytest.raises(ValueError, match=re.escape(f"unknown value column 'p'; choose one of {numeric}")):
+            colocalization_network(result, fdr=fdr, column="p")

@@ -649,6 +649,21 @@ def test_tl_domains_needs_cells_of_two_transcripts():
         domains(sdata, radius=RADIUS, n_domains=2, inplace=False)
 
 
+def test_tl_domains_too_few_transcripts_names_those_in_cells():
+    # "cannot make 5 domains out of 4 transcripts" puzzled a user whose sample held 12.
+    sdata = read(np.arange(12) * 0.5, np.zeros(12), list("ab") * 6, ["c1"] * 4 + ["UNASSIGNED"] * 8)
+    with pytest.raises(ValueError, match=re.escape(
+        "cannot make 5 domains out of 4 transcripts assigned to cells (of 12 in the sample; "
+        "transcripts outside cells get no domain)"
+    )):
+        domains(sdata, radius=RADIUS, n_domains=5, inplace=False)
+    with pytest.raises(ValueError, match=re.escape(
+        "4 transcripts assigned to cells (of 12 in the sample; transcripts outside cells get no domain) "
+        "are too few to choose k in (5, 6)"
+    )):
+        domains(sdata, radius=RADIUS, k_range=(5, 6), inplace=False)
+
+
 @pytest.mark.parametrize(("k_range", "error", "match"), [
     ((2,), ValueError, "k_range must be a pair (low, high) of integers, got 1 values: (2,)"),
     ((2, 3, 4), ValueError, "k_range must be a pair (low, high) of integers, got 3 values: (2, 3, 4)"),

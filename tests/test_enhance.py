@@ -21,6 +21,7 @@ from stgraph.pl._enhance import enhance as plot_enhance  # noqa: E402
 from stgraph.spots._baselines import nearest  # noqa: E402
 from stgraph.spots._expression import log1p_cp10k  # noqa: E402
 from stgraph.spots._lattice import coarse_sublattice, lattice_positions  # noqa: E402
+from stgraph.spots._masks import draw_mask  # noqa: E402
 from stgraph.spots._train import EnhancerParams, EnhancerTrainer, significant_improvement  # noqa: E402
 from stgraph.tl._enhance import enhance  # noqa: E402
 
@@ -935,3 +936,38 @@ def test_fewer_than_two_genes_raise(n_genes):
                        r"normalises each spot over the genes given \(one gene would be log1p\(10\^4\) in every spot"):
         enhance(adata[:, :n_genes].copy(), **FAST)
     assert enhance(adata[:, :2].copy(), **FAST).n_vars == 2
+
+
+def _task_edges(radius: float, kind: str) -> int:
+    """Edges of one training task of mask ``kind`` on a 10 x 10 square slide."""
+    adata, _ = slide("square", 10, 10, 20)
+    rc = np.column_stack([adata.obs["array_row"], adata.obs["array_col"]]).astype(float)
+    trainer = EnhancerTrainer(rc, log1p_cp10k(adata.X), "square", EnhancerParams(radius=radius, n_ensemble=1), seed=0)
+    hidden = draw_mask(kind, trainer.rc, trainer.pos, trainer.grid, trainer.spacing, np.random.default_rng(0))
+    batch = trainer._batch([(~hidden, hidden)], trainer.pos, trainer._fit_shrinkage(np.ones(len(rc), bool)))
+    return batch.edge_index.shape[1]
+
+
+def test_a_radius_below_one_spacing_warns_of_the_tasks_without_edges():
+    # Below 1 spacing the random and block tasks had no edge (their targets learnt
+    # nothing) while sub-lattice tasks (visible spots 2 spacings apart) still had some: silently.
+    assert [_task_edges(0.9, kind) for kind in ("random", "block")] == [0, 0]
+    assert _task_edges(0.9, "sublattice") > 0 and _task_edges(0.4, "sublattice") == 0
+    assert _task_edges(1.0, "random") > 0
+    adata, _ = slide("square", 8, 8, 20)
+    options = {**FAST, "epochs": 0}
+    message = (
+        "radius={} is below 1 spot spacing (the distance between neighbouring observed spots, the unit of "
+        "radius): the training tasks of masks {} get no edges (no visible spot within radius of their hidden "
+        "ones), so their targets learn nothing beyond the interpolation; 'random' and 'block' tasks need "
+        "radius >= 1, 'sublattice' ones radius >= 0.5"
+    )
+    for radius, masks, without in ((0.9, None, "['random']"), (0.9, ("random", "block", "random"), "['random', 'block']"),
+                                   (0.4, None, "['sublattice', 'random']")):
+        with pytest.warns(UserWarning, match=f"^{re.escape(message.format(radius, without))}$") as caught:
+            enhance(adata, "super_resolution", radius=radius, masks=masks, **options)
+        assert [w.filename for w in caught] == [__file__]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        enhance(adata, "super_resolution", radius=0.9, masks="sublattice", **options)
+        enhance(adata, "super_resolution", radius=1.0, **options)

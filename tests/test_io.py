@@ -847,8 +847,9 @@ def test_read_transcripts_warns_about_outlines_of_no_cell():
     table = make_table()
     kwargs = dict(x="px_x", y="px_y", gene="target", cell="cell")
     outlines = gpd.GeoSeries([shapely.box(0, 0, 1, 1)] * 4, index=[12, 99, 3, 98])
-    with pytest.warns(UserWarning, match=r"2 of 4 cell_boundaries match no cell id .*\['99', '98'\].*'cell' column"):
+    with pytest.warns(UserWarning, match=r"2 of 4 cell_boundaries match no cell id .*\['99', '98'\].*'cell' column") as caught:
         sdata = read_transcripts(table, cell_boundaries=outlines, **kwargs)
+    assert [w.filename for w in caught] == [__file__]
     assert sdata.shapes["cell_boundaries"].index.tolist() == ["12", "99", "3", "98"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")

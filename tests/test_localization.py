@@ -13,9 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+import spatialdata
 import torch
 from sklearn.metrics import roc_auc_score
 
+import stgraph
 from stgraph.datasets import simulate
 from stgraph.io import read_transcripts
 from stgraph.localization import (
@@ -437,8 +439,9 @@ def test_cells_without_outline_warn_and_are_not_scored():
     sdata = _edge_case_sdata()
     outlines = sdata.shapes["cell_boundaries"]
     sdata.shapes["cell_boundaries"] = outlines.loc[["a", "c"]]
-    with pytest.warns(UserWarning, match=r"1 cell\(s\) have transcripts but no outline, so they are not scored: \['b'\]"):
+    with pytest.warns(UserWarning, match=r"1 cell\(s\) have transcripts but no outline, so they are not scored: \['b'\]") as caught:
         localization(sdata, compartment=None)
+    assert [w.filename for w in caught] == [__file__]  # it named stgraph/localization/_data.py
     table = sdata.tables["table"]
     assert sorted(set(table.uns["lpp"]["cell_id"].astype(str))) == ["a"]
     assert table.obs_names.tolist() == ["a", "b", "c"]
@@ -905,3 +908,44 @@ def test_reference_points_only_for_cells_with_a_group_to_score():
     assert batch.ref_x.shape[0] < every_x.shape[0] * scored.size / 12 * 1.5
     full = dataclasses.replace(batch, ref_x=torch.from_numpy(every_x), ref_cell=torch.from_numpy(every_cell.astype(np.int64)))
     np.testing.assert_allclose(model.predict_proba(batch), model.predict_proba(full), atol=1e-6)
+
+
+class _Stop(Exception):
+    """Raised in place of the pattern model: the tests below need only the reading."""
+
+
+def _read_and_warn(sdata, monkeypatch) -> list:
+    """Warnings tl.localization gives up to its pattern model (which is stopped)."""
+    def stop(*args, **kwargs):
+        raise _Stop
+
+    monkeypatch.setattr("stgraph.tl._localization.pattern_batch", stop)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(_Stop):
+            localization(sdata, compartment=None, copy=True)
+    return caught
+
+
+def test_cells_cut_by_a_crop_warn_and_the_whole_sample_does_not(monkeypatch):
+    # A crop keeps the outlines of the cells it cuts whole but drops their molecules
+    # outside the box: these cells were scored on what was left without a word.
+    sdata = stgraph.datasets.merfish_u2os()
+    assert _read_and_warn(sdata, monkeypatch) == []
+    # Nor a cell whose molecules stop short of its outline by about their spacing.
+    assert _read_and_warn(simulate(seed=1)[0], monkeypatch) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # spatialdata's note on querying points
+        cropped = spatialdata.bounding_box_query(
+            sdata, axes=("x", "y"), min_coordinate=[50, 50], max_coordinate=[150, 150], target_coordinate_system="global"
+        )
+    caught = _read_and_warn(cropped, monkeypatch)
+    assert [w.filename for w in caught] == [__file__]
+    assert str(caught[0].message) == (
+        "localization: 10 cell outline(s) reach beyond the extent of the transcripts (share of the cell outside "
+        "their bounding box, widened by 2 spacings of the cell's molecules: {'10-0': '86%', '34-0': '81%', "
+        "'13-0': '79%'}); the data look cropped (a crop such as spatialdata.bounding_box_query keeps "
+        "the outlines of the cells it cuts whole but drops their molecules outside the box), so these cells are "
+        "scored on part of their molecules and their patterns may be wrong; crop with a margin and keep the "
+        "results of the cells wholly inside"
+    )

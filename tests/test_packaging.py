@@ -1,6 +1,7 @@
 """The installed package carries its data: every non-Python file in ``stgraph/`` is
 declared as package data in ``pyproject.toml`` (otherwise a wheel leaves it out, as it
-once did the shipped localization checkpoint)."""
+once did the shipped localization checkpoint); it imports only declared packages, and
+no module of it imports another module's private name."""
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,36 @@ def test_every_imported_package_is_a_declared_dependency():
     declared = {re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.\-]+", r).group()).lower() for r in requirements}
     undeclared = {name: sorted(paths) for name, paths in _imported_distributions().items() if name not in declared}
     assert undeclared == {}
+
+
+def _is_submodule(module: str, name: str) -> bool:
+    import importlib.util
+
+    is_package = importlib.util.find_spec(module).submodule_search_locations is not None
+    return is_package and importlib.util.find_spec(f"{module}.{name}") is not None
+
+
+def _private_imports() -> list[str]:
+    """``'file: module.name'`` for every relative import in ``stgraph/`` of another
+    module's private (underscore) name; private submodules (``_schema``) are modules, not names."""
+    import ast
+    import importlib.util
+
+    found = []
+    for path in sorted((ROOT / "stgraph").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        package = ".".join(parts[:-1] if parts[-1] != "__init__" else parts[:-1])
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not node.level:
+                continue
+            module = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+            for alias in node.names:
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                if private and not _is_submodule(module, alias.name):
+                    found.append(f"{path.relative_to(ROOT)}: {module}.{alias.name}")
+    return found
+
+
+def test_no_module_imports_another_modules_private_name():
+    # io._xenium imported io._generic._read_text: a name its module may change freely.
+    assert _private_imports() == []

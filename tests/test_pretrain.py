@@ -250,6 +250,30 @@ def test_pretrain_checkpoint_dir_and_resume(tmp_path):
         pretrain(graph, steps=3, resume=True, **SMALL)
 
 
+def test_resume_from_a_checkpoint_without_a_data_digest_says_it_predates_the_digest(tmp_path):
+    # It was refused as "cannot resume on different training data", which is false:
+    # the checkpoint was only written before the digest was recorded.
+    graph = synthetic_graph()
+    options = dict(steps=2, checkpoint_dir=tmp_path, **SMALL)
+    pretrain(graph, **options)
+    path = tmp_path / CHECKPOINT_NAME
+    payload = checkpoint.read_checkpoint(path)
+    del payload["training"]["metadata"]["data_digest"]
+    torch.save(payload, path)
+    message = (
+        f"^{re.escape(str(path))} predates the data digest \\(data_digest\\) stgraph records in a checkpoint: "
+        "its training data cannot be verified to be this graph's, so it is not resumed; train afresh "
+        "\\(resume=False replaces it\\) or pass another checkpoint_dir$"
+    )
+    with pytest.raises(ValueError, match=message):
+        pretrain(graph, resume=True, **options)
+    # Other data differing too is other training data, as before.
+    fewer_edges = graph.clone()
+    fewer_edges.edge_index, fewer_edges.edge_dist = graph.edge_index[:, ::2], graph.edge_dist[::2]
+    with pytest.raises(ValueError, match="^cannot resume on different training data: num_edges: "):
+        pretrain(fewer_edges, resume=True, **options)
+
+
 def test_resume_on_other_data_of_as_many_transcripts_is_refused(tmp_path):
     # The checkpoint recorded the number of transcripts only: the same graph with half
     # its edges (another max_num_neighbors or within) or with its transcripts moved

@@ -165,7 +165,8 @@ class ColocalizationResult:
         fdr
             Keep pairs with ``column <= fdr``; None keeps every pair of the table.
         column
-            Column the threshold applies to (``"fdr"`` or ``"binom_fdr"``).
+            Column the threshold applies to (``"fdr"``, ``"binom_fdr"``, ...);
+            checked also when ``fdr`` is None.
         self_loops
             Keep ``(A, A)`` pairs (a gene clustering with itself) as self-loops.
 
@@ -182,6 +183,7 @@ class ColocalizationResult:
             If ``self_loops`` is not a bool or ``fdr`` is neither None nor a real number.
         """
         self_loops = check_bool("self_loops", self_loops)
+        self._check_column(column)  # also when fdr=None leaves it unused: a typo is not ignored
         table = self.table if fdr is None else self.significant(fdr, column=column)
         if not self_loops:
             table = table[table["gene_a"].astype(str) != table["gene_b"].astype(str)]

@@ -43,7 +43,6 @@ over the unordered pairs of the genes present (``params['n_binom_tests']``).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -51,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from .._validation import check_bool, check_int, check_real, check_seed
+from .._warnings import warn_user
 
 from ._binomial import PooledTrials, ProximalPairs, per_cell_binomial, proximal_pairs
 from ._clq import ExpectedShares, per_cell_quotients
@@ -256,12 +256,10 @@ def _warn_unresolved(pval: np.ndarray, fdr: np.ndarray, n_perms: int, n_tests: i
     n_beaten = int(beaten.sum())
     # tied at the floor, they share the BH value n_tests * floor / n_beaten
     needed = math.ceil(n_tests / (PERMUTATION_FDR * n_beaten)) - 1
-    warnings.warn(
+    warn_user(
         f"method='permutation': {n_beaten:,} pair(s) exceed all {n_perms} permutations (p = 1/{n_perms + 1}, "
         f"the smallest p-value they can give), yet over {n_tests:,} tests their fdr is {fdr[beaten].min():.3g}; "
-        f"raise n_perms (to at least {needed:,} for their fdr to reach {PERMUTATION_FDR}) or use method='analytic'",
-        UserWarning,
-        stacklevel=3,
+        f"raise n_perms (to at least {needed:,} for their fdr to reach {PERMUTATION_FDR}) or use method='analytic'"
     )
 
 

@@ -1,7 +1,6 @@
 """Read any transcript table given a column mapping."""
 from __future__ import annotations
 
-import warnings
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from os import PathLike
@@ -14,6 +13,7 @@ from spatialdata import SpatialData
 from spatialdata.models import PointsModel
 
 from .._validation import check_bool, check_real
+from .._warnings import warn_user
 from ._duplicates import planar_duplicates
 from ._points import standardise_points
 from ._schema import (
@@ -191,12 +191,10 @@ def read_transcripts(
         outlines = sdata.shapes[CELL_SHAPES_KEY].index
         unmatched = outlines[~outlines.isin(frame[CELL].cat.categories)]
         if len(unmatched):
-            warnings.warn(
+            warn_user(
                 f"{len(unmatched)} of {len(outlines)} cell_boundaries match no cell id of the transcripts "
                 f"(e.g. {unmatched[:5].tolist()}); index them by the ids of "
-                + (f"the {cell!r} column" if cell is not None else "a cell column (pass cell=...)"),
-                UserWarning,
-                stacklevel=2,
+                + (f"the {cell!r} column" if cell is not None else "a cell column (pass cell=...)")
             )
     return sdata
 
@@ -223,7 +221,7 @@ def assemble(
 
 def _load_table(table: str | PathLike | pd.DataFrame, id_columns: Collection[str]) -> pd.DataFrame:
     """The transcript table, read from its file unless a DataFrame; ``id_columns`` of a
-    text file are read as text (see :func:`_read_text`)."""
+    text file are read as text (see :func:`read_text_table`)."""
     if isinstance(table, pd.DataFrame):
         return table
     if not isinstance(table, (str, PathLike)):
@@ -235,13 +233,13 @@ def _load_table(table: str | PathLike | pd.DataFrame, id_columns: Collection[str
     if path.suffix.lower() == ".parquet":
         return pd.read_parquet(path)
     if suffixes.endswith((".csv", ".csv.gz")):
-        return _read_text(path, ",", id_columns)
+        return read_text_table(path, ",", id_columns)
     if suffixes.endswith((".tsv", ".tsv.gz")):
-        return _read_text(path, "\t", id_columns)
+        return read_text_table(path, "\t", id_columns)
     raise ValueError(f"cannot tell the format of {path.name}: expected .csv, .csv.gz, .tsv or .parquet")
 
 
-def _read_text(path: Path, sep: str, id_columns: Collection[str]) -> pd.DataFrame:
+def read_text_table(path: Path, sep: str, id_columns: Collection[str]) -> pd.DataFrame:
     """A CSV / TSV table with the ``id_columns`` (those present) read as text.
 
     Read as numbers, ids would lose their leading zeros (``007``) and, in a column with

@@ -1,7 +1,6 @@
 """Vizgen MERSCOPE output folders."""
 from __future__ import annotations
 
-import warnings
 from os import PathLike
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from spatialdata import SpatialData
 
 from ._generic import assemble, naming_file
 from .._validation import check_bool, check_real
+from .._warnings import warn_user
 from ._points import standardise_points
 from ._shapes import polygons_from_wkb
 
@@ -94,11 +94,9 @@ def read_merscope(
     boundaries = {key: _read_boundaries(folder / name) for key, name in BOUNDARY_FILES.items()
                   if (folder / name).is_file()}
     if not boundaries and (folder / "cell_boundaries").is_dir():
-        warnings.warn(
+        warn_user(
             f"{folder / 'cell_boundaries'} holds the older hdf5 boundaries, which are not read; "
-            "export cell_boundaries.parquet with the Vizgen Post-processing Tool",
-            UserWarning,
-            stacklevel=2,
+            "export cell_boundaries.parquet with the Vizgen Post-processing Tool"
         )
     return assemble(points, **boundaries)
 

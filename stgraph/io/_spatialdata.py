@@ -1,7 +1,6 @@
 """Bring an existing SpatialData into the schema, and read the schema back as a DataFrame."""
 from __future__ import annotations
 
-import warnings
 from collections.abc import Collection
 
 import numpy as np
@@ -19,6 +18,7 @@ except ImportError:  # spatialdata releases before the name rules accept any str
         """Accept ``name``: this spatialdata restricts no element name."""
 
 from .._validation import check_bool
+from .._warnings import warn_user
 from ._generic import read_transcripts
 from ._points import as_id_strings, check_numeric
 from ._schema import (
@@ -276,11 +276,9 @@ def _warn_left_out(sdata: SpatialData, kept: Collection[str]) -> None:
                 for kind in ("images", "labels", "points", "shapes")}
     listed = "; ".join(f"{kind} {names}" for kind, names in left_out.items() if names)
     if listed:
-        warnings.warn(
+        warn_user(
             f"from_spatialdata does not carry over {listed}: their coordinates are not rescaled to "
-            "the µm of the result, so they would not align with it",
-            UserWarning,
-            stacklevel=3,
+            "the µm of the result, so they would not align with it"
         )
 
 
@@ -450,11 +448,9 @@ def _repaired(geometry, key: str):
     if not invalid.any():
         return geometry
     examples = {str(i): shapely.is_valid_reason(g) for i, g in zip(geometry.index[invalid][:3], values[invalid][:3])}
-    warnings.warn(
+    warn_user(
         f"shapes element {key!r}: {int(invalid.sum())} invalid polygon(s) (e.g. {examples}), repaired with "
-        "shapely.make_valid",
-        UserWarning,
-        stacklevel=3,
+        "shapely.make_valid"
     )
     repaired = geometry.copy()
     repaired[invalid] = polygonal(shapely.make_valid(values[invalid]))

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from spatialdata import SpatialData
 
 from .._validation import check_bool, check_real
-from ._generic import _read_text, assemble, naming_file
+from ._generic import assemble, naming_file, read_text_table
 from ._points import standardise_points
 from ._schema import UNASSIGNED_IDS
 from ._shapes import polygons_from_vertices
@@ -128,7 +128,7 @@ def _read_table(path: Path) -> pd.DataFrame:
     """A Xenium table from its parquet or gzipped CSV file (ids as text)."""
     if path.suffix == ".parquet":
         return _read_parquet(path)
-    return _read_text(path, ",", ("cell_id",))
+    return read_text_table(path, ",", ("cell_id",))
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

@@ -1,13 +1,13 @@
 """The transcripts of a sample, grouped by cell and by (cell, gene)."""
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
+from stgraph._warnings import warn_user
 from stgraph.io import transcripts_frame
 from stgraph.io._schema import NUCLEUS_SHAPES_KEY
 from stgraph.io._spatialdata import optional_shapes, outline_geometry
@@ -140,11 +140,9 @@ def cell_transcripts(
     cell_pos[unassigned] = -1
     without_outline = pd.unique(ids[(cell_pos < 0) & ~unassigned].astype(str))
     if len(without_outline):
-        warnings.warn(
+        warn_user(
             f"{len(without_outline)} cell(s) have transcripts but no outline, so they are not scored: "
-            f"{sorted(without_outline)[:5]}",
-            UserWarning,
-            stacklevel=2,
+            f"{sorted(without_outline)[:5]}"
         )
     gene_codes = genes.cat.codes.to_numpy()
     kept = np.flatnonzero((cell_pos >= 0) & (gene_codes >= 0))

@@ -1,13 +1,14 @@
 """Cell and nucleus geometry, per cell and per transcript (in the coordinates' unit)."""
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 import pandas as pd
 import shapely
+
+from .._warnings import warn_user
 
 
 @dataclass(frozen=True)
@@ -151,10 +152,9 @@ def _nucleus_per_cell(nuclei: pd.Series | None, cell_ids: pd.Index, cells: np.nd
         positions[unknown[nucleus[first]]] = cell[first]
     unplaced = usable & (positions < 0)
     if unplaced.any():
-        warnings.warn(
+        warn_user(
             f"{int(unplaced.sum())} nucleus outline(s) neither carry a cell id nor overlap a cell "
-            f"(e.g. {list(nuclei.index[unplaced][:3])}); they are left out.",
-            UserWarning, stacklevel=3,
+            f"(e.g. {list(nuclei.index[unplaced][:3])}); they are left out."
         )
     placed = usable & (positions >= 0)
     for position in np.unique(positions[placed]):

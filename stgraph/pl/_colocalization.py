@@ -157,6 +157,7 @@ def colocalization_network(
     data: SpatialData | ColocalizationResult,
     *,
     fdr: float | None = 0.05,
+    column: str = "fdr",
     top: int = 50,
     key: str = COLOCALIZATION_KEY,
     table_key: str = TABLE_KEY,
@@ -165,7 +166,7 @@ def colocalization_network(
 ) -> Axes:
     """Gene network of the strongest significant pairs.
 
-    Genes are nodes; each of the ``top`` pairs of two genes with ``fdr`` at most
+    Genes are nodes; each of the ``top`` pairs of two genes with ``column`` at most
     ``fdr`` (by decreasing score, both orientations merged at the higher score; a
     gene's pair with itself is left out) is an edge whose width grows with
     its score (pairs scoring 0 or less get the thinnest line). Layout:
@@ -176,8 +177,12 @@ def colocalization_network(
     data
         SpatialData after :func:`stgraph.tl.colocalization`, or its result.
     fdr
-        Keep the pairs with ``fdr`` at most this (None: every pair); without any,
+        Keep the pairs with ``column`` at most this (None: every pair); without any,
         the axes only say so in their title.
+    column
+        Pair-table column the threshold applies to, as in
+        :meth:`~stgraph.coloc.ColocalizationResult.significant`: ``"fdr"``,
+        ``"binom_fdr"``, or a p-value column (``"pval"``, ``"binom_pval"``).
     top
         Number of pairs (edges) drawn (positive).
     key, table_key
@@ -199,13 +204,14 @@ def colocalization_network(
     KeyError
         If ``data`` has no table ``table_key`` or no result under ``key``.
     ValueError
-        If ``top`` is below 1, ``seed`` negative (or above 2**32 - 1), or ``fdr``
-        NaN or outside ``[0, 1]``.
+        If ``top`` is below 1, ``seed`` negative (or above 2**32 - 1), ``fdr``
+        NaN or outside ``[0, 1]``, or ``column`` not a numeric column of the pair
+        table (also when ``fdr`` is None).
     """
     top = check_int("top", top)
     seed = check_seed(seed)
     result = _result(data, key, table_key)
-    directed = result.to_networkx(fdr=fdr)
+    directed = result.to_networkx(fdr=fdr, column=column)
     graph = nx.Graph()
     for a, b, attributes in directed.edges(data=True):
         if not graph.has_edge(a, b) or graph.edges[a, b]["score"] < attributes["score"]:
@@ -216,7 +222,7 @@ def colocalization_network(
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 7))
     ax.set_axis_off()
-    among = "" if fdr is None else f", fdr <= {fdr}"
+    among = "" if fdr is None else f", {column} <= {fdr}"
     if kept.number_of_edges() == 0:
         ax.set_title(f"no pair{among}")
         return ax

@@ -1,7 +1,6 @@
 """Plot of subcellular domains: transcripts coloured by domain over the outlines."""
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import geopandas as gpd
@@ -14,6 +13,7 @@ from matplotlib.lines import Line2D
 from spatialdata import SpatialData
 
 from .._validation import check_names
+from .._warnings import warn_user
 from ..io import _schema as S
 from ..io import transcripts_frame
 from ..io._spatialdata import optional_shapes, outline_geometry
@@ -65,12 +65,10 @@ def _domain_colours(cmap: str, n: int) -> np.ndarray:
     if not isinstance(colormap, ListedColormap) or colormap.N >= CONTINUOUS_COLOURS:
         return colormap(np.linspace(0.0, 1.0, n))
     if n > colormap.N:
-        warnings.warn(
+        warn_user(
             f"{n} domains but cmap={cmap!r} has {colormap.N} colours: domain {colormap.N} and above "
             "repeat the colours of the first ones; pass a qualitative map with more colours "
-            "(e.g. 'tab20') or a continuous one (e.g. 'turbo')",
-            UserWarning,
-            stacklevel=3,
+            "(e.g. 'tab20') or a continuous one (e.g. 'turbo')"
         )
     return colormap(np.arange(n) % colormap.N)
 

@@ -1,7 +1,6 @@
 """Gene colocalization from the transcript graph and a pretrained encoder's attention."""
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -11,6 +10,7 @@ from spatialdata import SpatialData
 from torch_geometric.data import Data
 
 from .._validation import check_bool, check_int
+from .._warnings import warn_user
 from ..coloc import ColocalizationResult, score_pairs
 from ..coloc._score import PRIOR_EVENTS, check_score_arguments
 from ..coloc._encode import MAX_EDGES, check_returns_attention, edge_attention, encoder_outputs
@@ -258,9 +258,7 @@ def _warn_empty(radius: float, within: str) -> None:
     """Warn that no edge joins two scored transcripts: an empty table is otherwise
     easy to take for a result with nothing significant in it."""
     where = " in one cell" if within == "cell" else ""
-    warnings.warn(
+    warn_user(
         f"the pair table is empty: no edge of the graph (radius {radius:g} µm) joins two scored "
-        f"transcripts{where}; pass a larger radius",
-        UserWarning,
-        stacklevel=3,
+        f"transcripts{where}; pass a larger radius"
     )

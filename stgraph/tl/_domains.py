@@ -1,7 +1,6 @@
 """Subcellular domains: cluster transcripts by their neighbourhood, in all cells at once."""
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -15,6 +14,7 @@ from spatialdata.models import ShapesModel
 from torch_geometric.data import Data
 
 from .._validation import check_bool, check_int, check_real, check_seed
+from .._warnings import warn_user
 from ..coloc._encode import MAX_EDGES, masked_embeddings
 from ..domains import (
     DomainClustering,
@@ -150,6 +150,20 @@ def _check_members(graph: Data, members: np.ndarray) -> None:
         )
 
 
+def _check_enough_members(graph: Data, members: np.ndarray, n_domains: int | None, k_range: tuple[int, int]) -> None:
+    """Refuse too few transcripts in cells (``members``) for ``n_domains`` or ``k_range``
+    before the features are made; the count is named as that of the transcripts in
+    cells, which a sample with many outside cells exceeds."""
+    counted = (
+        f"{members.size} transcripts assigned to cells (of {graph.num_nodes} in the sample; "
+        "transcripts outside cells get no domain)"
+    )
+    if n_domains is not None and n_domains > members.size:
+        raise ValueError(f"cannot make {n_domains} domains out of {counted}")
+    if n_domains is None and k_range[0] > members.size - 1:
+        raise ValueError(f"{counted} are too few to choose k in {k_range}")
+
+
 def _check_neighbourhoods(graph: Data, within: np.ndarray, members: np.ndarray, radius: float) -> None:
     """Refuse a graph without within-cell edges (``within``, from :func:`_within_cell`);
     warn when most transcripts have no neighbour."""
@@ -165,11 +179,9 @@ def _check_neighbourhoods(graph: Data, within: np.ndarray, members: np.ndarray, 
             f"(median nearest-neighbour distance of the transcripts in cells: {nearest:.3g} µm)"
         )
     if isolated > ISOLATED_WARNING:
-        warnings.warn(
+        warn_user(
             f"{isolated:.0%} of the transcripts in cells have no neighbour within radius={radius:g} µm "
-            "in their cell: their neighbourhood is their own gene only; consider a larger radius",
-            UserWarning,
-            stacklevel=3,
+            "in their cell: their neighbourhood is their own gene only; consider a larger radius"
         )
 
 
@@ -392,7 +404,7 @@ def domains(
         ``table_key`` is not a valid SpatialData element name or names another
         element (of another kind, or one whose name differs only in case; the two
         must differ), no cell holds two transcripts, the transcripts in cells are
-        of one gene, no two transcripts of a cell are within ``radius``, the cell
+        of one gene or too few for ``n_domains`` (or ``k_range``), no two transcripts of a cell are within ``radius``, the cell
         outlines ``cell_boundaries`` are neither polygons nor circles of positive
         radius (circles are read as discs), the data hold genes unknown to
         ``model``, or (with
@@ -445,6 +457,7 @@ def domains(
     cell = graph.cell.numpy().astype(np.int64)
     members = np.flatnonzero(cell >= 0)
     _check_members(graph, members)
+    _check_enough_members(graph, members, n_domains, k_range)
     within = _within_cell(graph)
     _check_neighbourhoods(graph, within, members, radius)
     if encoder_graph is None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -13,6 +12,7 @@ from anndata import AnnData
 from scipy.spatial import ConvexHull, QhullError, cKDTree
 
 from stgraph._validation import check_bool, check_int, check_seed
+from stgraph._warnings import warn_user
 from stgraph.models.trainer import resolve_device
 from stgraph.spots._expression import log1p_cp10k, read_counts
 from stgraph.spots._lattice import (
@@ -128,7 +128,9 @@ def enhance(
     n_components
         Width of the expression embedding the model reads, at least 1.
     radius
-        Radius of the spot graph in units of the observed spot spacing, > 0.
+        Radius of the spot graph in units of the observed spot spacing, > 0; below 1
+        the ``'random'`` and ``'block'`` training tasks get no edges (below 0.5 the
+        ``'sublattice'`` ones too), with a warning.
     hidden_channels, num_layers, heads, lambda_init
         Size of the attention model (each count at least 1, ``hidden_channels``
         divisible by ``heads``); ``lambda_init`` > 0 is λ per spot spacing.
@@ -235,7 +237,8 @@ def enhance(
         integer ``obs['in_tissue']`` marks some spots off the tissue (0), or some
         spots have no counts (their log1p(CP10k) is 0 for every gene): they are
         trained on and enhanced like the others (the warning names how many and the
-        filter that leaves them out).
+        filter that leaves them out); and if ``radius`` leaves the training tasks of
+        some ``masks`` without edges (see ``radius``).
     """
     if not isinstance(adata, AnnData):
         raise TypeError(f"`adata` must be an AnnData, got {type(adata).__name__}.")
@@ -254,6 +257,7 @@ def enhance(
         num_layers=num_layers, heads=heads, lambda_init=lambda_init, epochs=epochs,
         n_ensemble=n_ensemble, masks=_DEFAULT_MASKS[mode] if masks is None else masks,
     )
+    _warn_short_radius(params.radius, params.masks)
     check_seed(seed)
     if not isinstance(counts_layer, str) or not counts_layer:
         raise TypeError(f"`counts_layer` must be a non-empty string (the output layer's name), got {counts_layer!r}.")
@@ -337,6 +341,26 @@ def _check_several_genes(n_genes: int) -> None:
         )
 
 
+#: Smallest radius (in spot spacings) at which a training task of each mask kind has
+#: edges: random and block masks leave visible spots 1 spacing from hidden ones, a
+#: sub-lattice mask visible spots 2 spacings apart, which set its distance unit, with
+#: hidden ones at half that.
+_EDGE_RADIUS = {"random": 1.0, "block": 1.0, "sublattice": 0.5}
+
+
+def _warn_short_radius(radius: float, masks: Sequence[str]) -> None:
+    """Warn when ``radius`` leaves the training tasks of some ``masks`` without edges:
+    they train nothing, silently, while the others still do (so the fit does not fail)."""
+    without = [kind for kind in dict.fromkeys(masks) if radius < _EDGE_RADIUS[kind]]
+    if without:
+        warn_user(
+            f"radius={radius:g} is below 1 spot spacing (the distance between neighbouring observed spots, the "
+            f"unit of radius): the training tasks of masks {without} get no edges (no visible spot within radius "
+            "of their hidden ones), so their targets learn nothing beyond the interpolation; 'random' and "
+            "'block' tasks need radius >= 1, 'sublattice' ones radius >= 0.5"
+        )
+
+
 def _warn_off_tissue(obs: pd.DataFrame) -> None:
     """Warn of spots that scanpy's ``in_tissue`` flag puts off the tissue (a raw Visium
     matrix holds every spot of the slide): their background counts would be modelled
@@ -348,10 +372,9 @@ def _warn_off_tissue(obs: pd.DataFrame) -> None:
         return
     off = int((column.to_numpy() == 0).sum())
     if off:
-        warnings.warn(
+        warn_user(
             f"{off} of the {len(obs)} spots have `obs['in_tissue'] == 0` (off the tissue): they are trained on "
-            "and enhanced like the others. To enhance the tissue only, pass `adata[adata.obs['in_tissue'] == 1]`.",
-            UserWarning, stacklevel=3,
+            "and enhanced like the others. To enhance the tissue only, pass `adata[adata.obs['in_tissue'] == 1]`."
         )
 
 
@@ -362,10 +385,9 @@ def _warn_empty_spots(counts: np.ndarray, layer: str | None) -> None:
     empty = ~counts.any(axis=1)
     if empty.any():
         matrix = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-        warnings.warn(
+        warn_user(
             f"{int(empty.sum())} of the {len(counts)} spots have no counts: they are trained on and enhanced as "
-            f"spots expressing no gene. To leave them out, pass `adata[np.asarray({matrix}.sum(axis=1)).ravel() > 0]`.",
-            UserWarning, stacklevel=3,
+            f"spots expressing no gene. To leave them out, pass `adata[np.asarray({matrix}.sum(axis=1)).ravel() > 0]`."
         )
 
 
@@ -434,10 +456,9 @@ def _query_positions(
             "(`obsm['spatial']`) is undetermined")
     extrapolated = _extrapolated(lattice_positions(rc, grid), lattice_positions(query, grid), radius)
     if extrapolated.any():
-        warnings.warn(
+        warn_user(
             f"{_count_and_examples(extrapolated, query)} lie outside the observed spots' convex hull with no "
-            f"observed spot within `radius`={radius:g} spot spacings: their prediction is an extrapolation.",
-            UserWarning, stacklevel=3,
+            f"observed spot within `radius`={radius:g} spot spacings: their prediction is an extrapolation."
         )
     return query
 

@@ -16,6 +16,7 @@ from torch_geometric.data import Data
 from .._seeding import torch_seeded
 from .._validation import check_bool, check_int, check_seed
 from ..data.batching import cell_units, tile_units
+from ..models.checkpoint import read_checkpoint
 from ..models.mgm import MaskedGeneModel
 from ..models.trainer import MaskedGeneTrainer, TrainingConfig
 from ..nn.conv import SpatialTransformerConv
@@ -136,6 +137,21 @@ def _held_out(graph: Data, requested: int | list[str] | None, seed: int) -> list
 
 #: Graph fields a run's training reads, fingerprinted by :func:`data_digest`.
 DIGEST_FIELDS = ("gene", "pos", "edge_index", "cell", "is_control")
+
+
+def _check_digest_recorded(path: Path, metadata: dict[str, Any]) -> None:
+    """Refuse a checkpoint written before its metadata held ``data_digest`` (its other
+    metadata as this run's), saying so: the trainer would call it other training data,
+    which it may not be; it cannot be told."""
+    saved = (read_checkpoint(path).get("training") or {}).get("metadata")
+    if saved is None or "data_digest" in saved:
+        return
+    if saved == {key: value for key, value in metadata.items() if key != "data_digest"}:
+        raise ValueError(
+            f"{path} predates the data digest (data_digest) stgraph records in a checkpoint: its training "
+            "data cannot be verified to be this graph's, so it is not resumed; train afresh (resume=False "
+            "replaces it) or pass another checkpoint_dir"
+        )
 
 
 def data_digest(graph: Data) -> str:
@@ -353,7 +369,8 @@ def pretrain(
         ``[0, 1)``, ``pe_scale`` not positive and finite), or with ``resume`` a
         checkpoint whose model or training configuration or metadata differ from this run's
         (:meth:`~stgraph.models.MaskedGeneTrainer.restore`; other transcripts or edges
-        included, e.g. a graph built with another ``within`` or ``max_num_neighbors``);
+        included, e.g. a graph built with another ``within`` or ``max_num_neighbors``)
+        or that predates the data digest (and so cannot be checked against the graph);
         under :mod:`torch.distributed`, processes that differ in data (as for
         ``resume``), settings or, after ``resume``, in the step they start from (a
         ``checkpoint_dir`` not shared by all of them).
@@ -462,6 +479,7 @@ def pretrain(
     )
     trainer = MaskedGeneTrainer(model, units, config, device=device, metadata=metadata)
     if resume and checkpoint.is_file():
+        _check_digest_recorded(checkpoint, trainer.metadata)
         trainer.restore(checkpoint)
     history = trainer.fit(progress=progress, checkpoint_path=checkpoint, checkpoint_every=checkpoint_every)
     return PretrainResult(trainer.model, graph, held_out, train_mask, history, trainer)
