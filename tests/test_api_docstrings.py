@@ -2,14 +2,29 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
+import pkgutil
 import re
 
 import pytest
 
-from stgraph import datasets, io, models, nn, pl, tl
+import stgraph
 
-NAMESPACES = (tl, pl, io, datasets, nn, models)
+
+def public_subpackages() -> tuple:
+    """Every stgraph subpackage with an ``__all__``, found by walking the package so a
+    new one is covered too; private ones (a ``_`` in the dotted name) are left out."""
+    found = []
+    for info in pkgutil.walk_packages(stgraph.__path__, "stgraph."):
+        if info.ispkg and not any(part.startswith("_") for part in info.name.split(".")):
+            module = importlib.import_module(info.name)
+            if hasattr(module, "__all__"):
+                found.append(module)
+    return tuple(found)
+
+
+NAMESPACES = public_subpackages()
 # numpydoc headers whose entries name parameters (a dataclass documents its fields
 # as attributes); the nn layers follow PyG's Google style ("Args:").
 NUMPYDOC_SECTIONS = ("Parameters", "Other Parameters")
@@ -96,6 +111,14 @@ def mismatches() -> list[str]:
         if undocumented or absent:
             found.append(f"{qualname}: undocumented {undocumented}, documented but absent {absent}")
     return found
+
+
+def test_namespaces_cover_every_public_subpackage():
+    names = {module.__name__ for module in NAMESPACES}
+    assert {"stgraph.tl", "stgraph.pl", "stgraph.io", "stgraph.datasets", "stgraph.nn", "stgraph.models",
+            "stgraph.coloc", "stgraph.spots", "stgraph.localization", "stgraph.domains", "stgraph.graph",
+            "stgraph.data", "stgraph.nn.conv", "stgraph.cli"} <= names
+    assert not any("._" in name for name in names)
 
 
 def test_docstrings_document_exactly_the_signature():
