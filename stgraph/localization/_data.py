@@ -50,7 +50,14 @@ class CellTranscripts:
         return transcript_geometry(self.xy, self.cell, self.geometry)
 
     def groups(self, min_transcripts: int = 1) -> "CellGeneGroups":
-        """(cell, gene) groups with at least ``min_transcripts`` transcripts."""
+        """(cell, gene) groups with at least ``min_transcripts`` transcripts.
+
+        Parameters
+        ----------
+        min_transcripts
+            Smallest number of transcripts a group keeps; the transcripts of smaller
+            groups get ``member == -1`` in the :class:`CellGeneGroups`.
+        """
         return CellGeneGroups.from_codes(self.cell, self.gene, len(self.gene_names), min_transcripts)
 
 
@@ -180,6 +187,24 @@ def read_cell_transcripts(
 ) -> tuple[pd.DataFrame, CellTranscripts]:
     """Points table and :class:`CellTranscripts` of a SpatialData object, with the
     nucleus outlines of :func:`nucleus_outlines`.
+
+    Parameters
+    ----------
+    sdata
+        SpatialData object with the transcripts and cell outlines; not modified.
+    points_key
+        Points element of the transcripts, read by :func:`stgraph.io.transcripts_frame`.
+    cell_key
+        Shapes element of the cell outlines (required).
+    nucleus_key
+        Shapes element of the nucleus outlines; None for none, and the default name
+        ``"nucleus_boundaries"`` may be absent (then no nuclei).
+
+    Returns
+    -------
+    ``(points, cell_transcripts)``: the points table as
+    :func:`stgraph.io.transcripts_frame` returns it, and the :class:`CellTranscripts`
+    of its transcripts in outlined cells.
 
     Raises
     ------
