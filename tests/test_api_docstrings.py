@@ -80,6 +80,15 @@ def signature_parameters(obj) -> list[str]:
     ]
 
 
+def class_sections(cls, doc: str) -> tuple[str, ...]:
+    """The sections that document ``cls``'s constructor: a dataclass may document its
+    fields as attributes, unless it has a Parameters section, beside which Attributes
+    names what else an instance holds (e.g. what ``__post_init__`` sets)."""
+    if dataclasses.is_dataclass(cls) and not documented_parameters(doc):
+        return NUMPYDOC_SECTIONS + ("Attributes",)
+    return NUMPYDOC_SECTIONS
+
+
 def public_callables():
     """``(name, callable, docstring, sections)`` of every public function, class and method."""
     for module in NAMESPACES:
@@ -91,9 +100,8 @@ def public_callables():
             elif inspect.isclass(obj):
                 init = obj.__dict__.get("__init__")
                 doc = (obj.__doc__ or "") + "\n\n" + ((init.__doc__ or "") if init else "")
-                sections = NUMPYDOC_SECTIONS + ("Attributes",) if dataclasses.is_dataclass(obj) else NUMPYDOC_SECTIONS
                 if init is not None or dataclasses.is_dataclass(obj):
-                    yield qualname, obj, doc, sections
+                    yield qualname, obj, doc, class_sections(obj, doc)
                 for method_name, method in vars(obj).items():
                     if inspect.isfunction(method) and not method_name.startswith("_"):
                         yield f"{qualname}.{method_name}", method, method.__doc__, NUMPYDOC_SECTIONS
@@ -135,3 +143,20 @@ def test_docstrings_document_exactly_the_signature():
 )
 def test_documented_parameters_reads_both_styles(doc, expected):
     assert documented_parameters(doc) == expected
+
+
+def test_dataclass_attributes_count_only_without_a_parameters_section():
+    @dataclasses.dataclass
+    class Fields:
+        """Fields.\n\nAttributes\n----------\na\n    A.\n"""
+
+        a: int
+
+    @dataclasses.dataclass
+    class Both:
+        """Both.\n\nParameters\n----------\na\n    A.\n\nAttributes\n----------\nb\n    Set later.\n"""
+
+        a: int
+
+    fields, both = (documented_parameters(c.__doc__, class_sections(c, c.__doc__)) for c in (Fields, Both))
+    assert (fields, both) == ({"a"}, {"a"})
