@@ -90,7 +90,8 @@ def class_sections(cls, doc: str) -> tuple[str, ...]:
 
 
 def public_callables():
-    """``(name, callable, docstring, sections)`` of every public function, class and method."""
+    """``(name, callable, docstring, sections)`` of every public function, class and method
+    (class and static methods included)."""
     for module in NAMESPACES:
         for name in module.__all__:
             obj = getattr(module, name)
@@ -103,6 +104,8 @@ def public_callables():
                 if init is not None or dataclasses.is_dataclass(obj):
                     yield qualname, obj, doc, class_sections(obj, doc)
                 for method_name, method in vars(obj).items():
+                    if isinstance(method, (classmethod, staticmethod)):
+                        method = method.__func__
                     if inspect.isfunction(method) and not method_name.startswith("_"):
                         yield f"{qualname}.{method_name}", method, method.__doc__, NUMPYDOC_SECTIONS
 

@@ -83,6 +83,17 @@ class CellGeneGroups:
 
     @classmethod
     def from_codes(cls, cell: np.ndarray, gene: np.ndarray, n_genes: int, min_transcripts: int):
+        """Group transcripts by their (cell, gene) codes, groups ordered by cell, then gene.
+
+        Parameters
+        ----------
+        cell, gene
+            ``(N,)`` integer cell position and gene code of each transcript (``>= 0``).
+        n_genes
+            Number of genes; every gene code is below it.
+        min_transcripts
+            Smallest group kept (see :attr:`member`).
+        """
         key = cell.astype(np.int64) * n_genes + gene
         unique, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
         keep = counts >= min_transcripts
