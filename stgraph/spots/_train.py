@@ -81,7 +81,7 @@ class EnhancerParams:
         Width of the node states, attention blocks and heads per block of
         :class:`SpotEnhancer`, each at least 1; ``hidden_channels`` divisible by ``heads``.
     lambda_init
-        Initial distance penalty λ per unit of ``radius``'s spacing, > 0.
+        Initial distance penalty λ per spacing of the visible spots, > 0.
     dropout
         Attention dropout, in ``[0, 1)``.
     epochs
