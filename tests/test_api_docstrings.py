@@ -2,14 +2,29 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
+import pkgutil
 import re
 
 import pytest
 
-from stgraph import datasets, io, models, nn, pl, tl
+import stgraph
 
-NAMESPACES = (tl, pl, io, datasets, nn, models)
+
+def public_subpackages() -> tuple:
+    """Every stgraph subpackage with an ``__all__``, found by walking the package so a
+    new one is covered too; private ones (a ``_`` in the dotted name) are left out."""
+    found = []
+    for info in pkgutil.walk_packages(stgraph.__path__, "stgraph."):
+        if info.ispkg and not any(part.startswith("_") for part in info.name.split(".")):
+            module = importlib.import_module(info.name)
+            if hasattr(module, "__all__"):
+                found.append(module)
+    return tuple(found)
+
+
+NAMESPACES = public_subpackages()
 # numpydoc headers whose entries name parameters (a dataclass documents its fields
 # as attributes); the nn layers follow PyG's Google style ("Args:").
 NUMPYDOC_SECTIONS = ("Parameters", "Other Parameters")
@@ -65,8 +80,18 @@ def signature_parameters(obj) -> list[str]:
     ]
 
 
+def class_sections(cls, doc: str) -> tuple[str, ...]:
+    """The sections that document ``cls``'s constructor: a dataclass may document its
+    fields as attributes, unless it has a Parameters section, beside which Attributes
+    names what else an instance holds (e.g. what ``__post_init__`` sets)."""
+    if dataclasses.is_dataclass(cls) and not documented_parameters(doc):
+        return NUMPYDOC_SECTIONS + ("Attributes",)
+    return NUMPYDOC_SECTIONS
+
+
 def public_callables():
-    """``(name, callable, docstring, sections)`` of every public function, class and method."""
+    """``(name, callable, docstring, sections)`` of every public function, class and method
+    (class and static methods included)."""
     for module in NAMESPACES:
         for name in module.__all__:
             obj = getattr(module, name)
@@ -76,10 +101,11 @@ def public_callables():
             elif inspect.isclass(obj):
                 init = obj.__dict__.get("__init__")
                 doc = (obj.__doc__ or "") + "\n\n" + ((init.__doc__ or "") if init else "")
-                sections = NUMPYDOC_SECTIONS + ("Attributes",) if dataclasses.is_dataclass(obj) else NUMPYDOC_SECTIONS
                 if init is not None or dataclasses.is_dataclass(obj):
-                    yield qualname, obj, doc, sections
+                    yield qualname, obj, doc, class_sections(obj, doc)
                 for method_name, method in vars(obj).items():
+                    if isinstance(method, (classmethod, staticmethod)):
+                        method = method.__func__
                     if inspect.isfunction(method) and not method_name.startswith("_"):
                         yield f"{qualname}.{method_name}", method, method.__doc__, NUMPYDOC_SECTIONS
 
@@ -98,6 +124,14 @@ def mismatches() -> list[str]:
     return found
 
 
+def test_namespaces_cover_every_public_subpackage():
+    names = {module.__name__ for module in NAMESPACES}
+    assert {"stgraph.tl", "stgraph.pl", "stgraph.io", "stgraph.datasets", "stgraph.nn", "stgraph.models",
+            "stgraph.coloc", "stgraph.spots", "stgraph.localization", "stgraph.domains", "stgraph.graph",
+            "stgraph.data", "stgraph.nn.conv", "stgraph.cli"} <= names
+    assert not any("._" in name for name in names)
+
+
 def test_docstrings_document_exactly_the_signature():
     assert mismatches() == []
 
@@ -112,3 +146,20 @@ def test_docstrings_document_exactly_the_signature():
 )
 def test_documented_parameters_reads_both_styles(doc, expected):
     assert documented_parameters(doc) == expected
+
+
+def test_dataclass_attributes_count_only_without_a_parameters_section():
+    @dataclasses.dataclass
+    class Fields:
+        """Fields.\n\nAttributes\n----------\na\n    A.\n"""
+
+        a: int
+
+    @dataclasses.dataclass
+    class Both:
+        """Both.\n\nParameters\n----------\na\n    A.\n\nAttributes\n----------\nb\n    Set later.\n"""
+
+        a: int
+
+    fields, both = (documented_parameters(c.__doc__, class_sections(c, c.__doc__)) for c in (Fields, Both))
+    assert (fields, both) == ({"a"}, {"a"})

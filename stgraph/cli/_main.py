@@ -60,6 +60,20 @@ def _add_graph_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``stgraph`` console command: parse ``argv``, run the subcommand, print its summary.
+
+    Parameters
+    ----------
+    argv
+        The arguments after the program name; ``sys.argv[1:]`` when None.
+
+    Returns
+    -------
+    0 on success. A usage error exits through :class:`SystemExit` with status 2 and
+    argparse's usage and error message on stderr; so does a radius too large for the
+    memory (``demo``, ``run``) and a ValueError of ``run`` or ``enhance`` (a TypeError
+    too for ``enhance``) about the input or the options.
+    """
     parser = argparse.ArgumentParser(
         prog="stgraph", description="stgraph: transcript-level spatial transcriptomics on PyTorch Geometric."
     )

@@ -13,6 +13,23 @@ def enhance(path: str, out: str, *, mode: str = "super_resolution", options: dic
     (:func:`stgraph.tl.enhance` with ``options``) and write the result to the new
     ``.h5ad`` file ``out``; the input is only read.
 
+    Parameters
+    ----------
+    path
+        ``.h5ad`` file of the spots.
+    out
+        ``.h5ad`` file to write, not the input.
+    mode
+        ``"super_resolution"`` or ``"impute"``, as in :func:`stgraph.tl.enhance`.
+    options
+        Further keyword arguments of :func:`stgraph.tl.enhance` (``grid``, ``seed``, ...).
+    overwrite
+        Replace an existing file ``out``.
+
+    Returns
+    -------
+    The summary rows the command prints (label: value), timings included.
+
     Raises
     ------
     ValueError

@@ -20,7 +20,24 @@ def demo(radius: float, within: str, tasks: bool = True, drop_duplicates: bool =
     """Load the embedded MERFISH sample, build its transcript graph, summarise it and,
     with ``tasks``, run the task heads on it (localization with the shipped pattern
     head, colocalization, two subcellular domains); with ``drop_duplicates`` without
-    the molecules flagged ``duplicate`` (:func:`stgraph.datasets.merfish_u2os`)."""
+    the molecules flagged ``duplicate`` (:func:`stgraph.datasets.merfish_u2os`).
+
+    Parameters
+    ----------
+    radius
+        Radius of the transcript graph, in µm (the colocalization's radius too).
+    within
+        ``"all"`` joins every pair within ``radius``, ``"cell"`` only pairs of one cell
+        (:func:`stgraph.graph.transcript_graph`).
+    tasks
+        Run the task heads after the graph (``--graph-only`` turns them off).
+    drop_duplicates
+        Leave out the molecules flagged ``duplicate``.
+
+    Returns
+    -------
+    The summary rows the command prints (label: value), timings included.
+    """
     from .. import datasets
 
     timings: dict[str, float] = {}
@@ -52,6 +69,29 @@ def run(
     the reader ``options``), draw the cell and nucleus outlines that localization needs
     where the data have none, run ``tools`` and write the result to the zarr store
     ``out``; the input is only read.
+
+    Parameters
+    ----------
+    path
+        Input folder or ``.zarr`` store, as :func:`stgraph.io.read` reads it.
+    out
+        Zarr store to write, outside the input and not holding it.
+    format
+        Input format, one of :data:`FORMATS`, or ``"auto"`` to tell it from the files.
+    radius, within
+        As in :func:`demo`.
+    tools
+        Task heads to run, a subset of :data:`TOOLS` (none: the graph alone).
+    n_domains
+        Number of subcellular domains (``"domains"`` only).
+    options
+        Keyword arguments of the format's reader (``pixel_size``, ``points_key``, ...).
+    overwrite
+        Replace an existing zarr store ``out``.
+
+    Returns
+    -------
+    The summary rows the command prints (label: value), timings included.
 
     Raises
     ------

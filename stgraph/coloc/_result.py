@@ -199,7 +199,16 @@ class ColocalizationResult:
     def to_uns(self, uns: MutableMapping, key: str) -> None:
         """Store under ``uns[key]`` (pair table), ``uns[key + '_params']`` and,
         when present, ``uns[key + '_per_cell']``; a per-cell table of an earlier
-        result under the same key is removed, never left beside this one."""
+        result under the same key is removed, never left beside this one.
+
+        Parameters
+        ----------
+        uns
+            The mapping written in place, e.g. a table's ``.uns``; the tables are
+            stored as they are, not copied.
+        key
+            Key of the pair table and prefix of the other two entries.
+        """
         uns[key] = self.table
         uns[f"{key}_params"] = {**self.params, "genes": np.asarray(self.genes, dtype=str)}
         if self.per_cell is not None:
@@ -209,7 +218,20 @@ class ColocalizationResult:
 
     @classmethod
     def from_uns(cls, uns: MutableMapping, key: str = "colocalization") -> "ColocalizationResult":
-        """Rebuild a result stored by :meth:`to_uns`."""
+        """Rebuild a result stored by :meth:`to_uns`.
+
+        Parameters
+        ----------
+        uns
+            The mapping :meth:`to_uns` wrote into; not modified.
+        key
+            The key it was given.
+
+        Raises
+        ------
+        KeyError
+            If ``uns`` holds no ``key`` or no ``key + '_params'``.
+        """
         if key not in uns or f"{key}_params" not in uns:
             raise KeyError(f"no colocalization result under uns[{key!r}]; run stgraph.tl.colocalization")
         params = dict(uns[f"{key}_params"])

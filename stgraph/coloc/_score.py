@@ -162,13 +162,14 @@ def score_pairs(
     Raises
     ------
     ValueError
-        For an unknown ``method``, ``prior_events`` negative or not finite, a negative
-        ``seed`` or ``n_perms`` below 1, arrays of inconsistent shapes, edges to
+        For an unknown ``method``, ``prior_events`` negative or not finite, a ``seed``
+        negative or above ``2**32 - 1``, ``n_perms`` below 1 (with
+        ``method="permutation"``; it is not read otherwise), arrays of inconsistent shapes, edges to
         transcripts that do not exist, negative or non-finite weights, or names that
         are too few or repeated.
     TypeError
         For codes or edges that are not integers, a non-integer ``seed`` or
-        ``n_perms``, ``prior_events`` that is not a number, or ``per_cell`` that is
+        ``n_perms`` (the latter with ``method="permutation"``), ``prior_events`` that is not a number, or ``per_cell`` that is
         not a bool.
 
     Warns

@@ -266,10 +266,27 @@ def batch_indices(n_units: int, step: int, batch_size: int, seed: int) -> list[i
     ``ceil(n_units / batch_size)`` batches; a step's batch depends only on
     ``(step, batch_size, seed)``, which makes resumed training follow the same path.
 
+    Parameters
+    ----------
+    n_units
+        Number of units (graphs) to draw from, at least 1.
+    step
+        Global optimisation step, counted from 0 across epochs: step ``s`` is batch
+        ``s % ceil(n_units / batch_size)`` of epoch ``s // ceil(n_units / batch_size)``.
+    batch_size
+        Units per batch, at least 1; the last batch of an epoch holds the remainder.
+    seed
+        Seed of the per-epoch permutations, an integer in ``[0, 2**32 - 1]``.
+
+    Returns
+    -------
+    The unit indices of the batch, at most ``batch_size`` of them.
+
     Raises
     ------
     ValueError
-        If ``n_units < 1``, ``batch_size < 1``, or ``step`` or ``seed`` is negative.
+        If ``n_units < 1``, ``batch_size < 1``, ``step`` is negative, or ``seed`` is
+        negative or above ``2**32 - 1``.
     TypeError
         If ``n_units``, ``step``, ``batch_size`` or ``seed`` is not an integer.
     """
@@ -285,6 +302,13 @@ def batch_indices(n_units: int, step: int, batch_size: int, seed: int) -> list[i
 
 def collate_units(units: Sequence[Data]) -> Batch:
     """Concatenate units into one disconnected graph (a PyG :class:`~torch_geometric.data.Batch`).
+
+    Parameters
+    ----------
+    units
+        The :class:`~torch_geometric.data.Data` units to join, e.g. those of
+        :func:`cell_units` or :func:`tile_units` picked by :func:`batch_indices`;
+        any sequence or iterable, not modified.
 
     Raises
     ------

@@ -46,7 +46,8 @@ def domain_enrichment(labels: np.ndarray, gene: np.ndarray, gene_names) -> pd.Da
 
     Returns
     -------
-    One row per (domain, gene) that both have transcripts, with columns
+    One row per domain and gene that each have transcripts (a gene absent from the
+    domain included, with ``count`` 0), with columns
     :data:`ENRICHMENT_COLUMNS`, by domain, then the rows with ``fdr`` below
     :data:`SIGNIFICANT_FDR` before the others, each by decreasing ``log2_enrichment``
     (see the module docstring).

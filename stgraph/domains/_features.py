@@ -123,7 +123,7 @@ def predicted_composition_components(
     embedding: np.ndarray,
     predict: Callable[[np.ndarray], np.ndarray],
     cell: np.ndarray,
-    composition: np.ndarray,
+    composition: CellComposition,
     n_components: int,
     weights: sparse.csr_matrix | None = None,
     chunk_size: int | None = None,
@@ -254,20 +254,49 @@ class CellComposition:
         return (self.counts.toarray() + 0.5) / self.total[:, None]
 
     def root_share_at(self, cell: np.ndarray, gene: np.ndarray) -> np.ndarray:
-        r""":math:`\sqrt{\pi_{cg}}` at the pairs ``(cell[i], gene[i])``."""
+        r""":math:`\sqrt{\pi_{cg}}` at the pairs ``(cell[i], gene[i])``.
+
+        Parameters
+        ----------
+        cell, gene
+            Integer arrays of one length: cell codes in ``[0, n_cells)`` and gene codes
+            in ``[0, n_genes)``.
+
+        Returns
+        -------
+        ``(len(cell),)`` float64 roots of the shares.
+        """
         count = np.asarray(self.counts[cell, gene]).ravel()
         return np.sqrt((count + 0.5) / self.total[cell])
 
     def root_share_rows(self, cell: np.ndarray) -> np.ndarray:
-        r"""Dense ``(len(cell), n_genes)`` rows :math:`\sqrt{\pi_{c g}}` of the cells ``cell``."""
+        r"""Dense ``(len(cell), n_genes)`` rows :math:`\sqrt{\pi_{c g}}` of the cells ``cell``.
+
+        Parameters
+        ----------
+        cell
+            Integer cell codes in ``[0, n_cells)``, repeats allowed (one row each).
+        """
         return np.sqrt((self.counts[cell].toarray() + 0.5) / self.total[cell, None])
 
     def root_share_dot(self, v: np.ndarray) -> np.ndarray:
-        r""":math:`\sqrt{\pi}\, v` for ``v`` of length ``n_genes``."""
+        r""":math:`\sqrt{\pi}\, v`, of length ``n_cells``.
+
+        Parameters
+        ----------
+        v
+            ``(n_genes,)`` vector.
+        """
         return (_ROOT_HALF * v.sum() + self._excess @ v) / np.sqrt(self.total)
 
     def root_share_t_dot(self, w: np.ndarray) -> np.ndarray:
-        r""":math:`\sqrt{\pi}^\top w` for ``w`` of length ``n_cells``."""
+        r""":math:`\sqrt{\pi}^\top w`, of length ``n_genes``.
+
+        Parameters
+        ----------
+        w
+            ``(n_cells,)`` vector.
+        """
         scaled = w / np.sqrt(self.total)
         return _ROOT_HALF * scaled.sum() + self._excess.T @ scaled
 
@@ -285,7 +314,18 @@ _ROOT_HALF = np.sqrt(0.5)
 
 def cell_composition(gene: np.ndarray, cell: np.ndarray, n_genes: int) -> CellComposition:
     """Share of each gene in each cell, half a pseudo-count per gene (a sparse
-    :class:`CellComposition`; ``toarray()`` gives the dense ``(n_cells, n_genes)`` array)."""
+    :class:`CellComposition`; ``toarray()`` gives the dense ``(n_cells, n_genes)`` array).
+
+    Parameters
+    ----------
+    gene
+        ``(N,)`` gene code of each transcript, in ``[0, n_genes)``.
+    cell
+        ``(N,)`` cell code of each transcript (all ``>= 0``); ``n_cells`` is
+        ``cell.max() + 1``, and a code with no transcript is a cell of pseudo-counts only.
+    n_genes
+        Number of genes ``G``: the columns, and ``G / 2`` pseudo-counts in every total.
+    """
     n_cells = int(cell.max()) + 1 if cell.size else 0
     counts = sparse.csr_matrix((np.ones(cell.size), (cell, gene)), shape=(n_cells, n_genes))
     counts.sum_duplicates()
@@ -293,7 +333,7 @@ def cell_composition(gene: np.ndarray, cell: np.ndarray, n_genes: int) -> CellCo
 
 
 def composition_components(
-    counts: sparse.spmatrix, cell: np.ndarray, composition: np.ndarray, n_components: int, seed: int = 0
+    counts: sparse.spmatrix, cell: np.ndarray, composition: CellComposition, n_components: int, seed: int = 0
 ) -> np.ndarray:
     """Leading principal-component scores of the cell-relative Pearson residuals.
 
@@ -357,7 +397,17 @@ def _positive_peaks(scores: np.ndarray) -> np.ndarray:
 
 
 def standardised_block(block: np.ndarray) -> np.ndarray:
-    """Centre the columns and scale to unit mean squared row norm."""
+    """Centre the columns and scale to unit mean squared row norm.
+
+    Parameters
+    ----------
+    block
+        ``(N, k)`` features (e.g. component scores); not modified.
+
+    Returns
+    -------
+    A new ``(N, k)`` array; only centred where every row equals the mean (scale 0).
+    """
     centred = block - block.mean(axis=0)
     scale = np.sqrt((centred**2).sum(axis=1).mean()) if centred.size else 0.0
     return centred / scale if scale > 0 else centred

@@ -29,9 +29,9 @@ def _spread_bits(values: np.ndarray, n_dims: int) -> np.ndarray:
 def spatial_order(pos: Tensor | np.ndarray, cell_size: float) -> Tensor:
     """Permutation that numbers points along a Z-order curve of grid cells.
 
-    Points are binned into cubes of side ``cell_size`` (µm); cubes are visited in
-    Morton order and points keep their input order inside a cube (the sort is
-    stable), so the result is deterministic.
+    Points are binned into cubes of side ``cell_size`` (in the units of ``pos``);
+    cubes are visited in Morton order and points keep their input order inside a
+    cube (the sort is stable), so the result is deterministic.
 
     Parameters
     ----------

@@ -201,9 +201,25 @@ def radius_graph_tile(
     arguments, so it can be mapped over the tiles of :func:`iter_tiles` by any
     executor (Dask, ``torch.distributed``, a process pool) and the pieces merged by
     target. A tile travels by pickle with its ``halo_width``, so the check below
-    holds on any worker. ``tile`` is a :class:`Tile` or a plain ``(core, halo)`` or
-    ``(core, halo, halo_width)`` tuple; other parameters as in
-    :func:`~stgraph.graph.radius_graph`.
+    holds on any worker.
+
+    Parameters
+    ----------
+    pos
+        ``[N, 2]`` or ``[N, 3]`` coordinates of all points, as in
+        :func:`~stgraph.graph.radius_graph`; the tile's indices point into it.
+    r
+        Radius, as in :func:`~stgraph.graph.radius_graph`; at most ``tile.halo_width``.
+    tile
+        A :class:`Tile` of :func:`iter_tiles`, or a plain ``(core, halo)`` or
+        ``(core, halo, halo_width)`` tuple of 1-D integer index tensors.
+    batch
+        Optional ``[N]`` sample id of every point of ``pos`` (not only the tile's), as
+        in :func:`~stgraph.graph.radius_graph`.
+    loop, max_num_neighbors, backend, return_distance
+        As in :func:`~stgraph.graph.radius_graph`.
+    max_memory
+        Bytes the tile's output may take, as in :func:`~stgraph.graph.radius_graph`.
 
     Returns
     -------
@@ -256,7 +272,24 @@ def radius_graph_tiled(
     plus the edges themselves (the pieces, then the merged output: about twice the
     output at the end). ``tile_size`` (in the units of ``pos``) trades the halo overhead
     (about ``4 r / tile_size`` of extra targets) against the memory of one tile.
-    Other parameters and the result as in :func:`~stgraph.graph.radius_graph`.
+
+    Parameters
+    ----------
+    pos, r, batch
+        As in :func:`~stgraph.graph.radius_graph`.
+    tile_size
+        Side of the square tiles in the units of ``pos``, positive and finite, as in
+        :func:`iter_tiles` (which is called with ``halo=r``).
+    loop, max_num_neighbors, backend, return_distance
+        As in :func:`~stgraph.graph.radius_graph`.
+    max_memory
+        Bytes each tile's output, and the merged output, may take, as in
+        :func:`~stgraph.graph.radius_graph`.
+
+    Returns
+    -------
+    As :func:`~stgraph.graph.radius_graph`: ``edge_index``, or ``(edge_index, dist)``
+    with ``return_distance=True``.
 
     Raises
     ------

@@ -84,6 +84,11 @@ def transcript_graph(
         For an unknown ``within`` or ``order``, a bad ``radius``, missing columns, a
         transcript without gene, non-finite coordinates, or ``is_control`` /
         ``in_nucleus`` values other than booleans or 0/1 (missing ones count as False).
+    KeyError
+        If ``data`` is a SpatialData without the points element ``points_key``.
+    GraphTooLargeError
+        (a ValueError) As in :func:`~stgraph.graph.radius_graph`: the edges would not
+        fit in the memory available.
     """
     if within not in ("all", "cell"):
         raise ValueError(f"within must be 'all' or 'cell', got {within!r}")

@@ -173,13 +173,47 @@ class CompartmentModel(nn.Module):
         self.std.fill_(1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(N,)``."""
+        """Logits ``(N,)``.
+
+        Parameters
+        ----------
+        x
+            ``(N, n_features)`` float32 features, unstandardised.
+        """
         return self.net((x - self.mean) / self.std).squeeze(-1)
 
     def fit(
         self, x: np.ndarray, y: np.ndarray, *, steps: int = 200, batch_size: int = 2048, lr: float = 1e-2, seed: int = 0
     ) -> "CompartmentModel":
-        """Fit by Adam on binary cross-entropy, ``steps`` minibatches drawn with ``seed``."""
+        """Fit by Adam on binary cross-entropy, ``steps`` minibatches drawn with ``seed``.
+
+        The parameters are reset first (seeded), and the feature means and standard
+        deviations are taken from ``x``: a refit starts afresh.
+
+        Parameters
+        ----------
+        x
+            ``(N, n_features)`` float32 features of the training transcripts.
+        y
+            ``(N,)`` labels, 1 (nuclear) or 0 (not); both must occur.
+        steps
+            Optimisation steps (minibatches), with a cosine learning-rate schedule.
+        batch_size
+            Rows per minibatch, drawn with replacement (at most ``N``).
+        lr
+            Initial Adam learning rate.
+        seed
+            Seed of the initialisation and of the minibatch draws.
+
+        Returns
+        -------
+        The model itself, fitted and in eval mode.
+
+        Raises
+        ------
+        ValueError
+            If ``x`` is empty or ``y`` holds a single class.
+        """
         if len(x) == 0 or y.min() == y.max():
             raise ValueError("compartment: training transcripts must include nuclear and non-nuclear ones")
         generator = torch.Generator().manual_seed(seed)
@@ -203,7 +237,17 @@ class CompartmentModel(nn.Module):
 
     @torch.no_grad()
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Nuclear probability of every row of ``x``."""
+        """Nuclear probability of every row of ``x``.
+
+        Parameters
+        ----------
+        x
+            ``(N, n_features)`` float32 features.
+
+        Returns
+        -------
+        ``(N,)`` float32 probabilities.
+        """
         return torch.sigmoid(self(torch.from_numpy(x))).numpy()
 
     def __repr__(self) -> str:

@@ -50,7 +50,14 @@ class CellTranscripts:
         return transcript_geometry(self.xy, self.cell, self.geometry)
 
     def groups(self, min_transcripts: int = 1) -> "CellGeneGroups":
-        """(cell, gene) groups with at least ``min_transcripts`` transcripts."""
+        """(cell, gene) groups with at least ``min_transcripts`` transcripts.
+
+        Parameters
+        ----------
+        min_transcripts
+            Smallest number of transcripts a group keeps; the transcripts of smaller
+            groups get ``member == -1`` in the :class:`CellGeneGroups`.
+        """
         return CellGeneGroups.from_codes(self.cell, self.gene, len(self.gene_names), min_transcripts)
 
 
@@ -76,6 +83,17 @@ class CellGeneGroups:
 
     @classmethod
     def from_codes(cls, cell: np.ndarray, gene: np.ndarray, n_genes: int, min_transcripts: int):
+        """Group transcripts by their (cell, gene) codes, groups ordered by cell, then gene.
+
+        Parameters
+        ----------
+        cell, gene
+            ``(N,)`` integer cell position and gene code of each transcript (``>= 0``).
+        n_genes
+            Number of genes; every gene code is below it.
+        min_transcripts
+            Smallest group kept (see :attr:`member`).
+        """
         key = cell.astype(np.int64) * n_genes + gene
         unique, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
         keep = counts >= min_transcripts
@@ -178,6 +196,24 @@ def read_cell_transcripts(
 ) -> tuple[pd.DataFrame, CellTranscripts]:
     """Points table and :class:`CellTranscripts` of a SpatialData object, with the
     nucleus outlines of :func:`nucleus_outlines`.
+
+    Parameters
+    ----------
+    sdata
+        SpatialData object with the transcripts and cell outlines; not modified.
+    points_key
+        Points element of the transcripts, read by :func:`stgraph.io.transcripts_frame`.
+    cell_key
+        Shapes element of the cell outlines (required).
+    nucleus_key
+        Shapes element of the nucleus outlines; None for none, and the default name
+        ``"nucleus_boundaries"`` may be absent (then no nuclei).
+
+    Returns
+    -------
+    ``(points, cell_transcripts)``: the points table as
+    :func:`stgraph.io.transcripts_frame` returns it, and the :class:`CellTranscripts`
+    of its transcripts in outlined cells.
 
     Raises
     ------

@@ -26,8 +26,6 @@ class CellGeometry:
     radius
         Bento's cell radius: mean distance from the centroid to the vertices of the
         outline's exterior ring (of every part; holes do not count).
-    equivalent_radius
-        Radius of the disc of the same area, ``sqrt(area / pi)``.
     span
         Largest distance between two outline vertices.
     area, nucleus_area
@@ -51,10 +49,12 @@ class CellGeometry:
 
     @property
     def has_nucleus(self) -> np.ndarray:
+        """``(C,)`` booleans: the cell has a nucleus of positive area."""
         return self.nucleus_area > 0
 
     @property
     def equivalent_radius(self) -> np.ndarray:
+        """``(C,)`` radius of the disc of the same area, ``sqrt(area / pi)``."""
         return np.sqrt(self.area / np.pi)
 
     def __len__(self) -> int:

@@ -235,6 +235,11 @@ class PatternModel(nn.Module):
     context_radius
         Radius of the same-gene neighbour graph, in units of the cell's
         equivalent radius ``sqrt(area / pi)``.
+
+    Raises
+    ------
+    ValueError
+        If ``hidden`` is not divisible by ``heads`` or ``context_radius <= 0``.
     """
 
     def __init__(self, hidden: int = 48, heads: int = 2, num_layers: int = 1, context_radius: float = 0.3):
@@ -270,7 +275,14 @@ class PatternModel(nn.Module):
         self.thresholds.fill_(0.5)
 
     def forward(self, batch: PatternBatch) -> Tensor:
-        """Logits ``(n_groups, 5)``."""
+        """Logits ``(n_groups, 5)``, columns in the order of :data:`PATTERNS`.
+
+        Parameters
+        ----------
+        batch
+            :class:`PatternBatch` of :func:`pattern_batch`, built with this model's
+            :attr:`context_radius`.
+        """
         cell_context = scatter(self.embed(batch.ref_x), batch.ref_cell, 0, dim_size=batch.n_cells, reduce="mean")
         token_cell = batch.group_cell[batch.group]
         # index_select, not cell_context[token_cell]: the backward of indexing adds the
@@ -288,7 +300,19 @@ class PatternModel(nn.Module):
     def predict_proba(self, batch: PatternBatch, max_tokens: int = 200_000) -> np.ndarray:
         """Sigmoid probabilities ``(n_groups, 5)``, by chunks of cells of at most
         ``max_tokens`` rows, tokens and reference points together (a single larger
-        cell is its own chunk)."""
+        cell is its own chunk). The model's train/eval mode is left as it was.
+
+        Parameters
+        ----------
+        batch
+            :class:`PatternBatch` of :func:`pattern_batch`.
+        max_tokens
+            Most rows (tokens and reference points) per chunk; bounds the memory.
+
+        Returns
+        -------
+        ``(n_groups, 5)`` float32 probabilities, columns in the order of :data:`PATTERNS`.
+        """
         was_training = self.training
         self.eval()
         try:
@@ -298,13 +322,28 @@ class PatternModel(nn.Module):
         return torch.cat(out).numpy() if out else np.zeros((0, len(PATTERNS)), dtype=np.float32)
 
     def save(self, path: str | Path) -> None:
-        """Write the configuration, weights, thresholds and :attr:`training_info` to ``path``."""
+        """Write the configuration, weights, thresholds and :attr:`training_info` to ``path``.
+
+        Parameters
+        ----------
+        path
+            File to write (with :func:`torch.save`; an existing file is replaced).
+        """
         torch.save({"config": self.config, "state_dict": self.state_dict(), "training_info": self.training_info}, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "PatternModel":
         """Read a model written by :meth:`save` (the caller's torch random numbers are
         left as they were).
+
+        Parameters
+        ----------
+        path
+            File written by :meth:`save`.
+
+        Returns
+        -------
+        The model, in eval mode.
 
         Raises
         ------

@@ -149,7 +149,22 @@ def fit_pattern_model(
 
 def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Per pattern, the threshold in ``0.05, 0.06, ..., 0.95`` that maximises the F1
-    score of ``probability >= threshold`` against ``label == pattern``."""
+    score of ``probability >= threshold`` against ``label == pattern``.
+
+    Parameters
+    ----------
+    probabilities
+        ``(N, K)`` probabilities of the groups, one column per pattern of
+        :data:`PATTERNS` (as :meth:`PatternModel.predict_proba` returns them).
+    labels
+        ``(N,)`` true pattern of each group, an integer column index into
+        ``probabilities``.
+
+    Returns
+    -------
+    ``(K,)`` thresholds; the smallest of equally good ones, and 0.5 for a pattern
+    no group has.
+    """
     grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
     best = np.full(probabilities.shape[1], 0.5)
     for k in range(probabilities.shape[1]):

@@ -60,7 +60,22 @@ class MaskedGeneModel(torch.nn.Module):
 
     @classmethod
     def from_config(cls, config: dict[str, Any], conv: type | ConvFactory | None = None) -> "MaskedGeneModel":
-        """Rebuild a model (fresh weights) from :attr:`config`."""
+        """Rebuild a model (fresh weights) from :attr:`config`.
+
+        Parameters
+        ----------
+        config
+            A model's :attr:`config`: the encoder's config, the gene names and the
+            control genes.
+        conv
+            Layer class or factory of the encoder, as in
+            :meth:`stgraph.nn.TranscriptEncoder.from_config`.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`stgraph.nn.TranscriptEncoder.from_config`, for the encoder's layer.
+        """
         encoder = TranscriptEncoder.from_config(config["encoder"], conv=conv)
         return cls(encoder, config["gene_names"], config["control_genes"])
 

@@ -473,6 +473,18 @@ class TranscriptEncoder(torch.nn.Module):
     def from_config(cls, config: dict[str, Any], conv: type | ConvFactory | None = None) -> "TranscriptEncoder":
         """Rebuild an encoder from its :attr:`config` (``conv`` overrides the recorded layer).
 
+        Parameters
+        ----------
+        config
+            An encoder's :attr:`config`; not modified.
+        conv
+            Layer class or factory to build with instead of the one recorded in
+            ``config``; needed where none was recorded (a lambda, a local function).
+
+        Returns
+        -------
+        A new encoder with freshly initialised weights.
+
         Raises
         ------
         ValueError

@@ -131,6 +131,19 @@ def detect_grid(rc: np.ndarray, spatial: np.ndarray | None = None) -> GridType:
     each row) has both parities, and one with ``array_row`` and ``array_col``
     swapped a step ratio of sqrt(3); both are detected as square. :func:`check_grid`,
     which :func:`stgraph.tl.enhance` calls, refuses them from the pixel coordinates.
+
+    Parameters
+    ----------
+    rc
+        ``(n, 2)`` array coordinates ``(array_row, array_col)``; non-integer ones
+        mean square.
+    spatial
+        Optional ``(n, 2)`` pixel coordinates of the same spots (``obsm['spatial']``);
+        used only with at least 3 spots whose array coordinates span two dimensions.
+
+    Returns
+    -------
+    ``"hexagonal"`` or ``"square"``.
     """
     rc = np.asarray(rc, dtype=float)
     if len(_parities(rc)) > 1 or not np.allclose(rc, np.round(rc)):

@@ -34,7 +34,8 @@ class SpotEnhancer(torch.nn.Module):
         hidden_channels (int): Width of the node states.
         num_layers (int): Number of attention blocks.
         heads (int): Attention heads per block.
-        lambda_init (float): Initial distance penalty :math:`\lambda_h` per lattice unit.
+        lambda_init (float): Initial distance penalty :math:`\lambda_h` per unit of
+            :obj:`edge_dist`.
         dropout (float): Attention dropout.
     """
 
@@ -82,7 +83,9 @@ class SpotEnhancer(torch.nn.Module):
             baseline: ``[num_nodes, rank]`` interpolated standardised scores.
             is_query: ``[num_nodes]`` bool.
             edge_index: ``[2, num_edges]`` edges whose sources are all visible.
-            edge_dist: ``[num_edges]`` edge lengths in lattice units.
+            edge_dist: ``[num_edges]`` edge lengths; :class:`~stgraph.spots.EnhancerTrainer` gives
+                them in spacings of the visible spots (so a sub-lattice task, of
+                visible spacing 2, looks like the full lattice).
         """
         query = self.lin_query(baseline) + self.mask_token
         h = torch.where(is_query[:, None], query, self.lin_visible(embedding))

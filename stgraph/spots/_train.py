@@ -63,7 +63,50 @@ def _check_masks(masks) -> tuple[str, ...]:
 
 @dataclass
 class EnhancerParams:
-    """Hyper-parameters of :class:`EnhancerTrainer` (documented in :func:`stgraph.tl.enhance`)."""
+    """Hyper-parameters of :class:`EnhancerTrainer` (those :func:`stgraph.tl.enhance`
+    takes are documented there too).
+
+    Attributes
+    ----------
+    rank
+        Number of low-rank scores predicted, at least 1; capped at the embedding's width.
+    n_components
+        Width of the expression embedding the model reads, at least 1; capped at the
+        number of spots and of genes.
+    radius
+        Radius of each task's spot graph, > 0, in units of the spacing of its
+        visible spots (that of the observed spots at prediction; twice it in a
+        sub-lattice task).
+    hidden_channels, num_layers, heads
+        Width of the node states, attention blocks and heads per block of
+        :class:`SpotEnhancer`, each at least 1; ``hidden_channels`` divisible by ``heads``.
+    lambda_init
+        Initial distance penalty λ per spacing of the visible spots, > 0.
+    dropout
+        Attention dropout, in ``[0, 1)``.
+    epochs
+        Most passes over a member's training tasks, at least 0 (0: the calibrated
+        interpolation alone); a member stops after 2 epochs without a lower
+        validation loss.
+    lr, weight_decay
+        AdamW learning rate (> 0) and weight decay (>= 0).
+    n_ensemble
+        Number of independently seeded members averaged, at least 1.
+    masks
+        Mask kinds cycled through, from ``("random", "block", "sublattice")``; one
+        kind may be given as a string (stored as a tuple).
+    n_tasks
+        Masks drawn to calibrate each member's shrinkage, at least 1; also caps the
+        masks drawn for its training tasks (and as many for its validation tasks):
+        about 4000 nodes' worth, at least 2 (a mask hiding no target is dropped).
+
+    Raises
+    ------
+    TypeError, ValueError
+        On construction, naming the setting: a count that is not an integer or below
+        its minimum, a number not finite or out of its range, ``hidden_channels`` not
+        divisible by ``heads``, or ``masks`` empty or holding an unknown kind.
+    """
 
     rank: int = 10
     n_components: int = 32
@@ -116,13 +159,13 @@ class EnhancerTrainer:
     values
         ``(n, n_genes)`` log1p(CP10k) of the observed spots.
     grid
-        Lattice type.
+        Lattice type, ``"hexagonal"`` or ``"square"``.
     params
         Hyper-parameters.
     seed
         Seed of masks, validation split, initialisation and embedding.
     device
-        Torch device.
+        Torch device the models train and predict on (e.g. ``"cpu"``, ``"cuda"``).
 
     Attributes
     ----------
@@ -241,8 +284,25 @@ class EnhancerTrainer:
 
     # ---------------------------------------------------------------- training
     def fit(self, progress: bool = True) -> "EnhancerTrainer":
-        """Train ``n_ensemble`` members for up to ``epochs`` passes over their tasks each;
-        ``progress`` (a bool) shows a bar."""
+        """Train ``n_ensemble`` members for up to ``epochs`` passes over their tasks each.
+
+        The caller's torch random state is left as it was. Members are appended to
+        those of an earlier call.
+
+        Parameters
+        ----------
+        progress
+            Show a progress bar (a bool).
+
+        Returns
+        -------
+        The trainer itself.
+
+        Raises
+        ------
+        TypeError
+            If ``progress`` is not a bool.
+        """
         progress = check_bool("progress", progress)
         p = self.params
         n = len(self.pos)
@@ -316,6 +376,17 @@ class EnhancerTrainer:
     @torch.no_grad()
     def predict(self, rc_query: np.ndarray) -> np.ndarray:
         """log1p(CP10k) ``(m, n_genes)`` at query array coordinates (ensemble mean).
+
+        Parameters
+        ----------
+        rc_query
+            ``(m, 2)`` array coordinates ``(row, col)`` of the positions to predict
+            (multiples of ½ for super-resolution), placed as the lattice ``grid`` places them.
+
+        Returns
+        -------
+        ``(m, n_genes)`` rank-``rank`` reconstructions, not clipped (they can be
+        slightly negative; :func:`stgraph.tl.enhance` clips them at 0).
 
         Raises
         ------
