@@ -414,3 +414,11 @@ def test_run_takes_the_z_step_of_the_platform(tmp_path, capsys):
     ]:
         assert refused(["run", str(XENIUM), "--out", str(tmp_path / "x.zarr"), *argv], capsys) == \
             f"stgraph run: error: {message}"
+
+
+@pytest.mark.parametrize("module", ["stgraph", "stgraph.cli"])
+def test_python_m_is_the_stgraph_command(module):
+    # `python -m stgraph` failed: "'stgraph' is a package and cannot be directly executed".
+    command = subprocess.run([sys.executable, "-m", module, "run", "--help"], capture_output=True, text=True)
+    assert command.returncode == 0, command.stderr
+    assert command.stdout.startswith("usage: stgraph run [-h] --out OUT")
