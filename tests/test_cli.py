@@ -422,3 +422,43 @@ def test_python_m_is_the_stgraph_command(module):
     command = subprocess.run([sys.executable, "-m", module, "run", "--help"], capture_output=True, text=True)
     assert command.returncode == 0, command.stderr
     assert command.stdout.startswith("usage: stgraph run [-h] --out OUT")
+
+
+def test_enhance_creates_the_out_folder_and_refuses_one_it_cannot_create(tmp_path, monkeypatch, capsys):
+    # A missing folder (which `stgraph run` creates) and a file in the path both failed
+    # with an h5py traceback after all the work.
+    from .test_enhance import slide
+
+    adata, _ = slide("square", 5, 5, 8)
+    path, notes = tmp_path / "spots.h5ad", tmp_path / "notes.txt"
+    adata.write_h5ad(path)
+    notes.write_text("not a folder")
+    out = tmp_path / "new folder" / "enhanced.h5ad"
+    assert main(["enhance", str(path), "--out", str(out), "--epochs", "0"]) == 0
+    assert anndata.read_h5ad(out).n_obs == 25 + count(summary(capsys.readouterr().out)["new spots"])
+    monkeypatch.setattr("anndata.read_h5ad", lambda *args, **kwargs: pytest.fail("read before --out was checked"))
+    assert refused(["enhance", str(path), "--out", f"{notes}/enhanced.h5ad"], capsys) == (
+        f"stgraph enhance: error: --out {notes}/enhanced.h5ad: cannot create it, {notes} is not a writable folder"
+    )
+
+
+def test_a_failed_write_is_one_line_not_a_traceback(store, tmp_path, monkeypatch, capsys):
+    # A folder writable in its mode bits only (/proc, a read-only mount as root) failed
+    # with an OSError traceback after all the work.
+    from .test_enhance import slide
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    adata, _ = slide("square", 5, 5, 8)
+    adata.write_h5ad(tmp_path / "spots.h5ad")
+    monkeypatch.setattr("spatialdata.SpatialData.write", denied)
+    monkeypatch.setattr("anndata.AnnData.write_h5ad", denied)
+    out = tmp_path / "result.zarr"
+    assert refused(["run", str(store), "--out", str(out), "--tools", "colocalization"], capsys) == (
+        f"stgraph run: error: --out {out}: cannot write it ([Errno 13] Permission denied)"
+    )
+    out = tmp_path / "enhanced.h5ad"
+    assert refused(["enhance", str(tmp_path / "spots.h5ad"), "--out", str(out), "--epochs", "0"], capsys) == (
+        f"stgraph enhance: error: --out {out}: cannot write it ([Errno 13] Permission denied)"
+    )
