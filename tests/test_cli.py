@@ -82,7 +82,8 @@ def test_demo_reports_a_graph_too_large_for_memory_without_a_traceback(monkeypat
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "stgraph demo: error: --radius 0.5: the radius graph would have " in err
-    assert "more than the 10,000 bytes allowed (available memory)" in err
+    # It advised max_num_neighbors and radius_graph_tiled, which the command does not offer.
+    assert err.strip().endswith("more than the 10,000 bytes allowed (available memory); give a smaller --radius")
 
 
 def test_demo_help_says_what_each_option_does(capsys):
@@ -462,3 +463,11 @@ def test_a_failed_write_is_one_line_not_a_traceback(store, tmp_path, monkeypatch
     assert refused(["enhance", str(tmp_path / "spots.h5ad"), "--out", str(out), "--epochs", "0"], capsys) == (
         f"stgraph enhance: error: --out {out}: cannot write it ([Errno 13] Permission denied)"
     )
+
+
+def test_run_offers_a_smaller_radius_for_a_graph_too_large_for_memory(store, tmp_path, monkeypatch, capsys):
+    # It advised max_num_neighbors and radius_graph_tiled, which the command does not offer.
+    monkeypatch.setattr("stgraph.graph._memory.available_memory", lambda device: 10_000)
+    error = refused(["run", str(store), "--out", str(tmp_path / "r.zarr"), "--tools", "colocalization"], capsys)
+    assert error.startswith("stgraph run: error: --radius 1: the radius graph would have ")
+    assert error.endswith("more than the 10,000 bytes allowed (available memory); give a smaller --radius")

@@ -51,6 +51,12 @@ def _scale(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a positive finite number (µm per unit), got {text!r}") from None
 
 
+def _too_large(parser: argparse.ArgumentParser, radius: float, err) -> None:
+    """Exit with the radius graph's memory refusal and the one remedy the command has:
+    the error's own advice names Python arguments the command does not offer."""
+    parser.error(f"--radius {radius:g}: {err.reason}; give a smaller --radius")
+
+
 def _add_graph_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--radius", type=_radius, default=1.0, help="radius in µm (default 1.0)")
     parser.add_argument(
@@ -147,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             summary = demo(args.radius, args.within, tasks=not args.graph_only, drop_duplicates=args.drop_duplicates)
         except GraphTooLargeError as err:  # a radius too large for this machine: a usage error
-            demo_parser.error(f"--radius {args.radius:g}: {err}")
+            _too_large(demo_parser, args.radius, err)
     else:
         options = {"drop_controls": args.drop_controls}
         if args.drop_z_duplicates:
@@ -162,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = run(args.input, args.out, format=args.format, radius=args.radius, within=args.within,
                           tools=args.tools, n_domains=args.n_domains, options=options, overwrite=args.overwrite)
         except GraphTooLargeError as err:
-            run_parser.error(f"--radius {args.radius:g}: {err}")
+            _too_large(run_parser, args.radius, err)
         except ValueError as err:  # unreadable input, an existing --out, data the tools refuse
             run_parser.error(str(err))
     print_summary(summary)
