@@ -471,3 +471,13 @@ def test_run_offers_a_smaller_radius_for_a_graph_too_large_for_memory(store, tmp
     error = refused(["run", str(store), "--out", str(tmp_path / "r.zarr"), "--tools", "colocalization"], capsys)
     assert error.startswith("stgraph run: error: --radius 1: the radius graph would have ")
     assert error.endswith("more than the 10,000 bytes allowed (available memory); give a smaller --radius")
+
+
+def test_enhance_help_shows_every_default(capsys):
+    # --max-gap-size showed none (tl.enhance fills every hole) nor that it is for --mode impute only.
+    with pytest.raises(SystemExit):
+        main(["enhance", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--max-gap-size MAX_GAP_SIZE --mode impute: fill only holes of at most this many spots (default: every hole)" in text
+    for option in ("--mode", "--grid", "--layer", "--epochs", "--seed", "--device"):
+        assert re.search(rf"{option} [^-]*\(?default", text), option

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                                 help="lattice (default: detected from the coordinates)")
     enhance_parser.add_argument("--layer", default=None, help="layer holding the raw counts (default X)")
     enhance_parser.add_argument("--max-gap-size", type=_positive_int, default=None,
-                                help="impute only holes of at most this many spots")
+                                help="--mode impute: fill only holes of at most this many spots (default: every hole)")
     enhance_parser.add_argument("--epochs", type=_int_at_least(0), default=None,
                                 help="training epochs (default 10; 0: the calibrated interpolation alone)")
     enhance_parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
