@@ -481,3 +481,11 @@ def test_enhance_help_shows_every_default(capsys):
     assert "--max-gap-size MAX_GAP_SIZE --mode impute: fill only holes of at most this many spots (default: every hole)" in text
     for option in ("--mode", "--grid", "--layer", "--epochs", "--seed", "--device"):
         assert re.search(rf"{option} [^-]*\(?default", text), option
+
+
+def test_version_prints_the_package_version(capsys):
+    # There was no --version: "the following arguments are required: command".
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"stgraph {stgraph.__version__}\n"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import __version__
 from ._spots import enhance
 from ._steps import print_summary
 from ._transcripts import DEMO_DOMAINS, DOMAIN_RADIUS, FORMATS, TOOLS, demo, run
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="stgraph", description="stgraph: transcript-level spatial transcriptomics on PyTorch Geometric."
     )
+    parser.add_argument("--version", action="version", version=f"stgraph {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser(
         "demo",
