@@ -489,3 +489,16 @@ def test_version_prints_the_package_version(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out == f"stgraph {stgraph.__version__}\n"
+
+
+def test_enhance_names_the_layer_flag_for_data_that_are_not_counts(tmp_path, capsys):
+    # It advised "Pass the layer with the raw counts as `layer=`", a Python argument.
+    from .test_enhance import slide
+
+    adata, _ = slide("square", 5, 5, 8)
+    adata.X = -np.asarray(adata.X, dtype=np.float32)
+    adata.write_h5ad(tmp_path / "spots.h5ad")
+    assert refused(["enhance", str(tmp_path / "spots.h5ad"), "--out", str(tmp_path / "x.h5ad")], capsys) == (
+        "stgraph enhance: error: `adata.X` contains negative values; raw counts are expected. "
+        "Give the layer with the raw counts as --layer."
+    )

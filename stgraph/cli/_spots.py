@@ -26,6 +26,7 @@ def enhance(path: str, out: str, *, mode: str = "super_resolution", options: dic
     import anndata
 
     from .. import tl
+    from ..spots._expression import COUNTS_HINT
 
     source, target = Path(path), Path(out)
     if not source.is_file():
@@ -48,7 +49,10 @@ def enhance(path: str, out: str, *, mode: str = "super_resolution", options: dic
             raise ValueError(f"cannot read {path} as an AnnData .h5ad file ({err})") from None
     _check_not_an_output(path, adata)
     with step(mode.replace("_", " "), timings):
-        result = tl.enhance(adata, mode, progress=sys.stderr.isatty(), **(options or {}))
+        try:
+            result = tl.enhance(adata, mode, progress=sys.stderr.isatty(), **(options or {}))
+        except ValueError as err:  # its advice on counts names the Python argument
+            raise ValueError(str(err).replace(COUNTS_HINT, "Give the layer with the raw counts as --layer")) from None
     with writing(out, timings):
         result.write_h5ad(target)
     return {
