@@ -82,7 +82,8 @@ def test_demo_reports_a_graph_too_large_for_memory_without_a_traceback(monkeypat
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "stgraph demo: error: --radius 0.5: the radius graph would have " in err
-    assert "more than the 10,000 bytes allowed (available memory)" in err
+    # It advised max_num_neighbors and radius_graph_tiled, which the command does not offer.
+    assert err.strip().endswith("more than the 10,000 bytes allowed (available memory); give a smaller --radius")
 
 
 def test_demo_help_says_what_each_option_does(capsys):
@@ -430,3 +431,90 @@ def test_run_takes_the_z_step_of_the_platform(tmp_path, capsys):
     ]:
         assert refused(["run", str(XENIUM), "--out", str(tmp_path / "x.zarr"), *argv], capsys) == \
             f"stgraph run: error: {message}"
+
+
+@pytest.mark.parametrize("module", ["stgraph", "stgraph.cli"])
+def test_python_m_is_the_stgraph_command(module):
+    # `python -m stgraph` failed: "'stgraph' is a package and cannot be directly executed".
+    command = subprocess.run([sys.executable, "-m", module, "run", "--help"], capture_output=True, text=True)
+    assert command.returncode == 0, command.stderr
+    assert command.stdout.startswith("usage: stgraph run [-h] --out OUT")
+
+
+def test_enhance_creates_the_out_folder_and_refuses_one_it_cannot_create(tmp_path, monkeypatch, capsys):
+    # A missing folder (which `stgraph run` creates) and a file in the path both failed
+    # with an h5py traceback after all the work.
+    from .test_enhance import slide
+
+    adata, _ = slide("square", 5, 5, 8)
+    path, notes = tmp_path / "spots.h5ad", tmp_path / "notes.txt"
+    adata.write_h5ad(path)
+    notes.write_text("not a folder")
+    out = tmp_path / "new folder" / "enhanced.h5ad"
+    assert main(["enhance", str(path), "--out", str(out), "--epochs", "0"]) == 0
+    assert anndata.read_h5ad(out).n_obs == 25 + count(summary(capsys.readouterr().out)["new spots"])
+    monkeypatch.setattr("anndata.read_h5ad", lambda *args, **kwargs: pytest.fail("read before --out was checked"))
+    assert refused(["enhance", str(path), "--out", f"{notes}/enhanced.h5ad"], capsys) == (
+        f"stgraph enhance: error: --out {notes}/enhanced.h5ad: cannot create it, {notes} is not a writable folder"
+    )
+
+
+def test_a_failed_write_is_one_line_not_a_traceback(store, tmp_path, monkeypatch, capsys):
+    # A folder writable in its mode bits only (/proc, a read-only mount as root) failed
+    # with an OSError traceback after all the work.
+    from .test_enhance import slide
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    adata, _ = slide("square", 5, 5, 8)
+    adata.write_h5ad(tmp_path / "spots.h5ad")
+    monkeypatch.setattr("spatialdata.SpatialData.write", denied)
+    monkeypatch.setattr("anndata.AnnData.write_h5ad", denied)
+    out = tmp_path / "result.zarr"
+    assert refused(["run", str(store), "--out", str(out), "--tools", "colocalization"], capsys) == (
+        f"stgraph run: error: --out {out}: cannot write it ([Errno 13] Permission denied)"
+    )
+    out = tmp_path / "enhanced.h5ad"
+    assert refused(["enhance", str(tmp_path / "spots.h5ad"), "--out", str(out), "--epochs", "0"], capsys) == (
+        f"stgraph enhance: error: --out {out}: cannot write it ([Errno 13] Permission denied)"
+    )
+
+
+def test_run_offers_a_smaller_radius_for_a_graph_too_large_for_memory(store, tmp_path, monkeypatch, capsys):
+    # It advised max_num_neighbors and radius_graph_tiled, which the command does not offer.
+    monkeypatch.setattr("stgraph.graph._memory.available_memory", lambda device: 10_000)
+    error = refused(["run", str(store), "--out", str(tmp_path / "r.zarr"), "--tools", "colocalization"], capsys)
+    assert error.startswith("stgraph run: error: --radius 1: the radius graph would have ")
+    assert error.endswith("more than the 10,000 bytes allowed (available memory); give a smaller --radius")
+
+
+def test_enhance_help_shows_every_default(capsys):
+    # --max-gap-size showed none (tl.enhance fills every hole) nor that it is for --mode impute only.
+    with pytest.raises(SystemExit):
+        main(["enhance", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--max-gap-size MAX_GAP_SIZE --mode impute: fill only holes of at most this many spots (default: every hole)" in text
+    for option in ("--mode", "--grid", "--layer", "--epochs", "--seed", "--device"):
+        assert re.search(rf"{option} [^-]*\(?default", text), option
+
+
+def test_version_prints_the_package_version(capsys):
+    # There was no --version: "the following arguments are required: command".
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"stgraph {stgraph.__version__}\n"
+
+
+def test_enhance_names_the_layer_flag_for_data_that_are_not_counts(tmp_path, capsys):
+    # It advised "Pass the layer with the raw counts as `layer=`", a Python argument.
+    from .test_enhance import slide
+
+    adata, _ = slide("square", 5, 5, 8)
+    adata.X = -np.asarray(adata.X, dtype=np.float32)
+    adata.write_h5ad(tmp_path / "spots.h5ad")
+    assert refused(["enhance", str(tmp_path / "spots.h5ad"), "--out", str(tmp_path / "x.h5ad")], capsys) == (
+        "stgraph enhance: error: `adata.X` contains negative values; raw counts are expected. "
+        "Give the layer with the raw counts as --layer."
+    )

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import __version__
 from ._spots import enhance
 from ._steps import print_summary
 from ._transcripts import DEMO_DOMAINS, DOMAIN_RADIUS, FORMATS, TOOLS, demo, run
@@ -51,6 +52,12 @@ def _scale(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a positive finite number (µm per unit), got {text!r}") from None
 
 
+def _too_large(parser: argparse.ArgumentParser, radius: float, err) -> None:
+    """Exit with the radius graph's memory refusal and the one remedy the command has:
+    the error's own advice names Python arguments the command does not offer."""
+    parser.error(f"--radius {radius:g}: {err.reason}; give a smaller --radius")
+
+
 def _add_graph_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--radius", type=_radius, default=1.0, help="radius in µm (default 1.0)")
     parser.add_argument(
@@ -77,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="stgraph", description="stgraph: transcript-level spatial transcriptomics on PyTorch Geometric."
     )
+    parser.add_argument("--version", action="version", version=f"stgraph {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser(
         "demo",
@@ -135,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                                 help="lattice (default: detected from the coordinates)")
     enhance_parser.add_argument("--layer", default=None, help="layer holding the raw counts (default X)")
     enhance_parser.add_argument("--max-gap-size", type=_positive_int, default=None,
-                                help="impute only holes of at most this many spots")
+                                help="--mode impute: fill only holes of at most this many spots (default: every hole)")
     enhance_parser.add_argument("--epochs", type=_int_at_least(0), default=None,
                                 help="training epochs (default 10; 0: the calibrated interpolation alone)")
     enhance_parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -161,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             summary = demo(args.radius, args.within, tasks=not args.graph_only, drop_duplicates=args.drop_duplicates)
         except GraphTooLargeError as err:  # a radius too large for this machine: a usage error
-            demo_parser.error(f"--radius {args.radius:g}: {err}")
+            _too_large(demo_parser, args.radius, err)
     else:
         options = {"drop_controls": args.drop_controls}
         if args.drop_z_duplicates:
@@ -176,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = run(args.input, args.out, format=args.format, radius=args.radius, within=args.within,
                           tools=args.tools, n_domains=args.n_domains, options=options, overwrite=args.overwrite)
         except GraphTooLargeError as err:
-            run_parser.error(f"--radius {args.radius:g}: {err}")
+            _too_large(run_parser, args.radius, err)
         except ValueError as err:  # unreadable input, an existing --out, data the tools refuse
             run_parser.error(str(err))
     print_summary(summary)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ._steps import step, timing_rows
+from ._steps import check_creatable, step, timing_rows, writing
 
 
 def enhance(path: str, out: str, *, mode: str = "super_resolution", options: dict | None = None,
@@ -34,14 +34,16 @@ def enhance(path: str, out: str, *, mode: str = "super_resolution", options: dic
     ------
     ValueError
         Before any work, for a ``path`` that is no file or an ``out`` that is the input,
-        exists (without ``overwrite``) or is not named ``.h5ad``; then for a file that is
+        exists (without ``overwrite``), is not named ``.h5ad`` or lies where no folder can
+        be created (missing folders are created); then for a file that is
         not an AnnData, for one written by ``stgraph enhance`` (its predicted spots
-        have no counts: give the original slide) and for what
-        :func:`stgraph.tl.enhance` refuses.
+        have no counts: give the original slide), for what
+        :func:`stgraph.tl.enhance` refuses and for a write that fails.
     """
     import anndata
 
     from .. import tl
+    from ..spots._expression import COUNTS_HINT
 
     source, target = Path(path), Path(out)
     if not source.is_file():
@@ -55,6 +57,7 @@ def enhance(path: str, out: str, *, mode: str = "super_resolution", options: dic
         raise ValueError(f"--out {out}: that is the input; write the result to a new file")
     if target.exists() and not overwrite:
         raise ValueError(f"--out {out} exists; give --overwrite to replace it")
+    check_creatable(out, target)
     timings: dict[str, float] = {}
     with step("read", timings):
         try:
@@ -63,8 +66,11 @@ def enhance(path: str, out: str, *, mode: str = "super_resolution", options: dic
             raise ValueError(f"cannot read {path} as an AnnData .h5ad file ({err})") from None
     _check_not_an_output(path, adata)
     with step(mode.replace("_", " "), timings):
-        result = tl.enhance(adata, mode, progress=sys.stderr.isatty(), **(options or {}))
-    with step("write", timings):
+        try:
+            result = tl.enhance(adata, mode, progress=sys.stderr.isatty(), **(options or {}))
+        except ValueError as err:  # its advice on counts names the Python argument
+            raise ValueError(str(err).replace(COUNTS_HINT, "Give the layer with the raw counts as --layer")) from None
+    with writing(out, timings):
         result.write_h5ad(target)
     return {
         "input": path,

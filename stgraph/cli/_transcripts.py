@@ -1,13 +1,12 @@
 """``stgraph demo`` and ``stgraph run``: the task heads on transcripts."""
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from .._formats import INPUT_FORMATS as FORMATS
-from ._steps import step, timing_rows
+from ._steps import check_creatable, step, timing_rows, writing
 
 #: The task heads, in the order they run.
 TOOLS = ("localization", "colocalization", "domains")
@@ -99,7 +98,8 @@ def run(
         Before any work, for an input whose format cannot be told, an option its format
         does not take, or an ``out`` that cannot be written (inside the input or holding
         it, an existing store without ``overwrite``, anything but a zarr store); then for
-        data the reader refuses, with the flag that fixes it, or the tools refuse.
+        data the reader refuses, with the flag that fixes it, or the tools refuse, and
+        for a write that fails.
     """
     from ..io._read import resolve_format
 
@@ -115,7 +115,7 @@ def run(
     drawn = _draw_missing_outlines(sdata, timings) if "localization" in tools else []
     summary = _analyse(sdata, radius, within, tools, n_domains, timings)
     added = {where: sorted(keys - before.get(where, set())) for where, keys in _contents(sdata).items()}
-    with step("write", timings), warnings.catch_warnings():
+    with writing(out, timings), warnings.catch_warnings():
         # zarr's notice of a future default, once per array: nothing the user can act on.
         warnings.filterwarnings("ignore", message="zarr v3 autosharding", category=UserWarning)
         sdata.write(out, overwrite=overwrite)
@@ -183,9 +183,7 @@ def _check_out(path: str, out: str, overwrite: bool) -> None:
         if not overwrite:
             raise ValueError(f"--out {out} exists; give --overwrite to replace it")
         return
-    folder = next(p for p in target.parents if p.exists())
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out}: cannot create it, {folder} is not a writable folder")
+    check_creatable(out, target)
 
 
 def _read(path: str, name: str, format: str, options: dict):

@@ -18,7 +18,15 @@ __all__ = [
 
 
 class GraphTooLargeError(ValueError):
-    """The radius graph's edge arrays would need more memory than is available."""
+    """The radius graph's edge arrays would need more memory than is available.
+
+    Its message ends with advice for Python callers; ``reason`` is the message without
+    it, for callers such as the console command that offer other remedies.
+    """
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = message if reason is None else reason
 
 
 def available_memory(device: torch.device) -> int:
@@ -64,12 +72,13 @@ def require_fits(
     needed = output_bytes(num_edges, distance_dtype)
     if needed > limit:
         bound = "at least " if at_least else ""
-        raise GraphTooLargeError(
+        reason = (
             f"the {what} would have {bound}{num_edges:,} edges needing {bound}{needed:,} bytes "
             f"({needed / 2**30:.2f} GiB) on {device}, more than the {limit:,} bytes allowed "
-            f"({'max_memory' if max_memory is not None else 'available memory'}); use a smaller r, "
-            "set max_num_neighbors, or build it tile by tile with radius_graph_tiled"
+            f"({'max_memory' if max_memory is not None else 'available memory'})"
         )
+        advice = "use a smaller r, set max_num_neighbors, or build it tile by tile with radius_graph_tiled"
+        raise GraphTooLargeError(f"{reason}; {advice}", reason)
 
 
 def refuse_surely_too_large(query: RadiusQuery, upper_bound: int) -> bool:

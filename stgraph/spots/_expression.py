@@ -5,6 +5,9 @@ import numpy as np
 import scipy.sparse as sp
 
 CP10K = 1e4
+#: The advice of :func:`read_counts` for data that are not raw counts (the console
+#: command gives it in its own terms).
+COUNTS_HINT = "Pass the layer with the raw counts as `layer=`"
 
 
 def read_counts(adata, layer: str | None = None) -> np.ndarray:
@@ -27,7 +30,7 @@ def read_counts(adata, layer: str | None = None) -> np.ndarray:
     dense = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
     dense = dense.astype(np.float32, copy=True)
     where = "X" if layer is None else f"layers[{layer!r}]"
-    hint = "Pass the layer with the raw counts as `layer=`"
+    hint = COUNTS_HINT
     if adata.raw is not None:  # scanpy's workflows keep the counts there before normalising X
         hint += ", or `adata.raw.to_adata()` if `adata.raw` holds them"
     if not np.isfinite(dense).all():
