@@ -61,6 +61,14 @@ def test_same_seed_gives_identical_runs_and_other_seeds_differ():
     assert c.history != a.history
 
 
+def test_a_numpy_seed_trains_as_the_same_python_seed():
+    # np.int64 reached torch's manual_seed, which refused it ("an integer is required")
+    graph = synthetic_graph()
+    a = pretrain(graph, steps=2, seed=3, **SMALL)
+    b = pretrain(graph, steps=2, seed=np.int64(3), **SMALL)
+    assert a.history == b.history and len(a.history) == 2
+    assert_same_weights(a.model, b.model)
+
 def test_pretrain_leaves_callers_rng_and_data_alone():
     graph = synthetic_graph()
     before = graph.clone()

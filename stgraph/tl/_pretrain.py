@@ -385,7 +385,7 @@ def pretrain(
     for name, value in (("epochs", epochs), ("steps", steps), ("warmup_steps", warmup_steps)):
         if value is not None:
             check_int(name, value, minimum=0)
-    check_seed(seed)
+    seed = check_seed(seed)  # a NumPy integer would fail in torch.Generator.manual_seed
     if conv in (None, SpatialTransformerConv) and d_model % heads:  # that layer's rule, checked before the graph
         raise ValueError(
             f"d_model={d_model} must be a multiple of heads={heads}: each head gets d_model / heads channels"
