@@ -797,6 +797,9 @@ def test_checkpoint_errors(tmp_path):
     graph = synthetic_graph()
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "missing.pt")
+    # pathlib's own TypeError named no argument
+    with pytest.raises(TypeError, match=r"^path must be a path \(a string or os.PathLike\), got int$"):
+        load_model(5)
     torch.save({"something": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a stgraph masked gene model checkpoint"):
         load_model(tmp_path / "other.pt")

@@ -212,6 +212,14 @@ def test_xenium_missing_file(tmp_path):
         read_xenium(tmp_path)
 
 
+@pytest.mark.parametrize("reader", [read, read_xenium, read_merscope, read_cosmx, detect_format])
+@pytest.mark.parametrize("path", [5, None])
+def test_a_path_that_is_no_path_is_refused_by_name(reader, path):
+    # pathlib's own TypeError ("expected str, bytes or os.PathLike object") named no argument
+    with pytest.raises(TypeError, match=f"^path must be a path \\(a string or os.PathLike\\), got {type(path).__name__}$"):
+        reader(path)
+
+
 @needs["xenium"]
 def test_xenium_gzipped_csv_tables_read_like_the_parquet(xenium, tmp_path):
     """Older Xenium folders (or a download of the CSV alone) hold transcripts.csv.gz."""

@@ -131,6 +131,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
     Raises
     ------
+    TypeError
+        If ``path`` is not a string or ``os.PathLike``.
     FileNotFoundError
         If there is no file at ``path``.
     ValueError
@@ -176,6 +178,8 @@ def load_model(path: str | os.PathLike, conv: type | ConvFactory | None = None) 
 
     Raises
     ------
+    TypeError
+        If ``path`` is not a string or ``os.PathLike``.
     FileNotFoundError
         If there is no file at ``path``.
     ValueError
