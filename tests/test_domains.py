@@ -456,6 +456,12 @@ def test_tl_domains_inputs(planted):
     other = stgraph.graph.transcript_graph(stgraph.datasets.simulate(2, 20, seed=3)[0], RADIUS, within="cell")
     with pytest.raises(ValueError, match="same order"):
         domains(sdata, model, graph=graph, encoder_graph=other, representation="both", inplace=False)
+    # a graph that is no Data failed with "'str' object has no attribute 'get'" / "... 'num_nodes'"
+    message = r"^{} must be a torch_geometric Data \(stgraph.graph.transcript_graph\), got str$"
+    with pytest.raises(TypeError, match=message.format("graph")):
+        domains(sdata, graph="graph", inplace=False)
+    with pytest.raises(TypeError, match=message.format("encoder_graph")):
+        domains(sdata, model, graph=graph, encoder_graph="graph", representation="both", inplace=False)
     with pytest.raises(ValueError, match="representation"):
         domains(sdata, graph=graph, representation="pca", inplace=False)
     with pytest.raises(ValueError, match="radius"):
