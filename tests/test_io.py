@@ -212,6 +212,17 @@ def test_xenium_missing_file(tmp_path):
         read_xenium(tmp_path)
 
 
+def test_read_transcripts_refuses_complex_coordinates_and_repeated_column_labels():
+    frame = pd.DataFrame({"X": [0.0, 1.0], "Y": [0.0, 1.0], "G": ["a", "b"], "C": ["c1", "c1"]})
+    # complex coordinates were read silently as their real part
+    with pytest.raises(TypeError, match=r"^coordinate column 'X' must be numeric, got dtype complex128$"):
+        read_transcripts(frame.assign(X=frame["X"] + 1j), x="X", y="Y", gene="G")
+    # a repeated gene label failed in pandas: "'DataFrame' object has no attribute 'name'"
+    repeated = frame.set_axis(["X", "Y", "G", "G"], axis=1)
+    with pytest.raises(ValueError, match=r"^column label\(s\) \['G'\] appear more than once in the transcript "
+                                         r"table; rename them first$"):
+        read_transcripts(repeated, x="X", y="Y", gene="G")
+
 @pytest.mark.parametrize("reader", [read, read_xenium, read_merscope, read_cosmx, detect_format])
 @pytest.mark.parametrize("path", [5, None])
 def test_a_path_that_is_no_path_is_refused_by_name(reader, path):

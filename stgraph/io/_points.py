@@ -50,6 +50,10 @@ def standardise_points(
             f"column labels must be strings, got {unnamed[:5]}; "
             "name the columns with strings first, e.g. frame.columns = frame.columns.astype(str)"
         )
+    repeated = frame.columns[frame.columns.duplicated()].unique().tolist()
+    if repeated:
+        # frame[label] would be a frame of every such column, not one series
+        raise ValueError(f"column label(s) {repeated} appear more than once in the transcript table; rename them first")
     if isinstance(frame.index, pd.MultiIndex):
         raise TypeError(f"the frame has a MultiIndex {list(frame.index.names)}; flatten it first, e.g. frame.reset_index()")
     axes = [column for column in (x, y, z) if isinstance(column, str)]
@@ -166,8 +170,10 @@ def _check_sources(required: dict, optional: dict) -> None:
 
 
 def check_numeric(values: pd.Series) -> None:
-    """Raise a TypeError unless the coordinate column ``values`` is numeric (not boolean)."""
-    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+    """Raise a TypeError unless the coordinate column ``values`` is numeric (not boolean,
+    nor complex, whose imaginary part a float conversion would drop)."""
+    types = pd.api.types
+    if not types.is_numeric_dtype(values) or types.is_bool_dtype(values) or types.is_complex_dtype(values):
         raise TypeError(f"coordinate column {values.name!r} must be numeric, got dtype {values.dtype}")
 
 
