@@ -449,6 +449,26 @@ def test_a_drawn_count_of_held_out_cells_holds_out_transcripts():
         pretrain(graph, steps=1, held_out_cells=3, **SMALL)
 
 
+@pytest.mark.parametrize(
+    "settings, error, message",
+    [
+        # a string failed in a comparison: "'>' not supported between instances of 'str' and 'int'"
+        (dict(lr="1e-3"), TypeError, r"^lr must be a real number, got str$"),
+        (dict(steps="1"), TypeError, r"^steps must be an integer, got '1'$"),
+        (dict(mask_rate="x"), TypeError, r"^mask_rate must be a real number, got str$"),
+        # these were accepted: fractional counts, a negative seed, an infinite rate
+        (dict(steps=1.5), TypeError, r"^steps must be an integer, got 1.5$"),
+        (dict(batch_size=1.5), TypeError, r"^batch_size must be an integer, got 1.5$"),
+        (dict(seed=-1), ValueError, r"^seed must be an integer >= 0, got -1$"),
+        (dict(lr=float("inf")), ValueError, r"^lr must be a positive finite number, got inf$"),
+        (dict(grad_clip=float("nan")), ValueError, r"^grad_clip must be a positive finite number, got nan$"),
+    ],
+)
+def test_training_config_names_the_setting_at_fault(settings, error, message):
+    with pytest.raises(error, match=message):
+        TrainingConfig(**{"steps": 1, **settings})
+    assert TrainingConfig(steps=np.int64(2), lr=np.float32(0.5), seed=np.int64(3)).seed == 3
+
 def test_pretrain_rejects_bad_arguments():
     graph = synthetic_graph()
     with pytest.raises(ValueError, match="not in the graph"):
