@@ -913,3 +913,15 @@ def test_model_vocabulary_maps_genes_by_name():
         MaskedGeneModel(encoder(graph), graph.gene_names[:-1])
     with pytest.raises(ValueError, match="control genes not in gene_names"):
         MaskedGeneModel(encoder(graph), graph.gene_names, ["nope"])
+
+
+def test_masked_gene_model_refuses_one_string_for_names_and_an_encoder_of_another_kind():
+    three = TranscriptEncoder(3, d_model=8, n_layers=1, heads=2)
+    # "abc" was read as the genes a, b, c and control_genes="ab" as two controls
+    with pytest.raises(TypeError, match=r"^gene_names must be a list of names, got the string 'abc': pass \['abc'\]$"):
+        MaskedGeneModel(three, "abc")
+    with pytest.raises(TypeError, match=r"^control_genes must be a list of names, got the string 'ab': pass \['ab'\]$"):
+        MaskedGeneModel(three, ["a", "b", "ab"], "ab")
+    # failed with "'str' object has no attribute 'n_genes'"
+    with pytest.raises(TypeError, match=r"^encoder must be a stgraph.nn.TranscriptEncoder, got str$"):
+        MaskedGeneModel("encoder", ["a", "b", "c"])
