@@ -785,6 +785,14 @@ def test_pl_domains_refuses_an_empty_cell_selection():
         plot_domains(sdata, cells=[])
 
 
+def test_pl_domains_refuses_a_marker_size_that_draws_nothing():
+    # a negative or NaN size drew no transcript, silently
+    sdata, _ = stgraph.datasets.simulate(2, 5, seed=0)
+    for size in (-1, float("nan")):
+        with pytest.raises(ValueError, match=f"^size must be a positive finite number, got {size:.1f}$"):
+            plot_domains(sdata, size=size)
+
+
 def test_tl_domains_refuses_outlines_of_the_wrong_kind_before_its_work(monkeypatch):
     from spatialdata.models import ShapesModel
 

@@ -708,6 +708,10 @@ def test_plots_name_unknown_cells_and_genes(scored):
     for name in ("cells", "genes"):
         with pytest.raises(ValueError, match=f"^{name} is empty: name at least one, or pass None for all$"):
             localization_transcripts(sdata, **{name: []})
+    # a negative or NaN marker size drew no transcript, silently
+    for size in (-1, float("nan")):
+        with pytest.raises(ValueError, match=f"^size must be a positive finite number, got {size:.1f}$"):
+            localization_transcripts(sdata, size=size)
 
 
 def test_plots_tell_unscored_cells_and_missing_compartments():
