@@ -525,6 +525,11 @@ def test_pretrain_rejects_bad_arguments():
             pretrain(graph, steps=1, seed=seed, **SMALL)
     with pytest.raises(ValueError, match="checkpoint_every=1 needs checkpoint_dir"):
         pretrain(graph, steps=1, checkpoint_every=1, **SMALL)
+    # "'list' object is not a mapping" and pathlib's "expected str, bytes or os.PathLike object" named no argument
+    with pytest.raises(TypeError, match=r"^conv_kwargs must be a dict of keyword arguments of the layer, or None, got list$"):
+        pretrain(graph, steps=1, conv_kwargs=[1], **SMALL)
+    with pytest.raises(TypeError, match=r"^checkpoint_dir must be a path \(a string or os.PathLike\), got int$"):
+        pretrain(graph, steps=1, checkpoint_dir=5, **SMALL)
     broken = graph.clone()
     broken.pos = graph.pos.clone()
     broken.pos[0, 1] = float("inf")
