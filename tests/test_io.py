@@ -223,6 +223,17 @@ def test_read_transcripts_refuses_complex_coordinates_and_repeated_column_labels
                                          r"table; rename them first$"):
         read_transcripts(repeated, x="X", y="Y", gene="G")
 
+
+def test_read_transcripts_refuses_empty_and_blank_gene_names():
+    # "" and " " became genes of those names in the points and the table
+    frame = pd.DataFrame({"X": [0.0, 1.0, 2.0], "Y": [0.0, 1.0, 2.0], "G": ["a", "", " "]}, index=[5, 6, 7])
+    with pytest.raises(ValueError, match=r"^gene column 'G' has 2 empty or blank name\(s\) \(first at row 6\)$"):
+        read_transcripts(frame, x="X", y="Y", gene="G")
+    # an integer index's label read "row np.int64(6)"
+    frame = frame.assign(G="a", X=[0.0, np.nan, 2.0])
+    with pytest.raises(ValueError, match=r"^coordinate column 'X' has 1 non-finite value\(s\) \(first at row 6\)$"):
+        read_transcripts(frame, x="X", y="Y", gene="G")
+
 @pytest.mark.parametrize("reader", [read, read_xenium, read_merscope, read_cosmx, detect_format])
 @pytest.mark.parametrize("path", [5, None])
 def test_a_path_that_is_no_path_is_refused_by_name(reader, path):

@@ -136,7 +136,7 @@ def read_transcripts(
         For a file of another format, a table without rows, missing columns, column
         labels that appear more than once, the same column given for two of ``x``, ``y``, ``z``, columns named like a schema
         column (``x``, ``gene``, ``cell_id``, ...) but not mapped to it, non-finite
-        coordinates, missing genes, float ids of magnitude 2**53 or more,
+        coordinates, missing genes or empty / blank gene names, float ids of magnitude 2**53 or more,
         ``in_nucleus`` / ``is_control`` values other than booleans or 0/1, a
         non-positive scale, a negative or non-finite ``duplicate_distance``,
         ``drop_duplicates`` with ``duplicate_distance`` 0, a table already holding a

@@ -185,9 +185,16 @@ def _coordinate(values: pd.Series, scale: float) -> np.ndarray:
     if bad.any():
         raise ValueError(
             f"coordinate column {name!r} has {int(bad.sum())} non-finite value(s) "
-            f"(first at row {values.index[np.argmax(bad)]!r})"
+            f"(first at row {_row_label(values.index, np.argmax(bad))!r})"
         )
     return array
+
+
+def _row_label(index: pd.Index, position: int):
+    """The label of row ``position``, a NumPy scalar as its Python value: messages
+    read "row 6", not "row np.int64(6)"."""
+    label = index[position]
+    return label.item() if isinstance(label, np.generic) else label
 
 
 def _genes(values: pd.Series) -> pd.Categorical:
@@ -195,6 +202,13 @@ def _genes(values: pd.Series) -> pd.Categorical:
     genes = _ids(values, ())
     if genes.isna().any():
         raise ValueError(f"gene column {name!r} has {int(genes.isna().sum())} missing value(s)")
+    # an empty or blank name is a missing one written as text; it would become a gene "" in the table
+    blank = np.array([category.strip() == "" for category in genes.categories], dtype=bool)[genes.codes]
+    if blank.any():
+        raise ValueError(
+            f"gene column {name!r} has {int(blank.sum())} empty or blank name(s) "
+            f"(first at row {_row_label(values.index, np.argmax(blank))!r})"
+        )
     return genes
 
 
