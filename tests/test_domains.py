@@ -787,7 +787,8 @@ def test_pl_domains_refuses_an_empty_cell_selection():
 
 def test_pl_domains_refuses_a_marker_size_that_draws_nothing():
     # a negative or NaN size drew no transcript, silently
-    sdata, _ = stgraph.datasets.simulate(2, 5, seed=0)
+    sdata, _ = stgraph.datasets.simulate(2, 5, n_domains=1, seed=0)
+    domains(sdata, radius=RADIUS, n_domains=2, seed=0)
     for size in (-1, float("nan")):
         with pytest.raises(ValueError, match=f"^size must be a positive finite number, got {size:.1f}$"):
             plot_domains(sdata, size=size)
