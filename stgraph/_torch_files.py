@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
+
+from ._validation import check_path
 
 
 def read_torch_file(path: str | os.PathLike, what: str) -> Any:
@@ -20,12 +21,14 @@ def read_torch_file(path: str | os.PathLike, what: str) -> Any:
 
     Raises
     ------
+    TypeError
+        If ``path`` is not a string or ``os.PathLike``.
     FileNotFoundError
         If there is no file at ``path`` (a folder included).
     ValueError
         If ``torch.load`` cannot read it.
     """
-    path = Path(path)
+    path = check_path("path", path)
     if not path.is_file():
         raise FileNotFoundError(f"no {what} at {path}")
     try:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -126,6 +128,20 @@ def check_codes(name: str, values: Any, size: int | None = None, *, missing: boo
             f"{name} must hold codes >= {lowest}{upper}, got codes from {array.min()} to {array.max()}"
         )
     return array
+
+
+def check_path(name: str, value: Any) -> Path:
+    """``value`` as a :class:`~pathlib.Path` after checking that it is a string or ``os.PathLike``.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is neither (a number, None): :class:`~pathlib.Path` would refuse it
+        without naming the argument.
+    """
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (a string or os.PathLike), got {type(value).__name__}")
+    return Path(value)
 
 
 def check_bool(name: str, value: Any) -> bool:

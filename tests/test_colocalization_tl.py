@@ -218,6 +218,8 @@ def test_within_all_pools_the_sample(sample):
         (dict(radius=RADIUS, attention=np.ones(3)), ValueError, "one row per edge"),
         (dict(radius=RADIUS, model=object(), attention=np.ones(3)), ValueError, "either"),
         (dict(radius=RADIUS, model=object()), TypeError, "model must be"),
+        # failed with "'str' object has no attribute 'get'"
+        (dict(graph="graph"), TypeError, r"^graph must be a torch_geometric Data \(stgraph.graph.transcript_graph\), got str$"),
         (dict(radius=RADIUS, points_key="molecules"), KeyError, r"no points element 'molecules'"),
         (dict(radius=RADIUS, seed=-1), ValueError, r"^seed must be an integer >= 0, got -1$"),
         (dict(radius=RADIUS, method="permutation", n_perms=5, seed=0.5), TypeError, r"^seed must be an integer, got 0.5$"),

@@ -456,6 +456,12 @@ def test_tl_domains_inputs(planted):
     other = stgraph.graph.transcript_graph(stgraph.datasets.simulate(2, 20, seed=3)[0], RADIUS, within="cell")
     with pytest.raises(ValueError, match="same order"):
         domains(sdata, model, graph=graph, encoder_graph=other, representation="both", inplace=False)
+    # a graph that is no Data failed with "'str' object has no attribute 'get'" / "... 'num_nodes'"
+    message = r"^{} must be a torch_geometric Data \(stgraph.graph.transcript_graph\), got str$"
+    with pytest.raises(TypeError, match=message.format("graph")):
+        domains(sdata, graph="graph", inplace=False)
+    with pytest.raises(TypeError, match=message.format("encoder_graph")):
+        domains(sdata, model, graph=graph, encoder_graph="graph", representation="both", inplace=False)
     with pytest.raises(ValueError, match="representation"):
         domains(sdata, graph=graph, representation="pca", inplace=False)
     with pytest.raises(ValueError, match="radius"):
@@ -792,6 +798,15 @@ def test_pl_domains_refuses_an_empty_cell_selection():
     domains(sdata, radius=RADIUS, n_domains=2, seed=0)
     with pytest.raises(ValueError, match="^cells is empty: name at least one, or pass None for all$"):
         plot_domains(sdata, cells=[])
+
+
+def test_pl_domains_refuses_a_marker_size_that_draws_nothing():
+    # a negative or NaN size drew no transcript, silently
+    sdata, _ = stgraph.datasets.simulate(2, 5, n_domains=1, seed=0)
+    domains(sdata, radius=RADIUS, n_domains=2, seed=0)
+    for size in (-1, float("nan")):
+        with pytest.raises(ValueError, match=f"^size must be a positive finite number, got {size:.1f}$"):
+            plot_domains(sdata, size=size)
 
 
 def test_tl_domains_refuses_outlines_of_the_wrong_kind_before_its_work(monkeypatch):

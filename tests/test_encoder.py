@@ -797,6 +797,10 @@ def test_checkpoint_errors(tmp_path):
     graph = synthetic_graph()
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "missing.pt")
+    # pathlib's own TypeError named no argument
+    for call in (lambda: load_model(5), lambda: save_checkpoint(5, MaskedGeneModel(encoder(graph), graph.gene_names))):
+        with pytest.raises(TypeError, match=r"^path must be a path \(a string or os.PathLike\), got int$"):
+            call()
     torch.save({"something": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a stgraph masked gene model checkpoint"):
         load_model(tmp_path / "other.pt")
@@ -910,3 +914,23 @@ def test_model_vocabulary_maps_genes_by_name():
         MaskedGeneModel(encoder(graph), graph.gene_names[:-1])
     with pytest.raises(ValueError, match="control genes not in gene_names"):
         MaskedGeneModel(encoder(graph), graph.gene_names, ["nope"])
+
+
+def test_conv_kwargs_that_are_no_mapping_are_refused_by_name():
+    # dict() of them failed with "cannot convert dictionary update sequence element #0 to a sequence"
+    for conv_kwargs, kind in (([1], "list"), ("lambda_init", "str")):
+        with pytest.raises(TypeError, match=f"^conv_kwargs must be a dict of keyword arguments of the layer, "
+                                            f"or None, got {kind}$"):
+            TranscriptEncoder(3, d_model=8, n_layers=1, heads=2, conv_kwargs=conv_kwargs)
+
+
+def test_masked_gene_model_refuses_one_string_for_names_and_an_encoder_of_another_kind():
+    three = TranscriptEncoder(3, d_model=8, n_layers=1, heads=2)
+    # "abc" was read as the genes a, b, c and control_genes="ab" as two controls
+    with pytest.raises(TypeError, match=r"^gene_names must be a list of names, got the string 'abc': pass \['abc'\]$"):
+        MaskedGeneModel(three, "abc")
+    with pytest.raises(TypeError, match=r"^control_genes must be a list of names, got the string 'ab': pass \['ab'\]$"):
+        MaskedGeneModel(three, ["a", "b", "ab"], "ab")
+    # failed with "'str' object has no attribute 'n_genes'"
+    with pytest.raises(TypeError, match=r"^encoder must be a stgraph.nn.TranscriptEncoder, got str$"):
+        MaskedGeneModel("encoder", ["a", "b", "c"])

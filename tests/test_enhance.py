@@ -889,6 +889,9 @@ def test_plot_enhance_checks_where_it_saves_before_drawing(super_resolved, tmp_p
         plot_enhance(out, "gene0", save=tmp_path / "panels.xyz")
     with pytest.raises(ValueError, match=r"^`save` '.*panels\.png': the folder '.*missing' does not exist\.$"):
         plot_enhance(out, "gene0", save=tmp_path / "missing" / "panels.png")
+    # pathlib's own TypeError named no argument
+    with pytest.raises(TypeError, match=r"^save must be a path \(a string or os.PathLike\), got int$"):
+        plot_enhance(out, "gene0", save=5)
     assert plt.get_fignums() == before
     plot_enhance(out, "gene0", save=tmp_path / "panels.PNG")
     assert (tmp_path / "panels.PNG").stat().st_size > 0

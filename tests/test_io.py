@@ -212,6 +212,36 @@ def test_xenium_missing_file(tmp_path):
         read_xenium(tmp_path)
 
 
+def test_read_transcripts_refuses_complex_coordinates_and_repeated_column_labels():
+    frame = pd.DataFrame({"X": [0.0, 1.0], "Y": [0.0, 1.0], "G": ["a", "b"], "C": ["c1", "c1"]})
+    # complex coordinates were read silently as their real part
+    with pytest.raises(TypeError, match=r"^coordinate column 'X' must be numeric, got dtype complex128$"):
+        read_transcripts(frame.assign(X=frame["X"] + 1j), x="X", y="Y", gene="G")
+    # a repeated gene label failed in pandas: "'DataFrame' object has no attribute 'name'"
+    repeated = frame.set_axis(["X", "Y", "G", "G"], axis=1)
+    with pytest.raises(ValueError, match=r"^column label\(s\) \['G'\] appear more than once in the transcript "
+                                         r"table; rename them first$"):
+        read_transcripts(repeated, x="X", y="Y", gene="G")
+
+
+def test_read_transcripts_refuses_empty_and_blank_gene_names():
+    # "" and " " became genes of those names in the points and the table
+    frame = pd.DataFrame({"X": [0.0, 1.0, 2.0], "Y": [0.0, 1.0, 2.0], "G": ["a", "", " "]}, index=[5, 6, 7])
+    with pytest.raises(ValueError, match=r"^gene column 'G' has 2 empty or blank name\(s\) \(first at row 6\)$"):
+        read_transcripts(frame, x="X", y="Y", gene="G")
+    # an integer index's label read "row np.int64(6)"
+    frame = frame.assign(G="a", X=[0.0, np.nan, 2.0])
+    with pytest.raises(ValueError, match=r"^coordinate column 'X' has 1 non-finite value\(s\) \(first at row 6\)$"):
+        read_transcripts(frame, x="X", y="Y", gene="G")
+
+@pytest.mark.parametrize("reader", [read, read_xenium, read_merscope, read_cosmx, detect_format])
+@pytest.mark.parametrize("path", [5, None])
+def test_a_path_that_is_no_path_is_refused_by_name(reader, path):
+    # pathlib's own TypeError ("expected str, bytes or os.PathLike object") named no argument
+    with pytest.raises(TypeError, match=f"^path must be a path \\(a string or os.PathLike\\), got {type(path).__name__}$"):
+        reader(path)
+
+
 @needs["xenium"]
 def test_xenium_gzipped_csv_tables_read_like_the_parquet(xenium, tmp_path):
     """Older Xenium folders (or a download of the CSV alone) hold transcripts.csv.gz."""

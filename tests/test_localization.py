@@ -164,6 +164,14 @@ def test_same_seed_same_results(clean, scored):
     )
 
 
+def test_a_numpy_seed_gives_the_results_of_the_same_python_seed():
+    # np.int64 reached torch.Generator.manual_seed, which refused it ("an integer is required")
+    sdata = simulate(4, 8, seed=0)[0]
+    python = localization(sdata, seed=3, n_boot=5, copy=True).tables["table"]
+    numpy = localization(sdata, seed=np.int64(3), n_boot=5, copy=True).tables["table"]
+    pd.testing.assert_frame_equal(python.var, numpy.var)
+    assert numpy.uns["localization"]["seed"] == 3 and type(numpy.uns["localization"]["seed"]) is int
+
 def test_withheld_outlines_beat_the_gene_prior():
     sdata, _ = simulate(12, 20, mean_counts=40.0, seed=3)
     _, transcripts = read_cell_transcripts(sdata)
@@ -703,6 +711,10 @@ def test_plots_name_unknown_cells_and_genes(scored):
     for name in ("cells", "genes"):
         with pytest.raises(ValueError, match=f"^{name} is empty: name at least one, or pass None for all$"):
             localization_transcripts(sdata, **{name: []})
+    # a negative or NaN marker size drew no transcript, silently
+    for size in (-1, float("nan")):
+        with pytest.raises(ValueError, match=f"^size must be a positive finite number, got {size:.1f}$"):
+            localization_transcripts(sdata, size=size)
 
 
 def test_plots_tell_unscored_cells_and_missing_compartments():

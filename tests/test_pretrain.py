@@ -61,6 +61,14 @@ def test_same_seed_gives_identical_runs_and_other_seeds_differ():
     assert c.history != a.history
 
 
+def test_a_numpy_seed_trains_as_the_same_python_seed():
+    # np.int64 reached torch's manual_seed, which refused it ("an integer is required")
+    graph = synthetic_graph()
+    a = pretrain(graph, steps=2, seed=3, **SMALL)
+    b = pretrain(graph, steps=2, seed=np.int64(3), **SMALL)
+    assert a.history == b.history and len(a.history) == 2
+    assert_same_weights(a.model, b.model)
+
 def test_pretrain_leaves_callers_rng_and_data_alone():
     graph = synthetic_graph()
     before = graph.clone()
@@ -465,6 +473,26 @@ def test_a_drawn_count_of_held_out_cells_holds_out_transcripts():
         pretrain(graph, steps=1, held_out_cells=3, **SMALL)
 
 
+@pytest.mark.parametrize(
+    "settings, error, message",
+    [
+        # a string failed in a comparison: "'>' not supported between instances of 'str' and 'int'"
+        (dict(lr="1e-3"), TypeError, r"^lr must be a real number, got str$"),
+        (dict(steps="1"), TypeError, r"^steps must be an integer, got '1'$"),
+        (dict(mask_rate="x"), TypeError, r"^mask_rate must be a real number, got str$"),
+        # these were accepted: fractional counts, a negative seed, an infinite rate
+        (dict(steps=1.5), TypeError, r"^steps must be an integer, got 1.5$"),
+        (dict(batch_size=1.5), TypeError, r"^batch_size must be an integer, got 1.5$"),
+        (dict(seed=-1), ValueError, r"^seed must be an integer >= 0, got -1$"),
+        (dict(lr=float("inf")), ValueError, r"^lr must be a positive finite number, got inf$"),
+        (dict(grad_clip=float("nan")), ValueError, r"^grad_clip must be a positive finite number, got nan$"),
+    ],
+)
+def test_training_config_names_the_setting_at_fault(settings, error, message):
+    with pytest.raises(error, match=message):
+        TrainingConfig(**{"steps": 1, **settings})
+    assert TrainingConfig(steps=np.int64(2), lr=np.float32(0.5), seed=np.int64(3)).seed == 3
+
 def test_pretrain_rejects_bad_arguments():
     graph = synthetic_graph()
     with pytest.raises(ValueError, match="not in the graph"):
@@ -521,6 +549,11 @@ def test_pretrain_rejects_bad_arguments():
             pretrain(graph, steps=1, seed=seed, **SMALL)
     with pytest.raises(ValueError, match="checkpoint_every=1 needs checkpoint_dir"):
         pretrain(graph, steps=1, checkpoint_every=1, **SMALL)
+    # "'list' object is not a mapping" and pathlib's "expected str, bytes or os.PathLike object" named no argument
+    with pytest.raises(TypeError, match=r"^conv_kwargs must be a dict of keyword arguments of the layer, or None, got list$"):
+        pretrain(graph, steps=1, conv_kwargs=[1], **SMALL)
+    with pytest.raises(TypeError, match=r"^checkpoint_dir must be a path \(a string or os.PathLike\), got int$"):
+        pretrain(graph, steps=1, checkpoint_dir=5, **SMALL)
     broken = graph.clone()
     broken.pos = graph.pos.clone()
     broken.pos[0, 1] = float("inf")

@@ -10,7 +10,7 @@ from spatialdata import SpatialData
 
 from ._duplicates import same_gene_pairs
 from ._generic import assemble, naming_file
-from .._validation import check_bool, check_real
+from .._validation import check_bool, check_path, check_real
 from ._points import as_id_strings, standardise_points
 
 #: µm per pixel of the CosMx prototype that recorded the public NSCLC (Lung) data sets;
@@ -89,7 +89,7 @@ def read_cosmx(
         or ``*_tx_file.csv.gz`` (or, when needed, one ``*_fov_positions_file.csv`` or
         ``.csv.gz``).
     TypeError
-        If ``pixel_size``, ``z_step`` or ``duplicate_distance`` is not a number, or
+        If ``path`` is not a string or ``os.PathLike``, ``pixel_size``, ``z_step`` or ``duplicate_distance`` is not a number, or
         ``drop_controls`` or ``drop_z_duplicates`` not a bool.
     ValueError
         If ``pixel_size`` or ``z_step`` is not a positive finite number,
@@ -105,7 +105,7 @@ def read_cosmx(
     duplicate_distance = check_real("duplicate_distance", duplicate_distance, allow_zero=True)
     pixel_size = check_real("pixel_size", pixel_size)
     z_step = check_real("z_step", z_step)
-    folder = Path(path)
+    folder = check_path("path", path)
     # CellComp as its raw text: a column of compartment codes alone (0) would be read as
     # numbers, and the default missing-value markers would turn the "None" that CosMx
     # writes for molecules outside cells into a missing value.

@@ -126,17 +126,17 @@ def read_transcripts(
     TypeError
         For ``table`` that is neither a DataFrame nor a path, a column argument
         (``x``, ``gene``, ...) that is not a string, a coordinate column that is not
-        numeric, ``unassigned`` that is no collection (a single string, a number,
+        numeric (or is boolean or complex), ``unassigned`` that is no collection (a single string, a number,
         None), boundaries that are not a GeoSeries / GeoDataFrame,
         ``drop_controls`` or ``drop_duplicates`` that is not a bool, or
         ``duplicate_distance`` that is not a number.
     FileNotFoundError
         If ``table`` is a path to no file.
     ValueError
-        For a file of another format, a table without rows, missing columns, the same
-        column given for two of ``x``, ``y``, ``z``, columns named like a schema
+        For a file of another format, a table without rows, missing columns, column
+        labels that appear more than once, the same column given for two of ``x``, ``y``, ``z``, columns named like a schema
         column (``x``, ``gene``, ``cell_id``, ...) but not mapped to it, non-finite
-        coordinates, missing genes, float ids of magnitude 2**53 or more,
+        coordinates, missing genes or empty / blank gene names, float ids of magnitude 2**53 or more,
         ``in_nucleus`` / ``is_control`` values other than booleans or 0/1, a
         non-positive scale, a negative or non-finite ``duplicate_distance``,
         ``drop_duplicates`` with ``duplicate_distance`` 0, a table already holding a

@@ -8,7 +8,7 @@ import pandas as pd
 from spatialdata import SpatialData
 
 from ._generic import assemble, naming_file
-from .._validation import check_bool, check_real
+from .._validation import check_bool, check_path, check_real
 from .._warnings import warn_user
 from ._points import standardise_points
 from ._shapes import polygons_from_wkb
@@ -55,7 +55,7 @@ def read_merscope(
     FileNotFoundError
         If the folder has no ``detected_transcripts.csv``.
     TypeError
-        If ``z_step`` is not a number or ``drop_controls`` not a bool.
+        If ``path`` is not a string or ``os.PathLike``, ``z_step`` not a number or ``drop_controls`` not a bool.
     ValueError
         If ``z_step`` is not a positive finite number, a boundary file lacks
         ``EntityID`` or ``Geometry`` or has a NaN / infinite vertex, or for the
@@ -70,7 +70,7 @@ def read_merscope(
     """
     drop_controls = check_bool("drop_controls", drop_controls)
     z_step = check_real("z_step", z_step)
-    folder = Path(path)
+    folder = check_path("path", path)
     transcripts_path = folder / TRANSCRIPTS_FILE
     if not transcripts_path.is_file():
         raise FileNotFoundError(f"no {TRANSCRIPTS_FILE} in {folder}")

@@ -50,6 +50,10 @@ def standardise_points(
             f"column labels must be strings, got {unnamed[:5]}; "
             "name the columns with strings first, e.g. frame.columns = frame.columns.astype(str)"
         )
+    repeated = frame.columns[frame.columns.duplicated()].unique().tolist()
+    if repeated:
+        # frame[label] would be a frame of every such column, not one series
+        raise ValueError(f"column label(s) {repeated} appear more than once in the transcript table; rename them first")
     if isinstance(frame.index, pd.MultiIndex):
         raise TypeError(f"the frame has a MultiIndex {list(frame.index.names)}; flatten it first, e.g. frame.reset_index()")
     axes = [column for column in (x, y, z) if isinstance(column, str)]
@@ -166,8 +170,10 @@ def _check_sources(required: dict, optional: dict) -> None:
 
 
 def check_numeric(values: pd.Series) -> None:
-    """Raise a TypeError unless the coordinate column ``values`` is numeric (not boolean)."""
-    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+    """Raise a TypeError unless the coordinate column ``values`` is numeric (not boolean,
+    nor complex, whose imaginary part a float conversion would drop)."""
+    types = pd.api.types
+    if not types.is_numeric_dtype(values) or types.is_bool_dtype(values) or types.is_complex_dtype(values):
         raise TypeError(f"coordinate column {values.name!r} must be numeric, got dtype {values.dtype}")
 
 
@@ -179,9 +185,16 @@ def _coordinate(values: pd.Series, scale: float) -> np.ndarray:
     if bad.any():
         raise ValueError(
             f"coordinate column {name!r} has {int(bad.sum())} non-finite value(s) "
-            f"(first at row {values.index[np.argmax(bad)]!r})"
+            f"(first at row {_row_label(values.index, np.argmax(bad))!r})"
         )
     return array
+
+
+def _row_label(index: pd.Index, position: int):
+    """The label of row ``position``, a NumPy scalar as its Python value: messages
+    read "row 6", not "row np.int64(6)"."""
+    label = index[position]
+    return label.item() if isinstance(label, np.generic) else label
 
 
 def _genes(values: pd.Series) -> pd.Categorical:
@@ -189,6 +202,13 @@ def _genes(values: pd.Series) -> pd.Categorical:
     genes = _ids(values, ())
     if genes.isna().any():
         raise ValueError(f"gene column {name!r} has {int(genes.isna().sum())} missing value(s)")
+    # an empty or blank name is a missing one written as text; it would become a gene "" in the table
+    blank = np.array([category.strip() == "" for category in genes.categories], dtype=bool)[genes.codes]
+    if blank.any():
+        raise ValueError(
+            f"gene column {name!r} has {int(blank.sum())} empty or blank name(s) "
+            f"(first at row {_row_label(values.index, np.argmax(blank))!r})"
+        )
     return genes
 
 

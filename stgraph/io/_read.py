@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import inspect
 from os import PathLike
-from pathlib import Path
 
 from spatialdata import SpatialData
 
 from .._formats import INPUT_FORMATS as FORMATS
+from .._validation import check_path
 from . import _cosmx, _merscope, _xenium
 from ._spatialdata import from_spatialdata
 
@@ -54,10 +54,12 @@ def detect_format(path: str | PathLike) -> str:
 
     Raises
     ------
+    TypeError
+        If ``path`` is not a string or ``os.PathLike``.
     ValueError
         If ``path`` is not a folder or holds none of the files of :data:`SIGNATURES`.
     """
-    folder = Path(path)
+    folder = check_path("path", path)
     if not folder.is_dir():
         raise ValueError(
             f"{str(path)!r} is not a folder: give a Xenium output folder, a MERSCOPE region folder, "

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from spatialdata import SpatialData
 
-from .._validation import check_bool, check_real
+from .._validation import check_bool, check_path, check_real
 from ._generic import assemble, naming_file, read_text_table
 from ._points import standardise_points
 from ._schema import UNASSIGNED_IDS
@@ -51,7 +51,7 @@ def read_xenium(
     FileNotFoundError
         If the folder has neither ``transcripts.parquet`` nor ``transcripts.csv.gz``.
     TypeError
-        If ``min_qv`` is not a number or ``drop_controls`` not a bool.
+        If ``path`` is not a string or ``os.PathLike``, ``min_qv`` not a number or ``drop_controls`` not a bool.
     ValueError
         If ``min_qv`` is negative or not finite, the transcripts lack ``qv`` when
         ``min_qv`` is given or none reaches it, a boundary table lacks its columns,
@@ -75,7 +75,7 @@ def read_xenium(
     drop_controls = check_bool("drop_controls", drop_controls)
     if min_qv is not None:
         check_real("min_qv", min_qv, allow_zero=True)
-    folder = Path(path)
+    folder = check_path("path", path)
     transcripts_path = _table_path(folder, TRANSCRIPTS_FILE)
     if transcripts_path is None:
         raise FileNotFoundError(f"no {TRANSCRIPTS_FILE} or {TRANSCRIPTS_CSV_FILE} in {folder}")

@@ -21,6 +21,7 @@ import torch
 
 from .._seeding import torch_rng_restored
 from .._torch_files import read_torch_file
+from .._validation import check_path
 from ..nn.encoder import ConvFactory
 from .mgm import MaskedGeneModel
 
@@ -48,11 +49,13 @@ def save_checkpoint(
 
     Raises
     ------
+    TypeError
+        If ``path`` is not a string or ``os.PathLike``.
     OSError
         If the file cannot be written (e.g. the disk is full); the unfinished file is
         removed and a checkpoint already at ``path`` is left as it was.
     """
-    path = Path(path)
+    path = check_path("path", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = dict(
         format=CHECKPOINT_FORMAT,
@@ -103,7 +106,7 @@ def check_writable(path: str | os.PathLike, size: int) -> None:
         ``size`` bytes free (the disk's free space is not checked where it cannot
         be read).
     """
-    path = Path(path)
+    path = check_path("path", path)
     probe = _partial(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +139,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
     Raises
     ------
+    TypeError
+        If ``path`` is not a string or ``os.PathLike``.
     FileNotFoundError
         If there is no file at ``path``.
     ValueError
@@ -181,6 +186,8 @@ def load_model(path: str | os.PathLike, conv: type | ConvFactory | None = None) 
 
     Raises
     ------
+    TypeError
+        If ``path`` is not a string or ``os.PathLike``.
     FileNotFoundError
         If there is no file at ``path``.
     ValueError

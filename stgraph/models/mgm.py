@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from .._validation import check_not_one_name
 from ..nn.encoder import ConvFactory, TranscriptEncoder
 from ..nn.heads import MaskedGeneHead
 
@@ -23,6 +24,16 @@ class MaskedGeneModel(torch.nn.Module):
     control_genes
         Names in ``gene_names`` that are negative-control probes: never targets
         nor random replacements in training.
+
+    Raises
+    ------
+    TypeError
+        If ``encoder`` is not a :class:`~stgraph.nn.TranscriptEncoder`, or
+        ``gene_names`` or ``control_genes`` is one string (it would be read letter
+        by letter).
+    ValueError
+        If ``gene_names`` does not hold one unique name per gene of the encoder, or
+        ``control_genes`` names a gene not in it.
     """
 
     def __init__(
@@ -32,6 +43,10 @@ class MaskedGeneModel(torch.nn.Module):
         control_genes: Sequence[str] = (),
     ) -> None:
         super().__init__()
+        if not isinstance(encoder, TranscriptEncoder):
+            raise TypeError(f"encoder must be a stgraph.nn.TranscriptEncoder, got {type(encoder).__name__}")
+        check_not_one_name("gene_names", gene_names)
+        check_not_one_name("control_genes", control_genes)
         gene_names = [str(g) for g in gene_names]
         if len(gene_names) != encoder.n_genes:
             raise ValueError(

@@ -13,7 +13,7 @@ from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
 from ..data.batching import batch_indices, collate_units
-from .._validation import check_bool, check_int, check_plain
+from .._validation import check_bool, check_int, check_plain, check_real, check_seed
 from . import parallel
 from .checkpoint import check_writable, read_checkpoint, save_checkpoint
 from .masking import MaskedTokens, mask_tokens, masked_gene_loss
@@ -49,9 +49,11 @@ class TrainingConfig:
     Raises
     ------
     ValueError
-        If a value lies outside its range.
+        If a value lies outside its range (a number NaN or infinite included).
     TypeError
-        If a value is neither a plain Python value, a NumPy value nor a tensor.
+        If a value is neither a plain Python value, a NumPy value nor a tensor, or
+        is not of its field's kind: an integer for ``steps``, ``batch_size``,
+        ``warmup_steps`` and ``seed``, a real number for the others.
     """
 
     steps: int
@@ -67,13 +69,16 @@ class TrainingConfig:
         for field in dataclasses.fields(self):
             # A NumPy number (lr=np.float64(...)) would make the saved state unreadable.
             object.__setattr__(self, field.name, check_plain(field.name, getattr(self, field.name)))
-        if self.steps < 0 or self.batch_size < 1 or self.warmup_steps < 0:
-            raise ValueError("steps and warmup_steps must be >= 0 and batch_size >= 1")
-        if not self.lr > 0 or self.weight_decay < 0:
-            raise ValueError(f"need lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip}")
-        if not 0 < self.mask_rate <= 1:
+        # Each by name: a comparison of a string ("1e-3") failed as "'>' not supported".
+        check_int("steps", self.steps, minimum=0)
+        check_int("batch_size", self.batch_size)
+        check_int("warmup_steps", self.warmup_steps, minimum=0)
+        check_seed(self.seed)
+        check_real("lr", self.lr)
+        check_real("weight_decay", self.weight_decay, allow_zero=True)
+        if self.grad_clip is not None:
+            check_real("grad_clip", self.grad_clip)
+        if not 0 < check_real("mask_rate", self.mask_rate) <= 1:
             raise ValueError(f"mask_rate must be in (0, 1], got {self.mask_rate}")
 
     def lr_at(self, step: int) -> float:

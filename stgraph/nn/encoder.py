@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import torch
@@ -25,6 +26,24 @@ from .positional import (
 ConvFactory = Callable[[int, int], MessagePassing]
 #: Name under which the default layer is recorded in an encoder's config.
 DEFAULT_CONV = "SpatialTransformerConv"
+
+
+def check_conv_kwargs(conv_kwargs: Any) -> dict[str, Any]:
+    """``conv_kwargs`` as a new dict (empty for None) after checking that it is a mapping.
+
+    Raises
+    ------
+    TypeError
+        If it is neither None nor a mapping: ``dict()`` of a list or a string failed
+        with a message about "dictionary update sequence elements".
+    """
+    if conv_kwargs is None:
+        return {}
+    if not isinstance(conv_kwargs, Mapping):
+        raise TypeError(
+            f"conv_kwargs must be a dict of keyword arguments of the layer, or None, got {type(conv_kwargs).__name__}"
+        )
+    return dict(conv_kwargs)
 
 
 def _spatial_transformer_factory(conv_kwargs: dict[str, Any]) -> ConvFactory:
@@ -391,8 +410,8 @@ class TranscriptEncoder(torch.nn.Module):
         ``conv`` is a layer instance or not callable, builds a layer whose
         ``forward`` does not take ``edge_dist`` third or whose parameters are of
         another floating-point dtype than the encoder's (the default dtype; convert
-        the whole encoder, e.g. ``.double()``, instead), or ``conv_kwargs`` holds a
-        value that is neither plain Python, NumPy nor a tensor (e.g. a
+        the whole encoder, e.g. ``.double()``, instead), or ``conv_kwargs`` is not
+        a mapping or holds a value that is neither plain Python, NumPy nor a tensor (e.g. a
         :class:`fractions.Fraction`).
     """
 
@@ -423,7 +442,7 @@ class TranscriptEncoder(torch.nn.Module):
         dropout = check_dropout(dropout)
 
         # Plain values, so that the config saved in a checkpoint loads and compares on resume.
-        conv_kwargs = check_plain("conv_kwargs", dict(conv_kwargs or {}))
+        conv_kwargs = check_plain("conv_kwargs", check_conv_kwargs(conv_kwargs))
         if isinstance(conv, torch.nn.Module):
             raise TypeError(
                 f"conv must be a layer factory (a class or a callable conv(d_model, heads) "

@@ -12,7 +12,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.lines import Line2D
 from spatialdata import SpatialData
 
-from .._validation import check_names
+from .._validation import check_names, check_real
 from .._warnings import warn_user
 from ..io import _schema as S
 from ..io import transcripts_frame
@@ -131,12 +131,13 @@ def domains(
     ------
     TypeError
         If ``sdata`` is not a SpatialData, e.g. the result that
-        :func:`stgraph.tl.domains` returns, which holds no positions.
+        :func:`stgraph.tl.domains` returns, which holds no positions, or ``size`` is
+        not a number.
     KeyError
         If ``points_key`` is not a points element of ``sdata`` or its points have no
         column ``key`` (run :func:`stgraph.tl.domains` first).
     ValueError
-        If column ``key`` is not categorical, ``cells`` is empty or names cells
+        If ``size`` is not a positive finite number, column ``key`` is not categorical, ``cells`` is empty or names cells
         that are not in the points, ``shapes_key`` is neither ``"auto"`` nor None
         and not a shapes element, or its outlines hold domains that are not
         categories of ``key`` (the outlines of another run), or the cell or
@@ -154,6 +155,7 @@ def domains(
             "pl.domains draws the transcripts of a SpatialData, not a DomainResult (it holds no positions): "
             "run stgraph.tl.domains with inplace=True and pass the SpatialData"
         )
+    size = check_real("size", size)  # matplotlib draws no marker of a negative or NaN size, silently
     frame = transcripts_frame(sdata, points_key)
     if key not in frame.columns:
         raise KeyError(f"points {points_key!r} have no column {key!r}; run stgraph.tl.domains first")

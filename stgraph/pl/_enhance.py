@@ -12,7 +12,7 @@ from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.collections import EllipseCollection
 from matplotlib.figure import Figure
 
-from stgraph._validation import check_real
+from stgraph._validation import check_path, check_real
 from stgraph.spots._lattice import lattice_spacing
 
 
@@ -53,7 +53,8 @@ def enhance(
     Raises
     ------
     TypeError
-        If ``adata`` is not an AnnData or ``panel_size`` is not a number.
+        If ``adata`` is not an AnnData, ``panel_size`` is not a number or ``save``
+        is not a path (a string or ``os.PathLike``).
     ValueError
         If ``adata`` lacks ``obs['imputed']`` or ``obsm['spatial']``, its
         ``obs['imputed']`` holds values other than True and False, ``panel_size``
@@ -84,7 +85,7 @@ def enhance(
     if layer is not None and layer not in adata.layers:
         raise ValueError(f"Layer {layer!r} not found in `adata.layers`.")
     if save is not None:
-        _check_save(Path(save))
+        _check_save(check_path("save", save))
     xy = np.asarray(adata.obsm["spatial"], dtype=float)
     matrix = adata.X if layer is None else adata.layers[layer]
     fig, axes = plt.subplots(len(genes), 2, figsize=(2 * panel_size, len(genes) * panel_size), squeeze=False)

@@ -10,7 +10,7 @@ import shapely
 import spatialdata
 from matplotlib.axes import Axes
 
-from stgraph._validation import check_int, check_names, check_not_one_name
+from stgraph._validation import check_int, check_names, check_not_one_name, check_real
 from stgraph.io import transcripts_frame
 from stgraph.io._spatialdata import check_spatialdata, outline_geometry
 from stgraph.io._table import table_cell_ids
@@ -167,12 +167,12 @@ def localization_transcripts(
     Raises
     ------
     TypeError
-        If ``sdata`` is not a SpatialData, or ``cells`` or ``genes`` is a single
-        string.
+        If ``sdata`` is not a SpatialData, ``cells`` or ``genes`` is a single
+        string, or ``size`` is not a number.
     KeyError
         If ``points_key`` is not a points element of ``sdata``.
     ValueError
-        If ``color`` is unknown or its column is missing (run
+        If ``size`` is not a positive finite number, ``color`` is unknown or its column is missing (run
         :func:`stgraph.tl.localization` first), ``"p_nuclear"`` is ``nan`` for every
         transcript (no compartment was computed), ``cells`` or ``genes`` is empty or
         names ones not in the data, ``cell_key`` or a ``nucleus_key`` other than
@@ -180,6 +180,7 @@ def localization_transcripts(
         nor circles of positive radius (circles are drawn as discs).
     """
     check_spatialdata(sdata)
+    size = check_real("size", size)  # matplotlib draws no marker of a negative or NaN size, silently
     if color not in ("pattern", "p_nuclear"):
         raise ValueError(f"color must be 'pattern' or 'p_nuclear', got {color!r}")
     points = transcripts_frame(sdata, points_key)

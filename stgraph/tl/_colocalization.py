@@ -179,7 +179,8 @@ def colocalization(
         or the data hold genes unknown to ``model`` (a bare encoder: another number of
         genes than the graph). Nothing is written then.
     TypeError
-        If ``sdata`` is not a SpatialData, ``model`` is neither an encoder, a
+        If ``sdata`` is not a SpatialData, ``graph`` is not a torch_geometric
+        ``Data``, ``model`` is neither an encoder, a
         pretrained model nor a pretraining result, or ``include_controls``, ``per_cell`` or
         ``inplace`` is not a bool (``inplace="False"`` would be true).
 

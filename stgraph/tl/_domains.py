@@ -34,7 +34,7 @@ from ..io import TABLE_KEY, check_table
 from ..io._table import ensure_table
 from ..io._spatialdata import check_element_name, check_spatialdata, outline_geometry
 from ..io import _schema as S
-from ._graph_input import graph_for
+from ._graph_input import checked_graph, graph_for
 from ._output_keys import SCHEMA_COLUMNS, SCHEMA_SHAPES, check_output_key, check_uns_key
 from ._points_output import set_points_columns
 
@@ -411,7 +411,8 @@ def domains(
         ``inplace``) an existing table misses cells or genes of the data
         (:func:`stgraph.io.check_table`). Nothing is written then.
     TypeError
-        If ``sdata`` is not a SpatialData, ``model`` has no masked-gene head, an
+        If ``sdata`` is not a SpatialData, ``graph`` or ``encoder_graph`` is not a
+        torch_geometric ``Data``, ``model`` has no masked-gene head, an
         output name is not a string, or ``inplace`` is not a bool
         (``inplace="False"`` would be true).
 
@@ -462,11 +463,13 @@ def domains(
     _check_neighbourhoods(graph, within, members, radius)
     if encoder_graph is None:
         encoder_graph = graph
-    elif encoder_graph.num_nodes != graph.num_nodes or not np.array_equal(
-        np.asarray(encoder_graph.gene_names)[encoder_graph.gene.numpy()],
-        np.asarray(graph.gene_names)[graph.gene.numpy()],
-    ):
-        raise ValueError("encoder_graph must hold the transcripts of graph, in the same order")
+    else:
+        checked_graph(encoder_graph, None, ("gene", "edge_index", "gene_names"), name="encoder_graph")
+        if encoder_graph.num_nodes != graph.num_nodes or not np.array_equal(
+            np.asarray(encoder_graph.gene_names)[encoder_graph.gene.numpy()],
+            np.asarray(graph.gene_names)[graph.gene.numpy()],
+        ):
+            raise ValueError("encoder_graph must hold the transcripts of graph, in the same order")
     features = _features(
         graph, within, members, representation, model, encoder_graph, bandwidth, n_components, n_passes,
         max_edges, seed,

@@ -19,6 +19,8 @@ def checked_graph(
     fields: Sequence[str],
     sdata: SpatialData | None = None,
     points_key: str = S.POINTS_KEY,
+    *,
+    name: str = "graph",
 ) -> Data:
     """``graph`` after checking that it has ``fields``, agrees with ``radius`` and holds ``sdata``.
 
@@ -36,15 +38,23 @@ def checked_graph(
         same genes and gene vocabulary. None skips this check.
     points_key
         Points element of ``sdata``.
+    name
+        The argument that gave ``graph``, for the type error.
 
     Raises
     ------
+    TypeError
+        If ``graph`` is not a :class:`torch_geometric.data.Data`.
     KeyError
         If ``sdata`` has no points element ``points_key``.
     ValueError
         If a field is missing, ``radius`` differs from the graph's ``radius``, or the
         graph was built from other transcripts than those of ``sdata``.
     """
+    if not isinstance(graph, Data):
+        raise TypeError(
+            f"{name} must be a torch_geometric Data (stgraph.graph.transcript_graph), got {type(graph).__name__}"
+        )
     missing = [f for f in fields if graph.get(f) is None]
     if missing:
         raise ValueError(f"the transcript graph lacks the field(s) {missing}")

@@ -236,7 +236,7 @@ def localization(
     copy = check_bool("copy", copy)
     check_int("min_transcripts", min_transcripts)
     check_int("n_boot", n_boot)
-    check_seed(seed)
+    seed = check_seed(seed)  # a NumPy integer would fail in torch.Generator.manual_seed
     if compartment not in _COMPARTMENT_MODES:
         raise ValueError(f"compartment must be one of {_COMPARTMENT_MODES}, got {compartment!r}")
     if training_cells is not None:

@@ -14,13 +14,13 @@ from scipy.spatial import cKDTree
 from torch_geometric.data import Data
 
 from .._seeding import torch_seeded
-from .._validation import check_bool, check_int, check_seed
+from .._validation import check_bool, check_int, check_path, check_seed
 from ..data.batching import cell_units, tile_units
 from ..models.checkpoint import read_checkpoint
 from ..models.mgm import MaskedGeneModel
 from ..models.trainer import MaskedGeneTrainer, TrainingConfig
 from ..nn.conv import SpatialTransformerConv
-from ..nn.encoder import ConvFactory, TranscriptEncoder
+from ..nn.encoder import ConvFactory, TranscriptEncoder, check_conv_kwargs
 from ..nn.positional import DEFAULT_PE_SCALE
 from ._graph_input import checked_graph
 
@@ -207,7 +207,7 @@ def _checkpoint_path(checkpoint_dir: str | Path | None) -> Path | None:
     found unusable at the first save (or skipped by ``resume``)."""
     if checkpoint_dir is None:
         return None
-    folder = Path(checkpoint_dir)
+    folder = check_path("checkpoint_dir", checkpoint_dir)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"checkpoint_dir {str(folder)!r} is an existing file, not a folder")
     path = folder / CHECKPOINT_NAME
@@ -382,7 +382,8 @@ def pretrain(
     TypeError
         If ``held_out_cells`` is a string, a bool or a float, one of the counts above
         is not an integer, ``resume`` or ``progress`` is not a bool, ``dropout`` or
-        ``pe_scale`` is not a real number, or ``conv`` builds a layer whose
+        ``pe_scale`` is not a real number, ``conv_kwargs`` is not a mapping,
+        ``checkpoint_dir`` is not a path, or ``conv`` builds a layer whose
         ``forward`` does not take ``edge_dist`` third (wrap it in
         :class:`~stgraph.nn.conv.EdgeDistAdapter`).
     """
@@ -402,7 +403,8 @@ def pretrain(
     for name, value in (("epochs", epochs), ("steps", steps), ("warmup_steps", warmup_steps)):
         if value is not None:
             check_int(name, value, minimum=0)
-    check_seed(seed)
+    seed = check_seed(seed)  # a NumPy integer would fail in torch.Generator.manual_seed
+    conv_kwargs = check_conv_kwargs(conv_kwargs)
     if conv in (None, SpatialTransformerConv) and d_model % heads:  # that layer's rule, checked before the graph
         raise ValueError(
             f"d_model={d_model} must be a multiple of heads={heads}: each head gets d_model / heads channels"
@@ -454,7 +456,7 @@ def pretrain(
     )
     if conv in (None, SpatialTransformerConv):
         # The ladder is this tool's default lambda_init, however the default layer is asked for.
-        conv_kwargs = {"lambda_init": distance_penalty_ladder(radius, heads), **(conv_kwargs or {})}
+        conv_kwargs = {"lambda_init": distance_penalty_ladder(radius, heads), **conv_kwargs}
     with torch_seeded(seed):
         encoder = TranscriptEncoder(
             len(gene_names),
