@@ -22,6 +22,13 @@ class GraphTooLargeError(ValueError):
 
     Its message ends with advice for Python callers; ``reason`` is the message without
     it, for callers such as the console command that offer other remedies.
+
+    Parameters
+    ----------
+    message
+        The whole message: what would not fit, and what a Python caller can do.
+    reason
+        ``message`` without the advice; ``None`` takes ``message`` itself.
     """
 
     def __init__(self, message: str, reason: str | None = None):
