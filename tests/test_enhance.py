@@ -935,3 +935,16 @@ def test_fewer_than_two_genes_raise(n_genes):
                        r"normalises each spot over the genes given \(one gene would be log1p\(10\^4\) in every spot"):
         enhance(adata[:, :n_genes].copy(), **FAST)
     assert enhance(adata[:, :2].copy(), **FAST).n_vars == 2
+
+
+def test_plot_enhance_colour_bars_say_what_colours_the_spots(super_resolved):
+    _, _, out = super_resolved
+    out = out.copy()
+    out.layers["raw"] = out.X.copy()
+    labels = {}
+    for layer in (None, "raw"):
+        fig = plot_enhance(out, ["gene0", "gene1"], layer=layer)
+        # The colour bars are the axes without a title (the panels have one each).
+        labels[layer] = [ax.get_ylabel() for ax in fig.axes if not ax.get_title()]
+        plt.close(fig)
+    assert labels == {None: ["log1p(CP10k)"] * 2, "raw": ["raw"] * 2}
