@@ -974,3 +974,16 @@ def test_a_radius_below_one_spacing_warns_of_the_tasks_without_edges():
         warnings.simplefilter("error")
         enhance(adata, "super_resolution", radius=0.9, masks="sublattice", **options)
         enhance(adata, "super_resolution", radius=1.0, **options)
+
+
+def test_plot_enhance_colour_bars_say_what_colours_the_spots(super_resolved):
+    _, _, out = super_resolved
+    out = out.copy()
+    out.layers["raw"] = out.X.copy()
+    labels = {}
+    for layer in (None, "raw"):
+        fig = plot_enhance(out, ["gene0", "gene1"], layer=layer)
+        # The colour bars are the axes without a title (the panels have one each).
+        labels[layer] = [ax.get_ylabel() for ax in fig.axes if not ax.get_title()]
+        plt.close(fig)
+    assert labels == {None: ["log1p(CP10k)"] * 2, "raw": ["raw"] * 2}

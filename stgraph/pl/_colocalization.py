@@ -14,6 +14,7 @@ from ..coloc import ColocalizationResult
 from ..coloc._result import check_fdr
 from ..io import TABLE_KEY
 from ..tl._colocalization import COLOCALIZATION_KEY
+from ._layout import new_axes
 
 #: Largest side (inches) of a new heatmap figure: about 70 genes at the full label size.
 MAX_HEATMAP_INCHES = 20.0
@@ -141,7 +142,7 @@ def colocalization_heatmap(
         # A quarter inch per gene, up to a cap: 960 genes asked for a 242-inch
         # figure, 2.3 GB of pixels at 100 dpi.
         size = min(2 + 0.25 * len(genes), MAX_HEATMAP_INCHES)
-        _, ax = plt.subplots(figsize=(size + 1, size))
+        ax = new_axes((size + 1, size))
     values = matrix.to_numpy()
     image = ax.imshow(values, **_colour_scale(value, values, cmap))
     fontsize = _label_size(ax, len(genes))
@@ -220,7 +221,7 @@ def colocalization_network(
     kept = nx.Graph()
     kept.add_weighted_edges_from(strongest, weight="score")
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 7))
+        ax = new_axes((7, 7))
     ax.set_axis_off()
     among = "" if fdr is None else f", {column} <= {fdr}"
     if kept.number_of_edges() == 0:

@@ -18,6 +18,7 @@ from ..io import _schema as S
 from ..io import transcripts_frame
 from ..io._spatialdata import optional_shapes, outline_geometry
 from ..tl._domains import DOMAIN_KEY, DomainResult, default_shapes_key
+from ._layout import new_axes, spatial_axes
 
 
 def _domain_regions(
@@ -125,7 +126,8 @@ def domains(
 
     Returns
     -------
-    The axes.
+    The axes: equal aspect, in µm, y pointing down as squidpy and spatialdata-plot
+    draw images (and :func:`stgraph.pl.enhance` its spots); the legend beside them.
 
     Raises
     ------
@@ -173,7 +175,7 @@ def domains(
     regions = _domain_regions(sdata, shapes_key, key, domain_codes)
     colours = _domain_colours(cmap, domain_codes.size)
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 7))
+        ax = new_axes((7, 7))
     code = labelled[key].cat.codes.to_numpy()
     ax.scatter(labelled[S.X], labelled[S.Y], s=size, c=colours[code], linewidths=0, rasterized=True)
     for outline_key, colour in ((S.CELL_SHAPES_KEY, "0.2"), (S.NUCLEUS_SHAPES_KEY, "0.5")):
@@ -194,8 +196,7 @@ def domains(
         Line2D([], [], marker="o", linestyle="", color=colours[k], label=f"domain {domain_codes[k]}")
         for k in shown
     ]
-    ax.legend(handles=handles, loc="upper right", fontsize=7, markerscale=1.5)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x (µm)")
-    ax.set_ylabel("y (µm)")
+    # Beside the axes: inside, it covered molecules and outlines.
+    ax.legend(handles=handles, title="domain", bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=7, markerscale=1.5)
+    spatial_axes(ax)
     return ax

@@ -46,7 +46,8 @@ def enhance(
     Returns
     -------
     The figure: left panels the original spots, right panels original and new spots
-    (new ones outlined in white), y pointing down as in the tissue image. Spots are
+    (new ones outlined in white), y pointing down as in the tissue image; the colour
+    bar of each gene is labelled with what colours it (``layer``, or ``log1p(CP10k)``). Spots are
     circles drawn in data units, 0.9 of each panel's spot spacing across, so they
     never overlap whatever the figure size.
 
@@ -102,7 +103,7 @@ def enhance(
             spots = _spots(ax, xy, values, keep, new, cmap, vmin, vmax, pad, diameters[title])
             drawn.append((ax, spots, diameters[title]))
             ax.set_title(f"{gene} ({title})")
-        fig.colorbar(row[1].collections[0], ax=list(row), shrink=0.8)
+        fig.colorbar(row[1].collections[0], ax=list(row), shrink=0.8, label="log1p(CP10k)" if layer is None else layer)
         for ax, spots, diameter in drawn:  # once the colour bar has resized the axes
             spots.set_linewidths(_outline_width(ax, diameter))
     if save is not None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import shapely
@@ -17,6 +16,8 @@ from stgraph.io._table import table_cell_ids
 from stgraph.localization._data import nucleus_outlines
 from stgraph.localization._geometry import _nucleus_per_cell
 from stgraph.localization._pattern_model import PATTERNS
+
+from ._layout import new_axes, spatial_axes
 
 #: One colour per pattern, in :data:`~stgraph.localization.PATTERNS` order.
 # 'none' is a dark grey: the light grey of molecules not scored must stand apart from it.
@@ -108,13 +109,14 @@ def localization_composition(
             counts = counts.iloc[:n_top]
     fractions = counts.div(counts.sum(1).replace(0, 1), axis=0)
     if ax is None:
-        _, ax = plt.subplots(figsize=(max(4.0, 0.25 * len(fractions) + 1.5), 3.5))
+        ax = new_axes((max(4.0, 0.25 * len(fractions) + 1.5), 3.5))
     bottom = np.zeros(len(fractions))
     positions = np.arange(len(fractions))
     for pattern in PATTERNS:
         ax.bar(positions, fractions[pattern], bottom=bottom, color=PATTERN_COLORS[pattern], label=pattern, width=0.85)
         bottom += fractions[pattern].to_numpy()
     ax.set_xticks(positions, fractions.index, rotation=90, fontsize="small")
+    ax.set_xlabel(by)
     ax.set_ylabel(f"fraction of {'cells' if by == 'gene' else 'genes'}")
     ax.set_ylim(0, 1)
     ax.set_xlim(-0.6, len(fractions) - 0.4)
@@ -162,7 +164,8 @@ def localization_transcripts(
 
     Returns
     -------
-    The axes.
+    The axes: equal aspect, in µm, y pointing down as squidpy and spatialdata-plot
+    draw images (and :func:`stgraph.pl.enhance` its spots).
 
     Raises
     ------
@@ -206,7 +209,7 @@ def localization_transcripts(
         keep &= points["gene"].astype(str).isin(genes).to_numpy()
     points = points[keep]
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 6))
+        ax = new_axes((6, 6))
     nuclei = nucleus_outlines(sdata, nucleus_key)
     if nuclei is not None:
         # Placed as tl.localization places them: nuclei indexed by their own ids
@@ -231,11 +234,9 @@ def localization_transcripts(
             chosen = (points["pattern"] == pattern).to_numpy()
             if chosen.any():
                 ax.scatter(points["x"][chosen], points["y"][chosen], s=size, c=PATTERN_COLORS[pattern], linewidths=0, label=pattern)
-        ax.legend(markerscale=4 / max(size, 0.1), fontsize="small", bbox_to_anchor=(1.01, 1), loc="upper left")
+        ax.legend(title="top pattern", markerscale=4 / max(size, 0.1), fontsize="small", bbox_to_anchor=(1.01, 1), loc="upper left")
     else:
         mapped = ax.scatter(points["x"], points["y"], s=size, c=points["p_nuclear"], cmap="coolwarm", vmin=0, vmax=1, linewidths=0)
-        plt.colorbar(mapped, ax=ax, label="P(nuclear)", shrink=0.7)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
+        ax.figure.colorbar(mapped, ax=ax, label="P(nuclear)", shrink=0.7)
+    spatial_axes(ax)
     return ax

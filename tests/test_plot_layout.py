@@ -1,0 +1,92 @@
+"""Layout of the stgraph.pl plots: what a figure reader needs (all text inside the
+figure, axes in µm with equal aspect and y down, legends beside the data)."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.colors import to_hex  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+
+from stgraph import pl, tl  # noqa: E402
+from stgraph.datasets import simulate  # noqa: E402
+from stgraph.localization import PATTERNS  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def analysed():
+    sdata, _ = simulate(6, 12, n_domains=2, mean_counts=20.0, seed=3)
+    tl.localization(sdata, n_boot=5, seed=0)
+    tl.colocalization(sdata, radius=1.0)
+    tl.domains(sdata, radius=3.0, n_domains=2, seed=0)
+    return sdata
+
+
+def _texts_outside(fig) -> list[str]:
+    """The visible, non-empty texts of ``fig`` that reach beyond it (1 px of slack)."""
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    box = fig.bbox
+    outside = []
+    for text in fig.findobj(Text):
+        if not text.get_visible() or not text.get_text().strip():
+            continue
+        extent = text.get_window_extent(renderer)
+        if extent.x0 < box.x0 - 1 or extent.y0 < box.y0 - 1 or extent.x1 > box.x1 + 1 or extent.y1 > box.y1 + 1:
+            outside.append(text.get_text())
+    return outside
+
+
+PLOTS = {
+    "composition by gene": lambda s: pl.localization_composition(s, n_top=None),
+    "composition by cell": lambda s: pl.localization_composition(s, by="cell"),
+    "transcripts by pattern": lambda s: pl.localization_transcripts(s),
+    "transcripts by p_nuclear": lambda s: pl.localization_transcripts(s, "p_nuclear"),
+    "heatmap": lambda s: pl.colocalization_heatmap(s, top=5),
+    "network": lambda s: pl.colocalization_network(s, fdr=None, top=10),
+    "domains": lambda s: pl.domains(s),
+}
+
+
+@pytest.mark.parametrize("name", PLOTS)
+def test_a_new_figure_holds_all_its_labels_and_legends(analysed, name):
+    # The default layout cut off the rotated gene labels and the legends beside the axes.
+    ax = PLOTS[name](analysed)
+    assert _texts_outside(ax.figure) == []
+    plt.close(ax.figure)
+
+
+@pytest.mark.parametrize("plot", [pl.localization_transcripts, pl.domains])
+def test_spatial_plots_are_in_um_with_equal_aspect_and_y_down(analysed, plot):
+    fig, ax = plt.subplots()
+    plot(analysed, ax=ax)
+    # y down, as squidpy, spatialdata-plot and pl.enhance draw images; x and y had no unit.
+    assert (ax.get_aspect(), ax.yaxis_inverted(), ax.get_xlabel(), ax.get_ylabel()) == (1.0, True, "x (µm)", "y (µm)")
+    plot(analysed, ax=ax)  # drawn twice into one axes, still y down
+    assert ax.yaxis_inverted()
+    plt.close(fig)
+
+
+def test_legends_are_titled_and_beside_the_data(analysed):
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
+    pl.localization_transcripts(analysed, ax=axes[0])
+    pl.domains(analysed, ax=axes[1])
+    fig.canvas.draw()
+    for ax, title in zip(axes, ("top pattern", "domain")):
+        legend = ax.get_legend()
+        # pl.domains put its legend in the upper right corner, over molecules and outlines.
+        assert (legend.get_title().get_text(), legend.get_window_extent().x0 >= ax.get_window_extent().x1) == (title, True)
+    plt.close(fig)
+
+
+def test_a_pattern_has_one_colour_in_every_localization_plot(analysed):
+    bars = pl.localization_composition(analysed)
+    dots = pl.localization_transcripts(analysed)
+    colours = [
+        {text.get_text(): to_hex(handle.get_facecolor()[0] if hasattr(handle, "get_offsets") else handle.get_facecolor())
+         for text, handle in zip(ax.get_legend().get_texts(), ax.get_legend().legend_handles) if text.get_text() in PATTERNS}
+        for ax in (bars, dots)
+    ]
+    assert colours[0] == colours[1] and len(colours[0]) >= 2
+    plt.close("all")
+
