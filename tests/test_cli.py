@@ -2,6 +2,7 @@
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import anndata
@@ -410,6 +411,10 @@ def test_run_reads_the_depth_column_of_a_stores_2d_points(tmp_path, capsys):
     np.testing.assert_array_equal(points["z"].to_numpy(), 1.5 * (np.arange(len(frame)) % 4))
     assert refused(["run", str(XENIUM), "--out", str(tmp_path / "x.zarr"), "--z", "global_z"], capsys) == \
         "stgraph run: error: --z does not apply to xenium input, only to zarr"
+    # A depth column the points lack is named with the role it was asked for in.
+    message = refused(["run", str(store), "--out", str(tmp_path / "y.zarr"), "--z", "depth"], capsys)
+    assert message.startswith("stgraph run: error: transcript table lacks the column(s) ['depth'] (read 'depth' as z); "
+                              "it has [")
 
 
 def test_run_takes_the_z_step_of_the_platform(tmp_path, capsys):
@@ -518,3 +523,21 @@ def test_enhance_names_the_layer_flag_for_data_that_are_not_counts(tmp_path, cap
         "stgraph enhance: error: `adata.X` contains negative values; raw counts are expected. "
         "Give the layer with the raw counts as --layer."
     )
+
+
+def test_warnings_are_one_line_for_the_command_user(tmp_path, capsys):
+    # Python's default format printed the warning's source line (a line of stgraph or
+    # of the console script) under each message.
+    from .test_enhance import slide
+
+    adata, _ = slide("square", 6, 6, 10)
+    adata.X[0] = 0  # a spot without counts warns
+    path = tmp_path / "spots.h5ad"
+    adata.write_h5ad(path)
+    assert main(["enhance", str(path), "--out", str(tmp_path / "x.h5ad"), "--epochs", "0"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    lines = [line for line in err if "no counts" in line]
+    assert lines == ["stgraph: warning: 1 of the 36 spots have no counts: they are trained on and enhanced as spots "
+                     "expressing no gene. To leave them out, pass `adata[np.asarray(adata.X.sum(axis=1)).ravel() > 0]`."]
+    assert not any("warn_user" in line or ".py:" in line for line in err)
+    assert getattr(warnings.showwarning, "__module__", None) != "stgraph.cli._main"  # the hook is restored

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 
 from .. import __version__
 from ._spots import enhance
@@ -79,8 +81,23 @@ def main(argv: list[str] | None = None) -> int:
     0 on success. A usage error exits through :class:`SystemExit` with status 2 and
     argparse's usage and error message on stderr; so does a radius too large for the
     memory (``demo``, ``run``) and a ValueError of ``run`` or ``enhance`` (a TypeError
-    too for ``enhance``) about the input or the options.
+    too for ``enhance``) about the input or the options. Warnings are printed as
+    one ``stgraph: warning: ...`` line each on stderr, without the source line that
+    Python's default format shows.
     """
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _command(argv)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a warning for the command's user: the message, not the Python line raising it."""
+    kind = "" if category is UserWarning else f" ({category.__name__})"
+    print(f"stgraph: warning{kind}: {message}", file=sys.stderr if file is None else file)
+
+
+def _command(argv: list[str] | None) -> int:
+    """:func:`main` without its warning format."""
     parser = argparse.ArgumentParser(
         prog="stgraph", description="stgraph: transcript-level spatial transcriptomics on PyTorch Geometric."
     )

@@ -64,8 +64,10 @@ def standardise_points(
     mapping = {key: column for key, column in given.items() if isinstance(column, str)}
     missing = sorted({column for column in mapping.values() if column not in frame.columns})
     if missing:
+        # Name the role too: the column may have been given under another option (--z of the command).
+        roles = ", ".join(f"{column!r} as {key}" for key, column in mapping.items() if column in missing)
         raise ValueError(
-            f"transcript table lacks the column(s) {missing}; it has {list(frame.columns)}"
+            f"transcript table lacks the column(s) {missing} (read {roles}); it has {list(frame.columns)}"
         )
     if len(frame) == 0:
         raise ValueError("transcript table has no rows")
