@@ -270,6 +270,33 @@ def test_help_imports_no_heavy_package_and_the_namespaces_load_on_use():
         stgraph.tools  # noqa: B018
 
 
+def test_enhance_loads_only_what_spots_need_and_the_tools_load_on_use():
+    # `stgraph.tl.enhance` took 5 s of imports in a new process: stgraph.tl imported
+    # every tool, and stgraph.graph its transcript reader, which loads spatialdata.
+    code = (
+        "import sys\n"
+        "import stgraph.tl\n"
+        "print(sorted(m for m in ('torch', 'spatialdata', 'torch_geometric') if m in sys.modules))\n"
+        "stgraph.tl.enhance\n"
+        "print(sorted(m for m in ('torch', 'spatialdata', 'torch_geometric') if m in sys.modules))\n"
+        "from stgraph.tl import localization\n"
+        "from stgraph.graph import transcript_graph\n"
+        "print(localization.__module__, transcript_graph.__module__, 'spatialdata' in sys.modules)\n"
+        "print(stgraph.tl.__all__ == sorted(n for n in dir(stgraph.tl) if not n.startswith('_') and n != 'importlib'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "[]",
+        "['torch', 'torch_geometric']",
+        "stgraph.tl._localization stgraph.graph.transcript True",
+        "True",
+    ]
+    with pytest.raises(AttributeError, match="^module 'stgraph.tl' has no attribute 'enhancer'$"):
+        stgraph.tl.enhancer  # noqa: B018
+    with pytest.raises(AttributeError, match="^module 'stgraph.graph' has no attribute 'graph'$"):
+        stgraph.graph.graph  # noqa: B018
+
+
 def test_the_building_blocks_are_attributes_after_a_bare_import():
     # `import stgraph; stgraph.models.load_model(...)` raised AttributeError unless a
     # tool had imported stgraph.models first; a fresh process shows it.

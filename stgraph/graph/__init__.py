@@ -10,7 +10,6 @@ from ._memory import GraphTooLargeError
 from .ordering import spatial_order
 from .radius import BACKENDS, available_backends, radius_graph
 from .tiling import Tile, iter_tiles, merge_tile_edges, radius_graph_tile, radius_graph_tiled
-from .transcript import transcript_graph
 
 __all__ = [
     "BACKENDS",
@@ -25,3 +24,19 @@ __all__ = [
     "spatial_order",
     "transcript_graph",
 ]
+
+
+def __getattr__(name: str):
+    # transcript_graph reads SpatialData points through stgraph.io, which imports
+    # spatialdata and dask (1.5 s); radius_graph alone, as tl.enhance uses it, needs
+    # neither, so that module loads on first use.
+    if name == "transcript_graph":
+        from .transcript import transcript_graph
+
+        globals()[name] = transcript_graph
+        return transcript_graph
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"transcript_graph"})
