@@ -961,3 +961,29 @@ def test_cells_cut_by_a_crop_warn_and_the_whole_sample_does_not(monkeypatch):
         "scored on part of their molecules and their patterns may be wrong; crop with a margin and keep the "
         "results of the cells wholly inside"
     )
+
+
+def test_a_cell_without_molecules_is_not_named_as_cut():
+    # Cell "b" lies far beyond the molecules but holds none of them: it is not scored,
+    # so it was named (at 100 %) as scored on part of its molecules.
+    from stgraph.localization._data import cell_transcripts
+    from stgraph.tl._localization import _warn_cells_beyond_the_transcripts
+
+    grid = np.arange(10, dtype=float) + 0.5
+    x, y = np.meshgrid(grid, grid)
+    points = pd.DataFrame({"x": x.ravel(), "y": y.ravel(), "gene": "g", "cell_id": "a"})
+    cells = pd.Series([shapely.box(0, 0, 10, 10), shapely.box(100, 100, 110, 110)], index=["a", "b"])
+    transcripts = cell_transcripts(points, cells)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _warn_cells_beyond_the_transcripts(points, transcripts)
+    assert caught == []
+    # A crop: a's molecules stop at x = 6.5, its outline at 10, two spacings (2) past
+    # the extent leave 1.5 of its width of 10 outside.
+    points.loc[points.x > 7, ["x", "y"]] = 5.0
+    transcripts = cell_transcripts(points, cells)
+    with pytest.warns(UserWarning) as caught:
+        _warn_cells_beyond_the_transcripts(points, transcripts)
+    assert len(caught) == 1
+    assert "1 cell outline(s)" in str(caught[0].message)
+    assert "{'a': '15%'}" in str(caught[0].message)

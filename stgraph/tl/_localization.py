@@ -420,13 +420,21 @@ def _warn_cells_beyond_the_transcripts(points: pd.DataFrame, transcripts: CellTr
     """Warn of cells whose outline reaches beyond the bounding box of the transcripts:
     data cropped to a box (``spatialdata.bounding_box_query``) keep the outlines of the
     cells it cuts whole but drop their molecules outside it, and these cells would be
-    scored on the molecules left as if they were all."""
+    scored on the molecules left as if they were all. Cells without molecules are not
+    scored, so they are not named."""
     x, y = points[S.X].to_numpy(dtype=np.float64), points[S.Y].to_numpy(dtype=np.float64)
     geometry = transcripts.geometry
     counts = np.bincount(transcripts.cell, minlength=len(geometry.cells))
     margin = _CUT_MARGIN * np.sqrt(geometry.area / np.maximum(counts, 1))
-    extent = shapely.box(np.nanmin(x) - margin, np.nanmin(y) - margin, np.nanmax(x) + margin, np.nanmax(y) + margin)
-    outside = 1.0 - shapely.area(shapely.intersection(geometry.cells, extent)) / geometry.area
+    low = np.stack([np.nanmin(x) - margin, np.nanmin(y) - margin], axis=1)
+    high = np.stack([np.nanmax(x) + margin, np.nanmax(y) + margin], axis=1)
+    bounds = shapely.bounds(geometry.cells)
+    # A cell within its widened box has nothing outside; intersecting only the others
+    # keeps this check at milliseconds for 10^5 cells (1.4 s intersecting them all).
+    check = np.flatnonzero((counts > 0) & ((bounds[:, :2] < low) | (bounds[:, 2:] > high)).any(axis=1))
+    extent = shapely.box(low[check, 0], low[check, 1], high[check, 0], high[check, 1])
+    outside = np.zeros(len(geometry.cells))
+    outside[check] = 1.0 - shapely.area(shapely.intersection(geometry.cells[check], extent)) / geometry.area[check]
     cut = np.flatnonzero(outside > _FIT_TOLERANCE)
     if len(cut):
         worst = cut[np.argsort(-outside[cut], kind="stable")[:3]]
