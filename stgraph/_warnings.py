@@ -13,8 +13,10 @@ def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
 
     A fixed ``stacklevel`` names the user's line only for one depth of helpers
     between the public function and the warning: the same helper reached from two
-    public functions, or one more helper in between, would point inside stgraph
-    (and Python's default filter hides warnings attributed to a library).
+    public functions, or one more helper in between, would point inside stgraph,
+    where the user cannot see which call warned (and Python's default action shows
+    a warning once per line it is attributed to, so calls from two lines of the
+    user's would share one report).
     """
     frame, level = sys._getframe(1), 2
     while frame.f_back is not None and os.path.realpath(frame.f_code.co_filename).startswith(_PACKAGE):
