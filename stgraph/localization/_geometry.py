@@ -104,7 +104,7 @@ def cell_geometry(cells: pd.Series, nuclei: pd.Series | None = None) -> CellGeom
         span[i] = np.sqrt(((hull[:, None] - hull[None]) ** 2).sum(-1).max())
         inertia[i] = _polar_inertia(geom, centroid[i])
 
-    nucleus_geoms = _nucleus_per_cell(nuclei, cell_ids, geoms)
+    nucleus_geoms = nucleus_per_cell(nuclei, cell_ids, geoms)
     present = ~shapely.is_missing(nucleus_geoms)
     nucleus_area = np.zeros(len(geoms))
     nucleus_centroid = np.full((len(geoms), 2), np.nan)
@@ -125,7 +125,7 @@ def cell_geometry(cells: pd.Series, nuclei: pd.Series | None = None) -> CellGeom
     )
 
 
-def _nucleus_per_cell(nuclei: pd.Series | None, cell_ids: pd.Index, cells: np.ndarray) -> np.ndarray:
+def nucleus_per_cell(nuclei: pd.Series | None, cell_ids: pd.Index, cells: np.ndarray) -> np.ndarray:
     """Nucleus (multi)polygon of each cell (``None`` where absent).
 
     A nucleus whose id is not a cell id goes to the cell holding most of its area

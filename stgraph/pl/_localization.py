@@ -14,7 +14,7 @@ from stgraph.io import transcripts_frame
 from stgraph.io._spatialdata import check_spatialdata, outline_geometry
 from stgraph.io._table import table_cell_ids
 from stgraph.localization._data import nucleus_outlines
-from stgraph.localization._geometry import _nucleus_per_cell
+from stgraph.localization._geometry import nucleus_per_cell
 from stgraph.localization._pattern_model import PATTERNS
 
 from ._layout import new_axes, spatial_axes
@@ -215,7 +215,7 @@ def localization_transcripts(
         # Placed as tl.localization places them: nuclei indexed by their own ids
         # (not cell ids) go to the cell that contains them.
         cell_ids = pd.Index(every_cell.index.astype(str))
-        nuclei = _nucleus_per_cell(nuclei, cell_ids, np.asarray(every_cell.values))
+        nuclei = nucleus_per_cell(nuclei, cell_ids, np.asarray(every_cell.values))
         nuclei = nuclei[cell_ids.isin(outlines.index.astype(str)) & ~shapely.is_missing(nuclei)]
     for geometries, style in ((outlines, "-"), (nuclei, "--")):
         if geometries is None:
