@@ -473,6 +473,17 @@ def test_python_m_is_the_stgraph_command(module):
     assert command.stdout.startswith("usage: stgraph run [-h] --out OUT")
 
 
+@pytest.mark.parametrize("module", ["stgraph.__main__", "stgraph.cli.__main__"])
+def test_importing_the_main_module_runs_no_command(module, monkeypatch):
+    # Importing stgraph.__main__ (pytest --doctest-modules, sphinx-apidoc, pdoc do)
+    # ran the command with the importer's arguments and exited.
+    import importlib
+
+    monkeypatch.setattr(sys, "argv", ["stgraph", "--version"])
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    assert callable(importlib.import_module(module).main)
+
+
 def test_enhance_creates_the_out_folder_and_refuses_one_it_cannot_create(tmp_path, monkeypatch, capsys):
     # A missing folder (which `stgraph run` creates) and a file in the path both failed
     # with an h5py traceback after all the work.
