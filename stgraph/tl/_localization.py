@@ -223,7 +223,7 @@ def localization(
         the cell they are assigned to than 1 % of its equivalent radius. Both are
         used as given: ``in_nucleus`` and the distances to the nucleus follow its
         whole outline, a stray molecule counts as inside at its distance from the
-        outline. And when cells have more than 1 % of their area outside the
+        outline. And when cells holding molecules have more than 1 % of their area outside the
         bounding box of the transcripts, widened by two mean spacings of the cell's
         molecules (data cropped to a box, e.g. by
         :func:`spatialdata.bounding_box_query`, which keeps the outlines of the cells
