@@ -440,3 +440,12 @@ def test_backends_leave_torch_thread_setting_alone():
             assert torch.get_num_threads() == 1, backend
     finally:
         torch.set_num_threads(before)
+
+
+def test_graph_too_large_error_keeps_its_reason_through_pickling():
+    # Sent back from a worker process, the error had its reason replaced by the whole
+    # message, advice for Python callers included.
+    import pickle
+
+    err = pickle.loads(pickle.dumps(GraphTooLargeError("too many edges; pass max_num_neighbors", "too many edges")))
+    assert (type(err), str(err), err.reason) == (GraphTooLargeError, "too many edges; pass max_num_neighbors", "too many edges")

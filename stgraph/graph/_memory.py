@@ -35,6 +35,11 @@ class GraphTooLargeError(ValueError):
         super().__init__(message)
         self.reason = message if reason is None else reason
 
+    def __reduce__(self):
+        # An exception pickles as its class and args alone (e.g. sent back from a
+        # worker process), which would lose a reason other than the message.
+        return type(self), (self.args[0], self.reason)
+
 
 def available_memory(device: torch.device) -> int:
     """Bytes that new tensors on ``device`` can take now."""
