@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
@@ -90,3 +91,31 @@ def test_a_pattern_has_one_colour_in_every_localization_plot(analysed):
     assert colours[0] == colours[1] and len(colours[0]) >= 2
     plt.close("all")
 
+
+
+def _pairs(rows) -> "ColocalizationResult":
+    """A colocalization result of the pairs ``rows`` of ``(gene_a, gene_b, score)``."""
+    import pandas as pd
+
+    from stgraph.coloc import ColocalizationResult
+
+    table = pd.DataFrame(rows, columns=["gene_a", "gene_b", "score"])
+    table["fdr"] = 0.01
+    genes = sorted(set(table["gene_a"]) | set(table["gene_b"]))
+    return ColocalizationResult(table=table, genes=pd.Index(genes))
+
+
+def test_heatmap_draws_pairs_without_edges_apart_from_a_zero_score():
+    registered = plt.get_cmap("RdBu_r")(np.linspace(0, 1, 5), bytes=True).copy()
+    # a-b scores 0, a-c and b-c share no edge (NaN): both were drawn white.
+    result = _pairs([("a", "a", 1.0), ("a", "b", 0.0), ("b", "a", 0.0), ("b", "b", -1.0), ("c", "c", 0.5)])
+    ax = pl.colocalization_heatmap(result, genes=["a", "b", "c"])
+    image = ax.get_images()[0]
+    rgba = image.to_rgba(image.get_array())
+    zero, missing = rgba[0, 1], rgba[0, 2]
+    assert (to_hex(zero), to_hex(missing)) == ("#f7f6f6", "#bfbfbf")
+    assert ax.figure.axes[1].get_ylabel() == "score (grey: pair shares no edge)"
+    # matplotlib's registered map is not changed: its bad colour stays transparent.
+    assert (plt.get_cmap("RdBu_r")(np.linspace(0, 1, 5), bytes=True) == registered).all()
+    assert plt.get_cmap("RdBu_r").get_bad().tolist() == [0.0, 0.0, 0.0, 0.0]
+    plt.close(ax.figure)

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import matplotlib
 import matplotlib.pyplot as plt
 import networkx as nx
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.colors import Colormap
 from spatialdata import SpatialData
 
 from .._validation import check_int, check_names, check_seed
@@ -22,6 +24,8 @@ MAX_HEATMAP_INCHES = 20.0
 LABEL_POINTS = 7.0
 #: Neutral value of the heatmap columns that have one: no colocalization.
 CENTRES = {"score": 0.0, "z": 0.0, "clq": 1.0, "clq_bento": 1.0}
+#: Colour of the heatmap cells of gene pairs that share no edge (no value).
+MISSING_COLOUR = "0.75"
 
 
 def _result(data, key: str, table_key: str) -> ColocalizationResult:
@@ -53,6 +57,13 @@ def _top_genes(result: ColocalizationResult, top: int, fdr: float | None) -> lis
     return [g for g in result.genes if g in genes]
 
 
+def _with_missing(cmap: str | Colormap) -> Colormap:
+    """A copy of ``cmap`` (a name or a colour map) drawing missing values in
+    :data:`MISSING_COLOUR`: by default they were transparent, the white of a 0 score
+    in ``RdBu_r``. A copy, so that matplotlib's registered map and the caller's stay as they are."""
+    return matplotlib.colormaps.get_cmap(cmap).with_extremes(bad=MISSING_COLOUR)
+
+
 def _colour_scale(value: str, values: np.ndarray, cmap: str | None) -> dict:
     """``imshow`` colour arguments: centred for the columns with a neutral value,
     the values' range otherwise (a p-value map centred on 0 used half the colours)."""
@@ -60,9 +71,9 @@ def _colour_scale(value: str, values: np.ndarray, cmap: str | None) -> dict:
     centre = CENTRES.get(value)
     if centre is None:
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        return {"cmap": cmap or "viridis", "vmin": low, "vmax": high}
+        return {"cmap": _with_missing(cmap or "viridis"), "vmin": low, "vmax": high}
     span = float(np.abs(finite - centre).max()) if finite.size else 1.0
-    return {"cmap": cmap or "RdBu_r", "vmin": centre - span, "vmax": centre + span}
+    return {"cmap": _with_missing(cmap or "RdBu_r"), "vmin": centre - span, "vmax": centre + span}
 
 
 def _label_size(ax: Axes, n_genes: int) -> float:
@@ -107,7 +118,9 @@ def colocalization_heatmap(
         Colour map; default ``"RdBu_r"`` centred on 0 for ``score`` and ``z`` and
         on 1 for the quotients (``clq``, ``clq_bento``), ``"viridis"`` over the
         range of the values for the other columns (p-values, FDRs, counts,
-        masses), which have no centre.
+        masses), which have no centre. Pairs that share no edge (no value) are
+        drawn in light grey (:data:`MISSING_COLOUR`), and the colour bar's label
+        then says so; the map given is copied, not changed.
     ax
         Axes to draw into; a new figure when None, a quarter inch per gene up to
         :data:`MAX_HEATMAP_INCHES` (reached at 72 genes). Gene labels are 7 pt,
@@ -150,7 +163,8 @@ def colocalization_heatmap(
     ax.set_yticks(range(len(genes)), genes, fontsize=fontsize)
     ax.set_xlabel("gene_b (neighbour)")
     ax.set_ylabel("gene_a (looks at gene_b)")
-    ax.figure.colorbar(image, ax=ax, label=value, shrink=0.7)
+    missing = " (grey: pair shares no edge)" if np.isnan(values).any() else ""
+    ax.figure.colorbar(image, ax=ax, label=value + missing, shrink=0.7)
     return ax
 
 
