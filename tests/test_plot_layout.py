@@ -119,3 +119,37 @@ def test_heatmap_draws_pairs_without_edges_apart_from_a_zero_score():
     assert (plt.get_cmap("RdBu_r")(np.linspace(0, 1, 5), bytes=True) == registered).all()
     assert plt.get_cmap("RdBu_r").get_bad().tolist() == [0.0, 0.0, 0.0, 0.0]
     plt.close(ax.figure)
+
+
+def _ciede2000(colours, others) -> np.ndarray:
+    """CIEDE2000 distances, ``colours`` x ``others``."""
+    from matplotlib.colors import to_rgb
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    lab = [rgb2lab(np.array([[to_rgb(c) for c in group]]))[0] for group in (colours, others)]
+    return deltaE_ciede2000(lab[0][:, None], lab[1][None])
+
+
+def test_default_domain_colours_are_apart_from_the_pattern_colours(analysed):
+    import re
+
+    from stgraph.pl._localization import NOT_SCORED_COLOR, PATTERN_COLORS
+
+    # tab10 gave domains 0, 2 and 3 the colours of "nuclear", "cytoplasmic" and "cell_edge".
+    ax = pl.domains(analysed)
+    drawn = [to_hex(handle.get_color()) for handle in ax.get_legend().legend_handles]
+    assert drawn == ["#e69f00", "#56b4e9"]
+    from stgraph.pl._domains import DOMAIN_COLOURS
+
+    palette = [to_hex(c) for c in DOMAIN_COLOURS.colors]
+    to_patterns = _ciede2000(palette, [*PATTERN_COLORS.values(), NOT_SCORED_COLOR])
+    among = _ciede2000(palette, palette)[~np.eye(len(palette), dtype=bool)]
+    assert (len(palette), round(float(to_patterns.min()), 1), round(float(among.min()), 1)) == (7, 20.2, 21.7)
+    # Past seven domains the colours repeat, with the warning of a short qualitative map.
+    sdata, _ = simulate(3, 9, n_domains=2, seed=0)
+    tl.domains(sdata, radius=3.0, n_domains=8, seed=0, key_added="eight")
+    with pytest.warns(UserWarning, match=re.escape(
+        "8 domains but the default palette has 7 colours: domain 7 and above repeat the colours of the first ones"
+    )):
+        pl.domains(sdata, key="eight", shapes_key=None)
+    plt.close("all")
