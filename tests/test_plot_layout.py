@@ -102,6 +102,8 @@ def _pairs(rows) -> "ColocalizationResult":
     table = pd.DataFrame(rows, columns=["gene_a", "gene_b", "score"])
     table["fdr"] = 0.01
     genes = sorted(set(table["gene_a"]) | set(table["gene_b"]))
+    for column in ("gene_a", "gene_b"):
+        table[column] = pd.Categorical(table[column], categories=genes)
     return ColocalizationResult(table=table, genes=pd.Index(genes))
 
 
@@ -152,4 +154,27 @@ def test_default_domain_colours_are_apart_from_the_pattern_colours(analysed):
         "8 domains but the default palette has 7 colours: domain 7 and above repeat the colours of the first ones"
     )):
         pl.domains(sdata, key="eight", shapes_key=None)
+    plt.close("all")
+
+
+def test_network_components_are_laid_out_apart_and_the_same_every_time():
+    # One spring layout of the whole graph squeezed two-gene components onto their labels.
+    chain = [("GENE_A%d" % k, "GENE_A%d" % (k + 1), 1.0 + k) for k in range(5)]
+    clique = [("CLIQUE%d" % i, "CLIQUE%d" % j, 2.0) for i in range(6) for j in range(i + 1, 6)]
+    pairs = [("TNFRSF%d" % k, "PECAM%d" % k, 3.0 - 0.1 * k) for k in range(12)]
+    result = _pairs(chain + clique + pairs)
+    component = {}
+    for k, rows in enumerate([chain, clique] + [[p] for p in pairs]):
+        component.update({gene: k for a, b, _ in rows for gene in (a, b)})
+    ax = pl.colocalization_network(result, fdr=None, top=100)
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = [(component[t.get_text()], t.get_window_extent(renderer)) for t in ax.texts]
+    assert len(boxes) == len(component) == 36
+    overlapping = sorted(
+        (i, j) for n, (i, a) in enumerate(boxes) for j, b in boxes[n + 1:] if i != j and a.overlaps(b)
+    )
+    assert overlapping == []
+    nodes = ax.collections[-1].get_offsets().copy()
+    again = pl.colocalization_network(result, fdr=None, top=100)
+    assert np.array_equal(again.collections[-1].get_offsets(), nodes)
     plt.close("all")
