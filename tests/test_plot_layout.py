@@ -178,3 +178,16 @@ def test_network_components_are_laid_out_apart_and_the_same_every_time():
     again = pl.colocalization_network(result, fdr=None, top=100)
     assert np.array_equal(again.collections[-1].get_offsets(), nodes)
     plt.close("all")
+
+
+def test_network_labels_do_not_overlap_in_chains_and_pairs():
+    # A spring layout of the whole graph drew a 13-gene chain and two-gene components
+    # with their labels on top of one another (8 overlapping label pairs here).
+    chain = [("GENE_A%d" % k, "GENE_A%d" % (k + 1), 1.0 + k) for k in range(12)]
+    pairs = [("TNFRSF%d" % k, "PECAM%d" % k, 3.0 - 0.1 * k) for k in range(12)]
+    ax = pl.colocalization_network(_pairs(chain + pairs), fdr=None, top=100)
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in ax.texts]
+    assert len(boxes) == 37
+    assert [(a, b) for n, (a, x) in enumerate(boxes) for b, y in boxes[n + 1:] if x.overlaps(y)] == []
+    plt.close("all")
