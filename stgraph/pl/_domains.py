@@ -54,20 +54,30 @@ def _in_numeric_order(labels: pd.Series) -> pd.Series:
     return labels.cat.reorder_categories(categories.sort_values())
 
 
+#: Default colours of the domains, in turn: Okabe & Ito's orange, sky blue and yellow,
+#: Tol's wine, teal and indigo, and black. Each is at a CIEDE2000 distance of 20 or more
+#: from the others and from the localization pattern colours (``PATTERN_COLORS`` and the
+#: grey of molecules not scored): with tab10, domains 0, 2 and 3 had the blue, green and
+#: red of "nuclear", "cytoplasmic" and "cell_edge", so that side by side one colour meant two things.
+DOMAIN_COLOURS = ListedColormap(
+    ["#E69F00", "#56B4E9", "#882255", "#009988", "#F0E442", "#332288", "#000000"], name="stgraph_domains"
+)
 #: Colours of matplotlib's continuous listed maps (``viridis``, ...); its qualitative maps hold at most 20.
 CONTINUOUS_COLOURS = 256
 
 
-def _domain_colours(cmap: str, n: int) -> np.ndarray:
+def _domain_colours(cmap: str | None, n: int) -> np.ndarray:
     """``(n, 4)`` colours of ``n`` domains: a qualitative map's colours in turn (warning
     where there are more domains than colours, which then repeat), a continuous map
-    sampled evenly over its range (its first ``n`` colours are nearly one)."""
-    colormap = plt.get_cmap(cmap)
+    sampled evenly over its range (its first ``n`` colours are nearly one); None:
+    :data:`DOMAIN_COLOURS`, a qualitative map."""
+    colormap = DOMAIN_COLOURS if cmap is None else plt.get_cmap(cmap)
     if not isinstance(colormap, ListedColormap) or colormap.N >= CONTINUOUS_COLOURS:
         return colormap(np.linspace(0.0, 1.0, n))
     if n > colormap.N:
+        source = "the default palette" if cmap is None else f"cmap={cmap!r}"
         warn_user(
-            f"{n} domains but cmap={cmap!r} has {colormap.N} colours: domain {colormap.N} and above "
+            f"{n} domains but {source} has {colormap.N} colours: domain {colormap.N} and above "
             "repeat the colours of the first ones; pass a qualitative map with more colours "
             "(e.g. 'tab20') or a continuous one (e.g. 'turbo')"
         )
@@ -90,7 +100,7 @@ def domains(
     shapes_key: str | None = "auto",
     points_key: str = S.POINTS_KEY,
     size: float = 1.0,
-    cmap: str = "tab10",
+    cmap: str | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Transcripts coloured by domain, over the cell and nucleus outlines.
@@ -120,7 +130,12 @@ def domains(
     cmap
         Colour map of the domains: a qualitative one (fewer than 256 colours, e.g.
         ``"tab10"``, ``"tab20"``) gives the domains its colours in turn, a continuous
-        one (e.g. ``"turbo"``) colours sampled evenly over its range.
+        one (e.g. ``"turbo"``) colours sampled evenly over its range. Default
+        (None): the seven colours of :data:`DOMAIN_COLOURS` in turn (orange, sky
+        blue, wine, teal, yellow, indigo, black), none of which is near a colour of
+        the localization patterns in :func:`stgraph.pl.localization_transcripts`,
+        so that the two plots side by side do not share a colour; from the eighth
+        domain they repeat, with a warning (pass e.g. ``"tab20"`` or ``"turbo"``).
     ax
         Axes to draw into; a new figure when None.
 
@@ -148,8 +163,8 @@ def domains(
     Warns
     -----
     UserWarning
-        When a qualitative ``cmap`` has fewer colours than there are domains (its
-        colours then repeat).
+        When a qualitative ``cmap`` (the default included) has fewer colours than
+        there are domains (its colours then repeat).
     """
     if isinstance(sdata, DomainResult):
         # Unlike the colocalization plots, which draw their result alone.
