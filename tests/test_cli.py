@@ -177,6 +177,11 @@ def store(tmp_path) -> Path:
     return tmp_path / "sim.zarr"
 
 
+def printed_by_a_new_process(code: str) -> list[str]:
+    """The lines ``code`` prints when run by a new Python process (modules not yet imported)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+
+
 def refused(argv: list[str], capsys) -> str:
     """The error of ``stgraph`` refusing ``argv`` as a usage error (exit code 2, no traceback)."""
     with pytest.raises(SystemExit) as exit_info:
@@ -264,8 +269,7 @@ def test_help_imports_no_heavy_package_and_the_namespaces_load_on_use():
         "import stgraph\n"
         "print(stgraph.tl.localization.__module__, 'tl' in dir(stgraph))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == ["[]", "stgraph.tl._localization True"]
+    assert printed_by_a_new_process(code) == ["[]", "stgraph.tl._localization True"]
     with pytest.raises(AttributeError, match="^module 'stgraph' has no attribute 'tools'$"):
         stgraph.tools  # noqa: B018
 
@@ -284,8 +288,7 @@ def test_enhance_loads_only_what_spots_need_and_the_tools_load_on_use():
         "print(localization.__module__, transcript_graph.__module__, 'spatialdata' in sys.modules)\n"
         "print(stgraph.tl.__all__ == sorted(n for n in dir(stgraph.tl) if not n.startswith('_') and n != 'importlib'))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == [
+    assert printed_by_a_new_process(code) == [
         "[]",
         "['torch', 'torch_geometric']",
         "stgraph.tl._localization stgraph.graph.transcript True",
@@ -306,8 +309,7 @@ def test_the_building_blocks_are_attributes_after_a_bare_import():
         "print(' '.join(getattr(stgraph, n).__name__ for n in names))\n"
         "print(stgraph.models.load_model.__name__, stgraph.coloc.ColocalizationResult.from_uns.__name__)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == [
+    assert printed_by_a_new_process(code) == [
         "stgraph.models stgraph.data stgraph.localization stgraph.coloc stgraph.domains stgraph.spots",
         "load_model from_uns",
     ]
