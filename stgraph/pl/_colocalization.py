@@ -23,14 +23,14 @@ from ._layout import new_axes
 
 #: Largest side (inches) of a new heatmap figure: about 70 genes at the full label size.
 MAX_HEATMAP_INCHES = 20.0
-#: Size of the gene labels (points) while they fit.
+#: Size of the gene labels (points) of the heatmap while they fit, and of the network
+#: before its layout is scaled to fit the axes.
 LABEL_POINTS = 7.0
 #: Neutral value of the heatmap columns that have one: no colocalization.
 CENTRES = {"score": 0.0, "z": 0.0, "clq": 1.0, "clq_bento": 1.0}
-#: Network layout, in points before it is scaled to fit the axes: gene label size, node
-#: marker area (points²), median distance of a node to its nearest within a component,
-#: and the gap left between the label boxes of two components.
-NETWORK_LABEL_POINTS = 7.0
+#: Network layout, in points before it is scaled to fit the axes: node marker area
+#: (points²), median distance of a node to its nearest within a component, and the gap
+#: left between the label boxes of two components.
 NODE_AREA = 200.0
 NODE_SPACING = 40.0
 COMPONENT_GAP = 12.0
@@ -195,7 +195,7 @@ def _component_layout(component: nx.Graph, seed: int) -> tuple[list[str], np.nda
 
 def _label_halves(nodes: list[str]) -> np.ndarray:
     """Half width and half height (points) of the box of each node: its label or its marker."""
-    font = FontProperties(size=NETWORK_LABEL_POINTS)
+    font = FontProperties(size=LABEL_POINTS)
     measure = TextToPath()
     sizes = np.array([measure.get_text_width_height_descent(node, font, ismath=False)[:2] for node in nodes])
     return np.maximum(sizes / 2, np.sqrt(NODE_AREA) / 2)
@@ -328,5 +328,5 @@ def colocalization_network(
     width = 0.5 + 4.0 * np.clip(scores, 0.0, None) / max(scores.max(), 1e-12)
     nx.draw_networkx_edges(kept, position, width=width * scale, edge_color="0.4", ax=ax)
     nx.draw_networkx_nodes(kept, position, node_size=NODE_AREA * scale**2, node_color="tab:orange", ax=ax)
-    nx.draw_networkx_labels(kept, position, font_size=NETWORK_LABEL_POINTS * scale, ax=ax)
+    nx.draw_networkx_labels(kept, position, font_size=LABEL_POINTS * scale, ax=ax)
     return ax
