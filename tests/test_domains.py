@@ -233,6 +233,26 @@ def test_cluster_domains_separates_blobs_and_orders_by_size():
         cluster_domains(points, 3, seed=2**32)
 
 
+def test_cluster_domains_refuses_more_domains_than_distinct_features():
+    # 40 transcripts with 3 distinct neighbourhoods: 4 domains would leave one empty,
+    # which scikit-learn only warned of; choosing k tries at most 3.
+    points = np.repeat(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 5.0]]), [20, 12, 8], axis=0)
+    with pytest.raises(ValueError, match=re.escape(
+        "cannot make 4 domains out of 40 transcripts whose features take only 3 distinct values "
+        "(transcripts with the same neighbourhood fall in one domain): give at most 3"
+    )):
+        cluster_domains(points, 4)
+    for method in ("kmeans", "gmm"):
+        chosen = cluster_domains(points, k_range=(2, 8), method=method)
+        assert set(chosen.criterion) == {2, 3}
+    three = cluster_domains(points, 3)
+    assert np.bincount(three.labels).tolist() == [20, 12, 8]
+    with pytest.raises(ValueError, match=re.escape(
+        "40 transcripts (3 distinct feature values) are too few to choose k in (4, 6)"
+    )):
+        cluster_domains(points, k_range=(4, 6))
+
+
 def test_cluster_domains_reaches_the_best_k_means_optimum():
     # Six overlapping blobs of unequal sizes on which four k-means++ restarts from seed 0
     # stop at inertia 1,717.9 while the best of 200 restarts is 1,640.3.

@@ -150,7 +150,8 @@ def cluster_domains(
     ------
     ValueError
         If an argument is invalid (:func:`check_clustering_arguments`) or there are
-        too few transcripts for ``n_domains`` or ``k_range``.
+        too few transcripts, or too few distinct feature rows, for ``n_domains`` or
+        ``k_range`` (``k`` above the number of distinct rows is not tried).
     TypeError
         If ``k_range``, ``n_domains``, ``sample_size`` or ``seed`` is not of integers.
     """
@@ -158,15 +159,26 @@ def cluster_domains(
     check_seed(seed)
     features = np.asarray(features, dtype=np.float64)
     n = features.shape[0]
+    # More clusters than distinct feature rows leave some empty: domains without a
+    # transcript, which the solver only warns of.
+    distinct = np.unique(features, axis=0).shape[0] if n else 0
     if n_domains is not None:
         if n_domains > n:
             raise ValueError(f"cannot make {n_domains} domains out of {n} transcripts")
+        if n_domains > distinct:
+            raise ValueError(
+                f"cannot make {n_domains} domains out of {n} transcripts whose features take only {distinct} "
+                f"distinct values (transcripts with the same neighbourhood fall in one domain): give at most "
+                f"{distinct}"
+            )
         labels, _ = _fit(features, int(n_domains), method, seed)
         return DomainClustering(labels=_by_size(labels), n_domains=int(n_domains))
 
-    high = min(high, n - 1)
+    high = min(high, n - 1, distinct)
     if high < low:
-        raise ValueError(f"{n} transcripts are too few to choose k in {k_range}")
+        raise ValueError(
+            f"{n} transcripts ({distinct} distinct feature values) are too few to choose k in {k_range}"
+        )
     sample = np.random.default_rng(seed).choice(n, size=min(sample_size, n), replace=False)
     criterion: dict[int, float] = {}
     best = None
