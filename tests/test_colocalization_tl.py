@@ -178,8 +178,33 @@ def test_attention_must_be_finite_and_non_negative(sample, value):
     # The message named score_pairs' weight, an argument the caller never passed.
     sdata, _, graph = sample
     bad = np.full((graph.edge_index.shape[1], 2), value)
-    with pytest.raises(ValueError, match=r"^attention must be finite and non-negative$"):
-        colocalization(sdata, graph=graph, attention=[bad, np.ones_like(bad)])
+    with pytest.raises(ValueError, match=r"^attention\[1\] must be finite and non-negative$"):
+        colocalization(sdata, graph=graph, attention=[np.ones_like(bad), bad])
+    assert "table" not in sdata.tables
+
+
+@pytest.mark.parametrize(("attention", "error", "message"), [
+    # Strings were parsed as numbers, booleans and complex numbers converted.
+    (lambda e: np.full(e, "0.5"), TypeError,
+     "attention must be an array or tensor of real numbers, one row per edge; got dtype <U3"),
+    (lambda e: np.ones(e, dtype=bool), TypeError,
+     "attention must be an array or tensor of real numbers, one row per edge; got dtype bool"),
+    (lambda e: torch.ones(e, dtype=torch.complex64), TypeError,
+     "attention must be an array or tensor of real numbers, one row per edge; got dtype torch.complex64"),
+    (lambda e: {"layer": np.ones(e)}, TypeError,
+     "attention must be an array or tensor of real numbers, one row per edge; got dtype object"),
+    # A plain list of numbers is a list of layers: it said "got shape ()".
+    (lambda e: [0.5] * e, ValueError,
+     "attention[0] must have one row per edge ({e}), got a single number: a list holds one array per layer"),
+    (lambda e: [np.ones(e), np.ones(e + 1)], ValueError,
+     "attention[1] must have one row per edge ({e}), got shape ({e1},)"),
+])
+def test_attention_of_the_wrong_kind_is_refused_naming_the_layer(sample, attention, error, message):
+    sdata, _, graph = sample
+    n_edges = graph.edge_index.shape[1]
+    expected = message.format(e=n_edges, e1=n_edges + 1)
+    with pytest.raises(error, match=f"^{re.escape(expected)}$"):
+        colocalization(sdata, graph=graph, attention=attention(n_edges))
     assert "table" not in sdata.tables
 
 

@@ -398,22 +398,39 @@ def edge_attention(attention, n_edges: int) -> np.ndarray:
     Raises
     ------
     ValueError
-        If the list is empty, an array has not one row per edge, or the averaged
-        weights are not finite and non-negative.
+        If the list is empty, an array has not one row per edge, or its weights are
+        not finite and non-negative.
+    TypeError
+        If an array does not hold real numbers (strings, booleans and complex
+        numbers are refused, not converted).
     """
     if isinstance(attention, (list, tuple)):
         if not attention:
             raise ValueError("attention is an empty list")
         total = np.zeros(n_edges)
-        for layer in attention:
-            total += edge_attention(layer, n_edges)
+        for i, layer in enumerate(attention):
+            total += _layer_attention(f"attention[{i}]", layer, n_edges)
         return total / len(attention)
-    if isinstance(attention, torch.Tensor):
-        weight = attention.detach().cpu().double()
+    return _layer_attention("attention", attention, n_edges)
+
+
+def _layer_attention(name: str, layer, n_edges: int) -> np.ndarray:
+    """``(E,)`` attention of one layer (``name`` in messages), averaged over its heads."""
+    if isinstance(layer, torch.Tensor):
+        real = layer.dtype != torch.bool and not layer.is_complex()
+        kind = str(layer.dtype)
+        weight = layer.detach().cpu().double().numpy() if real else None
     else:
-        weight = torch.from_numpy(np.asarray(attention, dtype=np.float64))
-    if weight.dim() == 2:
-        weight = weight.mean(dim=1)
+        weight = np.asarray(layer)
+        kind = str(weight.dtype)
+        real = weight.dtype.kind in "iuf"
+    if not real:
+        raise TypeError(f"{name} must be an array or tensor of real numbers, one row per edge; got dtype {kind}")
+    if weight.ndim == 0:
+        hint = ": a list holds one array per layer" if name != "attention" else ""
+        raise ValueError(f"{name} must have one row per edge ({n_edges}), got a single number{hint}")
+    if weight.ndim == 2:
+        weight = weight.mean(axis=1)
     if weight.shape != (n_edges,):
-        raise ValueError(f"attention must have one row per edge ({n_edges}), got shape {tuple(weight.shape)}")
-    return check_non_negative("attention", weight.numpy())
+        raise ValueError(f"{name} must have one row per edge ({n_edges}), got shape {weight.shape}")
+    return check_non_negative(name, weight)

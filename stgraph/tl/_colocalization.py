@@ -107,8 +107,9 @@ def colocalization(
         edge counts); ``radius``, if given too, must equal its radius.
     attention
         Attention weights to use instead of running ``model``: ``(E,)``,
-        ``(E, heads)`` or a list of those per layer, aligned with the graph's edges;
-        their mean must be finite and non-negative.
+        ``(E, heads)`` arrays or tensors of real numbers, or a list of those per
+        layer, aligned with the graph's edges; every weight must be finite and
+        non-negative.
     within
         ``"cell"``: edges and relabelling within each cell (unassigned transcripts
         left out; at least one transcript must be in a cell); ``"all"``: the whole
