@@ -673,7 +673,7 @@ def test_retraining_is_one_call_and_the_result_is_usable(clean):
 
 def test_plots(scored):
     sdata, _ = scored
-    ax = localization_composition(sdata, by="gene", n_top=5)
+    ax = localization_composition(sdata, by="gene", top=5)
     heights = np.array([bar.get_height() for bar in ax.patches]).reshape(len(PATTERNS), 5)
     np.testing.assert_allclose(heights.sum(0), 1.0)
     ax = localization_composition(sdata, by="cell", groups=["cell_00", "cell_01"])
@@ -774,12 +774,12 @@ def test_transcript_plot_draws_holes_and_cells_without_molecules():
         localization_transcripts(sdata, cells=["c", "d"])
 
 
-@pytest.mark.parametrize(("n_top", "error", "wanted"),
+@pytest.mark.parametrize(("top", "error", "wanted"),
                          [(0, ValueError, "a positive integer"), (-1, ValueError, "a positive integer"),
                           (2.5, TypeError, "an integer"), (True, TypeError, "an integer")])
-def test_composition_needs_a_positive_n_top(scored, n_top, error, wanted):
-    with pytest.raises(error, match=rf"n_top must be {wanted}, got {n_top!r}"):
-        localization_composition(scored[0], n_top=n_top)
+def test_composition_needs_a_positive_n_top(scored, top, error, wanted):
+    with pytest.raises(error, match=rf"top must be {wanted}, got {top!r}"):
+        localization_composition(scored[0], top=top)
 
 
 def test_composition_refuses_empty_or_unscored_groups(scored):

@@ -39,7 +39,7 @@ def _texts_outside(fig) -> list[str]:
 
 
 PLOTS = {
-    "composition by gene": lambda s: pl.localization_composition(s, n_top=None),
+    "composition by gene": lambda s: pl.localization_composition(s, top=None),
     "composition by cell": lambda s: pl.localization_composition(s, by="cell"),
     "transcripts by pattern": lambda s: pl.localization_transcripts(s),
     "transcripts by p_nuclear": lambda s: pl.localization_transcripts(s, "p_nuclear"),

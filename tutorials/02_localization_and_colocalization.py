@@ -53,7 +53,7 @@ print(scores.sort_values("nuclear_score").iloc[[0, 1, 2, -3, -2, -1]])
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-sg.pl.localization_composition(sdata, by="gene", n_top=20, ax=axes[0])
+sg.pl.localization_composition(sdata, by="gene", top=20, ax=axes[0])
 sg.pl.localization_transcripts(sdata, color="p_nuclear", cells=with_nucleus[10:11], ax=axes[1])
 fig.tight_layout()
 

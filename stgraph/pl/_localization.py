@@ -36,7 +36,7 @@ def localization_composition(
     by: str = "gene",
     *,
     groups: Sequence[str] | None = None,
-    n_top: int | None = 30,
+    top: int | None = 30,
     table_key: str = "table",
     ax: Axes | None = None,
 ) -> Axes:
@@ -49,11 +49,11 @@ def localization_composition(
     by
         ``"gene"`` or ``"cell"``.
     groups
-        Genes (or cells) to show, in this order; default the ``n_top`` with the
+        Genes (or cells) to show, in this order; default the ``top`` ones with the
         most scored (cell, gene) pairs. A ValueError names those not in the data
         (the genes, the cells of the table), or else those without scored pairs
         (cells without an outline among them); an empty list is a ValueError.
-    n_top
+    top
         Number of bars (a positive integer) when ``groups`` is not given
         (``None``: all).
     table_key
@@ -69,9 +69,9 @@ def localization_composition(
     ------
     TypeError
         If ``sdata`` is not a SpatialData, ``groups`` is a single string or
-        ``n_top`` is not an integer.
+        ``top`` is not an integer.
     ValueError
-        If ``by`` is neither ``"gene"`` nor ``"cell"``, ``n_top`` is below 1,
+        If ``by`` is neither ``"gene"`` nor ``"cell"``, ``top`` is below 1,
         ``groups`` is empty or names genes (cells) not in the data or without
         scored pairs, or the table ``table_key`` is missing or holds no
         :func:`stgraph.tl.localization` results.
@@ -80,13 +80,13 @@ def localization_composition(
     column = {"gene": "gene", "cell": "cell_id"}.get(by)
     if column is None:
         raise ValueError(f"by must be 'gene' or 'cell', got {by!r}")
-    if n_top is not None:
-        check_int("n_top", n_top)
+    if top is not None:
+        check_int("top", top)
     if groups is not None:
         check_not_one_name("groups", groups)  # before list() splits it into letters
         groups = list(groups)
     if groups == []:
-        raise ValueError("groups is empty: give at least one gene (or cell), or None for the top n_top")
+        raise ValueError("groups is empty: give at least one gene (or cell), or None for the `top` ones")
     lpp = _results(sdata, table_key)
     counts = pd.crosstab(lpp[column].astype(str), lpp["top_pattern"].astype(str)).reindex(columns=list(PATTERNS), fill_value=0)
     if groups is not None:
@@ -105,8 +105,8 @@ def localization_composition(
         counts = counts.loc[groups]
     else:
         counts = counts.loc[counts.sum(1).sort_values(ascending=False, kind="stable").index]
-        if n_top is not None:
-            counts = counts.iloc[:n_top]
+        if top is not None:
+            counts = counts.iloc[:top]
     fractions = counts.div(counts.sum(1).replace(0, 1), axis=0)
     if ax is None:
         ax = new_axes((max(4.0, 0.25 * len(fractions) + 1.5), 3.5))
