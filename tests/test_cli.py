@@ -581,3 +581,22 @@ def test_warnings_are_one_line_for_the_command_user(tmp_path, capsys):
                      "expressing no gene. To leave them out, pass `adata[np.asarray(adata.X.sum(axis=1)).ravel() > 0]`."]
     assert not any("warn_user" in line or ".py:" in line for line in err)
     assert getattr(warnings.showwarning, "__module__", None) != "stgraph.cli._main"  # the hook is restored
+
+
+def test_a_library_warning_is_named_with_its_package():
+    # A scikit-learn ConvergenceWarning read "stgraph: warning (ConvergenceWarning): ...",
+    # as if stgraph had raised it.
+    import io
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from stgraph.cli._main import _show_warning
+
+    printed = io.StringIO()
+    for category in (ConvergenceWarning, UserWarning, RuntimeWarning):
+        _show_warning("message", category, "file.py", 1, file=printed)
+    assert printed.getvalue().splitlines() == [
+        "stgraph: warning from sklearn (ConvergenceWarning): message",
+        "stgraph: warning: message",
+        "stgraph: warning (RuntimeWarning): message",
+    ]

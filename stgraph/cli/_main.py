@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     memory (``demo``, ``run``) and a ValueError of ``run`` or ``enhance`` (a TypeError
     too for ``enhance``) about the input or the options. Warnings are printed as
     one ``stgraph: warning: ...`` line each on stderr, without the source line that
-    Python's default format shows.
+    Python's default format shows; a library's own warning category is named with its
+    package, e.g. ``stgraph: warning from sklearn (ConvergenceWarning): ...``.
     """
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
@@ -91,9 +92,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Print a warning for the command's user: the message, not the Python line raising it."""
+    """Print a warning for the command's user: the message, not the Python line raising
+    it, and the package whose warning it is when not stgraph's (a library it uses)."""
+    package = category.__module__.split(".")[0]
+    source = "" if package in ("stgraph", "builtins") else f" from {package}"
     kind = "" if category is UserWarning else f" ({category.__name__})"
-    print(f"stgraph: warning{kind}: {message}", file=sys.stderr if file is None else file)
+    print(f"stgraph: warning{source}{kind}: {message}", file=sys.stderr if file is None else file)
 
 
 def _command(argv: list[str] | None) -> int:
