@@ -540,6 +540,8 @@ def test_enhance_help_shows_every_default(capsys):
         main(["enhance", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--max-gap-size MAX_GAP_SIZE --mode impute: fill only holes of at most this many spots (default: every hole)" in text
+    assert "--tissue-only enhance only the spots with obs['in_tissue'] == 1; the output holds only those" in text
+    assert "--drop-empty leave out the spots without counts (in X or --layer); the output holds only the others" in text
     for option in ("--mode", "--grid", "--layer", "--epochs", "--seed", "--device"):
         assert re.search(rf"{option} [^-]*\(?default", text), option
 
@@ -578,6 +580,100 @@ def test_warnings_are_one_line_for_the_command_user(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     lines = [line for line in err if "no counts" in line]
     assert lines == ["stgraph: warning: 1 of the 36 spots have no counts: they are trained on and enhanced as spots "
-                     "expressing no gene. To leave them out, pass `adata[np.asarray(adata.X.sum(axis=1)).ravel() > 0]`."]
+                     "expressing no gene. To leave them out, give --drop-empty."]
     assert not any("warn_user" in line or ".py:" in line for line in err)
     assert getattr(warnings.showwarning, "__module__", None) != "stgraph.cli._main"  # the hook is restored
+
+
+def _slide_with_spots_to_leave_out():
+    """A 6 x 6 square slide whose first row is off the tissue and whose spots 0 (off the
+    tissue) and 10 (in it) have no counts in X, 20 none in the layer 'raw'."""
+    from .test_enhance import slide
+
+    adata, _ = slide("square", 6, 6, 10)
+    adata.obs["in_tissue"] = (adata.obs["array_row"] > 0).astype(np.int64)
+    adata.layers["raw"] = adata.X.copy()
+    adata.X[[0, 10]] = 0
+    adata.layers["raw"][20] = 0
+    return adata
+
+
+def test_enhance_warnings_advise_the_commands_flags_not_python_code(tmp_path, capsys):
+    # They advised `adata[adata.obs['in_tissue'] == 1]` and
+    # `adata[np.asarray(adata.X.sum(axis=1)).ravel() > 0]`, which no command-line user can give.
+    from stgraph.tl import enhance
+
+    adata = _slide_with_spots_to_leave_out()
+    path = tmp_path / "spots.h5ad"
+    adata.write_h5ad(path)
+    for layer in ([], ["--layer", "raw"]):
+        assert main(["enhance", str(path), "--out", str(tmp_path / "x.h5ad"), "--overwrite", "--epochs", "0",
+                     *layer]) == 0
+        assert [line for line in capsys.readouterr().err.splitlines() if "warning" in line] == [
+            "stgraph: warning: 6 of the 36 spots have `obs['in_tissue'] == 0` (off the tissue): they are trained on "
+            "and enhanced like the others. To enhance the tissue only, give --tissue-only.",
+            f"stgraph: warning: {2 - len(layer) // 2} of the 36 spots have no counts: they are trained on and "
+            "enhanced as spots expressing no gene. To leave them out, give --drop-empty.",
+        ]
+    # The Python API keeps its advice, also after the command ran in this process.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        enhance(anndata.read_h5ad(path), layer="raw", epochs=0, progress=False)
+    assert [str(w.message) for w in caught] == [
+        "6 of the 36 spots have `obs['in_tissue'] == 0` (off the tissue): they are trained on and enhanced like "
+        "the others. To enhance the tissue only, pass `adata[adata.obs['in_tissue'] == 1]`.",
+        "1 of the 36 spots have no counts: they are trained on and enhanced as spots expressing no gene. To leave "
+        "them out, pass `adata[np.asarray(adata.layers['raw'].sum(axis=1)).ravel() > 0]`.",
+    ]
+
+
+def test_enhance_tissue_only_and_drop_empty_leave_spots_out_and_count_them(tmp_path, capsys):
+    # The command had no way to leave out spots off the tissue or without counts.
+    from stgraph.tl import enhance
+
+    adata = _slide_with_spots_to_leave_out()
+    path, out = tmp_path / "spots.h5ad", tmp_path / "enhanced.h5ad"
+    adata.write_h5ad(path)
+    for flags, layer, kept in [
+        # Off the tissue first: spot 0 is counted there, not as a spot without counts.
+        (["--tissue-only", "--drop-empty"], None, (adata.obs["in_tissue"] == 1).to_numpy() & (np.arange(36) != 10)),
+        (["--drop-empty"], "raw", np.arange(36) != 20),
+    ]:
+        argv = ["enhance", str(path), "--out", str(out), "--overwrite", "--epochs", "0", *flags]
+        assert main([*argv, *(["--layer", layer] if layer else [])]) == 0
+        printed = capsys.readouterr()
+        values = summary(printed.out)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # of the spots off the tissue that --layer raw keeps
+            expected = enhance(adata[kept].copy(), layer=layer, epochs=0, progress=False)
+        written = anndata.read_h5ad(out)
+        assert written.obs_names.tolist() == expected.obs_names.tolist()
+        np.testing.assert_array_equal(written.X, expected.X)
+        assert values["spots"] == "36" and count(values["new spots"]) == int(expected.obs["imputed"].sum())
+        assert values["left out (no counts)"] == "1"
+        if layer is None:
+            assert values["left out (off tissue)"] == "6" and "warning" not in printed.err
+        else:
+            assert "left out (off tissue)" not in values and "no counts" not in printed.err
+    assert adata.obs_names.tolist() == anndata.read_h5ad(path).obs_names.tolist()
+
+
+def test_enhance_tissue_only_and_drop_empty_refuse_a_file_without_such_spots(tmp_path, capsys):
+    from .test_enhance import slide
+
+    adata, _ = slide("square", 5, 5, 8)
+    for name, change, flag, message in [
+        ("no_column.h5ad", lambda a: None, "--tissue-only",
+         "--tissue-only: the file has no obs['in_tissue'] (scanpy's flag of the spots in the tissue, 1 or 0); "
+         "leave --tissue-only out"),
+        ("off.h5ad", lambda a: a.obs.__setitem__("in_tissue", 0), "--tissue-only",
+         "--tissue-only: none of the 25 spots has obs['in_tissue'] == 1 (its values: [0])"),
+        ("empty.h5ad", lambda a: a.layers.__setitem__("raw", np.zeros(a.shape, np.float32)), "--drop-empty",
+         "--drop-empty: none of the 25 spots has counts in --layer raw"),
+    ]:
+        given = adata.copy()
+        change(given)
+        given.write_h5ad(tmp_path / name)
+        argv = ["enhance", str(tmp_path / name), "--out", str(tmp_path / "x.h5ad"), flag, "--layer", "raw"]
+        assert refused(argv if flag == "--drop-empty" else argv[:-2], capsys) == f"stgraph enhance: error: {message}"
+    assert not (tmp_path / "x.h5ad").exists()

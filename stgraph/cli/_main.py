@@ -159,6 +159,11 @@ def _command(argv: list[str] | None) -> int:
     enhance_parser.add_argument("--grid", choices=("hexagonal", "square"), default=None,
                                 help="lattice (default: detected from the coordinates)")
     enhance_parser.add_argument("--layer", default=None, help="layer holding the raw counts (default X)")
+    enhance_parser.add_argument("--tissue-only", action="store_true",
+                                help="enhance only the spots with obs['in_tissue'] == 1; the output holds only those")
+    enhance_parser.add_argument("--drop-empty", action="store_true",
+                                help="leave out the spots without counts (in X or --layer); the output holds only "
+                                "the others")
     enhance_parser.add_argument("--max-gap-size", type=_positive_int, default=None,
                                 help="--mode impute: fill only holes of at most this many spots (default: every hole)")
     enhance_parser.add_argument("--epochs", type=_int_at_least(0), default=None,
@@ -176,7 +181,8 @@ def _command(argv: list[str] | None) -> int:
         if args.epochs is not None:
             options["epochs"] = args.epochs
         try:
-            summary = enhance(args.input, args.out, mode=args.mode, options=options, overwrite=args.overwrite)
+            summary = enhance(args.input, args.out, mode=args.mode, options=options, tissue_only=args.tissue_only,
+                              drop_empty=args.drop_empty, overwrite=args.overwrite)
         except (TypeError, ValueError) as err:
             enhance_parser.error(str(err))
         print_summary(summary)
