@@ -350,7 +350,6 @@ def test_enhance_writes_what_tl_enhance_returns_and_only_reads_the_input(tmp_pat
         ([str(path), "--out", str(path), "--overwrite"], f"--out {path}: that is the input"),
         ([str(path), "--out", str(tmp_path / "x.zarr")], "name an .h5ad file, e.g. --out enhanced.h5ad"),
         ([str(path), "--out", str(tmp_path / "x.h5ad"), "--grid", "square"], "`grid='square'`"),
-        ([str(path), "--out", str(tmp_path / "x.h5ad"), "--max-gap-size", "2"], "`max_gap_size` is only used"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             main(["enhance", *argv])
@@ -386,6 +385,23 @@ def test_enhance_refuses_its_own_output_in_the_commands_terms(tmp_path, capsys):
         assert (f"{given} was written by stgraph enhance: {n_new} of its {25 + n_new} spots are predicted, not "
                 "measured; give the original slide's .h5ad instead") in capsys.readouterr().err
     assert not (tmp_path / "again.h5ad").exists()
+
+
+def test_enhance_refuses_options_that_do_not_apply_before_reading_the_input(tmp_path, monkeypatch, capsys):
+    # Both were refused by tl.enhance after reading the input, in its argument names:
+    # "`max_gap_size` is only used with `mode='impute'` and no `positions`.", "seed must be ...".
+    from .test_enhance import slide
+
+    slide("square", 5, 5, 8)[0].write_h5ad(tmp_path / "spots.h5ad")
+    monkeypatch.setattr("anndata.read_h5ad", lambda *args, **kwargs: pytest.fail("read before the options were checked"))
+    argv = ["enhance", str(tmp_path / "spots.h5ad"), "--out", str(tmp_path / "x.h5ad")]
+    assert refused([*argv, "--max-gap-size", "2"], capsys) == (
+        "stgraph enhance: error: --max-gap-size is only used with --mode impute, not --mode super_resolution"
+    )
+    for seed in ("-1", str(2**32), "1.5"):
+        assert refused([*argv, "--seed", seed], capsys) == (
+            f"stgraph enhance: error: argument --seed: must be an integer in [0, 2**32 - 1], got {seed!r}"
+        )
 
 
 def test_enhance_epochs_0_is_the_interpolation_as_in_tl_enhance(tmp_path, capsys):
