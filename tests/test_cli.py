@@ -583,6 +583,28 @@ def test_enhance_names_the_layer_flag_for_data_that_are_not_counts(tmp_path, cap
     )
 
 
+def test_enhance_names_the_layer_flag_for_an_empty_x_and_does_not_offer_the_raw_matrix(tmp_path, capsys):
+    # An empty X advised "pass the layer holding raw counts as `layer`", and a file with a raw
+    # matrix "--layer, or `adata.raw.to_adata()` if `adata.raw` holds them", which the command cannot read.
+    from .test_enhance import slide
+
+    adata, _ = slide("square", 5, 5, 8)
+    empty = anndata.AnnData(obs=adata.obs, var=adata.var, obsm=adata.obsm, layers={"raw": adata.X})
+    empty.write_h5ad(tmp_path / "empty.h5ad")
+    normalised = adata.copy()
+    normalised.raw = adata
+    normalised.X = adata.X / 2.5
+    normalised.write_h5ad(tmp_path / "normalised.h5ad")
+    assert refused(["enhance", str(tmp_path / "empty.h5ad"), "--out", str(tmp_path / "x.h5ad")], capsys) == (
+        "stgraph enhance: error: `adata.X` is empty. Give the layer with the raw counts as --layer."
+    )
+    assert refused(["enhance", str(tmp_path / "normalised.h5ad"), "--out", str(tmp_path / "x.h5ad")], capsys) == (
+        "stgraph enhance: error: `adata.X` holds non-integer values (e.g. 1.6; 25 of 25 spots), not raw counts: it "
+        "looks normalised or log-transformed. Give the layer with the raw counts as --layer; the command does not "
+        "read the file's raw: if it holds them, write `adata.raw.to_adata()` to an .h5ad and give that."
+    )
+
+
 def test_warnings_are_one_line_for_the_command_user(tmp_path, capsys):
     # Python's default format printed the warning's source line (a line of stgraph or
     # of the console script) under each message.

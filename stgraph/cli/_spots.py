@@ -139,10 +139,12 @@ def _kept_spots(adata, tissue_only: bool, drop_empty: bool, layer: str | None):
 def _in_command_terms(layer: str | None):
     """Give the advice of tl.enhance that is Python code (``layer`` is its counts
     layer) as the command's flags, in the warnings and the ValueError of the block."""
-    from ..spots._expression import COUNTS_HINT
+    from ..spots._expression import COUNTS_HINT, RAW_HINT
     from ..tl._enhance import OFF_TISSUE_HINT, empty_spots_hint
 
-    terms = {
+    terms = {  # the longer first: RAW_HINT follows COUNTS_HINT
+        COUNTS_HINT + RAW_HINT: "Give the layer with the raw counts as --layer; the command does not read the "
+        "file's raw: if it holds them, write `adata.raw.to_adata()` to an .h5ad and give that",
         COUNTS_HINT: "Give the layer with the raw counts as --layer",
         OFF_TISSUE_HINT: "To enhance the tissue only, give --tissue-only.",
         empty_spots_hint(layer): "To leave them out, give --drop-empty.",

@@ -8,6 +8,8 @@ CP10K = 1e4
 #: The advice of :func:`read_counts` for data that are not raw counts (the console
 #: command gives it in its own terms).
 COUNTS_HINT = "Pass the layer with the raw counts as `layer=`"
+#: What it adds where ``adata.raw`` is set.
+RAW_HINT = ", or `adata.raw.to_adata()` if `adata.raw` holds them"
 
 
 def read_counts(adata, layer: str | None = None) -> np.ndarray:
@@ -24,9 +26,8 @@ def read_counts(adata, layer: str | None = None) -> np.ndarray:
     dense = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
     dense = dense.astype(np.float32, copy=True)
     where = "X" if layer is None else f"layers[{layer!r}]"
-    hint = COUNTS_HINT
-    if adata.raw is not None:  # scanpy's workflows keep the counts there before normalising X
-        hint += ", or `adata.raw.to_adata()` if `adata.raw` holds them"
+    # scanpy's workflows keep the counts in raw before normalising X
+    hint = COUNTS_HINT + (RAW_HINT if adata.raw is not None else "")
     if not np.isfinite(dense).all():
         raise ValueError(f"`adata.{where}` contains NaN or infinite values; raw counts are expected. {hint}.")
     if (dense < 0).any():
@@ -64,7 +65,7 @@ def _counts_matrix(adata, layer: str | None):
         raise ValueError(f"Layer {layer!r} not found in `adata.layers` ({list(adata.layers)}).")
     matrix = adata.X if layer is None else adata.layers[layer]
     if matrix is None:
-        raise ValueError("`adata.X` is empty; pass the layer holding raw counts as `layer`.")
+        raise ValueError(f"`adata.X` is empty. {COUNTS_HINT}.")
     if hasattr(matrix, "to_memory"):  # a sparse X of a backed AnnData, still on disk
         matrix = matrix.to_memory()
     return matrix
