@@ -349,7 +349,6 @@ def test_enhance_writes_what_tl_enhance_returns_and_only_reads_the_input(tmp_pat
         ([str(path), "--out", str(out)], f"--out {out} exists; give --overwrite to replace it"),
         ([str(path), "--out", str(path), "--overwrite"], f"--out {path}: that is the input"),
         ([str(path), "--out", str(tmp_path / "x.zarr")], "name an .h5ad file, e.g. --out enhanced.h5ad"),
-        ([str(path), "--out", str(tmp_path / "x.h5ad"), "--grid", "square"], "`grid='square'`"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             main(["enhance", *argv])
@@ -402,6 +401,23 @@ def test_enhance_refuses_options_that_do_not_apply_before_reading_the_input(tmp_
         assert refused([*argv, "--seed", seed], capsys) == (
             f"stgraph enhance: error: argument --seed: must be an integer in [0, 2**32 - 1], got {seed!r}"
         )
+
+
+def test_enhance_refuses_a_grid_that_does_not_fit_in_its_flags(tmp_path, capsys):
+    # tl.enhance refused them in Python terms: "`grid='square'` does not fit ... Pass
+    # `grid='hexagonal'` or None to detect it.", "`grid='hexagonal'` needs ...".
+    from .test_enhance import slide
+
+    for grid, given, message in [
+        ("hexagonal", "square", "--grid square does not fit the spots: in `obsm['spatial']` the spot two columns "
+         "along a row is 1.00 times as far as the spot one row and one column away (1 on a hexagonal lattice, 1.41 "
+         "on a square grid), i.e. a hexagonal lattice. Give --grid hexagonal, or leave --grid out to detect it."),
+        ("square", "hexagonal", "--grid hexagonal needs array_row + array_col of one parity (Visium convention), "
+         "but the spots have both even and odd sums: a square grid."),
+    ]:
+        slide(grid, 4, 4, 8)[0].write_h5ad(tmp_path / f"{grid}.h5ad")
+        argv = ["enhance", str(tmp_path / f"{grid}.h5ad"), "--out", str(tmp_path / "x.h5ad"), "--grid", given]
+        assert refused(argv, capsys) == f"stgraph enhance: error: {message}"
 
 
 def test_enhance_epochs_0_is_the_interpolation_as_in_tl_enhance(tmp_path, capsys):

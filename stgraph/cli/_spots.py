@@ -140,6 +140,7 @@ def _in_command_terms(layer: str | None):
     """Give the advice of tl.enhance that is Python code (``layer`` is its counts
     layer) as the command's flags, in the warnings and the ValueError of the block."""
     from ..spots._expression import COUNTS_HINT, RAW_HINT
+    from ..spots._lattice import GRID_TYPES, grid_argument, grid_hint
     from ..tl._enhance import OFF_TISSUE_HINT, empty_spots_hint
 
     terms = {  # the longer first: RAW_HINT follows COUNTS_HINT
@@ -149,6 +150,9 @@ def _in_command_terms(layer: str | None):
         OFF_TISSUE_HINT: "To enhance the tissue only, give --tissue-only.",
         empty_spots_hint(layer): "To leave them out, give --drop-empty.",
     }
+    for grid in GRID_TYPES:  # the hint first: it names the argument
+        terms[grid_hint(grid)] = f"Give --grid {grid}, or leave --grid out to detect it."
+        terms[grid_argument(grid)] = f"--grid {grid}"
 
     def translated(text: str) -> str:
         for python, command in terms.items():
