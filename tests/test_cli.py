@@ -349,8 +349,6 @@ def test_enhance_writes_what_tl_enhance_returns_and_only_reads_the_input(tmp_pat
         ([str(path), "--out", str(out)], f"--out {out} exists; give --overwrite to replace it"),
         ([str(path), "--out", str(path), "--overwrite"], f"--out {path}: that is the input"),
         ([str(path), "--out", str(tmp_path / "x.zarr")], "name an .h5ad file, e.g. --out enhanced.h5ad"),
-        ([str(path), "--out", str(tmp_path / "x.h5ad"), "--grid", "square"], "`grid='square'`"),
-        ([str(path), "--out", str(tmp_path / "x.h5ad"), "--max-gap-size", "2"], "`max_gap_size` is only used"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             main(["enhance", *argv])
@@ -386,6 +384,40 @@ def test_enhance_refuses_its_own_output_in_the_commands_terms(tmp_path, capsys):
         assert (f"{given} was written by stgraph enhance: {n_new} of its {25 + n_new} spots are predicted, not "
                 "measured; give the original slide's .h5ad instead") in capsys.readouterr().err
     assert not (tmp_path / "again.h5ad").exists()
+
+
+def test_enhance_refuses_options_that_do_not_apply_before_reading_the_input(tmp_path, monkeypatch, capsys):
+    # Both were refused by tl.enhance after reading the input, in its argument names:
+    # "`max_gap_size` is only used with `mode='impute'` and no `positions`.", "seed must be ...".
+    from .test_enhance import slide
+
+    slide("square", 5, 5, 8)[0].write_h5ad(tmp_path / "spots.h5ad")
+    monkeypatch.setattr("anndata.read_h5ad", lambda *args, **kwargs: pytest.fail("read before the options were checked"))
+    argv = ["enhance", str(tmp_path / "spots.h5ad"), "--out", str(tmp_path / "x.h5ad")]
+    assert refused([*argv, "--max-gap-size", "2"], capsys) == (
+        "stgraph enhance: error: --max-gap-size is only used with --mode impute, not --mode super_resolution"
+    )
+    for seed in ("-1", str(2**32), "1.5"):
+        assert refused([*argv, "--seed", seed], capsys) == (
+            f"stgraph enhance: error: argument --seed: must be an integer in [0, 2**32 - 1], got {seed!r}"
+        )
+
+
+def test_enhance_refuses_a_grid_that_does_not_fit_in_its_flags(tmp_path, capsys):
+    # tl.enhance refused them in Python terms: "`grid='square'` does not fit ... Pass
+    # `grid='hexagonal'` or None to detect it.", "`grid='hexagonal'` needs ...".
+    from .test_enhance import slide
+
+    for grid, given, message in [
+        ("hexagonal", "square", "--grid square does not fit the spots: in `obsm['spatial']` the spot two columns "
+         "along a row is 1.00 times as far as the spot one row and one column away (1 on a hexagonal lattice, 1.41 "
+         "on a square grid), i.e. a hexagonal lattice. Give --grid hexagonal, or leave --grid out to detect it."),
+        ("square", "hexagonal", "--grid hexagonal needs array_row + array_col of one parity (Visium convention), "
+         "but the spots have both even and odd sums: a square grid."),
+    ]:
+        slide(grid, 4, 4, 8)[0].write_h5ad(tmp_path / f"{grid}.h5ad")
+        argv = ["enhance", str(tmp_path / f"{grid}.h5ad"), "--out", str(tmp_path / "x.h5ad"), "--grid", given]
+        assert refused(argv, capsys) == f"stgraph enhance: error: {message}"
 
 
 def test_enhance_epochs_0_is_the_interpolation_as_in_tl_enhance(tmp_path, capsys):
@@ -540,6 +572,8 @@ def test_enhance_help_shows_every_default(capsys):
         main(["enhance", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--max-gap-size MAX_GAP_SIZE --mode impute: fill only holes of at most this many spots (default: every hole)" in text
+    assert "--tissue-only enhance only the spots with obs['in_tissue'] == 1; the output holds only those" in text
+    assert "--drop-empty leave out the spots without counts (in X or --layer); the output holds only the others" in text
     for option in ("--mode", "--grid", "--layer", "--epochs", "--seed", "--device"):
         assert re.search(rf"{option} [^-]*\(?default", text), option
 
@@ -565,6 +599,28 @@ def test_enhance_names_the_layer_flag_for_data_that_are_not_counts(tmp_path, cap
     )
 
 
+def test_enhance_names_the_layer_flag_for_an_empty_x_and_does_not_offer_the_raw_matrix(tmp_path, capsys):
+    # An empty X advised "pass the layer holding raw counts as `layer`", and a file with a raw
+    # matrix "--layer, or `adata.raw.to_adata()` if `adata.raw` holds them", which the command cannot read.
+    from .test_enhance import slide
+
+    adata, _ = slide("square", 5, 5, 8)
+    empty = anndata.AnnData(obs=adata.obs, var=adata.var, obsm=adata.obsm, layers={"raw": adata.X})
+    empty.write_h5ad(tmp_path / "empty.h5ad")
+    normalised = adata.copy()
+    normalised.raw = adata
+    normalised.X = adata.X / 2.5
+    normalised.write_h5ad(tmp_path / "normalised.h5ad")
+    assert refused(["enhance", str(tmp_path / "empty.h5ad"), "--out", str(tmp_path / "x.h5ad")], capsys) == (
+        "stgraph enhance: error: `adata.X` is empty. Give the layer with the raw counts as --layer."
+    )
+    assert refused(["enhance", str(tmp_path / "normalised.h5ad"), "--out", str(tmp_path / "x.h5ad")], capsys) == (
+        "stgraph enhance: error: `adata.X` holds non-integer values (e.g. 1.6; 25 of 25 spots), not raw counts: it "
+        "looks normalised or log-transformed. Give the layer with the raw counts as --layer; the command does not "
+        "read the file's raw: if it holds them, write `adata.raw.to_adata()` to an .h5ad and give that."
+    )
+
+
 def test_warnings_are_one_line_for_the_command_user(tmp_path, capsys):
     # Python's default format printed the warning's source line (a line of stgraph or
     # of the console script) under each message.
@@ -578,7 +634,7 @@ def test_warnings_are_one_line_for_the_command_user(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     lines = [line for line in err if "no counts" in line]
     assert lines == ["stgraph: warning: 1 of the 36 spots have no counts: they are trained on and enhanced as spots "
-                     "expressing no gene. To leave them out, pass `adata[np.asarray(adata.X.sum(axis=1)).ravel() > 0]`."]
+                     "expressing no gene. To leave them out, give --drop-empty."]
     assert not any("warn_user" in line or ".py:" in line for line in err)
     assert getattr(warnings.showwarning, "__module__", None) != "stgraph.cli._main"  # the hook is restored
 
@@ -600,3 +656,97 @@ def test_a_library_warning_is_named_with_its_package():
         "stgraph: warning: message",
         "stgraph: warning (RuntimeWarning): message",
     ]
+
+
+def _slide_with_spots_to_leave_out():
+    """A 6 x 6 square slide whose first row is off the tissue and whose spots 0 (off the
+    tissue) and 10 (in it) have no counts in X, 20 none in the layer 'raw'."""
+    from .test_enhance import slide
+
+    adata, _ = slide("square", 6, 6, 10)
+    adata.obs["in_tissue"] = (adata.obs["array_row"] > 0).astype(np.int64)
+    adata.layers["raw"] = adata.X.copy()
+    adata.X[[0, 10]] = 0
+    adata.layers["raw"][20] = 0
+    return adata
+
+
+def test_enhance_warnings_advise_the_commands_flags_not_python_code(tmp_path, capsys):
+    # They advised `adata[adata.obs['in_tissue'] == 1]` and
+    # `adata[np.asarray(adata.X.sum(axis=1)).ravel() > 0]`, which no command-line user can give.
+    from stgraph.tl import enhance
+
+    adata = _slide_with_spots_to_leave_out()
+    path = tmp_path / "spots.h5ad"
+    adata.write_h5ad(path)
+    for layer in ([], ["--layer", "raw"]):
+        assert main(["enhance", str(path), "--out", str(tmp_path / "x.h5ad"), "--overwrite", "--epochs", "0",
+                     *layer]) == 0
+        assert [line for line in capsys.readouterr().err.splitlines() if "warning" in line] == [
+            "stgraph: warning: 6 of the 36 spots have `obs['in_tissue'] == 0` (off the tissue): they are trained on "
+            "and enhanced like the others. To enhance the tissue only, give --tissue-only.",
+            f"stgraph: warning: {2 - len(layer) // 2} of the 36 spots have no counts: they are trained on and "
+            "enhanced as spots expressing no gene. To leave them out, give --drop-empty.",
+        ]
+    # The Python API keeps its advice, also after the command ran in this process.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        enhance(anndata.read_h5ad(path), layer="raw", epochs=0, progress=False)
+    assert [str(w.message) for w in caught] == [
+        "6 of the 36 spots have `obs['in_tissue'] == 0` (off the tissue): they are trained on and enhanced like "
+        "the others. To enhance the tissue only, pass `adata[adata.obs['in_tissue'] == 1]`.",
+        "1 of the 36 spots have no counts: they are trained on and enhanced as spots expressing no gene. To leave "
+        "them out, pass `adata[np.asarray(adata.layers['raw'].sum(axis=1)).ravel() > 0]`.",
+    ]
+
+
+def test_enhance_tissue_only_and_drop_empty_leave_spots_out_and_count_them(tmp_path, capsys):
+    # The command had no way to leave out spots off the tissue or without counts.
+    from stgraph.tl import enhance
+
+    adata = _slide_with_spots_to_leave_out()
+    path, out = tmp_path / "spots.h5ad", tmp_path / "enhanced.h5ad"
+    adata.write_h5ad(path)
+    for flags, layer, kept in [
+        # Off the tissue first: spot 0 is counted there, not as a spot without counts.
+        (["--tissue-only", "--drop-empty"], None, (adata.obs["in_tissue"] == 1).to_numpy() & (np.arange(36) != 10)),
+        (["--drop-empty"], "raw", np.arange(36) != 20),
+    ]:
+        argv = ["enhance", str(path), "--out", str(out), "--overwrite", "--epochs", "0", *flags]
+        assert main([*argv, *(["--layer", layer] if layer else [])]) == 0
+        printed = capsys.readouterr()
+        values = summary(printed.out)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # of the spots off the tissue that --layer raw keeps
+            expected = enhance(adata[kept].copy(), layer=layer, epochs=0, progress=False)
+        written = anndata.read_h5ad(out)
+        assert written.obs_names.tolist() == expected.obs_names.tolist()
+        np.testing.assert_array_equal(written.X, expected.X)
+        assert values["spots"] == "36" and count(values["new spots"]) == int(expected.obs["imputed"].sum())
+        assert values["left out (no counts)"] == "1"
+        if layer is None:
+            assert values["left out (off tissue)"] == "6" and "warning" not in printed.err
+        else:
+            assert "left out (off tissue)" not in values and "no counts" not in printed.err
+    assert adata.obs_names.tolist() == anndata.read_h5ad(path).obs_names.tolist()
+
+
+def test_enhance_tissue_only_and_drop_empty_refuse_a_file_without_such_spots(tmp_path, capsys):
+    from .test_enhance import slide
+
+    adata, _ = slide("square", 5, 5, 8)
+    for name, change, flag, message in [
+        ("no_column.h5ad", lambda a: None, "--tissue-only",
+         "--tissue-only: the file has no obs['in_tissue'] (scanpy's flag of the spots in the tissue, 1 or 0); "
+         "leave --tissue-only out"),
+        ("off.h5ad", lambda a: a.obs.__setitem__("in_tissue", 0), "--tissue-only",
+         "--tissue-only: none of the 25 spots has obs['in_tissue'] == 1 (its values: [0])"),
+        ("empty.h5ad", lambda a: a.layers.__setitem__("raw", np.zeros(a.shape, np.float32)), "--drop-empty",
+         "--drop-empty: none of the 25 spots has counts in --layer raw"),
+    ]:
+        given = adata.copy()
+        change(given)
+        given.write_h5ad(tmp_path / name)
+        argv = ["enhance", str(tmp_path / name), "--out", str(tmp_path / "x.h5ad"), flag, "--layer", "raw"]
+        assert refused(argv if flag == "--drop-empty" else argv[:-2], capsys) == f"stgraph enhance: error: {message}"
+    assert not (tmp_path / "x.h5ad").exists()

@@ -987,3 +987,17 @@ def test_plot_enhance_colour_bars_say_what_colours_the_spots(super_resolved):
         labels[layer] = [ax.get_ylabel() for ax in fig.axes if not ax.get_title()]
         plt.close(fig)
     assert labels == {None: ["log1p(CP10k)"] * 2, "raw": ["raw"] * 2}
+
+
+def test_spots_with_counts_is_the_same_for_sparse_and_dense_counts():
+    # --drop-empty reads it without making the counts dense: a stored 0 is no count, NaN is
+    # one (read_counts then refuses it rather than a filter hiding it).
+    from stgraph.spots._expression import spots_with_counts
+
+    dense = np.array([[0, 0], [0, 3], [np.nan, 0], [0, 0]], dtype=np.float32)
+    stored_zero = scipy.sparse.csr_matrix((np.array([0, 3, np.nan], np.float32), ([0, 1, 2], [1, 1, 0])), shape=(4, 2))
+    adata = ad.AnnData(dense, layers={"sparse": stored_zero})
+    for layer in (None, "sparse"):
+        np.testing.assert_array_equal(spots_with_counts(adata, layer), [False, True, True, False])
+    with pytest.raises(ValueError, match=r"^Layer 'raw' not found in `adata.layers` \(\['sparse'\]\)\.$"):
+        spots_with_counts(adata, "raw")

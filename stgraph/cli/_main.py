@@ -44,6 +44,16 @@ def _int_at_least(minimum: int):
 _positive_int = _int_at_least(1)
 
 
+def _seed(text: str) -> int:
+    """An argparse type: a seed tl.enhance takes, an integer in [0, 2**32 - 1]."""
+    from .._validation import check_seed
+
+    try:
+        return check_seed(int(text))
+    except ValueError:  # int() or the check, whose message names the Python argument
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**32 - 1], got {text!r}") from None
+
+
 def _scale(text: str) -> float:
     """An argparse type: µm per unit, a positive finite number."""
     from .._validation import check_real
@@ -163,11 +173,16 @@ def _command(argv: list[str] | None) -> int:
     enhance_parser.add_argument("--grid", choices=("hexagonal", "square"), default=None,
                                 help="lattice (default: detected from the coordinates)")
     enhance_parser.add_argument("--layer", default=None, help="layer holding the raw counts (default X)")
+    enhance_parser.add_argument("--tissue-only", action="store_true",
+                                help="enhance only the spots with obs['in_tissue'] == 1; the output holds only those")
+    enhance_parser.add_argument("--drop-empty", action="store_true",
+                                help="leave out the spots without counts (in X or --layer); the output holds only "
+                                "the others")
     enhance_parser.add_argument("--max-gap-size", type=_positive_int, default=None,
                                 help="--mode impute: fill only holes of at most this many spots (default: every hole)")
     enhance_parser.add_argument("--epochs", type=_int_at_least(0), default=None,
                                 help="training epochs (default 10; 0: the calibrated interpolation alone)")
-    enhance_parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    enhance_parser.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     enhance_parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     enhance_parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
@@ -176,11 +191,14 @@ def _command(argv: list[str] | None) -> int:
     if args.command == "enhance":
         options = {"grid": args.grid, "layer": args.layer, "seed": args.seed, "device": args.device}
         if args.max_gap_size is not None:
+            if args.mode != "impute":  # tl.enhance refuses it in its argument names, after reading the input
+                enhance_parser.error(f"--max-gap-size is only used with --mode impute, not --mode {args.mode}")
             options["max_gap_size"] = args.max_gap_size
         if args.epochs is not None:
             options["epochs"] = args.epochs
         try:
-            summary = enhance(args.input, args.out, mode=args.mode, options=options, overwrite=args.overwrite)
+            summary = enhance(args.input, args.out, mode=args.mode, options=options, tissue_only=args.tissue_only,
+                              drop_empty=args.drop_empty, overwrite=args.overwrite)
         except (TypeError, ValueError) as err:
             enhance_parser.error(str(err))
         print_summary(summary)

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from ._steps import check_creatable, step, timing_rows, writing
 
 
 def enhance(path: str, out: str, *, mode: str = "super_resolution", options: dict | None = None,
-            overwrite: bool = False) -> dict:
+            tissue_only: bool = False, drop_empty: bool = False, overwrite: bool = False) -> dict:
     """Enhance the Visium / ST spots of the ``.h5ad`` file ``path``
     (:func:`stgraph.tl.enhance` with ``options``) and write the result to the new
-    ``.h5ad`` file ``out``; the input is only read.
+    ``.h5ad`` file ``out``; the input is only read. tl.enhance's warnings advise the
+    command's flags where their own advice is Python code.
 
     Parameters
     ----------
@@ -23,12 +26,18 @@ def enhance(path: str, out: str, *, mode: str = "super_resolution", options: dic
         ``"super_resolution"`` or ``"impute"``, as in :func:`stgraph.tl.enhance`.
     options
         Further keyword arguments of :func:`stgraph.tl.enhance` (``grid``, ``seed``, ...).
+    tissue_only
+        Enhance only the spots with ``obs['in_tissue'] == 1`` (``--tissue-only``).
+    drop_empty
+        Leave out the spots without counts in ``X`` or the ``layer`` of ``options``
+        (``--drop-empty``), after ``tissue_only``.
     overwrite
         Replace an existing file ``out``.
 
     Returns
     -------
-    The summary rows the command prints (label: value), timings included.
+    The summary rows the command prints (label: value): the spots of the input and,
+    for ``tissue_only`` and ``drop_empty``, how many each left out, and timings.
 
     Raises
     ------
@@ -37,13 +46,14 @@ def enhance(path: str, out: str, *, mode: str = "super_resolution", options: dic
         exists (without ``overwrite``), is not named ``.h5ad`` or lies where no folder can
         be created (missing folders are created); then for a file that is
         not an AnnData, for one written by ``stgraph enhance`` (its predicted spots
-        have no counts: give the original slide), for what
+        have no counts: give the original slide), for ``tissue_only`` on a file
+        without ``obs['in_tissue']`` or without a spot in the tissue, for
+        ``drop_empty`` on one without a spot with counts, for what
         :func:`stgraph.tl.enhance` refuses and for a write that fails.
     """
     import anndata
 
     from .. import tl
-    from ..spots._expression import COUNTS_HINT
 
     source, target = Path(path), Path(out)
     if not source.is_file():
@@ -65,16 +75,16 @@ def enhance(path: str, out: str, *, mode: str = "super_resolution", options: dic
         except (OSError, KeyError) as err:  # not HDF5, or HDF5 that is no AnnData
             raise ValueError(f"cannot read {path} as an AnnData .h5ad file ({err})") from None
     _check_not_an_output(path, adata)
-    with step(mode.replace("_", " "), timings):
-        try:
-            result = tl.enhance(adata, mode, progress=sys.stderr.isatty(), **(options or {}))
-        except ValueError as err:  # its advice on counts names the Python argument
-            raise ValueError(str(err).replace(COUNTS_HINT, "Give the layer with the raw counts as --layer")) from None
+    layer = (options or {}).get("layer")
+    with step(mode.replace("_", " "), timings), _in_command_terms(layer):
+        kept, left_out = _kept_spots(adata, tissue_only, drop_empty, layer)
+        result = tl.enhance(kept, mode, progress=sys.stderr.isatty(), **(options or {}))
     with writing(out, timings):
         result.write_h5ad(target)
     return {
         "input": path,
         "spots": adata.n_obs,
+        **left_out,
         "genes": adata.n_vars,
         "grid": result.uns["enhance"]["grid"],
         "mode": mode,
@@ -96,3 +106,67 @@ def _check_not_an_output(path: str, adata) -> None:
             f"{path} was written by stgraph enhance: {n_predicted} of its {adata.n_obs} spots are "
             "predicted, not measured; give the original slide's .h5ad instead"
         )
+
+
+def _kept_spots(adata, tissue_only: bool, drop_empty: bool, layer: str | None):
+    """The spots of ``adata`` to enhance (a view), and the summary rows of how many
+    ``--tissue-only`` and ``--drop-empty`` left out."""
+    from ..spots._expression import spots_with_counts
+
+    left_out = {}
+    if tissue_only:
+        column = adata.obs.get("in_tissue")
+        if column is None:
+            raise ValueError("--tissue-only: the file has no obs['in_tissue'] (scanpy's flag of the spots in the "
+                             "tissue, 1 or 0); leave --tissue-only out")
+        inside = (column == 1).to_numpy(dtype=bool, na_value=False)
+        if not inside.any():
+            raise ValueError(f"--tissue-only: none of the {len(column)} spots has obs['in_tissue'] == 1 "
+                             f"(its values: {column.drop_duplicates().head(5).tolist()})")
+        left_out["left out (off tissue)"] = int((~inside).sum())
+        adata = adata[inside]
+    if drop_empty:
+        counted = spots_with_counts(adata, layer)
+        if not counted.any():
+            matrix = "X" if layer is None else f"--layer {layer}"
+            raise ValueError(f"--drop-empty: none of the {len(counted)} spots has counts in {matrix}")
+        left_out["left out (no counts)"] = int((~counted).sum())
+        adata = adata[counted]
+    return adata, left_out
+
+
+@contextmanager
+def _in_command_terms(layer: str | None):
+    """Give the advice of tl.enhance that is Python code (``layer`` is its counts
+    layer) as the command's flags, in the warnings and the ValueError of the block."""
+    from ..spots._expression import COUNTS_HINT, RAW_HINT
+    from ..spots._lattice import GRID_TYPES, grid_argument, grid_hint
+    from ..tl._enhance import OFF_TISSUE_HINT, empty_spots_hint
+
+    terms = {  # the longer first: RAW_HINT follows COUNTS_HINT
+        COUNTS_HINT + RAW_HINT: "Give the layer with the raw counts as --layer; the command does not read the "
+        "file's raw: if it holds them, write `adata.raw.to_adata()` to an .h5ad and give that",
+        COUNTS_HINT: "Give the layer with the raw counts as --layer",
+        OFF_TISSUE_HINT: "To enhance the tissue only, give --tissue-only.",
+        empty_spots_hint(layer): "To leave them out, give --drop-empty.",
+    }
+    for grid in GRID_TYPES:  # the hint first: it names the argument
+        terms[grid_hint(grid)] = f"Give --grid {grid}, or leave --grid out to detect it."
+        terms[grid_argument(grid)] = f"--grid {grid}"
+
+    def translated(text: str) -> str:
+        for python, command in terms.items():
+            text = text.replace(python, command)
+        return text
+
+    show = warnings.showwarning
+
+    def show_translated(message, *args, **kwargs) -> None:
+        show(translated(str(message)), *args, **kwargs)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show_translated
+        try:
+            yield
+        except ValueError as err:
+            raise ValueError(translated(str(err))) from None

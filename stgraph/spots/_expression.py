@@ -8,6 +8,8 @@ CP10K = 1e4
 #: The advice of :func:`read_counts` for data that are not raw counts (the console
 #: command gives it in its own terms).
 COUNTS_HINT = "Pass the layer with the raw counts as `layer=`"
+#: What it adds where ``adata.raw`` is set.
+RAW_HINT = ", or `adata.raw.to_adata()` if `adata.raw` holds them"
 
 
 def read_counts(adata, layer: str | None = None) -> np.ndarray:
@@ -20,19 +22,12 @@ def read_counts(adata, layer: str | None = None) -> np.ndarray:
         If the layer is missing, or the counts contain NaN / infinite, negative or
         non-integer values (normalised data), or are all zero.
     """
-    if layer is not None and layer not in adata.layers:
-        raise ValueError(f"Layer {layer!r} not found in `adata.layers` ({list(adata.layers)}).")
-    matrix = adata.X if layer is None else adata.layers[layer]
-    if matrix is None:
-        raise ValueError("`adata.X` is empty; pass the layer holding raw counts as `layer`.")
-    if hasattr(matrix, "to_memory"):  # a sparse X of a backed AnnData, still on disk
-        matrix = matrix.to_memory()
+    matrix = _counts_matrix(adata, layer)
     dense = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
     dense = dense.astype(np.float32, copy=True)
     where = "X" if layer is None else f"layers[{layer!r}]"
-    hint = COUNTS_HINT
-    if adata.raw is not None:  # scanpy's workflows keep the counts there before normalising X
-        hint += ", or `adata.raw.to_adata()` if `adata.raw` holds them"
+    # scanpy's workflows keep the counts in raw before normalising X
+    hint = COUNTS_HINT + (RAW_HINT if adata.raw is not None else "")
     if not np.isfinite(dense).all():
         raise ValueError(f"`adata.{where}` contains NaN or infinite values; raw counts are expected. {hint}.")
     if (dense < 0).any():
@@ -47,6 +42,33 @@ def read_counts(adata, layer: str | None = None) -> np.ndarray:
             f"or log-transformed. {hint}."
         )
     return dense
+
+
+def spots_with_counts(adata, layer: str | None = None) -> np.ndarray:
+    """Boolean mask of the spots with a count (a value other than 0, as in
+    :func:`read_counts`'s check) in ``adata.X`` or ``adata.layers[layer]``, without
+    making a sparse matrix dense.
+
+    Raises
+    ------
+    ValueError
+        If the layer is missing or ``adata.X`` is empty.
+    """
+    matrix = _counts_matrix(adata, layer)
+    nonzero = (matrix if sp.issparse(matrix) else np.asarray(matrix)) != 0
+    return np.asarray(nonzero.sum(axis=1)).ravel() > 0
+
+
+def _counts_matrix(adata, layer: str | None):
+    """``adata.X`` or ``adata.layers[layer]``, in memory."""
+    if layer is not None and layer not in adata.layers:
+        raise ValueError(f"Layer {layer!r} not found in `adata.layers` ({list(adata.layers)}).")
+    matrix = adata.X if layer is None else adata.layers[layer]
+    if matrix is None:
+        raise ValueError(f"`adata.X` is empty. {COUNTS_HINT}.")
+    if hasattr(matrix, "to_memory"):  # a sparse X of a backed AnnData, still on disk
+        matrix = matrix.to_memory()
+    return matrix
 
 
 def log1p_cp10k(counts: np.ndarray) -> np.ndarray:

@@ -236,17 +236,27 @@ def check_grid(grid: str | None, rc: np.ndarray, spatial: np.ndarray | None) -> 
         return detect_grid(rc, spatial)
     if grid == "hexagonal" and len(_parities(rc)) > 1:
         raise ValueError(
-            "`grid='hexagonal'` needs array_row + array_col of one parity (Visium convention), "
+            f"{grid_argument(grid)} needs array_row + array_col of one parity (Visium convention), "
             "but the spots have both even and odd sums: a square grid."
         )
     if ratio is not None and _grid_of_ratio(ratio) != grid:
         found = _grid_of_ratio(ratio)
         raise ValueError(
-            f"`grid={grid!r}` does not fit the spots: in `obsm['spatial']` the spot two columns along a row "
+            f"{grid_argument(grid)} does not fit the spots: in `obsm['spatial']` the spot two columns along a row "
             f"is {ratio:.2f} times as far as the spot one row and one column away (1 on a hexagonal lattice, "
-            f"1.41 on a square grid), i.e. a {found} lattice. Pass `grid={found!r}` or None to detect it."
+            f"1.41 on a square grid), i.e. a {found} lattice. {grid_hint(found)}"
         )
     return grid
+
+
+def grid_argument(grid: GridType) -> str:
+    """How :func:`check_grid` names the given ``grid`` (the console command names its flag)."""
+    return f"`grid={grid!r}`"
+
+
+def grid_hint(found: GridType) -> str:
+    """The advice of :func:`check_grid` for a given grid that does not fit the ``found`` one."""
+    return f"Pass {grid_argument(found)} or None to detect it."
 
 
 def off_lattice(rc: np.ndarray, grid: GridType, parity: float) -> np.ndarray:

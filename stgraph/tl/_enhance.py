@@ -361,6 +361,10 @@ def _warn_short_radius(radius: float, masks: Sequence[str]) -> None:
         )
 
 
+#: The advice of :func:`_warn_off_tissue` (the console command gives its own).
+OFF_TISSUE_HINT = "To enhance the tissue only, pass `adata[adata.obs['in_tissue'] == 1]`."
+
+
 def _warn_off_tissue(obs: pd.DataFrame) -> None:
     """Warn of spots that scanpy's ``in_tissue`` flag puts off the tissue (a raw Visium
     matrix holds every spot of the slide): their background counts would be modelled
@@ -374,7 +378,7 @@ def _warn_off_tissue(obs: pd.DataFrame) -> None:
     if off:
         warn_user(
             f"{off} of the {len(obs)} spots have `obs['in_tissue'] == 0` (off the tissue): they are trained on "
-            "and enhanced like the others. To enhance the tissue only, pass `adata[adata.obs['in_tissue'] == 1]`."
+            f"and enhanced like the others. {OFF_TISSUE_HINT}"
         )
 
 
@@ -384,11 +388,17 @@ def _warn_empty_spots(counts: np.ndarray, layer: str | None) -> None:
     spreads to the new spots around them as if it were measured expression."""
     empty = ~counts.any(axis=1)
     if empty.any():
-        matrix = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
         warn_user(
             f"{int(empty.sum())} of the {len(counts)} spots have no counts: they are trained on and enhanced as "
-            f"spots expressing no gene. To leave them out, pass `adata[np.asarray({matrix}.sum(axis=1)).ravel() > 0]`."
+            f"spots expressing no gene. {empty_spots_hint(layer)}"
         )
+
+
+def empty_spots_hint(layer: str | None) -> str:
+    """The advice of :func:`_warn_empty_spots` for the counts ``X`` or ``layers[layer]``
+    (the console command gives its own, as for :data:`OFF_TISSUE_HINT`)."""
+    matrix = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    return f"To leave them out, pass `adata[np.asarray({matrix}.sum(axis=1)).ravel() > 0]`."
 
 
 def predicted_spots(obs: pd.DataFrame) -> int:
