@@ -106,7 +106,10 @@ def public_callables():
                 for method_name, method in vars(obj).items():
                     if isinstance(method, (classmethod, staticmethod)):
                         method = method.__func__
-                    if inspect.isfunction(method) and not method_name.startswith("_"):
+                    # PyG sets a ``propagate`` generated in a module of its own on a layer's
+                    # class once one is built: only the methods written with the class count.
+                    own = inspect.isfunction(method) and method.__module__ == obj.__module__
+                    if own and not method_name.startswith("_"):
                         yield f"{qualname}.{method_name}", method, method.__doc__, NUMPYDOC_SECTIONS
 
 
