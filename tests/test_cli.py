@@ -216,6 +216,20 @@ def test_run_refuses_an_out_that_would_change_the_input_or_cannot_be_written(sto
     assert _listing(tmp_path) == before and notes.read_text() == "not a store"
 
 
+def test_run_reads_an_older_store_without_spatialdata_advice_to_write_it_anew(tmp_path, capsys):
+    from spatialdata._io.format import SpatialDataContainerFormatV01
+
+    sdata, _ = simulate(n_cells=4, n_genes=8, seed=0)
+    sdata.write(tmp_path / "old.zarr", sdata_formats=SpatialDataContainerFormatV01())
+    with pytest.warns(UserWarning, match="not stored in the most current format"):  # what the command printed
+        spatialdata.read_zarr(tmp_path / "old.zarr")
+    out = tmp_path / "result.zarr"
+    assert main(["run", str(tmp_path / "old.zarr"), "--out", str(out), "--tools", "colocalization"]) == 0
+    # The command writes its result to a new store in the current format: the advice is moot.
+    assert "most current format" not in capsys.readouterr().err
+    assert len(spatialdata.read_zarr(out).points["transcripts"]) == len(sdata.points["transcripts"])
+
+
 def test_run_names_the_option_that_fixes_what_the_reader_refuses(store, tmp_path, capsys):
     from .test_io import write_merscope
 

@@ -191,7 +191,12 @@ def _read(path: str, name: str, format: str, options: dict):
     from .. import io
 
     try:
-        return io.read(path, format=name, **options)
+        with warnings.catch_warnings():
+            # spatialdata's advice on an older store, to write it anew with sdata.write():
+            # the command writes its result to a new store, in the current format.
+            warnings.filterwarnings("ignore", message="SpatialData is not stored in the most current format",
+                                    category=UserWarning)
+            return io.read(path, format=name, **options)
     except KeyError as err:  # from_spatialdata: the store has no such points element
         raise ValueError(f"{err.args[0]}; --points names the one holding the molecules") from None
     except (FileNotFoundError, ValueError) as err:
