@@ -211,6 +211,9 @@ def test_run_refuses_an_out_that_would_change_the_input_or_cannot_be_written(sto
          f"--out {notes}/result.zarr: cannot create it, {notes} is not a writable folder"),
         # Read as the current folder: '--out  exists'.
         (["--out", ""], "--out is empty: name the new zarr store, e.g. --out result.zarr"),
+        # Written as a zarr folder named result.h5ad, which anndata.read_h5ad cannot read.
+        (["--out", str(tmp_path / "result.h5ad")], f"--out {tmp_path / 'result.h5ad'}: name a .zarr store, "
+                                                   "e.g. --out result.zarr"),
     ]:
         assert refused(["run", str(store), *argv], capsys) == f"stgraph run: error: {message}"
     assert _listing(tmp_path) == before and notes.read_text() == "not a store"

@@ -74,7 +74,8 @@ def run(
     path
         Input folder or ``.zarr`` store, as :func:`stgraph.io.read` reads it.
     out
-        Zarr store to write, outside the input and not holding it.
+        Zarr store to write, outside the input and not holding it (a new one named
+        ``*.zarr``).
     format
         Input format, one of :data:`FORMATS`, or ``"auto"`` to tell it from the files.
     radius, within
@@ -97,7 +98,8 @@ def run(
     ValueError
         Before any work, for an input whose format cannot be told, an option its format
         does not take, or an ``out`` that cannot be written (inside the input or holding
-        it, an existing store without ``overwrite``, anything but a zarr store); then for
+        it, an existing store without ``overwrite``, anything but a zarr store, a new
+        store whose name does not end in ``.zarr``); then for
         data the reader refuses, with the flag that fixes it, or the tools refuse, and
         for a write that fails.
     """
@@ -183,6 +185,8 @@ def _check_out(path: str, out: str, overwrite: bool) -> None:
         if not overwrite:
             raise ValueError(f"--out {out} exists; give --overwrite to replace it")
         return
+    if target.suffix != ".zarr":  # a new folder named result.h5ad is no file anndata reads
+        raise ValueError(f"--out {out}: name a .zarr store, e.g. --out result.zarr")
     check_creatable(out, target)
 
 
