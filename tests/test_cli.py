@@ -9,6 +9,7 @@ import anndata
 import numpy as np
 import pytest
 import spatialdata
+from spatialdata.models import PointsModel
 
 import stgraph
 import stgraph.io
@@ -233,6 +234,21 @@ def test_run_reads_an_older_store_without_spatialdata_advice_to_write_it_anew(tm
     assert len(spatialdata.read_zarr(out).points["transcripts"]) == len(sdata.points["transcripts"])
 
 
+def test_run_refuses_molecules_in_no_cell_in_the_commands_words(tmp_path, capsys):
+    sdata, _ = simulate(n_cells=4, n_genes=8, seed=0)
+    frame = sdata.points["transcripts"].compute()[["x", "y", "gene"]]
+    store, out = tmp_path / "unsegmented.zarr", tmp_path / "result.zarr"
+    spatialdata.SpatialData(points={"transcripts": PointsModel.parse(frame, feature_key="gene")}).write(store)
+    # Refused with "pass within='all'" (colocalization) or as cells too small to outline.
+    for tools in ("colocalization", "localization,domains"):
+        assert refused(["run", str(store), "--out", str(out), "--tools", tools], capsys) == (
+            f"stgraph run: error: no molecule of {store} is assigned to a cell: {tools.replace(',', ', ')} work on "
+            "the molecules of each cell; give data segmented into cells (a store's points name theirs in a "
+            "cell_id column or by their instance_key)"
+        )
+    assert not out.exists()
+
+
 def test_run_names_the_option_that_fixes_what_the_reader_refuses(store, tmp_path, capsys):
     from .test_io import write_merscope
 
@@ -442,8 +458,6 @@ def test_run_counts_the_genes_with_molecules_not_the_unused_categories(tmp_path,
 def test_run_reads_the_depth_column_of_a_stores_2d_points(tmp_path, capsys):
     # A store of points with x, y axes and the plane in a column (spatialdata-io's MERSCOPE
     # global_z) could only be read as 2D by the command.
-    from spatialdata.models import PointsModel
-
     sdata, _ = simulate(n_cells=3, n_genes=6, seed=0)
     frame = sdata.points["transcripts"].compute()
     frame["global_z"] = np.arange(len(frame)) % 4

@@ -100,8 +100,8 @@ def run(
         does not take, or an ``out`` that cannot be written (inside the input or holding
         it, an existing store without ``overwrite``, anything but a zarr store, a new
         store whose name does not end in ``.zarr``); then for
-        data the reader refuses, with the flag that fixes it, or the tools refuse, and
-        for a write that fails.
+        data the reader refuses, with the flag that fixes it, molecules in no cell (with
+        ``tools``), data the tools refuse, and for a write that fails.
     """
     from ..io._read import resolve_format
 
@@ -113,6 +113,7 @@ def run(
     _warm_up_graph_kernels(radius, timings)
     with step("read", timings):
         sdata = _read(path, name, format, options)
+    _check_cells(sdata, path, tools)
     before = _contents(sdata)
     drawn = _draw_missing_outlines(sdata, timings) if "localization" in tools else []
     summary = _analyse(sdata, radius, within, tools, n_domains, timings)
@@ -205,6 +206,20 @@ def _read(path: str, name: str, format: str, options: dict):
         raise ValueError(f"{err.args[0]}; --points names the one holding the molecules") from None
     except (FileNotFoundError, ValueError) as err:
         raise ValueError(f"{err}{_format_hint(path, format)}") from None
+
+
+def _check_cells(sdata, path: str, tools: Sequence[str]) -> None:
+    """Refuse, in the command's words, molecules in no cell: every task head works on the
+    molecules of each cell, and the tools' own refusals advise Python arguments."""
+    from ..io._schema import CELL
+
+    points = sdata.points["transcripts"]
+    if tools and not int(points[CELL].count().compute()):  # the readers give every point a cell_id
+        raise ValueError(
+            f"no molecule of {path} is assigned to a cell: {', '.join(tools)} work on the molecules of each "
+            f"cell; give data segmented into cells (a store's points name theirs in a {CELL} column or by "
+            "their instance_key)"
+        )
 
 
 def _format_hint(path: str, format: str) -> str:
