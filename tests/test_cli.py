@@ -129,6 +129,10 @@ def test_run_reads_a_platform_folder_runs_the_tools_and_writes_a_store(tmp_path,
     frame = expected.points["transcripts"].compute()
     assert count(values["molecules"]) == len(frame) == 25_825
     assert count(values["cells"]) == frame["cell_id"].nunique()
+    # Localization warns of the cells without an outline: the summary says why they have none.
+    too_few = int((frame["cell_id"].dropna().astype(str).value_counts() < 3).sum())
+    assert values["cells without a drawn outline"] == f"{too_few} (too few molecules; localization leaves them out)"
+    assert too_few == 2
     assert sum(1 for key in values if key.startswith("domain ")) == 3
     written = spatialdata.read_zarr(out)
     table = written.tables["table"]

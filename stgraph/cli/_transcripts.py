@@ -115,7 +115,7 @@ def run(
         sdata = _read(path, name, format, options)
     _check_cells(sdata, path, tools)
     before = _contents(sdata)
-    drawn = _draw_missing_outlines(sdata, timings) if "localization" in tools else []
+    drawn = _draw_missing_outlines(sdata, timings) if "localization" in tools else {}
     summary = _analyse(sdata, radius, within, tools, n_domains, timings)
     added = {where: sorted(keys - before.get(where, set())) for where, keys in _contents(sdata).items()}
     with writing(out, timings), warnings.catch_warnings():
@@ -124,7 +124,7 @@ def run(
         sdata.write(out, overwrite=overwrite)
     return {
         "input": f"{path} ({name})",
-        **({"outlines drawn from the transcripts": ", ".join(drawn)} if drawn else {}),
+        **drawn,
         **summary,
         "new in the store": "; ".join(f"{where}: {', '.join(keys)}" for where, keys in added.items() if keys)
         or "nothing (the tools replaced their earlier results)",
@@ -274,18 +274,27 @@ def _analyse(sdata, radius: float, within: str, tools: Sequence[str], n_domains:
     return summary
 
 
-def _draw_missing_outlines(sdata, timings: dict[str, float]) -> list[str]:
+def _draw_missing_outlines(sdata, timings: dict[str, float]) -> dict:
     """Draw, around the molecules, the cell outlines (and the nucleus outlines, where
-    the molecules carry ``in_nucleus``) that ``sdata`` lacks; the names drawn."""
+    the molecules carry ``in_nucleus``) that ``sdata`` lacks; the summary rows naming
+    what was drawn and counting the cells too small for an outline."""
     from .. import io
+    from ..io._schema import CELL
 
+    points = sdata.points["transcripts"]
     missing = [kind for kind, key in (("cell", "cell_boundaries"), ("nucleus", "nucleus_boundaries"))
-               if key not in sdata.shapes and (kind == "cell" or "in_nucleus" in sdata.points["transcripts"].columns)]
-    if missing:
-        with step("draw missing outlines", timings):
-            for kind in missing:
-                io.outlines_from_transcripts(sdata, kind=kind)
-    return [f"{kind}_boundaries" for kind in missing]
+               if key not in sdata.shapes and (kind == "cell" or "in_nucleus" in points.columns)]
+    if not missing:
+        return {}
+    with step("draw missing outlines", timings):
+        for kind in missing:
+            io.outlines_from_transcripts(sdata, kind=kind)
+    rows = {"outlines drawn from the transcripts": ", ".join(f"{kind}_boundaries" for kind in missing)}
+    # Localization then warns of these cells "without an outline": the row says why.
+    small = int(points[CELL].nunique().compute()) - len(sdata.shapes["cell_boundaries"]) if "cell" in missing else 0
+    if small:
+        rows["cells without a drawn outline"] = f"{small:,} (too few molecules; localization leaves them out)"
+    return rows
 
 
 def _localization(sdata, timings: dict[str, float]) -> dict:
