@@ -9,6 +9,7 @@ import anndata
 import numpy as np
 import pytest
 import spatialdata
+from spatialdata.models import PointsModel
 
 import stgraph
 import stgraph.io
@@ -128,6 +129,10 @@ def test_run_reads_a_platform_folder_runs_the_tools_and_writes_a_store(tmp_path,
     frame = expected.points["transcripts"].compute()
     assert count(values["molecules"]) == len(frame) == 25_825
     assert count(values["cells"]) == frame["cell_id"].nunique()
+    # Localization warns of the cells without an outline: the summary says why they have none.
+    too_few = int((frame["cell_id"].dropna().astype(str).value_counts() < 3).sum())
+    assert values["cells without a drawn outline"] == f"{too_few} (too few molecules; localization leaves them out)"
+    assert too_few == 2
     assert sum(1 for key in values if key.startswith("domain ")) == 3
     written = spatialdata.read_zarr(out)
     table = written.tables["table"]
@@ -211,9 +216,41 @@ def test_run_refuses_an_out_that_would_change_the_input_or_cannot_be_written(sto
          f"--out {notes}/result.zarr: cannot create it, {notes} is not a writable folder"),
         # Read as the current folder: '--out  exists'.
         (["--out", ""], "--out is empty: name the new zarr store, e.g. --out result.zarr"),
+        # Written as a zarr folder named result.h5ad, which anndata.read_h5ad cannot read.
+        (["--out", str(tmp_path / "result.h5ad")], f"--out {tmp_path / 'result.h5ad'}: name a .zarr store, "
+                                                   "e.g. --out result.zarr"),
     ]:
         assert refused(["run", str(store), *argv], capsys) == f"stgraph run: error: {message}"
     assert _listing(tmp_path) == before and notes.read_text() == "not a store"
+
+
+def test_run_reads_an_older_store_without_spatialdata_advice_to_write_it_anew(tmp_path, capsys):
+    from spatialdata._io.format import SpatialDataContainerFormatV01
+
+    sdata, _ = simulate(n_cells=4, n_genes=8, seed=0)
+    sdata.write(tmp_path / "old.zarr", sdata_formats=SpatialDataContainerFormatV01())
+    with pytest.warns(UserWarning, match="not stored in the most current format"):  # what the command printed
+        spatialdata.read_zarr(tmp_path / "old.zarr")
+    out = tmp_path / "result.zarr"
+    assert main(["run", str(tmp_path / "old.zarr"), "--out", str(out), "--tools", "colocalization"]) == 0
+    # The command writes its result to a new store in the current format: the advice is moot.
+    assert "most current format" not in capsys.readouterr().err
+    assert len(spatialdata.read_zarr(out).points["transcripts"]) == len(sdata.points["transcripts"])
+
+
+def test_run_refuses_molecules_in_no_cell_in_the_commands_words(tmp_path, capsys):
+    sdata, _ = simulate(n_cells=4, n_genes=8, seed=0)
+    frame = sdata.points["transcripts"].compute()[["x", "y", "gene"]]
+    store, out = tmp_path / "unsegmented.zarr", tmp_path / "result.zarr"
+    spatialdata.SpatialData(points={"transcripts": PointsModel.parse(frame, feature_key="gene")}).write(store)
+    # Refused with "pass within='all'" (colocalization) or as cells too small to outline.
+    for tools in ("colocalization", "localization,domains"):
+        assert refused(["run", str(store), "--out", str(out), "--tools", tools], capsys) == (
+            f"stgraph run: error: no molecule of {store} is assigned to a cell: {tools.replace(',', ', ')} work on "
+            "the molecules of each cell; give data segmented into cells (a store's points name theirs in a "
+            "cell_id column or by their instance_key)"
+        )
+    assert not out.exists()
 
 
 def test_run_names_the_option_that_fixes_what_the_reader_refuses(store, tmp_path, capsys):
@@ -457,8 +494,6 @@ def test_run_counts_the_genes_with_molecules_not_the_unused_categories(tmp_path,
 def test_run_reads_the_depth_column_of_a_stores_2d_points(tmp_path, capsys):
     # A store of points with x, y axes and the plane in a column (spatialdata-io's MERSCOPE
     # global_z) could only be read as 2D by the command.
-    from spatialdata.models import PointsModel
-
     sdata, _ = simulate(n_cells=3, n_genes=6, seed=0)
     frame = sdata.points["transcripts"].compute()
     frame["global_z"] = np.arange(len(frame)) % 4

@@ -195,6 +195,17 @@ def test_nuclei_need_the_in_nucleus_column():
         outlines_from_transcripts(two_cells())
 
 
+def test_molecules_in_no_cell_are_named_as_the_reason_for_no_outline():
+    # Data without cell ids were refused as "no cell has 3 or more molecules", as if
+    # the cells were too small.
+    no_cells = read_transcripts(two_cells(), x="x", y="y", gene="gene", in_nucleus="nuclear")
+    for kind in ("cell", "nucleus"):
+        with pytest.raises(ValueError, match=r"^no molecule of 'transcripts' is assigned to a cell \('cell_id' is "
+                                             r"empty\): outlines are drawn around each cell's molecules$"):
+            outlines_from_transcripts(no_cells, kind=kind)
+    assert not no_cells.shapes
+
+
 def test_merfish_hulls_cover_the_measured_outlines():
     sdata = stgraph.datasets.merfish_u2os()
     outlines_from_transcripts(sdata, key="cell_hulls")

@@ -72,7 +72,8 @@ pairs = result.table
 top = pairs[pairs["gene_a"] != pairs["gene_b"]].sort_values("z", ascending=False).head(10)
 print(top[["gene_a", "gene_b", "score", "clq", "z", "fdr", "n_cells"]])
 gene_graph = result.to_networkx()
-print(f"gene graph: {gene_graph.number_of_nodes()} genes, {gene_graph.number_of_edges()} pairs at FDR 5 %")
+# A directed graph: an edge A -> B for each ordered pair of two genes that passes.
+print(f"gene graph: {gene_graph.number_of_nodes()} genes, {gene_graph.number_of_edges()} ordered pairs at FDR 5 %")
 
 # %%
 sg.pl.colocalization_heatmap(sdata, top=15)
@@ -86,7 +87,7 @@ plt.close("all")
 
 # %%
 unique = sg.datasets.merfish_u2os(drop_duplicates=True)
-passing = {
+passing = {  # ordered pairs (A, B), a gene with itself included
     "with the duplicate calls": int((pairs["fdr"] < 0.05).sum()),
     "without": int((sg.tl.colocalization(unique, radius=1.0, inplace=False).table["fdr"] < 0.05).sum()),
 }

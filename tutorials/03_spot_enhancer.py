@@ -76,12 +76,13 @@ print("kept training epoch per ensemble member (0 = the calibrated interpolation
 # halfway between their neighbours (an affine fit corrected by the nearest spots); an
 # `uns['spatial']` (as Space Ranger writes it) would be copied with the spot diameter
 # halved. This slide has none, so squidpy draws the spots as
-# points (`shape=None`).
+# points (`shape=None`) and is told the slide's name (`library_id`), which it would
+# read from there.
 
 # %%
 enhanced = sg.tl.enhance(adata, mode="super_resolution", seed=0, progress=False)
 print(f"{adata.n_obs} spots -> {enhanced.n_obs} ({int(enhanced.obs['imputed'].sum())} new)")
 gene = adata.var_names[np.argmax(np.asarray((adata.X > 0).mean(0)).ravel())]
 sg.pl.enhance(enhanced, gene)
-sq.pl.spatial_scatter(enhanced, color=gene, shape=None, size=4)
+sq.pl.spatial_scatter(enhanced, color=gene, shape=None, size=4, library_id="prostate")
 plt.close("all")

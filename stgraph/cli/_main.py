@@ -137,7 +137,8 @@ def _command(argv: list[str] | None) -> int:
     )
     run_parser.add_argument("input", help="Xenium output folder, MERSCOPE region folder, CosMx flat files, or .zarr")
     run_parser.add_argument("--out", required=True,
-                            help="zarr store to write, outside the input (an existing one only with --overwrite)")
+                            help="zarr store to write (a new one named *.zarr), outside the input (an existing one only "
+                            "with --overwrite)")
     run_parser.add_argument("--format", choices=("auto", *FORMATS), default="auto",
                             help="input format (default: recognised by the files in the folder)")
     _add_graph_options(run_parser)

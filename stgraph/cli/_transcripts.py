@@ -74,7 +74,8 @@ def run(
     path
         Input folder or ``.zarr`` store, as :func:`stgraph.io.read` reads it.
     out
-        Zarr store to write, outside the input and not holding it.
+        Zarr store to write, outside the input and not holding it (a new one named
+        ``*.zarr``).
     format
         Input format, one of :data:`FORMATS`, or ``"auto"`` to tell it from the files.
     radius, within
@@ -97,9 +98,10 @@ def run(
     ValueError
         Before any work, for an input whose format cannot be told, an option its format
         does not take, or an ``out`` that cannot be written (inside the input or holding
-        it, an existing store without ``overwrite``, anything but a zarr store); then for
-        data the reader refuses, with the flag that fixes it, or the tools refuse, and
-        for a write that fails.
+        it, an existing store without ``overwrite``, anything but a zarr store, a new
+        store whose name does not end in ``.zarr``); then for
+        data the reader refuses, with the flag that fixes it, molecules in no cell (with
+        ``tools``), data the tools refuse, and for a write that fails.
     """
     from ..io._read import resolve_format
 
@@ -111,8 +113,9 @@ def run(
     _warm_up_graph_kernels(radius, timings)
     with step("read", timings):
         sdata = _read(path, name, format, options)
+    _check_cells(sdata, path, tools)
     before = _contents(sdata)
-    drawn = _draw_missing_outlines(sdata, timings) if "localization" in tools else []
+    drawn = _draw_missing_outlines(sdata, timings) if "localization" in tools else {}
     summary = _analyse(sdata, radius, within, tools, n_domains, timings)
     added = {where: sorted(keys - before.get(where, set())) for where, keys in _contents(sdata).items()}
     with writing(out, timings), warnings.catch_warnings():
@@ -121,7 +124,7 @@ def run(
         sdata.write(out, overwrite=overwrite)
     return {
         "input": f"{path} ({name})",
-        **({"outlines drawn from the transcripts": ", ".join(drawn)} if drawn else {}),
+        **drawn,
         **summary,
         "new in the store": "; ".join(f"{where}: {', '.join(keys)}" for where, keys in added.items() if keys)
         or "nothing (the tools replaced their earlier results)",
@@ -183,6 +186,8 @@ def _check_out(path: str, out: str, overwrite: bool) -> None:
         if not overwrite:
             raise ValueError(f"--out {out} exists; give --overwrite to replace it")
         return
+    if target.suffix != ".zarr":  # a new folder named result.h5ad is no file anndata reads
+        raise ValueError(f"--out {out}: name a .zarr store, e.g. --out result.zarr")
     check_creatable(out, target)
 
 
@@ -191,11 +196,30 @@ def _read(path: str, name: str, format: str, options: dict):
     from .. import io
 
     try:
-        return io.read(path, format=name, **options)
+        with warnings.catch_warnings():
+            # spatialdata's advice on an older store, to write it anew with sdata.write():
+            # the command writes its result to a new store, in the current format.
+            warnings.filterwarnings("ignore", message="SpatialData is not stored in the most current format",
+                                    category=UserWarning)
+            return io.read(path, format=name, **options)
     except KeyError as err:  # from_spatialdata: the store has no such points element
         raise ValueError(f"{err.args[0]}; --points names the one holding the molecules") from None
     except (FileNotFoundError, ValueError) as err:
         raise ValueError(f"{err}{_format_hint(path, format)}") from None
+
+
+def _check_cells(sdata, path: str, tools: Sequence[str]) -> None:
+    """Refuse, in the command's words, molecules in no cell: every task head works on the
+    molecules of each cell, and the tools' own refusals advise Python arguments."""
+    from ..io._schema import CELL
+
+    points = sdata.points["transcripts"]
+    if tools and not int(points[CELL].count().compute()):  # the readers give every point a cell_id
+        raise ValueError(
+            f"no molecule of {path} is assigned to a cell: {', '.join(tools)} work on the molecules of each "
+            f"cell; give data segmented into cells (a store's points name theirs in a {CELL} column or by "
+            "their instance_key)"
+        )
 
 
 def _format_hint(path: str, format: str) -> str:
@@ -250,18 +274,27 @@ def _analyse(sdata, radius: float, within: str, tools: Sequence[str], n_domains:
     return summary
 
 
-def _draw_missing_outlines(sdata, timings: dict[str, float]) -> list[str]:
+def _draw_missing_outlines(sdata, timings: dict[str, float]) -> dict:
     """Draw, around the molecules, the cell outlines (and the nucleus outlines, where
-    the molecules carry ``in_nucleus``) that ``sdata`` lacks; the names drawn."""
+    the molecules carry ``in_nucleus``) that ``sdata`` lacks; the summary rows naming
+    what was drawn and counting the cells too small for an outline."""
     from .. import io
+    from ..io._schema import CELL
 
+    points = sdata.points["transcripts"]
     missing = [kind for kind, key in (("cell", "cell_boundaries"), ("nucleus", "nucleus_boundaries"))
-               if key not in sdata.shapes and (kind == "cell" or "in_nucleus" in sdata.points["transcripts"].columns)]
-    if missing:
-        with step("draw missing outlines", timings):
-            for kind in missing:
-                io.outlines_from_transcripts(sdata, kind=kind)
-    return [f"{kind}_boundaries" for kind in missing]
+               if key not in sdata.shapes and (kind == "cell" or "in_nucleus" in points.columns)]
+    if not missing:
+        return {}
+    with step("draw missing outlines", timings):
+        for kind in missing:
+            io.outlines_from_transcripts(sdata, kind=kind)
+    rows = {"outlines drawn from the transcripts": ", ".join(f"{kind}_boundaries" for kind in missing)}
+    # Localization then warns of these cells "without an outline": the row says why.
+    small = int(points[CELL].nunique().compute()) - len(sdata.shapes["cell_boundaries"]) if "cell" in missing else 0
+    if small:
+        rows["cells without a drawn outline"] = f"{small:,} (too few molecules; localization leaves them out)"
+    return rows
 
 
 def _localization(sdata, timings: dict[str, float]) -> dict:

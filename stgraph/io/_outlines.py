@@ -114,7 +114,8 @@ def outlines_from_transcripts(
         default that is not a shapes element, outlines there that are neither
         polygons nor circles, a ``key`` that is not a valid element name or names
         another element (a table, points, one differing only in case), an existing
-        ``key`` without ``overwrite=True``, or no cell with enough molecules to outline.
+        ``key`` without ``overwrite=True``, no molecule assigned to a cell, or no cell
+        with enough molecules to outline.
 
     Examples
     --------
@@ -138,6 +139,11 @@ def outlines_from_transcripts(
     points = transcripts_frame(sdata, points_key)
     cells = pd.Categorical(points[CELL])
     group = np.asarray(cells.codes, dtype=np.int64)
+    if (group < 0).all():  # else refused below as cells too small, which misleads
+        raise ValueError(
+            f"no molecule of {points_key!r} is assigned to a cell ({CELL!r} is empty): outlines are drawn "
+            "around each cell's molecules"
+        )
     if kind == "nucleus":
         if IN_NUCLEUS not in points:
             raise ValueError(f"points {points_key!r} have no {IN_NUCLEUS!r} column to outline nuclei from")
