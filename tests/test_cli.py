@@ -52,6 +52,12 @@ def test_demo_graph_only_stops_after_the_graph(capsys):
     assert values["molecules"] == "174,827" and "scored cell-genes" not in values
     assert values["radius (µm)"] == "0.5"
     assert not any("localization" in key for key in values)
+    # The kernels are loaded from numba's cache on every run after the first: the row
+    # read "compile graph kernels (first run only)" on each.
+    assert [key for key in values if key.startswith("time:")] == [
+        "time: load graph kernels (compiled on the first run) (s)", "time: load sample (s)",
+        "time: build transcript graph (s)",
+    ]
 
 
 def test_demo_counts_the_duplicate_calls_and_can_leave_them_out(capsys):

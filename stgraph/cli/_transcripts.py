@@ -242,7 +242,7 @@ def _warm_up_graph_kernels(radius: float, timings: dict[str, float]) -> None:
 
     # Numba compiles the graph kernels on their first call and caches them on disk;
     # warming them up on two points keeps that one-off cost out of the graph's time.
-    with step("compile graph kernels (first run only)", timings):
+    with step("load graph kernels (compiled on the first run)", timings):
         radius_graph(torch.zeros(2, 2), radius, return_distance=True)
 
 
