@@ -1001,3 +1001,18 @@ def test_spots_with_counts_is_the_same_for_sparse_and_dense_counts():
         np.testing.assert_array_equal(spots_with_counts(adata, layer), [False, True, True, False])
     with pytest.raises(ValueError, match=r"^Layer 'raw' not found in `adata.layers` \(\['sparse'\]\)\.$"):
         spots_with_counts(adata, "raw")
+
+
+def test_copies_of_the_pixel_coordinates_in_obs_are_filled_for_new_spots():
+    # The legacy ST sets keep obsm['spatial'] in obs['pixel_x'] / ['pixel_y'] too: the new
+    # spots had NaN there, though their pixel coordinates are in obsm['spatial'].
+    adata, _ = slide("square", 4, 4, 10)
+    adata.obs["pixel_x"] = adata.obsm["spatial"][:, 0]
+    adata.obs["pixel_y"] = adata.obsm["spatial"][:, 1].astype(np.float32).astype(float)  # not an exact copy
+    adata.obs["depth"] = np.arange(adata.n_obs, dtype=float)
+    out = enhance(adata, "super_resolution", **{**FAST, "epochs": 0})
+    new = out.obs["imputed"].to_numpy()
+    assert new.sum() == 33
+    np.testing.assert_array_equal(out.obs["pixel_x"].to_numpy(), out.obsm["spatial"][:, 0])
+    assert out.obs.loc[new, ["pixel_y", "depth"]].isna().all().all()
+    np.testing.assert_array_equal(out.obs.loc[~new, "pixel_y"], adata.obs["pixel_y"])

@@ -169,7 +169,9 @@ def enhance(
     categorical ones keep their categories, integer ones become float), so the
     result writes to h5ad; only a column that holds one library id of
     ``uns['spatial']`` on every spot (squidpy's ``library_key``) holds it for the
-    new spots too. ``X`` (dense ``float32``): log1p(CP10k) — measured for the
+    new spots too, and a numeric column that equals a column of ``obsm['spatial']``
+    on every spot (a copy of the pixel coordinates, as the legacy ST sets'
+    ``pixel_x`` / ``pixel_y``) holds the new spots' pixel coordinates (as float). ``X`` (dense ``float32``): log1p(CP10k) — measured for the
     original spots, predicted for the new ones (a low-rank reconstruction, clipped
     at 0: unclipped, 5 % of the new spots' values on the Visium prostate slide and
     11 % on HER2 B1 were negative, down to −0.4). The new spots' values are smooth,
@@ -539,6 +541,9 @@ def _assemble(adata, values, counts, predicted, query, new_spatial, counts_layer
     # squidpy's spatial_scatter(library_key=...) leaves out spots without a library id.
     for key, (library,) in _library_columns(adata).items():
         obs.loc[names, key] = library
+    spatial = np.asarray(adata.obsm["spatial"], dtype=float)
+    for key, k in _pixel_columns(adata.obs, spatial).items():
+        obs[key] = np.concatenate([spatial[:, k], new_spatial[:, k]])
     obs["imputed"] = obs["imputed"].astype(bool)
     n_new = len(query)
     out = AnnData(
@@ -548,8 +553,24 @@ def _assemble(adata, values, counts, predicted, query, new_spatial, counts_layer
         uns=copy.deepcopy(dict(adata.uns)),
     )
     out.layers[counts_layer] = sp.vstack([sp.csr_matrix(counts), sp.csr_matrix((n_new, counts.shape[1]), dtype=np.float32)]).tocsr()
-    out.obsm["spatial"] = np.vstack([np.asarray(adata.obsm["spatial"], dtype=float), new_spatial])
+    out.obsm["spatial"] = np.vstack([spatial, new_spatial])
     return out
+
+
+def _pixel_columns(obs: pd.DataFrame, spatial: np.ndarray) -> dict[str, int]:
+    """The numeric ``obs`` columns that copy a column ``k`` of the spots' pixel
+    coordinates ``spatial`` exactly, spot for spot (e.g. ``pixel_x`` / ``pixel_y`` of
+    legacy ST sets), with that ``k``: the new spots' pixel coordinates are known."""
+    found = {}
+    for key, column in obs.drop(columns=["array_row", "array_col"]).items():
+        if not (isinstance(column.dtype, np.dtype) and column.dtype.kind in "iuf"):
+            continue
+        values = column.to_numpy(dtype=float)
+        for k in range(spatial.shape[1]):
+            if np.array_equal(values, spatial[:, k]):
+                found[key] = k
+                break
+    return found
 
 
 def _fill_in_tissue(obs: pd.DataFrame, observed: pd.Series, neighbours: tuple[np.ndarray, np.ndarray]) -> None:
