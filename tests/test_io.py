@@ -1428,3 +1428,35 @@ def test_platform_readers_name_the_file_of_a_missing_column(tmp_path):
     path.write_text(path.read_text().replace("global_x", "gx", 1))
     with pytest.raises(ValueError, match=re.escape(f"{path}: transcript table lacks the column(s) ['global_x']")):
         read(merscope_folder)
+
+
+def _cells_of_span(span: float, n_cells: int = 4, per_cell: int = 12) -> pd.DataFrame:
+    """Molecules of ``n_cells`` cells, each spread over a square of side ``span`` (its
+    diagonal is the cell's span), the cells far apart."""
+    rng = np.random.default_rng(0)
+    corners = np.array([[0.0, 0.0], [span, span]])
+    points = np.vstack([np.vstack([corners, rng.uniform(0, span, (per_cell - 2, 2))]) + 10 * span * c
+                        for c in range(n_cells)])
+    return pd.DataFrame({"x": points[:, 0], "y": points[:, 1], "gene": "A",
+                         "cell": np.repeat([f"c{c}" for c in range(n_cells)], per_cell)})
+
+
+@pytest.mark.parametrize(("span", "pixel_size", "median"), [(400.0, 1.0, "566"), (0.5, 1.0, "0.707"),
+                                                           (4000.0, 0.1, "566")])
+def test_cells_of_implausible_size_warn_of_the_pixel_size(span, pixel_size, median):
+    # The MERFISH U2-OS store, in 0.1 µm pixels, read with the default pixel_size=1 gave
+    # cells 600 µm across and radii in pixels, without a word.
+    message = (f"the molecules of a cell span a median of {median} µm (4 cells with 10 or more molecules) at "
+               f"pixel_size={pixel_size:g} (µm per coordinate unit), outside the 1 to 300 µm a cell spans: if the "
+               "coordinates are image pixels or in another unit, give pixel_size, the µm per unit "
+               "(stgraph run: --pixel-size)")
+    with pytest.warns(UserWarning, match=f"^{re.escape(message)}$"):
+        read_transcripts(_cells_of_span(span), x="x", y="y", gene="gene", cell="cell", pixel_size=pixel_size)
+
+
+@pytest.mark.parametrize(("span", "per_cell", "pixel_size"), [(40.0, 12, 1.0), (400.0, 12, 0.1), (400.0, 9, 1.0)])
+def test_cells_of_plausible_size_or_too_few_molecules_do_not_warn(span, per_cell, pixel_size):
+    frame = _cells_of_span(span, per_cell=per_cell)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_transcripts(frame, x="x", y="y", gene="gene", cell="cell", pixel_size=pixel_size)

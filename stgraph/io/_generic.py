@@ -7,6 +7,7 @@ from os import PathLike
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 from anndata import AnnData
 from spatialdata import SpatialData
@@ -24,6 +25,8 @@ from ._schema import (
     NUCLEUS_SHAPES_KEY,
     POINTS_KEY,
     UNASSIGNED_IDS,
+    X,
+    Y,
 )
 from ._shapes import shapes_element
 
@@ -150,7 +153,10 @@ def read_transcripts(
     -----
     UserWarning
         When some ``cell_boundaries`` are indexed by ids that no transcript's ``cell``
-        holds (how many, with examples): those outlines hold no molecule.
+        holds (how many, with examples): those outlines hold no molecule. When the
+        molecules of the cells (those with 10 or more) span a median outside 1 to 300 µm
+        at ``pixel_size``: the coordinates are then likely in other units (image
+        pixels), and every radius in µm would be one in those units.
     """
     drop_controls = check_bool("drop_controls", drop_controls)
     drop_duplicates = check_bool("drop_duplicates", drop_duplicates)
@@ -173,6 +179,7 @@ def read_transcripts(
         unassigned=unassigned,
         drop_controls=drop_controls,
     )
+    warn_implausible_cell_size(frame, pixel_size)
     if duplicate_distance > 0:
         if DUPLICATE in frame:
             raise ValueError(
@@ -197,6 +204,36 @@ def read_transcripts(
                 + (f"the {cell!r} column" if cell is not None else "a cell column (pass cell=...)")
             )
     return sdata
+
+
+#: Median span (µm) of the cells' molecules outside which the coordinates are taken
+#: not to be in µm: cells are about 5 to 100 µm across.
+PLAUSIBLE_CELL_SPAN = (1.0, 300.0)
+#: Molecules a cell needs for its span to count.
+SPAN_MOLECULES = 10
+
+
+def warn_implausible_cell_size(frame: pd.DataFrame, pixel_size: float) -> None:
+    """Warn when the cells of the standardised points ``frame`` (µm) span a median
+    outside :data:`PLAUSIBLE_CELL_SPAN`: coordinates in pixels (or mm) read without
+    the right ``pixel_size`` make every radius in µm one in other units, silently."""
+    cells = frame[CELL]
+    if not cells.notna().any():
+        return
+    grouped = frame[[X, Y]].groupby(cells, observed=True)
+    extent = grouped.max() - grouped.min()
+    span = np.hypot(extent[X], extent[Y])[grouped.size() >= SPAN_MOLECULES]
+    if span.empty:
+        return
+    median = float(span.median())
+    low, high = PLAUSIBLE_CELL_SPAN
+    if not low <= median <= high:
+        warn_user(
+            f"the molecules of a cell span a median of {median:.3g} µm ({len(span)} cells with "
+            f"{SPAN_MOLECULES} or more molecules) at pixel_size={pixel_size:g} (µm per coordinate unit), outside "
+            f"the {low:g} to {high:g} µm a cell spans: if the coordinates are image pixels or in another unit, "
+            "give pixel_size, the µm per unit (stgraph run: --pixel-size)"
+        )
 
 
 def assemble(
