@@ -750,3 +750,21 @@ def test_enhance_tissue_only_and_drop_empty_refuse_a_file_without_such_spots(tmp
         argv = ["enhance", str(tmp_path / name), "--out", str(tmp_path / "x.h5ad"), flag, "--layer", "raw"]
         assert refused(argv if flag == "--drop-empty" else argv[:-2], capsys) == f"stgraph enhance: error: {message}"
     assert not (tmp_path / "x.h5ad").exists()
+
+
+def test_enhance_refuses_a_device_it_cannot_use_in_its_flag_before_reading_the_input(tmp_path, monkeypatch, capsys):
+    # tl.enhance refused them after reading the input, the first as "device='cuda' asked
+    # for, but CUDA is not available", a Python argument.
+    from .test_enhance import slide
+
+    slide("square", 5, 5, 8)[0].write_h5ad(tmp_path / "spots.h5ad")
+    monkeypatch.setattr("anndata.read_h5ad", lambda *args, **kwargs: pytest.fail("read before --device was checked"))
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    argv = ["enhance", str(tmp_path / "spots.h5ad"), "--out", str(tmp_path / "x.h5ad"), "--device"]
+    assert refused([*argv, "cuda"], capsys) == (
+        "stgraph enhance: error: argument --device: 'cuda' needs CUDA, which this machine does not have; give cpu"
+    )
+    assert refused([*argv, "gpu"], capsys) == (
+        "stgraph enhance: error: argument --device: unknown device 'gpu'; use 'cpu', 'cuda' or 'auto'"
+    )
+
