@@ -768,3 +768,87 @@ def test_enhance_refuses_a_device_it_cannot_use_in_its_flag_before_reading_the_i
         "stgraph enhance: error: argument --device: unknown device 'gpu'; use 'cpu', 'cuda' or 'auto'"
     )
 
+def _offset(adata, shift: int):
+    """``adata`` (a hexagonal slide) with ``array_col`` counting the spots of each row
+    (offset coordinates), whose odd rows are shifted by half a column to the right
+    (``shift`` 0) or left (1)."""
+    adata.obs["array_col"] = (adata.obs["array_col"] + shift) // 2
+
+
+@pytest.mark.filterwarnings("ignore:(Variable|Observation) names are not unique")
+def test_enhance_refusals_of_the_file_say_what_to_change_in_it_not_python_code(tmp_path, capsys):
+    # Each advised Python code (`adata.var_names_make_unique()`, `sg.tl.enhance(adata)[:, gene]`,
+    # `adata.obs[['array_row', 'array_col']] = ...`), which no command-line user can run.
+    from stgraph.tl import enhance
+
+    from .test_enhance import slide
+
+    square, hexagonal = slide("square", 5, 5, 8)[0], slide("hexagonal", 6, 6, 8)[0]
+    for name, given, change, command, python in [
+        ("one_gene", square[:, :1], lambda a: None,
+         "`adata` has 1 gene(s): enhance needs at least 2, as log1p(CP10k) normalises each spot over the genes given "
+         "(one gene would be log1p(10^4) in every spot with counts). Give the .h5ad of the whole panel and select "
+         "the gene from the output.",
+         "Enhance the whole panel and select the gene from the result, e.g. `sg.tl.enhance(adata)[:, gene]`."),
+        ("genes", square, lambda a: setattr(a, "var_names", ["g0", "g1"] * 4),
+         "`adata.var_names` has 2 duplicated gene name(s), e.g. ['g0', 'g1']; make them unique in the .h5ad (e.g. "
+         "with anndata's `var_names_make_unique`) and give it again.",
+         "make them unique first, e.g. with `adata.var_names_make_unique()`."),
+        ("barcodes", square, lambda a: setattr(a, "obs_names", ["s"] * 25),
+         "`adata.obs_names` has 1 duplicated barcode(s), e.g. ['s']; make them unique in the .h5ad (e.g. with "
+         "anndata's `obs_names_make_unique`) and give it again.",
+         "make them unique first, e.g. with `adata.obs_names_make_unique()`."),
+        ("text", square, lambda a: a.obs.__setitem__("array_col", a.obs["array_col"].astype(str)),
+         "`obs['array_col']` must hold numbers (integer spot indices), got dtype category; convert it to integers "
+         "in the .h5ad and give it again.",
+         "convert it first, e.g. `adata.obs['array_col'] = adata.obs['array_col'].astype(int)`."),
+        ("swapped", hexagonal,
+         lambda a: a.obs.__setitem__(["array_row", "array_col"], a.obs[["array_col", "array_row"]].to_numpy()),
+         "In `obsm['spatial']` the spot two columns along a row is 1.73 times as far as the spot one row and one "
+         "column away: 1.73 on a hexagonal lattice whose `array_row` and `array_col` are swapped (1 in Visium's "
+         "convention, 1.41 on a square grid). Swap obs['array_row'] and obs['array_col'] in the .h5ad and give it "
+         "again.",
+         "Swap them first, e.g. `adata.obs[['array_row', 'array_col']] = adata.obs[['array_col', 'array_row']]"
+         ".to_numpy()`."),
+        ("right", hexagonal, lambda a: _offset(a, 0),
+         "In `obsm['spatial']` the odd rows are shifted by +0.50 of a column step along the rows: a hexagonal "
+         "lattice whose `array_col` counts the spots of each row (offset coordinates). Convert obs['array_col'] in "
+         "the .h5ad to Visium's convention (columns step by 2 along a row), e.g. to 2 * array_col + array_row % 2, "
+         "and give it again.",
+         "Convert to Visium's convention (columns step by 2 along a row), e.g. `array_col = 2 * array_col + "
+         "array_row % 2`."),
+        ("left", hexagonal, lambda a: _offset(a, 1),
+         "In `obsm['spatial']` the odd rows are shifted by -0.50 of a column step along the rows: a hexagonal "
+         "lattice whose `array_col` counts the spots of each row (offset coordinates). Convert obs['array_col'] in "
+         "the .h5ad to Visium's convention (columns step by 2 along a row), e.g. to 2 * array_col + (array_row + 1) "
+         "% 2, and give it again.",
+         "Convert to Visium's convention (columns step by 2 along a row), e.g. `array_col = 2 * array_col + "
+         "(array_row + 1) % 2`."),
+    ]:
+        adata = given.copy()
+        change(adata)
+        path = tmp_path / f"{name}.h5ad"
+        adata.write_h5ad(path)
+        assert refused(["enhance", str(path), "--out", str(tmp_path / "x.h5ad")], capsys) == (
+            f"stgraph enhance: error: {command}"
+        )
+        # The Python API keeps its advice, also after the command ran in this process.
+        with pytest.raises(ValueError) as refusal:
+            enhance(anndata.read_h5ad(path), progress=False)
+        assert str(refusal.value).endswith(" " + python)
+    assert not (tmp_path / "x.h5ad").exists()
+
+
+def test_enhance_names_the_layer_flag_for_a_layer_the_file_lacks(tmp_path, capsys):
+    # It said "Layer 'raw' not found in `adata.layers` (['counts'])."
+    from .test_enhance import slide
+
+    adata, _ = slide("square", 5, 5, 8)
+    adata.layers["counts"] = adata.X.copy()
+    adata.write_h5ad(tmp_path / "spots.h5ad")
+    argv = ["enhance", str(tmp_path / "spots.h5ad"), "--out", str(tmp_path / "x.h5ad"), "--layer", "raw"]
+    for flags in ([], ["--drop-empty"]):  # --drop-empty reads the layer before tl.enhance does
+        assert refused([*argv, *flags], capsys) == (
+            "stgraph enhance: error: --layer raw: the file has no such layer (['counts'])."
+        )
+

@@ -13,8 +13,9 @@ def enhance(path: str, out: str, *, mode: str = "super_resolution", options: dic
             tissue_only: bool = False, drop_empty: bool = False, overwrite: bool = False) -> dict:
     """Enhance the Visium / ST spots of the ``.h5ad`` file ``path``
     (:func:`stgraph.tl.enhance` with ``options``) and write the result to the new
-    ``.h5ad`` file ``out``; the input is only read. tl.enhance's warnings advise the
-    command's flags where their own advice is Python code.
+    ``.h5ad`` file ``out``; the input is only read. tl.enhance's warnings and refusals
+    advise the command's flags, or what to change in the file, where their own advice
+    is Python code.
 
     Parameters
     ----------
@@ -138,10 +139,11 @@ def _kept_spots(adata, tissue_only: bool, drop_empty: bool, layer: str | None):
 @contextmanager
 def _in_command_terms(layer: str | None):
     """Give the advice of tl.enhance that is Python code (``layer`` is its counts
-    layer) as the command's flags, in the warnings and the ValueError of the block."""
-    from ..spots._expression import COUNTS_HINT, RAW_HINT
-    from ..spots._lattice import GRID_TYPES, grid_argument, grid_hint
-    from ..tl._enhance import OFF_TISSUE_HINT, empty_spots_hint
+    layer) as the command's flags, or as what to change in the file where the command
+    has none, in the warnings and the ValueError of the block."""
+    from ..spots._expression import COUNTS_HINT, RAW_HINT, missing_layer
+    from ..spots._lattice import GRID_TYPES, SWAPPED_HINT, grid_argument, grid_hint, numeric_hint, offset_hint, visium_column
+    from ..tl._enhance import ONE_GENE_HINT, OFF_TISSUE_HINT, empty_spots_hint, unique_names_hint
 
     terms = {  # the longer first: RAW_HINT follows COUNTS_HINT
         COUNTS_HINT + RAW_HINT: "Give the layer with the raw counts as --layer; the command does not read the "
@@ -149,7 +151,22 @@ def _in_command_terms(layer: str | None):
         COUNTS_HINT: "Give the layer with the raw counts as --layer",
         OFF_TISSUE_HINT: "To enhance the tissue only, give --tissue-only.",
         empty_spots_hint(layer): "To leave them out, give --drop-empty.",
+        ONE_GENE_HINT: "Give the .h5ad of the whole panel and select the gene from the output.",
+        SWAPPED_HINT: "Swap obs['array_row'] and obs['array_col'] in the .h5ad and give it again.",
     }
+    if layer is not None:
+        terms[missing_layer(layer)] = f"--layer {layer}: the file has no such layer"
+    for attribute in ("obs_names", "var_names"):
+        terms[unique_names_hint(attribute)] = (
+            f"make them unique in the .h5ad (e.g. with anndata's `{attribute}_make_unique`) and give it again."
+        )
+    for key in ("array_row", "array_col"):
+        terms[numeric_hint(key)] = "convert it to integers in the .h5ad and give it again."
+    for shift in (0.5, -0.5):
+        terms[offset_hint(shift)] = (
+            "Convert obs['array_col'] in the .h5ad to Visium's convention (columns step by 2 along a row), e.g. to "
+            f"{visium_column(shift)}, and give it again."
+        )
     for grid in GRID_TYPES:  # the hint first: it names the argument
         terms[grid_hint(grid)] = f"Give --grid {grid}, or leave --grid out to detect it."
         terms[grid_argument(grid)] = f"--grid {grid}"
