@@ -852,3 +852,59 @@ def test_enhance_names_the_layer_flag_for_a_layer_the_file_lacks(tmp_path, capsy
             "stgraph enhance: error: --layer raw: the file has no such layer (['counts'])."
         )
 
+def _two_libraries():
+    """Two 5 x 5 square slides of 8 genes, A and B, joined as scanpy users join them (the
+    libraries of uns['spatial'] in obs['library_id']); they share their array coordinates."""
+    from .test_enhance import slide
+
+    joined = anndata.concat({"A": slide("square", 5, 5, 8)[0], "B": slide("square", 5, 5, 8, seed=1)[0]},
+                            label="library_id", index_unique="-")
+    joined.uns["spatial"] = {library: {"scalefactors": {"spot_diameter_fullres": 80.0}} for library in "AB"}
+    return joined
+
+
+def test_enhance_library_enhances_the_spots_of_one_library_as_tl_enhance_does(tmp_path, capsys):
+    # The command refused a file of several libraries advising
+    # `[sg.tl.enhance(adata[adata.obs['library_id'] == library].copy()) for library in ...]`,
+    # and had no way to enhance one of them.
+    from stgraph.tl import enhance
+
+    path, out = tmp_path / "joined.h5ad", tmp_path / "enhanced.h5ad"
+    _two_libraries().write_h5ad(path)
+    assert refused(["enhance", str(path), "--out", str(out)], capsys) == (
+        "stgraph enhance: error: `obs['library_id']` holds 2 libraries of `uns['spatial']` (['A', 'B']): enhance "
+        "works on one slide at a time. Give --library with one of them to enhance its spots, e.g. --library A."
+    )
+    assert main(["enhance", str(path), "--out", str(out), "--epochs", "0", "--library", "B"]) == 0
+    values = summary(capsys.readouterr().out)
+    joined = anndata.read_h5ad(path)
+    expected = enhance(joined[joined.obs["library_id"] == "B"].copy(), epochs=0, progress=False)
+    written = anndata.read_h5ad(out)
+    assert written.obs_names.tolist() == expected.obs_names.tolist()
+    assert written.obs_names[:25].tolist() == [f"spot{i}-B" for i in range(25)]
+    np.testing.assert_array_equal(written.X, expected.X)
+    assert values["spots"] == "50" and values["left out (other libraries)"] == "25"
+    assert count(values["new spots"]) == int(expected.obs["imputed"].sum()) == written.n_obs - 25
+    # A file of one library is taken whole when --library names it.
+    one = joined[joined.obs["library_id"] == "A"].copy()
+    one.write_h5ad(tmp_path / "one.h5ad")
+    assert main(["enhance", str(tmp_path / "one.h5ad"), "--out", str(out), "--overwrite", "--epochs", "0",
+                 "--library", "A"]) == 0
+    values = summary(capsys.readouterr().out)
+    assert values["left out (other libraries)"] == "0" and anndata.read_h5ad(out).obs_names[:25].equals(one.obs_names)
+
+
+def test_enhance_library_refuses_a_library_the_file_does_not_hold(tmp_path, capsys):
+    from .test_enhance import slide
+
+    _two_libraries().write_h5ad(tmp_path / "joined.h5ad")
+    slide("square", 5, 5, 8)[0].write_h5ad(tmp_path / "plain.h5ad")
+    for name, message in [
+        ("joined", "--library C: the file's spots are of the libraries ['A', 'B'] (obs['library_id']); give one of "
+         "them"),
+        ("plain", "--library C: the file has no obs column of the library ids of uns['spatial'], so its spots are "
+         "of one slide; leave --library out"),
+    ]:
+        argv = ["enhance", str(tmp_path / f"{name}.h5ad"), "--out", str(tmp_path / "x.h5ad"), "--library", "C"]
+        assert refused(argv, capsys) == f"stgraph enhance: error: {message}"
+    assert not (tmp_path / "x.h5ad").exists()

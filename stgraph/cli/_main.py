@@ -187,6 +187,9 @@ def _command(argv: list[str] | None) -> int:
     enhance_parser.add_argument("--grid", choices=("hexagonal", "square"), default=None,
                                 help="lattice (default: detected from the coordinates)")
     enhance_parser.add_argument("--layer", default=None, help="layer holding the raw counts (default X)")
+    enhance_parser.add_argument("--library", default=None, metavar="ID",
+                                help="enhance only the spots of this library (of the obs column of the library ids "
+                                "of uns['spatial']); the output holds only those")
     enhance_parser.add_argument("--tissue-only", action="store_true",
                                 help="enhance only the spots with obs['in_tissue'] == 1; the output holds only those")
     enhance_parser.add_argument("--drop-empty", action="store_true",
@@ -212,8 +215,8 @@ def _command(argv: list[str] | None) -> int:
         if args.epochs is not None:
             options["epochs"] = args.epochs
         try:
-            summary = enhance(args.input, args.out, mode=args.mode, options=options, tissue_only=args.tissue_only,
-                              drop_empty=args.drop_empty, overwrite=args.overwrite)
+            summary = enhance(args.input, args.out, mode=args.mode, options=options, library=args.library,
+                              tissue_only=args.tissue_only, drop_empty=args.drop_empty, overwrite=args.overwrite)
         except (TypeError, ValueError) as err:
             enhance_parser.error(str(err))
         print_summary(summary)
