@@ -791,3 +791,161 @@ def test_enhance_tissue_only_and_drop_empty_refuse_a_file_without_such_spots(tmp
         argv = ["enhance", str(tmp_path / name), "--out", str(tmp_path / "x.h5ad"), flag, "--layer", "raw"]
         assert refused(argv if flag == "--drop-empty" else argv[:-2], capsys) == f"stgraph enhance: error: {message}"
     assert not (tmp_path / "x.h5ad").exists()
+
+
+def test_enhance_refuses_a_device_it_cannot_use_in_its_flag_before_reading_the_input(tmp_path, monkeypatch, capsys):
+    # tl.enhance refused them after reading the input, the first as "device='cuda' asked
+    # for, but CUDA is not available", a Python argument.
+    from .test_enhance import slide
+
+    slide("square", 5, 5, 8)[0].write_h5ad(tmp_path / "spots.h5ad")
+    monkeypatch.setattr("anndata.read_h5ad", lambda *args, **kwargs: pytest.fail("read before --device was checked"))
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    argv = ["enhance", str(tmp_path / "spots.h5ad"), "--out", str(tmp_path / "x.h5ad"), "--device"]
+    assert refused([*argv, "cuda"], capsys) == (
+        "stgraph enhance: error: argument --device: 'cuda' needs CUDA, which this machine does not have; give cpu"
+    )
+    assert refused([*argv, "gpu"], capsys) == (
+        "stgraph enhance: error: argument --device: unknown device 'gpu'; use 'cpu', 'cuda' or 'auto'"
+    )
+
+def _offset(adata, shift: int):
+    """``adata`` (a hexagonal slide) with ``array_col`` counting the spots of each row
+    (offset coordinates), whose odd rows are shifted by half a column to the right
+    (``shift`` 0) or left (1)."""
+    adata.obs["array_col"] = (adata.obs["array_col"] + shift) // 2
+
+
+@pytest.mark.filterwarnings("ignore:(Variable|Observation) names are not unique")
+def test_enhance_refusals_of_the_file_say_what_to_change_in_it_not_python_code(tmp_path, capsys):
+    # Each advised Python code (`adata.var_names_make_unique()`, `sg.tl.enhance(adata)[:, gene]`,
+    # `adata.obs[['array_row', 'array_col']] = ...`), which no command-line user can run.
+    from stgraph.tl import enhance
+
+    from .test_enhance import slide
+
+    square, hexagonal = slide("square", 5, 5, 8)[0], slide("hexagonal", 6, 6, 8)[0]
+    for name, given, change, command, python in [
+        ("one_gene", square[:, :1], lambda a: None,
+         "`adata` has 1 gene(s): enhance needs at least 2, as log1p(CP10k) normalises each spot over the genes given "
+         "(one gene would be log1p(10^4) in every spot with counts). Give the .h5ad of the whole panel and select "
+         "the gene from the output.",
+         "Enhance the whole panel and select the gene from the result, e.g. `sg.tl.enhance(adata)[:, gene]`."),
+        ("genes", square, lambda a: setattr(a, "var_names", ["g0", "g1"] * 4),
+         "`adata.var_names` has 2 duplicated gene name(s), e.g. ['g0', 'g1']; make them unique in the .h5ad (e.g. "
+         "with anndata's `var_names_make_unique`) and give it again.",
+         "make them unique first, e.g. with `adata.var_names_make_unique()`."),
+        ("barcodes", square, lambda a: setattr(a, "obs_names", ["s"] * 25),
+         "`adata.obs_names` has 1 duplicated barcode(s), e.g. ['s']; make them unique in the .h5ad (e.g. with "
+         "anndata's `obs_names_make_unique`) and give it again.",
+         "make them unique first, e.g. with `adata.obs_names_make_unique()`."),
+        ("text", square, lambda a: a.obs.__setitem__("array_col", a.obs["array_col"].astype(str)),
+         "`obs['array_col']` must hold numbers (integer spot indices), got dtype category; convert it to integers "
+         "in the .h5ad and give it again.",
+         "convert it first, e.g. `adata.obs['array_col'] = adata.obs['array_col'].astype(int)`."),
+        ("swapped", hexagonal,
+         lambda a: a.obs.__setitem__(["array_row", "array_col"], a.obs[["array_col", "array_row"]].to_numpy()),
+         "In `obsm['spatial']` the spot two columns along a row is 1.73 times as far as the spot one row and one "
+         "column away: 1.73 on a hexagonal lattice whose `array_row` and `array_col` are swapped (1 in Visium's "
+         "convention, 1.41 on a square grid). Swap obs['array_row'] and obs['array_col'] in the .h5ad and give it "
+         "again.",
+         "Swap them first, e.g. `adata.obs[['array_row', 'array_col']] = adata.obs[['array_col', 'array_row']]"
+         ".to_numpy()`."),
+        ("right", hexagonal, lambda a: _offset(a, 0),
+         "In `obsm['spatial']` the odd rows are shifted by +0.50 of a column step along the rows: a hexagonal "
+         "lattice whose `array_col` counts the spots of each row (offset coordinates). Convert obs['array_col'] in "
+         "the .h5ad to Visium's convention (columns step by 2 along a row), e.g. to 2 * array_col + array_row % 2, "
+         "and give it again.",
+         "Convert to Visium's convention (columns step by 2 along a row), e.g. `array_col = 2 * array_col + "
+         "array_row % 2`."),
+        ("left", hexagonal, lambda a: _offset(a, 1),
+         "In `obsm['spatial']` the odd rows are shifted by -0.50 of a column step along the rows: a hexagonal "
+         "lattice whose `array_col` counts the spots of each row (offset coordinates). Convert obs['array_col'] in "
+         "the .h5ad to Visium's convention (columns step by 2 along a row), e.g. to 2 * array_col + (array_row + 1) "
+         "% 2, and give it again.",
+         "Convert to Visium's convention (columns step by 2 along a row), e.g. `array_col = 2 * array_col + "
+         "(array_row + 1) % 2`."),
+    ]:
+        adata = given.copy()
+        change(adata)
+        path = tmp_path / f"{name}.h5ad"
+        adata.write_h5ad(path)
+        assert refused(["enhance", str(path), "--out", str(tmp_path / "x.h5ad")], capsys) == (
+            f"stgraph enhance: error: {command}"
+        )
+        # The Python API keeps its advice, also after the command ran in this process.
+        with pytest.raises(ValueError) as refusal:
+            enhance(anndata.read_h5ad(path), progress=False)
+        assert str(refusal.value).endswith(" " + python)
+    assert not (tmp_path / "x.h5ad").exists()
+
+
+def test_enhance_names_the_layer_flag_for_a_layer_the_file_lacks(tmp_path, capsys):
+    # It said "Layer 'raw' not found in `adata.layers` (['counts'])."
+    from .test_enhance import slide
+
+    adata, _ = slide("square", 5, 5, 8)
+    adata.layers["counts"] = adata.X.copy()
+    adata.write_h5ad(tmp_path / "spots.h5ad")
+    argv = ["enhance", str(tmp_path / "spots.h5ad"), "--out", str(tmp_path / "x.h5ad"), "--layer", "raw"]
+    for flags in ([], ["--drop-empty"]):  # --drop-empty reads the layer before tl.enhance does
+        assert refused([*argv, *flags], capsys) == (
+            "stgraph enhance: error: --layer raw: the file has no such layer (['counts'])."
+        )
+
+def _two_libraries():
+    """Two 5 x 5 square slides of 8 genes, A and B, joined as scanpy users join them (the
+    libraries of uns['spatial'] in obs['library_id']); they share their array coordinates."""
+    from .test_enhance import slide
+
+    joined = anndata.concat({"A": slide("square", 5, 5, 8)[0], "B": slide("square", 5, 5, 8, seed=1)[0]},
+                            label="library_id", index_unique="-")
+    joined.uns["spatial"] = {library: {"scalefactors": {"spot_diameter_fullres": 80.0}} for library in "AB"}
+    return joined
+
+
+def test_enhance_library_enhances_the_spots_of_one_library_as_tl_enhance_does(tmp_path, capsys):
+    # The command refused a file of several libraries advising
+    # `[sg.tl.enhance(adata[adata.obs['library_id'] == library].copy()) for library in ...]`,
+    # and had no way to enhance one of them.
+    from stgraph.tl import enhance
+
+    path, out = tmp_path / "joined.h5ad", tmp_path / "enhanced.h5ad"
+    _two_libraries().write_h5ad(path)
+    assert refused(["enhance", str(path), "--out", str(out)], capsys) == (
+        "stgraph enhance: error: `obs['library_id']` holds 2 libraries of `uns['spatial']` (['A', 'B']): enhance "
+        "works on one slide at a time. Give --library with one of them to enhance its spots, e.g. --library A."
+    )
+    assert main(["enhance", str(path), "--out", str(out), "--epochs", "0", "--library", "B"]) == 0
+    values = summary(capsys.readouterr().out)
+    joined = anndata.read_h5ad(path)
+    expected = enhance(joined[joined.obs["library_id"] == "B"].copy(), epochs=0, progress=False)
+    written = anndata.read_h5ad(out)
+    assert written.obs_names.tolist() == expected.obs_names.tolist()
+    assert written.obs_names[:25].tolist() == [f"spot{i}-B" for i in range(25)]
+    np.testing.assert_array_equal(written.X, expected.X)
+    assert values["spots"] == "50" and values["left out (other libraries)"] == "25"
+    assert count(values["new spots"]) == int(expected.obs["imputed"].sum()) == written.n_obs - 25
+    # A file of one library is taken whole when --library names it.
+    one = joined[joined.obs["library_id"] == "A"].copy()
+    one.write_h5ad(tmp_path / "one.h5ad")
+    assert main(["enhance", str(tmp_path / "one.h5ad"), "--out", str(out), "--overwrite", "--epochs", "0",
+                 "--library", "A"]) == 0
+    values = summary(capsys.readouterr().out)
+    assert values["left out (other libraries)"] == "0" and anndata.read_h5ad(out).obs_names[:25].equals(one.obs_names)
+
+
+def test_enhance_library_refuses_a_library_the_file_does_not_hold(tmp_path, capsys):
+    from .test_enhance import slide
+
+    _two_libraries().write_h5ad(tmp_path / "joined.h5ad")
+    slide("square", 5, 5, 8)[0].write_h5ad(tmp_path / "plain.h5ad")
+    for name, message in [
+        ("joined", "--library C: the file's spots are of the libraries ['A', 'B'] (obs['library_id']); give one of "
+         "them"),
+        ("plain", "--library C: the file has no obs column of the library ids of uns['spatial'], so its spots are "
+         "of one slide; leave --library out"),
+    ]:
+        argv = ["enhance", str(tmp_path / f"{name}.h5ad"), "--out", str(tmp_path / "x.h5ad"), "--library", "C"]
+        assert refused(argv, capsys) == f"stgraph enhance: error: {message}"
+    assert not (tmp_path / "x.h5ad").exists()

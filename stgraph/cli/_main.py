@@ -54,6 +54,20 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**32 - 1], got {text!r}") from None
 
 
+def _device(text: str) -> str:
+    """An argparse type: a device tl.enhance takes (cpu, cuda or auto), checked before
+    the input is read (tl.enhance checks it after)."""
+    from ..models.trainer import NO_CUDA, resolve_device
+
+    try:
+        resolve_device(text)
+    except ValueError as err:
+        if str(err) == NO_CUDA:  # it names the Python argument
+            raise argparse.ArgumentTypeError(f"{text!r} needs CUDA, which this machine does not have; give cpu") from None
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def _scale(text: str) -> float:
     """An argparse type: µm per unit, a positive finite number."""
     from .._validation import check_real
@@ -174,6 +188,9 @@ def _command(argv: list[str] | None) -> int:
     enhance_parser.add_argument("--grid", choices=("hexagonal", "square"), default=None,
                                 help="lattice (default: detected from the coordinates)")
     enhance_parser.add_argument("--layer", default=None, help="layer holding the raw counts (default X)")
+    enhance_parser.add_argument("--library", default=None, metavar="ID",
+                                help="enhance only the spots of this library (of the obs column of the library ids "
+                                "of uns['spatial']); the output holds only those")
     enhance_parser.add_argument("--tissue-only", action="store_true",
                                 help="enhance only the spots with obs['in_tissue'] == 1; the output holds only those")
     enhance_parser.add_argument("--drop-empty", action="store_true",
@@ -184,13 +201,14 @@ def _command(argv: list[str] | None) -> int:
     enhance_parser.add_argument("--epochs", type=_int_at_least(0), default=None,
                                 help="training epochs (default 10; 0: the calibrated interpolation alone)")
     enhance_parser.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
-    enhance_parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    # No string default: argparse would check it with its type, importing torch for every call.
+    enhance_parser.add_argument("--device", type=_device, default=None, help="cpu (default), cuda or auto")
     enhance_parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
     from ..graph import GraphTooLargeError
 
     if args.command == "enhance":
-        options = {"grid": args.grid, "layer": args.layer, "seed": args.seed, "device": args.device}
+        options = {"grid": args.grid, "layer": args.layer, "seed": args.seed, "device": args.device or "cpu"}
         if args.max_gap_size is not None:
             if args.mode != "impute":  # tl.enhance refuses it in its argument names, after reading the input
                 enhance_parser.error(f"--max-gap-size is only used with --mode impute, not --mode {args.mode}")
@@ -198,8 +216,8 @@ def _command(argv: list[str] | None) -> int:
         if args.epochs is not None:
             options["epochs"] = args.epochs
         try:
-            summary = enhance(args.input, args.out, mode=args.mode, options=options, tissue_only=args.tissue_only,
-                              drop_empty=args.drop_empty, overwrite=args.overwrite)
+            summary = enhance(args.input, args.out, mode=args.mode, options=options, library=args.library,
+                              tissue_only=args.tissue_only, drop_empty=args.drop_empty, overwrite=args.overwrite)
         except (TypeError, ValueError) as err:
             enhance_parser.error(str(err))
         print_summary(summary)

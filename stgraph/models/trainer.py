@@ -95,6 +95,11 @@ class TrainingConfig:
         return self.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - self.warmup_steps) / span)))
 
 
+#: :func:`resolve_device`'s refusal of CUDA where there is none (the console command
+#: gives it in its own terms).
+NO_CUDA = "device='cuda' asked for, but CUDA is not available"
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """``'auto'`` → CUDA when available, else CPU; other values are checked."""
     if device == "auto":
@@ -104,7 +109,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'auto'") from err
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' asked for, but CUDA is not available")
+        raise ValueError(NO_CUDA)
     return device
 
 

@@ -59,10 +59,16 @@ def spots_with_counts(adata, layer: str | None = None) -> np.ndarray:
     return np.asarray(nonzero.sum(axis=1)).ravel() > 0
 
 
+def missing_layer(layer: str) -> str:
+    """How :func:`read_counts` names a ``layer`` that ``adata.layers`` lacks (the console
+    command names its flag)."""
+    return f"Layer {layer!r} not found in `adata.layers`"
+
+
 def _counts_matrix(adata, layer: str | None):
     """``adata.X`` or ``adata.layers[layer]``, in memory."""
     if layer is not None and layer not in adata.layers:
-        raise ValueError(f"Layer {layer!r} not found in `adata.layers` ({list(adata.layers)}).")
+        raise ValueError(f"{missing_layer(layer)} ({list(adata.layers)}).")
     matrix = adata.X if layer is None else adata.layers[layer]
     if matrix is None:
         raise ValueError(f"`adata.X` is empty. {COUNTS_HINT}.")

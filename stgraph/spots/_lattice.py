@@ -40,7 +40,7 @@ def array_coordinates(obs) -> np.ndarray:
         if pd.api.types.is_bool_dtype(values.dtype) or not pd.api.types.is_numeric_dtype(values.dtype):
             raise ValueError(
                 f"`obs['{key}']` must hold numbers (integer spot indices), got dtype {column.dtype}; "
-                f"convert it first, e.g. `adata.obs['{key}'] = adata.obs['{key}'].astype(int)`."
+                f"{numeric_hint(key)}"
             )
     rc = np.column_stack([obs["array_row"].to_numpy(), obs["array_col"].to_numpy()]).astype(float)
     if not np.isfinite(rc).all():
@@ -54,6 +54,12 @@ def array_coordinates(obs) -> np.ndarray:
             f"{int(fractional.any(axis=1).sum())} spot(s) have a non-integer `{key}`, e.g. (row, col) = {example}."
         )
     return rc
+
+
+def numeric_hint(key: str) -> str:
+    """The advice of :func:`array_coordinates` for a column ``obs[key]`` that holds no
+    numbers (the console command gives its own)."""
+    return f"convert it first, e.g. `adata.obs['{key}'] = adata.obs['{key}'].astype(int)`."
 
 
 def fit_affine(rc: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -191,12 +197,27 @@ def _check_not_offset(rc: np.ndarray, spatial: np.ndarray | None) -> None:
     ``array_row + array_col`` make it look square, and its spots would be placed as such."""
     shift = _odd_row_shift(rc, spatial) if len(_parities(rc)) > 1 else None
     if shift is not None and abs(shift) > 0.25:
-        doubled = "2 * array_col + array_row % 2" if shift > 0 else "2 * array_col + (array_row + 1) % 2"
         raise ValueError(
             f"In `obsm['spatial']` the odd rows are shifted by {shift:+.2f} of a column step along the rows: "
-            "a hexagonal lattice whose `array_col` counts the spots of each row (offset coordinates). "
-            f"Convert to Visium's convention (columns step by 2 along a row), e.g. `array_col = {doubled}`."
+            f"a hexagonal lattice whose `array_col` counts the spots of each row (offset coordinates). {offset_hint(shift)}"
         )
+
+
+def visium_column(shift: float) -> str:
+    """Visium's ``array_col`` of a hexagonal lattice in offset coordinates whose odd rows
+    are shifted by ``shift`` column steps (its sign matters), as a formula."""
+    return "2 * array_col + array_row % 2" if shift > 0 else "2 * array_col + (array_row + 1) % 2"
+
+
+def offset_hint(shift: float) -> str:
+    """The advice of :func:`_check_not_offset` (the console command gives its own)."""
+    return f"Convert to Visium's convention (columns step by 2 along a row), e.g. `array_col = {visium_column(shift)}`."
+
+
+#: The advice of :func:`_check_not_swapped` (the console command gives its own).
+SWAPPED_HINT = (
+    "Swap them first, e.g. `adata.obs[['array_row', 'array_col']] = adata.obs[['array_col', 'array_row']].to_numpy()`."
+)
 
 
 def _check_not_swapped(ratio: float | None) -> None:
@@ -207,8 +228,7 @@ def _check_not_swapped(ratio: float | None) -> None:
         raise ValueError(
             f"In `obsm['spatial']` the spot two columns along a row is {ratio:.2f} times as far as the spot one row "
             "and one column away: 1.73 on a hexagonal lattice whose `array_row` and `array_col` are swapped (1 in "
-            "Visium's convention, 1.41 on a square grid). Swap them first, e.g. "
-            "`adata.obs[['array_row', 'array_col']] = adata.obs[['array_col', 'array_row']].to_numpy()`."
+            f"Visium's convention, 1.41 on a square grid). {SWAPPED_HINT}"
         )
 
 

@@ -328,8 +328,18 @@ def _check_unique(names: pd.Index, attribute: str, what: str) -> None:
         duplicated = names[names.duplicated()].unique()
         raise ValueError(
             f"`adata.{attribute}` has {len(duplicated)} duplicated {what}(s), e.g. {list(duplicated[:3])}; "
-            f"make them unique first, e.g. with `adata.{attribute}_make_unique()`."
+            f"{unique_names_hint(attribute)}"
         )
+
+
+def unique_names_hint(attribute: str) -> str:
+    """The advice of :func:`_check_unique` for ``adata.<attribute>`` (the console
+    command gives its own, as for :data:`OFF_TISSUE_HINT`)."""
+    return f"make them unique first, e.g. with `adata.{attribute}_make_unique()`."
+
+
+#: The advice of :func:`_check_several_genes` (the console command gives its own).
+ONE_GENE_HINT = "Enhance the whole panel and select the gene from the result, e.g. `sg.tl.enhance(adata)[:, gene]`."
 
 
 def _check_several_genes(n_genes: int) -> None:
@@ -338,8 +348,7 @@ def _check_several_genes(n_genes: int) -> None:
     if n_genes < 2:
         raise ValueError(
             f"`adata` has {n_genes} gene(s): enhance needs at least 2, as log1p(CP10k) normalises each spot over "
-            "the genes given (one gene would be log1p(10^4) in every spot with counts). Enhance the whole panel "
-            "and select the gene from the result, e.g. `sg.tl.enhance(adata)[:, gene]`."
+            f"the genes given (one gene would be log1p(10^4) in every spot with counts). {ONE_GENE_HINT}"
         )
 
 
@@ -539,7 +548,7 @@ def _assemble(adata, values, counts, predicted, query, new_spatial, counts_layer
         elif pd.api.types.is_bool_dtype(column.dtype):
             obs[key] = obs[key].astype("boolean")
     # squidpy's spatial_scatter(library_key=...) leaves out spots without a library id.
-    for key, (library,) in _library_columns(adata).items():
+    for key, (library,) in library_columns(adata).items():
         obs.loc[names, key] = library
     spatial = np.asarray(adata.obsm["spatial"], dtype=float)
     for key, k in _pixel_columns(adata.obs, spatial).items():
@@ -588,7 +597,7 @@ def _fill_in_tissue(obs: pd.DataFrame, observed: pd.Series, neighbours: tuple[np
     obs["in_tissue"] = np.concatenate([observed.to_numpy(), inside.astype(observed.dtype)])
 
 
-def _library_columns(adata: AnnData) -> dict:
+def library_columns(adata: AnnData) -> dict:
     """The ``obs`` columns all of whose values are library ids of ``uns['spatial']``
     (squidpy's ``library_key``), with the distinct ids of each."""
     libraries = adata.uns.get("spatial", {})
@@ -603,13 +612,21 @@ def _library_columns(adata: AnnData) -> dict:
 def _check_one_library(adata: AnnData) -> None:
     """Refuse spots of several slides: one lattice and one map to pixel coordinates
     cannot hold them (their array coordinates overlap, their pixels are unrelated)."""
-    for key, ids in _library_columns(adata).items():
+    for key, ids in library_columns(adata).items():
         if len(ids) > 1:
             raise ValueError(
                 f"`obs[{key!r}]` holds {len(ids)} libraries of `uns['spatial']` ({ids}): enhance works on one "
-                f"slide at a time. Enhance each, e.g. `[sg.tl.enhance(adata[adata.obs[{key!r}] == library].copy()) "
-                "for library in ...]`, and join the results with `anndata.concat(..., uns_merge='unique')`."
+                f"slide at a time. {one_library_hint(key)}"
             )
+
+
+def one_library_hint(key: str) -> str:
+    """The advice of :func:`_check_one_library` for the library column ``obs[key]`` (the
+    console command gives its own, as for :data:`OFF_TISSUE_HINT`)."""
+    return (
+        f"Enhance each, e.g. `[sg.tl.enhance(adata[adata.obs[{key!r}] == library].copy()) for library in ...]`, "
+        "and join the results with `anndata.concat(..., uns_merge='unique')`."
+    )
 
 
 def _earlier_diameter_scale(uns) -> float:
