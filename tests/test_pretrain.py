@@ -647,6 +647,21 @@ def test_device_selection():
             resolve_device("cuda")
 
 
+def test_device_selection_refuses_devices_the_code_cannot_use(monkeypatch):
+    # 'cuda:5' on a one-GPU machine, and 'mps' or 'meta', were taken, and training then
+    # failed deep inside torch.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ValueError, match=re.escape("device 'cuda:5': this machine has 1 CUDA device(s), cuda:0 to cuda:0")):
+        resolve_device("cuda:5")
+    for device in ("mps", "meta", torch.device("meta")):
+        with pytest.raises(ValueError, match=re.escape(
+            f"device '{torch.device(device)}' is not supported; use 'cpu', 'cuda' (or 'cuda:N') or 'auto'"
+        )):
+            resolve_device(device)
+
+
 def test_gradient_clipping_bounds_the_update_gradients():
     graph = synthetic_graph()
     norms: dict[float | None, list[float]] = {}

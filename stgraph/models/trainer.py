@@ -101,15 +101,21 @@ NO_CUDA = "device='cuda' asked for, but CUDA is not available"
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``'auto'`` → CUDA when available, else CPU; other values are checked."""
+    """``'auto'`` → CUDA when available, else CPU; other values are checked: the CPU,
+    or a CUDA device this machine has (``'cuda'``, ``'cuda:N'``)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'auto'") from err
+    if device.type not in ("cpu", "cuda"):  # the graph kernels and sparse attention run on these only
+        raise ValueError(f"device {str(device)!r} is not supported; use 'cpu', 'cuda' (or 'cuda:N') or 'auto'")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(NO_CUDA)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ValueError(f"device {str(device)!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
     return device
 
 
