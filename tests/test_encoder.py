@@ -767,6 +767,19 @@ def test_units_respect_allowed_nodes_and_cells():
         tile_units(graph, 7.0, True)
 
 
+def test_tile_units_refuse_tiles_far_smaller_than_the_halo():
+    # Each unit looked up the (2 ceil(halo / tile_size) + 1)^2 tiles around its own:
+    # tl.pretrain(tile_size=1e-6) with a 2 µm halo ran for ever.
+    graph = synthetic_graph()
+    message = (
+        r"^tile_size=0.05 is too small for halo=1.0: each unit would gather the transcripts of 1849 tiles; "
+        r"use tiles much larger than the halo \(in stgraph.tl.pretrain, n_layers \* radius\)$"
+    )
+    with pytest.raises(ValueError, match=message):
+        tile_units(graph, 0.05, 1.0)
+    assert len(tile_units(graph, 0.5, 1.0)) > 0  # 7 x 7 tiles: still taken
+
+
 # --- checkpoints -------------------------------------------------------------------------
 
 

@@ -360,7 +360,9 @@ def pretrain(
         differing from the radius of the graph given as ``data``, ``within`` neither
         ``'all'`` nor ``'cell'``, ``within='cell'`` with a given graph that has edges
         across cells, ``max_num_neighbors`` with a given graph,
-        ``held_out_cells`` naming a cell twice or a cell not in the graph, every
+        ``held_out_cells`` naming a cell twice or a cell not in the graph,
+        ``tile_size`` so much smaller than the halo of
+        ``n_layers * radius`` that a tile's unit would gather more than 100 tiles, every
         training transcript a control probe or all the others of one gene, no two
         training transcripts within ``radius`` (within a cell, with
         ``batch_by='cell'``: the model would see no context), ``batch_by='cell'``
