@@ -360,8 +360,8 @@ def pretrain(
         differing from the radius of the graph given as ``data``, ``within`` neither
         ``'all'`` nor ``'cell'``, ``within='cell'`` with a given graph that has edges
         across cells, ``max_num_neighbors`` with a given graph,
-        ``held_out_cells`` naming a cell twice or a cell not in the graph,
-        ``tile_size`` so much smaller than the halo of
+        ``held_out_cells`` naming a cell twice or a cell not in the graph, or holding
+        out every transcript, ``tile_size`` so much smaller than the halo of
         ``n_layers * radius`` that a tile's unit would gather more than 100 tiles, every
         training transcript a control probe or all the others of one gene, no two
         training transcripts within ``radius`` (within a cell, with
@@ -420,6 +420,11 @@ def pretrain(
     if held_out:
         index = {str(c): k for k, c in enumerate(graph.cell_names)}
         train_mask = ~torch.isin(graph.cell, torch.tensor([index[c] for c in held_out]))
+        if not bool(train_mask.any()):
+            raise ValueError(
+                f"held_out_cells holds out all {len(held_out)} cells and no transcript is outside them: "
+                "none is left to train on"
+            )
     # Being a control probe is a property of the panel, like the gene vocabulary read from
     # the whole graph: a control seen only in held-out cells is no target there either.
     is_control = graph.get("is_control")
