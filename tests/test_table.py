@@ -162,6 +162,8 @@ def test_tools_write_only_their_columns_into_the_points(tool, written):
                                    instance_key="cell_id")
     set_transformation(points, Scale([0.5, 0.5], axes=("x", "y")), "global")
     sdata.points["transcripts"] = points
+    for outlines in sdata.shapes.values():  # aligned with the points, as the tools require
+        set_transformation(outlines, Scale([0.5, 0.5], axes=("x", "y")), "global")
     before = points.compute()
     tool(sdata)
     after = sdata.points["transcripts"]

@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 
 from stgraph._validation import check_int, check_names, check_not_one_name, check_real
 from stgraph.io import transcripts_frame
-from stgraph.io._spatialdata import check_spatialdata, outline_geometry
+from stgraph.io._spatialdata import check_aligned, check_spatialdata, outline_geometry
 from stgraph.io._table import table_cell_ids
 from stgraph.localization._data import nucleus_outlines
 from stgraph.localization._geometry import nucleus_per_cell
@@ -180,7 +180,8 @@ def localization_transcripts(
         transcript (no compartment was computed), ``cells`` or ``genes`` is empty or
         names ones not in the data, ``cell_key`` or a ``nucleus_key`` other than
         the default is not a shapes element, or the outlines are neither polygons
-        nor circles of positive radius (circles are drawn as discs).
+        nor circles of positive radius (circles are drawn as discs), or have another
+        transformation than the points (they would not align).
     """
     check_spatialdata(sdata)
     size = check_real("size", size)  # matplotlib draws no marker of a negative or NaN size, silently
@@ -197,6 +198,7 @@ def localization_transcripts(
             "no compartment (compartment=None, or no cell with a nucleus outline)"
         )
     keep = np.ones(len(points), dtype=bool)
+    check_aligned(sdata, cell_key, points_key)
     outlines = every_cell = outline_geometry(sdata.shapes[cell_key], cell_key)
     if cells is not None:
         # An outlined cell without molecules is drawn as its outline alone.
@@ -210,7 +212,7 @@ def localization_transcripts(
     points = points[keep]
     if ax is None:
         ax = new_axes((6, 6))
-    nuclei = nucleus_outlines(sdata, nucleus_key)
+    nuclei = nucleus_outlines(sdata, nucleus_key, points_key)
     if nuclei is not None:
         # Placed as tl.localization places them: nuclei indexed by their own ids
         # (not cell ids) go to the cell that contains them.
