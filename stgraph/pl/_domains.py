@@ -18,7 +18,7 @@ from ..io import _schema as S
 from ..io import transcripts_frame
 from ..io._spatialdata import check_aligned, optional_shapes, outline_geometry
 from ..tl._domains import DOMAIN_KEY, DomainResult, default_shapes_key
-from ._layout import new_axes, spatial_axes
+from ._layout import check_axes, new_axes, spatial_axes
 
 
 def _domain_regions(
@@ -148,8 +148,8 @@ def domains(
     ------
     TypeError
         If ``sdata`` is not a SpatialData, e.g. the result that
-        :func:`stgraph.tl.domains` returns, which holds no positions, or ``size`` is
-        not a number.
+        :func:`stgraph.tl.domains` returns, which holds no positions, ``size`` is
+        not a number, or ``ax`` is neither None nor a matplotlib Axes.
     KeyError
         If ``points_key`` is not a points element of ``sdata`` or its points have no
         column ``key`` (run :func:`stgraph.tl.domains` first).
@@ -174,6 +174,7 @@ def domains(
             "run stgraph.tl.domains with inplace=True and pass the SpatialData"
         )
     size = check_real("size", size)  # matplotlib draws no marker of a negative or NaN size, silently
+    check_axes(ax)
     frame = transcripts_frame(sdata, points_key)
     if key not in frame.columns:
         raise KeyError(f"points {points_key!r} have no column {key!r}; run stgraph.tl.domains first")

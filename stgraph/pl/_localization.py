@@ -17,7 +17,7 @@ from stgraph.localization._data import nucleus_outlines
 from stgraph.localization._geometry import nucleus_per_cell
 from stgraph.localization._pattern_model import PATTERNS
 
-from ._layout import new_axes, spatial_axes
+from ._layout import check_axes, new_axes, spatial_axes
 
 #: One colour per pattern, in :data:`~stgraph.localization.PATTERNS` order.
 # 'none' is a dark grey: the light grey of molecules not scored must stand apart from it.
@@ -68,8 +68,8 @@ def localization_composition(
     Raises
     ------
     TypeError
-        If ``sdata`` is not a SpatialData, ``groups`` is a single string or
-        ``n_top`` is not an integer.
+        If ``sdata`` is not a SpatialData, ``groups`` is a single string,
+        ``n_top`` is not an integer, or ``ax`` is neither None nor a matplotlib Axes.
     ValueError
         If ``by`` is neither ``"gene"`` nor ``"cell"``, ``n_top`` is below 1,
         ``groups`` is empty or names genes (cells) not in the data or without
@@ -77,6 +77,7 @@ def localization_composition(
         :func:`stgraph.tl.localization` results.
     """
     check_spatialdata(sdata)
+    check_axes(ax)
     column = {"gene": "gene", "cell": "cell_id"}.get(by)
     if column is None:
         raise ValueError(f"by must be 'gene' or 'cell', got {by!r}")
@@ -171,7 +172,8 @@ def localization_transcripts(
     ------
     TypeError
         If ``sdata`` is not a SpatialData, ``cells`` or ``genes`` is a single
-        string, or ``size`` is not a number.
+        string, ``size`` is not a number, or ``ax`` is neither None nor a
+        matplotlib Axes.
     KeyError
         If ``points_key`` is not a points element of ``sdata``.
     ValueError
@@ -185,6 +187,7 @@ def localization_transcripts(
     """
     check_spatialdata(sdata)
     size = check_real("size", size)  # matplotlib draws no marker of a negative or NaN size, silently
+    check_axes(ax)
     if color not in ("pattern", "p_nuclear"):
         raise ValueError(f"color must be 'pattern' or 'p_nuclear', got {color!r}")
     points = transcripts_frame(sdata, points_key)
