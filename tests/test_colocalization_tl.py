@@ -171,6 +171,10 @@ def test_attention_per_layer_and_head_is_averaged(sample):
     a = colocalization(sdata, graph=graph, attention=layers, inplace=False)
     b = colocalization(sdata, graph=graph, attention=torch.tensor(mean), inplace=False)
     pd.testing.assert_frame_equal(a.table, b.table)
+    # A list of numbers is one weight per edge: each number was read as a layer
+    # ("attention must have one row per edge (E), got shape ()").
+    c = colocalization(sdata, graph=graph, attention=mean.tolist(), inplace=False)
+    pd.testing.assert_frame_equal(c.table, b.table)
 
 
 @pytest.mark.parametrize("value", [np.nan, -1.0])

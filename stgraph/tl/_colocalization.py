@@ -106,8 +106,9 @@ def colocalization(
         ``within="cell"`` its edges across cells are ignored, with ``"all"`` every
         edge counts); ``radius``, if given too, must equal its radius.
     attention
-        Attention weights to use instead of running ``model``: ``(E,)``,
-        ``(E, heads)`` or a list of those per layer, aligned with the graph's edges;
+        Attention weights to use instead of running ``model``: ``(E,)`` (an array,
+        a tensor or a list of numbers), ``(E, heads)`` or a list of those per layer,
+        aligned with the graph's edges;
         their mean must be finite and non-negative.
     within
         ``"cell"``: edges and relabelling within each cell (unassigned transcripts
