@@ -802,6 +802,11 @@ def test_boundaries_with_non_finite_vertices_are_refused(bad, tmp_path):
         (None, dict(pixel_size=True), TypeError, "pixel_size"),
         (None, dict(y="px_x"), ValueError, r"\['px_x'\] given for more than one of x, y, z"),
         (None, dict(z="px_y"), ValueError, r"\['px_y'\] given for more than one of x, y, z"),
+        # "got DataFrame": a dask frame's class has the name of pandas'
+        (lambda t: dd.from_pandas(t, npartitions=2), {}, TypeError,
+         r"^table must be a pandas DataFrame or a file path, got a dask DataFrame: compute it first "
+         r"\(table.compute\(\)\), or pass its SpatialData to stgraph.io.from_spatialdata$"),
+        (lambda t: t["px_x"], {}, TypeError, r"^table must be a pandas DataFrame or a file path, got Series$"),
     ],
 )
 def test_read_transcripts_errors(change, kwargs, error, match):

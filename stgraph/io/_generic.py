@@ -71,7 +71,8 @@ def read_transcripts(
     Parameters
     ----------
     table
-        A :class:`pandas.DataFrame` (not modified) or the path of a ``.csv``, ``.csv.gz``,
+        A :class:`pandas.DataFrame` (not modified; a dask one is refused: compute it
+        first) or the path of a ``.csv``, ``.csv.gz``,
         ``.tsv`` or ``.parquet`` file, one row per molecule.
     x, y
         Columns of the coordinates, in units of ``pixel_size`` micrometres.
@@ -124,7 +125,8 @@ def read_transcripts(
     Raises
     ------
     TypeError
-        For ``table`` that is neither a DataFrame nor a path, a column argument
+        For ``table`` that is neither a pandas DataFrame (a dask one is named as such)
+        nor a path, a column argument
         (``x``, ``gene``, ...) that is not a string, a coordinate column that is not
         numeric (or is boolean or complex), ``unassigned`` that is no collection (a single string, a number,
         None), boundaries that are not a GeoSeries / GeoDataFrame,
@@ -225,7 +227,11 @@ def _load_table(table: str | PathLike | pd.DataFrame, id_columns: Collection[str
     if isinstance(table, pd.DataFrame):
         return table
     if not isinstance(table, (str, PathLike)):
-        raise TypeError(f"table must be a DataFrame or a file path, got {type(table).__name__}")
+        got = type(table).__name__
+        # A dask frame's class is called DataFrame too: "got DataFrame" told the user nothing.
+        if type(table).__module__.split(".")[0] == "dask":
+            got = f"a dask {got}: compute it first (table.compute()), or pass its SpatialData to stgraph.io.from_spatialdata"
+        raise TypeError(f"table must be a pandas DataFrame or a file path, got {got}")
     path = Path(table)
     if not path.is_file():
         raise FileNotFoundError(f"no transcript file at {path}")
