@@ -124,6 +124,12 @@ def test_table_functions_refuse_what_is_not_a_spatialdata(sim):
         for wrong, name in ((frame, "DataFrame"), (sg.io.cell_gene_table(sdata), "AnnData")):
             with pytest.raises(TypeError, match=f"^expected a SpatialData, got {name}$"):
                 function(wrong)
+        # The points element itself, a dask DataFrame, was "got DataFrame" as a pandas one.
+        message = r"^expected a SpatialData, got a dask DataFrame \(a points element\?\): pass the SpatialData that holds it$"
+        with pytest.raises(TypeError, match=message):
+            function(sdata.points["transcripts"])
+    with pytest.raises(TypeError, match=message):
+        sg.graph.transcript_graph(sdata.points["transcripts"], 1.0)
 
 
 def test_tools_check_an_existing_table_before_writing_anything():

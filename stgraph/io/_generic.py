@@ -12,7 +12,7 @@ from anndata import AnnData
 from spatialdata import SpatialData
 from spatialdata.models import PointsModel
 
-from .._validation import check_bool, check_real
+from .._validation import check_bool, check_real, is_dask
 from .._warnings import warn_user
 from ._duplicates import planar_duplicates
 from ._points import standardise_points
@@ -228,8 +228,7 @@ def _load_table(table: str | PathLike | pd.DataFrame, id_columns: Collection[str
         return table
     if not isinstance(table, (str, PathLike)):
         got = type(table).__name__
-        # A dask frame's class is called DataFrame too: "got DataFrame" told the user nothing.
-        if type(table).__module__.split(".")[0] == "dask":
+        if is_dask(table):
             got = f"a dask {got}: compute it first (table.compute()), or pass its SpatialData to stgraph.io.from_spatialdata"
         raise TypeError(f"table must be a pandas DataFrame or a file path, got {got}")
     path = Path(table)

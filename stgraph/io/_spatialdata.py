@@ -17,7 +17,7 @@ except ImportError:  # spatialdata releases before the name rules accept any str
     def check_valid_name(name: str) -> None:
         """Accept ``name``: this spatialdata restricts no element name."""
 
-from .._validation import check_bool
+from .._validation import check_bool, is_dask
 from .._warnings import warn_user
 from ._generic import read_transcripts
 from ._points import as_id_strings, check_numeric
@@ -324,7 +324,10 @@ def points_element(sdata: SpatialData, points_key: str):
 def check_spatialdata(sdata) -> None:
     """Raise a TypeError unless ``sdata`` is a :class:`spatialdata.SpatialData`."""
     if not isinstance(sdata, SpatialData):
-        raise TypeError(f"expected a SpatialData, got {type(sdata).__name__}")
+        got = type(sdata).__name__
+        if is_dask(sdata):  # sdata.points[key] given for sdata
+            got = f"a dask {got} (a points element?): pass the SpatialData that holds it"
+        raise TypeError(f"expected a SpatialData, got {got}")
 
 
 def transcripts_frame(sdata: SpatialData, points_key: str = POINTS_KEY) -> pd.DataFrame:
