@@ -567,6 +567,11 @@ class TranscriptEncoder(torch.nn.Module):
         if isinstance(data, Data):
             if pos is not None or edge_index is not None:
                 raise ValueError("pass either a Data object or tensors, not both")
+            missing = [field for field in ("gene", "pos", "edge_index") if data.get(field) is None]
+            if missing:  # the origin below failed on a missing pos: 'NoneType' object has no attribute 'size'
+                raise ValueError(
+                    f"the graph lacks the field(s) {missing}; build it with stgraph.graph.transcript_graph"
+                )
             gene, pos, edge_index = data.gene, data.pos, data.edge_index
             edge_dist = data.get("edge_dist")
             origin = data.get("origin")
