@@ -177,6 +177,24 @@ def test_origin_is_cell_centroid_then_graph_centroid_or_tile_centre():
             transcript_origin(pos, cell, tile_size=tile_size)
 
 
+def test_positional_functions_refuse_what_is_no_tensor_by_name():
+    # NumPy input failed deep inside: "'int' object is not callable" (pos.size(0) of an
+    # array) and "'numpy.ndarray' object has no attribute 'dim'".
+    pos = torch.tensor([[0.0, 0.0], [2.0, 4.0], [10.0, 10.0]])
+    cell = torch.tensor([0, 0, 1])
+    with pytest.raises(TypeError, match="^pos must be a tensor, got ndarray$"):
+        transcript_origin(pos.numpy(), cell)
+    with pytest.raises(TypeError, match="^cell must be a tensor, got list$"):
+        transcript_origin(pos, [0, 0, 1])
+    with pytest.raises(ValueError, match=r"^pos must be \[N, n_dims\], got shape \(3,\)$"):
+        transcript_origin(pos[:, 0], cell)
+    # Float ids were cast to integers: cells 0.5 and 0 shared one centroid.
+    with pytest.raises(TypeError, match="^cell must hold integer ids, got torch.float32$"):
+        transcript_origin(pos, torch.tensor([0.0, 0.5, 1.0]))
+    with pytest.raises(TypeError, match="^rel_pos must be a tensor, got ndarray$"):
+        sinusoidal_position_encoding(pos.numpy(), 8)
+
+
 # --- encoder -----------------------------------------------------------------------------
 
 
