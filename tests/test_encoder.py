@@ -386,6 +386,9 @@ def test_encoder_rejects_bad_inputs():
         encoder(graph, d_model=2, heads=1)
     with pytest.raises(ValueError, match="n_layers must be a positive integer"):
         encoder(graph, n_layers=0)
+    # The default layer's refusal named its out_channels, no argument of the encoder.
+    with pytest.raises(ValueError, match=r"^d_model=18 must be a multiple of heads=4: each head gets d_model / heads channels$"):
+        TranscriptEncoder(12, d_model=18, heads=4)
     with pytest.raises(ValueError, match="conv_kwargs apply"):
         encoder(graph, conv=DistanceWeightedMean, conv_kwargs={"lambda_init": 1.0})
 

@@ -20,7 +20,7 @@ from ..models.checkpoint import read_checkpoint
 from ..models.mgm import MaskedGeneModel
 from ..models.trainer import MaskedGeneTrainer, TrainingConfig
 from ..nn.conv import SpatialTransformerConv
-from ..nn.encoder import ConvFactory, TranscriptEncoder, check_conv_kwargs
+from ..nn.encoder import ConvFactory, TranscriptEncoder, check_conv_kwargs, check_default_heads
 from ..nn.positional import DEFAULT_PE_SCALE
 from ._graph_input import checked_graph
 
@@ -407,10 +407,8 @@ def pretrain(
             check_int(name, value, minimum=0)
     seed = check_seed(seed)  # a NumPy integer would fail in torch.Generator.manual_seed
     conv_kwargs = check_conv_kwargs(conv_kwargs)
-    if conv in (None, SpatialTransformerConv) and d_model % heads:  # that layer's rule, checked before the graph
-        raise ValueError(
-            f"d_model={d_model} must be a multiple of heads={heads}: each head gets d_model / heads channels"
-        )
+    if conv in (None, SpatialTransformerConv):  # that layer's rule, checked before the graph
+        check_default_heads(d_model, heads)
     requested_held_out = _requested_held_out(held_out_cells)
     graph = _transcript_graph(data, radius, within, max_num_neighbors)
     radius = float(graph.get("radius") or radius)
