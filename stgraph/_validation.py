@@ -208,6 +208,12 @@ def check_names(parameter: str, requested: Iterable, available: Iterable, *, lis
     return requested
 
 
+def is_dask(value: Any) -> bool:
+    """Whether ``value`` is a dask collection: a dask DataFrame's class is called as
+    pandas' is, so a message naming only the type ("got DataFrame") would not tell them apart."""
+    return type(value).__module__.split(".")[0] == "dask"
+
+
 #: Types a checkpoint stores as they are: it is read back with ``torch.load(weights_only=True)``.
 PLAIN_TYPES = (bool, int, float, str, type(None))
 

@@ -171,6 +171,10 @@ def test_attention_per_layer_and_head_is_averaged(sample):
     a = colocalization(sdata, graph=graph, attention=layers, inplace=False)
     b = colocalization(sdata, graph=graph, attention=torch.tensor(mean), inplace=False)
     pd.testing.assert_frame_equal(a.table, b.table)
+    # A list of numbers is one weight per edge: each number was read as a layer
+    # ("attention must have one row per edge (E), got shape ()").
+    c = colocalization(sdata, graph=graph, attention=mean.tolist(), inplace=False)
+    pd.testing.assert_frame_equal(c.table, b.table)
 
 
 @pytest.mark.parametrize("value", [np.nan, -1.0])
@@ -193,9 +197,11 @@ def test_attention_must_be_finite_and_non_negative(sample, value):
      "attention must be an array or tensor of real numbers, one row per edge; got dtype torch.complex64"),
     (lambda e: {"layer": np.ones(e)}, TypeError,
      "attention must be an array or tensor of real numbers, one row per edge; got dtype object"),
-    # A plain list of numbers is a list of layers: it said "got shape ()".
-    (lambda e: [0.5] * e, ValueError,
-     "attention[0] must have one row per edge ({e}), got a single number: a list holds one array per layer"),
+    # A number among the layers said "got shape ()".
+    (lambda e: [np.ones(e), 0.5], ValueError,
+     "attention[1] must have one row per edge ({e}), got a single number: a list holds one array per layer"),
+    (lambda e: ["0.5"] * e, TypeError,
+     "attention must be an array or tensor of real numbers, one row per edge; got dtype <U3"),
     (lambda e: [np.ones(e), np.ones(e + 1)], ValueError,
      "attention[1] must have one row per edge ({e}), got shape ({e1},)"),
 ])

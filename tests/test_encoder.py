@@ -177,6 +177,24 @@ def test_origin_is_cell_centroid_then_graph_centroid_or_tile_centre():
             transcript_origin(pos, cell, tile_size=tile_size)
 
 
+def test_positional_functions_refuse_what_is_no_tensor_by_name():
+    # NumPy input failed deep inside: "'int' object is not callable" (pos.size(0) of an
+    # array) and "'numpy.ndarray' object has no attribute 'dim'".
+    pos = torch.tensor([[0.0, 0.0], [2.0, 4.0], [10.0, 10.0]])
+    cell = torch.tensor([0, 0, 1])
+    with pytest.raises(TypeError, match="^pos must be a tensor, got ndarray$"):
+        transcript_origin(pos.numpy(), cell)
+    with pytest.raises(TypeError, match="^cell must be a tensor, got list$"):
+        transcript_origin(pos, [0, 0, 1])
+    with pytest.raises(ValueError, match=r"^pos must be \[N, n_dims\], got shape \(3,\)$"):
+        transcript_origin(pos[:, 0], cell)
+    # Float ids were cast to integers: cells 0.5 and 0 shared one centroid.
+    with pytest.raises(TypeError, match="^cell must hold integer ids, got torch.float32$"):
+        transcript_origin(pos, torch.tensor([0.0, 0.5, 1.0]))
+    with pytest.raises(TypeError, match="^rel_pos must be a tensor, got ndarray$"):
+        sinusoidal_position_encoding(pos.numpy(), 8)
+
+
 # --- encoder -----------------------------------------------------------------------------
 
 
@@ -355,6 +373,11 @@ def test_encoder_rejects_bad_inputs():
         model(graph.gene)
     with pytest.raises(TypeError, match="expected a torch_geometric Data"):
         model(graph.gene.numpy())
+    # A graph without pos failed in the origin: "'NoneType' object has no attribute 'size'".
+    no_pos = Data(gene=graph.gene, edge_index=graph.edge_index, cell=graph.cell)
+    message = r"^the graph lacks the field\(s\) \['pos'\]; build it with stgraph.graph.transcript_graph$"
+    with pytest.raises(ValueError, match=message):
+        model(no_pos)
     with pytest.raises(ValueError, match="returned shape"):
         encoder(graph, conv=WrongWidth)(graph)
     with pytest.raises(TypeError, match="MessagePassing"):
@@ -363,6 +386,9 @@ def test_encoder_rejects_bad_inputs():
         encoder(graph, d_model=2, heads=1)
     with pytest.raises(ValueError, match="n_layers must be a positive integer"):
         encoder(graph, n_layers=0)
+    # The default layer's refusal named its out_channels, no argument of the encoder.
+    with pytest.raises(ValueError, match=r"^d_model=18 must be a multiple of heads=4: each head gets d_model / heads channels$"):
+        TranscriptEncoder(12, d_model=18, heads=4)
     with pytest.raises(ValueError, match="conv_kwargs apply"):
         encoder(graph, conv=DistanceWeightedMean, conv_kwargs={"lambda_init": 1.0})
 
@@ -765,6 +791,19 @@ def test_units_respect_allowed_nodes_and_cells():
             make_units(broken)
     with pytest.raises(TypeError, match="halo must be a real number, got bool"):
         tile_units(graph, 7.0, True)
+
+
+def test_tile_units_refuse_tiles_far_smaller_than_the_halo():
+    # Each unit looked up the (2 ceil(halo / tile_size) + 1)^2 tiles around its own:
+    # tl.pretrain(tile_size=1e-6) with a 2 µm halo ran for ever.
+    graph = synthetic_graph()
+    message = (
+        r"^tile_size=0.05 is too small for halo=1.0: each unit would gather the transcripts of 1849 tiles; "
+        r"use tiles much larger than the halo \(in stgraph.tl.pretrain, n_layers \* radius\)$"
+    )
+    with pytest.raises(ValueError, match=message):
+        tile_units(graph, 0.05, 1.0)
+    assert len(tile_units(graph, 0.5, 1.0)) > 0  # 7 x 7 tiles: still taken
 
 
 # --- checkpoints -------------------------------------------------------------------------

@@ -802,6 +802,11 @@ def test_boundaries_with_non_finite_vertices_are_refused(bad, tmp_path):
         (None, dict(pixel_size=True), TypeError, "pixel_size"),
         (None, dict(y="px_x"), ValueError, r"\['px_x'\] given for more than one of x, y, z"),
         (None, dict(z="px_y"), ValueError, r"\['px_y'\] given for more than one of x, y, z"),
+        # "got DataFrame": a dask frame's class has the name of pandas'
+        (lambda t: dd.from_pandas(t, npartitions=2), {}, TypeError,
+         r"^table must be a pandas DataFrame or a file path, got a dask DataFrame: compute it first "
+         r"\(table.compute\(\)\), or pass its SpatialData to stgraph.io.from_spatialdata$"),
+        (lambda t: t["px_x"], {}, TypeError, r"^table must be a pandas DataFrame or a file path, got Series$"),
     ],
 )
 def test_read_transcripts_errors(change, kwargs, error, match):
@@ -1460,3 +1465,46 @@ def test_cells_of_plausible_size_or_too_few_molecules_do_not_warn(span, per_cell
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_transcripts(frame, x="x", y="y", gene="gene", cell="cell", pixel_size=pixel_size)
+
+
+def test_tools_refuse_outlines_that_do_not_align_with_the_points():
+    # Outlines in half-size units with a Scale of 2 to global lie where the points do in
+    # global, but the tools read stored coordinates: tl.localization called 9 of the 14
+    # cell-genes another pattern, silently.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import shapely.affinity
+    from spatialdata.transformations import set_transformation
+
+    import stgraph
+
+    sdata = stgraph.datasets.simulate(4, 6, seed=0)[0]
+    expected = stgraph.tl.localization(sdata, n_boot=5, copy=True).tables["table"].uns["lp"]
+    moved = stgraph.tl.localization(sdata, n_boot=5, copy=True)
+    for key in ("cell_boundaries", "nucleus_boundaries"):
+        outlines = moved.shapes[key].copy()
+        outlines["geometry"] = outlines.geometry.apply(lambda g: shapely.affinity.scale(g, 0.5, 0.5, origin=(0, 0)))
+        set_transformation(outlines, Scale([2.0, 2.0], axes=("x", "y")), "global")
+        moved.shapes[key] = outlines
+    nuclei_moved = sd.SpatialData(points=dict(moved.points), shapes={**moved.shapes, "cell_boundaries": sdata.shapes["cell_boundaries"]})
+    message = (
+        r"^shapes 'cell_boundaries' have another transformation to 'global' \(Scale \[\[2.0, 0.0, 0.0\], "
+        r"\[0.0, 2.0, 0.0\]\]\) than the points 'transcripts' \(Identity \[\[1.0, 0.0, 0.0\], \[0.0, 1.0, 0.0\]\]\), "
+        r"so their stored coordinates do not align; bring both into one coordinate system first, e\.g\. "
+        r"stgraph\.io\.from_spatialdata"
+    )
+    for key, call in (
+        ("cell_boundaries", lambda: stgraph.tl.localization(moved, n_boot=5, copy=True)),
+        ("nucleus_boundaries", lambda: stgraph.tl.localization(nuclei_moved, n_boot=5, copy=True)),
+        ("cell_boundaries", lambda: stgraph.tl.domains(moved, radius=3.0, n_domains=2, inplace=False)),
+        ("nucleus_boundaries", lambda: stgraph.io.outlines_from_transcripts(moved, key="hulls", copy=True)),
+        ("cell_boundaries", lambda: stgraph.io.outlines_from_transcripts(moved, kind="nucleus", key="n", copy=True)),
+        ("cell_boundaries", lambda: stgraph.pl.localization_transcripts(moved)),
+    ):
+        with pytest.raises(ValueError, match=message.replace("cell_boundaries", key)):
+            call()
+    # Brought into one coordinate system, they give the calls of the outlines as they were.
+    aligned = from_spatialdata(moved)
+    result = stgraph.tl.localization(aligned, n_boot=5, copy=True).tables["table"].uns["lp"]
+    pd.testing.assert_frame_equal(result, expected)

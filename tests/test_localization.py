@@ -777,7 +777,7 @@ def test_transcript_plot_draws_holes_and_cells_without_molecules():
 @pytest.mark.parametrize(("top", "error", "wanted"),
                          [(0, ValueError, "a positive integer"), (-1, ValueError, "a positive integer"),
                           (2.5, TypeError, "an integer"), (True, TypeError, "an integer")])
-def test_composition_needs_a_positive_n_top(scored, top, error, wanted):
+def test_composition_needs_a_positive_top(scored, top, error, wanted):
     with pytest.raises(error, match=rf"top must be {wanted}, got {top!r}"):
         localization_composition(scored[0], top=top)
 

@@ -39,13 +39,13 @@ def _texts_outside(fig) -> list[str]:
 
 
 PLOTS = {
-    "composition by gene": lambda s: pl.localization_composition(s, top=None),
-    "composition by cell": lambda s: pl.localization_composition(s, by="cell"),
-    "transcripts by pattern": lambda s: pl.localization_transcripts(s),
-    "transcripts by p_nuclear": lambda s: pl.localization_transcripts(s, "p_nuclear"),
-    "heatmap": lambda s: pl.colocalization_heatmap(s, top=5),
-    "network": lambda s: pl.colocalization_network(s, fdr=None, top=10),
-    "domains": lambda s: pl.domains(s),
+    "composition by gene": lambda s, **options: pl.localization_composition(s, top=None, **options),
+    "composition by cell": lambda s, **options: pl.localization_composition(s, by="cell", **options),
+    "transcripts by pattern": lambda s, **options: pl.localization_transcripts(s, **options),
+    "transcripts by p_nuclear": lambda s, **options: pl.localization_transcripts(s, "p_nuclear", **options),
+    "heatmap": lambda s, **options: pl.colocalization_heatmap(s, top=5, **options),
+    "network": lambda s, **options: pl.colocalization_network(s, fdr=None, top=10, **options),
+    "domains": lambda s, **options: pl.domains(s, **options),
 }
 
 
@@ -55,6 +55,20 @@ def test_a_new_figure_holds_all_its_labels_and_legends(analysed, name):
     ax = PLOTS[name](analysed)
     assert _texts_outside(ax.figure) == []
     plt.close(ax.figure)
+
+
+@pytest.mark.parametrize("name", PLOTS)
+def test_an_ax_that_is_no_axes_is_refused_by_name(analysed, name):
+    # The axes array of plt.subplots(1, 2) failed deep in the drawing, after the work:
+    # "'numpy.ndarray' object has no attribute 'imshow'" (or 'scatter', 'bar', ...).
+    fig, axes = plt.subplots(1, 2)
+    plot = PLOTS[name]
+    with pytest.raises(TypeError, match=r"^ax must be a matplotlib Axes or None, got ndarray: pass one of them, e\.g\. axes\[0\]$"):
+        plot(analysed, ax=axes)
+    with pytest.raises(TypeError, match=r"^ax must be a matplotlib Axes or None, got Figure$"):
+        plot(analysed, ax=fig)
+    assert plot(analysed, ax=axes[1]) is axes[1]
+    plt.close(fig)
 
 
 @pytest.mark.parametrize("plot", [pl.localization_transcripts, pl.domains])

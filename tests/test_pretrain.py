@@ -493,6 +493,22 @@ def test_training_config_names_the_setting_at_fault(settings, error, message):
         TrainingConfig(**{"steps": 1, **settings})
     assert TrainingConfig(steps=np.int64(2), lr=np.float32(0.5), seed=np.int64(3)).seed == 3
 
+def test_holding_out_every_transcript_is_refused_by_name():
+    graph = synthetic_graph()
+    graph.cell = graph.cell.clamp(min=0)  # every transcript in a cell
+    # It said "every training transcript is a control probe", which none was.
+    message = "^held_out_cells holds out all 3 cells and no transcript is outside them: none is left to train on$"
+    with pytest.raises(ValueError, match=message):
+        pretrain(graph, steps=1, held_out_cells=["c0", "c1", "c2"], **SMALL)
+
+
+def test_tiles_far_smaller_than_the_halo_are_refused():
+    # A halo of n_layers * radius = 2 µm around tiles of 0.2 µm: 23 x 23 tiles per unit
+    # (tile_size=1e-6 ran for ever).
+    with pytest.raises(ValueError, match=r"^tile_size=0.2 is too small for halo=2.0: each unit would gather"):
+        pretrain(synthetic_graph(), steps=1, **{**SMALL, "tile_size": 0.2})
+
+
 def test_pretrain_rejects_bad_arguments():
     graph = synthetic_graph()
     with pytest.raises(ValueError, match="not in the graph"):

@@ -342,6 +342,19 @@ def test_bad_input_raises():
     assert not any(p is fixed_zero.lambdas for p in fixed_zero.parameters())
 
 
+def test_features_of_another_dtype_than_the_layer_are_refused_by_name():
+    # float64 features (torch.from_numpy) into a float32 layer failed in PyG's Linear:
+    # "mat1 and mat2 must have the same dtype, but got Double and Float".
+    x, pos, edge_index, _ = random_graph(13)
+    layer = make_layer().float()
+    message = r"^x is torch.float64 but the layer's parameters are torch.float32: convert x \(x.to\(torch.float32\)\) or the layer \(layer.to\(torch.float64\)\)$"
+    with pytest.raises(TypeError, match=message):
+        layer(x, edge_index, pos=pos.float())
+    assert layer(x.float(), edge_index, pos=pos.float()).dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts x itself
+        assert layer(x.float().to(torch.bfloat16), edge_index, pos=pos.float()).dtype == torch.bfloat16
+
+
 def test_flags_must_be_bools():
     # Strings are true whatever they say: learn_lambda="False" learned lambda and
     # return_attention_weights="False" returned the weights.

@@ -124,6 +124,12 @@ def test_table_functions_refuse_what_is_not_a_spatialdata(sim):
         for wrong, name in ((frame, "DataFrame"), (sg.io.cell_gene_table(sdata), "AnnData")):
             with pytest.raises(TypeError, match=f"^expected a SpatialData, got {name}$"):
                 function(wrong)
+        # The points element itself, a dask DataFrame, was "got DataFrame" as a pandas one.
+        message = r"^expected a SpatialData, got a dask DataFrame \(a points element\?\): pass the SpatialData that holds it$"
+        with pytest.raises(TypeError, match=message):
+            function(sdata.points["transcripts"])
+    with pytest.raises(TypeError, match=message):
+        sg.graph.transcript_graph(sdata.points["transcripts"], 1.0)
 
 
 def test_tools_check_an_existing_table_before_writing_anything():
@@ -162,6 +168,8 @@ def test_tools_write_only_their_columns_into_the_points(tool, written):
                                    instance_key="cell_id")
     set_transformation(points, Scale([0.5, 0.5], axes=("x", "y")), "global")
     sdata.points["transcripts"] = points
+    for outlines in sdata.shapes.values():  # aligned with the points, as the tools require
+        set_transformation(outlines, Scale([0.5, 0.5], axes=("x", "y")), "global")
     before = points.compute()
     tool(sdata)
     after = sdata.points["transcripts"]

@@ -394,6 +394,7 @@ def _on_graph_edges(returned: torch.Tensor, alpha: torch.Tensor, edge_index: tor
 def edge_attention(attention, n_edges: int) -> np.ndarray:
     """``(E,)`` attention of each edge, averaged over the heads and, for a list of
     ``(E,)`` or ``(E, heads)`` arrays or tensors (one per layer), over the layers.
+    A list of numbers is one ``(E,)`` array (read per layer, each number was a layer).
 
     Raises
     ------
@@ -404,7 +405,7 @@ def edge_attention(attention, n_edges: int) -> np.ndarray:
         If an array does not hold real numbers (strings, booleans and complex
         numbers are refused, not converted).
     """
-    if isinstance(attention, (list, tuple)):
+    if isinstance(attention, (list, tuple)) and (not attention or any(np.ndim(layer) for layer in attention)):
         if not attention:
             raise ValueError("attention is an empty list")
         total = np.zeros(n_edges)

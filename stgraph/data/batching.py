@@ -29,6 +29,7 @@ from torch_geometric.data import Batch, Data
 
 from .._validation import check_int, check_real, check_seed
 from ..graph._exact import inflate
+from ..graph.tiling import _MAX_MEMBERSHIPS_PER_POINT
 from ..nn.positional import transcript_origin
 
 
@@ -210,7 +211,8 @@ def tile_units(
     ------
     TypeError, ValueError
         If ``tile_size`` is not a finite number > 0, ``halo`` not a finite number >= 0,
-        the graph lacks ``gene``, ``pos`` or ``edge_index``, a node's position is NaN
+        ``tile_size`` is so much smaller than ``halo`` that a unit would gather more
+        than 100 tiles, the graph lacks ``gene``, ``pos`` or ``edge_index``, a node's position is NaN
         or infinite, or ``allowed`` is not a ``[N]`` bool tensor.
     """
     _check_graph(graph)
@@ -236,6 +238,14 @@ def tile_units(
     max_abs = float(np.abs(xy).max()) if len(xy) else 0.0
     margin = inflate(halo + torch.finfo(graph.pos.dtype).eps * max_abs, max_abs)
     reach = math.ceil(margin / tile_size)
+    # Each unit looks up the (2 reach + 1)^2 tiles around its own, and each node is
+    # copied into as many units: with tiles far smaller than the halo this never ends.
+    gathered = (2 * reach + 1) ** 2
+    if gathered > _MAX_MEMBERSHIPS_PER_POINT:
+        raise ValueError(
+            f"tile_size={tile_size} is too small for halo={halo}: each unit would gather the transcripts of "
+            f"{gathered} tiles; use tiles much larger than the halo (in stgraph.tl.pretrain, n_layers * radius)"
+        )
     units = []
     for (kx, ky), core_nodes in members.items():
         near = [

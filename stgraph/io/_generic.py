@@ -13,7 +13,7 @@ from anndata import AnnData
 from spatialdata import SpatialData
 from spatialdata.models import PointsModel
 
-from .._validation import check_bool, check_real
+from .._validation import check_bool, check_real, is_dask
 from .._warnings import warn_user
 from ._duplicates import planar_duplicates
 from ._points import standardise_points
@@ -74,7 +74,8 @@ def read_transcripts(
     Parameters
     ----------
     table
-        A :class:`pandas.DataFrame` (not modified) or the path of a ``.csv``, ``.csv.gz``,
+        A :class:`pandas.DataFrame` (not modified; a dask one is refused: compute it
+        first) or the path of a ``.csv``, ``.csv.gz``,
         ``.tsv`` or ``.parquet`` file, one row per molecule.
     x, y
         Columns of the coordinates, in units of ``pixel_size`` micrometres.
@@ -127,7 +128,8 @@ def read_transcripts(
     Raises
     ------
     TypeError
-        For ``table`` that is neither a DataFrame nor a path, a column argument
+        For ``table`` that is neither a pandas DataFrame (a dask one is named as such)
+        nor a path, a column argument
         (``x``, ``gene``, ...) that is not a string, a coordinate column that is not
         numeric (or is boolean or complex), ``unassigned`` that is no collection (a single string, a number,
         None), boundaries that are not a GeoSeries / GeoDataFrame,
@@ -262,7 +264,10 @@ def _load_table(table: str | PathLike | pd.DataFrame, id_columns: Collection[str
     if isinstance(table, pd.DataFrame):
         return table
     if not isinstance(table, (str, PathLike)):
-        raise TypeError(f"table must be a DataFrame or a file path, got {type(table).__name__}")
+        got = type(table).__name__
+        if is_dask(table):
+            got = f"a dask {got}: compute it first (table.compute()), or pass its SpatialData to stgraph.io.from_spatialdata"
+        raise TypeError(f"table must be a pandas DataFrame or a file path, got {got}")
     path = Path(table)
     if not path.is_file():
         raise FileNotFoundError(f"no transcript file at {path}")

@@ -112,7 +112,8 @@ def outlines_from_transcripts(
         For an unknown ``kind``, settings out of range, points without
         ``in_nucleus`` for nuclei, a ``cell_key`` or ``nucleus_key`` other than the
         default that is not a shapes element, outlines there that are neither
-        polygons nor circles, a ``key`` that is not a valid element name or names
+        polygons nor circles or have another transformation than the points (they
+        would not align), a ``key`` that is not a valid element name or names
         another element (a table, points, one differing only in case), an existing
         ``key`` without ``overwrite=True``, no molecule assigned to a cell, or no cell
         with enough molecules to outline.
@@ -155,11 +156,11 @@ def outlines_from_transcripts(
         hulls = shapely.buffer(hulls, buffer, quad_segs=8)
     ids = pd.Index(cells.categories[codes].astype(str))
     if kind == "nucleus":
-        cell_outline = _outlines_of(sdata, cell_key, CELL_SHAPES_KEY, "cell_key", ids)
+        cell_outline = _outlines_of(sdata, cell_key, CELL_SHAPES_KEY, "cell_key", ids, points_key)
         if cell_outline is not None:
             hulls = np.where(shapely.is_missing(cell_outline), hulls, shapely.intersection(hulls, cell_outline))
     else:
-        nucleus = _outlines_of(sdata, nucleus_key, NUCLEUS_SHAPES_KEY, "nucleus_key", ids)
+        nucleus = _outlines_of(sdata, nucleus_key, NUCLEUS_SHAPES_KEY, "nucleus_key", ids, points_key)
         if nucleus is not None:
             hulls = _holding(hulls, nucleus, ratio)
     hulls = polygonal(hulls)
@@ -177,10 +178,11 @@ def outlines_from_transcripts(
     return sdata if copy else None
 
 
-def _outlines_of(sdata: SpatialData, key: str | None, default: str, argument: str, ids: pd.Index):
+def _outlines_of(sdata: SpatialData, key: str | None, default: str, argument: str, ids: pd.Index, points_key: str):
     """The outline in ``shapes[key]`` of each cell id of ``ids`` (None where it has none;
-    circles as discs), or None where there are no such outlines (:func:`optional_shapes`)."""
-    shapes = optional_shapes(sdata, key, default, argument)
+    circles as discs), or None where there are no such outlines (:func:`optional_shapes`;
+    they must align with the points ``points_key``)."""
+    shapes = optional_shapes(sdata, key, default, argument, points_key)
     if shapes is None:
         return None
     # Outlines indexed by integers match the string cell ids of the points.

@@ -17,7 +17,7 @@ except ImportError:  # spatialdata releases before the name rules accept any str
     def check_valid_name(name: str) -> None:
         """Accept ``name``: this spatialdata restricts no element name."""
 
-from .._validation import check_bool
+from .._validation import check_bool, is_dask
 from .._warnings import warn_user
 from ._generic import read_transcripts
 from ._points import as_id_strings, check_numeric
@@ -135,9 +135,7 @@ def from_spatialdata(
     """
     check_spatialdata(sdata)
     drop_controls = check_bool("drop_controls", drop_controls)
-    if points_key not in sdata.points:
-        raise KeyError(f"no points element {points_key!r}; the points are {list(sdata.points)}")
-    element = sdata.points[points_key]
+    element = points_element(sdata, points_key)
     attrs = element.attrs.get("spatialdata_attrs", {})
     columns = list(element.columns)
     if z is not None and Z in get_axes_names(element):
@@ -310,10 +308,26 @@ def _id_column(column: pd.Series) -> np.ndarray | pd.Categorical:
     return pd.Categorical(strings) if isinstance(column.dtype, pd.CategoricalDtype) else strings.to_numpy()
 
 
+def points_element(sdata: SpatialData, points_key: str):
+    """The points element ``sdata.points[points_key]``.
+
+    Raises
+    ------
+    KeyError
+        If there is none, naming the points elements there are.
+    """
+    if points_key not in sdata.points:
+        raise KeyError(f"no points element {points_key!r}; the points are {list(sdata.points)}")
+    return sdata.points[points_key]
+
+
 def check_spatialdata(sdata) -> None:
     """Raise a TypeError unless ``sdata`` is a :class:`spatialdata.SpatialData`."""
     if not isinstance(sdata, SpatialData):
-        raise TypeError(f"expected a SpatialData, got {type(sdata).__name__}")
+        got = type(sdata).__name__
+        if is_dask(sdata):  # sdata.points[key] given for sdata
+            got = f"a dask {got} (a points element?): pass the SpatialData that holds it"
+        raise TypeError(f"expected a SpatialData, got {got}")
 
 
 def transcripts_frame(sdata: SpatialData, points_key: str = POINTS_KEY) -> pd.DataFrame:
@@ -344,10 +358,8 @@ def transcripts_frame(sdata: SpatialData, points_key: str = POINTS_KEY) -> pd.Da
         If a schema column is missing or has the wrong type, or a coordinate is not finite.
     """
     check_spatialdata(sdata)
-    if points_key not in sdata.points:
-        raise KeyError(f"no points element {points_key!r}; the points are {list(sdata.points)}")
     # dask may hand back the very frame the element wraps: copy, so edits stay local
-    frame = sdata.points[points_key].compute().copy()
+    frame = points_element(sdata, points_key).compute().copy()
     hint = "; standardise it with stgraph.io.from_spatialdata or read it with a stgraph.io reader"
     missing = [c for c in (X, Y, GENE, CELL, IS_CONTROL) if c not in frame]
     if missing:
@@ -376,18 +388,23 @@ def _first_present(columns: list[str], *candidates: str | None, role: str | None
     return None
 
 
-def optional_shapes(sdata: SpatialData, key: str | None, default: str, argument: str):
+def optional_shapes(
+    sdata: SpatialData, key: str | None, default: str, argument: str, points_key: str | None = None
+):
     """The shapes element ``sdata.shapes[key]``, or None where there is none to draw or use.
 
     None when ``key`` is None, or is the ``default`` name and absent (samples often
     come without nuclei, and a domain run can leave no outlines). Any other name must
-    exist: a misspelt key would otherwise pass silently as "no outlines".
+    exist: a misspelt key would otherwise pass silently as "no outlines". With
+    ``points_key``, the outlines must lie in the coordinates of those points
+    (:func:`check_aligned`).
 
     Raises
     ------
     ValueError
         If ``key`` is not ``default`` and not a shapes element, naming ``argument`` and
-        listing the shapes elements there are.
+        listing the shapes elements there are, or the outlines do not align with the
+        points ``points_key``.
     """
     if key is None:
         return None
@@ -398,7 +415,56 @@ def optional_shapes(sdata: SpatialData, key: str | None, default: str, argument:
             f"sdata has no shapes element {argument}={key!r}; it has {sorted(sdata.shapes)} "
             f"(pass {argument}=None for none)"
         )
+    if points_key is not None:
+        check_aligned(sdata, key, points_key)
     return sdata.shapes[key]
+
+
+def check_aligned(sdata: SpatialData, key: str, points_key: str) -> None:
+    """Refuse the shapes ``key`` unless they share the coordinates of the points ``points_key``.
+
+    The tools and plots compare outlines with molecules in the coordinates the elements
+    store. Where the two have different transformations to a coordinate system
+    (outlines in pixels with a ``Scale`` to µm next to points in µm, say), those
+    coordinates do not align, and every molecule would be matched against the wrong
+    part of its outline silently.
+
+    Raises
+    ------
+    KeyError
+        If ``points_key`` is not a points element of ``sdata``.
+    ValueError
+        If no coordinate system of the points is one of the shapes' with the same
+        (x, y) transformation, naming both transformations.
+    """
+    to_points = get_transformation(points_element(sdata, points_key), get_all=True)
+    to_shapes = get_transformation(sdata.shapes[key], get_all=True)
+    shared = [system for system in to_points if system in to_shapes]
+    if any(np.allclose(_planar_matrix(to_points[s]), _planar_matrix(to_shapes[s])) for s in shared):
+        return
+    if shared:
+        system = "global" if "global" in shared else shared[0]
+        differ = (
+            f"have another transformation to {system!r} ({_described(to_shapes[system])}) than the points "
+            f"{points_key!r} ({_described(to_points[system])})"
+        )
+    else:
+        differ = f"share no coordinate system with the points {points_key!r} ({sorted(to_shapes)} and {sorted(to_points)})"
+    raise ValueError(
+        f"shapes {key!r} {differ}, so their stored coordinates do not align; bring both into one coordinate "
+        f"system first, e.g. stgraph.io.from_spatialdata(sdata, points_key={points_key!r}, "
+        "cell_shapes_key=..., nucleus_shapes_key=...), which applies the transformations"
+    )
+
+
+def _planar_matrix(transformation) -> np.ndarray:
+    """The (x, y) affine matrix of ``transformation``."""
+    return transformation.to_affine_matrix(input_axes=(X, Y), output_axes=(X, Y))
+
+
+def _described(transformation) -> str:
+    """``transformation`` in one line: its kind and (x, y) affine matrix."""
+    return f"{type(transformation).__name__} {np.round(_planar_matrix(transformation)[:2], 6).tolist()}"
 
 
 def outline_geometry(shapes, key: str):

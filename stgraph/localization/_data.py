@@ -10,7 +10,7 @@ import pandas as pd
 from stgraph._warnings import warn_user
 from stgraph.io import transcripts_frame
 from stgraph.io._schema import NUCLEUS_SHAPES_KEY
-from stgraph.io._spatialdata import optional_shapes, outline_geometry
+from stgraph.io._spatialdata import check_aligned, optional_shapes, outline_geometry
 
 from ._geometry import CellGeometry, TranscriptGeometry, cell_geometry, transcript_geometry
 
@@ -178,12 +178,13 @@ def cell_transcripts(
     )
 
 
-def nucleus_outlines(sdata, nucleus_key: str | None = NUCLEUS_SHAPES_KEY):
+def nucleus_outlines(sdata, nucleus_key: str | None, points_key: str):
     """The geometry of the nucleus outlines ``sdata.shapes[nucleus_key]``, or None for
     no nuclei (:func:`stgraph.io._spatialdata.optional_shapes`: None when the key is
-    None, or the default and absent; a ValueError for any other missing name).
+    None, or the default and absent; a ValueError for any other missing name, or
+    outlines that do not align with the points ``points_key``).
     """
-    outlines = optional_shapes(sdata, nucleus_key, NUCLEUS_SHAPES_KEY, "nucleus_key")
+    outlines = optional_shapes(sdata, nucleus_key, NUCLEUS_SHAPES_KEY, "nucleus_key", points_key)
     return None if outlines is None else outline_geometry(outlines, nucleus_key)
 
 
@@ -221,7 +222,8 @@ def read_cell_transcripts(
         If ``points_key`` is not a points element of ``sdata``.
     ValueError
         If ``cell_key`` is not a shapes element, ``nucleus_key`` is neither None, the
-        default name nor a shapes element, or for the problems of
+        default name nor a shapes element, the outlines do not align with the points
+        (:func:`stgraph.io._spatialdata.check_aligned`), or for the problems of
         :func:`stgraph.io.transcripts_frame` and :func:`cell_transcripts`.
     """
     if cell_key not in sdata.shapes:
@@ -229,6 +231,7 @@ def read_cell_transcripts(
             f"sdata has no shapes element {cell_key!r} (cell outlines are required; where the data have "
             "none, stgraph.io.outlines_from_transcripts draws them around each cell's molecules)"
         )
-    nuclei = nucleus_outlines(sdata, nucleus_key)
     points = transcripts_frame(sdata, points_key=points_key)
+    check_aligned(sdata, cell_key, points_key)
+    nuclei = nucleus_outlines(sdata, nucleus_key, points_key)
     return points, cell_transcripts(points, outline_geometry(sdata.shapes[cell_key], cell_key), nuclei)

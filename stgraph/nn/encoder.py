@@ -46,6 +46,22 @@ def check_conv_kwargs(conv_kwargs: Any) -> dict[str, Any]:
     return dict(conv_kwargs)
 
 
+def check_default_heads(d_model: int, heads: int) -> None:
+    """Refuse a ``d_model`` that the default :class:`SpatialTransformerConv` cannot
+    split into ``heads`` (the layer's own refusal names its ``out_channels``, an
+    argument the encoder's user never gave).
+
+    Raises
+    ------
+    ValueError
+        If ``d_model`` is not a multiple of ``heads``.
+    """
+    if d_model % heads:
+        raise ValueError(
+            f"d_model={d_model} must be a multiple of heads={heads}: each head gets d_model / heads channels"
+        )
+
+
 def _spatial_transformer_factory(conv_kwargs: dict[str, Any]) -> ConvFactory:
     def build(d_model: int, heads: int) -> MessagePassing:
         return SpatialTransformerConv(d_model, d_model, heads=heads, **conv_kwargs)
@@ -401,7 +417,8 @@ class TranscriptEncoder(torch.nn.Module):
     ------
     ValueError
         ``n_genes``, ``d_model``, ``n_layers``, ``heads`` or ``ff_dim`` is below 1,
-        ``n_dims`` is not 2 or 3, ``d_model < 2 * n_dims``, ``pe_scale`` is not a
+        ``n_dims`` is not 2 or 3, ``d_model < 2 * n_dims``, ``d_model`` is not a
+        multiple of ``heads`` for the default layer, ``pe_scale`` is not a
         positive finite number, ``pe_base`` not a finite number > 1, ``dropout``
         lies outside ``[0, 1)``, or the layers ``conv`` builds share parameters.
     TypeError
@@ -452,6 +469,7 @@ class TranscriptEncoder(torch.nn.Module):
                 "between all blocks"
             )
         if conv is None or conv is SpatialTransformerConv:
+            check_default_heads(d_model, heads)
             factory = _spatial_transformer_factory(conv_kwargs)
             recorded = DEFAULT_CONV
         elif conv_kwargs:
@@ -567,6 +585,11 @@ class TranscriptEncoder(torch.nn.Module):
         if isinstance(data, Data):
             if pos is not None or edge_index is not None:
                 raise ValueError("pass either a Data object or tensors, not both")
+            missing = [field for field in ("gene", "pos", "edge_index") if data.get(field) is None]
+            if missing:  # the origin below failed on a missing pos: 'NoneType' object has no attribute 'size'
+                raise ValueError(
+                    f"the graph lacks the field(s) {missing}; build it with stgraph.graph.transcript_graph"
+                )
             gene, pos, edge_index = data.gene, data.pos, data.edge_index
             edge_dist = data.get("edge_dist")
             origin = data.get("origin")

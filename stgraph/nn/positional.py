@@ -103,8 +103,10 @@ def sinusoidal_position_encoding(
     ------
     TypeError, ValueError
         As :func:`check_pe_width` and :func:`check_pe_frequencies`, or if ``rel_pos``
-        is not two-dimensional.
+        is not a tensor (TypeError) or not two-dimensional.
     """
+    if not isinstance(rel_pos, Tensor):  # a NumPy array failed on .dim()
+        raise TypeError(f"rel_pos must be a tensor, got {type(rel_pos).__name__}")
     if rel_pos.dim() != 2:
         raise ValueError(f"rel_pos must be [N, n_dims], got shape {tuple(rel_pos.shape)}")
     n_dims = rel_pos.size(1)
@@ -223,16 +225,29 @@ def transcript_origin(
 
     Raises
     ------
+    TypeError
+        If ``pos``, ``cell`` or ``batch`` is not a tensor, or ``cell`` or ``batch``
+        does not hold integers.
     ValueError
-        If ``cell`` or ``batch`` is not ``[N]``, or ``tile_size`` (used only when some
-        transcript is unassigned) is not a positive finite number.
+        If ``pos`` is not ``[N, n_dims]``, ``cell`` or ``batch`` is not ``[N]``, or
+        ``tile_size`` (used only when some transcript is unassigned) is not a positive
+        finite number.
     """
+    # NumPy arrays failed deep inside ("'int' object is not callable" for pos.size(0)).
+    for name, value in (("pos", pos), ("cell", cell), ("batch", batch)):
+        if value is not None and not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a tensor, got {type(value).__name__}")
+    if pos.dim() != 2:
+        raise ValueError(f"pos must be [N, n_dims], got shape {tuple(pos.shape)}")
     n = pos.size(0)
     pos = pos.to(torch.float64)
     origin = torch.empty_like(pos)
     for name, index in (("cell", cell), ("batch", batch)):
         if index is not None and index.shape != (n,):
             raise ValueError(f"{name} must have shape [{n}], got {tuple(index.shape)}")
+        if index is not None and (index.is_floating_point() or index.is_complex() or index.dtype == torch.bool):
+            # cast to int64 below, ids 0.5 and 0 would be one cell
+            raise TypeError(f"{name} must hold integer ids, got {index.dtype}")
     graph = torch.zeros(n, dtype=torch.long, device=pos.device) if batch is None else batch
     assigned = torch.zeros(n, dtype=torch.bool, device=pos.device) if cell is None else cell >= 0
     if assigned.any():

@@ -19,7 +19,7 @@ from ..coloc import ColocalizationResult
 from ..coloc._result import check_fdr
 from ..io import TABLE_KEY
 from ..tl._colocalization import COLOCALIZATION_KEY
-from ._layout import new_axes
+from ._layout import check_axes, new_axes
 
 #: Largest side (inches) of a new heatmap figure: about 70 genes at the full label size.
 MAX_HEATMAP_INCHES = 20.0
@@ -147,8 +147,8 @@ def colocalization_heatmap(
     ------
     TypeError
         If ``data`` is neither a SpatialData nor a ColocalizationResult, ``genes``
-        is a single string, ``top`` is not an integer, or ``fdr`` is neither None
-        nor a number.
+        is a single string, ``top`` is not an integer, ``fdr`` is neither None
+        nor a number, or ``ax`` is neither None nor a matplotlib Axes.
     KeyError
         If ``data`` has no table ``table_key`` or no result under ``key``.
     ValueError
@@ -158,6 +158,7 @@ def colocalization_heatmap(
         ``[0, 1]``.
     """
     top = check_int("top", top)
+    check_axes(ax)
     if fdr is not None:
         check_fdr(fdr)  # also when genes make it unused
     result = _result(data, key, table_key)
@@ -291,7 +292,8 @@ def colocalization_network(
     ------
     TypeError
         If ``data`` is neither a SpatialData nor a ColocalizationResult, ``top``
-        or ``seed`` is not an integer, or ``fdr`` is neither None nor a number.
+        or ``seed`` is not an integer, ``fdr`` is neither None nor a number, or
+        ``ax`` is neither None nor a matplotlib Axes.
     KeyError
         If ``data`` has no table ``table_key`` or no result under ``key``.
     ValueError
@@ -300,6 +302,7 @@ def colocalization_network(
         table (also when ``fdr`` is None).
     """
     top = check_int("top", top)
+    check_axes(ax)
     seed = check_seed(seed)
     result = _result(data, key, table_key)
     directed = result.to_networkx(fdr=fdr, column=column)

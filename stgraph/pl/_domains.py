@@ -16,9 +16,9 @@ from .._validation import check_names, check_real
 from .._warnings import warn_user
 from ..io import _schema as S
 from ..io import transcripts_frame
-from ..io._spatialdata import optional_shapes, outline_geometry
+from ..io._spatialdata import check_aligned, optional_shapes, outline_geometry
 from ..tl._domains import DOMAIN_KEY, DomainResult, default_shapes_key
-from ._layout import new_axes, spatial_axes
+from ._layout import check_axes, new_axes, spatial_axes
 
 
 def _domain_regions(
@@ -148,8 +148,8 @@ def domains(
     ------
     TypeError
         If ``sdata`` is not a SpatialData, e.g. the result that
-        :func:`stgraph.tl.domains` returns, which holds no positions, or ``size`` is
-        not a number.
+        :func:`stgraph.tl.domains` returns, which holds no positions, ``size`` is
+        not a number, or ``ax`` is neither None nor a matplotlib Axes.
     KeyError
         If ``points_key`` is not a points element of ``sdata`` or its points have no
         column ``key`` (run :func:`stgraph.tl.domains` first).
@@ -158,7 +158,8 @@ def domains(
         that are not in the points, ``shapes_key`` is neither ``"auto"`` nor None
         and not a shapes element, or its outlines hold domains that are not
         categories of ``key`` (the outlines of another run), or the cell or
-        nucleus outlines are neither polygons nor circles of positive radius.
+        nucleus outlines are neither polygons nor circles of positive radius, or
+        have another transformation than the points (they would not align).
 
     Warns
     -----
@@ -173,6 +174,7 @@ def domains(
             "run stgraph.tl.domains with inplace=True and pass the SpatialData"
         )
     size = check_real("size", size)  # matplotlib draws no marker of a negative or NaN size, silently
+    check_axes(ax)
     frame = transcripts_frame(sdata, points_key)
     if key not in frame.columns:
         raise KeyError(f"points {points_key!r} have no column {key!r}; run stgraph.tl.domains first")
@@ -195,6 +197,7 @@ def domains(
     ax.scatter(labelled[S.X], labelled[S.Y], s=size, c=colours[code], linewidths=0, rasterized=True)
     for outline_key, colour in ((S.CELL_SHAPES_KEY, "0.2"), (S.NUCLEUS_SHAPES_KEY, "0.5")):
         if outline_key in sdata.shapes:
+            check_aligned(sdata, outline_key, points_key)
             outlines = outline_geometry(sdata.shapes[outline_key], outline_key)
             if cells is not None:
                 outlines = outlines[outlines.index.astype(str).isin(cells)]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.axes import Axes
 
 
@@ -11,6 +12,24 @@ def new_axes(figsize: tuple[float, float]) -> Axes:
     beside the axes)."""
     _, ax = plt.subplots(figsize=figsize, layout="constrained")
     return ax
+
+
+def check_axes(ax) -> None:
+    """Refuse an ``ax`` that is neither None (a new figure) nor one matplotlib Axes.
+
+    The array of axes that ``plt.subplots(1, 2)`` returns, or its figure, failed deep in
+    the drawing with an AttributeError (``'numpy.ndarray' object has no attribute
+    'imshow'``), after the work.
+
+    Raises
+    ------
+    TypeError
+        Naming the type given (for an array of axes: pass one of them).
+    """
+    if ax is None or isinstance(ax, Axes):
+        return
+    hint = ": pass one of them, e.g. axes[0]" if isinstance(ax, np.ndarray) else ""
+    raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}{hint}")
 
 
 def spatial_axes(ax: Axes) -> None:

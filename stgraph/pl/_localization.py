@@ -11,13 +11,13 @@ from matplotlib.axes import Axes
 
 from stgraph._validation import check_int, check_names, check_not_one_name, check_real
 from stgraph.io import transcripts_frame
-from stgraph.io._spatialdata import check_spatialdata, outline_geometry
+from stgraph.io._spatialdata import check_aligned, check_spatialdata, outline_geometry
 from stgraph.io._table import table_cell_ids
 from stgraph.localization._data import nucleus_outlines
 from stgraph.localization._geometry import nucleus_per_cell
 from stgraph.localization._pattern_model import PATTERNS
 
-from ._layout import new_axes, spatial_axes
+from ._layout import check_axes, new_axes, spatial_axes
 
 #: One colour per pattern, in :data:`~stgraph.localization.PATTERNS` order.
 # 'none' is a dark grey: the light grey of molecules not scored must stand apart from it.
@@ -68,8 +68,8 @@ def localization_composition(
     Raises
     ------
     TypeError
-        If ``sdata`` is not a SpatialData, ``groups`` is a single string or
-        ``top`` is not an integer.
+        If ``sdata`` is not a SpatialData, ``groups`` is a single string,
+        ``top`` is not an integer, or ``ax`` is neither None nor a matplotlib Axes.
     ValueError
         If ``by`` is neither ``"gene"`` nor ``"cell"``, ``top`` is below 1,
         ``groups`` is empty or names genes (cells) not in the data or without
@@ -77,6 +77,7 @@ def localization_composition(
         :func:`stgraph.tl.localization` results.
     """
     check_spatialdata(sdata)
+    check_axes(ax)
     column = {"gene": "gene", "cell": "cell_id"}.get(by)
     if column is None:
         raise ValueError(f"by must be 'gene' or 'cell', got {by!r}")
@@ -171,7 +172,8 @@ def localization_transcripts(
     ------
     TypeError
         If ``sdata`` is not a SpatialData, ``cells`` or ``genes`` is a single
-        string, or ``size`` is not a number.
+        string, ``size`` is not a number, or ``ax`` is neither None nor a
+        matplotlib Axes.
     KeyError
         If ``points_key`` is not a points element of ``sdata``.
     ValueError
@@ -180,10 +182,12 @@ def localization_transcripts(
         transcript (no compartment was computed), ``cells`` or ``genes`` is empty or
         names ones not in the data, ``cell_key`` or a ``nucleus_key`` other than
         the default is not a shapes element, or the outlines are neither polygons
-        nor circles of positive radius (circles are drawn as discs).
+        nor circles of positive radius (circles are drawn as discs), or have another
+        transformation than the points (they would not align).
     """
     check_spatialdata(sdata)
     size = check_real("size", size)  # matplotlib draws no marker of a negative or NaN size, silently
+    check_axes(ax)
     if color not in ("pattern", "p_nuclear"):
         raise ValueError(f"color must be 'pattern' or 'p_nuclear', got {color!r}")
     points = transcripts_frame(sdata, points_key)
@@ -197,6 +201,7 @@ def localization_transcripts(
             "no compartment (compartment=None, or no cell with a nucleus outline)"
         )
     keep = np.ones(len(points), dtype=bool)
+    check_aligned(sdata, cell_key, points_key)
     outlines = every_cell = outline_geometry(sdata.shapes[cell_key], cell_key)
     if cells is not None:
         # An outlined cell without molecules is drawn as its outline alone.
@@ -210,7 +215,7 @@ def localization_transcripts(
     points = points[keep]
     if ax is None:
         ax = new_axes((6, 6))
-    nuclei = nucleus_outlines(sdata, nucleus_key)
+    nuclei = nucleus_outlines(sdata, nucleus_key, points_key)
     if nuclei is not None:
         # Placed as tl.localization places them: nuclei indexed by their own ids
         # (not cell ids) go to the cell that contains them.

@@ -106,10 +106,10 @@ def colocalization(
         ``within="cell"`` its edges across cells are ignored, with ``"all"`` every
         edge counts); ``radius``, if given too, must equal its radius.
     attention
-        Attention weights to use instead of running ``model``: ``(E,)``,
-        ``(E, heads)`` arrays or tensors of real numbers, or a list of those per
-        layer, aligned with the graph's edges; every weight must be finite and
-        non-negative.
+        Attention weights to use instead of running ``model``: ``(E,)`` (an array,
+        a tensor or a list of numbers), ``(E, heads)`` or a list of those per layer,
+        of real numbers, aligned with the graph's edges; every weight must be finite
+        and non-negative.
     within
         ``"cell"``: edges and relabelling within each cell (unassigned transcripts
         left out; at least one transcript must be in a cell); ``"all"``: the whole

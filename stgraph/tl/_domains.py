@@ -32,7 +32,7 @@ from ..domains._cluster import check_clustering_arguments
 from ..io._shapes import check_hull_arguments
 from ..io import TABLE_KEY, check_table
 from ..io._table import ensure_table
-from ..io._spatialdata import check_element_name, check_spatialdata, outline_geometry
+from ..io._spatialdata import check_aligned, check_element_name, check_spatialdata, outline_geometry
 from ..io import _schema as S
 from ._graph_input import checked_graph, graph_for
 from ._output_keys import SCHEMA_COLUMNS, SCHEMA_SHAPES, check_output_key, check_uns_key
@@ -406,7 +406,8 @@ def domains(
         must differ), no cell holds two transcripts, the transcripts in cells are
         of one gene or too few for ``n_domains`` (or ``k_range``), no two transcripts of a cell are within ``radius``, the cell
         outlines ``cell_boundaries`` are neither polygons nor circles of positive
-        radius (circles are read as discs), the data hold genes unknown to
+        radius (circles are read as discs) or have another transformation than the
+        points (their coordinates would not align), the data hold genes unknown to
         ``model``, or (with
         ``inplace``) an existing table misses cells or genes of the data
         (:func:`stgraph.io.check_table`). Nothing is written then.
@@ -446,6 +447,8 @@ def domains(
     _check_output_names(sdata, key_added, shapes_key, table_key)
     outlines = sdata.shapes.get(S.CELL_SHAPES_KEY)
     # Read before the work, so that outlines of the wrong kind are refused up front.
+    if outlines is not None:
+        check_aligned(sdata, S.CELL_SHAPES_KEY, points_key)
     cell_boundaries = None if outlines is None else outline_geometry(outlines, S.CELL_SHAPES_KEY)
     graph = graph_for(sdata, radius, graph, "cell", points_key, _GRAPH_FIELDS)
     if inplace:

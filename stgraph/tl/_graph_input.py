@@ -11,6 +11,7 @@ from torch_geometric.data import Data
 
 from ..graph import transcript_graph
 from ..io import _schema as S
+from ..io._spatialdata import points_element
 
 
 def checked_graph(
@@ -68,10 +69,8 @@ def checked_graph(
 
 
 def _check_graph_of(graph: Data, sdata: SpatialData, points_key: str) -> None:
-    if points_key not in sdata.points:
-        raise KeyError(f"no points element {points_key!r}; the points are {list(sdata.points)}")
     # Only the gene column is read: the check costs one column, not the whole frame.
-    genes = pd.Series(sdata.points[points_key][S.GENE].compute()).astype("category")
+    genes = pd.Series(points_element(sdata, points_key)[S.GENE].compute()).astype("category")
     hint = "the graph was not built from these transcripts; build it with stgraph.graph.transcript_graph(sdata, ...)"
     if graph.num_nodes != len(genes):
         raise ValueError(f"graph has {graph.num_nodes} nodes but points {points_key!r} have {len(genes)} rows: {hint}")

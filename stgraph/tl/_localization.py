@@ -195,7 +195,9 @@ def localization(
         For a ``model`` file that is not a pattern model checkpoint (a masked gene
         model's, say; :meth:`~stgraph.localization.PatternModel.load`), a model whose
         ``thresholds`` are not one value in [0, 1] per pattern, missing shapes elements or columns, outlines that are neither polygons
-        nor circles of positive radius (circles are read as discs), bad parameters, empty,
+        nor circles of positive radius (circles are read as discs), outlines whose
+        transformation differs from the points' (their coordinates would not align;
+        :func:`stgraph.io.from_spatialdata` applies them), bad parameters, empty,
         repeated or unknown training cells (or any with ``compartment=None``),
         training cells without an outline in ``cell_key`` or without a nucleus
         (each named), no transcript in any cell, an existing

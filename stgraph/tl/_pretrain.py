@@ -20,7 +20,7 @@ from ..models.checkpoint import read_checkpoint
 from ..models.mgm import MaskedGeneModel
 from ..models.trainer import MaskedGeneTrainer, TrainingConfig
 from ..nn.conv import SpatialTransformerConv
-from ..nn.encoder import ConvFactory, TranscriptEncoder, check_conv_kwargs
+from ..nn.encoder import ConvFactory, TranscriptEncoder, check_conv_kwargs, check_default_heads
 from ..nn.positional import DEFAULT_PE_SCALE
 from ._graph_input import checked_graph
 
@@ -360,7 +360,9 @@ def pretrain(
         differing from the radius of the graph given as ``data``, ``within`` neither
         ``'all'`` nor ``'cell'``, ``within='cell'`` with a given graph that has edges
         across cells, ``max_num_neighbors`` with a given graph,
-        ``held_out_cells`` naming a cell twice or a cell not in the graph, every
+        ``held_out_cells`` naming a cell twice or a cell not in the graph, or holding
+        out every transcript, ``tile_size`` so much smaller than the halo of
+        ``n_layers * radius`` that a tile's unit would gather more than 100 tiles, every
         training transcript a control probe or all the others of one gene, no two
         training transcripts within ``radius`` (within a cell, with
         ``batch_by='cell'``: the model would see no context), ``batch_by='cell'``
@@ -405,10 +407,8 @@ def pretrain(
             check_int(name, value, minimum=0)
     seed = check_seed(seed)  # a NumPy integer would fail in torch.Generator.manual_seed
     conv_kwargs = check_conv_kwargs(conv_kwargs)
-    if conv in (None, SpatialTransformerConv) and d_model % heads:  # that layer's rule, checked before the graph
-        raise ValueError(
-            f"d_model={d_model} must be a multiple of heads={heads}: each head gets d_model / heads channels"
-        )
+    if conv in (None, SpatialTransformerConv):  # that layer's rule, checked before the graph
+        check_default_heads(d_model, heads)
     requested_held_out = _requested_held_out(held_out_cells)
     graph = _transcript_graph(data, radius, within, max_num_neighbors)
     radius = float(graph.get("radius") or radius)
@@ -418,6 +418,11 @@ def pretrain(
     if held_out:
         index = {str(c): k for k, c in enumerate(graph.cell_names)}
         train_mask = ~torch.isin(graph.cell, torch.tensor([index[c] for c in held_out]))
+        if not bool(train_mask.any()):
+            raise ValueError(
+                f"held_out_cells holds out all {len(held_out)} cells and no transcript is outside them: "
+                "none is left to train on"
+            )
     # Being a control probe is a property of the panel, like the gene vocabulary read from
     # the whole graph: a control seen only in held-out cells is no target there either.
     is_control = graph.get("is_control")

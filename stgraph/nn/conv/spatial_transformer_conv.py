@@ -283,6 +283,13 @@ class SpatialTransformerConv(MessagePassing):
             )
         if not x.is_floating_point():
             raise TypeError(f"x must be floating point, got {x.dtype}")
+        dtype = self.lin_query.weight.dtype
+        # Under autocast the projections cast x themselves.
+        if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(
+                f"x is {x.dtype} but the layer's parameters are {dtype}: convert x (x.to({dtype})) or the "
+                f"layer (layer.to({x.dtype}))"
+            )
         if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
             raise ValueError(
                 f"edge_index must be a tensor of shape [2, num_edges], got {shape_of(edge_index)}"
