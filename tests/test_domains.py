@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import shapely  # noqa: E402
+import spatialdata  # noqa: E402
 import torch  # noqa: E402
 from scipy import sparse, stats  # noqa: E402
 from sklearn.cluster import KMeans  # noqa: E402
@@ -644,6 +645,25 @@ def test_tl_domains_runs_under_two_keys_keep_their_own_outlines():
     # "auto" finds no named_boundaries: no outlines, quietly (a tl.domains run can leave none).
     assert not dashed(plot_domains(sdata, key="named"))
     plt.close("all")
+
+
+def test_tl_domains_outlines_are_in_the_coordinate_systems_of_the_points():
+    # Written with the identity to "global", the outlines of points in pixels scaled to
+    # "sample" (as spatialdata.concatenate names the systems of each sample) lay in
+    # another system, and a query in "sample" left them out.
+    from spatialdata.transformations import Scale, get_transformation, set_transformation
+
+    sdata, _ = stgraph.datasets.simulate(3, 9, n_domains=2, seed=0)
+    to_sample = {"sample": Scale([0.5, 0.5], axes=("x", "y"))}
+    for element in (*sdata.points.values(), *sdata.shapes.values()):
+        set_transformation(element, to_sample, set_all=True)
+    domains(sdata, radius=RADIUS, n_domains=2, seed=0)
+    outlines = sdata.shapes["domain_boundaries"]
+    assert get_transformation(outlines, get_all=True) == to_sample
+    box = spatialdata.bounding_box_query(
+        sdata.subset(["domain_boundaries"]), axes=("x", "y"), min_coordinate=[-1e4, -1e4], max_coordinate=[1e4, 1e4], target_coordinate_system="sample"
+    )
+    assert len(box.shapes["domain_boundaries"]) == len(outlines)
 
 
 def read(x, y, gene, cell):

@@ -480,6 +480,37 @@ def test_a_table_without_rows_for_scored_cells_is_refused():
     assert np.isfinite(table.layers["none_p"][0, :2]).all()
 
 
+def test_a_table_joined_from_samples_gets_results_in_the_rows_of_the_sample_scored():
+    # spatialdata.concatenate joins the tables of two samples whose cells bear the same
+    # ids (cell_0, ...): the first sample's results went to the second's rows, the last
+    # row of each id, and its own rows stayed nan.
+    import stgraph
+
+    samples = {}
+    for name, seed in (("a", 3), ("b", 4)):
+        sdata, _ = simulate(3, 6, seed=seed)
+        stgraph.io.get_table(sdata)
+        samples[name] = sdata
+    joined = spatialdata.concatenate(samples, concatenate_tables=True)
+    table = joined.tables["table"]
+    assert table.obs["cell_id"].astype(str).tolist() == ["cell_0", "cell_1", "cell_2"] * 2
+    localization(joined, points_key="transcripts-a", cell_key="cell_boundaries-a",
+                 nucleus_key="nucleus_boundaries-a", n_boot=10)
+    alone = localization(samples["a"], n_boot=10, copy=True).tables["table"]
+    table = joined.tables["table"]
+    of_a = (table.obs["region"] == "cell_boundaries-a").to_numpy()
+    for pattern in PATTERNS:
+        np.testing.assert_array_equal(table.layers[f"{pattern}_p"][of_a], alone.layers[f"{pattern}_p"])
+        assert np.isnan(table.layers[f"{pattern}_p"][~of_a]).all()
+    # A cell of the sample scored without a row of its own there is refused, even
+    # where another sample's row bears its id.
+    lacking = spatialdata.concatenate(samples, concatenate_tables=True)
+    lacking.tables["table"] = lacking.tables["table"][[0, 1, 3, 4, 5]].copy()
+    with pytest.raises(ValueError, match=r"no row for 1 cell\(s\) with transcripts and an outline in 'cell_boundaries-a' \(e.g. \['cell_2'\]\)"):
+        localization(lacking, points_key="transcripts-a", cell_key="cell_boundaries-a",
+                     nucleus_key="nucleus_boundaries-a", n_boot=10)
+
+
 def test_checkpoint_round_trip(tmp_path, clean):
     model = load_pretrained()
     assert 0 < sum(p.numel() for p in model.parameters()) < 100_000

@@ -238,13 +238,32 @@ def table_cell_ids(table: AnnData) -> pd.Index:
     return pd.Index(cells).astype(str)
 
 
+def region_rows(table: AnnData, region: str) -> np.ndarray:
+    """Mask of the rows of ``table`` that hold the cells of the element ``region``.
+
+    A table annotating several elements in the SpatialData way (e.g. joined from
+    samples by :func:`spatialdata.concatenate`) tells their rows apart by its
+    ``region_key`` column, and a cell id may repeat in another sample: only the rows of
+    ``region`` are its cells. Every row where the table annotates ``region`` alone, or
+    does not annotate it (its rows are then matched by cell id).
+    """
+    region_key = table.uns.get("spatialdata_attrs", {}).get("region_key")
+    if region not in _table_regions(table) or region_key not in table.obs:
+        return np.ones(table.n_obs, dtype=bool)
+    return (table.obs[region_key].astype(str) == region).to_numpy()
+
+
+def _table_regions(table: AnnData) -> list[str]:
+    """The elements ``table`` annotates (its SpatialData ``region``), as a list."""
+    regions = table.uns.get("spatialdata_attrs", {}).get("region")
+    return [regions] if isinstance(regions, str) else list(regions if regions is not None else [])
+
+
 def _annotated_outline_ids(sdata: SpatialData, table: AnnData) -> pd.Index | None:
     """The ids (strings) of the outlines that ``table`` annotates: those of its
     SpatialData ``region`` elements that are shapes of ``sdata``; None when it annotates
     none there (a plain table, or one whose outlines are gone)."""
-    regions = table.uns.get("spatialdata_attrs", {}).get("region")
-    regions = [regions] if isinstance(regions, str) else list(regions if regions is not None else [])
-    shapes = [sdata.shapes[region].index.astype(str) for region in regions if region in sdata.shapes]
+    shapes = [sdata.shapes[region].index.astype(str) for region in _table_regions(table) if region in sdata.shapes]
     if not shapes:
         return None
     return shapes[0].append(shapes[1:])

@@ -17,7 +17,7 @@ from stgraph.io import check_table
 from stgraph.io._table import ensure_table
 from stgraph.io import _schema as S
 from stgraph.io._spatialdata import check_spatialdata
-from stgraph.io._table import table_cell_ids
+from stgraph.io._table import region_rows, table_cell_ids
 from stgraph.localization._compartment import predict_compartment
 from stgraph.localization._data import CellTranscripts, read_cell_transcripts
 from stgraph.localization._gene_score import nuclear_enrichment
@@ -93,7 +93,10 @@ def localization(
         an existing one must hold every cell and gene with a molecule
         (:func:`stgraph.io.check_table`; one annotated to outlines may lack cells
         without an outline there, as a :func:`spatialdata.bounding_box_query` crop
-        leaves it, but not the cells scored here).
+        leaves it, but not the cells scored here). In a table annotating several
+        outlines (samples joined by :func:`spatialdata.concatenate`, whose cell ids may
+        repeat) the cells of ``cell_key`` are its rows of that region; the other rows
+        get ``nan``.
     min_transcripts
         Minimum molecules of a gene in a cell for a pattern call (Bento's
         ``min_count``; default 5). Smaller groups get ``nan``. The shipped head
@@ -492,8 +495,9 @@ def _check_scored_rows(
     """
     if table_key not in sdata.tables:
         return
+    table = sdata.tables[table_key]
     scored = transcripts.geometry.cell_ids[np.unique(transcripts.cell)]
-    missing = scored[~scored.isin(table_cell_ids(sdata.tables[table_key]))]
+    missing = scored[~scored.isin(table_cell_ids(table)[region_rows(table, cell_key)])]
     if len(missing):
         raise ValueError(
             f"table {table_key!r} has no row for {len(missing)} cell(s) with transcripts and an outline in "
@@ -511,6 +515,8 @@ def _table(
     table = ensure_table(sdata, table_key, points_key, cell_key)
     rows = np.full(len(cell_ids), -1)
     found = cell_ids.get_indexer(table_cell_ids(table))
+    # The rows of other samples of a joined table: their cells may bear the same ids.
+    found[~region_rows(table, cell_key)] = -1
     rows[found[found >= 0]] = np.flatnonzero(found >= 0)
     cols = pd.Index(table.var_names).get_indexer(gene_names)
     return table, rows, cols
