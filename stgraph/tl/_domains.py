@@ -11,6 +11,7 @@ import torch
 from scipy.spatial import cKDTree
 from spatialdata import SpatialData
 from spatialdata.models import ShapesModel
+from spatialdata.transformations import get_transformation
 from torch_geometric.data import Data
 
 from .._validation import check_bool, check_int, check_real, check_seed
@@ -381,7 +382,8 @@ def domains(
         Shapes element of the outlines (columns ``cell_id``, ``domain``,
         ``n_transcripts``); default ``key_added + "_boundaries"`` (so runs under
         different ``key_added`` keep their own outlines); not ``cell_boundaries``
-        nor ``nucleus_boundaries``. When no (cell, domain) gets an outline the
+        nor ``nucleus_boundaries``. It has the coordinate transformations of the
+        points. When no (cell, domain) gets an outline the
         element is absent (an earlier result under this name is removed).
     inplace
         Write the outputs into ``sdata``; False leaves it untouched.
@@ -523,7 +525,10 @@ def domains(
         uns[f"{key_added}_enrichment"] = enrichment
         uns[f"{key_added}_params"] = params
         if len(polygons):
-            sdata.shapes[shapes_key] = ShapesModel.parse(polygons)
+            # In the points' coordinates: with the identity they lay elsewhere in global
+            # than the molecules of points with a transformation.
+            transformations = get_transformation(sdata.points[points_key], get_all=True)
+            sdata.shapes[shapes_key] = ShapesModel.parse(polygons, transformations=transformations)
         elif shapes_key in sdata.shapes:  # an earlier run's outlines would pass for this one's
             del sdata.shapes[shapes_key]
     return result
