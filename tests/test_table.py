@@ -177,6 +177,9 @@ def test_tools_write_only_their_columns_into_the_points(tool, written):
     pd.testing.assert_frame_equal(after.compute()[list(before.columns)], before)
     assert after.npartitions == 3
     assert get_transformation(after) == Scale([0.5, 0.5], axes=("x", "y"))
+    # Domain outlines had the identity: in global they lay twice as far out as their molecules.
+    for outlines in sdata.shapes.values():
+        assert get_transformation(outlines) == Scale([0.5, 0.5], axes=("x", "y"))
     assert after.attrs["spatialdata_attrs"] == {"feature_key": "gene", "instance_key": "cell_id"}
 
 
