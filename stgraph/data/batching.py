@@ -29,7 +29,7 @@ from torch_geometric.data import Batch, Data
 
 from .._validation import check_int, check_real, check_seed
 from ..graph._exact import inflate
-from ..graph.tiling import _MAX_MEMBERSHIPS_PER_POINT
+from ..graph.tiling import MAX_MEMBERSHIPS_PER_POINT
 from ..nn.positional import transcript_origin
 
 
@@ -241,7 +241,7 @@ def tile_units(
     # Each unit looks up the (2 reach + 1)^2 tiles around its own, and each node is
     # copied into as many units: with tiles far smaller than the halo this never ends.
     gathered = (2 * reach + 1) ** 2
-    if gathered > _MAX_MEMBERSHIPS_PER_POINT:
+    if gathered > MAX_MEMBERSHIPS_PER_POINT:
         raise ValueError(
             f"tile_size={tile_size} is too small for halo={halo}: each unit would gather the transcripts of "
             f"{gathered} tiles; use tiles much larger than the halo (in stgraph.tl.pretrain, n_layers * radius)"

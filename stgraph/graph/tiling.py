@@ -23,8 +23,9 @@ from .radius import build_edges, resolve_backend
 __all__ = ["Tile", "iter_tiles", "merge_tile_edges", "radius_graph_tile", "radius_graph_tiled"]
 
 _MAX_TILE_KEYS = 2**62
-# Guards against tiles far smaller than the halo, whose memberships would swamp memory.
-_MAX_MEMBERSHIPS_PER_POINT = 100
+#: Tiles a point may belong to on average (and a tile unit may gather): guards against
+#: tiles far smaller than the halo, whose memberships would swamp memory or run for ever.
+MAX_MEMBERSHIPS_PER_POINT = 100
 
 
 class Tile(NamedTuple):
@@ -101,7 +102,7 @@ def iter_tiles(pos, tile_size: float, halo: float) -> Iterator[Tile]:
     touched = span[:, 0] * span[:, 1]
     # Summed in float64: each point's count fits in int64 (the tile keys do), their sum may not.
     memberships = float(touched.sum(dtype=torch.float64))
-    if memberships > _MAX_MEMBERSHIPS_PER_POINT * xy.shape[0]:
+    if memberships > MAX_MEMBERSHIPS_PER_POINT * xy.shape[0]:
         raise ValueError(
             f"tile_size={tile_size} is too small for halo={halo}: each point would lie in "
             f"{memberships / xy.shape[0]:.0f} tiles on average; use tiles much larger than the halo"
