@@ -21,6 +21,7 @@ from stgraph.nn import (
     MaskedGeneHead,
     SinusoidalPositionalEncoding,
     TranscriptEncoder,
+    TranscriptEncoderLayer,
     sinusoidal_position_encoding,
     transcript_origin,
 )
@@ -973,3 +974,15 @@ def test_masked_gene_model_refuses_one_string_for_names_and_an_encoder_of_anothe
     # failed with "'str' object has no attribute 'n_genes'"
     with pytest.raises(TypeError, match=r"^encoder must be a stgraph.nn.TranscriptEncoder, got str$"):
         MaskedGeneModel("encoder", ["a", "b", "c"])
+
+
+@pytest.mark.parametrize(("arguments", "error", "message"), [
+    # d_model=0 and ff_dim=0 were taken: a block of empty layers, whose output is NaN.
+    (dict(d_model=0, ff_dim=16), ValueError, "d_model must be a positive integer, got 0"),
+    (dict(d_model=8, ff_dim=0), ValueError, "ff_dim must be a positive integer, got 0"),
+    (dict(d_model=8.0, ff_dim=16), TypeError, "d_model must be an integer, got 8.0"),
+    (dict(d_model=8, ff_dim=16, dropout=1.0), ValueError, "dropout must lie in [0, 1), got 1.0"),
+])
+def test_encoder_layer_checks_its_widths(arguments, error, message):
+    with pytest.raises(error, match=f"^{re.escape(message)}"):
+        TranscriptEncoderLayer(SpatialTransformerConv(8, 8, heads=2), **arguments)

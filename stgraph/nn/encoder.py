@@ -254,7 +254,10 @@ class TranscriptEncoderLayer(torch.nn.Module):
     ------
     TypeError
         If ``conv`` is not a :class:`~torch_geometric.nn.MessagePassing` layer or its
-        ``forward`` has no third argument ``edge_dist`` (nor ``*args``).
+        ``forward`` has no third argument ``edge_dist`` (nor ``*args``), ``d_model``
+        or ``ff_dim`` is not an integer, or ``dropout`` not a real number.
+    ValueError
+        If ``d_model`` or ``ff_dim`` is below 1, or ``dropout`` is not in ``[0, 1)``.
     """
 
     def __init__(self, conv: MessagePassing, d_model: int, ff_dim: int, dropout: float = 0.0) -> None:
@@ -265,6 +268,8 @@ class TranscriptEncoderLayer(torch.nn.Module):
                 f"got {type(conv).__name__}"
             )
         _check_call(conv)
+        d_model, ff_dim = check_int("d_model", d_model), check_int("ff_dim", ff_dim)
+        dropout = check_dropout(dropout)
         self.conv = conv
         self.norm1 = torch.nn.LayerNorm(d_model)
         self.norm2 = torch.nn.LayerNorm(d_model)
