@@ -314,6 +314,10 @@ POS = torch.zeros(4, 2)
         ({"pos": torch.zeros(4, 4)}, ValueError, r"shape \[N, 2\] or \[N, 3\], got \[4, 4\]"),
         ({"pos": torch.zeros(4, 2, dtype=torch.int64)}, TypeError, "floating-point dtype, got torch.int64"),
         ({"pos": [[0.0, 0.0]]}, TypeError, "pos must be a torch.Tensor or numpy.ndarray, got list"),
+        # torch's refusal listed the dtypes it converts, not the argument.
+        ({"pos": np.array([["0", "1"]])}, TypeError, "pos must be an array of numbers, got dtype <U1"),
+        ({"pos": np.array([[0.0, 1.0]], dtype=object)}, TypeError, "pos must be an array of numbers, got dtype object"),
+        ({"batch": np.array(["a"] * 4)}, TypeError, "batch must be an array of numbers, got dtype <U1"),
         ({"r": 0.0}, ValueError, "r must be a positive finite number, got 0.0"),
         ({"r": -1}, ValueError, "r must be a positive finite number, got -1.0"),
         ({"r": float("inf")}, ValueError, "r must be a positive finite number, got inf"),

@@ -78,6 +78,8 @@ def as_tensor(x, name: str) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x.detach()
     if isinstance(x, np.ndarray):
+        if x.dtype.kind not in "biufc":  # strings, objects, dates: torch's refusal lists its dtypes
+            raise TypeError(f"{name} must be an array of numbers, got dtype {x.dtype}")
         if not x.flags.writeable or any(step < 0 for step in x.strides) or not x.dtype.isnative:
             x = np.array(x, dtype=x.dtype.newbyteorder("="), order="C")
         return torch.from_numpy(x)
