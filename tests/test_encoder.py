@@ -452,7 +452,7 @@ def test_encoder_names_a_layer_that_returns_the_wrong_kind_of_result():
     # Both failed on the unpacking ("too many values to unpack", "'tuple' object has no
     # attribute 'shape'"); with two nodes, a row of the output was taken for the attention.
     message = (
-        "IgnoresTheAttentionFlag returned Tensor when asked for attention weights; expected "
+        "IgnoresTheAttentionFlag (block 0) returned Tensor when asked for attention weights; expected "
         "(out, (edge_index, alpha)) as PyG layers return"
     )
     for n in (2, 300):
@@ -460,8 +460,8 @@ def test_encoder_names_a_layer_that_returns_the_wrong_kind_of_result():
         with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
             encoder(graph, conv=IgnoresTheAttentionFlag)(graph, return_attention_weights=True)
     message = (
-        "ReturnsATuple returned a tuple; the layer factory must build layers mapping [N, 16] "
-        "to [N, 16] in the input's dtype (torch.float32)"
+        "ReturnsATuple (block 0) returned a tuple; the layer factory must build layers mapping "
+        "[N, d_model] to [N, d_model] (d_model=16) in the input's dtype (torch.float32)"
     )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         encoder(graph, conv=ReturnsATuple)(graph)
@@ -481,7 +481,7 @@ def test_encoder_names_a_layer_whose_attention_is_not_an_edge_index_and_weights(
     graph = synthetic_graph()
     model = encoder(graph, conv=ReturnsBareWeights)
     message = (
-        "ReturnsBareWeights returned attention weights as a Tensor; expected "
+        "ReturnsBareWeights (block 0) returned attention weights as a Tensor; expected "
         "(out, (edge_index, alpha)) as PyG layers return"
     )
     with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
@@ -517,7 +517,7 @@ def test_encoder_names_a_layer_whose_attention_has_another_shape(layer, shape):
     graph = synthetic_graph()
     n_edges = graph.edge_index.shape[1]
     message = (
-        f"{layer.__name__} returned attention weights of shape {shape(n_edges)} on edges of shape "
+        f"{layer.__name__} (block 0) returned attention weights of shape {shape(n_edges)} on edges of shape "
         f"(2, {n_edges}); expected (edge_index [2, E'], alpha [E'] or [E', heads])"
     )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
@@ -525,6 +525,24 @@ def test_encoder_names_a_layer_whose_attention_has_another_shape(layer, shape):
     # One weight per edge, no head axis, is what colocalization averages as is.
     _, attention = encoder(graph, conv=ReturnsWeights)(graph, return_attention_weights=True)
     assert [tuple(alpha.shape) for _, alpha in attention] == [(n_edges,), (n_edges,)]
+
+
+def test_encoder_names_the_block_whose_layer_returns_another_width():
+    # The message named the layer's class and [N, 16] only: with a factory building
+    # several kinds of layers, nothing said which block (nor that 16 is d_model).
+    graph = synthetic_graph()
+    layers = iter([DistanceWeightedMean, WrongWidth])
+    model = encoder(graph, conv=lambda d_model, heads: next(layers)(d_model, heads))
+    message = (
+        "WrongWidth (block 1) returned shape (300, 15) in torch.float32; the layer factory must build "
+        "layers mapping [N, d_model] to [N, d_model] (d_model=16) in the input's dtype (torch.float32)"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        model(graph)
+    # A layer outside an encoder is named by its class alone.
+    layer = TranscriptEncoderLayer(WrongWidth(16, 2), 16, 32)
+    with pytest.raises(ValueError, match=r"^WrongWidth returned shape \(300, 15\) in torch.float32; "):
+        layer(torch.randn(300, 16), graph.edge_index, graph.edge_dist)
 
 
 class Float64Mean(DistanceWeightedMean):
@@ -550,8 +568,8 @@ def test_encoder_refuses_a_layer_in_another_dtype_and_runs_a_converted_encoder()
     with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
         encoder(graph, conv=Float64Mean)
     message = (
-        "ReturnsFloat64 returned shape (300, 16) in torch.float64; the layer factory must build "
-        "layers mapping [N, 16] to [N, 16] in the input's dtype (torch.float32)"
+        "ReturnsFloat64 (block 0) returned shape (300, 16) in torch.float64; the layer factory must "
+        "build layers mapping [N, d_model] to [N, d_model] (d_model=16) in the input's dtype (torch.float32)"
     )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         encoder(graph, conv=ReturnsFloat64)(graph)
@@ -982,6 +1000,8 @@ def test_masked_gene_model_refuses_one_string_for_names_and_an_encoder_of_anothe
     (dict(d_model=8, ff_dim=0), ValueError, "ff_dim must be a positive integer, got 0"),
     (dict(d_model=8.0, ff_dim=16), TypeError, "d_model must be an integer, got 8.0"),
     (dict(d_model=8, ff_dim=16, dropout=1.0), ValueError, "dropout must lie in [0, 1), got 1.0"),
+    (dict(d_model=8, ff_dim=16, block=-1), ValueError, "block must be an integer >= 0, got -1"),
+    (dict(d_model=8, ff_dim=16, block=1.0), TypeError, "block must be an integer, got 1.0"),
 ])
 def test_encoder_layer_checks_its_widths(arguments, error, message):
     with pytest.raises(error, match=f"^{re.escape(message)}"):

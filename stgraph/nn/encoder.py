@@ -193,13 +193,15 @@ def _check_dtype(layers: torch.nn.ModuleList, dtype: torch.dtype) -> None:
                 )
 
 
-def _check_attention(conv: MessagePassing, attention: object) -> None:
+def _check_attention(name: str, attention: object) -> None:
     """Raise unless a layer's attention is ``(edge_index [2, E'], alpha [E'] or [E', heads])``.
 
     A bare ``alpha`` was passed on as the block's attention, and colocalization failed
     on unpacking it ("too many values to unpack"), or, with two edges, took its two
     weights for the edges and the weights; an ``alpha`` of another shape was refused
     there as "attention" the user never passed.
+
+    ``name`` names the layer in the messages.
 
     Raises
     ------
@@ -208,7 +210,6 @@ def _check_attention(conv: MessagePassing, attention: object) -> None:
     ValueError
         If their shapes are not those above.
     """
-    name = type(conv).__name__
     if not (isinstance(attention, tuple) and len(attention) == 2
             and all(isinstance(part, Tensor) for part in attention)):
         got = (f"a tuple of {[type(part).__name__ for part in attention]}"
@@ -249,18 +250,24 @@ class TranscriptEncoderLayer(torch.nn.Module):
         Hidden width of the feed-forward network.
     dropout
         Dropout on both residual branches and inside the feed-forward network.
+    block
+        Index of the block in its encoder, named with the layer in the errors of
+        :meth:`forward` (a wrong width then points to one block); None for none.
 
     Raises
     ------
     TypeError
         If ``conv`` is not a :class:`~torch_geometric.nn.MessagePassing` layer or its
-        ``forward`` has no third argument ``edge_dist`` (nor ``*args``), ``d_model``
-        or ``ff_dim`` is not an integer, or ``dropout`` not a real number.
+        ``forward`` has no third argument ``edge_dist`` (nor ``*args``), ``d_model``,
+        ``ff_dim`` or ``block`` is not an integer, or ``dropout`` not a real number.
     ValueError
-        If ``d_model`` or ``ff_dim`` is below 1, or ``dropout`` is not in ``[0, 1)``.
+        If ``d_model`` or ``ff_dim`` is below 1, ``block`` is negative, or ``dropout``
+        is not in ``[0, 1)``.
     """
 
-    def __init__(self, conv: MessagePassing, d_model: int, ff_dim: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self, conv: MessagePassing, d_model: int, ff_dim: int, dropout: float = 0.0, *, block: int | None = None
+    ) -> None:
         super().__init__()
         if not isinstance(conv, MessagePassing):
             raise TypeError(
@@ -271,6 +278,10 @@ class TranscriptEncoderLayer(torch.nn.Module):
         d_model, ff_dim = check_int("d_model", d_model), check_int("ff_dim", ff_dim)
         dropout = check_dropout(dropout)
         self.conv = conv
+        # One name for the layer in every error of forward: with the block, the one at fault.
+        self.label = type(conv).__name__
+        if block is not None:
+            self.label += f" (block {check_int('block', block, minimum=0)})"
         self.norm1 = torch.nn.LayerNorm(d_model)
         self.norm2 = torch.nn.LayerNorm(d_model)
         self.ff = torch.nn.Sequential(
@@ -327,7 +338,7 @@ class TranscriptEncoderLayer(torch.nn.Module):
         if check_bool("return_attention_weights", return_attention_weights):
             if not self.supports_attention:
                 raise ValueError(
-                    f"{type(self.conv).__name__}.forward has no return_attention_weights "
+                    f"{self.label}: its forward has no return_attention_weights "
                     "argument, so the encoder cannot return attention weights"
                 )
             returned = self.conv(h, edge_index, edge_dist, return_attention_weights=True)
@@ -335,11 +346,11 @@ class TranscriptEncoderLayer(torch.nn.Module):
             # failed on the unpacking, or (two nodes) took a row for the attention.
             if not (isinstance(returned, tuple) and len(returned) == 2):
                 raise TypeError(
-                    f"{type(self.conv).__name__} returned {type(returned).__name__} when asked "
+                    f"{self.label} returned {type(returned).__name__} when asked "
                     "for attention weights; expected (out, (edge_index, alpha)) as PyG layers return"
                 )
             h, attention = returned
-            _check_attention(self.conv, attention)
+            _check_attention(self.label, attention)
         else:
             h = self.conv(h, edge_index, edge_dist)
         # Under autocast the layer's output is in the autocast dtype by design.
@@ -347,9 +358,8 @@ class TranscriptEncoderLayer(torch.nn.Module):
         if not isinstance(h, Tensor) or h.shape != x.shape or other_dtype:
             got = f"shape {tuple(h.shape)} in {h.dtype}" if isinstance(h, Tensor) else f"a {type(h).__name__}"
             raise ValueError(
-                f"{type(self.conv).__name__} returned {got}; the layer factory "
-                f"must build layers mapping [N, {self.d_model}] to [N, {self.d_model}] in "
-                f"the input's dtype ({x.dtype})"
+                f"{self.label} returned {got}; the layer factory must build layers mapping "
+                f"[N, d_model] to [N, d_model] (d_model={self.d_model}) in the input's dtype ({x.dtype})"
             )
         x = x + self.dropout(h)
         x = x + self.dropout(self.ff(self.norm2(x)))
@@ -391,7 +401,9 @@ class TranscriptEncoder(torch.nn.Module):
         :class:`~torch_geometric.nn.MessagePassing` layer that is called as
         ``layer(x, edge_index, edge_dist)`` (``edge_dist`` of shape ``[E]``; its
         ``forward`` must name that argument ``edge_dist``) and maps ``[N, d_model]``
-        to ``[N, d_model]``. PyG's own layers read their third argument as something
+        to ``[N, d_model]`` (a layer of another width is refused at the first
+        forward pass, naming its block: a layer declares no width to check when
+        built). PyG's own layers read their third argument as something
         else (edge weights, edge features, a size): wrap them in
         :class:`~stgraph.nn.conv.EdgeDistAdapter`. Attention weights can be returned
         when its ``forward`` takes ``return_attention_weights`` (PyG convention).
@@ -504,8 +516,8 @@ class TranscriptEncoder(torch.nn.Module):
         self.embedding = torch.nn.Embedding(n_genes + 1, d_model)
         self.positional = SinusoidalPositionalEncoding(d_model, n_dims, scale=pe_scale, base=pe_base)
         self.layers = torch.nn.ModuleList(
-            TranscriptEncoderLayer(factory(d_model, heads), d_model, ff_dim, dropout)
-            for _ in range(n_layers)
+            TranscriptEncoderLayer(factory(d_model, heads), d_model, ff_dim, dropout, block=block)
+            for block in range(n_layers)
         )
         _check_own_parameters(self.layers)
         _check_dtype(self.layers, self.embedding.weight.dtype)
