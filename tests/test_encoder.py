@@ -634,6 +634,12 @@ def test_head_gives_logits_over_genes_only():
         MaskedGeneHead(0, 12)
     with pytest.raises(TypeError, match="^n_genes must be an integer, got 12.0$"):
         MaskedGeneHead(16, 12.0)
+    # Another width failed in torch: "mat1 and mat2 shapes cannot be multiplied (5x8 and 16x16)".
+    for shape in ((5, 8), (16,), (2, 5, 16)):
+        with pytest.raises(ValueError, match=rf"^h must have shape \[N, d_model\] \(d_model=16\), got {re.escape(str(shape))}$"):
+            head(torch.randn(shape))
+    with pytest.raises(TypeError, match="^h must be a tensor of embeddings, got ndarray$"):
+        head(np.zeros((5, 16), dtype=np.float32))
 
 
 # --- masking -----------------------------------------------------------------------------

@@ -51,7 +51,19 @@ class MaskedGeneHead(torch.nn.Module):
         Returns
         -------
         ``[N, n_genes]`` logits.
+
+        Raises
+        ------
+        TypeError
+            If ``h`` is not a tensor.
+        ValueError
+            If ``h`` is not ``[N, d_model]`` (torch's refusal of another width named
+            the matrix product, not the head's ``d_model``).
         """
+        if not isinstance(h, Tensor):
+            raise TypeError(f"h must be a tensor of embeddings, got {type(h).__name__}")
+        if h.dim() != 2 or h.size(1) != self.d_model:
+            raise ValueError(f"h must have shape [N, d_model] (d_model={self.d_model}), got {tuple(h.shape)}")
         return self.decoder(self.norm(torch.nn.functional.gelu(self.transform(h))))
 
     def __repr__(self) -> str:
