@@ -158,6 +158,24 @@ def check_bool(name: str, value: Any) -> bool:
     return bool(value)
 
 
+def check_key(name: str, value: Any, *, optional: bool = False) -> str | None:
+    """``value`` after checking that it is a name (of an element, a column): a string,
+    or None with ``optional``.
+
+    A None or a number was looked up as a name and reported missing ("sdata has no
+    shapes element None"), as if the data lacked it.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a string (nor None with ``optional``).
+    """
+    if isinstance(value, str) or (optional and value is None):
+        return value
+    wanted = "a string or None" if optional else "a string"
+    raise TypeError(f"{name} must be {wanted}, got {type(value).__name__}")
+
+
 def check_not_one_name(parameter: str, requested) -> None:
     """Refuse one string where a list of names is expected: it would be read letter by letter.
 

@@ -17,7 +17,7 @@ except ImportError:  # spatialdata releases before the name rules accept any str
     def check_valid_name(name: str) -> None:
         """Accept ``name``: this spatialdata restricts no element name."""
 
-from .._validation import check_bool, is_dask
+from .._validation import check_bool, check_key, is_dask
 from .._warnings import warn_user
 from ._generic import read_transcripts
 from ._points import as_id_strings, check_numeric
@@ -564,8 +564,7 @@ def check_element_name(sdata: SpatialData, key: str, argument: str, kind: str = 
         Naming ``argument``, if ``key`` is not a valid element name, or another
         element (of another kind, or one whose name differs only in case) holds it.
     """
-    if not isinstance(key, str):
-        raise TypeError(f"{argument} must be a string, got {type(key).__name__}")
+    check_key(argument, key)
     try:
         check_valid_name(key)
     except ValueError as error:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from .._validation import check_key
 from ..io import _schema as S
 from ..io._spatialdata import check_valid_name
 
@@ -39,8 +40,7 @@ def check_output_key(
     ValueError
         If ``key`` is empty or one of the names written is reserved.
     """
-    if not isinstance(key, str):
-        raise TypeError(f"{parameter} must be a string, got {type(key).__name__}")
+    check_key(parameter, key)
     if not key:
         raise ValueError(f"{parameter} must not be empty")
     clashes = sorted({key + suffix for suffix in suffixes} & set(reserved))
