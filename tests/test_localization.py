@@ -849,6 +849,22 @@ def test_transcript_plot_names_a_missing_element_and_the_available_ones(scored):
         localization_transcripts(sdata, nucleus_key="nope")
 
 
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("cell_key", None, "cell_key must be a string, got NoneType"),
+    ("cell_key", 3, "cell_key must be a string, got int"),
+    ("nucleus_key", 3, "nucleus_key must be a string or None, got int"),
+])
+def test_element_keys_that_are_not_names_are_refused_by_type(clean, key, value, message):
+    # cell_key=None was looked up as a name: "sdata has no shapes element None" (the plot
+    # said "cell_key: not in the data: ['None']"), as if the data lacked it.
+    sdata = clean[0]
+    calls = (lambda **keys: localization(sdata, copy=True, **keys), lambda **keys: localization_transcripts(sdata, **keys),
+             lambda **keys: read_cell_transcripts(sdata, **keys))
+    for call in calls:
+        with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+            call(**{key: value})
+
+
 def test_plots_refuse_what_is_not_a_spatialdata(scored):
     table = scored[0].tables["table"]
     for plot in (localization_composition, localization_transcripts):

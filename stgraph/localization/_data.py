@@ -7,6 +7,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from stgraph._validation import check_key
 from stgraph._warnings import warn_user
 from stgraph.io import transcripts_frame
 from stgraph.io._schema import NUCLEUS_SHAPES_KEY
@@ -218,6 +219,8 @@ def read_cell_transcripts(
 
     Raises
     ------
+    TypeError
+        If ``cell_key`` is not a string, or ``nucleus_key`` neither a string nor None.
     KeyError
         If ``points_key`` is not a points element of ``sdata``.
     ValueError
@@ -226,6 +229,8 @@ def read_cell_transcripts(
         (:func:`stgraph.io._spatialdata.check_aligned`), or for the problems of
         :func:`stgraph.io.transcripts_frame` and :func:`cell_transcripts`.
     """
+    check_key("cell_key", cell_key)
+    check_key("nucleus_key", nucleus_key, optional=True)
     if cell_key not in sdata.shapes:
         raise ValueError(
             f"sdata has no shapes element {cell_key!r} (cell outlines are required; where the data have "

@@ -9,7 +9,7 @@ import shapely
 import spatialdata
 from matplotlib.axes import Axes
 
-from stgraph._validation import check_int, check_names, check_not_one_name, check_real
+from stgraph._validation import check_int, check_key, check_names, check_not_one_name, check_real
 from stgraph.io import transcripts_frame
 from stgraph.io._spatialdata import check_aligned, check_spatialdata, outline_geometry
 from stgraph.io._table import table_cell_ids
@@ -171,7 +171,8 @@ def localization_transcripts(
     Raises
     ------
     TypeError
-        If ``sdata`` is not a SpatialData, ``cells`` or ``genes`` is a single
+        If ``sdata`` is not a SpatialData, ``cell_key`` is not a string,
+        ``nucleus_key`` neither a string nor None, ``cells`` or ``genes`` is a single
         string, ``size`` is not a number, or ``ax`` is neither None nor a
         matplotlib Axes.
     KeyError
@@ -186,6 +187,8 @@ def localization_transcripts(
         transformation than the points (they would not align).
     """
     check_spatialdata(sdata)
+    check_key("cell_key", cell_key)
+    check_key("nucleus_key", nucleus_key, optional=True)
     size = check_real("size", size)  # matplotlib draws no marker of a negative or NaN size, silently
     check_axes(ax)
     if color not in ("pattern", "p_nuclear"):

@@ -11,7 +11,7 @@ import shapely
 import spatialdata
 import torch
 
-from stgraph._validation import check_bool, check_int, check_not_one_name, check_seed
+from stgraph._validation import check_bool, check_int, check_key, check_not_one_name, check_seed
 from stgraph._warnings import warn_user
 from stgraph.io import check_table
 from stgraph.io._table import ensure_table
@@ -208,9 +208,10 @@ def localization(
         none, a ``table_key`` SpatialData would refuse for a new table (invalid, or
         held by another element, ignoring case; :func:`stgraph.io.check_table`).
     TypeError
-        For ``sdata`` that is not a SpatialData, a ``model`` of the wrong type,
-        ``training_cells`` given as a single string, or ``copy`` that is not a bool
-        (``copy="False"`` would be true).
+        For ``sdata`` that is not a SpatialData, a ``cell_key`` or ``table_key`` that
+        is not a string, a ``nucleus_key`` neither a string nor None, a ``model`` of
+        the wrong type, ``training_cells`` given as a single string, or ``copy``
+        that is not a bool (``copy="False"`` would be true).
 
     Warns
     -----
@@ -238,6 +239,8 @@ def localization(
         neither carry a cell id nor overlap a cell (they are left out).
     """
     check_spatialdata(sdata)
+    check_key("cell_key", cell_key)
+    check_key("nucleus_key", nucleus_key, optional=True)
     copy = check_bool("copy", copy)
     check_int("min_transcripts", min_transcripts)
     check_int("n_boot", n_boot)
