@@ -1,12 +1,15 @@
 """Tests of :func:`stgraph.datasets.simulate.simulate`: determinism, schema, planted truth."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 import shapely
 from spatialdata.models import get_axes_names
 
+from stgraph import datasets
 from stgraph.datasets.simulate import (
     BACKGROUND_DOMAIN,
     LOCALIZATION_PATTERNS,
@@ -358,6 +361,31 @@ def test_3d_slab():
 def test_invalid_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         simulate(**{"n_cells": 2, "n_genes": 10, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        # A MemoryError after 48 s.
+        ({"n_cells": 2**40}, "n_cells = 1,099,511,627,776 cells, more than stgraph.datasets.MAX_CELLS = "
+                             "500,000 (about 20 GB of memory): simulate fewer cells"),
+        ({"n_cells": 10**5, "n_genes": 10**5, "mean_counts": 0.001},
+         "n_cells * n_genes = 100000 * 100000 = 10,000,000,000 (cell, gene) pairs, more than "
+         "stgraph.datasets.MAX_CELL_GENES = 400,000,000 (about 20 GB of memory): simulate fewer cells or genes"),
+        # NumPy integers: their product 2**64 wrapped around to 0.
+        ({"n_cells": np.int64(4), "n_genes": np.int64(2**62), "mean_counts": 0.0},
+         "n_cells * n_genes = 4 * 4611686018427387904 = 18,446,744,073,709,551,616 (cell, gene) pairs, more "
+         "than stgraph.datasets.MAX_CELL_GENES = 400,000,000 (about 20 GB of memory): simulate fewer cells or genes"),
+        ({"n_cells": 1000, "n_genes": 1000, "mean_counts": 200.0},
+         "n_cells * n_genes * mean_counts = 1000 * 1000 * 200 = 200,000,000 expected molecules, more than "
+         "stgraph.datasets.MAX_MOLECULES = 100,000,000 (about 20 GB of memory): simulate fewer cells or "
+         "genes, or lower mean_counts"),
+    ],
+)
+def test_sizes_beyond_the_memory_limits_are_refused_up_front(kwargs, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        simulate(**kwargs)
+    assert (datasets.MAX_CELLS, datasets.MAX_CELL_GENES, datasets.MAX_MOLECULES) == (5 * 10**5, 4 * 10**8, 10**8)
 
 
 def test_named_pairs_and_zero_counts():

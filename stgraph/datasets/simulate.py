@@ -37,6 +37,16 @@ _PATTERN_MODES = ("per_gene", "per_cell_gene")
 #: Candidate centres tried per domain blob before shrinking it into place.
 _DOMAIN_TRIES = 64
 
+# Size limits, each about 20 GB of memory at the peak (measured: about 40 kB and 0.5 ms
+# per cell, 50 bytes per (cell, gene), 230 bytes and 2 µs per molecule): a larger run
+# failed with a MemoryError only after minutes (n_cells=2**40: 48 s).
+#: Most cells :func:`simulate` draws.
+MAX_CELLS = 5 * 10**5
+#: Most (cell, gene) pairs ``n_cells * n_genes`` (a row each in ``SimulationTruth.patterns``).
+MAX_CELL_GENES = 4 * 10**8
+#: Most expected molecules ``n_cells * n_genes * mean_counts``.
+MAX_MOLECULES = 10**8
+
 
 @dataclass(frozen=True)
 class SimulationTruth:
@@ -244,6 +254,12 @@ def simulate(
     TypeError, ValueError
         For arguments of the wrong type or out of range, unknown patterns or genes,
         or more pair and domain genes than genes.
+    ValueError
+        Before any work, for more than :data:`MAX_CELLS` cells (500,000), more than
+        :data:`MAX_CELL_GENES` (cell, gene) pairs ``n_cells * n_genes``
+        (400,000,000), or more than :data:`MAX_MOLECULES` expected molecules
+        ``n_cells * n_genes * mean_counts`` (100,000,000): each limit is about 20 GB
+        of memory.
 
     Examples
     --------
@@ -256,8 +272,8 @@ def simulate(
     """
     # A copy: the caller's lists and mappings would otherwise change the recorded truth.
     params = copy.deepcopy(locals())
-    check_int("n_cells", n_cells, 1)
-    check_int("n_genes", n_genes, 1)
+    # Python integers: a product of NumPy ones could wrap around past the size limits.
+    n_cells, n_genes = check_int("n_cells", n_cells, 1), check_int("n_genes", n_genes, 1)
     check_int("n_domains", n_domains, 0)
     check_int("genes_per_domain", genes_per_domain, 1)
     check_seed(seed)
@@ -265,6 +281,12 @@ def simulate(
         raise ValueError(f"pattern_mode must be one of {_PATTERN_MODES}, got {pattern_mode!r}")
     _check_range("pattern_switch", pattern_switch, 0.0, 1.0)
     _check_range("mean_counts", mean_counts, 0.0, np.inf)
+    _check_size("n_cells", n_cells, "cells", "MAX_CELLS", MAX_CELLS, "simulate fewer cells")
+    _check_size(f"n_cells * n_genes = {n_cells} * {n_genes}", n_cells * n_genes, "(cell, gene) pairs",
+                "MAX_CELL_GENES", MAX_CELL_GENES, "simulate fewer cells or genes")
+    _check_size(f"n_cells * n_genes * mean_counts = {n_cells} * {n_genes} * {mean_counts:g}",
+                n_cells * n_genes * mean_counts, "expected molecules", "MAX_MOLECULES", MAX_MOLECULES,
+                "simulate fewer cells or genes, or lower mean_counts")
     _check_range("gene_variability", gene_variability, 0.0, np.inf)
     _check_range("count_dispersion", count_dispersion, 0.0, np.inf, low_open=True)
     purity_range = _check_range("purity", purity, 0.0, 1.0)
@@ -382,6 +404,15 @@ def simulate(
         params=params,
     )
     return sdata, truth
+
+
+def _check_size(expression: str, value: float, what: str, limit_name: str, limit: int, advice: str) -> None:
+    """Refuse a size above its limit, naming the arguments that make it and the limit."""
+    if value > limit:
+        raise ValueError(
+            f"{expression} = {value:,.0f} {what}, more than stgraph.datasets.{limit_name} = {limit:,} "
+            f"(about 20 GB of memory): {advice}"
+        )
 
 
 def _check_range(
