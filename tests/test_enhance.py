@@ -242,6 +242,23 @@ def test_squidpy_plots_the_output(super_resolved):
         plt.close("all")
 
 
+def test_squidpy_plots_the_imputed_flag_as_documented(super_resolved):
+    # squidpy 1.8 cannot colour by a bool column over an image; the categorical copy
+    # that tl.enhance's docstring advises plots both kinds of spot.
+    import squidpy as sq
+
+    _, _, out = super_resolved
+    with pytest.raises(ValueError, match="Invalid RGBA argument"):
+        sq.pl.spatial_scatter(out, color="imputed", img_res_key="hires", library_id="lib")
+    plt.close("all")
+    shown = out.copy()
+    shown.obs["imputed_spot"] = shown.obs["imputed"].astype("category")
+    sq.pl.spatial_scatter(shown, color="imputed_spot", img_res_key="hires", library_id="lib")
+    legend = [text.get_text() for ax in plt.gcf().axes if ax.get_legend() for text in ax.get_legend().get_texts()]
+    plt.close("all")
+    assert sorted(legend) == ["False", "True"]
+
+
 def test_plot_enhance_panels(super_resolved):
     _, _, out = super_resolved
     fig = plot_enhance(out, ["gene0", "gene1"])

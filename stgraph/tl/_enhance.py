@@ -152,7 +152,10 @@ def enhance(
     -------
     A new :class:`~anndata.AnnData`: the original spots (barcodes, ``obs`` and
     ``obsm['spatial']`` kept) followed by the new ones (index ``'imputed-<row>-<col>'``);
-    ``obs['imputed']`` marks new spots, whose ``array_row`` / ``array_col`` are
+    ``obs['imputed']`` (bool) marks new spots (squidpy 1.8's ``spatial_scatter`` over
+    an image refuses a bool ``color`` ("Invalid RGBA argument"): plot a categorical
+    copy, ``out.obs['imputed_spot'] = out.obs['imputed'].astype('category')``), whose
+    ``array_row`` / ``array_col`` are
     multiples of ½ under super-resolution (half-integers, or on a hexagonal lattice
     also the integer positions between two spots of a row; the columns become float)
     and lattice sites under imputation (integer columns stay integer; categorical
