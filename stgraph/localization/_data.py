@@ -218,6 +218,8 @@ def read_cell_transcripts(
 
     Raises
     ------
+    TypeError
+        If ``nucleus_key`` is neither a string nor None.
     KeyError
         If ``points_key`` is not a points element of ``sdata``.
     ValueError

@@ -172,8 +172,8 @@ def localization_transcripts(
     ------
     TypeError
         If ``sdata`` is not a SpatialData, ``cells`` or ``genes`` is a single
-        string, ``size`` is not a number, or ``ax`` is neither None nor a
-        matplotlib Axes.
+        string, ``nucleus_key`` is neither a string nor None, ``size`` is not a
+        number, or ``ax`` is neither None nor a matplotlib Axes.
     KeyError
         If ``points_key`` is not a points element of ``sdata``.
     ValueError

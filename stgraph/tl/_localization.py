@@ -209,7 +209,8 @@ def localization(
         held by another element, ignoring case; :func:`stgraph.io.check_table`).
     TypeError
         For ``sdata`` that is not a SpatialData, a ``model`` of the wrong type,
-        ``training_cells`` given as a single string, or ``copy`` that is not a bool
+        ``training_cells`` given as a single string, a ``nucleus_key`` neither a
+        string nor None, or ``copy`` that is not a bool
         (``copy="False"`` would be true).
 
     Warns
