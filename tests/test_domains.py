@@ -742,6 +742,32 @@ def test_tl_domains_refuses_a_cell_key_that_names_no_outlines():
         domains(sdata, cell_key="cells_b", **run)
 
 
+def grey_segments(ax, colour: str) -> list[np.ndarray]:
+    """Vertices of the outlines that pl.domains drew in the grey ``colour``."""
+    rgba = matplotlib.colors.to_rgba(colour)
+    return [s for c in ax.collections if tuple(c.get_edgecolor()[0]) == rgba for s in c.get_segments()]
+
+
+def test_pl_domains_draws_the_cell_outlines_of_cell_key():
+    # pl.domains drew "cell_boundaries" whatever the points: another sample's cells.
+    sdata = two_samples()
+    sdata.shapes["cell_boundaries"] = sdata.shapes["cells_a"]
+    domains(sdata, radius=RADIUS, n_domains=2, points_key="points_b", cell_key="cells_b", seed=0)
+    drawn = grey_segments(plot_domains(sdata, points_key="points_b", cell_key="cells_b"), "0.2")
+    # The same rings (matplotlib gets them from another starting vertex).
+    rings = [shapely.LinearRing(d) for d in drawn]
+    assert [r.equals(g.exterior) for r, g in zip(rings, sdata.shapes["cells_b"].geometry)] == [True] * 3
+    assert not any(r.equals(g.exterior) for r, g in zip(rings, sdata.shapes["cells_a"].geometry))
+    # The default draws "cell_boundaries", here sample a's.
+    default = [shapely.LinearRing(d) for d in grey_segments(plot_domains(sdata, points_key="points_b"), "0.2")]
+    assert [r.equals(g.exterior) for r, g in zip(default, sdata.shapes["cells_a"].geometry)] == [True] * 3
+    assert not grey_segments(plot_domains(sdata, points_key="points_b", cell_key=None), "0.2")
+    plt.close("all")
+    with pytest.raises(ValueError, match=re.escape("sdata has no shapes element nucleus_key='nuclei_b'; it has")):
+        plot_domains(sdata, points_key="points_b", cell_key="cells_b", nucleus_key="nuclei_b")
+    assert not plt.get_fignums()  # refused before a figure was made
+
+
 def read(x, y, gene, cell):
     frame = pd.DataFrame({"x": np.asarray(x, float), "y": np.asarray(y, float), "gene": gene, "cell": cell})
     return stgraph.io.read_transcripts(frame, x="x", y="y", gene="gene", cell="cell")
