@@ -666,6 +666,108 @@ def test_tl_domains_outlines_are_in_the_coordinate_systems_of_the_points():
     assert len(box.shapes["domain_boundaries"]) == len(outlines)
 
 
+def two_samples():
+    """Two simulated samples in one SpatialData, each with its own cell outlines; both
+    name their cells ``cell_0 ..`` and lie in the same coordinates, as samples joined
+    by :func:`spatialdata.concatenate` can."""
+    a, _ = stgraph.datasets.simulate(3, 9, n_domains=2, seed=0)
+    b, _ = stgraph.datasets.simulate(3, 9, n_domains=2, seed=1)
+    return spatialdata.SpatialData(
+        points={"points_a": a.points["transcripts"], "points_b": b.points["transcripts"]},
+        shapes={"cells_a": a.shapes["cell_boundaries"], "cells_b": b.shapes["cell_boundaries"]},
+    )
+
+
+def in_their_cells(polygons, cells) -> list[bool]:
+    """Whether each domain outline lies within the outline of its cell in ``cells``."""
+    return [cells.geometry[c].buffer(1e-6).covers(g) for c, g in zip(polygons["cell_id"], polygons.geometry)]
+
+
+def test_tl_domains_clips_with_the_cell_outlines_of_cell_key():
+    # Outlines were always clipped with "cell_boundaries": with two samples, those of the
+    # other one (cells_a here), or none at all when no element had that name.
+    sdata = two_samples()
+    cells_b = sdata.shapes["cells_b"].copy()
+    run = dict(radius=RADIUS, n_domains=2, points_key="points_b", seed=0)
+    hulls = domains(sdata, cell_key=None, inplace=False, **run)
+    clipped = domains(sdata, cell_key="cells_b", **run)
+    np.testing.assert_array_equal(clipped.labels.codes, hulls.labels.codes)
+    assert len(clipped.polygons) == len(hulls.polygons) == 6
+    assert all(in_their_cells(clipped.polygons, cells_b))
+    # The bare hulls: one reaches outside its cell, and clipping cuts exactly that off.
+    assert in_their_cells(hulls.polygons, cells_b) == [True, True, False, True, True, True]
+    expected = [h.intersection(cells_b.geometry[c]) for c, h in zip(hulls.polygons["cell_id"], hulls.polygons.geometry)]
+    assert [g.symmetric_difference(e).area < 1e-9 for g, e in zip(clipped.polygons.geometry, expected)] == [True] * 6
+    assert clipped.params["cell_key"] == "cells_b" and hulls.params["cell_key"] is None
+    table = sdata.tables["table"]
+    assert table.uns["domain_params"]["cell_key"] == "cells_b"
+    assert table.uns["spatialdata_attrs"]["region"] == "cells_b"
+    assert sdata.shapes["domain_boundaries"].geom_equals(clipped.polygons.geometry).all()
+    pd.testing.assert_frame_equal(sdata.shapes["cells_b"], cells_b)
+    # Without a "cell_boundaries" element the default still clips nothing (as before).
+    default = domains(sdata, inplace=False, **run)
+    assert default.polygons.geometry.geom_equals(hulls.polygons.geometry).all()
+    assert default.params["cell_key"] is None
+    # The old behaviour, other outlines under the default name: sample a's cells clip b's.
+    sdata.shapes["cell_boundaries"] = sdata.shapes["cells_a"]
+    wrong = domains(sdata, inplace=False, **run)
+    assert len(wrong.polygons) == 4 and not all(in_their_cells(wrong.polygons, cells_b))
+    assert wrong.params["cell_key"] == "cell_boundaries"
+    chosen = domains(sdata, cell_key="cells_b", inplace=False, **run)
+    assert chosen.polygons.geometry.geom_equals(clipped.polygons.geometry).all()
+
+
+def test_tl_domains_refuses_a_cell_key_that_names_no_outlines():
+    sdata = two_samples()
+    run = dict(radius=RADIUS, n_domains=2, points_key="points_b")
+    # A misspelt name would otherwise pass silently as "no clipping".
+    with pytest.raises(ValueError, match=re.escape(
+        "sdata has no shapes element cell_key='cells_c'; it has ['cells_a', 'cells_b'] (pass cell_key=None for none)"
+    )):
+        domains(sdata, cell_key="cells_c", **run)
+    with pytest.raises(TypeError, match=r"^cell_key must be a string or None, got list$"):
+        domains(sdata, cell_key=["cells_b"], **run)
+    # Writing the domain outlines over the cell outlines read would lose them.
+    with pytest.raises(ValueError, match=re.escape(
+        "shapes_key='cells_b' would overwrite the element 'cells_b' of the data; choose another name"
+    )):
+        domains(sdata, cell_key="cells_b", shapes_key="cells_b", **run)
+    assert "domain" not in sdata.points["points_b"].columns and not sdata.tables
+    assert sorted(sdata.shapes) == ["cells_a", "cells_b"]
+    # Outlines in other coordinates than the points are refused under any name.
+    from spatialdata.transformations import Scale, set_transformation
+
+    set_transformation(sdata.shapes["cells_b"], Scale([2.0, 2.0], axes=("x", "y")), "global")
+    with pytest.raises(ValueError, match="^shapes 'cells_b' have another transformation to 'global'"):
+        domains(sdata, cell_key="cells_b", **run)
+
+
+def grey_segments(ax, colour: str) -> list[np.ndarray]:
+    """Vertices of the outlines that pl.domains drew in the grey ``colour``."""
+    rgba = matplotlib.colors.to_rgba(colour)
+    return [s for c in ax.collections if tuple(c.get_edgecolor()[0]) == rgba for s in c.get_segments()]
+
+
+def test_pl_domains_draws_the_cell_outlines_of_cell_key():
+    # pl.domains drew "cell_boundaries" whatever the points: another sample's cells.
+    sdata = two_samples()
+    sdata.shapes["cell_boundaries"] = sdata.shapes["cells_a"]
+    domains(sdata, radius=RADIUS, n_domains=2, points_key="points_b", cell_key="cells_b", seed=0)
+    drawn = grey_segments(plot_domains(sdata, points_key="points_b", cell_key="cells_b"), "0.2")
+    # The same rings (matplotlib gets them from another starting vertex).
+    rings = [shapely.LinearRing(d) for d in drawn]
+    assert [r.equals(g.exterior) for r, g in zip(rings, sdata.shapes["cells_b"].geometry)] == [True] * 3
+    assert not any(r.equals(g.exterior) for r, g in zip(rings, sdata.shapes["cells_a"].geometry))
+    # The default draws "cell_boundaries", here sample a's.
+    default = [shapely.LinearRing(d) for d in grey_segments(plot_domains(sdata, points_key="points_b"), "0.2")]
+    assert [r.equals(g.exterior) for r, g in zip(default, sdata.shapes["cells_a"].geometry)] == [True] * 3
+    assert not grey_segments(plot_domains(sdata, points_key="points_b", cell_key=None), "0.2")
+    plt.close("all")
+    with pytest.raises(ValueError, match=re.escape("sdata has no shapes element nucleus_key='nuclei_b'; it has")):
+        plot_domains(sdata, points_key="points_b", cell_key="cells_b", nucleus_key="nuclei_b")
+    assert not plt.get_fignums()  # refused before a figure was made
+
+
 def read(x, y, gene, cell):
     frame = pd.DataFrame({"x": np.asarray(x, float), "y": np.asarray(y, float), "gene": gene, "cell": cell})
     return stgraph.io.read_transcripts(frame, x="x", y="y", gene="gene", cell="cell")
@@ -758,7 +860,7 @@ def test_tl_domains_records_every_setting(tmp_path):
         "n_domains": result.clustering.n_domains, "representation": "composition", "method": "kmeans",
         "radius": RADIUS, "bandwidth": RADIUS / 2, "n_components": 4, "n_passes": 7, "seed": 3,
         "k_range": [2, 3], "sample_size": 200, "hull_ratio": 0.5, "min_transcripts": 4,
-        "shapes_key": "dom_shapes",
+        "cell_key": "cell_boundaries", "shapes_key": "dom_shapes",
     }
     assert all(type(v) in (int, float, str, list) for v in settings.values())
     json.dumps(settings)

@@ -112,3 +112,19 @@ def test_results_saved_into_the_store_they_were_read_from(tmp_path):
     for key in ("lp", "lpp", "lp_stats"):
         pd.testing.assert_frame_equal(again.tables["table"].uns[key], back.tables["table"].uns[key])
     np.testing.assert_array_equal(again.tables["table"].layers["nuclear_p"], back.tables["table"].layers["nuclear_p"])
+
+
+def test_domain_params_without_clipping_outlines_survive_a_zarr_store(tmp_path):
+    # cell_key=None records None (no outlines clipped), which the store must keep.
+    sdata, _ = stgraph.datasets.simulate(3, 9, n_domains=2, seed=0)
+    stgraph.tl.domains(sdata, radius=3.0, n_domains=2, cell_key=None, seed=0)
+    stgraph.tl.domains(sdata, radius=3.0, n_domains=2, key_added="clipped", seed=0)
+    uns = sdata.tables["table"].uns
+    assert uns["domain_params"]["cell_key"] is None
+    assert uns["clipped_params"]["cell_key"] == "cell_boundaries"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="zarr v3 autosharding", category=UserWarning)
+        sdata.write(tmp_path / "domains.zarr")
+    back = spatialdata.read_zarr(tmp_path / "domains.zarr").tables["table"].uns
+    assert_uns_equal(dict(uns), dict(back))
+    assert back["domain_params"]["cell_key"] is None

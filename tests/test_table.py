@@ -67,6 +67,9 @@ def test_cell_key_names_the_outlines_the_table_is_annotated_to(sim):
         "(pass cell_key=None for none)"
     )):
         sg.io.get_table(sdata, table_key="other", cell_key="cell")
+    # A list was refused as unhashable, naming no argument.
+    with pytest.raises(TypeError, match=r"^cell_key must be a string or None, got list$"):
+        sg.io.get_table(sdata, table_key="other", cell_key=["cells"])
     assert "other" not in sdata.tables
 
 

@@ -116,7 +116,8 @@ def from_spatialdata(
     Raises
     ------
     TypeError
-        If ``sdata`` is not a SpatialData or ``drop_controls`` not a bool.
+        If ``sdata`` is not a SpatialData, ``drop_controls`` not a bool, or
+        ``cell_shapes_key`` or ``nucleus_shapes_key`` neither a string nor None.
     KeyError
         If ``points_key`` is not a points element of ``sdata``.
     ValueError
@@ -401,12 +402,15 @@ def optional_shapes(
 
     Raises
     ------
+    TypeError
+        If ``key`` is neither a string nor None, naming ``argument``.
     ValueError
         If ``key`` is not ``default`` and not a shapes element, naming ``argument`` and
         listing the shapes elements there are, or the outlines do not align with the
         points ``points_key``.
     """
-    if key is None:
+    # A list was refused as unhashable, an int as a missing element.
+    if check_key(argument, key, optional=True) is None:
         return None
     if key not in sdata.shapes:
         if key == default:

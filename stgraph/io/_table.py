@@ -53,6 +53,8 @@ def cell_gene_table(
 
     Raises
     ------
+    TypeError
+        If ``cell_key`` is neither a string nor None.
     ValueError
         If ``cell_key`` is neither ``None``, ``cell_boundaries`` nor a shapes element.
     """
@@ -147,7 +149,7 @@ def get_table(
     Raises
     ------
     TypeError
-        If ``sdata`` is not a SpatialData.
+        If ``sdata`` is not a SpatialData, or ``cell_key`` is neither a string nor None.
     KeyError
         If ``points_key`` is not a points element of ``sdata`` (naming the points
         there are).

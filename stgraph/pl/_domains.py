@@ -16,7 +16,7 @@ from .._validation import check_names, check_real
 from .._warnings import warn_user
 from ..io import _schema as S
 from ..io import transcripts_frame
-from ..io._spatialdata import check_aligned, optional_shapes, outline_geometry
+from ..io._spatialdata import optional_shapes, outline_geometry
 from ..tl._domains import DOMAIN_KEY, DomainResult, default_shapes_key
 from ._layout import check_axes, new_axes, spatial_axes
 
@@ -99,6 +99,8 @@ def domains(
     cells: Sequence[str] | None = None,
     shapes_key: str | None = "auto",
     points_key: str = S.POINTS_KEY,
+    cell_key: str | None = S.CELL_SHAPES_KEY,
+    nucleus_key: str | None = S.NUCLEUS_SHAPES_KEY,
     size: float = 1.0,
     cmap: str | None = None,
     ax: Axes | None = None,
@@ -123,8 +125,11 @@ def domains(
         ``key + "_boundaries"``, the default of :func:`stgraph.tl.domains`, where
         present; None draws none; any other name must be a shapes element (the
         ``shapes_key`` given to :func:`stgraph.tl.domains`).
-    points_key
-        Points element.
+    points_key, cell_key, nucleus_key
+        Points element, and the cell and nucleus outlines drawn in grey (those of
+        these points: with several samples, pass the ``cell_key`` given to
+        :func:`stgraph.tl.domains`). None draws none, as does a default name
+        missing from the data; another name must be a shapes element.
     size
         Marker size of the transcripts.
     cmap
@@ -149,17 +154,20 @@ def domains(
     TypeError
         If ``sdata`` is not a SpatialData, e.g. the result that
         :func:`stgraph.tl.domains` returns, which holds no positions, ``size`` is
-        not a number, or ``ax`` is neither None nor a matplotlib Axes.
+        not a number, ``cell_key`` or ``nucleus_key`` is neither a string nor None,
+        or ``ax`` is neither None nor a matplotlib Axes.
     KeyError
         If ``points_key`` is not a points element of ``sdata`` or its points have no
         column ``key`` (run :func:`stgraph.tl.domains` first).
     ValueError
         If ``size`` is not a positive finite number, column ``key`` is not categorical, ``cells`` is empty or names cells
         that are not in the points, ``shapes_key`` is neither ``"auto"`` nor None
-        and not a shapes element, or its outlines hold domains that are not
-        categories of ``key`` (the outlines of another run), or the cell or
-        nucleus outlines are neither polygons nor circles of positive radius, or
-        have another transformation than the points (they would not align).
+        and not a shapes element, ``cell_key`` or ``nucleus_key`` is neither None,
+        its default nor a shapes element, or the outlines of ``shapes_key`` hold
+        domains that are not categories of ``key`` (the outlines of another run),
+        or the cell or nucleus outlines are neither polygons nor circles of
+        positive radius, or have another transformation than the points (they
+        would not align).
 
     Warns
     -----
@@ -190,18 +198,24 @@ def domains(
         labelled = labelled[labelled[S.CELL].astype(str).isin(cells)]
     domain_codes = np.asarray(frame[key].cat.categories)
     regions = _domain_regions(sdata, shapes_key, key, domain_codes)
+    # Read before the axes are made, so that refused outlines leave no figure behind.
+    grey = {}
+    for outline_key, default, argument, colour in (
+        (cell_key, S.CELL_SHAPES_KEY, "cell_key", "0.2"),
+        (nucleus_key, S.NUCLEUS_SHAPES_KEY, "nucleus_key", "0.5"),
+    ):
+        shapes = optional_shapes(sdata, outline_key, default, argument, points_key)
+        if shapes is not None:
+            grey[colour] = outline_geometry(shapes, outline_key)
     colours = _domain_colours(cmap, domain_codes.size)
     if ax is None:
         ax = new_axes((7, 7))
     code = labelled[key].cat.codes.to_numpy()
     ax.scatter(labelled[S.X], labelled[S.Y], s=size, c=colours[code], linewidths=0, rasterized=True)
-    for outline_key, colour in ((S.CELL_SHAPES_KEY, "0.2"), (S.NUCLEUS_SHAPES_KEY, "0.5")):
-        if outline_key in sdata.shapes:
-            check_aligned(sdata, outline_key, points_key)
-            outlines = outline_geometry(sdata.shapes[outline_key], outline_key)
-            if cells is not None:
-                outlines = outlines[outlines.index.astype(str).isin(cells)]
-            _draw_boundaries(ax, outlines, color=colour, linewidth=0.8)
+    for colour, outlines in grey.items():
+        if cells is not None:
+            outlines = outlines[outlines.index.astype(str).isin(cells)]
+        _draw_boundaries(ax, outlines, color=colour, linewidth=0.8)
     if regions is not None:
         if cells is not None:
             regions = regions[regions["cell_id"].astype(str).isin(cells)]

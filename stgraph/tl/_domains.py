@@ -33,7 +33,7 @@ from ..domains._cluster import check_clustering_arguments
 from ..io._shapes import check_hull_arguments
 from ..io import TABLE_KEY, check_table
 from ..io._table import ensure_table
-from ..io._spatialdata import check_aligned, check_element_name, check_spatialdata, outline_geometry
+from ..io._spatialdata import check_element_name, check_spatialdata, optional_shapes, outline_geometry
 from ..io import _schema as S
 from ._graph_input import checked_graph, graph_for
 from ._output_keys import SCHEMA_COLUMNS, SCHEMA_SHAPES, check_output_key, check_uns_key
@@ -75,13 +75,14 @@ class DomainResult:
     clustering
         The clustering, with the criterion of each ``k`` tried.
     params
-        Settings that shaped the result, as plain Python numbers, strings and
-        lists (h5ad and zarr write them), and the criterion as arrays:
+        Settings that shaped the result, as plain Python numbers, strings, lists
+        and None (h5ad and zarr write them), and the criterion as arrays:
         ``n_domains`` (the ``k`` used), ``criterion_k`` and ``criterion_value``
         (empty when ``n_domains`` was given), ``representation``, ``method``,
         ``radius``, ``bandwidth``, ``n_components``, ``n_passes``, ``seed``,
-        ``k_range`` (a list), ``sample_size``, ``hull_ratio``, ``min_transcripts``
-        and ``shapes_key``.
+        ``k_range`` (a list), ``sample_size``, ``hull_ratio``, ``min_transcripts``,
+        ``cell_key`` (the cell outlines that clipped the domain outlines; None where
+        none did) and ``shapes_key``.
     """
 
     labels: pd.Categorical
@@ -186,12 +187,16 @@ def _check_neighbourhoods(graph: Data, within: np.ndarray, members: np.ndarray, 
         )
 
 
-def _check_output_names(sdata: SpatialData, key_added: str, shapes_key: str, table_key: str) -> None:
+def _check_output_names(
+    sdata: SpatialData, key_added: str, shapes_key: str, table_key: str, cell_key: str | None
+) -> None:
     """Refuse output names that would overwrite the data or that SpatialData would not
     store: checked before anything is written, as a refused name fails only at its write."""
     check_output_key("key_added", key_added, SCHEMA_COLUMNS, "transcript column")
     check_uns_key("key_added", key_added, UNS_SUFFIXES)
-    check_output_key("shapes_key", shapes_key, SCHEMA_SHAPES, "element")
+    # The cell outlines read are the data too, under whatever name (one sample's of several).
+    reserved = SCHEMA_SHAPES if cell_key is None else SCHEMA_SHAPES | {cell_key}
+    check_output_key("shapes_key", shapes_key, reserved, "element")
     check_element_name(sdata, shapes_key, "shapes_key")
     if isinstance(table_key, str) and table_key.lower() == shapes_key.lower():
         raise ValueError(
@@ -272,6 +277,7 @@ def domains(
     max_edges: int = MAX_EDGES,
     seed: int = 0,
     points_key: str = S.POINTS_KEY,
+    cell_key: str | None = S.CELL_SHAPES_KEY,
     table_key: str = TABLE_KEY,
     key_added: str = DOMAIN_KEY,
     shapes_key: str | None = None,
@@ -351,8 +357,8 @@ def domains(
     hull_ratio, min_transcripts
         Outline of each (cell, domain): concave hull in the plane (``z`` is not used;
         ``hull_ratio`` in [0, 1]) of at
-        least ``min_transcripts`` (a positive integer) transcripts, see
-        :func:`stgraph.domains.domain_polygons`.
+        least ``min_transcripts`` (a positive integer) transcripts, clipped to the
+        cell's outline in ``cell_key``, see :func:`stgraph.domains.domain_polygons`.
     max_edges
         Edges per encoder pass, which bounds its memory (as in
         :func:`stgraph.tl.colocalization`).
@@ -367,8 +373,14 @@ def domains(
         MERFISH sample without duplicates (3 domains); in a simulation without
         planted domains, 369 of 4,620 with 3 domains of an encoder's context and
         3,086 where 8 domains of the composition were chosen.
-    points_key, table_key
-        Points element and table (created by :func:`stgraph.io.get_table` if absent).
+    points_key, cell_key, table_key
+        Element names: the points, the cell outlines of these points (indexed by
+        cell id) that clip the domain outlines, and the table (created by
+        :func:`stgraph.io.get_table` if absent, annotated to the outlines
+        ``cell_key``). ``cell_key=None``, or the default ``"cell_boundaries"``
+        missing from the data, clips nothing (the outlines are the bare hulls);
+        another name must exist: with several samples, name the outlines of
+        ``points_key``'s (``cell_boundaries`` may be another sample's).
     key_added
         Points column of the labels (row ``point_index[i]`` gets the label of node
         ``i``; categorical ``0 .. k - 1``); not a schema column. A zarr store
@@ -382,9 +394,9 @@ def domains(
         Shapes element of the outlines (columns ``cell_id``, ``domain``,
         ``n_transcripts``), with the coordinate transformations of the points;
         default ``key_added + "_boundaries"`` (so runs under
-        different ``key_added`` keep their own outlines); not ``cell_boundaries``
-        nor ``nucleus_boundaries``. When no (cell, domain) gets an outline the
-        element is absent (an earlier result under this name is removed).
+        different ``key_added`` keep their own outlines); not ``cell_boundaries``,
+        ``nucleus_boundaries`` nor ``cell_key``. When no (cell, domain) gets an
+        outline the element is absent (an earlier result under this name is removed).
     inplace
         Write the outputs into ``sdata``; False leaves it untouched.
 
@@ -400,14 +412,16 @@ def domains(
         If an argument is invalid, ``graph`` was built from other transcripts than
         those of ``sdata`` or with another ``radius``, an output name would
         overwrite the data (a schema column, ``cell_boundaries``,
-        ``nucleus_boundaries``, ``spatialdata_attrs``), ``key_added`` writes a table
+        ``nucleus_boundaries``, ``cell_key``, ``spatialdata_attrs``), ``cell_key`` is
+        neither None, ``"cell_boundaries"`` nor a shapes element (naming those there
+        are), ``key_added`` writes a table
         ``uns`` key SpatialData cannot save (an invalid name, or one differing only in
         case from a key there), ``shapes_key`` or
         ``table_key`` is not a valid SpatialData element name or names another
         element (of another kind, or one whose name differs only in case; the two
         must differ), no cell holds two transcripts, the transcripts in cells are
         of one gene or too few for ``n_domains`` (or ``k_range``), no two transcripts of a cell are within ``radius``, the cell
-        outlines ``cell_boundaries`` are neither polygons nor circles of positive
+        outlines ``cell_key`` are neither polygons nor circles of positive
         radius (circles are read as discs) or have another transformation than the
         points (their coordinates would not align), the data hold genes unknown to
         ``model``, or (with
@@ -416,7 +430,8 @@ def domains(
     TypeError
         If ``sdata`` is not a SpatialData, ``graph`` or ``encoder_graph`` is not a
         torch_geometric ``Data``, ``model`` has no masked-gene head, an
-        output name is not a string, or ``inplace`` is not a bool
+        output name is not a string, ``cell_key`` is neither a string nor None, or
+        ``inplace`` is not a bool
         (``inplace="False"`` would be true).
 
     Warns
@@ -446,12 +461,11 @@ def domains(
     check_seed(seed)
     if shapes_key is None:
         shapes_key = default_shapes_key(key_added)
-    _check_output_names(sdata, key_added, shapes_key, table_key)
-    outlines = sdata.shapes.get(S.CELL_SHAPES_KEY)
-    # Read before the work, so that outlines of the wrong kind are refused up front.
-    if outlines is not None:
-        check_aligned(sdata, S.CELL_SHAPES_KEY, points_key)
-    cell_boundaries = None if outlines is None else outline_geometry(outlines, S.CELL_SHAPES_KEY)
+    # Read before the work, so that outlines missing, of the wrong kind or not aligned
+    # with the points are refused up front.
+    outlines = optional_shapes(sdata, cell_key, S.CELL_SHAPES_KEY, "cell_key", points_key)
+    _check_output_names(sdata, key_added, shapes_key, table_key, cell_key)
+    cell_boundaries = None if outlines is None else outline_geometry(outlines, cell_key)
     graph = graph_for(sdata, radius, graph, "cell", points_key, _GRAPH_FIELDS)
     if inplace:
         check_table(sdata, table_key, points_key)  # before anything is written
@@ -513,6 +527,7 @@ def domains(
         "sample_size": int(sample_size),
         "hull_ratio": float(hull_ratio),
         "min_transcripts": int(min_transcripts),
+        "cell_key": None if outlines is None else cell_key,
         "shapes_key": shapes_key,
     }
     result = DomainResult(labels, enrichment, polygons, clustering, params)
@@ -521,7 +536,7 @@ def domains(
         # Node i is row point_index[i] of the points (graphs in spatial order permute them).
         in_rows = labels if rows is None else labels[np.argsort(rows.numpy())]
         set_points_columns(sdata, points_key, sdata.points[points_key].compute().copy(), {key_added: in_rows})
-        uns = ensure_table(sdata, table_key, points_key).uns
+        uns = ensure_table(sdata, table_key, points_key, cell_key).uns
         uns[f"{key_added}_enrichment"] = enrichment
         uns[f"{key_added}_params"] = params
         if len(polygons):
