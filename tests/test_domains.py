@@ -37,7 +37,7 @@ from stgraph.domains import (  # noqa: E402
 from stgraph.coloc._encode import encoder_outputs, masked_embeddings  # noqa: E402
 from stgraph.nn import TranscriptEncoder  # noqa: E402
 from stgraph.pl._domains import domains as plot_domains  # noqa: E402
-from stgraph.tl._domains import domains  # noqa: E402
+from stgraph.tl._domains import default_shapes_key, domains  # noqa: E402
 
 RADIUS = 3.0
 
@@ -702,7 +702,7 @@ def test_tl_domains_clips_with_the_cell_outlines_of_cell_key():
     table = sdata.tables["table"]
     assert table.uns["domain_params"]["cell_key"] == "cells_b"
     assert table.uns["spatialdata_attrs"]["region"] == "cells_b"
-    assert sdata.shapes["domain_boundaries"].geom_equals(clipped.polygons.geometry).all()
+    assert sdata.shapes["points_b_domain_boundaries"].geom_equals(clipped.polygons.geometry).all()
     pd.testing.assert_frame_equal(sdata.shapes["cells_b"], cells_b)
     # Without a "cell_boundaries" element the default still clips nothing (as before).
     default = domains(sdata, inplace=False, **run)
@@ -715,6 +715,30 @@ def test_tl_domains_clips_with_the_cell_outlines_of_cell_key():
     assert wrong.params["cell_key"] == "cell_boundaries"
     chosen = domains(sdata, cell_key="cells_b", inplace=False, **run)
     assert chosen.polygons.geometry.geom_equals(clipped.polygons.geometry).all()
+
+
+def test_runs_on_two_samples_keep_their_own_domain_outlines():
+    # Both runs wrote "domain_boundaries": sample b's outlines replaced sample a's.
+    sdata = two_samples()
+    run = dict(radius=RADIUS, n_domains=2, seed=0)
+    a = domains(sdata, points_key="points_a", cell_key="cells_a", table_key="table_a", **run)
+    b = domains(sdata, points_key="points_b", cell_key="cells_b", table_key="table_b", **run)
+    assert a.params["shapes_key"] == "points_a_domain_boundaries"
+    assert b.params["shapes_key"] == "points_b_domain_boundaries"
+    for result in (a, b):
+        outlines = sdata.shapes[result.params["shapes_key"]]
+        assert len(outlines) == len(result.polygons) > 0
+        assert outlines.geometry.geom_equals(result.polygons.geometry).all()
+    assert "domain_boundaries" not in sdata.shapes
+    # pl.domains finds each sample's outlines by the same default.
+    for result, points in ((a, "points_a"), (b, "points_b")):
+        ax = plot_domains(sdata, points_key=points, cell_key=None, nucleus_key=None)
+        rings = [shapely.LinearRing(s) for c in ax.collections if hasattr(c, "get_segments") for s in c.get_segments()]
+        assert len(rings) == len(result.polygons)
+        assert all(any(r.equals(g.exterior) for r in rings) for g in result.polygons.geometry)
+        plt.close("all")
+    # The default points keep the plain name.
+    assert default_shapes_key("domain") == default_shapes_key("domain", "transcripts") == "domain_boundaries"
 
 
 def test_tl_domains_refuses_a_cell_key_that_names_no_outlines():

@@ -22,11 +22,11 @@ from ._layout import check_axes, new_axes, spatial_axes
 
 
 def _domain_regions(
-    sdata: SpatialData, shapes_key: str | None, key: str, domain_codes: np.ndarray
+    sdata: SpatialData, shapes_key: str | None, key: str, domain_codes: np.ndarray, points_key: str
 ) -> gpd.GeoDataFrame | None:
-    """The outlines of ``shapes_key`` (``"auto"``: the default of ``key``), after checking
-    that they outline domains of ``key``; None where there are none to draw."""
-    default = default_shapes_key(key)
+    """The outlines of ``shapes_key`` (``"auto"``: the default of ``key`` on ``points_key``),
+    after checking that they outline domains of ``key``; None where there are none to draw."""
+    default = default_shapes_key(key, points_key)
     if shapes_key == "auto":
         shapes_key = default
     regions = optional_shapes(sdata, shapes_key, default, "shapes_key")
@@ -122,7 +122,8 @@ def domains(
         drawn, in the colours they have in the plot of all cells.
     shapes_key
         Domain outlines to draw in the domain colours: ``"auto"`` (default) draws
-        ``key + "_boundaries"``, the default of :func:`stgraph.tl.domains`, where
+        ``key + "_boundaries"`` (``points_key + "_" + key + "_boundaries"`` for
+        points other than ``transcripts``), the default of :func:`stgraph.tl.domains`, where
         present; None draws none; any other name must be a shapes element (the
         ``shapes_key`` given to :func:`stgraph.tl.domains`).
     points_key, cell_key, nucleus_key
@@ -197,7 +198,7 @@ def domains(
         cells = check_names("cells", cells, frame[S.CELL].dropna().unique())
         labelled = labelled[labelled[S.CELL].astype(str).isin(cells)]
     domain_codes = np.asarray(frame[key].cat.categories)
-    regions = _domain_regions(sdata, shapes_key, key, domain_codes)
+    regions = _domain_regions(sdata, shapes_key, key, domain_codes, points_key)
     # Read before the axes are made, so that refused outlines leave no figure behind.
     grey = {}
     for outline_key, default, argument, colour in (

@@ -51,9 +51,13 @@ _GRAPH_FIELDS = ("gene", "pos", "edge_index", "edge_dist", "cell", "gene_names",
 Representation = Literal["composition", "embedding", "both"]
 
 
-def default_shapes_key(key_added: str) -> str:
-    """Default shapes element of the outlines of the domains in points column ``key_added``."""
-    return f"{key_added}_boundaries"
+def default_shapes_key(key_added: str, points_key: str = S.POINTS_KEY) -> str:
+    """Default shapes element of the outlines of the domains in column ``key_added`` of
+    the points ``points_key``: ``key_added + "_boundaries"``, prefixed by
+    ``points_key + "_"`` for points other than ``transcripts``, so that runs on two
+    samples of one object keep their own outlines (the second replaced the first's)."""
+    name = f"{key_added}_boundaries"
+    return name if points_key == S.POINTS_KEY else f"{points_key}_{name}"
 
 
 @dataclass
@@ -393,8 +397,10 @@ def domains(
     shapes_key
         Shapes element of the outlines (columns ``cell_id``, ``domain``,
         ``n_transcripts``), with the coordinate transformations of the points;
-        default ``key_added + "_boundaries"`` (so runs under
-        different ``key_added`` keep their own outlines); not ``cell_boundaries``,
+        default ``key_added + "_boundaries"``, with the prefix ``points_key + "_"``
+        for points other than ``transcripts`` (so runs under different
+        ``key_added``, or on the points of different samples, keep their own
+        outlines; :func:`stgraph.pl.domains` draws the same default); not ``cell_boundaries``,
         ``nucleus_boundaries`` nor ``cell_key``. When no (cell, domain) gets an
         outline the element is absent (an earlier result under this name is removed).
     inplace
@@ -460,7 +466,7 @@ def domains(
     k_range = check_clustering_arguments(n_domains, k_range, method, sample_size)
     check_seed(seed)
     if shapes_key is None:
-        shapes_key = default_shapes_key(key_added)
+        shapes_key = default_shapes_key(key_added, points_key)
     # Read before the work, so that outlines missing, of the wrong kind or not aligned
     # with the points are refused up front.
     outlines = optional_shapes(sdata, cell_key, S.CELL_SHAPES_KEY, "cell_key", points_key)
