@@ -231,6 +231,35 @@ def test_numpy_training_settings_and_metadata_are_saved_as_python_values(tmp_pat
         trainer(0, dict(tag=object()))
 
 
+def test_a_checkpoint_cut_short_or_its_folder_is_refused_by_name(tmp_path):
+    # A copy cut short raised torch's "OSError: [Errno 22] Invalid argument" (or a
+    # RuntimeError); the checkpoint_dir passed for the file in it read as "no checkpoint".
+    graph = synthetic_graph()
+    torch.manual_seed(0)
+    model = MaskedGeneModel(TranscriptEncoder(len(graph.gene_names), 8, 1, 2), graph.gene_names)
+    path = checkpoint.save_checkpoint(tmp_path / "run" / CHECKPOINT_NAME, model)
+    whole, cut = path.read_bytes(), tmp_path / "cut.pt"
+    for length in (len(whole) // 100, len(whole) // 2, len(whole) - 10):
+        cut.write_bytes(whole[:length])
+        message = (
+            f"^{re.escape(str(cut))} is not a stgraph masked gene model checkpoint: torch.load cannot read "
+            "it \\((OSError|RuntimeError)\\): a torch.save file \\(zip archive\\) damaged or cut short, "
+            "e.g. by an interrupted copy$"
+        )
+        with pytest.raises(ValueError, match=message):
+            checkpoint.load_model(cut)
+    message = (
+        f"^no stgraph masked gene model checkpoint at {re.escape(str(tmp_path / 'run'))}: it is a folder; "
+        f"pass the file, e.g. {re.escape(repr(str(path)))}$"
+    )
+    with pytest.raises(FileNotFoundError, match=message):
+        checkpoint.load_model(tmp_path / "run")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r": it is a folder, which holds no \.pt file$"):
+        checkpoint.read_checkpoint(tmp_path / "empty")
+    assert checkpoint.load_model(path).gene_names == graph.gene_names
+
+
 def test_pretrain_checkpoint_dir_and_resume(tmp_path):
     graph = synthetic_graph()
     first = pretrain(graph, steps=3, checkpoint_dir=tmp_path, checkpoint_every=2, **SMALL)

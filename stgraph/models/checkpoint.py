@@ -142,10 +142,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     TypeError
         If ``path`` is not a string or ``os.PathLike``.
     FileNotFoundError
-        If there is no file at ``path``.
+        If there is no file at ``path`` (a folder, such as the ``checkpoint_dir`` of
+        :func:`stgraph.tl.pretrain`, is named as one, with a ``.pt`` file in it).
+    OSError
+        If the file cannot be opened.
     ValueError
         If the file is not a checkpoint: ``torch.load`` cannot read it (with
-        ``weights_only=True``), it is not a stamped dict, or it lacks an entry of
+        ``weights_only=True``; a file cut short included), it is not a stamped dict, or it lacks an entry of
         :data:`REQUIRED_ENTRIES`; or if its version is newer than this stgraph's.
     """
     payload = read_torch_file(path, "stgraph masked gene model checkpoint")
@@ -189,7 +192,9 @@ def load_model(path: str | os.PathLike, conv: type | ConvFactory | None = None) 
     TypeError
         If ``path`` is not a string or ``os.PathLike``.
     FileNotFoundError
-        If there is no file at ``path``.
+        If there is no file at ``path`` (a folder included).
+    OSError
+        If the file cannot be opened.
     ValueError
         If the file is not a checkpoint (:func:`read_checkpoint`), or ``conv`` is None
         and the recorded layer factory cannot be imported or was not recorded.
