@@ -932,6 +932,39 @@ def test_evaluate_held_out_checks_its_counts_and_seed_up_front():
             evaluate_held_out(model, graph, graph.cell != 1, tile_size=5.0, **options)
 
 
+def test_evaluate_held_out_checks_the_model_rate_and_device_up_front():
+    # rate="0.15" failed with "'<' not supported", device="tpu" with torch's list of device
+    # types, "cuda" without CUDA with an AssertionError, an encoder with an AttributeError.
+    graph = synthetic_graph()
+    torch.manual_seed(0)
+    model = MaskedGeneModel(TranscriptEncoder(len(graph.gene_names), 8, 1, 2), graph.gene_names)
+    for options, error, message in (
+        (dict(rate="0.15"), TypeError, "^rate must be a real number, got str$"),
+        (dict(rate=1.5), ValueError, r"^rate must be in \(0, 1\], got 1.5$"),
+        (dict(device="tpu"), ValueError, "^unknown device 'tpu'; use 'cpu', 'cuda' or 'auto'$"),
+        (dict(model=model.encoder), TypeError,
+         r"^model must be a stgraph.models.MaskedGeneModel \(tl.pretrain\(...\).model, or "
+         r"stgraph.models.load_model\(path\)\), got TranscriptEncoder$"),
+    ):
+        with pytest.raises(error, match=message):
+            evaluate_held_out(**{"model": model, "graph": graph, "train_mask": graph.cell != 1, **options})
+
+
+def test_evaluate_held_out_needs_training_transcripts_for_its_baselines():
+    # With every transcript held out (or only controls left for training) the baselines were
+    # fitted on nothing: a uniform gene prior and beta=0.01 chosen among NaN losses.
+    graph = synthetic_graph()
+    torch.manual_seed(0)
+    model = MaskedGeneModel(TranscriptEncoder(len(graph.gene_names), 8, 1, 2), graph.gene_names, ["blank1"])
+    message = (
+        r"^train_mask selects no training transcript \(other than control probes\): the gene-frequency "
+        r"and radius-neighbour baselines are fitted on them; keep some transcripts in train_mask$"
+    )
+    for train_mask in (torch.zeros(graph.num_nodes, dtype=torch.bool), graph.is_control.clone()):
+        with pytest.raises(ValueError, match=message):
+            evaluate_held_out(model, graph, train_mask, tile_size=5.0)
+
+
 def test_evaluate_held_out_needs_the_graph_radius():
     # Without it the halo computation raised AttributeError from PyG's storage.
     graph = synthetic_graph()
