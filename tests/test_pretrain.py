@@ -120,6 +120,58 @@ def test_trainer_progress_must_be_a_bool():
     assert trainer.step == 0
 
 
+def test_trainer_refuses_arguments_of_the_wrong_kind_by_name():
+    # They failed with "asdict() should be called on dataclass instances", "'TranscriptEncoder'
+    # object has no attribute 'is_control_gene'" and "'tuple' object has no attribute 'num_nodes'".
+    graph = synthetic_graph()
+    model = _trainer(graph, TrainingConfig(steps=1), init_seed=0).model
+    units, config = tile_units(graph, 5.0, 2.0), TrainingConfig(steps=1, batch_size=2)
+    units_message = (
+        r"^units must be a sequence of graphs \(stgraph.data.batching.tile_units or cell_units of the "
+        r"transcript graph\), got {}$"
+    )
+    for arguments, message in (
+        ((model, units, dict(steps=1)), "^config must be a stgraph.models.TrainingConfig, got dict$"),
+        ((model.encoder, units, config), "^model must be a stgraph.models.MaskedGeneModel, got TranscriptEncoder$"),
+        ((model, graph, config), units_message.format("Data")),
+        ((model, [units[0], graph.gene], config), units_message.format("list")),
+    ):
+        with pytest.raises(TypeError, match=message):
+            MaskedGeneTrainer(*arguments)
+    assert len(MaskedGeneTrainer(model, iter(units), config).units) == len(units)
+
+
+def test_trainer_refuses_units_of_genes_the_model_has_no_embedding_for():
+    # The units of a larger panel failed in the first step: "index 13 is out of bounds for
+    # dimension 0 with size 12".
+    graph = synthetic_graph(n_genes=14)
+    model = _trainer(synthetic_graph(), TrainingConfig(steps=1), init_seed=0).model
+    message = (
+        r"^the units hold gene tokens 0 to 13, but the model has 12 genes \(tokens 0 to 11\): cut the units "
+        r"from a graph whose genes are the model's tokens \(graph.gene = model.gene_tokens\(graph\) matches "
+        r"another panel's genes by name\)$"
+    )
+    with pytest.raises(ValueError, match=message):
+        MaskedGeneTrainer(model, tile_units(graph, 5.0, 2.0), TrainingConfig(steps=1, batch_size=2))
+
+
+def test_trainer_fit_checks_steps_and_checkpoint_every():
+    # steps=1.5 trained to step 2, steps=-1 returned at once, steps="1" failed as "'>' not
+    # supported"; checkpoint_every without checkpoint_path wrote no checkpoint, silently.
+    trainer = _trainer(synthetic_graph(), TrainingConfig(steps=3, batch_size=2), init_seed=0)
+    for options, error, message in (
+        (dict(steps=1.5), TypeError, "^steps must be an integer, got 1.5$"),
+        (dict(steps="1"), TypeError, "^steps must be an integer, got '1'$"),
+        (dict(steps=-1), ValueError, "^steps must be an integer >= 0, got -1$"),
+        (dict(checkpoint_every=1), ValueError,
+         "^checkpoint_every=1 needs checkpoint_path: where to write the checkpoints$"),
+    ):
+        with pytest.raises(error, match=message):
+            trainer.fit(progress=False, **options)
+    assert trainer.step == 0 and trainer.history == []
+    assert len(trainer.fit(np.int64(2), progress=False)) == 2
+
+
 def test_resumed_training_matches_uninterrupted(tmp_path):
     graph = synthetic_graph()
     config = TrainingConfig(steps=6, batch_size=2, lr=3e-3, warmup_steps=2, seed=11)
