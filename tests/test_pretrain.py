@@ -31,7 +31,7 @@ from stgraph.models.trainer import MaskedGeneTrainer, TrainingConfig, resolve_de
 from stgraph.nn import TranscriptEncoder
 from stgraph.nn.conv import SpatialTransformerConv
 from stgraph.tl._pretrain import CHECKPOINT_NAME, data_digest, distance_penalty_ladder, pretrain
-from tests.test_encoder import synthetic_graph
+from tests.test_encoder import DistanceWeightedMean, synthetic_graph
 
 SMALL = dict(d_model=16, n_layers=2, heads=2, tile_size=5.0, batch_size=2, progress=False, device="cpu")
 
@@ -310,6 +310,31 @@ def test_a_checkpoint_cut_short_or_its_folder_is_refused_by_name(tmp_path):
     with pytest.raises(FileNotFoundError, match=r": it is a folder, which holds no \.pt file$"):
         checkpoint.read_checkpoint(tmp_path / "empty")
     assert checkpoint.load_model(path).gene_names == graph.gene_names
+
+
+def test_load_model_with_another_layer_than_the_one_trained_is_refused_by_name(tmp_path):
+    # conv= on a pretrain checkpoint blamed "conv_kwargs" the caller never passed; on another
+    # checkpoint torch's RuntimeError listed the missing and unexpected weights, naming no file.
+    graph = synthetic_graph()
+    pretrain(graph, steps=1, checkpoint_dir=tmp_path, **SMALL)
+    path = tmp_path / CHECKPOINT_NAME
+    message = (
+        r"^the config records the default layer, SpatialTransformerConv, with conv_kwargs \['lambda_init'\], "
+        r"which apply to it only: leave conv out \(the default layer is always importable\)$"
+    )
+    with pytest.raises(ValueError, match=message):
+        checkpoint.load_model(path, conv=DistanceWeightedMean)
+    assert checkpoint.load_model(path, conv=SpatialTransformerConv).gene_names == graph.gene_names
+    torch.manual_seed(0)
+    plain = checkpoint.save_checkpoint(
+        tmp_path / "plain.pt", MaskedGeneModel(TranscriptEncoder(len(graph.gene_names), 8, 1, 2), graph.gene_names)
+    )
+    message = (
+        f"^the weights of {re.escape(str(plain))} do not fit the model its configuration builds with "
+        r"conv=DistanceWeightedMean: Error\(s\) in loading state_dict for MaskedGeneModel:"
+    )
+    with pytest.raises(ValueError, match=message):
+        checkpoint.load_model(plain, conv=DistanceWeightedMean)
 
 
 def test_pretrain_checkpoint_dir_and_resume(tmp_path):

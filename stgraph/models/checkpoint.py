@@ -165,12 +165,21 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def model_from_checkpoint(payload: dict[str, Any], conv: type | ConvFactory | None = None) -> MaskedGeneModel:
+def model_from_checkpoint(
+    payload: dict[str, Any], conv: type | ConvFactory | None = None, source: str = "the checkpoint"
+) -> MaskedGeneModel:
     """Rebuild the model of a :func:`read_checkpoint` payload with its weights (the
-    caller's torch random numbers are left as they were)."""
+    caller's torch random numbers are left as they were); ``source`` names the
+    payload in the ValueError raised when its weights do not fit that model."""
     with torch_rng_restored():
         model = MaskedGeneModel.from_config(payload["model_config"], conv=conv)
-    model.load_state_dict(payload["model_state"])
+    try:
+        model.load_state_dict(payload["model_state"])
+    except RuntimeError as err:  # torch lists the missing, unexpected and misshapen weights
+        layer = "" if conv is None else f" with conv={getattr(conv, '__name__', type(conv).__name__)}"
+        raise ValueError(
+            f"the weights of {source} do not fit the model its configuration builds{layer}: {err}"
+        ) from err
     return model
 
 
@@ -196,7 +205,9 @@ def load_model(path: str | os.PathLike, conv: type | ConvFactory | None = None) 
     OSError
         If the file cannot be opened.
     ValueError
-        If the file is not a checkpoint (:func:`read_checkpoint`), or ``conv`` is None
-        and the recorded layer factory cannot be imported or was not recorded.
+        If the file is not a checkpoint (:func:`read_checkpoint`), ``conv`` is None
+        and the recorded layer factory cannot be imported or was not recorded, or the
+        saved weights do not fit the model rebuilt (with ``conv``, another layer than
+        the one trained; a checkpoint of the default layer needs no ``conv``).
     """
-    return model_from_checkpoint(read_checkpoint(path), conv=conv).eval()
+    return model_from_checkpoint(read_checkpoint(path), conv=conv, source=str(path)).eval()
