@@ -592,6 +592,10 @@ def test_a_drawn_count_of_held_out_cells_holds_out_transcripts():
         (dict(seed=-1), ValueError, r"^seed must be an integer >= 0, got -1$"),
         (dict(lr=float("inf")), ValueError, r"^lr must be a positive finite number, got inf$"),
         (dict(grad_clip=float("nan")), ValueError, r"^grad_clip must be a positive finite number, got nan$"),
+        # accepted: the rate rose to a tenth of lr and the cosine decay never came
+        (dict(steps=10, warmup_steps=100), ValueError,
+         r"^warmup_steps=100 exceeds steps=10: training would end during the warm-up, the learning rate "
+         r"never reaching lr$"),
     ],
 )
 def test_training_config_names_the_setting_at_fault(settings, error, message):

@@ -35,7 +35,8 @@ class TrainingConfig:
     weight_decay
         AdamW weight decay.
     warmup_steps
-        Steps of linear warm-up; the rate then follows a cosine down to 0 at ``steps``.
+        Steps of linear warm-up, at most ``steps``; the rate then follows a cosine down
+        to 0 at ``steps``.
     grad_clip
         Maximum global gradient norm; None disables clipping.
     mask_rate
@@ -49,7 +50,8 @@ class TrainingConfig:
     Raises
     ------
     ValueError
-        If a value lies outside its range (a number NaN or infinite included).
+        If a value lies outside its range (a number NaN or infinite included), or
+        ``warmup_steps`` exceeds ``steps``.
     TypeError
         If a value is neither a plain Python value, a NumPy value nor a tensor, or
         is not of its field's kind: an integer for ``steps``, ``batch_size``,
@@ -73,6 +75,12 @@ class TrainingConfig:
         check_int("steps", self.steps, minimum=0)
         check_int("batch_size", self.batch_size)
         check_int("warmup_steps", self.warmup_steps, minimum=0)
+        if self.warmup_steps > self.steps:
+            # It trained at a rate rising to warmup_steps / steps of lr, never decaying.
+            raise ValueError(
+                f"warmup_steps={self.warmup_steps} exceeds steps={self.steps}: training would end during the "
+                "warm-up, the learning rate never reaching lr"
+            )
         check_seed(self.seed)
         check_real("lr", self.lr)
         check_real("weight_decay", self.weight_decay, allow_zero=True)

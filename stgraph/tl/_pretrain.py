@@ -298,7 +298,8 @@ def pretrain(
     lr, weight_decay
         AdamW learning rate and weight decay.
     warmup_steps
-        Linear warm-up steps before the cosine decay; default ``min(100, steps // 10)``.
+        Linear warm-up steps before the cosine decay, at most the run's steps; default
+        ``min(100, steps // 10)``.
     grad_clip
         Maximum global gradient norm; None to disable.
     mask_rate
@@ -353,7 +354,7 @@ def pretrain(
     ValueError
         If an argument is invalid, e.g. ``d_model``, ``n_layers``, ``heads`` or
         ``batch_size`` below 1, a negative ``epochs``, ``steps``, ``warmup_steps`` or
-        ``seed``, ``d_model`` not a multiple of ``heads``,
+        ``seed``, ``warmup_steps`` above the run's steps, ``d_model`` not a multiple of ``heads``,
         ``checkpoint_every`` or ``resume`` without ``checkpoint_dir``, a
         ``checkpoint_dir`` that is an existing file (or holds a folder named
         ``masked_gene_model.pt``), ``radius``
