@@ -49,8 +49,9 @@ def read_torch_file(path: str | os.PathLike, what: str) -> Any:
             return torch.load(file, map_location="cpu", weights_only=True)
         except Exception as err:  # arbitrary bytes fail in the unpickler in many ways (KeyError, IndexError, ...)
             file.seek(0)
-            damaged = file.read(len(ZIP_MAGIC)) == ZIP_MAGIC
-            cause = ": a torch.save file (zip archive) damaged or cut short, e.g. by an interrupted copy" if damaged else ""
+            cause = ""
+            if file.read(len(ZIP_MAGIC)) == ZIP_MAGIC:
+                cause = ": a torch.save file (zip archive) damaged or cut short, e.g. by an interrupted copy"
             raise ValueError(
                 f"{path} is not a {what}: torch.load cannot read it ({type(err).__name__}){cause}"
             ) from err
