@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from typing import Any
 
 import torch
@@ -49,9 +50,17 @@ def read_torch_file(path: str | os.PathLike, what: str) -> Any:
             return torch.load(file, map_location="cpu", weights_only=True)
         except Exception as err:  # arbitrary bytes fail in the unpickler in many ways (KeyError, IndexError, ...)
             file.seek(0)
-            cause = ""
-            if file.read(len(ZIP_MAGIC)) == ZIP_MAGIC:
-                cause = ": a torch.save file (zip archive) damaged or cut short, e.g. by an interrupted copy"
+            cause = _zip_failure(err) if file.read(len(ZIP_MAGIC)) == ZIP_MAGIC else ""
             raise ValueError(
                 f"{path} is not a {what}: torch.load cannot read it ({type(err).__name__}){cause}"
             ) from err
+
+
+def _zip_failure(err: Exception) -> str:
+    """Why ``torch.load`` failed with ``err`` on a zip archive, the format ``torch.save`` writes."""
+    if isinstance(err, pickle.UnpicklingError):  # the archive is whole: its pickle holds a class
+        return (
+            ": a torch.save file of objects that torch.load(weights_only=True) does not load, such as a "
+            "whole model saved with torch.save(model, path)"
+        )
+    return ": a torch.save file (zip archive) damaged or cut short, e.g. by an interrupted copy"

@@ -283,7 +283,7 @@ def test_numpy_training_settings_and_metadata_are_saved_as_python_values(tmp_pat
         trainer(0, dict(tag=object()))
 
 
-def test_a_checkpoint_cut_short_or_its_folder_is_refused_by_name(tmp_path):
+def test_a_checkpoint_cut_short_a_pickled_model_or_a_folder_is_refused_by_name(tmp_path):
     # A copy cut short raised torch's "OSError: [Errno 22] Invalid argument" (or a
     # RuntimeError); the checkpoint_dir passed for the file in it read as "no checkpoint".
     graph = synthetic_graph()
@@ -300,6 +300,13 @@ def test_a_checkpoint_cut_short_or_its_folder_is_refused_by_name(tmp_path):
         )
         with pytest.raises(ValueError, match=message):
             checkpoint.load_model(cut)
+    torch.save(model, tmp_path / "whole.pt")
+    message = (
+        r"torch.load cannot read it \(UnpicklingError\): a torch.save file of objects that "
+        r"torch.load\(weights_only=True\) does not load, such as a whole model saved with torch.save\(model, path\)$"
+    )
+    with pytest.raises(ValueError, match=message):
+        checkpoint.load_model(tmp_path / "whole.pt")
     message = (
         f"^no stgraph masked gene model checkpoint at {re.escape(str(tmp_path / 'run'))}: it is a folder; "
         f"pass the file, e.g. {re.escape(repr(str(path)))}$"
