@@ -344,6 +344,27 @@ def test_load_model_with_another_layer_than_the_one_trained_is_refused_by_name(t
         checkpoint.load_model(plain, conv=DistanceWeightedMean)
 
 
+def test_a_checkpoint_is_written_to_a_file_of_a_masked_gene_model_only(tmp_path):
+    # A folder failed in os.replace, leaving the unfinished file beside it (after the whole
+    # run, for trainer.fit); an encoder was saved, and its checkpoint failed to load with
+    # KeyError 'encoder'; a pretrain result failed with an AttributeError.
+    graph = synthetic_graph()
+    result = pretrain(graph, steps=1, **SMALL)
+    message = f"^the checkpoint path {re.escape(str(tmp_path))} is a folder: pass the path of a file \\(one inside it\\)$"
+    with pytest.raises(IsADirectoryError, match=message):
+        checkpoint.save_checkpoint(tmp_path, result.model)
+    trainer = _trainer(graph, TrainingConfig(steps=2, batch_size=2), init_seed=0)
+    with pytest.raises(IsADirectoryError, match=message):
+        trainer.fit(progress=False, checkpoint_path=tmp_path)
+    assert trainer.step == 0
+    assert not tmp_path.with_name(tmp_path.name + ".partial").exists()
+    for wrong, name in ((result.model.encoder, "TranscriptEncoder"), (result, "PretrainResult")):
+        message = rf"^model must be a stgraph.models.MaskedGeneModel \(tl.pretrain\(...\).model\), got {name}$"
+        with pytest.raises(TypeError, match=message):
+            checkpoint.save_checkpoint(tmp_path / "model.pt", wrong)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_pretrain_checkpoint_dir_and_resume(tmp_path):
     graph = synthetic_graph()
     first = pretrain(graph, steps=3, checkpoint_dir=tmp_path, checkpoint_every=2, **SMALL)

@@ -50,12 +50,21 @@ def save_checkpoint(
     Raises
     ------
     TypeError
-        If ``path`` is not a string or ``os.PathLike``.
+        If ``path`` is not a string or ``os.PathLike``, or ``model`` is not a
+        :class:`MaskedGeneModel` (an encoder alone, or the result of
+        :func:`stgraph.tl.pretrain`, whose ``.model`` it is).
+    IsADirectoryError
+        If ``path`` is a folder (nothing is written).
     OSError
         If the file cannot be written (e.g. the disk is full); the unfinished file is
         removed and a checkpoint already at ``path`` is left as it was.
     """
-    path = check_path("path", path)
+    path = _checkpoint_file(path)
+    if not isinstance(model, MaskedGeneModel):
+        # An encoder has a config too: its checkpoint was written, and failed to load with KeyError 'encoder'.
+        raise TypeError(
+            f"model must be a stgraph.models.MaskedGeneModel (tl.pretrain(...).model), got {type(model).__name__}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = dict(
         format=CHECKPOINT_FORMAT,
@@ -76,6 +85,15 @@ def save_checkpoint(
         ) from err
     # A crash mid-write must not destroy the previous checkpoint.
     os.replace(partial, path)
+    return path
+
+
+def _checkpoint_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, checked not to be a folder: the finished file could not replace
+    it (after the whole write, or the whole run), and the unfinished one was left beside it."""
+    path = check_path("path", path)
+    if path.is_dir():
+        raise IsADirectoryError(f"the checkpoint path {path} is a folder: pass the path of a file (one inside it)")
     return path
 
 
@@ -102,11 +120,11 @@ def check_writable(path: str | os.PathLike, size: int) -> None:
     Raises
     ------
     OSError
-        If the folder cannot be created or written to, or its disk has less than
-        ``size`` bytes free (the disk's free space is not checked where it cannot
-        be read).
+        If ``path`` is a folder (IsADirectoryError), the folder it goes into cannot be
+        created or written to, or its disk has less than ``size`` bytes free (the
+        disk's free space is not checked where it cannot be read).
     """
-    path = check_path("path", path)
+    path = _checkpoint_file(path)
     probe = _partial(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -386,8 +386,8 @@ class MaskedGeneTrainer:
             reading another folder, did not find.
         OSError
             Before the first step, if process 0 cannot write to ``checkpoint_path``
-            (:func:`~stgraph.models.checkpoint.check_writable`: a folder it cannot
-            create or write to, or a disk without the free space of
+            (:func:`~stgraph.models.checkpoint.check_writable`: a path that is a
+            folder, a folder it cannot create or write to, or a disk without the free space of
             :meth:`checkpoint_size`); during training, if a checkpoint cannot be
             written (:meth:`save`). Under :mod:`torch.distributed` every process raises.
         """
