@@ -605,6 +605,10 @@ def test_a_drawn_count_of_held_out_cells_holds_out_transcripts():
         assert int((~result.train_mask).sum()) == int(sizes[result.held_out_cells].sum()) > 0
     with pytest.raises(ValueError, match=r"held_out_cells=3 must be in \[0, 3\) for a graph of 3 cells with transcripts"):
         pretrain(graph, steps=1, held_out_cells=3, **SMALL)
+    # Without cells, holding out none failed: "held_out_cells=0 must be in [0, 0)".
+    without_cells = stgraph.graph.transcript_graph(frame.drop(columns="cell_id"), 1.5)
+    result = pretrain(without_cells, steps=1, held_out_cells=0, **SMALL)
+    assert result.held_out_cells == [] and bool(result.train_mask.all())
 
 
 @pytest.mark.parametrize(

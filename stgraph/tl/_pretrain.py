@@ -118,7 +118,8 @@ def _held_out(graph: Data, requested: int | list[str] | None, seed: int) -> list
         # Drawn among the cells with transcripts: a crop keeps the names of the cells it cut away.
         cell = graph.get("cell")
         present = [] if cell is None else torch.unique(cell[cell >= 0]).tolist()
-        if not 0 <= requested < len(present):
+        # Zero holds out nothing, also where there is no cell to draw from.
+        if requested < 0 or (requested and requested >= len(present)):
             raise ValueError(
                 f"held_out_cells={requested} must be in [0, {len(present)}) for a graph of "
                 f"{len(present)} cells with transcripts"
