@@ -153,6 +153,9 @@ def test_trainer_refuses_units_of_genes_the_model_has_no_embedding_for():
     )
     with pytest.raises(ValueError, match=message):
         MaskedGeneTrainer(model, tile_units(graph, 5.0, 2.0), TrainingConfig(steps=1, batch_size=2))
+    # A unit without transcripts has no token to check (min() of nothing failed).
+    empty = tile_units(synthetic_graph(), 5.0, 2.0)[0].subgraph(torch.zeros(0, dtype=torch.long))
+    assert MaskedGeneTrainer(model, [empty], TrainingConfig(steps=1)).units[0].num_nodes == 0
 
 
 def test_trainer_fit_checks_steps_and_checkpoint_every():

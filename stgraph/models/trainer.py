@@ -171,6 +171,8 @@ def _check_tokens(units: Sequence[Data], model: MaskedGeneModel) -> None:
     """Refuse units with a gene token the model has no embedding for (an IndexError
     from deep inside the first step, as for the units of a larger panel)."""
     genes = [unit.gene for unit in units if unit.gene.numel()]
+    if not genes:
+        return
     low, high = min(int(g.min()) for g in genes), max(int(g.max()) for g in genes)
     n_genes = model.encoder.n_genes
     if low < 0 or high >= n_genes:
