@@ -202,4 +202,21 @@ def test_without_a_process_group_training_is_single_process(monkeypatch):
     assert parallel.process_device(torch.device("cuda", 3)) == torch.device("cuda", 3)
     monkeypatch.setattr(parallel, "world", lambda: (1, 2))
     monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)  # this machine may have no GPU
     assert parallel.process_device(torch.device("cuda")) == torch.device("cuda", 1)
+
+
+def test_each_process_makes_its_gpu_the_current_cuda_device(monkeypatch):
+    # all_gather_object (the settings' comparison) puts its tensors on the current CUDA device:
+    # cuda:0 in every process of a machine, which NCCL refuses ("Duplicate GPU detected").
+    current = []
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    monkeypatch.setattr(parallel, "world", lambda: (1, 2))
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert parallel.process_device(torch.device("cuda")) == torch.device("cuda", 1)
+    assert parallel.process_device(torch.device("cuda", 0)) == torch.device("cuda", 0)
+    assert current == [torch.device("cuda", 1), torch.device("cuda", 0)]
+    parallel.process_device(torch.device("cpu"))
+    monkeypatch.setattr(parallel, "world", lambda: (0, 1))
+    parallel.process_device(torch.device("cuda", 3))  # one process: the caller's current device is left
+    assert len(current) == 2

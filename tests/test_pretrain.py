@@ -31,7 +31,7 @@ from stgraph.models.trainer import MaskedGeneTrainer, TrainingConfig, resolve_de
 from stgraph.nn import TranscriptEncoder
 from stgraph.nn.conv import SpatialTransformerConv
 from stgraph.tl._pretrain import CHECKPOINT_NAME, data_digest, distance_penalty_ladder, pretrain
-from tests.test_encoder import synthetic_graph
+from tests.test_encoder import DistanceWeightedMean, synthetic_graph
 
 SMALL = dict(d_model=16, n_layers=2, heads=2, tile_size=5.0, batch_size=2, progress=False, device="cpu")
 
@@ -118,6 +118,61 @@ def test_trainer_progress_must_be_a_bool():
     with pytest.raises(TypeError, match=r"^progress must be a bool \(True or False\), got 'False'$"):
         trainer.fit(progress="False")
     assert trainer.step == 0
+
+
+def test_trainer_refuses_arguments_of_the_wrong_kind_by_name():
+    # They failed with "asdict() should be called on dataclass instances", "'TranscriptEncoder'
+    # object has no attribute 'is_control_gene'" and "'tuple' object has no attribute 'num_nodes'".
+    graph = synthetic_graph()
+    model = _trainer(graph, TrainingConfig(steps=1), init_seed=0).model
+    units, config = tile_units(graph, 5.0, 2.0), TrainingConfig(steps=1, batch_size=2)
+    units_message = (
+        r"^units must be a sequence of graphs \(stgraph.data.batching.tile_units or cell_units of the "
+        r"transcript graph\), got {}$"
+    )
+    for arguments, message in (
+        ((model, units, dict(steps=1)), "^config must be a stgraph.models.TrainingConfig, got dict$"),
+        ((model.encoder, units, config), "^model must be a stgraph.models.MaskedGeneModel, got TranscriptEncoder$"),
+        ((model, graph, config), units_message.format("Data")),
+        ((model, [units[0], graph.gene], config), units_message.format("list")),
+    ):
+        with pytest.raises(TypeError, match=message):
+            MaskedGeneTrainer(*arguments)
+    assert len(MaskedGeneTrainer(model, iter(units), config).units) == len(units)
+
+
+def test_trainer_refuses_units_of_genes_the_model_has_no_embedding_for():
+    # The units of a larger panel failed in the first step: "index 13 is out of bounds for
+    # dimension 0 with size 12".
+    graph = synthetic_graph(n_genes=14)
+    model = _trainer(synthetic_graph(), TrainingConfig(steps=1), init_seed=0).model
+    message = (
+        r"^the units hold gene tokens 0 to 13, but the model has 12 genes \(tokens 0 to 11\): cut the units "
+        r"from a graph whose genes are the model's tokens \(graph.gene = model.gene_tokens\(graph\) matches "
+        r"another panel's genes by name\)$"
+    )
+    with pytest.raises(ValueError, match=message):
+        MaskedGeneTrainer(model, tile_units(graph, 5.0, 2.0), TrainingConfig(steps=1, batch_size=2))
+    # A unit without transcripts has no token to check (min() of nothing failed).
+    empty = tile_units(synthetic_graph(), 5.0, 2.0)[0].subgraph(torch.zeros(0, dtype=torch.long))
+    assert MaskedGeneTrainer(model, [empty], TrainingConfig(steps=1)).units[0].num_nodes == 0
+
+
+def test_trainer_fit_checks_steps_and_checkpoint_every():
+    # steps=1.5 trained to step 2, steps=-1 returned at once, steps="1" failed as "'>' not
+    # supported"; checkpoint_every without checkpoint_path wrote no checkpoint, silently.
+    trainer = _trainer(synthetic_graph(), TrainingConfig(steps=3, batch_size=2), init_seed=0)
+    for options, error, message in (
+        (dict(steps=1.5), TypeError, "^steps must be an integer, got 1.5$"),
+        (dict(steps="1"), TypeError, "^steps must be an integer, got '1'$"),
+        (dict(steps=-1), ValueError, "^steps must be an integer >= 0, got -1$"),
+        (dict(checkpoint_every=1), ValueError,
+         "^checkpoint_every=1 needs checkpoint_path: where to write the checkpoints$"),
+    ):
+        with pytest.raises(error, match=message):
+            trainer.fit(progress=False, **options)
+    assert trainer.step == 0 and trainer.history == []
+    assert len(trainer.fit(np.int64(2), progress=False)) == 2
 
 
 def test_resumed_training_matches_uninterrupted(tmp_path):
@@ -229,6 +284,88 @@ def test_numpy_training_settings_and_metadata_are_saved_as_python_values(tmp_pat
     assert_same_weights(resumed.model, first.model)
     with pytest.raises(TypeError, match=r"^metadata\['tag'\] must hold plain Python values .*, got object$"):
         trainer(0, dict(tag=object()))
+
+
+def test_a_checkpoint_cut_short_a_pickled_model_or_a_folder_is_refused_by_name(tmp_path):
+    # A copy cut short raised torch's "OSError: [Errno 22] Invalid argument" (or a
+    # RuntimeError); the checkpoint_dir passed for the file in it read as "no checkpoint".
+    graph = synthetic_graph()
+    torch.manual_seed(0)
+    model = MaskedGeneModel(TranscriptEncoder(len(graph.gene_names), 8, 1, 2), graph.gene_names)
+    path = checkpoint.save_checkpoint(tmp_path / "run" / CHECKPOINT_NAME, model)
+    whole, cut = path.read_bytes(), tmp_path / "cut.pt"
+    for length in (len(whole) // 100, len(whole) // 2, len(whole) - 10):
+        cut.write_bytes(whole[:length])
+        message = (
+            f"^{re.escape(str(cut))} is not a stgraph masked gene model checkpoint: torch.load cannot read "
+            "it \\((OSError|RuntimeError)\\): a torch.save file \\(zip archive\\) damaged or cut short, "
+            "e.g. by an interrupted copy$"
+        )
+        with pytest.raises(ValueError, match=message):
+            checkpoint.load_model(cut)
+    torch.save(model, tmp_path / "whole.pt")
+    message = (
+        r"torch.load cannot read it \(UnpicklingError\): a torch.save file of objects that "
+        r"torch.load\(weights_only=True\) does not load, such as a whole model saved with torch.save\(model, path\)$"
+    )
+    with pytest.raises(ValueError, match=message):
+        checkpoint.load_model(tmp_path / "whole.pt")
+    message = (
+        f"^no stgraph masked gene model checkpoint at {re.escape(str(tmp_path / 'run'))}: it is a folder; "
+        f"pass the file, e.g. {re.escape(repr(str(path)))}$"
+    )
+    with pytest.raises(FileNotFoundError, match=message):
+        checkpoint.load_model(tmp_path / "run")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r": it is a folder, which holds no \.pt file$"):
+        checkpoint.read_checkpoint(tmp_path / "empty")
+    assert checkpoint.load_model(path).gene_names == graph.gene_names
+
+
+def test_load_model_with_another_layer_than_the_one_trained_is_refused_by_name(tmp_path):
+    # conv= on a pretrain checkpoint blamed "conv_kwargs" the caller never passed; on another
+    # checkpoint torch's RuntimeError listed the missing and unexpected weights, naming no file.
+    graph = synthetic_graph()
+    pretrain(graph, steps=1, checkpoint_dir=tmp_path, **SMALL)
+    path = tmp_path / CHECKPOINT_NAME
+    message = (
+        r"^the config records the default layer, SpatialTransformerConv, with conv_kwargs \['lambda_init'\], "
+        r"which apply to it only: leave conv out \(the default layer is always importable\)$"
+    )
+    with pytest.raises(ValueError, match=message):
+        checkpoint.load_model(path, conv=DistanceWeightedMean)
+    assert checkpoint.load_model(path, conv=SpatialTransformerConv).gene_names == graph.gene_names
+    torch.manual_seed(0)
+    plain = checkpoint.save_checkpoint(
+        tmp_path / "plain.pt", MaskedGeneModel(TranscriptEncoder(len(graph.gene_names), 8, 1, 2), graph.gene_names)
+    )
+    message = (
+        f"^the weights of {re.escape(str(plain))} do not fit the model its configuration builds with "
+        r"conv=DistanceWeightedMean: Error\(s\) in loading state_dict for MaskedGeneModel:"
+    )
+    with pytest.raises(ValueError, match=message):
+        checkpoint.load_model(plain, conv=DistanceWeightedMean)
+
+
+def test_a_checkpoint_is_written_to_a_file_of_a_masked_gene_model_only(tmp_path):
+    # A folder failed in os.replace, leaving the unfinished file beside it (after the whole
+    # run, for trainer.fit); an encoder was saved, and its checkpoint failed to load with
+    # KeyError 'encoder'; a pretrain result failed with an AttributeError.
+    graph = synthetic_graph()
+    result = pretrain(graph, steps=1, **SMALL)
+    message = f"^the checkpoint path {re.escape(str(tmp_path))} is a folder: pass the path of a file \\(one inside it\\)$"
+    with pytest.raises(IsADirectoryError, match=message):
+        checkpoint.save_checkpoint(tmp_path, result.model)
+    trainer = _trainer(graph, TrainingConfig(steps=2, batch_size=2), init_seed=0)
+    with pytest.raises(IsADirectoryError, match=message):
+        trainer.fit(progress=False, checkpoint_path=tmp_path)
+    assert trainer.step == 0
+    assert not tmp_path.with_name(tmp_path.name + ".partial").exists()
+    for wrong, name in ((result.model.encoder, "TranscriptEncoder"), (result, "PretrainResult")):
+        message = rf"^model must be a stgraph.models.MaskedGeneModel \(tl.pretrain\(...\).model\), got {name}$"
+        with pytest.raises(TypeError, match=message):
+            checkpoint.save_checkpoint(tmp_path / "model.pt", wrong)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_pretrain_checkpoint_dir_and_resume(tmp_path):
@@ -471,6 +608,10 @@ def test_a_drawn_count_of_held_out_cells_holds_out_transcripts():
         assert int((~result.train_mask).sum()) == int(sizes[result.held_out_cells].sum()) > 0
     with pytest.raises(ValueError, match=r"held_out_cells=3 must be in \[0, 3\) for a graph of 3 cells with transcripts"):
         pretrain(graph, steps=1, held_out_cells=3, **SMALL)
+    # Without cells, holding out none failed: "held_out_cells=0 must be in [0, 0)".
+    without_cells = stgraph.graph.transcript_graph(frame.drop(columns="cell_id"), 1.5)
+    result = pretrain(without_cells, steps=1, held_out_cells=0, **SMALL)
+    assert result.held_out_cells == [] and bool(result.train_mask.all())
 
 
 @pytest.mark.parametrize(
@@ -486,6 +627,10 @@ def test_a_drawn_count_of_held_out_cells_holds_out_transcripts():
         (dict(seed=-1), ValueError, r"^seed must be an integer >= 0, got -1$"),
         (dict(lr=float("inf")), ValueError, r"^lr must be a positive finite number, got inf$"),
         (dict(grad_clip=float("nan")), ValueError, r"^grad_clip must be a positive finite number, got nan$"),
+        # accepted: the rate rose to a tenth of lr and the cosine decay never came
+        (dict(steps=10, warmup_steps=100), ValueError,
+         r"^warmup_steps=100 exceeds steps=10: training would end during the warm-up, the learning rate "
+         r"never reaching lr$"),
     ],
 )
 def test_training_config_names_the_setting_at_fault(settings, error, message):
@@ -901,6 +1046,39 @@ def test_evaluate_held_out_checks_its_counts_and_seed_up_front():
     ):
         with pytest.raises(error, match=message):
             evaluate_held_out(model, graph, graph.cell != 1, tile_size=5.0, **options)
+
+
+def test_evaluate_held_out_checks_the_model_rate_and_device_up_front():
+    # rate="0.15" failed with "'<' not supported", device="tpu" with torch's list of device
+    # types, "cuda" without CUDA with an AssertionError, an encoder with an AttributeError.
+    graph = synthetic_graph()
+    torch.manual_seed(0)
+    model = MaskedGeneModel(TranscriptEncoder(len(graph.gene_names), 8, 1, 2), graph.gene_names)
+    for options, error, message in (
+        (dict(rate="0.15"), TypeError, "^rate must be a real number, got str$"),
+        (dict(rate=1.5), ValueError, r"^rate must be in \(0, 1\], got 1.5$"),
+        (dict(device="tpu"), ValueError, "^unknown device 'tpu'; use 'cpu', 'cuda' or 'auto'$"),
+        (dict(model=model.encoder), TypeError,
+         r"^model must be a stgraph.models.MaskedGeneModel \(tl.pretrain\(...\).model, or "
+         r"stgraph.models.load_model\(path\)\), got TranscriptEncoder$"),
+    ):
+        with pytest.raises(error, match=message):
+            evaluate_held_out(**{"model": model, "graph": graph, "train_mask": graph.cell != 1, **options})
+
+
+def test_evaluate_held_out_needs_training_transcripts_for_its_baselines():
+    # With every transcript held out (or only controls left for training) the baselines were
+    # fitted on nothing: a uniform gene prior and beta=0.01 chosen among NaN losses.
+    graph = synthetic_graph()
+    torch.manual_seed(0)
+    model = MaskedGeneModel(TranscriptEncoder(len(graph.gene_names), 8, 1, 2), graph.gene_names, ["blank1"])
+    message = (
+        r"^train_mask selects no training transcript \(other than control probes\): the gene-frequency "
+        r"and radius-neighbour baselines are fitted on them; keep some transcripts in train_mask$"
+    )
+    for train_mask in (torch.zeros(graph.num_nodes, dtype=torch.bool), graph.is_control.clone()):
+        with pytest.raises(ValueError, match=message):
+            evaluate_held_out(model, graph, train_mask, tile_size=5.0)
 
 
 def test_evaluate_held_out_needs_the_graph_radius():

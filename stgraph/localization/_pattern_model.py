@@ -348,10 +348,12 @@ class PatternModel(nn.Module):
         Raises
         ------
         FileNotFoundError
-            If there is no file at ``path``.
+            If there is no file at ``path`` (a folder included).
+        OSError
+            If the file cannot be opened.
         ValueError
             If the file is not a pattern model written by :meth:`save`: ``torch.load``
-            cannot read it, it is a masked gene model checkpoint
+            cannot read it (a file cut short included), it is a masked gene model checkpoint
             (:func:`stgraph.models.load_model` reads those), it lacks the
             configuration or weights, or its weights do not fit its configuration.
         """

@@ -50,12 +50,21 @@ def save_checkpoint(
     Raises
     ------
     TypeError
-        If ``path`` is not a string or ``os.PathLike``.
+        If ``path`` is not a string or ``os.PathLike``, or ``model`` is not a
+        :class:`MaskedGeneModel` (an encoder alone, or the result of
+        :func:`stgraph.tl.pretrain`, whose ``.model`` it is).
+    IsADirectoryError
+        If ``path`` is a folder (nothing is written).
     OSError
         If the file cannot be written (e.g. the disk is full); the unfinished file is
         removed and a checkpoint already at ``path`` is left as it was.
     """
-    path = check_path("path", path)
+    path = _checkpoint_file(path)
+    if not isinstance(model, MaskedGeneModel):
+        # An encoder has a config too: its checkpoint was written, and failed to load with KeyError 'encoder'.
+        raise TypeError(
+            f"model must be a stgraph.models.MaskedGeneModel (tl.pretrain(...).model), got {type(model).__name__}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = dict(
         format=CHECKPOINT_FORMAT,
@@ -76,6 +85,15 @@ def save_checkpoint(
         ) from err
     # A crash mid-write must not destroy the previous checkpoint.
     os.replace(partial, path)
+    return path
+
+
+def _checkpoint_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, checked not to be a folder: the finished file could not replace
+    it (after the whole write, or the whole run), and the unfinished one was left beside it."""
+    path = check_path("path", path)
+    if path.is_dir():
+        raise IsADirectoryError(f"the checkpoint path {path} is a folder: pass the path of a file (one inside it)")
     return path
 
 
@@ -102,11 +120,11 @@ def check_writable(path: str | os.PathLike, size: int) -> None:
     Raises
     ------
     OSError
-        If the folder cannot be created or written to, or its disk has less than
-        ``size`` bytes free (the disk's free space is not checked where it cannot
-        be read).
+        If ``path`` is a folder (IsADirectoryError), the folder it goes into cannot be
+        created or written to, or its disk has less than ``size`` bytes free (the
+        disk's free space is not checked where it cannot be read).
     """
-    path = check_path("path", path)
+    path = _checkpoint_file(path)
     probe = _partial(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,10 +160,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     TypeError
         If ``path`` is not a string or ``os.PathLike``.
     FileNotFoundError
-        If there is no file at ``path``.
+        If there is no file at ``path`` (a folder, such as the ``checkpoint_dir`` of
+        :func:`stgraph.tl.pretrain`, is named as one, with a ``.pt`` file in it).
+    OSError
+        If the file cannot be opened.
     ValueError
         If the file is not a checkpoint: ``torch.load`` cannot read it (with
-        ``weights_only=True``), it is not a stamped dict, or it lacks an entry of
+        ``weights_only=True``; a file cut short included), it is not a stamped dict, or it lacks an entry of
         :data:`REQUIRED_ENTRIES`; or if its version is newer than this stgraph's.
     """
     payload = read_torch_file(path, "stgraph masked gene model checkpoint")
@@ -162,12 +183,21 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def model_from_checkpoint(payload: dict[str, Any], conv: type | ConvFactory | None = None) -> MaskedGeneModel:
+def model_from_checkpoint(
+    payload: dict[str, Any], conv: type | ConvFactory | None = None, source: str = "the checkpoint"
+) -> MaskedGeneModel:
     """Rebuild the model of a :func:`read_checkpoint` payload with its weights (the
-    caller's torch random numbers are left as they were)."""
+    caller's torch random numbers are left as they were); ``source`` names the
+    payload in the ValueError raised when its weights do not fit that model."""
     with torch_rng_restored():
         model = MaskedGeneModel.from_config(payload["model_config"], conv=conv)
-    model.load_state_dict(payload["model_state"])
+    try:
+        model.load_state_dict(payload["model_state"])
+    except RuntimeError as err:  # torch lists the missing, unexpected and misshapen weights
+        layer = "" if conv is None else f" with conv={getattr(conv, '__name__', type(conv).__name__)}"
+        raise ValueError(
+            f"the weights of {source} do not fit the model its configuration builds{layer}: {err}"
+        ) from err
     return model
 
 
@@ -189,9 +219,13 @@ def load_model(path: str | os.PathLike, conv: type | ConvFactory | None = None) 
     TypeError
         If ``path`` is not a string or ``os.PathLike``.
     FileNotFoundError
-        If there is no file at ``path``.
+        If there is no file at ``path`` (a folder included).
+    OSError
+        If the file cannot be opened.
     ValueError
-        If the file is not a checkpoint (:func:`read_checkpoint`), or ``conv`` is None
-        and the recorded layer factory cannot be imported or was not recorded.
+        If the file is not a checkpoint (:func:`read_checkpoint`), ``conv`` is None
+        and the recorded layer factory cannot be imported or was not recorded, or the
+        saved weights do not fit the model rebuilt (with ``conv``, another layer than
+        the one trained; a checkpoint of the default layer needs no ``conv``).
     """
-    return model_from_checkpoint(read_checkpoint(path), conv=conv).eval()
+    return model_from_checkpoint(read_checkpoint(path), conv=conv, source=str(path)).eval()

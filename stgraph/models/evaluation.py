@@ -36,6 +36,7 @@ from torch_geometric.data import Data
 from .._validation import check_int, check_real, check_seed
 from ..data.batching import collate_units, tile_units
 from .mgm import MaskedGeneModel
+from .trainer import resolve_device
 
 
 @dataclasses.dataclass
@@ -271,14 +272,25 @@ def evaluate_held_out(
     ------
     ValueError
         If ``train_mask`` is not a ``[N]`` bool tensor, or leaves no transcript to
-        evaluate, or ``graph`` has no ``radius`` (or one that is not a positive number),
-        or ``seed`` is negative, or ``max_fit_nodes`` or ``batch_size`` below 1.
+        evaluate or none (controls aside) to fit the baselines on, or ``graph`` has no
+        ``radius`` (or one that is not a positive number), or ``rate`` is outside
+        ``(0, 1]``, ``seed`` is negative, ``max_fit_nodes`` or ``batch_size`` below 1,
+        or ``device`` is unknown or a CUDA device this machine lacks.
     TypeError
-        If ``graph.radius`` is not a real number, or ``seed``, ``max_fit_nodes`` or
+        If ``model`` is not a :class:`~stgraph.models.MaskedGeneModel`, ``graph.radius``
+        or ``rate`` is not a real number, or ``seed``, ``max_fit_nodes`` or
         ``batch_size`` not an integer.
     """
     # Checked before any work: numpy's and the loops' own errors came after the baselines,
     # and max_fit_nodes=0 fitted beta on no transcript at all.
+    if not isinstance(model, MaskedGeneModel):
+        raise TypeError(
+            "model must be a stgraph.models.MaskedGeneModel (tl.pretrain(...).model, or "
+            f"stgraph.models.load_model(path)), got {type(model).__name__}"
+        )
+    device = resolve_device(device)
+    if check_real("rate", rate) > 1:
+        raise ValueError(f"rate must be in (0, 1], got {rate}")
     seed = check_seed(seed)
     max_fit_nodes = check_int("max_fit_nodes", max_fit_nodes)
     batch_size = check_int("batch_size", batch_size)
@@ -305,6 +317,12 @@ def evaluate_held_out(
     evaluated = held_out & evaluable
     if not evaluated.any():
         raise ValueError("no held-out transcripts to evaluate")
+    if not (train_mask & evaluable).any():
+        # The baselines would be fitted on nothing: a uniform prior, and beta picked among NaNs.
+        raise ValueError(
+            "train_mask selects no training transcript (other than control probes): the gene-frequency "
+            "and radius-neighbour baselines are fitted on them; keep some transcripts in train_mask"
+        )
     graph = graph.clone()
     graph.gene = gene
     groups = evaluation_groups(graph.num_nodes, rate, seed)

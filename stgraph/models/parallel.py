@@ -25,12 +25,23 @@ def world() -> tuple[int, int]:
 
 def process_device(device: torch.device) -> torch.device:
     """``device`` with its CUDA index made explicit: under ``torchrun`` each process on a
-    machine takes the GPU of its ``LOCAL_RANK``, otherwise the current CUDA device."""
-    if device.type != "cuda" or device.index is not None:
+    machine takes the GPU of its ``LOCAL_RANK``, otherwise the current CUDA device.
+
+    With a process group of several processes, a CUDA device also becomes the
+    process's current one (:func:`torch.cuda.set_device`): the object collectives of
+    :func:`check_identical` and :func:`raise_any_error` put their tensors on the
+    current device, which is ``cuda:0`` in every process unless set, and NCCL refuses
+    two processes on one GPU.
+    """
+    if device.type != "cuda":
         return device
-    if world()[1] > 1 and "LOCAL_RANK" in os.environ:
-        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    return torch.device("cuda", torch.cuda.current_device())
+    several = world()[1] > 1
+    if device.index is None:
+        index = int(os.environ["LOCAL_RANK"]) if several and "LOCAL_RANK" in os.environ else torch.cuda.current_device()
+        device = torch.device("cuda", index)
+    if several:
+        torch.cuda.set_device(device)
+    return device
 
 
 def check_identical(name: str, value: Any) -> None:

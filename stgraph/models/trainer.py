@@ -35,7 +35,8 @@ class TrainingConfig:
     weight_decay
         AdamW weight decay.
     warmup_steps
-        Steps of linear warm-up; the rate then follows a cosine down to 0 at ``steps``.
+        Steps of linear warm-up, at most ``steps``; the rate then follows a cosine down
+        to 0 at ``steps``.
     grad_clip
         Maximum global gradient norm; None disables clipping.
     mask_rate
@@ -49,7 +50,8 @@ class TrainingConfig:
     Raises
     ------
     ValueError
-        If a value lies outside its range (a number NaN or infinite included).
+        If a value lies outside its range (a number NaN or infinite included), or
+        ``warmup_steps`` exceeds ``steps``.
     TypeError
         If a value is neither a plain Python value, a NumPy value nor a tensor, or
         is not of its field's kind: an integer for ``steps``, ``batch_size``,
@@ -73,6 +75,12 @@ class TrainingConfig:
         check_int("steps", self.steps, minimum=0)
         check_int("batch_size", self.batch_size)
         check_int("warmup_steps", self.warmup_steps, minimum=0)
+        if self.warmup_steps > self.steps:
+            # It trained at a rate rising to warmup_steps / steps of lr, never decaying.
+            raise ValueError(
+                f"warmup_steps={self.warmup_steps} exceeds steps={self.steps}: training would end during the "
+                "warm-up, the learning rate never reaching lr"
+            )
         check_seed(self.seed)
         check_real("lr", self.lr)
         check_real("weight_decay", self.weight_decay, allow_zero=True)
@@ -159,6 +167,22 @@ def _metadata_differences(saved: dict[str, Any], current: dict[str, Any]) -> lis
     ]
 
 
+def _check_tokens(units: Sequence[Data], model: MaskedGeneModel) -> None:
+    """Refuse units with a gene token the model has no embedding for (an IndexError
+    from deep inside the first step, as for the units of a larger panel)."""
+    genes = [unit.gene for unit in units if unit.gene.numel()]
+    if not genes:
+        return
+    low, high = min(int(g.min()) for g in genes), max(int(g.max()) for g in genes)
+    n_genes = model.encoder.n_genes
+    if low < 0 or high >= n_genes:
+        raise ValueError(
+            f"the units hold gene tokens {low} to {high}, but the model has {n_genes} genes (tokens 0 to "
+            f"{n_genes - 1}): cut the units from a graph whose genes are the model's tokens "
+            "(graph.gene = model.gene_tokens(graph) matches another panel's genes by name)"
+        )
+
+
 def step_seed(seed: int, step: int, index: int, *, dropout: bool = False) -> int:
     """A 64-bit seed for one step: of the masks of unit ``index``, or with
     ``dropout=True`` of the dropout of process ``index`` (a stream of its own, so
@@ -198,7 +222,10 @@ class MaskedGeneTrainer:
         The model to train (moved to ``device``).
     units
         Units from :func:`~stgraph.data.batching.tile_units` or
-        :func:`~stgraph.data.batching.cell_units`, genes in the model's vocabulary.
+        :func:`~stgraph.data.batching.cell_units`, genes as tokens of the model's
+        vocabulary: units carry no gene names, so those of a graph of another panel
+        (another order included) must be cut from it after
+        ``graph.gene = model.gene_tokens(graph)`` (on a copy of the graph).
     config
         Training hyper-parameters.
     device
@@ -211,9 +238,11 @@ class MaskedGeneTrainer:
     Raises
     ------
     ValueError
-        If ``units`` is empty.
+        If ``units`` is empty, or holds a gene token outside the model's vocabulary.
     TypeError
-        If ``metadata`` holds a value that is neither plain Python, NumPy nor a tensor.
+        If ``model`` is not a :class:`MaskedGeneModel`, ``config`` not a
+        :class:`TrainingConfig`, ``units`` one graph rather than a sequence of them,
+        or ``metadata`` holds a value that is neither plain Python, NumPy nor a tensor.
     """
 
     def __init__(
@@ -225,11 +254,23 @@ class MaskedGeneTrainer:
         device: str | torch.device = "cpu",
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        if not units:
+        if not isinstance(model, MaskedGeneModel):
+            raise TypeError(f"model must be a stgraph.models.MaskedGeneModel, got {type(model).__name__}")
+        if not isinstance(config, TrainingConfig):
+            raise TypeError(f"config must be a stgraph.models.TrainingConfig, got {type(config).__name__}")
+        # A Data iterates over its (name, value) fields, which failed as "'tuple' object has no attribute".
+        listed = None if isinstance(units, Data) else list(units)
+        if listed is None or not all(isinstance(unit, Data) for unit in listed):
+            raise TypeError(
+                "units must be a sequence of graphs (stgraph.data.batching.tile_units or cell_units of the "
+                f"transcript graph), got {type(units).__name__}"
+            )
+        if not listed:
             raise ValueError("no training units: the training set is empty")
+        _check_tokens(listed, model)
         self.device = parallel.process_device(resolve_device(device))
         self.model = model.to(self.device)
-        self.units = list(units)
+        self.units = listed
         self.config = config
         self.metadata = check_plain("metadata", dict(metadata or {}))
         self.rank, self.world_size = parallel.world()
@@ -338,23 +379,31 @@ class MaskedGeneTrainer:
 
         Raises
         ------
+        TypeError
+            If ``steps`` or ``checkpoint_every`` is not an integer, or ``progress`` not a bool.
         ValueError
-            If ``steps`` exceeds ``config.steps``, or (data parallel) the processes
+            If ``steps`` is negative or exceeds ``config.steps``, ``checkpoint_every`` is
+            below 1 or given without ``checkpoint_path``, or (data parallel) the processes
             are at different steps, as when some restored a checkpoint that others,
             reading another folder, did not find.
         OSError
             Before the first step, if process 0 cannot write to ``checkpoint_path``
-            (:func:`~stgraph.models.checkpoint.check_writable`: a folder it cannot
-            create or write to, or a disk without the free space of
+            (:func:`~stgraph.models.checkpoint.check_writable`: a path that is a
+            folder, a folder it cannot create or write to, or a disk without the free space of
             :meth:`checkpoint_size`); during training, if a checkpoint cannot be
             written (:meth:`save`). Under :mod:`torch.distributed` every process raises.
         """
         progress = check_bool("progress", progress)
-        stop = self.config.steps if steps is None else steps
+        # 1.5 trained to step 2 and -1 returned at once; "3" failed as "'>' not supported".
+        stop = self.config.steps if steps is None else check_int("steps", steps, minimum=0)
         if stop > self.config.steps:
             raise ValueError(f"cannot train to step {stop}: the schedule ends at {self.config.steps}")
         if checkpoint_every is not None:
             check_int("checkpoint_every", checkpoint_every)
+            if checkpoint_path is None:  # it was ignored: no checkpoint was written
+                raise ValueError(
+                    f"checkpoint_every={checkpoint_every} needs checkpoint_path: where to write the checkpoints"
+                )
         # A process that restored a checkpoint the others did not see would sum its
         # gradients with those of other steps' batches, then wait forever for the rest.
         parallel.check_identical("starting step (every process resumes from the checkpoint process 0 "

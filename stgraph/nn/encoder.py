@@ -543,12 +543,20 @@ class TranscriptEncoder(torch.nn.Module):
         ------
         ValueError
             If ``conv`` is None and the recorded layer factory is None or cannot be
-            imported (:func:`resolve_conv`).
+            imported (:func:`resolve_conv`), or ``conv`` is another layer than the
+            recorded default one, whose ``conv_kwargs`` the config holds.
         """
         config = dict(config)
         recorded = config.pop("conv")
         if conv is None and recorded != DEFAULT_CONV:
             conv = resolve_conv(recorded)
+        elif conv not in (None, SpatialTransformerConv) and recorded == DEFAULT_CONV and config["conv_kwargs"]:
+            # The constructor's message would blame conv_kwargs the caller never passed.
+            raise ValueError(
+                f"the config records the default layer, SpatialTransformerConv, with conv_kwargs "
+                f"{sorted(config['conv_kwargs'])}, which apply to it only: leave conv out (the default "
+                "layer is always importable)"
+            )
         return cls(**config, conv=conv)
 
     def reset_parameters(self) -> None:

@@ -118,7 +118,8 @@ def _held_out(graph: Data, requested: int | list[str] | None, seed: int) -> list
         # Drawn among the cells with transcripts: a crop keeps the names of the cells it cut away.
         cell = graph.get("cell")
         present = [] if cell is None else torch.unique(cell[cell >= 0]).tolist()
-        if not 0 <= requested < len(present):
+        # Zero holds out nothing, also where there is no cell to draw from.
+        if requested < 0 or (requested and requested >= len(present)):
             raise ValueError(
                 f"held_out_cells={requested} must be in [0, {len(present)}) for a graph of "
                 f"{len(present)} cells with transcripts"
@@ -298,7 +299,8 @@ def pretrain(
     lr, weight_decay
         AdamW learning rate and weight decay.
     warmup_steps
-        Linear warm-up steps before the cosine decay; default ``min(100, steps // 10)``.
+        Linear warm-up steps before the cosine decay, at most the run's steps; default
+        ``min(100, steps // 10)``.
     grad_clip
         Maximum global gradient norm; None to disable.
     mask_rate
@@ -353,7 +355,7 @@ def pretrain(
     ValueError
         If an argument is invalid, e.g. ``d_model``, ``n_layers``, ``heads`` or
         ``batch_size`` below 1, a negative ``epochs``, ``steps``, ``warmup_steps`` or
-        ``seed``, ``d_model`` not a multiple of ``heads``,
+        ``seed``, ``warmup_steps`` above the run's steps, ``d_model`` not a multiple of ``heads``,
         ``checkpoint_every`` or ``resume`` without ``checkpoint_dir``, a
         ``checkpoint_dir`` that is an existing file (or holds a folder named
         ``masked_gene_model.pt``), ``radius``
