@@ -368,6 +368,21 @@ def test_a_checkpoint_is_written_to_a_file_of_a_masked_gene_model_only(tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_checkpoint_that_would_not_load_is_not_written(tmp_path):
+    # torch.save wrote a training state holding NumPy values, and read_checkpoint
+    # (weights_only=True) then refused the file: the run's checkpoint was lost.
+    graph = synthetic_graph()
+    result = pretrain(graph, steps=1, **SMALL)
+    path = checkpoint.save_checkpoint(tmp_path / "model.pt", result.model)
+    before = path.read_bytes()
+    with pytest.raises(TypeError, match=r"^the checkpoint .*model\.pt would not load \(torch\.load\(weights_only=True\) "
+                       r"refuses what it holds\); training must hold plain Python values and tensors"):
+        checkpoint.save_checkpoint(path, result.model, training={"step": np.int64(3)})
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+    written = checkpoint.save_checkpoint(tmp_path / "ok.pt", result.model, training={"step": 3})
+    assert checkpoint.read_checkpoint(written)["training"] == {"step": 3}
+
+
 def test_pretrain_checkpoint_dir_and_resume(tmp_path):
     graph = synthetic_graph()
     first = pretrain(graph, steps=3, checkpoint_dir=tmp_path, checkpoint_every=2, **SMALL)

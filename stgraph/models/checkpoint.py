@@ -13,6 +13,7 @@ only (so it loads with ``weights_only=True``):
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ def save_checkpoint(
         If ``path`` is not a string or ``os.PathLike``, or ``model`` is not a
         :class:`MaskedGeneModel` (an encoder alone, or the result of
         :func:`stgraph.tl.pretrain`, whose ``.model`` it is).
+        Also if ``training`` holds values other than plain Python ones and tensors
+        (e.g. NumPy numbers), which ``torch.load(weights_only=True)`` would refuse to
+        load: nothing is written, a checkpoint already at ``path`` is left as it was.
     IsADirectoryError
         If ``path`` is a folder (nothing is written).
     OSError
@@ -83,9 +87,25 @@ def save_checkpoint(
             f"could not write the checkpoint {path} ({_free_space(path.parent)} free on its disk; the "
             f"previous checkpoint there, if any, is unchanged): {err}"
         ) from err
+    _check_loadable(partial, path)
     # A crash mid-write must not destroy the previous checkpoint.
     os.replace(partial, path)
     return path
+
+
+def _check_loadable(partial: Path, path: Path) -> None:
+    """Read the unfinished file back as :func:`read_checkpoint` will, and remove it unless
+    it loads: torch.save writes any object, and a ``training`` state holding NumPy values
+    (or any class) gave a checkpoint that ``weights_only=True`` then refused to load."""
+    try:
+        torch.load(partial, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        partial.unlink(missing_ok=True)
+        raise TypeError(
+            f"the checkpoint {path} would not load (torch.load(weights_only=True) refuses what it "
+            "holds); training must hold plain Python values and tensors, as "
+            f"MaskedGeneTrainer.state_dict() does: {err}".splitlines()[0]
+        ) from err
 
 
 def _checkpoint_file(path: str | os.PathLike) -> Path:
