@@ -23,6 +23,7 @@ def test_tutorial_runs(path, monkeypatch):
         # "a few tens of neighbours per molecule" at r = 1 µm.
         assert namespace["graph"].num_edges == 6_875_170
         assert (namespace["degree"] == 0).sum() == 38
+        assert namespace["molecules"].obsp["spatial_connectivities"].nnz == 6_875_170
     if path.stem.startswith("02"):
         # Nuclear calls without outlines on cells the compartment model never saw.
         assert namespace["auroc"] > 0.9

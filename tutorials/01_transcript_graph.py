@@ -45,6 +45,15 @@ print(f"mean degree {degree.mean():.1f}, median {np.median(degree):.0f}, "
       f"isolated molecules {(degree == 0).sum()}")
 
 # %% [markdown]
+# For squidpy's neighbourhood statistics on the molecules, the same graph as an
+# AnnData in squidpy's layout (`obsp['spatial_connectivities']`, `obsm['spatial']`,
+# one-hot genes in `X`): e.g. `squidpy.gr.interaction_matrix(molecules, cluster_key="gene")`.
+
+# %%
+molecules = sg.graph.to_anndata(graph)
+print(molecules)
+
+# %% [markdown]
 # ## Draw it over the outlines
 # We zoom into a 30 µm window around the centre of one nucleus and draw every
 # edge whose both ends lie in the window.
