@@ -9,6 +9,7 @@ import torch
 
 import stgraph as sg
 from stgraph.graph import to_anndata, transcript_graph
+from tests.test_cli import printed_by_a_new_process
 
 AXES = ["x", "y", "z"]
 
@@ -179,12 +180,19 @@ def test_leaves_the_graph_alone_and_shares_no_memory_with_it(labelled_graph):
     assert graph.gene_names == labelled_graph.gene_names and graph.radius == 2.0
 
 
+def test_to_anndata_does_not_import_the_tools():
+    # It imported its graph check from stgraph.tl, a layer above stgraph.graph.
+    code = "import sys, stgraph.graph._anndata\nprint('stgraph.tl' in sys.modules)\n"
+    assert printed_by_a_new_process(code) == ["False"]
+
+
 def test_refuses_what_is_not_a_transcript_graph(labelled_graph):
     with pytest.raises(TypeError, match=r"^graph must be a torch_geometric Data .*got dict$"):
         to_anndata({"gene": labelled_graph.gene})
     graph = labelled_graph.clone()
     del graph.edge_dist, graph.cell_names
-    with pytest.raises(ValueError, match=r"^the transcript graph lacks the field\(s\) \['edge_dist', 'cell_names'\]$"):
+    message = r"^graph lacks the field\(s\) \['edge_dist', 'cell_names'\]; build it with stgraph.graph.transcript_graph$"
+    with pytest.raises(ValueError, match=message):
         to_anndata(graph)
     graph = labelled_graph.clone()
     graph.gene[0] = -1

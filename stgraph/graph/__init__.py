@@ -36,7 +36,7 @@ _LAZY = {"to_anndata": "._anndata", "transcript_graph": ".transcript"}
 
 def __getattr__(name: str):
     # transcript_graph reads SpatialData points through stgraph.io, which imports
-    # spatialdata and dask (1.5 s), and to_anndata checks graphs as the tools do;
+    # spatialdata and dask (1.5 s), and to_anndata needs anndata;
     # radius_graph alone, as tl.enhance uses it, needs neither, so they load on first use.
     if name in _LAZY:
         function = getattr(importlib.import_module(_LAZY[name], __name__), name)

@@ -9,7 +9,7 @@ import torch
 from torch_geometric.data import Data
 
 from .._validation import check_codes
-from ..tl._graph_input import checked_graph
+from ._fields import check_graph_fields
 
 # The keys squidpy.gr.spatial_neighbors writes by default (key_added="spatial"), which
 # its graph functions (nhood_enrichment, centrality_scores, ...) read by default.
@@ -77,7 +77,7 @@ def to_anndata(graph: Data) -> ad.AnnData:
         ``cell`` is not one-dimensional or holds a code outside ``gene_names`` or
         ``cell_names`` (−1 allowed for ``cell``).
     """
-    checked_graph(graph, None, _FIELDS)
+    check_graph_fields(graph, _FIELDS)
     gene_names = list(graph.gene_names)
     gene = check_codes("graph.gene", _numpy(graph.gene), len(gene_names))
     cell = check_codes("graph.cell", _numpy(graph.cell), len(graph.cell_names), missing=True)

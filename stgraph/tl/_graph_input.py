@@ -10,6 +10,7 @@ from spatialdata import SpatialData
 from torch_geometric.data import Data
 
 from ..graph import transcript_graph
+from ..graph._fields import check_graph_fields
 from ..io import _schema as S
 from ..io._spatialdata import points_element
 
@@ -40,7 +41,7 @@ def checked_graph(
     points_key
         Points element of ``sdata``.
     name
-        The argument that gave ``graph``, for the type error.
+        The argument that gave ``graph``, for the errors.
 
     Raises
     ------
@@ -52,13 +53,7 @@ def checked_graph(
         If a field is missing, ``radius`` differs from the graph's ``radius``, or the
         graph was built from other transcripts than those of ``sdata``.
     """
-    if not isinstance(graph, Data):
-        raise TypeError(
-            f"{name} must be a torch_geometric Data (stgraph.graph.transcript_graph), got {type(graph).__name__}"
-        )
-    missing = [f for f in fields if graph.get(f) is None]
-    if missing:
-        raise ValueError(f"the transcript graph lacks the field(s) {missing}")
+    check_graph_fields(graph, fields, name)
     graph_radius = graph.get("radius")
     # Equal up to float32 rounding: np.float32(0.3) is the radius 0.3 to the user.
     if radius is not None and graph_radius is not None and not math.isclose(radius, graph_radius, rel_tol=1e-6):
