@@ -376,7 +376,7 @@ def test_encoder_rejects_bad_inputs():
         model(graph.gene.numpy())
     # A graph without pos failed in the origin: "'NoneType' object has no attribute 'size'".
     no_pos = Data(gene=graph.gene, edge_index=graph.edge_index, cell=graph.cell)
-    message = r"^the graph lacks the field\(s\) \['pos'\]; build it with stgraph.graph.transcript_graph$"
+    message = r"^data lacks the field\(s\) \['pos'\]; build it with stgraph.graph.transcript_graph$"
     with pytest.raises(ValueError, match=message):
         model(no_pos)
     with pytest.raises(ValueError, match="returned shape"):

@@ -12,6 +12,7 @@ from torch_geometric.data import Data
 from torch_geometric.nn import MessagePassing
 
 from .._validation import check_bool, check_dropout, check_int, check_plain
+from ..graph._fields import check_graph_fields
 from .conv import SpatialTransformerConv
 from .conv._edge_lengths import checked_edge_dist
 from .positional import (
@@ -610,11 +611,8 @@ class TranscriptEncoder(torch.nn.Module):
         if isinstance(data, Data):
             if pos is not None or edge_index is not None:
                 raise ValueError("pass either a Data object or tensors, not both")
-            missing = [field for field in ("gene", "pos", "edge_index") if data.get(field) is None]
-            if missing:  # the origin below failed on a missing pos: 'NoneType' object has no attribute 'size'
-                raise ValueError(
-                    f"the graph lacks the field(s) {missing}; build it with stgraph.graph.transcript_graph"
-                )
+            # The origin below failed on a missing pos: 'NoneType' object has no attribute 'size'.
+            check_graph_fields(data, ("gene", "pos", "edge_index"), "data")
             gene, pos, edge_index = data.gene, data.pos, data.edge_index
             edge_dist = data.get("edge_dist")
             origin = data.get("origin")
