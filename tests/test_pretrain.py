@@ -1096,6 +1096,24 @@ def test_evaluate_held_out_needs_training_transcripts_for_its_baselines():
             evaluate_held_out(model, graph, train_mask, tile_size=5.0)
 
 
+def test_evaluate_held_out_names_the_graph_fields_it_lacks():
+    # A graph without edge_dist failed with PyG's AttributeError once the model had scored it.
+    graph = synthetic_graph()
+    torch.manual_seed(0)
+    model = MaskedGeneModel(TranscriptEncoder(len(graph.gene_names), 8, 1, 2), graph.gene_names)
+    train_mask = graph.cell != 1
+    del graph.edge_dist
+    message = r"^graph lacks the field\(s\) \['edge_dist'\]; build it with stgraph.graph.transcript_graph$"
+    with pytest.raises(ValueError, match=message):
+        evaluate_held_out(model, graph, train_mask, tile_size=5.0)
+    del graph.pos, graph.edge_index
+    message = r"^graph lacks the field\(s\) \['pos', 'edge_index', 'edge_dist'\]; build it with "
+    with pytest.raises(ValueError, match=message):
+        evaluate_held_out(model, graph, train_mask, tile_size=5.0)
+    with pytest.raises(TypeError, match=r"^graph must be a torch_geometric Data .*got dict$"):
+        evaluate_held_out(model, {"gene": graph.gene}, train_mask, tile_size=5.0)
+
+
 def test_evaluate_held_out_needs_the_graph_radius():
     # Without it the halo computation raised AttributeError from PyG's storage.
     graph = synthetic_graph()

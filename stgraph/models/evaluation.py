@@ -35,6 +35,7 @@ from torch_geometric.data import Data
 
 from .._validation import check_int, check_real, check_seed
 from ..data.batching import collate_units, tile_units
+from ..graph._fields import check_graph_fields
 from .mgm import MaskedGeneModel
 from .trainer import resolve_device
 
@@ -249,7 +250,8 @@ def evaluate_held_out(
         Trained masked gene model (vocabulary of ``graph.gene_names``); it runs on
         ``device`` in evaluation mode and is left on its device in its mode.
     graph
-        The transcript graph with a ``radius``.
+        The transcript graph (:func:`stgraph.graph.transcript_graph`), with ``gene``,
+        ``pos``, ``edge_index``, ``edge_dist`` and ``radius``.
     train_mask
         ``[N]`` bool, the transcripts training could use; the others are evaluated.
     tile_size, batch_size, device
@@ -271,15 +273,15 @@ def evaluate_held_out(
     Raises
     ------
     ValueError
-        If ``train_mask`` is not a ``[N]`` bool tensor, or leaves no transcript to
-        evaluate or none (controls aside) to fit the baselines on, or ``graph`` has no
-        ``radius`` (or one that is not a positive number), or ``rate`` is outside
-        ``(0, 1]``, ``seed`` is negative, ``max_fit_nodes`` or ``batch_size`` below 1,
-        or ``device`` is unknown or a CUDA device this machine lacks.
+        If ``graph`` lacks one of the fields above (or has a ``radius`` that is not a
+        positive number), ``train_mask`` is not a ``[N]`` bool tensor, or leaves no
+        transcript to evaluate or none (controls aside) to fit the baselines on, or
+        ``rate`` is outside ``(0, 1]``, ``seed`` is negative, ``max_fit_nodes`` or
+        ``batch_size`` below 1, or ``device`` is unknown or a CUDA device this machine lacks.
     TypeError
-        If ``model`` is not a :class:`~stgraph.models.MaskedGeneModel`, ``graph.radius``
-        or ``rate`` is not a real number, or ``seed``, ``max_fit_nodes`` or
-        ``batch_size`` not an integer.
+        If ``model`` is not a :class:`~stgraph.models.MaskedGeneModel`, ``graph`` not a
+        :class:`torch_geometric.data.Data`, ``graph.radius`` or ``rate`` not a real
+        number, or ``seed``, ``max_fit_nodes`` or ``batch_size`` not an integer.
     """
     # Checked before any work: numpy's and the loops' own errors came after the baselines,
     # and max_fit_nodes=0 fitted beta on no transcript at all.
@@ -294,6 +296,8 @@ def evaluate_held_out(
     seed = check_seed(seed)
     max_fit_nodes = check_int("max_fit_nodes", max_fit_nodes)
     batch_size = check_int("batch_size", batch_size)
+    # edge_dist too: the nearest-neighbour reference reads it after the model has scored every tile.
+    check_graph_fields(graph, ("gene", "pos", "edge_index", "edge_dist"))
     if (
         not isinstance(train_mask, Tensor)
         or train_mask.dtype != torch.bool
