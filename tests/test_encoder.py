@@ -799,8 +799,16 @@ def test_units_respect_allowed_nodes_and_cells():
     # Within-cell edges only: every edge of a cell unit joins two transcripts of the cell.
     in_graph = (graph.cell[graph.edge_index[0]] == graph.cell[graph.edge_index[1]]) & (graph.cell[graph.edge_index[0]] >= 0)
     assert sum(u.num_edges for u in cells) == int(in_graph.sum())
-    with pytest.raises(ValueError, match="'cell' field"):
+    # Every missing field at once, where the units named the first only; a dict failed with AttributeError.
+    message = r"^graph lacks the field\(s\) \['cell'\]; build it with stgraph.graph.transcript_graph$"
+    with pytest.raises(ValueError, match=message):
         cell_units(Data(gene=graph.gene, pos=graph.pos, edge_index=graph.edge_index))
+    message = r"^graph lacks the field\(s\) \['pos', 'cell'\]; build it with stgraph.graph.transcript_graph$"
+    with pytest.raises(ValueError, match=message):
+        cell_units(Data(gene=graph.gene, edge_index=graph.edge_index))
+    fields = {"gene": graph.gene, "pos": graph.pos, "edge_index": graph.edge_index}
+    with pytest.raises(TypeError, match=r"^graph must be a torch_geometric Data .*got dict$"):
+        tile_units(fields, 5.0, 2.0)
     with pytest.raises(ValueError, match="tile_size must be a positive finite number, got 0.0"):
         tile_units(graph, 0.0, 1.0)
     with pytest.raises(ValueError, match="halo must be a non-negative finite number, got inf"):

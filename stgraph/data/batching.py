@@ -29,6 +29,7 @@ from torch_geometric.data import Batch, Data
 
 from .._validation import check_int, check_real, check_seed
 from ..graph._exact import inflate
+from ..graph._fields import check_graph_fields
 from ..graph.tiling import MAX_MEMBERSHIPS_PER_POINT
 from ..nn.positional import transcript_origin
 
@@ -89,10 +90,8 @@ class IncomingEdges:
         return torch.repeat_interleave(start, count) + offset, count
 
 
-def _check_graph(graph: Data) -> None:
-    for field in ("gene", "pos", "edge_index"):
-        if graph.get(field) is None:
-            raise ValueError(f"the transcript graph has no '{field}' field")
+def _check_graph(graph: Data, fields: tuple[str, ...] = ("gene", "pos", "edge_index")) -> None:
+    check_graph_fields(graph, fields)
     finite = torch.isfinite(graph.pos).all(dim=1)
     if not bool(finite.all()):  # it would place no tile and make its cell's origin NaN
         row = int(torch.nonzero(~finite)[0, 0])
@@ -161,13 +160,13 @@ def cell_units(graph: Data, allowed: Tensor | None = None) -> list[Data]:
 
     Raises
     ------
+    TypeError
+        If ``graph`` is not a :class:`torch_geometric.data.Data`.
     ValueError
         If the graph lacks ``gene``, ``pos``, ``edge_index`` or ``cell``, a position
         is NaN or infinite, or ``allowed`` is not a ``[N]`` bool tensor.
     """
-    _check_graph(graph)
-    if graph.get("cell") is None:
-        raise ValueError("batching by cell needs a 'cell' field in the transcript graph")
+    _check_graph(graph, ("gene", "pos", "edge_index", "cell"))
     allowed = _allowed_mask(graph, allowed)
     edges = IncomingEdges(graph.edge_index, graph.num_nodes)
     origin = node_origin(graph)
@@ -210,7 +209,8 @@ def tile_units(
     Raises
     ------
     TypeError, ValueError
-        If ``tile_size`` is not a finite number > 0, ``halo`` not a finite number >= 0,
+        If ``graph`` is not a :class:`torch_geometric.data.Data` (TypeError), ``tile_size``
+        is not a finite number > 0, ``halo`` not a finite number >= 0,
         ``tile_size`` is so much smaller than ``halo`` that a unit would gather more
         than 100 tiles, the graph lacks ``gene``, ``pos`` or ``edge_index``, a node's position is NaN
         or infinite, or ``allowed`` is not a ``[N]`` bool tensor.
