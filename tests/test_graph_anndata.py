@@ -180,6 +180,24 @@ def test_leaves_the_graph_alone_and_shares_no_memory_with_it(labelled_graph):
     assert graph.gene_names == labelled_graph.gene_names and graph.radius == 2.0
 
 
+def test_genes_without_molecules_stay_and_the_documented_remedy_lets_squidpy_score(sim_3d):
+    # A crop keeps every category of the gene column: squidpy's centrality_scores then
+    # divided by zero, and to_anndata's docstring says how to drop the empty genes.
+    frame = sim_3d.copy()
+    frame["gene"] = frame["gene"].astype("category")
+    absent = frame["gene"].cat.categories[0]
+    cropped = frame[frame["gene"] != absent]
+    adata = to_anndata(transcript_graph(cropped, 1.5))
+    assert list(adata.var_names) == list(frame["gene"].cat.categories) and adata.X[:, 0].nnz == 0
+    with pytest.raises(ZeroDivisionError):
+        sq.gr.centrality_scores(adata, cluster_key="gene")
+    adata.obs["gene"] = adata.obs["gene"].cat.remove_unused_categories()
+    sq.gr.centrality_scores(adata, cluster_key="gene")
+    scores = adata.uns["gene_centrality_scores"]
+    assert sorted(scores.index) == sorted(frame["gene"].cat.categories[1:])
+    assert np.isfinite(scores.to_numpy()).all()
+
+
 def test_to_anndata_does_not_import_the_tools():
     # It imported its graph check from stgraph.tl, a layer above stgraph.graph.
     code = "import sys, stgraph.graph._anndata\nprint('stgraph.tl' in sys.modules)\n"

@@ -62,6 +62,11 @@ def to_anndata(graph: Data) -> ad.AnnData:
       ``within="cell"`` or with ``max_num_neighbors`` keeps fewer edges than squidpy's
       radius graph would.
 
+    Genes of ``gene_names`` without a molecule (a crop whose gene column keeps every
+    category) keep their column and category; squidpy 1.8's ``centrality_scores``
+    then divides by zero: drop them from the clusters first,
+    ``adata.obs['gene'] = adata.obs['gene'].cat.remove_unused_categories()``.
+
     ``X`` holds one nonzero per node, each ``obsp`` matrix one per edge: the two take
     about 20 bytes per edge (float32 and float64 values, 32-bit indices), as much as
     the graph's ``edge_index`` and ``edge_dist``, and building them peaks at about 56
