@@ -896,6 +896,13 @@ def test_checkpoint_errors(tmp_path):
     model = MaskedGeneModel(encoder(graph), graph.gene_names)
     payload_path = save_checkpoint(tmp_path / "model.pt", model)
     payload = torch.load(payload_path, weights_only=True)
+    # A version stamp that is not an integer raised a bare TypeError in the comparison.
+    for version, expected in (("1", "checkpoint version '1', not an integer: it is not a stgraph checkpoint"),
+                              (True, "checkpoint version True, not an integer: it is not a stgraph checkpoint"),
+                              (2, "checkpoint version 2; this stgraph reads up to 1")):
+        torch.save({**payload, "version": version}, tmp_path / "stamped.pt")
+        with pytest.raises(ValueError, match=f"^{re.escape(str(tmp_path / 'stamped.pt'))} has {re.escape(expected)}$"):
+            load_model(tmp_path / "stamped.pt")
     payload["model_config"]["encoder"]["conv"] = "not_a_module:Layer"
     torch.save(payload, payload_path)
     with pytest.raises(ValueError, match="pass it again as conv="):

@@ -187,7 +187,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     ValueError
         If the file is not a checkpoint: ``torch.load`` cannot read it (with
         ``weights_only=True``; a file cut short included), it is not a stamped dict, or it lacks an entry of
-        :data:`REQUIRED_ENTRIES`; or if its version is newer than this stgraph's.
+        :data:`REQUIRED_ENTRIES`; or if its version is not an integer, or newer than
+        this stgraph's.
     """
     payload = read_torch_file(path, "stgraph masked gene model checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
@@ -195,7 +196,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     missing = [key for key in REQUIRED_ENTRIES if key not in payload]
     if missing:
         raise ValueError(f"{path} is not a complete stgraph masked gene model checkpoint: it lacks {missing}")
-    if payload["version"] > CHECKPOINT_VERSION:
+    version = payload["version"]
+    # A hand-edited or foreign stamp: comparing a string with the version raised a bare TypeError.
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(f"{path} has checkpoint version {version!r}, not an integer: it is not a stgraph checkpoint")
+    if version > CHECKPOINT_VERSION:
         raise ValueError(
             f"{path} has checkpoint version {payload['version']}; this stgraph reads up to "
             f"{CHECKPOINT_VERSION}"
