@@ -22,6 +22,7 @@ from stgraph.nn import EdgeDistAdapter, TranscriptEncoder  # noqa: E402
 from stgraph.pl._colocalization import colocalization_heatmap, colocalization_network  # noqa: E402
 from stgraph.tl._colocalization import colocalization  # noqa: E402
 from tests.test_colocalization_stats import stacked_pair  # noqa: E402
+from tests.test_pretrain import other_radius_message  # noqa: E402
 
 RADIUS = 2.0
 
@@ -489,6 +490,22 @@ def test_a_model_meets_another_gene_panel(sample):
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         stgraph.tl.domains(renamed, model, radius=RADIUS, n_domains=2)
     assert "table" not in renamed.tables and "domain" not in renamed.points["transcripts"].columns
+
+
+def test_a_model_pretrained_at_another_radius_is_warned_of(sample):
+    # Its attention, shaped by distance penalties of its own radius, was silently read on another graph.
+    sdata, _, graph = sample
+    result = stgraph.tl.pretrain(graph, d_model=16, n_layers=1, heads=2, steps=1, batch_size=4, progress=False)
+    wider = stgraph.graph.transcript_graph(sdata, 2 * RADIUS, within="cell")
+    for model in (result, result.model):
+        with pytest.warns(UserWarning, match=other_radius_message(RADIUS, 2 * RADIUS)):
+            colocalization(sdata, model, graph=wider, inplace=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        colocalization(sdata, result.model, graph=graph, inplace=False)
+        # A bare encoder knows no radius; uniform weights use no model.
+        colocalization(sdata, result.model.encoder, graph=wider, inplace=False)
+        colocalization(sdata, graph=wider, inplace=False)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import re
 import tracemalloc
+import warnings
 
 import matplotlib
 
@@ -38,6 +39,7 @@ from stgraph.coloc._encode import encoder_outputs, masked_embeddings  # noqa: E4
 from stgraph.nn import TranscriptEncoder  # noqa: E402
 from stgraph.pl._domains import domains as plot_domains  # noqa: E402
 from stgraph.tl._domains import default_shapes_key, domains  # noqa: E402
+from tests.test_pretrain import other_radius_message  # noqa: E402
 
 RADIUS = 3.0
 
@@ -466,8 +468,10 @@ def test_tl_domains_inputs(planted):
     model = pretrained(graph, 0)
     before = sdata.points["transcripts"].compute()
     smaller = stgraph.graph.transcript_graph(sdata, RADIUS / 2, within="cell")
-    result = domains(sdata, model, graph=graph, encoder_graph=smaller, representation="both",
-                     n_domains=2, inplace=False)
+    # The model runs on encoder_graph: its radius is the one compared with the model's.
+    with pytest.warns(UserWarning, match=other_radius_message(RADIUS, RADIUS / 2, "encoder_graph")):
+        result = domains(sdata, model, graph=graph, encoder_graph=smaller, representation="both",
+                         n_domains=2, inplace=False)
     assert result.clustering.n_domains == 2
     pd.testing.assert_frame_equal(sdata.points["transcripts"].compute(), before)
     with pytest.raises(ValueError, match="needs a pretrained model"):
@@ -495,6 +499,25 @@ def test_tl_domains_inputs(planted):
                  lambda: plot_domains(sdata, points_key="molecules")):
         with pytest.raises(KeyError, match=r"no points element 'molecules'; the points are \['transcripts'\]"):
             call()
+
+
+def test_tl_domains_warns_of_a_model_pretrained_at_another_radius(planted):
+    # The model's context was silently read on neighbourhoods of another size.
+    sdata, _ = planted
+    graph = stgraph.graph.transcript_graph(sdata, RADIUS, within="cell")
+    model = pretrained(graph, 0)
+    options = dict(n_domains=2, n_passes=2, inplace=False)
+    alternative = " (or pass one as encoder_graph: the domains keep this graph's radius)"
+    for representation in ("embedding", "both"):
+        with pytest.warns(UserWarning, match=other_radius_message(RADIUS, 2 * RADIUS, alternative=alternative)):
+            domains(sdata, model, radius=2 * RADIUS, representation=representation, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        domains(sdata, model, graph=graph, **options)
+        wider = stgraph.graph.transcript_graph(sdata, 2 * RADIUS, within="cell")
+        domains(sdata, model, graph=wider, encoder_graph=graph, representation="both", **options)
+        # The composition alone does not use the model.
+        domains(sdata, model, graph=wider, representation="composition", **options)
 
 
 def test_tl_domains_checks_the_graph_and_its_parameters(planted):

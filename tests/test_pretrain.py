@@ -5,6 +5,7 @@ import copy
 import math
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -1166,3 +1167,65 @@ def test_pretrain_on_3d_coordinates_with_the_default_width():
     result = pretrain(graph, steps=2, held_out_cells=1, seed=0, **small)
     assert result.model.encoder.n_dims == 3
     assert len(result.history) == 2 and all(np.isfinite(result.history))
+
+
+def other_radius_message(trained: float, radius: float, graph_name: str = "the graph", alternative: str = "") -> str:
+    """The warning of a model pretrained at ``trained`` applied to a graph of ``radius``, as a regex."""
+    return "^" + re.escape(
+        f"the model was pretrained on a graph of radius {trained:g} µm, but {graph_name} has radius {radius:g} µm: "
+        "its distance penalties and the contexts it learned are of its own radius; build "
+        f"{graph_name} with radius={trained:g}{alternative}, or pretrain the model at radius={radius:g}"
+    ) + "$"
+
+
+def test_the_training_radius_is_recorded_and_saved(tmp_path):
+    # A model kept no trace of the radius it learned: applied at another one, nothing said so.
+    graph = synthetic_graph(radius=1.5)
+    model = pretrain(graph, steps=1, **SMALL).model
+    assert model.radius == 1.5 and model.config["radius"] == 1.5
+    assert checkpoint.load_model(checkpoint.save_checkpoint(tmp_path / "m.pt", model)).radius == 1.5
+    by_hand = MaskedGeneModel(TranscriptEncoder(len(graph.gene_names), 8, 1, 2), graph.gene_names)
+    assert by_hand.radius is None
+    assert checkpoint.load_model(checkpoint.save_checkpoint(tmp_path / "h.pt", by_hand)).radius is None
+    assert MaskedGeneModel.from_config({**model.config, "radius": 2}).radius == 2.0
+    with pytest.raises(ValueError, match="^radius must be a positive finite number, got -1.0$"):
+        MaskedGeneModel(TranscriptEncoder(3, 8, 1, 2), ["a", "b", "c"], radius=-1)
+    with pytest.raises(TypeError, match="^radius must be a real number, got str$"):
+        MaskedGeneModel(TranscriptEncoder(3, 8, 1, 2), ["a", "b", "c"], radius="1")
+
+
+def test_evaluate_held_out_warns_of_a_model_of_another_radius():
+    graph = synthetic_graph()
+    model = pretrain(graph, steps=1, **SMALL).model
+    held_out = graph.cell != 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        same = evaluate_held_out(model, graph, held_out, tile_size=5.0)
+        # Float rounding of the radius is the same radius.
+        evaluate_held_out(model, graph.clone().update(dict(radius=1.0 + 1e-9)), held_out, tile_size=5.0)
+    wider = synthetic_graph(radius=2.0)
+    with pytest.warns(UserWarning, match=other_radius_message(1.0, 2.0)) as caught:
+        report = evaluate_held_out(model, wider, held_out, tile_size=5.0)
+    assert len([w for w in caught if "pretrained on a graph of radius" in str(w.message)]) == 1
+    assert report["model"]["n"] == same["model"]["n"]
+
+
+def test_a_checkpoint_without_a_radius_loads_resumes_and_warns_nothing(tmp_path):
+    # Checkpoints written before the radius was recorded hold no 'radius' in model_config.
+    graph = synthetic_graph()
+    options = dict(steps=3, checkpoint_dir=tmp_path, **SMALL)
+    first = pretrain(graph, **options)
+    path = tmp_path / CHECKPOINT_NAME
+    payload = checkpoint.read_checkpoint(path)
+    del payload["model_config"]["radius"]
+    torch.save(payload, path)
+    old = checkpoint.load_model(path)
+    assert old.radius is None
+    assert_same_weights(old, first.model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        evaluate_held_out(old, synthetic_graph(radius=2.0), graph.cell != 1, tile_size=5.0)
+    # Resuming it is not refused as a model of another configuration; the result records the radius.
+    again = pretrain(graph, resume=True, **options)
+    assert again.trainer.step == 3 and again.model.radius == 1.0
+    assert_same_weights(again.model, first.model)

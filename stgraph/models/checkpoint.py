@@ -5,7 +5,9 @@ only (so it loads with ``weights_only=True``):
 
 - ``format``, ``version``;
 - ``model_config`` (:attr:`MaskedGeneModel.config`: encoder hyper-parameters,
-  layer factory import path, gene vocabulary, control genes) and ``model_state``;
+  layer factory import path, gene vocabulary, control genes, the training graph's
+  radius: absent from checkpoints written before stgraph recorded it, which load
+  with ``radius`` None) and ``model_state``;
 - ``training`` (optional): the trainer's state, i.e. its configuration, metadata,
   optimiser state, step and loss history (every random draw of training is a
   function of the seed and the step, so no generator state is needed).

@@ -36,7 +36,7 @@ from torch_geometric.data import Data
 from .._validation import check_int, check_real, check_seed
 from ..data.batching import collate_units, tile_units
 from ..graph._fields import check_graph_fields
-from .mgm import MaskedGeneModel
+from .mgm import MaskedGeneModel, warn_other_radius
 from .trainer import resolve_device
 
 
@@ -282,6 +282,13 @@ def evaluate_held_out(
         If ``model`` is not a :class:`~stgraph.models.MaskedGeneModel`, ``graph`` not a
         :class:`torch_geometric.data.Data`, ``graph.radius`` or ``rate`` not a real
         number, or ``seed``, ``max_fit_nodes`` or ``batch_size`` not an integer.
+
+    Warns
+    -----
+    UserWarning
+        When the model was pretrained at another radius than ``graph.radius`` (where
+        its :attr:`~stgraph.models.MaskedGeneModel.radius` is known): it is scored on
+        neighbourhoods of a size it never saw.
     """
     # Checked before any work: numpy's and the loops' own errors came after the baselines,
     # and max_fit_nodes=0 fitted beta on no transcript at all.
@@ -315,6 +322,7 @@ def evaluate_held_out(
             "halo (n_layers * radius µm) of the tiles the model scores"
         )
     radius = check_real("graph.radius", graph.radius)
+    warn_other_radius(model, graph)
     gene = model.gene_tokens(graph)
     evaluable = ~model.is_control_gene.cpu()[gene]
     held_out = ~train_mask

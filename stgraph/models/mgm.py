@@ -1,13 +1,15 @@
 """Masked gene model: a transcript encoder, its gene vocabulary and the MGM head."""
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from .._validation import check_not_one_name
+from .._validation import check_not_one_name, check_real
+from .._warnings import warn_user
 from ..nn.encoder import ConvFactory, TranscriptEncoder
 from ..nn.heads import MaskedGeneHead
 
@@ -24,16 +26,30 @@ class MaskedGeneModel(torch.nn.Module):
     control_genes
         Names in ``gene_names`` that are negative-control probes: never targets
         nor random replacements in training.
+    radius
+        Radius (µm) of the transcript graph the model was trained on; None where
+        unknown.
+
+    Attributes
+    ----------
+    radius
+        The training graph's radius (µm), set by :func:`stgraph.tl.pretrain` and
+        saved in checkpoints; None for a model built without one, or loaded from a
+        checkpoint written before stgraph recorded it. Where it is known,
+        :func:`stgraph.tl.domains`, :func:`stgraph.tl.colocalization` and
+        :func:`stgraph.models.evaluate_held_out` warn when they apply the model to a
+        graph of another radius.
 
     Raises
     ------
     TypeError
-        If ``encoder`` is not a :class:`~stgraph.nn.TranscriptEncoder`, or
+        If ``encoder`` is not a :class:`~stgraph.nn.TranscriptEncoder`,
         ``gene_names`` or ``control_genes`` is one string (it would be read letter
-        by letter).
+        by letter), or ``radius`` is not a real number.
     ValueError
-        If ``gene_names`` does not hold one unique name per gene of the encoder, or
-        ``control_genes`` names a gene not in it.
+        If ``gene_names`` does not hold one unique name per gene of the encoder,
+        ``control_genes`` names a gene not in it, or ``radius`` is not positive and
+        finite.
     """
 
     def __init__(
@@ -41,6 +57,7 @@ class MaskedGeneModel(torch.nn.Module):
         encoder: TranscriptEncoder,
         gene_names: Sequence[str],
         control_genes: Sequence[str] = (),
+        radius: float | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(encoder, TranscriptEncoder):
@@ -57,6 +74,7 @@ class MaskedGeneModel(torch.nn.Module):
         unknown = sorted(set(control_genes) - set(gene_names))
         if unknown:
             raise ValueError(f"control genes not in gene_names: {unknown}")
+        self.radius = None if radius is None else check_real("radius", radius)
         self.encoder = encoder
         self.head = MaskedGeneHead(encoder.d_model, encoder.n_genes)
         self.gene_names = gene_names
@@ -71,6 +89,7 @@ class MaskedGeneModel(torch.nn.Module):
             encoder=dict(self.encoder.config),
             gene_names=list(self.gene_names),
             control_genes=list(self.control_genes),
+            radius=self.radius,
         )
 
     @classmethod
@@ -80,8 +99,9 @@ class MaskedGeneModel(torch.nn.Module):
         Parameters
         ----------
         config
-            A model's :attr:`config`: the encoder's config, the gene names and the
-            control genes.
+            A model's :attr:`config`: the encoder's config, the gene names, the
+            control genes and the training radius (a config without one, as saved
+            before stgraph recorded it, gives ``radius`` None).
         conv
             Layer class or factory of the encoder, as in
             :meth:`stgraph.nn.TranscriptEncoder.from_config`.
@@ -92,7 +112,7 @@ class MaskedGeneModel(torch.nn.Module):
             As :meth:`stgraph.nn.TranscriptEncoder.from_config`, for the encoder's layer.
         """
         encoder = TranscriptEncoder.from_config(config["encoder"], conv=conv)
-        return cls(encoder, config["gene_names"], config["control_genes"])
+        return cls(encoder, config["gene_names"], config["control_genes"], config.get("radius"))
 
     def gene_tokens(self, graph: Data) -> Tensor:
         """Tokens of ``graph.gene`` in this model's vocabulary.
@@ -128,3 +148,24 @@ class MaskedGeneModel(torch.nn.Module):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.encoder!r}, n_controls={len(self.control_genes)})"
+
+
+def warn_other_radius(model: Any, graph: Data, graph_name: str = "the graph", alternative: str = "") -> None:
+    """Warn when ``model`` (a :class:`MaskedGeneModel`, a :func:`stgraph.tl.pretrain`
+    result, or a bare encoder) was trained at a known radius other than ``graph``'s.
+
+    Its distance penalties start from the training radius and it learned contexts of
+    that size: on another radius it still runs, on neighbourhoods it never saw.
+    Nothing is said where either radius is unknown. ``graph_name`` names the graph
+    in the message, ``alternative`` adds a remedy of the caller's own.
+    """
+    trained = getattr(getattr(model, "model", model), "radius", None)
+    radius = graph.get("radius")
+    if trained is None or radius is None or math.isclose(float(radius), trained, rel_tol=1e-6):
+        return
+    warn_user(
+        f"the model was pretrained on a graph of radius {trained:g} µm, but {graph_name} has radius "
+        f"{float(radius):g} µm: its distance penalties and the contexts it learned are of its own radius; "
+        f"build {graph_name} with radius={trained:g}{alternative}, or pretrain the model at "
+        f"radius={float(radius):g}"
+    )

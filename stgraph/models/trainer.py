@@ -515,8 +515,10 @@ class MaskedGeneTrainer:
     def restore(self, path: str | os.PathLike) -> None:
         """Continue from a checkpoint written by :meth:`save`.
 
-        The checkpoint's model configuration, training configuration and metadata
-        must equal this trainer's; its weights and training state replace the current ones.
+        The checkpoint's model configuration (its ``radius`` aside, a property of the
+        training data, which the metadata describe), training configuration and
+        metadata must equal this trainer's; its weights and training state replace the
+        current ones.
 
         Parameters
         ----------
@@ -535,8 +537,14 @@ class MaskedGeneTrainer:
         training = payload.get("training")
         if training is None:
             raise ValueError(f"{path} holds a model without training state; cannot resume")
-        if payload["model_config"] != self.model.config:
-            differ = _model_differences(payload["model_config"], self.model.config)
+        # The radius is the training data's, which the metadata (checked below) describe;
+        # a checkpoint written before the model recorded it has none.
+        saved, current = (
+            {key: value for key, value in config.items() if key != "radius"}
+            for config in (payload["model_config"], self.model.config)
+        )
+        if saved != current:
+            differ = _model_differences(saved, current)
             message = f"{path} holds a model of another configuration; cannot resume: " + "; ".join(differ)
             # A model setting can follow from the data (the default distance penalties from
             # the radius): name the data that differ too, or the user may not see why.

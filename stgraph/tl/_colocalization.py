@@ -18,6 +18,7 @@ from ..io import TABLE_KEY, check_table
 from ..io._table import ensure_table
 from ..io._spatialdata import check_spatialdata
 from ..io import _schema as S
+from ..models.mgm import warn_other_radius
 from ._graph_input import graph_for
 from ._output_keys import check_uns_key
 
@@ -195,6 +196,10 @@ def colocalization(
         With ``method="permutation"``, when pairs exceed every permutation but
         ``n_perms`` is too few for their ``fdr`` to reach 0.05
         (:func:`stgraph.coloc.score_pairs`).
+    UserWarning
+        When ``model`` was pretrained at another radius than the graph's (where its
+        :attr:`~stgraph.models.MaskedGeneModel.radius` is known): its attention
+        weighs neighbourhoods of a size it never saw.
     """
     check_spatialdata(sdata)
     include_controls = check_bool("include_controls", include_controls)
@@ -224,6 +229,7 @@ def colocalization(
     if attention is not None:
         weight = edge_attention(attention, n_edges)
     elif model is not None:
+        warn_other_radius(model, graph)
         weight = encoder_outputs(model, graph, attention=True, max_edges=max_edges).attention
     else:
         weight = None

@@ -35,6 +35,7 @@ from ..io import TABLE_KEY, check_table
 from ..io._table import ensure_table
 from ..io._spatialdata import check_element_name, check_spatialdata, optional_shapes, outline_geometry
 from ..io import _schema as S
+from ..models.mgm import warn_other_radius
 from ._graph_input import checked_graph, graph_for
 from ._output_keys import SCHEMA_COLUMNS, SCHEMA_SHAPES, check_output_key, check_uns_key
 from ._points_output import set_points_columns
@@ -445,6 +446,10 @@ def domains(
     UserWarning
         When more than :data:`ISOLATED_WARNING` of the transcripts in cells have no
         neighbour in their cell within ``radius``.
+    UserWarning
+        With ``representation="embedding"`` or ``"both"``, when ``model`` was
+        pretrained at another radius than the graph it runs on (``encoder_graph``,
+        default ``graph``), where both radii are known.
     """
     check_spatialdata(sdata)
     inplace = check_bool("inplace", inplace)
@@ -495,6 +500,13 @@ def domains(
             np.asarray(graph.gene_names)[graph.gene.numpy()],
         ):
             raise ValueError("encoder_graph must hold the transcripts of graph, in the same order")
+    if representation != "composition":
+        if encoder_graph is graph:
+            warn_other_radius(
+                model, graph, alternative=" (or pass one as encoder_graph: the domains keep this graph's radius)"
+            )
+        else:
+            warn_other_radius(model, encoder_graph, "encoder_graph")
     features = _features(
         graph, within, members, representation, model, encoder_graph, bandwidth, n_components, n_passes,
         max_edges, seed,

@@ -476,7 +476,7 @@ def pretrain(
             n_dims=graph.pos.size(1),
             pe_scale=pe_scale,
         )
-        model = MaskedGeneModel(encoder, gene_names, control_genes)
+        model = MaskedGeneModel(encoder, gene_names, control_genes, radius=radius)
     metadata = dict(
         radius=radius,
         batch_by=batch_by,
