@@ -85,7 +85,9 @@ def test_a_model_of_another_dimension_names_the_mismatch():
     n = len(_frame(flat))
     message = (f"pos must have shape [{n}, 3], got ({n}, 2): the encoder encodes 3D positions (x, y, z) and these "
                "transcripts have 2D ones (x, y); use a model pretrained on 2D data")
-    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+    # The other radius is warned of too (the model's is 1.5 µm), before the refusal.
+    with pytest.warns(UserWarning, match=re.escape("pretrained on a graph of radius 1.5 µm, but the graph has radius 3 µm")), \
+            pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
         sg.tl.domains(flat, radius=3.0, n_domains=2, model=result)
 
 
